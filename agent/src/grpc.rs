@@ -1,0 +1,169 @@
+//! The agent's gRPC server (AgentService).
+//!
+//! Status, drain/undrain and the event stream are served here. Galera position,
+//! bootstrap, join and service actions answer UNIMPLEMENTED naming the issue that brings
+//! them, so a coordinator never mistakes a missing feature for a refusal.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use triad_proto::gossip::{self, NodeKeys};
+use triad_proto::v1;
+use triad_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+
+use crate::membership::Membership;
+use crate::runtime::AgentState;
+
+#[derive(Debug, Clone)]
+pub struct AgentGrpc {
+    state: Arc<AgentState>,
+    membership: Arc<Membership>,
+}
+
+impl AgentGrpc {
+    pub fn new(state: Arc<AgentState>, membership: Arc<Membership>) -> AgentGrpc {
+        AgentGrpc { state, membership }
+    }
+
+    pub fn into_server(self) -> AgentServiceServer<AgentGrpc> {
+        AgentServiceServer::new(self)
+    }
+
+    fn node_status(&self, keys: &NodeKeys, live_peers: u32) -> v1::NodeStatus {
+        let identity = &self.state.identity;
+        v1::NodeStatus {
+            node_id: identity.node_id.clone(),
+            role: proto_role(identity.role) as i32,
+            address: identity.address.to_string(),
+            gossip_addr: identity.gossip_addr.to_string(),
+            grpc_addr: identity.grpc_addr.to_string(),
+            generation: identity.generation,
+            version: identity.version.clone(),
+            services: service_states(keys),
+            ready: keys.ready,
+            draining: keys.draining,
+            metrics: Some(host_metrics(&keys.metrics)),
+            live_peers,
+            uptime_secs: identity.started_at.elapsed().as_secs(),
+        }
+    }
+}
+
+pub fn proto_role(role: gossip::Role) -> v1::Role {
+    match role {
+        gossip::Role::Core => v1::Role::Core,
+        gossip::Role::Web => v1::Role::Web,
+        gossip::Role::Coordinator | gossip::Role::Unknown => v1::Role::Unspecified,
+    }
+}
+
+pub fn service_states(keys: &NodeKeys) -> Vec<v1::ServiceState> {
+    keys.service_states()
+        .into_iter()
+        .map(|(name, state)| v1::ServiceState {
+            name: name.to_string(),
+            state: state.to_string(),
+        })
+        .collect()
+}
+
+pub fn host_metrics(metrics: &gossip::MetricKeys) -> v1::HostMetrics {
+    v1::HostMetrics {
+        cpu_percent: metrics.cpu_percent.unwrap_or(0.0),
+        mem_used_bytes: metrics.mem_used_bytes.unwrap_or(0),
+        mem_total_bytes: metrics.mem_total_bytes.unwrap_or(0),
+    }
+}
+
+fn not_yet(what: &str, issue: u32) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not implemented by this agent version yet (issue #{issue})"
+    ))
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::NodeEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentGrpc {
+    async fn status(
+        &self,
+        _: Request<v1::AgentStatusRequest>,
+    ) -> Result<Response<v1::NodeStatus>, Status> {
+        let live_peers = self.membership.live_peer_count().await as u32;
+        Ok(Response::new(
+            self.node_status(&self.state.keys(), live_peers),
+        ))
+    }
+
+    async fn galera_position(
+        &self,
+        _: Request<v1::GaleraPositionRequest>,
+    ) -> Result<Response<v1::GaleraPosition>, Status> {
+        Err(not_yet("galera position", 4))
+    }
+
+    async fn bootstrap(
+        &self,
+        _: Request<v1::BootstrapRequest>,
+    ) -> Result<Response<v1::BootstrapReply>, Status> {
+        Err(not_yet("galera bootstrap", 4))
+    }
+
+    async fn join(&self, _: Request<v1::JoinRequest>) -> Result<Response<v1::JoinReply>, Status> {
+        Err(not_yet("galera join", 4))
+    }
+
+    async fn drain(
+        &self,
+        request: Request<v1::DrainRequest>,
+    ) -> Result<Response<v1::DrainReply>, Status> {
+        tracing::info!(reason = %request.get_ref().reason, "draining on request");
+        self.state.update(|keys| keys.draining = true);
+        self.membership.publish(&self.state.keys()).await;
+        Ok(Response::new(v1::DrainReply { draining: true }))
+    }
+
+    async fn undrain(
+        &self,
+        _: Request<v1::UndrainRequest>,
+    ) -> Result<Response<v1::DrainReply>, Status> {
+        tracing::info!("undraining on request");
+        self.state.update(|keys| keys.draining = false);
+        self.membership.publish(&self.state.keys()).await;
+        Ok(Response::new(v1::DrainReply { draining: false }))
+    }
+
+    async fn service_action(
+        &self,
+        _: Request<v1::ServiceActionRequest>,
+    ) -> Result<Response<v1::ServiceActionReply>, Status> {
+        Err(not_yet("service actions", 5))
+    }
+
+    type EventsStream = EventStream;
+
+    async fn events(
+        &self,
+        _: Request<v1::AgentEventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let this = self.clone();
+        let stream = WatchStream::new(self.state.subscribe()).map(move |keys| {
+            Ok(v1::NodeEvent {
+                at_unix_ms: unix_ms_now(),
+                status: Some(this.node_status(&keys, 0)),
+                reason: if keys.ready { "ready" } else { "not ready" }.to_string(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

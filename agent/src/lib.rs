@@ -1,0 +1,18 @@
+//! triad-agent: runs on every node. It keeps the node's services healthy on its own
+//! (design principle 1), gossips the node's state with chitchat, and answers the
+//! coordinator over gRPC.
+//!
+//! Modules: `config` (TOML → validated config), `membership` (the only chitchat user),
+//! `runtime` (the main loop), `readiness` (pure), `metrics` (sysinfo), `grpc` (the
+//! AgentService server), `systemd` (notify, watchdog), `telemetry` (tracing).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod grpc;
+pub mod membership;
+pub mod metrics;
+pub mod readiness;
+pub mod runtime;
+pub mod systemd;
+pub mod telemetry;

@@ -1,0 +1,221 @@
+//! The agent's main loop.
+//!
+//! Inputs: the validated config, a gossip transport, a metrics source. Every
+//! `heartbeat_interval` it bumps its heartbeat, samples host metrics, recomputes readiness
+//! and publishes the node's keys; it pings the systemd watchdog from the same loop, so a
+//! stuck loop gets the agent restarted. Errors of one collector are logged and skipped.
+//! Service modules (Galera, Gluster, mount, Apache) plug in here as later issues land;
+//! until then their keys stay `unknown`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chitchat::transport::Transport;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use triad_proto::gossip::{NodeKeys, Role};
+
+use crate::config::AgentConfig;
+use crate::membership::{Membership, MembershipConfig, MembershipError};
+use crate::metrics::MetricsSource;
+use crate::readiness::{is_ready, ReadinessCheck};
+
+/// What does not change while this agent process runs.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub node_id: String,
+    pub role: Role,
+    pub address: std::net::IpAddr,
+    pub gossip_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub generation: u64,
+    pub version: String,
+    pub started_at: Instant,
+}
+
+/// The node's current keys, shared between the main loop and the gRPC server. The
+/// watch notifies readers (the gRPC event stream) of changes other than heartbeats and
+/// metrics.
+#[derive(Debug)]
+pub struct AgentState {
+    pub identity: NodeIdentity,
+    pub readiness: Vec<ReadinessCheck>,
+    keys: watch::Sender<NodeKeys>,
+}
+
+impl AgentState {
+    pub fn keys(&self) -> NodeKeys {
+        self.keys.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<NodeKeys> {
+        self.keys.subscribe()
+    }
+
+    /// Apply `change` to the keys and recompute readiness. Readers are woken only when
+    /// something besides the heartbeat and metrics changed.
+    pub fn update(&self, change: impl FnOnce(&mut NodeKeys)) {
+        self.keys.send_if_modified(|keys| {
+            let before = keys.clone();
+            change(keys);
+            keys.ready = is_ready(keys, &self.readiness);
+            significant_change(&before, keys)
+        });
+    }
+}
+
+fn significant_change(before: &NodeKeys, after: &NodeKeys) -> bool {
+    let mut a = before.clone();
+    let mut b = after.clone();
+    a.heartbeat = None;
+    b.heartbeat = None;
+    a.metrics = Default::default();
+    b.metrics = Default::default();
+    a != b
+}
+
+/// A running agent: gossip plus the main loop. The gRPC server is started beside it by
+/// the binary (tests of gossip alone do not need it).
+pub struct AgentRuntime {
+    state: Arc<AgentState>,
+    membership: Arc<Membership>,
+    stop: watch::Sender<bool>,
+    main_loop: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for AgentRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRuntime")
+            .field("node", &self.state.identity.node_id)
+            .finish()
+    }
+}
+
+impl AgentRuntime {
+    /// Join gossip and start the main loop.
+    pub async fn start(
+        config: &AgentConfig,
+        generation: u64,
+        transport: &dyn Transport,
+        metrics: Box<dyn MetricsSource>,
+    ) -> Result<AgentRuntime, MembershipError> {
+        let identity = NodeIdentity {
+            node_id: config.node_id.clone(),
+            role: config.role,
+            address: config.address,
+            gossip_addr: config.gossip.advertise,
+            grpc_addr: config.grpc_listen,
+            generation,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: Instant::now(),
+        };
+        let mut initial = NodeKeys::initial(config.role, config.grpc_listen, &identity.version);
+        initial.ready = is_ready(&initial, &config.readiness);
+        let membership = Membership::join(
+            MembershipConfig {
+                node_id: config.node_id.clone(),
+                generation,
+                cluster_id: config.cluster_name.clone(),
+                seeds: config.seeds.clone(),
+                settings: config.gossip.clone(),
+            },
+            &initial,
+            transport,
+        )
+        .await?;
+        let (keys, _) = watch::channel(initial);
+        let state = Arc::new(AgentState {
+            identity,
+            readiness: config.readiness.clone(),
+            keys,
+        });
+        let membership = Arc::new(membership);
+        let (stop, stop_rx) = watch::channel(false);
+        let main_loop = tokio::spawn(main_loop(
+            state.clone(),
+            membership.clone(),
+            metrics,
+            config.heartbeat_interval,
+            stop_rx,
+        ));
+        tracing::info!(
+            node = %config.node_id,
+            generation,
+            gossip = %config.gossip.listen,
+            seeds = ?config.seeds,
+            "agent joined gossip"
+        );
+        Ok(AgentRuntime {
+            state,
+            membership,
+            stop,
+            main_loop,
+        })
+    }
+
+    pub fn state(&self) -> Arc<AgentState> {
+        self.state.clone()
+    }
+
+    pub fn membership(&self) -> Arc<Membership> {
+        self.membership.clone()
+    }
+
+    /// Stop the main loop and leave gossip. Managed services are not touched (design
+    /// principle 5: on SIGTERM the agent stops only its own loops).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.main_loop.await {
+            tracing::warn!(%error, "agent main loop ended abnormally");
+        }
+        match Arc::try_unwrap(self.membership) {
+            Ok(membership) => membership.shutdown().await,
+            Err(_) => tracing::warn!("gossip still referenced at stop; dropping it"),
+        }
+    }
+}
+
+async fn main_loop(
+    state: Arc<AgentState>,
+    membership: Arc<Membership>,
+    mut metrics: Box<dyn MetricsSource>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let watchdog = crate::systemd::Watchdog::from_env();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let sample = metrics.sample();
+        state.update(|keys| {
+            keys.heartbeat = Some(keys.heartbeat.unwrap_or(0).wrapping_add(1));
+            keys.metrics.cpu_percent = sample.cpu_percent;
+            keys.metrics.mem_used_bytes = sample.mem_used_bytes;
+            keys.metrics.mem_total_bytes = sample.mem_total_bytes;
+        });
+        membership.publish(&state.keys()).await;
+        watchdog.ping();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_and_metrics_alone_are_not_significant() {
+        let before = NodeKeys::default();
+        let mut after = before.clone();
+        after.heartbeat = Some(9);
+        after.metrics.cpu_percent = Some(3.0);
+        assert!(!significant_change(&before, &after));
+        after.draining = true;
+        assert!(significant_change(&before, &after));
+    }
+}

@@ -1,0 +1,538 @@
+//! The gossip key schema: which chitchat keys a node publishes and how their values are
+//! encoded.
+//!
+//! Every value is a short string so a whole node state stays far below one UDP datagram.
+//! Decoding never fails as a whole: a value that does not decode leaves its field
+//! `Unknown` and yields a [`DecodeError`] that names the node and the key, so one bad
+//! (or newer-schema, or forged) value never hides the rest of a node's state.
+//!
+//! Design principle 2 applies: gossip detects, authenticated gRPC decides. Nothing decoded
+//! here is trusted for a destructive action without confirmation over gRPC.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// Version of this schema. Bumped when a key changes meaning; readers decode what they
+/// know from newer versions and report the rest.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Key names, in one place.
+pub mod keys {
+    pub const SCHEMA: &str = "schema";
+    pub const ROLE: &str = "role";
+    pub const GRPC: &str = "grpc";
+    pub const VERSION: &str = "ver";
+    /// Agent main-loop heartbeat: a counter bumped by every loop iteration. Distinct from
+    /// chitchat's own heartbeat, which keeps beating when the agent's loop is stuck.
+    pub const HEARTBEAT: &str = "hb";
+    pub const GALERA_STATE: &str = "galera.state";
+    pub const GALERA_CLUSTER_STATUS: &str = "galera.cluster_status";
+    pub const GALERA_SIZE: &str = "galera.size";
+    pub const GALERA_UUID: &str = "galera.uuid";
+    pub const GALERA_SEQNO: &str = "galera.seqno";
+    pub const GALERA_SAFE_TO_BOOTSTRAP: &str = "galera.safe_to_bootstrap";
+    pub const GLUSTER_DAEMON: &str = "gluster.daemon";
+    pub const GLUSTER_BRICK: &str = "gluster.brick";
+    pub const MOUNT: &str = "mount";
+    pub const APACHE: &str = "apache";
+    pub const REQ_TOTAL: &str = "req_total";
+    pub const BUSY_WORKERS: &str = "busy_workers";
+    pub const CPU: &str = "cpu";
+    pub const MEM: &str = "mem";
+    pub const MEM_TOTAL: &str = "mem_total";
+    pub const READY: &str = "ready";
+    pub const DRAINING: &str = "draining";
+}
+
+/// A value that did not decode. Names the node, the key and the raw value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node {node}: gossip key `{key}` = {value:?}: {reason}")]
+pub struct DecodeError {
+    pub node: String,
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// A gossip value type: a closed set of words, or a number, with `Unknown` for "not
+/// observed (yet)".
+pub trait GossipValue: Sized {
+    fn encode(&self) -> String;
+    fn decode(raw: &str) -> Result<Self, String>;
+}
+
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum $name {
+            #[default]
+            Unknown,
+            $($variant),+
+        }
+
+        impl $name {
+            /// Every value, `Unknown` first.
+            pub const ALL: &'static [$name] = &[$name::Unknown, $($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $name::Unknown => "unknown",
+                    $($name::$variant => $word),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl GossipValue for $name {
+            fn encode(&self) -> String {
+                self.as_str().to_string()
+            }
+
+            fn decode(raw: &str) -> Result<Self, String> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|candidate| candidate.as_str() == raw)
+                    .ok_or_else(|| {
+                        let words: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                        format!("expected one of {}", words.join(", "))
+                    })
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// The node's role. `Coordinator` marks the coordinator's observer entry in gossip.
+    Role { Core => "core", Web => "web", Coordinator => "coordinator" }
+);
+
+word_enum!(
+    /// Galera as the agent sees it (design section 4).
+    GaleraState {
+        Stopped => "stopped",
+        Recovering => "recovering",
+        Joining => "joining",
+        Donor => "donor",
+        Synced => "synced",
+        PrimaryLost => "primary-lost",
+        Bootstrapping => "bootstrapping",
+        NotManaged => "not-managed",
+    }
+);
+
+word_enum!(
+    /// A daemon's health (Apache, glusterd).
+    Health { Ok => "ok", Down => "down", NotManaged => "not-managed" }
+);
+
+word_enum!(
+    /// The local Gluster brick.
+    BrickState { Online => "online", Offline => "offline", Absent => "absent", NotManaged => "not-managed" }
+);
+
+word_enum!(
+    /// The docroot FUSE mount.
+    MountState { Ok => "ok", Absent => "absent", Stale => "stale", NotManaged => "not-managed" }
+);
+
+/// Galera's `wsrep_cluster_status` as published (free text from mysqld, e.g. "Primary").
+pub type ClusterStatusWord = Option<String>;
+
+/// The Galera part of a node's state.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GaleraKeys {
+    pub state: GaleraState,
+    pub cluster_status: Option<String>,
+    pub size: Option<u32>,
+    pub uuid: Option<String>,
+    pub seqno: Option<i64>,
+    pub safe_to_bootstrap: Option<bool>,
+}
+
+/// Host metrics as gossiped.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct MetricKeys {
+    /// Percent of all cores, one decimal.
+    pub cpu_percent: Option<f64>,
+    pub mem_used_bytes: Option<u64>,
+    pub mem_total_bytes: Option<u64>,
+    /// Apache's `Total Accesses` counter.
+    pub req_total: Option<u64>,
+    pub busy_workers: Option<u32>,
+}
+
+/// Everything one node publishes, typed.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct NodeKeys {
+    pub schema: u32,
+    pub role: Role,
+    pub grpc: Option<SocketAddr>,
+    pub version: Option<String>,
+    pub heartbeat: Option<u64>,
+    pub galera: GaleraKeys,
+    pub gluster_daemon: Health,
+    pub gluster_brick: BrickState,
+    pub mount: MountState,
+    pub apache: Health,
+    pub metrics: MetricKeys,
+    pub ready: bool,
+    pub draining: bool,
+}
+
+impl NodeKeys {
+    /// The keys of a freshly started agent: every service `Unknown`, not ready.
+    pub fn initial(role: Role, grpc: SocketAddr, version: &str) -> NodeKeys {
+        NodeKeys {
+            schema: SCHEMA_VERSION,
+            role,
+            grpc: Some(grpc),
+            version: Some(version.to_string()),
+            heartbeat: Some(0),
+            ..NodeKeys::default()
+        }
+    }
+
+    /// The services with their state word, in a fixed order (for status output).
+    pub fn service_states(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("galera", self.galera.state.as_str()),
+            ("gluster.daemon", self.gluster_daemon.as_str()),
+            ("gluster.brick", self.gluster_brick.as_str()),
+            ("mount", self.mount.as_str()),
+            ("apache", self.apache.as_str()),
+        ]
+    }
+
+    /// Encode into (key, value) pairs. Absent optional values are not published, so
+    /// readers see them as unknown.
+    pub fn encode(&self) -> Vec<(&'static str, String)> {
+        let mut kvs = vec![
+            (keys::SCHEMA, self.schema.to_string()),
+            (keys::ROLE, self.role.encode()),
+            (keys::GALERA_STATE, self.galera.state.encode()),
+            (keys::GLUSTER_DAEMON, self.gluster_daemon.encode()),
+            (keys::GLUSTER_BRICK, self.gluster_brick.encode()),
+            (keys::MOUNT, self.mount.encode()),
+            (keys::APACHE, self.apache.encode()),
+            (keys::READY, encode_bool(self.ready)),
+            (keys::DRAINING, encode_bool(self.draining)),
+        ];
+        let mut push = |key: &'static str, value: Option<String>| {
+            if let Some(value) = value {
+                kvs.push((key, value));
+            }
+        };
+        push(keys::GRPC, self.grpc.map(|addr| addr.to_string()));
+        push(keys::VERSION, self.version.clone());
+        push(keys::HEARTBEAT, self.heartbeat.map(|hb| hb.to_string()));
+        push(
+            keys::GALERA_CLUSTER_STATUS,
+            self.galera.cluster_status.clone(),
+        );
+        push(keys::GALERA_SIZE, self.galera.size.map(|n| n.to_string()));
+        push(keys::GALERA_UUID, self.galera.uuid.clone());
+        push(keys::GALERA_SEQNO, self.galera.seqno.map(|n| n.to_string()));
+        push(
+            keys::GALERA_SAFE_TO_BOOTSTRAP,
+            self.galera.safe_to_bootstrap.map(encode_bool),
+        );
+        push(
+            keys::CPU,
+            self.metrics.cpu_percent.map(|cpu| format!("{cpu:.1}")),
+        );
+        push(
+            keys::MEM,
+            self.metrics.mem_used_bytes.map(|n| n.to_string()),
+        );
+        push(
+            keys::MEM_TOTAL,
+            self.metrics.mem_total_bytes.map(|n| n.to_string()),
+        );
+        push(
+            keys::REQ_TOTAL,
+            self.metrics.req_total.map(|n| n.to_string()),
+        );
+        push(
+            keys::BUSY_WORKERS,
+            self.metrics.busy_workers.map(|n| n.to_string()),
+        );
+        kvs
+    }
+
+    /// Decode a node's key-values. Unknown keys are ignored (a newer agent may publish
+    /// more); values that do not decode leave their field unknown and are returned as
+    /// errors naming `node` and the key.
+    pub fn decode<'a>(
+        node: &str,
+        key_values: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> (NodeKeys, Vec<DecodeError>) {
+        let mut decoded = NodeKeys::default();
+        let mut errors = Vec::new();
+        for (key, raw) in key_values {
+            let result = decoded.decode_one(key, raw);
+            if let Err(reason) = result {
+                errors.push(DecodeError {
+                    node: node.to_string(),
+                    key: key.to_string(),
+                    value: truncate_for_report(raw),
+                    reason,
+                });
+            }
+        }
+        (decoded, errors)
+    }
+
+    fn decode_one(&mut self, key: &str, raw: &str) -> Result<(), String> {
+        match key {
+            keys::SCHEMA => self.schema = parse_number(raw)?,
+            keys::ROLE => self.role = Role::decode(raw)?,
+            keys::GRPC => self.grpc = Some(parse_number::<SocketAddr>(raw)?),
+            keys::VERSION => self.version = Some(parse_text(raw)?),
+            keys::HEARTBEAT => self.heartbeat = Some(parse_number(raw)?),
+            keys::GALERA_STATE => self.galera.state = GaleraState::decode(raw)?,
+            keys::GALERA_CLUSTER_STATUS => self.galera.cluster_status = Some(parse_text(raw)?),
+            keys::GALERA_SIZE => self.galera.size = Some(parse_number(raw)?),
+            keys::GALERA_UUID => self.galera.uuid = Some(parse_uuid(raw)?),
+            keys::GALERA_SEQNO => self.galera.seqno = Some(parse_seqno(raw)?),
+            keys::GALERA_SAFE_TO_BOOTSTRAP => {
+                self.galera.safe_to_bootstrap = Some(decode_bool(raw)?)
+            }
+            keys::GLUSTER_DAEMON => self.gluster_daemon = Health::decode(raw)?,
+            keys::GLUSTER_BRICK => self.gluster_brick = BrickState::decode(raw)?,
+            keys::MOUNT => self.mount = MountState::decode(raw)?,
+            keys::APACHE => self.apache = Health::decode(raw)?,
+            keys::REQ_TOTAL => self.metrics.req_total = Some(parse_number(raw)?),
+            keys::BUSY_WORKERS => self.metrics.busy_workers = Some(parse_number(raw)?),
+            keys::CPU => self.metrics.cpu_percent = Some(parse_percent(raw)?),
+            keys::MEM => self.metrics.mem_used_bytes = Some(parse_number(raw)?),
+            keys::MEM_TOTAL => self.metrics.mem_total_bytes = Some(parse_number(raw)?),
+            keys::READY => self.ready = decode_bool(raw)?,
+            keys::DRAINING => self.draining = decode_bool(raw)?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn encode_bool(value: bool) -> String {
+    if value { "1" } else { "0" }.to_string()
+}
+
+fn decode_bool(raw: &str) -> Result<bool, String> {
+    match raw {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ => Err("expected 0 or 1".to_string()),
+    }
+}
+
+fn parse_number<T: FromStr>(raw: &str) -> Result<T, String> {
+    raw.parse::<T>()
+        .map_err(|_| format!("expected {}", short_type_name::<T>()))
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// Free text is kept short and printable; anything else is refused.
+fn parse_text(raw: &str) -> Result<String, String> {
+    const MAX_TEXT: usize = 64;
+    if raw.len() > MAX_TEXT {
+        return Err(format!("longer than {MAX_TEXT} bytes"));
+    }
+    if raw.chars().any(|c| c.is_control()) {
+        return Err("contains control characters".to_string());
+    }
+    Ok(raw.to_string())
+}
+
+fn parse_uuid(raw: &str) -> Result<String, String> {
+    let groups: Vec<&str> = raw.split('-').collect();
+    let lengths_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
+    let hex_ok = groups
+        .iter()
+        .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()));
+    if lengths_ok && hex_ok {
+        Ok(raw.to_ascii_lowercase())
+    } else {
+        Err("expected a uuid (8-4-4-4-12 hex digits)".to_string())
+    }
+}
+
+fn parse_seqno(raw: &str) -> Result<i64, String> {
+    let seqno: i64 = parse_number(raw)?;
+    if seqno < -1 {
+        return Err("expected -1 or a non-negative seqno".to_string());
+    }
+    Ok(seqno)
+}
+
+fn parse_percent(raw: &str) -> Result<f64, String> {
+    let value: f64 = parse_number(raw)?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err("expected a percentage between 0 and 100".to_string());
+    }
+    Ok(value)
+}
+
+fn truncate_for_report(raw: &str) -> String {
+    const MAX_REPORTED: usize = 80;
+    if raw.len() <= MAX_REPORTED {
+        return raw.to_string();
+    }
+    let mut end = MAX_REPORTED;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &raw[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> NodeKeys {
+        NodeKeys {
+            schema: SCHEMA_VERSION,
+            role: Role::Core,
+            grpc: Some("10.214.0.11:7421".parse().unwrap()),
+            version: Some("0.1.0".into()),
+            heartbeat: Some(42),
+            galera: GaleraKeys {
+                state: GaleraState::Synced,
+                cluster_status: Some("Primary".into()),
+                size: Some(3),
+                uuid: Some("9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into()),
+                seqno: Some(250),
+                safe_to_bootstrap: Some(false),
+            },
+            gluster_daemon: Health::Ok,
+            gluster_brick: BrickState::Online,
+            mount: MountState::Stale,
+            apache: Health::Down,
+            metrics: MetricKeys {
+                cpu_percent: Some(12.5),
+                mem_used_bytes: Some(1 << 30),
+                mem_total_bytes: Some(24 << 30),
+                req_total: Some(1000),
+                busy_workers: Some(3),
+            },
+            ready: false,
+            draining: true,
+        }
+    }
+
+    fn round_trip(keys: &NodeKeys) -> (NodeKeys, Vec<DecodeError>) {
+        let encoded = keys.encode();
+        NodeKeys::decode("n1", encoded.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    #[test]
+    fn full_node_state_round_trips() {
+        let keys = sample();
+        let (decoded, errors) = round_trip(&keys);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(decoded, keys);
+    }
+
+    #[test]
+    fn initial_state_round_trips_with_every_service_unknown() {
+        let keys = NodeKeys::initial(Role::Web, "127.0.0.1:7421".parse().unwrap(), "0.1.0");
+        let (decoded, errors) = round_trip(&keys);
+        assert!(errors.is_empty());
+        assert_eq!(decoded, keys);
+        assert!(decoded
+            .service_states()
+            .iter()
+            .all(|(_, state)| *state == "unknown"));
+    }
+
+    #[test]
+    fn encoded_node_state_fits_far_below_one_datagram() {
+        let total: usize = sample()
+            .encode()
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum();
+        assert!(total < 1024, "node state is {total} bytes");
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_node_and_key_and_the_rest_still_decodes() {
+        let kvs = [
+            ("role", "core"),
+            ("galera.seqno", "twelve"),
+            ("galera.state", "exploded"),
+            ("ready", "yes"),
+            ("apache", "ok"),
+            ("some.future.key", "whatever"),
+        ];
+        let (decoded, errors) = NodeKeys::decode("n7", kvs);
+        assert_eq!(decoded.role, Role::Core);
+        assert_eq!(decoded.apache, Health::Ok);
+        assert_eq!(decoded.galera.seqno, None);
+        assert_eq!(decoded.galera.state, GaleraState::Unknown);
+        assert!(!decoded.ready);
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["galera.seqno", "galera.state", "ready"]);
+        let message = errors[0].to_string();
+        assert!(
+            message.contains("node n7") && message.contains("galera.seqno"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn seqno_below_minus_one_and_malformed_uuid_are_refused() {
+        let (decoded, errors) = NodeKeys::decode(
+            "n1",
+            [("galera.seqno", "-2"), ("galera.uuid", "not-a-uuid")],
+        );
+        assert_eq!(errors.len(), 2);
+        assert_eq!(decoded.galera, GaleraKeys::default());
+    }
+
+    #[test]
+    fn every_word_enum_value_round_trips() {
+        for state in GaleraState::ALL {
+            assert_eq!(GaleraState::decode(&state.encode()).unwrap(), *state);
+        }
+        for role in Role::ALL {
+            assert_eq!(Role::decode(&role.encode()).unwrap(), *role);
+        }
+        for mount in MountState::ALL {
+            assert_eq!(MountState::decode(&mount.encode()).unwrap(), *mount);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_values_never_panic(key in "[a-z._]{1,24}", value in any::<String>()) {
+            let _ = NodeKeys::decode("n1", [(key.as_str(), value.as_str())]);
+        }
+
+        #[test]
+        fn numeric_fields_round_trip(seqno in -1i64..i64::MAX, size in any::<u32>(), req in any::<u64>(), hb in any::<u64>()) {
+            let mut keys = sample();
+            keys.galera.seqno = Some(seqno);
+            keys.galera.size = Some(size);
+            keys.metrics.req_total = Some(req);
+            keys.heartbeat = Some(hb);
+            let (decoded, errors) = round_trip(&keys);
+            prop_assert!(errors.is_empty());
+            prop_assert_eq!(decoded, keys);
+        }
+    }
+}
