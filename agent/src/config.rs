@@ -142,21 +142,21 @@ enum RawRole {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawCluster {
-    pub(crate) name: String,
+pub struct RawCluster {
+    pub name: String,
     #[serde(default)]
-    pub(crate) seeds: Vec<String>,
+    pub seeds: Vec<String>,
 }
 
 /// `[gossip]`, shared by the agent and the coordinator.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawGossip {
-    pub(crate) listen: Option<String>,
-    pub(crate) advertise: Option<String>,
-    pub(crate) interval: Option<String>,
-    pub(crate) phi_threshold: Option<f64>,
-    pub(crate) dead_node_grace: Option<String>,
+pub struct RawGossip {
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub interval: Option<String>,
+    pub phi_threshold: Option<f64>,
+    pub dead_node_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -269,7 +269,7 @@ fn validate_node_id(id: &str) -> Result<(), String> {
 }
 
 /// `[cluster]`: name and seeds, validated. Shared with the coordinator.
-pub(crate) fn resolve_cluster(
+pub fn resolve_cluster(
     path: &Path,
     raw: &RawCluster,
 ) -> Result<(String, Vec<String>), ConfigError> {
@@ -317,7 +317,7 @@ fn parse_duration_key(
 }
 
 /// `[gossip]`, with defaults tuned for detection within about 2 s (design section 7).
-pub(crate) fn resolve_gossip(
+pub fn resolve_gossip(
     path: &Path,
     raw: &RawGossip,
     address: IpAddr,

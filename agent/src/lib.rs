@@ -16,3 +16,5 @@ pub mod readiness;
 pub mod runtime;
 pub mod systemd;
 pub mod telemetry;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;

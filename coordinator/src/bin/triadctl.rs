@@ -1,0 +1,122 @@
+//! `triadctl`: the operator's CLI.
+//!
+//! `triadctl status [--output text|json]` exits 0 when every node is live and ready, 1
+//! when the cluster is degraded, 2 when the coordinator cannot be asked.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use triad_coordinator::status::StatusReport;
+use triad_proto::v1;
+use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "triadctl",
+    version,
+    about = "Operate a Triad cluster through its coordinator"
+)]
+struct Cli {
+    /// The coordinator's gRPC endpoint.
+    #[arg(
+        long,
+        env = "TRIAD_COORDINATOR",
+        default_value = "http://127.0.0.1:7422",
+        global = true
+    )]
+    coordinator: String,
+    /// How long to wait for the coordinator.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Cluster summary and one row per node. Exit code: 0 healthy, 1 degraded, 2 error.
+    Status {
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+const EXIT_DEGRADED: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("triadctl: error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match cli.command {
+        Command::Status { output } => {
+            runtime.block_on(status(&cli.coordinator, cli.timeout, output))
+        }
+    }
+}
+
+async fn status(endpoint: &str, timeout: Duration, output: Output) -> ExitCode {
+    let reply = async {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|error| format!("{endpoint:?} is not a valid endpoint URL: {error}"))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect()
+            .await
+            .map_err(|error| format!("cannot reach the coordinator at {endpoint}: {error}"))?;
+        CoordinatorServiceClient::new(channel)
+            .cluster_status(v1::ClusterStatusRequest {})
+            .await
+            .map(|reply| reply.into_inner())
+            .map_err(|status| {
+                format!(
+                    "coordinator at {endpoint} refused ClusterStatus: {}",
+                    status.message()
+                )
+            })
+    };
+    let status = match tokio::time::timeout(timeout, reply).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(message)) => {
+            eprintln!("triadctl: error: {message}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+        Err(_) => {
+            eprintln!(
+                "triadctl: error: the coordinator at {endpoint} did not answer within {timeout:?}"
+            );
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let report = StatusReport::from_proto(&status);
+    match output {
+        Output::Text => print!("{}", report.render_text()),
+        Output::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("triadctl: error: cannot encode the status as JSON: {error}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        },
+    }
+    if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DEGRADED)
+    }
+}

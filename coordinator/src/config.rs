@@ -1,0 +1,148 @@
+//! The coordinator's configuration (`/etc/triad/coordinator.toml`), parsed strictly and
+//! validated with the same one-line errors as the agent's.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use triad_agent::config::{
+    load_toml, parse_toml, resolve_cluster, resolve_gossip, ConfigError, RawCluster, RawGossip,
+};
+use triad_agent::membership::GossipSettings;
+use triad_proto::ports;
+
+pub const DEFAULT_PATH: &str = "/etc/triad/coordinator.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCoordinatorConfig {
+    #[serde(default)]
+    coordinator: RawCoordinator,
+    cluster: RawCluster,
+    gossip: RawGossip,
+    #[serde(default)]
+    grpc: RawGrpc,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCoordinator {
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrpc {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinatorConfig {
+    /// The coordinator's own id in gossip (an observer entry with role `coordinator`).
+    pub id: String,
+    pub cluster_name: String,
+    pub seeds: Vec<String>,
+    pub gossip: GossipSettings,
+    pub grpc_listen: SocketAddr,
+}
+
+impl CoordinatorConfig {
+    pub fn load(path: &Path) -> Result<CoordinatorConfig, ConfigError> {
+        resolve(path, load_toml(path)?)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<CoordinatorConfig, ConfigError> {
+        resolve(path, parse_toml(path, text)?)
+    }
+}
+
+fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, ConfigError> {
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    let (cluster_name, seeds) = resolve_cluster(path, &raw.cluster)?;
+    if seeds.is_empty() {
+        return Err(invalid(
+            "cluster.seeds",
+            "the coordinator needs at least one seed (an agent's gossip address)".into(),
+        ));
+    }
+    let listen_text = raw.gossip.listen.as_deref().ok_or_else(|| {
+        invalid(
+            "gossip.listen",
+            "required: the coordinator's gossip address:port on the cluster network".into(),
+        )
+    })?;
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        invalid(
+            "gossip.listen",
+            format!("{listen_text:?} is not an address:port"),
+        )
+    })?;
+    let gossip = resolve_gossip(path, &raw.gossip, listen.ip())?;
+    if gossip.advertise.ip().is_unspecified() {
+        return Err(invalid(
+            "gossip.advertise",
+            "required when gossip.listen is a wildcard address".into(),
+        ));
+    }
+    let grpc_listen = match raw.grpc.listen {
+        Some(text) => text
+            .parse()
+            .map_err(|_| invalid("grpc.listen", format!("{text:?} is not an address:port")))?,
+        None => SocketAddr::from(([127, 0, 0, 1], ports::COORDINATOR_GRPC)),
+    };
+    let id = raw
+        .coordinator
+        .id
+        .unwrap_or_else(|| "coordinator".to_string());
+    if id.is_empty() || id.len() > 63 {
+        return Err(invalid("coordinator.id", "must be 1-63 characters".into()));
+    }
+    Ok(CoordinatorConfig {
+        id,
+        cluster_name,
+        seeds,
+        gossip,
+        grpc_listen,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+name = "lab"
+seeds = ["10.214.0.11:7420"]
+[gossip]
+listen = "10.214.0.1:7420"
+"#;
+
+    #[test]
+    fn defaults_put_grpc_on_loopback() {
+        let config = CoordinatorConfig::parse(Path::new("c.toml"), GOOD).unwrap();
+        assert_eq!(config.grpc_listen, "127.0.0.1:7422".parse().unwrap());
+        assert_eq!(config.gossip.advertise, "10.214.0.1:7420".parse().unwrap());
+        assert_eq!(config.id, "coordinator");
+    }
+
+    #[test]
+    fn missing_gossip_listen_and_unknown_keys_are_named() {
+        let error = CoordinatorConfig::parse(
+            Path::new("c.toml"),
+            &GOOD.replace("listen = \"10.214.0.1:7420\"", ""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("key `gossip.listen`"), "{error}");
+        let error =
+            CoordinatorConfig::parse(Path::new("c.toml"), &format!("{GOOD}\n[grpc]\nport = 1\n"))
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("unknown field `port`"), "{error}");
+    }
+}

@@ -1,0 +1,110 @@
+//! The coordinator's gRPC server (CoordinatorService): cluster status and the membership
+//! event stream. Recovery answers UNIMPLEMENTED until the Galera issue (#4) lands.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use triad_proto::v1;
+use triad_proto::v1::coordinator_service_server::{CoordinatorService, CoordinatorServiceServer};
+
+use crate::observer::Coordinator;
+use crate::status::cluster_status;
+use crate::view::ClusterEvent;
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorGrpc {
+    coordinator: Arc<Coordinator>,
+}
+
+impl CoordinatorGrpc {
+    pub fn new(coordinator: Arc<Coordinator>) -> CoordinatorGrpc {
+        CoordinatorGrpc { coordinator }
+    }
+
+    pub fn into_server(self) -> CoordinatorServiceServer<CoordinatorGrpc> {
+        CoordinatorServiceServer::new(self)
+    }
+
+    fn status_now(&self) -> v1::ClusterStatus {
+        let now = Instant::now();
+        let observing = now
+            .saturating_duration_since(self.coordinator.started_at)
+            .as_secs();
+        cluster_status(
+            &self.coordinator.cluster_name,
+            &self.coordinator.view(),
+            observing,
+            now,
+        )
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::ClusterEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CoordinatorService for CoordinatorGrpc {
+    async fn cluster_status(
+        &self,
+        _: Request<v1::ClusterStatusRequest>,
+    ) -> Result<Response<v1::ClusterStatus>, Status> {
+        Ok(Response::new(self.status_now()))
+    }
+
+    async fn recover(
+        &self,
+        _: Request<v1::RecoverRequest>,
+    ) -> Result<Response<v1::RecoverReply>, Status> {
+        Err(Status::unimplemented(
+            "full-outage recovery is not implemented by this coordinator version yet (issue #4)",
+        ))
+    }
+
+    type EventsStream = EventStream;
+
+    async fn events(
+        &self,
+        _: Request<v1::ClusterEventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let this = self.clone();
+        let stream = BroadcastStream::new(self.coordinator.subscribe()).filter_map(move |event| {
+            let event = match event {
+                Ok(event) => event,
+                // a slow reader missed events: tell it to resync from ClusterStatus
+                Err(_) => {
+                    return Some(Err(Status::data_loss(
+                        "event stream lagged; re-read ClusterStatus",
+                    )))
+                }
+            };
+            let (kind, node_id) = match &event {
+                ClusterEvent::Add(m) => (v1::ClusterEventKind::Add, m.node_id.clone()),
+                ClusterEvent::Update(m) => (v1::ClusterEventKind::Update, m.node_id.clone()),
+                ClusterEvent::Remove(m) => (v1::ClusterEventKind::Remove, m.node_id.clone()),
+            };
+            let node = this
+                .status_now()
+                .nodes
+                .into_iter()
+                .find(|n| n.node_id == node_id)
+                .or_else(|| {
+                    Some(v1::NodeView {
+                        node_id,
+                        ..Default::default()
+                    })
+                });
+            Some(Ok(v1::ClusterEvent {
+                kind: kind as i32,
+                node,
+                at_unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+            }))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

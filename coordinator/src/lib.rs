@@ -1,0 +1,15 @@
+//! triad-coordinator: one per cluster. It observes gossip into a typed cluster view and
+//! serves it to `triadctl`; the control loops (recovery, balancer membership, volume,
+//! autoscaling) build on that view as later issues land.
+//!
+//! Modules: `config`, `view` (pure: gossip snapshots → members and events), `observer`
+//! (the gossip loop that feeds the view), `status` (the status model and its renderings),
+//! `grpc` (CoordinatorService).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod grpc;
+pub mod observer;
+pub mod status;
+pub mod view;

@@ -1,0 +1,154 @@
+//! The coordinator's gossip observer.
+//!
+//! Inputs: gossip (as an observer node with role `coordinator`). It refreshes the
+//! [`ClusterView`] every gossip interval and whenever gossip reports a change, and
+//! broadcasts the view's Add/Update/Remove events. It takes no action itself: control
+//! loops (recovery, balancer, scaling) consume the view and confirm over gRPC.
+
+use std::sync::{Arc, RwLock};
+
+use chitchat::transport::Transport;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use triad_agent::membership::{Membership, MembershipConfig, MembershipError};
+use triad_proto::gossip::{NodeKeys, Role};
+
+use crate::config::CoordinatorConfig;
+use crate::view::{ClusterEvent, ClusterView};
+
+pub struct Coordinator {
+    pub cluster_name: String,
+    pub started_at: Instant,
+    membership: Arc<Membership>,
+    view: Arc<RwLock<ClusterView>>,
+    events: broadcast::Sender<ClusterEvent>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("cluster", &self.cluster_name)
+            .finish()
+    }
+}
+
+impl Coordinator {
+    pub async fn start(
+        config: &CoordinatorConfig,
+        generation: u64,
+        transport: &dyn Transport,
+    ) -> Result<Coordinator, MembershipError> {
+        let mut keys = NodeKeys::initial(
+            Role::Coordinator,
+            config.grpc_listen,
+            env!("CARGO_PKG_VERSION"),
+        );
+        keys.heartbeat = None;
+        let membership = Arc::new(
+            Membership::join(
+                MembershipConfig {
+                    node_id: config.id.clone(),
+                    generation,
+                    cluster_id: config.cluster_name.clone(),
+                    seeds: config.seeds.clone(),
+                    settings: config.gossip.clone(),
+                },
+                &keys,
+                transport,
+            )
+            .await?,
+        );
+        let view = Arc::new(RwLock::new(ClusterView::default()));
+        let (events, _) = broadcast::channel(1024);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(observe_loop(
+            membership.clone(),
+            view.clone(),
+            events.clone(),
+            config.gossip.interval,
+            stop_rx,
+        ));
+        tracing::info!(cluster = %config.cluster_name, gossip = %config.gossip.listen, "coordinator observing gossip");
+        Ok(Coordinator {
+            cluster_name: config.cluster_name.clone(),
+            started_at: Instant::now(),
+            membership,
+            view,
+            events,
+            stop,
+            task,
+        })
+    }
+
+    /// A copy of the current view.
+    pub fn view(&self) -> ClusterView {
+        self.view
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn membership(&self) -> Arc<Membership> {
+        self.membership.clone()
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        match Arc::try_unwrap(self.membership) {
+            Ok(membership) => membership.shutdown().await,
+            Err(_) => tracing::warn!("gossip still referenced at stop; dropping it"),
+        }
+    }
+}
+
+async fn observe_loop(
+    membership: Arc<Membership>,
+    view: Arc<RwLock<ClusterView>>,
+    events: broadcast::Sender<ClusterEvent>,
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut changes = membership.change_watcher().await;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = changes.changed() => if changed.is_err() { break },
+            _ = stop.changed() => break,
+        }
+        let observed = membership.members().await;
+        let new_events = {
+            let mut view = view
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            view.apply(&observed, Instant::now())
+        };
+        for event in new_events {
+            let member = event.member();
+            match &event {
+                ClusterEvent::Add(_) => {
+                    tracing::info!(node = %member.node_id, generation = member.generation, live = member.live, "member added")
+                }
+                ClusterEvent::Update(_) => {
+                    tracing::info!(node = %member.node_id, generation = member.generation, live = member.live, ready = member.keys.ready, "member updated")
+                }
+                ClusterEvent::Remove(_) => {
+                    tracing::info!(node = %member.node_id, "member forgotten")
+                }
+            }
+            for error in &member.decode_errors {
+                tracing::warn!(node = %member.node_id, error = %error, "gossip value ignored");
+            }
+            let _ = events.send(event);
+        }
+    }
+}

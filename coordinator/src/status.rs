@@ -1,0 +1,276 @@
+//! The cluster status model shared by the coordinator's gRPC answer and `triadctl status`:
+//! one serde model, rendered as text or as JSON (the stable contract).
+
+use serde::Serialize;
+use tokio::time::Instant;
+use triad_proto::v1;
+
+use crate::view::ClusterView;
+
+/// Build the gRPC answer from the view.
+pub fn cluster_status(
+    cluster_name: &str,
+    view: &ClusterView,
+    observing_secs: u64,
+    now: Instant,
+) -> v1::ClusterStatus {
+    let nodes = view
+        .members()
+        .map(|member| v1::NodeView {
+            node_id: member.node_id.clone(),
+            generation: member.generation,
+            gossip_addr: member.gossip_addr.to_string(),
+            grpc_addr: member.keys.grpc.map(|a| a.to_string()).unwrap_or_default(),
+            role: triad_agent::grpc::proto_role(member.keys.role) as i32,
+            live: member.live,
+            ready: member.keys.ready,
+            draining: member.keys.draining,
+            services: triad_agent::grpc::service_states(&member.keys),
+            heartbeat_age_ms: member.heartbeat_age(now).map(|age| age.as_millis() as u64),
+            agent_version: member.keys.version.clone().unwrap_or_default(),
+            metrics: Some(triad_agent::grpc::host_metrics(&member.keys.metrics)),
+            decode_errors: member.decode_errors.clone(),
+            schema_version: member.keys.schema,
+        })
+        .collect();
+    v1::ClusterStatus {
+        cluster_name: cluster_name.to_string(),
+        coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
+        nodes,
+        observing_secs,
+    }
+}
+
+/// `triadctl status --output json`: field names are a stable contract.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusReport {
+    pub cluster: String,
+    pub coordinator_version: String,
+    pub healthy: bool,
+    pub summary: Summary,
+    pub nodes: Vec<NodeRow>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub nodes: usize,
+    pub live: usize,
+    pub ready: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeRow {
+    pub id: String,
+    pub address: String,
+    pub grpc: String,
+    pub role: String,
+    pub generation: u64,
+    pub live: bool,
+    pub ready: bool,
+    pub draining: bool,
+    pub services: std::collections::BTreeMap<String, String>,
+    pub heartbeat_age_ms: Option<u64>,
+    pub version: String,
+    pub cpu_percent: f64,
+    pub mem_used_bytes: u64,
+    pub decode_errors: Vec<String>,
+}
+
+impl StatusReport {
+    pub fn from_proto(status: &v1::ClusterStatus) -> StatusReport {
+        let nodes: Vec<NodeRow> = status
+            .nodes
+            .iter()
+            .map(|node| NodeRow {
+                id: node.node_id.clone(),
+                address: node
+                    .gossip_addr
+                    .rsplit_once(':')
+                    .map(|(ip, _)| ip.to_string())
+                    .unwrap_or_default(),
+                grpc: node.grpc_addr.clone(),
+                role: match v1::Role::try_from(node.role).unwrap_or(v1::Role::Unspecified) {
+                    v1::Role::Core => "core",
+                    v1::Role::Web => "web",
+                    v1::Role::Unspecified => "unknown",
+                }
+                .to_string(),
+                generation: node.generation,
+                live: node.live,
+                ready: node.ready,
+                draining: node.draining,
+                services: node
+                    .services
+                    .iter()
+                    .map(|s| (s.name.clone(), s.state.clone()))
+                    .collect(),
+                heartbeat_age_ms: node.heartbeat_age_ms,
+                version: node.agent_version.clone(),
+                cpu_percent: node.metrics.as_ref().map(|m| m.cpu_percent).unwrap_or(0.0),
+                mem_used_bytes: node.metrics.as_ref().map(|m| m.mem_used_bytes).unwrap_or(0),
+                decode_errors: node.decode_errors.clone(),
+            })
+            .collect();
+        let summary = Summary {
+            nodes: nodes.len(),
+            live: nodes.iter().filter(|n| n.live).count(),
+            ready: nodes.iter().filter(|n| n.live && n.ready).count(),
+        };
+        StatusReport {
+            cluster: status.cluster_name.clone(),
+            coordinator_version: status.coordinator_version.clone(),
+            healthy: summary.nodes > 0 && summary.ready == summary.nodes,
+            summary,
+            nodes,
+        }
+    }
+
+    /// A `consul members` / `pcs status` style summary.
+    pub fn render_text(&self) -> String {
+        let mut out = format!(
+            "cluster {}: {} nodes, {} live, {} ready — {}\n\n",
+            self.cluster,
+            self.summary.nodes,
+            self.summary.live,
+            self.summary.ready,
+            if self.healthy { "healthy" } else { "DEGRADED" }
+        );
+        let header = [
+            "NODE",
+            "ADDRESS",
+            "ROLE",
+            "STATE",
+            "READY",
+            "GALERA",
+            "GLUSTERD",
+            "BRICK",
+            "MOUNT",
+            "APACHE",
+            "HEARTBEAT",
+        ];
+        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+        for node in &self.nodes {
+            let service = |name: &str| {
+                node.services
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into())
+            };
+            rows.push(vec![
+                node.id.clone(),
+                node.address.clone(),
+                node.role.clone(),
+                if node.live { "live" } else { "dead" }.into(),
+                if node.draining {
+                    "draining".into()
+                } else if node.ready {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                service("galera"),
+                service("gluster.daemon"),
+                service("gluster.brick"),
+                service("mount"),
+                service("apache"),
+                match node.heartbeat_age_ms {
+                    Some(ms) => format!("{:.1}s ago", ms as f64 / 1000.0),
+                    None => "never".into(),
+                },
+            ]);
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|col| {
+                rows.iter()
+                    .map(|row| row[col].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        for node in &self.nodes {
+            for error in &node.decode_errors {
+                out.push_str(&format!(
+                    "warning: node {}: gossip value ignored: {error}\n",
+                    node.id
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, live: bool, ready: bool) -> v1::NodeView {
+        v1::NodeView {
+            node_id: id.into(),
+            gossip_addr: "10.0.0.1:7420".into(),
+            role: v1::Role::Core as i32,
+            live,
+            ready,
+            services: vec![v1::ServiceState {
+                name: "galera".into(),
+                state: "synced".into(),
+            }],
+            heartbeat_age_ms: Some(1500),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn healthy_only_when_every_node_is_live_and_ready() {
+        let mut status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true)],
+            ..Default::default()
+        };
+        assert!(StatusReport::from_proto(&status).healthy);
+        status.nodes.push(node("n2", false, true));
+        let report = StatusReport::from_proto(&status);
+        assert!(!report.healthy);
+        assert_eq!(
+            report.summary,
+            Summary {
+                nodes: 2,
+                live: 1,
+                ready: 1
+            }
+        );
+        status.nodes.clear();
+        assert!(
+            !StatusReport::from_proto(&status).healthy,
+            "an empty cluster is not healthy"
+        );
+    }
+
+    #[test]
+    fn text_has_a_summary_and_one_row_per_node() {
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true), node("n2", false, false)],
+            ..Default::default()
+        };
+        let text = StatusReport::from_proto(&status).render_text();
+        assert!(
+            text.starts_with("cluster lab: 2 nodes, 1 live, 1 ready — DEGRADED"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("n2") && l.contains("dead") && l.contains("1.5s ago")),
+            "{text}"
+        );
+        assert!(text.contains("10.0.0.1") && text.contains("synced"));
+    }
+}
