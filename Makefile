@@ -1,0 +1,44 @@
+# Triad: the two commands that matter are `make lab` and `make test`.
+CARGO ?= cargo
+LAB = $(CARGO) run -q -p triad-tests --bin triad-lab --
+
+.PHONY: all deps build lab lab-down test check fmt lint unit bench-gossip bench-lab
+
+all: build
+
+## Host packages the lab and the tests need (idempotent, quick when all is there).
+deps:
+	scripts/install-host-deps.sh
+
+build:
+	$(CARGO) build --bins
+
+## A three-node Debian cluster in systemd-nspawn containers behind HAProxy on 127.0.0.1:8080.
+lab: deps build
+	$(LAB) up
+
+lab-down:
+	$(LAB) down
+
+## Every test: formatting, lints (warnings denied), unit, in-process, loopback and testbed tests.
+test: deps check build
+	$(CARGO) nextest run --workspace --no-tests=pass
+
+check: fmt lint
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Fast tests only (no containers): pure, in-process and loopback tiers.
+unit: build
+	$(CARGO) nextest run --workspace -E 'not test(/^testbed_/)'
+
+## Benchmarks, run on demand; they print figures.
+bench-gossip:
+	$(CARGO) bench -p triad-coordinator --bench gossip -- 3 10 100
+
+bench-lab: build
+	$(LAB) bench

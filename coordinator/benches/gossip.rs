@@ -1,0 +1,117 @@
+//! Gossip benchmark (run on demand): `cargo bench -p triad-coordinator --bench gossip -- [N...]`
+//!
+//! For each cluster size N (default 3 10 100), N agents run in one process on chitchat's
+//! in-memory transport at the production gossip interval (200 ms), in paused tokio time so
+//! the figures are protocol times, not CPU speed. Printed per N:
+//! - convergence: from the last agent's start until every agent sees all others live;
+//! - detection of a stopped agent: first / p50 / max over the survivors;
+//! - bytes per second per node in steady state (10 s window after convergence).
+//!
+//! The failure detector's sample window is 100 (8 bytes per sample per observed node), so
+//! 1000 nodes stay within a few GiB.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chitchat::transport::ChannelTransport;
+use tokio::time::Instant;
+use triad_agent::metrics::FixedMetrics;
+use triad_agent::runtime::AgentRuntime;
+use triad_agent::testsuite::agent_config_for_test;
+
+fn addr(i: usize) -> std::net::SocketAddr {
+    // 127.1.x.y: room for more than 255 nodes
+    std::net::SocketAddr::from(([127, 1, (i / 250) as u8, (i % 250 + 1) as u8], 7420))
+}
+
+async fn run(n: usize) {
+    let wall = std::time::Instant::now();
+    let transport = ChannelTransport::with_mtu(65_507);
+    let seeds: Vec<_> = (0..n.min(3)).map(addr).collect();
+    let interval = Duration::from_millis(200);
+    let mut agents = Vec::new();
+    for i in 0..n {
+        let mut config = agent_config_for_test(1, &seeds);
+        config.node_id = format!("n{i}");
+        config.address = addr(i).ip();
+        config.gossip.listen = addr(i);
+        config.gossip.advertise = addr(i);
+        agents.push(
+            AgentRuntime::start(&config, 1, &transport, Box::new(FixedMetrics::default()))
+                .await
+                .expect("agent starts"),
+        );
+        tokio::time::sleep(interval / n as u32).await;
+    }
+    let started = Instant::now();
+    let mut waits = Vec::new();
+    for agent in &agents {
+        let mut rx = agent.membership().change_watcher().await;
+        waits.push(tokio::spawn(async move {
+            let _ = rx.wait_for(|live| live.len() == n).await;
+            Instant::now()
+        }));
+    }
+    let mut converged = started;
+    for wait in waits {
+        converged = converged.max(wait.await.unwrap());
+    }
+    let convergence = converged - started;
+
+    let before = transport.statistics();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = transport.statistics();
+    let bytes_per_node_sec = (after.num_bytes_total - before.num_bytes_total) as f64 / n as f64 / 10.0;
+    let messages = after.num_messages_total - before.num_messages_total;
+    let avg_message = (after.num_bytes_total - before.num_bytes_total) as f64 / messages.max(1) as f64;
+
+    let victim = agents.remove(n / 2);
+    let victim_id: Arc<str> = victim.state().identity.node_id.clone().into();
+    let killed = Instant::now();
+    victim.stop().await;
+    let mut waits = Vec::new();
+    for agent in &agents {
+        let mut rx = agent.membership().change_watcher().await;
+        let victim_id = victim_id.clone();
+        waits.push(tokio::spawn(async move {
+            let _ = rx.wait_for(|live| !live.keys().any(|id| id.node_id == victim_id)).await;
+            Instant::now()
+        }));
+    }
+    let mut detections = Vec::new();
+    for wait in waits {
+        detections.push(wait.await.unwrap() - killed);
+    }
+    detections.sort();
+    let p50 = detections[detections.len() / 2];
+    println!(
+        "n={n:5}  converge {:6.2}s  detect first {:5.2}s p50 {:5.2}s max {:5.2}s  {:9.0} B/s/node  avg msg {:6.0} B  (wall {:.1}s)",
+        convergence.as_secs_f64(),
+        detections[0].as_secs_f64(),
+        p50.as_secs_f64(),
+        detections.last().unwrap().as_secs_f64(),
+        bytes_per_node_sec,
+        avg_message,
+        wall.elapsed().as_secs_f64(),
+    );
+    for agent in agents {
+        agent.stop().await;
+    }
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() { vec![3, 10, 100] } else { sizes };
+    println!("gossip interval 200 ms, phi 8, paused time (protocol seconds)");
+    for n in sizes {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(run(n));
+    }
+}
