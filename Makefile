@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LAB = $(CARGO) run -q -p triad-tests --bin triad-lab --
 
-.PHONY: all deps build lab lab-down test check fmt lint unit bench-gossip bench-lab
+.PHONY: all deps build lab lab-down test check fmt lint unit bench-gossip bench-lab deb
 
 all: build
 
@@ -21,7 +21,7 @@ lab-down:
 	$(LAB) down
 
 ## Every test: formatting, lints (warnings denied), unit, in-process, loopback and testbed tests.
-test: deps check build
+test: deps check build deb
 	$(CARGO) nextest run --workspace --no-tests=pass
 
 check: fmt lint
@@ -31,6 +31,18 @@ fmt:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Debian packages in target/debian/: triad-agent, triad-coordinator, triadctl (+ -dbgsym .ddebs).
+## Release build, man pages and completions from the clap definitions, then cargo-deb.
+## The testbed installs target/debian/triad-agent_*.deb into its nodes when it exists; the
+## testbed_packaging tests lint, install, upgrade and purge them. See packaging/README.md.
+deb:
+	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator --bins
+	target/release/triad-gen-assets target/release/assets
+	gzip -9nfk target/release/assets/man/*.[18]
+	$(CARGO) deb -p triad-agent --no-build --dbgsym
+	$(CARGO) deb -p triad-coordinator --no-build --dbgsym
+	$(CARGO) deb -p triad-coordinator --variant ctl --no-build --dbgsym
 
 ## Fast tests only (no containers): pure, in-process and loopback tiers.
 unit: build

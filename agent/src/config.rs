@@ -13,6 +13,8 @@ use triad_proto::gossip::Role;
 use triad_proto::ports;
 
 use crate::membership::GossipSettings;
+use crate::apache::driver::ApacheSettings;
+use crate::galera::{GaleraSettings, SstMethod};
 use crate::readiness::ReadinessCheck;
 
 pub const DEFAULT_PATH: &str = "/etc/triad/agent.toml";
@@ -117,6 +119,20 @@ struct RawAgentConfig {
     agent: RawAgent,
     #[serde(default)]
     readiness: RawReadiness,
+    #[serde(default)]
+    galera: RawGalera,
+    #[serde(default)]
+    apache: RawApache,
+}
+
+/// `[apache]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApache {
+    managed: Option<bool>,
+    unit: Option<String>,
+    port: Option<u16>,
+    health_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -169,6 +185,23 @@ struct RawGrpc {
 #[serde(deny_unknown_fields)]
 struct RawAgent {
     heartbeat_interval: Option<String>,
+    state_dir: Option<String>,
+}
+
+/// `[galera]`: everything optional; defaults fit Debian 12's mariadb-server.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGalera {
+    managed: Option<bool>,
+    sst_method: Option<SstMethod>,
+    gcache_size: Option<String>,
+    innodb_buffer_pool_size: Option<String>,
+    peers: Option<Vec<String>>,
+    datadir: Option<String>,
+    socket: Option<String>,
+    config_path: Option<String>,
+    unit: Option<String>,
+    start_backoff: Option<String>,
 }
 
 /// The validated agent configuration.
@@ -185,6 +218,10 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// Services that must be healthy for the node to be ready (default: all).
     pub readiness: Vec<ReadinessCheck>,
+    /// Where the agent keeps its own small state (the last Galera bootstrap epoch).
+    pub state_dir: PathBuf,
+    pub galera: GaleraSettings,
+    pub apache: ApacheSettings,
 }
 
 impl AgentConfig {
@@ -240,6 +277,7 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
             "must be more than 0 and at most 10s (the watchdog is pinged at this pace)".to_string(),
         ));
     }
+    let galera = resolve_galera(path, raw.galera, role, &cluster.0)?;
     Ok(AgentConfig {
         node_id: raw.node.id,
         role,
@@ -253,7 +291,69 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
             .readiness
             .require
             .unwrap_or_else(|| ReadinessCheck::ALL.to_vec()),
+        state_dir: PathBuf::from(raw.agent.state_dir.unwrap_or_else(|| "/var/lib/triad".to_string())),
+        galera,
+        apache: resolve_apache(path, raw.apache)?,
     })
+}
+
+fn resolve_apache(path: &Path, raw: RawApache) -> Result<ApacheSettings, ConfigError> {
+    let mut apache = ApacheSettings::default();
+    if let Some(managed) = raw.managed {
+        apache.managed = managed;
+    }
+    if let Some(unit) = raw.unit {
+        apache.unit = unit;
+    }
+    if let Some(port) = raw.port {
+        apache.port = port;
+    }
+    if let Some(health_path) = raw.health_path {
+        if !health_path.starts_with('/') {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "apache.health_path",
+                message: format!("{health_path:?} must start with '/'"),
+            });
+        }
+        apache.health_path = health_path;
+    }
+    Ok(apache)
+}
+
+fn resolve_galera(path: &Path, raw: RawGalera, role: Role, cluster_name: &str) -> Result<GaleraSettings, ConfigError> {
+    let mut galera = GaleraSettings::defaults(cluster_name);
+    // web nodes only serve: no database member unless the operator says so
+    galera.managed = raw.managed.unwrap_or(role == Role::Core);
+    if let Some(method) = raw.sst_method {
+        galera.sst_method = method;
+    }
+    if let Some(size) = raw.gcache_size {
+        galera.gcache_size = size;
+    }
+    galera.innodb_buffer_pool_size = raw.innodb_buffer_pool_size;
+    for peer in raw.peers.unwrap_or_default() {
+        let ip: IpAddr = peer.parse().map_err(|_| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: "galera.peers",
+            message: format!("{peer:?} is not an IP address"),
+        })?;
+        galera.peers.push(ip);
+    }
+    if let Some(dir) = raw.datadir {
+        galera.datadir = dir.into();
+    }
+    if let Some(socket) = raw.socket {
+        galera.socket = socket.into();
+    }
+    if let Some(config_path) = raw.config_path {
+        galera.config_path = config_path.into();
+    }
+    if let Some(unit) = raw.unit {
+        galera.unit = unit;
+    }
+    galera.start_backoff = parse_duration_key(path, "galera.start_backoff", raw.start_backoff.as_deref(), galera.start_backoff)?;
+    Ok(galera)
 }
 
 fn validate_node_id(id: &str) -> Result<(), String> {

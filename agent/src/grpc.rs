@@ -14,6 +14,8 @@ use triad_proto::gossip::{self, NodeKeys};
 use triad_proto::v1;
 use triad_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 
+use crate::galera::driver::{GaleraDriver, GaleraError};
+use crate::galera::position::Position;
 use crate::membership::Membership;
 use crate::runtime::AgentState;
 
@@ -21,11 +23,24 @@ use crate::runtime::AgentState;
 pub struct AgentGrpc {
     state: Arc<AgentState>,
     membership: Arc<Membership>,
+    galera: Option<Arc<GaleraDriver>>,
 }
 
 impl AgentGrpc {
     pub fn new(state: Arc<AgentState>, membership: Arc<Membership>) -> AgentGrpc {
-        AgentGrpc { state, membership }
+        AgentGrpc { state, membership, galera: None }
+    }
+
+    /// Serve Galera position, bootstrap and join through `driver`.
+    pub fn with_galera(mut self, driver: Option<Arc<GaleraDriver>>) -> AgentGrpc {
+        self.galera = driver;
+        self
+    }
+
+    fn galera(&self) -> Result<&GaleraDriver, Status> {
+        self.galera
+            .as_deref()
+            .ok_or_else(|| Status::failed_precondition("galera is not managed on this node"))
     }
 
     pub fn into_server(self) -> AgentServiceServer<AgentGrpc> {
@@ -78,6 +93,14 @@ pub fn host_metrics(metrics: &gossip::MetricKeys) -> v1::HostMetrics {
     }
 }
 
+fn galera_status(error: GaleraError) -> Status {
+    match error {
+        GaleraError::Refused(reason) => Status::failed_precondition(reason),
+        GaleraError::NotManaged => Status::failed_precondition("galera is not managed on this node"),
+        GaleraError::Host(error) => Status::internal(error.to_string()),
+    }
+}
+
 fn not_yet(what: &str, issue: u32) -> Status {
     Status::unimplemented(format!(
         "{what} is not implemented by this agent version yet (issue #{issue})"
@@ -107,20 +130,41 @@ impl AgentService for AgentGrpc {
 
     async fn galera_position(
         &self,
-        _: Request<v1::GaleraPositionRequest>,
+        request: Request<v1::GaleraPositionRequest>,
     ) -> Result<Response<v1::GaleraPosition>, Status> {
-        Err(not_yet("galera position", 4))
+        let report = self
+            .galera()?
+            .position(request.get_ref().stop_if_not_primary)
+            .await
+            .map_err(galera_status)?;
+        Ok(Response::new(v1::GaleraPosition {
+            uuid: report.position.uuid,
+            seqno: report.position.seqno,
+            safe_to_bootstrap: report.safe_to_bootstrap,
+            source: report.source.to_string(),
+        }))
     }
 
     async fn bootstrap(
         &self,
-        _: Request<v1::BootstrapRequest>,
+        request: Request<v1::BootstrapRequest>,
     ) -> Result<Response<v1::BootstrapReply>, Status> {
-        Err(not_yet("galera bootstrap", 4))
+        let request = request.into_inner();
+        let expected = request
+            .expected
+            .ok_or_else(|| Status::invalid_argument("bootstrap needs the expected position"))?;
+        let expected = Position { uuid: expected.uuid, seqno: expected.seqno };
+        let message = self
+            .galera()?
+            .bootstrap(request.epoch, &expected)
+            .await
+            .map_err(galera_status)?;
+        Ok(Response::new(v1::BootstrapReply { started: true, message }))
     }
 
-    async fn join(&self, _: Request<v1::JoinRequest>) -> Result<Response<v1::JoinReply>, Status> {
-        Err(not_yet("galera join", 4))
+    async fn join(&self, request: Request<v1::JoinRequest>) -> Result<Response<v1::JoinReply>, Status> {
+        let message = self.galera()?.join(request.get_ref().epoch).await.map_err(galera_status)?;
+        Ok(Response::new(v1::JoinReply { started: true, message }))
     }
 
     async fn drain(

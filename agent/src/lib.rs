@@ -8,12 +8,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod apache;
 pub mod config;
+pub mod galera;
+pub mod gluster;
 pub mod grpc;
 pub mod membership;
 pub mod metrics;
 pub mod readiness;
 pub mod runtime;
+pub mod service;
 pub mod systemd;
 pub mod telemetry;
 #[cfg(feature = "testsuite")]

@@ -1,41 +1,24 @@
 //! `triad-agent [--config PATH] [run|validate-config]`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
-use triad_agent::config::{AgentConfig, DEFAULT_PATH};
+use triad_agent::cli::{self, Cli, Command, ConfigState};
+use triad_agent::config::AgentConfig;
+use std::sync::Arc;
+use triad_agent::galera::host::{GaleraHost, SystemdGaleraHost};
 use triad_agent::grpc::AgentGrpc;
 use triad_agent::membership::generation_now;
 use triad_agent::metrics::SysinfoMetrics;
 use triad_agent::runtime::AgentRuntime;
 use triad_agent::{systemd, telemetry};
 
-/// Triad node agent: keeps this node's Galera, Gluster, docroot mount and Apache healthy,
-/// gossips the node's health and answers the coordinator over gRPC.
-#[derive(Debug, Parser)]
-#[command(name = "triad-agent", version)]
-struct Cli {
-    /// Configuration file.
-    #[arg(long, short, default_value = DEFAULT_PATH, env = "TRIAD_AGENT_CONFIG", global = true)]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the agent (the default).
-    Run,
-    /// Check the configuration file and exit: 0 when valid, 2 with one error line otherwise.
-    ValidateConfig,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match AgentConfig::load(&cli.config) {
+    let config = match cli::load_config(&cli.config, AgentConfig::parse) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("triad-agent: error: {error}");
@@ -44,12 +27,17 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::ValidateConfig => {
-            println!(
-                "{}: ok (node {}, cluster {})",
-                cli.config.display(),
-                config.node_id,
-                config.cluster_name
-            );
+            match config {
+                ConfigState::Configured(config) => println!(
+                    "{}: ok (node {}, cluster {})",
+                    cli.config.display(),
+                    config.node_id,
+                    config.cluster_name
+                ),
+                ConfigState::Unconfigured => {
+                    println!("{}", cli::unconfigured_message(&cli.config, "triad-agent"))
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Run => {
@@ -61,7 +49,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(cli.config, config)) {
+            match runtime.block_on(wait_then_run(cli.config, config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -71,6 +59,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Runs the agent; with the shipped (all-commented) configuration it first waits, idle, for
+/// the operator to fill it in (see `triad_agent::cli`).
+async fn wait_then_run(path: PathBuf, config: ConfigState<AgentConfig>) -> anyhow::Result<()> {
+    let config = match config {
+        ConfigState::Configured(config) => config,
+        ConfigState::Unconfigured => {
+            match cli::wait_until_configured(&path, "triad-agent", |path: &Path, text: &str| {
+                AgentConfig::parse(path, text)
+            })
+            .await
+            .context("installing signal handlers")?
+            {
+                Some(config) => config,
+                None => return Ok(()),
+            }
+        }
+    };
+    run(path, config).await
 }
 
 async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
@@ -86,14 +94,19 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
                 config.grpc_listen
             )
         })?;
-    let agent = AgentRuntime::start(
+    let galera_host: Arc<dyn GaleraHost> = Arc::new(SystemdGaleraHost::new(config.galera.clone()));
+    let agent = AgentRuntime::start_with(
         &config,
         generation_now(),
         &chitchat::transport::UdpTransport,
         Box::new(SysinfoMetrics::new()),
+        Some(galera_host),
+        Some(Arc::new(triad_agent::service::Systemctl)),
     )
     .await?;
-    let service = AgentGrpc::new(agent.state(), agent.membership()).into_server();
+    let service = AgentGrpc::new(agent.state(), agent.membership())
+        .with_galera(agent.galera())
+        .into_server();
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
@@ -107,14 +120,23 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
     );
     tracing::info!(grpc = %config.grpc_listen, "agent ready");
     systemd::notify_ready();
+    cli::notify_status(&format!(
+        "running: node {}, cluster {}",
+        config.node_id, config.cluster_name
+    ));
 
     loop {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = sighup.recv() => match AgentConfig::load(&path) {
-                Ok(new_config) if new_config == config => tracing::info!("SIGHUP: configuration unchanged"),
-                Ok(_) => tracing::warn!(path = %path.display(), "SIGHUP: configuration changed; restart the agent to apply it"),
+            _ = sighup.recv() => match cli::load_config(&path, AgentConfig::parse) {
+                Ok(ConfigState::Configured(new_config)) if new_config == config => tracing::info!("SIGHUP: configuration unchanged"),
+                Ok(ConfigState::Configured(new_config)) => tracing::warn!(
+                    path = %path.display(),
+                    changed = cli::changed_settings(&config, &new_config).join(", "),
+                    "SIGHUP: configuration changed; restart the agent to apply it (managed services keep running)"
+                ),
+                Ok(ConfigState::Unconfigured) => tracing::warn!(path = %path.display(), "SIGHUP: configuration is now all comments; keeping the running one"),
                 Err(error) => tracing::error!(%error, "SIGHUP: configuration invalid; keeping the running one"),
             },
         }

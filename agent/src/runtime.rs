@@ -17,7 +17,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use triad_proto::gossip::{NodeKeys, Role};
 
+use crate::apache::driver::ApacheDriver;
 use crate::config::AgentConfig;
+use crate::service::ServiceManager;
+use crate::galera::driver::GaleraDriver;
+use crate::galera::host::GaleraHost;
 use crate::membership::{Membership, MembershipConfig, MembershipError};
 use crate::metrics::MetricsSource;
 use crate::readiness::{is_ready, ReadinessCheck};
@@ -81,6 +85,8 @@ fn significant_change(before: &NodeKeys, after: &NodeKeys) -> bool {
 pub struct AgentRuntime {
     state: Arc<AgentState>,
     membership: Arc<Membership>,
+    galera: Option<(Arc<GaleraDriver>, JoinHandle<()>)>,
+    tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     main_loop: JoinHandle<()>,
 }
@@ -100,6 +106,19 @@ impl AgentRuntime {
         generation: u64,
         transport: &dyn Transport,
         metrics: Box<dyn MetricsSource>,
+    ) -> Result<AgentRuntime, MembershipError> {
+        AgentRuntime::start_with(config, generation, transport, metrics, None, None).await
+    }
+
+    /// Like [`AgentRuntime::start`], and also runs the Galera driver on `galera_host` when
+    /// the config says Galera is managed on this node.
+    pub async fn start_with(
+        config: &AgentConfig,
+        generation: u64,
+        transport: &dyn Transport,
+        metrics: Box<dyn MetricsSource>,
+        galera_host: Option<Arc<dyn GaleraHost>>,
+        services: Option<Arc<dyn ServiceManager>>,
     ) -> Result<AgentRuntime, MembershipError> {
         let identity = NodeIdentity {
             node_id: config.node_id.clone(),
@@ -133,6 +152,40 @@ impl AgentRuntime {
         });
         let membership = Arc::new(membership);
         let (stop, stop_rx) = watch::channel(false);
+        let galera = match galera_host {
+            Some(host) if config.galera.managed => {
+                let driver = Arc::new(GaleraDriver::new(
+                    config.galera.clone(),
+                    config.node_id.clone(),
+                    config.address,
+                    &config.seeds,
+                    config.state_dir.clone(),
+                    host,
+                    state.clone(),
+                    membership.clone(),
+                ));
+                let task = tokio::spawn(driver.clone().run(config.heartbeat_interval, stop_rx.clone()));
+                Some((driver, task))
+            }
+            _ => {
+                state.update(|keys| keys.galera.state = triad_proto::gossip::GaleraState::NotManaged);
+                None
+            }
+        };
+        let mut tasks = Vec::new();
+        match services {
+            Some(services) if config.apache.managed => {
+                let driver = Arc::new(ApacheDriver {
+                    settings: config.apache.clone(),
+                    address: config.address,
+                    node_id: config.node_id.clone(),
+                    services,
+                    state: state.clone(),
+                });
+                tasks.push(tokio::spawn(driver.run(config.heartbeat_interval, stop_rx.clone())));
+            }
+            _ => state.update(|keys| keys.apache = triad_proto::gossip::Health::NotManaged),
+        }
         let main_loop = tokio::spawn(main_loop(
             state.clone(),
             membership.clone(),
@@ -150,6 +203,8 @@ impl AgentRuntime {
         Ok(AgentRuntime {
             state,
             membership,
+            galera,
+            tasks,
             stop,
             main_loop,
         })
@@ -163,12 +218,23 @@ impl AgentRuntime {
         self.membership.clone()
     }
 
+    pub fn galera(&self) -> Option<Arc<GaleraDriver>> {
+        self.galera.as_ref().map(|(driver, _)| driver.clone())
+    }
+
     /// Stop the main loop and leave gossip. Managed services are not touched (design
     /// principle 5: on SIGTERM the agent stops only its own loops).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if let Err(error) = self.main_loop.await {
             tracing::warn!(%error, "agent main loop ended abnormally");
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Some((driver, task)) = self.galera {
+            drop(driver);
+            let _ = task.await;
         }
         match Arc::try_unwrap(self.membership) {
             Ok(membership) => membership.shutdown().await,

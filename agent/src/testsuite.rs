@@ -35,6 +35,12 @@ pub fn agent_config_for_test(index: u8, seeds: &[SocketAddr]) -> AgentConfig {
         grpc_listen: SocketAddr::new(gossip_addr.ip(), triad_proto::ports::AGENT_GRPC),
         heartbeat_interval: Duration::from_secs(1),
         readiness: vec![],
+        state_dir: std::env::temp_dir().join(format!("triad-test-n{index}")),
+        apache: crate::apache::driver::ApacheSettings { managed: false, ..Default::default() },
+        galera: crate::galera::GaleraSettings {
+            managed: false,
+            ..crate::galera::GaleraSettings::defaults("test")
+        },
     }
 }
 

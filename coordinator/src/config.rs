@@ -22,12 +22,30 @@ struct RawCoordinatorConfig {
     gossip: RawGossip,
     #[serde(default)]
     grpc: RawGrpc,
+    #[serde(default)]
+    galera: RawGalera,
+    /// `[balancer]`: load balancer membership (crate::balancer::config; default none).
+    #[serde(default)]
+    balancer: Option<crate::balancer::config::RawBalancer>,
+}
+
+/// `[galera]`: formation and full-outage recovery.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGalera {
+    /// Form the cluster and recover it after a full outage (default true).
+    recovery: Option<bool>,
+    /// No Primary component for this long counts as a full outage (default 3s).
+    grace: Option<String>,
+    /// The Galera members, used until a Primary view has been recorded.
+    nodes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawCoordinator {
     id: Option<String>,
+    state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -44,6 +62,11 @@ pub struct CoordinatorConfig {
     pub seeds: Vec<String>,
     pub gossip: GossipSettings,
     pub grpc_listen: SocketAddr,
+    /// Where decisions are persisted (the Galera epoch and decision).
+    pub state_dir: std::path::PathBuf,
+    pub galera_recovery: bool,
+    pub galera_grace: std::time::Duration,
+    pub galera_nodes: Vec<String>,
 }
 
 impl CoordinatorConfig {
@@ -63,6 +86,9 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         message,
     };
     let (cluster_name, seeds) = resolve_cluster(path, &raw.cluster)?;
+    // Validated here so `validate-config` reports it; the binary reads it with
+    // `BalancerConfig::load` (kept out of `CoordinatorConfig` so its literals stay valid).
+    crate::balancer::config::resolve(path, raw.balancer.as_ref())?;
     if seeds.is_empty() {
         return Err(invalid(
             "cluster.seeds",
@@ -101,12 +127,25 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     if id.is_empty() || id.len() > 63 {
         return Err(invalid("coordinator.id", "must be 1-63 characters".into()));
     }
+    let galera_grace = match raw.galera.grace.as_deref() {
+        None => std::time::Duration::from_secs(3),
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|e| invalid("galera.grace", format!("{text:?} is not a duration like \"3s\": {e}")))?,
+    };
     Ok(CoordinatorConfig {
         id,
         cluster_name,
         seeds,
         gossip,
         grpc_listen,
+        state_dir: raw
+            .coordinator
+            .state_dir
+            .unwrap_or_else(|| "/var/lib/triad-coordinator".to_string())
+            .into(),
+        galera_recovery: raw.galera.recovery.unwrap_or(true),
+        galera_grace,
+        galera_nodes: raw.galera.nodes.unwrap_or_default(),
     })
 }
 

@@ -1,5 +1,5 @@
 //! The coordinator's gRPC server (CoordinatorService): cluster status and the membership
-//! event stream. Recovery answers UNIMPLEMENTED until the Galera issue (#4) lands.
+//! event stream, and the operator's `Recover`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,17 +12,25 @@ use triad_proto::v1;
 use triad_proto::v1::coordinator_service_server::{CoordinatorService, CoordinatorServiceServer};
 
 use crate::observer::Coordinator;
+use crate::recovery::RecoveryHandle;
 use crate::status::cluster_status;
 use crate::view::ClusterEvent;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorGrpc {
     coordinator: Arc<Coordinator>,
+    recovery: Option<RecoveryHandle>,
 }
 
 impl CoordinatorGrpc {
     pub fn new(coordinator: Arc<Coordinator>) -> CoordinatorGrpc {
-        CoordinatorGrpc { coordinator }
+        CoordinatorGrpc { coordinator, recovery: None }
+    }
+
+    /// Serve `Recover` and the galera status line from the recovery loop.
+    pub fn with_recovery(mut self, recovery: RecoveryHandle) -> CoordinatorGrpc {
+        self.recovery = Some(recovery);
+        self
     }
 
     pub fn into_server(self) -> CoordinatorServiceServer<CoordinatorGrpc> {
@@ -34,7 +42,9 @@ impl CoordinatorGrpc {
         let observing = now
             .saturating_duration_since(self.coordinator.started_at)
             .as_secs();
+        let galera = self.recovery.as_ref().map(|r| r.status()).unwrap_or_default();
         cluster_status(
+            &galera,
             &self.coordinator.cluster_name,
             &self.coordinator.view(),
             observing,
@@ -56,11 +66,17 @@ impl CoordinatorService for CoordinatorGrpc {
 
     async fn recover(
         &self,
-        _: Request<v1::RecoverRequest>,
+        request: Request<v1::RecoverRequest>,
     ) -> Result<Response<v1::RecoverReply>, Status> {
-        Err(Status::unimplemented(
-            "full-outage recovery is not implemented by this coordinator version yet (issue #4)",
-        ))
+        let Some(recovery) = &self.recovery else {
+            return Err(Status::failed_precondition("galera recovery is not enabled on this coordinator"));
+        };
+        let request = request.into_inner();
+        tracing::warn!(node = ?request.bootstrap_node, force = request.force, "operator recover request");
+        match recovery.recover(request.bootstrap_node, request.force).await {
+            Ok((epoch, message)) => Ok(Response::new(v1::RecoverReply { epoch, message })),
+            Err(message) => Err(Status::failed_precondition(message)),
+        }
     }
 
     type EventsStream = EventStream;

@@ -8,8 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod balancer;
+pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod observer;
+pub mod openstack;
+pub mod recovery;
 pub mod status;
 pub mod view;

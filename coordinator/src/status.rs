@@ -9,6 +9,7 @@ use crate::view::ClusterView;
 
 /// Build the gRPC answer from the view.
 pub fn cluster_status(
+    galera: &str,
     cluster_name: &str,
     view: &ClusterView,
     observing_secs: u64,
@@ -34,6 +35,7 @@ pub fn cluster_status(
         })
         .collect();
     v1::ClusterStatus {
+        galera: galera.to_string(),
         cluster_name: cluster_name.to_string(),
         coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
         nodes,
@@ -45,6 +47,8 @@ pub fn cluster_status(
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StatusReport {
     pub cluster: String,
+    /// Galera formation/recovery: what the coordinator is doing or waiting for.
+    pub galera: String,
     pub coordinator_version: String,
     pub healthy: bool,
     pub summary: Summary,
@@ -118,6 +122,7 @@ impl StatusReport {
         };
         StatusReport {
             cluster: status.cluster_name.clone(),
+            galera: status.galera.clone(),
             coordinator_version: status.coordinator_version.clone(),
             healthy: summary.nodes > 0 && summary.ready == summary.nodes,
             summary,
@@ -135,6 +140,9 @@ impl StatusReport {
             self.summary.ready,
             if self.healthy { "healthy" } else { "DEGRADED" }
         );
+        if !self.galera.is_empty() {
+            out.insert_str(out.len() - 1, &format!("galera: {}\n", self.galera));
+        }
         let header = [
             "NODE",
             "ADDRESS",

@@ -60,6 +60,10 @@ async fn start_cluster() -> Cluster {
             ..GossipSettings::production(coordinator_addr)
         },
         grpc_listen: "127.0.0.1:7422".parse().unwrap(),
+        state_dir: std::env::temp_dir().join("triad-inprocess-coordinator"),
+        galera_recovery: false,
+        galera_grace: Duration::from_secs(3),
+        galera_nodes: vec![],
     };
     let coordinator = Coordinator::start(&config, 1, &transport)
         .await

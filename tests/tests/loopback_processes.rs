@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 fn bin_dir() -> PathBuf {
     // target/<profile>/deps/<this test> → target/<profile>
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -42,7 +45,11 @@ impl Processes {
     }
 
     fn kill(&mut self, name: &str) {
-        let (_, child) = self.0.iter_mut().find(|(n, _)| n == name).expect("known process");
+        let (_, child) = self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .expect("known process");
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -73,6 +80,13 @@ seeds = ["127.0.2.1:7420", "127.0.2.2:7420"]
 [readiness]
 # no service module is managed in this test: readiness follows draining only
 require = []
+
+[galera]
+# never touch this host's mysqld or apache2
+managed = false
+
+[apache]
+managed = false
 "#
     )
 }
@@ -86,11 +100,22 @@ listen = "127.0.2.100:7420"
 
 [grpc]
 listen = "127.0.2.100:7422"
+
+[galera]
+recovery = false
 "#;
 
 fn triadctl_status() -> (i32, Option<serde_json::Value>, String) {
     let output: Output = Command::new(bin("triadctl"))
-        .args(["--coordinator", COORDINATOR_GRPC, "--timeout", "2s", "status", "--output", "json"])
+        .args([
+            "--coordinator",
+            COORDINATOR_GRPC,
+            "--timeout",
+            "2s",
+            "status",
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
     let json = serde_json::from_slice(&output.stdout).ok();
@@ -103,7 +128,11 @@ fn node_live(json: &serde_json::Value, id: &str) -> Option<bool> {
 }
 
 /// Poll `triadctl status` until `accept` holds, within `timeout`.
-fn wait_status(what: &str, timeout: Duration, accept: impl Fn(i32, &serde_json::Value) -> bool) -> serde_json::Value {
+fn wait_status(
+    what: &str,
+    timeout: Duration,
+    accept: impl Fn(i32, &serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -144,23 +173,32 @@ fn loopback_three_agent_processes_show_live_and_a_killed_one_dead() {
         &dir.path().join("coordinator.log"),
     );
 
-    let json = wait_status("three live, ready nodes and exit code 0", Duration::from_secs(30), |code, json| {
-        code == 0 && json["summary"]["live"] == 3 && json["summary"]["ready"] == 3
-    });
+    let json = wait_status(
+        "three live, ready nodes and exit code 0",
+        Duration::from_secs(30),
+        |code, json| code == 0 && json["summary"]["live"] == 3 && json["summary"]["ready"] == 3,
+    );
     assert_eq!(json["cluster"], "loopback");
     for id in ["n1", "n2", "n3"] {
         assert_eq!(node_live(&json, id), Some(true), "{id} in {json}");
     }
-    let n1 = json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "n1").unwrap();
+    let n1 = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "n1")
+        .unwrap();
     assert_eq!(n1["address"], "127.0.2.1");
     assert_eq!(n1["grpc"], "127.0.2.1:7421");
-    assert_eq!(n1["services"]["galera"], "unknown");
+    assert_eq!(n1["services"]["galera"], "not-managed");
 
     processes.kill("n2");
     let killed_at = Instant::now();
-    let json = wait_status("n2 dead and a non-zero exit code", Duration::from_secs(15), |code, json| {
-        code != 0 && node_live(json, "n2") == Some(false)
-    });
+    let json = wait_status(
+        "n2 dead and a non-zero exit code",
+        Duration::from_secs(15),
+        |code, json| code != 0 && node_live(json, "n2") == Some(false),
+    );
     eprintln!("n2 shown dead {:?} after SIGKILL", killed_at.elapsed());
     assert_eq!(json["healthy"], false);
     assert_eq!(node_live(&json, "n1"), Some(true));
@@ -173,19 +211,36 @@ fn loopback_three_agent_processes_show_live_and_a_killed_one_dead() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert_eq!(text.status.code(), Some(1));
-    assert!(stdout.starts_with("cluster loopback: 3 nodes, 2 live, 2 ready"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("n2") && l.contains("dead")), "{stdout}");
+    assert!(
+        stdout.starts_with("cluster loopback: 3 nodes, 2 live, 2 ready"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("n2") && l.contains("dead")),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn triadctl_without_a_coordinator_says_so_and_exits_2() {
     let output = Command::new(bin("triadctl"))
-        .args(["--coordinator", "http://127.0.2.250:9", "--timeout", "1s", "status"])
+        .args([
+            "--coordinator",
+            "http://127.0.2.250:9",
+            "--timeout",
+            "1s",
+            "status",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("cannot reach the coordinator at http://127.0.2.250:9"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the coordinator at http://127.0.2.250:9"),
+        "{stderr}"
+    );
 }
 
 /// Runs `validate-config` of `program` on `text` and returns (exit code, stderr).
@@ -199,15 +254,25 @@ fn validate(program: &str, text: Option<&str>) -> (i32, String) {
         .args(["--config", path.to_str().unwrap(), "validate-config"])
         .output()
         .unwrap();
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).to_string())
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
 }
 
 fn assert_one_error_line(program: &str, text: Option<&str>, expected: &[&str]) {
     let (code, stderr) = validate(program, text);
     assert_eq!(code, 2, "{program} exit code; stderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one error line expected: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one error line expected: {stderr}"
+    );
     for needle in expected {
-        assert!(stderr.contains(needle), "{program}: {stderr:?} lacks {needle:?}");
+        assert!(
+            stderr.contains(needle),
+            "{program}: {stderr:?} lacks {needle:?}"
+        );
     }
 }
 

@@ -1,41 +1,24 @@
 //! `triad-coordinator [--config PATH] [run|validate-config]`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
+use triad_agent::cli::{self as unconfigured, ConfigState};
 use triad_agent::membership::generation_now;
 use triad_agent::{systemd, telemetry};
-use triad_coordinator::config::{CoordinatorConfig, DEFAULT_PATH};
+use triad_coordinator::cli::{CoordinatorCli as Cli, CoordinatorCommand as Command};
+use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::grpc::CoordinatorGrpc;
+use triad_coordinator::recovery::{GrpcAgents, Recovery, RecoverySettings};
 use triad_coordinator::observer::Coordinator;
-
-/// Triad coordinator: observes the cluster through gossip and serves its status; recovery,
-/// balancer membership and autoscaling decisions are taken here.
-#[derive(Debug, Parser)]
-#[command(name = "triad-coordinator", version)]
-struct Cli {
-    /// Configuration file.
-    #[arg(long, short, default_value = DEFAULT_PATH, env = "TRIAD_COORDINATOR_CONFIG", global = true)]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the coordinator (the default).
-    Run,
-    /// Check the configuration file and exit: 0 when valid, 2 with one error line otherwise.
-    ValidateConfig,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match CoordinatorConfig::load(&cli.config) {
+    let config = match unconfigured::load_config(&cli.config, CoordinatorConfig::parse) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("triad-coordinator: error: {error}");
@@ -44,11 +27,17 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::ValidateConfig => {
-            println!(
-                "{}: ok (cluster {})",
-                cli.config.display(),
-                config.cluster_name
-            );
+            match config {
+                ConfigState::Configured(config) => println!(
+                    "{}: ok (cluster {})",
+                    cli.config.display(),
+                    config.cluster_name
+                ),
+                ConfigState::Unconfigured => println!(
+                    "{}",
+                    unconfigured::unconfigured_message(&cli.config, "triad-coordinator")
+                ),
+            }
             ExitCode::SUCCESS
         }
         Command::Run => {
@@ -60,7 +49,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config)) {
+            match runtime.block_on(wait_then_run(cli.config, config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("triad-coordinator: error: {error:#}");
@@ -71,9 +60,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
+/// Runs the coordinator; with the shipped (all-commented) configuration it first waits, idle,
+/// for the operator to fill it in (see `triad_agent::cli`).
+async fn wait_then_run(
+    path: PathBuf,
+    config: ConfigState<CoordinatorConfig>,
+) -> anyhow::Result<()> {
+    let config = match config {
+        ConfigState::Configured(config) => config,
+        ConfigState::Unconfigured => {
+            match unconfigured::wait_until_configured(
+                &path,
+                "triad-coordinator",
+                |path: &Path, text: &str| CoordinatorConfig::parse(path, text),
+            )
+            .await
+            .context("installing signal handlers")?
+            {
+                Some(config) => config,
+                None => return Ok(()),
+            }
+        }
+    };
+    run(path, config).await
+}
+
+async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let listener = tokio::net::TcpListener::bind(config.grpc_listen)
         .await
         .with_context(|| {
@@ -90,10 +105,33 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
         )
         .await?,
     );
+    let (loops_stop_tx, loops_stop_rx) = tokio::sync::watch::channel(false);
+    let mut service = CoordinatorGrpc::new(coordinator.clone());
+    if config.galera_recovery {
+        let recovery = Recovery::new(
+            RecoverySettings {
+                state_dir: config.state_dir.clone(),
+                grace: config.galera_grace,
+                tick: std::time::Duration::from_millis(500),
+                expected_nodes: config.galera_nodes.clone(),
+            },
+            Arc::new(GrpcAgents { timeout: std::time::Duration::from_secs(5) }),
+        )?;
+        service = service.with_recovery(recovery.spawn(coordinator.clone(), loops_stop_rx.clone()));
+    }
+    // Balancer membership (issue 6): `[balancer] kind`, default none.
+    let balancer_config = triad_coordinator::balancer::config::BalancerConfig::load(&path)?;
+    let view_of = coordinator.clone();
+    let balancer_loop = triad_coordinator::balancer::start(
+        &balancer_config,
+        Arc::new(move || view_of.view()),
+        Some(coordinator.subscribe()),
+    )
+    .context("starting the balancer membership loop")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(CoordinatorGrpc::new(coordinator.clone()).into_server())
+            .add_service(service.into_server())
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 async {
@@ -103,13 +141,36 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     );
     tracing::info!(grpc = %config.grpc_listen, "coordinator ready");
     systemd::notify_ready();
-    tokio::select! {
-        _ = sigterm.recv() => {}
-        _ = sigint.recv() => {}
+    unconfigured::notify_status(&format!("running: cluster {}", config.cluster_name));
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => match unconfigured::load_config(&path, CoordinatorConfig::parse) {
+                Ok(ConfigState::Configured(new_config)) if new_config == config => {
+                    tracing::info!("SIGHUP: configuration unchanged")
+                }
+                Ok(ConfigState::Configured(_)) => tracing::warn!(
+                    path = %path.display(),
+                    "SIGHUP: configuration changed; restart the coordinator to apply it"
+                ),
+                Ok(ConfigState::Unconfigured) => tracing::warn!(
+                    path = %path.display(),
+                    "SIGHUP: configuration is now all comments; keeping the running one"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: configuration invalid; keeping the running one")
+                }
+            },
+        }
     }
     systemd::notify_stopping();
     let _ = stop_tx.send(());
+    let _ = loops_stop_tx.send(true);
     let _ = server.await;
+    if let Some(balancer_loop) = balancer_loop {
+        balancer_loop.stop().await;
+    }
     match Arc::try_unwrap(coordinator) {
         Ok(coordinator) => coordinator.stop().await,
         Err(_) => tracing::warn!("coordinator still referenced at stop"),

@@ -6,47 +6,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use triad_coordinator::cli::{CtlCli as Cli, CtlCommand as Command, Output};
 use triad_coordinator::status::StatusReport;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "triadctl",
-    version,
-    about = "Operate a Triad cluster through its coordinator"
-)]
-struct Cli {
-    /// The coordinator's gRPC endpoint.
-    #[arg(
-        long,
-        env = "TRIAD_COORDINATOR",
-        default_value = "http://127.0.0.1:7422",
-        global = true
-    )]
-    coordinator: String,
-    /// How long to wait for the coordinator.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
-    timeout: Duration,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Cluster summary and one row per node. Exit code: 0 healthy, 1 degraded, 2 error.
-    Status {
-        #[arg(long, short, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Output {
-    Text,
-    Json,
-}
 
 const EXIT_DEGRADED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -66,6 +30,36 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Status { output } => {
             runtime.block_on(status(&cli.coordinator, cli.timeout, output))
+        }
+        Command::Recover { bootstrap, force } => {
+            runtime.block_on(recover(&cli.coordinator, cli.timeout, bootstrap, force))
+        }
+    }
+}
+
+async fn recover(endpoint: &str, timeout: Duration, bootstrap_node: Option<String>, force: bool) -> ExitCode {
+    let result = async {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|error| format!("{endpoint:?} is not a valid endpoint URL: {error}"))?
+            .connect_timeout(timeout)
+            .connect()
+            .await
+            .map_err(|error| format!("cannot reach the coordinator at {endpoint}: {error}"))?;
+        CoordinatorServiceClient::new(channel)
+            .recover(v1::RecoverRequest { bootstrap_node, force })
+            .await
+            .map(|reply| reply.into_inner())
+            .map_err(|status| format!("recovery refused: {}", status.message()))
+    }
+    .await;
+    match result {
+        Ok(reply) => {
+            println!("epoch {}: {}", reply.epoch, reply.message);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("triadctl: error: {message}");
+            ExitCode::from(EXIT_DEGRADED)
         }
     }
 }

@@ -100,7 +100,13 @@ pub struct NodeStatus {
     pub uptime_secs: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct GaleraPositionRequest {}
+pub struct GaleraPositionRequest {
+    /// A mysqld that runs but is not in a Primary component (hung after a staggered crash,
+    /// no SQL port) is stopped first so its position can be read. Only the coordinator's
+    /// full-outage recovery sets this.
+    #[prost(bool, tag = "1")]
+    pub stop_if_not_primary: bool,
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BootstrapRequest {
     /// The recovery epoch the coordinator persisted before this call.
@@ -1026,6 +1032,9 @@ pub struct ClusterStatus {
     /// Seconds the coordinator has been observing gossip.
     #[prost(uint64, tag = "4")]
     pub observing_secs: u64,
+    /// Galera formation/recovery: what the coordinator is doing or waiting for, in a sentence.
+    #[prost(string, tag = "5")]
+    pub galera: ::prost::alloc::string::String,
 }
 /// One node as the coordinator sees it through gossip.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1067,6 +1076,9 @@ pub struct RecoverRequest {
     /// When set, bootstrap this node (refused if a reachable node is more advanced).
     #[prost(string, optional, tag = "1")]
     pub bootstrap_node: ::core::option::Option<::prost::alloc::string::String>,
+    /// Bootstrap the named node even when another reporting node is more advanced.
+    #[prost(bool, tag = "2")]
+    pub force: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RecoverReply {

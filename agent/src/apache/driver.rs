@@ -1,0 +1,115 @@
+//! The Apache loop: keep apache2.service running, probe health, read the counters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use triad_proto::gossip::Health;
+
+use super::probe::get;
+use super::status::parse_server_status;
+use crate::galera::UnitState;
+use crate::runtime::AgentState;
+use crate::service::ServiceManager;
+
+/// `[apache]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApacheSettings {
+    pub managed: bool,
+    pub unit: String,
+    pub port: u16,
+    pub health_path: String,
+    pub status_path: String,
+    pub probe_timeout: Duration,
+}
+
+impl Default for ApacheSettings {
+    fn default() -> Self {
+        ApacheSettings {
+            managed: true,
+            unit: "apache2.service".into(),
+            port: 80,
+            health_path: "/health.html".into(),
+            status_path: "/server-status?auto".into(),
+            probe_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What one pass decided: pure, so the rules are testable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApacheAction {
+    ResetFailed,
+    Start,
+}
+
+pub fn plan(unit: UnitState) -> Vec<ApacheAction> {
+    match unit {
+        UnitState::Failed => vec![ApacheAction::ResetFailed, ApacheAction::Start],
+        UnitState::Inactive => vec![ApacheAction::Start],
+        _ => vec![],
+    }
+}
+
+pub struct ApacheDriver {
+    pub settings: ApacheSettings,
+    pub address: std::net::IpAddr,
+    pub node_id: String,
+    pub services: Arc<dyn ServiceManager>,
+    pub state: Arc<AgentState>,
+}
+
+impl ApacheDriver {
+    pub async fn tick(&self) {
+        let unit = self.services.state(&self.settings.unit).await;
+        for action in plan(unit) {
+            tracing::info!(node = %self.node_id, ?action, ?unit, "apache action");
+            let result = match action {
+                ApacheAction::ResetFailed => self.services.reset_failed(&self.settings.unit).await,
+                ApacheAction::Start => self.services.start(&self.settings.unit).await,
+            };
+            if let Err(error) = result {
+                tracing::warn!(node = %self.node_id, %error, "apache action failed; retrying on a later tick");
+            }
+        }
+        let addr = SocketAddr::new(self.address, self.settings.port);
+        let host = self.address.to_string();
+        let health = match get(addr, &host, &self.settings.health_path, self.settings.probe_timeout).await {
+            Ok(answer) if answer.status == 200 => Health::Ok,
+            Ok(_) | Err(_) => Health::Down,
+        };
+        let counters = match get(addr, &host, &self.settings.status_path, self.settings.probe_timeout).await {
+            Ok(answer) if answer.status == 200 => parse_server_status(&answer.body).ok(),
+            _ => None,
+        };
+        self.state.update(|keys| {
+            keys.apache = health;
+            keys.metrics.req_total = counters.as_ref().map(|c| c.total_accesses);
+            keys.metrics.busy_workers = counters.as_ref().map(|c| c.busy_workers);
+        });
+    }
+
+    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.tick().await,
+                _ = stop.changed() => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopped_or_failed_apache_is_started_and_running_one_left_alone() {
+        assert_eq!(plan(UnitState::Inactive), vec![ApacheAction::Start]);
+        assert_eq!(plan(UnitState::Failed), vec![ApacheAction::ResetFailed, ApacheAction::Start]);
+        assert!(plan(UnitState::Active).is_empty());
+        assert!(plan(UnitState::Activating).is_empty());
+    }
+}

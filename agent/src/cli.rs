@@ -1,0 +1,300 @@
+//! The `triad-agent` command line (clap), kept in the library so the man page and the shell
+//! completions are generated from the same definition (`triad-gen-assets`), and the
+//! "unconfigured default" behaviour shared by the agent and the coordinator.
+//!
+//! The packages ship `/etc/triad/agent.toml` and `/etc/triad/coordinator.toml` with every line
+//! commented out: a fresh install names no cluster yet. Such a file is *unconfigured*, which is
+//! valid (`validate-config` passes) and makes the daemon wait: it reports
+//! `STATUS=waiting: edit <path>` to systemd, keeps the watchdog fed, joins no gossip and opens
+//! no port, and starts for real on SIGHUP (`systemctl reload`) once the file is filled in.
+//! A file with any key in it is parsed strictly as before.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sd_notify::NotifyState;
+
+use crate::config::{ConfigError, DEFAULT_PATH};
+
+/// Triad node agent: keeps this node's Galera, Gluster, docroot mount and Apache healthy,
+/// gossips the node's health and answers the coordinator over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "triad-agent", version)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, default_value = DEFAULT_PATH, env = "TRIAD_AGENT_CONFIG", global = true)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Check the configuration file and exit: 0 when valid, 2 with one error line otherwise.
+    ValidateConfig,
+}
+
+/// The agent's clap command (for the man page and completions).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// A configuration file as found on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigState<T> {
+    /// The file has settings and they are valid.
+    Configured(T),
+    /// The file holds no setting at all (only comments and blank lines): the shipped default.
+    Unconfigured,
+}
+
+/// True when `text` is TOML without a single key or table: the shipped, all-commented default.
+pub fn is_unconfigured(text: &str) -> bool {
+    text.parse::<toml::Table>()
+        .is_ok_and(|table| table.is_empty())
+}
+
+/// Reads `path`; an unconfigured file gives [`ConfigState::Unconfigured`], anything else goes
+/// through `parse` (the strict parser of the agent's or the coordinator's config).
+pub fn load_config<T>(
+    path: &Path,
+    parse: impl FnOnce(&Path, &str) -> Result<T, ConfigError>,
+) -> Result<ConfigState<T>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if is_unconfigured(&text) {
+        return Ok(ConfigState::Unconfigured);
+    }
+    parse(path, &text).map(ConfigState::Configured)
+}
+
+/// The status line systemd shows while a daemon waits for its configuration.
+pub fn waiting_status(path: &Path) -> String {
+    format!("waiting: edit {}", path.display())
+}
+
+/// `validate-config`'s line for an unconfigured file.
+pub fn unconfigured_message(path: &Path, program: &str) -> String {
+    format!(
+        "{}: ok, not configured yet (every line is a comment); {program} waits until it is filled in",
+        path.display()
+    )
+}
+
+/// Sets the free-form status line `systemctl status` shows (no-op outside systemd).
+pub fn notify_status(status: &str) {
+    let _ = sd_notify::notify(false, &[NotifyState::Status(status)]);
+}
+
+/// The settings that differ between the running and a re-read configuration, by the name an
+/// operator knows them under, for the SIGHUP log line. Settings added later without a name
+/// here still show up as "other settings".
+pub fn changed_settings(
+    running: &crate::config::AgentConfig,
+    reread: &crate::config::AgentConfig,
+) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("node.id", running.node_id != reread.node_id);
+    check("node.role", running.role != reread.role);
+    check("node.address", running.address != reread.address);
+    check("cluster.name", running.cluster_name != reread.cluster_name);
+    check("cluster.seeds", running.seeds != reread.seeds);
+    check("[gossip]", running.gossip != reread.gossip);
+    check("grpc.listen", running.grpc_listen != reread.grpc_listen);
+    check(
+        "agent.heartbeat_interval",
+        running.heartbeat_interval != reread.heartbeat_interval,
+    );
+    check("readiness.require", running.readiness != reread.readiness);
+    if changed.is_empty() && running != reread {
+        changed.push("other settings");
+    }
+    changed
+}
+
+/// Waits, up and idle, while `path` is unconfigured: tells systemd it is ready with a
+/// `waiting: edit PATH` status, pings the watchdog, and re-reads the file on every SIGHUP.
+/// Returns the configuration once a SIGHUP finds it filled in and valid, or `None` on
+/// SIGTERM/SIGINT. An invalid edit is logged and the wait goes on (ExecReload's
+/// `validate-config` has normally refused it already).
+pub async fn wait_until_configured<T>(
+    path: &Path,
+    program: &str,
+    parse: impl Fn(&Path, &str) -> Result<T, ConfigError>,
+) -> std::io::Result<Option<T>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let status = waiting_status(path);
+    tracing::warn!(
+        path = %path.display(),
+        "{program} is not configured yet (every line of its configuration is a comment); waiting: fill it in, then `systemctl reload {program}`"
+    );
+    let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]);
+    let watchdog = crate::systemd::Watchdog::from_env();
+    let mut tick = tokio::time::interval(
+        watchdog
+            .timeout()
+            .map_or(Duration::from_secs(5), |timeout| timeout / 4),
+    );
+    loop {
+        tokio::select! {
+            _ = tick.tick() => watchdog.ping(),
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => match load_config(path, &parse) {
+                Ok(ConfigState::Configured(config)) => {
+                    tracing::info!(path = %path.display(), "SIGHUP: configuration filled in; starting");
+                    notify_status("starting");
+                    return Ok(Some(config));
+                }
+                Ok(ConfigState::Unconfigured) => {
+                    tracing::info!(path = %path.display(), "SIGHUP: still not configured; waiting");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: configuration invalid; still waiting");
+                }
+            },
+        }
+    }
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentConfig;
+
+    /// The default configuration the package installs as /etc/triad/agent.toml.
+    const SHIPPED: &str = include_str!("../../packaging/agent/agent.toml");
+
+    /// Uncomments the example settings of a shipped file: lines `#key = ...` and `#[table]`
+    /// (a `#` directly followed by the setting); prose stays behind `# ` or `## `.
+    pub(crate) fn uncomment_examples(text: &str) -> String {
+        text.lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn shipped_agent_default_is_unconfigured_and_its_example_is_valid() {
+        assert!(
+            is_unconfigured(SHIPPED),
+            "packaging/agent/agent.toml must hold comments only"
+        );
+        let example = uncomment_examples(SHIPPED);
+        assert!(!is_unconfigured(&example), "the example sets nothing");
+        let config = AgentConfig::parse(Path::new("agent.toml"), &example)
+            .unwrap_or_else(|error| panic!("the shipped example is invalid: {error}\n{example}"));
+        assert_eq!(config.node_id, "n1");
+    }
+
+    #[test]
+    fn blank_and_comment_only_files_are_unconfigured_but_a_setting_is_not() {
+        assert!(is_unconfigured(""));
+        assert!(is_unconfigured("# only a comment\n\n   # another\n"));
+        assert!(!is_unconfigured("[node]\n"));
+        assert!(!is_unconfigured("id = \"n1\"\n"));
+        // broken TOML is not "unconfigured": the strict parser reports it
+        assert!(!is_unconfigured("[node\n"));
+    }
+
+    #[test]
+    fn load_config_routes_settings_to_the_strict_parser() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "# nothing yet\n").unwrap();
+        assert_eq!(
+            load_config(&path, AgentConfig::parse).unwrap(),
+            ConfigState::Unconfigured
+        );
+        std::fs::write(&path, "[node]\nid = \"n1\"\nbogus = 1\n").unwrap();
+        let error = load_config(&path, AgentConfig::parse)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("bogus"), "{error}");
+        let missing = dir.path().join("missing.toml");
+        let error = load_config(&missing, AgentConfig::parse)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cannot read"), "{error}");
+    }
+
+    #[test]
+    fn changed_settings_names_what_a_reload_found_different() {
+        let path = Path::new("agent.toml");
+        let example = uncomment_examples(SHIPPED);
+        let running = AgentConfig::parse(path, &example).unwrap();
+        assert!(changed_settings(&running, &running.clone()).is_empty());
+        let reread = AgentConfig::parse(
+            path,
+            &example
+                .replace("name = \"prod\"", "name = \"prod2\"")
+                .replace("heartbeat_interval = \"1s\"", "heartbeat_interval = \"2s\""),
+        )
+        .unwrap();
+        assert_eq!(
+            changed_settings(&running, &reread),
+            vec!["cluster.name", "agent.heartbeat_interval"]
+        );
+    }
+
+    #[test]
+    fn cli_parses_subcommands_and_config() {
+        let cli =
+            Cli::try_parse_from(["triad-agent", "--config", "/x.toml", "validate-config"]).unwrap();
+        assert_eq!(cli.config, PathBuf::from("/x.toml"));
+        assert_eq!(cli.command, Some(Command::ValidateConfig));
+        command().debug_assert();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_ends_when_a_sighup_finds_the_file_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, SHIPPED).unwrap();
+        let waiter = tokio::spawn({
+            let path = path.clone();
+            async move {
+                wait_until_configured(&path, "triad-agent", |path: &Path, text: &str| {
+                    AgentConfig::parse(path, text)
+                })
+                .await
+            }
+        });
+        // let the waiter install its signal handlers, then fill the file in and send SIGHUP
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(&path, uncomment_examples(SHIPPED)).unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if waiter.is_finished() {
+                    break waiter.await;
+                }
+            }
+        })
+        .await
+        .expect("the waiter did not return within 30 s of (virtual) SIGHUPs");
+        let config = outcome.unwrap().unwrap().expect("a configuration");
+        assert_eq!(config.node_id, "n1");
+    }
+}

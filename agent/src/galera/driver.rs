@@ -1,0 +1,347 @@
+//! The Galera driver: the loop that observes, plans and applies for the local mysqld, and
+//! the fenced actions the coordinator asks for over gRPC (position, bootstrap, join).
+//!
+//! Loop ticks and gRPC actions are serialised by one async mutex, so a bootstrap never
+//! races the loop's own start of mysqld.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use triad_proto::gossip::{GaleraState, Role};
+
+use super::host::{GaleraHost, HostError};
+use super::position::{GraState, Position};
+use super::{best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState};
+use crate::membership::Membership;
+use crate::runtime::AgentState;
+
+/// Why a coordinator request was refused; mapped to gRPC status codes by the server.
+#[derive(Debug, thiserror::Error)]
+pub enum GaleraError {
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("galera is not managed on this node")]
+    NotManaged,
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// A position report for the coordinator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionReport {
+    pub position: Position,
+    pub safe_to_bootstrap: bool,
+    pub source: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    recovered: Option<Position>,
+    last_start: Option<Instant>,
+    coordinator_action: bool,
+}
+
+pub struct GaleraDriver {
+    settings: GaleraSettings,
+    node_id: String,
+    address: IpAddr,
+    seed_hosts: Vec<IpAddr>,
+    epoch_file: PathBuf,
+    host: Arc<dyn GaleraHost>,
+    state: Arc<AgentState>,
+    membership: Arc<Membership>,
+    memory: Mutex<Memory>,
+}
+
+impl std::fmt::Debug for GaleraDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GaleraDriver").field("node", &self.node_id).finish()
+    }
+}
+
+impl GaleraDriver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: GaleraSettings,
+        node_id: String,
+        address: IpAddr,
+        seeds: &[String],
+        state_dir: PathBuf,
+        host: Arc<dyn GaleraHost>,
+        state: Arc<AgentState>,
+        membership: Arc<Membership>,
+    ) -> GaleraDriver {
+        let seed_hosts = seeds
+            .iter()
+            .filter_map(|seed| seed.rsplit_once(':').and_then(|(h, _)| h.trim_matches(['[', ']']).parse().ok()))
+            .collect();
+        GaleraDriver {
+            settings,
+            node_id,
+            address,
+            seed_hosts,
+            epoch_file: state_dir.join("galera-epoch"),
+            host,
+            state,
+            membership,
+            memory: Mutex::new(Memory::default()),
+        }
+    }
+
+    /// Core peers' addresses: configured, else core nodes in gossip and the seeds' hosts.
+    async fn peers(&self) -> Vec<IpAddr> {
+        if !self.settings.peers.is_empty() {
+            return self.settings.peers.clone();
+        }
+        let mut peers: Vec<IpAddr> = self
+            .membership
+            .members()
+            .await
+            .into_iter()
+            .filter(|m| m.keys.role == Role::Core)
+            .map(|m| m.gossip_addr.ip())
+            .chain(self.seed_hosts.iter().copied())
+            .collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    /// A live core peer reports Synced in a Primary component.
+    async fn peer_primary(&self) -> bool {
+        self.membership.members().await.iter().any(|m| {
+            !m.is_self
+                && m.live
+                && m.keys.galera.state == GaleraState::Synced
+                && m.keys.galera.cluster_status.as_deref() == Some("Primary")
+        })
+    }
+
+    async fn observe(&self, memory: &mut Memory) -> Observed {
+        let unit = self.host.unit_state().await;
+        let status = if unit.is_running() { self.host.status().await.ok() } else { None };
+        let grastate = match self.host.grastate().await {
+            Ok(grastate) => grastate,
+            Err(error) => {
+                tracing::warn!(node = %self.node_id, %error, "grastate.dat unreadable");
+                None
+            }
+        };
+        if unit.is_running() {
+            memory.recovered = None;
+        } else if memory.recovered.is_none() && needs_recovery(grastate.as_ref()) {
+            match self.host.wsrep_recover().await {
+                Ok(position) => {
+                    tracing::info!(node = %self.node_id, %position, "recovered position with --wsrep-recover");
+                    memory.recovered = Some(position);
+                }
+                Err(error) => tracing::warn!(node = %self.node_id, %error, "position recovery failed"),
+            }
+        }
+        let peers = self.peers().await;
+        Observed {
+            unit,
+            status,
+            grastate,
+            recovered: memory.recovered.clone(),
+            sst_in_progress: self.host.sst_in_progress().await,
+            peer_primary: self.peer_primary().await,
+            has_peers: peers.iter().any(|p| *p != self.address),
+            coordinator_action: memory.coordinator_action,
+            last_start: memory.last_start,
+        }
+    }
+
+    fn publish(&self, observed: &Observed) {
+        let galera = keys(observed, &self.settings);
+        self.state.update(|keys| keys.galera = galera);
+    }
+
+    /// One pass of the loop: config, observe, plan, apply, publish.
+    pub async fn tick(&self) {
+        let mut memory = self.memory.lock().await;
+        let peers = self.peers().await;
+        let text = cnf::render(&self.settings, &self.node_id, self.address, &peers);
+        match self.host.write_config(&text).await {
+            Ok(true) => tracing::info!(node = %self.node_id, path = %self.settings.config_path.display(), ?peers, "wrote galera config"),
+            Ok(false) => {}
+            Err(error) => tracing::error!(node = %self.node_id, %error, "cannot write galera config"),
+        }
+        let observed = self.observe(&mut memory).await;
+        for action in plan(&observed, &self.settings, Instant::now()) {
+            tracing::info!(node = %self.node_id, ?action, state = %derive_state(&observed), "galera action");
+            let result = match action {
+                Action::ResetFailed => self.host.reset_failed().await,
+                Action::StartJoin => {
+                    memory.last_start = Some(Instant::now());
+                    self.host.start().await
+                }
+                Action::StopStandalone => self.host.stop().await,
+            };
+            if let Err(error) = result {
+                tracing::warn!(node = %self.node_id, %error, "galera action failed; retrying on a later tick");
+            }
+        }
+        self.publish(&observed);
+    }
+
+    /// Run the loop until `stop` changes; first keeps systemd from starting mysqld at boot.
+    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if let Err(error) = self.host.disable_autostart().await {
+            tracing::warn!(node = %self.node_id, %error, "cannot disable mariadb autostart");
+        }
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.tick().await,
+                _ = stop.changed() => break,
+            }
+        }
+    }
+
+    /// The node's position for the coordinator's election.
+    pub async fn position(&self, stop_if_not_primary: bool) -> Result<PositionReport, GaleraError> {
+        if !self.settings.managed {
+            return Err(GaleraError::NotManaged);
+        }
+        let mut memory = self.memory.lock().await;
+        let mut observed = self.observe(&mut memory).await;
+        if observed.unit.is_running() {
+            let primary = matches!(&observed.status, Some(s) if s.wsrep_on && s.cluster_status == "Primary");
+            if primary {
+                let (position, source) = best_position(&observed).expect("a Primary node has a live position");
+                return Ok(PositionReport { position, safe_to_bootstrap: false, source });
+            }
+            if observed.sst_in_progress {
+                return Err(GaleraError::Refused("mysqld is receiving a state transfer; it is never stopped".into()));
+            }
+            if !stop_if_not_primary {
+                return Err(GaleraError::Refused("mysqld runs outside a Primary component; its position is not final".into()));
+            }
+            tracing::warn!(node = %self.node_id, "stopping mysqld that hangs outside a Primary component, for recovery");
+            self.host.stop().await?;
+            memory.recovered = None;
+            observed = self.observe(&mut memory).await;
+        }
+        self.publish(&observed);
+        match best_position(&observed) {
+            Some((position, source)) => Ok(PositionReport {
+                safe_to_bootstrap: observed.grastate.as_ref().is_some_and(|g| g.safe_to_bootstrap),
+                position,
+                source,
+            }),
+            None => Err(GaleraError::Refused("no grastate.dat and no recovered position".into())),
+        }
+    }
+
+    fn stored_epoch(&self) -> u64 {
+        std::fs::read_to_string(&self.epoch_file).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+    }
+
+    fn store_epoch(&self, epoch: u64) -> Result<(), GaleraError> {
+        let what = format!("writing {}", self.epoch_file.display());
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.epoch_file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = self.epoch_file.with_extension("tmp");
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, format!("{epoch}\n").as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.epoch_file)?;
+            Ok(())
+        };
+        write().map_err(|e| GaleraError::Host(HostError { what, detail: e.to_string() }))
+    }
+
+    /// Start a new Primary component from this node, fenced by `epoch` and the position the
+    /// coordinator chose. Refuses when mysqld runs outside a Primary component, when a peer
+    /// is Primary, when the epoch is old, or when the node's own position differs.
+    pub async fn bootstrap(&self, epoch: u64, expected: &Position) -> Result<String, GaleraError> {
+        if !self.settings.managed {
+            return Err(GaleraError::NotManaged);
+        }
+        let mut memory = self.memory.lock().await;
+        let stored = self.stored_epoch();
+        if epoch < stored {
+            return Err(GaleraError::Refused(format!("epoch {epoch} is older than epoch {stored} already acted on")));
+        }
+        let observed = self.observe(&mut memory).await;
+        if let Some(status) = observed.status.as_ref().filter(|s| s.wsrep_on && s.cluster_status == "Primary") {
+            if epoch == stored && (expected.is_undefined() || status.cluster_state_uuid == expected.uuid) {
+                return Ok(format!("already Primary for epoch {epoch}"));
+            }
+            return Err(GaleraError::Refused("mysqld already runs in a Primary component".into()));
+        }
+        if observed.unit.is_running() {
+            return Err(GaleraError::Refused("mysqld runs (outside a Primary component); stop it first".into()));
+        }
+        if observed.peer_primary {
+            return Err(GaleraError::Refused("a peer reports a Primary component: join it instead".into()));
+        }
+        let own = best_position(&observed).map(|(p, _)| p);
+        let matches = match &own {
+            Some(own) => own == expected || (expected.is_undefined() && own.is_undefined()),
+            None => expected.is_undefined(),
+        };
+        if !matches {
+            let own = own.map(|p| p.to_string()).unwrap_or_else(|| "none".into());
+            return Err(GaleraError::Refused(format!("own position {own} differs from the chosen {expected}")));
+        }
+        self.store_epoch(epoch)?;
+        memory.coordinator_action = true;
+        tracing::warn!(node = %self.node_id, epoch, position = %expected, "bootstrapping a new Primary component");
+        let result = async {
+            if observed.grastate.is_some() {
+                self.host.set_safe_to_bootstrap().await?;
+            }
+            self.host.bootstrap().await?;
+            let status = self.host.status().await?;
+            if status.cluster_status != "Primary" {
+                return Err(GaleraError::Refused(format!("after bootstrap the node is {}", status.cluster_status)));
+            }
+            if !expected.is_undefined() && status.cluster_state_uuid != expected.uuid {
+                return Err(GaleraError::Refused(format!(
+                    "bootstrap lost the cluster history: uuid {} instead of {}",
+                    status.cluster_state_uuid, expected.uuid
+                )));
+            }
+            Ok(format!("Primary with uuid {} at seqno {}", status.cluster_state_uuid, status.last_committed))
+        }
+        .await;
+        memory.coordinator_action = false;
+        let observed = self.observe(&mut memory).await;
+        self.publish(&observed);
+        result
+    }
+
+    /// Start mysqld to join the Primary component (the coordinator calls this after a
+    /// bootstrap; a plain start, so IST/SST brings the node up to date).
+    pub async fn join(&self, epoch: u64) -> Result<String, GaleraError> {
+        if !self.settings.managed {
+            return Err(GaleraError::NotManaged);
+        }
+        let mut memory = self.memory.lock().await;
+        let observed = self.observe(&mut memory).await;
+        if observed.unit.is_running() {
+            return Ok(format!("mysqld already running ({})", derive_state(&observed)));
+        }
+        if observed.unit == UnitState::Failed {
+            self.host.reset_failed().await?;
+        }
+        tracing::info!(node = %self.node_id, epoch, "joining the Primary component");
+        memory.last_start = Some(Instant::now());
+        self.host.start().await?;
+        Ok("mysqld starting".into())
+    }
+}
+
+/// Recovery is needed when grastate says nothing final: missing, or seqno -1.
+fn needs_recovery(grastate: Option<&GraState>) -> bool {
+    grastate.is_none_or(|g| g.position.seqno == -1)
+}

@@ -1,0 +1,263 @@
+//! Side effects of the Galera module behind one narrow trait, [`GaleraHost`]: systemd
+//! (through `systemctl`, the same path operators use, in production and in the lab's
+//! systemd containers alike), SQL status over the unix socket (through the `mariadb`
+//! client), `grastate.dat`, `mariadbd --wsrep-recover`, and the config fragment.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::position::{parse_grastate, parse_recovered, with_safe_to_bootstrap, GraState, Position};
+use super::{GaleraSettings, UnitState, WsrepStatus};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {detail}")]
+pub struct HostError {
+    pub what: String,
+    pub detail: String,
+}
+
+impl HostError {
+    fn new(what: impl Into<String>, detail: impl Into<String>) -> HostError {
+        HostError { what: what.into(), detail: detail.into() }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait GaleraHost: Send + Sync {
+    async fn unit_state(&self) -> UnitState;
+    /// wsrep status over SQL; `Err` when mysqld does not answer.
+    async fn status(&self) -> Result<WsrepStatus, HostError>;
+    /// `Ok(None)` when there is no grastate.dat (a datadir that never ran Galera).
+    async fn grastate(&self) -> Result<Option<GraState>, HostError>;
+    async fn sst_in_progress(&self) -> bool;
+    /// Run `mariadbd --wsrep-recover` with the node's own configuration (mysqld stopped).
+    async fn wsrep_recover(&self) -> Result<Position, HostError>;
+    async fn set_safe_to_bootstrap(&self) -> Result<(), HostError>;
+    /// Start without waiting for the join to finish (it may take an SST).
+    async fn start(&self) -> Result<(), HostError>;
+    /// `galera_new_cluster`: start mariadb.service with --wsrep-new-cluster, waiting for it.
+    async fn bootstrap(&self) -> Result<(), HostError>;
+    async fn stop(&self) -> Result<(), HostError>;
+    async fn reset_failed(&self) -> Result<(), HostError>;
+    /// Keep systemd from starting mysqld at boot: the agent decides when it starts.
+    async fn disable_autostart(&self) -> Result<(), HostError>;
+    /// Write the config fragment when its content differs; true when written.
+    async fn write_config(&self, text: &str) -> Result<bool, HostError>;
+}
+
+/// Production: systemctl, the mariadb client, files under the datadir.
+#[derive(Debug, Clone)]
+pub struct SystemdGaleraHost {
+    settings: GaleraSettings,
+}
+
+impl SystemdGaleraHost {
+    pub fn new(settings: GaleraSettings) -> SystemdGaleraHost {
+        SystemdGaleraHost { settings }
+    }
+
+    fn grastate_path(&self) -> PathBuf {
+        self.settings.datadir.join("grastate.dat")
+    }
+}
+
+/// Run a command with a time bound; stdout on success, an error naming the command and its
+/// stderr otherwise.
+pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<String, HostError> {
+    let line = format!("{program} {}", args.join(" "));
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| HostError::new(&line, format!("did not finish within {timeout:?}")))?
+        .map_err(|e| HostError::new(&line, e.to_string()))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).to_string())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        Err(HostError::new(&line, format!("{}: {}{}", output.status, stderr.trim(), stdout.trim())))
+    }
+}
+
+async fn write_if_changed(path: &Path, text: &str) -> Result<bool, HostError> {
+    if tokio::fs::read_to_string(path).await.ok().as_deref() == Some(text) {
+        return Ok(false);
+    }
+    let tmp = path.with_extension("tmp");
+    let what = format!("writing {}", path.display());
+    tokio::fs::write(&tmp, text).await.map_err(|e| HostError::new(&what, e.to_string()))?;
+    tokio::fs::rename(&tmp, path).await.map_err(|e| HostError::new(&what, e.to_string()))?;
+    Ok(true)
+}
+
+/// Parse `mariadb -N -B` output of `SHOW GLOBAL STATUS/VARIABLES` (name TAB value lines).
+pub fn parse_status(text: &str) -> WsrepStatus {
+    let mut status = WsrepStatus::default();
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once('\t') else { continue };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "wsrep_on" => status.wsrep_on = value.eq_ignore_ascii_case("on"),
+            "wsrep_local_state_comment" => status.local_state_comment = value.to_string(),
+            "wsrep_cluster_status" => status.cluster_status = value.to_string(),
+            "wsrep_cluster_size" => status.cluster_size = value.parse().unwrap_or(0),
+            "wsrep_last_committed" => status.last_committed = value.parse().unwrap_or(-1),
+            "wsrep_cluster_state_uuid" => status.cluster_state_uuid = value.to_ascii_lowercase(),
+            "wsrep_ready" => status.ready = value.eq_ignore_ascii_case("on"),
+            _ => {}
+        }
+    }
+    status
+}
+
+const SQL_TIMEOUT: Duration = Duration::from_secs(3);
+const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[async_trait::async_trait]
+impl GaleraHost for SystemdGaleraHost {
+    async fn unit_state(&self) -> UnitState {
+        // is-active exits non-zero for inactive/failed; its stdout is what we want
+        let output = Command::new("systemctl")
+            .args(["is-active", &self.settings.unit])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .await;
+        match output {
+            Ok(output) => UnitState::parse(&String::from_utf8_lossy(&output.stdout)),
+            Err(_) => UnitState::Unknown,
+        }
+    }
+
+    async fn status(&self) -> Result<WsrepStatus, HostError> {
+        let socket = format!("--socket={}", self.settings.socket.display());
+        let query = "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'; SHOW GLOBAL STATUS WHERE Variable_name IN \
+                     ('wsrep_local_state_comment','wsrep_cluster_status','wsrep_cluster_size',\
+                     'wsrep_last_committed','wsrep_cluster_state_uuid','wsrep_ready')";
+        let text = run(
+            "mariadb",
+            &["--no-defaults", &socket, "--user=root", "--connect-timeout=2", "-N", "-B", "-e", query],
+            SQL_TIMEOUT,
+        )
+        .await?;
+        Ok(parse_status(&text))
+    }
+
+    async fn grastate(&self) -> Result<Option<GraState>, HostError> {
+        let path = self.grastate_path();
+        match tokio::fs::read_to_string(&path).await {
+            Ok(text) => parse_grastate(&text)
+                .map(Some)
+                .map_err(|e| HostError::new(path.display().to_string(), e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::new(path.display().to_string(), e.to_string())),
+        }
+    }
+
+    async fn sst_in_progress(&self) -> bool {
+        tokio::fs::metadata(self.settings.datadir.join("sst_in_progress")).await.is_ok()
+    }
+
+    async fn wsrep_recover(&self) -> Result<Position, HostError> {
+        // the same options as Debian's galera_recovery: the node's own config, output on stdout
+        let output = Command::new("mariadbd")
+            .args(["--user=mysql", "--wsrep-recover", "--disable-log-error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), output)
+            .await
+            .map_err(|_| HostError::new("mariadbd --wsrep-recover", "did not finish within 120s"))?
+            .map_err(|e| HostError::new("mariadbd --wsrep-recover", e.to_string()))?;
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        parse_recovered(&text).map_err(|e| {
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            HostError::new("mariadbd --wsrep-recover", format!("{e} (last lines: {tail:?})"))
+        })
+    }
+
+    async fn set_safe_to_bootstrap(&self) -> Result<(), HostError> {
+        let path = self.grastate_path();
+        let text = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|e| HostError::new(path.display().to_string(), e.to_string()))?;
+        write_if_changed(&path, &with_safe_to_bootstrap(&text, true)).await.map(|_| ())
+    }
+
+    async fn start(&self) -> Result<(), HostError> {
+        run("systemctl", &["start", "--no-block", &self.settings.unit], SYSTEMCTL_TIMEOUT).await.map(|_| ())
+    }
+
+    async fn bootstrap(&self) -> Result<(), HostError> {
+        // what galera_new_cluster does, with a bound and the environment always cleared
+        run("systemctl", &["set-environment", "_WSREP_NEW_CLUSTER=--wsrep-new-cluster"], SYSTEMCTL_TIMEOUT).await?;
+        let started = run("systemctl", &["start", &self.settings.unit], Duration::from_secs(120)).await;
+        let cleared = run("systemctl", &["set-environment", "_WSREP_NEW_CLUSTER="], SYSTEMCTL_TIMEOUT).await;
+        started?;
+        cleared.map(|_| ())
+    }
+
+    async fn stop(&self) -> Result<(), HostError> {
+        run("systemctl", &["stop", &self.settings.unit], Duration::from_secs(120)).await.map(|_| ())
+    }
+
+    async fn reset_failed(&self) -> Result<(), HostError> {
+        run("systemctl", &["reset-failed", &self.settings.unit], SYSTEMCTL_TIMEOUT).await.map(|_| ())
+    }
+
+    async fn disable_autostart(&self) -> Result<(), HostError> {
+        run("systemctl", &["disable", "--quiet", &self.settings.unit], SYSTEMCTL_TIMEOUT).await.map(|_| ())
+    }
+
+    async fn write_config(&self, text: &str) -> Result<bool, HostError> {
+        write_if_changed(&self.settings.config_path, text).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_output_of_the_mariadb_client_parses() {
+        let text = "wsrep_on\tON\nwsrep_cluster_size\t3\nwsrep_cluster_state_uuid\t9DC7CBBA-e8fa-11f1-9cdd-af8aaf7b5b31\n\
+                    wsrep_cluster_status\tPrimary\nwsrep_last_committed\t250\nwsrep_local_state_comment\tSynced\nwsrep_ready\tON\n";
+        let status = parse_status(text);
+        assert!(status.wsrep_on && status.ready);
+        assert_eq!(status.cluster_size, 3);
+        assert_eq!(status.last_committed, 250);
+        assert_eq!(status.cluster_state_uuid, "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31");
+        assert_eq!(parse_status("wsrep_on\tOFF\n"), WsrepStatus::default());
+    }
+
+    #[tokio::test]
+    async fn config_is_rewritten_only_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("60-triad-galera.cnf");
+        assert!(write_if_changed(&path, "a\n").await.unwrap());
+        assert!(!write_if_changed(&path, "a\n").await.unwrap());
+        assert!(write_if_changed(&path, "b\n").await.unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
+    }
+
+    #[tokio::test]
+    async fn failed_commands_name_the_command_and_stderr() {
+        let error = run("sh", &["-c", "echo boom >&2; exit 3"], Duration::from_secs(5)).await.unwrap_err();
+        assert!(error.what.starts_with("sh -c"), "{error}");
+        assert!(error.detail.contains("boom"), "{error}");
+        let error = run("sleep", &["5"], Duration::from_millis(100)).await.unwrap_err();
+        assert!(error.detail.contains("did not finish"), "{error}");
+    }
+}

@@ -1,0 +1,317 @@
+//! Galera: the agent's management of the local mysqld (mariadb.service).
+//!
+//! Inputs: the unit's state (systemd), wsrep status over SQL (unix socket), grastate.dat,
+//! and gossip (is a live core peer Synced in a Primary component?). It drives toward:
+//! mysqld running and Synced whenever the cluster is Primary somewhere. A stopped node
+//! whose cluster is Primary elsewhere is started plainly and rejoins by IST/SST without the
+//! coordinator. It never stops or restarts a running mysqld on its own: a joiner or donor
+//! in SST is a state, not a failure (the anchors' most common way to lose data).
+//! Bootstrapping is only ever done on the coordinator's fenced `Bootstrap` call (see
+//! [`bootstrap`]). Errors are logged and retried on the next tick with a start backoff.
+
+pub mod cnf;
+pub mod driver;
+pub mod host;
+pub mod position;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use triad_proto::gossip::{GaleraKeys, GaleraState};
+
+pub use cnf::SstMethod;
+pub use position::{GraState, Position};
+
+/// `[galera]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaleraSettings {
+    pub managed: bool,
+    pub cluster_name: String,
+    pub unit: String,
+    pub provider: String,
+    pub config_path: std::path::PathBuf,
+    pub datadir: std::path::PathBuf,
+    pub socket: std::path::PathBuf,
+    pub sst_method: SstMethod,
+    pub gcache_size: String,
+    pub innodb_buffer_pool_size: Option<String>,
+    pub extra_provider_options: Vec<String>,
+    /// Explicit core peer addresses; when empty, the core nodes seen in gossip and the
+    /// gossip seeds' hosts are used.
+    pub peers: Vec<IpAddr>,
+    /// Minimum time between two automatic starts of mysqld.
+    pub start_backoff: Duration,
+}
+
+impl GaleraSettings {
+    pub fn defaults(cluster_name: &str) -> GaleraSettings {
+        GaleraSettings {
+            managed: true,
+            cluster_name: cluster_name.to_string(),
+            unit: "mariadb.service".to_string(),
+            provider: "/usr/lib/galera/libgalera_smm.so".to_string(),
+            config_path: "/etc/mysql/mariadb.conf.d/60-triad-galera.cnf".into(),
+            datadir: "/var/lib/mysql".into(),
+            socket: "/run/mysqld/mysqld.sock".into(),
+            sst_method: SstMethod::Mariabackup,
+            gcache_size: "128M".to_string(),
+            innodb_buffer_pool_size: None,
+            extra_provider_options: vec![],
+            peers: vec![],
+            start_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// systemd's view of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitState {
+    Active,
+    Activating,
+    Deactivating,
+    Inactive,
+    Failed,
+    Unknown,
+}
+
+impl UnitState {
+    pub fn parse(text: &str) -> UnitState {
+        match text.trim() {
+            "active" | "reloading" => UnitState::Active,
+            "activating" => UnitState::Activating,
+            "deactivating" => UnitState::Deactivating,
+            "inactive" => UnitState::Inactive,
+            "failed" => UnitState::Failed,
+            _ => UnitState::Unknown,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self, UnitState::Active | UnitState::Activating | UnitState::Deactivating)
+    }
+}
+
+/// wsrep status variables read over SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WsrepStatus {
+    /// `wsrep_on` as a server variable: false when mysqld runs without Galera.
+    pub wsrep_on: bool,
+    pub local_state_comment: String,
+    pub cluster_status: String,
+    pub cluster_size: u32,
+    pub last_committed: i64,
+    pub cluster_state_uuid: String,
+    pub ready: bool,
+}
+
+/// Everything the local Galera plan looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub unit: UnitState,
+    pub status: Option<WsrepStatus>,
+    pub grastate: Option<GraState>,
+    /// Position from `--wsrep-recover` since mysqld last stopped.
+    pub recovered: Option<Position>,
+    pub sst_in_progress: bool,
+    /// A live core peer reports Synced in a Primary component (gossip).
+    pub peer_primary: bool,
+    /// The cluster address names at least one other node.
+    pub has_peers: bool,
+    /// The coordinator is bootstrapping or joining this node right now.
+    pub coordinator_action: bool,
+    pub last_start: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `systemctl reset-failed` so the unit can be started again.
+    ResetFailed,
+    /// Plain start: the node joins the Primary component (IST or SST).
+    StartJoin,
+    /// mysqld runs without wsrep (e.g. Debian's stock start before Triad wrote its config):
+    /// stop it so the next start uses the Galera configuration.
+    StopStandalone,
+}
+
+/// The state word published in gossip.
+pub fn derive_state(observed: &Observed) -> GaleraState {
+    let primary = matches!(observed.status.as_ref(), Some(s) if s.cluster_status == "Primary");
+    if observed.coordinator_action && !primary && observed.unit.is_running() {
+        return GaleraState::Bootstrapping;
+    }
+    match observed.unit {
+        UnitState::Inactive | UnitState::Failed => GaleraState::Stopped,
+        UnitState::Unknown => GaleraState::Unknown,
+        UnitState::Deactivating => GaleraState::Stopped,
+        UnitState::Activating => {
+            // starting: receiving a state transfer, or waiting for a Primary component
+            GaleraState::Joining
+        }
+        UnitState::Active => match &observed.status {
+            None => GaleraState::PrimaryLost,
+            Some(status) if !status.wsrep_on => GaleraState::Stopped,
+            Some(status) if status.cluster_status != "Primary" => GaleraState::PrimaryLost,
+            Some(status) => match status.local_state_comment.as_str() {
+                "Synced" => GaleraState::Synced,
+                comment if comment.starts_with("Donor") => GaleraState::Donor,
+                comment if comment.starts_with("Join") => GaleraState::Joining,
+                _ => GaleraState::PrimaryLost,
+            },
+        },
+    }
+}
+
+/// Pure: what to do about the local mysqld now.
+pub fn plan(observed: &Observed, settings: &GaleraSettings, now: Instant) -> Vec<Action> {
+    if !settings.managed || observed.coordinator_action {
+        return vec![];
+    }
+    if let (UnitState::Active, Some(status)) = (observed.unit, &observed.status) {
+        if !status.wsrep_on {
+            return vec![Action::StopStandalone];
+        }
+    }
+    let backoff_over = observed
+        .last_start
+        .is_none_or(|last| now.saturating_duration_since(last) >= settings.start_backoff);
+    match observed.unit {
+        UnitState::Failed => vec![Action::ResetFailed],
+        UnitState::Inactive if observed.peer_primary && observed.has_peers && backoff_over => {
+            vec![Action::StartJoin]
+        }
+        _ => vec![],
+    }
+}
+
+/// The position to publish and report: live when running in a Primary component,
+/// otherwise grastate, completed by `--wsrep-recover` when grastate's seqno is -1.
+pub fn best_position(observed: &Observed) -> Option<(Position, &'static str)> {
+    if let Some(status) = &observed.status {
+        if status.wsrep_on && status.cluster_status == "Primary" && position::is_uuid(&status.cluster_state_uuid) {
+            return Some((
+                Position { uuid: status.cluster_state_uuid.clone(), seqno: status.last_committed },
+                "live",
+            ));
+        }
+    }
+    if let Some(recovered) = &observed.recovered {
+        return Some((recovered.clone(), "wsrep-recover"));
+    }
+    observed.grastate.as_ref().map(|g| (g.position.clone(), "grastate"))
+}
+
+/// The galera gossip keys for this observation.
+pub fn keys(observed: &Observed, settings: &GaleraSettings) -> GaleraKeys {
+    if !settings.managed {
+        return GaleraKeys { state: GaleraState::NotManaged, ..GaleraKeys::default() };
+    }
+    let position = best_position(observed);
+    GaleraKeys {
+        state: derive_state(observed),
+        cluster_status: observed.status.as_ref().filter(|s| s.wsrep_on).map(|s| s.cluster_status.clone()),
+        size: observed.status.as_ref().filter(|s| s.wsrep_on).map(|s| s.cluster_size),
+        uuid: position.as_ref().map(|(p, _)| p.uuid.clone()),
+        seqno: position.as_ref().map(|(p, _)| p.seqno),
+        safe_to_bootstrap: observed.grastate.as_ref().map(|g| g.safe_to_bootstrap),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(unit: UnitState) -> Observed {
+        Observed {
+            unit,
+            status: None,
+            grastate: None,
+            recovered: None,
+            sst_in_progress: false,
+            peer_primary: false,
+            has_peers: true,
+            coordinator_action: false,
+            last_start: None,
+        }
+    }
+
+    fn synced() -> WsrepStatus {
+        WsrepStatus {
+            wsrep_on: true,
+            local_state_comment: "Synced".into(),
+            cluster_status: "Primary".into(),
+            cluster_size: 3,
+            last_committed: 42,
+            cluster_state_uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(),
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn stopped_node_rejoins_only_when_a_peer_is_primary() {
+        let settings = GaleraSettings::defaults("c");
+        let now = Instant::now();
+        let mut obs = observed(UnitState::Inactive);
+        assert!(plan(&obs, &settings, now).is_empty(), "nobody primary: wait for the coordinator");
+        obs.peer_primary = true;
+        assert_eq!(plan(&obs, &settings, now), vec![Action::StartJoin]);
+        obs.last_start = Some(now);
+        assert!(plan(&obs, &settings, now + Duration::from_secs(1)).is_empty(), "start backoff");
+        obs.has_peers = false;
+        obs.last_start = None;
+        assert!(plan(&obs, &settings, now).is_empty(), "never start with no peer in the cluster address");
+    }
+
+    #[test]
+    fn a_running_joiner_or_donor_is_never_touched() {
+        let settings = GaleraSettings::defaults("c");
+        let mut obs = observed(UnitState::Activating);
+        obs.sst_in_progress = true;
+        obs.peer_primary = true;
+        assert!(plan(&obs, &settings, Instant::now()).is_empty());
+        assert_eq!(derive_state(&obs), GaleraState::Joining);
+        let mut donor = observed(UnitState::Active);
+        donor.status = Some(WsrepStatus { local_state_comment: "Donor/Desynced".into(), ..synced() });
+        assert!(plan(&donor, &settings, Instant::now()).is_empty());
+        assert_eq!(derive_state(&donor), GaleraState::Donor);
+    }
+
+    #[test]
+    fn states_follow_wsrep_status() {
+        let mut obs = observed(UnitState::Active);
+        obs.status = Some(synced());
+        assert_eq!(derive_state(&obs), GaleraState::Synced);
+        obs.status = Some(WsrepStatus { cluster_status: "non-Primary".into(), ..synced() });
+        assert_eq!(derive_state(&obs), GaleraState::PrimaryLost);
+        obs.status = None;
+        assert_eq!(derive_state(&obs), GaleraState::PrimaryLost, "running without an SQL answer");
+        assert_eq!(derive_state(&observed(UnitState::Failed)), GaleraState::Stopped);
+    }
+
+    #[test]
+    fn standalone_mysqld_is_stopped_and_failed_unit_reset() {
+        let settings = GaleraSettings::defaults("c");
+        let mut obs = observed(UnitState::Active);
+        obs.status = Some(WsrepStatus { wsrep_on: false, ..Default::default() });
+        assert_eq!(plan(&obs, &settings, Instant::now()), vec![Action::StopStandalone]);
+        assert_eq!(plan(&observed(UnitState::Failed), &settings, Instant::now()), vec![Action::ResetFailed]);
+    }
+
+    #[test]
+    fn published_position_prefers_live_then_recovered_then_grastate() {
+        let settings = GaleraSettings::defaults("c");
+        let mut obs = observed(UnitState::Inactive);
+        obs.grastate = Some(GraState {
+            version: "2.1".into(),
+            position: Position { uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(), seqno: -1 },
+            safe_to_bootstrap: false,
+        });
+        assert_eq!(keys(&obs, &settings).seqno, Some(-1));
+        obs.recovered = Some(Position { uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(), seqno: 250 });
+        assert_eq!(keys(&obs, &settings).seqno, Some(250));
+        obs.unit = UnitState::Active;
+        obs.status = Some(synced());
+        assert_eq!(keys(&obs, &settings).seqno, Some(42));
+        assert_eq!(keys(&obs, &settings).cluster_status.as_deref(), Some("Primary"));
+    }
+}

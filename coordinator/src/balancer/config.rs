@@ -1,0 +1,335 @@
+//! The `[balancer]` section of the coordinator's configuration (optional; `kind = "none"`
+//! by default so existing configurations keep working).
+//!
+//! ```toml
+//! [balancer]
+//! kind = "haproxy"            # haproxy | octavia | none
+//! rise_hold = "3s"            # a node must be ready this long before it is (re)added
+//! drain_timeout = "30s"       # longest wait for connections to end on planned removal
+//! interval = "250ms"          # reconcile period (the loop also runs on every view change)
+//!
+//! [balancer.haproxy]
+//! admin_socket = "/run/haproxy/admin.sock"
+//! backend = "be_web"
+//! server_port = 80
+//! check = "check inter 1s fall 2 rise 2"   # appended to `add server`; "" = no checks
+//!
+//! [balancer.octavia]
+//! cloud = "mycloud"           # clouds.yaml entry (else OS_CLOUD / OS_* / the only cloud)
+//! lb_name = "triad"
+//! vip_subnet_id = "…"         # only needed to create the load balancer
+//! listener_port = 80
+//! algorithm = "ROUND_ROBIN"
+//! session_persistence = "HTTP_COOKIE"   # none | HTTP_COOKIE | SOURCE_IP | APP_COOKIE:<name>
+//! member_port = 80
+//! member_subnet_id = "…"
+//! active_timeout = "300s"
+//! [balancer.octavia.monitor]  # the pool's health monitor (a second line); omit = defaults
+//! type = "HTTP"
+//! delay = 5
+//! timeout = 3
+//! max_retries = 2
+//! max_retries_down = 2
+//! url_path = "/"
+//! ```
+//!
+//! It is parsed strictly as part of the coordinator's file (unknown keys rejected with
+//! file:line:column); [`BalancerConfig::load`] reads just this section for the binary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use triad_agent::config::{load_toml, ConfigError};
+
+use super::haproxy::HaproxySettings;
+use super::octavia::{MonitorSettings, OctaviaSettings};
+use super::plan::Spec;
+use super::reconcile::LoopSettings;
+use crate::openstack::octavia::SessionPersistence;
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawBalancer {
+    kind: Option<String>,
+    rise_hold: Option<String>,
+    drain_timeout: Option<String>,
+    interval: Option<String>,
+    haproxy: Option<RawHaproxy>,
+    octavia: Option<RawOctavia>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    admin_socket: Option<String>,
+    backend: Option<String>,
+    server_port: Option<u16>,
+    check: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawOctavia {
+    cloud: Option<String>,
+    lb_name: Option<String>,
+    vip_subnet_id: Option<String>,
+    listener_name: Option<String>,
+    listener_protocol: Option<String>,
+    listener_port: Option<u16>,
+    pool_name: Option<String>,
+    algorithm: Option<String>,
+    session_persistence: Option<String>,
+    member_port: Option<u16>,
+    member_subnet_id: Option<String>,
+    active_timeout: Option<String>,
+    monitor: Option<RawMonitor>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    delay: Option<u32>,
+    timeout: Option<u32>,
+    max_retries: Option<u32>,
+    max_retries_down: Option<u32>,
+    url_path: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// Which balancer the coordinator drives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BalancerKind {
+    None,
+    Haproxy(HaproxySettings),
+    Octavia {
+        cloud: Option<String>,
+        settings: OctaviaSettings,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct BalancerConfig {
+    pub kind: BalancerKind,
+    pub loop_settings: LoopSettings,
+}
+
+#[derive(Debug, Deserialize)]
+struct OnlyBalancer {
+    #[serde(default)]
+    balancer: Option<RawBalancer>,
+}
+
+impl BalancerConfig {
+    /// Read the `[balancer]` section of the coordinator's file (other sections are the
+    /// main config's business and were validated there).
+    pub fn load(path: &Path) -> Result<BalancerConfig, ConfigError> {
+        let raw: OnlyBalancer = load_toml(path)?;
+        resolve(path, raw.balancer.as_ref())
+    }
+}
+
+fn duration(path: &Path, key: &'static str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message: format!("{text:?} is not a duration ({e}); write e.g. \"3s\" or \"500ms\""),
+        }),
+    }
+}
+
+/// Validate the raw section into a [`BalancerConfig`].
+pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig, ConfigError> {
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    let empty = RawBalancer::default();
+    let raw = raw.unwrap_or(&empty);
+    let defaults = Spec::default();
+    let spec = Spec::new(
+        duration(path, "balancer.rise_hold", raw.rise_hold.as_deref(), defaults.rise_hold)?,
+        duration(path, "balancer.drain_timeout", raw.drain_timeout.as_deref(), defaults.drain_timeout)?,
+        defaults.confirm_ttl,
+        defaults.settle,
+    )
+    .map_err(|message| invalid("balancer", message))?;
+    let interval = duration(path, "balancer.interval", raw.interval.as_deref(), LoopSettings::default().interval)?;
+    if interval < Duration::from_millis(50) || interval > Duration::from_secs(60) {
+        return Err(invalid("balancer.interval", "must be between 50ms and 60s".into()));
+    }
+    let kind = match raw.kind.as_deref().unwrap_or("none") {
+        "none" => BalancerKind::None,
+        "haproxy" => {
+            let h = raw.haproxy.clone().unwrap_or_default();
+            let backend = h.backend.unwrap_or_else(|| "be_web".into());
+            if !super::haproxy::valid_server_name(&backend) {
+                return Err(invalid("balancer.haproxy.backend", format!("{backend:?} is not a valid HAProxy name")));
+            }
+            let mut settings = HaproxySettings::new(
+                PathBuf::from(h.admin_socket.unwrap_or_else(|| "/run/haproxy/admin.sock".into())),
+                &backend,
+                h.server_port.unwrap_or(80),
+            );
+            if let Some(check) = h.check {
+                if check.contains('\n') {
+                    return Err(invalid("balancer.haproxy.check", "must be one line".into()));
+                }
+                settings.check = check;
+            }
+            BalancerKind::Haproxy(settings)
+        }
+        "octavia" => {
+            let o = raw.octavia.clone().unwrap_or_default();
+            let lb_name = o.lb_name.unwrap_or_else(|| "triad".into());
+            let mut settings = OctaviaSettings::new(&lb_name, o.member_port.unwrap_or(80));
+            settings.vip_subnet_id = o.vip_subnet_id;
+            if let Some(name) = o.listener_name {
+                settings.listener_name = name;
+            }
+            if let Some(protocol) = o.listener_protocol {
+                settings.listener_protocol = protocol;
+            }
+            settings.listener_port = o.listener_port.unwrap_or(80);
+            if let Some(name) = o.pool_name {
+                settings.pool_name = name;
+            }
+            if let Some(algorithm) = o.algorithm {
+                let algorithm = algorithm.to_ascii_uppercase();
+                if !["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"].contains(&algorithm.as_str()) {
+                    return Err(invalid(
+                        "balancer.octavia.algorithm",
+                        format!("{algorithm:?}: use ROUND_ROBIN, LEAST_CONNECTIONS, SOURCE_IP or SOURCE_IP_PORT"),
+                    ));
+                }
+                settings.lb_algorithm = algorithm;
+            }
+            if let Some(persistence) = o.session_persistence {
+                settings.session_persistence = match persistence.as_str() {
+                    "none" => None,
+                    "HTTP_COOKIE" | "SOURCE_IP" => Some(SessionPersistence {
+                        kind: persistence.clone(),
+                        cookie_name: None,
+                    }),
+                    other => match other.strip_prefix("APP_COOKIE:") {
+                        Some(cookie) if !cookie.is_empty() => Some(SessionPersistence {
+                            kind: "APP_COOKIE".into(),
+                            cookie_name: Some(cookie.to_string()),
+                        }),
+                        _ => {
+                            return Err(invalid(
+                                "balancer.octavia.session_persistence",
+                                format!("{other:?}: use none, HTTP_COOKIE, SOURCE_IP or APP_COOKIE:<cookie name>"),
+                            ))
+                        }
+                    },
+                };
+            }
+            settings.member_subnet_id = o.member_subnet_id;
+            settings.active_timeout =
+                duration(path, "balancer.octavia.active_timeout", o.active_timeout.as_deref(), settings.active_timeout)?;
+            if let Some(m) = o.monitor {
+                if m.enabled == Some(false) {
+                    settings.monitor = None;
+                } else {
+                    let d = MonitorSettings::default();
+                    let monitor = MonitorSettings {
+                        kind: m.kind.unwrap_or(d.kind),
+                        delay: m.delay.unwrap_or(d.delay),
+                        timeout: m.timeout.unwrap_or(d.timeout),
+                        max_retries: m.max_retries.unwrap_or(d.max_retries),
+                        max_retries_down: m.max_retries_down.unwrap_or(d.max_retries_down),
+                        url_path: m.url_path.unwrap_or(d.url_path),
+                    };
+                    if monitor.timeout >= monitor.delay {
+                        return Err(invalid(
+                            "balancer.octavia.monitor.timeout",
+                            format!("must be below delay ({} ≥ {})", monitor.timeout, monitor.delay),
+                        ));
+                    }
+                    if !(1..=10).contains(&monitor.max_retries) || !(1..=10).contains(&monitor.max_retries_down) {
+                        return Err(invalid("balancer.octavia.monitor.max_retries", "retries are 1-10".into()));
+                    }
+                    settings.monitor = Some(monitor);
+                }
+            }
+            BalancerKind::Octavia {
+                cloud: o.cloud,
+                settings,
+            }
+        }
+        other => {
+            return Err(invalid(
+                "balancer.kind",
+                format!("{other:?}: use \"haproxy\", \"octavia\" or \"none\""),
+            ))
+        }
+    };
+    Ok(BalancerConfig {
+        kind,
+        loop_settings: LoopSettings { spec, interval },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BalancerConfig, ConfigError> {
+        let raw: OnlyBalancer = triad_agent::config::parse_toml(Path::new("c.toml"), text)?;
+        resolve(Path::new("c.toml"), raw.balancer.as_ref())
+    }
+
+    #[test]
+    fn absent_section_means_no_balancer() {
+        assert_eq!(parse("").unwrap().kind, BalancerKind::None);
+    }
+
+    #[test]
+    fn haproxy_and_octavia_sections_resolve() {
+        let config = parse(
+            "[balancer]\nkind = \"haproxy\"\nrise_hold = \"1s\"\n[balancer.haproxy]\nadmin_socket = \"/tmp/a.sock\"\nbackend = \"be\"\nserver_port = 8081\n",
+        )
+        .unwrap();
+        match config.kind {
+            BalancerKind::Haproxy(settings) => {
+                assert_eq!(settings.backend, "be");
+                assert_eq!(settings.server_port, 8081);
+                assert_eq!(settings.check, "check inter 1s fall 2 rise 2");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(config.loop_settings.spec.rise_hold, Duration::from_secs(1));
+        let config = parse(
+            "[balancer]\nkind = \"octavia\"\n[balancer.octavia]\ncloud = \"c\"\nsession_persistence = \"APP_COOKIE:sid\"\n[balancer.octavia.monitor]\ndelay = 10\ntimeout = 5\nmax_retries = 3\n",
+        )
+        .unwrap();
+        match config.kind {
+            BalancerKind::Octavia { cloud, settings } => {
+                assert_eq!(cloud.as_deref(), Some("c"));
+                assert_eq!(settings.session_persistence.unwrap().cookie_name.as_deref(), Some("sid"));
+                assert_eq!(settings.monitor.unwrap().delay, 10);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let error = parse("[balancer]\nkind = \"f5\"\n").unwrap_err().to_string();
+        assert!(error.contains("balancer.kind"), "{error}");
+        let error = parse("[balancer]\nkind = \"octavia\"\n[balancer.octavia.monitor]\ndelay = 3\ntimeout = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("balancer.octavia.monitor.timeout"), "{error}");
+        let error = parse("[balancer]\nkind = \"haproxy\"\n[balancer.haproxy]\nsocket = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `socket`"), "{error}");
+    }
+}

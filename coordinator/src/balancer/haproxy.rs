@@ -1,0 +1,422 @@
+//! HAProxy backend: membership through the runtime API on HAProxy's admin unix socket.
+//!
+//! One command per connection (HAProxy's non-interactive mode: write the command and a
+//! newline, read the answer until HAProxy closes the socket). This costs one connect per
+//! command, which is negligible on a unix socket, and it means a half-read answer can never
+//! desynchronise the next command, which `prompt` mode would risk after a timeout.
+//!
+//! Commands used (measured on HAProxy 2.6.12, `shared/testbed.md` section 7):
+//! `show servers state BACKEND` (adopted at start and observed every round),
+//! `show stat` (current sessions per server, for draining), `add server BE/NAME ADDR:PORT
+//! check inter 1s fall 2 rise 2` + `enable health` + `enable server` (dynamic servers do not
+//! inherit `default-server`, so the check settings are explicit; the checks stay on as a
+//! second line of defence), `set server BE/NAME state ready|drain|maint`, `del server`
+//! (only accepted in maint).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use super::{Balancer, BalancerError, Member, MemberChange, MemberState};
+
+/// Settings of one managed HAProxy backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaproxySettings {
+    pub admin_socket: PathBuf,
+    pub backend: String,
+    pub server_port: u16,
+    /// Appended to `add server` (e.g. `check inter 1s fall 2 rise 2`); empty = no checks.
+    pub check: String,
+    pub timeout: Duration,
+}
+
+impl HaproxySettings {
+    pub fn new(admin_socket: PathBuf, backend: &str, server_port: u16) -> HaproxySettings {
+        HaproxySettings {
+            admin_socket,
+            backend: backend.to_string(),
+            server_port,
+            check: "check inter 1s fall 2 rise 2".into(),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A thin client for the runtime API: one command per connection.
+#[derive(Debug, Clone)]
+pub struct RuntimeApi {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+impl RuntimeApi {
+    pub fn new(socket: &Path, timeout: Duration) -> RuntimeApi {
+        RuntimeApi {
+            socket: socket.to_path_buf(),
+            timeout,
+        }
+    }
+
+    /// Send one command and return HAProxy's whole answer.
+    pub async fn command(&self, command: &str) -> Result<String, BalancerError> {
+        debug_assert!(!command.contains('\n'), "one command per connection");
+        let socket_error = |message: String| BalancerError::HaproxySocket {
+            socket: self.socket.display().to_string(),
+            message,
+        };
+        let exchange = async {
+            let mut stream = UnixStream::connect(&self.socket)
+                .await
+                .map_err(|e| socket_error(format!("cannot connect: {e}")))?;
+            stream
+                .write_all(format!("{command}\n").as_bytes())
+                .await
+                .map_err(|e| socket_error(format!("cannot send `{command}`: {e}")))?;
+            let mut answer = String::new();
+            stream
+                .read_to_string(&mut answer)
+                .await
+                .map_err(|e| socket_error(format!("cannot read the answer to `{command}`: {e}")))?;
+            Ok(answer)
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| socket_error(format!("no answer to `{command}` within {:?}", self.timeout)))?
+    }
+
+    /// A command whose success is an empty answer or one of `ok_answers`.
+    async fn expect(&self, command: &str, ok_answers: &[&str]) -> Result<(), BalancerError> {
+        let answer = self.command(command).await?;
+        let trimmed = answer.trim();
+        if trimmed.is_empty() || ok_answers.iter().any(|ok| trimmed.starts_with(ok)) {
+            Ok(())
+        } else {
+            Err(BalancerError::HaproxyRefused {
+                command: command.to_string(),
+                answer: trimmed.to_string(),
+            })
+        }
+    }
+
+    pub async fn servers_state(&self, backend: &str) -> Result<Vec<ServerState>, BalancerError> {
+        let command = format!("show servers state {backend}");
+        let answer = self.command(&command).await?;
+        parse_servers_state(&answer).map_err(|message| BalancerError::HaproxyParse { command, message })
+    }
+
+    /// Current sessions per server of `backend`, from `show stat`.
+    pub async fn sessions(&self, backend: &str) -> Result<BTreeMap<String, u64>, BalancerError> {
+        let answer = self.command("show stat").await?;
+        parse_stat_sessions(&answer, backend).map_err(|message| BalancerError::HaproxyParse {
+            command: "show stat".into(),
+            message,
+        })
+    }
+}
+
+/// One row of `show servers state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    pub backend: String,
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    /// 0 stopped, 1 starting, 2 running, 3 stopping.
+    pub op_state: u8,
+    /// Bit mask: 0x01 forced maint, 0x02 inherited maint, 0x04 maint from the config,
+    /// 0x08 forced drain, 0x10 inherited drain, 0x20 maint by DNS resolution, 0x40 maint
+    /// of a hidden server.
+    pub admin_state: u8,
+    pub weight: u32,
+}
+
+impl ServerState {
+    pub fn member_state(&self) -> MemberState {
+        if self.admin_state & (0x01 | 0x02 | 0x04 | 0x20 | 0x40) != 0 {
+            MemberState::Maint
+        } else if self.admin_state & (0x08 | 0x10) != 0 {
+            MemberState::Draining
+        } else {
+            MemberState::Active
+        }
+    }
+}
+
+/// Parse `show servers state` (format version 1): a version line, a `# ` header naming
+/// the columns, then one row per server. Columns are found by name, so extra columns in
+/// later versions do not break the parser.
+pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let version = lines.next().ok_or("empty answer")?;
+    if version != "1" {
+        return Err(format!("unsupported format version line {version:?} (expected \"1\")"));
+    }
+    let header = lines
+        .next()
+        .and_then(|l| l.strip_prefix('#'))
+        .ok_or("missing `# be_id ...` header line")?;
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    let column = |name: &str| {
+        columns
+            .iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| format!("header has no column {name}"))
+    };
+    let (be, name, addr, op, admin, weight, port) = (
+        column("be_name")?,
+        column("srv_name")?,
+        column("srv_addr")?,
+        column("srv_op_state")?,
+        column("srv_admin_state")?,
+        column("srv_uweight")?,
+        column("srv_port")?,
+    );
+    let mut servers = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .copied()
+                .ok_or_else(|| format!("row {line:?} has no column {}", columns[i]))
+        };
+        let number = |i: usize| -> Result<u32, String> {
+            let text = field(i)?;
+            text.parse()
+                .map_err(|_| format!("row {line:?}: {} = {text:?} is not a number", columns[i]))
+        };
+        let address_text = field(addr)?;
+        servers.push(ServerState {
+            backend: field(be)?.to_string(),
+            name: field(name)?.to_string(),
+            address: address_text
+                .parse()
+                .map_err(|_| format!("row {line:?}: srv_addr {address_text:?} is not an IP"))?,
+            port: u16::try_from(number(port)?).map_err(|_| format!("row {line:?}: bad srv_port"))?,
+            op_state: number(op)? as u8,
+            admin_state: number(admin)? as u8,
+            weight: number(weight)?,
+        });
+    }
+    Ok(servers)
+}
+
+/// Parse `show stat` CSV: current sessions (`scur`) per server of `backend`.
+pub fn parse_stat_sessions(text: &str, backend: &str) -> Result<BTreeMap<String, u64>, String> {
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .and_then(|l| l.strip_prefix("# "))
+        .ok_or("missing `# pxname,svname,...` header")?;
+    let columns: Vec<&str> = header.split(',').collect();
+    let index = |name: &str| {
+        columns
+            .iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| format!("show stat header has no {name} column"))
+    };
+    let (px, sv, scur) = (index("pxname")?, index("svname")?, index("scur")?);
+    let mut sessions = BTreeMap::new();
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.get(px) != Some(&backend) {
+            continue;
+        }
+        let Some(server) = fields.get(sv) else { continue };
+        if *server == "BACKEND" || *server == "FRONTEND" {
+            continue;
+        }
+        let count = fields
+            .get(scur)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("row for {backend}/{server} has no numeric scur"))?;
+        sessions.insert(server.to_string(), count);
+    }
+    Ok(sessions)
+}
+
+/// HAProxy names: letters, digits, '-', '_', '.', ':' (the node id becomes the name).
+pub fn valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// The [`Balancer`] over one HAProxy backend. Every server in that backend is Triad's: the
+/// backend is dedicated to the service.
+#[derive(Debug, Clone)]
+pub struct HaproxyBalancer {
+    settings: HaproxySettings,
+    api: RuntimeApi,
+}
+
+impl HaproxyBalancer {
+    pub fn new(settings: HaproxySettings) -> HaproxyBalancer {
+        let api = RuntimeApi::new(&settings.admin_socket, settings.timeout);
+        HaproxyBalancer { settings, api }
+    }
+
+    pub fn api(&self) -> &RuntimeApi {
+        &self.api
+    }
+
+    fn server(&self, name: &str) -> Result<String, BalancerError> {
+        if !valid_server_name(name) {
+            return Err(BalancerError::HaproxyRefused {
+                command: format!("(server name {name:?})"),
+                answer: "not a valid HAProxy server name; node ids must use [A-Za-z0-9._:-]".into(),
+            });
+        }
+        Ok(format!("{}/{}", self.settings.backend, name))
+    }
+
+    async fn apply_one(&self, change: &MemberChange) -> Result<(), BalancerError> {
+        let server = self.server(change.name())?;
+        match change {
+            MemberChange::Add { address, port, .. } => {
+                let target = match address {
+                    IpAddr::V4(v4) => format!("{v4}:{port}"),
+                    IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+                };
+                let command = format!("add server {server} {target} {}", self.settings.check);
+                self.api
+                    .expect(command.trim_end(), &["New server registered."])
+                    .await?;
+                if !self.settings.check.is_empty() {
+                    self.api.expect(&format!("enable health {server}"), &[]).await?;
+                }
+                self.api.expect(&format!("enable server {server}"), &[]).await
+            }
+            MemberChange::SetActive { .. } => {
+                self.api
+                    .expect(&format!("set server {server} state ready"), &[])
+                    .await
+            }
+            MemberChange::Drain { .. } => {
+                self.api
+                    .expect(&format!("set server {server} state drain"), &[])
+                    .await
+            }
+            MemberChange::Remove { .. } => {
+                self.api
+                    .expect(&format!("set server {server} state maint"), &[])
+                    .await?;
+                // Connections still attached make `del server` refuse; close them (the
+                // member is leaving: it is dead, or its drain has ended or timed out).
+                self.api
+                    .expect(&format!("shutdown sessions server {server}"), &[])
+                    .await?;
+                self.api
+                    .expect(&format!("del server {server}"), &["Server deleted."])
+                    .await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Balancer for HaproxyBalancer {
+    fn kind(&self) -> &'static str {
+        "haproxy"
+    }
+
+    fn member_port(&self) -> u16 {
+        self.settings.server_port
+    }
+
+    async fn observe(&self) -> Result<Vec<Member>, BalancerError> {
+        let servers = self.api.servers_state(&self.settings.backend).await?;
+        let sessions = self.api.sessions(&self.settings.backend).await?;
+        Ok(servers
+            .into_iter()
+            .filter(|s| s.backend == self.settings.backend)
+            .map(|s| Member {
+                connections: sessions.get(&s.name).copied(),
+                state: s.member_state(),
+                health: Some(
+                    match s.op_state {
+                        0 => "DOWN",
+                        1 => "STARTING",
+                        2 => "UP",
+                        3 => "STOPPING",
+                        _ => "UNKNOWN",
+                    }
+                    .to_string(),
+                ),
+                name: s.name,
+                address: s.address,
+                port: s.port,
+            })
+            .collect())
+    }
+
+    /// Applies the changes in order and stops at the first error (the planner orders
+    /// additions before removals, so a failure never leaves fewer members than planned).
+    async fn apply(&self, changes: &[MemberChange]) -> Result<(), BalancerError> {
+        for change in changes {
+            self.apply_one(change).await?;
+            tracing::info!(balancer = "haproxy", backend = %self.settings.backend, change = ?change, "member changed");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE: &str = "1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+3 be_web 1 n1 127.0.1.1 2 0 1 1 2 15 3 3 6 0 0 0 - 80 - 0 0 - - 0
+3 be_web 2 n2 127.0.1.2 2 8 1 1 2 15 3 3 6 0 0 0 - 80 - 0 0 - - 0
+3 be_web 3 n3 127.0.1.3 0 1 1 1 2 15 3 3 6 0 0 0 - 80 - 0 0 - - 0
+";
+
+    #[test]
+    fn servers_state_is_parsed_by_column_name() {
+        let servers = parse_servers_state(STATE).unwrap();
+        assert_eq!(servers.len(), 3);
+        assert_eq!(servers[0].name, "n1");
+        assert_eq!(servers[0].address, "127.0.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(servers[0].port, 80);
+        assert_eq!(servers[0].member_state(), MemberState::Active);
+        assert_eq!(servers[1].member_state(), MemberState::Draining);
+        assert_eq!(servers[2].member_state(), MemberState::Maint);
+        assert_eq!(servers[2].op_state, 0);
+    }
+
+    #[test]
+    fn an_empty_backend_and_garbage_are_told_apart() {
+        let empty = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_port\n";
+        assert!(parse_servers_state(empty).unwrap().is_empty());
+        let error = parse_servers_state("Can't find backend.\n").unwrap_err();
+        assert!(error.contains("format version"), "{error}");
+        let error = parse_servers_state("1\n# be_name srv_name\nbe n1\n").unwrap_err();
+        assert!(error.contains("srv_addr"), "{error}");
+        let bad_row = "1\n# be_name srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_port\nbe n1 notanip 2 0 1 80\n";
+        assert!(parse_servers_state(bad_row).unwrap_err().contains("not an IP"));
+    }
+
+    #[test]
+    fn stat_sessions_are_read_for_the_backend_only() {
+        let stat = "# pxname,svname,qcur,qmax,scur,smax\nfe,FRONTEND,,,4,9\nbe_web,n1,0,0,2,5\nbe_web,n2,0,0,0,1\nbe_web,BACKEND,0,0,2,5\nother,n1,0,0,7,7\n";
+        let sessions = parse_stat_sessions(stat, "be_web").unwrap();
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(sessions["n1"], 2);
+        assert_eq!(sessions["n2"], 0);
+    }
+
+    #[test]
+    fn server_names_are_checked() {
+        assert!(valid_server_name("node-1.a_b:2"));
+        assert!(!valid_server_name("n 1"));
+        assert!(!valid_server_name(""));
+        assert!(!valid_server_name("a/b"));
+    }
+}

@@ -1,0 +1,396 @@
+//! The balancer membership loop.
+//!
+//! Inputs: the coordinator's [`ClusterView`] (gossip's opinion: live, ready, draining, the
+//! node's gRPC address), the agents' own answers over gRPC ([`Confirmer`]), and the
+//! balancer's current members ([`Balancer::observe`]).
+//! Drives toward: members = ready, non-draining nodes (see [`plan`](super::plan) for the
+//! rules: confirmation before change, hysteresis, drain, last member kept).
+//! Triggers: every `interval` and at once on every cluster view event; the planner is
+//! blind to which. After gRPC confirmations it plans again in the same round, so a
+//! confirmed failure is acted on without waiting for the next tick.
+//! Errors: an unreadable balancer leaves membership untouched (fact unknown); a failed
+//! change is recorded in the status (`last_error`, `errors_total`) and retried with
+//! exponential backoff (transient: from `interval` up to 10 s; terminal errors such as
+//! Octavia ERROR: every 30 s, never in a tight loop). The loop never exits on error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use triad_proto::v1::agent_service_client::AgentServiceClient;
+use triad_proto::v1::AgentStatusRequest;
+
+use super::plan::{plan, Action, Confirmation, Fact, NodeFacts, Observed, Spec, Verdict};
+use super::{Balancer, Member, MemberChange, MemberState};
+use crate::view::{ClusterEvent, ClusterView};
+
+/// Asks a node's agent whether it serves (design principle 2: authenticated gRPC decides).
+#[async_trait]
+pub trait Confirmer: Send + Sync {
+    async fn confirm(&self, node_id: &str, grpc: SocketAddr) -> Verdict;
+}
+
+/// AgentService.Status over gRPC with bounded connect and request times. An agent that
+/// answers as a different node id counts as unreachable (the address was reused).
+#[derive(Debug, Clone)]
+pub struct GrpcConfirmer {
+    pub timeout: Duration,
+}
+
+impl Default for GrpcConfirmer {
+    fn default() -> GrpcConfirmer {
+        GrpcConfirmer {
+            timeout: Duration::from_millis(800),
+        }
+    }
+}
+
+#[async_trait]
+impl Confirmer for GrpcConfirmer {
+    async fn confirm(&self, node_id: &str, grpc: SocketAddr) -> Verdict {
+        let ask = async {
+            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+                .map_err(|e| e.to_string())?
+                .connect_timeout(self.timeout)
+                .timeout(self.timeout);
+            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+            let status = AgentServiceClient::new(channel)
+                .status(AgentStatusRequest {})
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            Ok::<_, String>(status)
+        };
+        match tokio::time::timeout(self.timeout * 2, ask).await {
+            Ok(Ok(status)) if status.node_id == node_id => {
+                if status.ready && !status.draining {
+                    Verdict::Serving
+                } else {
+                    Verdict::NotServing {
+                        draining: status.draining,
+                    }
+                }
+            }
+            Ok(Ok(status)) => {
+                tracing::warn!(node = %node_id, %grpc, answered_as = %status.node_id, "agent answered as another node");
+                Verdict::Unreachable
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(node = %node_id, %grpc, %error, "agent did not answer");
+                Verdict::Unreachable
+            }
+            Err(_) => Verdict::Unreachable,
+        }
+    }
+}
+
+/// Where the loop reads the cluster view from (the coordinator, or a test).
+pub type ViewSource = Arc<dyn Fn() -> ClusterView + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub spec: Spec,
+    pub interval: Duration,
+}
+
+impl Default for LoopSettings {
+    fn default() -> LoopSettings {
+        LoopSettings {
+            spec: Spec::default(),
+            interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What the loop reports (for status and metrics).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BalancerStatus {
+    pub kind: &'static str,
+    pub members: Vec<Member>,
+    pub rounds_total: u64,
+    pub changes_total: u64,
+    pub confirmations_total: u64,
+    pub errors_total: u64,
+    pub last_error: Option<String>,
+    pub last_changes: Vec<MemberChange>,
+}
+
+/// A running loop; dropping the handle does not stop it, [`BalancerLoop::stop`] does.
+pub struct BalancerLoop {
+    stop: watch::Sender<bool>,
+    status: watch::Receiver<BalancerStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for BalancerLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BalancerLoop").finish_non_exhaustive()
+    }
+}
+
+impl BalancerLoop {
+    pub fn start(
+        balancer: Arc<dyn Balancer>,
+        view: ViewSource,
+        events: Option<broadcast::Receiver<ClusterEvent>>,
+        confirmer: Arc<dyn Confirmer>,
+        settings: LoopSettings,
+    ) -> BalancerLoop {
+        let (stop, stop_rx) = watch::channel(false);
+        let (status_tx, status) = watch::channel(BalancerStatus {
+            kind: balancer.kind(),
+            ..Default::default()
+        });
+        let task = tokio::spawn(run(
+            balancer, view, events, confirmer, settings, status_tx, stop_rx,
+        ));
+        BalancerLoop { stop, status, task }
+    }
+
+    pub fn status(&self) -> BalancerStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn status_watch(&self) -> watch::Receiver<BalancerStatus> {
+        self.status.clone()
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The loop's memory between rounds: per node, the last gossip claim, since when it has
+/// been serving, and the last confirmation; per member, when its drain was first seen.
+#[derive(Debug, Default)]
+struct Memory {
+    claims: BTreeMap<String, (bool, bool, bool)>,
+    serving_since: BTreeMap<String, Instant>,
+    confirmations: BTreeMap<String, Confirmation>,
+    drain_started: BTreeMap<String, Instant>,
+}
+
+impl Memory {
+    /// Fold the view in. A changed gossip claim invalidates the node's confirmation: it may
+    /// describe the node before the change.
+    fn observe_view(&mut self, view: &ClusterView, now: Instant) -> BTreeMap<String, NodeFacts> {
+        let mut nodes = BTreeMap::new();
+        for member in view.members() {
+            let claim = (member.live, member.keys.ready, member.keys.draining);
+            if self.claims.get(&member.node_id) != Some(&claim) {
+                self.confirmations.remove(&member.node_id);
+                self.claims.insert(member.node_id.clone(), claim);
+            }
+            let serving = member.live && member.keys.ready && !member.keys.draining;
+            if serving {
+                self.serving_since
+                    .entry(member.node_id.clone())
+                    .or_insert(now);
+            } else {
+                self.serving_since.remove(&member.node_id);
+            }
+            nodes.insert(
+                member.node_id.clone(),
+                NodeFacts {
+                    address: member.keys.grpc.map(|g| g.ip()),
+                    live: member.live,
+                    ready: member.keys.ready,
+                    draining: member.keys.draining,
+                    serving_since: self.serving_since.get(&member.node_id).copied(),
+                    confirmed: self.confirmations.get(&member.node_id).copied(),
+                },
+            );
+        }
+        self.claims.retain(|id, _| nodes.contains_key(id));
+        self.serving_since.retain(|id, _| nodes.contains_key(id));
+        self.confirmations.retain(|id, _| nodes.contains_key(id));
+        nodes
+    }
+
+    fn observe_members(&mut self, members: &[Member], now: Instant) {
+        for member in members {
+            if member.state == MemberState::Draining {
+                self.drain_started
+                    .entry(member.name.clone())
+                    .or_insert(now);
+            } else {
+                self.drain_started.remove(&member.name);
+            }
+        }
+        self.drain_started
+            .retain(|name, _| members.iter().any(|m| &m.name == name));
+    }
+}
+
+async fn run(
+    balancer: Arc<dyn Balancer>,
+    view_source: ViewSource,
+    mut events: Option<broadcast::Receiver<ClusterEvent>>,
+    confirmer: Arc<dyn Confirmer>,
+    settings: LoopSettings,
+    status: watch::Sender<BalancerStatus>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let watching_since = Instant::now();
+    let mut memory = Memory::default();
+    let mut backoff: Option<Duration> = None;
+    let mut next_round = Instant::now();
+    tracing::info!(balancer = balancer.kind(), "balancer membership loop started");
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_round) => {}
+            event = recv_event(&mut events) => {
+                if let Err(broadcast::error::RecvError::Closed) = event {
+                    events = None;
+                }
+                // A view change during backoff waits for the backoff to end.
+                if backoff.is_some() && Instant::now() < next_round {
+                    continue;
+                }
+            }
+            _ = stop.changed() => break,
+        }
+        let outcome = round(
+            balancer.as_ref(),
+            &view_source,
+            &confirmer,
+            &settings,
+            &mut memory,
+            watching_since,
+            &status,
+        )
+        .await;
+        let delay = match outcome {
+            Ok(()) => {
+                backoff = None;
+                settings.interval
+            }
+            Err((transient, message)) => {
+                let next = if transient {
+                    backoff
+                        .map(|b| (b * 2).min(Duration::from_secs(10)))
+                        .unwrap_or(settings.interval)
+                } else {
+                    Duration::from_secs(30)
+                };
+                backoff = Some(next);
+                tracing::warn!(balancer = balancer.kind(), error = %message, retry_in = ?next, "balancer round failed");
+                status.send_modify(|s| {
+                    s.errors_total += 1;
+                    s.last_error = Some(message);
+                });
+                next
+            }
+        };
+        next_round = Instant::now() + delay;
+    }
+    tracing::info!(balancer = balancer.kind(), "balancer membership loop stopped");
+}
+
+async fn recv_event(
+    events: &mut Option<broadcast::Receiver<ClusterEvent>>,
+) -> Result<ClusterEvent, broadcast::error::RecvError> {
+    match events {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One observe → (confirm → re-plan) → apply round. Errors: (transient, message).
+async fn round(
+    balancer: &dyn Balancer,
+    view_source: &ViewSource,
+    confirmer: &Arc<dyn Confirmer>,
+    settings: &LoopSettings,
+    memory: &mut Memory,
+    watching_since: Instant,
+    status: &watch::Sender<BalancerStatus>,
+) -> Result<(), (bool, String)> {
+    let view = view_source();
+    let now = Instant::now();
+    let nodes = memory.observe_view(&view, now);
+    let members = match balancer.observe().await {
+        Ok(members) => members,
+        Err(error) => return Err((error.is_transient(), error.to_string())),
+    };
+    memory.observe_members(&members, now);
+    status.send_modify(|s| {
+        s.rounds_total += 1;
+        s.members = members.clone();
+    });
+    let mut observed = Observed {
+        nodes,
+        members: Fact::Known(members),
+        drain_started: memory.drain_started.clone(),
+        watching_since,
+    };
+    let port = balancer.member_port();
+    let mut actions = plan(&settings.spec, &observed, port, now);
+    let to_confirm: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Confirm { node } => Some(node.clone()),
+            Action::Change(_) => None,
+        })
+        .collect();
+    if !to_confirm.is_empty() {
+        // Ask every node concurrently; each answer is bounded by the confirmer's timeout.
+        let mut asks = JoinSet::new();
+        for node in to_confirm {
+            let Some(grpc) = view.get(&node).and_then(|m| m.keys.grpc) else {
+                continue;
+            };
+            let confirmer = confirmer.clone();
+            asks.spawn(async move {
+                let verdict = confirmer.confirm(&node, grpc).await;
+                (node, verdict)
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = asks.join_next().await {
+            if let Ok(answer) = joined {
+                answers.push(answer);
+            }
+        }
+        let confirmed_at = Instant::now();
+        for (node, verdict) in answers {
+            tracing::debug!(node = %node, ?verdict, "confirmed over gRPC");
+            let confirmation = Confirmation {
+                at: confirmed_at,
+                verdict,
+            };
+            memory.confirmations.insert(node.clone(), confirmation);
+            if let Some(facts) = observed.nodes.get_mut(&node) {
+                facts.confirmed = Some(confirmation);
+            }
+            status.send_modify(|s| s.confirmations_total += 1);
+        }
+        actions = plan(&settings.spec, &observed, port, confirmed_at);
+    }
+    let changes: Vec<MemberChange> = actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Change(change) => Some(change),
+            Action::Confirm { .. } => None,
+        })
+        .collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(balancer = balancer.kind(), changes = ?changes, "applying membership changes");
+    let result = balancer.apply(&changes).await;
+    status.send_modify(|s| {
+        s.last_changes = changes.clone();
+        if result.is_ok() {
+            s.changes_total += changes.len() as u64;
+            s.last_error = None;
+        }
+    });
+    result.map_err(|error| (error.is_transient(), error.to_string()))
+}

@@ -1,0 +1,153 @@
+//! The command lines of `triad-coordinator` and `triadctl` (clap), kept in the library so the
+//! man pages and shell completions are generated from the same definitions
+//! (`triad-gen-assets`, run by `make deb`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::DEFAULT_PATH;
+
+/// Triad coordinator: observes the cluster through gossip and serves its status; recovery,
+/// balancer membership and autoscaling decisions are taken here.
+#[derive(Debug, Parser)]
+#[command(name = "triad-coordinator", version)]
+pub struct CoordinatorCli {
+    /// Configuration file.
+    #[arg(long, short, default_value = DEFAULT_PATH, env = "TRIAD_COORDINATOR_CONFIG", global = true)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<CoordinatorCommand>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum CoordinatorCommand {
+    /// Run the coordinator (the default).
+    Run,
+    /// Check the configuration file and exit: 0 when valid, 2 with one error line otherwise.
+    ValidateConfig,
+}
+
+/// Operate a Triad cluster through its coordinator.
+#[derive(Debug, Parser)]
+#[command(
+    name = "triadctl",
+    version,
+    about = "Operate a Triad cluster through its coordinator"
+)]
+pub struct CtlCli {
+    /// The coordinator's gRPC endpoint.
+    #[arg(
+        long,
+        env = "TRIAD_COORDINATOR",
+        default_value = "http://127.0.0.1:7422",
+        global = true
+    )]
+    pub coordinator: String,
+    /// How long to wait for the coordinator.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Cluster summary and one row per node. Exit code: 0 healthy, 1 degraded, 2 error.
+    Status {
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Galera full-outage recovery now. Without --bootstrap: run the automatic election at
+    /// once (no grace period). With --bootstrap NODE: bootstrap that node (refused when a
+    /// reachable node is more advanced, unless --force). Logged by the coordinator.
+    Recover {
+        /// The node to bootstrap.
+        #[arg(long, value_name = "NODE")]
+        bootstrap: Option<String>,
+        /// Bootstrap NODE even when another node reports a higher seqno (loses its writes).
+        #[arg(long, requires = "bootstrap")]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// `triad-coordinator`'s clap command (for the man page and completions).
+pub fn coordinator_command() -> clap::Command {
+    <CoordinatorCli as clap::CommandFactory>::command()
+}
+
+/// `triadctl`'s clap command (for the man page and completions).
+pub fn ctl_command() -> clap::Command {
+    <CtlCli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use triad_agent::cli::{is_unconfigured, load_config, ConfigState};
+
+    use super::*;
+    use crate::config::CoordinatorConfig;
+
+    /// The default configuration the package installs as /etc/triad/coordinator.toml.
+    const SHIPPED: &str = include_str!("../../packaging/coordinator/coordinator.toml");
+
+    fn uncomment_examples(text: &str) -> String {
+        text.lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn shipped_coordinator_default_is_unconfigured_and_its_example_is_valid() {
+        assert!(
+            is_unconfigured(SHIPPED),
+            "packaging/coordinator/coordinator.toml must hold comments only"
+        );
+        let example = uncomment_examples(SHIPPED);
+        let config = CoordinatorConfig::parse(Path::new("coordinator.toml"), &example)
+            .unwrap_or_else(|error| panic!("the shipped example is invalid: {error}\n{example}"));
+        assert_eq!(config.cluster_name, "prod");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, SHIPPED).unwrap();
+        assert_eq!(
+            load_config(&path, CoordinatorConfig::parse).unwrap(),
+            ConfigState::Unconfigured
+        );
+    }
+
+    #[test]
+    fn both_command_lines_are_consistent() {
+        coordinator_command().debug_assert();
+        ctl_command().debug_assert();
+        let ctl = CtlCli::try_parse_from(["triadctl", "status", "--output", "json"]).unwrap();
+        assert!(matches!(
+            ctl.command,
+            CtlCommand::Status {
+                output: Output::Json
+            }
+        ));
+        assert_eq!(ctl.timeout, Duration::from_secs(5));
+        let coordinator =
+            CoordinatorCli::try_parse_from(["triad-coordinator", "validate-config"]).unwrap();
+        assert_eq!(
+            coordinator.command,
+            Some(CoordinatorCommand::ValidateConfig)
+        );
+    }
+}

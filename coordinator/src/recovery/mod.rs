@@ -1,0 +1,473 @@
+//! Galera formation and full-outage recovery (design section 5): the coordinator loop.
+//!
+//! Inputs: the cluster view (gossip: which core nodes are live, Synced, Primary), the
+//! persisted [`store::GaleraRecord`], and positions asked of the agents over gRPC. It drives
+//! toward one Primary component with every core node Synced:
+//! - while a component is Primary it only remembers its members (the last Primary view)
+//!   and, after a bootstrap, asks the stopped nodes to join;
+//! - when no node has been Primary for longer than the grace period, it asks every member
+//!   of the last Primary view for its position (an agent stops a mysqld that hangs outside
+//!   a Primary component first), runs the [`election`], persists the decision with a new
+//!   epoch (fsync) and only then calls `Bootstrap` on the chosen node;
+//! - a persisted decision is resumed after a restart: the same node, the same epoch.
+//!
+//! Errors (an unreachable agent, a refused call) are shown in the status line and retried
+//! on the next tick; nothing is retried with a different node without a new election.
+
+pub mod election;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use triad_agent::galera::position::Position;
+use triad_proto::gossip::{GaleraState, Role};
+use triad_proto::v1;
+use triad_proto::v1::agent_service_client::AgentServiceClient;
+
+use crate::observer::Coordinator;
+use crate::view::ClusterView;
+use election::{check_override, elect, Election, Report};
+use store::{Decision, GaleraRecord, Phase, Store};
+
+/// A position as an agent reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionAnswer {
+    pub report: Report,
+    /// "live" when the node runs in a Primary component.
+    pub source: String,
+}
+
+/// The agent calls recovery makes; gRPC in production, a fake in simulations.
+#[async_trait::async_trait]
+pub trait Agents: Send + Sync {
+    async fn position(&self, node: &str, grpc: SocketAddr, stop_if_not_primary: bool) -> Result<PositionAnswer, String>;
+    async fn bootstrap(&self, node: &str, grpc: SocketAddr, epoch: u64, position: &Position) -> Result<String, String>;
+    async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, String>;
+}
+
+/// Agents over gRPC, one short-lived connection per call.
+#[derive(Debug, Clone)]
+pub struct GrpcAgents {
+    pub timeout: Duration,
+}
+
+impl GrpcAgents {
+    async fn client(&self, grpc: SocketAddr) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(self.timeout)
+            // a position may need --wsrep-recover or stopping a hung mysqld first
+            .timeout(Duration::from_secs(60))
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach the agent at {grpc}: {e}"))?;
+        Ok(AgentServiceClient::new(channel))
+    }
+}
+
+#[async_trait::async_trait]
+impl Agents for GrpcAgents {
+    async fn position(&self, _node: &str, grpc: SocketAddr, stop_if_not_primary: bool) -> Result<PositionAnswer, String> {
+        let reply = self
+            .client(grpc)
+            .await?
+            .galera_position(v1::GaleraPositionRequest { stop_if_not_primary })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        Ok(PositionAnswer {
+            report: Report {
+                position: Position { uuid: reply.uuid, seqno: reply.seqno },
+                safe_to_bootstrap: reply.safe_to_bootstrap,
+            },
+            source: reply.source,
+        })
+    }
+
+    async fn bootstrap(&self, _node: &str, grpc: SocketAddr, epoch: u64, position: &Position) -> Result<String, String> {
+        let request = v1::BootstrapRequest {
+            epoch,
+            expected: Some(v1::GaleraPosition {
+                uuid: position.uuid.clone(),
+                seqno: position.seqno,
+                safe_to_bootstrap: false,
+                source: String::new(),
+            }),
+        };
+        // a bootstrap waits for mysqld to start: allow more than one RPC timeout
+        let mut client = self.client(grpc).await?;
+        let call = client.bootstrap(request);
+        match tokio::time::timeout(Duration::from_secs(150), call).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner().message),
+            Ok(Err(status)) => Err(status.message().to_string()),
+            Err(_) => Err("no answer within 150s".into()),
+        }
+    }
+
+    async fn join(&self, _node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, String> {
+        self.client(grpc)
+            .await?
+            .join(v1::JoinRequest { epoch })
+            .await
+            .map(|r| r.into_inner().message)
+            .map_err(|s| s.message().to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecoverySettings {
+    pub state_dir: std::path::PathBuf,
+    /// No Primary for this long counts as a full outage.
+    pub grace: Duration,
+    pub tick: Duration,
+    /// Galera members when no Primary view was ever recorded (from config).
+    pub expected_nodes: Vec<String>,
+}
+
+/// An operator request.
+#[derive(Debug)]
+pub struct RecoverCommand {
+    pub bootstrap_node: Option<String>,
+    pub force: bool,
+    pub reply: oneshot::Sender<Result<(u64, String), String>>,
+}
+
+/// Handle to the running loop: its status line and the operator's command channel.
+#[derive(Debug, Clone)]
+pub struct RecoveryHandle {
+    status: Arc<RwLock<String>>,
+    commands: mpsc::Sender<RecoverCommand>,
+}
+
+impl RecoveryHandle {
+    pub fn status(&self) -> String {
+        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub async fn recover(&self, bootstrap_node: Option<String>, force: bool) -> Result<(u64, String), String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(RecoverCommand { bootstrap_node, force, reply })
+            .await
+            .map_err(|_| "the recovery loop is not running".to_string())?;
+        answer.await.map_err(|_| "the recovery loop stopped".to_string())?
+    }
+}
+
+struct Core<'a> {
+    id: &'a str,
+    live: bool,
+    grpc: Option<SocketAddr>,
+    state: GaleraState,
+    primary: bool,
+}
+
+fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
+    view.members()
+        .filter(|m| m.keys.role == Role::Core && m.keys.galera.state != GaleraState::NotManaged)
+        .map(|m| Core {
+            id: &m.node_id,
+            live: m.live,
+            grpc: m.keys.grpc,
+            state: m.keys.galera.state,
+            primary: m.live
+                && m.keys.galera.state == GaleraState::Synced
+                && m.keys.galera.cluster_status.as_deref() == Some("Primary"),
+        })
+        .collect()
+}
+
+pub struct Recovery {
+    settings: RecoverySettings,
+    store: Store,
+    record: GaleraRecord,
+    agents: Arc<dyn Agents>,
+    outage_since: Option<Instant>,
+    status: Arc<RwLock<String>>,
+}
+
+impl Recovery {
+    pub fn new(settings: RecoverySettings, agents: Arc<dyn Agents>) -> Result<Recovery, store::StoreError> {
+        let store = Store::new(&settings.state_dir);
+        let record = store.load()?;
+        if let Some(decision) = &record.decision {
+            tracing::warn!(epoch = decision.epoch, node = %decision.node, phase = ?decision.phase, "resuming a persisted galera decision");
+        }
+        Ok(Recovery {
+            settings,
+            store,
+            record,
+            agents,
+            outage_since: None,
+            status: Arc::new(RwLock::new("starting".into())),
+        })
+    }
+
+    pub fn record(&self) -> &GaleraRecord {
+        &self.record
+    }
+
+    pub fn status(&self) -> String {
+        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_status(&self, text: String) {
+        let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
+        if *status != text {
+            tracing::info!(galera = %text, "galera status");
+            *status = text;
+        }
+    }
+
+    fn save(&mut self) -> bool {
+        match self.store.save(&self.record) {
+            Ok(()) => true,
+            Err(error) => {
+                self.set_status(format!("cannot persist the galera decision, not acting: {error}"));
+                false
+            }
+        }
+    }
+
+    /// One pass over the current view.
+    pub async fn tick(&mut self, view: &ClusterView, now: Instant) {
+        let core = core_members(view);
+        if core.is_empty() {
+            self.set_status("no Galera member in the cluster view yet".into());
+            return;
+        }
+        let primary: Vec<String> = core.iter().filter(|c| c.primary).map(|c| c.id.to_string()).collect();
+        if !primary.is_empty() {
+            self.outage_since = None;
+            self.with_primary(&core, primary).await;
+            return;
+        }
+        if let Some(decision) = self.record.decision.clone() {
+            self.bootstrap_decided(&core, decision).await;
+            return;
+        }
+        let since = *self.outage_since.get_or_insert(now);
+        let down_for = now.saturating_duration_since(since);
+        if down_for < self.settings.grace {
+            self.set_status(format!("no Primary component for {:.1}s (grace {:?})", down_for.as_secs_f64(), self.settings.grace));
+            return;
+        }
+        self.elect_and_bootstrap(&core).await;
+    }
+
+    async fn with_primary(&mut self, core: &[Core<'_>], mut primary: Vec<String>) {
+        primary.sort();
+        if self.record.last_primary_view != primary && self.record.decision.is_none() {
+            self.record.last_primary_view = primary.clone();
+            self.save();
+        }
+        let Some(mut decision) = self.record.decision.clone() else {
+            let others: Vec<String> = core.iter().filter(|c| !c.primary).map(|c| format!("{} {}", c.id, c.state)).collect();
+            self.set_status(if others.is_empty() {
+                format!("Primary: {} synced", primary.join(", "))
+            } else {
+                format!("Primary: {} synced; {}", primary.join(", "), others.join(", "))
+            });
+            return;
+        };
+        if decision.phase == Phase::Bootstrapping {
+            decision.phase = Phase::Joining;
+            self.record.decision = Some(decision.clone());
+            self.save();
+        }
+        let mut waiting = Vec::new();
+        for member in core.iter().filter(|c| !c.primary) {
+            waiting.push(format!("{} {}", member.id, member.state));
+            if member.live && member.state == GaleraState::Stopped {
+                if let Some(grpc) = member.grpc {
+                    match self.agents.join(member.id, grpc, decision.epoch).await {
+                        Ok(message) => tracing::info!(node = member.id, epoch = decision.epoch, %message, "join"),
+                        Err(error) => tracing::warn!(node = member.id, %error, "join failed; retrying"),
+                    }
+                }
+            }
+        }
+        if waiting.is_empty() {
+            tracing::info!(epoch = decision.epoch, node = %decision.node, "galera recovered: every member synced");
+            self.record.decision = None;
+            self.record.last_primary_view = primary.clone();
+            self.save();
+            self.set_status(format!("Primary: {} synced", primary.join(", ")));
+        } else {
+            self.set_status(format!(
+                "epoch {}: {} bootstrapped; joining {}",
+                decision.epoch,
+                decision.node,
+                waiting.join(", ")
+            ));
+        }
+    }
+
+    async fn bootstrap_decided(&mut self, core: &[Core<'_>], decision: Decision) {
+        let target = core.iter().find(|c| c.id == decision.node);
+        let Some(grpc) = target.filter(|c| c.live).and_then(|c| c.grpc) else {
+            self.set_status(format!(
+                "epoch {}: waiting for {} (chosen at seqno {}) to come back",
+                decision.epoch, decision.node, decision.seqno
+            ));
+            return;
+        };
+        let position = Position { uuid: decision.uuid.clone(), seqno: decision.seqno };
+        self.set_status(format!("epoch {}: bootstrapping {} at {position}", decision.epoch, decision.node));
+        match self.agents.bootstrap(&decision.node, grpc, decision.epoch, &position).await {
+            Ok(message) => {
+                tracing::warn!(epoch = decision.epoch, node = %decision.node, %message, "bootstrapped");
+                let mut decided = decision.clone();
+                decided.phase = Phase::Joining;
+                self.record.decision = Some(decided);
+                self.save();
+                for member in core.iter().filter(|c| c.id != decision.node && c.live) {
+                    if let Some(grpc) = member.grpc {
+                        if let Err(error) = self.agents.join(member.id, grpc, decision.epoch).await {
+                            tracing::warn!(node = member.id, %error, "join failed; retrying");
+                        }
+                    }
+                }
+            }
+            Err(error) => self.set_status(format!("epoch {}: bootstrap of {} refused: {error}", decision.epoch, decision.node)),
+        }
+    }
+
+    fn members_for_election(&self, core: &[Core<'_>]) -> BTreeSet<String> {
+        if !self.record.last_primary_view.is_empty() {
+            return self.record.last_primary_view.iter().cloned().collect();
+        }
+        if !self.settings.expected_nodes.is_empty() {
+            return self.settings.expected_nodes.iter().cloned().collect();
+        }
+        core.iter().map(|c| c.id.to_string()).collect()
+    }
+
+    async fn gather(&self, core: &[Core<'_>], members: &BTreeSet<String>) -> (BTreeMap<String, Report>, Vec<String>, Vec<String>) {
+        let mut reports = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut live_primary = Vec::new();
+        for id in members {
+            let Some(member) = core.iter().find(|c| c.id == id) else {
+                problems.push(format!("{id}: not in gossip"));
+                continue;
+            };
+            let Some(grpc) = member.grpc.filter(|_| member.live) else {
+                problems.push(format!("{id}: down"));
+                continue;
+            };
+            match self.agents.position(id, grpc, true).await {
+                Ok(answer) if answer.source == "live" => live_primary.push(id.clone()),
+                Ok(answer) => {
+                    reports.insert(id.clone(), answer.report);
+                }
+                Err(error) => problems.push(format!("{id}: {error}")),
+            }
+        }
+        (reports, problems, live_primary)
+    }
+
+    async fn elect_and_bootstrap(&mut self, core: &[Core<'_>]) {
+        let members = self.members_for_election(core);
+        let (reports, problems, live_primary) = self.gather(core, &members).await;
+        if !live_primary.is_empty() {
+            self.set_status(format!("{} report a Primary component over gRPC; waiting for gossip", live_primary.join(", ")));
+            return;
+        }
+        match elect(&members, &reports) {
+            Election::Waiting { missing } => self.set_status(format!(
+                "full outage: waiting for the position of {} ({})",
+                missing.join(", "),
+                problems.join("; ")
+            )),
+            Election::Refused { reason } => self.set_status(format!("full outage: automatic bootstrap refused: {reason}")),
+            Election::Bootstrap { node, position, formation } => {
+                self.decide(node, position, formation, false, core).await;
+            }
+        }
+    }
+
+    async fn decide(&mut self, node: String, position: Position, formation: bool, operator: bool, core: &[Core<'_>]) -> u64 {
+        let epoch = self.record.last_epoch + 1;
+        let decision = Decision {
+            epoch,
+            node: node.clone(),
+            uuid: position.uuid.clone(),
+            seqno: position.seqno,
+            formation,
+            operator,
+            phase: Phase::Bootstrapping,
+        };
+        self.record.last_epoch = epoch;
+        self.record.decision = Some(decision.clone());
+        if !self.save() {
+            return epoch;
+        }
+        tracing::warn!(epoch, node = %node, %position, formation, operator, "galera bootstrap decided and persisted");
+        self.bootstrap_decided(core, decision).await;
+        epoch
+    }
+
+    /// `triadctl recover`: with a node, bootstrap it (checked unless forced); without, skip
+    /// the grace period.
+    pub async fn operator_recover(&mut self, view: &ClusterView, node: Option<String>, force: bool) -> Result<(u64, String), String> {
+        let core = core_members(view);
+        if let Some(primary) = core.iter().find(|c| c.primary) {
+            return Err(format!("{} is Primary: nothing to recover", primary.id));
+        }
+        if let Some(decision) = &self.record.decision {
+            if !force {
+                return Err(format!("epoch {} already chose {}; use --force to replace it", decision.epoch, decision.node));
+            }
+        }
+        let Some(node) = node else {
+            self.outage_since = Some(Instant::now() - self.settings.grace);
+            self.record.decision = None;
+            self.elect_and_bootstrap(&core).await;
+            return Ok((self.record.last_epoch, self.status()));
+        };
+        let all: BTreeSet<String> = core.iter().map(|c| c.id.to_string()).collect();
+        let (reports, _, live) = self.gather(&core, &all).await;
+        if !live.is_empty() {
+            return Err(format!("{} report a Primary component", live.join(", ")));
+        }
+        let position = check_override(&node, &reports, force)?;
+        tracing::warn!(node = %node, force, "operator-requested bootstrap");
+        let epoch = self.decide(node, position, false, true, &core).await;
+        Ok((epoch, self.status()))
+    }
+
+    /// Run until `stop` changes, ticking and serving operator commands.
+    pub async fn run(
+        mut self,
+        coordinator: Arc<Coordinator>,
+        mut commands: mpsc::Receiver<RecoverCommand>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut ticker = tokio::time::interval(self.settings.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.tick(&coordinator.view(), Instant::now()).await,
+                Some(command) = commands.recv() => {
+                    let result = self.operator_recover(&coordinator.view(), command.bootstrap_node, command.force).await;
+                    let _ = command.reply.send(result);
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    }
+
+    /// Spawn the loop; the handle serves status and operator commands.
+    pub fn spawn(self, coordinator: Arc<Coordinator>, stop: watch::Receiver<bool>) -> RecoveryHandle {
+        let (commands, receiver) = mpsc::channel(4);
+        let handle = RecoveryHandle { status: self.status.clone(), commands };
+        tokio::spawn(self.run(coordinator, receiver, stop));
+        handle
+    }
+}

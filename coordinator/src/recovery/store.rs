@@ -1,0 +1,110 @@
+//! The coordinator's persisted Galera state: the last epoch used, the decision in flight,
+//! and the members of the last Primary view. Written atomically (temp file, fsync, rename,
+//! fsync of the directory) before any action that depends on it, so a coordinator that
+//! restarts resumes the same decision and never issues a second bootstrap for an epoch.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// The decision is persisted; the bootstrap call may or may not have been made.
+    Bootstrapping,
+    /// The chosen node is Primary; the others are being joined.
+    Joining,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub epoch: u64,
+    pub node: String,
+    pub uuid: String,
+    pub seqno: i64,
+    pub formation: bool,
+    /// Named by an operator (`triadctl recover --bootstrap`).
+    pub operator: bool,
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaleraRecord {
+    pub last_epoch: u64,
+    pub decision: Option<Decision>,
+    /// Node ids of the last Primary component seen (all Synced).
+    pub last_primary_view: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("coordinator state {path}: {detail}")]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(state_dir: &Path) -> Store {
+        Store { path: state_dir.join("galera.json") }
+    }
+
+    fn error(&self, detail: impl ToString) -> StoreError {
+        StoreError { path: self.path.clone(), detail: detail.to_string() }
+    }
+
+    pub fn load(&self) -> Result<GaleraRecord, StoreError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| self.error(format!("unreadable ({e}); fix or remove it"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GaleraRecord::default()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    pub fn save(&self, record: &GaleraRecord) -> Result<(), StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| self.error(e))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(record).map_err(|e| self.error(e))?;
+        let mut file = std::fs::File::create(&tmp).map_err(|e| self.error(e))?;
+        file.write_all(text.as_bytes()).map_err(|e| self.error(e))?;
+        file.sync_all().map_err(|e| self.error(e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| self.error(e))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| self.error(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_survives_a_reload_and_a_corrupt_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert_eq!(store.load().unwrap(), GaleraRecord::default());
+        let record = GaleraRecord {
+            last_epoch: 3,
+            decision: Some(Decision {
+                epoch: 3,
+                node: "n2".into(),
+                uuid: "u".into(),
+                seqno: 9,
+                formation: false,
+                operator: false,
+                phase: Phase::Bootstrapping,
+            }),
+            last_primary_view: vec!["n1".into(), "n2".into()],
+        };
+        store.save(&record).unwrap();
+        assert_eq!(Store::new(dir.path()).load().unwrap(), record);
+        std::fs::write(dir.path().join("galera.json"), "{").unwrap();
+        let error = store.load().unwrap_err().to_string();
+        assert!(error.contains("galera.json") && error.contains("unreadable"), "{error}");
+    }
+}

@@ -1,0 +1,251 @@
+//! The balancer loop against a real HAProxy (Debian's haproxy, started by the test with a
+//! generated config and an admin socket in a tempdir; frontend on 127.0.0.1, a free port):
+//! three HTTP backends on 127.0.3.1-3 whose readiness the test sets through fake agents
+//! (the real agent runtime and AgentService gRPC on 127.0.3.x; gossip in memory).
+
+mod balancer_support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use balancer_support::*;
+use chitchat::transport::ChannelTransport;
+use triad_agent::testsuite::wait_for;
+use triad_coordinator::balancer::MemberState;
+
+const BOUND: Duration = Duration::from_secs(15);
+
+struct Lab {
+    transport: ChannelTransport,
+    haproxy: HaproxyProcess,
+    _backends: Vec<HttpBackend>,
+    nodes: Vec<FakeNode>,
+    port: u16,
+}
+
+async fn lab(static_servers: bool) -> Lab {
+    let port = free_port(node_ip(1));
+    let mut backends = Vec::new();
+    for index in 1..=3u8 {
+        backends.push(HttpBackend::start(SocketAddr::new(node_ip(index), port), &format!("n{index}")).await);
+    }
+    let servers = if static_servers {
+        (1..=3)
+            .map(|i| format!("    server n{i} {}:{port} check inter 1s fall 2 rise 2\n", node_ip(i)))
+            .collect()
+    } else {
+        String::new()
+    };
+    let haproxy = HaproxyProcess::start(&servers).await;
+    let transport = ChannelTransport::with_mtu(65_507);
+    let mut nodes = Vec::new();
+    for index in 1..=3u8 {
+        let node = FakeNode::start(&transport, index).await;
+        node.set_apache(true).await;
+        nodes.push(node);
+    }
+    Lab {
+        transport,
+        haproxy,
+        _backends: backends,
+        nodes,
+        port,
+    }
+}
+
+/// Requests through the frontend reach exactly `expected` backends.
+async fn traffic_reaches(frontend: SocketAddr, expected: &[&str]) {
+    let want: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+    let mut seen = BTreeSet::new();
+    for _ in 0..(expected.len() * 6) {
+        let body = get_through(frontend).await.expect("request through haproxy");
+        seen.insert(body);
+    }
+    assert_eq!(seen, want, "backends answering through the frontend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_haproxy_membership_follows_readiness_and_drains_before_removal() {
+    let lab = lab(false).await;
+    let balancer = lab.haproxy.balancer(lab.port);
+    let control = Control::start(&lab.transport, balancer.clone(), test_spec()).await;
+
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+    traffic_reaches(lab.haproxy.frontend, &["n1", "n2", "n3"]).await;
+
+    // n2 stops being ready: it leaves the pool, traffic avoids it.
+    lab.nodes[1].set_apache(false).await;
+    wait_active(&balancer, &["n1", "n3"], BOUND).await;
+    let all = members(&balancer).await.unwrap();
+    assert!(!all.iter().any(|(n, _)| n == "n2"), "n2 deleted, not just disabled: {all:?}");
+    traffic_reaches(lab.haproxy.frontend, &["n1", "n3"]).await;
+
+    // ready again: it comes back.
+    lab.nodes[1].set_apache(true).await;
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+    traffic_reaches(lab.haproxy.frontend, &["n1", "n2", "n3"]).await;
+
+    // planned removal of n3 (its agent drains): drain, then remove once it has no
+    // connections (the drain-with-connections case is the next test).
+    lab.nodes[2].set_draining(true);
+    wait_for("n3 to be drained, then removed", BOUND, POLL, || async {
+        let all = members(&balancer).await?;
+        if all.iter().any(|(n, _)| n == "n3") {
+            Err(format!("members {all:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    let status = control.balancer_loop.as_ref().unwrap().status();
+    let history = status.last_changes.clone();
+    assert!(
+        history.iter().any(|c| c.name() == "n3"),
+        "last changes mention n3: {history:?}"
+    );
+    wait_active(&balancer, &["n1", "n2"], BOUND).await;
+    assert!(status.errors_total == 0, "no errors: {:?}", status.last_error);
+    control.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_haproxy_drain_waits_for_connections_to_end() {
+    let lab = lab(false).await;
+    let balancer = lab.haproxy.balancer(lab.port);
+    let control = Control::start(&lab.transport, balancer.clone(), test_spec()).await;
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+
+    // Hold connections through HAProxy until one sits on n3 (a request whose headers
+    // never end keeps the server session open).
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    wait_for("a held connection on n3", BOUND, POLL, || {
+        let frontend = lab.haproxy.frontend;
+        let api = balancer.api().clone();
+        let held = held.clone();
+        async move {
+            use tokio::io::AsyncWriteExt;
+            let mut stream = tokio::net::TcpStream::connect(frontend).await.map_err(|e| e.to_string())?;
+            stream
+                .write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+                .await
+                .map_err(|e| e.to_string())?;
+            held.lock().unwrap().push(stream);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let sessions = api.sessions("be_web").await.map_err(|e| e.to_string())?;
+            match sessions.get("n3") {
+                Some(n) if *n > 0 => Ok(()),
+                other => Err(format!("n3 sessions {other:?}")),
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    lab.nodes[2].set_draining(true);
+    wait_for("n3 in drain state", BOUND, POLL, || async {
+        let all = members(&balancer).await?;
+        if all.contains(&("n3".to_string(), MemberState::Draining)) {
+            Ok(())
+        } else {
+            Err(format!("members {all:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    // While the connection lasts, n3 stays (draining); new requests go to n1/n2.
+    traffic_reaches(lab.haproxy.frontend, &["n1", "n2"]).await;
+    let all = members(&balancer).await.unwrap();
+    assert!(all.contains(&("n3".to_string(), MemberState::Draining)), "{all:?}");
+    // End the connections: n3 is removed.
+    held.lock().unwrap().clear();
+    wait_for("n3 removed once its connections ended", BOUND, POLL, || async {
+        let all = members(&balancer).await?;
+        if all.iter().any(|(n, _)| n == "n3") {
+            Err(format!("members {all:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    control.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_haproxy_restarted_coordinator_adopts_existing_servers() {
+    // HAProxy starts with the three servers in its config: the loop adopts them.
+    let lab = lab(true).await;
+    let balancer = lab.haproxy.balancer(lab.port);
+    let control = Control::start(&lab.transport, balancer.clone(), test_spec()).await;
+    wait_for("the loop to run a few rounds", BOUND, POLL, || async {
+        let status = control.balancer_loop.as_ref().unwrap().status();
+        if status.rounds_total >= 10 {
+            Ok(status)
+        } else {
+            Err(format!("{} rounds", status.rounds_total))
+        }
+    })
+    .await
+    .unwrap();
+    let status = control.balancer_loop.as_ref().unwrap().status();
+    assert_eq!(status.changes_total, 0, "adopted as is: {:?}", status.last_changes);
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+
+    // Mid-way: n2 leaves; then the coordinator restarts while n2 is out and n3 goes down
+    // during the restart.
+    lab.nodes[1].set_apache(false).await;
+    wait_active(&balancer, &["n1", "n3"], BOUND).await;
+    control.stop().await;
+    lab.nodes[2].set_apache(false).await;
+    // With no coordinator, the balancer keeps its members (design principle 1).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(active(&balancer).await.unwrap(), ["n1", "n3"]);
+
+    let control = Control::start(&lab.transport, balancer.clone(), test_spec()).await;
+    wait_active(&balancer, &["n1"], BOUND).await;
+    lab.nodes[1].set_apache(true).await;
+    lab.nodes[2].set_apache(true).await;
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+    let status = control.balancer_loop.as_ref().unwrap().status();
+    assert_eq!(status.errors_total, 0, "{:?}", status.last_error);
+    control.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_haproxy_blinking_readiness_does_not_flap() {
+    let lab = lab(false).await;
+    let balancer = lab.haproxy.balancer(lab.port);
+    let control = Control::start(&lab.transport, balancer.clone(), test_spec()).await;
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+    let before = control.balancer_loop.as_ref().unwrap().status().changes_total;
+
+    // n1 blinks: 300 ms down, 300 ms up, for 6 s (rise_hold is 1 s).
+    let mut transitions = 0;
+    let mut last_present = true;
+    let blink_until = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut healthy = true;
+    while tokio::time::Instant::now() < blink_until {
+        healthy = !healthy;
+        lab.nodes[0].set_apache(healthy).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        while tokio::time::Instant::now() < deadline {
+            let present = active(&balancer).await.unwrap().contains(&"n1".to_string());
+            if present != last_present {
+                transitions += 1;
+                last_present = present;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    assert!(
+        transitions <= 1,
+        "n1 went in and out of the pool {transitions} times while blinking"
+    );
+    let during = control.balancer_loop.as_ref().unwrap().status().changes_total - before;
+    assert!(during <= 1, "{during} membership changes while blinking");
+    lab.nodes[0].set_apache(true).await;
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+    control.stop().await;
+}

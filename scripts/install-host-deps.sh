@@ -1,0 +1,81 @@
+#!/bin/sh
+# install-host-deps.sh - install what the Triad lab (triad-lab, the testbed_* tests) needs on a
+# Debian 12 host, and check what the Rust build needs. Idempotent and quick when all is there:
+# dpkg-query decides what is missing, and `apt-get update` runs only when something is.
+#
+# Used by the README, `make lab` and .ci/run. Needs root to install (it says so if not).
+#
+#   scripts/install-host-deps.sh            install what is missing
+#   scripts/install-host-deps.sh --check    only report what is missing (exit 1 if anything is)
+set -eu
+
+# Host side of the lab:
+#   systemd-container  systemd-nspawn (the nodes), systemd-id128 (per-node machine-id)
+#   debootstrap        builds the Debian 12 node image from the host's own apt mirror
+#   bridge-utils, iproute2  the private bridge triadbr0 and vb-* links
+#   iptables           fault tooling (partitions) and bridge-nf visibility
+#   haproxy            the balancer on 127.0.0.1:8080
+#   apache2-utils      ab, for load while faults are injected
+#   socat              HAProxy's admin socket
+#   curl               HTTP checks through the balancer
+#   mariadb-client     SQL from the host to the nodes in tests
+#   util-linux         nsenter, mountpoint; procps: pgrep, free
+#   ca-certificates    debootstrap/apt over https mirrors
+#   systemd            systemd-analyze (unit checks in the packaging tests), systemd-id128
+# Packaging (make deb, the testbed_packaging tests): make, dpkg-dev, binutils (objcopy for the
+#   -dbgsym packages), xz-utils, lintian.
+#   lintian, dpkg-dev  `make deb` and the testbed_packaging tests (lint; dpkg-shlibdeps for
+#                      cargo-deb's $auto depends)
+# OpenStack fake check (tests/openstack-fake): python3-venv, for a venv with the real
+#   openstack CLI (python-openstackclient + python-octaviaclient from PyPI).
+# Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed
+# (the proto crate compiles .proto files in pure Rust).
+PKGS="systemd-container debootstrap bridge-utils iproute2 iptables haproxy apache2-utils socat curl
+mariadb-client util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
+lintian dpkg-dev python3-venv"
+
+check_only=0
+[ "${1:-}" = "--check" ] && check_only=1
+
+missing=""
+for p in $PKGS; do
+    st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$st" = "installed" ] || missing="$missing $p"
+done
+
+if [ -z "$missing" ]; then
+    echo "install-host-deps: all host packages present"
+else
+    echo "install-host-deps: missing:$missing"
+    if [ "$check_only" = 1 ]; then
+        exit 1
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "install-host-deps: need root to install:$missing" >&2
+        exit 1
+    fi
+    echo "install-host-deps: apt-get update"
+    apt-get update -q
+    echo "install-host-deps: apt-get install$missing"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+    # haproxy's package enables and (where systemd runs) starts a system haproxy on :80;
+    # the lab runs its own instance, so keep the packaged one off where we can.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now haproxy >/dev/null 2>&1 || true
+    fi
+fi
+
+# The Rust toolchain itself (rustup, cargo, cargo-nextest) is installed by .ci/run or by hand;
+# report clearly when it is not there rather than failing later in an obscure way.
+rc=0
+for tool in cargo rustc; do
+    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/$tool" ]; then
+        echo "install-host-deps: $tool not found (install Rust with rustup; see rust-toolchain.toml)" >&2
+        rc=1
+    fi
+done
+if ! command -v cargo-nextest >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-nextest" ]; then
+    echo "install-host-deps: note: cargo-nextest not found (make test uses it)" >&2
+fi
+exit $rc

@@ -1,0 +1,444 @@
+//! `triad-lab`: bring up, inspect, fault and tear down the Triad lab (systemd-nspawn nodes on
+//! bridge triadbr0, HAProxy at 127.0.0.1:8080, the coordinator on the host).
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use triad_tests::testbed::{self, Testbed, TestbedOptions};
+use triad_tests::{faults, formation, host, image::Image, triad};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "triad-lab",
+    about = "Triad lab: Debian 12 nodes in systemd-nspawn containers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build the agent and coordinator, boot N nodes, form Galera/Gluster/Apache, start the
+    /// agents, the coordinator and HAProxy.
+    Up {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Do not run cargo build; use the binaries/packages already there.
+        #[arg(long)]
+        no_build: bool,
+        /// Skip installing and starting the agents and the coordinator.
+        #[arg(long)]
+        no_triad: bool,
+    },
+    /// Show nodes, units, Galera and HAProxy state, and `triadctl status`.
+    Status,
+    /// Tear everything down (also the leftovers of a crashed run).
+    Down,
+    /// Run a command inside a node.
+    Exec {
+        /// Node name (n1, ...).
+        node: String,
+        /// Command and arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// SIGKILL a unit's processes inside a node.
+    Kill { node: String, unit: String },
+    /// Stop a unit inside a node.
+    Stop { node: String, unit: String },
+    /// Hard-crash a node (SIGKILL its PID 1).
+    Crash { node: String },
+    /// Start a stopped or crashed node.
+    Start { node: String },
+    /// Reboot a node from inside (systemctl reboot).
+    Reboot { node: String },
+    /// Crash every node: all at once, or one after another with --stagger-ms between them.
+    Outage {
+        #[arg(long, default_value_t = 0)]
+        stagger_ms: u64,
+    },
+    /// Cut a node's link.
+    Isolate { node: String },
+    /// Restore a node's link.
+    Heal { node: String },
+    /// Build the node image (only if missing or outdated, unless --force).
+    Image {
+        #[arg(long)]
+        force: bool,
+    },
+    /// List what the lab left on the host (empty when clean).
+    Leftovers,
+    /// Measure image build, boot, teardown, memory and fault timings.
+    Bench {
+        /// Also time a cold image build (rebuilds the cached image).
+        #[arg(long)]
+        cold: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("triad-lab: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn attach() -> Result<Testbed> {
+    Ok(Testbed::attach(&host::state_dir())?)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let state = host::state_dir();
+    match cli.cmd {
+        Cmd::Up {
+            nodes,
+            no_build,
+            no_triad,
+        } => up(nodes, no_build, no_triad),
+        Cmd::Status => status(),
+        Cmd::Down => {
+            let t = Instant::now();
+            testbed::cleanup_leftovers(&state)?;
+            let left = testbed::leftovers(&state);
+            if !left.is_empty() {
+                bail!("after down, still present: {}", left.join(", "));
+            }
+            println!(
+                "lab down ({:.1}s), nothing left behind",
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Cmd::Exec { node, cmd } => {
+            let tb = attach()?;
+            let n = tb.node(&node)?;
+            let leader = n
+                .leader()
+                .with_context(|| format!("node {node} is not running"))?;
+            let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            // interactive use: the terminal's stdin/stdout/stderr go straight through
+            let st = triad_tests::node::nsenter(leader, &args)
+                .status()
+                .context("running nsenter")?;
+            std::process::exit(st.code().unwrap_or(1));
+        }
+        Cmd::Outage { stagger_ms } => {
+            let tb = attach()?;
+            let gap = (stagger_ms > 0).then(|| Duration::from_millis(stagger_ms));
+            timed("full outage", faults::full_outage(&tb, gap))
+        }
+        Cmd::Kill { node, unit } => timed("kill", faults::kill_unit(attach()?.node(&node)?, &unit)),
+        Cmd::Stop { node, unit } => timed("stop", faults::stop_unit(attach()?.node(&node)?, &unit)),
+        Cmd::Crash { node } => timed("crash", faults::crash(attach()?.node(&node)?)),
+        Cmd::Start { node } => timed("start", faults::start(attach()?.node(&node)?)),
+        Cmd::Reboot { node } => timed("reboot", faults::reboot(attach()?.node(&node)?)),
+        Cmd::Isolate { node } => timed("isolate", faults::isolate(attach()?.node(&node)?)),
+        Cmd::Heal { node } => timed("heal", faults::heal(attach()?.node(&node)?)),
+        Cmd::Image { force } => {
+            host::preflight()?;
+            let img = Image::new(&state);
+            if !img.ensure(force)? {
+                println!(
+                    "image {} is current ({})",
+                    img.root.display(),
+                    triad_tests::image::image_hash()
+                );
+            }
+            Ok(())
+        }
+        Cmd::Leftovers => {
+            for l in testbed::leftovers(&state) {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        Cmd::Bench { cold } => bench::run(cold),
+    }
+}
+
+fn timed(what: &str, r: triad_tests::Result<Duration>) -> Result<()> {
+    let d = r?;
+    println!("{what}: took effect in {:.2}s", d.as_secs_f64());
+    Ok(())
+}
+
+fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let lap = |m: &str| eprintln!("[up {:6.1}s] {m}", t0.elapsed().as_secs_f64());
+    if nodes == 0 || nodes > 9 {
+        bail!("--nodes must be between 1 and 9");
+    }
+    host::preflight()?;
+    if !no_triad && !no_build {
+        lap("cargo build --bins -p triad-agent -p triad-coordinator");
+        triad::cargo_build().context("building triad-agent and triad-coordinator")?;
+    }
+    let mut tb = Testbed::up(TestbedOptions {
+        nodes,
+        ..TestbedOptions::default()
+    })?;
+    lap(&format!("{nodes} nodes running"));
+    formation::form_all(&tb)?;
+    lap("services formed by hand (galera, gluster, apache)");
+    tb.start_haproxy()?;
+    tb.haproxy()?.wait_all_up(Duration::from_secs(30))?;
+    lap("haproxy on 127.0.0.1:8080, all servers UP");
+    let mut warnings = Vec::new();
+    if !no_triad {
+        for n in &tb.nodes {
+            match triad::install_agent(&tb, n) {
+                Ok(src) => lap(&format!(
+                    "{}: triad-agent installed from {src:?} and started",
+                    n.name
+                )),
+                Err(e) => warnings.push(format!(
+                    "{}: triad-agent not running: {e}\n{}",
+                    n.name,
+                    triad::journal_tail(n, "triad-agent", 15)
+                )),
+            }
+        }
+        match triad::start_coordinator(&mut tb) {
+            Ok(()) => lap("triad-coordinator running on the host"),
+            Err(e) => warnings.push(format!("triad-coordinator: {e}")),
+        }
+    }
+    tb.save()?;
+    println!("Triad lab is up: http://{}/", triad_tests::haproxy::LISTEN);
+    for n in &tb.nodes {
+        println!("  {} {}", n.name, n.addr);
+    }
+    if !no_triad && tb.coordinator.is_some() {
+        match triad::wait_coordinator_live(nodes, Duration::from_secs(30)) {
+            Ok(d) => lap(&format!(
+                "coordinator sees {nodes} live nodes after {:.1}s",
+                d.as_secs_f64()
+            )),
+            Err(e) => warnings.push(e.to_string()),
+        }
+        match triad::triadctl_status(false) {
+            Ok(s) => println!("triadctl status:\n{s}"),
+            Err(e) => warnings.push(format!("triadctl status: {e}")),
+        }
+    }
+    for w in &warnings {
+        eprintln!("WARNING: {w}");
+    }
+    println!("(`triad-lab down` removes it)");
+    tb.detach();
+    Ok(())
+}
+
+fn status() -> Result<()> {
+    use std::fmt::Write as _;
+    let state = host::state_dir();
+    let tb = attach()?;
+    // collected first: a closed pipe (`| head`) must not panic half-way
+    let mut out = String::new();
+    for n in &tb.nodes {
+        let running = n.leader().is_some();
+        let _ = write!(
+            out,
+            "{} {} {}",
+            n.name,
+            n.addr,
+            if running { "up" } else { "down" }
+        );
+        if running {
+            for u in ["mariadb", "glusterd", "apache2", "triad-agent"] {
+                let _ = write!(
+                    out,
+                    " {u}={}",
+                    n.unit_state(u).unwrap_or_else(|e| e.to_string())
+                );
+            }
+            if let Ok(w) = formation::wsrep(n) {
+                let g = |k: &str| w.get(k).cloned().unwrap_or_default();
+                let _ = write!(
+                    out,
+                    " galera={}/{}/size={}",
+                    g("wsrep_local_state_comment"),
+                    g("wsrep_cluster_status"),
+                    g("wsrep_cluster_size")
+                );
+            }
+        }
+        out.push('\n');
+    }
+    let sock = state.join("haproxy/admin.sock");
+    if sock.exists() {
+        match triad_tests::haproxy::admin(&sock, "show stat")
+            .and_then(|s| triad_tests::haproxy::parse_stat(&s))
+        {
+            Ok(st) => {
+                for s in st {
+                    let _ = writeln!(
+                        out,
+                        "haproxy {} {} (check {}, sessions {})",
+                        s.name, s.status, s.check, s.total
+                    );
+                }
+            }
+            Err(e) => out.push_str(&format!("haproxy: {e}\n")),
+        }
+    }
+    match triad::triadctl_status(false) {
+        Ok(s) => out.push_str(&format!("triadctl status:\n{s}\n")),
+        Err(e) => out.push_str(&format!("triadctl status: {e}\n")),
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(())
+}
+
+mod bench {
+    //! `triad-lab bench`: the figures asked for in issue 3.
+    use super::*;
+
+    fn secs(d: Duration) -> String {
+        format!("{:.2}s", d.as_secs_f64())
+    }
+
+    pub fn run(cold: bool) -> Result<()> {
+        host::preflight()?;
+        let state = host::state_dir();
+        testbed::cleanup_leftovers(&state)?;
+        let img = Image::new(&state);
+        let t = Instant::now();
+        let built = img.ensure(cold)?;
+        println!(
+            "image: {} in {}",
+            if built {
+                "built"
+            } else {
+                "cached (use --cold to rebuild)"
+            },
+            secs(t.elapsed())
+        );
+        let mem0 = host::mem_used_mib().unwrap_or(0);
+        let t = Instant::now();
+        let mut tb = Testbed::up(TestbedOptions::default())?;
+        println!("boot 3 nodes to running: {}", secs(t.elapsed()));
+        println!(
+            "host memory used: {} MiB before, {} MiB after boot",
+            mem0,
+            host::mem_used_mib().unwrap_or(0)
+        );
+        let t = Instant::now();
+        formation::galera_form(&tb)?;
+        println!(
+            "galera formation (bootstrap + 2 joins): {}",
+            secs(t.elapsed())
+        );
+        let t = Instant::now();
+        formation::gluster_form(&tb)?;
+        println!(
+            "gluster formation (3 glusterd, volume, 3 mounts): {}",
+            secs(t.elapsed())
+        );
+        let t = Instant::now();
+        formation::apache_form(&tb)?;
+        tb.start_haproxy()?;
+        tb.haproxy()?.wait_all_up(Duration::from_secs(30))?;
+        println!("apache + haproxy all UP: {}", secs(t.elapsed()));
+        println!(
+            "host memory used with the full stack: {} MiB",
+            host::mem_used_mib().unwrap_or(0)
+        );
+        for n in &tb.nodes {
+            if let Some((rss, pss, procs)) = n.memory_kib() {
+                println!(
+                    "  {}: {} procs, RSS {} MiB, PSS {} MiB",
+                    n.name,
+                    procs,
+                    rss / 1024,
+                    pss / 1024
+                );
+            }
+        }
+        let (n1, n2, n3) = (&tb.nodes[0], &tb.nodes[1], &tb.nodes[2]);
+        println!(
+            "fault kill mariadb (n2) -> not active: {}",
+            secs(faults::kill_unit(n2, "mariadb")?)
+        );
+        println!(
+            "fault kill apache2 (n2) -> not active: {}",
+            secs(faults::kill_unit(n2, "apache2")?)
+        );
+        // apache2.service has Restart=on-abort, so a SIGKILL is healed at once; stop it to
+        // measure how fast HAProxy takes a dead backend out
+        let t = Instant::now();
+        faults::stop_unit(n2, "apache2")?;
+        tb.haproxy()?
+            .wait_status("n2", "DOWN", Duration::from_secs(15))?;
+        println!(
+            "stop apache2 (n2) -> haproxy marks n2 DOWN: {}",
+            secs(t.elapsed())
+        );
+        faults::start_unit(n2, "apache2")?;
+        let t = Instant::now();
+        tb.haproxy()?
+            .wait_status("n2", "UP", Duration::from_secs(15))?;
+        println!(
+            "start apache2 (n2) -> haproxy UP again: {}",
+            secs(t.elapsed())
+        );
+        formation::wait_galera(n2, 3, Duration::from_secs(90))?;
+        let t = Instant::now();
+        faults::isolate(n3)?;
+        println!("fault isolate n3 -> link down: {}", secs(t.elapsed()));
+        println!(
+            "  n1 sees galera size 2 after: {}",
+            secs(formation::wait_galera(n1, 2, Duration::from_secs(30))?)
+        );
+        let t = Instant::now();
+        faults::heal(n3)?;
+        formation::wait_galera(n1, 3, Duration::from_secs(60))?;
+        formation::wait_galera(n3, 3, Duration::from_secs(60))?;
+        println!("heal n3 -> galera size 3, n3 Synced: {}", secs(t.elapsed()));
+        println!(
+            "fault crash n3 -> PID 1 and nspawn gone: {}",
+            secs(faults::crash(n3)?)
+        );
+        println!(
+            "  n1 sees galera size 2 after crash+{}",
+            secs(formation::wait_galera(n1, 2, Duration::from_secs(30))?)
+        );
+        println!("start n3 -> running: {}", secs(faults::start(n3)?));
+        println!(
+            "  n3 Synced, size 3 after: {}",
+            secs(formation::wait_galera(n3, 3, Duration::from_secs(90))?)
+        );
+        println!(
+            "fault reboot n2 -> running again: {}",
+            secs(faults::reboot(n2)?)
+        );
+        println!(
+            "  n2 Synced, size 3 after: {}",
+            secs(formation::wait_galera(n2, 3, Duration::from_secs(90))?)
+        );
+        let t = Instant::now();
+        tb.teardown()?;
+        println!("teardown of 3 nodes + haproxy: {}", secs(t.elapsed()));
+        let left = testbed::leftovers(&state);
+        println!(
+            "leftovers after teardown: {}",
+            if left.is_empty() {
+                "none".into()
+            } else {
+                left.join(", ")
+            }
+        );
+        println!(
+            "host memory used after teardown: {} MiB",
+            host::mem_used_mib().unwrap_or(0)
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! HAProxy on the host at 127.0.0.1:8080 in front of the nodes' Apache, with an admin socket
+//! under the state dir. Settings follow the measured failover config (testbed.md §7.3):
+//! `inter 1s fall 2 rise 2` and `retry-on all-retryable-errors` gave 0 failed requests when a
+//! backend died.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::error::{IoContext, LabError, Result};
+use crate::hostproc::HostProc;
+use crate::wait::{self, Poll};
+
+/// Where the balancer listens.
+pub const LISTEN: &str = "127.0.0.1:8080";
+/// The backend name in the config.
+pub const BACKEND: &str = "be_web";
+
+/// A running HAProxy.
+#[derive(Debug)]
+pub struct Haproxy {
+    /// Its dir under the state dir (config, admin socket, log).
+    pub dir: PathBuf,
+    /// The admin socket.
+    pub sock: PathBuf,
+    /// The process.
+    pub proc: HostProc,
+}
+
+/// One server row of `show stat`.
+#[derive(Debug, Clone)]
+pub struct ServerStat {
+    /// Server name (n1, ...).
+    pub name: String,
+    /// UP, DOWN, MAINT, DRAIN, "UP 1/2", ...
+    pub status: String,
+    /// Total sessions (stot).
+    pub total: u64,
+    /// Last check status (L7OK, L4CON, ...).
+    pub check: String,
+}
+
+/// The HAProxy config for `servers` (name, addr).
+pub fn config(dir: &Path, servers: &[(String, String)]) -> String {
+    let mut s = format!(
+        "global\n    stats socket {sock} mode 600 level admin\n    maxconn 2000\n\n\
+defaults\n    mode http\n    timeout connect 2s\n    timeout client 15s\n    timeout server 15s\n    \
+timeout check 2s\n    retries 3\n    option redispatch 1\n\n\
+frontend fe_web\n    bind {LISTEN}\n    default_backend {BACKEND}\n\n\
+backend {BACKEND}\n    balance roundrobin\n    option httpchk GET /health.html\n    \
+retry-on all-retryable-errors\n    http-request disable-l7-retry if METH_POST\n    \
+default-server inter 1s fall 2 rise 2\n",
+        sock = dir.join("admin.sock").display()
+    );
+    for (n, a) in servers {
+        s.push_str(&format!("    server {n} {a}:80 check\n"));
+    }
+    s
+}
+
+impl Haproxy {
+    /// Writes the config, checks it (`haproxy -c`) and runs HAProxy in the foreground in its
+    /// own session, keeping its PID.
+    pub fn start(state: &Path, servers: &[(String, String)]) -> Result<Self> {
+        let dir = state.join("haproxy");
+        std::fs::create_dir_all(&dir).io("mkdir", &dir)?;
+        let cfg = dir.join("haproxy.cfg");
+        std::fs::write(&cfg, config(&dir, servers)).io("write", &cfg)?;
+        crate::cmd::run(
+            Command::new("haproxy")
+                .arg("-c")
+                .arg("-q")
+                .arg("-f")
+                .arg(&cfg),
+        )?;
+        let sock = dir.join("admin.sock");
+        let _ = std::fs::remove_file(&sock);
+        let mut c = Command::new("haproxy");
+        c.arg("-f").arg(&cfg);
+        let mut proc = HostProc::spawn("haproxy", &mut c, &dir.join("haproxy.log"))?;
+        let hp_ref = &mut proc;
+        wait::until(
+            "HAProxy admin socket to answer",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                if !hp_ref.alive() {
+                    return Err(LabError::Other(format!(
+                        "haproxy exited at start; see {}",
+                        dir.join("haproxy.log").display()
+                    )));
+                }
+                Ok(match admin(&sock, "show info") {
+                    Ok(s) if s.contains("Pid:") => Poll::Ready(()),
+                    Ok(s) => Poll::Pending(s),
+                    Err(e) => Poll::Pending(e.to_string()),
+                })
+            },
+        )?;
+        Ok(Self { dir, sock, proc })
+    }
+
+    /// Sends one command to the admin socket and returns the answer.
+    pub fn admin(&self, command: &str) -> Result<String> {
+        admin(&self.sock, command)
+    }
+
+    /// The backend's server rows of `show stat`.
+    pub fn stats(&self) -> Result<Vec<ServerStat>> {
+        parse_stat(&self.admin("show stat")?)
+    }
+
+    /// One server's status (UP/DOWN/...).
+    pub fn server_status(&self, server: &str) -> Result<String> {
+        self.stats()?
+            .into_iter()
+            .find(|s| s.name == server)
+            .map(|s| s.status)
+            .ok_or_else(|| LabError::Other(format!("haproxy: no server {server} in {BACKEND}")))
+    }
+
+    /// Waits until `server`'s status starts with `want` ("UP" or "DOWN"); returns the time taken.
+    pub fn wait_status(&self, server: &str, want: &str, limit: Duration) -> Result<Duration> {
+        let t = Instant::now();
+        wait::until(
+            &format!("HAProxy server {BACKEND}/{server} to be {want}"),
+            limit,
+            Duration::from_millis(100),
+            || {
+                let s = self.server_status(server)?;
+                Ok(if s == want || s.starts_with(&format!("{want} ")) {
+                    Poll::Ready(t.elapsed())
+                } else {
+                    Poll::Pending(s)
+                })
+            },
+        )
+    }
+
+    /// Waits until every server is UP.
+    pub fn wait_all_up(&self, limit: Duration) -> Result<()> {
+        wait::until_default("all HAProxy servers UP", limit, || {
+            let st = self.stats()?;
+            let summary: Vec<String> = st
+                .iter()
+                .map(|s| format!("{}={}", s.name, s.status))
+                .collect();
+            Ok(if !st.is_empty() && st.iter().all(|s| s.status == "UP") {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(summary.join(" "))
+            })
+        })
+    }
+
+    /// Stops HAProxy by PID.
+    pub fn stop(&mut self) -> Result<()> {
+        self.proc.stop(Duration::from_secs(5))?;
+        let _ = std::fs::remove_file(&self.sock);
+        Ok(())
+    }
+}
+
+/// Talks to an HAProxy admin socket (one command per connection).
+pub fn admin(sock: &Path, command: &str) -> Result<String> {
+    let ctx = |e: std::io::Error| {
+        LabError::Other(format!(
+            "haproxy admin socket {}: {command}: {e}",
+            sock.display()
+        ))
+    };
+    let mut s = UnixStream::connect(sock).map_err(ctx)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(ctx)?;
+    s.write_all(format!("{command}\n").as_bytes())
+        .map_err(ctx)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(ctx)?;
+    Ok(out)
+}
+
+/// Parses `show stat` CSV: the header names the columns; keeps the backend's server rows.
+pub fn parse_stat(csv: &str) -> Result<Vec<ServerStat>> {
+    let mut lines = csv.lines();
+    let header = lines
+        .next()
+        .and_then(|h| h.strip_prefix("# "))
+        .ok_or_else(|| LabError::Other(format!("haproxy show stat: no header in {csv:?}")))?;
+    let cols: Vec<&str> = header.split(',').collect();
+    let idx = |n: &str| cols.iter().position(|c| *c == n);
+    let (Some(px), Some(sv), Some(st), Some(stot), Some(chk)) = (
+        idx("pxname"),
+        idx("svname"),
+        idx("status"),
+        idx("stot"),
+        idx("check_status"),
+    ) else {
+        return Err(LabError::Other(format!(
+            "haproxy show stat: unexpected header {header}"
+        )));
+    };
+    Ok(lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() > chk && f[px] == BACKEND && f[sv] != "BACKEND" && f[sv] != "FRONTEND")
+        .map(|f| ServerStat {
+            name: f[sv].to_string(),
+            status: f[st].to_string(),
+            total: f[stot].parse().unwrap_or(0),
+            check: f[chk].to_string(),
+        })
+        .collect())
+}

@@ -1,0 +1,25 @@
+//! Triad testbed harness: Debian 12 nodes with systemd as PID 1 in systemd-nspawn containers on
+//! a private bridge, HAProxy and the coordinator on the host, fault primitives, and the "manual
+//! formation" of Galera, GlusterFS and Apache used until the agent manages them.
+//!
+//! The measured recipe behind it is `shared/nspawn.md`; the service facts are `shared/testbed.md`.
+#![forbid(unsafe_code)]
+
+pub mod cmd;
+pub mod error;
+pub mod faults;
+pub mod formation;
+pub mod haproxy;
+pub mod host;
+pub mod hostproc;
+pub mod http;
+pub mod image;
+pub mod net;
+pub mod node;
+pub mod testbed;
+pub mod triad;
+pub mod wait;
+
+pub use error::{LabError, Result};
+pub use node::Node;
+pub use testbed::{Testbed, TestbedOptions};

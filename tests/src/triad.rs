@@ -1,0 +1,287 @@
+//! Installing Triad into the lab: the agent in every node (its .deb when one was built,
+//! otherwise the freshly built binary + unit file), the coordinator on the host, and
+//! `triadctl status`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::cmd;
+use crate::error::{IoContext, LabError, Result};
+use crate::host::workspace_dir;
+use crate::hostproc::HostProc;
+use crate::node::{Node, HOST_ADDR};
+use crate::testbed::Testbed;
+
+/// Gossip port (UDP) of agents and coordinator.
+pub const GOSSIP_PORT: u16 = 7420;
+/// The agents' gRPC port.
+pub const GRPC_PORT: u16 = 7421;
+/// The coordinator's gRPC address on the host.
+pub const COORDINATOR_GRPC: &str = "127.0.0.1:7422";
+/// Cluster name used in the lab.
+pub const CLUSTER: &str = "triad-lab";
+
+/// `cargo build --bins -p triad-agent -p triad-coordinator` in the workspace; an error names
+/// the command and carries cargo's stderr.
+pub fn cargo_build() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(&cargo)
+        .current_dir(workspace_dir())
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "triad-agent",
+            "-p",
+            "triad-coordinator",
+        ])
+        .status()
+        .map_err(|source| LabError::Spawn {
+            cmd: format!("{cargo} build --bins -p triad-agent -p triad-coordinator"),
+            source,
+        })?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(LabError::Command {
+            cmd: format!("{cargo} build --bins -p triad-agent -p triad-coordinator"),
+            status: st.to_string(),
+            stderr: "(see cargo's output above)".into(),
+        })
+    }
+}
+
+/// The newest of target/{debug,release}/NAME, else an installed /usr/bin/NAME.
+pub fn find_bin(name: &str) -> Option<PathBuf> {
+    let t = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"));
+    let mut c: Vec<(std::time::SystemTime, PathBuf)> = ["debug", "release"]
+        .iter()
+        .map(|p| t.join(p).join(name))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    c.sort();
+    c.pop()
+        .map(|(_, p)| p)
+        .or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.exists()))
+}
+
+/// The newest target/debian/triad-agent_*.deb, if any.
+pub fn find_agent_deb() -> Option<PathBuf> {
+    let dir = workspace_dir().join("target/debian");
+    let mut v: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("triad-agent_") && n.ends_with(".deb"))
+        })
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    v.sort();
+    v.pop().map(|(_, p)| p)
+}
+
+/// The seeds list: every node's gossip address.
+pub fn seeds(tb: &Testbed) -> Vec<String> {
+    tb.nodes
+        .iter()
+        .map(|n| format!("{}:{GOSSIP_PORT}", n.addr))
+        .collect()
+}
+
+fn toml_list(v: &[String]) -> String {
+    let q: Vec<String> = v.iter().map(|s| format!("\"{s}\"")).collect();
+    format!("[{}]", q.join(", "))
+}
+
+/// /etc/triad/agent.toml for `node`.
+pub fn agent_config(tb: &Testbed, node: &Node) -> String {
+    format!(
+        "[node]\nid = \"{name}\"\nrole = \"core\"\naddress = \"{addr}\"\n\n\
+[cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n\
+[gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n",
+        name = node.name,
+        addr = node.addr,
+        seeds = toml_list(&seeds(tb))
+    )
+}
+
+/// The coordinator's config.
+pub fn coordinator_config(tb: &Testbed) -> String {
+    format!(
+        "[cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
+[grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n",
+        seeds = toml_list(&seeds(tb))
+    )
+}
+
+/// How the agent got into the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentSource {
+    /// `dpkg -i` of this .deb.
+    Deb(PathBuf),
+    /// This binary plus packaging/agent/triad-agent.service.
+    Binary(PathBuf),
+}
+
+/// Installs the agent into `node` and starts it (`enable --now`). The config is written first
+/// so the unit's `ExecStartPre=validate-config` sees it.
+pub fn install_agent(tb: &Testbed, node: &Node) -> Result<AgentSource> {
+    node.write_file("/etc/triad/agent.toml", &agent_config(tb, node))?;
+    let src = if let Some(deb) = find_agent_deb() {
+        let fname = deb
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let inside = format!("/var/tmp/{fname}");
+        let host_path = node.root().join(inside.trim_start_matches('/'));
+        std::fs::copy(&deb, &host_path).io("copy", &deb)?;
+        // the package ships /etc/triad/agent.toml as a conffile; keep the one written above
+        // instead of prompting (stdin is /dev/null)
+        node.exec_limit(
+            &[
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "dpkg",
+                "--force-confold",
+                "--force-confdef",
+                "-i",
+                &inside,
+            ],
+            Duration::from_secs(120),
+        )?;
+        let _ = std::fs::remove_file(&host_path);
+        AgentSource::Deb(deb)
+    } else {
+        let bin = find_bin("triad-agent").ok_or_else(|| {
+            LabError::Other(
+                "no triad-agent binary (target/debug, target/release) nor target/debian/triad-agent_*.deb; run cargo build --bins".into(),
+            )
+        })?;
+        let dst = node.root().join("usr/bin/triad-agent");
+        // copy to a temp name and rename: the old binary may be running
+        let tmp = node.root().join("usr/bin/.triad-agent.new");
+        std::fs::copy(&bin, &tmp).io("copy", &bin)?;
+        std::fs::rename(&tmp, &dst).io("rename", &tmp)?;
+        let unit = workspace_dir().join("packaging/agent/triad-agent.service");
+        let udst = node.root().join("etc/systemd/system/triad-agent.service");
+        std::fs::copy(&unit, &udst).io("copy", &unit)?;
+        AgentSource::Binary(bin)
+    };
+    node.sh("systemctl daemon-reload && systemctl enable --now triad-agent")?;
+    Ok(src)
+}
+
+/// The last lines of a unit's journal inside `node` (for error messages).
+pub fn journal_tail(node: &Node, unit: &str, lines: u32) -> String {
+    node.exec_output(
+        &[
+            "journalctl",
+            "-u",
+            unit,
+            "-n",
+            &lines.to_string(),
+            "--no-pager",
+            "-o",
+            "cat",
+        ],
+        Duration::from_secs(10),
+    )
+    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    .unwrap_or_default()
+}
+
+/// Writes the coordinator config under the state dir and starts `triad-coordinator` on the host.
+pub fn start_coordinator(tb: &mut Testbed) -> Result<()> {
+    let bin = find_bin("triad-coordinator").ok_or_else(|| {
+        LabError::Other("no triad-coordinator binary; run cargo build --bins".into())
+    })?;
+    let dir = tb.state.join("coordinator");
+    std::fs::create_dir_all(&dir).io("mkdir", &dir)?;
+    let cfg = dir.join("coordinator.toml");
+    std::fs::write(&cfg, coordinator_config(tb)).io("write", &cfg)?;
+    let mut c = Command::new(&bin);
+    c.arg("--config").arg(&cfg).arg("run");
+    let mut p = HostProc::spawn("triad-coordinator", &mut c, &dir.join("coordinator.log"))?;
+    // give it a moment to fail on a bad config; a clean early exit is an error too
+    let r = crate::wait::until(
+        "triad-coordinator to listen on 127.0.0.1:7422",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            if !p.alive() {
+                return Err(LabError::Other(format!(
+                    "triad-coordinator exited; see {}",
+                    dir.join("coordinator.log").display()
+                )));
+            }
+            Ok(
+                match std::net::TcpStream::connect_timeout(
+                    &COORDINATOR_GRPC
+                        .parse()
+                        .map_err(|e| LabError::Other(format!("{e}")))?,
+                    Duration::from_millis(300),
+                ) {
+                    Ok(_) => crate::wait::Poll::Ready(()),
+                    Err(e) => crate::wait::Poll::Pending(e.to_string()),
+                },
+            )
+        },
+    );
+    tb.coordinator = Some(p);
+    tb.save()?;
+    r
+}
+
+/// `triadctl --coordinator http://127.0.0.1:7422 status [--output json]`. triadctl exits 1
+/// when the cluster is degraded but still prints the status, so any output is returned; only
+/// no output at all is an error.
+pub fn triadctl_status(json: bool) -> Result<String> {
+    let bin = find_bin("triadctl")
+        .ok_or_else(|| LabError::Other("no triadctl binary; run cargo build --bins".into()))?;
+    let mut c = Command::new(bin);
+    c.args([
+        "--coordinator",
+        &format!("http://{COORDINATOR_GRPC}"),
+        "status",
+    ]);
+    if json {
+        c.args(["--output", "json"]);
+    }
+    let o = cmd::output_timeout(&mut c, Duration::from_secs(20))?;
+    if o.stdout.is_empty() {
+        cmd::check(&c, o)?;
+        return Ok(String::new());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Waits until `triadctl status --output json` reports `nodes` live nodes.
+pub fn wait_coordinator_live(nodes: usize, limit: Duration) -> Result<Duration> {
+    let t = std::time::Instant::now();
+    crate::wait::until_default(
+        &format!("the coordinator to see {nodes} live nodes"),
+        limit,
+        || {
+            let s = triadctl_status(true)?;
+            let v: serde_json::Value = serde_json::from_str(&s)
+                .map_err(|e| LabError::Other(format!("triadctl json: {e}: {s}")))?;
+            let live = v["summary"]["live"].as_u64().unwrap_or(0) as usize;
+            Ok(if live >= nodes {
+                crate::wait::Poll::Ready(t.elapsed())
+            } else {
+                crate::wait::Poll::Pending(format!("summary {}", v["summary"]))
+            })
+        },
+    )
+}
+
+/// True if `p` exists (helper for the CLI's messages).
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
