@@ -22,6 +22,7 @@ lab-down:
 
 ## Every test: formatting, lints (warnings denied), unit, in-process, loopback and testbed tests.
 test: deps check build deb
+	$(LAB) image
 	$(CARGO) nextest run --workspace --no-tests=pass
 
 check: fmt lint
@@ -38,6 +39,7 @@ lint:
 ## testbed_packaging tests lint, install, upgrade and purge them. See packaging/README.md.
 deb:
 	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator --bins
+	rm -rf target/release/assets
 	target/release/triad-gen-assets target/release/assets
 	gzip -9nfk target/release/assets/man/*.[18]
 	$(CARGO) deb -p triad-agent --no-build --dbgsym

@@ -24,8 +24,6 @@ set -eu
 #   systemd            systemd-analyze (unit checks in the packaging tests), systemd-id128
 # Packaging (make deb, the testbed_packaging tests): make, dpkg-dev, binutils (objcopy for the
 #   -dbgsym packages), xz-utils, lintian.
-#   lintian, dpkg-dev  `make deb` and the testbed_packaging tests (lint; dpkg-shlibdeps for
-#                      cargo-deb's $auto depends)
 # OpenStack fake check (tests/openstack-fake): python3-venv, for a venv with the real
 #   openstack CLI (python-openstackclient + python-octaviaclient from PyPI).
 # Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed

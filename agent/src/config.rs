@@ -12,9 +12,9 @@ use serde::Deserialize;
 use triad_proto::gossip::Role;
 use triad_proto::ports;
 
-use crate::membership::GossipSettings;
 use crate::apache::driver::ApacheSettings;
 use crate::galera::{GaleraSettings, SstMethod};
+use crate::membership::GossipSettings;
 use crate::readiness::ReadinessCheck;
 
 pub const DEFAULT_PATH: &str = "/etc/triad/agent.toml";
@@ -291,7 +291,11 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
             .readiness
             .require
             .unwrap_or_else(|| ReadinessCheck::ALL.to_vec()),
-        state_dir: PathBuf::from(raw.agent.state_dir.unwrap_or_else(|| "/var/lib/triad".to_string())),
+        state_dir: PathBuf::from(
+            raw.agent
+                .state_dir
+                .unwrap_or_else(|| "/var/lib/triad".to_string()),
+        ),
         galera,
         apache: resolve_apache(path, raw.apache)?,
     })
@@ -321,7 +325,12 @@ fn resolve_apache(path: &Path, raw: RawApache) -> Result<ApacheSettings, ConfigE
     Ok(apache)
 }
 
-fn resolve_galera(path: &Path, raw: RawGalera, role: Role, cluster_name: &str) -> Result<GaleraSettings, ConfigError> {
+fn resolve_galera(
+    path: &Path,
+    raw: RawGalera,
+    role: Role,
+    cluster_name: &str,
+) -> Result<GaleraSettings, ConfigError> {
     let mut galera = GaleraSettings::defaults(cluster_name);
     // web nodes only serve: no database member unless the operator says so
     galera.managed = raw.managed.unwrap_or(role == Role::Core);
@@ -352,7 +361,12 @@ fn resolve_galera(path: &Path, raw: RawGalera, role: Role, cluster_name: &str) -
     if let Some(unit) = raw.unit {
         galera.unit = unit;
     }
-    galera.start_backoff = parse_duration_key(path, "galera.start_backoff", raw.start_backoff.as_deref(), galera.start_backoff)?;
+    galera.start_backoff = parse_duration_key(
+        path,
+        "galera.start_backoff",
+        raw.start_backoff.as_deref(),
+        galera.start_backoff,
+    )?;
     Ok(galera)
 }
 

@@ -28,7 +28,11 @@ pub struct AgentGrpc {
 
 impl AgentGrpc {
     pub fn new(state: Arc<AgentState>, membership: Arc<Membership>) -> AgentGrpc {
-        AgentGrpc { state, membership, galera: None }
+        AgentGrpc {
+            state,
+            membership,
+            galera: None,
+        }
     }
 
     /// Serve Galera position, bootstrap and join through `driver`.
@@ -96,7 +100,9 @@ pub fn host_metrics(metrics: &gossip::MetricKeys) -> v1::HostMetrics {
 fn galera_status(error: GaleraError) -> Status {
     match error {
         GaleraError::Refused(reason) => Status::failed_precondition(reason),
-        GaleraError::NotManaged => Status::failed_precondition("galera is not managed on this node"),
+        GaleraError::NotManaged => {
+            Status::failed_precondition("galera is not managed on this node")
+        }
         GaleraError::Host(error) => Status::internal(error.to_string()),
     }
 }
@@ -153,18 +159,34 @@ impl AgentService for AgentGrpc {
         let expected = request
             .expected
             .ok_or_else(|| Status::invalid_argument("bootstrap needs the expected position"))?;
-        let expected = Position { uuid: expected.uuid, seqno: expected.seqno };
+        let expected = Position {
+            uuid: expected.uuid,
+            seqno: expected.seqno,
+        };
         let message = self
             .galera()?
             .bootstrap(request.epoch, &expected)
             .await
             .map_err(galera_status)?;
-        Ok(Response::new(v1::BootstrapReply { started: true, message }))
+        Ok(Response::new(v1::BootstrapReply {
+            started: true,
+            message,
+        }))
     }
 
-    async fn join(&self, request: Request<v1::JoinRequest>) -> Result<Response<v1::JoinReply>, Status> {
-        let message = self.galera()?.join(request.get_ref().epoch).await.map_err(galera_status)?;
-        Ok(Response::new(v1::JoinReply { started: true, message }))
+    async fn join(
+        &self,
+        request: Request<v1::JoinRequest>,
+    ) -> Result<Response<v1::JoinReply>, Status> {
+        let message = self
+            .galera()?
+            .join(request.get_ref().epoch)
+            .await
+            .map_err(galera_status)?;
+        Ok(Response::new(v1::JoinReply {
+            started: true,
+            message,
+        }))
     }
 
     async fn drain(

@@ -8,8 +8,8 @@
 
 #![forbid(unsafe_code)]
 
-pub mod cli;
 pub mod apache;
+pub mod cli;
 pub mod config;
 pub mod galera;
 pub mod gluster;

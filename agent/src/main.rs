@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use triad_agent::cli::{self, Cli, Command, ConfigState};
 use triad_agent::config::AgentConfig;
-use std::sync::Arc;
 use triad_agent::galera::host::{GaleraHost, SystemdGaleraHost};
 use triad_agent::grpc::AgentGrpc;
 use triad_agent::membership::generation_now;

@@ -19,12 +19,12 @@ use triad_proto::gossip::{NodeKeys, Role};
 
 use crate::apache::driver::ApacheDriver;
 use crate::config::AgentConfig;
-use crate::service::ServiceManager;
 use crate::galera::driver::GaleraDriver;
 use crate::galera::host::GaleraHost;
 use crate::membership::{Membership, MembershipConfig, MembershipError};
 use crate::metrics::MetricsSource;
 use crate::readiness::{is_ready, ReadinessCheck};
+use crate::service::ServiceManager;
 
 /// What does not change while this agent process runs.
 #[derive(Debug, Clone)]
@@ -164,11 +164,17 @@ impl AgentRuntime {
                     state.clone(),
                     membership.clone(),
                 ));
-                let task = tokio::spawn(driver.clone().run(config.heartbeat_interval, stop_rx.clone()));
+                let task = tokio::spawn(
+                    driver
+                        .clone()
+                        .run(config.heartbeat_interval, stop_rx.clone()),
+                );
                 Some((driver, task))
             }
             _ => {
-                state.update(|keys| keys.galera.state = triad_proto::gossip::GaleraState::NotManaged);
+                state.update(|keys| {
+                    keys.galera.state = triad_proto::gossip::GaleraState::NotManaged
+                });
                 None
             }
         };
@@ -182,7 +188,9 @@ impl AgentRuntime {
                     services,
                     state: state.clone(),
                 });
-                tasks.push(tokio::spawn(driver.run(config.heartbeat_interval, stop_rx.clone())));
+                tasks.push(tokio::spawn(
+                    driver.run(config.heartbeat_interval, stop_rx.clone()),
+                ));
             }
             _ => state.update(|keys| keys.apache = triad_proto::gossip::Health::NotManaged),
         }

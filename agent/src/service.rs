@@ -35,11 +35,23 @@ impl ServiceManager for Systemctl {
     }
 
     async fn start(&self, unit: &str) -> Result<(), HostError> {
-        run("systemctl", &["start", "--no-block", unit], Duration::from_secs(30)).await.map(|_| ())
+        run(
+            "systemctl",
+            &["start", "--no-block", unit],
+            Duration::from_secs(30),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn reset_failed(&self, unit: &str) -> Result<(), HostError> {
-        run("systemctl", &["reset-failed", unit], Duration::from_secs(30)).await.map(|_| ())
+        run(
+            "systemctl",
+            &["reset-failed", unit],
+            Duration::from_secs(30),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -52,16 +64,27 @@ pub struct FakeServices {
 #[async_trait::async_trait]
 impl ServiceManager for FakeServices {
     async fn state(&self, unit: &str) -> UnitState {
-        self.units.lock().unwrap().get(unit).copied().unwrap_or(UnitState::Inactive)
+        self.units
+            .lock()
+            .unwrap()
+            .get(unit)
+            .copied()
+            .unwrap_or(UnitState::Inactive)
     }
 
     async fn start(&self, unit: &str) -> Result<(), HostError> {
-        self.units.lock().unwrap().insert(unit.to_string(), UnitState::Active);
+        self.units
+            .lock()
+            .unwrap()
+            .insert(unit.to_string(), UnitState::Active);
         Ok(())
     }
 
     async fn reset_failed(&self, unit: &str) -> Result<(), HostError> {
-        self.units.lock().unwrap().insert(unit.to_string(), UnitState::Inactive);
+        self.units
+            .lock()
+            .unwrap()
+            .insert(unit.to_string(), UnitState::Inactive);
         Ok(())
     }
 }

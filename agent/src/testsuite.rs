@@ -36,7 +36,10 @@ pub fn agent_config_for_test(index: u8, seeds: &[SocketAddr]) -> AgentConfig {
         heartbeat_interval: Duration::from_secs(1),
         readiness: vec![],
         state_dir: std::env::temp_dir().join(format!("triad-test-n{index}")),
-        apache: crate::apache::driver::ApacheSettings { managed: false, ..Default::default() },
+        apache: crate::apache::driver::ApacheSettings {
+            managed: false,
+            ..Default::default()
+        },
         galera: crate::galera::GaleraSettings {
             managed: false,
             ..crate::galera::GaleraSettings::defaults("test")

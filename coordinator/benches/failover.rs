@@ -11,7 +11,7 @@
 //! SIGKILLed), the same check settings as a second line, and plain `retries 3` (no
 //! redispatch; set TRIAD_BENCH_REDISPATCH=1 to add `option redispatch` + `retry-on`).
 //! The load comes from two client processes (this binary re-executed), each sending
-//! `RATE` requests/s for `LOAD_SECS` to one frontend. Run on demand:
+//! `RATE` requests/s for TRIAD_BENCH_LOAD_SECS (default 45) to one frontend. Run on demand:
 //! `cargo bench -p triad-coordinator --bench failover`. Target: removal ≤ 2 s.
 
 #[path = "../tests/balancer_support/mod.rs"]
@@ -32,9 +32,18 @@ use triad_coordinator::balancer::plan::Spec;
 use triad_coordinator::balancer::MemberState;
 
 const RATE: u64 = 100;
-const LOAD_SECS: u64 = 45;
+const LOAD_SECS_DEFAULT: u64 = 45;
 const KILL_AFTER: Duration = Duration::from_secs(5);
 const REFERENCE_CHECK: &str = "check inter 10s fall 3 rise 2";
+
+/// Seconds of client load (TRIAD_BENCH_LOAD_SECS, default 45: longer than the reference
+/// checks need to mark a server down).
+fn load_secs() -> u64 {
+    std::env::var("TRIAD_BENCH_LOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LOAD_SECS_DEFAULT)
+}
 
 /// A child process killed by PID when dropped.
 struct ChildGuard(Child);
@@ -49,7 +58,10 @@ impl Drop for ChildGuard {
 fn spawn_self(env: &[(&str, String)]) -> ChildGuard {
     let exe = std::env::current_exe().expect("own path");
     let mut command = Command::new(exe);
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     for (key, value) in env {
         command.env(key, value);
     }
@@ -83,7 +95,7 @@ async fn backend_process(spec: String) {
     std::future::pending::<()>().await;
 }
 
-/// Child mode: `RATE` GET/s for `LOAD_SECS` against `target`; prints
+/// Child mode: `RATE` GET/s for `load_secs()` against `target`; prints
 /// "ok failed first_failure_ms last_failure_ms".
 async fn client_process(target: SocketAddr) {
     let ok = Arc::new(AtomicU64::new(0));
@@ -93,7 +105,7 @@ async fn client_process(target: SocketAddr) {
     let start = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..RATE * LOAD_SECS {
+    for _ in 0..RATE * load_secs() {
         ticker.tick().await;
         let (ok, failed, first, last) = (ok.clone(), failed.clone(), first.clone(), last.clone());
         tasks.spawn(async move {
@@ -119,13 +131,18 @@ async fn client_process(target: SocketAddr) {
 }
 
 async fn one_request(target: SocketAddr) -> Result<(), String> {
-    let mut stream = tokio::net::TcpStream::connect(target).await.map_err(|e| e.to_string())?;
+    let mut stream = tokio::net::TcpStream::connect(target)
+        .await
+        .map_err(|e| e.to_string())?;
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
         .await
         .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.map_err(|e| e.to_string())?;
+    stream
+        .read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
     if response.starts_with(b"HTTP/1.1 200") {
         Ok(())
     } else {
@@ -154,7 +171,11 @@ async fn bench() {
     let redispatch = std::env::var("TRIAD_BENCH_REDISPATCH").is_ok_and(|v| v == "1");
     let defaults = format!(
         "    timeout check 20s\n    retries 3\n{}",
-        if redispatch { "    option redispatch 1\n    retry-on all-retryable-errors\n" } else { "" }
+        if redispatch {
+            "    option redispatch 1\n    retry-on all-retryable-errors\n"
+        } else {
+            ""
+        }
     );
     let port = free_port(node_ip(1));
     let mut backends = Vec::new();
@@ -166,7 +187,10 @@ async fn bench() {
     }
     let backend_addr = |index: u8| SocketAddr::new(node_ip(index), port);
     for index in 1..=3u8 {
-        wait_for_ok(&format!("backend n{index}"), || one_request(backend_addr(index))).await;
+        wait_for_ok(&format!("backend n{index}"), || {
+            one_request(backend_addr(index))
+        })
+        .await;
     }
 
     // HAProxy with Triad's loop (servers added dynamically, reference checks as a second line).
@@ -190,12 +214,23 @@ async fn bench() {
         nodes.push(node);
     }
     let control = Control::start(&transport, triad_balancer.clone(), Spec::default()).await;
-    wait_active(&triad_balancer, &["n1", "n2", "n3"], Duration::from_secs(30)).await;
+    wait_active(
+        &triad_balancer,
+        &["n1", "n2", "n3"],
+        Duration::from_secs(30),
+    )
+    .await;
     let checks_balancer = checks_haproxy.balancer(port);
-    wait_active(&checks_balancer, &["n1", "n2", "n3"], Duration::from_secs(30)).await;
+    wait_active(
+        &checks_balancer,
+        &["n1", "n2", "n3"],
+        Duration::from_secs(30),
+    )
+    .await;
 
+    let load_secs = load_secs();
     println!(
-        "failover bench: {RATE} req/s × {LOAD_SECS} s per frontend, kill n3 after {KILL_AFTER:?}; checks `{REFERENCE_CHECK}`, timeout check 20s; redispatch {}",
+        "failover bench: {RATE} req/s × {load_secs} s per frontend, kill n3 after {KILL_AFTER:?}; checks `{REFERENCE_CHECK}`, timeout check 20s; redispatch {}",
         if redispatch { "on" } else { "off" }
     );
     let triad_client = spawn_self(&[("TRIAD_BENCH_CLIENT", triad_haproxy.frontend.to_string())]);
@@ -208,15 +243,24 @@ async fn bench() {
     drop(backends[2].take());
     let mut triad_removed = None;
     let mut checks_down = None;
-    while (triad_removed.is_none() || checks_down.is_none()) && killed_at.elapsed() < Duration::from_secs(60) {
+    while (triad_removed.is_none() || checks_down.is_none())
+        && killed_at.elapsed() < Duration::from_secs(60)
+    {
         if triad_removed.is_none() {
             let members = members(&triad_balancer).await.unwrap_or_default();
-            if !members.iter().any(|(n, s)| n == "n3" && *s == MemberState::Active) {
+            if !members
+                .iter()
+                .any(|(n, s)| n == "n3" && *s == MemberState::Active)
+            {
                 triad_removed = Some(killed_at.elapsed());
             }
         }
         if checks_down.is_none() {
-            let state = checks_balancer.api().servers_state("be_web").await.unwrap_or_default();
+            let state = checks_balancer
+                .api()
+                .servers_state("be_web")
+                .await
+                .unwrap_or_default();
             if state.iter().any(|s| s.name == "n3" && s.op_state == 0) {
                 checks_down = Some(killed_at.elapsed());
             }
@@ -226,7 +270,10 @@ async fn bench() {
     let triad_result = client_result(triad_client);
     let checks_result = client_result(checks_client);
     let kill_ms = (killed_at - load_started).as_millis() as i64;
-    let show = |d: Option<Duration>| d.map(|d| format!("{:.2} s", d.as_secs_f64())).unwrap_or_else(|| "not within 60 s".into());
+    let show = |d: Option<Duration>| {
+        d.map(|d| format!("{:.2} s", d.as_secs_f64()))
+            .unwrap_or_else(|| "not within 60 s".into())
+    };
     let failures = |(ok, failed, first, last): (u64, u64, u64, u64)| {
         if failed == 0 {
             format!("{failed} of {} failed", ok + failed)
@@ -241,8 +288,33 @@ async fn bench() {
     };
     println!("| setup | kill → member out | client requests |");
     println!("|---|---|---|");
-    println!("| Triad loop (probe 200 ms, gossip, gRPC confirm, del server) | {} | {} |", show(triad_removed), failures(triad_result));
-    println!("| HAProxy checks only (inter 10s fall 3, timeout check 20s) | {} | {} |", show(checks_down), failures(checks_result));
+    println!(
+        "| Triad loop (agent probe 200 ms, gossip, gRPC confirm, maint) | {} | {} |",
+        show(triad_removed),
+        failures(triad_result)
+    );
+    println!(
+        "| HAProxy checks only (inter 10s fall 3, timeout check 20s) | {} | {} |",
+        show(checks_down),
+        failures(checks_result)
+    );
+    let status = control.balancer_loop.as_ref().map(|l| l.status());
+    println!(
+        "after the run: triad members {:?}; checks-only members {:?}; loop changes {:?}, errors {:?} ({:?})",
+        members(&triad_balancer).await,
+        members(&checks_balancer).await,
+        status.as_ref().map(|s| s.changes_total),
+        status.as_ref().map(|s| s.errors_total),
+        status.as_ref().and_then(|s| s.last_error.clone()),
+    );
+    if status.as_ref().is_some_and(|s| s.errors_total > 0) {
+        let log = triad_haproxy.log();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        println!(
+            "triad haproxy log (last lines, newest first):\n{}",
+            tail.join("\n")
+        );
+    }
     for probe in probes {
         probe.abort();
     }
@@ -257,7 +329,10 @@ fn client_result(child: ChildGuard) -> (u64, u64, u64, u64) {
         use std::io::Read;
         let _ = stdout.read_to_string(&mut output);
     }
-    let numbers: Vec<u64> = output.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let numbers: Vec<u64> = output
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     match numbers.as_slice() {
         [ok, failed, first, last] => (*ok, *failed, *first, *last),
         _ => panic!("client output not understood: {output:?}"),
@@ -269,10 +344,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    triad_agent::testsuite::wait_for(what, Duration::from_secs(10), POLL, || {
-        let attempt = check();
-        async move { attempt.await }
-    })
-    .await
-    .unwrap();
+    triad_agent::testsuite::wait_for(what, Duration::from_secs(10), POLL, &mut check)
+        .await
+        .unwrap();
 }

@@ -61,9 +61,11 @@ async fn run(n: usize) {
     let before = transport.statistics();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = transport.statistics();
-    let bytes_per_node_sec = (after.num_bytes_total - before.num_bytes_total) as f64 / n as f64 / 10.0;
+    let bytes_per_node_sec =
+        (after.num_bytes_total - before.num_bytes_total) as f64 / n as f64 / 10.0;
     let messages = after.num_messages_total - before.num_messages_total;
-    let avg_message = (after.num_bytes_total - before.num_bytes_total) as f64 / messages.max(1) as f64;
+    let avg_message =
+        (after.num_bytes_total - before.num_bytes_total) as f64 / messages.max(1) as f64;
 
     let victim = agents.remove(n / 2);
     let victim_id: Arc<str> = victim.state().identity.node_id.clone().into();
@@ -74,7 +76,9 @@ async fn run(n: usize) {
         let mut rx = agent.membership().change_watcher().await;
         let victim_id = victim_id.clone();
         waits.push(tokio::spawn(async move {
-            let _ = rx.wait_for(|live| !live.keys().any(|id| id.node_id == victim_id)).await;
+            let _ = rx
+                .wait_for(|live| !live.keys().any(|id| id.node_id == victim_id))
+                .await;
             Instant::now()
         }));
     }
@@ -104,7 +108,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() { vec![3, 10, 100] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![3, 10, 100]
+    } else {
+        sizes
+    };
     println!("gossip interval 200 ms, phi 8, paused time (protocol seconds)");
     for n in sizes {
         let runtime = tokio::runtime::Builder::new_current_thread()

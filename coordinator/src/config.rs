@@ -129,8 +129,12 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     }
     let galera_grace = match raw.galera.grace.as_deref() {
         None => std::time::Duration::from_secs(3),
-        Some(text) => humantime::parse_duration(text)
-            .map_err(|e| invalid("galera.grace", format!("{text:?} is not a duration like \"3s\": {e}")))?,
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            invalid(
+                "galera.grace",
+                format!("{text:?} is not a duration like \"3s\": {e}"),
+            )
+        })?,
     };
     Ok(CoordinatorConfig {
         id,

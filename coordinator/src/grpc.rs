@@ -24,7 +24,10 @@ pub struct CoordinatorGrpc {
 
 impl CoordinatorGrpc {
     pub fn new(coordinator: Arc<Coordinator>) -> CoordinatorGrpc {
-        CoordinatorGrpc { coordinator, recovery: None }
+        CoordinatorGrpc {
+            coordinator,
+            recovery: None,
+        }
     }
 
     /// Serve `Recover` and the galera status line from the recovery loop.
@@ -42,7 +45,11 @@ impl CoordinatorGrpc {
         let observing = now
             .saturating_duration_since(self.coordinator.started_at)
             .as_secs();
-        let galera = self.recovery.as_ref().map(|r| r.status()).unwrap_or_default();
+        let galera = self
+            .recovery
+            .as_ref()
+            .map(|r| r.status())
+            .unwrap_or_default();
         cluster_status(
             &galera,
             &self.coordinator.cluster_name,
@@ -69,11 +76,16 @@ impl CoordinatorService for CoordinatorGrpc {
         request: Request<v1::RecoverRequest>,
     ) -> Result<Response<v1::RecoverReply>, Status> {
         let Some(recovery) = &self.recovery else {
-            return Err(Status::failed_precondition("galera recovery is not enabled on this coordinator"));
+            return Err(Status::failed_precondition(
+                "galera recovery is not enabled on this coordinator",
+            ));
         };
         let request = request.into_inner();
         tracing::warn!(node = ?request.bootstrap_node, force = request.force, "operator recover request");
-        match recovery.recover(request.bootstrap_node, request.force).await {
+        match recovery
+            .recover(request.bootstrap_node, request.force)
+            .await
+        {
             Ok((epoch, message)) => Ok(Response::new(v1::RecoverReply { epoch, message })),
             Err(message) => Err(Status::failed_precondition(message)),
         }

@@ -28,11 +28,18 @@ async fn lab(static_servers: bool) -> Lab {
     let port = free_port(node_ip(1));
     let mut backends = Vec::new();
     for index in 1..=3u8 {
-        backends.push(HttpBackend::start(SocketAddr::new(node_ip(index), port), &format!("n{index}")).await);
+        backends.push(
+            HttpBackend::start(SocketAddr::new(node_ip(index), port), &format!("n{index}")).await,
+        );
     }
     let servers = if static_servers {
         (1..=3)
-            .map(|i| format!("    server n{i} {}:{port} check inter 1s fall 2 rise 2\n", node_ip(i)))
+            .map(|i| {
+                format!(
+                    "    server n{i} {}:{port} check inter 1s fall 2 rise 2\n",
+                    node_ip(i)
+                )
+            })
             .collect()
     } else {
         String::new()
@@ -59,7 +66,9 @@ async fn traffic_reaches(frontend: SocketAddr, expected: &[&str]) {
     let want: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
     let mut seen = BTreeSet::new();
     for _ in 0..(expected.len() * 6) {
-        let body = get_through(frontend).await.expect("request through haproxy");
+        let body = get_through(frontend)
+            .await
+            .expect("request through haproxy");
         seen.insert(body);
     }
     assert_eq!(seen, want, "backends answering through the frontend");
@@ -77,9 +86,18 @@ async fn loopback_haproxy_membership_follows_readiness_and_drains_before_removal
     // n2 stops being ready: it leaves the pool, traffic avoids it.
     lab.nodes[1].set_apache(false).await;
     wait_active(&balancer, &["n1", "n3"], BOUND).await;
-    let all = members(&balancer).await.unwrap();
-    assert!(!all.iter().any(|(n, _)| n == "n2"), "n2 deleted, not just disabled: {all:?}");
     traffic_reaches(lab.haproxy.frontend, &["n1", "n3"]).await;
+    // Disabled at once (maint); the entry itself is deleted after `delete_after`.
+    wait_for("n2's server entry to be deleted", BOUND, POLL, || async {
+        let all = members(&balancer).await?;
+        if all.iter().any(|(n, _)| n == "n2") {
+            Err(format!("members {all:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
 
     // ready again: it comes back.
     lab.nodes[1].set_apache(true).await;
@@ -106,7 +124,11 @@ async fn loopback_haproxy_membership_follows_readiness_and_drains_before_removal
         "last changes mention n3: {history:?}"
     );
     wait_active(&balancer, &["n1", "n2"], BOUND).await;
-    assert!(status.errors_total == 0, "no errors: {:?}", status.last_error);
+    assert!(
+        status.errors_total == 0,
+        "no errors: {:?}",
+        status.last_error
+    );
     control.stop().await;
 }
 
@@ -126,7 +148,9 @@ async fn loopback_haproxy_drain_waits_for_connections_to_end() {
         let held = held.clone();
         async move {
             use tokio::io::AsyncWriteExt;
-            let mut stream = tokio::net::TcpStream::connect(frontend).await.map_err(|e| e.to_string())?;
+            let mut stream = tokio::net::TcpStream::connect(frontend)
+                .await
+                .map_err(|e| e.to_string())?;
             stream
                 .write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
                 .await
@@ -157,17 +181,25 @@ async fn loopback_haproxy_drain_waits_for_connections_to_end() {
     // While the connection lasts, n3 stays (draining); new requests go to n1/n2.
     traffic_reaches(lab.haproxy.frontend, &["n1", "n2"]).await;
     let all = members(&balancer).await.unwrap();
-    assert!(all.contains(&("n3".to_string(), MemberState::Draining)), "{all:?}");
+    assert!(
+        all.contains(&("n3".to_string(), MemberState::Draining)),
+        "{all:?}"
+    );
     // End the connections: n3 is removed.
     held.lock().unwrap().clear();
-    wait_for("n3 removed once its connections ended", BOUND, POLL, || async {
-        let all = members(&balancer).await?;
-        if all.iter().any(|(n, _)| n == "n3") {
-            Err(format!("members {all:?}"))
-        } else {
-            Ok(())
-        }
-    })
+    wait_for(
+        "n3 removed once its connections ended",
+        BOUND,
+        POLL,
+        || async {
+            let all = members(&balancer).await?;
+            if all.iter().any(|(n, _)| n == "n3") {
+                Err(format!("members {all:?}"))
+            } else {
+                Ok(())
+            }
+        },
+    )
     .await
     .unwrap();
     control.stop().await;
@@ -190,7 +222,11 @@ async fn loopback_haproxy_restarted_coordinator_adopts_existing_servers() {
     .await
     .unwrap();
     let status = control.balancer_loop.as_ref().unwrap().status();
-    assert_eq!(status.changes_total, 0, "adopted as is: {:?}", status.last_changes);
+    assert_eq!(
+        status.changes_total, 0,
+        "adopted as is: {:?}",
+        status.last_changes
+    );
     wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
 
     // Mid-way: n2 leaves; then the coordinator restarts while n2 is out and n3 goes down
@@ -219,7 +255,12 @@ async fn loopback_haproxy_blinking_readiness_does_not_flap() {
     let balancer = lab.haproxy.balancer(lab.port);
     let control = Control::start(&lab.transport, balancer.clone(), test_spec()).await;
     wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
-    let before = control.balancer_loop.as_ref().unwrap().status().changes_total;
+    let before = control
+        .balancer_loop
+        .as_ref()
+        .unwrap()
+        .status()
+        .changes_total;
 
     // n1 blinks: 300 ms down, 300 ms up, for 6 s (rise_hold is 1 s).
     let mut transitions = 0;
@@ -243,8 +284,15 @@ async fn loopback_haproxy_blinking_readiness_does_not_flap() {
         transitions <= 1,
         "n1 went in and out of the pool {transitions} times while blinking"
     );
-    let during = control.balancer_loop.as_ref().unwrap().status().changes_total - before;
-    assert!(during <= 1, "{during} membership changes while blinking");
+    let during = control
+        .balancer_loop
+        .as_ref()
+        .unwrap()
+        .status()
+        .changes_total
+        - before;
+    // At most: disabled once, and its entry deleted while it stays out.
+    assert!(during <= 2, "{during} membership changes while blinking");
     lab.nodes[0].set_apache(true).await;
     wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
     control.stop().await;

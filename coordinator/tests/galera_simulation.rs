@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chitchat::transport::ChannelTransport;
 use tokio::time::Instant;
-use triad_agent::galera::driver::GaleraDriver;
+use triad_agent::galera::driver::{GaleraDriver, GaleraError};
 use triad_agent::galera::host::{GaleraHost, HostError};
 use triad_agent::galera::position::{GraState, Position, ZERO_UUID};
 use triad_agent::galera::{GaleraSettings, UnitState, WsrepStatus};
@@ -23,7 +23,7 @@ use triad_agent::testsuite::{agent_config_for_test, node_gossip_addr, wait_for};
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::election::Report;
-use triad_coordinator::recovery::{Agents, PositionAnswer, Recovery, RecoverySettings};
+use triad_coordinator::recovery::{Agents, CallError, PositionAnswer, Recovery, RecoverySettings};
 
 const UUID: &str = "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31";
 
@@ -52,7 +52,10 @@ impl World {
     }
 
     fn write(&mut self, count: i64) {
-        let (uuid, seqno) = self.primary.clone().expect("writes need a Primary component");
+        let (uuid, seqno) = self
+            .primary
+            .clone()
+            .expect("writes need a Primary component");
         let seqno = seqno + count;
         self.primary = Some((uuid.clone(), seqno));
         for node in self.nodes.values_mut().filter(|n| n.in_primary) {
@@ -90,7 +93,10 @@ struct FakeHost {
 }
 
 fn err(what: &str) -> HostError {
-    HostError { what: what.into(), detail: "fake".into() }
+    HostError {
+        what: what.into(),
+        detail: "fake".into(),
+    }
 }
 
 #[async_trait::async_trait]
@@ -129,7 +135,10 @@ impl GaleraHost for FakeHost {
         let node = &world.nodes[&self.id];
         Ok(node.data.as_ref().map(|(uuid, _)| GraState {
             version: "2.1".into(),
-            position: Position { uuid: uuid.clone(), seqno: node.grastate_seqno },
+            position: Position {
+                uuid: uuid.clone(),
+                seqno: node.grastate_seqno,
+            },
             safe_to_bootstrap: node.safe,
         }))
     }
@@ -145,13 +154,25 @@ impl GaleraHost for FakeHost {
             return Err(err("mariadbd --wsrep-recover while running"));
         }
         Ok(match &node.data {
-            Some((uuid, seqno)) => Position { uuid: uuid.clone(), seqno: *seqno },
-            None => Position { uuid: ZERO_UUID.into(), seqno: -1 },
+            Some((uuid, seqno)) => Position {
+                uuid: uuid.clone(),
+                seqno: *seqno,
+            },
+            None => Position {
+                uuid: ZERO_UUID.into(),
+                seqno: -1,
+            },
         })
     }
 
     async fn set_safe_to_bootstrap(&self) -> Result<(), HostError> {
-        self.world.lock().unwrap().nodes.get_mut(&self.id).unwrap().safe = true;
+        self.world
+            .lock()
+            .unwrap()
+            .nodes
+            .get_mut(&self.id)
+            .unwrap()
+            .safe = true;
         Ok(())
     }
 
@@ -163,7 +184,10 @@ impl GaleraHost for FakeHost {
     async fn bootstrap(&self) -> Result<(), HostError> {
         let mut world = self.world.lock().unwrap();
         if world.primary.is_some() {
-            panic!("{} bootstrapped while a Primary component exists: split brain", self.id);
+            panic!(
+                "{} bootstrapped while a Primary component exists: split brain",
+                self.id
+            );
         }
         let node = world.nodes.get_mut(&self.id).unwrap();
         let (uuid, seqno) = node.data.clone().unwrap_or((UUID.to_string(), 0));
@@ -204,33 +228,70 @@ struct DirectAgents {
 
 impl DirectAgents {
     fn driver(&self, node: &str) -> Result<Arc<GaleraDriver>, String> {
-        self.drivers.lock().unwrap().get(node).cloned().ok_or_else(|| format!("{node}: agent down"))
+        self.drivers
+            .lock()
+            .unwrap()
+            .get(node)
+            .cloned()
+            .ok_or_else(|| format!("{node}: agent down"))
     }
 }
 
 #[async_trait::async_trait]
 impl Agents for DirectAgents {
-    async fn position(&self, node: &str, _: SocketAddr, stop: bool) -> Result<PositionAnswer, String> {
-        let report = self.driver(node)?.position(stop).await.map_err(|e| e.to_string())?;
+    async fn position(
+        &self,
+        node: &str,
+        _: SocketAddr,
+        stop: bool,
+    ) -> Result<PositionAnswer, String> {
+        let report = self
+            .driver(node)?
+            .position(stop)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(PositionAnswer {
-            report: Report { position: report.position, safe_to_bootstrap: report.safe_to_bootstrap },
+            report: Report {
+                position: report.position,
+                safe_to_bootstrap: report.safe_to_bootstrap,
+            },
             source: report.source.to_string(),
         })
     }
 
-    async fn bootstrap(&self, node: &str, _: SocketAddr, epoch: u64, position: &Position) -> Result<String, String> {
+    async fn bootstrap(
+        &self,
+        node: &str,
+        _: SocketAddr,
+        epoch: u64,
+        position: &Position,
+    ) -> Result<String, CallError> {
         {
             let mut drop = self.drop_bootstraps.lock().unwrap();
             if *drop > 0 {
                 *drop -= 1;
-                return Err("coordinator crashed before the call".into());
+                return Err(CallError::Failed(
+                    "coordinator crashed before the call".into(),
+                ));
             }
         }
-        self.driver(node)?.bootstrap(epoch, position).await.map_err(|e| e.to_string())
+        match self
+            .driver(node)
+            .map_err(CallError::Failed)?
+            .bootstrap(epoch, position)
+            .await
+        {
+            Ok(message) => Ok(message),
+            Err(GaleraError::Refused(reason)) => Err(CallError::Refused(reason)),
+            Err(error) => Err(CallError::Failed(error.to_string())),
+        }
     }
 
     async fn join(&self, node: &str, _: SocketAddr, epoch: u64) -> Result<String, String> {
-        self.driver(node)?.join(epoch).await.map_err(|e| e.to_string())
+        self.driver(node)?
+            .join(epoch)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -247,7 +308,11 @@ impl Sim {
     async fn new() -> Sim {
         let world = Arc::new(Mutex::new(World::default()));
         for i in 1..=3 {
-            world.lock().unwrap().nodes.insert(format!("n{i}"), FakeNode::default());
+            world
+                .lock()
+                .unwrap()
+                .nodes
+                .insert(format!("n{i}"), FakeNode::default());
         }
         let transport = ChannelTransport::with_mtu(65_507);
         let direct = Arc::new(DirectAgents::default());
@@ -261,7 +326,10 @@ impl Sim {
             id: "coordinator".into(),
             cluster_name: "test".into(),
             seeds: vec![node_gossip_addr(1).to_string()],
-            gossip: GossipSettings { sampling_window: 100, ..GossipSettings::production(addr) },
+            gossip: GossipSettings {
+                sampling_window: 100,
+                ..GossipSettings::production(addr)
+            },
             grpc_listen: "127.0.0.1:7422".parse().unwrap(),
             state_dir: state_dir.path().to_path_buf(),
             galera_recovery: true,
@@ -269,7 +337,14 @@ impl Sim {
             galera_nodes: vec![],
         };
         let coordinator = Arc::new(Coordinator::start(&config, 1, &transport).await.unwrap());
-        Sim { world, transport, agents: sim_agents, direct, coordinator, state_dir }
+        Sim {
+            world,
+            transport,
+            agents: sim_agents,
+            direct,
+            coordinator,
+            state_dir,
+        }
     }
 
     fn recovery(&self) -> Recovery {
@@ -286,7 +361,13 @@ impl Sim {
     }
 
     /// Tick `recovery` until `done` holds for the world, within `bound` of virtual time.
-    async fn drive(&self, recovery: &mut Recovery, what: &str, bound: Duration, done: impl Fn(&World) -> bool) -> Duration {
+    async fn drive(
+        &self,
+        recovery: &mut Recovery,
+        what: &str,
+        bound: Duration,
+        done: impl Fn(&World) -> bool,
+    ) -> Duration {
         let start = Instant::now();
         let deadline = start + bound;
         loop {
@@ -294,34 +375,77 @@ impl Sim {
                 return start.elapsed();
             }
             if Instant::now() > deadline {
-                panic!("timed out after {bound:?} waiting for {what}; galera status: {}; world: {:?}", recovery.status(), self.world.lock().unwrap());
+                panic!(
+                    "timed out after {bound:?} waiting for {what}; galera status: {}; world: {:?}",
+                    recovery.status(),
+                    self.world.lock().unwrap()
+                );
             }
-            recovery.tick(&self.coordinator.view(), Instant::now()).await;
+            recovery
+                .tick(&self.coordinator.view(), Instant::now())
+                .await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
     async fn stop_agent(&mut self, index: usize) {
         let agent = self.agents[index].take().unwrap();
-        self.direct.drivers.lock().unwrap().remove(&format!("n{}", index + 1));
+        self.direct
+            .drivers
+            .lock()
+            .unwrap()
+            .remove(&format!("n{}", index + 1));
         agent.stop().await;
     }
 
     async fn restart_agent(&mut self, index: usize, generation: u64) {
-        self.agents[index] = Some(start_agent(&self.transport, &self.world, &self.direct, index as u8 + 1, generation).await);
+        self.agents[index] = Some(
+            start_agent(
+                &self.transport,
+                &self.world,
+                &self.direct,
+                index as u8 + 1,
+                generation,
+            )
+            .await,
+        );
     }
 }
 
-async fn start_agent(transport: &ChannelTransport, world: &Arc<Mutex<World>>, direct: &DirectAgents, index: u8, generation: u64) -> AgentRuntime {
+async fn start_agent(
+    transport: &ChannelTransport,
+    world: &Arc<Mutex<World>>,
+    direct: &DirectAgents,
+    index: u8,
+    generation: u64,
+) -> AgentRuntime {
     let mut config = agent_config_for_test(index, &[node_gossip_addr(1), node_gossip_addr(2)]);
-    config.galera = GaleraSettings { start_backoff: Duration::from_secs(2), ..GaleraSettings::defaults("test") };
-    config.state_dir = std::env::temp_dir().join(format!("triad-sim-{}-n{index}", std::process::id()));
+    config.galera = GaleraSettings {
+        start_backoff: Duration::from_secs(2),
+        ..GaleraSettings::defaults("test")
+    };
+    config.state_dir =
+        std::env::temp_dir().join(format!("triad-sim-{}-n{index}", std::process::id()));
     let _ = std::fs::remove_dir_all(&config.state_dir);
-    let host: Arc<dyn GaleraHost> = Arc::new(FakeHost { id: format!("n{index}"), world: world.clone() });
-    let agent = AgentRuntime::start_with(&config, generation, transport, Box::new(FixedMetrics::default()), Some(host), None)
-        .await
-        .unwrap();
-    direct.drivers.lock().unwrap().insert(format!("n{index}"), agent.galera().unwrap());
+    let host: Arc<dyn GaleraHost> = Arc::new(FakeHost {
+        id: format!("n{index}"),
+        world: world.clone(),
+    });
+    let agent = AgentRuntime::start_with(
+        &config,
+        generation,
+        transport,
+        Box::new(FixedMetrics::default()),
+        Some(host),
+        None,
+    )
+    .await
+    .unwrap();
+    direct
+        .drivers
+        .lock()
+        .unwrap()
+        .insert(format!("n{index}"), agent.galera().unwrap());
     agent
 }
 
@@ -332,12 +456,32 @@ fn all_synced(world: &World) -> bool {
 async fn formed() -> (Sim, Recovery) {
     let sim = Sim::new().await;
     let mut recovery = sim.recovery();
-    sim.drive(&mut recovery, "formation: all three synced", Duration::from_secs(30), all_synced).await;
-    wait_for("view of 3 recorded", Duration::from_secs(10), Duration::from_millis(500), || {
-        let view = sim.coordinator.view();
-        let synced = view.members().filter(|m| m.keys.galera.state == triad_proto::gossip::GaleraState::Synced).count();
-        async move { if synced == 3 { Ok(()) } else { Err(format!("{synced} synced in gossip")) } }
-    })
+    sim.drive(
+        &mut recovery,
+        "formation: all three synced",
+        Duration::from_secs(30),
+        all_synced,
+    )
+    .await;
+    wait_for(
+        "view of 3 recorded",
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+        || {
+            let view = sim.coordinator.view();
+            let synced = view
+                .members()
+                .filter(|m| m.keys.galera.state == triad_proto::gossip::GaleraState::Synced)
+                .count();
+            async move {
+                if synced == 3 {
+                    Ok(())
+                } else {
+                    Err(format!("{synced} synced in gossip"))
+                }
+            }
+        },
+    )
     .await
     .unwrap();
     for _ in 0..3 {
@@ -351,8 +495,15 @@ async fn formed() -> (Sim, Recovery) {
 async fn formation_from_empty_datadirs_bootstraps_the_lowest_id_and_joins_the_rest() {
     let (sim, recovery) = formed().await;
     let world = sim.world.lock().unwrap();
-    assert_eq!(world.bootstraps, vec![("n1".to_string(), 0)], "exactly one bootstrap, from n1");
-    assert!(recovery.record().decision.is_none(), "decision cleared once all synced");
+    assert_eq!(
+        world.bootstraps,
+        vec![("n1".to_string(), 0)],
+        "exactly one bootstrap, from n1"
+    );
+    assert!(
+        recovery.record().decision.is_none(),
+        "decision cleared once all synced"
+    );
     assert_eq!(recovery.record().last_epoch, 1);
 }
 
@@ -373,14 +524,31 @@ async fn full_outage_boots_the_most_advanced_node_and_loses_no_write() {
     for index in 0..3 {
         sim.restart_agent(index, 2).await;
     }
-    let took = sim.drive(&mut recovery, "recovery: all three synced", Duration::from_secs(60), all_synced).await;
+    let took = sim
+        .drive(
+            &mut recovery,
+            "recovery: all three synced",
+            Duration::from_secs(60),
+            all_synced,
+        )
+        .await;
     eprintln!("full outage recovered in {took:?} of protocol time");
     let world = sim.world.lock().unwrap();
     let last = world.bootstraps.last().unwrap();
-    assert!(last.0 == "n2" || last.0 == "n3", "bootstrapped {last:?}, which was behind");
-    assert_eq!(last.1, committed, "the bootstrap source had every committed write");
+    assert!(
+        last.0 == "n2" || last.0 == "n3",
+        "bootstrapped {last:?}, which was behind"
+    );
+    assert_eq!(
+        last.1, committed,
+        "the bootstrap source had every committed write"
+    );
     assert_eq!(world.primary.as_ref().unwrap().1, committed);
-    assert_eq!(world.bootstraps.len(), 2, "one formation, one recovery bootstrap");
+    assert_eq!(
+        world.bootstraps.len(),
+        2,
+        "one formation, one recovery bootstrap"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -397,12 +565,25 @@ async fn recovery_waits_for_the_most_advanced_node_that_comes_back_last() {
         recovery.tick(&sim.coordinator.view(), Instant::now()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(sim.world.lock().unwrap().bootstraps.len(), 1, "no bootstrap while n3 is missing");
+    assert_eq!(
+        sim.world.lock().unwrap().bootstraps.len(),
+        1,
+        "no bootstrap while n3 is missing"
+    );
     let status = recovery.status();
-    assert!(status.contains("waiting for the position of n3"), "{status}");
+    assert!(
+        status.contains("waiting for the position of n3"),
+        "{status}"
+    );
 
     sim.restart_agent(2, 2).await;
-    sim.drive(&mut recovery, "recovery after n3 is back", Duration::from_secs(60), all_synced).await;
+    sim.drive(
+        &mut recovery,
+        "recovery after n3 is back",
+        Duration::from_secs(60),
+        all_synced,
+    )
+    .await;
     let world = sim.world.lock().unwrap();
     assert_eq!(world.bootstraps.last().unwrap(), &("n3".to_string(), 7));
 }
@@ -421,16 +602,37 @@ async fn coordinator_killed_between_persisting_and_calling_resumes_the_same_epoc
         recovery.tick(&sim.coordinator.view(), Instant::now()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let decided = recovery.record().decision.clone().expect("a decision was persisted");
-    assert_eq!(sim.world.lock().unwrap().bootstraps.len(), 1, "the call was lost");
+    let decided = recovery
+        .record()
+        .decision
+        .clone()
+        .expect("a decision was persisted");
+    assert_eq!(
+        sim.world.lock().unwrap().bootstraps.len(),
+        1,
+        "the call was lost"
+    );
     drop(recovery);
 
     // a new coordinator process: same state dir
     let mut restarted = sim.recovery();
     assert_eq!(restarted.record().decision.as_ref(), Some(&decided));
-    sim.drive(&mut restarted, "resumed recovery", Duration::from_secs(60), all_synced).await;
+    sim.drive(
+        &mut restarted,
+        "resumed recovery",
+        Duration::from_secs(60),
+        all_synced,
+    )
+    .await;
     let world = sim.world.lock().unwrap();
     assert_eq!(world.bootstraps.len(), 2);
-    assert_eq!(world.bootstraps[1].0, decided.node, "the resumed bootstrap is the persisted node");
-    assert_eq!(restarted.record().last_epoch, decided.epoch, "no second epoch was opened");
+    assert_eq!(
+        world.bootstraps[1].0, decided.node,
+        "the resumed bootstrap is the persisted node"
+    );
+    assert_eq!(
+        restarted.record().last_epoch,
+        decided.epoch,
+        "no second epoch was opened"
+    );
 }

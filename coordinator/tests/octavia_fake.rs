@@ -41,7 +41,11 @@ async fn cloud(options: FakeOptions) -> Cloud {
     let file = dir.path().join("clouds.yaml");
     std::fs::write(&file, fake.clouds_yaml("fake")).unwrap();
     let sources = CloudSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.display().to_string())].into(),
+        env: [(
+            "OS_CLIENT_CONFIG_FILE".to_string(),
+            file.display().to_string(),
+        )]
+        .into(),
         dirs: vec![],
     };
     Cloud {
@@ -54,7 +58,9 @@ async fn cloud(options: FakeOptions) -> Cloud {
 impl Cloud {
     fn octavia(&self, cloud_name: &str) -> Octavia {
         let config = load_cloud(&self.sources, Some(cloud_name)).expect("cloud loads");
-        Octavia::new(Arc::new(Session::new(config, Duration::from_millis(800)).unwrap()))
+        Octavia::new(Arc::new(
+            Session::new(config, Duration::from_millis(800)).unwrap(),
+        ))
     }
 
     fn balancer(&self) -> OctaviaBalancer {
@@ -72,7 +78,12 @@ impl Cloud {
             .members(&self.pool_id())
             .iter()
             .filter(|m| m["provisioning_status"] != "PENDING_DELETE")
-            .map(|m| (m["name"].as_str().unwrap().to_string(), m["weight"].as_u64().unwrap()))
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["weight"].as_u64().unwrap(),
+                )
+            })
             .collect();
         members.sort();
         members
@@ -120,21 +131,33 @@ async fn loopback_octavia_creates_everything_from_nothing_then_adds_members_once
     assert_eq!(monitors[0]["pools"][0]["id"], pools[0]["id"]);
     assert_eq!(monitors[0]["delay"], 5);
 
-    balancer.apply(&[add("n1", 1), add("n2", 2)]).await.expect("batch add");
+    balancer
+        .apply(&[add("n1", 1), add("n2", 2)])
+        .await
+        .expect("batch add");
     assert_eq!(cloud.members(), [("n1".into(), 1), ("n2".into(), 1)]);
     assert_eq!(cloud.puts(), 1);
     // The same set again: no batch call at all (it would lock the load balancer).
     balancer.apply(&[add("n1", 1)]).await.unwrap();
     assert_eq!(cloud.puts(), 1, "unchanged set sends nothing");
     // Drain and remove are one batch each.
-    balancer.apply(&[MemberChange::Drain { name: "n2".into() }]).await.unwrap();
+    balancer
+        .apply(&[MemberChange::Drain { name: "n2".into() }])
+        .await
+        .unwrap();
     assert_eq!(cloud.members(), [("n1".into(), 1), ("n2".into(), 0)]);
     let observed = balancer.observe().await.unwrap();
     let n2 = observed.iter().find(|m| m.name == "n2").unwrap();
     assert_eq!(n2.state, MemberState::Draining);
-    balancer.apply(&[MemberChange::Remove { name: "n2".into() }]).await.unwrap();
+    balancer
+        .apply(&[MemberChange::Remove { name: "n2".into() }])
+        .await
+        .unwrap();
     let observed = balancer.observe().await.unwrap();
-    assert_eq!(observed.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["n1"]);
+    assert_eq!(
+        observed.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["n1"]
+    );
     assert_eq!(cloud.puts(), 3);
 }
 
@@ -148,7 +171,11 @@ async fn loopback_octavia_adopts_existing_objects_by_name_with_application_crede
     let members = adopted.observe().await.unwrap();
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].name, "n1");
-    assert_eq!(cloud.fake.successful(&Method::POST, "/lbaas/"), posts, "nothing created again");
+    assert_eq!(
+        cloud.fake.successful(&Method::POST, "/lbaas/"),
+        posts,
+        "nothing created again"
+    );
     assert_eq!(cloud.fake.load_balancers().len(), 1);
 }
 
@@ -171,7 +198,10 @@ async fn loopback_octavia_rides_out_pending_409_5xx_timeouts_and_token_expiry() 
     let error = balancer.apply(&[add("n1", 1)]).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
     assert!(error.to_string().contains("busy"), "{error}");
-    balancer.apply(&[add("n1", 1)]).await.expect("the retry goes through");
+    balancer
+        .apply(&[add("n1", 1)])
+        .await
+        .expect("the retry goes through");
     // 5xx: transient, nothing half-done.
     cloud.fake.inject(Fault {
         method: Some(Method::GET),
@@ -180,7 +210,10 @@ async fn loopback_octavia_rides_out_pending_409_5xx_timeouts_and_token_expiry() 
         times: 1,
     });
     let error = balancer.apply(&[add("n2", 2)]).await.unwrap_err();
-    assert!(error.is_transient() && error.to_string().contains("503"), "{error}");
+    assert!(
+        error.is_transient() && error.to_string().contains("503"),
+        "{error}"
+    );
     assert_eq!(cloud.members(), [("n1".into(), 1)]);
     // A hung API: the client's timeout, transient.
     cloud.fake.inject(Fault {
@@ -194,7 +227,10 @@ async fn loopback_octavia_rides_out_pending_409_5xx_timeouts_and_token_expiry() 
     // Token expiry mid-run: one 401, re-authentication, replay.
     let issued = cloud.fake.tokens_issued();
     cloud.fake.expire_tokens();
-    balancer.apply(&[add("n2", 2)]).await.expect("re-authenticates once");
+    balancer
+        .apply(&[add("n2", 2)])
+        .await
+        .expect("re-authenticates once");
     assert_eq!(cloud.fake.tokens_issued(), issued + 1);
     assert_eq!(cloud.members(), [("n1".into(), 1), ("n2".into(), 1)]);
 }
@@ -204,7 +240,10 @@ async fn loopback_octavia_error_status_is_surfaced_and_not_retried_blindly() {
     let cloud = cloud(FakeOptions::default()).await;
     let balancer = cloud.balancer();
     balancer.apply(&[add("n1", 1)]).await.unwrap();
-    let lb_id = cloud.fake.load_balancers()[0]["id"].as_str().unwrap().to_string();
+    let lb_id = cloud.fake.load_balancers()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     cloud.fake.set_lb_status(&lb_id, "ERROR");
     let error = balancer.observe().await.unwrap_err();
     assert!(!error.is_transient());
@@ -261,7 +300,10 @@ struct World {
 
 impl World {
     fn set(&self, node: &str, live: bool, ready: bool, draining: bool) {
-        self.nodes.lock().unwrap().insert(node.into(), (live, ready, draining));
+        self.nodes
+            .lock()
+            .unwrap()
+            .insert(node.into(), (live, ready, draining));
         let verdict = if !live {
             Verdict::Unreachable
         } else if ready && !draining {
@@ -269,7 +311,11 @@ impl World {
         } else {
             Verdict::NotServing { draining }
         };
-        self.agents.verdicts.lock().unwrap().insert(node.into(), verdict);
+        self.agents
+            .verdicts
+            .lock()
+            .unwrap()
+            .insert(node.into(), verdict);
     }
 
     fn forget(&self, node: &str) {
@@ -319,6 +365,7 @@ fn start_loop(cloud: &Cloud, world: &Arc<World>) -> BalancerLoop {
                 drain_timeout: Duration::from_secs(2),
                 confirm_ttl: Duration::from_millis(300),
                 settle: Duration::from_secs(1),
+                delete_after: Duration::from_millis(500),
             },
             interval: Duration::from_millis(100),
         },
@@ -326,18 +373,27 @@ fn start_loop(cloud: &Cloud, world: &Arc<World>) -> BalancerLoop {
 }
 
 async fn wait_members(cloud: &Cloud, expected: &[&str]) {
-    wait_for(&format!("pool members to be {expected:?} (weight 1)"), BOUND, POLL, || async {
-        if cloud.fake.pools().is_empty() {
-            return Err("no pool yet".to_string());
-        }
-        let members = cloud.members();
-        let names: Vec<&str> = members.iter().filter(|(_, w)| *w > 0).map(|(n, _)| n.as_str()).collect();
-        if names == expected && members.len() == expected.len() {
-            Ok(())
-        } else {
-            Err(format!("{members:?}"))
-        }
-    })
+    wait_for(
+        &format!("pool members to be {expected:?} (weight 1)"),
+        BOUND,
+        POLL,
+        || async {
+            if cloud.fake.pools().is_empty() {
+                return Err("no pool yet".to_string());
+            }
+            let members = cloud.members();
+            let names: Vec<&str> = members
+                .iter()
+                .filter(|(_, w)| *w > 0)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if names == expected && members.len() == expected.len() {
+                Ok(())
+            } else {
+                Err(format!("{members:?}"))
+            }
+        },
+    )
     .await
     .unwrap();
 }
@@ -354,7 +410,9 @@ fn watch_min_active(cloud: &Cloud) -> (Arc<Mutex<usize>>, tokio::task::JoinHandl
             let active = fake
                 .members(&pool)
                 .iter()
-                .filter(|m| m["provisioning_status"] != "PENDING_DELETE" && m["weight"].as_u64() != Some(0))
+                .filter(|m| {
+                    m["provisioning_status"] != "PENDING_DELETE" && m["weight"].as_u64() != Some(0)
+                })
                 .count();
             {
                 let mut min = recorded.lock().unwrap();
@@ -386,9 +444,24 @@ async fn loopback_octavia_loop_follows_readiness_through_faults_and_restart() {
     wait_members(&cloud, &["n1", "n3"]).await;
 
     // Transient trouble while n2 comes back: 5xx, 409, a timeout, an expired token.
-    cloud.fake.inject(Fault { method: Some(Method::GET), path_contains: "/members".into(), kind: FaultKind::Status(502), times: 2 });
-    cloud.fake.inject(Fault { method: Some(Method::PUT), path_contains: "/members".into(), kind: FaultKind::Status(409), times: 2 });
-    cloud.fake.inject(Fault { method: Some(Method::GET), path_contains: "/loadbalancers/".into(), kind: FaultKind::Delay(Duration::from_secs(2)), times: 1 });
+    cloud.fake.inject(Fault {
+        method: Some(Method::GET),
+        path_contains: "/members".into(),
+        kind: FaultKind::Status(502),
+        times: 2,
+    });
+    cloud.fake.inject(Fault {
+        method: Some(Method::PUT),
+        path_contains: "/members".into(),
+        kind: FaultKind::Status(409),
+        times: 2,
+    });
+    cloud.fake.inject(Fault {
+        method: Some(Method::GET),
+        path_contains: "/loadbalancers/".into(),
+        kind: FaultKind::Delay(Duration::from_secs(2)),
+        times: 1,
+    });
     cloud.fake.expire_tokens();
     world.set("n2", true, true, false);
     wait_members(&cloud, &["n1", "n2", "n3"]).await;
@@ -399,7 +472,11 @@ async fn loopback_octavia_loop_follows_readiness_through_faults_and_restart() {
     world.set("n3", true, false, true);
     wait_for("n3 drained to weight 0", BOUND, POLL, || async {
         let members = cloud.members();
-        if members.contains(&("n3".to_string(), 0)) { Ok(()) } else { Err(format!("{members:?}")) }
+        if members.contains(&("n3".to_string(), 0)) {
+            Ok(())
+        } else {
+            Err(format!("{members:?}"))
+        }
     })
     .await
     .unwrap();
@@ -410,10 +487,19 @@ async fn loopback_octavia_loop_follows_readiness_through_faults_and_restart() {
     balancer_loop.stop().await;
     let puts = cloud.puts();
     let balancer_loop = start_loop(&cloud, &world);
-    wait_for("the restarted loop to run a few rounds", BOUND, POLL, || async {
-        let status = balancer_loop.status();
-        if status.rounds_total >= 10 { Ok(()) } else { Err(format!("{} rounds", status.rounds_total)) }
-    })
+    wait_for(
+        "the restarted loop to run a few rounds",
+        BOUND,
+        POLL,
+        || async {
+            let status = balancer_loop.status();
+            if status.rounds_total >= 10 {
+                Ok(())
+            } else {
+                Err(format!("{} rounds", status.rounds_total))
+            }
+        },
+    )
     .await
     .unwrap();
     assert_eq!(cloud.puts(), puts, "no batch call after adoption");
@@ -421,22 +507,43 @@ async fn loopback_octavia_loop_follows_readiness_through_faults_and_restart() {
     // n3's node is gone from the view entirely (forgotten): nothing to remove; n2 dies
     // while 5xx errors hit: removed once the answers come back, and never an empty pool.
     world.forget("n3");
-    cloud.fake.inject(Fault { method: None, path_contains: "/lbaas/".into(), kind: FaultKind::Status(500), times: 3 });
+    cloud.fake.inject(Fault {
+        method: None,
+        path_contains: "/lbaas/".into(),
+        kind: FaultKind::Status(500),
+        times: 3,
+    });
     world.set("n2", false, false, false);
     wait_members(&cloud, &["n1"]).await;
     // Every node looks bad: the last member stays.
     world.set("n1", false, false, false);
     let rounds = balancer_loop.status().rounds_total;
-    wait_for("ten more rounds with every node down", BOUND, POLL, || async {
-        let status = balancer_loop.status();
-        if status.rounds_total >= rounds + 10 { Ok(()) } else { Err(format!("{} rounds", status.rounds_total)) }
-    })
+    wait_for(
+        "ten more rounds with every node down",
+        BOUND,
+        POLL,
+        || async {
+            let status = balancer_loop.status();
+            if status.rounds_total >= rounds + 10 {
+                Ok(())
+            } else {
+                Err(format!("{} rounds", status.rounds_total))
+            }
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(cloud.members(), [("n1".to_string(), 1)], "the last member stays");
+    assert_eq!(
+        cloud.members(),
+        [("n1".to_string(), 1)],
+        "the last member stays"
+    );
     watcher.abort();
     let min = *min_active.lock().unwrap();
-    assert!(min >= 1, "the pool was never without an active member (min seen {min})");
+    assert!(
+        min >= 1,
+        "the pool was never without an active member (min seen {min})"
+    );
     balancer_loop.stop().await;
 }
 
@@ -444,10 +551,48 @@ async fn loopback_octavia_loop_follows_readiness_through_faults_and_restart() {
 async fn loopback_octavia_sweep_removes_members_whose_node_is_gone() {
     let cloud = cloud(FakeOptions::default()).await;
     // Left over from an earlier life: a member for a node that no longer exists.
-    cloud.balancer().apply(&[add("n1", 1), add("n9", 9)]).await.unwrap();
+    cloud
+        .balancer()
+        .apply(&[add("n1", 1), add("n9", 9)])
+        .await
+        .unwrap();
     let world = Arc::new(World::default());
     world.set("n1", true, true, false);
     let balancer_loop = start_loop(&cloud, &world);
     wait_members(&cloud, &["n1"]).await;
     balancer_loop.stop().await;
+}
+
+#[tokio::test]
+async fn loopback_tokens_are_renewed_before_they_expire() {
+    // 2 s tokens: the session renews at half their lifetime, before Keystone's expiry,
+    // so no request is ever refused with 401.
+    let cloud = cloud(FakeOptions {
+        token_lifetime: Duration::from_secs(2),
+        ..FakeOptions::default()
+    })
+    .await;
+    let balancer = cloud.balancer();
+    wait_for(
+        "a second token, fetched before the first expired",
+        BOUND,
+        Duration::from_millis(100),
+        || async {
+            balancer.observe().await.map_err(|e| e.to_string())?;
+            match cloud.fake.tokens_issued() {
+                n if n >= 2 => Ok(()),
+                n => Err(format!("{n} token(s) issued")),
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let refused: Vec<String> = cloud
+        .fake
+        .log()
+        .iter()
+        .filter(|l| l.status == 401)
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert!(refused.is_empty(), "requests refused with 401: {refused:?}");
 }

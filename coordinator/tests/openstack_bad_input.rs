@@ -14,7 +14,11 @@ use triad_openstack_fake::{FakeCloud, FakeOptions};
 
 fn sources_for(file: &std::path::Path, dirs: Vec<std::path::PathBuf>) -> CloudSources {
     CloudSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.display().to_string())].into(),
+        env: [(
+            "OS_CLIENT_CONFIG_FILE".to_string(),
+            file.display().to_string(),
+        )]
+        .into(),
         dirs,
     }
 }
@@ -22,10 +26,16 @@ fn sources_for(file: &std::path::Path, dirs: Vec<std::path::PathBuf>) -> CloudSo
 #[test]
 fn missing_clouds_yaml_names_the_places_searched() {
     let dir = tempfile::tempdir().unwrap();
-    let sources = sources_for(&dir.path().join("absent.yaml"), vec![dir.path().join("etc-openstack")]);
+    let sources = sources_for(
+        &dir.path().join("absent.yaml"),
+        vec![dir.path().join("etc-openstack")],
+    );
     let error = load_cloud(&sources, Some("prod")).unwrap_err().to_string();
     assert!(error.contains("no clouds.yaml found"), "{error}");
-    assert!(error.contains("absent.yaml") && error.contains("etc-openstack"), "{error}");
+    assert!(
+        error.contains("absent.yaml") && error.contains("etc-openstack"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -37,13 +47,21 @@ fn wrong_cloud_name_lists_the_clouds_there() {
         "clouds:\n  prod:\n    auth:\n      auth_url: http://k/v3\n      username: u\n      password: very-secret\n",
     )
     .unwrap();
-    let error = load_cloud(&sources_for(&file, vec![]), Some("staging")).unwrap_err().to_string();
+    let error = load_cloud(&sources_for(&file, vec![]), Some("staging"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("\"staging\" not found"), "{error}");
-    assert!(error.contains("prod") && error.contains("clouds.yaml"), "{error}");
+    assert!(
+        error.contains("prod") && error.contains("clouds.yaml"),
+        "{error}"
+    );
     assert!(!error.contains("very-secret"), "{error}");
 }
 
-async fn failing_auth(cloud_name: &str, yaml: impl FnOnce(&FakeCloud) -> String) -> (String, String) {
+async fn failing_auth(
+    cloud_name: &str,
+    yaml: impl FnOnce(&FakeCloud) -> String,
+) -> (String, String) {
     let fake = FakeCloud::start(FakeOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("clouds.yaml");
@@ -59,22 +77,34 @@ async fn failing_auth(cloud_name: &str, yaml: impl FnOnce(&FakeCloud) -> String)
 #[tokio::test]
 async fn loopback_wrong_password_names_cloud_and_auth_url_without_the_secret() {
     let (error, debug) = failing_auth("fake", |fake| {
-        fake.clouds_yaml("fake").replace("correct-horse", "wrong-battery-staple")
+        fake.clouds_yaml("fake")
+            .replace("correct-horse", "wrong-battery-staple")
     })
     .await;
+    println!("wrong password error: {error}");
     assert!(error.contains("\"fake\""), "names the cloud: {error}");
-    assert!(error.contains("/identity/v3"), "names the auth URL: {error}");
+    assert!(
+        error.contains("/identity/v3"),
+        "names the auth URL: {error}"
+    );
     assert!(error.contains("401"), "{error}");
     assert!(!error.contains("wrong-battery-staple"), "{error}");
-    assert!(!debug.contains("wrong-battery-staple"), "Debug of the config redacts: {debug}");
+    assert!(
+        !debug.contains("wrong-battery-staple"),
+        "Debug of the config redacts: {debug}"
+    );
 }
 
 #[tokio::test]
 async fn loopback_wrong_application_credential_secret_is_refused_clearly() {
     let (error, debug) = failing_auth("fake-appcred", |fake| {
-        fake.clouds_yaml("fake").replace("app-secret", "not-the-app-secret")
+        fake.clouds_yaml("fake")
+            .replace("app-secret", "not-the-app-secret")
     })
     .await;
-    assert!(error.contains("\"fake-appcred\"") && error.contains("401"), "{error}");
+    assert!(
+        error.contains("\"fake-appcred\"") && error.contains("401"),
+        "{error}"
+    );
     assert!(!error.contains("not-the-app-secret") && !debug.contains("not-the-app-secret"));
 }

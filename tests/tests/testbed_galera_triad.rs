@@ -17,7 +17,11 @@ use triad_tests::{faults, LabError, Node, Testbed};
 type Result<T> = std::result::Result<T, LabError>;
 
 fn seeds(tb: &Testbed) -> String {
-    let list: Vec<String> = tb.nodes.iter().map(|n| format!("\"{}:{GOSSIP_PORT}\"", n.addr)).collect();
+    let list: Vec<String> = tb
+        .nodes
+        .iter()
+        .map(|n| format!("\"{}:{GOSSIP_PORT}\"", n.addr))
+        .collect();
     format!("[{}]", list.join(", "))
 }
 
@@ -55,26 +59,34 @@ start_backoff = "3s"
 
 /// Installs the freshly built agent binary and its unit into every node, with Galera managed.
 fn install_agents(tb: &Testbed) -> Result<()> {
-    let bin = find_bin("triad-agent").ok_or_else(|| LabError::Other("no triad-agent binary; run cargo build --bins".into()))?;
-    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/agent/triad-agent.service");
+    let bin = find_bin("triad-agent")
+        .ok_or_else(|| LabError::Other("no triad-agent binary; run cargo build --bins".into()))?;
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/agent/triad-agent.service");
     for node in &tb.nodes {
         node.write_file("/etc/triad/agent.toml", &agent_config(tb, node))?;
         let tmp = node.root().join("usr/bin/.triad-agent.new");
-        std::fs::copy(&bin, &tmp).map_err(|e| LabError::Other(format!("copy {}: {e}", bin.display())))?;
+        std::fs::copy(&bin, &tmp)
+            .map_err(|e| LabError::Other(format!("copy {}: {e}", bin.display())))?;
         std::fs::rename(&tmp, node.root().join("usr/bin/triad-agent"))
             .map_err(|e| LabError::Other(format!("install agent: {e}")))?;
-        std::fs::copy(&unit, node.root().join("etc/systemd/system/triad-agent.service"))
-            .map_err(|e| LabError::Other(format!("copy {}: {e}", unit.display())))?;
+        std::fs::copy(
+            &unit,
+            node.root().join("etc/systemd/system/triad-agent.service"),
+        )
+        .map_err(|e| LabError::Other(format!("copy {}: {e}", unit.display())))?;
         node.sh("systemctl daemon-reload && systemctl enable --now triad-agent")?;
     }
     Ok(())
 }
 
 fn start_coordinator(tb: &mut Testbed) -> Result<()> {
-    let bin = find_bin("triad-coordinator").ok_or_else(|| LabError::Other("no triad-coordinator binary".into()))?;
+    let bin = find_bin("triad-coordinator")
+        .ok_or_else(|| LabError::Other("no triad-coordinator binary".into()))?;
     let dir = tb.state.join("coordinator");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| LabError::Other(format!("mkdir {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| LabError::Other(format!("mkdir {}: {e}", dir.display())))?;
     let nodes: Vec<String> = tb.nodes.iter().map(|n| format!("\"{}\"", n.name)).collect();
     let config = format!(
         "[coordinator]\nstate_dir = \"{state}\"\n\n[cluster]\nname = \"triad-lab\"\nseeds = {seeds}\n\n\
@@ -85,16 +97,29 @@ fn start_coordinator(tb: &mut Testbed) -> Result<()> {
         nodes = nodes.join(", ")
     );
     let path = dir.join("coordinator.toml");
-    std::fs::write(&path, config).map_err(|e| LabError::Other(format!("write {}: {e}", path.display())))?;
+    std::fs::write(&path, config)
+        .map_err(|e| LabError::Other(format!("write {}: {e}", path.display())))?;
     let mut command = Command::new(bin);
-    command.arg("--config").arg(&path).arg("run").env("TRIAD_LOG", "info");
-    tb.coordinator = Some(HostProc::spawn("triad-coordinator", &mut command, &dir.join("coordinator.log"))?);
+    command
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env("TRIAD_LOG", "info");
+    tb.coordinator = Some(HostProc::spawn(
+        "triad-coordinator",
+        &mut command,
+        &dir.join("coordinator.log"),
+    )?);
     tb.save()
 }
 
 fn coordinator_log(tb: &Testbed) -> String {
-    let text = std::fs::read_to_string(tb.state.join("coordinator/coordinator.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("galera") || l.contains("bootstrap")).collect();
+    let text =
+        std::fs::read_to_string(tb.state.join("coordinator/coordinator.log")).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("galera") || l.contains("bootstrap"))
+        .collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
@@ -102,25 +127,63 @@ fn state_of(node: &Node) -> String {
     match wsrep(node) {
         Ok(w) => format!(
             "{}/{}/{}",
-            w.get("wsrep_local_state_comment").map(String::as_str).unwrap_or("?"),
-            w.get("wsrep_cluster_status").map(String::as_str).unwrap_or("?"),
-            w.get("wsrep_cluster_size").map(String::as_str).unwrap_or("?")
+            w.get("wsrep_local_state_comment")
+                .map(String::as_str)
+                .unwrap_or("?"),
+            w.get("wsrep_cluster_status")
+                .map(String::as_str)
+                .unwrap_or("?"),
+            w.get("wsrep_cluster_size")
+                .map(String::as_str)
+                .unwrap_or("?")
         ),
         Err(_) => "down".into(),
     }
 }
 
 /// Waits until every node in `nodes` is Synced in a Primary component of `size`.
-fn wait_synced(tb: &Testbed, nodes: &[&Node], size: usize, limit: Duration, what: &str) -> Result<Duration> {
+fn wait_synced(
+    tb: &Testbed,
+    nodes: &[&Node],
+    size: usize,
+    limit: Duration,
+    what: &str,
+) -> Result<Duration> {
     let start = Instant::now();
     wait::until(what, limit, Duration::from_millis(250), || {
-        let states: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.name, state_of(n))).collect();
-        let done = states.iter().all(|s| s.ends_with(&format!("=Synced/Primary/{size}")));
+        let states: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.name, state_of(n)))
+            .collect();
+        let done = states
+            .iter()
+            .all(|s| s.ends_with(&format!("=Synced/Primary/{size}")));
         Ok(if done {
             Poll::Ready(start.elapsed())
         } else {
-            Poll::Pending(format!("{}; coordinator:\n{}", states.join(" "), coordinator_log(tb)))
+            Poll::Pending(format!(
+                "{}; coordinator:\n{}",
+                states.join(" "),
+                coordinator_log(tb)
+            ))
         })
+    })
+    .map_err(|error| {
+        let journals: Vec<String> = tb
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "--- {} triad-agent:\n{}\n--- {} mariadb:\n{}\n--- grastate.dat:\n{}",
+                    n.name,
+                    triad_tests::triad::journal_tail(n, "triad-agent", 25),
+                    n.name,
+                    triad_tests::triad::journal_tail(n, "mariadb", 15),
+                    n.sh("cat /var/lib/mysql/grastate.dat").unwrap_or_default()
+                )
+            })
+            .collect();
+        LabError::Other(format!("{error}\n{}", journals.join("\n")))
     })
 }
 
@@ -132,7 +195,15 @@ fn all(tb: &Testbed) -> Vec<&Node> {
 /// insert the server acknowledged.
 fn insert_through(node: &Node, id: u64) -> bool {
     Command::new("mariadb")
-        .args(["-h", &node.addr, "-u", "triad_test", "-ptriad-test", "--connect-timeout=2", "-e"])
+        .args([
+            "-h",
+            &node.addr,
+            "-u",
+            "triad_test",
+            "-ptriad-test",
+            "--connect-timeout=2",
+            "-e",
+        ])
         .arg(format!("INSERT INTO lab.acked (id) VALUES ({id})"))
         .output()
         .map(|o| o.status.success())
@@ -140,7 +211,10 @@ fn insert_through(node: &Node, id: u64) -> bool {
 }
 
 fn present_ids(node: &Node) -> Result<BTreeSet<u64>> {
-    Ok(sql(node, "SELECT id FROM lab.acked")?.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    Ok(sql(node, "SELECT id FROM lab.acked")?
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect())
 }
 
 fn prepare_schema(node: &Node) -> Result<()> {
@@ -157,7 +231,11 @@ fn prepare_schema(node: &Node) -> Result<()> {
 
 /// Insert ids through the nodes round-robin while `fault` runs on another thread; returns
 /// the acknowledged ids.
-fn insert_during(tb: &Testbed, first_id: u64, fault: impl FnOnce() -> Result<()> + Send) -> Result<Vec<u64>> {
+fn insert_during(
+    tb: &Testbed,
+    first_id: u64,
+    fault: impl FnOnce() -> Result<()> + Send,
+) -> Result<Vec<u64>> {
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut acked = Vec::new();
     std::thread::scope(|scope| -> Result<()> {
@@ -175,7 +253,9 @@ fn insert_during(tb: &Testbed, first_id: u64, fault: impl FnOnce() -> Result<()>
             }
             id += 1;
         }
-        handle.join().map_err(|_| LabError::Other("fault thread panicked".into()))?
+        handle
+            .join()
+            .map_err(|_| LabError::Other("fault thread panicked".into()))?
     })?;
     Ok(acked)
 }
@@ -187,43 +267,103 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
     start_coordinator(&mut tb)?;
 
     // 1. formation from empty datadirs, by the coordinator and the agents only
-    let took = wait_synced(&tb, &all(&tb), 3, Duration::from_secs(180), "formation: 3 nodes Synced/Primary")?;
+    let took = wait_synced(
+        &tb,
+        &all(&tb),
+        3,
+        Duration::from_secs(180),
+        "formation: 3 nodes Synced/Primary",
+    )?;
     eprintln!("formation from nothing: {took:.1?}");
     let (n1, n2, n3) = (&tb.nodes[0], &tb.nodes[1], &tb.nodes[2]);
     prepare_schema(n1)?;
     sql(n1, "INSERT INTO lab.acked (id) VALUES (1)")?;
     for node in [n2, n3] {
-        assert_eq!(present_ids(node)?, BTreeSet::from([1]), "row written on n1 read on {}", node.name);
+        assert_eq!(
+            present_ids(node)?,
+            BTreeSet::from([1]),
+            "row written on n1 read on {}",
+            node.name
+        );
     }
 
     // 2. SIGKILL of mysqld: brought back and Synced again
     faults::kill_unit(n2, "mariadb")?;
-    let took = wait_synced(&tb, &all(&tb), 3, Duration::from_secs(120), "n2 back after SIGKILL of mysqld")?;
+    let took = wait_synced(
+        &tb,
+        &all(&tb),
+        3,
+        Duration::from_secs(120),
+        "n2 back after SIGKILL of mysqld",
+    )?;
     eprintln!("mysqld SIGKILL to Synced again: {took:.1?}");
 
     // 3. crash one node: the other two stay Primary and take writes; start it: it rejoins
     faults::crash(n3)?;
-    wait_synced(&tb, &[n1, n2], 2, Duration::from_secs(60), "n1, n2 Primary with size 2")?;
+    wait_synced(
+        &tb,
+        &[n1, n2],
+        2,
+        Duration::from_secs(60),
+        "n1, n2 Primary with size 2",
+    )?;
     sql(n2, "INSERT INTO lab.acked (id) VALUES (2)")?;
     faults::start(n3)?;
-    let took = wait_synced(&tb, &all(&tb), 3, Duration::from_secs(180), "n3 rejoined after its crash")?;
+    let took = wait_synced(
+        &tb,
+        &all(&tb),
+        3,
+        Duration::from_secs(180),
+        "n3 rejoined after its crash",
+    )?;
     eprintln!("crashed node boot to Synced: {took:.1?}");
     assert_eq!(present_ids(n3)?, BTreeSet::from([1, 2]));
 
     // 6. isolate one node: it goes non-Primary, nobody bootstraps, it rejoins on heal
-    let epoch_before = std::fs::read_to_string(tb.state.join("coordinator/state/galera.json")).unwrap_or_default();
+    let epoch_before =
+        std::fs::read_to_string(tb.state.join("coordinator/state/galera.json")).unwrap_or_default();
     faults::isolate(n3)?;
-    wait_synced(&tb, &[n1, n2], 2, Duration::from_secs(60), "majority Primary while n3 is cut off")?;
-    wait::until("n3 non-Primary while isolated", Duration::from_secs(60), Duration::from_millis(250), || {
-        let state = state_of(n3);
-        Ok(if state.contains("non-Primary") || state == "down" { Poll::Ready(()) } else { Poll::Pending(state) })
-    })?;
+    wait_synced(
+        &tb,
+        &[n1, n2],
+        2,
+        Duration::from_secs(60),
+        "majority Primary while n3 is cut off",
+    )?;
+    wait::until(
+        "n3 non-Primary while isolated",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let state = state_of(n3);
+            Ok(if state.contains("non-Primary") || state == "down" {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(state)
+            })
+        },
+    )?;
     sql(n1, "INSERT INTO lab.acked (id) VALUES (3)")?;
     faults::heal(n3)?;
-    wait_synced(&tb, &all(&tb), 3, Duration::from_secs(120), "n3 rejoined after heal")?;
-    let epoch_after = std::fs::read_to_string(tb.state.join("coordinator/state/galera.json")).unwrap_or_default();
-    let epoch = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok().map(|v| v["last_epoch"].clone());
-    assert_eq!(epoch(&epoch_before), epoch(&epoch_after), "a partition must not cause a bootstrap");
+    wait_synced(
+        &tb,
+        &all(&tb),
+        3,
+        Duration::from_secs(120),
+        "n3 rejoined after heal",
+    )?;
+    let epoch_after =
+        std::fs::read_to_string(tb.state.join("coordinator/state/galera.json")).unwrap_or_default();
+    let epoch = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| v["last_epoch"].clone())
+    };
+    assert_eq!(
+        epoch(&epoch_before),
+        epoch(&epoch_after),
+        "a partition must not cause a bootstrap"
+    );
     assert_eq!(present_ids(n3)?, BTreeSet::from([1, 2, 3]));
 
     tb.teardown_and_verify()?;
@@ -248,8 +388,17 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     for node in &tb.nodes {
         faults::start(node)?;
     }
-    let took = wait_synced(&tb, &all(&tb), 3, Duration::from_secs(240), "recovery after a simultaneous crash")?;
-    eprintln!("simultaneous full outage: all Synced {took:.1?} after the starts ({:.1?} incl. boots)", up.elapsed());
+    let took = wait_synced(
+        &tb,
+        &all(&tb),
+        3,
+        Duration::from_secs(240),
+        "recovery after a simultaneous crash",
+    )?;
+    eprintln!(
+        "simultaneous full outage: all Synced {took:.1?} after the starts ({:.1?} incl. boots)",
+        up.elapsed()
+    );
 
     // 4b. staggered, so that Galera's own pc.recovery cannot help
     acked.extend(insert_during(&tb, 100_000, || {
@@ -259,23 +408,42 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     for node in &tb.nodes {
         faults::start(node)?;
     }
-    let took = wait_synced(&tb, &all(&tb), 3, Duration::from_secs(240), "recovery after a staggered crash")?;
+    let took = wait_synced(
+        &tb,
+        &all(&tb),
+        3,
+        Duration::from_secs(240),
+        "recovery after a staggered crash",
+    )?;
     eprintln!("staggered full outage: all Synced {took:.1?} after the starts");
 
     let present = present_ids(&tb.nodes[0])?;
     let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
     eprintln!("{} acknowledged inserts, {} lost", acked.len(), lost.len());
-    assert!(acked.len() > 20, "the client committed too little to prove anything: {}", acked.len());
+    assert!(
+        acked.len() > 20,
+        "the client committed too little to prove anything: {}",
+        acked.len()
+    );
     assert!(lost.is_empty(), "acknowledged inserts lost: {lost:?}");
 
     // 5. the most advanced node comes back last: recovery waits for it
     let (n1, n2, n3) = (&tb.nodes[0], &tb.nodes[1], &tb.nodes[2]);
     faults::crash(n1)?;
     faults::crash(n2)?;
-    wait::until("n3 alone, non-Primary", Duration::from_secs(60), Duration::from_millis(250), || {
-        let state = state_of(n3);
-        Ok(if !state.contains("/Primary/") { Poll::Ready(()) } else { Poll::Pending(state) })
-    })?;
+    wait::until(
+        "n3 alone, non-Primary",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let state = state_of(n3);
+            Ok(if !state.contains("/Primary/") {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(state)
+            })
+        },
+    )?;
     faults::crash(n3)?;
     faults::start(n1)?;
     faults::start(n2)?;
@@ -284,14 +452,27 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     while waited.elapsed() < Duration::from_secs(20) {
         for node in [n1, n2] {
             let state = state_of(node);
-            assert!(!state.contains("/Primary/"), "{} became Primary without n3: {state}", node.name);
+            assert!(
+                !state.contains("/Primary/"),
+                "{} became Primary without n3: {state}",
+                node.name
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     faults::start(n3)?;
-    wait_synced(&tb, &all(&tb), 3, Duration::from_secs(240), "recovery once n3 is back")?;
+    wait_synced(
+        &tb,
+        &all(&tb),
+        3,
+        Duration::from_secs(240),
+        "recovery once n3 is back",
+    )?;
     let present_after = present_ids(n1)?;
-    assert!(acked.iter().all(|id| present_after.contains(id)), "acknowledged rows lost after the last recovery");
+    assert!(
+        acked.iter().all(|id| present_after.contains(id)),
+        "acknowledged rows lost after the last recovery"
+    );
 
     tb.teardown_and_verify()?;
     Ok(())

@@ -139,6 +139,7 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
             "/etc/triad/agent.toml",
             "/usr/lib/systemd/system/triad-agent.service",
             "/usr/share/man/man8/triad-agent.8.gz",
+            "/usr/share/man/man8/triad-agent-validate-config.8.gz",
             "/usr/share/bash-completion/completions/triad-agent",
             "/usr/share/zsh/vendor-completions/_triad-agent",
             "/usr/share/fish/vendor_completions.d/triad-agent.fish",
@@ -155,6 +156,7 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
             "/usr/lib/systemd/system/triad-coordinator.service",
             "/usr/lib/sysusers.d/triad-coordinator.conf",
             "/usr/share/man/man8/triad-coordinator.8.gz",
+            "/usr/share/man/man8/triad-coordinator-validate-config.8.gz",
             "/usr/share/bash-completion/completions/triad-coordinator",
             "/usr/share/zsh/vendor-completions/_triad-coordinator",
             "/usr/share/fish/vendor_completions.d/triad-coordinator.fish",
@@ -166,6 +168,7 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
         &[
             "/usr/bin/triadctl",
             "/usr/share/man/man1/triadctl.1.gz",
+            "/usr/share/man/man1/triadctl-status.1.gz",
             "/usr/share/bash-completion/completions/triadctl",
             "/usr/share/zsh/vendor-completions/_triadctl",
             "/usr/share/fish/vendor_completions.d/triadctl.fish",
@@ -308,16 +311,24 @@ fn ensure_enabled(node: &Node, unit: &str) -> anyhow::Result<()> {
 }
 
 /// `systemd-analyze verify` on the installed unit (it checks ExecStart binaries and the man
-/// pages named in Documentation=, so it runs against the installed package).
-fn verify_unit(node: &Node, unit: &str) -> anyhow::Result<()> {
-    let out = node.exec_output(
-        &[
-            "systemd-analyze",
-            "verify",
-            &format!("/usr/lib/systemd/system/{unit}"),
-        ],
-        Duration::from_secs(60),
-    )?;
+/// pages named in Documentation=, so it runs against the installed package). The lab image is
+/// a minbase Debian without man-db; there the man pages are checked as files and verify runs
+/// with `--man=no`.
+fn verify_unit(node: &Node, unit: &str, man_pages: &[&str]) -> anyhow::Result<()> {
+    let has_man = node.exec(&["sh", "-c", "command -v man"]).is_ok();
+    if !has_man {
+        for page in man_pages {
+            node.exec(&["test", "-f", page])
+                .with_context(|| format!("{unit} documents {page}, which is not installed"))?;
+        }
+    }
+    let path = format!("/usr/lib/systemd/system/{unit}");
+    let mut args = vec!["systemd-analyze", "verify"];
+    if !has_man {
+        args.push("--man=no");
+    }
+    args.push(&path);
+    let out = node.exec_output(&args, Duration::from_secs(60))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -325,7 +336,8 @@ fn verify_unit(node: &Node, unit: &str) -> anyhow::Result<()> {
     );
     ensure!(
         out.status.success() && text.trim().is_empty(),
-        "systemd-analyze verify {unit} on {}: {} {text}",
+        "{} on {}: {} {text}",
+        args.join(" "),
         node.name,
         out.status
     );
@@ -350,7 +362,11 @@ fn testbed_packaging_fresh_node_install_waits_then_runs_and_coordinator_purges(
     )?;
     ensure_enabled(node, "triad-agent")?;
     wait_status(node, "triad-agent", AGENT_STATUS_WAITING)?;
-    verify_unit(node, "triad-agent.service")?;
+    verify_unit(
+        node,
+        "triad-agent.service",
+        &["/usr/share/man/man8/triad-agent.8.gz"],
+    )?;
     let version = node.exec(&["triad-agent", "--version"])?;
     ensure!(version == format!("triad-agent {VERSION}"), "{version:?}");
     let validate = node.exec(&["triad-agent", "validate-config"])?;
@@ -358,26 +374,32 @@ fn testbed_packaging_fresh_node_install_waits_then_runs_and_coordinator_purges(
         validate.contains("not configured yet"),
         "validate-config on the shipped file: {validate:?}"
     );
+    // waiting means idle: no gossip socket, no gRPC listener
+    let sockets = node.exec(&["ss", "-H", "-lntup"])?;
+    ensure!(
+        !sockets.contains("triad-agent"),
+        "the waiting agent opened sockets:\n{sockets}"
+    );
     let ctl = node.exec(&["triadctl", "--version"])?;
     ensure!(ctl == format!("triadctl {VERSION}"), "{ctl:?}");
-    ensure!(
-        node.exec(&["man", "-w", "triad-agent"]).is_ok()
-            || node
-                .exec(&["test", "-f", "/usr/share/man/man8/triad-agent.8.gz"])
-                .is_ok(),
-        "no triad-agent man page installed"
-    );
 
     // the coordinator next to it: its own user, hardened unit, waiting as well
     node.exec_limit(&["dpkg", "-i", &inside[1]], Duration::from_secs(120))?;
     ensure_enabled(node, "triad-coordinator")?;
     wait_status(node, "triad-coordinator", COORDINATOR_STATUS_WAITING)?;
-    verify_unit(node, "triad-coordinator.service")?;
-    let user = unit_property(node, "triad-coordinator", "MainPID")
-        .and_then(|pid| Ok(node.exec(&["ps", "-o", "user=", "-p", &pid])?))?;
+    verify_unit(
+        node,
+        "triad-coordinator.service",
+        &[
+            "/usr/share/man/man8/triad-coordinator.8.gz",
+            "/usr/share/man/man1/triadctl.1.gz",
+        ],
+    )?;
+    let pid = unit_property(node, "triad-coordinator", "MainPID")?;
+    let user = node.exec(&["ps", "-o", "user:32=", "-p", &pid])?;
     ensure!(
-        user == "triad-coordi+" || user == "triad-coordinator",
-        "coordinator runs as {user:?}"
+        user == "triad-coordinator",
+        "the coordinator runs as {user:?}"
     );
     let version = node.exec(&["triad-coordinator", "--version"])?;
     ensure!(
@@ -410,6 +432,13 @@ fn testbed_packaging_fresh_node_install_waits_then_runs_and_coordinator_purges(
         eprintln!("triad-coordinator.service: {}", line.trim());
     }
 
+    // installed footprint, for the record
+    let footprint = node.sh(
+        "dpkg-query -W -f '${Package} ${Installed-Size} KiB installed\\n' triad-agent triad-coordinator triadctl; \
+         for u in triad-agent triad-coordinator; do echo \"$u RSS $(ps -o rss= -p $(systemctl show -P MainPID $u)) KiB (waiting)\"; done",
+    )?;
+    eprintln!("{footprint}");
+
     // filling in the agent's configuration and reloading starts it for real
     node.write_file("/etc/triad/agent.toml", &agent_config(node))?;
     let waiting_pid = unit_property(node, "triad-agent", "MainPID")?;
@@ -419,6 +448,13 @@ fn testbed_packaging_fresh_node_install_waits_then_runs_and_coordinator_purges(
         "triad-agent",
         &format!("running: node n1, cluster {}", triad::CLUSTER),
     )?;
+    let rss = node.sh("ps -o rss= -p $(systemctl show -P MainPID triad-agent)")?;
+    eprintln!("triad-agent RSS {rss} KiB (running, gossiping alone)");
+    let sockets = node.exec(&["ss", "-H", "-lntup"])?;
+    ensure!(
+        sockets.contains("triad-agent"),
+        "the running agent has no socket (the idle check above would prove nothing):\n{sockets}"
+    );
     ensure!(
         unit_property(node, "triad-agent", "MainPID")? == waiting_pid,
         "reload must not restart the agent"
@@ -437,6 +473,48 @@ fn testbed_packaging_fresh_node_install_waits_then_runs_and_coordinator_purges(
         node.unit_state("triad-agent")? == "active",
         "agent died on a bad reload"
     );
+
+    // the coordinator configured: it runs inside its hardened unit, sees the agent through
+    // gossip and answers triadctl
+    node.write_file(
+        "/etc/triad/coordinator.toml",
+        &format!(
+            "[cluster]\nname = \"{cluster}\"\nseeds = [\"{addr}:{port}\"]\n\n\
+[gossip]\nlisten = \"{addr}:7430\"\n\n[galera]\nrecovery = false\n",
+            cluster = triad::CLUSTER,
+            addr = node.addr,
+            port = triad::GOSSIP_PORT,
+        ),
+    )?;
+    node.exec(&["systemctl", "reload", "triad-coordinator"])?;
+    wait_status(
+        node,
+        "triad-coordinator",
+        &format!("running: cluster {}", triad::CLUSTER),
+    )?;
+    let status = wait::until_default("triadctl status in n1 to list node n1", UNIT_LIMIT, || {
+        let out = node.exec_output(
+            &["triadctl", "status", "--output", "json"],
+            Duration::from_secs(15),
+        )?;
+        let json = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(if json.contains("\"n1\"") {
+            Poll::Ready(json)
+        } else {
+            Poll::Pending(format!(
+                "{} {json}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        })
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\njournal:\n{}",
+            triad::journal_tail(node, "triad-coordinator", 30)
+        )
+    })?;
+    eprintln!("triadctl status --output json (in n1):\n{status}");
 
     // purge of the coordinator: config and state go, the user stays (Debian policy)
     node.exec_limit(
@@ -533,40 +611,36 @@ fn ensure_managed_untouched(
     Ok(())
 }
 
-/// Builds the "next" agent package: cargo-deb with a bumped version into its own directory
-/// (so the testbed's "newest target/debian/triad-agent_*.deb" is not this one), then a shipped
-/// agent.toml that differs from the previous one, as a real new release's may.
-fn build_upgrade_package() -> anyhow::Result<PathBuf> {
+/// The "next" agent package: this build repacked with a bumped version and a shipped
+/// agent.toml that differs from the previous one (as a new release's may), in its own
+/// directory so the testbed's "newest target/debian/triad-agent_*.deb" stays this build.
+/// (Not `cargo deb --deb-version`: cargo-deb deletes the other versions of the package from
+/// target/debian whatever `--output` says.)
+fn build_upgrade_package(current: &Path) -> anyhow::Result<PathBuf> {
     let out_dir = workspace_dir().join("target/debian-upgrade");
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(&cargo)
-        .current_dir(workspace_dir())
-        .args([
-            "deb",
-            "-p",
-            "triad-agent",
-            "--no-build",
-            "--no-dbgsym",
-            "--strip",
-            "--deb-version",
-        ])
-        .arg(format!("{UPGRADE_VERSION}-{REVISION}"))
-        .arg("--output")
-        .arg(&out_dir))?;
-    let built = std::fs::read_dir(&out_dir)?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .context("cargo deb wrote no .deb")?;
-    // change the shipped conffile in the new version (a comment line)
     let tree = out_dir.join("tree");
-    run(Command::new("dpkg-deb").arg("-R").arg(&built).arg(&tree))?;
+    run(Command::new("dpkg-deb").arg("-R").arg(current).arg(&tree))?;
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control)?;
+    let old_version = format!("Version: {VERSION}-{REVISION}\n");
+    ensure!(
+        text.contains(&old_version),
+        "{} has no {old_version:?}",
+        control.display()
+    );
+    std::fs::write(
+        &control,
+        text.replace(
+            &old_version,
+            &format!("Version: {UPGRADE_VERSION}-{REVISION}\n"),
+        ),
+    )?;
     let conf = tree.join("etc/triad/agent.toml");
-    let mut text = std::fs::read_to_string(&conf)?;
-    text.push_str("# (changed in the upgrade test's package)\n");
-    std::fs::write(&conf, text)?;
+    let mut shipped = std::fs::read_to_string(&conf)?;
+    shipped.push_str("# (changed in the upgrade test's package)\n");
+    std::fs::write(&conf, shipped)?;
     if tree.join("DEBIAN/md5sums").exists() {
         run(Command::new("sh").current_dir(&tree).args([
             "-c",
@@ -577,7 +651,6 @@ fn build_upgrade_package() -> anyhow::Result<PathBuf> {
         "triad-agent_{UPGRADE_VERSION}-{REVISION}_{}.deb",
         deb_arch()
     ));
-    std::fs::remove_file(&built)?;
     run(Command::new("dpkg-deb")
         .args(["--root-owner-group", "-b"])
         .arg(&tree)
@@ -590,7 +663,7 @@ fn build_upgrade_package() -> anyhow::Result<PathBuf> {
 fn testbed_packaging_agent_restart_upgrade_and_purge_leave_managed_services_and_data(
 ) -> anyhow::Result<()> {
     let debs = debs()?;
-    let upgrade = build_upgrade_package()?;
+    let upgrade = build_upgrade_package(&debs[0])?;
     let tb = Testbed::for_test(1)?;
     let node = tb.node("n1")?;
     start_managed_services(node)?;

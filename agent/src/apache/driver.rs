@@ -69,16 +69,30 @@ impl ApacheDriver {
                 ApacheAction::Start => self.services.start(&self.settings.unit).await,
             };
             if let Err(error) = result {
-                tracing::warn!(node = %self.node_id, %error, "apache action failed; retrying on a later tick");
+                tracing::warn!(node = %self.node_id, %error, "apache action failed; retrying on a later tick: {error}");
             }
         }
         let addr = SocketAddr::new(self.address, self.settings.port);
         let host = self.address.to_string();
-        let health = match get(addr, &host, &self.settings.health_path, self.settings.probe_timeout).await {
+        let health = match get(
+            addr,
+            &host,
+            &self.settings.health_path,
+            self.settings.probe_timeout,
+        )
+        .await
+        {
             Ok(answer) if answer.status == 200 => Health::Ok,
             Ok(_) | Err(_) => Health::Down,
         };
-        let counters = match get(addr, &host, &self.settings.status_path, self.settings.probe_timeout).await {
+        let counters = match get(
+            addr,
+            &host,
+            &self.settings.status_path,
+            self.settings.probe_timeout,
+        )
+        .await
+        {
             Ok(answer) if answer.status == 200 => parse_server_status(&answer.body).ok(),
             _ => None,
         };
@@ -89,7 +103,11 @@ impl ApacheDriver {
         });
     }
 
-    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -108,7 +126,10 @@ mod tests {
     #[test]
     fn stopped_or_failed_apache_is_started_and_running_one_left_alone() {
         assert_eq!(plan(UnitState::Inactive), vec![ApacheAction::Start]);
-        assert_eq!(plan(UnitState::Failed), vec![ApacheAction::ResetFailed, ApacheAction::Start]);
+        assert_eq!(
+            plan(UnitState::Failed),
+            vec![ApacheAction::ResetFailed, ApacheAction::Start]
+        );
         assert!(plan(UnitState::Active).is_empty());
         assert!(plan(UnitState::Activating).is_empty());
     }

@@ -15,14 +15,27 @@ pub struct HttpAnswer {
 
 /// GET `path` from `addr` with `Host: host`, within `timeout` for the whole exchange;
 /// the body is capped at 64 KiB.
-pub async fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, String> {
+pub async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<HttpAnswer, String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: triad-agent\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(|e| format!("send to {addr}: {e}"))?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send to {addr}: {e}"))?;
         let mut buffer = Vec::new();
         let mut limited = (&mut stream).take(64 * 1024 + 8 * 1024);
-        limited.read_to_end(&mut buffer).await.map_err(|e| format!("read from {addr}: {e}"))?;
+        limited
+            .read_to_end(&mut buffer)
+            .await
+            .map_err(|e| format!("read from {addr}: {e}"))?;
         parse_response(&buffer)
     };
     tokio::time::timeout(timeout, exchange)
@@ -38,8 +51,16 @@ fn parse_response(bytes: &[u8]) -> Result<HttpAnswer, String> {
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {:?}", status_line.chars().take(60).collect::<String>()))?;
-    Ok(HttpAnswer { status, body: body.to_string() })
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP answer: {:?}",
+                status_line.chars().take(60).collect::<String>()
+            )
+        })?;
+    Ok(HttpAnswer {
+        status,
+        body: body.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -56,10 +77,21 @@ mod tests {
             let mut request = [0u8; 1024];
             let n = socket.read(&mut request).await.unwrap();
             assert!(String::from_utf8_lossy(&request[..n]).starts_with("GET /health.html HTTP/1.0"));
-            socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
         });
-        let answer = get(addr, "n1", "/health.html", Duration::from_secs(5)).await.unwrap();
-        assert_eq!(answer, HttpAnswer { status: 200, body: "ok".into() });
+        let answer = get(addr, "n1", "/health.html", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer,
+            HttpAnswer {
+                status: 200,
+                body: "ok".into()
+            }
+        );
     }
 
     #[tokio::test]
@@ -67,7 +99,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        assert!(get(addr, "n1", "/", Duration::from_secs(2)).await.unwrap_err().contains("connect"));
+        assert!(get(addr, "n1", "/", Duration::from_secs(2))
+            .await
+            .unwrap_err()
+            .contains("connect"));
         assert!(parse_response(b"SSH-2.0-OpenSSH\r\n").is_err());
     }
 }

@@ -29,10 +29,15 @@ pub fn parse_server_status(text: &str) -> Result<ServerStatus, StatusError> {
     let mut busy = None;
     let mut idle = None;
     for (index, line) in text.lines().enumerate() {
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         let number = |reason: &str| -> Result<u64, StatusError> {
-            value.parse::<u64>().map_err(|_| StatusError::Line { line: index + 1, reason: format!("{reason} {value:?} is not a count") })
+            value.parse::<u64>().map_err(|_| StatusError::Line {
+                line: index + 1,
+                reason: format!("{reason} {value:?} is not a count"),
+            })
         };
         match key.trim() {
             "Total Accesses" => total = Some(number("Total Accesses")?),
@@ -59,15 +64,27 @@ ReqPerSec: 12.34\nBusyWorkers: 3\nGracefulWorkers: 0\nIdleWorkers: 5\nScoreboard
     #[test]
     fn counters_of_a_real_prefork_answer() {
         let status = parse_server_status(SAMPLE).unwrap();
-        assert_eq!(status, ServerStatus { total_accesses: 1234, busy_workers: 3, idle_workers: 5 });
+        assert_eq!(
+            status,
+            ServerStatus {
+                total_accesses: 1234,
+                busy_workers: 3,
+                idle_workers: 5
+            }
+        );
     }
 
     #[test]
     fn missing_or_malformed_counters_are_named() {
         let error = parse_server_status("BusyWorkers: 1\n").unwrap_err();
         assert_eq!(error, StatusError::Missing("Total Accesses"));
-        let error = parse_server_status(&SAMPLE.replace("1234", "lots")).unwrap_err().to_string();
-        assert!(error.contains("line 6") && error.contains("lots"), "{error}");
+        let error = parse_server_status(&SAMPLE.replace("1234", "lots"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 6") && error.contains("lots"),
+            "{error}"
+        );
     }
 
     proptest::proptest! {

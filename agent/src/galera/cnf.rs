@@ -10,7 +10,12 @@ use super::GaleraSettings;
 
 /// Render the `[mysqld]` fragment. `peers` are the core nodes' addresses (self included or
 /// not); they are sorted and deduplicated so the output is stable.
-pub fn render(settings: &GaleraSettings, node_name: &str, address: IpAddr, peers: &[IpAddr]) -> String {
+pub fn render(
+    settings: &GaleraSettings,
+    node_name: &str,
+    address: IpAddr,
+    peers: &[IpAddr],
+) -> String {
     let mut cluster: Vec<IpAddr> = peers.to_vec();
     cluster.push(address);
     cluster.sort();
@@ -36,8 +41,10 @@ pub fn render(settings: &GaleraSettings, node_name: &str, address: IpAddr, peers
     ];
     provider_options.extend(settings.extra_provider_options.iter().cloned());
     let mut lines = vec![
-        "# Written by triad-agent from /etc/triad/agent.toml and the cluster membership.".to_string(),
-        "# Changes made here are overwritten; set [galera] options in agent.toml instead.".to_string(),
+        "# Written by triad-agent from /etc/triad/agent.toml and the cluster membership."
+            .to_string(),
+        "# Changes made here are overwritten; set [galera] options in agent.toml instead."
+            .to_string(),
         "[mysqld]".to_string(),
         format!("bind-address = {address}"),
         "binlog_format = ROW".to_string(),
@@ -51,7 +58,10 @@ pub fn render(settings: &GaleraSettings, node_name: &str, address: IpAddr, peers
         format!("wsrep_cluster_address = gcomm://{cluster_address}"),
         format!("wsrep_node_name = {node_name}"),
         format!("wsrep_node_address = {host}:4567"),
-        format!("wsrep_provider_options = \"{}\"", provider_options.join(";")),
+        format!(
+            "wsrep_provider_options = \"{}\"",
+            provider_options.join(";")
+        ),
         format!("wsrep_sst_method = {}", settings.sst_method.as_str()),
         format!("wsrep_sst_receive_address = {host}:4444"),
     ];

@@ -15,7 +15,9 @@ use triad_proto::gossip::{GaleraState, Role};
 
 use super::host::{GaleraHost, HostError};
 use super::position::{GraState, Position};
-use super::{best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState};
+use super::{
+    best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
+};
 use crate::membership::Membership;
 use crate::runtime::AgentState;
 
@@ -59,7 +61,9 @@ pub struct GaleraDriver {
 
 impl std::fmt::Debug for GaleraDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GaleraDriver").field("node", &self.node_id).finish()
+        f.debug_struct("GaleraDriver")
+            .field("node", &self.node_id)
+            .finish()
     }
 }
 
@@ -77,7 +81,10 @@ impl GaleraDriver {
     ) -> GaleraDriver {
         let seed_hosts = seeds
             .iter()
-            .filter_map(|seed| seed.rsplit_once(':').and_then(|(h, _)| h.trim_matches(['[', ']']).parse().ok()))
+            .filter_map(|seed| {
+                seed.rsplit_once(':')
+                    .and_then(|(h, _)| h.trim_matches(['[', ']']).parse().ok())
+            })
             .collect();
         GaleraDriver {
             settings,
@@ -123,11 +130,20 @@ impl GaleraDriver {
 
     async fn observe(&self, memory: &mut Memory) -> Observed {
         let unit = self.host.unit_state().await;
-        let status = if unit.is_running() { self.host.status().await.ok() } else { None };
+        let status = if unit.is_running() {
+            self.host.status().await.ok()
+        } else {
+            None
+        };
         let grastate = match self.host.grastate().await {
             Ok(grastate) => grastate,
+            // a running mysqld (a joiner in SST) rewrites the file: not final, not a problem
+            Err(error) if unit.is_running() => {
+                tracing::debug!(node = %self.node_id, %error, "grastate.dat in flux: {error}");
+                None
+            }
             Err(error) => {
-                tracing::warn!(node = %self.node_id, %error, "grastate.dat unreadable");
+                tracing::warn!(node = %self.node_id, %error, "grastate.dat unreadable: {error}");
                 None
             }
         };
@@ -139,7 +155,9 @@ impl GaleraDriver {
                     tracing::info!(node = %self.node_id, %position, "recovered position with --wsrep-recover");
                     memory.recovered = Some(position);
                 }
-                Err(error) => tracing::warn!(node = %self.node_id, %error, "position recovery failed"),
+                Err(error) => {
+                    tracing::warn!(node = %self.node_id, %error, "position recovery failed: {error}")
+                }
             }
         }
         let peers = self.peers().await;
@@ -167,13 +185,17 @@ impl GaleraDriver {
         let peers = self.peers().await;
         let text = cnf::render(&self.settings, &self.node_id, self.address, &peers);
         match self.host.write_config(&text).await {
-            Ok(true) => tracing::info!(node = %self.node_id, path = %self.settings.config_path.display(), ?peers, "wrote galera config"),
+            Ok(true) => {
+                tracing::info!(node = %self.node_id, path = %self.settings.config_path.display(), ?peers, "wrote galera config")
+            }
             Ok(false) => {}
-            Err(error) => tracing::error!(node = %self.node_id, %error, "cannot write galera config"),
+            Err(error) => {
+                tracing::error!(node = %self.node_id, %error, "cannot write galera config: {error}")
+            }
         }
         let observed = self.observe(&mut memory).await;
         for action in plan(&observed, &self.settings, Instant::now()) {
-            tracing::info!(node = %self.node_id, ?action, state = %derive_state(&observed), "galera action");
+            tracing::info!(node = %self.node_id, ?action, state = %derive_state(&observed), "galera action {action:?}");
             let result = match action {
                 Action::ResetFailed => self.host.reset_failed().await,
                 Action::StartJoin => {
@@ -183,16 +205,20 @@ impl GaleraDriver {
                 Action::StopStandalone => self.host.stop().await,
             };
             if let Err(error) = result {
-                tracing::warn!(node = %self.node_id, %error, "galera action failed; retrying on a later tick");
+                tracing::warn!(node = %self.node_id, %error, "galera action failed; retrying on a later tick: {error}");
             }
         }
         self.publish(&observed);
     }
 
     /// Run the loop until `stop` changes; first keeps systemd from starting mysqld at boot.
-    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         if let Err(error) = self.host.disable_autostart().await {
-            tracing::warn!(node = %self.node_id, %error, "cannot disable mariadb autostart");
+            tracing::warn!(node = %self.node_id, %error, "cannot disable mariadb autostart: {error}");
         }
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -212,16 +238,26 @@ impl GaleraDriver {
         let mut memory = self.memory.lock().await;
         let mut observed = self.observe(&mut memory).await;
         if observed.unit.is_running() {
-            let primary = matches!(&observed.status, Some(s) if s.wsrep_on && s.cluster_status == "Primary");
+            let primary =
+                matches!(&observed.status, Some(s) if s.wsrep_on && s.cluster_status == "Primary");
             if primary {
-                let (position, source) = best_position(&observed).expect("a Primary node has a live position");
-                return Ok(PositionReport { position, safe_to_bootstrap: false, source });
+                let (position, source) =
+                    best_position(&observed).expect("a Primary node has a live position");
+                return Ok(PositionReport {
+                    position,
+                    safe_to_bootstrap: false,
+                    source,
+                });
             }
             if observed.sst_in_progress {
-                return Err(GaleraError::Refused("mysqld is receiving a state transfer; it is never stopped".into()));
+                return Err(GaleraError::Refused(
+                    "mysqld is receiving a state transfer; it is never stopped".into(),
+                ));
             }
             if !stop_if_not_primary {
-                return Err(GaleraError::Refused("mysqld runs outside a Primary component; its position is not final".into()));
+                return Err(GaleraError::Refused(
+                    "mysqld runs outside a Primary component; its position is not final".into(),
+                ));
             }
             tracing::warn!(node = %self.node_id, "stopping mysqld that hangs outside a Primary component, for recovery");
             self.host.stop().await?;
@@ -231,16 +267,24 @@ impl GaleraDriver {
         self.publish(&observed);
         match best_position(&observed) {
             Some((position, source)) => Ok(PositionReport {
-                safe_to_bootstrap: observed.grastate.as_ref().is_some_and(|g| g.safe_to_bootstrap),
+                safe_to_bootstrap: observed
+                    .grastate
+                    .as_ref()
+                    .is_some_and(|g| g.safe_to_bootstrap),
                 position,
                 source,
             }),
-            None => Err(GaleraError::Refused("no grastate.dat and no recovered position".into())),
+            None => Err(GaleraError::Refused(
+                "no grastate.dat and no recovered position".into(),
+            )),
         }
     }
 
     fn stored_epoch(&self) -> u64 {
-        std::fs::read_to_string(&self.epoch_file).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+        std::fs::read_to_string(&self.epoch_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     fn store_epoch(&self, epoch: u64) -> Result<(), GaleraError> {
@@ -256,7 +300,12 @@ impl GaleraDriver {
             std::fs::rename(&tmp, &self.epoch_file)?;
             Ok(())
         };
-        write().map_err(|e| GaleraError::Host(HostError { what, detail: e.to_string() }))
+        write().map_err(|e| {
+            GaleraError::Host(HostError {
+                what,
+                detail: e.to_string(),
+            })
+        })
     }
 
     /// Start a new Primary component from this node, fenced by `epoch` and the position the
@@ -269,20 +318,34 @@ impl GaleraDriver {
         let mut memory = self.memory.lock().await;
         let stored = self.stored_epoch();
         if epoch < stored {
-            return Err(GaleraError::Refused(format!("epoch {epoch} is older than epoch {stored} already acted on")));
+            return Err(GaleraError::Refused(format!(
+                "epoch {epoch} is older than epoch {stored} already acted on"
+            )));
         }
         let observed = self.observe(&mut memory).await;
-        if let Some(status) = observed.status.as_ref().filter(|s| s.wsrep_on && s.cluster_status == "Primary") {
-            if epoch == stored && (expected.is_undefined() || status.cluster_state_uuid == expected.uuid) {
+        if let Some(status) = observed
+            .status
+            .as_ref()
+            .filter(|s| s.wsrep_on && s.cluster_status == "Primary")
+        {
+            if epoch == stored
+                && (expected.is_undefined() || status.cluster_state_uuid == expected.uuid)
+            {
                 return Ok(format!("already Primary for epoch {epoch}"));
             }
-            return Err(GaleraError::Refused("mysqld already runs in a Primary component".into()));
+            return Err(GaleraError::Refused(
+                "mysqld already runs in a Primary component".into(),
+            ));
         }
         if observed.unit.is_running() {
-            return Err(GaleraError::Refused("mysqld runs (outside a Primary component); stop it first".into()));
+            return Err(GaleraError::Refused(
+                "mysqld runs (outside a Primary component); stop it first".into(),
+            ));
         }
         if observed.peer_primary {
-            return Err(GaleraError::Refused("a peer reports a Primary component: join it instead".into()));
+            return Err(GaleraError::Refused(
+                "a peer reports a Primary component: join it instead".into(),
+            ));
         }
         let own = best_position(&observed).map(|(p, _)| p);
         let matches = match &own {
@@ -291,11 +354,13 @@ impl GaleraDriver {
         };
         if !matches {
             let own = own.map(|p| p.to_string()).unwrap_or_else(|| "none".into());
-            return Err(GaleraError::Refused(format!("own position {own} differs from the chosen {expected}")));
+            return Err(GaleraError::Refused(format!(
+                "own position {own} differs from the chosen {expected}"
+            )));
         }
         self.store_epoch(epoch)?;
         memory.coordinator_action = true;
-        tracing::warn!(node = %self.node_id, epoch, position = %expected, "bootstrapping a new Primary component");
+        tracing::warn!(node = %self.node_id, epoch, position = %expected, "bootstrapping a new Primary component at {expected} (epoch {epoch})");
         let result = async {
             if observed.grastate.is_some() {
                 self.host.set_safe_to_bootstrap().await?;
@@ -303,7 +368,10 @@ impl GaleraDriver {
             self.host.bootstrap().await?;
             let status = self.host.status().await?;
             if status.cluster_status != "Primary" {
-                return Err(GaleraError::Refused(format!("after bootstrap the node is {}", status.cluster_status)));
+                return Err(GaleraError::Refused(format!(
+                    "after bootstrap the node is {}",
+                    status.cluster_status
+                )));
             }
             if !expected.is_undefined() && status.cluster_state_uuid != expected.uuid {
                 return Err(GaleraError::Refused(format!(
@@ -311,7 +379,10 @@ impl GaleraDriver {
                     status.cluster_state_uuid, expected.uuid
                 )));
             }
-            Ok(format!("Primary with uuid {} at seqno {}", status.cluster_state_uuid, status.last_committed))
+            Ok(format!(
+                "Primary with uuid {} at seqno {}",
+                status.cluster_state_uuid, status.last_committed
+            ))
         }
         .await;
         memory.coordinator_action = false;
@@ -329,7 +400,10 @@ impl GaleraDriver {
         let mut memory = self.memory.lock().await;
         let observed = self.observe(&mut memory).await;
         if observed.unit.is_running() {
-            return Ok(format!("mysqld already running ({})", derive_state(&observed)));
+            return Ok(format!(
+                "mysqld already running ({})",
+                derive_state(&observed)
+            ));
         }
         if observed.unit == UnitState::Failed {
             self.host.reset_failed().await?;

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use super::position::{parse_grastate, parse_recovered, with_safe_to_bootstrap, GraState, Position};
+use super::position::{
+    parse_grastate, parse_recovered, with_safe_to_bootstrap, GraState, Position,
+};
 use super::{GaleraSettings, UnitState, WsrepStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +23,10 @@ pub struct HostError {
 
 impl HostError {
     fn new(what: impl Into<String>, detail: impl Into<String>) -> HostError {
-        HostError { what: what.into(), detail: detail.into() }
+        HostError {
+            what: what.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -70,6 +75,10 @@ pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Stri
     let line = format!("{program} {}", args.join(" "));
     let child = Command::new(program)
         .args(args)
+        // children must not talk to systemd on the agent's notify socket
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -85,7 +94,10 @@ pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Stri
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        Err(HostError::new(&line, format!("{}: {}{}", output.status, stderr.trim(), stdout.trim())))
+        Err(HostError::new(
+            &line,
+            format!("{}: {}{}", output.status, stderr.trim(), stdout.trim()),
+        ))
     }
 }
 
@@ -95,8 +107,12 @@ async fn write_if_changed(path: &Path, text: &str) -> Result<bool, HostError> {
     }
     let tmp = path.with_extension("tmp");
     let what = format!("writing {}", path.display());
-    tokio::fs::write(&tmp, text).await.map_err(|e| HostError::new(&what, e.to_string()))?;
-    tokio::fs::rename(&tmp, path).await.map_err(|e| HostError::new(&what, e.to_string()))?;
+    tokio::fs::write(&tmp, text)
+        .await
+        .map_err(|e| HostError::new(&what, e.to_string()))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .map_err(|e| HostError::new(&what, e.to_string()))?;
     Ok(true)
 }
 
@@ -104,7 +120,9 @@ async fn write_if_changed(path: &Path, text: &str) -> Result<bool, HostError> {
 pub fn parse_status(text: &str) -> WsrepStatus {
     let mut status = WsrepStatus::default();
     for line in text.lines() {
-        let Some((name, value)) = line.split_once('\t') else { continue };
+        let Some((name, value)) = line.split_once('\t') else {
+            continue;
+        };
         let value = value.trim();
         match name.trim().to_ascii_lowercase().as_str() {
             "wsrep_on" => status.wsrep_on = value.eq_ignore_ascii_case("on"),
@@ -129,6 +147,7 @@ impl GaleraHost for SystemdGaleraHost {
         // is-active exits non-zero for inactive/failed; its stdout is what we want
         let output = Command::new("systemctl")
             .args(["is-active", &self.settings.unit])
+            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
@@ -141,12 +160,22 @@ impl GaleraHost for SystemdGaleraHost {
 
     async fn status(&self) -> Result<WsrepStatus, HostError> {
         let socket = format!("--socket={}", self.settings.socket.display());
-        let query = "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'; SHOW GLOBAL STATUS WHERE Variable_name IN \
+        let query =
+            "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'; SHOW GLOBAL STATUS WHERE Variable_name IN \
                      ('wsrep_local_state_comment','wsrep_cluster_status','wsrep_cluster_size',\
                      'wsrep_last_committed','wsrep_cluster_state_uuid','wsrep_ready')";
         let text = run(
             "mariadb",
-            &["--no-defaults", &socket, "--user=root", "--connect-timeout=2", "-N", "-B", "-e", query],
+            &[
+                "--no-defaults",
+                &socket,
+                "--user=root",
+                "--connect-timeout=2",
+                "-N",
+                "-B",
+                "-e",
+                query,
+            ],
             SQL_TIMEOUT,
         )
         .await?;
@@ -165,13 +194,16 @@ impl GaleraHost for SystemdGaleraHost {
     }
 
     async fn sst_in_progress(&self) -> bool {
-        tokio::fs::metadata(self.settings.datadir.join("sst_in_progress")).await.is_ok()
+        tokio::fs::metadata(self.settings.datadir.join("sst_in_progress"))
+            .await
+            .is_ok()
     }
 
     async fn wsrep_recover(&self) -> Result<Position, HostError> {
         // the same options as Debian's galera_recovery: the node's own config, output on stdout
         let output = Command::new("mariadbd")
             .args(["--user=mysql", "--wsrep-recover", "--disable-log-error"])
+            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -181,44 +213,106 @@ impl GaleraHost for SystemdGaleraHost {
             .await
             .map_err(|_| HostError::new("mariadbd --wsrep-recover", "did not finish within 120s"))?
             .map_err(|e| HostError::new("mariadbd --wsrep-recover", e.to_string()))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         parse_recovered(&text).map_err(|e| {
             let tail: Vec<&str> = text.lines().rev().take(3).collect();
-            HostError::new("mariadbd --wsrep-recover", format!("{e} (last lines: {tail:?})"))
+            HostError::new(
+                "mariadbd --wsrep-recover",
+                format!("{e} (last lines: {tail:?})"),
+            )
         })
     }
 
     async fn set_safe_to_bootstrap(&self) -> Result<(), HostError> {
         let path = self.grastate_path();
+        let what = path.display().to_string();
         let text = tokio::fs::read_to_string(&path)
             .await
-            .map_err(|e| HostError::new(path.display().to_string(), e.to_string()))?;
-        write_if_changed(&path, &with_safe_to_bootstrap(&text, true)).await.map(|_| ())
+            .map_err(|e| HostError::new(&what, e.to_string()))?;
+        // mysqld (user mysql) rewrites this file: the replacement keeps owner and mode
+        let metadata =
+            std::fs::metadata(&path).map_err(|e| HostError::new(&what, e.to_string()))?;
+        let tmp = path.with_extension("triad-tmp");
+        let replace = || -> std::io::Result<()> {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            std::fs::write(&tmp, with_safe_to_bootstrap(&text, true))?;
+            std::os::unix::fs::chown(&tmp, Some(metadata.uid()), Some(metadata.gid()))?;
+            std::fs::set_permissions(
+                &tmp,
+                std::fs::Permissions::from_mode(metadata.mode() & 0o7777),
+            )?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        replace().map_err(|e| HostError::new(&what, e.to_string()))
     }
 
     async fn start(&self) -> Result<(), HostError> {
-        run("systemctl", &["start", "--no-block", &self.settings.unit], SYSTEMCTL_TIMEOUT).await.map(|_| ())
+        run(
+            "systemctl",
+            &["start", "--no-block", &self.settings.unit],
+            SYSTEMCTL_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn bootstrap(&self) -> Result<(), HostError> {
         // what galera_new_cluster does, with a bound and the environment always cleared
-        run("systemctl", &["set-environment", "_WSREP_NEW_CLUSTER=--wsrep-new-cluster"], SYSTEMCTL_TIMEOUT).await?;
-        let started = run("systemctl", &["start", &self.settings.unit], Duration::from_secs(120)).await;
-        let cleared = run("systemctl", &["set-environment", "_WSREP_NEW_CLUSTER="], SYSTEMCTL_TIMEOUT).await;
+        run(
+            "systemctl",
+            &["set-environment", "_WSREP_NEW_CLUSTER=--wsrep-new-cluster"],
+            SYSTEMCTL_TIMEOUT,
+        )
+        .await?;
+        let started = run(
+            "systemctl",
+            &["start", &self.settings.unit],
+            Duration::from_secs(120),
+        )
+        .await;
+        let cleared = run(
+            "systemctl",
+            &["set-environment", "_WSREP_NEW_CLUSTER="],
+            SYSTEMCTL_TIMEOUT,
+        )
+        .await;
         started?;
         cleared.map(|_| ())
     }
 
     async fn stop(&self) -> Result<(), HostError> {
-        run("systemctl", &["stop", &self.settings.unit], Duration::from_secs(120)).await.map(|_| ())
+        run(
+            "systemctl",
+            &["stop", &self.settings.unit],
+            Duration::from_secs(120),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn reset_failed(&self) -> Result<(), HostError> {
-        run("systemctl", &["reset-failed", &self.settings.unit], SYSTEMCTL_TIMEOUT).await.map(|_| ())
+        run(
+            "systemctl",
+            &["reset-failed", &self.settings.unit],
+            SYSTEMCTL_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn disable_autostart(&self) -> Result<(), HostError> {
-        run("systemctl", &["disable", "--quiet", &self.settings.unit], SYSTEMCTL_TIMEOUT).await.map(|_| ())
+        run(
+            "systemctl",
+            &["disable", "--quiet", &self.settings.unit],
+            SYSTEMCTL_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn write_config(&self, text: &str) -> Result<bool, HostError> {
@@ -238,7 +332,10 @@ mod tests {
         assert!(status.wsrep_on && status.ready);
         assert_eq!(status.cluster_size, 3);
         assert_eq!(status.last_committed, 250);
-        assert_eq!(status.cluster_state_uuid, "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31");
+        assert_eq!(
+            status.cluster_state_uuid,
+            "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31"
+        );
         assert_eq!(parse_status("wsrep_on\tOFF\n"), WsrepStatus::default());
     }
 
@@ -254,10 +351,18 @@ mod tests {
 
     #[tokio::test]
     async fn failed_commands_name_the_command_and_stderr() {
-        let error = run("sh", &["-c", "echo boom >&2; exit 3"], Duration::from_secs(5)).await.unwrap_err();
+        let error = run(
+            "sh",
+            &["-c", "echo boom >&2; exit 3"],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
         assert!(error.what.starts_with("sh -c"), "{error}");
         assert!(error.detail.contains("boom"), "{error}");
-        let error = run("sleep", &["5"], Duration::from_millis(100)).await.unwrap_err();
+        let error = run("sleep", &["5"], Duration::from_millis(100))
+            .await
+            .unwrap_err();
         assert!(error.detail.contains("did not finish"), "{error}");
     }
 }

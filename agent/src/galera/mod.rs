@@ -88,7 +88,10 @@ impl UnitState {
     }
 
     pub fn is_running(&self) -> bool {
-        matches!(self, UnitState::Active | UnitState::Activating | UnitState::Deactivating)
+        matches!(
+            self,
+            UnitState::Active | UnitState::Activating | UnitState::Deactivating
+        )
     }
 }
 
@@ -188,9 +191,15 @@ pub fn plan(observed: &Observed, settings: &GaleraSettings, now: Instant) -> Vec
 /// otherwise grastate, completed by `--wsrep-recover` when grastate's seqno is -1.
 pub fn best_position(observed: &Observed) -> Option<(Position, &'static str)> {
     if let Some(status) = &observed.status {
-        if status.wsrep_on && status.cluster_status == "Primary" && position::is_uuid(&status.cluster_state_uuid) {
+        if status.wsrep_on
+            && status.cluster_status == "Primary"
+            && position::is_uuid(&status.cluster_state_uuid)
+        {
             return Some((
-                Position { uuid: status.cluster_state_uuid.clone(), seqno: status.last_committed },
+                Position {
+                    uuid: status.cluster_state_uuid.clone(),
+                    seqno: status.last_committed,
+                },
                 "live",
             ));
         }
@@ -198,19 +207,33 @@ pub fn best_position(observed: &Observed) -> Option<(Position, &'static str)> {
     if let Some(recovered) = &observed.recovered {
         return Some((recovered.clone(), "wsrep-recover"));
     }
-    observed.grastate.as_ref().map(|g| (g.position.clone(), "grastate"))
+    observed
+        .grastate
+        .as_ref()
+        .map(|g| (g.position.clone(), "grastate"))
 }
 
 /// The galera gossip keys for this observation.
 pub fn keys(observed: &Observed, settings: &GaleraSettings) -> GaleraKeys {
     if !settings.managed {
-        return GaleraKeys { state: GaleraState::NotManaged, ..GaleraKeys::default() };
+        return GaleraKeys {
+            state: GaleraState::NotManaged,
+            ..GaleraKeys::default()
+        };
     }
     let position = best_position(observed);
     GaleraKeys {
         state: derive_state(observed),
-        cluster_status: observed.status.as_ref().filter(|s| s.wsrep_on).map(|s| s.cluster_status.clone()),
-        size: observed.status.as_ref().filter(|s| s.wsrep_on).map(|s| s.cluster_size),
+        cluster_status: observed
+            .status
+            .as_ref()
+            .filter(|s| s.wsrep_on)
+            .map(|s| s.cluster_status.clone()),
+        size: observed
+            .status
+            .as_ref()
+            .filter(|s| s.wsrep_on)
+            .map(|s| s.cluster_size),
         uuid: position.as_ref().map(|(p, _)| p.uuid.clone()),
         seqno: position.as_ref().map(|(p, _)| p.seqno),
         safe_to_bootstrap: observed.grastate.as_ref().map(|g| g.safe_to_bootstrap),
@@ -252,14 +275,23 @@ mod tests {
         let settings = GaleraSettings::defaults("c");
         let now = Instant::now();
         let mut obs = observed(UnitState::Inactive);
-        assert!(plan(&obs, &settings, now).is_empty(), "nobody primary: wait for the coordinator");
+        assert!(
+            plan(&obs, &settings, now).is_empty(),
+            "nobody primary: wait for the coordinator"
+        );
         obs.peer_primary = true;
         assert_eq!(plan(&obs, &settings, now), vec![Action::StartJoin]);
         obs.last_start = Some(now);
-        assert!(plan(&obs, &settings, now + Duration::from_secs(1)).is_empty(), "start backoff");
+        assert!(
+            plan(&obs, &settings, now + Duration::from_secs(1)).is_empty(),
+            "start backoff"
+        );
         obs.has_peers = false;
         obs.last_start = None;
-        assert!(plan(&obs, &settings, now).is_empty(), "never start with no peer in the cluster address");
+        assert!(
+            plan(&obs, &settings, now).is_empty(),
+            "never start with no peer in the cluster address"
+        );
     }
 
     #[test]
@@ -271,7 +303,10 @@ mod tests {
         assert!(plan(&obs, &settings, Instant::now()).is_empty());
         assert_eq!(derive_state(&obs), GaleraState::Joining);
         let mut donor = observed(UnitState::Active);
-        donor.status = Some(WsrepStatus { local_state_comment: "Donor/Desynced".into(), ..synced() });
+        donor.status = Some(WsrepStatus {
+            local_state_comment: "Donor/Desynced".into(),
+            ..synced()
+        });
         assert!(plan(&donor, &settings, Instant::now()).is_empty());
         assert_eq!(derive_state(&donor), GaleraState::Donor);
     }
@@ -281,20 +316,39 @@ mod tests {
         let mut obs = observed(UnitState::Active);
         obs.status = Some(synced());
         assert_eq!(derive_state(&obs), GaleraState::Synced);
-        obs.status = Some(WsrepStatus { cluster_status: "non-Primary".into(), ..synced() });
+        obs.status = Some(WsrepStatus {
+            cluster_status: "non-Primary".into(),
+            ..synced()
+        });
         assert_eq!(derive_state(&obs), GaleraState::PrimaryLost);
         obs.status = None;
-        assert_eq!(derive_state(&obs), GaleraState::PrimaryLost, "running without an SQL answer");
-        assert_eq!(derive_state(&observed(UnitState::Failed)), GaleraState::Stopped);
+        assert_eq!(
+            derive_state(&obs),
+            GaleraState::PrimaryLost,
+            "running without an SQL answer"
+        );
+        assert_eq!(
+            derive_state(&observed(UnitState::Failed)),
+            GaleraState::Stopped
+        );
     }
 
     #[test]
     fn standalone_mysqld_is_stopped_and_failed_unit_reset() {
         let settings = GaleraSettings::defaults("c");
         let mut obs = observed(UnitState::Active);
-        obs.status = Some(WsrepStatus { wsrep_on: false, ..Default::default() });
-        assert_eq!(plan(&obs, &settings, Instant::now()), vec![Action::StopStandalone]);
-        assert_eq!(plan(&observed(UnitState::Failed), &settings, Instant::now()), vec![Action::ResetFailed]);
+        obs.status = Some(WsrepStatus {
+            wsrep_on: false,
+            ..Default::default()
+        });
+        assert_eq!(
+            plan(&obs, &settings, Instant::now()),
+            vec![Action::StopStandalone]
+        );
+        assert_eq!(
+            plan(&observed(UnitState::Failed), &settings, Instant::now()),
+            vec![Action::ResetFailed]
+        );
     }
 
     #[test]
@@ -303,15 +357,24 @@ mod tests {
         let mut obs = observed(UnitState::Inactive);
         obs.grastate = Some(GraState {
             version: "2.1".into(),
-            position: Position { uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(), seqno: -1 },
+            position: Position {
+                uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(),
+                seqno: -1,
+            },
             safe_to_bootstrap: false,
         });
         assert_eq!(keys(&obs, &settings).seqno, Some(-1));
-        obs.recovered = Some(Position { uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(), seqno: 250 });
+        obs.recovered = Some(Position {
+            uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(),
+            seqno: 250,
+        });
         assert_eq!(keys(&obs, &settings).seqno, Some(250));
         obs.unit = UnitState::Active;
         obs.status = Some(synced());
         assert_eq!(keys(&obs, &settings).seqno, Some(42));
-        assert_eq!(keys(&obs, &settings).cluster_status.as_deref(), Some("Primary"));
+        assert_eq!(
+            keys(&obs, &settings).cluster_status.as_deref(),
+            Some("Primary")
+        );
     }
 }

@@ -52,7 +52,10 @@ pub enum PositionError {
 
 pub fn is_uuid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
-    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]) && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn parse_seqno(text: &str) -> Option<i64> {
@@ -81,10 +84,16 @@ pub fn parse_grastate(text: &str) -> Result<GraState, PositionError> {
             continue;
         }
         let Some((key, value)) = line.split_once(':') else {
-            return Err(PositionError::Grastate { line: line_no, reason: format!("{line:?} is not `key: value`") });
+            return Err(PositionError::Grastate {
+                line: line_no,
+                reason: format!("{line:?} is not `key: value`"),
+            });
         };
         let value = value.trim();
-        let bad = |reason: String| PositionError::Grastate { line: line_no, reason };
+        let bad = |reason: String| PositionError::Grastate {
+            line: line_no,
+            reason,
+        };
         match key.trim() {
             "version" => version = Some(value.to_string()),
             "uuid" => {
@@ -93,7 +102,13 @@ pub fn parse_grastate(text: &str) -> Result<GraState, PositionError> {
                 }
                 uuid = Some(value.to_ascii_lowercase());
             }
-            "seqno" => seqno = Some(parse_seqno(value).ok_or_else(|| bad(format!("seqno {value:?} is not -1 or a non-negative integer")))?),
+            "seqno" => {
+                seqno = Some(parse_seqno(value).ok_or_else(|| {
+                    bad(format!(
+                        "seqno {value:?} is not -1 or a non-negative integer"
+                    ))
+                })?)
+            }
             "safe_to_bootstrap" => {
                 safe = Some(match value {
                     "0" => false,
@@ -152,23 +167,36 @@ pub fn parse_recovered(output: &str) -> Result<Position, PositionError> {
 /// Parse the value after the marker: `uuid:seqno`, `uuid:seqno,D-S-N` or `uuid:D-S-N,seqno`.
 pub fn parse_recovered_value(value: &str) -> Result<Position, PositionError> {
     let bad = |reason: &str| PositionError::Recovered(value.to_string(), reason.to_string());
-    let (uuid, rest) = value.split_once(':').ok_or_else(|| bad("no `:` after the uuid"))?;
+    let (uuid, rest) = value
+        .split_once(':')
+        .ok_or_else(|| bad("no `:` after the uuid"))?;
     if !is_uuid(uuid) {
         return Err(bad("the part before `:` is not a uuid"));
     }
     let is_gtid = |part: &str| {
         let pieces: Vec<&str> = part.split('-').collect();
-        pieces.len() == 3 && pieces.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        pieces.len() == 3
+            && pieces
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
     };
     let parts: Vec<&str> = rest.split(',').map(str::trim).collect();
     let seqno_text = match parts.as_slice() {
         [seqno] => *seqno,
         [first, second] if is_gtid(second) => *first,
         [first, second] if is_gtid(first) => *second,
-        _ => return Err(bad("expected seqno, seqno,GTID or GTID,seqno after the uuid")),
+        _ => {
+            return Err(bad(
+                "expected seqno, seqno,GTID or GTID,seqno after the uuid",
+            ))
+        }
     };
-    let seqno = parse_seqno(seqno_text).ok_or_else(|| bad("the seqno is not -1 or a non-negative integer"))?;
-    Ok(Position { uuid: uuid.to_ascii_lowercase(), seqno })
+    let seqno = parse_seqno(seqno_text)
+        .ok_or_else(|| bad("the seqno is not -1 or a non-negative integer"))?;
+    Ok(Position {
+        uuid: uuid.to_ascii_lowercase(),
+        seqno,
+    })
 }
 
 #[cfg(test)]
@@ -183,8 +211,19 @@ mod tests {
         let crashed = parse_grastate(CRASHED).unwrap();
         assert_eq!(crashed.position.seqno, -1);
         assert!(!crashed.safe_to_bootstrap);
-        let clean = parse_grastate(&CRASHED.replace("seqno:   -1", "seqno:   250").replace("bootstrap: 0", "bootstrap: 1")).unwrap();
-        assert_eq!(clean.position, Position { uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(), seqno: 250 });
+        let clean = parse_grastate(
+            &CRASHED
+                .replace("seqno:   -1", "seqno:   250")
+                .replace("bootstrap: 0", "bootstrap: 1"),
+        )
+        .unwrap();
+        assert_eq!(
+            clean.position,
+            Position {
+                uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(),
+                seqno: 250
+            }
+        );
         assert!(clean.safe_to_bootstrap);
     }
 
@@ -192,7 +231,10 @@ mod tests {
     fn grastate_errors_name_the_line() {
         let error = parse_grastate(&CRASHED.replace("seqno:   -1", "seqno: banana")).unwrap_err();
         assert!(error.to_string().contains("line 4"), "{error}");
-        assert_eq!(parse_grastate("version: 2.1\n").unwrap_err(), PositionError::GrastateMissing("uuid"));
+        assert_eq!(
+            parse_grastate("version: 2.1\n").unwrap_err(),
+            PositionError::GrastateMissing("uuid")
+        );
         assert!(parse_grastate(&CRASHED.replace("bootstrap: 0", "bootstrap: yes")).is_err());
     }
 
@@ -200,7 +242,10 @@ mod tests {
     fn safe_to_bootstrap_is_rewritten_in_place() {
         let text = with_safe_to_bootstrap(CRASHED, true);
         assert!(text.contains("safe_to_bootstrap: 1"));
-        assert_eq!(parse_grastate(&text).unwrap().position, parse_grastate(CRASHED).unwrap().position);
+        assert_eq!(
+            parse_grastate(&text).unwrap().position,
+            parse_grastate(CRASHED).unwrap().position
+        );
         assert!(with_safe_to_bootstrap("uuid: x\n", true).ends_with("safe_to_bootstrap: 1\n"));
     }
 
@@ -215,7 +260,11 @@ mod tests {
         ];
         for (line, want_uuid, want_seqno) in cases {
             let position = parse_recovered(line).unwrap();
-            assert_eq!((position.uuid.as_str(), position.seqno), (want_uuid, want_seqno), "{line}");
+            assert_eq!(
+                (position.uuid.as_str(), position.seqno),
+                (want_uuid, want_seqno),
+                "{line}"
+            );
         }
         assert!(parse_recovered(cases[3].0).unwrap().is_undefined());
     }
@@ -224,8 +273,16 @@ mod tests {
     fn the_last_recovered_line_wins_and_garbage_is_refused() {
         let output = "WSREP: Recovered position: 9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31:1\nnoise\nWSREP: Recovered position: 9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31:7\n";
         assert_eq!(parse_recovered(output).unwrap().seqno, 7);
-        assert_eq!(parse_recovered("nothing here").unwrap_err(), PositionError::NoRecoveredLine);
-        for bad in ["x:1", "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31", "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31:-5", "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31:1,2,3"] {
+        assert_eq!(
+            parse_recovered("nothing here").unwrap_err(),
+            PositionError::NoRecoveredLine
+        );
+        for bad in [
+            "x:1",
+            "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31",
+            "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31:-5",
+            "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31:1,2,3",
+        ] {
             assert!(parse_recovered_value(bad).is_err(), "{bad}");
         }
     }

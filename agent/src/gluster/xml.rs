@@ -8,7 +8,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GlusterError {
     #[error("gluster {command}: {message} (errno {errno})")]
-    Failed { command: String, errno: i64, message: String },
+    Failed {
+        command: String,
+        errno: i64,
+        message: String,
+    },
     #[error("gluster {command}: output is not the expected XML: {detail}")]
     Malformed { command: String, detail: String },
 }
@@ -27,8 +31,10 @@ struct Envelope {
 
 fn parse<T: for<'de> Deserialize<'de>>(command: &str, text: &str) -> Result<T, GlusterError> {
     // check opRet first so a failure is reported as such even when the body differs
-    let status: Envelope = quick_xml::de::from_str(text)
-        .map_err(|e| GlusterError::Malformed { command: command.into(), detail: e.to_string() })?;
+    let status: Envelope = quick_xml::de::from_str(text).map_err(|e| GlusterError::Malformed {
+        command: command.into(),
+        detail: e.to_string(),
+    })?;
     if status.op_ret != 0 {
         return Err(GlusterError::Failed {
             command: command.into(),
@@ -36,7 +42,10 @@ fn parse<T: for<'de> Deserialize<'de>>(command: &str, text: &str) -> Result<T, G
             message: status.op_errstr.unwrap_or_default(),
         });
     }
-    quick_xml::de::from_str(text).map_err(|e| GlusterError::Malformed { command: command.into(), detail: e.to_string() })
+    quick_xml::de::from_str(text).map_err(|e| GlusterError::Malformed {
+        command: command.into(),
+        detail: e.to_string(),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -115,7 +124,11 @@ pub struct VolumeOption {
 
 impl VolumeInfo {
     pub fn option(&self, name: &str) -> Option<&str> {
-        self.options.options.iter().find(|o| o.name == name).map(|o| o.value.as_str())
+        self.options
+            .options
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.value.as_str())
     }
 }
 
@@ -194,7 +207,9 @@ pub struct HealBrick {
     pub entries: Option<u64>,
 }
 
-fn count_or_dash<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+fn count_or_dash<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
     let text = String::deserialize(deserializer)?;
     Ok(text.trim().parse().ok())
 }
@@ -223,7 +238,10 @@ pub fn heal_info(text: &str) -> Result<Vec<HealBrick>, GlusterError> {
 
 /// Healed: every brick connected and counted with zero pending entries.
 pub fn fully_healed(bricks: &[HealBrick]) -> bool {
-    !bricks.is_empty() && bricks.iter().all(|b| b.status == "Connected" && b.entries == Some(0))
+    !bricks.is_empty()
+        && bricks
+            .iter()
+            .all(|b| b.status == "Connected" && b.entries == Some(0))
 }
 
 #[cfg(test)]
@@ -242,9 +260,15 @@ mod tests {
     fn volume_info_with_bricks_and_options() {
         let volumes = volume_info(include_str!("fixtures/volume-info.xml")).unwrap();
         let www = &volumes[0];
-        assert_eq!((www.name.as_str(), www.status.as_str(), www.replica_count), ("www", "Started", 3));
+        assert_eq!(
+            (www.name.as_str(), www.status.as_str(), www.replica_count),
+            ("www", "Started", 3)
+        );
         let bricks: Vec<&str> = www.bricks.bricks.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(bricks, ["n1:/bricks/www", "n2:/bricks/www", "n3:/bricks/www"]);
+        assert_eq!(
+            bricks,
+            ["n1:/bricks/www", "n2:/bricks/www", "n3:/bricks/www"]
+        );
         assert_eq!(www.option("network.ping-timeout"), Some("5"));
     }
 
@@ -262,10 +286,17 @@ mod tests {
         let bricks = heal_info(include_str!("fixtures/heal-info.xml")).unwrap();
         assert_eq!(bricks.len(), 3);
         assert!(fully_healed(&bricks));
-        let pending = include_str!("fixtures/heal-info.xml").replacen("<numberOfEntries>0<", "<numberOfEntries>12<", 1);
+        let pending = include_str!("fixtures/heal-info.xml").replacen(
+            "<numberOfEntries>0<",
+            "<numberOfEntries>12<",
+            1,
+        );
         assert!(!fully_healed(&heal_info(&pending).unwrap()));
-        let disconnected = include_str!("fixtures/heal-info.xml")
-            .replacen("<status>Connected</status>\n        <numberOfEntries>0<", "<status>Transport endpoint is not connected</status>\n        <numberOfEntries>-<", 1);
+        let disconnected = include_str!("fixtures/heal-info.xml").replacen(
+            "<status>Connected</status>\n        <numberOfEntries>0<",
+            "<status>Transport endpoint is not connected</status>\n        <numberOfEntries>-<",
+            1,
+        );
         let bricks = heal_info(&disconnected).unwrap();
         assert_eq!(bricks[0].entries, None);
         assert!(!fully_healed(&bricks));
@@ -276,11 +307,20 @@ mod tests {
         let error = volume_status(include_str!("fixtures/volume-status-missing.xml")).unwrap_err();
         assert_eq!(
             error,
-            GlusterError::Failed { command: "volume status".into(), errno: 30800, message: "Volume nosuch does not exist".into() }
+            GlusterError::Failed {
+                command: "volume status".into(),
+                errno: 30800,
+                message: "Volume nosuch does not exist".into()
+            }
         );
         let error = volume_info(include_str!("fixtures/volume-info-missing.xml")).unwrap_err();
-        assert!(error.to_string().contains("Volume does not exist"), "{error}");
-        let error = peer_status("Connection failed. Please check if gluster daemon is operational.").unwrap_err();
+        assert!(
+            error.to_string().contains("Volume does not exist"),
+            "{error}"
+        );
+        let error =
+            peer_status("Connection failed. Please check if gluster daemon is operational.")
+                .unwrap_err();
         assert!(matches!(error, GlusterError::Malformed { .. }), "{error:?}");
     }
 

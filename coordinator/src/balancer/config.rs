@@ -106,7 +106,7 @@ pub enum BalancerKind {
     Haproxy(HaproxySettings),
     Octavia {
         cloud: Option<String>,
-        settings: OctaviaSettings,
+        settings: Box<OctaviaSettings>,
     },
 }
 
@@ -131,7 +131,12 @@ impl BalancerConfig {
     }
 }
 
-fn duration(path: &Path, key: &'static str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+fn duration(
+    path: &Path,
+    key: &'static str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match text {
         None => Ok(default),
         Some(text) => humantime::parse_duration(text).map_err(|e| ConfigError::Invalid {
@@ -153,15 +158,33 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
     let raw = raw.unwrap_or(&empty);
     let defaults = Spec::default();
     let spec = Spec::new(
-        duration(path, "balancer.rise_hold", raw.rise_hold.as_deref(), defaults.rise_hold)?,
-        duration(path, "balancer.drain_timeout", raw.drain_timeout.as_deref(), defaults.drain_timeout)?,
+        duration(
+            path,
+            "balancer.rise_hold",
+            raw.rise_hold.as_deref(),
+            defaults.rise_hold,
+        )?,
+        duration(
+            path,
+            "balancer.drain_timeout",
+            raw.drain_timeout.as_deref(),
+            defaults.drain_timeout,
+        )?,
         defaults.confirm_ttl,
         defaults.settle,
     )
     .map_err(|message| invalid("balancer", message))?;
-    let interval = duration(path, "balancer.interval", raw.interval.as_deref(), LoopSettings::default().interval)?;
+    let interval = duration(
+        path,
+        "balancer.interval",
+        raw.interval.as_deref(),
+        LoopSettings::default().interval,
+    )?;
     if interval < Duration::from_millis(50) || interval > Duration::from_secs(60) {
-        return Err(invalid("balancer.interval", "must be between 50ms and 60s".into()));
+        return Err(invalid(
+            "balancer.interval",
+            "must be between 50ms and 60s".into(),
+        ));
     }
     let kind = match raw.kind.as_deref().unwrap_or("none") {
         "none" => BalancerKind::None,
@@ -169,10 +192,16 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
             let h = raw.haproxy.clone().unwrap_or_default();
             let backend = h.backend.unwrap_or_else(|| "be_web".into());
             if !super::haproxy::valid_server_name(&backend) {
-                return Err(invalid("balancer.haproxy.backend", format!("{backend:?} is not a valid HAProxy name")));
+                return Err(invalid(
+                    "balancer.haproxy.backend",
+                    format!("{backend:?} is not a valid HAProxy name"),
+                ));
             }
             let mut settings = HaproxySettings::new(
-                PathBuf::from(h.admin_socket.unwrap_or_else(|| "/run/haproxy/admin.sock".into())),
+                PathBuf::from(
+                    h.admin_socket
+                        .unwrap_or_else(|| "/run/haproxy/admin.sock".into()),
+                ),
                 &backend,
                 h.server_port.unwrap_or(80),
             );
@@ -201,7 +230,14 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
             }
             if let Some(algorithm) = o.algorithm {
                 let algorithm = algorithm.to_ascii_uppercase();
-                if !["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"].contains(&algorithm.as_str()) {
+                if ![
+                    "ROUND_ROBIN",
+                    "LEAST_CONNECTIONS",
+                    "SOURCE_IP",
+                    "SOURCE_IP_PORT",
+                ]
+                .contains(&algorithm.as_str())
+                {
                     return Err(invalid(
                         "balancer.octavia.algorithm",
                         format!("{algorithm:?}: use ROUND_ROBIN, LEAST_CONNECTIONS, SOURCE_IP or SOURCE_IP_PORT"),
@@ -231,8 +267,12 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
                 };
             }
             settings.member_subnet_id = o.member_subnet_id;
-            settings.active_timeout =
-                duration(path, "balancer.octavia.active_timeout", o.active_timeout.as_deref(), settings.active_timeout)?;
+            settings.active_timeout = duration(
+                path,
+                "balancer.octavia.active_timeout",
+                o.active_timeout.as_deref(),
+                settings.active_timeout,
+            )?;
             if let Some(m) = o.monitor {
                 if m.enabled == Some(false) {
                     settings.monitor = None;
@@ -249,18 +289,26 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
                     if monitor.timeout >= monitor.delay {
                         return Err(invalid(
                             "balancer.octavia.monitor.timeout",
-                            format!("must be below delay ({} ≥ {})", monitor.timeout, monitor.delay),
+                            format!(
+                                "must be below delay ({} ≥ {})",
+                                monitor.timeout, monitor.delay
+                            ),
                         ));
                     }
-                    if !(1..=10).contains(&monitor.max_retries) || !(1..=10).contains(&monitor.max_retries_down) {
-                        return Err(invalid("balancer.octavia.monitor.max_retries", "retries are 1-10".into()));
+                    if !(1..=10).contains(&monitor.max_retries)
+                        || !(1..=10).contains(&monitor.max_retries_down)
+                    {
+                        return Err(invalid(
+                            "balancer.octavia.monitor.max_retries",
+                            "retries are 1-10".into(),
+                        ));
                     }
                     settings.monitor = Some(monitor);
                 }
             }
             BalancerKind::Octavia {
                 cloud: o.cloud,
-                settings,
+                settings: Box::new(settings),
             }
         }
         other => {
@@ -312,7 +360,10 @@ mod tests {
         match config.kind {
             BalancerKind::Octavia { cloud, settings } => {
                 assert_eq!(cloud.as_deref(), Some("c"));
-                assert_eq!(settings.session_persistence.unwrap().cookie_name.as_deref(), Some("sid"));
+                assert_eq!(
+                    settings.session_persistence.unwrap().cookie_name.as_deref(),
+                    Some("sid")
+                );
                 assert_eq!(settings.monitor.unwrap().delay, 10);
             }
             other => panic!("{other:?}"),
@@ -321,12 +372,19 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let error = parse("[balancer]\nkind = \"f5\"\n").unwrap_err().to_string();
-        assert!(error.contains("balancer.kind"), "{error}");
-        let error = parse("[balancer]\nkind = \"octavia\"\n[balancer.octavia.monitor]\ndelay = 3\ntimeout = 5\n")
+        let error = parse("[balancer]\nkind = \"f5\"\n")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("balancer.octavia.monitor.timeout"), "{error}");
+        assert!(error.contains("balancer.kind"), "{error}");
+        let error = parse(
+            "[balancer]\nkind = \"octavia\"\n[balancer.octavia.monitor]\ndelay = 3\ntimeout = 5\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("balancer.octavia.monitor.timeout"),
+            "{error}"
+        );
         let error = parse("[balancer]\nkind = \"haproxy\"\n[balancer.haproxy]\nsocket = \"x\"\n")
             .unwrap_err()
             .to_string();

@@ -10,8 +10,11 @@
 //! `show stat` (current sessions per server, for draining), `add server BE/NAME ADDR:PORT
 //! check inter 1s fall 2 rise 2` + `enable health` + `enable server` (dynamic servers do not
 //! inherit `default-server`, so the check settings are explicit; the checks stay on as a
-//! second line of defence), `set server BE/NAME state ready|drain|maint`, `del server`
-//! (only accepted in maint).
+//! second line of defence), `set server BE/NAME state ready|drain|maint` + `shutdown sessions server`
+//! (Disable), and `del server` (Remove, only accepted in maint). Deletion is planned only
+//! after the server has been in maint for a while: HAProxy 2.6.12 crashed (SIGSEGV, no log
+//! line) in the failover bench when a server was deleted ~0.3 s after its backend died
+//! under load, presumably on a stream still waiting to retry on it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -86,7 +89,12 @@ impl RuntimeApi {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| socket_error(format!("no answer to `{command}` within {:?}", self.timeout)))?
+            .map_err(|_| {
+                socket_error(format!(
+                    "no answer to `{command}` within {:?}",
+                    self.timeout
+                ))
+            })?
     }
 
     /// A command whose success is an empty answer or one of `ok_answers`.
@@ -106,7 +114,8 @@ impl RuntimeApi {
     pub async fn servers_state(&self, backend: &str) -> Result<Vec<ServerState>, BalancerError> {
         let command = format!("show servers state {backend}");
         let answer = self.command(&command).await?;
-        parse_servers_state(&answer).map_err(|message| BalancerError::HaproxyParse { command, message })
+        parse_servers_state(&answer)
+            .map_err(|message| BalancerError::HaproxyParse { command, message })
     }
 
     /// Current sessions per server of `backend`, from `show stat`.
@@ -154,7 +163,9 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let version = lines.next().ok_or("empty answer")?;
     if version != "1" {
-        return Err(format!("unsupported format version line {version:?} (expected \"1\")"));
+        return Err(format!(
+            "unsupported format version line {version:?} (expected \"1\")"
+        ));
     }
     let header = lines
         .next()
@@ -197,7 +208,8 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
             address: address_text
                 .parse()
                 .map_err(|_| format!("row {line:?}: srv_addr {address_text:?} is not an IP"))?,
-            port: u16::try_from(number(port)?).map_err(|_| format!("row {line:?}: bad srv_port"))?,
+            port: u16::try_from(number(port)?)
+                .map_err(|_| format!("row {line:?}: bad srv_port"))?,
             op_state: number(op)? as u8,
             admin_state: number(admin)? as u8,
             weight: number(weight)?,
@@ -227,7 +239,9 @@ pub fn parse_stat_sessions(text: &str, backend: &str) -> Result<BTreeMap<String,
         if fields.get(px) != Some(&backend) {
             continue;
         }
-        let Some(server) = fields.get(sv) else { continue };
+        let Some(server) = fields.get(sv) else {
+            continue;
+        };
         if *server == "BACKEND" || *server == "FRONTEND" {
             continue;
         }
@@ -289,9 +303,13 @@ impl HaproxyBalancer {
                     .expect(command.trim_end(), &["New server registered."])
                     .await?;
                 if !self.settings.check.is_empty() {
-                    self.api.expect(&format!("enable health {server}"), &[]).await?;
+                    self.api
+                        .expect(&format!("enable health {server}"), &[])
+                        .await?;
                 }
-                self.api.expect(&format!("enable server {server}"), &[]).await
+                self.api
+                    .expect(&format!("enable server {server}"), &[])
+                    .await
             }
             MemberChange::SetActive { .. } => {
                 self.api
@@ -303,15 +321,18 @@ impl HaproxyBalancer {
                     .expect(&format!("set server {server} state drain"), &[])
                     .await
             }
-            MemberChange::Remove { .. } => {
+            MemberChange::Disable { .. } => {
                 self.api
                     .expect(&format!("set server {server} state maint"), &[])
                     .await?;
-                // Connections still attached make `del server` refuse; close them (the
-                // member is leaving: it is dead, or its drain has ended or timed out).
+                // The member is leaving (dead, or its drain ended or timed out): close what
+                // is still attached so nothing waits on it.
                 self.api
                     .expect(&format!("shutdown sessions server {server}"), &[])
-                    .await?;
+                    .await
+            }
+            MemberChange::Remove { .. } => {
+                // Only ever planned for a server that has been in maint for a while.
                 self.api
                     .expect(&format!("del server {server}"), &["Server deleted."])
                     .await
@@ -400,7 +421,9 @@ mod tests {
         let error = parse_servers_state("1\n# be_name srv_name\nbe n1\n").unwrap_err();
         assert!(error.contains("srv_addr"), "{error}");
         let bad_row = "1\n# be_name srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_port\nbe n1 notanip 2 0 1 80\n";
-        assert!(parse_servers_state(bad_row).unwrap_err().contains("not an IP"));
+        assert!(parse_servers_state(bad_row)
+            .unwrap_err()
+            .contains("not an IP"));
     }
 
     #[test]

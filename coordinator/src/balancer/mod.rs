@@ -57,7 +57,12 @@ pub enum MemberChange {
     SetActive { name: String },
     /// Stop sending new connections; existing ones finish.
     Drain { name: String },
-    /// Take the member out of the balancer.
+    /// Stop all traffic to the member at once (HAProxy maint + sessions shut; Octavia:
+    /// out of the pool). The entry itself is deleted later by `Remove`.
+    Disable { name: String },
+    /// Delete the entry of a member that has been disabled for a while. HAProxy 2.6 can
+    /// crash when a server is deleted while a stream still waits to retry on it (seen in
+    /// the failover bench), so deletion waits `Spec::delete_after` in maint.
     Remove { name: String },
 }
 
@@ -67,6 +72,7 @@ impl MemberChange {
             MemberChange::Add { name, .. }
             | MemberChange::SetActive { name }
             | MemberChange::Drain { name }
+            | MemberChange::Disable { name }
             | MemberChange::Remove { name } => name,
         }
     }
@@ -136,10 +142,11 @@ pub fn start(
             let sources = crate::openstack::config::CloudSources::from_process();
             let cloud = crate::openstack::config::load_cloud(&sources, cloud.as_deref())?;
             tracing::info!(cloud = %cloud.name, source = %cloud.source, auth_url = %cloud.auth_url, "octavia balancer configured");
-            let session = crate::openstack::session::Session::new(cloud, std::time::Duration::from_secs(30))?;
+            let session =
+                crate::openstack::session::Session::new(cloud, std::time::Duration::from_secs(30))?;
             std::sync::Arc::new(octavia::OctaviaBalancer::new(
                 crate::openstack::octavia::Octavia::new(std::sync::Arc::new(session)),
-                settings.clone(),
+                (**settings).clone(),
             ))
         }
     };

@@ -229,7 +229,9 @@ impl OctaviaBalancer {
         };
         let pool = match self.api.find_pool(&s.pool_name).await? {
             Some(pool) => {
-                if pool.lb_algorithm != s.lb_algorithm || pool.session_persistence != s.session_persistence {
+                if pool.lb_algorithm != s.lb_algorithm
+                    || pool.session_persistence != s.session_persistence
+                {
                     tracing::warn!(pool = %s.pool_name, algorithm = %pool.lb_algorithm, "adopted pool differs from the configuration; left as is");
                 }
                 pool
@@ -310,11 +312,20 @@ fn member_state(weight: u32, admin_state_up: bool) -> MemberState {
 }
 
 /// Pure: the member set after `changes` (by name; new members get weight 1).
-pub fn apply_changes(current: &[MemberSpec], changes: &[MemberChange], subnet_id: Option<&str>, tag: &str) -> Vec<MemberSpec> {
+pub fn apply_changes(
+    current: &[MemberSpec],
+    changes: &[MemberChange],
+    subnet_id: Option<&str>,
+    tag: &str,
+) -> Vec<MemberSpec> {
     let mut next: Vec<MemberSpec> = current.to_vec();
     for change in changes {
         match change {
-            MemberChange::Add { name, address, port } => {
+            MemberChange::Add {
+                name,
+                address,
+                port,
+            } => {
                 next.retain(|m| m.name != *name);
                 next.push(MemberSpec {
                     address: address.to_string(),
@@ -337,7 +348,11 @@ pub fn apply_changes(current: &[MemberSpec], changes: &[MemberChange], subnet_id
                     member.weight = 0;
                 }
             }
-            MemberChange::Remove { name } => next.retain(|m| m.name != *name),
+            // Octavia has no cheaper "no traffic" state than leaving the pool (admin_state_up
+            // semantics vary by provider), so Disable is removal; Remove is then a no-op.
+            MemberChange::Disable { name } | MemberChange::Remove { name } => {
+                next.retain(|m| m.name != *name)
+            }
         }
     }
     next.sort();
@@ -392,7 +407,11 @@ impl Balancer for OctaviaBalancer {
             .filter_map(|m| {
                 let address: IpAddr = m.address.parse().ok()?;
                 Some(Member {
-                    name: if m.name.is_empty() { m.address.clone() } else { m.name.clone() },
+                    name: if m.name.is_empty() {
+                        m.address.clone()
+                    } else {
+                        m.name.clone()
+                    },
                     address,
                     port: m.protocol_port,
                     state: member_state(m.weight, m.admin_state_up),
@@ -407,7 +426,8 @@ impl Balancer for OctaviaBalancer {
         let mut guard = self.ids.lock().await;
         let ids = self.ids(&mut guard).await?;
         let current_members = self.api.members(&ids.pool).await?;
-        let mut current: Vec<MemberSpec> = current_members.iter().map(|m| self.spec_of(m)).collect();
+        let mut current: Vec<MemberSpec> =
+            current_members.iter().map(|m| self.spec_of(m)).collect();
         current.sort();
         let next = apply_changes(
             &current,
@@ -468,8 +488,17 @@ mod tests {
             "triad",
         );
         assert_eq!(next, vec![spec("n1", 1), spec("n2", 0), spec("n3", 1)]);
-        let removed = apply_changes(&next, &[MemberChange::Remove { name: "n2".into() }], None, "triad");
+        let removed = apply_changes(
+            &next,
+            &[MemberChange::Remove { name: "n2".into() }],
+            None,
+            "triad",
+        );
         assert_eq!(removed, vec![spec("n1", 1), spec("n3", 1)]);
-        assert_eq!(apply_changes(&removed, &[], None, "triad"), removed, "no change, same set");
+        assert_eq!(
+            apply_changes(&removed, &[], None, "triad"),
+            removed,
+            "no change, same set"
+        );
     }
 }

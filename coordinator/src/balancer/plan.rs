@@ -9,9 +9,11 @@
 //! - Removal is fast (the safe direction); re-adding waits until the node has been
 //!   serving continuously for `rise_hold` (hysteresis: a node whose readiness blinks goes
 //!   out once and stays out until it is stable, so membership does not flap).
-//! - A node that drains itself (agent `draining`) is drained in the balancer, removed
+//! - A node that drains itself (agent `draining`) is drained in the balancer, disabled
 //!   when its connections have ended or after `drain_timeout`; a node that stops serving
-//!   without draining is removed at once.
+//!   without draining is disabled at once (no traffic at all). A disabled entry is deleted
+//!   after `delete_after` (HAProxy 2.6 crashed when a server was deleted right after a
+//!   failure, with streams still waiting to retry on it).
 //! - Never remove or drain the last active member: a cluster where every node looks bad
 //!   is more likely a coordinator-side problem, and the balancer's own checks remain.
 //! - Members whose node the view does not know are swept once the view has settled.
@@ -39,6 +41,8 @@ pub struct Spec {
     pub confirm_ttl: Duration,
     /// How long the loop watches gossip before sweeping members of unknown nodes.
     pub settle: Duration,
+    /// How long a disabled member stays (in maint, no traffic) before its entry is deleted.
+    pub delete_after: Duration,
 }
 
 impl Default for Spec {
@@ -48,6 +52,7 @@ impl Default for Spec {
             drain_timeout: Duration::from_secs(30),
             confirm_ttl: Duration::from_secs(1),
             settle: Duration::from_secs(10),
+            delete_after: Duration::from_secs(5),
         }
     }
 }
@@ -71,6 +76,7 @@ impl Spec {
             drain_timeout,
             confirm_ttl,
             settle,
+            ..Spec::default()
         })
     }
 }
@@ -124,6 +130,8 @@ pub struct Observed {
     pub members: Fact<Vec<Member>>,
     /// When each draining member was first seen draining (loop memory).
     pub drain_started: BTreeMap<String, Instant>,
+    /// When each disabled (maint) member was first seen disabled (loop memory).
+    pub maint_started: BTreeMap<String, Instant>,
     /// When the loop started watching gossip.
     pub watching_since: Instant,
 }
@@ -132,7 +140,9 @@ pub struct Observed {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     /// Ask the node's agent over gRPC, then plan again.
-    Confirm { node: String },
+    Confirm {
+        node: String,
+    },
     Change(MemberChange),
 }
 
@@ -143,7 +153,8 @@ enum Intent {
     Add(IpAddr),
     SetActive,
     Drain,
-    Remove { active: bool },
+    Disable { active: bool },
+    Remove,
 }
 
 /// Pure: the next step towards desired membership.
@@ -191,8 +202,14 @@ pub fn plan(spec: &Spec, observed: &Observed, port: u16, now: Instant) -> Vec<Ac
                     name: name.to_string(),
                 },
             )),
-            Intent::Remove { active } => departures.push((
+            Intent::Disable { active } => departures.push((
                 active,
+                MemberChange::Disable {
+                    name: name.to_string(),
+                },
+            )),
+            Intent::Remove => departures.push((
+                false,
                 MemberChange::Remove {
                     name: name.to_string(),
                 },
@@ -236,9 +253,7 @@ fn intent_for(
         // A member of ours whose node the view does not know (gone for longer than gossip
         // remembers dead nodes, or never seen): swept once the view has settled.
         return match member {
-            Some(member) if settled => Intent::Remove {
-                active: member.state == MemberState::Active,
-            },
+            Some(member) if settled => take_out(spec, observed, member, now),
             _ => Intent::Nothing,
         };
     };
@@ -265,9 +280,7 @@ fn intent_for(
     if let Some(address) = node.address {
         if address != member.address || member.port != port {
             // The node moved: take the old entry out; it is added again at its new address.
-            return Intent::Remove {
-                active: member.state == MemberState::Active,
-            };
+            return take_out(spec, observed, member, now);
         }
     }
 
@@ -276,7 +289,7 @@ fn intent_for(
             Some(Verdict::Serving) => Intent::Nothing,
             Some(Verdict::NotServing { draining: true }) => Intent::Drain,
             Some(Verdict::NotServing { draining: false }) | Some(Verdict::Unreachable) => {
-                Intent::Remove { active: true }
+                Intent::Disable { active: true }
             }
             None if gossip_serving => Intent::Nothing,
             None => Intent::Confirm,
@@ -291,7 +304,7 @@ fn intent_for(
                 };
             }
             if member.state == MemberState::Maint {
-                return Intent::Remove { active: false };
+                return take_out(spec, observed, member, now);
             }
             let drained = member.connections == Some(0);
             let started = observed
@@ -301,7 +314,30 @@ fn intent_for(
                 .unwrap_or(now);
             let timed_out = now.saturating_duration_since(started) >= spec.drain_timeout;
             if drained || timed_out {
-                Intent::Remove { active: false }
+                Intent::Disable { active: false }
+            } else {
+                Intent::Nothing
+            }
+        }
+    }
+}
+
+/// Out of rotation now (Disable), the entry deleted once it has been disabled for
+/// `delete_after` with no connections left (or four times that, whatever remains).
+fn take_out(spec: &Spec, observed: &Observed, member: &Member, now: Instant) -> Intent {
+    match member.state {
+        MemberState::Active => Intent::Disable { active: true },
+        MemberState::Draining => Intent::Disable { active: false },
+        MemberState::Maint => {
+            let since = observed
+                .maint_started
+                .get(&member.name)
+                .copied()
+                .unwrap_or(now);
+            let in_maint = now.saturating_duration_since(since);
+            let idle = member.connections.is_none_or(|c| c == 0);
+            if (idle && in_maint >= spec.delete_after) || in_maint >= spec.delete_after * 4 {
+                Intent::Remove
             } else {
                 Intent::Nothing
             }
@@ -336,6 +372,7 @@ mod tests {
                 nodes: BTreeMap::new(),
                 members: Fact::Known(Vec::new()),
                 drain_started: BTreeMap::new(),
+                maint_started: BTreeMap::new(),
                 watching_since: now,
             };
             let mut truth = BTreeMap::new();
@@ -444,6 +481,7 @@ mod tests {
                 }),
                 MemberChange::SetActive { name } => {
                     self.observed.drain_started.remove(&name);
+                    self.observed.maint_started.remove(&name);
                     let member = self.members().iter_mut().find(|m| m.name == name).unwrap();
                     member.state = MemberState::Active;
                 }
@@ -452,8 +490,26 @@ mod tests {
                     let member = self.members().iter_mut().find(|m| m.name == name).unwrap();
                     member.state = MemberState::Draining;
                 }
-                MemberChange::Remove { name } => {
+                MemberChange::Disable { name } => {
                     self.observed.drain_started.remove(&name);
+                    self.observed.maint_started.insert(name.clone(), now);
+                    let member = self.members().iter_mut().find(|m| m.name == name).unwrap();
+                    member.state = MemberState::Maint;
+                    member.connections = Some(0);
+                }
+                MemberChange::Remove { name } => {
+                    let member = self
+                        .members()
+                        .iter()
+                        .find(|m| m.name == name)
+                        .unwrap()
+                        .clone();
+                    assert_eq!(
+                        member.state,
+                        MemberState::Maint,
+                        "only disabled members are deleted"
+                    );
+                    self.observed.maint_started.remove(&name);
                     self.members().retain(|m| m.name != name);
                 }
             }
@@ -464,7 +520,10 @@ mod tests {
         fn run_to_quiescence(&mut self, max_rounds: usize) -> usize {
             let step = Duration::from_millis(100);
             let quiet_needed =
-                ((self.spec.rise_hold + self.spec.drain_timeout).as_millis() / 100) as usize + 2;
+                ((self.spec.rise_hold + self.spec.drain_timeout + self.spec.delete_after * 4)
+                    .as_millis()
+                    / 100) as usize
+                    + 2;
             let mut quiet = 0;
             for round in 0..max_rounds {
                 if self.step(step) == 0 {
@@ -514,7 +573,11 @@ mod tests {
         world.step(Duration::from_millis(100));
         assert_eq!(world.active(), ["n1", "n3"], "not back before the hold");
         world.run_to_quiescence(1000);
-        assert_eq!(world.active(), ["n1", "n3", "n2"]);
+        assert_eq!(
+            world.active(),
+            ["n1", "n2", "n3"],
+            "back in, same entry re-enabled"
+        );
     }
 
     #[test]
@@ -539,10 +602,28 @@ mod tests {
         let n2 = members.iter().find(|m| m.name == "n2").unwrap();
         assert_eq!(n2.state, MemberState::Draining);
         world.step(Duration::from_millis(100));
-        assert!(world.members().iter().any(|m| m.name == "n2"), "waits while connections remain");
-        world.members().iter_mut().find(|m| m.name == "n2").unwrap().connections = Some(0);
+        assert!(
+            world.members().iter().any(|m| m.name == "n2"),
+            "waits while connections remain"
+        );
+        world
+            .members()
+            .iter_mut()
+            .find(|m| m.name == "n2")
+            .unwrap()
+            .connections = Some(0);
         world.step(Duration::from_millis(100));
-        assert!(!world.members().iter().any(|m| m.name == "n2"));
+        let state = world
+            .members()
+            .iter()
+            .find(|m| m.name == "n2")
+            .map(|m| m.state);
+        assert_eq!(state, Some(MemberState::Maint), "disabled once drained");
+        world.run_to_quiescence(1000);
+        assert!(
+            !world.members().iter().any(|m| m.name == "n2"),
+            "deleted after delete_after"
+        );
     }
 
     #[test]
@@ -553,7 +634,16 @@ mod tests {
         world.step(Duration::from_millis(100));
         world.now += world.spec.drain_timeout;
         world.step(Duration::from_millis(100));
-        assert!(!world.members().iter().any(|m| m.name == "n2"));
+        let state = world
+            .members()
+            .iter()
+            .find(|m| m.name == "n2")
+            .map(|m| m.state);
+        assert_eq!(
+            state,
+            Some(MemberState::Maint),
+            "disabled at the drain timeout"
+        );
     }
 
     #[test]
@@ -563,7 +653,12 @@ mod tests {
         world.set("n1", Verdict::Unreachable);
         world.set("n2", Verdict::NotServing { draining: false });
         world.run_to_quiescence(1000);
-        assert_eq!(world.active().len(), 1, "one member kept: {:?}", world.active());
+        assert_eq!(
+            world.active().len(),
+            1,
+            "one member kept: {:?}",
+            world.active()
+        );
         world.set("n2", Verdict::NotServing { draining: true });
         world.run_to_quiescence(1000);
         assert_eq!(world.active().len(), 1);
@@ -620,8 +715,16 @@ mod tests {
             }
             world.step(Duration::from_millis(100));
         }
-        let n3_changes = world.changes.iter().filter(|c| c.name() == "n3").count();
-        assert_eq!(n3_changes, 1, "one removal, no re-add while blinking: {:?}", world.changes);
+        let n3_changes: Vec<&MemberChange> =
+            world.changes.iter().filter(|c| c.name() == "n3").collect();
+        assert!(
+            matches!(n3_changes.first(), Some(MemberChange::Disable { .. }))
+                && n3_changes.len() <= 2,
+            "out once, maybe deleted, no re-add while blinking: {n3_changes:?}"
+        );
+        assert!(!n3_changes
+            .iter()
+            .any(|c| matches!(c, MemberChange::Add { .. } | MemberChange::SetActive { .. })));
         world.set("n3", Verdict::Serving);
         world.run_to_quiescence(1000);
         assert_eq!(world.active(), ["n1", "n2", "n3"]);
@@ -637,7 +740,12 @@ mod tests {
             Verdict::NotServing { draining: true },
             Verdict::Unreachable,
         ];
-        let states = [None, Some(MemberState::Active), Some(MemberState::Draining), Some(MemberState::Maint)];
+        let states = [
+            None,
+            Some(MemberState::Active),
+            Some(MemberState::Draining),
+            Some(MemberState::Maint),
+        ];
         let mut cases = 0;
         for a in 0..16usize {
             for b in 0..16usize {

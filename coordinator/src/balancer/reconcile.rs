@@ -174,6 +174,7 @@ struct Memory {
     serving_since: BTreeMap<String, Instant>,
     confirmations: BTreeMap<String, Confirmation>,
     drain_started: BTreeMap<String, Instant>,
+    maint_started: BTreeMap<String, Instant>,
 }
 
 impl Memory {
@@ -215,15 +216,20 @@ impl Memory {
 
     fn observe_members(&mut self, members: &[Member], now: Instant) {
         for member in members {
-            if member.state == MemberState::Draining {
-                self.drain_started
-                    .entry(member.name.clone())
-                    .or_insert(now);
-            } else {
-                self.drain_started.remove(&member.name);
+            for (state, since) in [
+                (MemberState::Draining, &mut self.drain_started),
+                (MemberState::Maint, &mut self.maint_started),
+            ] {
+                if member.state == state {
+                    since.entry(member.name.clone()).or_insert(now);
+                } else {
+                    since.remove(&member.name);
+                }
             }
         }
         self.drain_started
+            .retain(|name, _| members.iter().any(|m| &m.name == name));
+        self.maint_started
             .retain(|name, _| members.iter().any(|m| &m.name == name));
     }
 }
@@ -241,7 +247,10 @@ async fn run(
     let mut memory = Memory::default();
     let mut backoff: Option<Duration> = None;
     let mut next_round = Instant::now();
-    tracing::info!(balancer = balancer.kind(), "balancer membership loop started");
+    tracing::info!(
+        balancer = balancer.kind(),
+        "balancer membership loop started"
+    );
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next_round) => {}
@@ -290,7 +299,10 @@ async fn run(
         };
         next_round = Instant::now() + delay;
     }
-    tracing::info!(balancer = balancer.kind(), "balancer membership loop stopped");
+    tracing::info!(
+        balancer = balancer.kind(),
+        "balancer membership loop stopped"
+    );
 }
 
 async fn recv_event(
@@ -328,6 +340,7 @@ async fn round(
         nodes,
         members: Fact::Known(members),
         drain_started: memory.drain_started.clone(),
+        maint_started: memory.maint_started.clone(),
         watching_since,
     };
     let port = balancer.member_port();

@@ -13,8 +13,8 @@ use triad_agent::{systemd, telemetry};
 use triad_coordinator::cli::{CoordinatorCli as Cli, CoordinatorCommand as Command};
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::grpc::CoordinatorGrpc;
-use triad_coordinator::recovery::{GrpcAgents, Recovery, RecoverySettings};
 use triad_coordinator::observer::Coordinator;
+use triad_coordinator::recovery::{GrpcAgents, Recovery, RecoverySettings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -115,7 +115,9 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
                 tick: std::time::Duration::from_millis(500),
                 expected_nodes: config.galera_nodes.clone(),
             },
-            Arc::new(GrpcAgents { timeout: std::time::Duration::from_secs(5) }),
+            Arc::new(GrpcAgents {
+                timeout: std::time::Duration::from_secs(5),
+            }),
         )?;
         service = service.with_recovery(recovery.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }

@@ -3,8 +3,8 @@
 //! (default `target/release/assets`), where the packages' `[package.metadata.deb]` assets point.
 //! `make deb` runs it before `cargo deb`; it is a build tool and is not packaged.
 //!
-//! Layout: `man/<bin>.<section>`, `completions/<bin>.bash`, `completions/_<bin>` (zsh),
-//! `completions/<bin>.fish`.
+//! Layout: `man/<bin>.<section>`, `man/<bin>-<subcommand>.<section>`,
+//! `completions/<bin>.bash`, `completions/_<bin>` (zsh), `completions/<bin>.fish`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -59,6 +59,27 @@ fn generate(out: &Path) -> anyhow::Result<usize> {
             .with_context(|| format!("rendering the man page of {name}"))?;
         write(&man_dir.join(format!("{name}.{section}")), &page)?;
         written += 1;
+        // one page per subcommand, named as the main page's SUBCOMMANDS section refers to
+        // them (`triad-agent-validate-config(8)`)
+        for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+            let sub_name = format!("{name}-{}", sub.get_name());
+            let mut page = Vec::new();
+            // clap names are `&'static str` without its `string` feature; this short-lived
+            // tool leaks the handful of subcommand names rather than change clap's features
+            let static_name: &'static str = Box::leak(sub_name.clone().into_boxed_str());
+            let sub_command = sub
+                .clone()
+                .name(static_name)
+                .bin_name(format!("{name} {}", sub.get_name()));
+            clap_mangen::Man::new(sub_command)
+                .section(section)
+                .manual("Triad")
+                .source(format!("Triad {}", env!("CARGO_PKG_VERSION")))
+                .render(&mut page)
+                .with_context(|| format!("rendering the man page of {sub_name}"))?;
+            write(&man_dir.join(format!("{sub_name}.{section}")), &page)?;
+            written += 1;
+        }
         for (shell, file) in [
             (Shell::Bash, format!("{name}.bash")),
             (Shell::Zsh, format!("_{name}")),

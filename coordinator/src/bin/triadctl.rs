@@ -37,7 +37,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn recover(endpoint: &str, timeout: Duration, bootstrap_node: Option<String>, force: bool) -> ExitCode {
+async fn recover(
+    endpoint: &str,
+    timeout: Duration,
+    bootstrap_node: Option<String>,
+    force: bool,
+) -> ExitCode {
     let result = async {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
             .map_err(|error| format!("{endpoint:?} is not a valid endpoint URL: {error}"))?
@@ -46,7 +51,10 @@ async fn recover(endpoint: &str, timeout: Duration, bootstrap_node: Option<Strin
             .await
             .map_err(|error| format!("cannot reach the coordinator at {endpoint}: {error}"))?;
         CoordinatorServiceClient::new(channel)
-            .recover(v1::RecoverRequest { bootstrap_node, force })
+            .recover(v1::RecoverRequest {
+                bootstrap_node,
+                force,
+            })
             .await
             .map(|reply| reply.into_inner())
             .map_err(|status| format!("recovery refused: {}", status.message()))

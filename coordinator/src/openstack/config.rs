@@ -216,10 +216,17 @@ fn flag(value: Option<&Value>) -> Option<bool> {
 }
 
 /// Load cloud `wanted` (or the default one) from `sources`.
-pub fn load_cloud(sources: &CloudSources, wanted: Option<&str>) -> Result<CloudConfig, OpenStackError> {
-    let wanted = wanted
-        .map(str::to_string)
-        .or_else(|| sources.env.get("OS_CLOUD").filter(|v| !v.is_empty()).cloned());
+pub fn load_cloud(
+    sources: &CloudSources,
+    wanted: Option<&str>,
+) -> Result<CloudConfig, OpenStackError> {
+    let wanted = wanted.map(str::to_string).or_else(|| {
+        sources
+            .env
+            .get("OS_CLOUD")
+            .filter(|v| !v.is_empty())
+            .cloned()
+    });
     let env_name = sources
         .env
         .get("OS_CLOUD_NAME")
@@ -265,7 +272,10 @@ pub fn load_cloud(sources: &CloudSources, wanted: Option<&str>) -> Result<CloudC
             sources.searched()
         )));
     }
-    let names: Vec<String> = clouds.keys().filter_map(|k| k.as_str().map(str::to_string)).collect();
+    let names: Vec<String> = clouds
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
     let name = match wanted {
         Some(name) => name,
         None if names.contains(&env_name) => env_name.clone(),
@@ -284,7 +294,11 @@ pub fn load_cloud(sources: &CloudSources, wanted: Option<&str>) -> Result<CloudC
             file.as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| format!("any clouds.yaml (searched: {})", sources.searched())),
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         )));
     };
     resolve_cloud(&name, &source_of(&name), cloud, &sources.env)
@@ -296,7 +310,8 @@ fn resolve_cloud(
     cloud: &Value,
     env: &BTreeMap<String, String>,
 ) -> Result<CloudConfig, OpenStackError> {
-    let bad = |message: String| OpenStackError::Config(format!("cloud {name:?} in {source}: {message}"));
+    let bad =
+        |message: String| OpenStackError::Config(format!("cloud {name:?} in {source}: {message}"));
     let auth = cloud.get("auth").cloned().unwrap_or(Value::Null);
     let get = |key: &str| text(auth.get(key));
     let auth_url = get("auth_url").ok_or_else(|| bad("auth.auth_url is missing".into()))?;
@@ -345,7 +360,10 @@ fn resolve_cloud(
         "v3applicationcredential" | "applicationcredential" => {
             let secret = get("application_credential_secret")
                 .ok_or_else(|| bad("auth.application_credential_secret is missing".into()))?;
-            let (credential, user) = match (get("application_credential_id"), get("application_credential_name")) {
+            let (credential, user) = match (
+                get("application_credential_id"),
+                get("application_credential_name"),
+            ) {
                 (Some(id), _) => (NameOrId::Id(id), None),
                 (None, Some(cred_name)) => {
                     let user = match (get("user_id"), get("username")) {
@@ -362,7 +380,11 @@ fn resolve_cloud(
                         Some((user, domain("user_domain_name", "user_domain_id"))),
                     )
                 }
-                _ => return Err(bad("auth.application_credential_id (or _name) is missing".into())),
+                _ => {
+                    return Err(bad(
+                        "auth.application_credential_id (or _name) is missing".into()
+                    ))
+                }
             };
             AuthMethod::ApplicationCredential {
                 credential,
@@ -381,7 +403,9 @@ fn resolve_cloud(
         .unwrap_or_else(|| "public".into());
     let interface = interface.trim_end_matches("URL").to_ascii_lowercase();
     if !["public", "internal", "admin"].contains(&interface.as_str()) {
-        return Err(bad(format!("interface {interface:?} is not public, internal or admin")));
+        return Err(bad(format!(
+            "interface {interface:?} is not public, internal or admin"
+        )));
     }
     let verify = flag(cloud.get("verify"))
         .or_else(|| flag(cloud.get("insecure")).map(|insecure| !insecure))
@@ -396,7 +420,11 @@ fn resolve_cloud(
         region_name,
         interface,
         verify,
-        cacert: if verify { text(cloud.get("cacert")).map(PathBuf::from) } else { None },
+        cacert: if verify {
+            text(cloud.get("cacert")).map(PathBuf::from)
+        } else {
+            None
+        },
     })
 }
 
@@ -406,7 +434,10 @@ mod tests {
 
     fn sources(dir: &Path, env: &[(&str, &str)]) -> CloudSources {
         CloudSources {
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dirs: vec![dir.join("cwd"), dir.join("user"), dir.join("etc")],
         }
     }
@@ -435,7 +466,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("user")).unwrap();
         std::fs::create_dir_all(dir.path().join("etc")).unwrap();
-        std::fs::write(dir.path().join("user/clouds.yaml"), CLOUDS.replace("s3cret-pw", "")).unwrap();
+        std::fs::write(
+            dir.path().join("user/clouds.yaml"),
+            CLOUDS.replace("s3cret-pw", ""),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("etc/clouds.yaml"), "clouds: {other: {}}").unwrap();
         std::fs::write(
             dir.path().join("user/secure.yaml"),
@@ -452,7 +487,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(!format!("{cloud:?}").contains("from-secure"), "Debug redacts");
+        assert!(
+            !format!("{cloud:?}").contains("from-secure"),
+            "Debug redacts"
+        );
     }
 
     #[test]
@@ -460,10 +498,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("elsewhere.yaml");
         std::fs::write(&file, CLOUDS).unwrap();
-        let env = [("OS_CLIENT_CONFIG_FILE", file.to_str().unwrap()), ("OS_CLOUD", "appcred")];
+        let env = [
+            ("OS_CLIENT_CONFIG_FILE", file.to_str().unwrap()),
+            ("OS_CLOUD", "appcred"),
+        ];
         let cloud = load_cloud(&sources(dir.path(), &env), None).unwrap();
         assert_eq!(cloud.name, "appcred");
-        assert!(matches!(cloud.auth, AuthMethod::ApplicationCredential { .. }));
+        assert!(matches!(
+            cloud.auth,
+            AuthMethod::ApplicationCredential { .. }
+        ));
         assert_eq!(cloud.interface, "public");
     }
 
@@ -486,16 +530,25 @@ mod tests {
     #[test]
     fn missing_file_and_wrong_cloud_name_are_clear() {
         let dir = tempfile::tempdir().unwrap();
-        let error = load_cloud(&sources(dir.path(), &[]), Some("prod")).unwrap_err().to_string();
+        let error = load_cloud(&sources(dir.path(), &[]), Some("prod"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("no clouds.yaml found"), "{error}");
         assert!(error.contains("cwd"), "names the searched places: {error}");
         std::fs::create_dir_all(dir.path().join("cwd")).unwrap();
         std::fs::write(dir.path().join("cwd/clouds.yml"), CLOUDS).unwrap();
-        let error = load_cloud(&sources(dir.path(), &[]), Some("staging")).unwrap_err().to_string();
+        let error = load_cloud(&sources(dir.path(), &[]), Some("staging"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("\"staging\" not found"), "{error}");
-        assert!(error.contains("appcred, prod") || error.contains("prod, appcred"), "{error}");
+        assert!(
+            error.contains("appcred, prod") || error.contains("prod, appcred"),
+            "{error}"
+        );
         assert!(!error.contains("s3cret"), "{error}");
-        let error = load_cloud(&sources(dir.path(), &[]), None).unwrap_err().to_string();
+        let error = load_cloud(&sources(dir.path(), &[]), None)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("several clouds"), "{error}");
     }
 }

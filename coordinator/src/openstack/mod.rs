@@ -79,7 +79,9 @@ pub enum OpenStackError {
         url: String,
         message: String,
     },
-    #[error("{object} did not become ACTIVE within {waited:?} (last provisioning_status {status})")]
+    #[error(
+        "{object} did not become ACTIVE within {waited:?} (last provisioning_status {status})"
+    )]
     WaitTimeout {
         object: String,
         status: String,

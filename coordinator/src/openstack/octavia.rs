@@ -125,11 +125,14 @@ pub struct Octavia {
 }
 
 fn decode<T: DeserializeOwned>(value: Value, key: &str, path: &str) -> Result<T, OpenStackError> {
-    let inner = value.get(key).cloned().ok_or_else(|| OpenStackError::Decode {
-        method: "GET".into(),
-        url: path.into(),
-        message: format!("no `{key}` in the answer"),
-    })?;
+    let inner = value
+        .get(key)
+        .cloned()
+        .ok_or_else(|| OpenStackError::Decode {
+            method: "GET".into(),
+            url: path.into(),
+            message: format!("no `{key}` in the answer"),
+        })?;
     serde_json::from_value(inner).map_err(|e| OpenStackError::Decode {
         method: "GET".into(),
         url: path.into(),
@@ -140,7 +143,9 @@ fn decode<T: DeserializeOwned>(value: Value, key: &str, path: &str) -> Result<T,
 fn query_escape(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -156,11 +161,19 @@ impl Octavia {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, key: &str) -> Result<T, OpenStackError> {
-        let value = self.session.request(Method::GET, SERVICE, path, None).await?;
+        let value = self
+            .session
+            .request(Method::GET, SERVICE, path, None)
+            .await?;
         decode(value, key, path)
     }
 
-    async fn create<T: DeserializeOwned>(&self, path: &str, key: &str, body: Value) -> Result<T, OpenStackError> {
+    async fn create<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> Result<T, OpenStackError> {
         let value = self
             .session
             .request(Method::POST, SERVICE, path, Some(&json!({ key: body })))
@@ -168,18 +181,32 @@ impl Octavia {
         decode(value, key, path)
     }
 
-    async fn find_by_name<T: DeserializeOwned>(&self, collection: &str, key: &str, name: &str) -> Result<Option<T>, OpenStackError> {
+    async fn find_by_name<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<Option<T>, OpenStackError> {
         let path = format!("/v2/lbaas/{collection}?name={}", query_escape(name));
         let mut found: Vec<T> = self.get(&path, key).await?;
-        Ok(if found.is_empty() { None } else { Some(found.remove(0)) })
+        Ok(if found.is_empty() {
+            None
+        } else {
+            Some(found.remove(0))
+        })
     }
 
     pub async fn load_balancer(&self, id: &str) -> Result<LoadBalancer, OpenStackError> {
-        self.get(&format!("/v2/lbaas/loadbalancers/{id}"), "loadbalancer").await
+        self.get(&format!("/v2/lbaas/loadbalancers/{id}"), "loadbalancer")
+            .await
     }
 
-    pub async fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, OpenStackError> {
-        self.find_by_name("loadbalancers", "loadbalancers", name).await
+    pub async fn find_load_balancer(
+        &self,
+        name: &str,
+    ) -> Result<Option<LoadBalancer>, OpenStackError> {
+        self.find_by_name("loadbalancers", "loadbalancers", name)
+            .await
     }
 
     pub async fn list_load_balancers(&self) -> Result<Vec<LoadBalancer>, OpenStackError> {
@@ -187,7 +214,8 @@ impl Octavia {
     }
 
     pub async fn create_load_balancer(&self, body: Value) -> Result<LoadBalancer, OpenStackError> {
-        self.create("/v2/lbaas/loadbalancers", "loadbalancer", body).await
+        self.create("/v2/lbaas/loadbalancers", "loadbalancer", body)
+            .await
     }
 
     pub async fn find_listener(&self, name: &str) -> Result<Option<Listener>, OpenStackError> {
@@ -210,24 +238,42 @@ impl Octavia {
         self.create("/v2/lbaas/pools", "pool", body).await
     }
 
-    pub async fn find_health_monitor(&self, name: &str) -> Result<Option<HealthMonitor>, OpenStackError> {
-        self.find_by_name("healthmonitors", "healthmonitors", name).await
+    pub async fn find_health_monitor(
+        &self,
+        name: &str,
+    ) -> Result<Option<HealthMonitor>, OpenStackError> {
+        self.find_by_name("healthmonitors", "healthmonitors", name)
+            .await
     }
 
-    pub async fn create_health_monitor(&self, body: Value) -> Result<HealthMonitor, OpenStackError> {
-        self.create("/v2/lbaas/healthmonitors", "healthmonitor", body).await
+    pub async fn create_health_monitor(
+        &self,
+        body: Value,
+    ) -> Result<HealthMonitor, OpenStackError> {
+        self.create("/v2/lbaas/healthmonitors", "healthmonitor", body)
+            .await
     }
 
     pub async fn members(&self, pool_id: &str) -> Result<Vec<Member>, OpenStackError> {
-        self.get(&format!("/v2/lbaas/pools/{pool_id}/members"), "members").await
+        self.get(&format!("/v2/lbaas/pools/{pool_id}/members"), "members")
+            .await
     }
 
     /// `PUT /v2/lbaas/pools/{id}/members`: the pool's members become exactly `members`
     /// (202, no body). The LB goes PENDING_UPDATE; wait for ACTIVE afterwards.
-    pub async fn replace_members(&self, pool_id: &str, members: &[MemberSpec]) -> Result<(), OpenStackError> {
+    pub async fn replace_members(
+        &self,
+        pool_id: &str,
+        members: &[MemberSpec],
+    ) -> Result<(), OpenStackError> {
         let path = format!("/v2/lbaas/pools/{pool_id}/members");
         self.session
-            .request(Method::PUT, SERVICE, &path, Some(&json!({ "members": members })))
+            .request(
+                Method::PUT,
+                SERVICE,
+                &path,
+                Some(&json!({ "members": members })),
+            )
             .await
             .map(|_| ())
     }

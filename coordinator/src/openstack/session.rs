@@ -197,10 +197,12 @@ impl Session {
             .get("X-Subject-Token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.auth_error(format!("cannot read Keystone's answer: {}", without_url(&e))))?;
+        let body = response.bytes().await.map_err(|e| {
+            self.auth_error(format!(
+                "cannot read Keystone's answer: {}",
+                without_url(&e)
+            ))
+        })?;
         if status == StatusCode::UNAUTHORIZED {
             return Err(self.auth_error(
                 "401 Unauthorized: the credentials were refused (check the user, password or application credential, and the project)".into(),
@@ -209,11 +211,16 @@ impl Session {
         if !status.is_success() {
             return Err(self.auth_error(format!("{status}: {}", excerpt(&body))));
         }
-        let value = header.ok_or_else(|| self.auth_error("no X-Subject-Token header in the answer".into()))?;
-        let info: TokenBody = serde_json::from_slice(&body)
-            .map_err(|e| self.auth_error(format!("the token answer is not the expected JSON: {e}")))?;
+        let value = header
+            .ok_or_else(|| self.auth_error("no X-Subject-Token header in the answer".into()))?;
+        let info: TokenBody = serde_json::from_slice(&body).map_err(|e| {
+            self.auth_error(format!("the token answer is not the expected JSON: {e}"))
+        })?;
         let expires_at = parse_time(&info.token.expires_at).ok_or_else(|| {
-            self.auth_error(format!("token expires_at {:?} is not a time", info.token.expires_at))
+            self.auth_error(format!(
+                "token expires_at {:?} is not a time",
+                info.token.expires_at
+            ))
         })?;
         let issued_at = info
             .token
@@ -266,7 +273,8 @@ impl Session {
             .find(|endpoint| {
                 endpoint.interface == self.cloud.interface
                     && region.is_none_or(|r| {
-                        endpoint.region_id.as_deref() == Some(r) || endpoint.region.as_deref() == Some(r)
+                        endpoint.region_id.as_deref() == Some(r)
+                            || endpoint.region.as_deref() == Some(r)
                     })
             })
             .map(|endpoint| endpoint.url.trim_end_matches('/').to_string())
@@ -274,7 +282,9 @@ impl Session {
                 cloud: self.cloud.name.clone(),
                 service_type: service_type.to_string(),
                 interface: self.cloud.interface.clone(),
-                region: region.map(|r| format!(" in region {r}")).unwrap_or_default(),
+                region: region
+                    .map(|r| format!(" in region {r}"))
+                    .unwrap_or_default(),
             })
     }
 
@@ -396,7 +406,10 @@ mod tests {
             fault_message(br#"{"faultcode":"Client","faultstring":"Load Balancer x is immutable and cannot be updated.","debuginfo":null}"#),
             "Load Balancer x is immutable and cannot be updated."
         );
-        assert_eq!(fault_message(br#"{"itemNotFound":{"message":"no","code":404}}"#), "no");
+        assert_eq!(
+            fault_message(br#"{"itemNotFound":{"message":"no","code":404}}"#),
+            "no"
+        );
         assert_eq!(fault_message(b"<html>oops</html>"), "<html>oops</html>");
     }
 }

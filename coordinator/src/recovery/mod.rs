@@ -42,11 +42,35 @@ pub struct PositionAnswer {
     pub source: String,
 }
 
+/// Why a bootstrap call did not happen or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The agent checked and refused before acting (its position differs, a peer is
+    /// Primary, the epoch is old): the decision was not acted on and may be replaced.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Unreachable, timed out, or mysqld failed to start: it may have acted; retry the
+    /// same decision.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// The agent calls recovery makes; gRPC in production, a fake in simulations.
 #[async_trait::async_trait]
 pub trait Agents: Send + Sync {
-    async fn position(&self, node: &str, grpc: SocketAddr, stop_if_not_primary: bool) -> Result<PositionAnswer, String>;
-    async fn bootstrap(&self, node: &str, grpc: SocketAddr, epoch: u64, position: &Position) -> Result<String, String>;
+    async fn position(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        stop_if_not_primary: bool,
+    ) -> Result<PositionAnswer, String>;
+    async fn bootstrap(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        epoch: u64,
+        position: &Position,
+    ) -> Result<String, CallError>;
     async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, String>;
 }
 
@@ -57,7 +81,10 @@ pub struct GrpcAgents {
 }
 
 impl GrpcAgents {
-    async fn client(&self, grpc: SocketAddr) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
+    async fn client(
+        &self,
+        grpc: SocketAddr,
+    ) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
             .map_err(|e| e.to_string())?
             .connect_timeout(self.timeout)
@@ -72,24 +99,40 @@ impl GrpcAgents {
 
 #[async_trait::async_trait]
 impl Agents for GrpcAgents {
-    async fn position(&self, _node: &str, grpc: SocketAddr, stop_if_not_primary: bool) -> Result<PositionAnswer, String> {
+    async fn position(
+        &self,
+        _node: &str,
+        grpc: SocketAddr,
+        stop_if_not_primary: bool,
+    ) -> Result<PositionAnswer, String> {
         let reply = self
             .client(grpc)
             .await?
-            .galera_position(v1::GaleraPositionRequest { stop_if_not_primary })
+            .galera_position(v1::GaleraPositionRequest {
+                stop_if_not_primary,
+            })
             .await
             .map_err(|s| s.message().to_string())?
             .into_inner();
         Ok(PositionAnswer {
             report: Report {
-                position: Position { uuid: reply.uuid, seqno: reply.seqno },
+                position: Position {
+                    uuid: reply.uuid,
+                    seqno: reply.seqno,
+                },
                 safe_to_bootstrap: reply.safe_to_bootstrap,
             },
             source: reply.source,
         })
     }
 
-    async fn bootstrap(&self, _node: &str, grpc: SocketAddr, epoch: u64, position: &Position) -> Result<String, String> {
+    async fn bootstrap(
+        &self,
+        _node: &str,
+        grpc: SocketAddr,
+        epoch: u64,
+        position: &Position,
+    ) -> Result<String, CallError> {
         let request = v1::BootstrapRequest {
             epoch,
             expected: Some(v1::GaleraPosition {
@@ -100,12 +143,15 @@ impl Agents for GrpcAgents {
             }),
         };
         // a bootstrap waits for mysqld to start: allow more than one RPC timeout
-        let mut client = self.client(grpc).await?;
+        let mut client = self.client(grpc).await.map_err(CallError::Failed)?;
         let call = client.bootstrap(request);
         match tokio::time::timeout(Duration::from_secs(150), call).await {
             Ok(Ok(reply)) => Ok(reply.into_inner().message),
-            Ok(Err(status)) => Err(status.message().to_string()),
-            Err(_) => Err("no answer within 150s".into()),
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+                Err(CallError::Refused(status.message().to_string()))
+            }
+            Ok(Err(status)) => Err(CallError::Failed(status.message().to_string())),
+            Err(_) => Err(CallError::Failed("no answer within 150s".into())),
         }
     }
 
@@ -146,16 +192,29 @@ pub struct RecoveryHandle {
 
 impl RecoveryHandle {
     pub fn status(&self) -> String {
-        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    pub async fn recover(&self, bootstrap_node: Option<String>, force: bool) -> Result<(u64, String), String> {
+    pub async fn recover(
+        &self,
+        bootstrap_node: Option<String>,
+        force: bool,
+    ) -> Result<(u64, String), String> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(RecoverCommand { bootstrap_node, force, reply })
+            .send(RecoverCommand {
+                bootstrap_node,
+                force,
+                reply,
+            })
             .await
             .map_err(|_| "the recovery loop is not running".to_string())?;
-        answer.await.map_err(|_| "the recovery loop stopped".to_string())?
+        answer
+            .await
+            .map_err(|_| "the recovery loop stopped".to_string())?
     }
 }
 
@@ -165,6 +224,8 @@ struct Core<'a> {
     grpc: Option<SocketAddr>,
     state: GaleraState,
     primary: bool,
+    /// `wsrep_cluster_size` the node reports.
+    size: Option<u32>,
 }
 
 fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
@@ -178,6 +239,7 @@ fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
             primary: m.live
                 && m.keys.galera.state == GaleraState::Synced
                 && m.keys.galera.cluster_status.as_deref() == Some("Primary"),
+            size: m.keys.galera.size,
         })
         .collect()
 }
@@ -188,11 +250,18 @@ pub struct Recovery {
     record: GaleraRecord,
     agents: Arc<dyn Agents>,
     outage_since: Option<Instant>,
+    /// A refused bootstrap is retried after [`BOOTSTRAP_RETRY`], not on every tick.
+    last_bootstrap_failure: Option<Instant>,
     status: Arc<RwLock<String>>,
 }
 
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
+
 impl Recovery {
-    pub fn new(settings: RecoverySettings, agents: Arc<dyn Agents>) -> Result<Recovery, store::StoreError> {
+    pub fn new(
+        settings: RecoverySettings,
+        agents: Arc<dyn Agents>,
+    ) -> Result<Recovery, store::StoreError> {
         let store = Store::new(&settings.state_dir);
         let record = store.load()?;
         if let Some(decision) = &record.decision {
@@ -204,6 +273,7 @@ impl Recovery {
             record,
             agents,
             outage_since: None,
+            last_bootstrap_failure: None,
             status: Arc::new(RwLock::new("starting".into())),
         })
     }
@@ -213,7 +283,10 @@ impl Recovery {
     }
 
     pub fn status(&self) -> String {
-        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_status(&self, text: String) {
@@ -228,7 +301,9 @@ impl Recovery {
         match self.store.save(&self.record) {
             Ok(()) => true,
             Err(error) => {
-                self.set_status(format!("cannot persist the galera decision, not acting: {error}"));
+                self.set_status(format!(
+                    "cannot persist the galera decision, not acting: {error}"
+                ));
                 false
             }
         }
@@ -241,7 +316,11 @@ impl Recovery {
             self.set_status("no Galera member in the cluster view yet".into());
             return;
         }
-        let primary: Vec<String> = core.iter().filter(|c| c.primary).map(|c| c.id.to_string()).collect();
+        let primary: Vec<String> = core
+            .iter()
+            .filter(|c| c.primary)
+            .map(|c| c.id.to_string())
+            .collect();
         if !primary.is_empty() {
             self.outage_since = None;
             self.with_primary(&core, primary).await;
@@ -254,7 +333,11 @@ impl Recovery {
         let since = *self.outage_since.get_or_insert(now);
         let down_for = now.saturating_duration_since(since);
         if down_for < self.settings.grace {
-            self.set_status(format!("no Primary component for {:.1}s (grace {:?})", down_for.as_secs_f64(), self.settings.grace));
+            self.set_status(format!(
+                "no Primary component for {:.1}s (grace {:?})",
+                down_for.as_secs_f64(),
+                self.settings.grace
+            ));
             return;
         }
         self.elect_and_bootstrap(&core).await;
@@ -262,16 +345,32 @@ impl Recovery {
 
     async fn with_primary(&mut self, core: &[Core<'_>], mut primary: Vec<String>) {
         primary.sort();
-        if self.record.last_primary_view != primary && self.record.decision.is_none() {
+        // record a view only when gossip agrees with itself: every member reports the
+        // component size we see (a stale "Primary" of a node that just lost its peers
+        // would otherwise shrink the view)
+        let consistent = core
+            .iter()
+            .filter(|c| c.primary)
+            .all(|c| c.size == Some(primary.len() as u32));
+        if consistent && self.record.last_primary_view != primary && self.record.decision.is_none()
+        {
             self.record.last_primary_view = primary.clone();
             self.save();
         }
         let Some(mut decision) = self.record.decision.clone() else {
-            let others: Vec<String> = core.iter().filter(|c| !c.primary).map(|c| format!("{} {}", c.id, c.state)).collect();
+            let others: Vec<String> = core
+                .iter()
+                .filter(|c| !c.primary)
+                .map(|c| format!("{} {}", c.id, c.state))
+                .collect();
             self.set_status(if others.is_empty() {
                 format!("Primary: {} synced", primary.join(", "))
             } else {
-                format!("Primary: {} synced; {}", primary.join(", "), others.join(", "))
+                format!(
+                    "Primary: {} synced; {}",
+                    primary.join(", "),
+                    others.join(", ")
+                )
             });
             return;
         };
@@ -286,8 +385,12 @@ impl Recovery {
             if member.live && member.state == GaleraState::Stopped {
                 if let Some(grpc) = member.grpc {
                     match self.agents.join(member.id, grpc, decision.epoch).await {
-                        Ok(message) => tracing::info!(node = member.id, epoch = decision.epoch, %message, "join"),
-                        Err(error) => tracing::warn!(node = member.id, %error, "join failed; retrying"),
+                        Ok(message) => {
+                            tracing::info!(node = member.id, epoch = decision.epoch, %message, "join")
+                        }
+                        Err(error) => {
+                            tracing::warn!(node = member.id, %error, "join failed; retrying")
+                        }
                     }
                 }
             }
@@ -317,10 +420,27 @@ impl Recovery {
             ));
             return;
         };
-        let position = Position { uuid: decision.uuid.clone(), seqno: decision.seqno };
-        self.set_status(format!("epoch {}: bootstrapping {} at {position}", decision.epoch, decision.node));
-        match self.agents.bootstrap(&decision.node, grpc, decision.epoch, &position).await {
+        if self
+            .last_bootstrap_failure
+            .is_some_and(|failed| failed.elapsed() < BOOTSTRAP_RETRY)
+        {
+            return;
+        }
+        let position = Position {
+            uuid: decision.uuid.clone(),
+            seqno: decision.seqno,
+        };
+        self.set_status(format!(
+            "epoch {}: bootstrapping {} at {position}",
+            decision.epoch, decision.node
+        ));
+        match self
+            .agents
+            .bootstrap(&decision.node, grpc, decision.epoch, &position)
+            .await
+        {
             Ok(message) => {
+                self.last_bootstrap_failure = None;
                 tracing::warn!(epoch = decision.epoch, node = %decision.node, %message, "bootstrapped");
                 let mut decided = decision.clone();
                 decided.phase = Phase::Joining;
@@ -328,13 +448,31 @@ impl Recovery {
                 self.save();
                 for member in core.iter().filter(|c| c.id != decision.node && c.live) {
                     if let Some(grpc) = member.grpc {
-                        if let Err(error) = self.agents.join(member.id, grpc, decision.epoch).await {
+                        if let Err(error) = self.agents.join(member.id, grpc, decision.epoch).await
+                        {
                             tracing::warn!(node = member.id, %error, "join failed; retrying");
                         }
                     }
                 }
             }
-            Err(error) => self.set_status(format!("epoch {}: bootstrap of {} refused: {error}", decision.epoch, decision.node)),
+            Err(CallError::Refused(reason)) => {
+                // nothing was done for this epoch: elect again from fresh positions
+                tracing::warn!(epoch = decision.epoch, node = %decision.node, %reason, "bootstrap refused by the agent; electing again");
+                self.record.decision = None;
+                self.save();
+                self.last_bootstrap_failure = Some(Instant::now());
+                self.set_status(format!(
+                    "epoch {}: {} refused the bootstrap ({reason}); electing again",
+                    decision.epoch, decision.node
+                ));
+            }
+            Err(CallError::Failed(error)) => {
+                self.last_bootstrap_failure = Some(Instant::now());
+                self.set_status(format!(
+                    "epoch {}: bootstrap of {} failed: {error}; retrying",
+                    decision.epoch, decision.node
+                ))
+            }
         }
     }
 
@@ -348,7 +486,11 @@ impl Recovery {
         core.iter().map(|c| c.id.to_string()).collect()
     }
 
-    async fn gather(&self, core: &[Core<'_>], members: &BTreeSet<String>) -> (BTreeMap<String, Report>, Vec<String>, Vec<String>) {
+    async fn gather(
+        &self,
+        core: &[Core<'_>],
+        members: &BTreeSet<String>,
+    ) -> (BTreeMap<String, Report>, Vec<String>, Vec<String>) {
         let mut reports = BTreeMap::new();
         let mut problems = Vec::new();
         let mut live_primary = Vec::new();
@@ -373,10 +515,19 @@ impl Recovery {
     }
 
     async fn elect_and_bootstrap(&mut self, core: &[Core<'_>]) {
+        if self
+            .last_bootstrap_failure
+            .is_some_and(|failed| failed.elapsed() < BOOTSTRAP_RETRY)
+        {
+            return;
+        }
         let members = self.members_for_election(core);
         let (reports, problems, live_primary) = self.gather(core, &members).await;
         if !live_primary.is_empty() {
-            self.set_status(format!("{} report a Primary component over gRPC; waiting for gossip", live_primary.join(", ")));
+            self.set_status(format!(
+                "{} report a Primary component over gRPC; waiting for gossip",
+                live_primary.join(", ")
+            ));
             return;
         }
         match elect(&members, &reports) {
@@ -385,14 +536,27 @@ impl Recovery {
                 missing.join(", "),
                 problems.join("; ")
             )),
-            Election::Refused { reason } => self.set_status(format!("full outage: automatic bootstrap refused: {reason}")),
-            Election::Bootstrap { node, position, formation } => {
+            Election::Refused { reason } => self.set_status(format!(
+                "full outage: automatic bootstrap refused: {reason}"
+            )),
+            Election::Bootstrap {
+                node,
+                position,
+                formation,
+            } => {
                 self.decide(node, position, formation, false, core).await;
             }
         }
     }
 
-    async fn decide(&mut self, node: String, position: Position, formation: bool, operator: bool, core: &[Core<'_>]) -> u64 {
+    async fn decide(
+        &mut self,
+        node: String,
+        position: Position,
+        formation: bool,
+        operator: bool,
+        core: &[Core<'_>],
+    ) -> u64 {
         let epoch = self.record.last_epoch + 1;
         let decision = Decision {
             epoch,
@@ -415,14 +579,22 @@ impl Recovery {
 
     /// `triadctl recover`: with a node, bootstrap it (checked unless forced); without, skip
     /// the grace period.
-    pub async fn operator_recover(&mut self, view: &ClusterView, node: Option<String>, force: bool) -> Result<(u64, String), String> {
+    pub async fn operator_recover(
+        &mut self,
+        view: &ClusterView,
+        node: Option<String>,
+        force: bool,
+    ) -> Result<(u64, String), String> {
         let core = core_members(view);
         if let Some(primary) = core.iter().find(|c| c.primary) {
             return Err(format!("{} is Primary: nothing to recover", primary.id));
         }
         if let Some(decision) = &self.record.decision {
             if !force {
-                return Err(format!("epoch {} already chose {}; use --force to replace it", decision.epoch, decision.node));
+                return Err(format!(
+                    "epoch {} already chose {}; use --force to replace it",
+                    decision.epoch, decision.node
+                ));
             }
         }
         let Some(node) = node else {
@@ -464,9 +636,16 @@ impl Recovery {
     }
 
     /// Spawn the loop; the handle serves status and operator commands.
-    pub fn spawn(self, coordinator: Arc<Coordinator>, stop: watch::Receiver<bool>) -> RecoveryHandle {
+    pub fn spawn(
+        self,
+        coordinator: Arc<Coordinator>,
+        stop: watch::Receiver<bool>,
+    ) -> RecoveryHandle {
         let (commands, receiver) = mpsc::channel(4);
-        let handle = RecoveryHandle { status: self.status.clone(), commands };
+        let handle = RecoveryHandle {
+            status: self.status.clone(),
+            commands,
+        };
         tokio::spawn(self.run(coordinator, receiver, stop));
         handle
     }

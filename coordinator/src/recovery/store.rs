@@ -50,16 +50,22 @@ pub struct Store {
 
 impl Store {
     pub fn new(state_dir: &Path) -> Store {
-        Store { path: state_dir.join("galera.json") }
+        Store {
+            path: state_dir.join("galera.json"),
+        }
     }
 
     fn error(&self, detail: impl ToString) -> StoreError {
-        StoreError { path: self.path.clone(), detail: detail.to_string() }
+        StoreError {
+            path: self.path.clone(),
+            detail: detail.to_string(),
+        }
     }
 
     pub fn load(&self) -> Result<GaleraRecord, StoreError> {
         match std::fs::read_to_string(&self.path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| self.error(format!("unreadable ({e}); fix or remove it"))),
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| self.error(format!("unreadable ({e}); fix or remove it"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GaleraRecord::default()),
             Err(e) => Err(self.error(e)),
         }
@@ -74,7 +80,9 @@ impl Store {
         file.write_all(text.as_bytes()).map_err(|e| self.error(e))?;
         file.sync_all().map_err(|e| self.error(e))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| self.error(e))?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| self.error(e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 }
@@ -105,6 +113,9 @@ mod tests {
         assert_eq!(Store::new(dir.path()).load().unwrap(), record);
         std::fs::write(dir.path().join("galera.json"), "{").unwrap();
         let error = store.load().unwrap_err().to_string();
-        assert!(error.contains("galera.json") && error.contains("unreadable"), "{error}");
+        assert!(
+            error.contains("galera.json") && error.contains("unreadable"),
+            "{error}"
+        );
     }
 }

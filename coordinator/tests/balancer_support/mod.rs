@@ -118,16 +118,22 @@ backend be_web
             frontend,
             backend: "be_web".into(),
         };
-        let api = triad_coordinator::balancer::haproxy::RuntimeApi::new(&socket, Duration::from_secs(1));
-        wait_for("haproxy admin socket to answer `show info`", Duration::from_secs(10), POLL, || {
-            let api = api.clone();
-            async move {
-                api.command("show info")
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        })
+        let api =
+            triad_coordinator::balancer::haproxy::RuntimeApi::new(&socket, Duration::from_secs(1));
+        wait_for(
+            "haproxy admin socket to answer `show info`",
+            Duration::from_secs(10),
+            POLL,
+            || {
+                let api = api.clone();
+                async move {
+                    api.command("show info")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}; log: {}", process.log()));
         process
@@ -244,14 +250,9 @@ impl FakeNode {
         config.grpc_listen = grpc;
         config.heartbeat_interval = Duration::from_millis(200);
         config.readiness = vec![ReadinessCheck::Apache];
-        let runtime = AgentRuntime::start(
-            &config,
-            1,
-            transport,
-            Box::new(FixedMetrics::default()),
-        )
-        .await
-        .expect("agent starts");
+        let runtime = AgentRuntime::start(&config, 1, transport, Box::new(FixedMetrics::default()))
+            .await
+            .expect("agent starts");
         let service = AgentGrpc::new(runtime.state(), runtime.membership()).into_server();
         let grpc_task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
@@ -286,7 +287,8 @@ impl FakeNode {
 pub fn coordinator_config() -> CoordinatorConfig {
     // Parsed from TOML so fields other loops add keep their defaults.
     let text = "[cluster]\nname = \"test\"\nseeds = [\"127.0.3.1:7420\"]\n[gossip]\nlisten = \"127.0.3.100:7420\"\n[grpc]\nlisten = \"127.0.3.100:7422\"\n";
-    let mut config = CoordinatorConfig::parse(std::path::Path::new("test.toml"), text).expect("test config parses");
+    let mut config = CoordinatorConfig::parse(std::path::Path::new("test.toml"), text)
+        .expect("test config parses");
     config.gossip = GossipSettings {
         sampling_window: 100,
         ..GossipSettings::production("127.0.3.100:7420".parse().unwrap())
@@ -306,15 +308,24 @@ pub fn test_spec() -> Spec {
         drain_timeout: Duration::from_secs(10),
         confirm_ttl: Duration::from_millis(500),
         settle: Duration::from_secs(3),
+        delete_after: Duration::from_secs(1),
     }
 }
 
 impl Control {
-    pub async fn start(transport: &ChannelTransport, balancer: HaproxyBalancer, spec: Spec) -> Control {
+    pub async fn start(
+        transport: &ChannelTransport,
+        balancer: HaproxyBalancer,
+        spec: Spec,
+    ) -> Control {
         let coordinator = Arc::new(
-            Coordinator::start(&coordinator_config(), triad_agent::membership::generation_now(), transport)
-                .await
-                .expect("coordinator starts"),
+            Coordinator::start(
+                &coordinator_config(),
+                triad_agent::membership::generation_now(),
+                transport,
+            )
+            .await
+            .expect("coordinator starts"),
         );
         let view_of = coordinator.clone();
         let balancer_loop = BalancerLoop::start(
@@ -410,7 +421,10 @@ pub async fn get_through(frontend: SocketAddr) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     if !response.starts_with("HTTP/1.1 200") {
-        return Err(format!("not 200: {}", response.lines().next().unwrap_or("")));
+        return Err(format!(
+            "not 200: {}",
+            response.lines().next().unwrap_or("")
+        ));
     }
     Ok(response.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }

@@ -6,9 +6,14 @@ use triad_openstack_fake::{FakeCloud, FakeOptions};
 
 #[tokio::main]
 async fn main() {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "clouds.yaml".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "clouds.yaml".into());
     let fake = FakeCloud::start(FakeOptions::default()).await;
     std::fs::write(&path, fake.clouds_yaml("fake")).expect("write clouds.yaml");
-    println!("fake cloud on {}; clouds.yaml at {path}; Ctrl-C to stop", fake.addr);
+    println!(
+        "fake cloud on {}; clouds.yaml at {path}; Ctrl-C to stop",
+        fake.addr
+    );
     let _ = tokio::signal::ctrl_c().await;
 }

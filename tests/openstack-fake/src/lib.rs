@@ -25,6 +25,10 @@
 //! The wire format is checked against the real `openstack` CLI in
 //! `tests/openstack_cli.rs`.
 
+// Handlers return an early `Response` as their error (the answer to send); its size does
+// not matter in a test fake.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -129,7 +133,9 @@ pub struct FakeCloud {
 
 impl std::fmt::Debug for FakeCloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeCloud").field("addr", &self.addr).finish()
+        f.debug_struct("FakeCloud")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -147,7 +153,11 @@ fn now_text() -> String {
 }
 
 fn fault_body(status: StatusCode, message: &str) -> Response {
-    let code = if status.is_client_error() { "Client" } else { "Server" };
+    let code = if status.is_client_error() {
+        "Client"
+    } else {
+        "Server"
+    };
     (
         status,
         [("content-type", "application/json")],
@@ -166,7 +176,12 @@ fn nova_error(status: StatusCode, kind: &str, message: &str) -> Response {
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn unauthorized() -> Response {
@@ -268,7 +283,11 @@ impl FakeCloud {
 
     /// Members of a pool as stored (PENDING_DELETE ones included).
     pub fn members(&self, pool_id: &str) -> Vec<Value> {
-        self.store().members.get(pool_id).cloned().unwrap_or_default()
+        self.store()
+            .members
+            .get(pool_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn servers(&self) -> Vec<Value> {
@@ -284,7 +303,9 @@ impl FakeCloud {
         self.store()
             .log
             .iter()
-            .filter(|l| &l.method == method && l.path.contains(fragment) && (200..300).contains(&l.status))
+            .filter(|l| {
+                l.method == method && l.path.contains(fragment) && (200..300).contains(&l.status)
+            })
             .count()
     }
 }
@@ -301,9 +322,9 @@ async fn handle(
         .query()
         .map(|q| {
             q.split('&')
-                .filter_map(|pair| {
+                .map(|pair| {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    Some((k.to_string(), percent_decode(v)))
+                    (k.to_string(), percent_decode(v))
                 })
                 .collect()
         })
@@ -329,7 +350,10 @@ async fn handle(
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             if code == 409 {
                 // What a concurrent mutation by someone else looks like.
-                fault_body(status, "Load Balancer (injected) is immutable and cannot be updated.")
+                fault_body(
+                    status,
+                    "Load Balancer (injected) is immutable and cannot be updated.",
+                )
             } else {
                 fault_body(status, "injected fault")
             }
@@ -385,9 +409,14 @@ fn route(
     match segments.as_slice() {
         ["identity"] => return json_response(StatusCode::OK, identity_versions(&shared.base)),
         ["identity", "v3"] => {
-            return json_response(StatusCode::OK, json!({"version": identity_version(&shared.base)}))
+            return json_response(
+                StatusCode::OK,
+                json!({"version": identity_version(&shared.base)}),
+            )
         }
-        ["identity", "v3", "auth", "tokens"] if method == Method::POST => return issue_token(shared, body),
+        ["identity", "v3", "auth", "tokens"] if method == Method::POST => {
+            return issue_token(shared, body)
+        }
         ["load-balancer"] => return json_response(StatusCode::OK, octavia_versions(&shared.base)),
         ["network"] => {
             return json_response(
@@ -397,10 +426,16 @@ fn route(
             )
         }
         ["compute"] => {
-            return json_response(StatusCode::OK, json!({"versions": [nova_version(&shared.base)]}))
+            return json_response(
+                StatusCode::OK,
+                json!({"versions": [nova_version(&shared.base)]}),
+            )
         }
         ["compute", "v2.1"] => {
-            return json_response(StatusCode::OK, json!({"version": nova_version(&shared.base)}))
+            return json_response(
+                StatusCode::OK,
+                json!({"version": nova_version(&shared.base)}),
+            )
         }
         _ => {}
     }
@@ -424,7 +459,9 @@ fn route(
         ["load-balancer", version, "lbaas", rest @ ..] if version.starts_with("v2") => {
             octavia(shared, &mut store, method, rest, query, parsed)
         }
-        ["network", "v2.0", collection] if method == Method::GET => neutron(&shared.options.project, collection, None, query),
+        ["network", "v2.0", collection] if method == Method::GET => {
+            neutron(&shared.options.project, collection, None, query)
+        }
         ["network", "v2.0", collection, id] if method == Method::GET => {
             neutron(&shared.options.project, collection, Some(id), query)
         }
@@ -440,13 +477,29 @@ fn route(
                 })
                 .map(parse_microversion)
                 .unwrap_or((2, 1));
-            let mut response = nova(shared, &mut store, method, rest, query, parsed, microversion);
-            if let Ok(value) = HeaderValue::from_str(&format!("compute {}.{}", microversion.0, microversion.1)) {
-                response.headers_mut().insert("openstack-api-version", value);
+            let mut response = nova(
+                shared,
+                &mut store,
+                method,
+                rest,
+                query,
+                parsed,
+                microversion,
+            );
+            if let Ok(value) =
+                HeaderValue::from_str(&format!("compute {}.{}", microversion.0, microversion.1))
+            {
+                response
+                    .headers_mut()
+                    .insert("openstack-api-version", value);
             }
             response
         }
-        _ => nova_error(StatusCode::NOT_FOUND, "itemNotFound", &format!("no route for {path}")),
+        _ => nova_error(
+            StatusCode::NOT_FOUND,
+            "itemNotFound",
+            &format!("no route for {path}"),
+        ),
     }
 }
 
@@ -503,19 +556,43 @@ fn catalog(base: &str) -> Value {
         json!({"type": service_type, "name": name, "id": id, "endpoints": endpoints})
     };
     json!([
-        entry("identity", "keystone", "svc-identity", format!("{base}/identity")),
-        entry("load-balancer", "octavia", "svc-octavia", format!("{base}/load-balancer")),
-        entry("compute", "nova", "svc-nova", format!("{base}/compute/v2.1")),
+        entry(
+            "identity",
+            "keystone",
+            "svc-identity",
+            format!("{base}/identity")
+        ),
+        entry(
+            "load-balancer",
+            "octavia",
+            "svc-octavia",
+            format!("{base}/load-balancer")
+        ),
+        entry(
+            "compute",
+            "nova",
+            "svc-nova",
+            format!("{base}/compute/v2.1")
+        ),
         // Every real cloud has Neutron, and octaviaclient resolves its objects through it
         // even for `loadbalancer list`; a read-only stub with one network and subnet.
-        entry("network", "neutron", "svc-neutron", format!("{base}/network")),
+        entry(
+            "network",
+            "neutron",
+            "svc-neutron",
+            format!("{base}/network")
+        ),
     ])
 }
 
 fn issue_token(shared: &Shared, body: &Bytes) -> Response {
     let o = &shared.options;
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
-        return nova_error(StatusCode::BAD_REQUEST, "error", "Expecting to find auth in request body.");
+        return nova_error(
+            StatusCode::BAD_REQUEST,
+            "error",
+            "Expecting to find auth in request body.",
+        );
     };
     let identity = &request["auth"]["identity"];
     let methods: Vec<&str> = identity["methods"]
@@ -526,7 +603,8 @@ fn issue_token(shared: &Shared, body: &Bytes) -> Response {
     let accepted = match method {
         "password" => {
             let user = &identity["password"]["user"];
-            let name_ok = user["name"] == json!(o.username) || user["id"] == json!(format!("user-{}", o.username));
+            let name_ok = user["name"] == json!(o.username)
+                || user["id"] == json!(format!("user-{}", o.username));
             name_ok && user["password"] == json!(o.password)
         }
         "application_credential" => {
@@ -538,7 +616,8 @@ fn issue_token(shared: &Shared, body: &Bytes) -> Response {
                 );
             }
             let credential = &identity["application_credential"];
-            credential["id"] == json!(o.app_credential_id) && credential["secret"] == json!(o.app_credential_secret)
+            credential["id"] == json!(o.app_credential_id)
+                && credential["secret"] == json!(o.app_credential_secret)
         }
         _ => false,
     };
@@ -573,7 +652,10 @@ fn issue_token(shared: &Shared, body: &Bytes) -> Response {
 
 fn new_id(store: &mut Store, kind: u8) -> String {
     store.next_id += 1;
-    format!("{:08x}-{kind:02x}00-4000-8000-{:012x}", store.next_id, store.next_id)
+    format!(
+        "{:08x}-{kind:02x}00-4000-8000-{:012x}",
+        store.next_id, store.next_id
+    )
 }
 
 fn matches_query(object: &Value, query: &BTreeMap<String, String>) -> bool {
@@ -590,7 +672,9 @@ const ACTIVE: &str = "ACTIVE";
 /// A GET of a load balancer moves its PENDING countdown; at zero the LB and its
 /// children become ACTIVE and members pending deletion disappear.
 fn poll_lb(store: &mut Store, lb_id: &str) {
-    let Some(left) = store.pending.get_mut(lb_id) else { return };
+    let Some(left) = store.pending.get_mut(lb_id) else {
+        return;
+    };
     if *left > 1 {
         *left -= 1;
         return;
@@ -611,7 +695,11 @@ fn poll_lb(store: &mut Store, lb_id: &str) {
     for collection in [&mut store.listeners, &mut store.pools, &mut store.monitors] {
         for object in collection.values_mut() {
             let of_lb = object["loadbalancers"][0]["id"] == json!(lb_id);
-            if of_lb && object["provisioning_status"].as_str().is_some_and(|s| s.starts_with("PENDING")) {
+            if of_lb
+                && object["provisioning_status"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("PENDING"))
+            {
                 object["provisioning_status"] = json!(ACTIVE);
                 object["operating_status"] = json!("ONLINE");
             }
@@ -622,7 +710,9 @@ fn poll_lb(store: &mut Store, lb_id: &str) {
             members.retain(|m| m["provisioning_status"] != json!("PENDING_DELETE"));
             for member in members.iter_mut() {
                 member["provisioning_status"] = json!(ACTIVE);
-                if member["operating_status"] == json!("OFFLINE") && member["admin_state_up"] == json!(true) {
+                if member["operating_status"] == json!("OFFLINE")
+                    && member["admin_state_up"] == json!(true)
+                {
                     member["operating_status"] = json!("NO_MONITOR");
                 }
             }
@@ -633,7 +723,10 @@ fn poll_lb(store: &mut Store, lb_id: &str) {
 /// Lock the load balancer for a mutation: 409 unless ACTIVE.
 fn lock_lb(shared: &Shared, store: &mut Store, lb_id: &str) -> Result<(), Response> {
     let Some(lb) = store.load_balancers.get_mut(lb_id) else {
-        return Err(fault_body(StatusCode::NOT_FOUND, &format!("Load Balancer {lb_id} could not be found.")));
+        return Err(fault_body(
+            StatusCode::NOT_FOUND,
+            &format!("Load Balancer {lb_id} could not be found."),
+        ));
     };
     if lb["provisioning_status"] != json!(ACTIVE) {
         return Err(fault_body(
@@ -642,7 +735,9 @@ fn lock_lb(shared: &Shared, store: &mut Store, lb_id: &str) -> Result<(), Respon
         ));
     }
     lb["provisioning_status"] = json!("PENDING_UPDATE");
-    store.pending.insert(lb_id.to_string(), shared.options.pending_polls.max(1));
+    store
+        .pending
+        .insert(lb_id.to_string(), shared.options.pending_polls.max(1));
     Ok(())
 }
 
@@ -655,7 +750,9 @@ fn required<'a>(body: &'a Value, key: &str) -> Result<&'a Value, Response> {
         Some(value) if !value.is_null() => Ok(value),
         _ => Err(fault_body(
             StatusCode::BAD_REQUEST,
-            &format!("Invalid input for field/attribute {key}. Value: None. Mandatory field missing."),
+            &format!(
+                "Invalid input for field/attribute {key}. Value: None. Mandatory field missing."
+            ),
         )),
     }
 }
@@ -668,17 +765,31 @@ fn octavia(
     query: &BTreeMap<String, String>,
     body: Option<Value>,
 ) -> Response {
-    let result = octavia_inner(shared, store, method, rest, query, body.unwrap_or(Value::Null));
+    let result = octavia_inner(
+        shared,
+        store,
+        method,
+        rest,
+        query,
+        body.unwrap_or(Value::Null),
+    );
     result.unwrap_or_else(|response| response)
 }
 
-fn list(collection: &BTreeMap<String, Value>, key: &str, query: &BTreeMap<String, String>) -> Response {
+fn list(
+    collection: &BTreeMap<String, Value>,
+    key: &str,
+    query: &BTreeMap<String, String>,
+) -> Response {
     let items: Vec<Value> = collection
         .values()
         .filter(|o| matches_query(o, query))
         .cloned()
         .collect();
-    json_response(StatusCode::OK, json!({ key: items, format!("{key}_links"): [] }))
+    json_response(
+        StatusCode::OK,
+        json!({ key: items, format!("{key}_links"): [] }),
+    )
 }
 
 fn octavia_inner(
@@ -691,7 +802,12 @@ fn octavia_inner(
 ) -> Result<Response, Response> {
     let project_id = format!("project-{}", shared.options.project);
     let now = now_text();
-    let not_found = |what: &str, id: &str| fault_body(StatusCode::NOT_FOUND, &format!("{what} {id} could not be found."));
+    let not_found = |what: &str, id: &str| {
+        fault_body(
+            StatusCode::NOT_FOUND,
+            &format!("{what} {id} could not be found."),
+        )
+    };
     match (method.clone(), rest) {
         (Method::GET, ["loadbalancers"]) => {
             let ids: Vec<String> = store.load_balancers.keys().cloned().collect();
@@ -702,12 +818,18 @@ fn octavia_inner(
         }
         (Method::GET, ["loadbalancers", id]) => {
             poll_lb(store, id);
-            let lb = store.load_balancers.get(*id).ok_or_else(|| not_found("Load Balancer", id))?;
+            let lb = store
+                .load_balancers
+                .get(*id)
+                .ok_or_else(|| not_found("Load Balancer", id))?;
             Ok(json_response(StatusCode::OK, json!({"loadbalancer": lb})))
         }
         (Method::POST, ["loadbalancers"]) => {
             let request = required(&body, "loadbalancer")?;
-            if request.get("vip_subnet_id").is_none() && request.get("vip_network_id").is_none() && request.get("vip_port_id").is_none() {
+            if request.get("vip_subnet_id").is_none()
+                && request.get("vip_network_id").is_none()
+                && request.get("vip_port_id").is_none()
+            {
                 return Err(fault_body(
                     StatusCode::BAD_REQUEST,
                     "Validation failure: VIP must contain one of: vip_port_id, vip_network_id, vip_subnet_id.",
@@ -729,19 +851,43 @@ fn octavia_inner(
                 "created_at": now, "updated_at": null,
             });
             store.load_balancers.insert(id.clone(), lb.clone());
-            store.pending.insert(id, shared.options.pending_polls.max(1));
-            Ok(json_response(StatusCode::CREATED, json!({"loadbalancer": lb})))
+            store
+                .pending
+                .insert(id, shared.options.pending_polls.max(1));
+            Ok(json_response(
+                StatusCode::CREATED,
+                json!({"loadbalancer": lb}),
+            ))
         }
         (Method::DELETE, ["loadbalancers", id]) => {
-            let lb = store.load_balancers.get(*id).ok_or_else(|| not_found("Load Balancer", id))?;
-            if lb["provisioning_status"].as_str().is_some_and(|s| s.starts_with("PENDING")) {
-                return Err(fault_body(StatusCode::CONFLICT, &format!("Load Balancer {id} is immutable and cannot be updated.")));
+            let lb = store
+                .load_balancers
+                .get(*id)
+                .ok_or_else(|| not_found("Load Balancer", id))?;
+            if lb["provisioning_status"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("PENDING"))
+            {
+                return Err(fault_body(
+                    StatusCode::CONFLICT,
+                    &format!("Load Balancer {id} is immutable and cannot be updated."),
+                ));
             }
             let of_lb = |o: &Value| o["loadbalancers"][0]["id"] == json!(id);
-            if query.get("cascade").map(String::as_str) != Some("true") && store.listeners.values().any(of_lb) {
-                return Err(fault_body(StatusCode::BAD_REQUEST, &format!("Cannot delete Load Balancer {id} - it has children")));
+            if query.get("cascade").map(String::as_str) != Some("true")
+                && store.listeners.values().any(of_lb)
+            {
+                return Err(fault_body(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Cannot delete Load Balancer {id} - it has children"),
+                ));
             }
-            let pools: Vec<String> = store.pools.iter().filter(|(_, p)| of_lb(p)).map(|(k, _)| k.clone()).collect();
+            let pools: Vec<String> = store
+                .pools
+                .iter()
+                .filter(|(_, p)| of_lb(p))
+                .map(|(k, _)| k.clone())
+                .collect();
             for pool in pools {
                 store.members.remove(&pool);
                 store.pools.remove(&pool);
@@ -754,18 +900,28 @@ fn octavia_inner(
         }
         (Method::GET, ["listeners"]) => Ok(list(&store.listeners, "listeners", query)),
         (Method::GET, ["listeners", id]) => {
-            let listener = store.listeners.get(*id).ok_or_else(|| not_found("Listener", id))?;
+            let listener = store
+                .listeners
+                .get(*id)
+                .ok_or_else(|| not_found("Listener", id))?;
             Ok(json_response(StatusCode::OK, json!({"listener": listener})))
         }
         (Method::POST, ["listeners"]) => {
             let request = required(&body, "listener")?;
-            let lb_id = required(request, "loadbalancer_id")?.as_str().unwrap_or("").to_string();
+            let lb_id = required(request, "loadbalancer_id")?
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let protocol = required(request, "protocol")?.clone();
             let port = required(request, "protocol_port")?.clone();
             if !store.load_balancers.contains_key(&lb_id) {
                 return Err(not_found("Load Balancer", &lb_id));
             }
-            if store.listeners.values().any(|l| l["loadbalancers"][0]["id"] == json!(lb_id) && l["protocol_port"] == port) {
+            if store
+                .listeners
+                .values()
+                .any(|l| l["loadbalancers"][0]["id"] == json!(lb_id) && l["protocol_port"] == port)
+            {
                 return Err(fault_body(
                     StatusCode::CONFLICT,
                     &format!("Another Listener on this Load Balancer is already using protocol_port {port}"),
@@ -790,7 +946,10 @@ fn octavia_inner(
                 }
             }
             store.listeners.insert(id, listener.clone());
-            Ok(json_response(StatusCode::CREATED, json!({"listener": listener})))
+            Ok(json_response(
+                StatusCode::CREATED,
+                json!({"listener": listener}),
+            ))
         }
         (Method::GET, ["pools"]) => Ok(list(&store.pools, "pools", query)),
         (Method::GET, ["pools", id]) => {
@@ -801,8 +960,14 @@ fn octavia_inner(
             let request = required(&body, "pool")?;
             let protocol = required(request, "protocol")?.clone();
             let algorithm = required(request, "lb_algorithm")?.clone();
-            let listener_id = request.get("listener_id").and_then(Value::as_str).map(str::to_string);
-            let lb_id = match (&listener_id, request.get("loadbalancer_id").and_then(Value::as_str)) {
+            let listener_id = request
+                .get("listener_id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let lb_id = match (
+                &listener_id,
+                request.get("loadbalancer_id").and_then(Value::as_str),
+            ) {
                 (Some(listener_id), _) => store
                     .listeners
                     .get(listener_id)
@@ -811,12 +976,25 @@ fn octavia_inner(
                     .unwrap_or("")
                     .to_string(),
                 (None, Some(lb)) => lb.to_string(),
-                (None, None) => {
-                    return Err(fault_body(StatusCode::BAD_REQUEST, "Validation failure: Either listener_id or loadbalancer_id must be specified."))
-                }
+                (None, None) => return Err(fault_body(
+                    StatusCode::BAD_REQUEST,
+                    "Validation failure: Either listener_id or loadbalancer_id must be specified.",
+                )),
             };
-            if !["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"].contains(&algorithm.as_str().unwrap_or("")) {
-                return Err(fault_body(StatusCode::BAD_REQUEST, &format!("Invalid input for field/attribute lb_algorithm. Value: '{algorithm}'.")));
+            if ![
+                "ROUND_ROBIN",
+                "LEAST_CONNECTIONS",
+                "SOURCE_IP",
+                "SOURCE_IP_PORT",
+            ]
+            .contains(&algorithm.as_str().unwrap_or(""))
+            {
+                return Err(fault_body(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "Invalid input for field/attribute lb_algorithm. Value: '{algorithm}'."
+                    ),
+                ));
             }
             lock_lb(shared, store, &lb_id)?;
             let id = new_id(store, 3);
@@ -848,19 +1026,34 @@ fn octavia_inner(
         (Method::GET, ["healthmonitors"]) => Ok(list(&store.monitors, "healthmonitors", query)),
         (Method::POST, ["healthmonitors"]) => {
             let request = required(&body, "healthmonitor")?;
-            let pool_id = required(request, "pool_id")?.as_str().unwrap_or("").to_string();
+            let pool_id = required(request, "pool_id")?
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let kind = required(request, "type")?.clone();
             let delay = required(request, "delay")?.as_u64().unwrap_or(0);
             let timeout = required(request, "timeout")?.as_u64().unwrap_or(0);
             let retries = required(request, "max_retries")?.clone();
-            let pool = store.pools.get(&pool_id).ok_or_else(|| not_found("Pool", &pool_id))?;
+            let pool = store
+                .pools
+                .get(&pool_id)
+                .ok_or_else(|| not_found("Pool", &pool_id))?;
             if !pool["healthmonitor_id"].is_null() {
-                return Err(fault_body(StatusCode::CONFLICT, "This pool already has a health monitor"));
+                return Err(fault_body(
+                    StatusCode::CONFLICT,
+                    "This pool already has a health monitor",
+                ));
             }
             if timeout >= delay {
-                return Err(fault_body(StatusCode::BAD_REQUEST, "Validation failure: The timeout value must be less than the delay value."));
+                return Err(fault_body(
+                    StatusCode::BAD_REQUEST,
+                    "Validation failure: The timeout value must be less than the delay value.",
+                ));
             }
-            let lb_id = pool["loadbalancers"][0]["id"].as_str().unwrap_or("").to_string();
+            let lb_id = pool["loadbalancers"][0]["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             lock_lb(shared, store, &lb_id)?;
             let id = new_id(store, 4);
             let monitor = json!({
@@ -878,16 +1071,35 @@ fn octavia_inner(
                 pool["healthmonitor_id"] = json!(id);
             }
             store.monitors.insert(id, monitor.clone());
-            Ok(json_response(StatusCode::CREATED, json!({"healthmonitor": monitor})))
+            Ok(json_response(
+                StatusCode::CREATED,
+                json!({"healthmonitor": monitor}),
+            ))
         }
         (Method::GET, ["pools", pool_id, "members"]) => {
-            let members = store.members.get(*pool_id).ok_or_else(|| not_found("Pool", pool_id))?;
-            let items: Vec<Value> = members.iter().filter(|m| matches_query(m, query)).cloned().collect();
-            Ok(json_response(StatusCode::OK, json!({"members": items, "members_links": []})))
+            let members = store
+                .members
+                .get(*pool_id)
+                .ok_or_else(|| not_found("Pool", pool_id))?;
+            let items: Vec<Value> = members
+                .iter()
+                .filter(|m| matches_query(m, query))
+                .cloned()
+                .collect();
+            Ok(json_response(
+                StatusCode::OK,
+                json!({"members": items, "members_links": []}),
+            ))
         }
         (Method::GET, ["pools", pool_id, "members", member_id]) => {
-            let members = store.members.get(*pool_id).ok_or_else(|| not_found("Pool", pool_id))?;
-            let member = members.iter().find(|m| m["id"] == json!(member_id)).ok_or_else(|| not_found("Member", member_id))?;
+            let members = store
+                .members
+                .get(*pool_id)
+                .ok_or_else(|| not_found("Pool", pool_id))?;
+            let member = members
+                .iter()
+                .find(|m| m["id"] == json!(member_id))
+                .ok_or_else(|| not_found("Member", member_id))?;
             Ok(json_response(StatusCode::OK, json!({"member": member})))
         }
         (Method::POST, ["pools", pool_id, "members"]) => {
@@ -896,7 +1108,10 @@ fn octavia_inner(
             let address = required(&request, "address")?.clone();
             let port = required(&request, "protocol_port")?.clone();
             let members = store.members.get(*pool_id).cloned().unwrap_or_default();
-            if members.iter().any(|m| m["address"] == address && m["protocol_port"] == port) {
+            if members
+                .iter()
+                .any(|m| m["address"] == address && m["protocol_port"] == port)
+            {
                 return Err(fault_body(
                     StatusCode::CONFLICT,
                     &format!("Another member on this pool is already using ip {} on protocol_port {port}", address.as_str().unwrap_or("")),
@@ -904,12 +1119,23 @@ fn octavia_inner(
             }
             lock_lb(shared, store, &lb_id)?;
             let member = new_member(store, &request, &project_id, &now);
-            store.members.entry(pool_id.to_string()).or_default().push(member.clone());
-            Ok(json_response(StatusCode::CREATED, json!({"member": member})))
+            store
+                .members
+                .entry(pool_id.to_string())
+                .or_default()
+                .push(member.clone());
+            Ok(json_response(
+                StatusCode::CREATED,
+                json!({"member": member}),
+            ))
         }
         (Method::DELETE, ["pools", pool_id, "members", member_id]) => {
             let lb_id = pool_lb(store, pool_id)?;
-            if !store.members.get(*pool_id).is_some_and(|m| m.iter().any(|m| m["id"] == json!(member_id))) {
+            if !store
+                .members
+                .get(*pool_id)
+                .is_some_and(|m| m.iter().any(|m| m["id"] == json!(member_id)))
+            {
                 return Err(not_found("Member", member_id));
             }
             lock_lb(shared, store, &lb_id)?;
@@ -926,24 +1152,38 @@ fn octavia_inner(
                 .get("members")
                 .and_then(Value::as_array)
                 .cloned()
-                .ok_or_else(|| fault_body(StatusCode::BAD_REQUEST, "Invalid input for field/attribute members. Mandatory field missing."))?;
+                .ok_or_else(|| {
+                    fault_body(
+                        StatusCode::BAD_REQUEST,
+                        "Invalid input for field/attribute members. Mandatory field missing.",
+                    )
+                })?;
             let additive_only = query.get("additive_only").map(String::as_str) == Some("true");
             let mut seen = std::collections::BTreeSet::new();
             for member in &requested {
                 let address = required(member, "address")?.to_string();
                 let port = required(member, "protocol_port")?.to_string();
                 if !seen.insert((address, port)) {
-                    return Err(fault_body(StatusCode::BAD_REQUEST, "Member must be updated only once in the same request."));
+                    return Err(fault_body(
+                        StatusCode::BAD_REQUEST,
+                        "Member must be updated only once in the same request.",
+                    ));
                 }
             }
             let current = store.members.get(*pool_id).cloned().unwrap_or_default();
             let key = |m: &Value| (m["address"].to_string(), m["protocol_port"].to_string());
-            let updates = requested.iter().filter(|r| current.iter().any(|c| key(c) == key(r))).count();
+            let updates = requested
+                .iter()
+                .filter(|r| current.iter().any(|c| key(c) == key(r)))
+                .count();
             let creates = requested.len() - updates;
             let deletes = if additive_only {
                 0
             } else {
-                current.iter().filter(|c| !requested.iter().any(|r| key(r) == key(c))).count()
+                current
+                    .iter()
+                    .filter(|c| !requested.iter().any(|r| key(r) == key(c)))
+                    .count()
             };
             if creates == 0 && updates == 0 && deletes == 0 {
                 return Ok(StatusCode::ACCEPTED.into_response());
@@ -954,7 +1194,15 @@ fn octavia_inner(
                 match requested.iter().find(|r| key(r) == key(existing)) {
                     Some(update) => {
                         let mut member = existing.clone();
-                        for field in ["name", "weight", "admin_state_up", "backup", "monitor_address", "monitor_port", "tags"] {
+                        for field in [
+                            "name",
+                            "weight",
+                            "admin_state_up",
+                            "backup",
+                            "monitor_address",
+                            "monitor_port",
+                            "tags",
+                        ] {
                             if let Some(value) = update.get(field) {
                                 member[field] = value.clone();
                             }
@@ -971,28 +1219,42 @@ fn octavia_inner(
                     }
                 }
             }
-            for request in requested.iter().filter(|r| !current.iter().any(|c| key(c) == key(r))) {
+            for request in requested
+                .iter()
+                .filter(|r| !current.iter().any(|c| key(c) == key(r)))
+            {
                 let member = new_member(store, request, &project_id, &now);
                 next.push(member);
             }
             store.members.insert(pool_id.to_string(), next);
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        _ => Err(fault_body(StatusCode::NOT_FOUND, &format!("no Octavia route for {method} /{}", rest.join("/")))),
+        _ => Err(fault_body(
+            StatusCode::NOT_FOUND,
+            &format!("no Octavia route for {method} /{}", rest.join("/")),
+        )),
     }
 }
 
 fn pool_lb(store: &Store, pool_id: &str) -> Result<String, Response> {
-    let pool = store
-        .pools
-        .get(pool_id)
-        .ok_or_else(|| fault_body(StatusCode::NOT_FOUND, &format!("Pool {pool_id} could not be found.")))?;
-    Ok(pool["loadbalancers"][0]["id"].as_str().unwrap_or("").to_string())
+    let pool = store.pools.get(pool_id).ok_or_else(|| {
+        fault_body(
+            StatusCode::NOT_FOUND,
+            &format!("Pool {pool_id} could not be found."),
+        )
+    })?;
+    Ok(pool["loadbalancers"][0]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string())
 }
 
 fn new_member(store: &mut Store, request: &Value, project_id: &str, now: &str) -> Value {
     let id = new_id(store, 5);
-    let admin = request.get("admin_state_up").cloned().unwrap_or(json!(true));
+    let admin = request
+        .get("admin_state_up")
+        .cloned()
+        .unwrap_or(json!(true));
     json!({
         "id": id, "name": request.get("name").cloned().unwrap_or(json!("")),
         "address": request["address"], "protocol_port": request["protocol_port"],
@@ -1020,26 +1282,51 @@ fn nova(
     let project_id = format!("project-{}", shared.options.project);
     let now = now_text();
     let base = &shared.base;
-    let not_found = |what: &str, id: &str| nova_error(StatusCode::NOT_FOUND, "itemNotFound", &format!("{what} {id} could not be found."));
+    let not_found = |what: &str, id: &str| {
+        nova_error(
+            StatusCode::NOT_FOUND,
+            "itemNotFound",
+            &format!("{what} {id} could not be found."),
+        )
+    };
     let body = body.unwrap_or(Value::Null);
-    let at_least = |minor: u32| microversion.0 > 2 || (microversion.0 == 2 && microversion.1 >= minor);
+    let at_least =
+        |minor: u32| microversion.0 > 2 || (microversion.0 == 2 && microversion.1 >= minor);
     match (method.clone(), rest) {
         (Method::POST, ["servers"]) => {
             let Some(request) = body.get("server") else {
-                return nova_error(StatusCode::BAD_REQUEST, "badRequest", "Invalid input for field/attribute server.");
+                return nova_error(
+                    StatusCode::BAD_REQUEST,
+                    "badRequest",
+                    "Invalid input for field/attribute server.",
+                );
             };
             for field in ["name", "flavorRef"] {
                 if request.get(field).is_none() {
-                    return nova_error(StatusCode::BAD_REQUEST, "badRequest", &format!("'{field}' is a required property"));
+                    return nova_error(
+                        StatusCode::BAD_REQUEST,
+                        "badRequest",
+                        &format!("'{field}' is a required property"),
+                    );
                 }
             }
             if request.get("tags").is_some() && !at_least(52) {
-                return nova_error(StatusCode::BAD_REQUEST, "badRequest", "Additional properties are not allowed ('tags' was unexpected)");
+                return nova_error(
+                    StatusCode::BAD_REQUEST,
+                    "badRequest",
+                    "Additional properties are not allowed ('tags' was unexpected)",
+                );
             }
-            let group = body["OS-SCH-HNT:scheduler_hints"]["group"].as_str().map(str::to_string);
+            let group = body["OS-SCH-HNT:scheduler_hints"]["group"]
+                .as_str()
+                .map(str::to_string);
             if let Some(group) = &group {
                 if !store.server_groups.contains_key(group) {
-                    return nova_error(StatusCode::BAD_REQUEST, "badRequest", &format!("Invalid server group {group}"));
+                    return nova_error(
+                        StatusCode::BAD_REQUEST,
+                        "badRequest",
+                        &format!("Invalid server group {group}"),
+                    );
                 }
             }
             store.next_id += 1;
@@ -1063,7 +1350,9 @@ fn nova(
                 "fake:address": format!("10.0.1.{octet}"),
             });
             store.servers.insert(id.clone(), server);
-            store.building.insert(id.clone(), shared.options.build_polls.max(1));
+            store
+                .building
+                .insert(id.clone(), shared.options.build_polls.max(1));
             if let Some(group) = group {
                 if let Some(g) = store.server_groups.get_mut(&group) {
                     if let Some(members) = g["members"].as_array_mut() {
@@ -1089,10 +1378,14 @@ fn nova(
                 .servers
                 .values()
                 .filter(|s| {
-                    let name_ok = query.get("name").is_none_or(|n| s["name"].as_str().is_some_and(|v| v.contains(n.as_str())));
+                    let name_ok = query
+                        .get("name")
+                        .is_none_or(|n| s["name"].as_str().is_some_and(|v| v.contains(n.as_str())));
                     let tags_ok = !filter_tags
                         || query.get("tags").is_none_or(|wanted| {
-                            wanted.split(',').all(|t| s["tags"].as_array().is_some_and(|a| a.contains(&json!(t))))
+                            wanted.split(',').all(|t| {
+                                s["tags"].as_array().is_some_and(|a| a.contains(&json!(t)))
+                            })
                         });
                     name_ok && tags_ok
                 })
@@ -1109,7 +1402,9 @@ fn nova(
         (Method::GET, ["servers", id]) => {
             poll_server(store, id);
             match store.servers.get(*id) {
-                Some(server) => json_response(StatusCode::OK, json!({"server": public_server(server)})),
+                Some(server) => {
+                    json_response(StatusCode::OK, json!({"server": public_server(server)}))
+                }
                 None => not_found("Instance", id),
             }
         }
@@ -1127,19 +1422,36 @@ fn nova(
         }
         (Method::POST, ["os-server-groups"]) => {
             let Some(request) = body.get("server_group") else {
-                return nova_error(StatusCode::BAD_REQUEST, "badRequest", "Invalid input for field/attribute server_group.");
+                return nova_error(
+                    StatusCode::BAD_REQUEST,
+                    "badRequest",
+                    "Invalid input for field/attribute server_group.",
+                );
             };
             let policy = if at_least(64) {
-                request.get("policy").and_then(Value::as_str).map(str::to_string)
+                request
+                    .get("policy")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
             } else {
                 request["policies"][0].as_str().map(str::to_string)
             };
             let Some(policy) = policy else {
-                return nova_error(StatusCode::BAD_REQUEST, "badRequest", "'policy' is a required property");
+                return nova_error(
+                    StatusCode::BAD_REQUEST,
+                    "badRequest",
+                    "'policy' is a required property",
+                );
             };
             let soft = policy.starts_with("soft-");
             if soft && !at_least(15) {
-                return nova_error(StatusCode::BAD_REQUEST, "badRequest", &format!("Invalid input: '{policy}' is not one of ['anti-affinity', 'affinity']"));
+                return nova_error(
+                    StatusCode::BAD_REQUEST,
+                    "badRequest",
+                    &format!(
+                        "Invalid input: '{policy}' is not one of ['anti-affinity', 'affinity']"
+                    ),
+                );
             }
             let id = new_id(store, 7);
             let mut group = json!({
@@ -1175,12 +1487,18 @@ fn nova(
                                  "links": [], "OS-FLV-EXT-DATA:ephemeral": 0, "swap": "", "rxtx_factor": 1.0,
                                  "os-flavor-access:is_public": true, "OS-FLV-DISABLED:disabled": false}]}),
         ),
-        _ => nova_error(StatusCode::NOT_FOUND, "itemNotFound", &format!("no Nova route for {method} /{}", rest.join("/"))),
+        _ => nova_error(
+            StatusCode::NOT_FOUND,
+            "itemNotFound",
+            &format!("no Nova route for {method} /{}", rest.join("/")),
+        ),
     }
 }
 
 fn poll_server(store: &mut Store, id: &str) {
-    let Some(left) = store.building.get_mut(id) else { return };
+    let Some(left) = store.building.get_mut(id) else {
+        return;
+    };
     if *left > 1 {
         *left -= 1;
         return;
@@ -1209,20 +1527,39 @@ pub const NETWORK_ID: &str = "9a4b5c6d-0000-4000-8000-000000000002";
 pub const SUBNET_ID: &str = "9a4b5c6d-0000-4000-8000-000000000001";
 
 /// Neutron, read-only: network [`NETWORK_ID`] with subnet [`SUBNET_ID`] (10.0.0.0/24).
-fn neutron(project: &str, collection: &str, id: Option<&str>, query: &BTreeMap<String, String>) -> Response {
+fn neutron(
+    project: &str,
+    collection: &str,
+    id: Option<&str>,
+    query: &BTreeMap<String, String>,
+) -> Response {
     let project_id = format!("project-{project}");
     let items = match collection {
-        "networks" => vec![json!({"id": NETWORK_ID, "name": "private", "status": "ACTIVE",
-            "subnets": [SUBNET_ID], "project_id": project_id, "admin_state_up": true, "shared": false})],
-        "subnets" => vec![json!({"id": SUBNET_ID, "name": "private-subnet", "network_id": NETWORK_ID,
-            "cidr": "10.0.0.0/24", "ip_version": 4, "project_id": project_id, "enable_dhcp": true})],
+        "networks" => vec![
+            json!({"id": NETWORK_ID, "name": "private", "status": "ACTIVE",
+            "subnets": [SUBNET_ID], "project_id": project_id, "admin_state_up": true, "shared": false}),
+        ],
+        "subnets" => vec![
+            json!({"id": SUBNET_ID, "name": "private-subnet", "network_id": NETWORK_ID,
+            "cidr": "10.0.0.0/24", "ip_version": 4, "project_id": project_id, "enable_dhcp": true}),
+        ],
         "ports" | "security-groups" | "qos/policies" => vec![],
-        _ => return nova_error(StatusCode::NOT_FOUND, "NeutronError", &format!("no Neutron route for {collection}")),
+        _ => {
+            return nova_error(
+                StatusCode::NOT_FOUND,
+                "NeutronError",
+                &format!("no Neutron route for {collection}"),
+            )
+        }
     };
     let items: Vec<Value> = items
         .into_iter()
         .filter(|item| {
-            ["id", "name"].iter().all(|key| query.get(*key).is_none_or(|wanted| item[*key] == json!(wanted)))
+            ["id", "name"].iter().all(|key| {
+                query
+                    .get(*key)
+                    .is_none_or(|wanted| item[*key] == json!(wanted))
+            })
         })
         .collect();
     match id {
@@ -1231,7 +1568,11 @@ fn neutron(project: &str, collection: &str, id: Option<&str>, query: &BTreeMap<S
             let singular = collection.trim_end_matches('s');
             match items.into_iter().find(|item| item["id"] == json!(id)) {
                 Some(item) => json_response(StatusCode::OK, json!({ singular: item })),
-                None => nova_error(StatusCode::NOT_FOUND, "NeutronError", &format!("{singular} {id} could not be found.")),
+                None => nova_error(
+                    StatusCode::NOT_FOUND,
+                    "NeutronError",
+                    &format!("{singular} {id} could not be found."),
+                ),
             }
         }
     }

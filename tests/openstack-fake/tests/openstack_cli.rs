@@ -18,7 +18,12 @@ const VENV: &str = "/var/tmp/triad-openstack-venv";
 /// Written last, so a half-built venv (an interrupted pip) is rebuilt.
 const COMPLETE_MARK: &str = ".triad-complete";
 
-async fn run(program: &Path, args: &[&str], env: &[(&str, &str)], bound: Duration) -> (bool, String, String) {
+async fn run(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    bound: Duration,
+) -> (bool, String, String) {
     let mut command = tokio::process::Command::new(program);
     command.args(args).kill_on_drop(true);
     for (key, value) in env {
@@ -26,7 +31,12 @@ async fn run(program: &Path, args: &[&str], env: &[(&str, &str)], bound: Duratio
     }
     let output = tokio::time::timeout(bound, command.output())
         .await
-        .unwrap_or_else(|_| panic!("{} {args:?} did not finish within {bound:?}", program.display()))
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} {args:?} did not finish within {bound:?}",
+                program.display()
+            )
+        })
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     (
         output.status.success(),
@@ -47,16 +57,31 @@ async fn openstack_cli() -> PathBuf {
         .into_iter()
         .find(|p| !p.starts_with('/') || Path::new(p).exists())
         .unwrap();
-    let (ok, _, stderr) = run(Path::new(python), &["-m", "venv", VENV], &[], Duration::from_secs(120)).await;
+    let (ok, _, stderr) = run(
+        Path::new(python),
+        &["-m", "venv", VENV],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
     assert!(ok, "python3 -m venv {VENV} failed (install python3-venv: scripts/install-host-deps.sh): {stderr}");
     let (ok, _, stderr) = run(
         &venv.join("bin/pip"),
-        &["install", "--quiet", "--disable-pip-version-check", "python-openstackclient", "python-octaviaclient"],
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "python-openstackclient",
+            "python-octaviaclient",
+        ],
         &[],
         Duration::from_secs(600),
     )
     .await;
-    assert!(ok, "pip install python-openstackclient python-octaviaclient failed: {stderr}");
+    assert!(
+        ok,
+        "pip install python-openstackclient python-octaviaclient failed: {stderr}"
+    );
     std::fs::write(venv.join(COMPLETE_MARK), "").unwrap();
     openstack
 }
@@ -74,18 +99,29 @@ impl Api {
         let base = format!("http://{}", fake.addr);
         let response = http
             .post(format!("{}/auth/tokens", fake.auth_url()))
-            .json(&json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            .json(
+                &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
                 "name": "triad", "domain": {"name": "Default"}, "password": "correct-horse"}}},
-                "scope": {"project": {"name": "web", "domain": {"name": "Default"}}}}}))
+                "scope": {"project": {"name": "web", "domain": {"name": "Default"}}}}}),
+            )
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 201);
-        let token = response.headers()["x-subject-token"].to_str().unwrap().to_string();
+        let token = response.headers()["x-subject-token"]
+            .to_str()
+            .unwrap()
+            .to_string();
         Api { http, token, base }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, microversion: Option<&str>) -> Value {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        microversion: Option<&str>,
+    ) -> Value {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -110,7 +146,14 @@ impl Api {
     /// Poll the load balancer until ACTIVE (the fake turns it ACTIVE after a few GETs).
     async fn wait_active(&self, lb: &str) {
         for _ in 0..50 {
-            let body = self.call(reqwest::Method::GET, &format!("/load-balancer/v2/lbaas/loadbalancers/{lb}"), None, None).await;
+            let body = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/load-balancer/v2/lbaas/loadbalancers/{lb}"),
+                    None,
+                    None,
+                )
+                .await;
             if body["loadbalancer"]["provisioning_status"] == "ACTIVE" {
                 return;
             }
@@ -157,7 +200,12 @@ async fn loopback_openstack_cli_lists_what_the_fake_holds() {
     .await;
     api.wait_active(&lb).await;
     let group = api
-        .call(Method::POST, "/compute/v2.1/os-server-groups", Some(json!({"server_group": {"name": "web", "policy": "soft-anti-affinity"}})), Some("2.64"))
+        .call(
+            Method::POST,
+            "/compute/v2.1/os-server-groups",
+            Some(json!({"server_group": {"name": "web", "policy": "soft-anti-affinity"}})),
+            Some("2.64"),
+        )
         .await["server_group"]["id"]
         .as_str()
         .unwrap()
@@ -175,7 +223,15 @@ async fn loopback_openstack_cli_lists_what_the_fake_holds() {
         .to_string();
     let mut status = Value::Null;
     for _ in 0..20 {
-        status = api.call(Method::GET, &format!("/compute/v2.1/servers/{server}"), None, Some("2.64")).await["server"]["status"].clone();
+        status = api
+            .call(
+                Method::GET,
+                &format!("/compute/v2.1/servers/{server}"),
+                None,
+                Some("2.64"),
+            )
+            .await["server"]["status"]
+            .clone();
         if status == "ACTIVE" {
             break;
         }
@@ -186,29 +242,59 @@ async fn loopback_openstack_cli_lists_what_the_fake_holds() {
     let clouds = dir.path().join("clouds.yaml");
     std::fs::write(&clouds, fake.clouds_yaml("fake")).unwrap();
     let clouds_text = clouds.display().to_string();
-    let env = [("OS_CLIENT_CONFIG_FILE", clouds_text.as_str()), ("OS_CLOUD", "fake"), ("HOME", dir.path().to_str().unwrap())];
+    let env = [
+        ("OS_CLIENT_CONFIG_FILE", clouds_text.as_str()),
+        ("OS_CLOUD", "fake"),
+        ("HOME", dir.path().to_str().unwrap()),
+    ];
     let bound = Duration::from_secs(90);
 
-    let (ok, stdout, stderr) = run(&openstack, &["loadbalancer", "list", "-f", "json"], &env, bound).await;
+    let (ok, stdout, stderr) = run(
+        &openstack,
+        &["loadbalancer", "list", "-f", "json"],
+        &env,
+        bound,
+    )
+    .await;
     assert!(ok, "openstack loadbalancer list failed: {stderr}");
     let lbs: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(lbs[0]["name"], "web-lb", "{stdout}");
     assert_eq!(lbs[0]["id"], json!(lb));
     assert_eq!(lbs[0]["provisioning_status"], "ACTIVE", "{stdout}");
 
-    let (ok, stdout, stderr) = run(&openstack, &["loadbalancer", "member", "list", &pool, "-f", "json"], &env, bound).await;
+    let (ok, stdout, stderr) = run(
+        &openstack,
+        &["loadbalancer", "member", "list", &pool, "-f", "json"],
+        &env,
+        bound,
+    )
+    .await;
     assert!(ok, "openstack loadbalancer member list failed: {stderr}");
     let members: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     let mut seen: Vec<(String, String, i64)> = members
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["name"].as_str().unwrap().to_string(), m["address"].as_str().unwrap().to_string(), m["weight"].as_i64().unwrap()))
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["address"].as_str().unwrap().to_string(),
+                m["weight"].as_i64().unwrap(),
+            )
+        })
         .collect();
     seen.sort();
-    assert_eq!(seen, [("n1".into(), "10.0.2.1".into(), 1), ("n2".into(), "10.0.2.2".into(), 0)], "{stdout}");
+    assert_eq!(
+        seen,
+        [
+            ("n1".into(), "10.0.2.1".into(), 1),
+            ("n2".into(), "10.0.2.2".into(), 0)
+        ],
+        "{stdout}"
+    );
 
-    let (ok, stdout, stderr) = run(&openstack, &["server", "list", "-f", "json"], &env, bound).await;
+    let (ok, stdout, stderr) =
+        run(&openstack, &["server", "list", "-f", "json"], &env, bound).await;
     assert!(ok, "openstack server list failed: {stderr}");
     let servers: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(servers[0]["Name"], "web-7", "{stdout}");
