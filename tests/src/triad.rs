@@ -99,24 +99,33 @@ fn toml_list(v: &[String]) -> String {
     format!("[{}]", q.join(", "))
 }
 
-/// /etc/triad/agent.toml for `node`.
+/// /etc/triad/agent.toml for `node`: a core node whose agent manages Galera (sized for the
+/// lab: rsync SST, small buffers) and Apache. Readiness requires Galera and Apache; the
+/// docroot mount is not managed by the agent yet (issue 5), the lab mounts it by hand.
 pub fn agent_config(tb: &Testbed, node: &Node) -> String {
     format!(
         "[node]\nid = \"{name}\"\nrole = \"core\"\naddress = \"{addr}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n\
-[gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n",
+[gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n\n\
+[readiness]\nrequire = [\"galera\", \"apache\"]\n\n\
+[galera]\nsst_method = \"rsync\"\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n",
         name = node.name,
         addr = node.addr,
         seeds = toml_list(&seeds(tb))
     )
 }
 
-/// The coordinator's config.
+/// The coordinator's config: its state (the Galera decision) under the lab's state dir, so
+/// every testbed starts from nothing.
 pub fn coordinator_config(tb: &Testbed) -> String {
+    let nodes: Vec<String> = tb.nodes.iter().map(|n| n.name.clone()).collect();
     format!(
-        "[cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
-[grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n",
-        seeds = toml_list(&seeds(tb))
+        "[coordinator]\nstate_dir = \"{state}\"\n\n\
+[cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
+[grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n[galera]\ngrace = \"3s\"\nnodes = {nodes}\n",
+        state = tb.state.join("coordinator/state").display(),
+        seeds = toml_list(&seeds(tb)),
+        nodes = toml_list(&nodes)
     )
 }
 
@@ -133,7 +142,18 @@ pub enum AgentSource {
 /// so the unit's `ExecStartPre=validate-config` sees it.
 pub fn install_agent(tb: &Testbed, node: &Node) -> Result<AgentSource> {
     node.write_file("/etc/triad/agent.toml", &agent_config(tb, node))?;
-    let src = if let Some(deb) = find_agent_deb() {
+    // a package older than the freshly built binary is stale: use the binary then
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let deb = find_agent_deb().filter(|deb| {
+        match (
+            modified(deb),
+            find_bin("triad-agent").as_deref().and_then(modified),
+        ) {
+            (Some(deb_time), Some(bin_time)) => deb_time >= bin_time,
+            _ => true,
+        }
+    });
+    let src = if let Some(deb) = deb {
         let fname = deb
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
