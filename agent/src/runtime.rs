@@ -278,6 +278,23 @@ async fn main_loop(
     }
 }
 
+/// Run `tick` every `interval` (a late tick is delayed, never bunched) until `stop` changes:
+/// the loop shape of every service module.
+pub async fn every<F, Fut>(interval: Duration, mut stop: watch::Receiver<bool>, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => tick().await,
+            _ = stop.changed() => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

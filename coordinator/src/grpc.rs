@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_server::{CoordinatorService, CoordinatorServiceServer};
 
+use crate::balancer::reconcile::BalancerStatus;
 use crate::observer::Coordinator;
 use crate::recovery::RecoveryHandle;
 use crate::status::cluster_status;
@@ -20,6 +21,7 @@ use crate::view::ClusterEvent;
 pub struct CoordinatorGrpc {
     coordinator: Arc<Coordinator>,
     recovery: Option<RecoveryHandle>,
+    balancer: Option<tokio::sync::watch::Receiver<BalancerStatus>>,
 }
 
 impl CoordinatorGrpc {
@@ -27,7 +29,17 @@ impl CoordinatorGrpc {
         CoordinatorGrpc {
             coordinator,
             recovery: None,
+            balancer: None,
         }
+    }
+
+    /// Report the balancer membership loop in ClusterStatus.
+    pub fn with_balancer(
+        mut self,
+        status: tokio::sync::watch::Receiver<BalancerStatus>,
+    ) -> CoordinatorGrpc {
+        self.balancer = Some(status);
+        self
     }
 
     /// Serve `Recover` and the galera status line from the recovery loop.
@@ -50,13 +62,31 @@ impl CoordinatorGrpc {
             .as_ref()
             .map(|r| r.status())
             .unwrap_or_default();
-        cluster_status(
+        let mut status = cluster_status(
             &galera,
             &self.coordinator.cluster_name,
             &self.coordinator.view(),
             observing,
             now,
-        )
+        );
+        status.balancer = self
+            .balancer
+            .as_ref()
+            .map(|watch| balancer_status(&watch.borrow()));
+        status
+    }
+}
+
+fn balancer_status(status: &BalancerStatus) -> v1::BalancerStatus {
+    v1::BalancerStatus {
+        kind: status.kind.to_string(),
+        members: status
+            .members
+            .iter()
+            .map(|m| format!("{} {}", m.name, format!("{:?}", m.state).to_lowercase()))
+            .collect(),
+        errors_total: status.errors_total,
+        last_error: status.last_error.clone().unwrap_or_default(),
     }
 }
 

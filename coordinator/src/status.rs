@@ -35,6 +35,7 @@ pub fn cluster_status(
         })
         .collect();
     v1::ClusterStatus {
+        balancer: None,
         galera: galera.to_string(),
         cluster_name: cluster_name.to_string(),
         coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -49,10 +50,20 @@ pub struct StatusReport {
     pub cluster: String,
     /// Galera formation/recovery: what the coordinator is doing or waiting for.
     pub galera: String,
+    /// The balancer membership loop, when one is configured.
+    pub balancer: Option<BalancerReport>,
     pub coordinator_version: String,
     pub healthy: bool,
     pub summary: Summary,
     pub nodes: Vec<NodeRow>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BalancerReport {
+    pub kind: String,
+    pub members: Vec<String>,
+    pub errors_total: u64,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -123,6 +134,12 @@ impl StatusReport {
         StatusReport {
             cluster: status.cluster_name.clone(),
             galera: status.galera.clone(),
+            balancer: status.balancer.as_ref().map(|b| BalancerReport {
+                kind: b.kind.clone(),
+                members: b.members.clone(),
+                errors_total: b.errors_total,
+                last_error: (!b.last_error.is_empty()).then(|| b.last_error.clone()),
+            }),
             coordinator_version: status.coordinator_version.clone(),
             healthy: summary.nodes > 0 && summary.ready == summary.nodes,
             summary,
@@ -142,6 +159,18 @@ impl StatusReport {
         );
         if !self.galera.is_empty() {
             out.insert_str(out.len() - 1, &format!("galera: {}\n", self.galera));
+        }
+        if let Some(balancer) = &self.balancer {
+            let mut line = format!(
+                "balancer: {} members [{}], {} errors",
+                balancer.kind,
+                balancer.members.join(", "),
+                balancer.errors_total
+            );
+            if let Some(error) = &balancer.last_error {
+                line.push_str(&format!(" (last: {error})"));
+            }
+            out.insert_str(out.len() - 1, &format!("{line}\n"));
         }
         let header = [
             "NODE",
@@ -259,6 +288,31 @@ mod tests {
         assert!(
             !StatusReport::from_proto(&status).healthy,
             "an empty cluster is not healthy"
+        );
+    }
+
+    #[test]
+    fn balancer_loop_is_reported_with_its_last_error() {
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true)],
+            balancer: Some(v1::BalancerStatus {
+                kind: "octavia".into(),
+                members: vec!["n1 active".into()],
+                errors_total: 2,
+                last_error: "load balancer lb1 is in ERROR".into(),
+            }),
+            ..Default::default()
+        };
+        let report = StatusReport::from_proto(&status);
+        assert_eq!(
+            report.balancer.as_ref().unwrap().last_error.as_deref(),
+            Some("load balancer lb1 is in ERROR")
+        );
+        let text = report.render_text();
+        assert!(
+            text.contains("balancer: octavia members [n1 active], 2 errors (last: load balancer lb1 is in ERROR)"),
+            "{text}"
         );
     }
 

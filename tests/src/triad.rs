@@ -116,14 +116,18 @@ pub fn agent_config(tb: &Testbed, node: &Node) -> String {
 }
 
 /// The coordinator's config: its state (the Galera decision) under the lab's state dir, so
-/// every testbed starts from nothing.
+/// every testbed starts from nothing; it drives the lab HAProxy's membership through the
+/// admin socket (servers are the node ids; HAProxy's own checks stay as a second line).
 pub fn coordinator_config(tb: &Testbed) -> String {
     let nodes: Vec<String> = tb.nodes.iter().map(|n| n.name.clone()).collect();
     format!(
         "[coordinator]\nstate_dir = \"{state}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
-[grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n[galera]\ngrace = \"3s\"\nnodes = {nodes}\n",
+[grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n[galera]\ngrace = \"3s\"\nnodes = {nodes}\n\n\
+[balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n",
         state = tb.state.join("coordinator/state").display(),
+        socket = tb.state.join("haproxy/admin.sock").display(),
+        backend = crate::haproxy::BACKEND,
         seeds = toml_list(&seeds(tb)),
         nodes = toml_list(&nodes)
     )

@@ -106,16 +106,9 @@ impl ApacheDriver {
     pub async fn run(
         self: Arc<Self>,
         interval: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => self.tick().await,
-                _ = stop.changed() => break,
-            }
-        }
+        crate::runtime::every(interval, stop, || self.tick()).await;
     }
 }
 

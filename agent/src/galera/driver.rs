@@ -215,19 +215,12 @@ impl GaleraDriver {
     pub async fn run(
         self: Arc<Self>,
         interval: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) {
         if let Err(error) = self.host.disable_autostart().await {
             tracing::warn!(node = %self.node_id, %error, "cannot disable mariadb autostart: {error}");
         }
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => self.tick().await,
-                _ = stop.changed() => break,
-            }
-        }
+        crate::runtime::every(interval, stop, || self.tick()).await;
     }
 
     /// The node's position for the coordinator's election.

@@ -130,6 +130,9 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         Some(coordinator.subscribe()),
     )
     .context("starting the balancer membership loop")?;
+    if let Some(balancer_loop) = &balancer_loop {
+        service = service.with_balancer(balancer_loop.status_watch());
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()

@@ -1035,6 +1035,24 @@ pub struct ClusterStatus {
     /// Galera formation/recovery: what the coordinator is doing or waiting for, in a sentence.
     #[prost(string, tag = "5")]
     pub galera: ::prost::alloc::string::String,
+    /// The load balancer's membership loop; absent when no balancer is configured.
+    #[prost(message, optional, tag = "6")]
+    pub balancer: ::core::option::Option<BalancerStatus>,
+}
+/// The balancer membership loop as the coordinator runs it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BalancerStatus {
+    /// "haproxy" or "octavia".
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    /// One "name state" entry per member, e.g. "n1 active".
+    #[prost(string, repeated, tag = "2")]
+    pub members: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(uint64, tag = "3")]
+    pub errors_total: u64,
+    /// The last error of an apply or observation (ERROR provisioning status, socket failure).
+    #[prost(string, tag = "4")]
+    pub last_error: ::prost::alloc::string::String,
 }
 /// One node as the coordinator sees it through gossip.
 #[derive(Clone, PartialEq, ::prost::Message)]
