@@ -24,6 +24,8 @@ impl ServiceManager for Systemctl {
     async fn state(&self, unit: &str) -> UnitState {
         match tokio::process::Command::new("systemctl")
             .args(["is-active", unit])
+            // is-active exits non-zero for inactive/failed; its stdout is what we want
+            .env_remove("NOTIFY_SOCKET")
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .output()

@@ -40,6 +40,13 @@ pub struct PositionReport {
     pub source: &'static str,
 }
 
+/// One gossip snapshot, as the Galera module uses it.
+#[derive(Debug)]
+struct GossipFacts {
+    peers: Vec<IpAddr>,
+    peer_primary: bool,
+}
+
 #[derive(Debug, Default)]
 struct Memory {
     recovered: Option<Position>,
@@ -99,36 +106,37 @@ impl GaleraDriver {
         }
     }
 
-    /// Core peers' addresses: configured, else core nodes in gossip and the seeds' hosts.
-    async fn peers(&self) -> Vec<IpAddr> {
-        if !self.settings.peers.is_empty() {
-            return self.settings.peers.clone();
-        }
-        let mut peers: Vec<IpAddr> = self
-            .membership
-            .members()
-            .await
-            .into_iter()
-            .filter(|m| m.keys.role == Role::Core)
-            .map(|m| m.gossip_addr.ip())
-            .chain(self.seed_hosts.iter().copied())
-            .collect();
-        peers.sort();
-        peers.dedup();
-        peers
-    }
-
-    /// A live core peer reports Synced in a Primary component.
-    async fn peer_primary(&self) -> bool {
-        self.membership.members().await.iter().any(|m| {
+    /// What gossip tells the Galera module, from one snapshot of the members: the core
+    /// peers' addresses (configured, else core nodes in gossip and the seeds' hosts), and
+    /// whether a live core peer reports Synced in a Primary component.
+    async fn gossip_facts(&self) -> GossipFacts {
+        let members = self.membership.members().await;
+        let peer_primary = members.iter().any(|m| {
             !m.is_self
                 && m.live
                 && m.keys.galera.state == GaleraState::Synced
                 && m.keys.galera.cluster_status.as_deref() == Some("Primary")
-        })
+        });
+        let peers = if self.settings.peers.is_empty() {
+            let mut peers: Vec<IpAddr> = members
+                .iter()
+                .filter(|m| m.keys.role == Role::Core)
+                .map(|m| m.gossip_addr.ip())
+                .chain(self.seed_hosts.iter().copied())
+                .collect();
+            peers.sort();
+            peers.dedup();
+            peers
+        } else {
+            self.settings.peers.clone()
+        };
+        GossipFacts {
+            peers,
+            peer_primary,
+        }
     }
 
-    async fn observe(&self, memory: &mut Memory) -> Observed {
+    async fn observe(&self, memory: &mut Memory, gossip: &GossipFacts) -> Observed {
         let unit = self.host.unit_state().await;
         let status = if unit.is_running() {
             self.host.status().await.ok()
@@ -160,15 +168,14 @@ impl GaleraDriver {
                 }
             }
         }
-        let peers = self.peers().await;
         Observed {
             unit,
             status,
             grastate,
             recovered: memory.recovered.clone(),
             sst_in_progress: self.host.sst_in_progress().await,
-            peer_primary: self.peer_primary().await,
-            has_peers: peers.iter().any(|p| *p != self.address),
+            peer_primary: gossip.peer_primary,
+            has_peers: gossip.peers.iter().any(|p| *p != self.address),
             coordinator_action: memory.coordinator_action,
             last_start: memory.last_start,
         }
@@ -182,8 +189,9 @@ impl GaleraDriver {
     /// One pass of the loop: config, observe, plan, apply, publish.
     pub async fn tick(&self) {
         let mut memory = self.memory.lock().await;
-        let peers = self.peers().await;
-        let text = cnf::render(&self.settings, &self.node_id, self.address, &peers);
+        let gossip = self.gossip_facts().await;
+        let peers = &gossip.peers;
+        let text = cnf::render(&self.settings, &self.node_id, self.address, peers);
         match self.host.write_config(&text).await {
             Ok(true) => {
                 tracing::info!(node = %self.node_id, path = %self.settings.config_path.display(), ?peers, "wrote galera config")
@@ -193,7 +201,7 @@ impl GaleraDriver {
                 tracing::error!(node = %self.node_id, %error, "cannot write galera config: {error}")
             }
         }
-        let observed = self.observe(&mut memory).await;
+        let observed = self.observe(&mut memory, &gossip).await;
         for action in plan(&observed, &self.settings, Instant::now()) {
             tracing::info!(node = %self.node_id, ?action, state = %derive_state(&observed), "galera action {action:?}");
             let result = match action {
@@ -229,7 +237,7 @@ impl GaleraDriver {
             return Err(GaleraError::NotManaged);
         }
         let mut memory = self.memory.lock().await;
-        let mut observed = self.observe(&mut memory).await;
+        let mut observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         if observed.unit.is_running() {
             let primary =
                 matches!(&observed.status, Some(s) if s.wsrep_on && s.cluster_status == "Primary");
@@ -255,7 +263,7 @@ impl GaleraDriver {
             tracing::warn!(node = %self.node_id, "stopping mysqld that hangs outside a Primary component, for recovery");
             self.host.stop().await?;
             memory.recovered = None;
-            observed = self.observe(&mut memory).await;
+            observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         }
         self.publish(&observed);
         match best_position(&observed) {
@@ -315,7 +323,7 @@ impl GaleraDriver {
                 "epoch {epoch} is older than epoch {stored} already acted on"
             )));
         }
-        let observed = self.observe(&mut memory).await;
+        let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         if let Some(status) = observed
             .status
             .as_ref()
@@ -379,7 +387,7 @@ impl GaleraDriver {
         }
         .await;
         memory.coordinator_action = false;
-        let observed = self.observe(&mut memory).await;
+        let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         self.publish(&observed);
         result
     }
@@ -391,7 +399,7 @@ impl GaleraDriver {
             return Err(GaleraError::NotManaged);
         }
         let mut memory = self.memory.lock().await;
-        let observed = self.observe(&mut memory).await;
+        let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         if observed.unit.is_running() {
             return Ok(format!(
                 "mysqld already running ({})",

@@ -13,6 +13,7 @@ use super::position::{
     parse_grastate, parse_recovered, with_safe_to_bootstrap, GraState, Position,
 };
 use super::{GaleraSettings, UnitState, WsrepStatus};
+use crate::service::{ServiceManager, Systemctl};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what}: {detail}")]
@@ -144,18 +145,7 @@ const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(30);
 #[async_trait::async_trait]
 impl GaleraHost for SystemdGaleraHost {
     async fn unit_state(&self) -> UnitState {
-        // is-active exits non-zero for inactive/failed; its stdout is what we want
-        let output = Command::new("systemctl")
-            .args(["is-active", &self.settings.unit])
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .await;
-        match output {
-            Ok(output) => UnitState::parse(&String::from_utf8_lossy(&output.stdout)),
-            Err(_) => UnitState::Unknown,
-        }
+        Systemctl.state(&self.settings.unit).await
     }
 
     async fn status(&self) -> Result<WsrepStatus, HostError> {
@@ -252,13 +242,7 @@ impl GaleraHost for SystemdGaleraHost {
     }
 
     async fn start(&self) -> Result<(), HostError> {
-        run(
-            "systemctl",
-            &["start", "--no-block", &self.settings.unit],
-            SYSTEMCTL_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
+        Systemctl.start(&self.settings.unit).await
     }
 
     async fn bootstrap(&self) -> Result<(), HostError> {
@@ -296,13 +280,7 @@ impl GaleraHost for SystemdGaleraHost {
     }
 
     async fn reset_failed(&self) -> Result<(), HostError> {
-        run(
-            "systemctl",
-            &["reset-failed", &self.settings.unit],
-            SYSTEMCTL_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
+        Systemctl.reset_failed(&self.settings.unit).await
     }
 
     async fn disable_autostart(&self) -> Result<(), HostError> {
