@@ -14,7 +14,9 @@ use triad_proto::ports;
 
 use crate::apache::driver::ApacheSettings;
 use crate::galera::{GaleraSettings, SstMethod};
+use crate::gluster::driver::GlusterSettings;
 use crate::membership::GossipSettings;
+use crate::mount::MountSettings;
 use crate::readiness::ReadinessCheck;
 
 pub const DEFAULT_PATH: &str = "/etc/triad/agent.toml";
@@ -123,6 +125,30 @@ struct RawAgentConfig {
     galera: RawGalera,
     #[serde(default)]
     apache: RawApache,
+    #[serde(default)]
+    gluster: RawGluster,
+    #[serde(default)]
+    mount: RawMount,
+}
+
+/// `[gluster]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGluster {
+    managed: Option<bool>,
+    unit: Option<String>,
+    volume: Option<String>,
+    brick_path: Option<String>,
+}
+
+/// `[mount]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMount {
+    managed: Option<bool>,
+    docroot: Option<String>,
+    allow_non_empty: Option<bool>,
+    probe_timeout: Option<String>,
 }
 
 /// `[apache]`.
@@ -133,6 +159,7 @@ struct RawApache {
     unit: Option<String>,
     port: Option<u16>,
     health_path: Option<String>,
+    configure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -222,6 +249,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub galera: GaleraSettings,
     pub apache: ApacheSettings,
+    pub gluster: GlusterSettings,
+    pub mount: MountSettings,
 }
 
 impl AgentConfig {
@@ -298,7 +327,79 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
         ),
         galera,
         apache: resolve_apache(path, raw.apache)?,
+        gluster: resolve_gluster(path, raw.gluster, role)?,
+        mount: resolve_mount(path, raw.mount)?,
     })
+}
+
+fn absolute_path(path: &Path, key: &'static str, text: String) -> Result<PathBuf, ConfigError> {
+    if !text.starts_with('/') || text.len() < 2 {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message: format!("{text:?} must be an absolute path other than /"),
+        });
+    }
+    Ok(PathBuf::from(text))
+}
+
+fn resolve_gluster(
+    path: &Path,
+    raw: RawGluster,
+    role: Role,
+) -> Result<GlusterSettings, ConfigError> {
+    let mut gluster = GlusterSettings::default();
+    // web nodes mount the volume as clients: no glusterd, no brick
+    gluster.managed = raw.managed.unwrap_or(role == Role::Core);
+    if let Some(unit) = raw.unit {
+        gluster.unit = unit;
+    }
+    if let Some(volume) = raw.volume {
+        let valid = !volume.is_empty()
+            && volume.len() <= 64
+            && volume
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "gluster.volume",
+                message: format!("{volume:?}: use 1-64 letters, digits, '-' or '_'"),
+            });
+        }
+        gluster.volume = volume;
+    }
+    if let Some(brick) = raw.brick_path {
+        gluster.brick_path = absolute_path(path, "gluster.brick_path", brick)?;
+    }
+    Ok(gluster)
+}
+
+fn resolve_mount(path: &Path, raw: RawMount) -> Result<MountSettings, ConfigError> {
+    let mut mount = MountSettings::default();
+    if let Some(managed) = raw.managed {
+        mount.managed = managed;
+    }
+    if let Some(docroot) = raw.docroot {
+        mount.docroot = absolute_path(path, "mount.docroot", docroot)?;
+    }
+    if let Some(allow) = raw.allow_non_empty {
+        mount.allow_non_empty = allow;
+    }
+    mount.probe_timeout = parse_duration_key(
+        path,
+        "mount.probe_timeout",
+        raw.probe_timeout.as_deref(),
+        mount.probe_timeout,
+    )?;
+    if mount.probe_timeout.is_zero() || mount.probe_timeout > Duration::from_secs(60) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: "mount.probe_timeout",
+            message: "must be more than 0 and at most 60s".into(),
+        });
+    }
+    Ok(mount)
 }
 
 fn resolve_apache(path: &Path, raw: RawApache) -> Result<ApacheSettings, ConfigError> {
@@ -311,6 +412,9 @@ fn resolve_apache(path: &Path, raw: RawApache) -> Result<ApacheSettings, ConfigE
     }
     if let Some(port) = raw.port {
         apache.port = port;
+    }
+    if let Some(configure) = raw.configure {
+        apache.configure = configure;
     }
     if let Some(health_path) = raw.health_path {
         if !health_path.starts_with('/') {
@@ -524,6 +628,32 @@ seeds = ["10.214.0.11:7420", "n2:7420"]
         assert_eq!(config.readiness, vec![ReadinessCheck::Apache]);
         let error = parse(&format!("{GOOD}\n[readiness]\nrequire = [\"php\"]\n")).unwrap_err();
         assert!(error.contains("unknown variant `php`"), "{error}");
+    }
+
+    #[test]
+    fn gluster_and_mount_sections_resolve_and_are_checked() {
+        let config = parse(GOOD).unwrap();
+        assert!(
+            config.gluster.managed,
+            "a core node keeps a brick by default"
+        );
+        assert_eq!(config.mount.docroot, PathBuf::from("/var/www/triad"));
+        let web = parse(&GOOD.replace("role = \"core\"", "role = \"web\"")).unwrap();
+        assert!(!web.gluster.managed, "a web node mounts as a client only");
+        let custom = parse(&format!(
+            "{GOOD}\n[gluster]\nvolume = \"site\"\nbrick_path = \"/data/brick\"\n\n[mount]\ndocroot = \"/srv/www\"\nallow_non_empty = true\n"
+        ))
+        .unwrap();
+        assert_eq!(custom.gluster.volume, "site");
+        assert_eq!(custom.mount.docroot, PathBuf::from("/srv/www"));
+        assert!(custom.mount.allow_non_empty);
+        let error = parse(&format!("{GOOD}\n[mount]\ndocroot = \"www\"\n")).unwrap_err();
+        assert!(
+            error.contains("mount.docroot") && error.contains("absolute"),
+            "{error}"
+        );
+        let error = parse(&format!("{GOOD}\n[gluster]\nvolume = \"a b\"\n")).unwrap_err();
+        assert!(error.contains("gluster.volume"), "{error}");
     }
 
     #[test]

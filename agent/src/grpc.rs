@@ -16,6 +16,9 @@ use triad_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 
 use crate::galera::driver::{GaleraDriver, GaleraError};
 use crate::galera::position::Position;
+use crate::gluster::cli::CliError;
+use crate::gluster::driver::GlusterDriver;
+use crate::gluster::steps::Step;
 use crate::membership::Membership;
 use crate::runtime::AgentState;
 
@@ -24,6 +27,7 @@ pub struct AgentGrpc {
     state: Arc<AgentState>,
     membership: Arc<Membership>,
     galera: Option<Arc<GaleraDriver>>,
+    gluster: Option<Arc<GlusterDriver>>,
 }
 
 impl AgentGrpc {
@@ -32,7 +36,20 @@ impl AgentGrpc {
             state,
             membership,
             galera: None,
+            gluster: None,
         }
+    }
+
+    /// Serve the pool/volume state and formation steps through `driver`.
+    pub fn with_gluster(mut self, driver: Option<Arc<GlusterDriver>>) -> AgentGrpc {
+        self.gluster = driver;
+        self
+    }
+
+    fn gluster(&self) -> Result<&GlusterDriver, Status> {
+        self.gluster
+            .as_deref()
+            .ok_or_else(|| Status::failed_precondition("gluster is not managed on this node"))
     }
 
     /// Serve Galera position, bootstrap and join through `driver`.
@@ -105,6 +122,36 @@ fn galera_status(error: GaleraError) -> Status {
         }
         GaleraError::Host(error) => Status::internal(error.to_string()),
     }
+}
+
+fn gluster_status(error: CliError) -> Status {
+    match error {
+        CliError::Gluster(error) => Status::failed_precondition(error.to_string()),
+        CliError::Host(error) => Status::unavailable(error.to_string()),
+    }
+}
+
+fn step_from_proto(request: v1::GlusterStepRequest) -> Result<Step, Status> {
+    use v1::gluster_step_request::Step as P;
+    let step = match request.step {
+        Some(P::Probe(host)) => Step::Probe(host),
+        Some(P::Create(c)) => Step::Create {
+            volume: c.volume,
+            replica: c.replica,
+            bricks: c.bricks,
+            force: c.force,
+        },
+        Some(P::Set(s)) => Step::Set {
+            volume: s.volume,
+            key: s.key,
+            value: s.value,
+        },
+        Some(P::Start(volume)) => Step::Start(volume),
+        Some(P::Heal(volume)) => Step::Heal(volume),
+        None => return Err(Status::invalid_argument("gluster step: no step given")),
+    };
+    step.validate().map_err(Status::invalid_argument)?;
+    Ok(step)
 }
 
 fn not_yet(what: &str, issue: u32) -> Status {
@@ -214,6 +261,108 @@ impl AgentService for AgentGrpc {
         _: Request<v1::ServiceActionRequest>,
     ) -> Result<Response<v1::ServiceActionReply>, Status> {
         Err(not_yet("service actions", 5))
+    }
+
+    async fn gluster_state(
+        &self,
+        request: Request<v1::GlusterStateRequest>,
+    ) -> Result<Response<v1::GlusterStateReply>, Status> {
+        let request = request.into_inner();
+        let driver = self.gluster()?;
+        let volume_name = if request.volume.is_empty() {
+            driver.settings.volume.clone()
+        } else {
+            request.volume
+        };
+        let cli = driver.cli.as_ref();
+        let peers = crate::gluster::cli::peers(cli)
+            .await
+            .map_err(gluster_status)?;
+        let volume = crate::gluster::cli::volume(cli, &volume_name)
+            .await
+            .map_err(gluster_status)?;
+        let volume = match volume {
+            None => None,
+            Some(info) => {
+                let status = if info.status == "Started" {
+                    crate::gluster::cli::status(cli, &volume_name)
+                        .await
+                        .map_err(gluster_status)?
+                        .unwrap_or_default()
+                } else {
+                    vec![]
+                };
+                let heal = if request.heal_info && info.status == "Started" {
+                    match crate::gluster::cli::heal_info(cli, &volume_name).await {
+                        Ok(heal) => heal,
+                        Err(error) => {
+                            tracing::warn!("heal info for status: {error}");
+                            vec![]
+                        }
+                    }
+                } else {
+                    vec![]
+                };
+                let bricks = info
+                    .bricks
+                    .bricks
+                    .iter()
+                    .map(|brick| {
+                        let online = status.iter().any(|n| {
+                            n.is_brick()
+                                && n.status == 1
+                                && format!("{}:{}", n.hostname, n.path) == brick.name
+                        });
+                        let healed = heal.iter().find(|h| h.name == brick.name);
+                        v1::GlusterBrick {
+                            name: brick.name.clone(),
+                            online,
+                            heal_pending: healed.and_then(|h| h.entries),
+                            heal_status: healed.map(|h| h.status.clone()).unwrap_or_default(),
+                        }
+                    })
+                    .collect();
+                Some(v1::GlusterVolume {
+                    name: info.name.clone(),
+                    status: info.status.clone(),
+                    replica: info.replica_count,
+                    bricks,
+                    options: info
+                        .options
+                        .options
+                        .iter()
+                        .map(|o| (o.name.clone(), o.value.clone()))
+                        .collect(),
+                })
+            }
+        };
+        Ok(Response::new(v1::GlusterStateReply {
+            address: self.state.identity.address.to_string(),
+            peers: peers
+                .into_iter()
+                .map(|p| v1::GlusterPeer {
+                    connected: p.connected == 1,
+                    hostname: p.hostname,
+                    uuid: p.uuid,
+                    state: p.state,
+                })
+                .collect(),
+            volume,
+        }))
+    }
+
+    async fn gluster_step(
+        &self,
+        request: Request<v1::GlusterStepRequest>,
+    ) -> Result<Response<v1::GlusterStepReply>, Status> {
+        let driver = self.gluster()?;
+        let step = step_from_proto(request.into_inner())?;
+        tracing::info!(node = %self.state.identity.node_id, ?step, "gluster step requested by the coordinator");
+        let output = step.run(driver.cli.as_ref()).await.map_err(|error| {
+            tracing::warn!(node = %self.state.identity.node_id, ?step, "gluster step failed: {error}");
+            gluster_status(error)
+        })?;
+        Ok(Response::new(v1::GlusterStepReply { output }))
     }
 
     type EventsStream = EventStream;

@@ -11,11 +11,13 @@
 pub mod apache;
 pub mod cli;
 pub mod config;
+pub mod exec;
 pub mod galera;
 pub mod gluster;
 pub mod grpc;
 pub mod membership;
 pub mod metrics;
+pub mod mount;
 pub mod readiness;
 pub mod runtime;
 pub mod service;

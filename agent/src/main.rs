@@ -5,15 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use triad_agent::cli::{self, Cli, Command, ConfigState};
 use triad_agent::config::AgentConfig;
-use triad_agent::galera::host::{GaleraHost, SystemdGaleraHost};
 use triad_agent::grpc::AgentGrpc;
 use triad_agent::membership::generation_now;
 use triad_agent::metrics::SysinfoMetrics;
-use triad_agent::runtime::AgentRuntime;
+use triad_agent::runtime::{AgentRuntime, Hosts};
 use triad_agent::{systemd, telemetry};
 
 fn main() -> ExitCode {
@@ -94,18 +92,17 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
                 config.grpc_listen
             )
         })?;
-    let galera_host: Arc<dyn GaleraHost> = Arc::new(SystemdGaleraHost::new(config.galera.clone()));
     let agent = AgentRuntime::start_with(
         &config,
         generation_now(),
         &chitchat::transport::UdpTransport,
         Box::new(SysinfoMetrics::new()),
-        Some(galera_host),
-        Some(Arc::new(triad_agent::service::Systemctl)),
+        Hosts::production(&config),
     )
     .await?;
     let service = AgentGrpc::new(agent.state(), agent.membership())
         .with_galera(agent.galera())
+        .with_gluster(agent.gluster())
         .into_server();
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grpc = tokio::spawn(

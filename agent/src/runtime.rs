@@ -21,9 +21,12 @@ use crate::apache::driver::ApacheDriver;
 use crate::config::AgentConfig;
 use crate::galera::driver::GaleraDriver;
 use crate::galera::host::GaleraHost;
+use crate::gluster::cli::GlusterCli;
+use crate::gluster::driver::GlusterDriver;
 use crate::membership::{Membership, MembershipConfig, MembershipError};
 use crate::metrics::MetricsSource;
-use crate::readiness::{is_ready, ReadinessCheck};
+use crate::mount::host::{MountDriver, MountHost, VolumeSource};
+use crate::readiness::{is_ready, not_ready_reason, ReadinessCheck};
 use crate::service::ServiceManager;
 
 /// What does not change while this agent process runs.
@@ -64,7 +67,8 @@ impl AgentState {
         self.keys.send_if_modified(|keys| {
             let before = keys.clone();
             change(keys);
-            keys.ready = is_ready(keys, &self.readiness);
+            keys.ready_reason = not_ready_reason(keys, &self.readiness);
+            keys.ready = keys.ready_reason.is_none();
             significant_change(&before, keys)
         });
     }
@@ -80,12 +84,39 @@ fn significant_change(before: &NodeKeys, after: &NodeKeys) -> bool {
     a != b
 }
 
+/// The side-effect backends of the service modules. A module whose backend is `None`
+/// (or that the config does not manage) publishes `not-managed`.
+#[derive(Default, Clone)]
+pub struct Hosts {
+    pub galera: Option<Arc<dyn GaleraHost>>,
+    pub services: Option<Arc<dyn ServiceManager>>,
+    pub gluster: Option<Arc<dyn GlusterCli>>,
+    pub mounts: Option<Arc<dyn MountHost>>,
+}
+
+impl Hosts {
+    /// Production: systemctl, the gluster CLI, /proc mounts and systemd mount units.
+    pub fn production(config: &AgentConfig) -> Hosts {
+        Hosts {
+            galera: Some(Arc::new(crate::galera::host::SystemdGaleraHost::new(
+                config.galera.clone(),
+            ))),
+            services: Some(Arc::new(crate::service::Systemctl)),
+            gluster: Some(Arc::new(crate::gluster::cli::GlusterBinary {
+                timeout: config.gluster.cli_timeout,
+            })),
+            mounts: Some(Arc::new(crate::mount::host::SystemdMounts::new())),
+        }
+    }
+}
+
 /// A running agent: gossip plus the main loop. The gRPC server is started beside it by
 /// the binary (tests of gossip alone do not need it).
 pub struct AgentRuntime {
     state: Arc<AgentState>,
     membership: Arc<Membership>,
     galera: Option<(Arc<GaleraDriver>, JoinHandle<()>)>,
+    gluster: Option<Arc<GlusterDriver>>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     main_loop: JoinHandle<()>,
@@ -107,19 +138,24 @@ impl AgentRuntime {
         transport: &dyn Transport,
         metrics: Box<dyn MetricsSource>,
     ) -> Result<AgentRuntime, MembershipError> {
-        AgentRuntime::start_with(config, generation, transport, metrics, None, None).await
+        AgentRuntime::start_with(config, generation, transport, metrics, Hosts::default()).await
     }
 
-    /// Like [`AgentRuntime::start`], and also runs the Galera driver on `galera_host` when
-    /// the config says Galera is managed on this node.
+    /// Like [`AgentRuntime::start`], and also runs the service modules the config manages
+    /// on the given backends.
     pub async fn start_with(
         config: &AgentConfig,
         generation: u64,
         transport: &dyn Transport,
         metrics: Box<dyn MetricsSource>,
-        galera_host: Option<Arc<dyn GaleraHost>>,
-        services: Option<Arc<dyn ServiceManager>>,
+        hosts: Hosts,
     ) -> Result<AgentRuntime, MembershipError> {
+        let Hosts {
+            galera: galera_host,
+            services,
+            gluster: gluster_cli,
+            mounts,
+        } = hosts;
         let identity = NodeIdentity {
             node_id: config.node_id.clone(),
             role: config.role,
@@ -131,6 +167,7 @@ impl AgentRuntime {
             started_at: Instant::now(),
         };
         let mut initial = NodeKeys::initial(config.role, config.grpc_listen, &identity.version);
+        initial.ready_reason = not_ready_reason(&initial, &config.readiness);
         initial.ready = is_ready(&initial, &config.readiness);
         let membership = Membership::join(
             MembershipConfig {
@@ -179,9 +216,58 @@ impl AgentRuntime {
             }
         };
         let mut tasks = Vec::new();
+        let gluster = match (&gluster_cli, &services) {
+            (Some(cli), Some(services)) if config.gluster.managed => {
+                let driver = Arc::new(GlusterDriver::new(
+                    config.gluster.clone(),
+                    config.node_id.clone(),
+                    config.address,
+                    cli.clone(),
+                    services.clone(),
+                    state.clone(),
+                ));
+                tasks.push(tokio::spawn(
+                    driver
+                        .clone()
+                        .run(config.heartbeat_interval, stop_rx.clone()),
+                ));
+                Some(driver)
+            }
+            _ => {
+                state.update(|keys| {
+                    keys.gluster_daemon = triad_proto::gossip::Health::NotManaged;
+                    keys.gluster_brick = triad_proto::gossip::BrickState::NotManaged;
+                });
+                None
+            }
+        };
+        match mounts {
+            Some(host) if config.mount.managed => {
+                let source = match &gluster {
+                    Some(driver) => VolumeSource::Local(driver.subscribe()),
+                    None => VolumeSource::Remote,
+                };
+                let driver = Arc::new(MountDriver::new(
+                    config.mount.clone(),
+                    config.gluster.volume.clone(),
+                    config.node_id.clone(),
+                    config.address,
+                    source,
+                    host,
+                    state.clone(),
+                    membership.clone(),
+                ));
+                tasks.push(tokio::spawn(
+                    driver.run(config.heartbeat_interval, stop_rx.clone()),
+                ));
+            }
+            _ => state.update(|keys| keys.mount = triad_proto::gossip::MountState::NotManaged),
+        }
         match services {
             Some(services) if config.apache.managed => {
                 let driver = Arc::new(ApacheDriver {
+                    docroot: config.mount.docroot.clone(),
+                    paths: Default::default(),
                     settings: config.apache.clone(),
                     address: config.address,
                     node_id: config.node_id.clone(),
@@ -212,6 +298,7 @@ impl AgentRuntime {
             state,
             membership,
             galera,
+            gluster,
             tasks,
             stop,
             main_loop,
@@ -228,6 +315,10 @@ impl AgentRuntime {
 
     pub fn galera(&self) -> Option<Arc<GaleraDriver>> {
         self.galera.as_ref().map(|(driver, _)| driver.clone())
+    }
+
+    pub fn gluster(&self) -> Option<Arc<GlusterDriver>> {
+        self.gluster.clone()
     }
 
     /// Stop the main loop and leave gossip. Managed services are not touched (design

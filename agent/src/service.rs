@@ -14,6 +14,8 @@ pub trait ServiceManager: Send + Sync {
     async fn state(&self, unit: &str) -> UnitState;
     async fn start(&self, unit: &str) -> Result<(), HostError>;
     async fn reset_failed(&self, unit: &str) -> Result<(), HostError>;
+    /// Re-read configuration (a graceful reload; a start when the unit is not running).
+    async fn reload_or_restart(&self, unit: &str) -> Result<(), HostError>;
 }
 
 #[derive(Debug, Clone, Default)]
@@ -55,6 +57,16 @@ impl ServiceManager for Systemctl {
         .await
         .map(|_| ())
     }
+
+    async fn reload_or_restart(&self, unit: &str) -> Result<(), HostError> {
+        run(
+            "systemctl",
+            &["reload-or-restart", unit],
+            Duration::from_secs(60),
+        )
+        .await
+        .map(|_| ())
+    }
 }
 
 /// In-memory units for simulations: `start` makes a unit active.
@@ -88,5 +100,9 @@ impl ServiceManager for FakeServices {
             .unwrap()
             .insert(unit.to_string(), UnitState::Inactive);
         Ok(())
+    }
+
+    async fn reload_or_restart(&self, unit: &str) -> Result<(), HostError> {
+        self.start(unit).await
     }
 }

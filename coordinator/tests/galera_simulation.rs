@@ -18,7 +18,7 @@ use triad_agent::galera::position::{GraState, Position, ZERO_UUID};
 use triad_agent::galera::{GaleraSettings, UnitState, WsrepStatus};
 use triad_agent::membership::GossipSettings;
 use triad_agent::metrics::FixedMetrics;
-use triad_agent::runtime::AgentRuntime;
+use triad_agent::runtime::{AgentRuntime, Hosts};
 use triad_agent::testsuite::{agent_config_for_test, node_gossip_addr, wait_for};
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::observer::Coordinator;
@@ -436,8 +436,10 @@ async fn start_agent(
         generation,
         transport,
         Box::new(FixedMetrics::default()),
-        Some(host),
-        None,
+        Hosts {
+            galera: Some(host),
+            ..Hosts::default()
+        },
     )
     .await
     .unwrap();

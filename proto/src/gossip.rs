@@ -43,6 +43,9 @@ pub mod keys {
     pub const MEM_TOTAL: &str = "mem_total";
     pub const READY: &str = "ready";
     pub const DRAINING: &str = "draining";
+    /// Why the node is not ready, in a few words ("mount stale; apache down"); absent when
+    /// ready.
+    pub const READY_REASON: &str = "ready.reason";
 }
 
 /// A value that did not decode. Names the node, the key and the raw value.
@@ -136,7 +139,8 @@ word_enum!(
 
 word_enum!(
     /// The local Gluster brick.
-    BrickState { Online => "online", Offline => "offline", Absent => "absent", NotManaged => "not-managed" }
+    /// `healing`: online again after being down, self-heal not finished yet.
+    BrickState { Online => "online", Healing => "healing", Offline => "offline", Absent => "absent", NotManaged => "not-managed" }
 );
 
 word_enum!(
@@ -185,6 +189,7 @@ pub struct NodeKeys {
     pub apache: Health,
     pub metrics: MetricKeys,
     pub ready: bool,
+    pub ready_reason: Option<String>,
     pub draining: bool,
 }
 
@@ -232,6 +237,7 @@ impl NodeKeys {
             }
         };
         push(keys::GRPC, self.grpc.map(|addr| addr.to_string()));
+        push(keys::READY_REASON, self.ready_reason.clone());
         push(keys::VERSION, self.version.clone());
         push(keys::HEARTBEAT, self.heartbeat.map(|hb| hb.to_string()));
         push(
@@ -317,6 +323,7 @@ impl NodeKeys {
             keys::MEM_TOTAL => self.metrics.mem_total_bytes = Some(parse_number(raw)?),
             keys::READY => self.ready = decode_bool(raw)?,
             keys::DRAINING => self.draining = decode_bool(raw)?,
+            keys::READY_REASON => self.ready_reason = Some(parse_text(raw)?),
             _ => {}
         }
         Ok(())
@@ -430,6 +437,7 @@ mod tests {
                 busy_workers: Some(3),
             },
             ready: false,
+            ready_reason: Some("mount stale; apache down".into()),
             draining: true,
         }
     }

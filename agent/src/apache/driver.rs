@@ -21,6 +21,8 @@ pub struct ApacheSettings {
     pub health_path: String,
     pub status_path: String,
     pub probe_timeout: Duration,
+    /// Write ports.conf and the triad site (Listen on the node address, the docroot).
+    pub configure: bool,
 }
 
 impl Default for ApacheSettings {
@@ -32,6 +34,7 @@ impl Default for ApacheSettings {
             health_path: "/health.html".into(),
             status_path: "/server-status?auto".into(),
             probe_timeout: Duration::from_secs(2),
+            configure: true,
         }
     }
 }
@@ -53,6 +56,9 @@ pub fn plan(unit: UnitState) -> Vec<ApacheAction> {
 
 pub struct ApacheDriver {
     pub settings: ApacheSettings,
+    /// The docroot the site serves (the mount's).
+    pub docroot: std::path::PathBuf,
+    pub paths: super::config::ApachePaths,
     pub address: std::net::IpAddr,
     pub node_id: String,
     pub services: Arc<dyn ServiceManager>,
@@ -60,7 +66,34 @@ pub struct ApacheDriver {
 }
 
 impl ApacheDriver {
+    /// Render and apply the config; reload Apache when it changed. A failed configtest
+    /// leaves the previous files and is retried on later ticks.
+    async fn configure(&self) {
+        let ports = super::config::render_ports(self.address, self.settings.port);
+        let site = super::config::render_site(
+            self.address,
+            self.settings.port,
+            &self.node_id,
+            &self.docroot,
+        );
+        match super::config::apply(&self.paths, &ports, &site).await {
+            Ok(true) => {
+                tracing::info!(node = %self.node_id, "apache config written; reloading {}", self.settings.unit);
+                if let Err(error) = self.services.reload_or_restart(&self.settings.unit).await {
+                    tracing::warn!(node = %self.node_id, "apache reload failed: {error}");
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(node = %self.node_id, "apache config rejected, previous files kept: {error}")
+            }
+        }
+    }
+
     pub async fn tick(&self) {
+        if self.settings.configure {
+            self.configure().await;
+        }
         let unit = self.services.state(&self.settings.unit).await;
         for action in plan(unit) {
             tracing::info!(node = %self.node_id, ?action, ?unit, "apache action");

@@ -5,6 +5,7 @@
 //! autoscaler's input). Publishes `apache` (ok|down), `req_total` and `busy_workers`.
 //! A failed probe is a fact (`down`), never an agent error.
 
+pub mod config;
 pub mod driver;
 pub mod probe;
 pub mod status;

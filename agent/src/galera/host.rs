@@ -3,7 +3,7 @@
 //! systemd containers alike), SQL status over the unix socket (through the `mariadb`
 //! client), `grastate.dat`, `mariadbd --wsrep-recover`, and the config fragment.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,23 +13,8 @@ use super::position::{
     parse_grastate, parse_recovered, with_safe_to_bootstrap, GraState, Position,
 };
 use super::{GaleraSettings, UnitState, WsrepStatus};
+pub use crate::exec::{run, write_if_changed, HostError};
 use crate::service::{ServiceManager, Systemctl};
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what}: {detail}")]
-pub struct HostError {
-    pub what: String,
-    pub detail: String,
-}
-
-impl HostError {
-    fn new(what: impl Into<String>, detail: impl Into<String>) -> HostError {
-        HostError {
-            what: what.into(),
-            detail: detail.into(),
-        }
-    }
-}
 
 #[async_trait::async_trait]
 pub trait GaleraHost: Send + Sync {
@@ -68,53 +53,6 @@ impl SystemdGaleraHost {
     fn grastate_path(&self) -> PathBuf {
         self.settings.datadir.join("grastate.dat")
     }
-}
-
-/// Run a command with a time bound; stdout on success, an error naming the command and its
-/// stderr otherwise.
-pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<String, HostError> {
-    let line = format!("{program} {}", args.join(" "));
-    let child = Command::new(program)
-        .args(args)
-        // children must not talk to systemd on the agent's notify socket
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| HostError::new(&line, format!("did not finish within {timeout:?}")))?
-        .map_err(|e| HostError::new(&line, e.to_string()))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).to_string())
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        Err(HostError::new(
-            &line,
-            format!("{}: {}{}", output.status, stderr.trim(), stdout.trim()),
-        ))
-    }
-}
-
-async fn write_if_changed(path: &Path, text: &str) -> Result<bool, HostError> {
-    if tokio::fs::read_to_string(path).await.ok().as_deref() == Some(text) {
-        return Ok(false);
-    }
-    let tmp = path.with_extension("tmp");
-    let what = format!("writing {}", path.display());
-    tokio::fs::write(&tmp, text)
-        .await
-        .map_err(|e| HostError::new(&what, e.to_string()))?;
-    tokio::fs::rename(&tmp, path)
-        .await
-        .map_err(|e| HostError::new(&what, e.to_string()))?;
-    Ok(true)
 }
 
 /// Parse `mariadb -N -B` output of `SHOW GLOBAL STATUS/VARIABLES` (name TAB value lines).

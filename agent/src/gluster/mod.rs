@@ -1,6 +1,9 @@
 //! Gluster: what the local glusterd, the trusted pool, the volume and the local brick look
 //! like, from the gluster CLI's `--xml` output (parsed into types; errors name the command).
-//! The control loop that keeps glusterd and the brick up, and the coordinator's volume
-//! formation, build on these types (issue 5).
+//! `driver` keeps glusterd and the brick up and publishes their state; `steps` are the
+//! typed formation steps the coordinator may ask for over gRPC.
 
+pub mod cli;
+pub mod driver;
+pub mod steps;
 pub mod xml;

@@ -48,6 +48,26 @@ fn parse<T: for<'de> Deserialize<'de>>(command: &str, text: &str) -> Result<T, G
     })
 }
 
+/// Check only the status of an answer (for commands with no body worth parsing:
+/// probe, create, set, start, heal).
+pub fn check(command: &str, text: &str) -> Result<(), GlusterError> {
+    parse::<Envelope>(command, text).map(|_| ())
+}
+
+/// The `<output>` text of an answer, if any (gluster's human message, e.g. "peer probe:
+/// success").
+pub fn output_text(text: &str) -> String {
+    #[derive(Deserialize)]
+    struct WithOutput {
+        #[serde(default)]
+        output: Option<String>,
+    }
+    quick_xml::de::from_str::<WithOutput>(text)
+        .ok()
+        .and_then(|o| o.output)
+        .unwrap_or_default()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Peer {
     pub uuid: String,
@@ -300,6 +320,22 @@ mod tests {
         let bricks = heal_info(&disconnected).unwrap();
         assert_eq!(bricks[0].entries, None);
         assert!(!fully_healed(&bricks));
+    }
+
+    #[test]
+    fn check_reports_failure_and_output_text_reads_the_message() {
+        let missing = include_str!("fixtures/volume-status-missing.xml");
+        let error = check("volume status nosuch", missing).unwrap_err();
+        assert!(
+            error.to_string().contains("Volume nosuch does not exist"),
+            "{error}"
+        );
+        assert_eq!(output_text(missing), "Volume nosuch does not exist");
+        assert!(check(
+            "volume status www",
+            include_str!("fixtures/volume-status.xml")
+        )
+        .is_ok());
     }
 
     #[test]

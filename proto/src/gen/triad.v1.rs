@@ -175,6 +175,119 @@ pub struct NodeEvent {
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GlusterStateRequest {
+    #[prost(string, tag = "1")]
+    pub volume: ::prost::alloc::string::String,
+    /// Also run `gluster volume heal VOL info` (a gfapi client: slower).
+    #[prost(bool, tag = "2")]
+    pub heal_info: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GlusterPeer {
+    #[prost(string, tag = "1")]
+    pub hostname: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub uuid: ::prost::alloc::string::String,
+    #[prost(bool, tag = "3")]
+    pub connected: bool,
+    /// glusterd's state string, e.g. "Peer in Cluster", "Peer Rejected".
+    #[prost(string, tag = "4")]
+    pub state: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GlusterBrick {
+    /// host:/path
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub online: bool,
+    /// Pending heal entries; absent when not asked or not countable.
+    #[prost(uint64, optional, tag = "3")]
+    pub heal_pending: ::core::option::Option<u64>,
+    /// heal info's status for the brick ("Connected", "Transport endpoint is not connected").
+    #[prost(string, tag = "4")]
+    pub heal_status: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GlusterVolume {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Created, Started, Stopped.
+    #[prost(string, tag = "2")]
+    pub status: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "3")]
+    pub replica: u32,
+    #[prost(message, repeated, tag = "4")]
+    pub bricks: ::prost::alloc::vec::Vec<GlusterBrick>,
+    #[prost(map = "string, string", tag = "5")]
+    pub options: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GlusterStateReply {
+    /// The node's own address (the host part of its brick).
+    #[prost(string, tag = "1")]
+    pub address: ::prost::alloc::string::String,
+    /// Other members of the pool (glusterd does not list itself).
+    #[prost(message, repeated, tag = "2")]
+    pub peers: ::prost::alloc::vec::Vec<GlusterPeer>,
+    /// Absent when the volume does not exist.
+    #[prost(message, optional, tag = "3")]
+    pub volume: ::core::option::Option<GlusterVolume>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GlusterVolumeCreate {
+    #[prost(string, tag = "1")]
+    pub volume: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub replica: u32,
+    #[prost(string, repeated, tag = "3")]
+    pub bricks: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Allow bricks on the root file system.
+    #[prost(bool, tag = "4")]
+    pub force: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GlusterVolumeSet {
+    #[prost(string, tag = "1")]
+    pub volume: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub key: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub value: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GlusterStepRequest {
+    #[prost(oneof = "gluster_step_request::Step", tags = "1, 2, 3, 4, 5")]
+    pub step: ::core::option::Option<gluster_step_request::Step>,
+}
+/// Nested message and enum types in `GlusterStepRequest`.
+pub mod gluster_step_request {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Step {
+        /// `gluster peer probe ADDRESS`
+        #[prost(string, tag = "1")]
+        Probe(::prost::alloc::string::String),
+        #[prost(message, tag = "2")]
+        Create(super::GlusterVolumeCreate),
+        #[prost(message, tag = "3")]
+        Set(super::GlusterVolumeSet),
+        /// `gluster volume start VOLUME`
+        #[prost(string, tag = "4")]
+        Start(::prost::alloc::string::String),
+        /// `gluster volume heal VOLUME`
+        #[prost(string, tag = "5")]
+        Heal(::prost::alloc::string::String),
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GlusterStepReply {
+    #[prost(string, tag = "1")]
+    pub output: ::prost::alloc::string::String,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ServiceAction {
@@ -480,6 +593,56 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "Events"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// The trusted pool and the volume as this node's glusterd sees them.
+        pub async fn gluster_state(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GlusterStateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GlusterStateReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/GlusterState",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "GlusterState"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// One typed step of volume formation, run by this node's gluster CLI.
+        pub async fn gluster_step(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GlusterStepRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GlusterStepReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/GlusterStep",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "GlusterStep"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -544,6 +707,22 @@ pub mod agent_service_server {
             &self,
             request: tonic::Request<super::AgentEventsRequest>,
         ) -> std::result::Result<tonic::Response<Self::EventsStream>, tonic::Status>;
+        /// The trusted pool and the volume as this node's glusterd sees them.
+        async fn gluster_state(
+            &self,
+            request: tonic::Request<super::GlusterStateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GlusterStateReply>,
+            tonic::Status,
+        >;
+        /// One typed step of volume formation, run by this node's gluster CLI.
+        async fn gluster_step(
+            &self,
+            request: tonic::Request<super::GlusterStepRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GlusterStepReply>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct AgentServiceServer<T> {
@@ -979,6 +1158,96 @@ pub mod agent_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/triad.v1.AgentService/GlusterState" => {
+                    #[allow(non_camel_case_types)]
+                    struct GlusterStateSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::GlusterStateRequest>
+                    for GlusterStateSvc<T> {
+                        type Response = super::GlusterStateReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GlusterStateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::gluster_state(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GlusterStateSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/GlusterStep" => {
+                    #[allow(non_camel_case_types)]
+                    struct GlusterStepSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::GlusterStepRequest>
+                    for GlusterStepSvc<T> {
+                        type Response = super::GlusterStepReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GlusterStepRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::gluster_step(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GlusterStepSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
@@ -1038,6 +1307,9 @@ pub struct ClusterStatus {
     /// The load balancer's membership loop; absent when no balancer is configured.
     #[prost(message, optional, tag = "6")]
     pub balancer: ::core::option::Option<BalancerStatus>,
+    /// The Gluster volume: formation step or health (bricks online, heal backlog), in a sentence.
+    #[prost(string, tag = "7")]
+    pub volume: ::prost::alloc::string::String,
 }
 /// The balancer membership loop as the coordinator runs it.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1088,6 +1360,9 @@ pub struct NodeView {
     pub decode_errors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     #[prost(uint32, tag = "14")]
     pub schema_version: u32,
+    /// Why the node is not ready ("mount stale; apache down"); empty when ready.
+    #[prost(string, tag = "15")]
+    pub not_ready_reason: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RecoverRequest {

@@ -1,0 +1,104 @@
+//! Running commands and writing files for the service modules: every command has a time
+//! bound and its error names the command line; children never inherit the agent's systemd
+//! notify socket.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {detail}")]
+pub struct HostError {
+    pub what: String,
+    pub detail: String,
+}
+
+impl HostError {
+    pub fn new(what: impl Into<String>, detail: impl Into<String>) -> HostError {
+        HostError {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Run a command with a time bound; stdout on success, an error naming the command and its
+/// stderr otherwise.
+pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<String, HostError> {
+    let line = format!("{program} {}", args.join(" "));
+    let child = Command::new(program)
+        .args(args)
+        // children must not talk to systemd on the agent's notify socket
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| HostError::new(&line, format!("did not finish within {timeout:?}")))?
+        .map_err(|e| HostError::new(&line, e.to_string()))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).to_string())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        Err(HostError::new(
+            &line,
+            format!("{}: {}{}", output.status, stderr.trim(), stdout.trim()),
+        ))
+    }
+}
+
+/// Write `text` to `path` (through a temporary file and a rename) unless it already
+/// holds exactly that; true when written.
+pub async fn write_if_changed(path: &Path, text: &str) -> Result<bool, HostError> {
+    if tokio::fs::read_to_string(path).await.ok().as_deref() == Some(text) {
+        return Ok(false);
+    }
+    let tmp = path.with_extension("tmp");
+    let what = format!("writing {}", path.display());
+    tokio::fs::write(&tmp, text)
+        .await
+        .map_err(|e| HostError::new(&what, e.to_string()))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .map_err(|e| HostError::new(&what, e.to_string()))?;
+    Ok(true)
+}
+
+/// Like [`run`], but a non-zero exit is not an error: (success, stdout, stderr). For tools
+/// such as `gluster --xml` that report failures in their output.
+pub async fn run_any(
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<(bool, String, String), HostError> {
+    let line = format!("{program} {}", args.join(" "));
+    let child = Command::new(program)
+        .args(args)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| HostError::new(&line, format!("did not finish within {timeout:?}")))?
+        .map_err(|e| HostError::new(&line, e.to_string()))?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    ))
+}

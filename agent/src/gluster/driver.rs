@@ -1,0 +1,491 @@
+//! The Gluster loop: keep glusterd.service running, restart this node's brick when the
+//! volume is started without it, trigger self-heal when the brick comes back, and publish
+//! `gluster.daemon` and `gluster.brick`.
+//!
+//! A brick that was down (or whose history this agent does not know: at start) counts as
+//! `healing` until `heal info` shows no pending entries; Gluster itself may wait up to
+//! `cluster.heal-timeout` (600 s) before healing a reconnected brick, so the agent runs
+//! `gluster volume heal VOL` once when the brick is back (testbed.md 4.4). When another
+//! brick is disconnected its pending entries cannot drain; then this brick is not held
+//! back (AFR serves reads from good copies meanwhile).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
+use triad_proto::gossip::{BrickState, Health};
+
+use super::cli::{self, CliError, GlusterCli};
+use super::xml::{HealBrick, Peer, StatusNode, VolumeInfo};
+use crate::galera::UnitState;
+use crate::runtime::AgentState;
+use crate::service::ServiceManager;
+
+/// `[gluster]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlusterSettings {
+    /// Keep glusterd and a brick on this node. Core nodes only; web nodes mount as clients.
+    pub managed: bool,
+    pub unit: String,
+    pub volume: String,
+    pub brick_path: PathBuf,
+    pub cli_timeout: Duration,
+}
+
+impl Default for GlusterSettings {
+    fn default() -> Self {
+        GlusterSettings {
+            managed: true,
+            unit: "glusterd.service".into(),
+            volume: "www".into(),
+            brick_path: PathBuf::from("/bricks/www"),
+            cli_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the local glusterd says, for the mount module: mount only a started volume, and
+/// only while this node's glusterd is in the server-quorum side of the pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalGluster {
+    pub volume_started: bool,
+    pub server_quorum: bool,
+}
+
+/// One observation of the pool and volume from this node.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub peers: Vec<Peer>,
+    pub volume: Option<VolumeInfo>,
+    /// `None` when the volume is not started.
+    pub status: Option<Vec<StatusNode>>,
+}
+
+impl Observation {
+    /// glusterd's server quorum: more than half of the pool (this node included) connected.
+    pub fn server_quorum(&self) -> bool {
+        let pool = self.peers.len() + 1;
+        let connected = 1 + self
+            .peers
+            .iter()
+            .filter(|p| p.in_cluster_and_connected())
+            .count();
+        connected * 2 > pool
+    }
+}
+
+/// How this node's brick is named in the volume: `HOST:PATH` with HOST its address or id.
+#[derive(Debug, Clone)]
+pub struct BrickId {
+    pub hosts: Vec<String>,
+    pub path: String,
+}
+
+impl BrickId {
+    pub fn matches(&self, host: &str, path: &str) -> bool {
+        path == self.path && self.hosts.iter().any(|h| h == host)
+    }
+
+    pub fn matches_name(&self, name: &str) -> bool {
+        name.rsplit_once(':')
+            .is_some_and(|(host, path)| self.matches(host, path))
+    }
+}
+
+/// Memory kept between ticks.
+#[derive(Debug, Clone)]
+pub struct BrickMemory {
+    /// The brick was seen down (or its history is unknown): heal must be checked.
+    pub was_down: bool,
+    pub heal_triggered: bool,
+    pub last_force_start: Option<Instant>,
+}
+
+impl Default for BrickMemory {
+    fn default() -> Self {
+        BrickMemory {
+            was_down: true,
+            heal_triggered: false,
+            last_force_start: None,
+        }
+    }
+}
+
+/// What one pass decided about the brick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrickAction {
+    /// `gluster volume start VOL force`: glusterd starts bricks that are not running.
+    ForceStart,
+    /// `gluster volume heal VOL`
+    TriggerHeal,
+    /// `gluster volume heal VOL info`, then [`healed_for`].
+    CheckHeal,
+}
+
+/// Pure: the brick's state and what to do, before any heal info is read.
+pub fn assess(
+    obs: &Observation,
+    me: &BrickId,
+    memory: &BrickMemory,
+) -> (BrickState, Vec<BrickAction>) {
+    let Some(volume) = &obs.volume else {
+        return (BrickState::Absent, vec![]);
+    };
+    if !volume
+        .bricks
+        .bricks
+        .iter()
+        .any(|b| me.matches_name(&b.name))
+    {
+        return (BrickState::Absent, vec![]);
+    }
+    if volume.status != "Started" {
+        return (BrickState::Offline, vec![]);
+    }
+    let online = obs.status.as_ref().is_some_and(|nodes| {
+        nodes
+            .iter()
+            .any(|n| n.is_brick() && me.matches(&n.hostname, &n.path) && n.status == 1)
+    });
+    if !online {
+        return (BrickState::Offline, vec![BrickAction::ForceStart]);
+    }
+    if !memory.was_down {
+        return (BrickState::Online, vec![]);
+    }
+    let mut actions = Vec::new();
+    if !memory.heal_triggered {
+        actions.push(BrickAction::TriggerHeal);
+    }
+    actions.push(BrickAction::CheckHeal);
+    (BrickState::Healing, actions)
+}
+
+/// Pure: has heal caught up for a brick that was down? Every brick connected with zero
+/// pending entries; or another brick is disconnected, so entries cannot drain (then only
+/// this brick's own count must be zero).
+pub fn healed_for(me: &BrickId, bricks: &[HealBrick]) -> bool {
+    if bricks.is_empty() {
+        return false;
+    }
+    let others_disconnected = bricks
+        .iter()
+        .any(|b| !me.matches_name(&b.name) && b.status != "Connected");
+    if others_disconnected {
+        bricks
+            .iter()
+            .filter(|b| me.matches_name(&b.name))
+            .all(|b| b.status == "Connected" && b.entries == Some(0))
+    } else {
+        bricks
+            .iter()
+            .all(|b| b.status == "Connected" && b.entries == Some(0))
+    }
+}
+
+/// Minimum time between two `volume start force` for a brick that stays offline.
+const FORCE_START_EVERY: Duration = Duration::from_secs(10);
+
+pub struct GlusterDriver {
+    pub settings: GlusterSettings,
+    pub node_id: String,
+    pub me: BrickId,
+    pub cli: Arc<dyn GlusterCli>,
+    pub services: Arc<dyn ServiceManager>,
+    pub state: Arc<AgentState>,
+    pub local: watch::Sender<LocalGluster>,
+    pub memory: Mutex<BrickMemory>,
+}
+
+impl std::fmt::Debug for GlusterDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlusterDriver")
+            .field("node", &self.node_id)
+            .field("volume", &self.settings.volume)
+            .finish()
+    }
+}
+
+impl GlusterDriver {
+    pub fn new(
+        settings: GlusterSettings,
+        node_id: String,
+        address: IpAddr,
+        cli: Arc<dyn GlusterCli>,
+        services: Arc<dyn ServiceManager>,
+        state: Arc<AgentState>,
+    ) -> GlusterDriver {
+        let me = BrickId {
+            hosts: vec![address.to_string(), node_id.clone()],
+            path: settings.brick_path.display().to_string(),
+        };
+        GlusterDriver {
+            settings,
+            node_id,
+            me,
+            cli,
+            services,
+            state,
+            local: watch::channel(LocalGluster::default()).0,
+            memory: Mutex::new(BrickMemory::default()),
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<LocalGluster> {
+        self.local.subscribe()
+    }
+
+    pub async fn observe(&self) -> Result<Observation, CliError> {
+        let cli = self.cli.as_ref();
+        let peers = cli::peers(cli).await?;
+        let volume = cli::volume(cli, &self.settings.volume).await?;
+        let status = match &volume {
+            Some(v) if v.status == "Started" => cli::status(cli, &self.settings.volume).await?,
+            _ => None,
+        };
+        Ok(Observation {
+            peers,
+            volume,
+            status,
+        })
+    }
+
+    pub async fn tick(&self) {
+        let unit = self.services.state(&self.settings.unit).await;
+        let start = match unit {
+            UnitState::Failed => {
+                if let Err(error) = self.services.reset_failed(&self.settings.unit).await {
+                    tracing::warn!(node = %self.node_id, "glusterd reset-failed: {error}");
+                }
+                true
+            }
+            UnitState::Inactive => true,
+            _ => false,
+        };
+        if start {
+            tracing::info!(node = %self.node_id, ?unit, "starting {}", self.settings.unit);
+            if let Err(error) = self.services.start(&self.settings.unit).await {
+                tracing::warn!(node = %self.node_id, "starting glusterd failed; retrying on a later tick: {error}");
+            }
+        }
+        if unit != UnitState::Active {
+            self.memory.lock().await.was_down = true;
+            self.local.send_replace(LocalGluster::default());
+            self.state.update(|keys| {
+                keys.gluster_daemon = Health::Down;
+                keys.gluster_brick = BrickState::Offline;
+            });
+            return;
+        }
+        let obs = match self.observe().await {
+            Ok(obs) => obs,
+            Err(error) => {
+                tracing::warn!(node = %self.node_id, "gluster observation failed: {error}");
+                self.memory.lock().await.was_down = true;
+                self.local.send_replace(LocalGluster::default());
+                self.state.update(|keys| {
+                    keys.gluster_daemon = Health::Ok;
+                    keys.gluster_brick = BrickState::Offline;
+                });
+                return;
+            }
+        };
+        self.local.send_replace(LocalGluster {
+            volume_started: obs.volume.as_ref().is_some_and(|v| v.status == "Started"),
+            server_quorum: obs.server_quorum(),
+        });
+        let mut memory = self.memory.lock().await;
+        let (mut brick, actions) = assess(&obs, &self.me, &memory);
+        if matches!(brick, BrickState::Offline | BrickState::Absent) {
+            memory.was_down = true;
+            memory.heal_triggered = false;
+        }
+        for action in actions {
+            match action {
+                BrickAction::ForceStart => {
+                    if memory
+                        .last_force_start
+                        .is_some_and(|t| t.elapsed() < FORCE_START_EVERY)
+                    {
+                        continue;
+                    }
+                    memory.last_force_start = Some(Instant::now());
+                    tracing::info!(node = %self.node_id, volume = %self.settings.volume, "brick offline: volume start force");
+                    let volume = self.settings.volume.clone();
+                    if let Err(error) =
+                        cli::command(self.cli.as_ref(), &["volume", "start", &volume, "force"])
+                            .await
+                    {
+                        tracing::warn!(node = %self.node_id, "volume start force: {error}");
+                    }
+                }
+                BrickAction::TriggerHeal => {
+                    tracing::info!(node = %self.node_id, volume = %self.settings.volume, "brick back online: triggering self-heal");
+                    let volume = self.settings.volume.clone();
+                    match cli::command(self.cli.as_ref(), &["volume", "heal", &volume]).await {
+                        Ok(_) => memory.heal_triggered = true,
+                        Err(error) => {
+                            tracing::warn!(node = %self.node_id, "volume heal: {error}")
+                        }
+                    }
+                }
+                BrickAction::CheckHeal => {
+                    match cli::heal_info(self.cli.as_ref(), &self.settings.volume).await {
+                        Ok(bricks) if healed_for(&self.me, &bricks) => {
+                            tracing::info!(node = %self.node_id, "self-heal complete; brick online");
+                            memory.was_down = false;
+                            memory.heal_triggered = false;
+                            brick = BrickState::Online;
+                        }
+                        Ok(bricks) => {
+                            let pending: u64 = bricks.iter().filter_map(|b| b.entries).sum();
+                            tracing::debug!(node = %self.node_id, pending, "heal pending");
+                        }
+                        Err(error) => {
+                            tracing::warn!(node = %self.node_id, "heal info: {error}")
+                        }
+                    }
+                }
+            }
+        }
+        drop(memory);
+        self.state.update(|keys| {
+            keys.gluster_daemon = Health::Ok;
+            keys.gluster_brick = brick;
+        });
+    }
+
+    pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
+        crate::runtime::every(interval, stop, || self.tick()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gluster::xml;
+
+    fn me() -> BrickId {
+        BrickId {
+            hosts: vec!["10.214.0.13".into(), "n3".into()],
+            path: "/bricks/www".into(),
+        }
+    }
+
+    fn started() -> Observation {
+        let mut volume = xml::volume_info(include_str!("fixtures/volume-info.xml"))
+            .unwrap()
+            .pop()
+            .unwrap();
+        volume.status = "Started".into();
+        Observation {
+            peers: xml::peer_status(include_str!("fixtures/peer-status.xml")).unwrap(),
+            volume: Some(volume),
+            status: Some(xml::volume_status(include_str!("fixtures/volume-status.xml")).unwrap()),
+        }
+    }
+
+    #[test]
+    fn no_volume_or_no_brick_of_ours_is_absent() {
+        let memory = BrickMemory::default();
+        assert_eq!(
+            assess(&Observation::default(), &me(), &memory),
+            (BrickState::Absent, vec![])
+        );
+        let other = BrickId {
+            hosts: vec!["n9".into()],
+            path: "/bricks/www".into(),
+        };
+        assert_eq!(assess(&started(), &other, &memory).0, BrickState::Absent);
+    }
+
+    #[test]
+    fn offline_brick_of_a_started_volume_is_force_started() {
+        let mut obs = started();
+        for node in obs.status.as_mut().unwrap() {
+            if node.hostname == "n3" {
+                node.status = 0;
+            }
+        }
+        let (state, actions) = assess(&obs, &me(), &BrickMemory::default());
+        assert_eq!(state, BrickState::Offline);
+        assert_eq!(actions, vec![BrickAction::ForceStart]);
+    }
+
+    #[test]
+    fn brick_back_online_heals_before_it_counts_as_online() {
+        let mut memory = BrickMemory::default();
+        let (state, actions) = assess(&started(), &me(), &memory);
+        assert_eq!(state, BrickState::Healing);
+        assert_eq!(
+            actions,
+            vec![BrickAction::TriggerHeal, BrickAction::CheckHeal]
+        );
+        memory.heal_triggered = true;
+        assert_eq!(
+            assess(&started(), &me(), &memory).1,
+            vec![BrickAction::CheckHeal]
+        );
+        memory.was_down = false;
+        assert_eq!(
+            assess(&started(), &me(), &memory),
+            (BrickState::Online, vec![])
+        );
+    }
+
+    fn heal(entries: [(&str, Option<u64>); 3]) -> Vec<HealBrick> {
+        entries
+            .iter()
+            .map(|(name, count)| HealBrick {
+                name: format!("{name}:/bricks/www"),
+                status: if count.is_some() {
+                    "Connected".into()
+                } else {
+                    "Transport endpoint is not connected".into()
+                },
+                entries: *count,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn healed_only_when_nothing_is_pending_anywhere_that_can_drain() {
+        assert!(healed_for(
+            &me(),
+            &heal([("n1", Some(0)), ("n2", Some(0)), ("n3", Some(0))])
+        ));
+        // n3 came back: the sources still hold entries for it
+        assert!(!healed_for(
+            &me(),
+            &heal([("n1", Some(23)), ("n2", Some(23)), ("n3", Some(0))])
+        ));
+        // n1 is away: its entries cannot drain; n3's own brick is clean
+        assert!(healed_for(
+            &me(),
+            &heal([("n1", None), ("n2", Some(5)), ("n3", Some(0))])
+        ));
+        assert!(!healed_for(
+            &me(),
+            &heal([("n1", None), ("n2", Some(5)), ("n3", Some(2))])
+        ));
+        assert!(!healed_for(&me(), &[]));
+    }
+
+    #[test]
+    fn server_quorum_counts_this_node() {
+        let mut obs = started();
+        assert!(obs.server_quorum());
+        for peer in &mut obs.peers {
+            peer.connected = 0;
+        }
+        assert!(!obs.server_quorum());
+        obs.peers.truncate(1);
+        // two-node pool with the peer away: 1 of 2 is not more than half
+        assert!(!obs.server_quorum());
+        obs.peers.clear();
+        assert!(obs.server_quorum());
+    }
+}

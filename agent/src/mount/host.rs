@@ -1,0 +1,457 @@
+//! Side effects of the mount module behind [`MountHost`], and the driver loop.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use triad_proto::gossip::{BrickState, MountState, Role};
+
+use super::{
+    plan, render_unit, unit_name, MountAction, MountSettings, Mounted, Probe, VolumeReadiness,
+};
+use crate::exec::{run, write_if_changed, HostError};
+use crate::gluster::driver::LocalGluster;
+use crate::membership::Membership;
+use crate::runtime::AgentState;
+
+#[async_trait::async_trait]
+pub trait MountHost: Send + Sync {
+    async fn mounted(&self, docroot: &Path) -> Result<Mounted, HostError>;
+    /// Bounded: never waits longer than `timeout`, even on a hung mount.
+    async fn probe(&self, file: &Path, timeout: Duration) -> Probe;
+    async fn create_sentinel(&self, file: &Path, timeout: Duration) -> Result<(), HostError>;
+    /// Write the unit (when it differs), reload systemd, start the unit.
+    async fn mount(&self, unit: &str, text: &str, docroot: &Path) -> Result<(), HostError>;
+    async fn lazy_unmount(&self, unit: &str, docroot: &Path) -> Result<(), HostError>;
+}
+
+/// Production: /proc/self/mountinfo, a probe thread, systemctl, umount.
+#[derive(Debug, Default)]
+pub struct SystemdMounts {
+    /// A probe thread still blocked in the kernel: do not start another.
+    probe_in_flight: Arc<AtomicBool>,
+    pub unit_dir: PathBuf,
+}
+
+impl SystemdMounts {
+    pub fn new() -> SystemdMounts {
+        SystemdMounts {
+            probe_in_flight: Arc::new(AtomicBool::new(false)),
+            // runtime units: gone after a reboot, when the agent decides again
+            unit_dir: PathBuf::from("/run/systemd/system"),
+        }
+    }
+}
+
+/// `/proc/self/mountinfo` field 5 (mount point, octal escapes) and the fstype after " - ";
+/// the last entry for a path is the one on top.
+pub fn parse_mountinfo(text: &str, docroot: &Path) -> Option<String> {
+    let want = docroot.to_string_lossy();
+    let want = want.trim_end_matches('/');
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = unescape_octal(left.split(' ').nth(4)?);
+            let fstype = right.split(' ').next()?;
+            (point.trim_end_matches('/') == want || (want.is_empty() && point == "/"))
+                .then(|| fstype.to_string())
+        })
+        .last()
+}
+
+fn unescape_octal(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            if let Some(value) = std::str::from_utf8(&bytes[i + 1..i + 4])
+                .ok()
+                .and_then(|digits| u8::from_str_radix(digits, 8).ok())
+            {
+                out.push(value);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Run `f` on its own thread and wait at most `timeout`; `None` on timeout (the thread
+/// is left blocked, flagged in `in_flight` until it returns).
+async fn bounded<T: Send + 'static>(
+    in_flight: &Arc<AtomicBool>,
+    timeout: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let flag = in_flight.clone();
+    flag.store(true, Ordering::SeqCst);
+    let spawned = std::thread::Builder::new()
+        .name("mount-probe".into())
+        .spawn(move || {
+            let result = f();
+            flag.store(false, Ordering::SeqCst);
+            let _ = tx.send(result);
+        });
+    if spawned.is_err() {
+        in_flight.store(false, Ordering::SeqCst);
+        return None;
+    }
+    tokio::time::timeout(timeout, rx).await.ok()?.ok()
+}
+
+#[async_trait::async_trait]
+impl MountHost for SystemdMounts {
+    async fn mounted(&self, docroot: &Path) -> Result<Mounted, HostError> {
+        let info = tokio::fs::read_to_string("/proc/self/mountinfo")
+            .await
+            .map_err(|e| HostError::new("reading /proc/self/mountinfo", e.to_string()))?;
+        match parse_mountinfo(&info, docroot) {
+            Some(fstype) if fstype == "fuse.glusterfs" => Ok(Mounted::Gluster),
+            Some(fstype) => Ok(Mounted::Foreign(fstype)),
+            None => {
+                let what = format!("listing {}", docroot.display());
+                let entries = match std::fs::read_dir(docroot) {
+                    Ok(dir) => dir
+                        .flatten()
+                        .take(5)
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        std::fs::create_dir_all(docroot).map_err(|e| {
+                            HostError::new(format!("creating {}", docroot.display()), e.to_string())
+                        })?;
+                        vec![]
+                    }
+                    Err(e) => return Err(HostError::new(what, e.to_string())),
+                };
+                Ok(Mounted::No { entries })
+            }
+        }
+    }
+
+    async fn probe(&self, file: &Path, timeout: Duration) -> Probe {
+        if self.probe_in_flight.load(Ordering::SeqCst) {
+            return Probe::Stale("the previous stat has not returned".into());
+        }
+        let path = file.to_path_buf();
+        match bounded(&self.probe_in_flight, timeout, move || {
+            std::fs::metadata(&path)
+        })
+        .await
+        {
+            None => Probe::Stale(format!(
+                "stat {} did not return within {timeout:?}",
+                file.display()
+            )),
+            Some(Ok(_)) => Probe::Ok,
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Probe::Missing,
+            // ENOTCONN: the FUSE client is gone
+            Some(Err(e)) if e.raw_os_error() == Some(107) => {
+                Probe::Stale(format!("stat {}: {e}", file.display()))
+            }
+            Some(Err(e)) => Probe::Error(format!("stat {}: {e}", file.display())),
+        }
+    }
+
+    async fn create_sentinel(&self, file: &Path, timeout: Duration) -> Result<(), HostError> {
+        let path = file.to_path_buf();
+        let what = format!("creating {}", file.display());
+        match bounded(&self.probe_in_flight, timeout, move || {
+            std::fs::write(&path, b"triad docroot sentinel: do not remove\n")
+        })
+        .await
+        {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(HostError::new(what, e.to_string())),
+            None => Err(HostError::new(
+                what,
+                format!("did not return within {timeout:?}"),
+            )),
+        }
+    }
+
+    async fn mount(&self, unit: &str, text: &str, docroot: &Path) -> Result<(), HostError> {
+        tokio::fs::create_dir_all(&self.unit_dir)
+            .await
+            .map_err(|e| {
+                HostError::new(
+                    format!("creating {}", self.unit_dir.display()),
+                    e.to_string(),
+                )
+            })?;
+        tokio::fs::create_dir_all(docroot).await.map_err(|e| {
+            HostError::new(format!("creating {}", docroot.display()), e.to_string())
+        })?;
+        if write_if_changed(&self.unit_dir.join(unit), text).await? {
+            run("systemctl", &["daemon-reload"], Duration::from_secs(30)).await?;
+        }
+        let _ = run(
+            "systemctl",
+            &["reset-failed", unit],
+            Duration::from_secs(10),
+        )
+        .await;
+        run("systemctl", &["start", unit], Duration::from_secs(45)).await?;
+        Ok(())
+    }
+
+    async fn lazy_unmount(&self, unit: &str, docroot: &Path) -> Result<(), HostError> {
+        let dir = docroot.to_string_lossy().into_owned();
+        let result = run("umount", &["-l", &dir], Duration::from_secs(10)).await;
+        let _ = run("systemctl", &["stop", unit], Duration::from_secs(30)).await;
+        let _ = run(
+            "systemctl",
+            &["reset-failed", unit],
+            Duration::from_secs(10),
+        )
+        .await;
+        result.map(|_| ())
+    }
+}
+
+/// Where the volume can be fetched from, and whether it may be mounted now.
+pub enum VolumeSource {
+    /// A core node: its own glusterd first (its state from the Gluster driver).
+    Local(watch::Receiver<LocalGluster>),
+    /// A node without glusterd: the core nodes seen in gossip.
+    Remote,
+}
+
+pub struct MountDriver {
+    pub settings: MountSettings,
+    pub volume: String,
+    pub node_id: String,
+    pub address: IpAddr,
+    pub source: VolumeSource,
+    pub host: Arc<dyn MountHost>,
+    pub state: Arc<AgentState>,
+    pub membership: Arc<Membership>,
+    last_refusal: std::sync::Mutex<Option<String>>,
+}
+
+impl MountDriver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: MountSettings,
+        volume: String,
+        node_id: String,
+        address: IpAddr,
+        source: VolumeSource,
+        host: Arc<dyn MountHost>,
+        state: Arc<AgentState>,
+        membership: Arc<Membership>,
+    ) -> MountDriver {
+        MountDriver {
+            settings,
+            volume,
+            node_id,
+            address,
+            source,
+            host,
+            state,
+            membership,
+            last_refusal: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Volume servers: this node first when it runs glusterd, then the core nodes in
+    /// gossip (their brick online first).
+    async fn servers_and_readiness(&self) -> (Vec<String>, VolumeReadiness) {
+        let members = self.membership.members().await;
+        let mut cores: Vec<(bool, String)> = members
+            .iter()
+            .filter(|m| !m.is_self && m.keys.role == Role::Core)
+            .filter_map(|m| {
+                let ip = m.keys.grpc.map(|a| a.ip()).unwrap_or(m.gossip_addr.ip());
+                Some((
+                    m.live && m.keys.gluster_brick == BrickState::Online,
+                    ip.to_string(),
+                ))
+            })
+            .collect();
+        cores.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let any_brick_online = cores.iter().any(|(online, _)| *online);
+        let mut servers: Vec<String> = Vec::new();
+        let readiness = match &self.source {
+            VolumeSource::Local(local) => {
+                servers.push(self.address.to_string());
+                let local = local.borrow().clone();
+                if local.volume_started && local.server_quorum {
+                    VolumeReadiness::Ready
+                } else {
+                    VolumeReadiness::NotReady
+                }
+            }
+            VolumeSource::Remote => {
+                if any_brick_online {
+                    VolumeReadiness::Ready
+                } else {
+                    VolumeReadiness::NotReady
+                }
+            }
+        };
+        servers.extend(cores.into_iter().map(|(_, ip)| ip));
+        servers.dedup();
+        (servers, readiness)
+    }
+
+    pub async fn tick(&self) {
+        let docroot = self.settings.docroot.clone();
+        let sentinel = docroot.join(&self.settings.sentinel);
+        let unit = unit_name(&docroot);
+        let mounted = match self.host.mounted(&docroot).await {
+            Ok(mounted) => mounted,
+            Err(error) => {
+                tracing::warn!(node = %self.node_id, "mount: {error}");
+                self.state.update(|keys| keys.mount = MountState::Absent);
+                return;
+            }
+        };
+        let probe = match mounted {
+            Mounted::Gluster => Some(
+                self.host
+                    .probe(&sentinel, self.settings.probe_timeout)
+                    .await,
+            ),
+            _ => None,
+        };
+        let (servers, volume) = self.servers_and_readiness().await;
+        let decided = plan(&self.settings, &mounted, probe.as_ref(), volume);
+        self.report_refusal(decided.refusal.as_deref());
+        if let Some(Probe::Stale(why) | Probe::Error(why)) = &probe {
+            tracing::warn!(node = %self.node_id, "docroot mount not live: {why}");
+        }
+        let mut state = decided.state;
+        for action in decided.actions {
+            let result = match action {
+                MountAction::Mount => {
+                    let text = render_unit(&docroot, &self.volume, &servers);
+                    tracing::info!(node = %self.node_id, %unit, servers = ?servers, "mounting the volume on {}", docroot.display());
+                    self.host.mount(&unit, &text, &docroot).await
+                }
+                MountAction::LazyUnmountAndReset => {
+                    tracing::warn!(node = %self.node_id, "docroot mount stale: lazy unmount of {}, remount next", docroot.display());
+                    self.host.lazy_unmount(&unit, &docroot).await
+                }
+                MountAction::CreateSentinel => {
+                    let result = self
+                        .host
+                        .create_sentinel(&sentinel, self.settings.probe_timeout)
+                        .await;
+                    if result.is_ok() {
+                        state = MountState::Ok;
+                    }
+                    result
+                }
+            };
+            if let Err(error) = result {
+                tracing::warn!(node = %self.node_id, ?action, "mount action failed; retrying on a later tick: {error}");
+            }
+        }
+        self.state.update(|keys| keys.mount = state);
+    }
+
+    /// Log a refusal once when it appears (and when it goes away), not every tick.
+    fn report_refusal(&self, refusal: Option<&str>) {
+        let mut last = self.last_refusal.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_deref() != refusal {
+            match refusal {
+                Some(text) => tracing::error!(node = %self.node_id, "{text}"),
+                None if last.is_some() => {
+                    tracing::info!(node = %self.node_id, "docroot refusal cleared")
+                }
+                None => {}
+            }
+            *last = refusal.map(str::to_string);
+        }
+    }
+
+    pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
+        crate::runtime::every(interval, stop, || self.tick()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 1 0:21 / / rw,relatime - ext4 /dev/vda rw
+98 22 0:50 / /var/www/triad rw,relatime - fuse.glusterfs 10.214.0.11:/www rw,user_id=0
+99 22 0:51 / /srv/a\\040b rw - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn mountinfo_finds_the_fstype_of_a_mount_point() {
+        assert_eq!(
+            parse_mountinfo(MOUNTINFO, Path::new("/var/www/triad")).as_deref(),
+            Some("fuse.glusterfs")
+        );
+        assert_eq!(
+            parse_mountinfo(MOUNTINFO, Path::new("/var/www/triad/")).as_deref(),
+            Some("fuse.glusterfs")
+        );
+        assert_eq!(
+            parse_mountinfo(MOUNTINFO, Path::new("/srv/a b")).as_deref(),
+            Some("tmpfs")
+        );
+        assert_eq!(parse_mountinfo(MOUNTINFO, Path::new("/var/www")), None);
+    }
+
+    #[tokio::test]
+    async fn probe_of_a_real_file_and_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = SystemdMounts::new();
+        let file = dir.path().join("s");
+        assert_eq!(
+            host.probe(&file, Duration::from_secs(2)).await,
+            Probe::Missing
+        );
+        host.create_sentinel(&file, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(host.probe(&file, Duration::from_secs(2)).await, Probe::Ok);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_probe_is_stale_within_the_bound_and_blocks_no_second_thread() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let started = std::time::Instant::now();
+        let out = bounded(&flag, Duration::from_millis(200), move || {
+            let _ = release_rx.recv();
+        })
+        .await;
+        assert!(out.is_none());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            flag.load(Ordering::SeqCst),
+            "the stuck thread is still flagged"
+        );
+        let host = SystemdMounts {
+            probe_in_flight: flag.clone(),
+            unit_dir: PathBuf::new(),
+        };
+        assert!(matches!(
+            host.probe(Path::new("/"), Duration::from_secs(1)).await,
+            Probe::Stale(_)
+        ));
+        release_tx.send(()).unwrap();
+        let cleared = std::time::Instant::now();
+        while flag.load(Ordering::SeqCst) {
+            assert!(
+                cleared.elapsed() < Duration::from_secs(5),
+                "probe thread did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
