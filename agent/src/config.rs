@@ -348,9 +348,11 @@ fn resolve_gluster(
     raw: RawGluster,
     role: Role,
 ) -> Result<GlusterSettings, ConfigError> {
-    let mut gluster = GlusterSettings::default();
     // web nodes mount the volume as clients: no glusterd, no brick
-    gluster.managed = raw.managed.unwrap_or(role == Role::Core);
+    let mut gluster = GlusterSettings {
+        managed: raw.managed.unwrap_or(role == Role::Core),
+        ..Default::default()
+    };
     if let Some(unit) = raw.unit {
         gluster.unit = unit;
     }

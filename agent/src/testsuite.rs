@@ -44,6 +44,14 @@ pub fn agent_config_for_test(index: u8, seeds: &[SocketAddr]) -> AgentConfig {
             managed: false,
             ..crate::galera::GaleraSettings::defaults("test")
         },
+        gluster: crate::gluster::driver::GlusterSettings {
+            managed: false,
+            ..Default::default()
+        },
+        mount: crate::mount::MountSettings {
+            managed: false,
+            ..Default::default()
+        },
     }
 }
 

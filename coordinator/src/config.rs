@@ -27,6 +27,26 @@ struct RawCoordinatorConfig {
     /// `[balancer]`: load balancer membership (crate::balancer::config; default none).
     #[serde(default)]
     balancer: Option<crate::balancer::config::RawBalancer>,
+    /// `[volume]`: the Gluster volume; formed and kept when the section is present.
+    #[serde(default)]
+    volume: Option<RawVolume>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVolume {
+    /// Default true when the section is present.
+    managed: Option<bool>,
+    /// Default "www" (the agents' `gluster.volume`).
+    name: Option<String>,
+    /// Default "/bricks/www" (the agents' `gluster.brick_path`).
+    brick_path: Option<String>,
+    /// Core nodes with one brick each; default `[galera] nodes`.
+    nodes: Option<Vec<String>>,
+    /// `network.ping-timeout`, default "5s" (Gluster's 42 s hung writes for 70 s).
+    ping_timeout: Option<String>,
+    /// Allow bricks on the root file system (default false).
+    bricks_on_root_fs: Option<bool>,
 }
 
 /// `[galera]`: formation and full-outage recovery.
@@ -67,6 +87,8 @@ pub struct CoordinatorConfig {
     pub galera_recovery: bool,
     pub galera_grace: std::time::Duration,
     pub galera_nodes: Vec<String>,
+    /// The Gluster volume to form and keep; `None` when not managed.
+    pub volume: Option<crate::volume::VolumeSpec>,
 }
 
 impl CoordinatorConfig {
@@ -136,7 +158,62 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
             )
         })?,
     };
+    let galera_nodes = raw.galera.nodes.unwrap_or_default();
+    let volume = match raw.volume {
+        Some(v) if v.managed.unwrap_or(true) => {
+            let name = v.name.unwrap_or_else(|| "www".into());
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    "volume.name",
+                    format!("{name:?}: use 1-64 letters, digits, '-' or '_'"),
+                ));
+            }
+            let brick_path = v.brick_path.unwrap_or_else(|| "/bricks/www".into());
+            if !brick_path.starts_with('/') || brick_path.len() < 2 {
+                return Err(invalid(
+                    "volume.brick_path",
+                    format!("{brick_path:?} must be an absolute path other than /"),
+                ));
+            }
+            let nodes = v.nodes.unwrap_or_else(|| galera_nodes.clone());
+            if nodes.len() < 2 {
+                return Err(invalid(
+                    "volume.nodes",
+                    "a replica volume needs at least 2 core nodes (set volume.nodes or galera.nodes)".into(),
+                ));
+            }
+            let ping = match v.ping_timeout.as_deref() {
+                None => std::time::Duration::from_secs(5),
+                Some(text) => humantime::parse_duration(text).map_err(|e| {
+                    invalid(
+                        "volume.ping_timeout",
+                        format!("{text:?} is not a duration like \"5s\": {e}"),
+                    )
+                })?,
+            };
+            if ping.as_secs() < 1 || ping.as_secs() > 1800 {
+                return Err(invalid(
+                    "volume.ping_timeout",
+                    "must be between 1s and 30m".into(),
+                ));
+            }
+            Some(crate::volume::VolumeSpec {
+                name,
+                brick_path,
+                nodes,
+                ping_timeout_secs: ping.as_secs() as u32,
+                force: v.bricks_on_root_fs.unwrap_or(false),
+            })
+        }
+        _ => None,
+    };
     Ok(CoordinatorConfig {
+        volume,
         id,
         cluster_name,
         seeds,
@@ -149,7 +226,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
             .into(),
         galera_recovery: raw.galera.recovery.unwrap_or(true),
         galera_grace,
-        galera_nodes: raw.galera.nodes.unwrap_or_default(),
+        galera_nodes,
     })
 }
 

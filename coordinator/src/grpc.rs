@@ -22,6 +22,7 @@ pub struct CoordinatorGrpc {
     coordinator: Arc<Coordinator>,
     recovery: Option<RecoveryHandle>,
     balancer: Option<tokio::sync::watch::Receiver<BalancerStatus>>,
+    volume: Option<tokio::sync::watch::Receiver<String>>,
 }
 
 impl CoordinatorGrpc {
@@ -30,7 +31,14 @@ impl CoordinatorGrpc {
             coordinator,
             recovery: None,
             balancer: None,
+            volume: None,
         }
+    }
+
+    /// Report the volume loop's status line in ClusterStatus.
+    pub fn with_volume(mut self, status: tokio::sync::watch::Receiver<String>) -> CoordinatorGrpc {
+        self.volume = Some(status);
+        self
     }
 
     /// Report the balancer membership loop in ClusterStatus.
@@ -73,6 +81,11 @@ impl CoordinatorGrpc {
             .balancer
             .as_ref()
             .map(|watch| balancer_status(&watch.borrow()));
+        status.volume = self
+            .volume
+            .as_ref()
+            .map(|watch| watch.borrow().clone())
+            .unwrap_or_default();
         status
     }
 }

@@ -17,3 +17,4 @@ pub mod openstack;
 pub mod recovery;
 pub mod status;
 pub mod view;
+pub mod volume;

@@ -32,10 +32,12 @@ pub fn cluster_status(
             metrics: Some(triad_agent::grpc::host_metrics(&member.keys.metrics)),
             decode_errors: member.decode_errors.clone(),
             schema_version: member.keys.schema,
+            not_ready_reason: member.keys.ready_reason.clone().unwrap_or_default(),
         })
         .collect();
     v1::ClusterStatus {
         balancer: None,
+        volume: String::new(),
         galera: galera.to_string(),
         cluster_name: cluster_name.to_string(),
         coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -52,6 +54,8 @@ pub struct StatusReport {
     pub galera: String,
     /// The balancer membership loop, when one is configured.
     pub balancer: Option<BalancerReport>,
+    /// The Gluster volume: formation step or health; empty when not managed.
+    pub volume: String,
     pub coordinator_version: String,
     pub healthy: bool,
     pub summary: Summary,
@@ -89,6 +93,8 @@ pub struct NodeRow {
     pub cpu_percent: f64,
     pub mem_used_bytes: u64,
     pub decode_errors: Vec<String>,
+    /// Why the node is not ready; absent when ready.
+    pub not_ready_reason: Option<String>,
 }
 
 impl StatusReport {
@@ -124,6 +130,8 @@ impl StatusReport {
                 cpu_percent: node.metrics.as_ref().map(|m| m.cpu_percent).unwrap_or(0.0),
                 mem_used_bytes: node.metrics.as_ref().map(|m| m.mem_used_bytes).unwrap_or(0),
                 decode_errors: node.decode_errors.clone(),
+                not_ready_reason: (!node.not_ready_reason.is_empty())
+                    .then(|| node.not_ready_reason.clone()),
             })
             .collect();
         let summary = Summary {
@@ -134,6 +142,7 @@ impl StatusReport {
         StatusReport {
             cluster: status.cluster_name.clone(),
             galera: status.galera.clone(),
+            volume: status.volume.clone(),
             balancer: status.balancer.as_ref().map(|b| BalancerReport {
                 kind: b.kind.clone(),
                 members: b.members.clone(),
@@ -159,6 +168,9 @@ impl StatusReport {
         );
         if !self.galera.is_empty() {
             out.insert_str(out.len() - 1, &format!("galera: {}\n", self.galera));
+        }
+        if !self.volume.is_empty() {
+            out.insert_str(out.len() - 1, &format!("volume: {}\n", self.volume));
         }
         if let Some(balancer) = &self.balancer {
             let mut line = format!(
@@ -234,6 +246,11 @@ impl StatusReport {
             out.push('\n');
         }
         for node in &self.nodes {
+            if let (true, Some(reason)) = (node.live && !node.ready, &node.not_ready_reason) {
+                out.push_str(&format!("{} not ready: {reason}\n", node.id));
+            }
+        }
+        for node in &self.nodes {
             for error in &node.decode_errors {
                 out.push_str(&format!(
                     "warning: node {}: gossip value ignored: {error}\n",
@@ -263,6 +280,30 @@ mod tests {
             heartbeat_age_ms: Some(1500),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn not_ready_reason_and_volume_are_shown() {
+        let mut n2 = node("n2", true, false);
+        n2.not_ready_reason = "mount stale; apache down".into();
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true), n2],
+            volume: "www started, replica 3, bricks 3/3 online, heal pending 0".into(),
+            ..Default::default()
+        };
+        let report = StatusReport::from_proto(&status);
+        assert_eq!(
+            report.nodes[1].not_ready_reason.as_deref(),
+            Some("mount stale; apache down")
+        );
+        let text = report.render_text();
+        assert!(
+            text.contains("n2 not ready: mount stale; apache down"),
+            "{text}"
+        );
+        assert!(text.contains("volume: www started"), "{text}");
+        assert!(!text.contains("n1 not ready"), "{text}");
     }
 
     #[test]

@@ -51,15 +51,13 @@ impl SystemdMounts {
 pub fn parse_mountinfo(text: &str, docroot: &Path) -> Option<String> {
     let want = docroot.to_string_lossy();
     let want = want.trim_end_matches('/');
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let point = unescape_octal(left.split(' ').nth(4)?);
-            let fstype = right.split(' ').next()?;
-            (point.trim_end_matches('/') == want || (want.is_empty() && point == "/"))
-                .then(|| fstype.to_string())
-        })
-        .last()
+    text.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let point = unescape_octal(left.split(' ').nth(4)?);
+        let fstype = right.split(' ').next()?;
+        (point.trim_end_matches('/') == want || (want.is_empty() && point == "/"))
+            .then(|| fstype.to_string())
+    })
 }
 
 fn unescape_octal(text: &str) -> String {
@@ -269,12 +267,12 @@ impl MountDriver {
         let mut cores: Vec<(bool, String)> = members
             .iter()
             .filter(|m| !m.is_self && m.keys.role == Role::Core)
-            .filter_map(|m| {
+            .map(|m| {
                 let ip = m.keys.grpc.map(|a| a.ip()).unwrap_or(m.gossip_addr.ip());
-                Some((
+                (
                     m.live && m.keys.gluster_brick == BrickState::Online,
                     ip.to_string(),
-                ))
+                )
             })
             .collect();
         cores.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));

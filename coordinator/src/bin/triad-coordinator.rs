@@ -121,6 +121,16 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         )?;
         service = service.with_recovery(recovery.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
+    if let Some(spec) = config.volume.clone() {
+        let volume = triad_coordinator::volume::run::VolumeLoop::new(
+            spec,
+            Arc::new(triad_coordinator::volume::run::GrpcVolumeAgents {
+                connect_timeout: std::time::Duration::from_secs(5),
+            }),
+            std::time::Duration::from_secs(2),
+        );
+        service = service.with_volume(volume.spawn(coordinator.clone(), loops_stop_rx.clone()));
+    }
     // Balancer membership (issue 6): `[balancer] kind`, default none.
     let balancer_config = triad_coordinator::balancer::config::BalancerConfig::load(&path)?;
     let view_of = coordinator.clone();

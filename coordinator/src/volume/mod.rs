@@ -1,0 +1,384 @@
+//! The Gluster volume (design section 6): form the trusted pool and the replica volume
+//! from the configured core nodes, set the options Triad owns (quorum, ping-timeout,
+//! auth.allow = member addresses), start it; adopt a volume that already exists instead
+//! of recreating it; report bricks online and the heal backlog in status.
+//!
+//! `plan` is pure over one observation of the pool (taken through one agent's glusterd);
+//! the loop in `run` carries the steps out through that agent's typed `GlusterStep` RPC.
+
+pub mod run;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// `[volume]` in the coordinator config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub brick_path: String,
+    /// The core nodes holding one brick each, in brick order.
+    pub nodes: Vec<String>,
+    pub ping_timeout_secs: u32,
+    /// Allow bricks on the root file system (gluster refuses them without `force`).
+    pub force: bool,
+}
+
+/// A node as the coordinator sees it in gossip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFacts {
+    pub id: String,
+    pub address: IpAddr,
+    pub live: bool,
+    pub glusterd_ok: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerObs {
+    pub hostname: String,
+    pub connected: bool,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrickObs {
+    pub name: String,
+    pub online: bool,
+    pub heal_pending: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeObs {
+    pub status: String,
+    pub replica: u32,
+    pub bricks: Vec<BrickObs>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// The pool and volume as one node's glusterd sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolObs {
+    /// The node that answered (and runs the steps).
+    pub via: String,
+    pub peers: Vec<PeerObs>,
+    pub volume: Option<VolumeObs>,
+}
+
+/// A formation step (mirrors the agent's typed steps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Probe(String),
+    Create {
+        replica: u32,
+        bricks: Vec<String>,
+        force: bool,
+    },
+    Set(String, String),
+    Start,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing can be done yet; the sentence says what is awaited.
+    Wait(String),
+    /// Run these on `PoolObs::via`, in order; stop at the first failure.
+    Steps(Vec<Step>),
+    /// Formed and as configured; the sentence is the status line.
+    Formed(String),
+}
+
+/// The options Triad keeps on the volume.
+pub fn desired_options(spec: &VolumeSpec, allow: &[IpAddr]) -> Vec<(String, String)> {
+    let mut allow: Vec<String> = allow.iter().map(|a| a.to_string()).collect();
+    allow.sort();
+    allow.dedup();
+    vec![
+        ("cluster.quorum-type".into(), "auto".into()),
+        ("cluster.server-quorum-type".into(), "server".into()),
+        (
+            "network.ping-timeout".into(),
+            spec.ping_timeout_secs.to_string(),
+        ),
+        ("auth.allow".into(), allow.join(",")),
+    ]
+}
+
+fn known_peer<'a>(peers: &'a [PeerObs], node: &NodeFacts) -> Option<&'a PeerObs> {
+    let address = node.address.to_string();
+    peers
+        .iter()
+        .find(|p| p.hostname == address || p.hostname == node.id)
+}
+
+/// Pure: what to do next. `nodes` are the formation nodes' facts (in `spec.nodes` order,
+/// missing ones absent); `allow` the addresses for auth.allow (every member).
+pub fn plan(spec: &VolumeSpec, nodes: &[NodeFacts], obs: &PoolObs, allow: &[IpAddr]) -> Plan {
+    let options = desired_options(spec, allow);
+    if let Some(volume) = &obs.volume {
+        let mut steps: Vec<Step> = options
+            .iter()
+            .filter(|(key, value)| volume.options.get(key) != Some(value))
+            .map(|(key, value)| Step::Set(key.clone(), value.clone()))
+            .collect();
+        if volume.status != "Started" {
+            steps.push(Step::Start);
+        }
+        if !steps.is_empty() {
+            return Plan::Steps(steps);
+        }
+        let online = volume.bricks.iter().filter(|b| b.online).count();
+        let pending: u64 = volume.bricks.iter().filter_map(|b| b.heal_pending).sum();
+        let counted = volume.bricks.iter().any(|b| b.heal_pending.is_some());
+        let mut line = format!(
+            "{} started, replica {}, bricks {online}/{} online",
+            spec.name,
+            volume.replica,
+            volume.bricks.len()
+        );
+        if counted {
+            line.push_str(&format!(", heal pending {pending}"));
+        }
+        let offline: Vec<&str> = volume
+            .bricks
+            .iter()
+            .filter(|b| !b.online)
+            .map(|b| b.name.as_str())
+            .collect();
+        if !offline.is_empty() {
+            line.push_str(&format!(" (offline: {})", offline.join(", ")));
+        }
+        return Plan::Formed(line);
+    }
+    // no volume yet: every formation node must be there with glusterd running
+    let missing: Vec<String> = spec
+        .nodes
+        .iter()
+        .filter(|id| {
+            !nodes
+                .iter()
+                .any(|n| &n.id == *id && n.live && n.glusterd_ok)
+        })
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Plan::Wait(format!(
+            "forming volume {}: waiting for glusterd on {}",
+            spec.name,
+            missing.join(", ")
+        ));
+    }
+    let probes: Vec<Step> = nodes
+        .iter()
+        .filter(|n| n.id != obs.via && known_peer(&obs.peers, n).is_none())
+        .map(|n| Step::Probe(n.address.to_string()))
+        .collect();
+    if !probes.is_empty() {
+        return Plan::Steps(probes);
+    }
+    let unsettled: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.id != obs.via)
+        .filter_map(|n| {
+            let peer = known_peer(&obs.peers, n)?;
+            (!(peer.connected && peer.state == "Peer in Cluster")).then(|| {
+                format!(
+                    "{} ({}{})",
+                    n.id,
+                    peer.state,
+                    if peer.connected { "" } else { ", disconnected" }
+                )
+            })
+        })
+        .collect();
+    if !unsettled.is_empty() {
+        return Plan::Wait(format!(
+            "forming volume {}: waiting for peers {}",
+            spec.name,
+            unsettled.join(", ")
+        ));
+    }
+    let bricks = nodes
+        .iter()
+        .map(|n| format!("{}:{}", n.address, spec.brick_path))
+        .collect::<Vec<_>>();
+    let mut steps = vec![Step::Create {
+        replica: bricks.len() as u32,
+        bricks,
+        force: spec.force,
+    }];
+    steps.extend(options.into_iter().map(|(k, v)| Step::Set(k, v)));
+    steps.push(Step::Start);
+    Plan::Steps(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VolumeSpec {
+        VolumeSpec {
+            name: "www".into(),
+            brick_path: "/bricks/www".into(),
+            nodes: vec!["n1".into(), "n2".into(), "n3".into()],
+            ping_timeout_secs: 5,
+            force: true,
+        }
+    }
+
+    fn facts(live: &[bool; 3]) -> Vec<NodeFacts> {
+        (0..3)
+            .map(|i| NodeFacts {
+                id: format!("n{}", i + 1),
+                address: format!("10.0.0.{}", i + 1).parse().unwrap(),
+                live: live[i],
+                glusterd_ok: live[i],
+            })
+            .collect()
+    }
+
+    fn addrs() -> Vec<IpAddr> {
+        facts(&[true; 3]).iter().map(|n| n.address).collect()
+    }
+
+    fn pool(peers: &[(&str, bool, &str)]) -> PoolObs {
+        PoolObs {
+            via: "n1".into(),
+            peers: peers
+                .iter()
+                .map(|(h, c, s)| PeerObs {
+                    hostname: h.to_string(),
+                    connected: *c,
+                    state: s.to_string(),
+                })
+                .collect(),
+            volume: None,
+        }
+    }
+
+    #[test]
+    fn formation_waits_for_every_node_then_probes_then_creates() {
+        let p = plan(&spec(), &facts(&[true, true, false]), &pool(&[]), &addrs());
+        assert_eq!(
+            p,
+            Plan::Wait("forming volume www: waiting for glusterd on n3".into())
+        );
+        let p = plan(&spec(), &facts(&[true; 3]), &pool(&[]), &addrs());
+        assert_eq!(
+            p,
+            Plan::Steps(vec![
+                Step::Probe("10.0.0.2".into()),
+                Step::Probe("10.0.0.3".into())
+            ])
+        );
+        let half = pool(&[
+            ("10.0.0.2", true, "Peer in Cluster"),
+            ("10.0.0.3", false, "Accepted peer request"),
+        ]);
+        assert!(
+            matches!(plan(&spec(), &facts(&[true; 3]), &half, &addrs()), Plan::Wait(w) if w.contains("n3 (Accepted peer request, disconnected)"))
+        );
+        let ready = pool(&[
+            ("10.0.0.2", true, "Peer in Cluster"),
+            ("n3", true, "Peer in Cluster"),
+        ]);
+        let Plan::Steps(steps) = plan(&spec(), &facts(&[true; 3]), &ready, &addrs()) else {
+            panic!("expected steps");
+        };
+        assert_eq!(
+            steps[0],
+            Step::Create {
+                replica: 3,
+                bricks: vec![
+                    "10.0.0.1:/bricks/www".into(),
+                    "10.0.0.2:/bricks/www".into(),
+                    "10.0.0.3:/bricks/www".into()
+                ],
+                force: true
+            }
+        );
+        assert!(steps.contains(&Step::Set("cluster.quorum-type".into(), "auto".into())));
+        assert!(steps.contains(&Step::Set(
+            "cluster.server-quorum-type".into(),
+            "server".into()
+        )));
+        assert!(steps.contains(&Step::Set("network.ping-timeout".into(), "5".into())));
+        assert!(steps.contains(&Step::Set(
+            "auth.allow".into(),
+            "10.0.0.1,10.0.0.2,10.0.0.3".into()
+        )));
+        assert_eq!(steps.last(), Some(&Step::Start));
+    }
+
+    fn formed(options: &[(&str, &str)], status: &str, online: [bool; 3]) -> PoolObs {
+        let mut p = pool(&[
+            ("10.0.0.2", true, "Peer in Cluster"),
+            ("10.0.0.3", true, "Peer in Cluster"),
+        ]);
+        p.volume = Some(VolumeObs {
+            status: status.into(),
+            replica: 3,
+            bricks: (0..3)
+                .map(|i| BrickObs {
+                    name: format!("10.0.0.{}:/bricks/www", i + 1),
+                    online: online[i],
+                    heal_pending: Some(if online[i] { 2 } else { 0 }),
+                })
+                .collect(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        p
+    }
+
+    const ALL_SET: &[(&str, &str)] = &[
+        ("cluster.quorum-type", "auto"),
+        ("cluster.server-quorum-type", "server"),
+        ("network.ping-timeout", "5"),
+        ("auth.allow", "10.0.0.1,10.0.0.2,10.0.0.3"),
+    ];
+
+    #[test]
+    fn an_existing_volume_is_adopted_never_recreated() {
+        // even with a node down, an existing volume only gets its options and a start
+        let obs = formed(
+            &[("network.ping-timeout", "42")],
+            "Stopped",
+            [true, true, false],
+        );
+        let Plan::Steps(steps) = plan(&spec(), &facts(&[true, true, false]), &obs, &addrs()) else {
+            panic!("expected steps");
+        };
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, Step::Create { .. } | Step::Probe(_))));
+        assert!(steps.contains(&Step::Set("network.ping-timeout".into(), "5".into())));
+        assert_eq!(steps.last(), Some(&Step::Start));
+    }
+
+    #[test]
+    fn formed_volume_reports_bricks_and_heal_backlog() {
+        let obs = formed(ALL_SET, "Started", [true, true, false]);
+        assert_eq!(
+            plan(&spec(), &facts(&[true; 3]), &obs, &addrs()),
+            Plan::Formed(
+                "www started, replica 3, bricks 2/3 online, heal pending 4 (offline: 10.0.0.3:/bricks/www)"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_new_member_address_updates_auth_allow() {
+        let obs = formed(ALL_SET, "Started", [true; 3]);
+        let mut allow = addrs();
+        allow.push("10.0.0.9".parse().unwrap());
+        assert_eq!(
+            plan(&spec(), &facts(&[true; 3]), &obs, &allow),
+            Plan::Steps(vec![Step::Set(
+                "auth.allow".into(),
+                "10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.9".into()
+            )])
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! The volume loop: observe the pool through one live core node's agent, plan, run the
+//! steps through that agent, publish a status line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use triad_proto::gossip::Health;
+use triad_proto::v1;
+use triad_proto::v1::agent_service_client::AgentServiceClient;
+
+use super::{plan, BrickObs, NodeFacts, PeerObs, Plan, PoolObs, Step, VolumeObs, VolumeSpec};
+use crate::observer::Coordinator;
+use crate::view::ClusterView;
+
+#[async_trait::async_trait]
+pub trait VolumeAgents: Send + Sync {
+    async fn state(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        volume: &str,
+        heal_info: bool,
+    ) -> Result<PoolObs, String>;
+    async fn step(&self, grpc: SocketAddr, volume: &str, step: &Step) -> Result<String, String>;
+}
+
+/// Agents over gRPC.
+#[derive(Debug, Clone)]
+pub struct GrpcVolumeAgents {
+    pub connect_timeout: Duration,
+}
+
+impl GrpcVolumeAgents {
+    async fn client(
+        &self,
+        grpc: SocketAddr,
+    ) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(self.connect_timeout)
+            // volume create/start and heal info take seconds on a busy node
+            .timeout(Duration::from_secs(90))
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach the agent at {grpc}: {e}"))?;
+        Ok(AgentServiceClient::new(channel))
+    }
+}
+
+#[async_trait::async_trait]
+impl VolumeAgents for GrpcVolumeAgents {
+    async fn state(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        volume: &str,
+        heal_info: bool,
+    ) -> Result<PoolObs, String> {
+        let reply = self
+            .client(grpc)
+            .await?
+            .gluster_state(v1::GlusterStateRequest {
+                volume: volume.to_string(),
+                heal_info,
+            })
+            .await
+            .map_err(|s| format!("{node}: {}", s.message()))?
+            .into_inner();
+        Ok(PoolObs {
+            via: node.to_string(),
+            peers: reply
+                .peers
+                .into_iter()
+                .map(|p| PeerObs {
+                    hostname: p.hostname,
+                    connected: p.connected,
+                    state: p.state,
+                })
+                .collect(),
+            volume: reply.volume.map(|v| VolumeObs {
+                status: v.status,
+                replica: v.replica,
+                bricks: v
+                    .bricks
+                    .into_iter()
+                    .map(|b| BrickObs {
+                        name: b.name,
+                        online: b.online,
+                        heal_pending: b.heal_pending,
+                    })
+                    .collect(),
+                options: v.options.into_iter().collect(),
+            }),
+        })
+    }
+
+    async fn step(&self, grpc: SocketAddr, volume: &str, step: &Step) -> Result<String, String> {
+        use v1::gluster_step_request::Step as P;
+        let proto = match step {
+            Step::Probe(host) => P::Probe(host.clone()),
+            Step::Create {
+                replica,
+                bricks,
+                force,
+            } => P::Create(v1::GlusterVolumeCreate {
+                volume: volume.to_string(),
+                replica: *replica,
+                bricks: bricks.clone(),
+                force: *force,
+            }),
+            Step::Set(key, value) => P::Set(v1::GlusterVolumeSet {
+                volume: volume.to_string(),
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            Step::Start => P::Start(volume.to_string()),
+        };
+        let reply = self
+            .client(grpc)
+            .await?
+            .gluster_step(v1::GlusterStepRequest { step: Some(proto) })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        Ok(reply.output)
+    }
+}
+
+/// A member's address: the host of its gRPC address (agents listen on the node address),
+/// else of its gossip address.
+fn address_of(member: &crate::view::MemberView) -> IpAddr {
+    member
+        .keys
+        .grpc
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(member.gossip_addr.ip())
+}
+
+/// Pure: facts of the formation nodes, the addresses for auth.allow, and where to reach
+/// each formation node's agent.
+pub fn facts(
+    spec: &VolumeSpec,
+    view: &ClusterView,
+) -> (Vec<NodeFacts>, Vec<IpAddr>, Vec<(String, SocketAddr)>) {
+    let mut nodes = Vec::new();
+    let mut grpc = Vec::new();
+    for id in &spec.nodes {
+        if let Some(member) = view.members().find(|m| &m.node_id == id) {
+            nodes.push(NodeFacts {
+                id: id.clone(),
+                address: address_of(member),
+                live: member.live,
+                glusterd_ok: member.keys.gluster_daemon == Health::Ok,
+            });
+            if let Some(addr) = member.keys.grpc {
+                if member.live && member.keys.gluster_daemon == Health::Ok {
+                    grpc.push((id.clone(), addr));
+                }
+            }
+        }
+    }
+    let mut allow: Vec<IpAddr> = view
+        .members()
+        .filter(|m| m.keys.role != triad_proto::gossip::Role::Unknown)
+        .map(address_of)
+        .chain(nodes.iter().map(|n| n.address))
+        .collect();
+    allow.sort();
+    allow.dedup();
+    (nodes, allow, grpc)
+}
+
+pub struct VolumeLoop {
+    pub spec: VolumeSpec,
+    pub agents: Arc<dyn VolumeAgents>,
+    pub tick: Duration,
+    /// Ask for heal info every this many ticks (it runs a gfapi client on the node).
+    pub heal_every: u32,
+    status: watch::Sender<String>,
+    /// Heal counts of the last pass that asked, shown between heal-info passes.
+    last_heal: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl VolumeLoop {
+    pub fn new(spec: VolumeSpec, agents: Arc<dyn VolumeAgents>, tick: Duration) -> VolumeLoop {
+        VolumeLoop {
+            status: watch::channel(format!("{}: not observed yet", spec.name)).0,
+            spec,
+            agents,
+            tick,
+            heal_every: 3,
+            last_heal: Default::default(),
+        }
+    }
+
+    pub fn status(&self) -> watch::Receiver<String> {
+        self.status.subscribe()
+    }
+
+    fn set_status(&self, text: String) {
+        self.status.send_if_modified(|old| {
+            if *old != text {
+                tracing::info!("volume: {text}");
+                *old = text;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub async fn pass(&self, view: &ClusterView, heal_info: bool) {
+        let (nodes, allow, grpc) = facts(&self.spec, view);
+        let mut obs = None;
+        let mut errors = Vec::new();
+        for (node, addr) in &grpc {
+            match self
+                .agents
+                .state(node, *addr, &self.spec.name, heal_info)
+                .await
+            {
+                Ok(o) => {
+                    obs = Some((o, *addr));
+                    break;
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        let Some((mut obs, via_addr)) = obs else {
+            self.set_status(if errors.is_empty() {
+                format!("{}: no core node with glusterd running", self.spec.name)
+            } else {
+                format!(
+                    "{}: no agent answered ({})",
+                    self.spec.name,
+                    errors.join("; ")
+                )
+            });
+            return;
+        };
+        if let Some(volume) = obs.volume.as_mut() {
+            let mut cache = self.last_heal.lock().unwrap_or_else(|p| p.into_inner());
+            for brick in &mut volume.bricks {
+                match brick.heal_pending {
+                    Some(n) if heal_info => {
+                        cache.insert(brick.name.clone(), n);
+                    }
+                    None if heal_info => {
+                        cache.remove(&brick.name);
+                    }
+                    _ => brick.heal_pending = cache.get(&brick.name).copied(),
+                }
+            }
+        }
+        match plan(&self.spec, &nodes, &obs, &allow) {
+            Plan::Wait(text) | Plan::Formed(text) => self.set_status(text),
+            Plan::Steps(steps) => {
+                for step in steps {
+                    tracing::info!(via = %obs.via, ?step, "volume {}: step", self.spec.name);
+                    match self.agents.step(via_addr, &self.spec.name, &step).await {
+                        Ok(_) => self.set_status(format!(
+                            "{}: done {step:?} on {}",
+                            self.spec.name, obs.via
+                        )),
+                        Err(error) => {
+                            tracing::warn!(via = %obs.via, ?step, "volume {} step failed: {error}", self.spec.name);
+                            self.set_status(format!(
+                                "{}: {step:?} on {} failed: {error}",
+                                self.spec.name, obs.via
+                            ));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn spawn(
+        self,
+        coordinator: Arc<Coordinator>,
+        mut stop: watch::Receiver<bool>,
+    ) -> watch::Receiver<String> {
+        let status = self.status();
+        tokio::spawn(async move {
+            let mut ticks: u32 = 0;
+            loop {
+                let heal = ticks.is_multiple_of(self.heal_every.max(1));
+                self.pass(&coordinator.view(), heal).await;
+                ticks = ticks.wrapping_add(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(self.tick) => {}
+                    _ = stop.changed() => break,
+                }
+                if *stop.borrow() {
+                    break;
+                }
+            }
+        });
+        status
+    }
+}
