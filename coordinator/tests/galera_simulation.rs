@@ -335,6 +335,7 @@ impl Sim {
             galera_recovery: true,
             galera_grace: Duration::from_secs(3),
             galera_nodes: vec![],
+            volume: None,
         };
         let coordinator = Arc::new(Coordinator::start(&config, 1, &transport).await.unwrap());
         Sim {

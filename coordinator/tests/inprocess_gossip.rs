@@ -64,6 +64,7 @@ async fn start_cluster() -> Cluster {
         galera_recovery: false,
         galera_grace: Duration::from_secs(3),
         galera_nodes: vec![],
+        volume: None,
     };
     let coordinator = Coordinator::start(&config, 1, &transport)
         .await
