@@ -12,10 +12,16 @@ use crate::galera::UnitState;
 #[async_trait::async_trait]
 pub trait ServiceManager: Send + Sync {
     async fn state(&self, unit: &str) -> UnitState;
+    /// True while systemd waits out the unit's `RestartSec` after a crash (ActiveState
+    /// activating, SubState auto-restart): glusterd.service waits 60 s there, so the
+    /// agent starts it at once instead.
+    async fn waiting_to_restart(&self, unit: &str) -> bool;
     async fn start(&self, unit: &str) -> Result<(), HostError>;
     async fn reset_failed(&self, unit: &str) -> Result<(), HostError>;
     /// Re-read configuration (a graceful reload; a start when the unit is not running).
     async fn reload_or_restart(&self, unit: &str) -> Result<(), HostError>;
+    /// Stop and start (for changes a reload cannot take, like Apache's listeners).
+    async fn restart(&self, unit: &str) -> Result<(), HostError>;
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,6 +42,16 @@ impl ServiceManager for Systemctl {
             Ok(output) => UnitState::parse(&String::from_utf8_lossy(&output.stdout)),
             Err(_) => UnitState::Unknown,
         }
+    }
+
+    async fn waiting_to_restart(&self, unit: &str) -> bool {
+        run(
+            "systemctl",
+            &["show", "-P", "SubState", unit],
+            Duration::from_secs(10),
+        )
+        .await
+        .is_ok_and(|sub| sub.trim() == "auto-restart")
     }
 
     async fn start(&self, unit: &str) -> Result<(), HostError> {
@@ -67,6 +83,12 @@ impl ServiceManager for Systemctl {
         .await
         .map(|_| ())
     }
+
+    async fn restart(&self, unit: &str) -> Result<(), HostError> {
+        run("systemctl", &["restart", unit], Duration::from_secs(60))
+            .await
+            .map(|_| ())
+    }
 }
 
 /// In-memory units for simulations: `start` makes a unit active.
@@ -86,6 +108,10 @@ impl ServiceManager for FakeServices {
             .unwrap_or(UnitState::Inactive)
     }
 
+    async fn waiting_to_restart(&self, _unit: &str) -> bool {
+        false
+    }
+
     async fn start(&self, unit: &str) -> Result<(), HostError> {
         self.units
             .lock()
@@ -103,6 +129,10 @@ impl ServiceManager for FakeServices {
     }
 
     async fn reload_or_restart(&self, unit: &str) -> Result<(), HostError> {
+        self.start(unit).await
+    }
+
+    async fn restart(&self, unit: &str) -> Result<(), HostError> {
         self.start(unit).await
     }
 }

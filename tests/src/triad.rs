@@ -21,6 +21,11 @@ pub const GRPC_PORT: u16 = 7421;
 pub const COORDINATOR_GRPC: &str = "127.0.0.1:7422";
 /// Cluster name used in the lab.
 pub const CLUSTER: &str = "triad-lab";
+/// The docroot the agents mount the volume on (the agent's default).
+pub const DOCROOT: &str = "/var/www/triad";
+/// The lab's volume and brick path (the agent's and coordinator's defaults).
+pub const VOLUME: &str = "www";
+pub const BRICK: &str = "/bricks/www";
 
 /// `cargo build --bins -p triad-agent -p triad-coordinator` in the workspace; an error names
 /// the command and carries cargo's stderr.
@@ -99,16 +104,16 @@ fn toml_list(v: &[String]) -> String {
     format!("[{}]", q.join(", "))
 }
 
-/// /etc/triad/agent.toml for `node`: a core node whose agent manages Galera (sized for the
-/// lab: rsync SST, small buffers) and Apache. Readiness requires Galera and Apache; the
-/// docroot mount is not managed by the agent yet (issue 5), the lab mounts it by hand.
+/// /etc/triad/agent.toml for `node`: a core node whose agent manages everything — Galera
+/// (sized for the lab: rsync SST, small buffers), glusterd and its brick, the docroot mount,
+/// and Apache. Readiness requires all four (the default).
 pub fn agent_config(tb: &Testbed, node: &Node) -> String {
     format!(
         "[node]\nid = \"{name}\"\nrole = \"core\"\naddress = \"{addr}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n\
 [gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n\n\
-[readiness]\nrequire = [\"galera\", \"apache\"]\n\n\
-[galera]\nsst_method = \"rsync\"\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n",
+[galera]\nsst_method = \"rsync\"\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
+[gluster]\nvolume = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n",
         name = node.name,
         addr = node.addr,
         seeds = toml_list(&seeds(tb))
@@ -124,6 +129,7 @@ pub fn coordinator_config(tb: &Testbed) -> String {
         "[coordinator]\nstate_dir = \"{state}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
 [grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n[galera]\ngrace = \"3s\"\nnodes = {nodes}\n\n\
+[volume]\nname = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n# the lab's bricks live on the container's root fs\nbricks_on_root_fs = true\n\n\
 [balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n",
         state = tb.state.join("coordinator/state").display(),
         socket = tb.state.join("haproxy/admin.sock").display(),
@@ -300,6 +306,87 @@ pub fn wait_coordinator_live(nodes: usize, limit: Duration) -> Result<Duration> 
                 crate::wait::Poll::Ready(t.elapsed())
             } else {
                 crate::wait::Poll::Pending(format!("summary {}", v["summary"]))
+            })
+        },
+    )
+}
+
+/// The lab's PHP app: a page naming the node that serves it.
+pub const INDEX_PHP: &str =
+    "<?php header('Content-Type: text/plain'); echo gethostname(), \"\\n\";\n";
+
+/// Waits until the agent-made mount on `node`'s docroot is live (a glusterfs mount whose
+/// sentinel answers); returns the time taken.
+pub fn wait_docroot_mounted(node: &Node, limit: Duration) -> Result<Duration> {
+    let t = std::time::Instant::now();
+    crate::wait::until_default(
+        &format!("the volume mounted on {DOCROOT} in {}", node.name),
+        limit,
+        || {
+            let out = node
+                .exec_output(
+                    &[
+                        "sh",
+                        "-c",
+                        &format!(
+                            "findmnt -n -o FSTYPE {DOCROOT}; stat -c %n {DOCROOT}/.triad-sentinel"
+                        ),
+                    ],
+                    Duration::from_secs(10),
+                )
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            Ok(
+                if out.contains("fuse.glusterfs") && out.contains(".triad-sentinel") {
+                    crate::wait::Poll::Ready(t.elapsed())
+                } else {
+                    crate::wait::Poll::Pending(format!("findmnt/stat: {:?}", out.trim()))
+                },
+            )
+        },
+    )
+}
+
+/// Puts the app (health.html, index.php) on the volume through `node`'s mount.
+pub fn publish_app(node: &Node) -> Result<()> {
+    node.sh(&format!(
+        "printf 'OK\\n' > {DOCROOT}/health.html.tmp && mv {DOCROOT}/health.html.tmp {DOCROOT}/health.html && cat > {DOCROOT}/index.php <<'EOF'\n{INDEX_PHP}EOF"
+    ))?;
+    Ok(())
+}
+
+/// The coordinator's status as JSON.
+pub fn status_json() -> Result<serde_json::Value> {
+    let s = triadctl_status(true)?;
+    serde_json::from_str(&s).map_err(|e| LabError::Other(format!("triadctl json: {e}: {s}")))
+}
+
+/// Waits until the coordinator reports `nodes` live and ready nodes.
+pub fn wait_all_ready(nodes: usize, limit: Duration) -> Result<Duration> {
+    let t = std::time::Instant::now();
+    crate::wait::until_default(
+        &format!("the coordinator to see {nodes} ready nodes"),
+        limit,
+        || {
+            let v = status_json()?;
+            let ready = v["summary"]["ready"].as_u64().unwrap_or(0) as usize;
+            Ok(if ready >= nodes {
+                crate::wait::Poll::Ready(t.elapsed())
+            } else {
+                let reasons: Vec<String> = v["nodes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|n| !n["ready"].as_bool().unwrap_or(false))
+                            .map(|n| format!("{}: {}", n["id"], n["not_ready_reason"]))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                crate::wait::Poll::Pending(format!(
+                    "volume: {}; not ready: {}",
+                    v["volume"],
+                    reasons.join(", ")
+                ))
             })
         },
     )

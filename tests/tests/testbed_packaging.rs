@@ -256,7 +256,8 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
 fn agent_config(node: &Node) -> String {
     format!(
         "[node]\nid = \"{name}\"\nrole = \"web\"\naddress = \"{addr}\"\n\n\
-[cluster]\nname = \"{cluster}\"\nseeds = [\"{addr}:{port}\"]\n",
+[cluster]\nname = \"{cluster}\"\nseeds = [\"{addr}:{port}\"]\n\n\
+[apache]\nconfigure = false\n\n[mount]\nmanaged = false\n",
         name = node.name,
         addr = node.addr,
         cluster = triad::CLUSTER,

@@ -72,10 +72,25 @@ pub fn render_site(address: IpAddr, port: u16, node_id: &str, docroot: &Path) ->
     )
 }
 
-/// Write the files that differ; `apache2ctl configtest`; restore on failure. True when
-/// something changed (the caller reloads Apache).
-pub async fn apply(paths: &ApachePaths, ports: &str, site: &str) -> Result<bool, HostError> {
+/// What the caller must do after [`apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Unchanged,
+    /// Only the site changed: a graceful reload takes it.
+    Reload,
+    /// The listeners changed: a graceful reload fails to bind a specific address while the
+    /// old wildcard listener is open (seen with Apache 2.4.62 on Debian 12), so restart.
+    Restart,
+}
+
+/// Write the files that differ; `apache2ctl configtest`; restore on failure.
+pub async fn apply(paths: &ApachePaths, ports: &str, site: &str) -> Result<Applied, HostError> {
     let mut changed = false;
+    let listeners_changed = tokio::fs::read_to_string(&paths.ports_conf)
+        .await
+        .ok()
+        .as_deref()
+        != Some(ports);
     let mut backups: Vec<(PathBuf, Option<String>)> = Vec::new();
     for (path, text) in [(&paths.ports_conf, ports), (&paths.site_available, site)] {
         let old = tokio::fs::read_to_string(path).await.ok();
@@ -112,7 +127,7 @@ pub async fn apply(paths: &ApachePaths, ports: &str, site: &str) -> Result<bool,
         changed = true;
     }
     if !changed {
-        return Ok(false);
+        return Ok(Applied::Unchanged);
     }
     if let Err(error) = run("apache2ctl", &["configtest"], Duration::from_secs(30)).await {
         for (path, old) in backups {
@@ -128,7 +143,11 @@ pub async fn apply(paths: &ApachePaths, ports: &str, site: &str) -> Result<bool,
         }
         return Err(error);
     }
-    Ok(true)
+    Ok(if listeners_changed {
+        Applied::Restart
+    } else {
+        Applied::Reload
+    })
 }
 
 async fn write(path: &Path, text: &str) -> Result<(), HostError> {

@@ -77,13 +77,19 @@ impl ApacheDriver {
             &self.docroot,
         );
         match super::config::apply(&self.paths, &ports, &site).await {
-            Ok(true) => {
-                tracing::info!(node = %self.node_id, "apache config written; reloading {}", self.settings.unit);
+            Ok(super::config::Applied::Reload) => {
+                tracing::info!(node = %self.node_id, "apache site written; reloading {}", self.settings.unit);
                 if let Err(error) = self.services.reload_or_restart(&self.settings.unit).await {
                     tracing::warn!(node = %self.node_id, "apache reload failed: {error}");
                 }
             }
-            Ok(false) => {}
+            Ok(super::config::Applied::Restart) => {
+                tracing::info!(node = %self.node_id, "apache listeners written; restarting {}", self.settings.unit);
+                if let Err(error) = self.services.restart(&self.settings.unit).await {
+                    tracing::warn!(node = %self.node_id, "apache restart failed: {error}");
+                }
+            }
+            Ok(super::config::Applied::Unchanged) => {}
             Err(error) => {
                 tracing::error!(node = %self.node_id, "apache config rejected, previous files kept: {error}")
             }
@@ -95,6 +101,15 @@ impl ApacheDriver {
             self.configure().await;
         }
         let unit = self.services.state(&self.settings.unit).await;
+        if unit == UnitState::Activating
+            && self.services.waiting_to_restart(&self.settings.unit).await
+        {
+            // `start` would wait out RestartSec; `restart` does not
+            tracing::info!(node = %self.node_id, "{} waits to auto-restart: restarting it now", self.settings.unit);
+            if let Err(error) = self.services.restart(&self.settings.unit).await {
+                tracing::warn!(node = %self.node_id, "apache restart failed: {error}");
+            }
+        }
         for action in plan(unit) {
             tracing::info!(node = %self.node_id, ?action, ?unit, "apache action");
             let result = match action {

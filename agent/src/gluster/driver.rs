@@ -102,6 +102,8 @@ pub struct BrickMemory {
     pub was_down: bool,
     pub heal_triggered: bool,
     pub last_force_start: Option<Instant>,
+    /// Observations failed in a row (glusterd busy with another transaction, slow CLI).
+    pub failures: u32,
 }
 
 impl Default for BrickMemory {
@@ -110,6 +112,7 @@ impl Default for BrickMemory {
             was_down: true,
             heal_triggered: false,
             last_force_start: None,
+            failures: 0,
         }
     }
 }
@@ -185,6 +188,9 @@ pub fn healed_for(me: &BrickId, bricks: &[HealBrick]) -> bool {
             .all(|b| b.status == "Connected" && b.entries == Some(0))
     }
 }
+
+/// Failed observations in a row before the brick is published offline.
+const FAILURES_BEFORE_OFFLINE: u32 = 3;
 
 /// Minimum time between two `volume start force` for a brick that stays offline.
 const FORCE_START_EVERY: Duration = Duration::from_secs(10);
@@ -263,6 +269,16 @@ impl GlusterDriver {
                 true
             }
             UnitState::Inactive => true,
+            UnitState::Activating
+                if self.services.waiting_to_restart(&self.settings.unit).await =>
+            {
+                // `start` would wait out RestartSec (60 s for glusterd); `restart` does not
+                tracing::info!(node = %self.node_id, "{} waits to auto-restart: restarting it now", self.settings.unit);
+                if let Err(error) = self.services.restart(&self.settings.unit).await {
+                    tracing::warn!(node = %self.node_id, "restarting glusterd failed: {error}");
+                }
+                false
+            }
             _ => false,
         };
         if start {
@@ -281,10 +297,22 @@ impl GlusterDriver {
             return;
         }
         let obs = match self.observe().await {
-            Ok(obs) => obs,
+            Ok(obs) => {
+                self.memory.lock().await.failures = 0;
+                obs
+            }
             Err(error) => {
-                tracing::warn!(node = %self.node_id, "gluster observation failed: {error}");
-                self.memory.lock().await.was_down = true;
+                let mut memory = self.memory.lock().await;
+                memory.failures += 1;
+                // "Another transaction is in progress" while the coordinator forms the
+                // volume: keep what was published for a few ticks
+                if memory.failures < FAILURES_BEFORE_OFFLINE {
+                    tracing::debug!(node = %self.node_id, failures = memory.failures, "gluster observation failed: {error}");
+                    return;
+                }
+                tracing::warn!(node = %self.node_id, failures = memory.failures, "gluster observation failed: {error}");
+                memory.was_down = true;
+                drop(memory);
                 self.local.send_replace(LocalGluster::default());
                 self.state.update(|keys| {
                     keys.gluster_daemon = Health::Ok;

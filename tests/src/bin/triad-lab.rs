@@ -210,10 +210,17 @@ fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
                 .context("Galera formation by the coordinator")?;
         }
         lap("galera formed by triad-coordinator and the agents");
-        // not managed by the agent yet (issue 5): by hand, as the recipe does
-        formation::gluster_form(&tb)?;
-        formation::apache_form(&tb)?;
-        lap("gluster volume mounted and apache serving (by hand)");
+        let first = &tb.nodes[0];
+        triad::wait_docroot_mounted(first, Duration::from_secs(180))
+            .context("volume formation by the coordinator and the mount by the agent")?;
+        lap(&format!(
+            "volume {} formed by triad-coordinator, mounted on {} by the agents",
+            triad::VOLUME,
+            triad::DOCROOT
+        ));
+        triad::publish_app(first)?;
+        triad::wait_all_ready(nodes, Duration::from_secs(120))?;
+        lap("every node ready (galera synced, brick online, docroot mounted, apache healthy)");
     }
     tb.start_haproxy()?;
     tb.haproxy()?.wait_all_up(Duration::from_secs(30))?;

@@ -1,0 +1,380 @@
+//! The files half driven by Triad only (issue 5), on real Debian nodes with systemd,
+//! glusterd, FUSE, apache2 and mod_php: the agents keep glusterd, the brick, the docroot
+//! mount and Apache; the coordinator forms the pool and the replica volume. The test runs
+//! no Gluster or Apache command to form anything; it injects faults (SIGKILL), writes
+//! through a node's mount, reads through another node's Apache, and checks readiness as
+//! the coordinator reports it.
+
+use std::time::{Duration, Instant};
+
+use triad_tests::formation::gluster;
+use triad_tests::http;
+use triad_tests::triad::{self, DOCROOT, VOLUME};
+use triad_tests::wait::{self, Poll};
+use triad_tests::{LabError, Node, Testbed};
+
+type Result<T> = std::result::Result<T, LabError>;
+
+/// The coordinator's view of one node: (live, ready, not-ready reason, services).
+fn node_row(id: &str) -> Result<(bool, bool, String, serde_json::Value)> {
+    let v = triad::status_json()?;
+    let row = v["nodes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["id"] == id).cloned())
+        .ok_or_else(|| LabError::Other(format!("{id} not in triadctl status: {v}")))?;
+    Ok((
+        row["live"].as_bool().unwrap_or(false),
+        row["ready"].as_bool().unwrap_or(false),
+        row["not_ready_reason"].as_str().unwrap_or("").to_string(),
+        row["services"].clone(),
+    ))
+}
+
+/// Waits until the coordinator reports `id` ready (`true`) or not ready (`false`); returns
+/// the time taken.
+fn wait_ready(id: &str, want: bool, limit: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    wait::until(
+        &format!("{id} to be {}", if want { "ready" } else { "not ready" }),
+        limit,
+        Duration::from_millis(100),
+        || {
+            let (live, ready, reason, services) = node_row(id)?;
+            Ok(if live && ready == want {
+                Poll::Ready(t.elapsed())
+            } else {
+                Poll::Pending(format!(
+                    "live={live} ready={ready} reason={reason:?} services={services}"
+                ))
+            })
+        },
+    )
+}
+
+fn volume_status_line() -> String {
+    triad::status_json()
+        .map(|v| v["volume"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn install_triad(tb: &mut Testbed, config: impl Fn(&Testbed, &Node) -> String) -> Result<()> {
+    triad::cargo_build()?;
+    for n in &tb.nodes {
+        triad::install_agent(tb, n)?;
+        // the lab helper writes the full config; a test may narrow it
+        n.write_file("/etc/triad/agent.toml", &config(tb, n))?;
+        n.exec(&["systemctl", "restart", "triad-agent"])?;
+    }
+    triad::start_coordinator(tb)
+}
+
+/// `gluster volume get VOL KEY` value on `node`.
+fn volume_option(node: &Node, key: &str) -> Result<String> {
+    let out = gluster(node, &["volume", "get", VOLUME, key])?;
+    out.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
+        .ok_or_else(|| LabError::Other(format!("volume get {key}: {out}")))
+}
+
+/// Pending heal entries over all bricks (heal info on `node`); `None` if a brick could not
+/// be counted.
+fn heal_pending(node: &Node) -> Result<Option<u64>> {
+    let mut total = 0;
+    for (_, status, entries) in triad_tests::formation::heal_info(node)? {
+        match (status.as_str(), entries) {
+            ("Connected", Some(n)) => total += n,
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(total))
+}
+
+#[test]
+fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
+    let mut tb = Testbed::for_test(3)?;
+    install_triad(&mut tb, triad::agent_config)?;
+    let t0 = Instant::now();
+    let (n1, n2, n3) = (&tb.nodes[0], &tb.nodes[1], &tb.nodes[2]);
+
+    // 1. from nothing: pool, replica-3 volume with the quorum options, mounted everywhere
+    let formed = wait::until(
+        "the coordinator to report the volume started",
+        Duration::from_secs(180),
+        Duration::from_millis(200),
+        || {
+            let line = volume_status_line();
+            Ok(if line.contains("started") {
+                Poll::Ready(t0.elapsed())
+            } else {
+                Poll::Pending(line)
+            })
+        },
+    )?;
+    eprintln!(
+        "[volume] formed {:.1}s after the coordinator started (agents already running)",
+        formed.as_secs_f64()
+    );
+    for n in &tb.nodes {
+        let t = triad::wait_docroot_mounted(n, Duration::from_secs(60))?;
+        eprintln!(
+            "[volume] {}: docroot mounted ({:.1}s more)",
+            n.name,
+            t.as_secs_f64()
+        );
+    }
+    let info = gluster(n1, &["volume", "info", VOLUME])?;
+    assert!(info.contains("Number of Bricks: 1 x 3 = 3"), "{info}");
+    for n in &tb.nodes {
+        assert!(
+            info.contains(&format!("{}:{}", n.addr, triad::BRICK)),
+            "{info}"
+        );
+    }
+    assert_eq!(volume_option(n1, "cluster.quorum-type")?, "auto");
+    assert_eq!(volume_option(n1, "cluster.server-quorum-type")?, "server");
+    assert_eq!(volume_option(n1, "network.ping-timeout")?, "5");
+    let allow = volume_option(n1, "auth.allow")?;
+    for n in &tb.nodes {
+        assert!(
+            allow.split(',').any(|a| a == n.addr),
+            "auth.allow {allow:?} lacks {}",
+            n.addr
+        );
+    }
+    triad::publish_app(n1)?;
+    let ready = triad::wait_all_ready(3, Duration::from_secs(120))?;
+    eprintln!(
+        "[volume] all 3 ready {:.1}s after the app was published",
+        ready.as_secs_f64()
+    );
+    // a file written through n1's mount is served by n3's Apache (PHP from the volume too)
+    let stamp = format!("written through n1 at {:?}", t0.elapsed());
+    // through the node (its mount namespace holds the FUSE mount), not the host's view of
+    // its root directory
+    n1.sh(&format!("printf '%s' '{stamp}' > {DOCROOT}/probe.txt"))?;
+    let body = triad_tests::formation::wait_http(
+        &format!("{}:80", n3.addr),
+        "/probe.txt",
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(body, stamp);
+    let php = triad_tests::formation::wait_http(
+        &format!("{}:80", n3.addr),
+        "/index.php",
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(php.trim(), "n3");
+    // Apache listens on the node address only and mod_status answers only the node itself
+    let listen = n2.sh("ss -Hltn '( sport = :80 )' | awk '{print $4}'")?;
+    assert_eq!(
+        listen.trim(),
+        format!("{}:80", n2.addr),
+        "listeners: {listen}"
+    );
+    let status_from_host = http::get(
+        &format!("{}:80", n2.addr),
+        "/server-status?auto",
+        Duration::from_secs(3),
+    )?;
+    assert_eq!(
+        status_from_host.status, 403,
+        "mod_status must refuse other hosts"
+    );
+
+    // 2. kill n3's glusterd and brick: the others keep taking writes; n3 is ready again
+    // only once self-heal has caught up
+    // the writes follow the kill at once, before glusterd is back, so n3's brick misses them
+    n3.sh("pkill -9 -x glusterd; pkill -9 -x glusterfsd; true")?;
+    let w = Instant::now();
+    n1.sh(&format!(
+        "mkdir -p {DOCROOT}/heal && for i in $(seq 1 200); do echo $i > {DOCROOT}/heal/f$i; done"
+    ))?;
+    eprintln!(
+        "[brick] 200 files written through n1 in {:.2}s right after n3's glusterd and brick were killed",
+        w.elapsed().as_secs_f64()
+    );
+    let back = Instant::now();
+    let mut not_ready_while_pending = false;
+    let mut healing_seen: Option<Duration> = None;
+    let mut polls = 0u32;
+    wait::until(
+        "n3 ready again after its brick is back and healed",
+        Duration::from_secs(240),
+        Duration::from_millis(250),
+        || {
+            polls += 1;
+            let (_, ready, reason, services) = node_row("n3")?;
+            if healing_seen.is_none() && services["gluster.brick"] == "healing" {
+                healing_seen = Some(back.elapsed());
+            }
+            if ready {
+                // heal info read after the readiness: entries pending now were pending then
+                if let Some(p) = heal_pending(n1)?.filter(|p| *p > 0) {
+                    return Err(LabError::Other(format!(
+                        "n3 ready while heal info shows {p} entries pending"
+                    )));
+                }
+                return Ok(Poll::Ready(()));
+            }
+            // heal info runs a gfapi client: not on every poll, it would slow the heal
+            if polls.is_multiple_of(8) && heal_pending(n1)?.is_some_and(|p| p > 0) {
+                not_ready_while_pending = true;
+            }
+            Ok(Poll::Pending(format!(
+                "reason={reason:?} services={services}"
+            )))
+        },
+    )?;
+    eprintln!(
+        "[brick] n3 brick back and healing {:.1}s after the writes",
+        healing_seen.unwrap_or_default().as_secs_f64()
+    );
+    eprintln!(
+        "[brick] n3 ready {:.1}s after the writes (not ready while heal was pending: {not_ready_while_pending})",
+        back.elapsed().as_secs_f64()
+    );
+    assert_eq!(heal_pending(n1)?, Some(0));
+    let healed = n3.sh("ls /bricks/www/heal | wc -l")?;
+    assert_eq!(
+        healed.trim(),
+        "200",
+        "n3's brick holds every file after heal"
+    );
+
+    // 3. kill n2's FUSE client: the mount goes ENOTCONN; not ready within the probe bound,
+    // lazily unmounted, mounted again, ready again
+    // the bracket keeps pkill from matching this shell's own command line
+    n2.sh("pkill -9 -f '[g]lusterfs.*process-name fuse'")?;
+    let killed = Instant::now();
+    let t_down = wait_ready("n2", false, Duration::from_secs(20))?;
+    let t_up = wait_ready("n2", true, Duration::from_secs(60))?;
+    eprintln!(
+        "[fuse] n2 not ready {:.2}s after its FUSE client was killed, ready again {:.2}s after the kill",
+        t_down.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
+    let _ = t_up;
+    assert_eq!(n2.exec(&["cat", &format!("{DOCROOT}/probe.txt")])?, stamp);
+
+    // 4. apache2 on n2: killed (systemd's own Restart= brings it back at once), then
+    // stopped cleanly (nothing but the agent starts it again); readiness follows both
+    let main_pid = || n2.exec(&["systemctl", "show", "-P", "MainPID", "apache2"]);
+    let pid_before = main_pid()?;
+    n2.exec(&["systemctl", "kill", "-s", "KILL", "apache2"])?;
+    let killed = Instant::now();
+    wait::until(
+        "apache2 on n2 running again with a new PID",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let pid = main_pid()?;
+            Ok(if pid.trim() != pid_before.trim() && pid.trim() != "0" {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("MainPID {pid}"))
+            })
+        },
+    )?;
+    triad_tests::formation::wait_http(
+        &format!("{}:80", n2.addr),
+        "/health.html",
+        Duration::from_secs(30),
+    )?;
+    wait_ready("n2", true, Duration::from_secs(60))?;
+    eprintln!(
+        "[apache] SIGKILL: n2 serving and ready {:.2}s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    n2.exec(&["systemctl", "stop", "apache2"])?;
+    let stopped = Instant::now();
+    let seen_down = wait_ready("n2", false, Duration::from_secs(3)).is_ok();
+    n2.wait_unit("apache2", "active", Duration::from_secs(30))?;
+    triad_tests::formation::wait_http(
+        &format!("{}:80", n2.addr),
+        "/health.html",
+        Duration::from_secs(30),
+    )?;
+    wait_ready("n2", true, Duration::from_secs(60))?;
+    eprintln!(
+        "[apache] stop: started again by the agent, n2 ready {:.2}s after the stop (not-ready seen by the coordinator: {seen_down})",
+        stopped.elapsed().as_secs_f64()
+    );
+    eprintln!("{}", triad::triadctl_status(false)?);
+    tb.teardown_and_verify()?;
+    Ok(())
+}
+
+/// Scenario 5: a docroot that already holds files: the agent refuses to mount over it, says why,
+/// deletes nothing; once the operator moves the files away it mounts.
+#[test]
+fn testbed_volume_triad_refuses_a_non_empty_docroot() -> anyhow::Result<()> {
+    let mut tb = Testbed::for_test(3)?;
+    let n3 = &tb.nodes[2];
+    n3.sh(&format!(
+        "mkdir -p {DOCROOT}/old && echo 'old site' > {DOCROOT}/index.html && echo keep > {DOCROOT}/old/data.txt"
+    ))?;
+    let before = n3.sh(&format!(
+        "cd {DOCROOT} && find . -type f | sort | xargs sha256sum"
+    ))?;
+    // Galera is not what this test is about: not managed, not required
+    install_triad(&mut tb, |tb, n| {
+        format!(
+            "{}\n[readiness]\nrequire = [\"gluster\", \"mount\"]\n",
+            triad::agent_config(tb, n).replace("[galera]\n", "[galera]\nmanaged = false\n")
+        )
+    })?;
+    let n3 = &tb.nodes[2];
+    for n in &tb.nodes[..2] {
+        triad::wait_docroot_mounted(n, Duration::from_secs(180))?;
+        wait_ready(&n.name, true, Duration::from_secs(60))?;
+    }
+    let (_, ready, reason, _) = node_row("n3")?;
+    assert!(
+        !ready && reason.contains("mount absent"),
+        "n3: ready={ready} reason={reason:?}"
+    );
+    let journal = wait::until(
+        "n3's agent to log the refusal",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || {
+            let j = triad::journal_tail(n3, "triad-agent", 200);
+            Ok(
+                if j.contains("refusing to mount the volume over /var/www/triad") {
+                    Poll::Ready(j)
+                } else {
+                    Poll::Pending("no refusal in the journal yet".into())
+                },
+            )
+        },
+    )?;
+    let line = journal
+        .lines()
+        .find(|l| l.contains("refusing to mount"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("index.html") && line.contains("allow_non_empty"),
+        "{line}"
+    );
+    eprintln!("[refuse] n3: {line}");
+    let fstype = n3.sh(&format!("findmnt -n -o FSTYPE {DOCROOT} || true"))?;
+    assert!(
+        fstype.trim().is_empty(),
+        "nothing mounted over the files: {fstype}"
+    );
+    let after = n3.sh(&format!(
+        "cd {DOCROOT} && find . -type f | sort | xargs sha256sum"
+    ))?;
+    assert_eq!(before, after, "the files are untouched");
+    // the operator moves them away: the agent mounts
+    n3.sh(&format!(
+        "mkdir -p /root/old-docroot && mv {DOCROOT}/* /root/old-docroot/"
+    ))?;
+    triad::wait_docroot_mounted(n3, Duration::from_secs(60))?;
+    wait_ready("n3", true, Duration::from_secs(60))?;
+    tb.teardown_and_verify()?;
+    Ok(())
+}
