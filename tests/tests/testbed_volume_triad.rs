@@ -195,6 +195,25 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
         "[brick] 200 files written through n1 in {:.2}s right after n3's glusterd and brick were killed",
         w.elapsed().as_secs_f64()
     );
+    // the coordinator's view may still hold n3's state from before the kill: wait until
+    // n3's agent has published its brick as not online
+    let t = wait::until(
+        "n3's brick reported not online",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let (_, _, reason, services) = node_row("n3")?;
+            Ok(if services["gluster.brick"] != "online" {
+                Poll::Ready(w.elapsed())
+            } else {
+                Poll::Pending(format!("reason={reason:?} services={services}"))
+            })
+        },
+    )?;
+    eprintln!(
+        "[brick] n3's brick reported not online {:.2}s after the kill",
+        t.as_secs_f64()
+    );
     let back = Instant::now();
     let mut not_ready_while_pending = false;
     let mut healing_seen: Option<Duration> = None;
@@ -211,10 +230,13 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
             }
             if ready {
                 // heal info read after the readiness: entries pending now were pending then
-                if let Some(p) = heal_pending(n1)?.filter(|p| *p > 0) {
-                    return Err(LabError::Other(format!(
-                        "n3 ready while heal info shows {p} entries pending"
-                    )));
+                match heal_pending(n1)? {
+                    Some(0) => {}
+                    other => {
+                        return Err(LabError::Other(format!(
+                            "n3 ready while heal info shows {other:?} entries pending (None: a brick not counted)"
+                        )))
+                    }
                 }
                 return Ok(Poll::Ready(()));
             }
@@ -248,14 +270,28 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
     // the bracket keeps pkill from matching this shell's own command line
     n2.sh("pkill -9 -f '[g]lusterfs.*process-name fuse'")?;
     let killed = Instant::now();
-    let t_down = wait_ready("n2", false, Duration::from_secs(20))?;
-    let t_up = wait_ready("n2", true, Duration::from_secs(60))?;
+    // the mount as n2's agent publishes it: not ok (stale, then absent while remounting)
+    let t_down = wait::until(
+        "n2's mount reported not ok",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let (_, ready, reason, services) = node_row("n2")?;
+            Ok(if services["mount"] != "ok" && !ready {
+                Poll::Ready(killed.elapsed())
+            } else {
+                Poll::Pending(format!(
+                    "ready={ready} reason={reason:?} services={services}"
+                ))
+            })
+        },
+    )?;
+    wait_ready("n2", true, Duration::from_secs(60))?;
     eprintln!(
-        "[fuse] n2 not ready {:.2}s after its FUSE client was killed, ready again {:.2}s after the kill",
+        "[fuse] n2 not ready (mount not ok) {:.2}s after its FUSE client was killed, ready again {:.2}s after the kill",
         t_down.as_secs_f64(),
         killed.elapsed().as_secs_f64()
     );
-    let _ = t_up;
     assert_eq!(n2.exec(&["cat", &format!("{DOCROOT}/probe.txt")])?, stamp);
 
     // 4. apache2 on n2: killed (systemd's own Restart= brings it back at once), then
