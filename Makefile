@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LAB = $(CARGO) run -q -p triad-tests --bin triad-lab --
 
-.PHONY: all deps build lab lab-down test check fmt lint unit bench-gossip bench-lab deb
+.PHONY: all deps build lab lab-down test check fmt lint unit bench-gossip bench-lab bench-volume deb
 
 all: build
 
@@ -56,3 +56,7 @@ bench-gossip:
 
 bench-lab: build
 	$(LAB) bench
+
+## Volume formation, dead-mount recovery, agent CPU/RSS vs node_exporter (issue 5).
+bench-volume: deps build
+	$(LAB) bench-volume

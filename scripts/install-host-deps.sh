@@ -26,11 +26,13 @@ set -eu
 #   -dbgsym packages), xz-utils, lintian.
 # OpenStack fake check (tests/openstack-fake): python3-venv, for a venv with the real
 #   openstack CLI (python-openstackclient + python-octaviaclient from PyPI).
+# Benchmarks: prometheus-node-exporter, the footprint reference of `triad-lab bench-volume`
+#   (run by the bench itself on 127.0.0.1:19100; the package's own service does not start here).
 # Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed
 # (the proto crate compiles .proto files in pure Rust).
 PKGS="systemd-container debootstrap bridge-utils iproute2 iptables haproxy apache2-utils socat curl
 mariadb-client util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
-lintian dpkg-dev python3-venv"
+lintian dpkg-dev python3-venv prometheus-node-exporter"
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
@@ -61,6 +63,8 @@ else
     # the lab runs its own instance, so keep the packaged one off where we can.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         systemctl disable --now haproxy >/dev/null 2>&1 || true
+        # likewise node_exporter on :9100: the bench runs its own on loopback
+        systemctl disable --now prometheus-node-exporter >/dev/null 2>&1 || true
     fi
 fi
 

@@ -104,6 +104,10 @@ pub struct BrickMemory {
     pub last_force_start: Option<Instant>,
     /// Observations failed in a row (glusterd busy with another transaction, slow CLI).
     pub failures: u32,
+    /// When the CLI last observed the brick online, and its process id then: in steady
+    /// state the CLI (about 65 ms of CPU per call) runs only every [`STEADY_OBSERVE_EVERY`];
+    /// between, the brick process is checked through /proc.
+    pub steady_since: Option<(Instant, i64)>,
 }
 
 impl Default for BrickMemory {
@@ -113,6 +117,7 @@ impl Default for BrickMemory {
             heal_triggered: false,
             last_force_start: None,
             failures: 0,
+            steady_since: None,
         }
     }
 }
@@ -187,6 +192,15 @@ pub fn healed_for(me: &BrickId, bricks: &[HealBrick]) -> bool {
             .iter()
             .all(|b| b.status == "Connected" && b.entries == Some(0))
     }
+}
+
+/// In steady state (brick online and healed, process alive), how often the gluster CLI
+/// observes the pool and volume.
+const STEADY_OBSERVE_EVERY: Duration = Duration::from_secs(10);
+
+/// True when process `pid` exists (the agent and the brick share the PID namespace).
+fn process_alive(pid: i64) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Failed observations in a row before the brick is published offline.
@@ -288,13 +302,27 @@ impl GlusterDriver {
             }
         }
         if unit != UnitState::Active {
-            self.memory.lock().await.was_down = true;
+            {
+                let mut memory = self.memory.lock().await;
+                memory.was_down = true;
+                memory.steady_since = None;
+            }
             self.local.send_replace(LocalGluster::default());
             self.state.update(|keys| {
                 keys.gluster_daemon = Health::Down;
                 keys.gluster_brick = BrickState::Offline;
             });
             return;
+        }
+        {
+            let mut memory = self.memory.lock().await;
+            match memory.steady_since {
+                Some((at, pid)) if at.elapsed() < STEADY_OBSERVE_EVERY && process_alive(pid) => {
+                    return;
+                }
+                Some(_) => memory.steady_since = None,
+                None => {}
+            }
         }
         let obs = match self.observe().await {
             Ok(obs) => {
@@ -379,11 +407,22 @@ impl GlusterDriver {
                 }
             }
         }
+        memory.steady_since = match (brick, self.brick_pid(&obs)) {
+            (BrickState::Online, Some(pid)) => Some((Instant::now(), pid)),
+            _ => None,
+        };
         drop(memory);
         self.state.update(|keys| {
             keys.gluster_daemon = Health::Ok;
             keys.gluster_brick = brick;
         });
+    }
+
+    fn brick_pid(&self, obs: &Observation) -> Option<i64> {
+        obs.status.as_ref()?.iter().find_map(|n| {
+            (n.is_brick() && n.status == 1 && self.me.matches(&n.hostname, &n.path))
+                .then_some(n.pid)
+        })
     }
 
     pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {

@@ -177,6 +177,8 @@ pub struct VolumeLoop {
     pub spec: VolumeSpec,
     pub agents: Arc<dyn VolumeAgents>,
     pub tick: Duration,
+    /// The pause when the volume is formed and every brick online and healed.
+    pub steady_tick: Duration,
     /// Ask for heal info every this many ticks (it runs a gfapi client on the node).
     pub heal_every: u32,
     status: watch::Sender<String>,
@@ -191,6 +193,7 @@ impl VolumeLoop {
             spec,
             agents,
             tick,
+            steady_tick: Duration::from_secs(10),
             heal_every: 3,
             last_heal: Default::default(),
         }
@@ -212,7 +215,10 @@ impl VolumeLoop {
         });
     }
 
-    pub async fn pass(&self, view: &ClusterView, heal_info: bool) {
+    /// One observation and its steps. True when the volume is formed with every brick
+    /// online (the loop then polls slowly: each observation runs three gluster CLI calls,
+    /// about 65 ms of CPU each, on the observed node).
+    pub async fn pass(&self, view: &ClusterView, heal_info: bool) -> bool {
         let (nodes, allow, grpc) = facts(&self.spec, view);
         let mut obs = None;
         let mut errors = Vec::new();
@@ -239,7 +245,7 @@ impl VolumeLoop {
                     errors.join("; ")
                 )
             });
-            return;
+            return false;
         };
         if let Some(volume) = obs.volume.as_mut() {
             let mut cache = self.last_heal.lock().unwrap_or_else(|p| p.into_inner());
@@ -255,8 +261,17 @@ impl VolumeLoop {
                 }
             }
         }
+        let steady = obs.volume.as_ref().is_some_and(|v| {
+            v.status == "Started"
+                && v.bricks.iter().all(|b| b.online)
+                && v.bricks.iter().all(|b| b.heal_pending.unwrap_or(0) == 0)
+        });
         match plan(&self.spec, &nodes, &obs, &allow) {
-            Plan::Wait(text) | Plan::Formed(text) => self.set_status(text),
+            Plan::Formed(text) => {
+                self.set_status(text);
+                return steady;
+            }
+            Plan::Wait(text) => self.set_status(text),
             Plan::Steps(steps) => {
                 for step in steps {
                     tracing::info!(via = %obs.via, ?step, "volume {}: step", self.spec.name);
@@ -277,6 +292,7 @@ impl VolumeLoop {
                 }
             }
         }
+        false
     }
 
     pub fn spawn(
@@ -289,10 +305,11 @@ impl VolumeLoop {
             let mut ticks: u32 = 0;
             loop {
                 let heal = ticks.is_multiple_of(self.heal_every.max(1));
-                self.pass(&coordinator.view(), heal).await;
+                let steady = self.pass(&coordinator.view(), heal).await;
                 ticks = ticks.wrapping_add(1);
+                let pause = if steady { self.steady_tick } else { self.tick };
                 tokio::select! {
-                    _ = tokio::time::sleep(self.tick) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = stop.changed() => break,
                 }
                 if *stop.borrow() {

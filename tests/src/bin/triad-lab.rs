@@ -79,6 +79,16 @@ enum Cmd {
         #[arg(long)]
         cold: bool,
     },
+    /// Measure volume formation, dead-mount detection and recovery, and the agent's CPU and
+    /// RSS beside one prometheus-node-exporter (issue 5), on a fresh lab.
+    BenchVolume {
+        /// Rounds of killing a node's FUSE client.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Length of the idle and the load windows, in seconds.
+        #[arg(long, default_value_t = 30)]
+        window_secs: u64,
+    },
 }
 
 fn main() {
@@ -159,6 +169,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Bench { cold } => bench::run(cold),
+        Cmd::BenchVolume {
+            rounds,
+            window_secs,
+        } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            Ok(triad_tests::bench_volume::run(
+                rounds,
+                Duration::from_secs(window_secs),
+            )?)
+        }
     }
 }
 

@@ -1,0 +1,321 @@
+//! `triad-lab bench-volume`: the figures issue 5 asks for, on a fresh lab driven by Triad:
+//! the three-node volume formed from nothing, a dead FUSE mount to not-ready and to ready
+//! again (several rounds), and the agent's CPU and RSS while idle and while Apache serves a
+//! bounded load, beside one prometheus-node-exporter (Debian's) measured in the same run as
+//! a footprint reference.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{LabError, Result};
+use crate::hostproc::HostProc;
+use crate::node::Node;
+use crate::testbed::{Testbed, TestbedOptions};
+use crate::wait::{self, Poll};
+use crate::{http, triad};
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// utime+stime (self), cutime+cstime (waited-for children), in clock ticks, and RSS in KiB,
+/// from a /proc/PID/stat and /proc/PID/status text.
+fn parse_proc(stat: &str, status: &str) -> Option<(u64, u64, u64)> {
+    // fields after the ")" of comm: state is field 3; utime 14, stime 15, cutime 16, cstime 17
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())?;
+    Some((n(14)? + n(15)?, n(16)? + n(17)?, rss))
+}
+
+/// A process to sample: inside a node (by unit) or on the host (by PID).
+enum Target<'a> {
+    Unit(&'a Node, &'a str),
+    Host(u32),
+}
+
+fn sample(t: &Target) -> Result<(u64, u64, u64)> {
+    let (stat, status) = match t {
+        Target::Unit(node, unit) => {
+            let pid = node.exec(&["systemctl", "show", "-P", "MainPID", unit])?;
+            let pid = pid.trim();
+            (
+                node.exec(&["cat", &format!("/proc/{pid}/stat")])?,
+                node.exec(&["cat", &format!("/proc/{pid}/status")])?,
+            )
+        }
+        Target::Host(pid) => (
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_err(|e| LabError::Other(format!("/proc/{pid}/stat: {e}")))?,
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .map_err(|e| LabError::Other(format!("/proc/{pid}/status: {e}")))?,
+        ),
+    };
+    parse_proc(&stat, &status).ok_or_else(|| LabError::Other("unparsable /proc stat".into()))
+}
+
+/// CPU % of one core (self, children) and RSS MiB at the end, over `window`.
+struct Usage {
+    cpu_self: f64,
+    cpu_children: f64,
+    rss_mib: f64,
+}
+
+fn measure(targets: &[Target], window: Duration, during: impl FnOnce()) -> Result<Vec<Usage>> {
+    let before: Vec<_> = targets.iter().map(sample).collect::<Result<_>>()?;
+    let t = Instant::now();
+    during();
+    let elapsed = t.elapsed().max(window);
+    let after: Vec<_> = targets.iter().map(sample).collect::<Result<_>>()?;
+    // CLK_TCK is 100 on Linux x86_64
+    let pct = |ticks: u64| ticks as f64 / 100.0 / elapsed.as_secs_f64() * 100.0;
+    Ok(before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| Usage {
+            cpu_self: pct(a.0.saturating_sub(b.0)),
+            cpu_children: pct(a.1.saturating_sub(b.1)),
+            rss_mib: a.2 as f64 / 1024.0,
+        })
+        .collect())
+}
+
+/// `rate` GETs per second of /index.php on `addr` for `window` from `threads` threads;
+/// (ok, failed).
+fn load(addr: &str, rate: u64, threads: u64, window: Duration) -> (u64, u64) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let per_thread = Duration::from_secs_f64(threads as f64 / rate as f64);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+            s.spawn(move || {
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    match http::get(addr, "/index.php", Duration::from_secs(5)) {
+                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    next += per_thread;
+                    if let Some(d) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                }
+            });
+        }
+        std::thread::sleep(window);
+        stop.store(true, Ordering::Relaxed);
+    });
+    (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
+}
+
+/// Scrape node_exporter once a second (what a Prometheus at a 1 s interval would do) while
+/// `window` runs.
+fn scrape_for(addr: &str, window: Duration) {
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        let _ = http::get(addr, "/metrics", Duration::from_secs(2));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn status_row(id: &str) -> Result<(bool, String)> {
+    let v = triad::status_json()?;
+    let row = v["nodes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["id"] == id).cloned())
+        .ok_or_else(|| LabError::Other(format!("{id} not in status")))?;
+    Ok((
+        row["live"].as_bool().unwrap_or(false) && row["ready"].as_bool().unwrap_or(false),
+        row["services"]["mount"].as_str().unwrap_or("?").to_string(),
+    ))
+}
+
+pub fn run(rounds: u32, window: Duration) -> Result<()> {
+    let exporter_bin = "/usr/bin/prometheus-node-exporter";
+    if !std::path::Path::new(exporter_bin).exists() {
+        return Err(LabError::Other(format!(
+            "{exporter_bin} missing: apt-get install prometheus-node-exporter (the footprint reference)"
+        )));
+    }
+    triad::cargo_build()?;
+    let mut tb = Testbed::up(TestbedOptions::default())?;
+    for n in &tb.nodes {
+        triad::install_agent(&tb, n)?;
+    }
+    triad::start_coordinator(&mut tb)?;
+    let t0 = Instant::now();
+    let formed = wait::until(
+        "the volume started",
+        Duration::from_secs(240),
+        Duration::from_millis(100),
+        || {
+            let v = triad::status_json()?;
+            let line = v["volume"].as_str().unwrap_or("").to_string();
+            Ok(if line.contains("started") {
+                Poll::Ready(t0.elapsed())
+            } else {
+                Poll::Pending(line)
+            })
+        },
+    )?;
+    let mut mounted = Duration::ZERO;
+    for n in &tb.nodes {
+        triad::wait_docroot_mounted(n, Duration::from_secs(60))?;
+        mounted = t0.elapsed();
+    }
+    println!(
+        "volume formation from nothing (coordinator start -> volume started): {}",
+        secs(formed)
+    );
+    println!("  -> docroot mounted on all 3 nodes: {}", secs(mounted));
+    triad::publish_app(&tb.nodes[0])?;
+    triad::wait_all_ready(3, Duration::from_secs(180))?;
+    println!(
+        "  -> all 3 ready (app published at once): {}",
+        secs(t0.elapsed())
+    );
+
+    let n2 = &tb.nodes[1];
+    let mut downs = Vec::new();
+    let mut ups = Vec::new();
+    for round in 1..=rounds {
+        n2.sh("pkill -9 -f '[g]lusterfs.*process-name fuse'")?;
+        let killed = Instant::now();
+        let down = wait::until(
+            "n2 not ready",
+            Duration::from_secs(30),
+            Duration::from_millis(25),
+            || {
+                let (ready, mount) = status_row("n2")?;
+                Ok(if !ready && mount != "ok" {
+                    Poll::Ready(killed.elapsed())
+                } else {
+                    Poll::Pending(mount)
+                })
+            },
+        )?;
+        let up = wait::until(
+            "n2 ready",
+            Duration::from_secs(60),
+            Duration::from_millis(25),
+            || {
+                let (ready, mount) = status_row("n2")?;
+                Ok(if ready {
+                    Poll::Ready(killed.elapsed())
+                } else {
+                    Poll::Pending(mount)
+                })
+            },
+        )?;
+        println!(
+            "dead FUSE mount round {round}: not ready after {}, ready again after {}",
+            secs(down),
+            secs(up)
+        );
+        downs.push(down);
+        ups.push(up);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    downs.sort();
+    ups.sort();
+    if !downs.is_empty() {
+        println!(
+            "dead FUSE mount (median of {rounds}, seen by the coordinator): not ready {}, ready again {}",
+            secs(downs[downs.len() / 2]),
+            secs(ups[ups.len() / 2])
+        );
+    }
+
+    // footprint: the agent on n1 beside one node_exporter on the host (loopback)
+    let dir = tb.state.join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| LabError::Other(format!("mkdir: {e}")))?;
+    let mut c = Command::new(exporter_bin);
+    c.arg("--web.listen-address=127.0.0.1:19100");
+    let mut exporter = HostProc::spawn(
+        "prometheus-node-exporter",
+        &mut c,
+        &dir.join("node-exporter.log"),
+    )?;
+    let exporter_pid = exporter.pid as u32;
+    wait::until(
+        "node_exporter to answer",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            Ok(
+                match http::get("127.0.0.1:19100", "/metrics", Duration::from_secs(2)) {
+                    Ok(r) if r.status == 200 => Poll::Ready(()),
+                    other => Poll::Pending(format!("{:?}", other.map(|r| r.status))),
+                },
+            )
+        },
+    )?;
+    let n1 = &tb.nodes[0];
+    let targets = [
+        Target::Unit(n1, "triad-agent"),
+        Target::Host(exporter_pid),
+        Target::Unit(n1, "apache2"),
+    ];
+    let idle = measure(&targets, window, || scrape_for("127.0.0.1:19100", window))?;
+    let n1_addr = format!("{}:80", n1.addr);
+    let mut served = (0, 0);
+    let busy = measure(&targets, window, || {
+        std::thread::scope(|s| {
+            s.spawn(|| scrape_for("127.0.0.1:19100", window));
+            served = load(&n1_addr, 100, 4, window);
+        })
+    })?;
+    exporter.stop(Duration::from_secs(5))?;
+    println!(
+        "footprint over {}s windows (CPU % of one core: process + its children; RSS at the end):",
+        window.as_secs()
+    );
+    let names = [
+        "triad-agent (n1)",
+        "prometheus-node-exporter (host, scraped 1/s)",
+        "apache2 main (n1)",
+    ];
+    for (label, usage) in [("idle", &idle), ("under load", &busy)] {
+        for (name, u) in names.iter().zip(usage.iter()) {
+            println!(
+                "  {label:10} {name:46} cpu {:5.2}% + children {:5.2}%  rss {:6.1} MiB",
+                u.cpu_self, u.cpu_children, u.rss_mib
+            );
+        }
+    }
+    println!(
+        "  load: {} GET /index.php on n1 at 100/s from 4 threads, {} failed",
+        served.0, served.1
+    );
+    if idle[1].rss_mib > 0.0 {
+        println!(
+            "  agent/node_exporter RSS ratio: idle {:.2}, under load {:.2}",
+            idle[0].rss_mib / idle[1].rss_mib,
+            busy[0].rss_mib / busy[1].rss_mib
+        );
+    }
+    tb.teardown()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_fields_are_read_after_the_command_name() {
+        let stat =
+            "123 (triad agent) S 1 123 123 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 9 0 100 1000 500";
+        let status = "Name:\ttriad-agent\nVmRSS:\t   6912 kB\n";
+        assert_eq!(parse_proc(stat, status), Some((300, 10, 6912)));
+    }
+}
