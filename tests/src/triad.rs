@@ -105,14 +105,15 @@ fn toml_list(v: &[String]) -> String {
 }
 
 /// /etc/triad/agent.toml for `node`: a core node whose agent manages everything — Galera
-/// (sized for the lab: rsync SST, small buffers), glusterd and its brick, the docroot mount,
-/// and Apache. Readiness requires all four (the default).
+/// (the default mariabackup SST through the `mysql` unix-socket account; small buffers for
+/// the lab), glusterd and its brick, the docroot mount, and Apache. Readiness requires all
+/// four (the default). (testbed_galera_triad uses the rsync SST option.)
 pub fn agent_config(tb: &Testbed, node: &Node) -> String {
     format!(
         "[node]\nid = \"{name}\"\nrole = \"core\"\naddress = \"{addr}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n\
 [gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n\n\
-[galera]\nsst_method = \"rsync\"\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
+[galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
 [gluster]\nvolume = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n",
         name = node.name,
         addr = node.addr,
