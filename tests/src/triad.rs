@@ -397,3 +397,67 @@ pub fn wait_all_ready(nodes: usize, limit: Duration) -> Result<Duration> {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Removes ANSI colour sequences (the coordinator's log file is written with them).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The phases of a full-outage recovery from the coordinator's log, as seconds after
+/// `since` (the moment the last node was running again): the outage seen (positions being
+/// gathered), the bootstrap decided (every position in), the bootstrap done (Primary), every
+/// member synced (joins done). One line, for the test output and the closing notes.
+pub fn recovery_breakdown(log: &Path, since: std::time::SystemTime) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let marks = [
+        ("outage seen", "full outage: waiting for the position"),
+        (
+            "positions in, bootstrap decided",
+            "galera bootstrap decided and persisted",
+        ),
+        ("bootstrapped (Primary)", "bootstrapped"),
+        (
+            "joins done, all synced",
+            "galera recovered: every member synced",
+        ),
+    ];
+    let mut found: Vec<Option<f64>> = vec![None; marks.len()];
+    for line in text.lines().map(strip_ansi) {
+        let Some(stamp) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Ok(at) = humantime::parse_rfc3339_weak(stamp) else {
+            continue;
+        };
+        let Ok(after) = at.duration_since(since) else {
+            continue;
+        };
+        for (i, (_, needle)) in marks.iter().enumerate() {
+            if found[i].is_none() && line.contains(needle) {
+                found[i] = Some(after.as_secs_f64());
+            }
+        }
+    }
+    marks
+        .iter()
+        .zip(found)
+        .map(|((name, _), at)| match at {
+            Some(s) => format!("{name} +{s:.1}s"),
+            None => format!("{name} (not logged)"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -388,6 +388,7 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     for node in &tb.nodes {
         faults::start(node)?;
     }
+    let last_up = std::time::SystemTime::now();
     let took = wait_synced(
         &tb,
         &all(&tb),
@@ -399,6 +400,11 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
         "simultaneous full outage: all Synced {took:.1?} after the starts ({:.1?} incl. boots)",
         up.elapsed()
     );
+    let log = tb.state.join("coordinator/coordinator.log");
+    eprintln!(
+        "simultaneous full outage, after the last node was running: {}",
+        triad_tests::triad::recovery_breakdown(&log, last_up)
+    );
 
     // 4b. staggered, so that Galera's own pc.recovery cannot help
     acked.extend(insert_during(&tb, 100_000, || {
@@ -408,6 +414,7 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     for node in &tb.nodes {
         faults::start(node)?;
     }
+    let last_up = std::time::SystemTime::now();
     let took = wait_synced(
         &tb,
         &all(&tb),
@@ -416,6 +423,10 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
         "recovery after a staggered crash",
     )?;
     eprintln!("staggered full outage: all Synced {took:.1?} after the starts");
+    eprintln!(
+        "staggered full outage, after the last node was running: {}",
+        triad_tests::triad::recovery_breakdown(&log, last_up)
+    );
 
     let present = present_ids(&tb.nodes[0])?;
     let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
