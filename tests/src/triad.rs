@@ -416,13 +416,18 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-/// The phases of a full-outage recovery from the coordinator's log, as seconds after
-/// `since` (the moment the last node was running again): the outage seen (positions being
-/// gathered), the bootstrap decided (every position in), the bootstrap done (Primary), every
-/// member synced (joins done). One line, for the test output and the closing notes.
-pub fn recovery_breakdown(log: &Path, since: std::time::SystemTime) -> String {
+/// The phases of a full-outage recovery from the coordinator's log, in seconds relative to
+/// `since` (the moment the last node was running again; negative = before it): the bootstrap
+/// outage seen, the bootstrap decided (every position in), the bootstrap done (Primary),
+/// every member synced (joins done), found in that order. Only lines at or after `from` count (the crash). `None` until every phase is
+/// logged; the text is one line for the test output and the closing notes.
+pub fn recovery_breakdown(
+    log: &Path,
+    from: std::time::SystemTime,
+    since: std::time::SystemTime,
+) -> Option<String> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let marks = [
+    let marks: [(&str, &str); 4] = [
         ("outage seen", "full outage: waiting for the position"),
         (
             "positions in, bootstrap decided",
@@ -442,22 +447,43 @@ pub fn recovery_breakdown(log: &Path, since: std::time::SystemTime) -> String {
         let Ok(at) = humantime::parse_rfc3339_weak(stamp) else {
             continue;
         };
-        let Ok(after) = at.duration_since(since) else {
+        if at < from {
             continue;
+        }
+        let offset = match at.duration_since(since) {
+            Ok(after) => after.as_secs_f64(),
+            Err(before) => -before.duration().as_secs_f64(),
         };
-        for (i, (_, needle)) in marks.iter().enumerate() {
-            if found[i].is_none() && line.contains(needle) {
-                found[i] = Some(after.as_secs_f64());
+        // in order: each phase is looked for only after the previous one was found
+        // (formation's own "bootstrapped" lines may be logged after the crash began)
+        if let Some(i) = found.iter().position(Option::is_none) {
+            if line.contains(marks[i].1) {
+                found[i] = Some(offset);
             }
         }
     }
-    marks
+    let parts: Option<Vec<String>> = marks
         .iter()
         .zip(found)
-        .map(|((name, _), at)| match at {
-            Some(s) => format!("{name} +{s:.1}s"),
-            None => format!("{name} (not logged)"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|((name, _), at)| at.map(|s| format!("{name} {s:+.1}s")))
+        .collect();
+    parts.map(|p| p.join(", "))
+}
+
+/// Waits (bounded) until the coordinator has logged every recovery phase after `from`.
+pub fn wait_recovery_breakdown(
+    log: &Path,
+    from: std::time::SystemTime,
+    since: std::time::SystemTime,
+) -> Result<String> {
+    crate::wait::until_default(
+        "the coordinator to log every recovery phase",
+        Duration::from_secs(30),
+        || {
+            Ok(match recovery_breakdown(log, from, since) {
+                Some(text) => crate::wait::Poll::Ready(text),
+                None => crate::wait::Poll::Pending("a phase is not logged yet".into()),
+            })
+        },
+    )
 }

@@ -380,6 +380,7 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     let mut acked: Vec<u64> = Vec::new();
 
     // 4a. all nodes at once, while a client inserts
+    let crash_at = std::time::SystemTime::now();
     acked.extend(insert_during(&tb, 1_000, || {
         std::thread::sleep(Duration::from_millis(1500)); // let the client commit some rows first
         faults::full_outage(&tb, None).map(|_| ())
@@ -403,10 +404,12 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     let log = tb.state.join("coordinator/coordinator.log");
     eprintln!(
         "simultaneous full outage, after the last node was running: {}",
-        triad_tests::triad::recovery_breakdown(&log, last_up)
+        triad_tests::triad::wait_recovery_breakdown(&log, crash_at, last_up)
+            .unwrap_or_else(|e| format!("{e}\n{}", coordinator_log(&tb)))
     );
 
     // 4b. staggered, so that Galera's own pc.recovery cannot help
+    let crash_at = std::time::SystemTime::now();
     acked.extend(insert_during(&tb, 100_000, || {
         std::thread::sleep(Duration::from_millis(1500));
         faults::full_outage(&tb, Some(Duration::from_secs(6))).map(|_| ())
@@ -425,7 +428,8 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     eprintln!("staggered full outage: all Synced {took:.1?} after the starts");
     eprintln!(
         "staggered full outage, after the last node was running: {}",
-        triad_tests::triad::recovery_breakdown(&log, last_up)
+        triad_tests::triad::wait_recovery_breakdown(&log, crash_at, last_up)
+            .unwrap_or_else(|e| format!("{e}\n{}", coordinator_log(&tb)))
     );
 
     let present = present_ids(&tb.nodes[0])?;
