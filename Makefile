@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LAB = $(CARGO) run -q -p triad-tests --bin triad-lab --
 
-.PHONY: all deps build lab lab-down test check fmt lint unit bench-gossip bench-lab bench-volume deb
+.PHONY: all deps build lab lab-down test check fmt lint unit bench-gossip bench-lab bench-volume bench-recovery deb
 
 all: build
 
@@ -60,3 +60,7 @@ bench-lab: build
 ## Volume formation, dead-mount recovery, agent CPU/RSS vs node_exporter (issue 5).
 bench-volume: deps build
 	$(LAB) bench-volume
+
+## Full-outage recovery, Galera's own pc.recovery beside Triad, both crash shapes (issue 4).
+bench-recovery: deps build
+	$(LAB) bench-recovery

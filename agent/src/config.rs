@@ -229,6 +229,7 @@ struct RawGalera {
     config_path: Option<String>,
     unit: Option<String>,
     start_backoff: Option<String>,
+    monitor_user: Option<String>,
 }
 
 /// The validated agent configuration.
@@ -466,6 +467,21 @@ fn resolve_galera(
     }
     if let Some(unit) = raw.unit {
         galera.unit = unit;
+    }
+    if let Some(user) = raw.monitor_user {
+        let valid = !user.is_empty()
+            && user.len() <= 32
+            && user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "galera.monitor_user",
+                message: format!("{user:?}: use 1-32 letters, digits, '-' or '_'"),
+            });
+        }
+        galera.monitor_user = user;
     }
     galera.start_backoff = parse_duration_key(
         path,

@@ -27,8 +27,22 @@ impl HostError {
 /// Run a command with a time bound; stdout on success, an error naming the command and its
 /// stderr otherwise.
 pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<String, HostError> {
+    run_as(program, args, timeout, None).await
+}
+
+/// Like [`run`], as user and group `ids` when given (a least-privilege identity).
+pub async fn run_as(
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+    ids: Option<(u32, u32)>,
+) -> Result<String, HostError> {
     let line = format!("{program} {}", args.join(" "));
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    if let Some((uid, gid)) = ids {
+        command.uid(uid).gid(gid);
+    }
+    let child = command
         .args(args)
         // children must not talk to systemd on the agent's notify socket
         .env_remove("NOTIFY_SOCKET")
@@ -101,4 +115,29 @@ pub async fn run_any(
         String::from_utf8_lossy(&output.stdout).to_string(),
         String::from_utf8_lossy(&output.stderr).to_string(),
     ))
+}
+
+/// uid and gid of `user` in an /etc/passwd text.
+pub fn passwd_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() < 4 || fields[0] != user {
+            return None;
+        }
+        Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lookup_finds_the_user_and_its_group() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\ntriad-monitor:x:998:997:Triad:/:/usr/sbin/nologin\n";
+        assert_eq!(passwd_ids(passwd, "triad-monitor"), Some((998, 997)));
+        assert_eq!(passwd_ids(passwd, "triad"), None);
+        assert_eq!(passwd_ids("broken:x:abc:1::", "broken"), None);
+    }
 }

@@ -202,10 +202,21 @@ pub fn install_agent(tb: &Testbed, node: &Node) -> Result<AgentSource> {
         let unit = workspace_dir().join("packaging/agent/triad-agent.service");
         let udst = node.root().join("etc/systemd/system/triad-agent.service");
         std::fs::copy(&unit, &udst).io("copy", &unit)?;
+        install_sysusers(node)?;
         AgentSource::Binary(bin)
     };
     node.sh("systemctl daemon-reload && systemctl enable --now triad-agent")?;
     Ok(src)
+}
+
+/// The agent package's sysusers.d entry (the `triad-monitor` identity that reads MariaDB
+/// status), as the package's postinst applies it; for agents installed from a binary.
+pub fn install_sysusers(node: &Node) -> Result<()> {
+    let src = workspace_dir().join("packaging/agent/triad-agent.sysusers");
+    let text = std::fs::read_to_string(&src).io("read", &src)?;
+    node.write_file("/usr/lib/sysusers.d/triad-agent.conf", &text)?;
+    node.exec(&["systemd-sysusers", "triad-agent.conf"])?;
+    Ok(())
 }
 
 /// The last lines of a unit's journal inside `node` (for error messages).

@@ -75,6 +75,7 @@ fn install_agents(tb: &Testbed) -> Result<()> {
             node.root().join("etc/systemd/system/triad-agent.service"),
         )
         .map_err(|e| LabError::Other(format!("copy {}: {e}", unit.display())))?;
+        triad_tests::triad::install_sysusers(node)?;
         node.sh("systemctl daemon-reload && systemctl enable --now triad-agent")?;
     }
     Ok(())
@@ -275,6 +276,42 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
         "formation: 3 nodes Synced/Primary",
     )?;
     eprintln!("formation from nothing: {took:.1?}");
+    // status is read through a MariaDB account with no privileges (unix_socket), created by
+    // the agents once Primary and replicated to every node
+    for node in &tb.nodes {
+        let grants = wait::until(
+            &format!("the monitoring account on {}", node.name),
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || {
+                Ok(
+                    match sql(node, "SHOW GRANTS FOR 'triad-monitor'@'localhost'") {
+                        Ok(g) => Poll::Ready(g),
+                        Err(e) => Poll::Pending(e.to_string()),
+                    },
+                )
+            },
+        )?;
+        assert!(
+            grants.contains("GRANT USAGE ON *.*")
+                && grants.contains("unix_socket")
+                && grants.lines().count() == 1,
+            "{}: {grants}",
+            node.name
+        );
+        let as_monitor = node.sh("setpriv --reuid=triad-monitor --regid=triad-monitor --clear-groups mariadb -NB -e \"SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'\"")?;
+        assert!(
+            as_monitor.contains("wsrep_cluster_size\t3"),
+            "{}: {as_monitor}",
+            node.name
+        );
+        let journal = triad_tests::triad::journal_tail(node, "triad-agent", 300);
+        assert!(
+            !journal.contains("reading wsrep status as root"),
+            "{}: the agent fell back to root",
+            node.name
+        );
+    }
     let (n1, n2, n3) = (&tb.nodes[0], &tb.nodes[1], &tb.nodes[2]);
     prepare_schema(n1)?;
     sql(n1, "INSERT INTO lab.acked (id) VALUES (1)")?;

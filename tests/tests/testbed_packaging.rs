@@ -138,6 +138,7 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
             "/usr/bin/triad-agent",
             "/etc/triad/agent.toml",
             "/usr/lib/systemd/system/triad-agent.service",
+            "/usr/lib/sysusers.d/triad-agent.conf",
             "/usr/share/man/man8/triad-agent.8.gz",
             "/usr/share/man/man8/triad-agent-validate-config.8.gz",
             "/usr/share/bash-completion/completions/triad-agent",

@@ -43,11 +43,52 @@ pub trait GaleraHost: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct SystemdGaleraHost {
     settings: GaleraSettings,
+    /// Warned once that status is read as root (no monitoring OS user).
+    warned_root: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+const STATUS_QUERY: &str = "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'; SHOW GLOBAL STATUS WHERE \
+    Variable_name IN ('wsrep_local_state_comment','wsrep_cluster_status','wsrep_cluster_size',\
+    'wsrep_last_committed','wsrep_cluster_state_uuid','wsrep_ready')";
 
 impl SystemdGaleraHost {
     pub fn new(settings: GaleraSettings) -> SystemdGaleraHost {
-        SystemdGaleraHost { settings }
+        SystemdGaleraHost {
+            settings,
+            warned_root: Default::default(),
+        }
+    }
+
+    /// The `mariadb` client over the unix socket as `user` (OS identity `ids`, or the agent's).
+    async fn sql(
+        &self,
+        user: &str,
+        ids: Option<(u32, u32)>,
+        query: &str,
+    ) -> Result<String, HostError> {
+        let socket = format!("--socket={}", self.settings.socket.display());
+        let user = format!("--user={user}");
+        crate::exec::run_as(
+            "mariadb",
+            &[
+                "--no-defaults",
+                &socket,
+                &user,
+                "--connect-timeout=2",
+                "-N",
+                "-B",
+                "-e",
+                query,
+            ],
+            SQL_TIMEOUT,
+            ids,
+        )
+        .await
+    }
+
+    fn monitor_ids(&self) -> Option<(u32, u32)> {
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        crate::exec::passwd_ids(&passwd, &self.settings.monitor_user)
     }
 
     fn grastate_path(&self) -> PathBuf {
@@ -87,27 +128,39 @@ impl GaleraHost for SystemdGaleraHost {
     }
 
     async fn status(&self) -> Result<WsrepStatus, HostError> {
-        let socket = format!("--socket={}", self.settings.socket.display());
-        let query =
-            "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'; SHOW GLOBAL STATUS WHERE Variable_name IN \
-                     ('wsrep_local_state_comment','wsrep_cluster_status','wsrep_cluster_size',\
-                     'wsrep_last_committed','wsrep_cluster_state_uuid','wsrep_ready')";
-        let text = run(
-            "mariadb",
-            &[
-                "--no-defaults",
-                &socket,
-                "--user=root",
-                "--connect-timeout=2",
-                "-N",
-                "-B",
-                "-e",
-                query,
-            ],
-            SQL_TIMEOUT,
-        )
-        .await?;
-        Ok(parse_status(&text))
+        let monitor = &self.settings.monitor_user;
+        let ids = self.monitor_ids();
+        if let Some(ids) = ids {
+            match self.sql(monitor, Some(ids), STATUS_QUERY).await {
+                Ok(text) => return Ok(parse_status(&text)),
+                // ERROR 1698: the account does not exist yet (a new cluster)
+                Err(error)
+                    if error.detail.contains("1698") || error.detail.contains("Access denied") => {}
+                Err(error) => return Err(error),
+            }
+        } else if !self
+            .warned_root
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "no OS user {monitor} (the agent package creates it): reading wsrep status as root"
+            );
+        }
+        let status = parse_status(&self.sql("root", None, STATUS_QUERY).await?);
+        // the account replicates: create it once, on a node of the Primary component
+        if ids.is_some()
+            && status.local_state_comment == "Synced"
+            && status.cluster_status == "Primary"
+        {
+            let create = format!(
+                "CREATE USER IF NOT EXISTS '{monitor}'@'localhost' IDENTIFIED VIA unix_socket"
+            );
+            match self.sql("root", None, &create).await {
+                Ok(_) => tracing::info!("created the MariaDB monitoring account '{monitor}'@'localhost' (unix_socket, no privileges)"),
+                Err(error) => tracing::warn!("creating the monitoring account: {error}"),
+            }
+        }
+        Ok(status)
     }
 
     async fn grastate(&self) -> Result<Option<GraState>, HostError> {

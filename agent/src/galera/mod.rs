@@ -42,6 +42,11 @@ pub struct GaleraSettings {
     pub peers: Vec<IpAddr>,
     /// Minimum time between two automatic starts of mysqld.
     pub start_backoff: Duration,
+    /// The OS user (from the agent package's sysusers.d) the agent reads wsrep status as,
+    /// over the unix socket: a MariaDB account `'<user>'@'localhost' IDENTIFIED VIA
+    /// unix_socket` with no privileges at all (status needs none), created by the agent once
+    /// its node is Synced in a Primary component. Until it exists: root over the socket.
+    pub monitor_user: String,
 }
 
 impl GaleraSettings {
@@ -55,6 +60,7 @@ impl GaleraSettings {
             datadir: "/var/lib/mysql".into(),
             socket: "/run/mysqld/mysqld.sock".into(),
             sst_method: SstMethod::Mariabackup,
+            monitor_user: "triad-monitor".to_string(),
             gcache_size: "128M".to_string(),
             innodb_buffer_pool_size: None,
             extra_provider_options: vec![],

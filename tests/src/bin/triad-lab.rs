@@ -79,6 +79,15 @@ enum Cmd {
         #[arg(long)]
         cold: bool,
     },
+    /// Full-outage recovery (both crash shapes): Galera's own pc.recovery beside Triad.
+    BenchRecovery {
+        /// Runs per shape and contender.
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+        /// How long to wait for a recovery before calling it failed, in seconds.
+        #[arg(long, default_value_t = 90)]
+        limit_secs: u64,
+    },
     /// Measure volume formation, dead-mount detection and recovery, and the agent's CPU and
     /// RSS beside one prometheus-node-exporter (issue 5), on a fresh lab.
     BenchVolume {
@@ -169,6 +178,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Bench { cold } => bench::run(cold),
+        Cmd::BenchRecovery { rounds, limit_secs } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            Ok(triad_tests::bench_recovery::run(
+                rounds,
+                Duration::from_secs(limit_secs),
+            )?)
+        }
         Cmd::BenchVolume {
             rounds,
             window_secs,
