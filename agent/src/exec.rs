@@ -37,6 +37,27 @@ pub async fn run_as(
     timeout: Duration,
     ids: Option<(u32, u32)>,
 ) -> Result<String, HostError> {
+    let output = spawn_and_wait(program, args, timeout, ids).await?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).to_string())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        Err(HostError::new(
+            format!("{program} {}", args.join(" ")),
+            format!("{}: {}{}", output.status, stderr.trim(), stdout.trim()),
+        ))
+    }
+}
+
+/// The one place commands are started: bounded by `timeout` (the child is killed when it
+/// runs over), kept off the agent's systemd notify socket, optionally as `ids`.
+async fn spawn_and_wait(
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+    ids: Option<(u32, u32)>,
+) -> Result<std::process::Output, HostError> {
     let line = format!("{program} {}", args.join(" "));
     let mut command = Command::new(program);
     if let Some((uid, gid)) = ids {
@@ -54,20 +75,10 @@ pub async fn run_as(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
+    tokio::time::timeout(timeout, child.wait_with_output())
         .await
         .map_err(|_| HostError::new(&line, format!("did not finish within {timeout:?}")))?
-        .map_err(|e| HostError::new(&line, e.to_string()))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).to_string())
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        Err(HostError::new(
-            &line,
-            format!("{}: {}{}", output.status, stderr.trim(), stdout.trim()),
-        ))
-    }
+        .map_err(|e| HostError::new(&line, e.to_string()))
 }
 
 /// Write `text` to `path` (through a temporary file and a rename) unless it already
@@ -94,22 +105,7 @@ pub async fn run_any(
     args: &[&str],
     timeout: Duration,
 ) -> Result<(bool, String, String), HostError> {
-    let line = format!("{program} {}", args.join(" "));
-    let child = Command::new(program)
-        .args(args)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| HostError::new(&line, format!("did not finish within {timeout:?}")))?
-        .map_err(|e| HostError::new(&line, e.to_string()))?;
+    let output = spawn_and_wait(program, args, timeout, None).await?;
     Ok((
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).to_string(),

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_client;
 pub mod balancer;
 pub mod cli;
 pub mod config;

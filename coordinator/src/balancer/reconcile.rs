@@ -22,7 +22,6 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use triad_proto::v1::agent_service_client::AgentServiceClient;
 use triad_proto::v1::AgentStatusRequest;
 
 use super::plan::{plan, Action, Confirmation, Fact, NodeFacts, Observed, Spec, Verdict};
@@ -54,12 +53,8 @@ impl Default for GrpcConfirmer {
 impl Confirmer for GrpcConfirmer {
     async fn confirm(&self, node_id: &str, grpc: SocketAddr) -> Verdict {
         let ask = async {
-            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
-                .map_err(|e| e.to_string())?
-                .connect_timeout(self.timeout)
-                .timeout(self.timeout);
-            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-            let status = AgentServiceClient::new(channel)
+            let status = crate::agent_client::connect(grpc, self.timeout, self.timeout)
+                .await?
                 .status(AgentStatusRequest {})
                 .await
                 .map_err(|e| e.to_string())?

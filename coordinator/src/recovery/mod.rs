@@ -85,15 +85,8 @@ impl GrpcAgents {
         &self,
         grpc: SocketAddr,
     ) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(self.timeout)
-            // a position may need --wsrep-recover or stopping a hung mysqld first
-            .timeout(Duration::from_secs(60))
-            .connect()
-            .await
-            .map_err(|e| format!("cannot reach the agent at {grpc}: {e}"))?;
-        Ok(AgentServiceClient::new(channel))
+        // a position may need --wsrep-recover or stopping a hung mysqld first
+        crate::agent_client::connect(grpc, self.timeout, Duration::from_secs(60)).await
     }
 }
 

@@ -37,15 +37,8 @@ impl GrpcVolumeAgents {
         &self,
         grpc: SocketAddr,
     ) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(self.connect_timeout)
-            // volume create/start and heal info take seconds on a busy node
-            .timeout(Duration::from_secs(90))
-            .connect()
-            .await
-            .map_err(|e| format!("cannot reach the agent at {grpc}: {e}"))?;
-        Ok(AgentServiceClient::new(channel))
+        // volume create/start and heal info take seconds on a busy node
+        crate::agent_client::connect(grpc, self.connect_timeout, Duration::from_secs(90)).await
     }
 }
 
