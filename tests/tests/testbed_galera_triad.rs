@@ -193,9 +193,13 @@ fn all(tb: &Testbed) -> Vec<&Node> {
 }
 
 /// A client on the host inserting unique ids through the nodes' SQL ports, recording each
-/// insert the server acknowledged.
+/// insert the server acknowledged. Bounded: a node that crashes while the insert is in
+/// flight leaves the client waiting on a connection that never answers (no RST from a
+/// vanished container), and `--connect-timeout` does not cover that; an insert that did
+/// not answer within the bound is not acknowledged.
 fn insert_through(node: &Node, id: u64) -> bool {
-    Command::new("mariadb")
+    let mut client = Command::new("mariadb");
+    client
         .args([
             "-h",
             &node.addr,
@@ -205,8 +209,8 @@ fn insert_through(node: &Node, id: u64) -> bool {
             "--connect-timeout=2",
             "-e",
         ])
-        .arg(format!("INSERT INTO lab.acked (id) VALUES ({id})"))
-        .output()
+        .arg(format!("INSERT INTO lab.acked (id) VALUES ({id})"));
+    triad_tests::cmd::output_timeout(&mut client, Duration::from_secs(5))
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
