@@ -61,6 +61,6 @@ bench-lab: build
 bench-volume: deps build
 	$(LAB) bench-volume
 
-## Full-outage recovery, Galera's own pc.recovery beside Triad, both crash shapes (issue 4).
+## Full-outage recovery, both crash shapes: Pacemaker + ocf:heartbeat:galera, Galera's own pc.recovery, Triad (issue 4).
 bench-recovery: deps build
-	$(LAB) bench-recovery
+	$(LAB) bench-recovery --pacemaker

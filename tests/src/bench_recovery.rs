@@ -64,7 +64,18 @@ fn show(what: &str, shape: Shape, r: Option<Duration>, limit: Duration) {
     }
 }
 
-pub fn run(rounds: u32, limit: Duration) -> Result<()> {
+pub fn run(rounds: u32, limit: Duration, with_pacemaker: bool) -> Result<()> {
+    if with_pacemaker {
+        let state = pacemaker::prepare(&crate::host::state_dir())?;
+        let mut tb = pacemaker::up(&state)?;
+        for shape in [Shape::AllAtOnce, Shape::Staggered] {
+            for _ in 0..rounds {
+                let r = pacemaker::outage(&tb, shape.gap(), limit)?;
+                show("pacemaker", shape, r, limit);
+            }
+        }
+        tb.teardown()?;
+    }
     for shape in [Shape::AllAtOnce, Shape::Staggered] {
         for _ in 0..rounds {
             // Galera alone: a fresh cluster formed by hand (the recipe), mariadb.service
@@ -93,4 +104,237 @@ pub fn run(rounds: u32, limit: Duration) -> Result<()> {
     }
     tb.teardown()?;
     Ok(())
+}
+
+/// Pacemaker + Corosync + ocf:heartbeat:galera on the same kind of nodes, set up as
+/// ../shared/reference/pacemaker-anchor.md describes (the baseline the issue names). Its
+/// nodes run from a copy of the lab image with the cluster stack added, under their own
+/// state dir (the bridge and addresses are the lab's: the lab must be down).
+pub mod pacemaker {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use crate::cmd::run;
+    use crate::error::{IoContext, LabError, Result};
+    use crate::node::Node;
+    use crate::testbed::{Testbed, TestbedOptions};
+    use crate::wait::{self, Poll};
+
+    const PACKAGES: &str = "pacemaker corosync resource-agents pcs pacemaker-cli-utils";
+
+    fn corosync_conf(nodes: &[(String, String)]) -> String {
+        let mut s = String::from(
+            "totem {\n    version: 2\n    cluster_name: triadpcmk\n    transport: knet\n    crypto_cipher: none\n    crypto_hash: none\n}\n\nnodelist {\n",
+        );
+        for (i, (name, addr)) in nodes.iter().enumerate() {
+            s.push_str(&format!(
+                "    node {{\n        ring0_addr: {addr}\n        name: {name}\n        nodeid: {}\n    }}\n",
+                i + 1
+            ));
+        }
+        s.push_str("}\n\nquorum {\n    provider: corosync_votequorum\n    two_node: 0\n}\n\nlogging {\n    to_logfile: yes\n    logfile: /var/log/corosync/corosync.log\n    to_syslog: yes\n    timestamp: on\n}\n");
+        s
+    }
+
+    /// The Pacemaker state dir: a copy of the lab image plus the cluster stack (built once).
+    pub fn prepare(lab_state: &Path) -> Result<PathBuf> {
+        let state = lab_state.with_file_name(format!(
+            "{}-pcmk",
+            lab_state
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("triad-lab")
+        ));
+        let image = state.join("image");
+        let hash = state.join("image.hash");
+        let lab_image = crate::image::Image::new(lab_state);
+        lab_image.ensure(false)?;
+        let want = crate::image::image_hash();
+        let current = image.join("usr/sbin/pacemakerd").exists()
+            && std::fs::read_to_string(&hash)
+                .map(|h| h.trim() == want)
+                .unwrap_or(false);
+        if current {
+            return Ok(state);
+        }
+        let t = Instant::now();
+        std::fs::create_dir_all(&state).io("mkdir", &state)?;
+        let building = state.join("image.new");
+        let _ = crate::image::remove_tree(&building);
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(&lab_image.root)
+            .arg(&building))?;
+        let policy = building.join("usr/sbin/policy-rc.d");
+        std::fs::write(&policy, "#!/bin/sh\nexit 101\n").io("write", &policy)?;
+        run(Command::new("chmod").arg("755").arg(&policy))?;
+        run(Command::new("systemd-nspawn")
+            .arg("-D")
+            .arg(&building)
+            .args(["--register=no", "--keep-unit", "--pipe", "-E", "DEBIAN_FRONTEND=noninteractive", "sh", "-c"])
+            .arg(format!(
+                "apt-get update -q && apt-get install -y -q --no-install-recommends {PACKAGES} && apt-get clean"
+            )))?;
+        std::fs::remove_file(&policy).io("remove", &policy)?;
+        run(Command::new("chroot").arg(&building).args([
+            "systemctl",
+            "disable",
+            "mariadb.service",
+            "pcsd.service",
+            "pcsd-ruby.service",
+            "corosync.service",
+            "pacemaker.service",
+        ]))?;
+        // the ocf agent starts mysqld_safe with --log-error=/var/log/mysql/error.log
+        run(Command::new("chroot").arg(&building).args([
+            "sh",
+            "-c",
+            "mkdir -p /var/log/mysql && chown mysql:mysql /var/log/mysql",
+        ]))?;
+        let _ = crate::image::remove_tree(&image);
+        std::fs::rename(&building, &image).io("rename", &building)?;
+        std::fs::write(&hash, want).io("write", &hash)?;
+        eprintln!(
+            "[pcmk] image with {PACKAGES} built in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        Ok(state)
+    }
+
+    fn galera_cnf(node: &Node, names: &[String]) -> String {
+        format!(
+            "[mysqld]\nbind-address=0.0.0.0\nbinlog_format=ROW\ndefault_storage_engine=InnoDB\n\
+innodb_autoinc_lock_mode=2\ninnodb_buffer_pool_size=64M\ninnodb_flush_log_at_trx_commit=1\n\
+wsrep_on=ON\nwsrep_provider=/usr/lib/galera/libgalera_smm.so\n\
+wsrep_provider_options=\"gcache.size=32M\"\nwsrep_cluster_name=triad-pcmk\n\
+wsrep_cluster_address=gcomm://{}\nwsrep_node_name={}\nwsrep_sst_method=rsync\n",
+            names.join(","),
+            node.name
+        )
+    }
+
+    fn crm(node: &Node) -> String {
+        node.exec_output(&["crm_mon", "-1"], Duration::from_secs(15))
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Done: Pacemaker shows every node promoted and every mysqld Synced in a Primary of N.
+    fn wait_done(tb: &Testbed, limit: Duration) -> Result<Duration> {
+        let t = Instant::now();
+        let names: Vec<String> = tb.nodes.iter().map(|n| n.name.clone()).collect();
+        let promoted = format!("Promoted: [ {} ]", names.join(" "));
+        wait::until(
+            "pacemaker: every node promoted and Synced",
+            limit,
+            Duration::from_millis(500),
+            || {
+                let c = crm(&tb.nodes[0]);
+                if !c.contains(&promoted) {
+                    let line = c
+                        .lines()
+                        .find(|l| {
+                            l.contains("Promoted")
+                                || l.contains("Unpromoted")
+                                || l.contains("Stopped")
+                        })
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    return Ok(Poll::Pending(format!("crm_mon: {line}")));
+                }
+                for n in &tb.nodes {
+                    if crate::formation::wait_galera(n, names.len(), Duration::from_millis(1))
+                        .is_err()
+                    {
+                        return Ok(Poll::Pending(format!("{} not Synced/3", n.name)));
+                    }
+                }
+                Ok(Poll::Ready(t.elapsed()))
+            },
+        )
+    }
+
+    /// Boots the nodes, starts corosync + pacemaker, creates the galera resource, waits for
+    /// the cluster to form. Returns the testbed.
+    pub fn up(state: &Path) -> Result<Testbed> {
+        let tb = Testbed::up(TestbedOptions {
+            state_dir: state.to_path_buf(),
+            ..TestbedOptions::default()
+        })?;
+        let pairs: Vec<(String, String)> = tb
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.addr.clone()))
+            .collect();
+        let names: Vec<String> = pairs.iter().map(|p| p.0.clone()).collect();
+        let t = Instant::now();
+        crate::formation::each_node(&tb.nodes, |n| {
+            n.write_file("/etc/corosync/corosync.conf", &corosync_conf(&pairs))?;
+            n.write_file(
+                "/etc/mysql/mariadb.conf.d/99-galera.cnf",
+                &galera_cnf(n, &names),
+            )?;
+            n.exec(&["systemctl", "stop", "mariadb"])?;
+            n.exec(&["systemctl", "enable", "--now", "corosync", "pacemaker"])?;
+            Ok(())
+        })?;
+        let n1 = &tb.nodes[0];
+        let online = format!("Online: [ {} ]", names.join(" "));
+        wait::until(
+            "pacemaker: every node online",
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || {
+                let c = crm(n1);
+                Ok(if c.contains(&online) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(c.lines().take(3).collect::<Vec<_>>().join(" | "))
+                })
+            },
+        )?;
+        n1.exec(&[
+            "pcs",
+            "property",
+            "set",
+            "stonith-enabled=false",
+            "no-quorum-policy=stop",
+        ])?;
+        n1.exec_limit(
+            &[
+                "pcs",
+                "resource",
+                "create",
+                "galera",
+                "ocf:heartbeat:galera",
+                &format!("wsrep_cluster_address=gcomm://{}", names.join(",")),
+                "enable_creation=true",
+                "check_user=root",
+                "promotable",
+                "promoted-max=3",
+            ],
+            Duration::from_secs(60),
+        )?;
+        let formed = wait_done(&tb, Duration::from_secs(240))?;
+        eprintln!("[pcmk] formed: pacemaker online + galera promoted on all in {:.1}s ({:.1}s after the resource)", t.elapsed().as_secs_f64(), formed.as_secs_f64());
+        Ok(tb)
+    }
+
+    /// Crash every node (all at once, or staggered), start them, time from the last node
+    /// running until Pacemaker has promoted all and every node is Synced; None on timeout.
+    pub fn outage(
+        tb: &Testbed,
+        gap: Option<Duration>,
+        limit: Duration,
+    ) -> Result<Option<Duration>> {
+        crate::faults::full_outage(tb, gap)?;
+        crate::formation::each_node(&tb.nodes, |n| crate::faults::start(n).map(|_| ()))?;
+        match wait_done(tb, limit) {
+            Ok(d) => Ok(Some(d)),
+            Err(LabError::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -87,6 +87,9 @@ enum Cmd {
         /// How long to wait for a recovery before calling it failed, in seconds.
         #[arg(long, default_value_t = 90)]
         limit_secs: u64,
+        /// Also Pacemaker + Corosync + ocf:heartbeat:galera (builds its image variant once).
+        #[arg(long)]
+        pacemaker: bool,
     },
     /// Measure volume formation, dead-mount detection and recovery, and the agent's CPU and
     /// RSS beside one prometheus-node-exporter (issue 5), on a fresh lab.
@@ -178,12 +181,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Bench { cold } => bench::run(cold),
-        Cmd::BenchRecovery { rounds, limit_secs } => {
+        Cmd::BenchRecovery {
+            rounds,
+            limit_secs,
+            pacemaker,
+        } => {
             host::preflight()?;
             testbed::cleanup_leftovers(&state)?;
             Ok(triad_tests::bench_recovery::run(
                 rounds,
                 Duration::from_secs(limit_secs),
+                pacemaker,
             )?)
         }
         Cmd::BenchVolume {
