@@ -411,6 +411,45 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One full outage while a client inserts: crash every node (`gap` apart, or at once), start
+/// them, wait for all Synced, print the timings and the coordinator's phases; returns the
+/// acknowledged ids.
+fn full_outage_round(
+    tb: &Testbed,
+    first_id: u64,
+    gap: Option<Duration>,
+    shape: &str,
+) -> Result<Vec<u64>> {
+    let crash_at = std::time::SystemTime::now();
+    let acked = insert_during(tb, first_id, || {
+        std::thread::sleep(Duration::from_millis(1500)); // let the client commit some rows first
+        faults::full_outage(tb, gap).map(|_| ())
+    })?;
+    let up = Instant::now();
+    for node in &tb.nodes {
+        faults::start(node)?;
+    }
+    let last_up = std::time::SystemTime::now();
+    let took = wait_synced(
+        tb,
+        &all(tb),
+        3,
+        Duration::from_secs(240),
+        &format!("recovery after a {shape} crash"),
+    )?;
+    eprintln!(
+        "{shape} full outage: all Synced {took:.1?} after the starts ({:.1?} incl. boots)",
+        up.elapsed()
+    );
+    let log = tb.state.join("coordinator/coordinator.log");
+    eprintln!(
+        "{shape} full outage, after the last node was running: {}",
+        triad_tests::triad::wait_recovery_breakdown(&log, crash_at, last_up)
+            .unwrap_or_else(|e| format!("{e}\n{}", coordinator_log(tb)))
+    );
+    Ok(acked)
+}
+
 #[test]
 fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Result<()> {
     let mut tb = Testbed::for_test(3)?;
@@ -421,57 +460,14 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     let mut acked: Vec<u64> = Vec::new();
 
     // 4a. all nodes at once, while a client inserts
-    let crash_at = std::time::SystemTime::now();
-    acked.extend(insert_during(&tb, 1_000, || {
-        std::thread::sleep(Duration::from_millis(1500)); // let the client commit some rows first
-        faults::full_outage(&tb, None).map(|_| ())
-    })?);
-    let up = Instant::now();
-    for node in &tb.nodes {
-        faults::start(node)?;
-    }
-    let last_up = std::time::SystemTime::now();
-    let took = wait_synced(
+    acked.extend(full_outage_round(&tb, 1_000, None, "simultaneous")?);
+    // 4b. staggered: each node's last Primary view differs
+    acked.extend(full_outage_round(
         &tb,
-        &all(&tb),
-        3,
-        Duration::from_secs(240),
-        "recovery after a simultaneous crash",
-    )?;
-    eprintln!(
-        "simultaneous full outage: all Synced {took:.1?} after the starts ({:.1?} incl. boots)",
-        up.elapsed()
-    );
-    let log = tb.state.join("coordinator/coordinator.log");
-    eprintln!(
-        "simultaneous full outage, after the last node was running: {}",
-        triad_tests::triad::wait_recovery_breakdown(&log, crash_at, last_up)
-            .unwrap_or_else(|e| format!("{e}\n{}", coordinator_log(&tb)))
-    );
-
-    // 4b. staggered, so that Galera's own pc.recovery cannot help
-    let crash_at = std::time::SystemTime::now();
-    acked.extend(insert_during(&tb, 100_000, || {
-        std::thread::sleep(Duration::from_millis(1500));
-        faults::full_outage(&tb, Some(Duration::from_secs(6))).map(|_| ())
-    })?);
-    for node in &tb.nodes {
-        faults::start(node)?;
-    }
-    let last_up = std::time::SystemTime::now();
-    let took = wait_synced(
-        &tb,
-        &all(&tb),
-        3,
-        Duration::from_secs(240),
-        "recovery after a staggered crash",
-    )?;
-    eprintln!("staggered full outage: all Synced {took:.1?} after the starts");
-    eprintln!(
-        "staggered full outage, after the last node was running: {}",
-        triad_tests::triad::wait_recovery_breakdown(&log, crash_at, last_up)
-            .unwrap_or_else(|e| format!("{e}\n{}", coordinator_log(&tb)))
-    );
+        100_000,
+        Some(Duration::from_secs(6)),
+        "staggered",
+    )?);
 
     let present = present_ids(&tb.nodes[0])?;
     let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
