@@ -174,13 +174,19 @@ impl StatusReport {
         }
         if let Some(balancer) = &self.balancer {
             let mut line = format!(
-                "balancer: {} members [{}], {} errors",
+                "balancer: {} members [{}]",
                 balancer.kind,
                 balancer.members.join(", "),
-                balancer.errors_total
             );
-            if let Some(error) = &balancer.last_error {
-                line.push_str(&format!(" (last: {error})"));
+            match &balancer.last_error {
+                Some(error) => line.push_str(&format!(
+                    ", failing: {error} ({} errors so far)",
+                    balancer.errors_total
+                )),
+                None if balancer.errors_total > 0 => {
+                    line.push_str(&format!(", ok ({} earlier errors)", balancer.errors_total))
+                }
+                None => {}
             }
             out.insert_str(out.len() - 1, &format!("{line}\n"));
         }
@@ -352,7 +358,15 @@ mod tests {
         );
         let text = report.render_text();
         assert!(
-            text.contains("balancer: octavia members [n1 active], 2 errors (last: load balancer lb1 is in ERROR)"),
+            text.contains("balancer: octavia members [n1 active], failing: load balancer lb1 is in ERROR (2 errors so far)"),
+            "{text}"
+        );
+        // recovered: the error is gone, the count stays
+        let mut recovered = status.clone();
+        recovered.balancer.as_mut().unwrap().last_error.clear();
+        let text = StatusReport::from_proto(&recovered).render_text();
+        assert!(
+            text.contains("balancer: octavia members [n1 active], ok (2 earlier errors)\n"),
             "{text}"
         );
     }

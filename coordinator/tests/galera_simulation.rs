@@ -44,7 +44,15 @@ struct World {
     /// (uuid, seqno) of the Primary component, when one exists
     primary: Option<(String, i64)>,
     bootstraps: Vec<(String, i64)>,
+    /// Nodes started while a component is Primary, still connecting to it (gcomm's
+    /// membership round), and since when.
+    connecting: BTreeMap<String, Instant>,
+    /// The most nodes ever connecting at the same moment: joins go one at a time.
+    max_connecting: usize,
 }
+
+/// How long a joiner takes to enter the component in the fake (about the lab's figure).
+const CONNECT: Duration = Duration::from_millis(1500);
 
 impl World {
     fn members(&self) -> usize {
@@ -64,6 +72,7 @@ impl World {
     }
 
     fn crash(&mut self, id: &str) {
+        self.connecting.remove(id);
         let node = self.nodes.get_mut(id).unwrap();
         node.running = false;
         node.in_primary = false;
@@ -75,13 +84,35 @@ impl World {
     }
 
     fn start(&mut self, id: &str) {
-        let primary = self.primary.clone();
+        self.settle();
         let node = self.nodes.get_mut(id).unwrap();
+        if node.running {
+            return;
+        }
         node.running = true;
-        if let Some((uuid, seqno)) = primary {
-            // IST/SST: the joiner catches up with the component
+        if self.primary.is_some() {
+            self.connecting.insert(id.to_string(), Instant::now());
+            self.max_connecting = self.max_connecting.max(self.connecting.len());
+        }
+    }
+
+    /// Joiners that have connected long enough enter the component and catch up (IST/SST).
+    fn settle(&mut self) {
+        let Some((uuid, seqno)) = self.primary.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let entered: Vec<String> = self
+            .connecting
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= CONNECT)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in entered {
+            self.connecting.remove(&id);
+            let node = self.nodes.get_mut(&id).unwrap();
             node.in_primary = true;
-            node.data = Some((uuid, seqno));
+            node.data = Some((uuid.clone(), seqno));
         }
     }
 }
@@ -102,7 +133,8 @@ fn err(what: &str) -> HostError {
 #[async_trait::async_trait]
 impl GaleraHost for FakeHost {
     async fn unit_state(&self) -> UnitState {
-        let world = self.world.lock().unwrap();
+        let mut world = self.world.lock().unwrap();
+        world.settle();
         let node = &world.nodes[&self.id];
         match (node.running, node.in_primary) {
             (false, _) => UnitState::Inactive,
@@ -210,6 +242,10 @@ impl GaleraHost for FakeHost {
 
     async fn disable_autostart(&self) -> Result<(), HostError> {
         Ok(())
+    }
+
+    async fn ended_run_log(&self) -> Result<Option<(String, String)>, HostError> {
+        Ok(None)
     }
 
     async fn write_config(&self, _text: &str) -> Result<bool, HostError> {
@@ -508,6 +544,7 @@ async fn formation_from_empty_datadirs_bootstraps_the_lowest_id_and_joins_the_re
         "decision cleared once all synced"
     );
     assert_eq!(recovery.record().last_epoch, 1);
+    assert_eq!(world.max_connecting, 1, "one joiner connecting at a time");
 }
 
 #[tokio::test(start_paused = true)]
@@ -551,6 +588,10 @@ async fn full_outage_boots_the_most_advanced_node_and_loses_no_write() {
         world.bootstraps.len(),
         2,
         "one formation, one recovery bootstrap"
+    );
+    assert_eq!(
+        world.max_connecting, 1,
+        "the joiners entered the component one at a time (formation and recovery)"
     );
 }
 

@@ -119,7 +119,9 @@ word_enum!(
 );
 
 word_enum!(
-    /// Galera as the agent sees it (design section 4).
+    /// Galera as the agent sees it (design section 4). `ahead`: mysqld refused to join
+    /// because this node has applied more events than the Primary component (Galera's
+    /// `Reversing history`); it is neither started nor wiped automatically.
     GaleraState {
         Stopped => "stopped",
         Recovering => "recovering",
@@ -128,6 +130,7 @@ word_enum!(
         Synced => "synced",
         PrimaryLost => "primary-lost",
         Bootstrapping => "bootstrapping",
+        Ahead => "ahead",
         NotManaged => "not-managed",
     }
 );

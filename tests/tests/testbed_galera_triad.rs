@@ -526,6 +526,141 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
         "acknowledged rows lost after the last recovery"
     );
 
+    // 7. an operator bootstraps a stale node by hand (n1, while n2 and n3, which hold later
+    // writes, are down): when they come back Galera refuses them ("Reversing history"); the
+    // agents must stop them (mariadb.service would restart into the same abort), keep their
+    // data, never SST them, and the coordinator must say so
+    faults::crash(n1)?;
+    wait_synced(&tb, &[n2, n3], 2, Duration::from_secs(60), "n2, n3 Primary")?;
+    for id in 900_001..=900_005 {
+        sql(n2, &format!("INSERT INTO lab.acked (id) VALUES ({id})"))?;
+    }
+    faults::crash(n2)?;
+    faults::crash(n3)?;
+    faults::start(n1)?;
+    let stale = operator_bootstrap(n1)?;
+    eprintln!("operator bootstrap of the stale n1: {stale}");
+    wait_synced(&tb, &[n1], 1, Duration::from_secs(60), "n1 Primary alone")?;
+    faults::start(n2)?;
+    faults::start(n3)?;
+    let status = wait::until(
+        "n2 and n3 reported ahead of the Primary component, with their recovered seqnos",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || {
+            let v = triad_tests::triad::status_json()?;
+            let galera = |id: &str| -> String {
+                v["nodes"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|n| n["id"] == id))
+                    .map(|n| n["services"]["galera"].as_str().unwrap_or("").to_string())
+                    .unwrap_or_default()
+            };
+            let line = v["galera"].as_str().unwrap_or("").to_string();
+            Ok(
+                if galera("n2") == "ahead"
+                    && galera("n3") == "ahead"
+                    // the seqno is -1 until the agent has run --wsrep-recover on the
+                    // stopped node
+                    && ahead_seqnos(&line, "n2").is_some_and(|(own, _)| own >= 0)
+                    && ahead_seqnos(&line, "n3").is_some_and(|(own, _)| own >= 0)
+                {
+                    Poll::Ready(line)
+                } else {
+                    Poll::Pending(format!("n2 {}, n3 {}; {line}", galera("n2"), galera("n3")))
+                },
+            )
+        },
+    )?;
+    eprintln!("coordinator: {status}");
+    // each node still holds its later position (published from its own data): not wiped
+    for node in [n2, n3] {
+        let (own, primary) = ahead_seqnos(&status, &node.name)
+            .ok_or_else(|| LabError::Other(format!("no seqnos for {} in: {status}", node.name)))?;
+        assert!(
+            own > primary,
+            "{}: seqno {own} vs Primary {primary}",
+            node.name
+        );
+    }
+    let aborts = |node: &Node| -> Result<usize> {
+        Ok(node
+            .sh("journalctl -b -u mariadb -o cat --no-pager | grep -c 'Reversing history' || true")?
+            .trim()
+            .parse()
+            .unwrap_or(0))
+    };
+    let seen = [aborts(n2)?, aborts(n3)?];
+    assert!(
+        seen.iter().all(|&n| n >= 1),
+        "Reversing history not in the journals: {seen:?}"
+    );
+    // watch for longer than mariadb.service's RestartSec=5s: no new start, no SST
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(8) {
+        for (node, before) in [n2, n3].into_iter().zip(seen) {
+            let unit = node.sh("systemctl is-active mariadb || true")?;
+            assert!(
+                matches!(unit.trim(), "inactive" | "failed"),
+                "{}: mariadb.service is {} (the restart loop was not stopped)",
+                node.name,
+                unit.trim()
+            );
+            assert_eq!(
+                aborts(node)?,
+                before,
+                "{}: started again into the abort",
+                node.name
+            );
+            let sst = node.sh(
+                "journalctl -b -u mariadb -o cat --no-pager | grep -c 'SST received' || true",
+            )?;
+            assert_eq!(
+                sst.trim(),
+                "0",
+                "{}: received an SST (data wiped)",
+                node.name
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     tb.teardown_and_verify()?;
     Ok(())
+}
+
+/// From the coordinator's line "n2 ahead of the Primary component (seqno 45 vs 40; …":
+/// (the node's seqno, the Primary's).
+fn ahead_seqnos(line: &str, node: &str) -> Option<(i64, i64)> {
+    let rest = line
+        .split(&format!("{node} ahead of the Primary component (seqno "))
+        .nth(1)?;
+    let (own, rest) = rest.split_once(" vs ")?;
+    let primary: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some((own.parse().ok()?, primary.parse().ok()?))
+}
+
+/// `triadctl recover --bootstrap NODE` (the operator's override), returning its output.
+fn operator_bootstrap(node: &Node) -> Result<String> {
+    let bin = find_bin("triadctl").ok_or_else(|| LabError::Other("no triadctl binary".into()))?;
+    let mut c = Command::new(bin);
+    c.args([
+        "--coordinator",
+        &format!("http://{COORDINATOR_GRPC}"),
+        "--timeout",
+        "90s",
+        "recover",
+        "--bootstrap",
+        &node.name,
+    ]);
+    let o = triad_tests::cmd::output_timeout(&mut c, Duration::from_secs(120))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if !o.status.success() {
+        return Err(LabError::Other(format!("triadctl recover failed: {text}")));
+    }
+    Ok(text.trim().to_string())
 }

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
-use triad_proto::gossip::{GaleraState, Role};
+use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 
 use super::host::{GaleraHost, HostError};
-use super::position::{GraState, Position};
+use super::position::{parse_reversing_history, GraState, Position, ReversingHistory};
 use super::{
-    best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
+    best_position, cnf, derive_state, keys, next_joiner, plan, Action, GaleraSettings,
+    MemberGalera, Observed, UnitState,
 };
 use crate::membership::Membership;
 use crate::runtime::AgentState;
@@ -45,6 +46,8 @@ pub struct PositionReport {
 struct GossipFacts {
     peers: Vec<IpAddr>,
     peer_primary: bool,
+    /// [`next_joiner`] names this node (it is counted as stopped).
+    my_turn: bool,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +55,11 @@ struct Memory {
     recovered: Option<Position>,
     last_start: Option<Instant>,
     coordinator_action: bool,
+    waiting_for_turn_since: Option<Instant>,
+    /// The last run aborted with `Reversing history`.
+    ahead: Option<ReversingHistory>,
+    /// The InvocationID of the last ended run whose log was read (read once per run).
+    read_run: Option<String>,
 }
 
 pub struct GaleraDriver {
@@ -60,6 +68,10 @@ pub struct GaleraDriver {
     address: IpAddr,
     seed_hosts: Vec<IpAddr>,
     epoch_file: PathBuf,
+    /// Survives agent restarts: an agent restart must not start a node that is ahead
+    /// (its seqno could by then be below the component's, and an IST would silently mix
+    /// two histories). Removed when the node runs Synced in a Primary component.
+    ahead_file: PathBuf,
     host: Arc<dyn GaleraHost>,
     state: Arc<AgentState>,
     membership: Arc<Membership>,
@@ -93,16 +105,31 @@ impl GaleraDriver {
                     .and_then(|(h, _)| h.trim_matches(['[', ']']).parse().ok())
             })
             .collect();
+        let ahead_file = state_dir.join("galera-ahead");
+        let ahead = std::fs::read_to_string(&ahead_file).ok().and_then(|text| {
+            let mut numbers = text.split_whitespace().map(|n| n.parse::<i64>().ok());
+            Some(ReversingHistory {
+                local: numbers.next()??,
+                primary: numbers.next()??,
+            })
+        });
+        if let Some(ahead) = ahead {
+            tracing::warn!(node = %node_id, path = %ahead_file.display(), "this node was found ahead of the Primary component ({ahead}); mysqld stays stopped until an operator resolves it");
+        }
         GaleraDriver {
             settings,
             node_id,
             address,
             seed_hosts,
             epoch_file: state_dir.join("galera-epoch"),
+            ahead_file,
             host,
             state,
             membership,
-            memory: Mutex::new(Memory::default()),
+            memory: Mutex::new(Memory {
+                ahead,
+                ..Memory::default()
+            }),
         }
     }
 
@@ -130,9 +157,26 @@ impl GaleraDriver {
         } else {
             self.settings.peers.clone()
         };
+        // this node is asked only while its mysqld is stopped: count it as such, whatever
+        // it last published
+        let stopped = GaleraKeys {
+            state: GaleraState::Stopped,
+            ..GaleraKeys::default()
+        };
+        let galera: Vec<MemberGalera> = members
+            .iter()
+            .filter(|m| m.keys.galera.state != GaleraState::NotManaged)
+            .map(|m| MemberGalera {
+                id: &m.node_id,
+                live: m.is_self || m.live,
+                keys: if m.is_self { &stopped } else { &m.keys.galera },
+            })
+            .collect();
+        let my_turn = next_joiner(&galera) == Some(self.node_id.as_str());
         GossipFacts {
             peers,
             peer_primary,
+            my_turn,
         }
     }
 
@@ -168,6 +212,24 @@ impl GaleraDriver {
                 }
             }
         }
+        let primary = matches!(&status, Some(s) if s.wsrep_on && s.cluster_status == "Primary");
+        if primary {
+            if memory.ahead.take().is_some() {
+                tracing::warn!(node = %self.node_id, "this node runs Synced in a Primary component again: no longer ahead");
+                if let Err(error) = std::fs::remove_file(&self.ahead_file) {
+                    tracing::error!(node = %self.node_id, %error, "cannot remove {}: {error}", self.ahead_file.display());
+                }
+            }
+        } else if matches!(unit, UnitState::Failed | UnitState::Activating) {
+            self.read_ended_run(memory).await;
+        }
+        let waiting = unit == UnitState::Inactive && gossip.peer_primary && !gossip.my_turn;
+        if !waiting {
+            memory.waiting_for_turn_since = None;
+        } else if memory.waiting_for_turn_since.is_none() {
+            tracing::info!(node = %self.node_id, "another node is joining the Primary component first; waiting for its turn");
+            memory.waiting_for_turn_since = Some(Instant::now());
+        }
         Observed {
             unit,
             status,
@@ -175,9 +237,49 @@ impl GaleraDriver {
             recovered: memory.recovered.clone(),
             sst_in_progress: self.host.sst_in_progress().await,
             peer_primary: gossip.peer_primary,
+            my_turn: gossip.my_turn,
+            waiting_for_turn_since: memory.waiting_for_turn_since,
             has_peers: gossip.peers.iter().any(|p| *p != self.address),
             coordinator_action: memory.coordinator_action,
             last_start: memory.last_start,
+            ahead: memory.ahead,
+        }
+    }
+
+    /// A run that ended (failed, or waiting out `Restart=`): did Galera refuse it because
+    /// this node is ahead of the Primary component? Each run's log is read once.
+    async fn read_ended_run(&self, memory: &mut Memory) {
+        let (invocation, log) = match self.host.ended_run_log().await {
+            Ok(Some(ended)) => ended,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!(node = %self.node_id, %error, "cannot read the last run's log: {error}");
+                return;
+            }
+        };
+        if memory.read_run.as_deref() == Some(invocation.as_str()) {
+            return;
+        }
+        memory.read_run = Some(invocation);
+        if let Some(found) = parse_reversing_history(&log) {
+            tracing::error!(
+                node = %self.node_id,
+                local_seqno = found.local,
+                primary_seqno = found.primary,
+                "this node is ahead of the Primary component ({found}): mysqld is stopped and \
+                 not started again; its data is kept (an SST would discard the extra events). \
+                 An operator decides: bootstrap from this node (stop mysqld on the Primary's \
+                 nodes, then `triadctl recover --bootstrap {node}`), or discard its extra \
+                 events (move {datadir} aside so that it joins by SST, then remove {file})",
+                node = self.node_id,
+                datadir = self.settings.datadir.display(),
+                file = self.ahead_file.display()
+            );
+            memory.ahead = Some(found);
+            let text = format!("{} {}\n", found.local, found.primary);
+            if let Err(error) = durable_write(&self.ahead_file, &text) {
+                tracing::error!(node = %self.node_id, %error, "cannot record the ahead state in {}: {error}", self.ahead_file.display());
+            }
         }
     }
 
@@ -210,7 +312,7 @@ impl GaleraDriver {
                     memory.last_start = Some(Instant::now());
                     self.host.start().await
                 }
-                Action::StopStandalone => self.host.stop().await,
+                Action::StopStandalone | Action::StopAhead => self.host.stop().await,
             };
             if let Err(error) = result {
                 tracing::warn!(node = %self.node_id, %error, "galera action failed; retrying on a later tick: {error}");
@@ -289,24 +391,7 @@ impl GaleraDriver {
     }
 
     fn store_epoch(&self, epoch: u64) -> Result<(), GaleraError> {
-        let what = format!("writing {}", self.epoch_file.display());
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = self.epoch_file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = self.epoch_file.with_extension("tmp");
-            let mut file = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut file, format!("{epoch}\n").as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.epoch_file)?;
-            Ok(())
-        };
-        write().map_err(|e| {
-            GaleraError::Host(HostError {
-                what,
-                detail: e.to_string(),
-            })
-        })
+        Ok(durable_write(&self.epoch_file, &format!("{epoch}\n"))?)
     }
 
     /// Start a new Primary component from this node, fenced by `epoch` and the position the
@@ -400,6 +485,12 @@ impl GaleraDriver {
         }
         let mut memory = self.memory.lock().await;
         let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
+        if let Some(ahead) = memory.ahead {
+            return Err(GaleraError::Refused(format!(
+                "this node is ahead of the Primary component ({ahead}); joining would abort \
+                 again and an SST would discard its extra events"
+            )));
+        }
         if observed.unit.is_running() {
             return Ok(format!(
                 "mysqld already running ({})",
@@ -414,6 +505,21 @@ impl GaleraDriver {
         self.host.start().await?;
         Ok("mysqld starting".into())
     }
+}
+
+/// Write `text` to `path` durably: temporary file, fsync, rename.
+fn durable_write(path: &std::path::Path, text: &str) -> Result<(), HostError> {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| HostError::new(format!("writing {}", path.display()), e.to_string()))
 }
 
 /// Recovery is needed when grastate says nothing final: missing, or seqno -1.

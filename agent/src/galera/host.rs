@@ -37,6 +37,9 @@ pub trait GaleraHost: Send + Sync {
     async fn disable_autostart(&self) -> Result<(), HostError>;
     /// Write the config fragment when its content differs; true when written.
     async fn write_config(&self, text: &str) -> Result<bool, HostError>;
+    /// The journal of the unit's last run when that run has ended (the unit failed, or
+    /// waits out `Restart=`): (its InvocationID, the log). `None` while it runs.
+    async fn ended_run_log(&self) -> Result<Option<(String, String)>, HostError>;
 }
 
 /// Production: systemctl, the mariadb client, files under the datadir.
@@ -286,6 +289,48 @@ impl GaleraHost for SystemdGaleraHost {
 
     async fn write_config(&self, text: &str) -> Result<bool, HostError> {
         write_if_changed(&self.settings.config_path, text).await
+    }
+
+    async fn ended_run_log(&self) -> Result<Option<(String, String)>, HostError> {
+        let shown = run(
+            "systemctl",
+            &[
+                "show",
+                "-p",
+                "ActiveState,SubState,InvocationID",
+                &self.settings.unit,
+            ],
+            SYSTEMCTL_TIMEOUT,
+        )
+        .await?;
+        let value = |key: &str| {
+            shown
+                .lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        let ended = value("ActiveState") == "failed" || value("SubState") == "auto-restart";
+        let invocation = value("InvocationID");
+        if !ended || invocation.is_empty() {
+            return Ok(None);
+        }
+        // mysqld's error log goes to the journal (stderr); the last lines of that run
+        let log = run(
+            "journalctl",
+            &[
+                &format!("_SYSTEMD_INVOCATION_ID={invocation}"),
+                "-o",
+                "cat",
+                "-n",
+                "300",
+                "--no-pager",
+            ],
+            SYSTEMCTL_TIMEOUT,
+        )
+        .await?;
+        Ok(Some((invocation, log)))
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use triad_proto::gossip::{GaleraKeys, GaleraState};
 
 pub use cnf::SstMethod;
-pub use position::{GraState, Position};
+pub use position::{GraState, Position, ReversingHistory};
 
 /// `[galera]` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,11 +125,17 @@ pub struct Observed {
     pub sst_in_progress: bool,
     /// A live core peer reports Synced in a Primary component (gossip).
     pub peer_primary: bool,
+    /// [`next_joiner`] over the gossip snapshot names this node.
+    pub my_turn: bool,
+    /// Since when this stopped node has been waiting for its turn to join.
+    pub waiting_for_turn_since: Option<Instant>,
     /// The cluster address names at least one other node.
     pub has_peers: bool,
     /// The coordinator is bootstrapping or joining this node right now.
     pub coordinator_action: bool,
     pub last_start: Option<Instant>,
+    /// mysqld's last run aborted with `Reversing history` (see [`ReversingHistory`]).
+    pub ahead: Option<ReversingHistory>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +147,9 @@ pub enum Action {
     /// mysqld runs without wsrep (e.g. Debian's stock start before Triad wrote its config):
     /// stop it so the next start uses the Galera configuration.
     StopStandalone,
+    /// The node is ahead of the Primary component and systemd's `Restart=` keeps starting
+    /// it into the same abort: stop it, keep its data, leave the decision to an operator.
+    StopAhead,
 }
 
 /// The state word published in gossip.
@@ -148,6 +157,9 @@ pub fn derive_state(observed: &Observed) -> GaleraState {
     let primary = matches!(observed.status.as_ref(), Some(s) if s.cluster_status == "Primary");
     if observed.coordinator_action && !primary && observed.unit.is_running() {
         return GaleraState::Bootstrapping;
+    }
+    if observed.ahead.is_some() && !primary {
+        return GaleraState::Ahead;
     }
     match observed.unit {
         UnitState::Inactive | UnitState::Failed => GaleraState::Stopped,
@@ -181,16 +193,83 @@ pub fn plan(observed: &Observed, settings: &GaleraSettings, now: Instant) -> Vec
             return vec![Action::StopStandalone];
         }
     }
+    if observed.ahead.is_some() {
+        // never started again (it would abort again) and never wiped (an SST would lose
+        // the events only this node has): an operator decides
+        return if observed.unit.is_running() {
+            vec![Action::StopAhead]
+        } else {
+            vec![]
+        };
+    }
     let backoff_over = observed
         .last_start
         .is_none_or(|last| now.saturating_duration_since(last) >= settings.start_backoff);
+    let turn = observed.my_turn
+        || observed
+            .waiting_for_turn_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= JOIN_SETTLE);
     match observed.unit {
         UnitState::Failed => vec![Action::ResetFailed],
-        UnitState::Inactive if observed.peer_primary && observed.has_peers && backoff_over => {
+        UnitState::Inactive
+            if observed.peer_primary && observed.has_peers && backoff_over && turn =>
+        {
             vec![Action::StartJoin]
         }
         _ => vec![],
     }
+}
+
+/// How long a joiner may take to enter the Primary component before the next one goes
+/// anyway (a joiner that cannot connect must not hold the others back for ever).
+pub const JOIN_SETTLE: Duration = Duration::from_secs(10);
+
+/// One Galera member as gossip shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberGalera<'a> {
+    pub id: &'a str,
+    pub live: bool,
+    pub keys: &'a GaleraKeys,
+}
+
+/// Joins go into the Primary component one at a time: the stopped member that may start
+/// mysqld now, or `None` while another joiner is still connecting (or nothing is Primary).
+///
+/// Why: two nodes running gcomm's membership protocol against the component at the same
+/// moment made one of them fall into a non-Primary singleton view and merge ~6 s later
+/// (measured on the lab after a full outage: the second joiner Synced 9.4 s after the
+/// bootstrap instead of ~4 s). A joiner counts as inside once the Primary members'
+/// `wsrep_cluster_size` includes it, so state transfers still overlap; only the few
+/// seconds of connecting are serialised. The lowest node id goes first, so the agents'
+/// own rejoin and the coordinator's `Join` pick the same node. Callers bound the wait
+/// with [`JOIN_SETTLE`].
+pub fn next_joiner<'a>(members: &[MemberGalera<'a>]) -> Option<&'a str> {
+    let reporters: Vec<&MemberGalera> = members
+        .iter()
+        .filter(|m| m.live && m.keys.cluster_status.as_deref() == Some("Primary"))
+        .collect();
+    let component = reporters.iter().filter_map(|m| m.keys.size).max()?;
+    // inside the component without reporting it themselves: joiners in a state transfer
+    let silent_inside = (component as usize).saturating_sub(reporters.len());
+    let starting = members
+        .iter()
+        .filter(|m| {
+            m.live
+                && matches!(
+                    m.keys.state,
+                    GaleraState::Joining | GaleraState::Bootstrapping
+                )
+                && m.keys.cluster_status.as_deref() != Some("Primary")
+        })
+        .count();
+    if starting > silent_inside {
+        return None;
+    }
+    members
+        .iter()
+        .filter(|m| m.live && m.keys.state == GaleraState::Stopped)
+        .map(|m| m.id)
+        .min()
 }
 
 /// The position to publish and report: live when running in a Primary component,
@@ -258,9 +337,12 @@ mod tests {
             recovered: None,
             sst_in_progress: false,
             peer_primary: false,
+            my_turn: true,
+            waiting_for_turn_since: None,
             has_peers: true,
             coordinator_action: false,
             last_start: None,
+            ahead: None,
         }
     }
 
@@ -382,5 +464,143 @@ mod tests {
             keys(&obs, &settings).cluster_status.as_deref(),
             Some("Primary")
         );
+    }
+
+    fn gossiped(state: GaleraState, primary: bool, size: Option<u32>) -> GaleraKeys {
+        GaleraKeys {
+            state,
+            cluster_status: primary.then(|| "Primary".to_string()),
+            size,
+            ..GaleraKeys::default()
+        }
+    }
+
+    fn members<'a>(rows: &'a [(&'a str, bool, GaleraKeys)]) -> Vec<MemberGalera<'a>> {
+        rows.iter()
+            .map(|(id, live, keys)| MemberGalera {
+                id,
+                live: *live,
+                keys,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn joins_go_one_at_a_time_lowest_id_first() {
+        use GaleraState::*;
+        // just bootstrapped: n1 alone in the component, n2 and n3 stopped
+        let rows = [
+            ("n1", true, gossiped(Synced, true, Some(1))),
+            ("n3", true, gossiped(Stopped, false, None)),
+            ("n2", true, gossiped(Stopped, false, None)),
+        ];
+        assert_eq!(next_joiner(&members(&rows)), Some("n2"));
+        // n2 connecting (mysqld starting, not yet counted by n1): nobody else goes
+        let rows = [
+            ("n1", true, gossiped(Synced, true, Some(1))),
+            ("n2", true, gossiped(Joining, false, None)),
+            ("n3", true, gossiped(Stopped, false, None)),
+        ];
+        assert_eq!(next_joiner(&members(&rows)), None);
+        // n2 inside the component, still receiving its state transfer: n3's turn
+        let rows = [
+            ("n1", true, gossiped(Donor, true, Some(2))),
+            ("n2", true, gossiped(Joining, false, None)),
+            ("n3", true, gossiped(Stopped, false, None)),
+        ];
+        assert_eq!(next_joiner(&members(&rows)), Some("n3"));
+        // n2 Synced
+        let rows = [
+            ("n1", true, gossiped(Synced, true, Some(2))),
+            ("n2", true, gossiped(Synced, true, Some(2))),
+            ("n3", true, gossiped(Stopped, false, None)),
+        ];
+        assert_eq!(next_joiner(&members(&rows)), Some("n3"));
+    }
+
+    #[test]
+    fn no_turn_without_a_primary_and_dead_members_do_not_count() {
+        use GaleraState::*;
+        let rows = [
+            ("n1", true, gossiped(Stopped, false, None)),
+            ("n2", true, gossiped(Stopped, false, None)),
+        ];
+        assert_eq!(next_joiner(&members(&rows)), None, "nothing is Primary");
+        let rows = [
+            ("n1", false, gossiped(Synced, true, Some(3))),
+            ("n2", true, gossiped(Stopped, false, None)),
+        ];
+        assert_eq!(
+            next_joiner(&members(&rows)),
+            None,
+            "a dead node's Primary is stale"
+        );
+        // a dead joiner does not block, a dead stopped node is not chosen
+        let rows = [
+            ("n1", true, gossiped(Synced, true, Some(1))),
+            ("n2", false, gossiped(Joining, false, None)),
+            ("n3", true, gossiped(Stopped, false, None)),
+            ("n0", false, gossiped(Stopped, false, None)),
+        ];
+        assert_eq!(next_joiner(&members(&rows)), Some("n3"));
+        // a node stuck outside the component (PrimaryLost) is not a joiner in progress
+        let rows = [
+            ("n1", true, gossiped(Synced, true, Some(1))),
+            ("n2", true, gossiped(PrimaryLost, false, None)),
+            ("n3", true, gossiped(Stopped, false, None)),
+        ];
+        assert_eq!(next_joiner(&members(&rows)), Some("n3"));
+    }
+
+    #[test]
+    fn a_node_waits_for_its_turn_at_most_join_settle() {
+        let settings = GaleraSettings::defaults("c");
+        let now = Instant::now();
+        let mut obs = observed(UnitState::Inactive);
+        obs.peer_primary = true;
+        obs.my_turn = false;
+        obs.waiting_for_turn_since = Some(now);
+        assert!(
+            plan(&obs, &settings, now).is_empty(),
+            "another joiner goes first"
+        );
+        assert!(plan(
+            &obs,
+            &settings,
+            now + JOIN_SETTLE - Duration::from_millis(1)
+        )
+        .is_empty());
+        assert_eq!(
+            plan(&obs, &settings, now + JOIN_SETTLE),
+            vec![Action::StartJoin],
+            "a joiner that never enters the component does not hold this node back"
+        );
+    }
+
+    #[test]
+    fn a_node_ahead_of_the_component_is_stopped_never_started_and_shown() {
+        let settings = GaleraSettings::defaults("c");
+        let now = Instant::now();
+        let mut obs = observed(UnitState::Activating);
+        obs.peer_primary = true;
+        obs.ahead = Some(ReversingHistory {
+            local: 288,
+            primary: 123,
+        });
+        assert_eq!(
+            plan(&obs, &settings, now),
+            vec![Action::StopAhead],
+            "systemd's Restart= loop is stopped"
+        );
+        assert_eq!(derive_state(&obs), GaleraState::Ahead);
+        obs.unit = UnitState::Failed;
+        assert!(plan(&obs, &settings, now).is_empty(), "no reset, no start");
+        obs.unit = UnitState::Inactive;
+        assert!(plan(&obs, &settings, now).is_empty());
+        assert_eq!(keys(&obs, &settings).state, GaleraState::Ahead);
+        // an operator resolved it: the node runs Synced in a Primary component
+        obs.unit = UnitState::Active;
+        obs.status = Some(synced());
+        assert_eq!(derive_state(&obs), GaleraState::Synced);
     }
 }

@@ -199,6 +199,57 @@ pub fn parse_recovered_value(value: &str) -> Result<Position, PositionError> {
     })
 }
 
+/// Galera refused to join: this node has applied more events than the Primary component
+/// (`Reversing history: 288 -> 123, this member has applied 165 more events than the
+/// primary component.Data loss is possible. Must abort.`, testbed.md 3.5). Starting it
+/// again only aborts again; an SST would wipe the extra events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReversingHistory {
+    /// The seqno this node has applied.
+    pub local: i64,
+    /// The Primary component's seqno.
+    pub primary: i64,
+}
+
+impl ReversingHistory {
+    /// Events this node has that the Primary component has not.
+    pub fn extra_events(&self) -> i64 {
+        self.local.saturating_sub(self.primary)
+    }
+}
+
+impl std::fmt::Display for ReversingHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Reversing history: {} -> {}, {} events ahead of the Primary component",
+            self.local,
+            self.primary,
+            self.extra_events()
+        )
+    }
+}
+
+/// The last `Reversing history: A -> B` line in a mysqld log, if any.
+pub fn parse_reversing_history(log: &str) -> Option<ReversingHistory> {
+    const MARKER: &str = "Reversing history:";
+    log.lines()
+        .filter_map(|line| line.split_once(MARKER).map(|(_, rest)| rest))
+        .filter_map(|rest| {
+            let (local, rest) = rest.split_once("->")?;
+            let primary: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '-')
+                .collect();
+            Some(ReversingHistory {
+                local: local.trim().parse().ok()?,
+                primary: primary.parse().ok()?,
+            })
+        })
+        .next_back()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +352,33 @@ mod tests {
             prop_assert_eq!(parse_recovered_value(&format!("{uuid}:{seqno}")).unwrap().seqno, seqno);
             prop_assert_eq!(parse_recovered_value(&format!("{uuid}:{seqno},{d}-{s}-{n}")).unwrap().seqno, seqno);
         }
+    }
+
+    #[test]
+    fn reversing_history_is_found_in_the_abort_log() {
+        let log = "2026-11-24 10:01:02 0 [Note] WSREP: STATE EXCHANGE: got state msg\n\
+            2026-11-24 10:01:02 0 [ERROR] WSREP: ./gcs/src/gcs_group.cpp:group_post_state_exchange():453: \
+            Reversing history: 288 -> 123, this member has applied 165 more events than the primary \
+            component.Data loss is possible. Must abort.\n\
+            2026-11-24 10:01:02 0 [ERROR] Aborting\n";
+        let found = parse_reversing_history(log).unwrap();
+        assert_eq!(
+            found,
+            ReversingHistory {
+                local: 288,
+                primary: 123
+            }
+        );
+        assert_eq!(found.extra_events(), 165);
+        assert!(found.to_string().contains("288 -> 123"));
+        assert_eq!(
+            parse_reversing_history("WSREP: Recovered position: x:5\n"),
+            None
+        );
+        assert_eq!(
+            parse_reversing_history("Reversing history: lots -> of\n"),
+            None
+        );
+        assert_eq!(parse_reversing_history(""), None);
     }
 }

@@ -111,6 +111,7 @@ pub struct BalancerStatus {
     pub changes_total: u64,
     pub confirmations_total: u64,
     pub errors_total: u64,
+    /// The failed round's error, until a round succeeds.
     pub last_error: Option<String>,
     pub last_changes: Vec<MemberChange>,
 }
@@ -273,6 +274,8 @@ async fn run(
         let delay = match outcome {
             Ok(()) => {
                 backoff = None;
+                // the status says what is wrong now; errors_total keeps the history
+                status.send_if_modified(|s| s.last_error.take().is_some());
                 settings.interval
             }
             Err((transient, message)) => {

@@ -25,7 +25,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use triad_agent::galera::position::Position;
-use triad_proto::gossip::{GaleraState, Role};
+use triad_agent::galera::{next_joiner, MemberGalera, JOIN_SETTLE};
+use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 use triad_proto::v1;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
 
@@ -219,6 +220,27 @@ struct Core<'a> {
     primary: bool,
     /// `wsrep_cluster_size` the node reports.
     size: Option<u32>,
+    keys: &'a GaleraKeys,
+}
+
+/// A member outside the Primary component, for the status line.
+fn describe_outside(member: &Core<'_>, core: &[Core<'_>]) -> String {
+    if member.state != GaleraState::Ahead {
+        return format!("{} {}", member.id, member.state);
+    }
+    let primary_seqno = core
+        .iter()
+        .filter(|c| c.primary)
+        .filter_map(|c| c.keys.seqno)
+        .max();
+    let seqno = |s: Option<i64>| s.map_or("?".to_string(), |s| s.to_string());
+    format!(
+        "{} ahead of the Primary component (seqno {} vs {}; Galera refused it: Reversing \
+         history): kept stopped with its data, an operator decides",
+        member.id,
+        seqno(member.keys.seqno),
+        seqno(primary_seqno)
+    )
 }
 
 fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
@@ -233,6 +255,7 @@ fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
                 && m.keys.galera.state == GaleraState::Synced
                 && m.keys.galera.cluster_status.as_deref() == Some("Primary"),
             size: m.keys.galera.size,
+            keys: &m.keys.galera,
         })
         .collect()
 }
@@ -245,6 +268,8 @@ pub struct Recovery {
     outage_since: Option<Instant>,
     /// A refused bootstrap is retried after [`BOOTSTRAP_RETRY`], not on every tick.
     last_bootstrap_failure: Option<Instant>,
+    /// The member last asked to join, and since when (bounds the one-at-a-time wait).
+    last_join: Option<(String, Instant)>,
     status: Arc<RwLock<String>>,
 }
 
@@ -267,6 +292,7 @@ impl Recovery {
             agents,
             outage_since: None,
             last_bootstrap_failure: None,
+            last_join: None,
             status: Arc::new(RwLock::new("starting".into())),
         })
     }
@@ -354,7 +380,7 @@ impl Recovery {
             let others: Vec<String> = core
                 .iter()
                 .filter(|c| !c.primary)
-                .map(|c| format!("{} {}", c.id, c.state))
+                .map(|c| describe_outside(c, core))
                 .collect();
             self.set_status(if others.is_empty() {
                 format!("Primary: {} synced", primary.join(", "))
@@ -372,24 +398,17 @@ impl Recovery {
             self.record.decision = Some(decision.clone());
             self.save();
         }
-        let mut waiting = Vec::new();
-        for member in core.iter().filter(|c| !c.primary) {
-            waiting.push(format!("{} {}", member.id, member.state));
-            if member.live && member.state == GaleraState::Stopped {
-                if let Some(grpc) = member.grpc {
-                    match self.agents.join(member.id, grpc, decision.epoch).await {
-                        Ok(message) => {
-                            tracing::info!(node = member.id, epoch = decision.epoch, %message, "join")
-                        }
-                        Err(error) => {
-                            tracing::warn!(node = member.id, %error, "join failed; retrying")
-                        }
-                    }
-                }
-            }
+        let waiting: Vec<String> = core
+            .iter()
+            .filter(|c| !c.primary)
+            .map(|c| describe_outside(c, core))
+            .collect();
+        if let Some(next) = self.next_join(core) {
+            self.join(core, &next, decision.epoch).await;
         }
         if waiting.is_empty() {
             tracing::info!(epoch = decision.epoch, node = %decision.node, "galera recovered: every member synced");
+            self.last_join = None;
             self.record.decision = None;
             self.record.last_primary_view = primary.clone();
             self.save();
@@ -439,13 +458,19 @@ impl Recovery {
                 decided.phase = Phase::Joining;
                 self.record.decision = Some(decided);
                 self.save();
-                for member in core.iter().filter(|c| c.id != decision.node && c.live) {
-                    if let Some(grpc) = member.grpc {
-                        if let Err(error) = self.agents.join(member.id, grpc, decision.epoch).await
-                        {
-                            tracing::warn!(node = member.id, %error, "join failed; retrying");
-                        }
-                    }
+                self.set_status(format!(
+                    "epoch {}: {} bootstrapped ({message}); joining the others one at a time",
+                    decision.epoch, decision.node
+                ));
+                // the first joiner at once (gossip does not show the new Primary yet); the
+                // others one at a time as each enters the component (see `next_join`)
+                let first = core
+                    .iter()
+                    .filter(|c| c.id != decision.node && c.live)
+                    .map(|c| c.id)
+                    .min();
+                if let Some(first) = first {
+                    self.join(core, first, decision.epoch).await;
                 }
             }
             Err(CallError::Refused(reason)) => {
@@ -466,6 +491,47 @@ impl Recovery {
                     decision.epoch, decision.node
                 ))
             }
+        }
+    }
+
+    /// The member to ask to join now: [`next_joiner`] (one at a time into the component,
+    /// lowest id first); when the last joiner has not entered the component within
+    /// [`JOIN_SETTLE`], the lowest stopped member goes anyway.
+    fn next_join(&self, core: &[Core<'_>]) -> Option<String> {
+        let galera: Vec<MemberGalera> = core
+            .iter()
+            .map(|c| MemberGalera {
+                id: c.id,
+                live: c.live,
+                keys: c.keys,
+            })
+            .collect();
+        if let Some(next) = next_joiner(&galera) {
+            return Some(next.to_string());
+        }
+        let (last, since) = self.last_join.as_ref()?;
+        if since.elapsed() < JOIN_SETTLE {
+            return None;
+        }
+        let next = core
+            .iter()
+            .filter(|c| c.live && c.state == GaleraState::Stopped && c.id != last)
+            .map(|c| c.id)
+            .min()?;
+        tracing::warn!(joiner = %last, next, "joiner not in the Primary component after {JOIN_SETTLE:?}; joining the next one anyway");
+        Some(next.to_string())
+    }
+
+    async fn join(&mut self, core: &[Core<'_>], node: &str, epoch: u64) {
+        let Some(grpc) = core.iter().find(|c| c.id == node).and_then(|c| c.grpc) else {
+            return;
+        };
+        if self.last_join.as_ref().is_none_or(|(last, _)| last != node) {
+            self.last_join = Some((node.to_string(), Instant::now()));
+        }
+        match self.agents.join(node, grpc, epoch).await {
+            Ok(message) => tracing::info!(node, epoch, %message, "join"),
+            Err(error) => tracing::warn!(node, %error, "join failed; retrying"),
         }
     }
 
