@@ -273,6 +273,7 @@ impl AgentRuntime {
                     node_id: config.node_id.clone(),
                     services,
                     state: state.clone(),
+                    client_requests: Default::default(),
                 });
                 tasks.push(tokio::spawn(
                     driver.run(config.heartbeat_interval, stop_rx.clone()),

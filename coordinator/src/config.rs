@@ -30,6 +30,9 @@ struct RawCoordinatorConfig {
     /// `[volume]`: the Gluster volume; formed and kept when the section is present.
     #[serde(default)]
     volume: Option<RawVolume>,
+    /// `[autoscale]`: the request-rate policy; evaluated when the section is present.
+    #[serde(default)]
+    autoscale: Option<crate::autoscale::RawAutoscale>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -89,6 +92,8 @@ pub struct CoordinatorConfig {
     pub galera_nodes: Vec<String>,
     /// The Gluster volume to form and keep; `None` when not managed.
     pub volume: Option<crate::volume::VolumeSpec>,
+    /// The autoscaling policy; `None` when not configured.
+    pub autoscale: Option<crate::autoscale::AutoscaleSettings>,
 }
 
 impl CoordinatorConfig {
@@ -212,8 +217,10 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         }
         _ => None,
     };
+    let autoscale = crate::autoscale::resolve(path, raw.autoscale.as_ref())?;
     Ok(CoordinatorConfig {
         volume,
+        autoscale,
         id,
         cluster_name,
         seeds,

@@ -23,6 +23,7 @@ pub struct CoordinatorGrpc {
     recovery: Option<RecoveryHandle>,
     balancer: Option<tokio::sync::watch::Receiver<BalancerStatus>>,
     volume: Option<tokio::sync::watch::Receiver<String>>,
+    autoscale: Option<tokio::sync::watch::Receiver<String>>,
 }
 
 impl CoordinatorGrpc {
@@ -32,7 +33,17 @@ impl CoordinatorGrpc {
             recovery: None,
             balancer: None,
             volume: None,
+            autoscale: None,
         }
+    }
+
+    /// Report the autoscaling loop's status line in ClusterStatus.
+    pub fn with_autoscale(
+        mut self,
+        status: tokio::sync::watch::Receiver<String>,
+    ) -> CoordinatorGrpc {
+        self.autoscale = Some(status);
+        self
     }
 
     /// Report the volume loop's status line in ClusterStatus.
@@ -83,6 +94,11 @@ impl CoordinatorGrpc {
             .map(|watch| balancer_status(&watch.borrow()));
         status.volume = self
             .volume
+            .as_ref()
+            .map(|watch| watch.borrow().clone())
+            .unwrap_or_default();
+        status.autoscale = self
+            .autoscale
             .as_ref()
             .map(|watch| watch.borrow().clone())
             .unwrap_or_default();

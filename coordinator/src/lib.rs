@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_client;
+pub mod autoscale;
 pub mod balancer;
 pub mod cli;
 pub mod config;

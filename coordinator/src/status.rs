@@ -38,6 +38,7 @@ pub fn cluster_status(
     v1::ClusterStatus {
         balancer: None,
         volume: String::new(),
+        autoscale: String::new(),
         galera: galera.to_string(),
         cluster_name: cluster_name.to_string(),
         coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -56,6 +57,8 @@ pub struct StatusReport {
     pub balancer: Option<BalancerReport>,
     /// The Gluster volume: formation step or health; empty when not managed.
     pub volume: String,
+    /// Autoscaling: rate, target, recommendation and why; empty when not configured.
+    pub autoscale: String,
     pub coordinator_version: String,
     pub healthy: bool,
     pub summary: Summary,
@@ -143,6 +146,7 @@ impl StatusReport {
             cluster: status.cluster_name.clone(),
             galera: status.galera.clone(),
             volume: status.volume.clone(),
+            autoscale: status.autoscale.clone(),
             balancer: status.balancer.as_ref().map(|b| BalancerReport {
                 kind: b.kind.clone(),
                 members: b.members.clone(),
@@ -171,6 +175,9 @@ impl StatusReport {
         }
         if !self.volume.is_empty() {
             out.insert_str(out.len() - 1, &format!("volume: {}\n", self.volume));
+        }
+        if !self.autoscale.is_empty() {
+            out.insert_str(out.len() - 1, &format!("autoscale: {}\n", self.autoscale));
         }
         if let Some(balancer) = &self.balancer {
             let mut line = format!(

@@ -372,6 +372,7 @@ impl Sim {
             galera_grace: Duration::from_secs(3),
             galera_nodes: vec![],
             volume: None,
+            autoscale: None,
         };
         let coordinator = Arc::new(Coordinator::start(&config, 1, &transport).await.unwrap());
         Sim {

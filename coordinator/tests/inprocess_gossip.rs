@@ -65,6 +65,7 @@ async fn start_cluster() -> Cluster {
         galera_grace: Duration::from_secs(3),
         galera_nodes: vec![],
         volume: None,
+        autoscale: None,
     };
     let coordinator = Coordinator::start(&config, 1, &transport)
         .await

@@ -131,6 +131,9 @@ pub fn coordinator_config(tb: &Testbed) -> String {
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
 [grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n[galera]\ngrace = \"3s\"\nnodes = {nodes}\n\n\
 [volume]\nname = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n# the lab's bricks live on the container's root fs\nbricks_on_root_fs = true\n\n\
+[autoscale]\n# observe and recommend; small figures so that a laptop's load shows a recommendation\n\
+provider = \"none\"\nmin = 3\nmax = 5\ntarget_per_node = 20.0\nwindow = \"20s\"\ninterval = \"5s\"\n\
+stabilization = \"60s\"\ncooldown = \"30s\"\n\n\
 [balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n",
         state = tb.state.join("coordinator/state").display(),
         socket = tb.state.join("haproxy/admin.sock").display(),

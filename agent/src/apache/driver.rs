@@ -7,7 +7,7 @@ use std::time::Duration;
 use triad_proto::gossip::Health;
 
 use super::probe::get;
-use super::status::parse_server_status;
+use super::status::{parse_server_status, ClientRequests};
 use crate::galera::UnitState;
 use crate::runtime::AgentState;
 use crate::service::ServiceManager;
@@ -63,6 +63,8 @@ pub struct ApacheDriver {
     pub node_id: String,
     pub services: Arc<dyn ServiceManager>,
     pub state: Arc<AgentState>,
+    /// `Total Accesses` without the agent's own probes.
+    pub client_requests: std::sync::Mutex<ClientRequests>,
 }
 
 impl ApacheDriver {
@@ -122,6 +124,7 @@ impl ApacheDriver {
         }
         let addr = SocketAddr::new(self.address, self.settings.port);
         let host = self.address.to_string();
+
         let health = match get(
             addr,
             &host,
@@ -133,6 +136,8 @@ impl ApacheDriver {
             Ok(answer) if answer.status == 200 => Health::Ok,
             Ok(_) | Err(_) => Health::Down,
         };
+        // an answered request is one Apache counts (a refused connection is not)
+        let mut answered = u64::from(health == Health::Ok);
         let counters = match get(
             addr,
             &host,
@@ -144,9 +149,17 @@ impl ApacheDriver {
             Ok(answer) if answer.status == 200 => parse_server_status(&answer.body).ok(),
             _ => None,
         };
+        answered += u64::from(counters.is_some());
         self.state.update(|keys| {
             keys.apache = health;
-            keys.metrics.req_total = counters.as_ref().map(|c| c.total_accesses);
+            keys.metrics.req_total = counters.as_ref().map(|c| {
+                let mut clients = self
+                    .client_requests
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                clients.probing(answered);
+                clients.reading(c.total_accesses)
+            });
             keys.metrics.busy_workers = counters.as_ref().map(|c| c.busy_workers);
         });
     }

@@ -53,6 +53,49 @@ pub fn parse_server_status(text: &str) -> Result<ServerStatus, StatusError> {
     })
 }
 
+/// Apache's request counter without the agent's own probes (its health GET and this
+/// status GET every tick), which would otherwise read as ~2 req/s of load per node.
+///
+/// Only probes made before the previous reading are subtracted: by then Apache has surely
+/// counted them (a request is counted once it is logged, after its response), so the
+/// published value never falls while Apache runs. A falling raw counter means Apache
+/// restarted: the probe count starts again with it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRequests {
+    last_raw: Option<u64>,
+    /// The last value returned (never returned lower while Apache runs).
+    last_clients: u64,
+    /// Probes made before the previous reading, since the counter last started.
+    probes_counted: u64,
+    /// Probes made since the previous reading.
+    probes_pending: u64,
+}
+
+impl ClientRequests {
+    /// Note `count` answered probes since the previous reading (this tick's included).
+    pub fn probing(&mut self, count: u64) {
+        self.probes_pending += count;
+    }
+
+    /// A reading of `Total Accesses`; returns the clients' share.
+    pub fn reading(&mut self, raw: u64) -> u64 {
+        let restarted = self.last_raw.is_some_and(|last| raw < last);
+        if restarted {
+            self.probes_counted = 0;
+            self.last_clients = 0;
+        }
+        // a probe Apache did not count after all must not read as a counter reset
+        let clients = raw
+            .saturating_sub(self.probes_counted)
+            .max(self.last_clients);
+        self.last_clients = clients;
+        self.probes_counted += self.probes_pending;
+        self.probes_pending = 0;
+        self.last_raw = Some(raw);
+        clients
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +135,35 @@ ReqPerSec: 12.34\nBusyWorkers: 3\nGracefulWorkers: 0\nIdleWorkers: 5\nScoreboard
         fn arbitrary_text_never_panics(text in proptest::prelude::any::<String>()) {
             let _ = parse_server_status(&text);
         }
+    }
+
+    #[test]
+    fn the_agents_own_probes_are_not_client_requests() {
+        let mut counter = ClientRequests::default();
+        // Apache counted 100 client requests before the agent started
+        counter.probing(2);
+        assert_eq!(
+            counter.reading(101),
+            101,
+            "the health GET may be counted already"
+        );
+        // each tick: health + status GETs, and here 10 client requests in between
+        let mut raw = 101;
+        let mut published = vec![];
+        for _ in 0..5 {
+            counter.probing(2);
+            raw += 2 + 10;
+            published.push(counter.reading(raw));
+        }
+        let steps: Vec<u64> = published.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(steps, vec![10, 10, 10, 10], "{published:?}");
+        // Apache restarted: the counter starts again, and so does the subtraction
+        counter.probing(2);
+        assert_eq!(counter.reading(3), 3);
+        counter.probing(2);
+        assert_eq!(counter.reading(3 + 2 + 5), 8);
+        // probes Apache did not count (a refused connection) never read as a fall
+        counter.probing(2);
+        assert_eq!(counter.reading(10), 8);
     }
 }

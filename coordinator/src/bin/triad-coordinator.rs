@@ -131,6 +131,11 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         );
         service = service.with_volume(volume.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
+    if let Some(settings) = config.autoscale.clone() {
+        let autoscaler = triad_coordinator::autoscale::Autoscaler::new(settings);
+        service =
+            service.with_autoscale(autoscaler.spawn(coordinator.clone(), loops_stop_rx.clone()));
+    }
     // Balancer membership (issue 6): `[balancer] kind`, default none.
     let balancer_config = triad_coordinator::balancer::config::BalancerConfig::load(&path)?;
     let view_of = coordinator.clone();

@@ -1310,6 +1310,10 @@ pub struct ClusterStatus {
     /// The Gluster volume: formation step or health (bricks online, heal backlog), in a sentence.
     #[prost(string, tag = "7")]
     pub volume: ::prost::alloc::string::String,
+    /// Autoscaling: the request rate, the target, the recommendation and why, in a sentence;
+    /// empty when not configured.
+    #[prost(string, tag = "8")]
+    pub autoscale: ::prost::alloc::string::String,
 }
 /// The balancer membership loop as the coordinator runs it.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
