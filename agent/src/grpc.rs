@@ -154,12 +154,6 @@ fn step_from_proto(request: v1::GlusterStepRequest) -> Result<Step, Status> {
     Ok(step)
 }
 
-fn not_yet(what: &str, issue: u32) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not implemented by this agent version yet (issue #{issue})"
-    ))
-}
-
 fn unix_ms_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -258,9 +252,23 @@ impl AgentService for AgentGrpc {
 
     async fn service_action(
         &self,
-        _: Request<v1::ServiceActionRequest>,
+        request: Request<v1::ServiceActionRequest>,
     ) -> Result<Response<v1::ServiceActionReply>, Status> {
-        Err(not_yet("service actions", 5))
+        let request = request.into_inner();
+        let action = v1::ServiceAction::try_from(request.action).ok();
+        match (request.service.as_str(), action) {
+            ("galera", Some(v1::ServiceAction::Stop)) => {
+                let message = self.galera()?.leave().await.map_err(galera_status)?;
+                Ok(Response::new(v1::ServiceActionReply {
+                    state: "stopped".into(),
+                    message,
+                }))
+            }
+            (service, action) => Err(Status::unimplemented(format!(
+                "{service} {action:?}: this agent implements only galera stop (a node \
+                 leaving the cluster on scale-in)"
+            ))),
+        }
     }
 
     async fn gluster_state(

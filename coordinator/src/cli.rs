@@ -70,6 +70,13 @@ pub enum CtlCommand {
         #[arg(long, requires = "bootstrap")]
         force: bool,
     },
+    /// Autoscaling: reach N nodes (core nodes included) now, within [autoscale] min and max;
+    /// the request-rate policy resumes after its stabilization window. Logged.
+    Scale {
+        /// The number of nodes wanted.
+        #[arg(long, value_name = "N")]
+        to: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -23,7 +23,7 @@ pub struct CoordinatorGrpc {
     recovery: Option<RecoveryHandle>,
     balancer: Option<tokio::sync::watch::Receiver<BalancerStatus>>,
     volume: Option<tokio::sync::watch::Receiver<String>>,
-    autoscale: Option<tokio::sync::watch::Receiver<String>>,
+    autoscale: Option<crate::autoscale::AutoscaleHandle>,
 }
 
 impl CoordinatorGrpc {
@@ -40,9 +40,9 @@ impl CoordinatorGrpc {
     /// Report the autoscaling loop's status line in ClusterStatus.
     pub fn with_autoscale(
         mut self,
-        status: tokio::sync::watch::Receiver<String>,
+        autoscale: crate::autoscale::AutoscaleHandle,
     ) -> CoordinatorGrpc {
-        self.autoscale = Some(status);
+        self.autoscale = Some(autoscale);
         self
     }
 
@@ -100,8 +100,15 @@ impl CoordinatorGrpc {
         status.autoscale = self
             .autoscale
             .as_ref()
-            .map(|watch| watch.borrow().clone())
+            .map(|handle| handle.status())
             .unwrap_or_default();
+        // nodes the autoscaler deleted linger in gossip as dead: not a degraded cluster
+        if let Some(handle) = &self.autoscale {
+            let removed = handle.removed();
+            status
+                .nodes
+                .retain(|n| n.live || !removed.contains(&n.node_id));
+        }
         status
     }
 }
@@ -146,6 +153,23 @@ impl CoordinatorService for CoordinatorGrpc {
             .await
         {
             Ok((epoch, message)) => Ok(Response::new(v1::RecoverReply { epoch, message })),
+            Err(message) => Err(Status::failed_precondition(message)),
+        }
+    }
+
+    async fn scale(
+        &self,
+        request: Request<v1::ScaleRequest>,
+    ) -> Result<Response<v1::ScaleReply>, Status> {
+        let Some(autoscale) = &self.autoscale else {
+            return Err(Status::failed_precondition(
+                "autoscaling is not configured on this coordinator ([autoscale])",
+            ));
+        };
+        let to = request.into_inner().to as usize;
+        tracing::warn!(to, "operator scale request");
+        match autoscale.scale(to).await {
+            Ok(message) => Ok(Response::new(v1::ScaleReply { message })),
             Err(message) => Err(Status::failed_precondition(message)),
         }
     }

@@ -32,7 +32,14 @@ pub fn cluster_status(
             metrics: Some(triad_agent::grpc::host_metrics(&member.keys.metrics)),
             decode_errors: member.decode_errors.clone(),
             schema_version: member.keys.schema,
-            not_ready_reason: member.keys.ready_reason.clone().unwrap_or_default(),
+            // a reason published while not ready may linger in gossip after the node turned
+            // ready; it means nothing then
+            not_ready_reason: member
+                .keys
+                .ready_reason
+                .clone()
+                .filter(|_| !member.keys.ready)
+                .unwrap_or_default(),
         })
         .collect();
     v1::ClusterStatus {

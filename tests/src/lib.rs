@@ -2,6 +2,11 @@
 //! a private bridge, HAProxy and the coordinator on the host, fault primitives, and the "manual
 //! formation" of Galera, GlusterFS and Apache used until the agent manages them.
 //!
+//! A running lab can grow and shrink by one node at a time ([`Testbed::add_node`],
+//! [`Testbed::remove_last_node`], `triad-lab add-node`/`remove-node`, for autoscaling): n1..n3
+//! are core nodes, added nodes are web nodes by default ([`triad::web_agent_config`]: Galera
+//! member by SST, volume client without a brick, Apache).
+//!
 //! The measured recipe behind it is `shared/nspawn.md`; the service facts are `shared/testbed.md`.
 #![forbid(unsafe_code)]
 

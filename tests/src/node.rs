@@ -120,12 +120,7 @@ impl Node {
             ),
         )
         .io("write", &net)?;
-        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
-        for (n, a) in &self.peers {
-            hosts.push_str(&format!("{a} {n}\n"));
-        }
-        let hp = self.dir.join("hosts");
-        std::fs::write(&hp, hosts).io("write", &hp)?;
+        self.write_hosts()?;
         let mid = self.dir.join("machine-id");
         if !mid.exists() {
             let id = cmd::run_stdout(Command::new("systemd-id128").arg("new"))?;
@@ -156,6 +151,18 @@ impl Node {
         let target = root.join("etc/machine-id");
         std::fs::copy(&mid, &target).io("copy", &target)?;
         Ok(())
+    }
+
+    /// Writes the node's /etc/hosts (every node of the testbed, from `peers`). The file is
+    /// bind-mounted into the running container, so it is rewritten in place (same inode): a
+    /// node added or removed later is seen at once by the nodes already running.
+    pub fn write_hosts(&self) -> Result<()> {
+        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (n, a) in &self.peers {
+            hosts.push_str(&format!("{a} {n}\n"));
+        }
+        let hp = self.dir.join("hosts");
+        std::fs::write(&hp, hosts).io("write", &hp)
     }
 
     /// PID of the running systemd-nspawn, if any.
@@ -401,6 +408,12 @@ rm -f {d}/nspawn.pid"#,
     /// Stops the node cleanly (SIGTERM to nspawn: systemd powers off), bounded by `limit`, then
     /// kills whatever is left through the cgroup. Unmounts the overlay and removes the cgroups.
     pub fn stop(&self, limit: Duration) -> Result<()> {
+        self.poweroff(limit).map(|_| ())
+    }
+
+    /// [`Node::stop`], saying whether the node powered off cleanly within `limit` (`false`:
+    /// it was killed through its cgroup).
+    pub fn poweroff(&self, limit: Duration) -> Result<bool> {
         if let Some(p) = self.nspawn_pid() {
             let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
         }
@@ -418,7 +431,8 @@ rm -f {d}/nspawn.pid"#,
         if clean.is_err() {
             self.kill_all()?;
         }
-        self.release()
+        self.release()?;
+        Ok(clean.is_ok())
     }
 
     /// Kills the launcher, nspawn and everything in the node's cgroups, and waits for them.

@@ -3,10 +3,17 @@
 //! Teardown always runs: [`Testbed`] tears down on drop (also when a test panics), and a state
 //! file (`lab.json`) plus the per-node dirs let [`cleanup_leftovers`] — called by the next
 //! setup and by `triad-lab down` — remove what a crashed or killed run left behind.
+//!
+//! A running testbed can gain a node ([`Testbed::add_node`], n<k+1>) and lose its
+//! highest-numbered one ([`Testbed::remove_last_node`], never a core node n1..n3); both keep
+//! lab.json's node count and every node's /etc/hosts current. Cleanup goes by the node dirs as
+//! well as lab.json, so a node added by a run that died before recording it is removed too.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, LabError, Result};
@@ -16,11 +23,24 @@ use crate::hostproc::HostProc;
 use crate::image::Image;
 use crate::net;
 use crate::node::{self, Node};
+use crate::wait::{self, Poll};
 
 /// How long teardown lets a node power off cleanly before killing it through its cgroup.
 /// A clean stop takes 2–7 s; a mariadb stuck joining (SST) can hold poweroff much longer, and a
 /// teardown does not need a clean shutdown.
 pub const TEARDOWN_STOP_LIMIT: Duration = Duration::from_secs(15);
+
+/// How long `remove-node` lets a node power off cleanly before killing it. A clean poweroff
+/// lets mariadb leave the Galera view gracefully (the others stay Primary without a
+/// suspect timeout); it takes a few seconds unless mysqld is stuck (a joiner in SST).
+pub const REMOVE_STOP_LIMIT: Duration = Duration::from_secs(60);
+
+/// The lab's core nodes are n1..n`CORE_NODES`: they hold the Galera quorum and the volume's
+/// bricks, and [`Testbed::remove_last_node`] refuses them.
+pub const CORE_NODES: usize = 3;
+
+/// Most nodes a lab may have (as `triad-lab up --nodes`).
+pub const MAX_NODES: usize = 9;
 
 /// How to build a testbed.
 #[derive(Debug, Clone)]
@@ -63,6 +83,41 @@ fn state_file(state: &Path) -> PathBuf {
 /// Reads the state file, if any.
 pub fn read_state(state: &Path) -> Option<LabState> {
     serde_json::from_str(&std::fs::read_to_string(state_file(state)).ok()?).ok()
+}
+
+/// Held while a node is added or removed (`add-node`/`remove-node`, which an autoscaler may
+/// run close together): one change of the node set at a time per state dir. Released on drop.
+#[derive(Debug)]
+pub struct ScaleLock {
+    _lock: Flock<std::fs::File>,
+}
+
+/// Takes the scaling lock of `state`, waiting (bounded) while another process holds it.
+pub fn scale_lock(state: &Path, limit: Duration) -> Result<ScaleLock> {
+    let p = state.join("scale.lock");
+    wait::until_default(
+        &format!("the lab's scaling lock {}", p.display()),
+        limit,
+        || {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .io("open", &p)?;
+            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => Ok(Poll::Ready(ScaleLock { _lock: lock })),
+                Err((_, Errno::EWOULDBLOCK)) => Ok(Poll::Pending(
+                    "held by another add-node or remove-node".into(),
+                )),
+                Err((_, e)) => Err(LabError::Io {
+                    op: "flock",
+                    path: p.clone(),
+                    source: e.into(),
+                }),
+            }
+        },
+    )
 }
 
 fn write_state(state: &Path, s: &LabState) -> Result<()> {
@@ -177,6 +232,104 @@ impl Testbed {
                 owner_pid: std::process::id(),
             },
         )
+    }
+
+    /// Records the node count in the state file, keeping the rest of what it holds (the
+    /// HAProxy and coordinator PIDs, the owner).
+    fn save_node_count(&self) -> Result<()> {
+        let mut st = read_state(&self.state).unwrap_or_default();
+        st.nodes = self.nodes.len();
+        if st.owner_pid == 0 {
+            st.owner_pid = std::process::id();
+        }
+        write_state(&self.state, &st)
+    }
+
+    /// Gives every node the current node list and rewrites the /etc/hosts of those that
+    /// have a dir (a node not started yet gets its file from [`Node::prepare`]).
+    fn update_hosts(&mut self) -> Result<()> {
+        let peers: Vec<(String, String)> = self.members();
+        for n in &mut self.nodes {
+            n.peers = peers.clone();
+            if n.dir.is_dir() {
+                n.write_hosts()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Boots one more node, n<k+1> for a testbed of k nodes: an overlay over the same image,
+    /// on the bridge, recorded in the state file before it starts (so that a teardown finds
+    /// it whatever happens next), listed in every node's /etc/hosts, and awaited (bounded by
+    /// `limit`) until `running`. What a failed earlier attempt left in its dir is removed
+    /// first. On error the node stays recorded: [`Testbed::remove_last_node`] undoes it.
+    pub fn add_node(&mut self, limit: Duration) -> Result<&Node> {
+        let index = self.nodes.len() + 1;
+        if index > MAX_NODES {
+            return Err(LabError::Other(format!(
+                "cannot add {}: the lab has {} nodes, the most it may have is {MAX_NODES}",
+                node::node_name(index),
+                self.nodes.len()
+            )));
+        }
+        if !self.image.root.join("usr/bin").is_dir() {
+            return Err(LabError::Other(format!(
+                "cannot add {}: no image at {} (`triad-lab up` builds it)",
+                node::node_name(index),
+                self.image.root.display()
+            )));
+        }
+        if !net::link_exists(node::BRIDGE) {
+            return Err(LabError::Other(format!(
+                "cannot add {}: bridge {} is missing (is the lab up?)",
+                node::node_name(index),
+                node::BRIDGE
+            )));
+        }
+        let new = Node::new(&self.state, &self.image.root, index, index);
+        if new.dir.exists() || new.is_running() {
+            eprintln!(
+                "triad-lab: removing what an earlier attempt left of {} in {}",
+                new.name,
+                new.dir.display()
+            );
+            dispose(&new, TEARDOWN_STOP_LIMIT)?;
+        }
+        self.nodes.push(new);
+        self.save_node_count()?;
+        self.update_hosts()?;
+        let new = self
+            .nodes
+            .last()
+            .ok_or_else(|| LabError::Other("node list empty after a push".into()))?;
+        new.start()?;
+        new.wait_running(limit)?;
+        Ok(new)
+    }
+
+    /// Removes the highest-numbered node, never a core node (n1..n[`CORE_NODES`]): a clean
+    /// poweroff (mariadb stops and leaves the Galera view gracefully) bounded by `limit`,
+    /// then a kill through its cgroup; its overlay, cgroups, link and dir removed; the state
+    /// file and the other nodes' /etc/hosts updated. `Ok(true)` when it powered off cleanly
+    /// (or was not running), `Ok(false)` when it had to be killed.
+    pub fn remove_last_node(&mut self, limit: Duration) -> Result<bool> {
+        let last = self
+            .nodes
+            .last()
+            .ok_or_else(|| LabError::Other("the lab has no node to remove".into()))?;
+        if last.index <= CORE_NODES {
+            return Err(LabError::Node {
+                node: last.name.clone(),
+                msg: format!(
+                    "refusing to remove a core node (n1..n{CORE_NODES} hold the Galera quorum and the volume's bricks)"
+                ),
+            });
+        }
+        let clean = dispose(last, limit)?;
+        self.nodes.pop();
+        self.save_node_count()?;
+        self.update_hosts()?;
+        Ok(clean)
     }
 
     /// Node by name (n1, ...).
@@ -334,6 +487,23 @@ fn node_dirs(state: &Path) -> Vec<(usize, String)> {
     v
 }
 
+/// Stops a node (clean poweroff bounded by `limit`, then killed) or, when it is not running,
+/// releases what it left (processes in its cgroups, overlay, cgroups); then deletes its dir
+/// and its host link. `Ok(true)` when it powered off cleanly or was not running.
+fn dispose(n: &Node, limit: Duration) -> Result<bool> {
+    let r = if n.is_running() {
+        n.poweroff(limit)
+    } else {
+        if !n.cgroup_procs().is_empty() {
+            let _ = n.kill_all();
+        }
+        n.release().map(|_| true)
+    };
+    let r = r.and_then(|clean| n.destroy().map(|_| clean));
+    let _ = net::delete_link(&n.host_link());
+    r
+}
+
 /// HAProxy processes started from this state dir's config.
 fn our_haproxies(state: &Path) -> Vec<i32> {
     let cfg = state.join("haproxy/haproxy.cfg");
@@ -379,18 +549,9 @@ pub fn cleanup_leftovers(state: &Path) -> Result<()> {
     let mut errors = Vec::new();
     for (i, _) in &names {
         let n = Node::new(state, &image.root, *i, count);
-        let r = if n.is_running() {
-            n.stop(TEARDOWN_STOP_LIMIT)
-        } else {
-            if !n.cgroup_procs().is_empty() {
-                let _ = n.kill_all();
-            }
-            n.release()
-        };
-        if let Err(e) = r.and_then(|_| n.destroy()) {
+        if let Err(e) = dispose(&n, TEARDOWN_STOP_LIMIT) {
             errors.push(e.to_string());
         }
-        let _ = net::delete_link(&n.host_link());
     }
     // stray overlay mounts under the state dir (e.g. a node dir removed by hand)
     for m in node::mounts_under(&state.join("nodes")).iter().rev() {

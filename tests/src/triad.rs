@@ -104,20 +104,57 @@ fn toml_list(v: &[String]) -> String {
     format!("[{}]", q.join(", "))
 }
 
+/// The sections every lab agent has: `[node]` (with `role`), `[cluster]` (every node's
+/// gossip address as seeds), `[gossip]`, `[grpc]`.
+fn agent_config_head(seeds: &[String], node: &Node, role: &str) -> String {
+    format!(
+        "[node]\nid = \"{name}\"\nrole = \"{role}\"\naddress = \"{addr}\"\n\n\
+[cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n\
+[gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n\n",
+        name = node.name,
+        addr = node.addr,
+        seeds = toml_list(seeds)
+    )
+}
+
+/// The lab's Galera sizes (small buffers) and start backoff, the body of `[galera]`.
+const GALERA_LAB: &str =
+    "gcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n";
+
 /// /etc/triad/agent.toml for `node`: a core node whose agent manages everything — Galera
 /// (the default mariabackup SST through the `mysql` unix-socket account; small buffers for
 /// the lab), glusterd and its brick, the docroot mount, and Apache. Readiness requires all
 /// four (the default). (testbed_galera_triad uses the rsync SST option.)
 pub fn agent_config(tb: &Testbed, node: &Node) -> String {
+    core_agent_config(&seeds(tb), node)
+}
+
+fn core_agent_config(seeds: &[String], node: &Node) -> String {
     format!(
-        "[node]\nid = \"{name}\"\nrole = \"core\"\naddress = \"{addr}\"\n\n\
-[cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n\
-[gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n\n\
-[galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
+        "{head}[galera]\n{GALERA_LAB}\n\
 [gluster]\nvolume = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n",
-        name = node.name,
-        addr = node.addr,
-        seeds = toml_list(&seeds(tb))
+        head = agent_config_head(seeds, node, "core")
+    )
+}
+
+/// /etc/triad/agent.toml for a web node (added by `triad-lab add-node`): the same cluster,
+/// seeds, gossip and gRPC keys as [`agent_config`]; a Galera member (a web node's Galera is
+/// not managed by default: here it is, and it joins the running cluster by SST, the core
+/// nodes in gossip and the seeds being its peers); no glusterd and no brick, the docroot
+/// mounted as a client of the core nodes' volume; Apache. Readiness requires Galera, the
+/// mount and Apache (the brick check would pass anyway: a node without a brick is not
+/// held back by it).
+pub fn web_agent_config(tb: &Testbed, node: &Node) -> String {
+    web_agent_config_for(&seeds(tb), node)
+}
+
+fn web_agent_config_for(seeds: &[String], node: &Node) -> String {
+    format!(
+        "{head}[galera]\nmanaged = true\n{GALERA_LAB}\n\
+[gluster]\n# no glusterd, no brick: the docroot mounts the volume from the core nodes\n\
+managed = false\nvolume = \"{VOLUME}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n\n\
+[readiness]\nrequire = [\"galera\", \"mount\", \"apache\"]\n",
+        head = agent_config_head(seeds, node, "web")
     )
 }
 
@@ -125,21 +162,55 @@ pub fn agent_config(tb: &Testbed, node: &Node) -> String {
 /// every testbed starts from nothing; it drives the lab HAProxy's membership through the
 /// admin socket (servers are the node ids; HAProxy's own checks stay as a second line).
 pub fn coordinator_config(tb: &Testbed) -> String {
+    coordinator_config_with(tb, Autoscale::Observe)
+}
+
+/// How the lab's coordinator autoscales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Autoscale {
+    /// Observe and recommend only: tests that load the nodes must not grow the lab.
+    Observe,
+    /// The exec provider running `triad-lab add-node` / `remove-node` (web nodes n4, ...),
+    /// between 3 and 4 nodes (`triad-lab up` and the autoscaling test).
+    Exec,
+}
+
+/// The `[autoscale]` section: small figures so that a laptop's load shows a decision.
+fn autoscale_section(autoscale: Autoscale) -> String {
+    let common = "min = 3\ntarget_per_node = 20.0\nwindow = \"20s\"\ninterval = \"5s\"\n\
+                  stabilization = \"60s\"\ncooldown = \"30s\"\n";
+    match autoscale {
+        Autoscale::Observe => format!("[autoscale]\nprovider = \"none\"\nmax = 5\n{common}\n"),
+        Autoscale::Exec => {
+            let lab = find_bin("triad-lab")
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "triad-lab".into());
+            format!(
+                "[autoscale]\nprovider = \"exec\"\nname_prefix = \"n\"\nmax = 4\n{common}\
+                 ready_timeout = \"5m\"\ndrain_timeout = \"60s\"\n\n\
+                 [autoscale.exec]\nadd = [\"{lab}\", \"add-node\", \"--role\", \"{{role}}\", \"{{node}}\"]\n\
+                 remove = [\"{lab}\", \"remove-node\", \"{{node}}\"]\ntimeout = \"5m\"\n\n"
+            )
+        }
+    }
+}
+
+/// [`coordinator_config`] with the given autoscaling.
+pub fn coordinator_config_with(tb: &Testbed, autoscale: Autoscale) -> String {
     let nodes: Vec<String> = tb.nodes.iter().map(|n| n.name.clone()).collect();
     format!(
         "[coordinator]\nstate_dir = \"{state}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
 [grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n[galera]\ngrace = \"3s\"\nnodes = {nodes}\n\n\
 [volume]\nname = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n# the lab's bricks live on the container's root fs\nbricks_on_root_fs = true\n\n\
-[autoscale]\n# observe and recommend; small figures so that a laptop's load shows a recommendation\n\
-provider = \"none\"\nmin = 3\nmax = 5\ntarget_per_node = 20.0\nwindow = \"20s\"\ninterval = \"5s\"\n\
-stabilization = \"60s\"\ncooldown = \"30s\"\n\n\
+{autoscale}\
 [balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n",
         state = tb.state.join("coordinator/state").display(),
         socket = tb.state.join("haproxy/admin.sock").display(),
         backend = crate::haproxy::BACKEND,
         seeds = toml_list(&seeds(tb)),
-        nodes = toml_list(&nodes)
+        nodes = toml_list(&nodes),
+        autoscale = autoscale_section(autoscale),
     )
 }
 
@@ -152,10 +223,16 @@ pub enum AgentSource {
     Binary(PathBuf),
 }
 
-/// Installs the agent into `node` and starts it (`enable --now`). The config is written first
-/// so the unit's `ExecStartPre=validate-config` sees it.
+/// Installs the agent into `node` as a core node ([`agent_config`]) and starts it.
 pub fn install_agent(tb: &Testbed, node: &Node) -> Result<AgentSource> {
-    node.write_file("/etc/triad/agent.toml", &agent_config(tb, node))?;
+    install_agent_with(node, &agent_config(tb, node))
+}
+
+/// Installs the agent into `node` with the configuration `config` and starts it (`enable
+/// --now`, which returns once the agent said READY). The config is written first so the
+/// unit's `ExecStartPre=validate-config` sees it.
+pub fn install_agent_with(node: &Node, config: &str) -> Result<AgentSource> {
+    node.write_file("/etc/triad/agent.toml", config)?;
     // a package older than the freshly built binary is stale: use the binary then
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let deb = find_agent_deb().filter(|deb| {
@@ -243,13 +320,24 @@ pub fn journal_tail(node: &Node, unit: &str, lines: u32) -> String {
 
 /// Writes the coordinator config under the state dir and starts `triad-coordinator` on the host.
 pub fn start_coordinator(tb: &mut Testbed) -> Result<()> {
+    start_coordinator_with(tb, Autoscale::Observe)
+}
+
+/// [`start_coordinator`] with the given autoscaling.
+pub fn start_coordinator_with(tb: &mut Testbed, autoscale: Autoscale) -> Result<()> {
     let bin = find_bin("triad-coordinator").ok_or_else(|| {
         LabError::Other("no triad-coordinator binary; run cargo build --bins".into())
     })?;
     let dir = tb.state.join("coordinator");
+    // every testbed starts from nothing: no Galera decision or autoscaling record of an
+    // earlier lab
+    let state = dir.join("state");
+    if state.exists() {
+        std::fs::remove_dir_all(&state).io("remove", &state)?;
+    }
     std::fs::create_dir_all(&dir).io("mkdir", &dir)?;
     let cfg = dir.join("coordinator.toml");
-    std::fs::write(&cfg, coordinator_config(tb)).io("write", &cfg)?;
+    std::fs::write(&cfg, coordinator_config_with(tb, autoscale)).io("write", &cfg)?;
     let mut c = Command::new(&bin);
     c.arg("--config").arg(&cfg).arg("run");
     let mut p = HostProc::spawn("triad-coordinator", &mut c, &dir.join("coordinator.log"))?;
@@ -500,4 +588,77 @@ pub fn wait_recovery_breakdown(
             })
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use triad_agent::config::AgentConfig;
+    use triad_agent::readiness::ReadinessCheck;
+    use triad_proto::gossip::Role;
+
+    fn lab_seeds(count: usize) -> Vec<String> {
+        (1..=count)
+            .map(|i| format!("{}:{GOSSIP_PORT}", crate::node::node_addr(i)))
+            .collect()
+    }
+
+    fn node(index: usize, count: usize) -> Node {
+        Node::new(
+            Path::new("/nonexistent/state"),
+            Path::new("/nonexistent/image"),
+            index,
+            count,
+        )
+    }
+
+    #[test]
+    fn core_agent_config_is_as_before() {
+        let text = core_agent_config(&lab_seeds(3), &node(2, 3));
+        assert_eq!(
+            text,
+            "[node]\nid = \"n2\"\nrole = \"core\"\naddress = \"10.214.0.12\"\n\n\
+[cluster]\nname = \"triad-lab\"\nseeds = [\"10.214.0.11:7420\", \"10.214.0.12:7420\", \"10.214.0.13:7420\"]\n\n\
+[gossip]\nlisten = \"10.214.0.12:7420\"\n\n[grpc]\nlisten = \"10.214.0.12:7421\"\n\n\
+[galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
+[gluster]\nvolume = \"www\"\nbrick_path = \"/bricks/www\"\n\n[mount]\ndocroot = \"/var/www/triad\"\n"
+        );
+    }
+
+    #[test]
+    fn web_agent_config_is_a_galera_member_and_a_volume_client() {
+        let n4 = node(4, 4);
+        let text = web_agent_config_for(&lab_seeds(4), &n4);
+        let cfg = AgentConfig::parse(Path::new("agent.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.node_id, "n4");
+        assert_eq!(cfg.role, Role::Web);
+        assert_eq!(cfg.address.to_string(), "10.214.0.14");
+        assert_eq!(cfg.cluster_name, CLUSTER);
+        assert_eq!(cfg.seeds, lab_seeds(4));
+        assert_eq!(cfg.grpc_listen.to_string(), "10.214.0.14:7421");
+        assert!(cfg.galera.managed, "a web node joins Galera");
+        assert!(cfg.galera.peers.is_empty(), "peers come from gossip");
+        assert!(!cfg.gluster.managed, "no glusterd, no brick");
+        assert_eq!(cfg.gluster.volume, VOLUME);
+        assert!(cfg.mount.managed);
+        assert_eq!(cfg.mount.docroot, Path::new(DOCROOT));
+        assert!(cfg.apache.managed);
+        assert_eq!(
+            cfg.readiness,
+            vec![
+                ReadinessCheck::Galera,
+                ReadinessCheck::Mount,
+                ReadinessCheck::Apache
+            ]
+        );
+        // the same cluster keys as a core node's config
+        let core = core_agent_config(&lab_seeds(4), &n4);
+        let core = AgentConfig::parse(Path::new("agent.toml"), &core).unwrap();
+        assert_eq!(
+            (core.cluster_name, core.seeds, core.gossip, core.grpc_listen),
+            (cfg.cluster_name, cfg.seeds, cfg.gossip, cfg.grpc_listen)
+        );
+        assert_eq!(core.galera.gcache_size, cfg.galera.gcache_size);
+    }
 }

@@ -60,6 +60,8 @@ struct Memory {
     ahead: Option<ReversingHistory>,
     /// The InvocationID of the last ended run whose log was read (read once per run).
     read_run: Option<String>,
+    /// The node left the cluster (scale-in): mysqld stays stopped for this agent's life.
+    left: bool,
 }
 
 pub struct GaleraDriver {
@@ -304,7 +306,12 @@ impl GaleraDriver {
             }
         }
         let observed = self.observe(&mut memory, &gossip).await;
-        for action in plan(&observed, &self.settings, Instant::now()) {
+        let actions = if memory.left {
+            vec![]
+        } else {
+            plan(&observed, &self.settings, Instant::now())
+        };
+        for action in actions {
             tracing::info!(node = %self.node_id, ?action, state = %derive_state(&observed), "galera action {action:?}");
             let result = match action {
                 Action::ResetFailed => self.host.reset_failed().await,
@@ -477,6 +484,23 @@ impl GaleraDriver {
         result
     }
 
+    /// Leave the cluster for good (the coordinator's scale-in): stop mysqld cleanly, so that
+    /// it leaves the Galera view gracefully, and never start it again in this agent's life.
+    pub async fn leave(&self) -> Result<String, GaleraError> {
+        if !self.settings.managed {
+            return Err(GaleraError::NotManaged);
+        }
+        let mut memory = self.memory.lock().await;
+        memory.left = true;
+        tracing::warn!(node = %self.node_id, "leaving the Galera cluster on the coordinator's request: stopping mysqld, not restarting it");
+        if self.host.unit_state().await.is_running() {
+            self.host.stop().await?;
+        }
+        let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
+        self.publish(&observed);
+        Ok("mysqld stopped cleanly; it stays stopped".into())
+    }
+
     /// Start mysqld to join the Primary component (the coordinator calls this after a
     /// bootstrap; a plain start, so IST/SST brings the node up to date).
     pub async fn join(&self, epoch: u64) -> Result<String, GaleraError> {
@@ -485,6 +509,11 @@ impl GaleraDriver {
         }
         let mut memory = self.memory.lock().await;
         let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
+        if memory.left {
+            return Err(GaleraError::Refused(
+                "this node left the cluster (scale-in); restart its agent to undo".into(),
+            ));
+        }
         if let Some(ahead) = memory.ahead {
             return Err(GaleraError::Refused(format!(
                 "this node is ahead of the Primary component ({ahead}); joining would abort \

@@ -2,28 +2,33 @@
 //!
 //! `metric` (the cluster's request rate from the ready nodes' Apache counters, pure),
 //! `policy` (the recommendation and the decision, pure), and here the loop: every
-//! `interval` it reads the cluster view, feeds the metric, asks the policy and publishes a
-//! status line with the rate, the target, the recommendation and why. With
-//! `provider = "none"` (the only provider of this version) it observes and recommends; it
-//! launches and removes nothing.
+//! `interval` it reads the cluster view, feeds the metric, asks the policy, hands scale
+//! decisions to the [`scaler`] flows (through a [`provider`]) and publishes a status line
+//! with the rate, the target, the recommendation and why. With `provider = "none"` it
+//! observes and recommends only.
 
 pub mod metric;
 pub mod policy;
+pub mod provider;
+pub mod scaler;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use triad_agent::config::ConfigError;
 use triad_proto::gossip::Role;
 
+use crate::balancer::reconcile::BalancerStatus;
 use crate::observer::Coordinator;
 use crate::view::ClusterView;
 use metric::RequestRate;
 use policy::{decide, Decision, Inputs, Policy};
+use provider::ExecProvider;
+use scaler::{FlowSettings, NodeCalls, NodeFact, Scaler};
 
 /// `[autoscale]` as written in the file.
 #[derive(Debug, Deserialize, Default)]
@@ -31,8 +36,15 @@ use policy::{decide, Decision, Inputs, Policy};
 pub struct RawAutoscale {
     /// Default true when the section is present.
     enabled: Option<bool>,
-    /// "none" (observe and recommend only).
+    /// "none" (observe and recommend only) or "exec" (`[autoscale.exec]` commands).
     provider: Option<String>,
+    /// Autoscaled nodes are named prefix + the lowest free number (default "web-").
+    name_prefix: Option<String>,
+    /// A launched node must be ready within this (default 15m), else it is deleted.
+    ready_timeout: Option<String>,
+    /// Bound on a scale-in drain (default 2m).
+    drain_timeout: Option<String>,
+    exec: Option<RawExec>,
     min: Option<usize>,
     max: Option<usize>,
     target_per_node: Option<f64>,
@@ -44,6 +56,23 @@ pub struct RawAutoscale {
     interval: Option<String>,
 }
 
+/// `[autoscale.exec]`: argv lists, `{node}` and `{role}` replaced; no shell.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    add: Vec<String>,
+    remove: Vec<String>,
+    /// Bound on one command (default 10m).
+    timeout: Option<String>,
+}
+
+/// Who adds and removes nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderSettings {
+    None,
+    Exec(ExecProvider),
+}
+
 /// Validated `[autoscale]` settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoscaleSettings {
@@ -52,6 +81,10 @@ pub struct AutoscaleSettings {
     pub window: Duration,
     /// How often the loop evaluates.
     pub interval: Duration,
+    pub provider: ProviderSettings,
+    pub name_prefix: String,
+    pub ready_timeout: Duration,
+    pub drain_timeout: Duration,
 }
 
 /// Resolve `[autoscale]`; `None` when absent or disabled.
@@ -72,14 +105,46 @@ pub fn resolve(
         Some(text) => humantime::parse_duration(text)
             .map_err(|e| invalid(key, format!("{text:?} is not a duration like \"60s\": {e}"))),
     };
-    match raw.provider.as_deref().unwrap_or("none") {
-        "none" => {}
+    let provider = match raw.provider.as_deref().unwrap_or("none") {
+        "none" => ProviderSettings::None,
+        "exec" => {
+            let exec = raw.exec.as_ref().ok_or_else(|| {
+                invalid(
+                    "autoscale.exec",
+                    "provider \"exec\" needs an [autoscale.exec] section with add and remove"
+                        .into(),
+                )
+            })?;
+            if exec.add.is_empty() || exec.remove.is_empty() {
+                return Err(invalid(
+                    "autoscale.exec",
+                    "add and remove must each name a command (an argv list)".into(),
+                ));
+            }
+            ProviderSettings::Exec(ExecProvider {
+                add: exec.add.clone(),
+                remove: exec.remove.clone(),
+                timeout: duration("autoscale.exec.timeout", exec.timeout.as_deref(), 600)?,
+            })
+        }
         other => {
             return Err(invalid(
                 "autoscale.provider",
-                format!("{other:?}: this version supports \"none\" (observe and recommend only)"),
+                format!("{other:?}: use \"none\" (observe and recommend) or \"exec\""),
             ))
         }
+    };
+    let name_prefix = raw.name_prefix.clone().unwrap_or_else(|| "web-".into());
+    if name_prefix.is_empty()
+        || name_prefix.len() > 32
+        || !name_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(invalid(
+            "autoscale.name_prefix",
+            format!("{name_prefix:?}: use 1-32 letters, digits or '-'"),
+        ));
     }
     let defaults = Policy::defaults();
     let policy = Policy {
@@ -137,6 +202,10 @@ pub fn resolve(
         policy,
         window,
         interval,
+        provider,
+        name_prefix,
+        ready_timeout: duration("autoscale.ready_timeout", raw.ready_timeout.as_deref(), 900)?,
+        drain_timeout: duration("autoscale.drain_timeout", raw.drain_timeout.as_deref(), 120)?,
     }))
 }
 
@@ -145,22 +214,151 @@ pub struct Autoscaler {
     settings: AutoscaleSettings,
     rate: RequestRate,
     history: VecDeque<(Instant, usize)>,
-    last_action: Option<Instant>,
+    /// The flows, when a provider acts (`None` with provider "none").
+    scaler: Option<Scaler>,
+    /// The balancer's members, to know when a drained node has left it.
+    balancer: Option<watch::Receiver<BalancerStatus>>,
+    /// `triadctl scale --to N`: the size, and until when it overrides the metric.
+    manual: Option<(usize, Instant)>,
+    /// The first evaluation: nothing is done before one metric window has been observed
+    /// (a coordinator that just started sees a partial cluster).
+    started: Option<Instant>,
+}
+
+/// An operator's `triadctl scale --to N`.
+#[derive(Debug)]
+pub struct ScaleCommand {
+    pub to: usize,
+    pub reply: oneshot::Sender<Result<String, String>>,
+}
+
+/// The running loop: its status line and the operator's command channel.
+#[derive(Debug, Clone)]
+pub struct AutoscaleHandle {
+    status: watch::Receiver<String>,
+    removed: watch::Receiver<Vec<String>>,
+    commands: mpsc::Sender<ScaleCommand>,
+}
+
+impl AutoscaleHandle {
+    pub fn status(&self) -> String {
+        self.status.borrow().clone()
+    }
+
+    /// Nodes the autoscaler deleted (their dead gossip entries are not shown).
+    pub fn removed(&self) -> Vec<String> {
+        self.removed.borrow().clone()
+    }
+
+    pub async fn scale(&self, to: usize) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(ScaleCommand { to, reply })
+            .await
+            .map_err(|_| "the autoscaling loop is not running".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the autoscaling loop stopped".to_string())?
+    }
 }
 
 impl Autoscaler {
-    pub fn new(settings: AutoscaleSettings) -> Autoscaler {
-        Autoscaler {
+    /// `state_dir` holds `autoscale.json` (the flows' record); an unreadable record is an
+    /// error naming the file.
+    pub fn new(
+        settings: AutoscaleSettings,
+        state_dir: &std::path::Path,
+        reserved: &[String],
+        calls: Arc<dyn NodeCalls>,
+        balancer: Option<watch::Receiver<BalancerStatus>>,
+    ) -> Result<Autoscaler, String> {
+        let provider: Option<Arc<dyn provider::Provider>> = match &settings.provider {
+            ProviderSettings::None => None,
+            ProviderSettings::Exec(exec) => Some(Arc::new(exec.clone())),
+        };
+        let scaler = match provider {
+            Some(provider) => Some(Scaler::load(
+                FlowSettings {
+                    name_prefix: settings.name_prefix.clone(),
+                    reserved: reserved.to_vec(),
+                    role: "web".into(),
+                    ready_timeout: settings.ready_timeout,
+                    drain_timeout: settings.drain_timeout,
+                    state_file: state_dir.join("autoscale.json"),
+                },
+                provider,
+                calls,
+            )?),
+            None => None,
+        };
+        Ok(Autoscaler {
             rate: RequestRate::new(settings.window),
             settings,
             history: VecDeque::new(),
-            last_action: None,
-        }
+            scaler,
+            balancer,
+            manual: None,
+            started: None,
+        })
     }
 
-    /// One evaluation over the view; returns the status line.
-    pub fn tick(&mut self, view: &ClusterView, now: Instant) -> String {
+    /// Nodes the flows deleted.
+    pub fn removed(&self) -> Vec<String> {
+        self.scaler
+            .as_ref()
+            .map(|s| s.record().removed.clone())
+            .unwrap_or_default()
+    }
+
+    /// The operator's size: within [min, max], only with a provider that acts; it holds
+    /// for the stabilization window, then the metric-based policy resumes.
+    pub fn request_scale(&mut self, to: usize, now: Instant) -> Result<String, String> {
         let policy = &self.settings.policy;
+        if self.scaler.is_none() {
+            return Err(
+                "autoscale provider is \"none\": nothing can be launched or removed".into(),
+            );
+        }
+        if !(policy.min..=policy.max).contains(&to) {
+            return Err(format!(
+                "{to} is outside [min, max] = [{}, {}] ([autoscale] in the coordinator's config)",
+                policy.min, policy.max
+            ));
+        }
+        let hold = policy.stabilization.max(self.settings.interval * 4);
+        self.manual = Some((to, now + hold));
+        tracing::warn!(to, ?hold, "operator scale request");
+        Ok(format!(
+            "scaling to {to} nodes; the request-rate policy resumes in {:.0}s",
+            hold.as_secs_f64()
+        ))
+    }
+
+    /// One evaluation over the view: advance the flows, decide, act; returns the status line.
+    pub async fn tick(&mut self, view: &ClusterView, now: Instant) -> String {
+        let facts: BTreeMap<String, NodeFact> = view
+            .members()
+            .map(|m| {
+                (
+                    m.node_id.clone(),
+                    NodeFact {
+                        live: m.live,
+                        ready: m.live && m.keys.ready && !m.keys.draining,
+                        grpc: m.keys.grpc,
+                        web: m.keys.role == Role::Web,
+                    },
+                )
+            })
+            .collect();
+        let members: Option<Vec<String>> = self
+            .balancer
+            .as_ref()
+            .map(|w| w.borrow().members.iter().map(|m| m.name.clone()).collect());
+        if let Some(scaler) = self.scaler.as_mut() {
+            scaler.advance(&facts, members.as_deref()).await;
+        }
+        let policy = self.settings.policy.clone();
+        let policy = &policy;
         let serving: Vec<_> = view
             .members()
             .filter(|m| {
@@ -177,20 +375,53 @@ impl Autoscaler {
         self.rate.observe(&counters, now);
         let rate = self.rate.rate();
         let ready = serving.len();
-        let removable = serving.iter().filter(|m| m.keys.role == Role::Web).count();
+        let (warming, removable, last_action) = match &self.scaler {
+            Some(scaler) => (
+                scaler.warming(),
+                scaler.removable(&facts),
+                scaler.last_action_ms().and_then(|ms| {
+                    now.checked_sub(Duration::from_millis(scaler::unix_ms().saturating_sub(ms)))
+                }),
+            ),
+            None => (
+                0,
+                serving.iter().filter(|m| m.keys.role == Role::Web).count(),
+                None,
+            ),
+        };
         let history: Vec<(Instant, usize)> = self.history.iter().copied().collect();
         let verdict = decide(
             policy,
             &Inputs {
                 ready,
-                warming: 0,
+                live: view
+                    .members()
+                    .filter(|m| m.live && matches!(m.keys.role, Role::Core | Role::Web))
+                    .count(),
+                warming,
                 removable,
                 rate: rate.as_ref().map(|r| r.cluster),
                 history: &history,
-                last_action: self.last_action,
+                last_action,
                 now,
+                manual: self
+                    .manual
+                    .filter(|(_, until)| now < *until)
+                    .map(|(n, _)| n),
             },
         );
+        let mut verdict = verdict;
+        let started = *self.started.get_or_insert(now);
+        let observed_for = now.saturating_duration_since(started);
+        if observed_for < self.settings.window && !matches!(verdict.decision, Decision::Hold { .. })
+        {
+            verdict.decision = Decision::Hold {
+                reason: format!(
+                    "observing the cluster for {:.0}s more before acting",
+                    (self.settings.window - observed_for).as_secs_f64()
+                ),
+            };
+        }
         if let Some(recommendation) = verdict.recommendation {
             self.history.push_back((now, recommendation));
         }
@@ -216,17 +447,43 @@ impl Autoscaler {
         let recommended = verdict
             .recommendation
             .map_or("-".to_string(), |r| r.to_string());
-        let what = match &verdict.decision {
-            Decision::Hold { reason } => format!("hold: {reason}"),
-            Decision::ScaleOut { add, reason } => {
+        let mut what = match (&verdict.decision, self.scaler.as_mut()) {
+            (Decision::Hold { reason }, _) => format!("hold: {reason}"),
+            (Decision::ScaleOut { add, reason }, None) => {
                 format!("would add {add} ({reason}); provider none: nothing launched")
             }
-            Decision::ScaleIn { remove, reason } => {
+            (Decision::ScaleIn { remove, reason }, None) => {
                 format!("would remove {remove} ({reason}); provider none: nothing removed")
             }
+            (Decision::ScaleOut { add, reason }, Some(scaler)) => {
+                scaler.scale_out(*add, &facts);
+                // launch now rather than one interval later
+                scaler.advance(&facts, members.as_deref()).await;
+                format!("scaling out by {add} ({reason})")
+            }
+            (Decision::ScaleIn { reason, .. }, Some(scaler)) => match scaler.scale_in(&facts) {
+                Some(node) => format!("scaling in: draining {node} ({reason})"),
+                None => "hold: no serving autoscaled node to remove".to_string(),
+            },
+        };
+        if let Some(scaler) = &self.scaler {
+            let steps = scaler.describe();
+            if !steps.is_empty() {
+                what.push_str(&format!("; in progress: {steps}"));
+            }
+            if let Some(error) = &scaler.last_error {
+                what.push_str(&format!("; last error: {error}"));
+            }
+        }
+        let manual = match self.manual {
+            Some((size, until)) if now < until => format!(
+                "manual: {size} nodes for {:.0}s more; ",
+                (until - now).as_secs_f64()
+            ),
+            _ => String::new(),
         };
         format!(
-            "{metric} → recommend {recommended} [{}..{}]; {what}",
+            "{manual}{metric} → recommend {recommended} [{}..{}]; {what}",
             policy.min, policy.max
         )
     }
@@ -236,8 +493,10 @@ impl Autoscaler {
         mut self,
         coordinator: Arc<Coordinator>,
         mut stop: watch::Receiver<bool>,
-    ) -> watch::Receiver<String> {
+    ) -> AutoscaleHandle {
         let (status_tx, status) = watch::channel("starting".to_string());
+        let (removed_tx, removed) = watch::channel(self.removed());
+        let (commands, mut receiver) = mpsc::channel::<ScaleCommand>(4);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(self.settings.interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,9 +504,14 @@ impl Autoscaler {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
+                    Some(command) = receiver.recv() => {
+                        let answer = self.request_scale(command.to, Instant::now());
+                        let _ = command.reply.send(answer);
+                        // act at once rather than at the next tick
+                    }
                     _ = stop.changed() => break,
                 }
-                let line = self.tick(&coordinator.view(), Instant::now());
+                let line = self.tick(&coordinator.view(), Instant::now()).await;
                 // log changes of decision, not every new rate
                 let gist = line.split_once("; ").map_or(line.as_str(), |(_, w)| w);
                 if gist != last {
@@ -255,9 +519,19 @@ impl Autoscaler {
                     last = gist.to_string();
                 }
                 status_tx.send_replace(line);
+                let now_removed = self.removed();
+                removed_tx.send_if_modified(|r| {
+                    let changed = *r != now_removed;
+                    *r = now_removed;
+                    changed
+                });
             }
         });
-        status
+        AutoscaleHandle {
+            status,
+            removed,
+            commands,
+        }
     }
 }
 

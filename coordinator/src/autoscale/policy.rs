@@ -10,7 +10,10 @@
 //!   one node at a time (each removal drains a node; a spike inside the window keeps them);
 //! - nothing within `cooldown` of the last action; the loop re-evaluates every tick, so a
 //!   need that arises during the cooldown is acted on when it ends, never dropped;
-//! - no metric, no scale-in: missing data is never read as "no load".
+//! - no metric, no scale-in: missing data is never read as "no load";
+//! - no ready node at all, no action: that is an outage for recovery, not load (and nodes
+//!   that are live but not ready yet count toward the minimum: a recovering core node is
+//!   not a reason to launch another).
 
 use std::time::Duration;
 
@@ -69,6 +72,8 @@ impl Policy {
 pub struct Inputs<'a> {
     /// Nodes that serve (ready).
     pub ready: usize,
+    /// Nodes that are live, ready or not (the minimum counts them).
+    pub live: usize,
     /// Nodes launched and not ready yet.
     pub warming: usize,
     /// Nodes that may be removed (autoscaled, not core).
@@ -79,6 +84,10 @@ pub struct Inputs<'a> {
     pub history: &'a [(Instant, usize)],
     pub last_action: Option<Instant>,
     pub now: Instant,
+    /// An operator's `triadctl scale --to N` while it holds: the size to reach, whatever the
+    /// metric says (still within [min, max], one bounded step and cooldown at a time, and
+    /// scale-in without waiting for the stabilization window).
+    pub manual: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,12 +105,20 @@ pub struct Verdict {
 }
 
 pub fn decide(policy: &Policy, inputs: &Inputs<'_>) -> Verdict {
-    let recommendation = policy.recommend(inputs.rate, inputs.ready);
+    let recommendation = match inputs.manual {
+        Some(size) => Some(size.clamp(policy.min, policy.max)),
+        None => policy.recommend(inputs.rate, inputs.ready),
+    };
     let hold = |reason: String| Verdict {
         recommendation,
         decision: Decision::Hold { reason },
     };
-    let counted = inputs.ready + inputs.warming;
+    // live nodes that are not ready (a core node recovering, a joiner) are capacity on its
+    // way back: counted, so that a restart is never answered with a launch
+    let counted = inputs.live.max(inputs.ready) + inputs.warming;
+    if inputs.ready == 0 {
+        return hold("no ready node: an outage is for recovery, not for scaling".into());
+    }
     let cooling = inputs
         .last_action
         .map(|at| inputs.now.saturating_duration_since(at))
@@ -126,6 +143,16 @@ pub fn decide(policy: &Policy, inputs: &Inputs<'_>) -> Verdict {
     let Some(wanted) = recommendation else {
         return hold("no request-rate data yet".into());
     };
+    if wanted > counted && inputs.manual.is_some() {
+        let add = (wanted - counted).min(policy.max_step);
+        return Verdict {
+            recommendation,
+            decision: Decision::ScaleOut {
+                add,
+                reason: format!("the operator asked for {wanted} nodes; {counted} counted"),
+            },
+        };
+    }
     if wanted > counted {
         let add = (wanted - counted).min(policy.max_step);
         return Verdict {
@@ -147,6 +174,23 @@ pub fn decide(policy: &Policy, inputs: &Inputs<'_>) -> Verdict {
             "{} node(s) warming up; no scale-in meanwhile",
             inputs.warming
         ));
+    }
+    if inputs.manual.is_some() && wanted < inputs.ready {
+        if inputs.removable == 0 {
+            return hold(format!(
+                "the operator asked for {wanted} nodes, but no autoscaled node is left to remove"
+            ));
+        }
+        return Verdict {
+            recommendation,
+            decision: Decision::ScaleIn {
+                remove: 1,
+                reason: format!(
+                    "the operator asked for {wanted} nodes; {} ready",
+                    inputs.ready
+                ),
+            },
+        };
     }
     // scale in: the highest recommendation over the stabilization window, this tick included
     let window_start = inputs.now.checked_sub(policy.stabilization);
@@ -228,12 +272,14 @@ mod tests {
                 policy,
                 &Inputs {
                     ready,
+                    live: ready,
                     warming: warming.len(),
                     removable: ready - core,
                     rate: load(t),
                     history: &history,
                     last_action,
                     now,
+                    manual: None,
                 },
             );
             if let Some(r) = verdict.recommendation {
@@ -407,17 +453,86 @@ mod tests {
             &p,
             &Inputs {
                 ready: 3,
+                live: 3,
                 warming: 0,
                 removable: 0,
                 rate: Some(10.0),
                 history: &[],
                 last_action: None,
                 now: Instant::now(),
+                manual: None,
             },
         );
         assert!(
             matches!(verdict.decision, Decision::Hold { .. }),
             "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn an_operator_size_is_reached_within_bounds_and_needs_no_window() {
+        let p = policy();
+        let now = Instant::now();
+        let inputs = |ready: usize, removable: usize, manual: usize| Inputs {
+            ready,
+            live: ready,
+            warming: 0,
+            removable,
+            rate: Some(150.0),
+            history: &[],
+            last_action: None,
+            now,
+            manual: Some(manual),
+        };
+        let out = decide(&p, &inputs(3, 0, 6));
+        assert!(
+            matches!(out.decision, Decision::ScaleOut { add: 2, .. }),
+            "{out:?}"
+        );
+        assert_eq!(out.recommendation, Some(6));
+        // scale-in at once (no stabilization window), one node at a time
+        let down = decide(&p, &inputs(6, 3, 4));
+        assert!(
+            matches!(down.decision, Decision::ScaleIn { remove: 1, .. }),
+            "{down:?}"
+        );
+        // clamped to [min, max], and core nodes stay
+        assert_eq!(decide(&p, &inputs(3, 0, 50)).recommendation, Some(10));
+        let floor = decide(&p, &inputs(3, 0, 1));
+        assert_eq!(floor.recommendation, Some(3));
+        assert!(matches!(floor.decision, Decision::Hold { .. }), "{floor:?}");
+    }
+
+    #[test]
+    fn an_outage_or_recovering_nodes_never_launch_nodes() {
+        let p = Policy { min: 3, ..policy() };
+        let inputs = |ready: usize, live: usize| Inputs {
+            ready,
+            live,
+            warming: 0,
+            removable: 0,
+            rate: None,
+            history: &[],
+            last_action: None,
+            now: Instant::now(),
+            manual: None,
+        };
+        // the coordinator just started, or every node is down: nothing is ready
+        let out = decide(&p, &inputs(0, 0));
+        assert!(matches!(out.decision, Decision::Hold { .. }), "{out:?}");
+        // one core node ready, two live but recovering: the minimum is met
+        let out = decide(&p, &inputs(1, 3));
+        assert!(matches!(out.decision, Decision::Hold { .. }), "{out:?}");
+        // a coordinator that just started sees one node ready and three live, and no load
+        let mut starting = inputs(1, 3);
+        starting.rate = Some(0.0);
+        let out = decide(&p, &starting);
+        assert!(matches!(out.decision, Decision::Hold { .. }), "{out:?}");
+        // truly two nodes: grow to the minimum
+        let out = decide(&p, &inputs(2, 2));
+        assert!(
+            matches!(out.decision, Decision::ScaleOut { add: 1, .. }),
+            "{out:?}"
         );
     }
 }

@@ -131,11 +131,6 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         );
         service = service.with_volume(volume.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
-    if let Some(settings) = config.autoscale.clone() {
-        let autoscaler = triad_coordinator::autoscale::Autoscaler::new(settings);
-        service =
-            service.with_autoscale(autoscaler.spawn(coordinator.clone(), loops_stop_rx.clone()));
-    }
     // Balancer membership (issue 6): `[balancer] kind`, default none.
     let balancer_config = triad_coordinator::balancer::config::BalancerConfig::load(&path)?;
     let view_of = coordinator.clone();
@@ -147,6 +142,24 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     .context("starting the balancer membership loop")?;
     if let Some(balancer_loop) = &balancer_loop {
         service = service.with_balancer(balancer_loop.status_watch());
+    }
+    // Autoscaling (issue 8): `[autoscale]`; the flows resume from autoscale.json.
+    if let Some(settings) = config.autoscale.clone() {
+        // the core nodes' names are never given to an autoscaled node
+        let mut reserved = config.galera_nodes.clone();
+        reserved.extend(config.volume.iter().flat_map(|v| v.nodes.clone()));
+        let autoscaler = triad_coordinator::autoscale::Autoscaler::new(
+            settings,
+            &config.state_dir,
+            &reserved,
+            Arc::new(triad_coordinator::autoscale::scaler::GrpcNodeCalls {
+                connect_timeout: std::time::Duration::from_secs(5),
+            }),
+            balancer_loop.as_ref().map(|b| b.status_watch()),
+        )
+        .map_err(|e| anyhow::anyhow!("autoscale: {e}"))?;
+        service =
+            service.with_autoscale(autoscaler.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(

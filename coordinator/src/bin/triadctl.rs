@@ -34,6 +34,49 @@ fn main() -> ExitCode {
         Command::Recover { bootstrap, force } => {
             runtime.block_on(recover(&cli.coordinator, cli.timeout, bootstrap, force))
         }
+        Command::Scale { to } => runtime.block_on(scale(&cli.coordinator, cli.timeout, to)),
+    }
+}
+
+/// A client of the coordinator at `endpoint`; `call_timeout` bounds each call (none for
+/// calls that may take long, like a recovery's bootstrap).
+async fn client(
+    endpoint: &str,
+    connect_timeout: Duration,
+    call_timeout: Option<Duration>,
+) -> Result<CoordinatorServiceClient<tonic::transport::Channel>, String> {
+    let mut endpoint_config = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .map_err(|error| format!("{endpoint:?} is not a valid endpoint URL: {error}"))?
+        .connect_timeout(connect_timeout);
+    if let Some(timeout) = call_timeout {
+        endpoint_config = endpoint_config.timeout(timeout);
+    }
+    let channel = endpoint_config
+        .connect()
+        .await
+        .map_err(|error| format!("cannot reach the coordinator at {endpoint}: {error}"))?;
+    Ok(CoordinatorServiceClient::new(channel))
+}
+
+async fn scale(endpoint: &str, timeout: Duration, to: u32) -> ExitCode {
+    let result = async {
+        client(endpoint, timeout, None)
+            .await?
+            .scale(v1::ScaleRequest { to })
+            .await
+            .map(|reply| reply.into_inner())
+            .map_err(|status| format!("scale refused: {}", status.message()))
+    }
+    .await;
+    match result {
+        Ok(reply) => {
+            println!("{}", reply.message);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("triadctl: error: {message}");
+            ExitCode::from(EXIT_DEGRADED)
+        }
     }
 }
 
@@ -44,13 +87,8 @@ async fn recover(
     force: bool,
 ) -> ExitCode {
     let result = async {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-            .map_err(|error| format!("{endpoint:?} is not a valid endpoint URL: {error}"))?
-            .connect_timeout(timeout)
-            .connect()
-            .await
-            .map_err(|error| format!("cannot reach the coordinator at {endpoint}: {error}"))?;
-        CoordinatorServiceClient::new(channel)
+        client(endpoint, timeout, None)
+            .await?
             .recover(v1::RecoverRequest {
                 bootstrap_node,
                 force,
@@ -74,14 +112,8 @@ async fn recover(
 
 async fn status(endpoint: &str, timeout: Duration, output: Output) -> ExitCode {
     let reply = async {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-            .map_err(|error| format!("{endpoint:?} is not a valid endpoint URL: {error}"))?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect()
-            .await
-            .map_err(|error| format!("cannot reach the coordinator at {endpoint}: {error}"))?;
-        CoordinatorServiceClient::new(channel)
+        client(endpoint, timeout, Some(timeout))
+            .await?
             .cluster_status(v1::ClusterStatusRequest {})
             .await
             .map(|reply| reply.into_inner())

@@ -155,9 +155,12 @@ pub fn facts(
             }
         }
     }
+    // dead web nodes leave auth.allow (a removed node's address may be given to another
+    // machine); dead core nodes stay (they come back to their bricks)
     let mut allow: Vec<IpAddr> = view
         .members()
         .filter(|m| m.keys.role != triad_proto::gossip::Role::Unknown)
+        .filter(|m| m.live || m.keys.role != triad_proto::gossip::Role::Web)
         .map(address_of)
         .chain(nodes.iter().map(|n| n.address))
         .collect();

@@ -1,5 +1,11 @@
 //! `triad-lab`: bring up, inspect, fault and tear down the Triad lab (systemd-nspawn nodes on
 //! bridge triadbr0, HAProxy at 127.0.0.1:8080, the coordinator on the host).
+//!
+//! `add-node [--role web|core] n<k+1>` and `remove-node n<k>` change the node set of a running
+//! lab (the commands an autoscaler's exec provider runs): one more node from the same image,
+//! its agent installed and started (a web node: Galera member by SST, volume client, Apache),
+//! recorded in lab.json; removal powers the highest-numbered node off cleanly (never n1..n3).
+//! Both are idempotent and take a lock in the state dir, one change at a time.
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -37,6 +43,24 @@ enum Cmd {
     },
     /// Show nodes, units, Galera and HAProxy state, and `triadctl status`.
     Status,
+    /// Boot one more node, n<k+1> for a lab of k nodes, and install and start its agent
+    /// (for autoscaling). A web node is a Galera member (it joins by SST), mounts the volume
+    /// from the core nodes (no brick) and serves; the coordinator adds it to HAProxy once it
+    /// is ready. Returns once the agent is started, without waiting for readiness. A node
+    /// that already exists and runs is not an error.
+    AddNode {
+        /// The new node's role.
+        #[arg(long, value_enum, default_value_t = NodeRole::Web)]
+        role: NodeRole,
+        /// The new node's name: n<k+1>.
+        name: String,
+    },
+    /// Power off the highest-numbered node cleanly (killed after a bound) and remove it; the
+    /// core nodes n1..n3 are never removed. A node that does not exist is not an error.
+    RemoveNode {
+        /// The node's name: the lab's highest-numbered node.
+        name: String,
+    },
     /// Tear everything down (also the leftovers of a crashed run).
     Down,
     /// Run a command inside a node.
@@ -103,6 +127,26 @@ enum Cmd {
     },
 }
 
+/// The role of a node added by `add-node`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeRole {
+    /// Galera member, volume client, Apache.
+    Web,
+    /// Like n1..n3: the agent's core config (glusterd and a brick). The coordinator's volume
+    /// has bricks only on the nodes it was configured with, so such a node joins Galera but
+    /// does not become ready (brick and mount absent).
+    Core,
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeRole::Web => "web",
+            NodeRole::Core => "core",
+        })
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -124,6 +168,8 @@ fn run(cli: Cli) -> Result<()> {
             no_triad,
         } => up(nodes, no_build, no_triad),
         Cmd::Status => status(),
+        Cmd::AddNode { role, name } => add_node(role, &name),
+        Cmd::RemoveNode { name } => remove_node(&name),
         Cmd::Down => {
             let t = Instant::now();
             testbed::cleanup_leftovers(&state)?;
@@ -249,7 +295,9 @@ fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
                 )),
             }
         }
-        triad::start_coordinator(&mut tb).context("starting triad-coordinator")?;
+        // the embedded default autoscales through `triad-lab add-node` / `remove-node`
+        triad::start_coordinator_with(&mut tb, triad::Autoscale::Exec)
+            .context("starting triad-coordinator")?;
         lap("triad-coordinator running on the host");
         for n in &tb.nodes {
             formation::wait_galera(n, nodes, Duration::from_secs(180))
@@ -294,6 +342,138 @@ fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
     }
     println!("(`triad-lab down` removes it)");
     tb.detach();
+    Ok(())
+}
+
+/// How long `add-node` waits for the new node to boot.
+const ADD_BOOT_LIMIT: Duration = Duration::from_secs(90);
+/// How long `add-node`/`remove-node` wait for another one to finish.
+const SCALE_LOCK_LIMIT: Duration = Duration::from_secs(300);
+
+/// The index k of a node name `n<k>` (k >= 1, no leading zero).
+fn node_index(name: &str) -> Result<usize> {
+    name.strip_prefix('n')
+        .and_then(|k| k.parse::<usize>().ok())
+        .filter(|k| *k >= 1 && triad_tests::node::node_name(*k) == name)
+        .with_context(|| format!("{name:?} is not a node name (n1, n2, ...)"))
+}
+
+fn add_node(role: NodeRole, name: &str) -> Result<()> {
+    let t0 = Instant::now();
+    let lap = |m: &str| eprintln!("[add-node {:6.1}s] {m}", t0.elapsed().as_secs_f64());
+    let index = node_index(name)?;
+    host::preflight()?;
+    let state = host::state_dir();
+    let _lock = testbed::scale_lock(&state, SCALE_LOCK_LIMIT)?;
+    let mut tb = attach()?;
+    let count = tb.nodes.len();
+    if index <= count {
+        let n = tb.node(name)?;
+        if n.is_running() {
+            println!(
+                "{name} already exists and is running (triad-agent {}); nothing to do",
+                n.unit_state("triad-agent")
+                    .unwrap_or_else(|e| format!("state unknown: {e}"))
+            );
+            return Ok(());
+        }
+        bail!(
+            "{name} exists but is not running: `triad-lab start {name}` boots it, \
+             `triad-lab remove-node {name}` removes it"
+        );
+    }
+    if index != count + 1 {
+        bail!(
+            "cannot add {name}: the lab has {count} nodes (lab.json), so the next node is n{}",
+            count + 1
+        );
+    }
+    if tb.coordinator.is_none() {
+        eprintln!(
+            "WARNING: no triad-coordinator running for this lab: {name} will not be put behind HAProxy"
+        );
+    }
+    lap(&format!("adding {name} ({role}) to a lab of {count} nodes"));
+    let added = tb
+        .add_node(ADD_BOOT_LIMIT)
+        .map(|n| format!("{} running ({})", n.name, n.addr))
+        .and_then(|m| {
+            lap(&m);
+            let n = tb.node(name)?;
+            let config = match role {
+                NodeRole::Web => triad::web_agent_config(&tb, n),
+                NodeRole::Core => triad::agent_config(&tb, n),
+            };
+            triad::install_agent_with(n, &config).map_err(|e| {
+                triad_tests::LabError::Other(format!(
+                    "{name}: triad-agent not running: {e}\n{}",
+                    triad::journal_tail(n, "triad-agent", 15)
+                ))
+            })
+        });
+    match added {
+        Ok(src) => lap(&format!(
+            "{name}: triad-agent installed from {src:?} and started ({role} config)"
+        )),
+        Err(e) => {
+            // undo, so that the next add-node starts from a lab without it
+            let undo = match tb.nodes.last() {
+                Some(n) if n.name == name => tb
+                    .remove_last_node(testbed::TEARDOWN_STOP_LIMIT)
+                    .map(|_| format!("{name} removed again")),
+                _ => Ok("nothing to undo".to_string()),
+            };
+            match undo {
+                Ok(u) => bail!("adding {name} failed ({u}): {e}"),
+                Err(u) => bail!(
+                    "adding {name} failed: {e}; removing it again failed too: {u} (`triad-lab down` cleans up)"
+                ),
+            }
+        }
+    }
+    println!(
+        "{name} added as a {role} node in {:.1}s; the coordinator waits for it to be ready (`triadctl status`)",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn remove_node(name: &str) -> Result<()> {
+    let t0 = Instant::now();
+    let index = node_index(name)?;
+    if index <= testbed::CORE_NODES {
+        bail!(
+            "refusing to remove {name}: n1..n{} are the lab's core nodes (Galera quorum, the volume's bricks)",
+            testbed::CORE_NODES
+        );
+    }
+    host::preflight()?;
+    let state = host::state_dir();
+    let _lock = testbed::scale_lock(&state, SCALE_LOCK_LIMIT)?;
+    let mut tb = attach()?;
+    let count = tb.nodes.len();
+    if index > count {
+        println!("{name} does not exist (the lab has {count} nodes); nothing to do");
+        return Ok(());
+    }
+    if index != count {
+        bail!("cannot remove {name}: only the highest-numbered node, n{count}, can be removed");
+    }
+    eprintln!(
+        "[remove-node] powering off {name} (killed after {}s)",
+        testbed::REMOVE_STOP_LIMIT.as_secs()
+    );
+    let clean = tb.remove_last_node(testbed::REMOVE_STOP_LIMIT)?;
+    println!(
+        "{name} removed in {:.1}s ({}); the lab has {} nodes",
+        t0.elapsed().as_secs_f64(),
+        if clean {
+            "clean poweroff"
+        } else {
+            "did not power off in time: killed"
+        },
+        tb.nodes.len()
+    );
     Ok(())
 }
 

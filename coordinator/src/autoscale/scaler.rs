@@ -1,0 +1,625 @@
+//! The scale-out and scale-in flows, one recorded step at a time.
+//!
+//! Scale-out: launch (provider) → warming (the agent joins gossip; a web node joins Galera
+//! by SST and mounts the volume as a client) → serving once the node is ready (the
+//! balancer loop confirms it over gRPC and adds it). Scale-in, only autoscaled nodes, the
+//! newest first: draining (agent `Drain`; the balancer drains it and removes it once its
+//! connections ended, bounded) → leaving (agent stops mysqld cleanly: it leaves the Galera
+//! view gracefully) → deleting (provider) → forgotten.
+//!
+//! Every phase change is persisted (`autoscale.json`, fsync + rename) before the next
+//! step acts, so a restarted coordinator resumes, never repeats: provider calls are
+//! idempotent, and a launch cut short is launched again rather than launched twice under
+//! another name. A node that never becomes ready within `ready_timeout`, or an autoscaled
+//! node that stayed down that long, is deleted (the sweep).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::provider::Provider;
+
+/// Where an autoscaled node is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Launching,
+    Warming,
+    Serving,
+    Draining,
+    Leaving,
+    Deleting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scaled {
+    pub node: String,
+    pub phase: Phase,
+    /// When the phase began (Unix ms, so that it survives restarts).
+    pub since_ms: u64,
+}
+
+/// What is persisted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRecord {
+    pub nodes: Vec<Scaled>,
+    /// The last scale action (Unix ms): the cooldown survives restarts.
+    pub last_action_ms: Option<u64>,
+    /// Nodes this scaler deleted (newest last, at most 64): their gossip entries linger
+    /// as dead for a while; they are not shown as down, and their names may be reused.
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
+/// One node as the cluster view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFact {
+    pub live: bool,
+    pub ready: bool,
+    pub grpc: Option<SocketAddr>,
+    /// The node says it is a web node (autoscaled nodes always are; a core node is never
+    /// adopted or removed by the flows).
+    pub web: bool,
+}
+
+/// The agent calls the flows make (gRPC in production).
+#[async_trait::async_trait]
+pub trait NodeCalls: Send + Sync {
+    async fn drain(&self, node: &str, grpc: SocketAddr) -> Result<(), String>;
+    /// Stop mysqld cleanly and keep it stopped (the node leaves the Galera view).
+    async fn leave(&self, node: &str, grpc: SocketAddr) -> Result<(), String>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowSettings {
+    /// Names of autoscaled nodes: prefix + the lowest free number.
+    pub name_prefix: String,
+    /// Names never given to an autoscaled node (the configured core nodes), even while
+    /// gossip has not shown them yet.
+    pub reserved: Vec<String>,
+    pub role: String,
+    pub ready_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub state_file: PathBuf,
+}
+
+pub struct Scaler {
+    pub settings: FlowSettings,
+    provider: Arc<dyn Provider>,
+    calls: Arc<dyn NodeCalls>,
+    record: ScaleRecord,
+    /// The last round's error, for the status line.
+    pub last_error: Option<String>,
+    /// Since when a serving autoscaled node has been seen down (memory only).
+    down_since: BTreeMap<String, std::time::Instant>,
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Scaler {
+    /// Loads the record (a missing file is an empty record; an unreadable one is an error
+    /// naming the file: the coordinator does not start scaling blind).
+    pub fn load(
+        settings: FlowSettings,
+        provider: Arc<dyn Provider>,
+        calls: Arc<dyn NodeCalls>,
+    ) -> Result<Scaler, String> {
+        let record = match std::fs::read_to_string(&settings.state_file) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("{}: {e}", settings.state_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ScaleRecord::default(),
+            Err(e) => return Err(format!("{}: {e}", settings.state_file.display())),
+        };
+        if !record.nodes.is_empty() {
+            tracing::warn!(nodes = ?record.nodes, "resuming autoscaling steps in progress");
+        }
+        Ok(Scaler {
+            settings,
+            provider,
+            calls,
+            record,
+            last_error: None,
+            down_since: BTreeMap::new(),
+        })
+    }
+
+    pub fn record(&self) -> &ScaleRecord {
+        &self.record
+    }
+
+    fn save(&mut self) -> bool {
+        let path = &self.settings.state_file;
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(
+                &mut file,
+                serde_json::to_string_pretty(&self.record)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        match write() {
+            Ok(()) => true,
+            Err(e) => {
+                self.last_error = Some(format!(
+                    "cannot persist {}: {e}; not acting",
+                    path.display()
+                ));
+                false
+            }
+        }
+    }
+
+    fn set_phase(&mut self, node: &str, phase: Phase) -> bool {
+        if let Some(entry) = self.record.nodes.iter_mut().find(|n| n.node == node) {
+            tracing::info!(node, from = ?entry.phase, to = ?phase, "autoscale step");
+            entry.phase = phase;
+            entry.since_ms = unix_ms();
+        }
+        self.save()
+    }
+
+    /// Nodes launched and not serving yet.
+    pub fn warming(&self) -> usize {
+        self.count(&[Phase::Launching, Phase::Warming])
+    }
+
+    /// Autoscaled nodes that serve (the only ones scale-in may remove).
+    pub fn removable(&self, facts: &BTreeMap<String, NodeFact>) -> usize {
+        self.record
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.phase == Phase::Serving && facts.get(&n.node).is_some_and(|f| f.ready && f.web)
+            })
+            .count()
+    }
+
+    fn count(&self, phases: &[Phase]) -> usize {
+        self.record
+            .nodes
+            .iter()
+            .filter(|n| phases.contains(&n.phase))
+            .count()
+    }
+
+    pub fn last_action_ms(&self) -> Option<u64> {
+        self.record.last_action_ms
+    }
+
+    /// The lowest free name: not recorded, and not in the view unless it is a dead node
+    /// this scaler deleted (a dead core node's name is never taken).
+    fn next_name(&self, facts: &BTreeMap<String, NodeFact>) -> String {
+        (1..)
+            .map(|k| format!("{}{k}", self.settings.name_prefix))
+            .find(|name| {
+                let free_in_view = match facts.get(name) {
+                    None => true,
+                    Some(fact) => !fact.live && self.record.removed.contains(name),
+                };
+                free_in_view
+                    && !self.settings.reserved.contains(name)
+                    && !self.record.nodes.iter().any(|n| &n.node == name)
+            })
+            .expect("an unbounded range has a free name")
+    }
+
+    /// Record `count` new nodes as launching (persisted before any provider call).
+    pub fn scale_out(&mut self, count: usize, facts: &BTreeMap<String, NodeFact>) {
+        for _ in 0..count {
+            let node = self.next_name(facts);
+            tracing::warn!(node = %node, "autoscale: scaling out: launching {node}");
+            self.record.removed.retain(|n| n != &node);
+            self.record.nodes.push(Scaled {
+                node,
+                phase: Phase::Launching,
+                since_ms: unix_ms(),
+            });
+        }
+        self.record.last_action_ms = Some(unix_ms());
+        self.save();
+    }
+
+    /// Start draining the newest serving autoscaled node; returns its name.
+    pub fn scale_in(&mut self, facts: &BTreeMap<String, NodeFact>) -> Option<String> {
+        let node = self
+            .record
+            .nodes
+            .iter()
+            .rev()
+            .find(|n| {
+                n.phase == Phase::Serving && facts.get(&n.node).is_some_and(|f| f.ready && f.web)
+            })?
+            .node
+            .clone();
+        tracing::warn!(node = %node, "autoscale: scaling in: draining {node}");
+        self.record.last_action_ms = Some(unix_ms());
+        self.set_phase(&node, Phase::Draining);
+        Some(node)
+    }
+
+    /// Advance every recorded node by at most one step. `members`: the balancer's current
+    /// members (None without a balancer).
+    pub async fn advance(
+        &mut self,
+        facts: &BTreeMap<String, NodeFact>,
+        members: Option<&[String]>,
+    ) {
+        let now = unix_ms();
+        self.last_error = None;
+        for entry in self.record.nodes.clone() {
+            let elapsed = Duration::from_millis(now.saturating_sub(entry.since_ms));
+            let fact = facts.get(&entry.node);
+            let node = entry.node.as_str();
+            match entry.phase {
+                Phase::Launching => match self.provider.launch(node, &self.settings.role).await {
+                    Ok(()) => {
+                        self.set_phase(node, Phase::Warming);
+                    }
+                    Err(error) => {
+                        tracing::error!(node, %error, "launch failed: {error}");
+                        self.last_error = Some(error.to_string());
+                        if elapsed > self.settings.ready_timeout {
+                            self.set_phase(node, Phase::Deleting);
+                        }
+                    }
+                },
+                Phase::Warming => {
+                    if fact.is_some_and(|f| f.live && f.ready && !f.web) {
+                        // a node of that name that is not a web node is not ours to manage
+                        let error = format!("{node} answered as a core node: dropped from the autoscaled nodes, not deleted");
+                        tracing::error!(node, "{error}");
+                        self.last_error = Some(error);
+                        self.record.nodes.retain(|n| n.node != node);
+                        self.save();
+                    } else if fact.is_some_and(|f| f.live && f.ready) {
+                        tracing::warn!(node, after = ?elapsed, "autoscale: {node} is ready and serving, {:.1}s after its launch returned", elapsed.as_secs_f64());
+                        self.set_phase(node, Phase::Serving);
+                    } else if elapsed > self.settings.ready_timeout {
+                        let error = format!(
+                            "{node} not ready {:?} after its launch: deleting it",
+                            self.settings.ready_timeout
+                        );
+                        tracing::error!(node, "{error}");
+                        self.last_error = Some(error);
+                        self.set_phase(node, Phase::Deleting);
+                    }
+                }
+                Phase::Serving => {
+                    // the sweep: an autoscaled node whose server is gone
+                    if fact.is_some_and(|f| f.live) {
+                        self.down_since.remove(node);
+                    } else {
+                        let down = *self
+                            .down_since
+                            .entry(node.to_string())
+                            .or_insert_with(std::time::Instant::now);
+                        if down.elapsed() > self.settings.ready_timeout {
+                            tracing::warn!(
+                                node,
+                                "autoscaled {node} has been down for {:?}: deleting it",
+                                self.settings.ready_timeout
+                            );
+                            self.down_since.remove(node);
+                            self.set_phase(node, Phase::Deleting);
+                        }
+                    }
+                }
+                Phase::Draining => {
+                    let Some(grpc) = fact.filter(|f| f.live).and_then(|f| f.grpc) else {
+                        self.set_phase(node, Phase::Deleting);
+                        continue;
+                    };
+                    if let Err(error) = self.calls.drain(node, grpc).await {
+                        self.last_error = Some(format!("drain {node}: {error}"));
+                        continue;
+                    }
+                    let gone = members.is_none_or(|m| !m.iter().any(|n| n == node));
+                    if gone || elapsed > self.settings.drain_timeout {
+                        if !gone {
+                            tracing::warn!(node, "{node} still a balancer member {:?} after the drain began: going on", self.settings.drain_timeout);
+                        }
+                        self.set_phase(node, Phase::Leaving);
+                    }
+                }
+                Phase::Leaving => {
+                    let Some(grpc) = fact.filter(|f| f.live).and_then(|f| f.grpc) else {
+                        self.set_phase(node, Phase::Deleting);
+                        continue;
+                    };
+                    match self.calls.leave(node, grpc).await {
+                        Ok(()) => {
+                            self.set_phase(node, Phase::Deleting);
+                        }
+                        Err(error) => {
+                            self.last_error = Some(format!("stop services on {node}: {error}"));
+                            if elapsed > self.settings.drain_timeout {
+                                self.set_phase(node, Phase::Deleting);
+                            }
+                        }
+                    }
+                }
+                Phase::Deleting => match self.provider.delete(node).await {
+                    Ok(()) => {
+                        tracing::warn!(node, "autoscale: {node} deleted");
+                        self.record.nodes.retain(|n| n.node != node);
+                        self.record.removed.retain(|n| n != node);
+                        self.record.removed.push(node.to_string());
+                        let excess = self.record.removed.len().saturating_sub(64);
+                        self.record.removed.drain(..excess);
+                        self.save();
+                    }
+                    Err(error) => {
+                        tracing::error!(node, %error, "delete failed: {error}");
+                        self.last_error = Some(error.to_string());
+                    }
+                },
+            }
+        }
+    }
+
+    /// "n4 warming 12s, n5 draining 3s" for the status line.
+    pub fn describe(&self) -> String {
+        let now = unix_ms();
+        self.record
+            .nodes
+            .iter()
+            .filter(|n| n.phase != Phase::Serving)
+            .map(|n| {
+                format!(
+                    "{} {} {:.0}s",
+                    n.node,
+                    serde_json::to_value(n.phase)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    now.saturating_sub(n.since_ms) as f64 / 1000.0
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The flows' agent calls over gRPC.
+#[derive(Debug, Clone)]
+pub struct GrpcNodeCalls {
+    pub connect_timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl NodeCalls for GrpcNodeCalls {
+    async fn drain(&self, _node: &str, grpc: SocketAddr) -> Result<(), String> {
+        crate::agent_client::connect(grpc, self.connect_timeout, Duration::from_secs(10))
+            .await?
+            .drain(triad_proto::v1::DrainRequest {
+                reason: "autoscale: scaling in".into(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| s.message().to_string())
+    }
+
+    async fn leave(&self, _node: &str, grpc: SocketAddr) -> Result<(), String> {
+        // a clean mysqld shutdown can take a while on a busy node
+        crate::agent_client::connect(grpc, self.connect_timeout, Duration::from_secs(150))
+            .await?
+            .service_action(triad_proto::v1::ServiceActionRequest {
+                service: "galera".into(),
+                action: triad_proto::v1::ServiceAction::Stop as i32,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| s.message().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoscale::provider::ProviderError;
+    use std::sync::Mutex;
+
+    /// A provider and agents that record calls; launches make a node appear (not ready).
+    #[derive(Default)]
+    struct World {
+        calls: Mutex<Vec<String>>,
+        fail_launch: Mutex<bool>,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for World {
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        async fn launch(&self, name: &str, role: &str) -> Result<(), ProviderError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("launch {name} {role}"));
+            if *self.fail_launch.lock().unwrap() {
+                return Err(ProviderError {
+                    what: format!("add {name}"),
+                    detail: "exit status: 1".into(),
+                });
+            }
+            Ok(())
+        }
+        async fn delete(&self, name: &str) -> Result<(), ProviderError> {
+            self.calls.lock().unwrap().push(format!("delete {name}"));
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl NodeCalls for World {
+        async fn drain(&self, node: &str, _: SocketAddr) -> Result<(), String> {
+            self.calls.lock().unwrap().push(format!("drain {node}"));
+            Ok(())
+        }
+        async fn leave(&self, node: &str, _: SocketAddr) -> Result<(), String> {
+            self.calls.lock().unwrap().push(format!("leave {node}"));
+            Ok(())
+        }
+    }
+
+    fn settings(dir: &std::path::Path) -> FlowSettings {
+        FlowSettings {
+            name_prefix: "n".into(),
+            reserved: vec!["n1".into(), "n2".into(), "n3".into()],
+            role: "web".into(),
+            ready_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(60),
+            state_file: dir.join("autoscale.json"),
+        }
+    }
+
+    fn fact(live: bool, ready: bool) -> NodeFact {
+        NodeFact {
+            live,
+            ready,
+            grpc: Some("10.0.0.4:7421".parse().unwrap()),
+            web: true,
+        }
+    }
+
+    fn core() -> BTreeMap<String, NodeFact> {
+        ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| (n.to_string(), fact(true, true)))
+            .collect()
+    }
+
+    fn scaler(dir: &std::path::Path, world: &Arc<World>) -> Scaler {
+        Scaler::load(settings(dir), world.clone(), world.clone()).unwrap()
+    }
+
+    /// Drives one node from launch to deletion; `restart_at` restarts the scaler (a new one
+    /// loaded from the file) right after that many advance rounds. Returns the calls made.
+    async fn full_cycle(restart_at: Option<usize>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let world = Arc::new(World::default());
+        let mut s = scaler(dir.path(), &world);
+        let mut facts = core();
+        s.scale_out(1, &facts);
+        assert_eq!(s.warming(), 1);
+        let mut members: Vec<String> = vec!["n1".into(), "n2".into(), "n3".into()];
+        for round in 0..20 {
+            if restart_at == Some(round) {
+                s = scaler(dir.path(), &world);
+            }
+            let phase = s.record().nodes.first().map(|n| n.phase);
+            match phase {
+                // the launched node boots, joins gossip, becomes ready; the balancer adds it
+                Some(Phase::Warming) => {
+                    facts.insert("n4".into(), fact(true, true));
+                    members.push("n4".into());
+                }
+                Some(Phase::Serving) => {
+                    assert_eq!(s.removable(&facts), 1);
+                    assert_eq!(s.scale_in(&facts).as_deref(), Some("n4"));
+                }
+                // the balancer drained and removed it
+                Some(Phase::Draining) => members.retain(|m| m != "n4"),
+                None => break,
+                _ => {}
+            }
+            s.advance(&facts, Some(&members)).await;
+        }
+        assert!(s.record().nodes.is_empty(), "{:?}", s.record());
+        assert_eq!(s.record().removed, vec!["n4"]);
+        let calls = world.calls.lock().unwrap().clone();
+        calls
+    }
+
+    #[tokio::test]
+    async fn a_node_goes_from_launch_to_deletion_in_order() {
+        let mut calls = full_cycle(None).await;
+        // the drain is asked again on every round while the balancer still lists the node
+        calls.dedup();
+        assert_eq!(
+            calls,
+            vec!["launch n4 web", "drain n4", "leave n4", "delete n4"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restart_at_every_step_resumes_and_never_repeats_a_finished_step() {
+        for restart_at in 0..8 {
+            let calls = full_cycle(Some(restart_at)).await;
+            // each step happens once and in order (drain may be asked again while it lasts)
+            let mut deduped = calls.clone();
+            deduped.dedup();
+            assert_eq!(
+                deduped,
+                vec!["launch n4 web", "drain n4", "leave n4", "delete n4"],
+                "restart after round {restart_at}: {calls:?}"
+            );
+            assert_eq!(calls.iter().filter(|c| c.starts_with("launch")).count(), 1);
+            assert_eq!(calls.iter().filter(|c| c.starts_with("delete")).count(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn names_are_the_lowest_free_and_a_failed_launch_is_retried_then_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = Arc::new(World::default());
+        let mut s = scaler(dir.path(), &world);
+        let facts = core();
+        s.scale_out(2, &facts);
+        let names: Vec<&str> = s.record().nodes.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(names, vec!["n4", "n5"]);
+        // a dead node is never renamed into, unless this scaler deleted it
+        let mut with_dead = facts.clone();
+        with_dead.insert("n6".into(), fact(false, false));
+        assert_eq!(s.next_name(&with_dead), "n7", "a dead n6 that is not ours");
+        s.record.removed.push("n6".into());
+        assert_eq!(
+            s.next_name(&with_dead),
+            "n6",
+            "our deleted n6, still in gossip"
+        );
+        *world.fail_launch.lock().unwrap() = true;
+        s.advance(&facts, None).await;
+        assert!(s.last_error.as_deref().unwrap().contains("exit status: 1"));
+        assert_eq!(s.warming(), 2, "retried on the next round");
+        // long past the ready timeout: given up and deleted
+        for n in &mut s.record.nodes {
+            n.since_ms -= 601_000;
+        }
+        s.advance(&facts, None).await;
+        s.advance(&facts, None).await;
+        assert!(s.record().nodes.is_empty(), "{:?}", s.record());
+        let calls = world.calls.lock().unwrap().clone();
+        assert!(
+            calls.contains(&"delete n4".to_string()) && calls.contains(&"delete n5".to_string()),
+            "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("autoscale.json"), "{ not json").unwrap();
+        let world = Arc::new(World::default());
+        let error = Scaler::load(settings(dir.path()), world.clone(), world.clone())
+            .err()
+            .unwrap();
+        assert!(error.contains("autoscale.json"), "{error}");
+    }
+}
