@@ -244,6 +244,10 @@ impl GaleraHost for FakeHost {
         Ok(())
     }
 
+    async fn prepare_start(&self, _position: Option<&Position>) -> Result<(), HostError> {
+        Ok(())
+    }
+
     async fn ended_run_log(&self) -> Result<Option<(String, String)>, HostError> {
         Ok(None)
     }

@@ -317,6 +317,9 @@ impl GaleraDriver {
                 Action::ResetFailed => self.host.reset_failed().await,
                 Action::StartJoin => {
                     memory.last_start = Some(Instant::now());
+                    self.prepare_start(&observed).await;
+                    // handed over once: the next stop needs a fresh recovery
+                    memory.recovered = None;
                     self.host.start().await
                 }
                 Action::StopStandalone | Action::StopAhead => self.host.stop().await,
@@ -458,6 +461,9 @@ impl GaleraDriver {
             if observed.grastate.is_some() {
                 self.host.set_safe_to_bootstrap().await?;
             }
+            // the position checked above: the one the coordinator chose
+            self.prepare_start(&observed).await;
+            memory.recovered = None;
             self.host.bootstrap().await?;
             let status = self.host.status().await?;
             if status.cluster_status != "Primary" {
@@ -482,6 +488,18 @@ impl GaleraDriver {
         let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         self.publish(&observed);
         result
+    }
+
+    /// Leave the position this node recovered for the start about to happen (the start
+    /// then skips Debian's second `--wsrep-recover`); a failure only costs that time.
+    async fn prepare_start(&self, observed: &Observed) {
+        let position = (!observed.unit.is_running())
+            .then(|| best_position(observed))
+            .flatten()
+            .map(|(position, _)| position);
+        if let Err(error) = self.host.prepare_start(position.as_ref()).await {
+            tracing::warn!(node = %self.node_id, %error, "cannot hand the start position over: {error}");
+        }
     }
 
     /// Leave the cluster for good (the coordinator's scale-in): stop mysqld cleanly, so that
@@ -531,6 +549,8 @@ impl GaleraDriver {
         }
         tracing::info!(node = %self.node_id, epoch, "joining the Primary component");
         memory.last_start = Some(Instant::now());
+        self.prepare_start(&observed).await;
+        memory.recovered = None;
         self.host.start().await?;
         Ok("mysqld starting".into())
     }

@@ -394,9 +394,9 @@ impl Autoscaler {
             policy,
             &Inputs {
                 ready,
-                live: view
+                present: view
                     .members()
-                    .filter(|m| m.live && matches!(m.keys.role, Role::Core | Role::Web))
+                    .filter(|m| m.keys.role == Role::Core || (m.live && m.keys.role == Role::Web))
                     .count(),
                 warming,
                 removable,

@@ -12,8 +12,8 @@
 //!   need that arises during the cooldown is acted on when it ends, never dropped;
 //! - no metric, no scale-in: missing data is never read as "no load";
 //! - no ready node at all, no action: that is an outage for recovery, not load (and nodes
-//!   that are live but not ready yet count toward the minimum: a recovering core node is
-//!   not a reason to launch another).
+//!   that are present but not ready yet count: a recovering or crashed core node is
+//!   brought back by recovery, never replaced by a launch).
 
 use std::time::Duration;
 
@@ -72,8 +72,10 @@ impl Policy {
 pub struct Inputs<'a> {
     /// Nodes that serve (ready).
     pub ready: usize,
-    /// Nodes that are live, ready or not (the minimum counts them).
-    pub live: usize,
+    /// Nodes present, ready or not: every core node the cluster knows (live or down: a
+    /// down core node comes back through recovery, not through a launch) and the live web
+    /// nodes.
+    pub present: usize,
     /// Nodes launched and not ready yet.
     pub warming: usize,
     /// Nodes that may be removed (autoscaled, not core).
@@ -113,9 +115,9 @@ pub fn decide(policy: &Policy, inputs: &Inputs<'_>) -> Verdict {
         recommendation,
         decision: Decision::Hold { reason },
     };
-    // live nodes that are not ready (a core node recovering, a joiner) are capacity on its
-    // way back: counted, so that a restart is never answered with a launch
-    let counted = inputs.live.max(inputs.ready) + inputs.warming;
+    // present nodes that are not ready (a core node recovering, a joiner) are capacity on
+    // its way back: counted, so that a restart or an outage is never answered with a launch
+    let counted = inputs.present.max(inputs.ready) + inputs.warming;
     if inputs.ready == 0 {
         return hold("no ready node: an outage is for recovery, not for scaling".into());
     }
@@ -272,7 +274,7 @@ mod tests {
                 policy,
                 &Inputs {
                     ready,
-                    live: ready,
+                    present: ready,
                     warming: warming.len(),
                     removable: ready - core,
                     rate: load(t),
@@ -453,7 +455,7 @@ mod tests {
             &p,
             &Inputs {
                 ready: 3,
-                live: 3,
+                present: 3,
                 warming: 0,
                 removable: 0,
                 rate: Some(10.0),
@@ -475,7 +477,7 @@ mod tests {
         let now = Instant::now();
         let inputs = |ready: usize, removable: usize, manual: usize| Inputs {
             ready,
-            live: ready,
+            present: ready,
             warming: 0,
             removable,
             rate: Some(150.0),
@@ -506,9 +508,9 @@ mod tests {
     #[test]
     fn an_outage_or_recovering_nodes_never_launch_nodes() {
         let p = Policy { min: 3, ..policy() };
-        let inputs = |ready: usize, live: usize| Inputs {
+        let inputs = |ready: usize, present: usize| Inputs {
             ready,
-            live,
+            present,
             warming: 0,
             removable: 0,
             rate: None,
@@ -520,7 +522,8 @@ mod tests {
         // the coordinator just started, or every node is down: nothing is ready
         let out = decide(&p, &inputs(0, 0));
         assert!(matches!(out.decision, Decision::Hold { .. }), "{out:?}");
-        // one core node ready, two live but recovering: the minimum is met
+        // one core node ready, two down or recovering (a full outage being recovered): the
+        // minimum is met, nothing is launched
         let out = decide(&p, &inputs(1, 3));
         assert!(matches!(out.decision, Decision::Hold { .. }), "{out:?}");
         // a coordinator that just started sees one node ready and three live, and no load
