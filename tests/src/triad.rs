@@ -414,6 +414,29 @@ pub fn wait_coordinator_live(nodes: usize, limit: Duration) -> Result<Duration> 
     )
 }
 
+/// Waits until the coordinator's balancer loop reaches the balancer and lists members (it
+/// backs off while HAProxy is not up yet, as when the lab starts it after the coordinator).
+pub fn wait_balancer_members(limit: Duration) -> Result<Duration> {
+    let t = std::time::Instant::now();
+    crate::wait::until_default(
+        "the coordinator's balancer loop to list members",
+        limit,
+        || {
+            let v = status_json()?;
+            let balancer = &v["balancer"];
+            let ok = balancer["last_error"].is_null()
+                && balancer["members"]
+                    .as_array()
+                    .is_some_and(|m| !m.is_empty());
+            Ok(if ok {
+                crate::wait::Poll::Ready(t.elapsed())
+            } else {
+                crate::wait::Poll::Pending(format!("balancer {balancer}"))
+            })
+        },
+    )
+}
+
 /// The lab's PHP app: a page naming the node that serves it.
 pub const INDEX_PHP: &str =
     "<?php header('Content-Type: text/plain'); echo gethostname(), \"\\n\";\n";

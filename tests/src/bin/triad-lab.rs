@@ -332,6 +332,13 @@ fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
             )),
             Err(e) => warnings.push(e.to_string()),
         }
+        match triad::wait_balancer_members(Duration::from_secs(30)) {
+            Ok(d) => lap(&format!(
+                "coordinator drives HAProxy's members after {:.1}s",
+                d.as_secs_f64()
+            )),
+            Err(e) => warnings.push(e.to_string()),
+        }
         match triad::triadctl_status(false) {
             Ok(s) => println!("triadctl status:\n{s}"),
             Err(e) => warnings.push(format!("triadctl status: {e}")),
