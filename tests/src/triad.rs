@@ -375,14 +375,7 @@ pub fn start_coordinator_with(tb: &mut Testbed, autoscale: Autoscale) -> Result<
 /// when the cluster is degraded but still prints the status, so any output is returned; only
 /// no output at all is an error.
 pub fn triadctl_status(json: bool) -> Result<String> {
-    let bin = find_bin("triadctl")
-        .ok_or_else(|| LabError::Other("no triadctl binary; run cargo build --bins".into()))?;
-    let mut c = Command::new(bin);
-    c.args([
-        "--coordinator",
-        &format!("http://{COORDINATOR_GRPC}"),
-        "status",
-    ]);
+    let mut c = triadctl(&["status"])?;
     if json {
         c.args(["--output", "json"]);
     }
@@ -392,6 +385,24 @@ pub fn triadctl_status(json: bool) -> Result<String> {
         return Ok(String::new());
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `triadctl --coordinator <the lab's> ARGS…`, not yet run.
+pub fn triadctl(args: &[&str]) -> Result<Command> {
+    let bin = find_bin("triadctl")
+        .ok_or_else(|| LabError::Other("no triadctl binary; run cargo build --bins".into()))?;
+    let mut c = Command::new(bin);
+    c.args(["--coordinator", &format!("http://{COORDINATOR_GRPC}")])
+        .args(args);
+    Ok(c)
+}
+
+/// The coordinator's autoscaling line (`triadctl status`).
+pub fn autoscale_line() -> Result<String> {
+    Ok(status_json()?["autoscale"]
+        .as_str()
+        .unwrap_or("")
+        .to_string())
 }
 
 /// Waits until `triadctl status --output json` reports `nodes` live nodes.

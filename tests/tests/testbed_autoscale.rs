@@ -52,9 +52,7 @@ fn drive(load: &Load, per_sec: u64, stop: &AtomicBool, limit: Duration, new_node
 }
 
 fn autoscale_line() -> String {
-    triad::status_json()
-        .map(|v| v["autoscale"].as_str().unwrap_or("").to_string())
-        .unwrap_or_default()
+    triad::autoscale_line().unwrap_or_default()
 }
 
 fn node_ready(id: &str) -> Option<bool> {

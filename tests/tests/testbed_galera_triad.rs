@@ -642,17 +642,8 @@ fn ahead_seqnos(line: &str, node: &str) -> Option<(i64, i64)> {
 
 /// `triadctl recover --bootstrap NODE` (the operator's override), returning its output.
 fn operator_bootstrap(node: &Node) -> Result<String> {
-    let bin = find_bin("triadctl").ok_or_else(|| LabError::Other("no triadctl binary".into()))?;
-    let mut c = Command::new(bin);
-    c.args([
-        "--coordinator",
-        &format!("http://{COORDINATOR_GRPC}"),
-        "--timeout",
-        "90s",
-        "recover",
-        "--bootstrap",
-        &node.name,
-    ]);
+    let mut c =
+        triad_tests::triad::triadctl(&["--timeout", "90s", "recover", "--bootstrap", &node.name])?;
     let o = triad_tests::cmd::output_timeout(&mut c, Duration::from_secs(120))?;
     let text = format!(
         "{}{}",

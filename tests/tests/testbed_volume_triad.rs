@@ -71,10 +71,7 @@ fn install_triad(tb: &mut Testbed, config: impl Fn(&Testbed, &Node) -> String) -
 /// Waits for the coordinator's autoscale line to satisfy `done`; returns it.
 fn wait_autoscale(what: &str, limit: Duration, done: impl Fn(&str) -> bool) -> Result<String> {
     wait::until(what, limit, Duration::from_millis(500), || {
-        let line = triad::status_json()?["autoscale"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+        let line = triad::autoscale_line()?;
         Ok(if done(&line) {
             Poll::Ready(line)
         } else {

@@ -556,19 +556,10 @@ impl GaleraDriver {
     }
 }
 
-/// Write `text` to `path` durably: temporary file, fsync, rename.
+/// [`crate::exec::durable_write`], with the error naming the file.
 fn durable_write(path: &std::path::Path, text: &str) -> Result<(), HostError> {
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut file, text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| HostError::new(format!("writing {}", path.display()), e.to_string()))
+    crate::exec::durable_write(path, text)
+        .map_err(|e| HostError::new(format!("writing {}", path.display()), e.to_string()))
 }
 
 /// Recovery is needed when grastate says nothing final: missing, or seqno -1.

@@ -390,7 +390,7 @@ impl Autoscaler {
             ),
         };
         let history: Vec<(Instant, usize)> = self.history.iter().copied().collect();
-        let verdict = decide(
+        let mut verdict = decide(
             policy,
             &Inputs {
                 ready,
@@ -410,7 +410,6 @@ impl Autoscaler {
                     .map(|(n, _)| n),
             },
         );
-        let mut verdict = verdict;
         let started = *self.started.get_or_insert(now);
         let observed_for = now.saturating_duration_since(started);
         if observed_for < self.settings.window && !matches!(verdict.decision, Decision::Hold { .. })

@@ -138,22 +138,8 @@ impl Scaler {
 
     fn save(&mut self) -> bool {
         let path = &self.settings.state_file;
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            let mut file = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(
-                &mut file,
-                serde_json::to_string_pretty(&self.record)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        match write() {
+        let text = serde_json::to_string_pretty(&self.record).unwrap_or_default();
+        match triad_agent::exec::durable_write(path, &text) {
             Ok(()) => true,
             Err(e) => {
                 self.last_error = Some(format!(

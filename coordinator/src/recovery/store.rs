@@ -3,7 +3,6 @@
 //! fsync of the directory) before any action that depends on it, so a coordinator that
 //! restarts resumes the same decision and never issues a second bootstrap for an epoch.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -72,18 +71,8 @@ impl Store {
     }
 
     pub fn save(&self, record: &GaleraRecord) -> Result<(), StoreError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.error(e))?;
-        let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(record).map_err(|e| self.error(e))?;
-        let mut file = std::fs::File::create(&tmp).map_err(|e| self.error(e))?;
-        file.write_all(text.as_bytes()).map_err(|e| self.error(e))?;
-        file.sync_all().map_err(|e| self.error(e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.error(e))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.error(e))?;
-        Ok(())
+        triad_agent::exec::durable_write(&self.path, &text).map_err(|e| self.error(e))
     }
 }
 
