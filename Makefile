@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LAB = $(CARGO) run -q -p triad-tests --bin triad-lab --
 
-.PHONY: all deps build lab lab-down test check fmt lint unit bench-gossip bench-lab bench-volume bench-recovery deb
+.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale deb
 
 all: build
 
@@ -50,6 +50,14 @@ deb:
 unit: build
 	$(CARGO) nextest run --workspace -E 'not test(/^testbed_/)'
 
+## Property tests of the parsers of outside input (proptest; no cargo-fuzz on stable) with
+## FUZZ_CASES cases each instead of the default 256. They are the tests whose names contain
+## never_panic or round_trip (plus the election's); new ones follow that naming.
+FUZZ_CASES ?= 20000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) nextest run --workspace --lib --no-fail-fast \
+		-E 'test(/never_panic|round_trip|never_behind_a_reporting_member/)'
+
 ## Benchmarks, run on demand; they print figures.
 bench-gossip:
 	$(CARGO) bench -p triad-coordinator --bench gossip -- 3 10 100
@@ -64,3 +72,7 @@ bench-volume: deps build
 ## Full-outage recovery, both crash shapes: Pacemaker + ocf:heartbeat:galera, Galera's own pc.recovery, Triad (issue 4).
 bench-recovery: deps build
 	$(LAB) bench-recovery --pacemaker
+
+## Autoscaling on the lab: decision and serving times under load, scale-in time, failed requests (issue 8).
+bench-autoscale: deps build
+	$(LAB) bench-autoscale --rounds 2

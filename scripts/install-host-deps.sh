@@ -26,13 +26,18 @@ set -eu
 #   -dbgsym packages), xz-utils, lintian.
 # OpenStack fake check (tests/openstack-fake): python3-venv, for a venv with the real
 #   openstack CLI (python-openstackclient + python-octaviaclient from PyPI).
+# cloud-init's own schema validator (`cloud-init schema`, the Nova provider's user-data test):
+#   its Python dependencies here; cloud-init itself is unpacked, not installed, under
+#   /opt/triad-ci/cloud-init (installed, its units would configure this host at boot).
 # Benchmarks: prometheus-node-exporter, the footprint reference of `triad-lab bench-volume`
 #   (run by the bench itself on 127.0.0.1:19100; the package's own service does not start here).
 # Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed
 # (the proto crate compiles .proto files in pure Rust).
 PKGS="systemd-container debootstrap bridge-utils iproute2 iptables haproxy apache2-utils socat curl
 mariadb-client util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
-lintian dpkg-dev python3-venv prometheus-node-exporter"
+lintian dpkg-dev python3-venv prometheus-node-exporter
+python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema python3-netifaces
+python3-oauthlib python3-requests python3-serial python3-yaml"
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
@@ -66,6 +71,21 @@ else
         # likewise node_exporter on :9100: the bench runs its own on loopback
         systemctl disable --now prometheus-node-exporter >/dev/null 2>&1 || true
     fi
+fi
+
+# cloud-init, unpacked only (see above): /opt/triad-ci/cloud-init/usr/bin/cloud-init.
+CLOUD_INIT_DIR=/opt/triad-ci/cloud-init
+if [ ! -x "$CLOUD_INIT_DIR/usr/bin/cloud-init" ] && [ "$check_only" = 0 ] && [ "$(id -u)" = 0 ]; then
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    if ! (cd "$tmp" && apt-get download -q cloud-init >/dev/null 2>&1); then
+        apt-get update -q
+        (cd "$tmp" && apt-get download -q cloud-init)
+    fi
+    mkdir -p "$CLOUD_INIT_DIR"
+    dpkg-deb -x "$tmp"/cloud-init_*.deb "$CLOUD_INIT_DIR"
+    rm -rf "$tmp"
+    echo "install-host-deps: cloud-init unpacked under $CLOUD_INIT_DIR"
 fi
 
 # The Rust toolchain itself (rustup, cargo, cargo-nextest) is installed by .ci/run or by hand;

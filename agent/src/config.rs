@@ -273,12 +273,17 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
         message,
     };
     validate_node_id(&raw.node.id).map_err(|m| invalid("node.id", m))?;
-    let address: IpAddr = raw.node.address.parse().map_err(|_| {
-        invalid(
-            "node.address",
-            format!("{:?} is not an IP address", raw.node.address),
-        )
-    })?;
+    let cluster = resolve_cluster(path, &raw.cluster)?;
+    let address: IpAddr = if raw.node.address == "auto" {
+        auto_address(&cluster.1).map_err(|m| invalid("node.address", m))?
+    } else {
+        raw.node.address.parse().map_err(|_| {
+            invalid(
+                "node.address",
+                format!("{:?} is not an IP address (or \"auto\")", raw.node.address),
+            )
+        })?
+    };
     if address.is_unspecified() {
         return Err(invalid(
             "node.address",
@@ -289,7 +294,6 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
         RawRole::Core => Role::Core,
         RawRole::Web => Role::Web,
     };
-    let cluster = resolve_cluster(path, &raw.cluster)?;
     let gossip = resolve_gossip(path, &raw.gossip, address)?;
     let grpc_listen = match raw.grpc.listen {
         Some(listen) => parse_socket_addr(&listen).map_err(|m| invalid("grpc.listen", m))?,
@@ -504,6 +508,35 @@ fn validate_node_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `address = "auto"` (nodes launched by the autoscaler, whose address the cloud's DHCP
+/// picks): the source address the kernel would use toward the first seed that is an IP
+/// address. A UDP `connect` only looks up the route; no packet is sent.
+pub fn auto_address(seeds: &[String]) -> Result<IpAddr, String> {
+    let seed: SocketAddr = seeds
+        .iter()
+        .find_map(|seed| seed.parse().ok())
+        .ok_or_else(|| {
+            "\"auto\" needs a seed given as an IP address:port in cluster.seeds".to_string()
+        })?;
+    let any: SocketAddr = if seed.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let socket = std::net::UdpSocket::bind(any).map_err(|e| format!("\"auto\": {e}"))?;
+    socket
+        .connect(seed)
+        .map_err(|e| format!("\"auto\": no route to the seed {seed}: {e}"))?;
+    let local = socket
+        .local_addr()
+        .map_err(|e| format!("\"auto\": {e}"))?
+        .ip();
+    if local.is_unspecified() {
+        return Err(format!("\"auto\": no source address toward {seed}"));
+    }
+    Ok(local)
+}
+
 /// `[cluster]`: name and seeds, validated. Shared with the coordinator.
 pub fn resolve_cluster(
     path: &Path,
@@ -536,6 +569,23 @@ fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{text:?} is not an address:port (e.g. 10.0.0.5:7420)"))
 }
 
+/// The longest duration a config key accepts: beyond it, timers and deadlines overflow
+/// (`Instant + Duration` panics), and no setting of ours needs more.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A config duration ("200ms", "5s", "1h"), at most [`MAX_CONFIG_DURATION`]; the error is
+/// one line, for the caller to prefix with the file and key.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"200ms\", \"5s\" or \"1h\": {e}"))?;
+    if value > MAX_CONFIG_DURATION {
+        return Err(format!(
+            "{text:?} is longer than the 365 days a duration may be"
+        ));
+    }
+    Ok(value)
+}
+
 fn parse_duration_key(
     path: &Path,
     key: &'static str,
@@ -544,10 +594,10 @@ fn parse_duration_key(
 ) -> Result<Duration, ConfigError> {
     match raw {
         None => Ok(default),
-        Some(text) => humantime::parse_duration(text).map_err(|error| ConfigError::Invalid {
+        Some(text) => parse_duration(text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             key,
-            message: format!("{text:?} is not a duration like \"200ms\" or \"5s\": {error}"),
+            message,
         }),
     }
 }
@@ -613,6 +663,7 @@ pub fn resolve_gossip(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const GOOD: &str = r#"
 [node]
@@ -627,6 +678,24 @@ seeds = ["10.214.0.11:7420", "n2:7420"]
 
     fn parse(text: &str) -> Result<AgentConfig, String> {
         AgentConfig::parse(Path::new("/etc/triad/agent.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn auto_address_is_the_source_address_toward_the_first_ip_seed() {
+        let text = GOOD
+            .replace("address = \"10.214.0.11\"", "address = \"auto\"")
+            .replace(
+                "seeds = [\"10.214.0.11:7420\", \"n2:7420\"]",
+                "seeds = [\"n2:7420\", \"127.0.0.9:7420\"]",
+            );
+        let cfg = parse(&text).unwrap();
+        assert_eq!(cfg.address.to_string(), "127.0.0.1");
+        assert_eq!(cfg.gossip.listen.to_string(), "127.0.0.1:7420");
+        let error = parse(&text.replace("\"127.0.0.9:7420\"", "\"n3:7420\"")).unwrap_err();
+        assert!(
+            error.contains("node.address") && error.contains("IP address:port"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -714,5 +783,360 @@ seeds = ["10.214.0.11:7420", "n2:7420"]
         assert!(error
             .to_string()
             .contains("/nonexistent/agent.toml: cannot read"));
+    }
+
+    /// A TOML basic string holding `text` exactly, whatever it contains.
+    fn toml_string(text: &str) -> String {
+        let mut out = String::from("\"");
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// A TOML float literal (Rust's `NaN`/`inf` spellings are not TOML's).
+    fn toml_float(value: f64) -> String {
+        match value {
+            v if v.is_nan() => "nan".into(),
+            v if v.is_infinite() => {
+                if v > 0.0 {
+                    "inf".into()
+                } else {
+                    "-inf".into()
+                }
+            }
+            v => format!("{v:?}"),
+        }
+    }
+
+    /// Text the config's string keys take, valid or nearly: durations (huge ones too),
+    /// addresses, names, paths and the enum words.
+    fn plausible_text() -> BoxedStrategy<String> {
+        let number = prop_oneof![0u64..100, 0u64..100_000, any::<u64>(), Just(u64::MAX)];
+        let unit = proptest::sample::select(
+            &[
+                "ns", "ms", "s", "m", "h", "d", "w", "years", "", " s", "fast",
+            ][..],
+        );
+        prop_oneof![
+            (number, unit).prop_map(|(n, u)| format!("{n}{u}")),
+            any::<std::net::Ipv4Addr>().prop_map(|ip| ip.to_string()),
+            any::<std::net::Ipv6Addr>().prop_map(|ip| ip.to_string()),
+            any::<SocketAddr>().prop_map(|a| a.to_string()),
+            ("[a-z0-9.-]{0,12}", any::<u32>()).prop_map(|(h, p)| format!("{h}:{p}")),
+            proptest::sample::select(
+                &[
+                    "0.0.0.0",
+                    "::",
+                    "0.0.0.0:7420",
+                    "[::]:7421",
+                    "core",
+                    "web",
+                    "mariabackup",
+                    "rsync",
+                    "galera",
+                    "gluster",
+                    "mount",
+                    "apache",
+                    "/",
+                    ""
+                ][..]
+            )
+            .prop_map(str::to_string),
+            "[A-Za-z0-9._ -]{0,70}",
+            "/?[a-z./]{0,20}",
+        ]
+        .boxed()
+    }
+
+    /// Any TOML value, as its literal: plausible strings, every scalar type, arrays, garbage.
+    fn toml_value() -> BoxedStrategy<String> {
+        prop_oneof![
+            4 => plausible_text().prop_map(|t| toml_string(&t)),
+            1 => any::<String>().prop_map(|t| toml_string(&t)),
+            1 => any::<i64>().prop_map(|n| n.to_string()),
+            1 => (0i64..70_000).prop_map(|n| n.to_string()),
+            1 => any::<f64>().prop_map(toml_float),
+            1 => any::<bool>().prop_map(|b| b.to_string()),
+            2 => proptest::collection::vec(plausible_text(), 0..4)
+                .prop_map(|v| format!("[{}]", v.iter().map(|t| toml_string(t)).collect::<Vec<_>>().join(", "))),
+            1 => "[^\n]{0,20}",
+        ]
+        .boxed()
+    }
+
+    /// Every table and key of agent.toml (`!`: required), plus an unknown key per table.
+    const AGENT_SCHEMA: &[(&str, &[&str])] = &[
+        ("node", &["!id", "!role", "!address", "bogus"]),
+        ("cluster", &["!name", "seeds", "bogus"]),
+        (
+            "gossip",
+            &[
+                "listen",
+                "advertise",
+                "interval",
+                "phi_threshold",
+                "dead_node_grace",
+                "bogus",
+            ],
+        ),
+        ("grpc", &["listen", "bogus"]),
+        ("agent", &["heartbeat_interval", "state_dir", "bogus"]),
+        ("readiness", &["require", "bogus"]),
+        (
+            "galera",
+            &[
+                "managed",
+                "sst_method",
+                "gcache_size",
+                "innodb_buffer_pool_size",
+                "peers",
+                "datadir",
+                "socket",
+                "config_path",
+                "unit",
+                "start_backoff",
+                "monitor_user",
+                "bogus",
+            ],
+        ),
+        (
+            "apache",
+            &[
+                "managed",
+                "unit",
+                "port",
+                "health_path",
+                "configure",
+                "bogus",
+            ],
+        ),
+        (
+            "gluster",
+            &["managed", "unit", "volume", "brick_path", "bogus"],
+        ),
+        (
+            "mount",
+            &[
+                "managed",
+                "docroot",
+                "allow_non_empty",
+                "probe_timeout",
+                "bogus",
+            ],
+        ),
+        ("php", &["bogus"]),
+    ];
+
+    /// A valid value for the keys whose shape the resolver checks, so the documents get
+    /// past the first check and reach the later ones.
+    fn good_value(key: &str) -> BoxedStrategy<String> {
+        let quoted = |s: &'static str| Just(toml_string(s)).boxed();
+        match key {
+            "id" | "name" => "[a-z][a-z0-9._-]{0,12}"
+                .prop_map(|t| toml_string(&t))
+                .boxed(),
+            "role" => prop_oneof![quoted("core"), quoted("web")].boxed(),
+            "address" => prop_oneof![
+                9 => any::<std::net::Ipv4Addr>().prop_map(|ip| toml_string(&ip.to_string())),
+                1 => Just(toml_string("auto")),
+            ]
+            .boxed(),
+            "seeds" => proptest::collection::vec(any::<std::net::SocketAddrV4>(), 0..3)
+                .prop_map(|v| {
+                    format!(
+                        "[{}]",
+                        v.iter()
+                            .map(|a| toml_string(&a.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+                .boxed(),
+            "listen" | "advertise" => any::<std::net::SocketAddrV4>()
+                .prop_map(|a| toml_string(&a.to_string()))
+                .boxed(),
+            "interval" | "heartbeat_interval" | "probe_timeout" | "start_backoff"
+            | "dead_node_grace" => prop_oneof![
+                // humantime accepts up to u64::MAX seconds: no timer can hold that
+                9 => (10u64..=10_000).prop_map(|ms| toml_string(&format!("{ms}ms"))),
+                1 => any::<u64>().prop_map(|s| toml_string(&format!("{s}s"))),
+            ]
+            .boxed(),
+            "phi_threshold" => (0.5f64..70.0).prop_map(toml_float).boxed(),
+            "require" => proptest::collection::vec(
+                proptest::sample::select(&["galera", "gluster", "mount", "apache"][..]),
+                0..4,
+            )
+            .prop_map(|v| {
+                format!(
+                    "[{}]",
+                    v.iter()
+                        .map(|t| toml_string(t))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .boxed(),
+            "sst_method" => prop_oneof![quoted("mariabackup"), quoted("rsync")].boxed(),
+            "peers" => proptest::collection::vec(any::<std::net::IpAddr>(), 0..3)
+                .prop_map(|v| {
+                    format!(
+                        "[{}]",
+                        v.iter()
+                            .map(|a| toml_string(&a.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+                .boxed(),
+            "managed" | "configure" | "allow_non_empty" => {
+                any::<bool>().prop_map(|b| b.to_string()).boxed()
+            }
+            "port" => any::<u16>().prop_map(|p| p.to_string()).boxed(),
+            "volume" | "monitor_user" => {
+                "[A-Za-z0-9_-]{1,40}".prop_map(|t| toml_string(&t)).boxed()
+            }
+            _ => "/[a-z]{1,8}(/[a-z.]{1,8}){0,2}"
+                .prop_map(|t| toml_string(&t))
+                .boxed(),
+        }
+    }
+
+    /// A document over `schema`: each table present or not, each key present or not, its
+    /// value valid but about once per document any TOML value (so a case usually fails
+    /// on one key, deep in the resolver, not on the first); rarely a raw garbage line.
+    fn toml_document(
+        schema: &'static [(&'static str, &'static [&'static str])],
+    ) -> BoxedStrategy<String> {
+        let tables: Vec<BoxedStrategy<String>> = schema
+            .iter()
+            .map(|(table, keys)| {
+                let required = keys.iter().any(|k| k.starts_with('!'));
+                let entries: Vec<BoxedStrategy<Option<String>>> = keys
+                    .iter()
+                    .map(|key| {
+                        let (presence, key) = match key.strip_prefix('!') {
+                            Some(key) => (0.98, key),
+                            None if *key == "bogus" => (0.01, *key),
+                            None => (0.6, *key),
+                        };
+                        let value = prop_oneof![70 => good_value(key), 1 => toml_value()];
+                        proptest::option::weighted(presence, value)
+                            .prop_map(move |v| v.map(|v| format!("{key} = {v}\n")))
+                            .boxed()
+                    })
+                    .collect();
+                let present = match *table {
+                    "php" => 0.01,
+                    _ if required => 0.98,
+                    _ => 0.7,
+                };
+                proptest::option::weighted(present, entries)
+                    .prop_map(move |e| match e {
+                        Some(lines) => format!(
+                            "[{table}]\n{}\n",
+                            lines.into_iter().flatten().collect::<String>()
+                        ),
+                        None => String::new(),
+                    })
+                    .boxed()
+            })
+            .collect();
+        (tables, proptest::option::weighted(0.03, "[^\n]{0,30}"))
+            .prop_map(|(tables, garbage)| {
+                let mut text: String = tables.concat();
+                if let Some(garbage) = garbage {
+                    text.push_str(&garbage);
+                }
+                text
+            })
+            .boxed()
+    }
+
+    proptest! {
+        /// agent.toml is written by hand: any text, and any document made of its own tables
+        /// and keys with any values, is a config or a one-line error naming the file.
+        #[test]
+        fn agent_config_never_panics(
+            text in prop_oneof![1 => any::<String>(), 4 => toml_document(AGENT_SCHEMA)],
+            file in "/[ -~]{0,30}",
+        ) {
+            let path = Path::new(&file);
+            match AgentConfig::parse(path, &text) {
+                Ok(config) => {
+                    prop_assert!(!config.address.is_unspecified());
+                    prop_assert!(!config.node_id.is_empty());
+                }
+                Err(error) => {
+                    let error = error.to_string();
+                    prop_assert!(error.contains(&format!("config {file}")), "{}", error);
+                    prop_assert!(!error.contains('\n'), "{}", error);
+                }
+            }
+        }
+
+        /// Valid values of every section come back as written.
+        #[test]
+        fn agent_config_round_trips(
+            id in "[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+            web in any::<bool>(),
+            address in any::<std::net::IpAddr>().prop_filter("own address", |a| !a.is_unspecified()),
+            cluster in "[a-z][a-z0-9-]{0,20}",
+            seeds in proptest::collection::vec(any::<(IpAddr, u16)>().prop_map(SocketAddr::from), 0..4),
+            interval_ms in 10u64..=10_000,
+            phi in 1.0f64..=64.0,
+            peers in proptest::collection::vec(any::<IpAddr>(), 0..3),
+            port in any::<u16>(),
+            health in "/[a-z./_-]{0,20}",
+            volume in "[A-Za-z0-9_-]{1,64}",
+            docroot in "/[a-z][a-z/_-]{0,20}",
+            probe_secs in 1u64..=60,
+            user in "[A-Za-z0-9_-]{1,32}",
+            rsync in any::<bool>(),
+        ) {
+            let list = |items: Vec<String>| format!("[{}]", items.iter().map(|t| toml_string(t)).collect::<Vec<_>>().join(", "));
+            let text = format!(
+                "[node]\nid = {}\nrole = {}\naddress = {}\n\n[cluster]\nname = {}\nseeds = {}\n\n\
+                 [gossip]\ninterval = \"{interval_ms}ms\"\nphi_threshold = {}\n\n\
+                 [galera]\npeers = {}\nmonitor_user = {}\nsst_method = {}\n\n\
+                 [apache]\nport = {port}\nhealth_path = {}\n\n[gluster]\nvolume = {}\n\n\
+                 [mount]\ndocroot = {}\nprobe_timeout = \"{probe_secs}s\"\n",
+                toml_string(&id),
+                toml_string(if web { "web" } else { "core" }),
+                toml_string(&address.to_string()),
+                toml_string(&cluster),
+                list(seeds.iter().map(|s| s.to_string()).collect()),
+                toml_float(phi),
+                list(peers.iter().map(|s| s.to_string()).collect()),
+                toml_string(&user),
+                toml_string(if rsync { "rsync" } else { "mariabackup" }),
+                toml_string(&health),
+                toml_string(&volume),
+                toml_string(&docroot),
+            );
+            let config = AgentConfig::parse(Path::new("agent.toml"), &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+            prop_assert_eq!(&config.node_id, &id);
+            prop_assert_eq!(config.role, if web { Role::Web } else { Role::Core });
+            prop_assert_eq!(config.address, address);
+            prop_assert_eq!(&config.cluster_name, &cluster);
+            prop_assert_eq!(config.seeds, seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            prop_assert_eq!(config.gossip.interval, Duration::from_millis(interval_ms));
+            prop_assert_eq!(config.gossip.phi_threshold, phi);
+            prop_assert_eq!(config.galera.peers, peers);
+            prop_assert_eq!(config.galera.monitor_user, user);
+            prop_assert_eq!(config.galera.sst_method, if rsync { SstMethod::Rsync } else { SstMethod::Mariabackup });
+            prop_assert_eq!(config.apache.port, port);
+            prop_assert_eq!(config.apache.health_path, health);
+            prop_assert_eq!(config.gluster.volume, volume);
+            prop_assert_eq!(config.mount.docroot, PathBuf::from(docroot));
+            prop_assert_eq!(config.mount.probe_timeout, Duration::from_secs(probe_secs));
+        }
     }
 }

@@ -129,6 +129,15 @@ mod tests {
         let config = CoordinatorConfig::parse(Path::new("coordinator.toml"), &example)
             .unwrap_or_else(|error| panic!("the shipped example is invalid: {error}\n{example}"));
         assert_eq!(config.cluster_name, "prod");
+        // the [autoscale.nova] example resolves too, with the shipped cloud-init template
+        let nova = example.replace("provider = \"none\"", "provider = \"nova\"");
+        let config = CoordinatorConfig::parse(Path::new("coordinator.toml"), &nova)
+            .unwrap_or_else(|error| panic!("the shipped nova example is invalid: {error}"));
+        let provider = config.autoscale.map(|a| a.provider);
+        assert!(
+            matches!(provider, Some(crate::autoscale::ProviderSettings::Nova(_))),
+            "{provider:?}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("coordinator.toml");
         std::fs::write(&path, SHIPPED).unwrap();

@@ -156,12 +156,9 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     }
     let galera_grace = match raw.galera.grace.as_deref() {
         None => std::time::Duration::from_secs(3),
-        Some(text) => humantime::parse_duration(text).map_err(|e| {
-            invalid(
-                "galera.grace",
-                format!("{text:?} is not a duration like \"3s\": {e}"),
-            )
-        })?,
+        Some(text) => {
+            triad_agent::config::parse_duration(text).map_err(|e| invalid("galera.grace", e))?
+        }
     };
     let galera_nodes = raw.galera.nodes.unwrap_or_default();
     let volume = match raw.volume {
@@ -194,12 +191,8 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
             }
             let ping = match v.ping_timeout.as_deref() {
                 None => std::time::Duration::from_secs(5),
-                Some(text) => humantime::parse_duration(text).map_err(|e| {
-                    invalid(
-                        "volume.ping_timeout",
-                        format!("{text:?} is not a duration like \"5s\": {e}"),
-                    )
-                })?,
+                Some(text) => triad_agent::config::parse_duration(text)
+                    .map_err(|e| invalid("volume.ping_timeout", e))?,
             };
             if ping.as_secs() < 1 || ping.as_secs() > 1800 {
                 return Err(invalid(
@@ -217,7 +210,15 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         }
         _ => None,
     };
-    let autoscale = crate::autoscale::resolve(path, raw.autoscale.as_ref())?;
+    let autoscale = crate::autoscale::resolve(
+        path,
+        raw.autoscale.as_ref(),
+        &crate::autoscale::ClusterContext {
+            cluster_name: cluster_name.clone(),
+            seeds: seeds.clone(),
+            volume: volume.as_ref().map(|v| v.name.clone()),
+        },
+    )?;
     Ok(CoordinatorConfig {
         volume,
         autoscale,
@@ -240,6 +241,8 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hostile_toml::{document, duration, toml_float, toml_list, toml_string, Schema};
+    use proptest::prelude::*;
 
     const GOOD: &str = r#"
 [cluster]
@@ -271,5 +274,294 @@ listen = "10.214.0.1:7420"
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("unknown field `port`"), "{error}");
+    }
+
+    /// Found by `coordinator_config_never_panics`: humantime accepts up to u64::MAX seconds,
+    /// and `interval * 2` in `autoscale::resolve` overflowed (a panic, not a config error).
+    #[test]
+    fn a_huge_autoscale_interval_is_a_config_error() {
+        let text = format!("{GOOD}[autoscale]\ninterval = \"18446744073709551615s\"\n");
+        let error = CoordinatorConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("key `autoscale.interval`") && error.contains("365 days"),
+            "{error}"
+        );
+        // the largest allowed interval still gives a config error, not an overflow
+        let text = format!("{GOOD}[autoscale]\ninterval = \"365days\"\n");
+        let error = CoordinatorConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("key `autoscale.window`"), "{error}");
+    }
+
+    /// Every table and key of coordinator.toml (`!`: required), plus unknown keys.
+    const SCHEMA: Schema = &[
+        ("coordinator", &["id", "state_dir", "bogus"]),
+        ("!cluster", &["!name", "!seeds"]),
+        (
+            "!gossip",
+            &[
+                "!listen",
+                "advertise",
+                "interval",
+                "phi_threshold",
+                "dead_node_grace",
+            ],
+        ),
+        ("grpc", &["listen", "bogus"]),
+        ("galera", &["recovery", "grace", "nodes", "bogus"]),
+        (
+            "balancer",
+            &["kind", "rise_hold", "drain_timeout", "interval", "bogus"],
+        ),
+        (
+            "balancer.haproxy",
+            &["admin_socket", "backend", "server_port", "check"],
+        ),
+        (
+            "balancer.octavia",
+            &[
+                "cloud",
+                "lb_name",
+                "vip_subnet_id",
+                "listener_name",
+                "listener_protocol",
+                "listener_port",
+                "pool_name",
+                "algorithm",
+                "session_persistence",
+                "member_port",
+                "member_subnet_id",
+                "active_timeout",
+            ],
+        ),
+        (
+            "balancer.octavia.monitor",
+            &[
+                "type",
+                "delay",
+                "timeout",
+                "max_retries",
+                "max_retries_down",
+                "url_path",
+                "enabled",
+            ],
+        ),
+        (
+            "volume",
+            &[
+                "managed",
+                "name",
+                "brick_path",
+                "nodes",
+                "ping_timeout",
+                "bricks_on_root_fs",
+                "bogus",
+            ],
+        ),
+        (
+            "autoscale",
+            &[
+                "enabled",
+                "provider",
+                "name_prefix",
+                "ready_timeout",
+                "drain_timeout",
+                "min",
+                "max",
+                "target_per_node",
+                "tolerance",
+                "max_step",
+                "window",
+                "stabilization",
+                "cooldown",
+                "interval",
+                "bogus",
+            ],
+        ),
+        ("autoscale.exec", &["!add", "!remove", "timeout"]),
+        (
+            "autoscale.nova",
+            &[
+                "cloud",
+                "!image",
+                "!flavor",
+                "!networks",
+                "key_name",
+                "security_groups",
+                "availability_zone",
+                "server_group",
+                "boot_timeout",
+                "user_data",
+                "agent_config",
+                "apt_source",
+                "apt_key_file",
+                "package_url",
+                "bogus",
+            ],
+        ),
+    ];
+
+    /// Valid values for each key (ranges the resolvers accept, mostly).
+    fn good(table: &str, key: &str) -> BoxedStrategy<String> {
+        let pick = |words: &'static [&'static str]| {
+            proptest::sample::select(words)
+                .prop_map(toml_string)
+                .boxed()
+        };
+        let ints = |lo: i64, hi: i64| (lo..=hi).prop_map(|n| n.to_string()).boxed();
+        let names = || {
+            proptest::collection::vec("n[0-9]", 0..4)
+                .prop_map(|v| toml_list(&v))
+                .boxed()
+        };
+        match (table, key) {
+            ("cluster", "seeds") => proptest::collection::vec(
+                any::<std::net::SocketAddrV4>().prop_map(|a| a.to_string()),
+                1..3,
+            )
+            .prop_map(|v| toml_list(&v))
+            .boxed(),
+            (_, "listen" | "advertise") => any::<std::net::SocketAddrV4>()
+                .prop_map(|a| toml_string(&a.to_string()))
+                .boxed(),
+            ("gossip", "interval") => duration(10, 10_000),
+            ("balancer", "interval") => duration(50, 60_000),
+            ("autoscale", "interval") => duration(1_000, 60_000),
+            ("autoscale", "window") => duration(1_000, 600_000),
+            (
+                _,
+                "grace" | "dead_node_grace" | "rise_hold" | "drain_timeout" | "active_timeout"
+                | "ping_timeout" | "ready_timeout" | "stabilization" | "cooldown" | "timeout",
+            ) if table != "balancer.octavia.monitor" => duration(1_000, 600_000),
+            (_, "phi_threshold") => (0.5f64..70.0).prop_map(toml_float).boxed(),
+            (_, "recovery" | "managed" | "bricks_on_root_fs" | "enabled") => {
+                any::<bool>().prop_map(|b| b.to_string()).boxed()
+            }
+            ("galera" | "volume", "nodes") => names(),
+            ("balancer", "kind") => pick(&["none", "haproxy", "octavia"]),
+            (_, "server_port" | "listener_port" | "member_port") => {
+                any::<u16>().prop_map(|p| p.to_string()).boxed()
+            }
+            (_, "check") => pick(&["check inter 1s fall 2 rise 2", "", "check\nx"]),
+            (_, "algorithm") => pick(&[
+                "ROUND_ROBIN",
+                "least_connections",
+                "SOURCE_IP",
+                "SOURCE_IP_PORT",
+                "RANDOM",
+            ]),
+            (_, "session_persistence") => pick(&[
+                "none",
+                "HTTP_COOKIE",
+                "SOURCE_IP",
+                "APP_COOKIE:sid",
+                "APP_COOKIE:",
+                "COOKIE",
+            ]),
+            ("balancer.octavia.monitor", "type") => pick(&["HTTP", "TCP", "PING"]),
+            ("balancer.octavia.monitor", "delay" | "timeout") => ints(0, 12),
+            (_, "max_retries" | "max_retries_down") => ints(0, 12),
+            ("autoscale", "provider") => pick(&["none", "exec", "nova", "cloud"]),
+            ("autoscale", "min" | "max" | "max_step") => ints(0, 12),
+            ("autoscale", "target_per_node") => (-1.0f64..500.0).prop_map(toml_float).boxed(),
+            ("autoscale", "tolerance") => (-0.1f64..1.1).prop_map(toml_float).boxed(),
+            ("autoscale.nova", "boot_timeout") => duration(1_000, 600_000),
+            ("autoscale.nova", "user_data" | "apt_key_file") => {
+                pick(&["/dev/null", "/nonexistent"])
+            }
+            ("autoscale.nova", "agent_config") => {
+                pick(&["", "[gossip]\ninterval = \"1s\"\n", "not = = toml"])
+            }
+            ("autoscale.nova", "apt_source") => pick(&[
+                "deb http://repo.example/ bookworm main",
+                "rpm x",
+                "deb a\nb",
+            ]),
+            ("autoscale.nova", "package_url") => {
+                pick(&["https://repo.example/triad-agent.deb", "ftp://x"])
+            }
+            ("autoscale.nova", "networks" | "security_groups") => names(),
+            ("autoscale.exec", "add" | "remove") => {
+                proptest::collection::vec("[a-z{}/-]{1,10}", 0..3)
+                    .prop_map(|v| toml_list(&v))
+                    .boxed()
+            }
+            (
+                _,
+                "id" | "name" | "name_prefix" | "backend" | "cloud" | "lb_name" | "pool_name"
+                | "listener_name",
+            ) => "[a-z][a-z0-9_-]{0,12}"
+                .prop_map(|t| toml_string(&t))
+                .boxed(),
+            _ => "/[a-z]{1,8}(/[a-z.]{1,8}){0,2}"
+                .prop_map(|t| toml_string(&t))
+                .boxed(),
+        }
+    }
+
+    proptest! {
+        /// coordinator.toml is written by hand: any text, and any document of its tables
+        /// and keys (balancer and autoscale sections included) with any values, is a config
+        /// or a one-line error naming the file.
+        #[test]
+        fn coordinator_config_never_panics(
+            text in prop_oneof![1 => any::<String>(), 4 => document(SCHEMA, good)],
+            file in "/[ -~]{0,30}",
+        ) {
+            match CoordinatorConfig::parse(Path::new(&file), &text) {
+                Ok(config) => {
+                    prop_assert!(!config.seeds.is_empty());
+                    prop_assert!(!config.gossip.advertise.ip().is_unspecified());
+                }
+                Err(error) => {
+                    let error = error.to_string();
+                    prop_assert!(error.contains(&format!("config {file}")), "{}", error);
+                    prop_assert!(!error.contains('\n'), "{}", error);
+                }
+            }
+        }
+
+        /// Valid values come back as written.
+        #[test]
+        fn coordinator_config_round_trips(
+            id in "[a-z][a-z0-9-]{0,62}",
+            cluster in "[a-z][a-z0-9-]{0,20}",
+            seeds in proptest::collection::vec(any::<(std::net::IpAddr, u16)>().prop_map(SocketAddr::from), 1..4),
+            listen in any::<std::net::SocketAddrV4>().prop_filter("own address", |a| !a.ip().is_unspecified()),
+            grpc in any::<(std::net::IpAddr, u16)>().prop_map(SocketAddr::from),
+            grace_ms in 1u64..1_000_000,
+            nodes in proptest::collection::vec("[a-z][a-z0-9-]{0,10}", 2..5),
+            volume in "[A-Za-z0-9_-]{1,64}",
+            ping_secs in 1u64..=1800,
+        ) {
+            let text = format!(
+                "[coordinator]\nid = {}\n[cluster]\nname = {}\nseeds = {}\n[gossip]\nlisten = {}\n\
+                 [grpc]\nlisten = {}\n[galera]\ngrace = \"{grace_ms}ms\"\nnodes = {}\n\
+                 [volume]\nname = {}\nping_timeout = \"{ping_secs}s\"\n",
+                toml_string(&id),
+                toml_string(&cluster),
+                toml_list(&seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                toml_string(&listen.to_string()),
+                toml_string(&grpc.to_string()),
+                toml_list(&nodes),
+                toml_string(&volume),
+            );
+            let config = CoordinatorConfig::parse(Path::new("c.toml"), &text)
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+            prop_assert_eq!(config.id, id);
+            prop_assert_eq!(config.cluster_name, cluster);
+            prop_assert_eq!(config.seeds, seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            prop_assert_eq!(config.gossip.advertise, SocketAddr::V4(listen));
+            prop_assert_eq!(config.grpc_listen, grpc);
+            prop_assert_eq!(config.galera_grace, std::time::Duration::from_millis(grace_ms));
+            prop_assert_eq!(&config.galera_nodes, &nodes);
+            let volume_spec = config.volume.expect("a [volume] section");
+            prop_assert_eq!(volume_spec.name, volume);
+            prop_assert_eq!(volume_spec.nodes, nodes);
+            prop_assert_eq!(u64::from(volume_spec.ping_timeout_secs), ping_secs);
+        }
     }
 }

@@ -14,6 +14,8 @@ pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod grpc;
+#[cfg(test)]
+pub(crate) mod hostile_toml;
 pub mod observer;
 pub mod openstack;
 pub mod recovery;

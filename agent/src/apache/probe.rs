@@ -66,6 +66,7 @@ fn parse_response(bytes: &[u8]) -> Result<HttpAnswer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use tokio::net::TcpListener;
 
     #[tokio::test]
@@ -104,5 +105,84 @@ mod tests {
             .unwrap_err()
             .contains("connect"));
         assert!(parse_response(b"SSH-2.0-OpenSSH\r\n").is_err());
+    }
+
+    /// Heads built from HTTP's own pieces, so both the status-line and the split branches run.
+    fn http_like() -> impl Strategy<Value = Vec<u8>> {
+        let version = prop_oneof![
+            Just("HTTP/1.1"),
+            Just("HTTP/1.0"),
+            Just("HTTP/2"),
+            Just(""),
+            Just("SSH-2.0")
+        ];
+        let code = prop_oneof![
+            any::<u16>().prop_map(|c| c.to_string()),
+            any::<u32>().prop_map(|c| c.to_string()),
+            Just("-1".to_string()),
+            Just("200OK".to_string()),
+            "[0-9]{0,6}",
+        ];
+        let sep = prop_oneof![Just(" "), Just("  "), Just("\t"), Just(""), Just("\u{a0}")];
+        let headers = proptest::collection::vec("[A-Za-z-]{1,12}: [ -~]{0,20}", 0..4);
+        let end = prop_oneof![Just("\r\n\r\n"), Just("\n\n"), Just("\r\n"), Just("")];
+        (
+            version,
+            sep,
+            code,
+            "[ -~]{0,12}",
+            headers,
+            end,
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(version, sep, code, reason, headers, end, body)| {
+                let mut out = format!(
+                    "{version}{sep}{code} {reason}\r\n{}{end}",
+                    headers.join("\r\n")
+                )
+                .into_bytes();
+                out.extend(body);
+                out
+            })
+    }
+
+    proptest! {
+        /// Whatever answers on the port (another service, a truncated or binary answer) is
+        /// an answer or an error of bounded length, never a panic.
+        #[test]
+        fn http_answer_never_panics(
+            bytes in prop_oneof![proptest::collection::vec(any::<u8>(), 0..512), http_like()],
+        ) {
+            match parse_response(&bytes) {
+                Ok(answer) => {
+                    // the status is the second word of the first line, nothing else
+                    let text = String::from_utf8_lossy(&bytes);
+                    let code = text.lines().next().and_then(|l| l.split_whitespace().nth(1));
+                    prop_assert_eq!(code.and_then(|c| c.parse::<u16>().ok()), Some(answer.status));
+                }
+                Err(error) => {
+                    prop_assert!(error.starts_with("not an HTTP answer: "), "{}", error);
+                    // 60 characters, each at most `\u{10ffff}` once escaped
+                    prop_assert!(error.chars().count() <= 20 + 2 + 60 * 10, "{}", error);
+                }
+            }
+        }
+
+        /// A well-formed answer gives its status and the whole body, blank lines included.
+        #[test]
+        fn http_answer_round_trips(
+            status in any::<u16>(),
+            reason in "[A-Za-z ]{0,16}",
+            headers in proptest::collection::vec("[A-Za-z-]{1,12}: [ -~]{0,20}", 0..4),
+            body in any::<String>(),
+        ) {
+            let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
+            for header in &headers {
+                head.push_str(header);
+                head.push_str("\r\n");
+            }
+            let bytes = format!("{head}\r\n{body}").into_bytes();
+            prop_assert_eq!(parse_response(&bytes), Ok(HttpAnswer { status, body }));
+        }
     }
 }

@@ -397,6 +397,7 @@ impl GaleraHost for SystemdGaleraHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn status_output_of_the_mariadb_client_parses() {
@@ -411,6 +412,111 @@ mod tests {
             "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31"
         );
         assert_eq!(parse_status("wsrep_on\tOFF\n"), WsrepStatus::default());
+    }
+
+    /// The variable names the parser knows, in the case `mariadb -N -B` prints them.
+    const WSREP_NAMES: [&str; 7] = [
+        "wsrep_on",
+        "wsrep_local_state_comment",
+        "wsrep_cluster_status",
+        "wsrep_cluster_size",
+        "wsrep_last_committed",
+        "wsrep_cluster_state_uuid",
+        "wsrep_ready",
+    ];
+
+    /// A name the parser may match (any case, padded) or a near miss.
+    fn wsrep_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (
+                proptest::sample::select(&WSREP_NAMES[..]),
+                any::<bool>(),
+                "[ \t]{0,2}"
+            )
+                .prop_map(|(name, upper, pad)| {
+                    let name = if upper {
+                        name.to_ascii_uppercase()
+                    } else {
+                        name.to_string()
+                    };
+                    format!("{pad}{name}{pad}")
+                }),
+            "wsrep_[a-z_]{0,24}",
+            any::<String>(),
+        ]
+    }
+
+    /// Values of every shape the columns can hold, and hostile ones.
+    fn wsrep_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("ON".to_string()),
+            Just("off".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            "-?[0-9]{18,24}",
+            "[0-9a-fA-F-]{0,40}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        /// SQL output is another process's text: any of it gives a status, never a panic.
+        #[test]
+        fn status_output_never_panics(
+            text in any::<String>(),
+            lines in proptest::collection::vec((wsrep_name(), "[\t ]{1,2}", wsrep_value()), 0..12),
+        ) {
+            let built: String = lines.iter().map(|(n, sep, v)| format!("{n}{sep}{v}\n")).collect();
+            for input in [text.as_str(), built.as_str(), &format!("{built}{text}")] {
+                let status = parse_status(input);
+                prop_assert_eq!(&status.cluster_state_uuid, &status.cluster_state_uuid.to_ascii_lowercase());
+                if !input.contains('\t') {
+                    prop_assert_eq!(status, WsrepStatus::default());
+                }
+            }
+        }
+
+        /// Every field printed in `name TAB value` lines, in any order and case, reads back.
+        #[test]
+        fn status_output_round_trips(
+            wsrep_on in any::<bool>(),
+            ready in any::<bool>(),
+            comment in "[A-Za-z/_-]{0,20}",
+            cluster_status in "[A-Za-z-]{0,12}",
+            size in any::<u32>(),
+            committed in any::<i64>(),
+            uuid in "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            order in Just((0..7).collect::<Vec<usize>>()).prop_shuffle(),
+            upper in any::<bool>(),
+        ) {
+            let on = |b: bool| if b { "ON" } else { "OFF" };
+            let values = [
+                on(wsrep_on).to_string(),
+                comment.clone(),
+                cluster_status.clone(),
+                size.to_string(),
+                committed.to_string(),
+                uuid.to_ascii_uppercase(),
+                on(ready).to_string(),
+            ];
+            let text: String = order
+                .iter()
+                .map(|&i| {
+                    let name = if upper { WSREP_NAMES[i].to_ascii_uppercase() } else { WSREP_NAMES[i].to_string() };
+                    format!("{name}\t{}\n", values[i])
+                })
+                .collect();
+            let want = WsrepStatus {
+                wsrep_on,
+                local_state_comment: comment,
+                cluster_status,
+                cluster_size: size,
+                last_committed: committed,
+                cluster_state_uuid: uuid,
+                ready,
+            };
+            prop_assert_eq!(parse_status(&text), want);
+        }
     }
 
     #[tokio::test]

@@ -328,6 +328,7 @@ pub fn keys(observed: &Observed, settings: &GaleraSettings) -> GaleraKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn observed(unit: UnitState) -> Observed {
         Observed {
@@ -602,5 +603,42 @@ mod tests {
         obs.unit = UnitState::Active;
         obs.status = Some(synced());
         assert_eq!(derive_state(&obs), GaleraState::Synced);
+    }
+
+    /// `systemctl is-active` words and the state each one means.
+    const UNIT_WORDS: [(&str, UnitState); 6] = [
+        ("active", UnitState::Active),
+        ("reloading", UnitState::Active),
+        ("activating", UnitState::Activating),
+        ("deactivating", UnitState::Deactivating),
+        ("inactive", UnitState::Inactive),
+        ("failed", UnitState::Failed),
+    ];
+
+    proptest! {
+        /// systemctl's answer is outside input: anything that is not one of its words is
+        /// Unknown (never a running state by accident).
+        #[test]
+        fn unit_state_never_panics(
+            text in prop_oneof![
+                any::<String>(),
+                (proptest::sample::select(&UNIT_WORDS[..]), "[a-z -]{0,3}", "[a-z -]{0,3}")
+                    .prop_map(|((word, _), a, b)| format!("{a}{word}{b}")),
+            ],
+        ) {
+            let state = UnitState::parse(&text);
+            let known = UNIT_WORDS.iter().find(|(word, _)| *word == text.trim());
+            prop_assert_eq!(state, known.map_or(UnitState::Unknown, |(_, s)| *s));
+        }
+
+        /// Each word, padded the way command output is, reads as its state.
+        #[test]
+        fn unit_state_words_round_trip(
+            (word, want) in proptest::sample::select(&UNIT_WORDS[..]),
+            before in "[ \t\n]{0,3}",
+            after in "[ \t\r\n]{0,3}",
+        ) {
+            prop_assert_eq!(UnitState::parse(&format!("{before}{word}{after}")), want);
+        }
     }
 }

@@ -354,6 +354,128 @@ mod tests {
         }
     }
 
+    /// A uuid, any case, or a near miss (short group, non-hex digit, empty).
+    fn uuid_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+            1 => Just(ZERO_UUID.to_string()),
+            1 => "[0-9a-gA-G]{7,9}-[0-9a-f]{4}-[0-9a-f]{3,5}-[0-9a-f]{4}-[0-9a-f]{12}",
+            1 => "[0-9a-f-]{0,40}",
+        ]
+    }
+
+    /// A seqno or GTID piece as mysqld prints them, and numbers it never prints.
+    fn seqno_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => (-1i64..100_000).prop_map(|n| n.to_string()),
+            1 => any::<i64>().prop_map(|n| n.to_string()),
+            1 => "-?[0-9]{19,22}",
+            1 => (0u32..3, 0u32..3000, any::<u64>()).prop_map(|(d, s, n)| format!("{d}-{s}-{n}")),
+            1 => "[0-9-]{0,8}",
+            1 => "[ -~]{0,8}",
+        ]
+    }
+
+    /// grastate.dat lines: its keys with plausible values, comments, unknown keys, garbage.
+    fn grastate_like() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            2 => (Just("uuid"), uuid_like()),
+            2 => (Just("seqno"), seqno_like()),
+            1 => (Just("version"), "[0-9.]{0,4}".boxed()),
+            1 => (Just("safe_to_bootstrap"), prop_oneof![Just("0".to_string()), Just("1".to_string()), "[ -~]{0,3}"].boxed()),
+            1 => (Just("pc.recovery"), "[ -~]{0,8}".boxed()),
+        ];
+        let spaced = (line, "[ \t]{0,4}", "[ \t]{0,4}")
+            .prop_map(|((key, value), a, b)| format!("{a}{key}:{b}{value}"));
+        let any_line = prop_oneof![8 => spaced, 1 => Just("# GALERA saved state".to_string()), 1 => "[^\n]{0,20}"];
+        proptest::collection::vec(any_line, 0..8).prop_map(|lines| lines.join("\n"))
+    }
+
+    /// `--wsrep-recover` output: log noise around `Recovered position:` and `Reversing
+    /// history:` lines with values in all their forms.
+    fn recover_output_like() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            (uuid_like(), seqno_like()).prop_map(|(u, s)| format!("{u}:{s}")),
+            (uuid_like(), seqno_like(), seqno_like()).prop_map(|(u, a, b)| format!("{u}:{a},{b}")),
+            (uuid_like(), seqno_like(), seqno_like(), seqno_like())
+                .prop_map(|(u, a, b, c)| format!("{u}:{a},{b},{c}")),
+            "[ -~]{0,50}",
+        ];
+        let line = prop_oneof![
+            3 => value.prop_map(|v| format!("2026-11-25 18:05:40 0 [Note] WSREP: Recovered position: {v}")),
+            1 => (seqno_like(), "[ ]{0,2}", seqno_like(), "[ -~]{0,20}")
+                .prop_map(|(a, sp, b, rest)| format!("[ERROR] WSREP: Reversing history: {a}{sp}->{sp}{b}{rest}")),
+            1 => Just("WSREP: Recovered position:".to_string()),
+            1 => "[^\n]{0,30}",
+        ];
+        proptest::collection::vec(line, 0..6).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        /// A damaged grastate.dat (crash mid-write, hand edits) is a state or an error
+        /// naming a line or a key, never a panic; what parses is a real position.
+        #[test]
+        fn grastate_lines_never_panic(text in grastate_like()) {
+            match parse_grastate(&text) {
+                Ok(state) => {
+                    prop_assert!(is_uuid(&state.position.uuid));
+                    prop_assert_eq!(&state.position.uuid, &state.position.uuid.to_ascii_lowercase());
+                    prop_assert!(state.position.seqno >= -1);
+                }
+                Err(error) => prop_assert!(error.to_string().starts_with("grastate.dat"), "{}", error),
+            }
+        }
+
+        /// Whatever mysqld printed, the recovered position is a real one or an error, and a
+        /// `Reversing history` line gives two numbers or nothing.
+        #[test]
+        fn recovered_lines_never_panic(text in recover_output_like()) {
+            if let Ok(position) = parse_recovered(&text) {
+                prop_assert!(is_uuid(&position.uuid) && position.seqno >= -1, "{:?}", position);
+            }
+            if let Some(ahead) = parse_reversing_history(&text) {
+                prop_assert_eq!(ahead.extra_events(), ahead.local.saturating_sub(ahead.primary));
+                prop_assert!(ahead.to_string().starts_with("Reversing history: "));
+            }
+        }
+
+        /// A written grastate.dat reads back, and setting safe_to_bootstrap keeps the rest.
+        #[test]
+        fn grastate_round_trips(
+            uuid in "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            seqno in -1i64..=i64::MAX,
+            safe in any::<bool>(),
+            legacy in any::<bool>(),
+        ) {
+            let mut text = format!("# GALERA saved state\nversion: 2.1\nuuid:    {}\nseqno:   {seqno}\n", uuid.to_ascii_uppercase());
+            if !legacy {
+                text.push_str(&format!("safe_to_bootstrap: {}\n", u8::from(safe)));
+            }
+            let want = GraState {
+                version: "2.1".into(),
+                position: Position { uuid, seqno },
+                safe_to_bootstrap: safe && !legacy,
+            };
+            prop_assert_eq!(parse_grastate(&text), Ok(want.clone()));
+            let flipped = parse_grastate(&with_safe_to_bootstrap(&text, !want.safe_to_bootstrap));
+            prop_assert_eq!(flipped, Ok(GraState { safe_to_bootstrap: !want.safe_to_bootstrap, ..want }));
+        }
+
+        /// mysqld's log keeps earlier recoveries: the last `Recovered position` line wins.
+        #[test]
+        fn the_last_recovered_line_round_trips(
+            positions in proptest::collection::vec(("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", -1i64..=i64::MAX), 1..4),
+            noise in "[a-zA-Z ]{0,30}",
+        ) {
+            let text: String = positions
+                .iter()
+                .map(|(uuid, seqno)| format!("{noise}\n[Note] WSREP: Recovered position: {uuid}:{seqno}\n"))
+                .collect();
+            let (uuid, seqno) = positions.last().unwrap();
+            prop_assert_eq!(parse_recovered(&text), Ok(Position { uuid: uuid.clone(), seqno: *seqno }));
+        }
+    }
+
     #[test]
     fn reversing_history_is_found_in_the_abort_log() {
         let log = "2026-11-24 10:01:02 0 [Note] WSREP: STATE EXCHANGE: got state msg\n\

@@ -380,6 +380,7 @@ impl MountDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const MOUNTINFO: &str = "\
 22 1 0:21 / / rw,relatime - ext4 /dev/vda rw
@@ -402,6 +403,77 @@ mod tests {
             Some("tmpfs")
         );
         assert_eq!(parse_mountinfo(MOUNTINFO, Path::new("/var/www")), None);
+    }
+
+    /// The kernel's escaping of a mount point in mountinfo (fs/proc_namespace.c: space,
+    /// tab, newline and backslash as `\ooo`).
+    fn kernel_escape(path: &str) -> String {
+        let mut out = String::new();
+        for c in path.chars() {
+            match c {
+                ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// Lines made of mountinfo's own fields, separators and escapes.
+    fn mountinfo_like() -> impl Strategy<Value = String> {
+        let token = prop_oneof![
+            Just("22".to_string()),
+            Just("0:50".to_string()),
+            Just("/".to_string()),
+            Just("/var/www/triad".to_string()),
+            Just("rw,relatime".to_string()),
+            Just("-".to_string()),
+            Just("fuse.glusterfs".to_string()),
+            Just("ext4".to_string()),
+            Just("\\040".to_string()),
+            Just("\\134".to_string()),
+            Just("\\777".to_string()),
+            Just("\\".to_string()),
+            Just("\\0".to_string()),
+            Just("\\+12".to_string()),
+            "[\\\\0-9]{1,5}",
+            any::<String>(),
+        ];
+        let line = proptest::collection::vec(token, 0..12).prop_map(|t| t.join(" "));
+        proptest::collection::vec(line, 0..6).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        /// /proc/self/mountinfo can hold any path a user mounted: any text and docroot
+        /// give a single fstype word or nothing, never a panic.
+        #[test]
+        fn mountinfo_never_panics(
+            text in prop_oneof![any::<String>(), mountinfo_like()],
+            docroot in prop_oneof![Just("/var/www/triad".to_string()), Just("/".to_string()), Just(String::new()), any::<String>()],
+        ) {
+            if let Some(fstype) = parse_mountinfo(&text, Path::new(&docroot)) {
+                prop_assert!(!fstype.contains(' ') && !fstype.contains('\n'), "{:?}", fstype);
+            }
+        }
+
+        /// A docroot with any characters is found through the kernel's escapes, and the
+        /// mount on top (the last line) wins.
+        #[test]
+        fn mountinfo_escaped_points_round_trip(
+            parts in proptest::collection::vec("[^/\u{0}]{1,8}", 1..4),
+            fstype in "[a-z][a-z0-9.]{0,15}",
+            others in proptest::collection::vec("[a-z]{1,8}", 0..4),
+            slash in any::<bool>(),
+        ) {
+            let docroot = format!("/{}", parts.join("/"));
+            let mut text = String::from("22 1 0:21 / / rw,relatime - ext4 /dev/vda rw\n");
+            text.push_str(&format!("97 22 0:49 / {} rw - ext4 /dev/vdb rw\n", kernel_escape(&docroot)));
+            for (i, other) in others.iter().enumerate() {
+                text.push_str(&format!("{} 22 0:5{i} / /srv/{other} rw - tmpfs tmpfs rw\n", 100 + i));
+            }
+            text.push_str(&format!("98 97 0:50 / {} rw,relatime - {fstype} 10.0.0.1:/www rw\n", kernel_escape(&docroot)));
+            let asked = if slash { format!("{docroot}/") } else { docroot.clone() };
+            prop_assert_eq!(parse_mountinfo(&text, Path::new(&asked)), Some(fstype));
+        }
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@
 //! with the rate, the target, the recommendation and why. With `provider = "none"` it
 //! observes and recommends only.
 
+pub mod cloud_init;
 pub mod metric;
+pub mod nova;
 pub mod policy;
 pub mod provider;
 pub mod scaler;
@@ -25,6 +27,7 @@ use triad_proto::gossip::Role;
 use crate::balancer::reconcile::BalancerStatus;
 use crate::observer::Coordinator;
 use crate::view::ClusterView;
+use cloud_init::Install;
 use metric::RequestRate;
 use policy::{decide, Decision, Inputs, Policy};
 use provider::ExecProvider;
@@ -45,6 +48,7 @@ pub struct RawAutoscale {
     /// Bound on a scale-in drain (default 2m).
     drain_timeout: Option<String>,
     exec: Option<RawExec>,
+    nova: Option<RawNova>,
     min: Option<usize>,
     max: Option<usize>,
     target_per_node: Option<f64>,
@@ -66,11 +70,172 @@ pub struct RawExec {
     timeout: Option<String>,
 }
 
+/// `[autoscale.nova]`: servers on an OpenStack cloud.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawNova {
+    cloud: Option<String>,
+    image: Option<String>,
+    flavor: Option<String>,
+    #[serde(default)]
+    networks: Vec<String>,
+    key_name: Option<String>,
+    #[serde(default)]
+    security_groups: Vec<String>,
+    availability_zone: Option<String>,
+    server_group: Option<String>,
+    boot_timeout: Option<String>,
+    /// A cloud-init template replacing the shipped one.
+    user_data: Option<std::path::PathBuf>,
+    /// More agent configuration (TOML) for every new node.
+    agent_config: Option<String>,
+    apt_source: Option<String>,
+    apt_key_file: Option<std::path::PathBuf>,
+    package_url: Option<String>,
+}
+
 /// Who adds and removes nodes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderSettings {
     None,
     Exec(ExecProvider),
+    Nova(Box<nova::NovaSettings>),
+}
+
+/// What the rest of the coordinator's config tells the providers.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterContext {
+    pub cluster_name: String,
+    pub seeds: Vec<String>,
+    /// The Gluster volume new web nodes mount (None without `[volume]`).
+    pub volume: Option<String>,
+}
+
+/// Nova tags mark our servers: at most 60 characters, no '/' or ','.
+pub fn nova_tags(cluster: &str) -> Vec<String> {
+    vec!["triad".into(), format!("triad-cluster={cluster}")]
+}
+
+/// Reads a duration key: (key, text, default seconds).
+type DurationKey<'a> =
+    dyn Fn(&'static str, Option<&str>, u64) -> Result<Duration, ConfigError> + 'a;
+
+fn resolve_nova(
+    path: &std::path::Path,
+    raw: &RawNova,
+    context: &ClusterContext,
+    duration: &DurationKey<'_>,
+) -> Result<nova::NovaSettings, ConfigError> {
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    let required = |key: &'static str, value: &Option<String>| {
+        value
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| invalid(key, "required with provider \"nova\"".into()))
+    };
+    let image = required("autoscale.nova.image", &raw.image)?;
+    let flavor = required("autoscale.nova.flavor", &raw.flavor)?;
+    if raw.networks.is_empty() {
+        return Err(invalid(
+            "autoscale.nova.networks",
+            "name at least one Neutron network (name or id) the web nodes attach to".into(),
+        ));
+    }
+    let read = |key: &'static str, file: &std::path::Path| {
+        std::fs::read_to_string(file)
+            .map_err(|e| invalid(key, format!("cannot read {}: {e}", file.display())))
+    };
+    let install = match (&raw.apt_source, &raw.package_url) {
+        (Some(source), None) => {
+            if source.contains('\n') || !source.trim_start().starts_with("deb") {
+                return Err(invalid(
+                    "autoscale.nova.apt_source",
+                    format!("{source:?}: one apt line, e.g. \"deb http://repo.example/ bookworm main\""),
+                ));
+            }
+            Install::Apt {
+                source: source.clone(),
+                key: match &raw.apt_key_file {
+                    Some(file) => Some(read("autoscale.nova.apt_key_file", file)?),
+                    None => None,
+                },
+            }
+        }
+        (None, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            Install::Url(url.clone())
+        }
+        (None, Some(url)) => {
+            return Err(invalid(
+                "autoscale.nova.package_url",
+                format!("{url:?} is not an http(s) URL"),
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                "autoscale.nova.apt_source",
+                "set exactly one of apt_source (an apt line serving triad-agent) and package_url (the .deb's URL)".into(),
+            ))
+        }
+    };
+    let template = match &raw.user_data {
+        Some(file) => read("autoscale.nova.user_data", file)?,
+        None => cloud_init::TEMPLATE.to_string(),
+    };
+    let extra_agent_toml = raw.agent_config.clone().unwrap_or_default();
+    if let Err(e) = extra_agent_toml.parse::<toml::Table>() {
+        let first = e.to_string();
+        let first = first.lines().next().unwrap_or_default().to_string();
+        return Err(invalid(
+            "autoscale.nova.agent_config",
+            format!("not TOML: {first}"),
+        ));
+    }
+    let tags = nova_tags(&context.cluster_name);
+    if let Some(bad) = tags
+        .iter()
+        .find(|t| t.len() > 60 || t.contains('/') || t.contains(','))
+    {
+        return Err(invalid(
+            "cluster.name",
+            format!(
+                "the Nova tag {bad:?} it makes must be at most 60 characters, without '/' or ','"
+            ),
+        ));
+    }
+    let settings = nova::NovaSettings {
+        cloud: raw.cloud.clone(),
+        image,
+        flavor,
+        networks: raw.networks.clone(),
+        key_name: raw.key_name.clone(),
+        security_groups: raw.security_groups.clone(),
+        availability_zone: raw.availability_zone.clone(),
+        server_group: raw
+            .server_group
+            .clone()
+            .unwrap_or_else(|| format!("triad-{}-web", context.cluster_name)),
+        boot_timeout: duration(
+            "autoscale.nova.boot_timeout",
+            raw.boot_timeout.as_deref(),
+            600,
+        )?,
+        tags,
+        template,
+        cluster: context.cluster_name.clone(),
+        seeds: context.seeds.clone(),
+        volume: context.volume.clone(),
+        extra_agent_toml,
+        install,
+    };
+    // the template must render now, not at the first scale-out
+    settings
+        .user_data("web-1")
+        .map_err(|e| invalid("autoscale.nova.user_data", e))?;
+    Ok(settings)
 }
 
 /// Validated `[autoscale]` settings.
@@ -91,6 +256,7 @@ pub struct AutoscaleSettings {
 pub fn resolve(
     path: &std::path::Path,
     raw: Option<&RawAutoscale>,
+    context: &ClusterContext,
 ) -> Result<Option<AutoscaleSettings>, ConfigError> {
     let Some(raw) = raw.filter(|r| r.enabled.unwrap_or(true)) else {
         return Ok(None);
@@ -102,8 +268,7 @@ pub fn resolve(
     };
     let duration = |key: &'static str, text: Option<&str>, default: u64| match text {
         None => Ok(Duration::from_secs(default)),
-        Some(text) => humantime::parse_duration(text)
-            .map_err(|e| invalid(key, format!("{text:?} is not a duration like \"60s\": {e}"))),
+        Some(text) => triad_agent::config::parse_duration(text).map_err(|e| invalid(key, e)),
     };
     let provider = match raw.provider.as_deref().unwrap_or("none") {
         "none" => ProviderSettings::None,
@@ -127,10 +292,19 @@ pub fn resolve(
                 timeout: duration("autoscale.exec.timeout", exec.timeout.as_deref(), 600)?,
             })
         }
+        "nova" => {
+            let nova = raw.nova.as_ref().ok_or_else(|| {
+                invalid(
+                    "autoscale.nova",
+                    "provider \"nova\" needs an [autoscale.nova] section (image, flavor, networks, apt_source or package_url)".into(),
+                )
+            })?;
+            ProviderSettings::Nova(Box::new(resolve_nova(path, nova, context, &duration)?))
+        }
         other => {
             return Err(invalid(
                 "autoscale.provider",
-                format!("{other:?}: use \"none\" (observe and recommend) or \"exec\""),
+                format!("{other:?}: use \"none\" (observe and recommend), \"exec\" or \"nova\""),
             ))
         }
     };
@@ -190,7 +364,7 @@ pub fn resolve(
     }
     let window = duration("autoscale.window", raw.window.as_deref(), 60)?;
     let interval = duration("autoscale.interval", raw.interval.as_deref(), 15)?;
-    if interval.is_zero() || window < interval * 2 {
+    if interval.is_zero() || window < interval.saturating_mul(2) {
         return Err(invalid(
             "autoscale.window",
             format!(
@@ -275,6 +449,19 @@ impl Autoscaler {
         let provider: Option<Arc<dyn provider::Provider>> = match &settings.provider {
             ProviderSettings::None => None,
             ProviderSettings::Exec(exec) => Some(Arc::new(exec.clone())),
+            ProviderSettings::Nova(nova) => {
+                let sources = crate::openstack::config::CloudSources::from_process();
+                let cloud = crate::openstack::config::load_cloud(&sources, nova.cloud.as_deref())
+                    .map_err(|e| format!("[autoscale.nova] cloud: {e}"))?;
+                tracing::info!(cloud = %cloud.name, source = %cloud.source, auth_url = %cloud.auth_url, "nova autoscaling provider configured");
+                let session =
+                    crate::openstack::session::Session::new(cloud, Duration::from_secs(30))
+                        .map_err(|e| format!("[autoscale.nova] cloud: {e}"))?;
+                Some(Arc::new(nova::NovaProvider::new(
+                    crate::openstack::nova::Nova::new(Arc::new(session)),
+                    (**nova).clone(),
+                )))
+            }
         };
         let scaler = match provider {
             Some(provider) => Some(Scaler::load(
@@ -556,7 +743,8 @@ mod tests {
         assert_eq!(settings.window.as_secs(), 60);
         assert!(parse("enabled = false").unwrap().autoscale.is_none());
         let cases = [
-            ("provider = \"nova\"", "autoscale.provider"),
+            ("provider = \"heat\"", "autoscale.provider"),
+            ("provider = \"nova\"", "autoscale.nova"),
             ("min = 5\nmax = 4", "autoscale.min"),
             ("target_per_node = 0.0", "autoscale.target_per_node"),
             ("tolerance = 1.5", "autoscale.tolerance"),
@@ -568,5 +756,80 @@ mod tests {
             let error = parse(text).unwrap_err();
             assert!(error.contains(named), "{text}: {error}");
         }
+    }
+
+    const NOVA: &str = "provider = \"nova\"\n[autoscale.nova]\nimage = \"img-1\"\nflavor = \"m1.small\"\n\
+                        networks = [\"private\"]\napt_source = \"deb http://repo.example/ bookworm main\"\n";
+
+    #[test]
+    fn nova_section_resolves_with_tags_group_and_rendered_user_data() {
+        let settings = parse(NOVA).unwrap().autoscale.unwrap();
+        let super::ProviderSettings::Nova(nova) = settings.provider else {
+            panic!("not nova: {:?}", settings.provider)
+        };
+        assert_eq!(nova.tags, vec!["triad", "triad-cluster=lab"]);
+        assert_eq!(nova.server_group, "triad-lab-web");
+        assert_eq!(nova.boot_timeout, std::time::Duration::from_secs(600));
+        assert_eq!(nova.seeds, vec!["10.0.0.1:7420"]);
+        let user_data = nova.user_data("web-2").unwrap();
+        let text = String::from_utf8(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, user_data).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            text.starts_with("#cloud-config\n") && text.contains("hostname: \"web-2\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn nova_section_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.yaml");
+        let cases = [
+            (
+                NOVA.replace("image = \"img-1\"\n", ""),
+                "autoscale.nova.image",
+            ),
+            (
+                NOVA.replace("networks = [\"private\"]\n", ""),
+                "autoscale.nova.networks",
+            ),
+            (
+                format!("{NOVA}package_url = \"http://x/triad-agent.deb\"\n"),
+                "exactly one of apt_source",
+            ),
+            (
+                NOVA.replace("deb http", "rm -rf http"),
+                "autoscale.nova.apt_source",
+            ),
+            (
+                format!("{NOVA}agent_config = \"[galera\"\n"),
+                "autoscale.nova.agent_config",
+            ),
+            (
+                format!("{NOVA}user_data = \"{}\"\n", missing.display()),
+                "absent.yaml",
+            ),
+            (
+                format!("{NOVA}boot_timeout = \"soon\"\n"),
+                "autoscale.nova.boot_timeout",
+            ),
+        ];
+        for (text, named) in cases {
+            let error = parse(&text).unwrap_err();
+            assert!(error.contains(named), "{text}: {error}");
+        }
+        let bad_template = dir.path().join("user-data.yaml");
+        std::fs::write(&bad_template, "#cloud-config\nhostname: {{host}}\n").unwrap();
+        let error = parse(&format!(
+            "{NOVA}user_data = \"{}\"\n",
+            bad_template.display()
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("autoscale.nova.user_data") && error.contains("{{host}}"),
+            "{error}"
+        );
     }
 }

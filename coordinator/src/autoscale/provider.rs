@@ -16,13 +16,28 @@ pub struct ProviderError {
     pub detail: String,
 }
 
+/// Where a launch stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// The node exists (its agent installs and starts on its own from here).
+    Done,
+    /// Under way (a server still building): ask again on the next round.
+    Pending(String),
+}
+
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
     fn kind(&self) -> &'static str;
-    /// Create the node `name` with `role` (it installs and starts its agent).
-    async fn launch(&self, name: &str, role: &str) -> Result<(), ProviderError>;
+    /// Create the node `name` with `role` (it installs and starts its agent), or report
+    /// how far an earlier call got. Never blocks for a whole boot.
+    async fn launch(&self, name: &str, role: &str) -> Result<Launch, ProviderError>;
     /// Destroy the node `name` (its services were already stopped cleanly).
     async fn delete(&self, name: &str) -> Result<(), ProviderError>;
+    /// The nodes this provider created that still exist, by name, for the sweep (only
+    /// what carries the provider's own marks); `None` when it cannot tell (exec).
+    async fn list(&self) -> Result<Option<Vec<String>>, ProviderError> {
+        Ok(None)
+    }
 }
 
 /// `[autoscale.exec]`: argv templates; `{node}` and `{role}` are replaced, and the command
@@ -94,8 +109,9 @@ impl Provider for ExecProvider {
         "exec"
     }
 
-    async fn launch(&self, name: &str, role: &str) -> Result<(), ProviderError> {
-        self.run("add", &self.add, name, role).await
+    async fn launch(&self, name: &str, role: &str) -> Result<Launch, ProviderError> {
+        self.run("add", &self.add, name, role).await?;
+        Ok(Launch::Done)
     }
 
     async fn delete(&self, name: &str) -> Result<(), ProviderError> {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::provider::Provider;
+use super::provider::{Launch, Provider};
 
 /// Where an autoscaled node is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +96,12 @@ pub struct Scaler {
     pub last_error: Option<String>,
     /// Since when a serving autoscaled node has been seen down (memory only).
     down_since: BTreeMap<String, std::time::Instant>,
+    /// How far each pending launch got, for the status line (memory only).
+    pending: BTreeMap<String, String>,
+    /// The sweep's memory: since when a server of ours that no flow knows has been seen,
+    /// and how many provider lists in a row missed a recorded node's server.
+    strays: BTreeMap<String, std::time::Instant>,
+    missing: BTreeMap<String, u32>,
 }
 
 pub fn unix_ms() -> u64 {
@@ -129,6 +135,9 @@ impl Scaler {
             record,
             last_error: None,
             down_since: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            strays: BTreeMap::new(),
+            missing: BTreeMap::new(),
         })
     }
 
@@ -248,23 +257,45 @@ impl Scaler {
     ) {
         let now = unix_ms();
         self.last_error = None;
+        self.pending.clear();
+        match self.provider.list().await {
+            Ok(Some(listed)) => self.sweep(&listed, facts).await,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the provider's nodes: {error}");
+                self.last_error = Some(format!("sweep: {error}"));
+            }
+        }
         for entry in self.record.nodes.clone() {
             let elapsed = Duration::from_millis(now.saturating_sub(entry.since_ms));
             let fact = facts.get(&entry.node);
             let node = entry.node.as_str();
             match entry.phase {
-                Phase::Launching => match self.provider.launch(node, &self.settings.role).await {
-                    Ok(()) => {
-                        self.set_phase(node, Phase::Warming);
-                    }
-                    Err(error) => {
-                        tracing::error!(node, %error, "launch failed: {error}");
-                        self.last_error = Some(error.to_string());
-                        if elapsed > self.settings.ready_timeout {
-                            self.set_phase(node, Phase::Deleting);
+                Phase::Launching => {
+                    let outcome = self.provider.launch(node, &self.settings.role).await;
+                    match outcome {
+                        Ok(Launch::Done) => {
+                            self.set_phase(node, Phase::Warming);
+                            continue;
+                        }
+                        Ok(Launch::Pending(how)) => {
+                            tracing::info!(node, "launch under way: {how}");
+                            self.pending.insert(node.to_string(), how);
+                        }
+                        Err(error) => {
+                            tracing::error!(node, %error, "launch failed: {error}");
+                            self.last_error = Some(error.to_string());
                         }
                     }
-                },
+                    if elapsed > self.settings.ready_timeout {
+                        tracing::error!(
+                            node,
+                            "{node} not launched {:?} after the decision: deleting it",
+                            self.settings.ready_timeout
+                        );
+                        self.set_phase(node, Phase::Deleting);
+                    }
+                }
                 Phase::Warming => {
                     if fact.is_some_and(|f| f.live && f.ready && !f.web) {
                         // a node of that name that is not a web node is not ours to manage
@@ -359,6 +390,68 @@ impl Scaler {
         }
     }
 
+    /// The sweep over the provider's own list (servers carrying its marks):
+    /// - a server no flow knows: one this scaler deleted is deleted again; another one is
+    ///   adopted when its node serves as a web node (the record was lost), else deleted
+    ///   once it has been there `ready_timeout` without becoming ready;
+    /// - a recorded warming or serving node whose server two lists in a row did not show
+    ///   is gone: it goes to deleting (an idempotent no-op) and is forgotten.
+    async fn sweep(&mut self, listed: &[String], facts: &BTreeMap<String, NodeFact>) {
+        let known: Vec<String> = self.record.nodes.iter().map(|n| n.node.clone()).collect();
+        self.strays.retain(|name, _| listed.contains(name));
+        for name in listed.iter().filter(|n| !known.contains(n)) {
+            if self.settings.reserved.contains(name) {
+                continue;
+            }
+            let fact = facts.get(name);
+            let first_seen = *self
+                .strays
+                .entry(name.clone())
+                .or_insert_with(std::time::Instant::now);
+            let delete = if self.record.removed.contains(name) {
+                tracing::warn!(node = %name, "sweep: {name} was deleted but its server is still there: deleting it again");
+                true
+            } else if fact.is_some_and(|f| f.live && f.ready && f.web) {
+                tracing::warn!(node = %name, "sweep: adopting {name}, a server of ours that serves but was not recorded");
+                self.record.nodes.push(Scaled {
+                    node: name.clone(),
+                    phase: Phase::Serving,
+                    since_ms: unix_ms(),
+                });
+                self.save();
+                false
+            } else if first_seen.elapsed() > self.settings.ready_timeout {
+                tracing::warn!(node = %name, "sweep: {name} is a server of ours that never became a serving node in {:?}: deleting it", self.settings.ready_timeout);
+                true
+            } else {
+                false
+            };
+            if delete {
+                if let Err(error) = self.provider.delete(name).await {
+                    self.last_error = Some(format!("sweep: {error}"));
+                } else {
+                    self.strays.remove(name);
+                }
+            }
+        }
+        for entry in self.record.nodes.clone() {
+            if !matches!(entry.phase, Phase::Warming | Phase::Serving) {
+                continue;
+            }
+            if listed.contains(&entry.node) {
+                self.missing.remove(&entry.node);
+                continue;
+            }
+            let misses = self.missing.entry(entry.node.clone()).or_insert(0);
+            *misses += 1;
+            if *misses >= 2 {
+                tracing::warn!(node = %entry.node, "sweep: the server of {} is gone: forgetting it", entry.node);
+                self.missing.remove(&entry.node);
+                self.set_phase(&entry.node, Phase::Deleting);
+            }
+        }
+    }
+
     /// "n4 warming 12s, n5 draining 3s" for the status line.
     pub fn describe(&self) -> String {
         let now = unix_ms();
@@ -368,13 +461,17 @@ impl Scaler {
             .filter(|n| n.phase != Phase::Serving)
             .map(|n| {
                 format!(
-                    "{} {} {:.0}s",
+                    "{} {} {:.0}s{}",
                     n.node,
                     serde_json::to_value(n.phase)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default(),
-                    now.saturating_sub(n.since_ms) as f64 / 1000.0
+                    now.saturating_sub(n.since_ms) as f64 / 1000.0,
+                    self.pending
+                        .get(&n.node)
+                        .map(|how| format!(" ({how})"))
+                        .unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()
@@ -426,6 +523,10 @@ mod tests {
     struct World {
         calls: Mutex<Vec<String>>,
         fail_launch: Mutex<bool>,
+        /// Launches answer Pending while this is set.
+        pending: Mutex<bool>,
+        /// What `list` answers (None: the provider cannot list).
+        listed: Mutex<Option<Vec<String>>>,
     }
 
     #[async_trait::async_trait]
@@ -433,7 +534,7 @@ mod tests {
         fn kind(&self) -> &'static str {
             "fake"
         }
-        async fn launch(&self, name: &str, role: &str) -> Result<(), ProviderError> {
+        async fn launch(&self, name: &str, role: &str) -> Result<Launch, ProviderError> {
             self.calls
                 .lock()
                 .unwrap()
@@ -444,11 +545,20 @@ mod tests {
                     detail: "exit status: 1".into(),
                 });
             }
-            Ok(())
+            if *self.pending.lock().unwrap() {
+                return Ok(Launch::Pending("server s1 BUILD (spawning) 3s".into()));
+            }
+            Ok(Launch::Done)
         }
         async fn delete(&self, name: &str) -> Result<(), ProviderError> {
             self.calls.lock().unwrap().push(format!("delete {name}"));
+            if let Some(listed) = self.listed.lock().unwrap().as_mut() {
+                listed.retain(|n| n != name);
+            }
             Ok(())
+        }
+        async fn list(&self) -> Result<Option<Vec<String>>, ProviderError> {
+            Ok(self.listed.lock().unwrap().clone())
         }
     }
 
@@ -595,6 +705,85 @@ mod tests {
         assert!(
             calls.contains(&"delete n4".to_string()) && calls.contains(&"delete n5".to_string()),
             "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pending_launch_stays_launching_shows_how_far_it_got_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = Arc::new(World::default());
+        *world.pending.lock().unwrap() = true;
+        let mut s = scaler(dir.path(), &world);
+        let facts = core();
+        s.scale_out(1, &facts);
+        s.advance(&facts, None).await;
+        assert_eq!(s.record().nodes[0].phase, Phase::Launching);
+        assert!(
+            s.describe()
+                .contains("n4 launching 0s (server s1 BUILD (spawning) 3s)"),
+            "{}",
+            s.describe()
+        );
+        *world.pending.lock().unwrap() = false;
+        s.advance(&facts, None).await;
+        assert_eq!(s.record().nodes[0].phase, Phase::Warming);
+        // a launch pending past the ready timeout is given up
+        *world.pending.lock().unwrap() = true;
+        s.scale_out(1, &facts);
+        s.record.nodes[1].since_ms -= 601_000;
+        s.advance(&facts, None).await;
+        assert_eq!(s.record().nodes[1].phase, Phase::Deleting);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_forgets_gone_servers_adopts_serving_ones_and_deletes_strays() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = Arc::new(World::default());
+        let mut s = scaler(dir.path(), &world);
+        s.settings.ready_timeout = Duration::from_millis(100);
+        let mut facts = core();
+        // n4 is recorded and serving; its server vanishes from the cloud
+        s.scale_out(1, &facts);
+        *world.listed.lock().unwrap() = Some(vec!["n4".into()]);
+        s.advance(&facts, None).await;
+        facts.insert("n4".into(), fact(true, true));
+        s.advance(&facts, None).await;
+        assert_eq!(s.record().nodes[0].phase, Phase::Serving);
+        *world.listed.lock().unwrap() = Some(vec![]);
+        s.advance(&facts, None).await;
+        assert_eq!(
+            s.record().nodes[0].phase,
+            Phase::Serving,
+            "one missed list is not enough"
+        );
+        s.advance(&facts, None).await;
+        s.advance(&facts, None).await;
+        assert!(s.record().nodes.is_empty(), "{:?}", s.record());
+        // a serving server of ours that no record knows is adopted; one that never serves,
+        // and one this scaler deleted, are deleted
+        facts.insert("n7".into(), fact(true, true));
+        s.record.removed.push("n9".into());
+        *world.listed.lock().unwrap() =
+            Some(vec!["n7".into(), "n8".into(), "n9".into(), "n1".into()]);
+        s.advance(&facts, None).await;
+        assert_eq!(s.record().nodes.len(), 1);
+        assert_eq!(
+            (s.record().nodes[0].node.as_str(), s.record().nodes[0].phase),
+            ("n7", Phase::Serving)
+        );
+        let calls = world.calls.lock().unwrap().clone();
+        assert!(calls.contains(&"delete n9".to_string()), "{calls:?}");
+        assert!(
+            !calls.contains(&"delete n8".to_string()),
+            "not before the ready timeout: {calls:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.advance(&facts, None).await;
+        let calls = world.calls.lock().unwrap().clone();
+        assert!(calls.contains(&"delete n8".to_string()), "{calls:?}");
+        assert!(
+            !calls.iter().any(|c| c == "delete n1"),
+            "a core name is never swept: {calls:?}"
         );
     }
 

@@ -139,11 +139,13 @@ fn duration(
 ) -> Result<Duration, ConfigError> {
     match text {
         None => Ok(default),
-        Some(text) => humantime::parse_duration(text).map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message: format!("{text:?} is not a duration ({e}); write e.g. \"3s\" or \"500ms\""),
-        }),
+        Some(text) => {
+            triad_agent::config::parse_duration(text).map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            })
+        }
     }
 }
 
@@ -327,6 +329,8 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hostile_toml::{document, duration as toml_duration, toml_string, Schema};
+    use proptest::prelude::*;
 
     fn parse(text: &str) -> Result<BalancerConfig, ConfigError> {
         let raw: OnlyBalancer = triad_agent::config::parse_toml(Path::new("c.toml"), text)?;
@@ -389,5 +393,158 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown field `socket`"), "{error}");
+    }
+
+    /// The `[balancer]` tables and keys, plus unknown ones.
+    const SCHEMA: Schema = &[
+        (
+            "!balancer",
+            &["kind", "rise_hold", "drain_timeout", "interval", "bogus"],
+        ),
+        (
+            "balancer.haproxy",
+            &["admin_socket", "backend", "server_port", "check", "bogus"],
+        ),
+        (
+            "balancer.octavia",
+            &[
+                "cloud",
+                "lb_name",
+                "vip_subnet_id",
+                "listener_name",
+                "listener_protocol",
+                "listener_port",
+                "pool_name",
+                "algorithm",
+                "session_persistence",
+                "member_port",
+                "member_subnet_id",
+                "active_timeout",
+                "bogus",
+            ],
+        ),
+        (
+            "balancer.octavia.monitor",
+            &[
+                "type",
+                "delay",
+                "timeout",
+                "max_retries",
+                "max_retries_down",
+                "url_path",
+                "enabled",
+                "bogus",
+            ],
+        ),
+    ];
+
+    /// Values the resolver accepts, mostly, and its near misses.
+    fn good(table: &str, key: &str) -> BoxedStrategy<String> {
+        let pick = |words: &'static [&'static str]| {
+            proptest::sample::select(words)
+                .prop_map(toml_string)
+                .boxed()
+        };
+        match (table, key) {
+            (_, "kind") => pick(&["none", "haproxy", "octavia", "octavia", "haproxy", "f5"]),
+            (_, "interval") => toml_duration(20, 70_000),
+            (_, "rise_hold" | "drain_timeout" | "active_timeout") => toml_duration(0, 600_000),
+            (_, "server_port" | "listener_port" | "member_port") => {
+                any::<u16>().prop_map(|p| p.to_string()).boxed()
+            }
+            (_, "backend") => "[a-z_.:-]{0,10}( x)?".prop_map(|t| toml_string(&t)).boxed(),
+            (_, "check") => pick(&["check inter 1s fall 2 rise 2", "", "check\nrise 9"]),
+            (_, "algorithm") => pick(&[
+                "ROUND_ROBIN",
+                "least_connections",
+                "SOURCE_IP",
+                "source_ip_port",
+                "RANDOM",
+            ]),
+            (_, "session_persistence") => pick(&[
+                "none",
+                "HTTP_COOKIE",
+                "SOURCE_IP",
+                "APP_COOKIE:sid",
+                "APP_COOKIE:",
+                "http_cookie",
+            ]),
+            (_, "type") => pick(&["HTTP", "HTTPS", "TCP", "PING"]),
+            (_, "delay" | "timeout" | "max_retries" | "max_retries_down") => {
+                prop_oneof![0u32..12, any::<u32>()]
+                    .prop_map(|n| n.to_string())
+                    .boxed()
+            }
+            (_, "enabled") => any::<bool>().prop_map(|b| b.to_string()).boxed(),
+            _ => "[ -~]{0,16}".prop_map(|t| toml_string(&t)).boxed(),
+        }
+    }
+
+    proptest! {
+        /// Any `[balancer]` section (and any text) resolves or fails with an error naming
+        /// the file, never a panic.
+        #[test]
+        fn balancer_config_never_panics(text in prop_oneof![1 => any::<String>(), 4 => document(SCHEMA, good)]) {
+            match parse(&text) {
+                Ok(config) => {
+                    let interval = config.loop_settings.interval;
+                    prop_assert!(interval >= Duration::from_millis(50) && interval <= Duration::from_secs(60));
+                    if let BalancerKind::Octavia { settings, .. } = &config.kind {
+                        if let Some(monitor) = &settings.monitor {
+                            prop_assert!(monitor.timeout < monitor.delay);
+                        }
+                    }
+                }
+                Err(error) => {
+                    let error = error.to_string();
+                    prop_assert!(error.starts_with("config c.toml"), "{}", error);
+                    prop_assert!(!error.contains('\n'), "{}", error);
+                }
+            }
+        }
+
+        /// Valid HAProxy and Octavia sections come back as written.
+        #[test]
+        fn balancer_config_round_trips(
+            backend in "[A-Za-z0-9._:-]{1,20}",
+            port in any::<u16>(),
+            socket in "/[a-z/]{1,20}",
+            interval_ms in 50u64..=60_000,
+            lb in "[a-z][a-z0-9-]{0,20}",
+            algorithm in proptest::sample::select(&["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"][..]),
+            cookie in "[A-Za-z0-9_]{1,12}",
+            (delay, timeout) in (2u32..100).prop_flat_map(|d| (Just(d), 1..d)),
+            retries in 1u32..=10,
+        ) {
+            let config = parse(&format!(
+                "[balancer]\nkind = \"haproxy\"\ninterval = \"{interval_ms}ms\"\n[balancer.haproxy]\n\
+                 backend = {}\nserver_port = {port}\nadmin_socket = {}\n",
+                toml_string(&backend),
+                toml_string(&socket),
+            ))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(config.loop_settings.interval, Duration::from_millis(interval_ms));
+            prop_assert_eq!(config.kind, BalancerKind::Haproxy(HaproxySettings::new(socket.into(), &backend, port)));
+            let config = parse(&format!(
+                "[balancer]\nkind = \"octavia\"\n[balancer.octavia]\nlb_name = {}\nalgorithm = \"{}\"\n\
+                 session_persistence = \"APP_COOKIE:{cookie}\"\nmember_port = {port}\n\
+                 [balancer.octavia.monitor]\ndelay = {delay}\ntimeout = {timeout}\nmax_retries = {retries}\n",
+                toml_string(&lb),
+                algorithm.to_ascii_lowercase(),
+            ))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let BalancerKind::Octavia { settings, .. } = config.kind else {
+                return Err(TestCaseError::fail("not octavia"));
+            };
+            prop_assert_eq!(&settings.lb_name, &lb);
+            prop_assert_eq!(&settings.lb_algorithm, algorithm);
+            prop_assert_eq!(settings.member_port, port);
+            prop_assert_eq!(
+                settings.session_persistence,
+                Some(SessionPersistence { kind: "APP_COOKIE".into(), cookie_name: Some(cookie) })
+            );
+            let monitor = settings.monitor.expect("a monitor");
+            prop_assert_eq!((monitor.delay, monitor.timeout, monitor.max_retries), (delay, timeout, retries));
+        }
     }
 }

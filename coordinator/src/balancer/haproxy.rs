@@ -210,8 +210,11 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
                 .map_err(|_| format!("row {line:?}: srv_addr {address_text:?} is not an IP"))?,
             port: u16::try_from(number(port)?)
                 .map_err(|_| format!("row {line:?}: bad srv_port"))?,
-            op_state: number(op)? as u8,
-            admin_state: number(admin)? as u8,
+            // refused rather than truncated: 256 must not read as 0 (active)
+            op_state: u8::try_from(number(op)?)
+                .map_err(|_| format!("row {line:?}: bad srv_op_state"))?,
+            admin_state: u8::try_from(number(admin)?)
+                .map_err(|_| format!("row {line:?}: bad srv_admin_state"))?,
             weight: number(weight)?,
         });
     }
@@ -391,6 +394,7 @@ impl Balancer for HaproxyBalancer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const STATE: &str = "1
 # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
@@ -435,11 +439,199 @@ mod tests {
         assert_eq!(sessions["n2"], 0);
     }
 
+    /// Found while writing the properties: states were cast with `as u8`, so an admin
+    /// state of 256 (maint bits beyond the mask) read as 0, an active server.
+    #[test]
+    fn out_of_range_states_are_refused_not_truncated() {
+        let header =
+            "1\n# be_name srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_port\n";
+        let error =
+            parse_servers_state(&format!("{header}be n1 10.0.0.1 2 256 1 80\n")).unwrap_err();
+        assert!(error.contains("srv_admin_state"), "{error}");
+        let error =
+            parse_servers_state(&format!("{header}be n1 10.0.0.1 258 0 1 80\n")).unwrap_err();
+        assert!(error.contains("srv_op_state"), "{error}");
+    }
+
     #[test]
     fn server_names_are_checked() {
         assert!(valid_server_name("node-1.a_b:2"));
         assert!(!valid_server_name("n 1"));
         assert!(!valid_server_name(""));
         assert!(!valid_server_name("a/b"));
+    }
+
+    /// Columns of `show servers state` (format 1) the parser reads, and some it skips.
+    const STATE_COLUMNS: [&str; 7] = [
+        "be_name",
+        "srv_name",
+        "srv_addr",
+        "srv_op_state",
+        "srv_admin_state",
+        "srv_uweight",
+        "srv_port",
+    ];
+    const OTHER_COLUMNS: [&str; 4] = ["be_id", "srv_id", "srv_iweight", "srv_fqdn"];
+
+    /// A field as HAProxy might print it, or not.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0u64..300).prop_map(|n| n.to_string()),
+            Just("4294967296".to_string()),
+            Just("65536".to_string()),
+            Just("-1".to_string()),
+            Just("-".to_string()),
+            any::<std::net::IpAddr>().prop_map(|ip| ip.to_string()),
+            "[a-z_]{1,8}",
+            "[^ \\n]{1,10}",
+        ]
+    }
+
+    /// A field of `column` as HAProxy prints it; now and then any field, or none.
+    fn typed_field(column: &str) -> BoxedStrategy<Option<String>> {
+        let good = match column {
+            "srv_addr" => any::<std::net::IpAddr>()
+                .prop_map(|ip| ip.to_string())
+                .boxed(),
+            "be_name" | "srv_name" | "srv_fqdn" => "[a-z_]{1,8}".boxed(),
+            _ => prop_oneof![12 => 0u32..4, 1 => 0u32..300, 1 => Just(65_535), 1 => Just(65_536)]
+                .prop_map(|n| n.to_string())
+                .boxed(),
+        };
+        prop_oneof![30 => good.prop_map(Some), 1 => field().prop_map(Some), 1 => Just(None)].boxed()
+    }
+
+    /// Answers shaped like `show servers state`: a version line, a header of known and
+    /// unknown columns (some missing, in any order), rows of mostly well-typed fields.
+    fn servers_state_like() -> impl Strategy<Value = String> {
+        let header = (
+            prop_oneof![3 => Just(STATE_COLUMNS.to_vec()), 1 => proptest::sample::subsequence(STATE_COLUMNS.to_vec(), 5..=7)],
+            proptest::sample::subsequence(OTHER_COLUMNS.to_vec(), 0..=4),
+        )
+            .prop_flat_map(|(a, b)| Just([a, b].concat()).prop_shuffle());
+        let version = prop_oneof![16 => Just("1"), 1 => Just("2"), 1 => Just("")];
+        (version, header)
+            .prop_flat_map(|(version, header)| {
+                let row: Vec<_> = header.iter().map(|c| typed_field(c)).collect();
+                (
+                    Just(version),
+                    Just(header),
+                    proptest::collection::vec(row, 0..4),
+                )
+            })
+            .prop_map(|(version, header, rows)| {
+                let rows: Vec<String> = rows
+                    .iter()
+                    .map(|r| r.iter().flatten().cloned().collect::<Vec<_>>().join(" "))
+                    .collect();
+                format!("{version}\n# {}\n{}\n", header.join(" "), rows.join("\n"))
+            })
+    }
+
+    /// `show stat` CSV: a header naming pxname/svname/scur among others, rows of any fields.
+    fn stat_like() -> impl Strategy<Value = String> {
+        let header = proptest::sample::subsequence(
+            vec!["pxname", "svname", "qcur", "scur", "smax", "status"],
+            3..=6,
+        )
+        .prop_shuffle();
+        let name = prop_oneof![
+            Just("be_web".to_string()),
+            Just("BACKEND".to_string()),
+            Just("FRONTEND".to_string()),
+            "[a-z0-9_]{0,6}"
+        ];
+        let value = prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just(String::new()),
+            Just("-1".to_string()),
+            "[^,\\n]{0,8}"
+        ];
+        let row = proptest::collection::vec(prop_oneof![name, value], 0..8);
+        (
+            prop_oneof![Just("# "), Just("#"), Just("")],
+            header,
+            proptest::collection::vec(row, 0..6),
+        )
+            .prop_map(|(hash, header, rows)| {
+                let rows: Vec<String> = rows.iter().map(|r| r.join(",")).collect();
+                format!("{hash}{}\n{}\n", header.join(","), rows.join("\n"))
+            })
+    }
+
+    proptest! {
+        /// The admin socket's answer is read as text from another process: any answer gives
+        /// servers or an error, and every row becomes a server or fails the whole answer.
+        #[test]
+        fn servers_state_never_panics(text in prop_oneof![any::<String>(), servers_state_like()]) {
+            if let Ok(servers) = parse_servers_state(&text) {
+                let rows = text.lines().map(str::trim).filter(|l| !l.is_empty()).count();
+                prop_assert_eq!(servers.len() + 2, rows);
+            }
+        }
+
+        /// Servers written with the columns in any order, among unknown ones, read back.
+        #[test]
+        fn servers_state_round_trips(
+            servers in proptest::collection::vec(
+                ("[a-z_]{1,8}", "[A-Za-z0-9._:-]{1,12}", any::<std::net::IpAddr>(), any::<u16>(), any::<u8>(), any::<u8>(), any::<u32>()),
+                0..5,
+            ),
+            order in Just([STATE_COLUMNS.as_slice(), OTHER_COLUMNS.as_slice()].concat()).prop_shuffle(),
+        ) {
+            let want: Vec<ServerState> = servers
+                .into_iter()
+                .map(|(backend, name, address, port, op_state, admin_state, weight)| ServerState { backend, name, address, port, op_state, admin_state, weight })
+                .collect();
+            let mut text = format!("1\n# {}\n", order.join(" "));
+            for s in &want {
+                let row: Vec<String> = order
+                    .iter()
+                    .map(|column| match *column {
+                        "be_name" => s.backend.clone(),
+                        "srv_name" => s.name.clone(),
+                        "srv_addr" => s.address.to_string(),
+                        "srv_op_state" => s.op_state.to_string(),
+                        "srv_admin_state" => s.admin_state.to_string(),
+                        "srv_uweight" => s.weight.to_string(),
+                        "srv_port" => s.port.to_string(),
+                        _ => "-".to_string(),
+                    })
+                    .collect();
+                text.push_str(&row.join(" "));
+                text.push('\n');
+            }
+            prop_assert_eq!(parse_servers_state(&text), Ok(want));
+        }
+
+        /// Any `show stat` answer gives per-server counts of real servers, or an error.
+        #[test]
+        fn stat_sessions_never_panics(
+            text in prop_oneof![any::<String>(), stat_like()],
+            backend in prop_oneof![Just("be_web".to_string()), Just(String::new()), any::<String>()],
+        ) {
+            if let Ok(sessions) = parse_stat_sessions(&text, &backend) {
+                prop_assert!(!sessions.contains_key("BACKEND") && !sessions.contains_key("FRONTEND"));
+                prop_assert!(sessions.len() <= text.lines().count());
+            }
+        }
+
+        /// The backend's servers and their `scur`, among other proxies' rows, read back.
+        #[test]
+        fn stat_sessions_round_trip(
+            servers in proptest::collection::btree_map("[a-z0-9_.:-]{1,10}", any::<u64>(), 0..6),
+            others in proptest::collection::btree_map("[a-z0-9_]{1,10}", any::<u64>(), 0..3),
+        ) {
+            let mut text = String::from("# pxname,svname,qcur,qmax,scur,smax,status\n");
+            text.push_str("fe,FRONTEND,,,4,9,OPEN\n");
+            for (name, scur) in &servers {
+                text.push_str(&format!("be_web,{name},0,0,{scur},0,UP\n"));
+            }
+            for (name, scur) in &others {
+                text.push_str(&format!("be_other,{name},,,{scur},,UP\n"));
+            }
+            text.push_str("be_web,BACKEND,0,0,7,9,UP\n");
+            prop_assert_eq!(parse_stat_sessions(&text, "be_web"), Ok(servers));
+        }
     }
 }

@@ -9,6 +9,9 @@
 //! whose `Debug` and `Display` print `<redacted>`, and never appear in errors.
 
 pub mod config;
+#[cfg(test)]
+mod hostile_tests;
+pub mod nova;
 pub mod octavia;
 pub mod session;
 

@@ -299,6 +299,19 @@ impl Session {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, OpenStackError> {
+        self.request_with(method, service_type, path, body, &[])
+            .await
+    }
+
+    /// [`Session::request`] with extra headers (Nova's microversion).
+    pub async fn request_with(
+        &self,
+        method: Method,
+        service_type: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, OpenStackError> {
         let mut token = self.token(None).await?;
         let mut replayed = false;
         loop {
@@ -308,6 +321,9 @@ impl Session {
                 .request(method.clone(), &url)
                 .header("X-Auth-Token", token.value.expose())
                 .header("Accept", "application/json");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
             if let Some(body) = body {
                 request = request.json(body);
             }

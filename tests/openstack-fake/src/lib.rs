@@ -17,7 +17,10 @@
 //!   pair twice (400). Name filters on lists; one health monitor per pool (409).
 //! - Nova: `BUILD` → `ACTIVE` after a few GETs; tag filters only with microversion ≥ 2.26
 //!   (an older or missing microversion silently ignores them, as Nova does); DELETE 204;
-//!   server groups with `policy` (≥ 2.64) or `policies`.
+//!   server groups with `policy` (≥ 2.64) or `policies`; user data must be base64 of at
+//!   most 65535 characters, networks must exist, tags follow Nova's rules (no '/' or
+//!   ','; at most 60 characters); a build can be made to go to ERROR (with a fault) or to
+//!   hang in BUILD ([`FakeCloud::fail_next_build`]).
 //! - Fault injection ([`Fault`]): a status code (5xx), a delay (client timeouts) or a body
 //!   that is not JSON, for requests matching a method and path fragment, a given number
 //!   of times.
@@ -28,6 +31,8 @@
 // Handlers return an early `Response` as their error (the answer to send); its size does
 // not matter in a test fake.
 #![allow(clippy::result_large_err)]
+
+pub mod cli;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,6 +86,16 @@ pub enum FaultKind {
     NotJson,
 }
 
+/// What a server build does instead of becoming ACTIVE ([`FakeCloud::fail_next_build`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildOutcome {
+    /// The server goes to ERROR with this fault message (Nova: "No valid host was found.
+    /// There are not enough hosts available.").
+    Error(String),
+    /// The server stays BUILD (a hung boot).
+    Stall,
+}
+
 /// A fault applied to the next `times` requests whose method matches (None = any) and
 /// whose path contains `path_contains`.
 #[derive(Debug, Clone)]
@@ -114,6 +129,10 @@ struct Store {
     servers: BTreeMap<String, Value>,
     building: BTreeMap<String, u32>,
     server_groups: BTreeMap<String, Value>,
+    /// What the next server builds do instead of becoming ACTIVE.
+    build_outcomes: Vec<BuildOutcome>,
+    /// server id → the user data it was created with (decoded).
+    user_data: BTreeMap<String, Vec<u8>>,
     faults: Vec<Fault>,
     log: Vec<Logged>,
 }
@@ -288,6 +307,36 @@ impl FakeCloud {
             .get(pool_id)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The next server created meets `outcome` (queued: one per create).
+    pub fn fail_next_build(&self, outcome: BuildOutcome) {
+        self.store().build_outcomes.push(outcome);
+    }
+
+    /// The user data server `id` was created with, decoded from base64.
+    pub fn user_data(&self, id: &str) -> Option<Vec<u8>> {
+        self.store().user_data.get(id).cloned()
+    }
+
+    /// Server groups as stored.
+    pub fn server_groups(&self) -> Vec<Value> {
+        self.store().server_groups.values().cloned().collect()
+    }
+
+    /// A server created directly in the fake (as another tool or a lost create would),
+    /// already ACTIVE; returns its id.
+    pub fn add_server(&self, name: &str, tags: &[&str]) -> String {
+        let mut store = self.store();
+        let id = new_id(&mut store, 6);
+        let now = now_text();
+        store.servers.insert(
+            id.clone(),
+            json!({"id": id, "name": name, "status": "ACTIVE", "tags": tags, "metadata": {},
+                   "created": now, "updated": now, "addresses": {}, "OS-EXT-STS:task_state": null,
+                   "links": [], "fake:address": "10.0.1.250"}),
+        );
+        id
     }
 
     pub fn servers(&self) -> Vec<Value> {
@@ -1317,9 +1366,61 @@ fn nova(
                     "Additional properties are not allowed ('tags' was unexpected)",
                 );
             }
+            // novaclient sends `os:scheduler_hints`, the API reference
+            // `OS-SCH-HNT:scheduler_hints`; Nova accepts both
             let group = body["OS-SCH-HNT:scheduler_hints"]["group"]
                 .as_str()
+                .or_else(|| body["os:scheduler_hints"]["group"].as_str())
                 .map(str::to_string);
+            if let Some(tags) = request.get("tags").and_then(Value::as_array) {
+                let bad = tags.iter().find(|t| {
+                    t.as_str().is_none_or(|t| {
+                        t.is_empty() || t.len() > 60 || t.contains('/') || t.contains(',')
+                    })
+                });
+                if let Some(bad) = bad {
+                    return nova_error(
+                        StatusCode::BAD_REQUEST,
+                        "badRequest",
+                        &format!("Invalid input for field/attribute tags. Value: {bad}"),
+                    );
+                }
+            }
+            let mut user_data = None;
+            if let Some(text) = request.get("user_data") {
+                let decoded = text.as_str().and_then(base64_decode);
+                match decoded {
+                    Some(bytes) if text.as_str().is_some_and(|t| t.len() <= 65535) => {
+                        user_data = Some(bytes)
+                    }
+                    Some(_) => {
+                        return nova_error(
+                            StatusCode::BAD_REQUEST,
+                            "badRequest",
+                            "Invalid input for field/attribute user_data. Value: is too long",
+                        )
+                    }
+                    None => {
+                        return nova_error(
+                            StatusCode::BAD_REQUEST,
+                            "badRequest",
+                            "User data needs to be valid base 64.",
+                        )
+                    }
+                }
+            }
+            if let Some(networks) = request.get("networks").and_then(Value::as_array) {
+                for network in networks {
+                    let uuid = network["uuid"].as_str().unwrap_or_default();
+                    if uuid != NETWORK_ID {
+                        return nova_error(
+                            StatusCode::BAD_REQUEST,
+                            "badRequest",
+                            &format!("Network {uuid} could not be found."),
+                        );
+                    }
+                }
+            }
             if let Some(group) = &group {
                 if !store.server_groups.contains_key(group) {
                     return nova_error(
@@ -1350,9 +1451,30 @@ fn nova(
                 "fake:address": format!("10.0.1.{octet}"),
             });
             store.servers.insert(id.clone(), server);
-            store
-                .building
-                .insert(id.clone(), shared.options.build_polls.max(1));
+            if let Some(bytes) = user_data {
+                store.user_data.insert(id.clone(), bytes);
+            }
+            let outcome = if store.build_outcomes.is_empty() {
+                None
+            } else {
+                Some(store.build_outcomes.remove(0))
+            };
+            match outcome {
+                None => {
+                    store
+                        .building
+                        .insert(id.clone(), shared.options.build_polls.max(1));
+                }
+                Some(BuildOutcome::Stall) => {}
+                Some(BuildOutcome::Error(message)) => {
+                    if let Some(server) = store.servers.get_mut(&id) {
+                        server["status"] = json!("ERROR");
+                        server["OS-EXT-STS:vm_state"] = json!("error");
+                        server["OS-EXT-STS:task_state"] = Value::Null;
+                        server["fault"] = json!({"code": 500, "created": now, "message": message});
+                    }
+                }
+            }
             if let Some(group) = group {
                 if let Some(g) = store.server_groups.get_mut(&group) {
                     if let Some(members) = g["members"].as_array_mut() {
@@ -1378,9 +1500,9 @@ fn nova(
                 .servers
                 .values()
                 .filter(|s| {
-                    let name_ok = query
-                        .get("name")
-                        .is_none_or(|n| s["name"].as_str().is_some_and(|v| v.contains(n.as_str())));
+                    let name_ok = query.get("name").is_none_or(|n| {
+                        s["name"].as_str().is_some_and(|v| name_regex_matches(n, v))
+                    });
                     let tags_ok = !filter_tags
                         || query.get("tags").is_none_or(|wanted| {
                             wanted.split(',').all(|t| {
@@ -1413,6 +1535,7 @@ fn nova(
                 return not_found("Instance", id);
             }
             store.building.remove(*id);
+            store.user_data.remove(*id);
             for group in store.server_groups.values_mut() {
                 if let Some(members) = group["members"].as_array_mut() {
                     members.retain(|m| m != &json!(id));
@@ -1492,6 +1615,70 @@ fn nova(
             "itemNotFound",
             &format!("no Nova route for {method} /{}", rest.join("/")),
         ),
+    }
+}
+
+/// Standard base64 (with padding), as Nova checks user data.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let last = i == bytes.len() / 4 - 1;
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&three[..3 - pad]);
+    }
+    Some(out)
+}
+
+/// Nova's `name` filter is a regular expression searched anywhere in the name; the fake
+/// understands the subset clients send: `^` and `$` anchors and backslash escapes.
+fn name_regex_matches(pattern: &str, name: &str) -> bool {
+    let anchored_start = pattern.starts_with('^');
+    let body = pattern.strip_prefix('^').unwrap_or(pattern);
+    let anchored_end = body.ends_with('$') && !body.ends_with("\\$");
+    let body = if anchored_end {
+        &body[..body.len() - 1]
+    } else {
+        body
+    };
+    let mut literal = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                literal.push(next);
+            }
+        } else {
+            literal.push(c);
+        }
+    }
+    match (anchored_start, anchored_end) {
+        (true, true) => name == literal,
+        (true, false) => name.starts_with(&literal),
+        (false, true) => name.ends_with(&literal),
+        (false, false) => name.contains(&literal),
     }
 }
 

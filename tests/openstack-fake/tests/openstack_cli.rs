@@ -8,83 +8,11 @@
 //! POOL` and `openstack server list` against the fake with a generated clouds.yaml
 //! (OS_CLIENT_CONFIG_FILE) and checks that their output shows those objects.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use triad_openstack_fake::cli::{openstack_cli, run};
 use triad_openstack_fake::{FakeCloud, FakeOptions};
-
-const VENV: &str = "/var/tmp/triad-openstack-venv";
-/// Written last, so a half-built venv (an interrupted pip) is rebuilt.
-const COMPLETE_MARK: &str = ".triad-complete";
-
-async fn run(
-    program: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-    bound: Duration,
-) -> (bool, String, String) {
-    let mut command = tokio::process::Command::new(program);
-    command.args(args).kill_on_drop(true);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = tokio::time::timeout(bound, command.output())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} {args:?} did not finish within {bound:?}",
-                program.display()
-            )
-        })
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// The venv's `openstack`, creating the venv when it is missing or incomplete.
-async fn openstack_cli() -> PathBuf {
-    let venv = PathBuf::from(VENV);
-    let openstack = venv.join("bin/openstack");
-    if venv.join(COMPLETE_MARK).exists() && openstack.exists() {
-        return openstack;
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    let python = ["/usr/bin/python3", "python3"]
-        .into_iter()
-        .find(|p| !p.starts_with('/') || Path::new(p).exists())
-        .unwrap();
-    let (ok, _, stderr) = run(
-        Path::new(python),
-        &["-m", "venv", VENV],
-        &[],
-        Duration::from_secs(120),
-    )
-    .await;
-    assert!(ok, "python3 -m venv {VENV} failed (install python3-venv: scripts/install-host-deps.sh): {stderr}");
-    let (ok, _, stderr) = run(
-        &venv.join("bin/pip"),
-        &[
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "python-openstackclient",
-            "python-octaviaclient",
-        ],
-        &[],
-        Duration::from_secs(600),
-    )
-    .await;
-    assert!(
-        ok,
-        "pip install python-openstackclient python-octaviaclient failed: {stderr}"
-    );
-    std::fs::write(venv.join(COMPLETE_MARK), "").unwrap();
-    openstack
-}
 
 /// A minimal authenticated client for seeding the fake (raw HTTP, no Triad code).
 struct Api {

@@ -115,6 +115,13 @@ enum Cmd {
         #[arg(long)]
         pacemaker: bool,
     },
+    /// Autoscaling on a fresh lab (issue 8): time from a load above the target to the
+    /// scale-out decision and to the new node serving, time to scale in after the load
+    /// drops, and failed client requests in both.
+    BenchAutoscale {
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
+    },
     /// Measure volume formation, dead-mount detection and recovery, and the agent's CPU and
     /// RSS beside one prometheus-node-exporter (issue 5), on a fresh lab.
     BenchVolume {
@@ -239,6 +246,11 @@ fn run(cli: Cli) -> Result<()> {
                 Duration::from_secs(limit_secs),
                 pacemaker,
             )?)
+        }
+        Cmd::BenchAutoscale { rounds } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            Ok(triad_tests::bench_autoscale::run(rounds)?)
         }
         Cmd::BenchVolume {
             rounds,

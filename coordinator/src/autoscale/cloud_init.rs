@@ -1,0 +1,283 @@
+//! The cloud-init user data of a web node the Nova provider launches, rendered from
+//! packaging/cloud-init/web-node.yaml (embedded; `[autoscale.nova] user_data` names a
+//! replacement). Placeholders are replaced by JSON values, which are YAML, so no input
+//! can add or change a key; the result is checked to parse as a YAML mapping, to hold no
+//! placeholder, and to fit Nova's 65535-byte limit once base64-encoded.
+
+use serde_json::{json, Value};
+
+/// The shipped template.
+pub const TEMPLATE: &str = include_str!("../../../packaging/cloud-init/web-node.yaml");
+
+/// Nova refuses user data longer than this (base64 text).
+pub const MAX_USER_DATA: usize = 65535;
+
+/// Where the new node gets the triad-agent package from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Install {
+    /// An apt source line ("deb [signed-by=...] http://repo.example/ bookworm main") and,
+    /// optionally, the ASCII-armored key that signs it.
+    Apt { source: String, key: Option<String> },
+    /// A URL of the .deb (downloaded with curl, installed with apt-get so its
+    /// dependencies come from the image's own sources).
+    Url(String),
+}
+
+/// What the web node's agent is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebNode {
+    pub node: String,
+    pub cluster: String,
+    pub seeds: Vec<String>,
+    /// The Gluster volume the docroot mounts (None: no shared docroot).
+    pub volume: Option<String>,
+    /// More agent configuration (TOML), appended as written.
+    pub extra_agent_toml: String,
+    pub install: Install,
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+/// /etc/triad/agent.toml of the new node: a web node (joins Galera by SST, mounts the
+/// volume as a client, serves), its address found from the route to the seeds.
+pub fn agent_toml(web: &WebNode) -> String {
+    let seeds: Vec<String> = web.seeds.iter().map(|s| toml_string(s)).collect();
+    let mut text = format!(
+        "# /etc/triad/agent.toml of {node}: written by cloud-init from the user data\n\
+         # triad-coordinator gave this server when it launched it.\n\
+         [node]\nid = {id}\nrole = \"web\"\naddress = \"auto\"\n\n\
+         [cluster]\nname = {cluster}\nseeds = [{seeds}]\n\n\
+         [galera]\nmanaged = true\n\n",
+        node = web.node,
+        id = toml_string(&web.node),
+        cluster = toml_string(&web.cluster),
+        seeds = seeds.join(", "),
+    );
+    match &web.volume {
+        Some(volume) => text.push_str(&format!(
+            "[gluster]\n# no glusterd, no brick: the docroot mounts the volume from the core nodes\n\
+             managed = false\nvolume = {}\n\n\
+             [readiness]\nrequire = [\"galera\", \"mount\", \"apache\"]\n",
+            toml_string(volume)
+        )),
+        None => text.push_str(
+            "[gluster]\nmanaged = false\n\n[mount]\nmanaged = false\n\n\
+             [readiness]\nrequire = [\"galera\", \"apache\"]\n",
+        ),
+    }
+    if !web.extra_agent_toml.trim().is_empty() {
+        text.push('\n');
+        text.push_str(web.extra_agent_toml.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// The template's values for `web`.
+fn values(web: &WebNode) -> Vec<(&'static str, Value)> {
+    let (apt, packages, runcmd) = match &web.install {
+        Install::Apt { source, key } => {
+            let mut triad = json!({ "source": source });
+            if let Some(key) = key {
+                triad["key"] = json!(key);
+            }
+            (
+                json!({ "preserve_sources_list": true, "sources": { "triad": triad } }),
+                json!(["triad-agent"]),
+                json!([]),
+            )
+        }
+        // the image's own sources stay as they are (they provide the dependencies)
+        Install::Url(url) => (
+            json!({ "preserve_sources_list": true }),
+            json!(["curl", "ca-certificates"]),
+            json!([
+                [
+                    "curl",
+                    "-fsSL",
+                    "--retry",
+                    "5",
+                    "-o",
+                    "/var/cache/triad-agent.deb",
+                    url
+                ],
+                [
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "-o",
+                    "Dpkg::Options::=--force-confold",
+                    "/var/cache/triad-agent.deb"
+                ],
+            ]),
+        ),
+    };
+    let mut runcmd = runcmd.as_array().cloned().unwrap_or_default();
+    runcmd.push(json!(["systemctl", "enable", "triad-agent.service"]));
+    runcmd.push(json!(["systemctl", "restart", "triad-agent.service"]));
+    vec![
+        ("node", json!(web.node)),
+        ("agent_toml", json!(agent_toml(web))),
+        ("apt", apt),
+        ("packages", packages),
+        ("runcmd", Value::Array(runcmd)),
+    ]
+}
+
+/// Render `template` for `web`; errors name what is wrong with the template.
+pub fn render(template: &str, web: &WebNode) -> Result<String, String> {
+    let values = values(web);
+    // every placeholder outside comments must be one we fill
+    for line in template
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+    {
+        let mut rest = line;
+        while let Some(start) = rest.find("{{") {
+            let after = &rest[start + 2..];
+            let name = after.split("}}").next().unwrap_or(after);
+            if !values.iter().any(|(known, _)| *known == name) {
+                return Err(format!(
+                    "unknown placeholder {{{{{name}}}}} (known: node, agent_toml, apt, packages, runcmd)"
+                ));
+            }
+            rest = &after[name.len().min(after.len())..];
+        }
+    }
+    let mut text = template.to_string();
+    for (name, value) in values {
+        let placeholder = format!("{{{{{name}}}}}");
+        text = text.replace(&placeholder, &value.to_string());
+    }
+    if !text.starts_with("#cloud-config") {
+        return Err("cloud-init user data must begin with \"#cloud-config\"".into());
+    }
+    let parsed: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("not YAML once rendered: {e}"))?;
+    if !parsed.is_mapping() {
+        return Err("not a YAML mapping once rendered".into());
+    }
+    let encoded = base64_len(text.len());
+    if encoded > MAX_USER_DATA {
+        return Err(format!(
+            "{encoded} bytes once base64-encoded; Nova accepts at most {MAX_USER_DATA}"
+        ));
+    }
+    Ok(text)
+}
+
+fn base64_len(bytes: usize) -> usize {
+    bytes.div_ceil(3) * 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn web(install: Install) -> WebNode {
+        WebNode {
+            node: "web-1".into(),
+            cluster: "prod".into(),
+            seeds: vec!["10.0.0.11:7420".into(), "10.0.0.12:7420".into()],
+            volume: Some("www".into()),
+            extra_agent_toml: "[galera]\ngcache_size = \"64M\"\n".into(),
+            install,
+        }
+    }
+
+    #[test]
+    fn the_agent_config_is_a_valid_web_node_config() {
+        let mut w = web(Install::Url("http://repo.example/triad-agent.deb".into()));
+        w.extra_agent_toml.clear();
+        let text = agent_toml(&w);
+        // the seeds are not local here; "auto" resolves through the route toward them
+        let local = text.replace("10.0.0.11:7420", "127.0.0.11:7420");
+        let cfg =
+            triad_agent::config::AgentConfig::parse(std::path::Path::new("agent.toml"), &local)
+                .unwrap_or_else(|e| panic!("{e}\n{local}"));
+        assert_eq!(cfg.node_id, "web-1");
+        assert_eq!(cfg.role, triad_proto::gossip::Role::Web);
+        assert_eq!(cfg.cluster_name, "prod");
+        assert!(cfg.galera.managed && !cfg.gluster.managed && cfg.mount.managed);
+        assert_eq!(cfg.gluster.volume, "www");
+    }
+
+    #[test]
+    fn values_cannot_add_keys() {
+        let mut w = web(Install::Apt {
+            source: "deb http://repo.example/ bookworm main\nruncmd: [[rm, -rf, /]]".into(),
+            key: None,
+        });
+        w.node = "web-1\"\nbootcmd: [x]".into();
+        let text = render(TEMPLATE, &w).unwrap();
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let keys: Vec<&str> = parsed
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "hostname",
+                "write_files",
+                "apt",
+                "package_update",
+                "packages",
+                "runcmd"
+            ]
+        );
+        assert_eq!(parsed["hostname"].as_str(), Some("web-1\"\nbootcmd: [x]"));
+        assert_eq!(parsed["runcmd"].as_sequence().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_rendered_document_installs_after_writing_the_config() {
+        let text = render(
+            TEMPLATE,
+            &web(Install::Apt {
+                source: "deb [signed-by=$KEY_FILE] http://repo.example/ bookworm main".into(),
+                key: Some(
+                    "-----BEGIN PGP PUBLIC KEY BLOCK-----\nx\n-----END PGP PUBLIC KEY BLOCK-----\n"
+                        .into(),
+                ),
+            }),
+        )
+        .unwrap();
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(
+            parsed["write_files"][0]["path"].as_str(),
+            Some("/etc/triad/agent.toml")
+        );
+        assert!(parsed["write_files"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("gcache_size = \"64M\""));
+        assert_eq!(parsed["packages"][0].as_str(), Some("triad-agent"));
+        assert!(parsed["apt"]["sources"]["triad"]["key"].as_str().is_some());
+        let runcmd: Vec<String> = parsed["runcmd"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| serde_yaml::to_string(c).unwrap())
+            .collect();
+        assert!(runcmd.last().unwrap().contains("restart"), "{runcmd:?}");
+    }
+
+    #[test]
+    fn template_errors_are_named() {
+        let w = web(Install::Url("http://x/y.deb".into()));
+        let error = render("#cloud-config\nfoo: {{nodes}}\n", &w).unwrap_err();
+        assert!(error.contains("{{nodes}}"), "{error}");
+        let error = render("hostname: {{node}}\n", &w).unwrap_err();
+        assert!(error.contains("#cloud-config"), "{error}");
+        let big = format!(
+            "#cloud-config\nhostname: {{{{node}}}}\n# {}\n",
+            "x".repeat(60_000)
+        );
+        assert!(render(&big, &w).unwrap_err().contains("65535"));
+    }
+}

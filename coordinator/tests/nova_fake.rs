@@ -1,0 +1,412 @@
+//! The Nova autoscaling provider against the in-process OpenStack fake
+//! (tests/openstack-fake, HTTP on 127.0.0.1:0): a launch creates one tagged server in a
+//! soft-anti-affinity group (created once) with the rendered cloud-init user data and is
+//! pending until ACTIVE; ERROR and hung builds are deleted and launched again; transient
+//! failures leave nothing behind; servers without our tags are never listed or deleted;
+//! the scaler's sweep deletes a stray server of ours. What the provider created is read
+//! back with the real `openstack` CLI.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::Method;
+use serde_json::Value;
+use tokio::time::Instant;
+use triad_coordinator::autoscale::nova::{NovaProvider, NovaSettings};
+use triad_coordinator::autoscale::provider::{Launch, Provider};
+use triad_coordinator::autoscale::ProviderSettings;
+use triad_coordinator::config::CoordinatorConfig;
+use triad_coordinator::openstack::config::{load_cloud, CloudSources};
+use triad_coordinator::openstack::nova::Nova;
+use triad_coordinator::openstack::session::Session;
+use triad_openstack_fake::{BuildOutcome, FakeCloud, FakeOptions, Fault, FaultKind};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+struct Cloud {
+    fake: FakeCloud,
+    _dir: tempfile::TempDir,
+    provider: NovaProvider,
+}
+
+/// The coordinator's config with a `[autoscale.nova]` section (`extra` appended to it).
+fn settings(extra: &str) -> NovaSettings {
+    let text = format!(
+        "[cluster]\nname = \"lab\"\nseeds = [\"10.0.0.11:7420\", \"10.0.0.12:7420\"]\n\
+         [gossip]\nlisten = \"10.0.0.9:7420\"\n\
+         [volume]\nnodes = [\"n1\", \"n2\"]\n\
+         [autoscale]\nprovider = \"nova\"\nname_prefix = \"web-\"\n\
+         [autoscale.nova]\ncloud = \"fake\"\nimage = \"img-debian-12\"\nflavor = \"m1.small\"\n\
+         networks = [\"private\"]\nkey_name = \"ops\"\n\
+         apt_source = \"deb [trusted=yes] http://10.0.0.2/triad ./\"\n{extra}"
+    );
+    let config = CoordinatorConfig::parse(std::path::Path::new("coordinator.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    match config.autoscale.expect("[autoscale]").provider {
+        ProviderSettings::Nova(nova) => *nova,
+        other => panic!("not nova: {other:?}"),
+    }
+}
+
+async fn cloud(options: FakeOptions, extra: &str) -> Cloud {
+    let fake = FakeCloud::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clouds.yaml");
+    std::fs::write(&file, fake.clouds_yaml("fake")).unwrap();
+    let sources = CloudSources {
+        env: [(
+            "OS_CLIENT_CONFIG_FILE".to_string(),
+            file.display().to_string(),
+        )]
+        .into(),
+        dirs: vec![],
+    };
+    let config = load_cloud(&sources, Some("fake")).expect("cloud loads");
+    let session = Session::new(config, Duration::from_secs(2)).unwrap();
+    let provider = NovaProvider::new(Nova::new(Arc::new(session)), settings(extra));
+    Cloud {
+        fake,
+        _dir: dir,
+        provider,
+    }
+}
+
+/// Launch `name` until it is done (or fails), bounded.
+async fn launch_until_done(provider: &NovaProvider, name: &str) -> Vec<Launch> {
+    let deadline = Instant::now() + BOUND;
+    let mut seen = Vec::new();
+    loop {
+        let outcome = provider
+            .launch(name, "web")
+            .await
+            .unwrap_or_else(|e| panic!("launch {name}: {e}"));
+        seen.push(outcome.clone());
+        if outcome == Launch::Done {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not ACTIVE within {BOUND:?} ({} rounds; last: {:?})",
+            seen.len(),
+            &seen[seen.len().saturating_sub(3)..]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn servers_named(fake: &FakeCloud, name: &str) -> Vec<Value> {
+    fake.servers()
+        .into_iter()
+        .filter(|s| s["name"] == name)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_launch_creates_one_tagged_server_in_an_anti_affinity_group_with_user_data() {
+    let c = cloud(FakeOptions::default(), "").await;
+    let seen = launch_until_done(&c.provider, "web-1").await;
+    assert!(
+        matches!(seen[0], Launch::Pending(ref how) if how.contains("created")),
+        "{seen:?}"
+    );
+    assert_eq!(c.fake.successful(&Method::POST, "/servers"), 1);
+    let servers = servers_named(&c.fake, "web-1");
+    assert_eq!(servers.len(), 1);
+    let server = &servers[0];
+    assert_eq!(server["status"], "ACTIVE");
+    assert_eq!(
+        server["tags"],
+        serde_json::json!(["triad", "triad-cluster=lab"])
+    );
+    assert_eq!(server["metadata"]["triad-node"], "web-1");
+    assert_eq!(server["metadata"]["triad-role"], "web");
+    assert_eq!(server["key_name"], "ops");
+    let groups = c.fake.server_groups();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["name"], "triad-lab-web");
+    assert_eq!(groups[0]["policy"], "soft-anti-affinity");
+    assert_eq!(groups[0]["members"], serde_json::json!([server["id"]]));
+    let user_data =
+        String::from_utf8(c.fake.user_data(server["id"].as_str().unwrap()).unwrap()).unwrap();
+    assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&user_data).unwrap();
+    assert_eq!(parsed["hostname"].as_str(), Some("web-1"));
+    let agent = parsed["write_files"][0]["content"].as_str().unwrap();
+    assert!(
+        agent.contains("id = \"web-1\"")
+            && agent.contains("role = \"web\"")
+            && agent.contains("name = \"lab\"")
+            && agent.contains("\"10.0.0.11:7420\"")
+            && agent.contains("volume = \"www\""),
+        "{agent}"
+    );
+    assert_eq!(
+        parsed["apt"]["sources"]["triad"]["source"].as_str(),
+        Some("deb [trusted=yes] http://10.0.0.2/triad ./")
+    );
+
+    // launching again (a coordinator restarted mid-launch) creates nothing new; a second
+    // node reuses the group
+    assert_eq!(
+        c.provider.launch("web-1", "web").await.unwrap(),
+        Launch::Done
+    );
+    launch_until_done(&c.provider, "web-2").await;
+    assert_eq!(c.fake.successful(&Method::POST, "/servers"), 2);
+    assert_eq!(c.fake.successful(&Method::POST, "/os-server-groups"), 1);
+    assert_eq!(
+        c.provider.list().await.unwrap(),
+        Some(vec!["web-1".to_string(), "web-2".to_string()])
+    );
+
+    c.provider.delete("web-1").await.unwrap();
+    assert!(servers_named(&c.fake, "web-1").is_empty());
+    c.provider
+        .delete("web-1")
+        .await
+        .expect("already gone is done");
+}
+
+#[tokio::test]
+async fn an_error_build_is_deleted_and_launched_again() {
+    let c = cloud(FakeOptions::default(), "").await;
+    c.fake.fail_next_build(BuildOutcome::Error(
+        "No valid host was found. There are not enough hosts available.".into(),
+    ));
+    assert!(matches!(
+        c.provider.launch("web-1", "web").await.unwrap(),
+        Launch::Pending(_)
+    ));
+    let error = c
+        .provider
+        .launch("web-1", "web")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("ERROR") && error.contains("No valid host was found"),
+        "{error}"
+    );
+    assert!(
+        servers_named(&c.fake, "web-1").is_empty(),
+        "the ERROR server is deleted"
+    );
+    launch_until_done(&c.provider, "web-1").await;
+    assert_eq!(c.fake.successful(&Method::POST, "/servers"), 2);
+    assert_eq!(servers_named(&c.fake, "web-1").len(), 1);
+}
+
+#[tokio::test]
+async fn a_hung_build_is_deleted_after_the_boot_timeout() {
+    let c = cloud(FakeOptions::default(), "boot_timeout = \"300ms\"\n").await;
+    c.fake.fail_next_build(BuildOutcome::Stall);
+    let deadline = Instant::now() + BOUND;
+    let error = loop {
+        match c.provider.launch("web-1", "web").await {
+            Ok(Launch::Pending(how)) => {
+                assert!(how.contains("created") || how.contains("BUILD"), "{how}")
+            }
+            Ok(Launch::Done) => panic!("a stalled build became ACTIVE"),
+            Err(error) => break error.to_string(),
+        }
+        assert!(Instant::now() < deadline, "no timeout within {BOUND:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        error.contains("still BUILD") && error.contains("boot_timeout"),
+        "{error}"
+    );
+    assert!(servers_named(&c.fake, "web-1").is_empty());
+}
+
+#[tokio::test]
+async fn transient_failures_leave_no_server_behind() {
+    let c = cloud(FakeOptions::default(), "").await;
+    c.fake.inject(Fault {
+        method: Some(Method::POST),
+        path_contains: "/compute/v2.1/servers".into(),
+        kind: FaultKind::Status(503),
+        times: 1,
+    });
+    let error = c
+        .provider
+        .launch("web-1", "web")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("create server web-1") && error.contains("503"),
+        "{error}"
+    );
+    assert!(c.fake.servers().is_empty());
+    c.fake.inject(Fault {
+        method: Some(Method::GET),
+        path_contains: "/servers/detail".into(),
+        kind: FaultKind::Delay(Duration::from_secs(4)),
+        times: 1,
+    });
+    let error = c
+        .provider
+        .launch("web-1", "web")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("find server web-1"), "{error}");
+    assert!(c.fake.servers().is_empty(), "nothing created blind");
+    launch_until_done(&c.provider, "web-1").await;
+    assert_eq!(servers_named(&c.fake, "web-1").len(), 1);
+}
+
+#[tokio::test]
+async fn servers_without_our_tags_are_never_listed_or_deleted() {
+    let c = cloud(FakeOptions::default(), "").await;
+    let foreign = c.fake.add_server("web-1", &[]);
+    let other_cluster = c
+        .fake
+        .add_server("web-2", &["triad", "triad-cluster=other"]);
+    let stray = c.fake.add_server("web-3", &["triad", "triad-cluster=lab"]);
+    assert_eq!(
+        c.provider.list().await.unwrap(),
+        Some(vec!["web-3".to_string()])
+    );
+    c.provider.delete("web-1").await.unwrap();
+    c.provider.delete("web-2").await.unwrap();
+    let ids: Vec<Value> = c.fake.servers().iter().map(|s| s["id"].clone()).collect();
+    assert!(
+        ids.contains(&Value::from(foreign.clone())) && ids.contains(&Value::from(other_cluster))
+    );
+    // a launch of web-1 makes our own server beside the foreign one
+    launch_until_done(&c.provider, "web-1").await;
+    assert_eq!(servers_named(&c.fake, "web-1").len(), 2);
+    c.provider.delete("web-1").await.unwrap();
+    let left = servers_named(&c.fake, "web-1");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], Value::from(foreign));
+    c.provider.delete("web-3").await.unwrap();
+    assert!(!c.fake.servers().iter().any(|s| s["id"] == stray.as_str()));
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_a_stray_server_of_ours() {
+    use std::collections::BTreeMap;
+    use triad_coordinator::autoscale::scaler::{FlowSettings, NodeCalls, Scaler};
+    struct NoCalls;
+    #[async_trait::async_trait]
+    impl NodeCalls for NoCalls {
+        async fn drain(&self, node: &str, _: std::net::SocketAddr) -> Result<(), String> {
+            panic!("drain {node}")
+        }
+        async fn leave(&self, node: &str, _: std::net::SocketAddr) -> Result<(), String> {
+            panic!("leave {node}")
+        }
+    }
+    let c = cloud(FakeOptions::default(), "").await;
+    let c = Arc::new(c);
+    let dir = tempfile::tempdir().unwrap();
+    let provider: Arc<dyn Provider> = Arc::new(NovaProvider::new(
+        Nova::new(Arc::new(
+            Session::new(
+                load_cloud(
+                    &CloudSources {
+                        env: [(
+                            "OS_CLIENT_CONFIG_FILE".to_string(),
+                            c._dir.path().join("clouds.yaml").display().to_string(),
+                        )]
+                        .into(),
+                        dirs: vec![],
+                    },
+                    Some("fake"),
+                )
+                .unwrap(),
+                Duration::from_secs(2),
+            )
+            .unwrap(),
+        )),
+        settings(""),
+    ));
+    let mut scaler = Scaler::load(
+        FlowSettings {
+            name_prefix: "web-".into(),
+            reserved: vec!["n1".into(), "n2".into()],
+            role: "web".into(),
+            ready_timeout: Duration::from_millis(200),
+            drain_timeout: Duration::from_secs(60),
+            state_file: dir.path().join("autoscale.json"),
+        },
+        provider,
+        Arc::new(NoCalls),
+    )
+    .unwrap();
+    c.fake.add_server("web-5", &["triad", "triad-cluster=lab"]);
+    let facts = BTreeMap::new();
+    scaler.advance(&facts, None).await;
+    assert_eq!(
+        servers_named(&c.fake, "web-5").len(),
+        1,
+        "not before the ready timeout"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    scaler.advance(&facts, None).await;
+    assert!(
+        servers_named(&c.fake, "web-5").is_empty(),
+        "a server of ours that never served is deleted after the ready timeout"
+    );
+}
+
+/// The real `openstack` CLI reads back what the provider created: the server with its
+/// tags and metadata, in the server group with its policy.
+#[tokio::test]
+async fn the_openstack_cli_sees_what_the_provider_created() {
+    use triad_openstack_fake::cli::openstack_json;
+    let c = cloud(FakeOptions::default(), "").await;
+    launch_until_done(&c.provider, "web-1").await;
+    let servers = openstack_json(
+        &c.fake,
+        &[
+            "--os-compute-api-version",
+            "2.64",
+            "server",
+            "list",
+            "--tags",
+            "triad-cluster=lab",
+            "--long",
+        ],
+    )
+    .await;
+    assert_eq!(servers.as_array().map(Vec::len), Some(1), "{servers}");
+    assert_eq!(servers[0]["Name"], "web-1", "{servers}");
+    assert_eq!(servers[0]["Status"], "ACTIVE", "{servers}");
+    let groups = openstack_json(
+        &c.fake,
+        &[
+            "--os-compute-api-version",
+            "2.64",
+            "server",
+            "group",
+            "list",
+            "--long",
+        ],
+    )
+    .await;
+    assert_eq!(groups[0]["Name"], "triad-lab-web", "{groups}");
+    assert_eq!(groups[0]["Policy"], "soft-anti-affinity", "{groups}");
+    let show = openstack_json(
+        &c.fake,
+        &[
+            "--os-compute-api-version",
+            "2.64",
+            "server",
+            "show",
+            "web-1",
+        ],
+    )
+    .await;
+    let tags = show["tags"].to_string();
+    assert!(tags.contains("triad-cluster=lab"), "{show}");
+    let user_data = c
+        .fake
+        .user_data(show["id"].as_str().unwrap())
+        .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
+    assert!(user_data.is_some());
+}
