@@ -129,6 +129,7 @@ struct RawAgentConfig {
     gluster: RawGluster,
     #[serde(default)]
     mount: RawMount,
+    tls: Option<RawTls>,
 }
 
 /// `[gluster]`.
@@ -189,6 +190,61 @@ pub struct RawCluster {
     pub name: String,
     #[serde(default)]
     pub seeds: Vec<String>,
+}
+
+/// `[tls]`, shared by the agent and the coordinator: mutual TLS on gRPC.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Plaintext gRPC, said explicitly (warned at every start).
+    pub insecure: Option<bool>,
+}
+
+/// `[tls]` resolved: the files (paths absolute), or `None` for plaintext (no section, or
+/// `insecure = true`; the daemon warns at every start).
+pub fn resolve_tls(
+    path: &Path,
+    raw: Option<&RawTls>,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    let given = [&raw.ca, &raw.cert, &raw.key];
+    if raw.insecure == Some(true) {
+        if given.iter().any(|f| f.is_some()) {
+            return Err(invalid(
+                "tls.insecure",
+                "insecure = true together with certificate files: choose one".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let file = |key: &'static str, value: &Option<String>| -> Result<PathBuf, ConfigError> {
+        let text = value.as_deref().ok_or_else(|| {
+            invalid(
+                key,
+                "required in [tls] (ca, cert and key; or insecure = true for plaintext)".into(),
+            )
+        })?;
+        let path = PathBuf::from(text);
+        if !path.is_absolute() {
+            return Err(invalid(key, format!("{text:?} must be an absolute path")));
+        }
+        Ok(path)
+    };
+    Ok(Some(crate::tls::TlsFiles {
+        ca: file("tls.ca", &raw.ca)?,
+        cert: file("tls.cert", &raw.cert)?,
+        key: file("tls.key", &raw.key)?,
+    }))
 }
 
 /// `[gossip]`, shared by the agent and the coordinator.
@@ -252,6 +308,8 @@ pub struct AgentConfig {
     pub apache: ApacheSettings,
     pub gluster: GlusterSettings,
     pub mount: MountSettings,
+    /// Mutual TLS on the gRPC server (`None`: plaintext, warned at every start).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl AgentConfig {
@@ -312,7 +370,9 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
         ));
     }
     let galera = resolve_galera(path, raw.galera, role, &cluster.0)?;
+    let tls = resolve_tls(path, raw.tls.as_ref())?;
     Ok(AgentConfig {
+        tls,
         node_id: raw.node.id,
         role,
         address,

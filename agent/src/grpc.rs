@@ -28,6 +28,28 @@ pub struct AgentGrpc {
     membership: Arc<Membership>,
     galera: Option<Arc<GaleraDriver>>,
     gluster: Option<Arc<GlusterDriver>>,
+    /// The server runs mutual TLS: callers are checked by their certificate's role.
+    tls: bool,
+}
+
+/// Who may call an agent (design principle 2): its coordinator and operators, never
+/// another node.
+pub const AGENT_CALLERS: &[crate::tls::PeerRole] = &[
+    crate::tls::PeerRole::Coordinator,
+    crate::tls::PeerRole::Operator,
+];
+
+/// Checks every call's client certificate before it reaches the service.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerGate {
+    tls: bool,
+}
+
+impl tonic::service::Interceptor for CallerGate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        crate::tls::authorize(&request, self.tls, AGENT_CALLERS, "triad-agent")?;
+        Ok(request)
+    }
 }
 
 impl AgentGrpc {
@@ -37,7 +59,14 @@ impl AgentGrpc {
             membership,
             galera: None,
             gluster: None,
+            tls: false,
         }
+    }
+
+    /// The server runs mutual TLS: only coordinator and operator certificates may call.
+    pub fn with_tls(mut self, tls: bool) -> AgentGrpc {
+        self.tls = tls;
+        self
     }
 
     /// Serve the pool/volume state and formation steps through `driver`.
@@ -64,8 +93,12 @@ impl AgentGrpc {
             .ok_or_else(|| Status::failed_precondition("galera is not managed on this node"))
     }
 
-    pub fn into_server(self) -> AgentServiceServer<AgentGrpc> {
-        AgentServiceServer::new(self)
+    pub fn into_server(
+        self,
+    ) -> tonic::service::interceptor::InterceptedService<AgentServiceServer<AgentGrpc>, CallerGate>
+    {
+        let gate = CallerGate { tls: self.tls };
+        AgentServiceServer::with_interceptor(self, gate)
     }
 
     fn node_status(&self, keys: &NodeKeys, live_peers: u32) -> v1::NodeStatus {

@@ -25,3 +25,4 @@ pub mod systemd;
 pub mod telemetry;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+pub mod tls;

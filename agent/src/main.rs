@@ -100,21 +100,21 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         Hosts::production(&config),
     )
     .await?;
+    let tls = triad_agent::tls::start(config.tls.as_ref(), "triad-agent")?;
     let service = AgentGrpc::new(agent.state(), agent.membership())
         .with_galera(agent.galera())
         .with_gluster(agent.gluster())
+        .with_tls(tls.is_some())
         .into_server();
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-                async {
-                    let _ = grpc_stop_rx.await;
-                },
-            ),
-    );
+    let grpc = tokio::spawn(triad_agent::tls::serve(
+        tonic::transport::Server::builder().add_service(service),
+        grpc_listener,
+        tls.clone(),
+        async {
+            let _ = grpc_stop_rx.await;
+        },
+    ));
     tracing::info!(grpc = %config.grpc_listen, "agent ready");
     systemd::notify_ready();
     cli::notify_status(&format!(
@@ -126,7 +126,9 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = sighup.recv() => match cli::load_config(&path, AgentConfig::parse) {
+            _ = sighup.recv() => {
+                triad_agent::tls::reload(tls.as_ref());
+                match cli::load_config(&path, AgentConfig::parse) {
                 Ok(ConfigState::Configured(new_config)) if new_config == config => tracing::info!("SIGHUP: configuration unchanged"),
                 Ok(ConfigState::Configured(new_config)) => tracing::warn!(
                     path = %path.display(),
@@ -135,7 +137,7 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
                 ),
                 Ok(ConfigState::Unconfigured) => tracing::warn!(path = %path.display(), "SIGHUP: configuration is now all comments; keeping the running one"),
                 Err(error) => tracing::error!(%error, "SIGHUP: configuration invalid; keeping the running one"),
-            },
+            }},
         }
     }
     tracing::info!("stopping (managed services keep running)");

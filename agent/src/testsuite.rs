@@ -52,6 +52,7 @@ pub fn agent_config_for_test(index: u8, seeds: &[SocketAddr]) -> AgentConfig {
             managed: false,
             ..Default::default()
         },
+        tls: None,
     }
 }
 

@@ -48,8 +48,69 @@ pub struct CtlCli {
     /// How long to wait for the coordinator.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Duration,
+    /// Mutual TLS: the cluster CA (with --cert and --key; see `triadctl pki`).
+    #[arg(long, env = "TRIAD_CA", global = true, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Mutual TLS: this operator's certificate (`triadctl pki issue NAME --role operator`).
+    #[arg(long, env = "TRIAD_CERT", global = true, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// Mutual TLS: the key of --cert.
+    #[arg(long, env = "TRIAD_KEY", global = true, value_name = "PEM")]
+    pub key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: CtlCommand,
+}
+
+/// Where `triadctl pki` keeps the CA and what it issues.
+pub const PKI_DIR: &str = "/etc/triad/pki";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PkiRole {
+    /// A node's agent (its name is the node id; also give its address with --ip).
+    Node,
+    /// The coordinator (named triad-coordinator for triadctl; give its address with --ip).
+    Coordinator,
+    /// A person or tool running triadctl.
+    Operator,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the cluster CA (ca.pem, and ca.key readable by root only).
+    Init {
+        /// The cluster's name (in the CA's name).
+        #[arg(long)]
+        cluster: String,
+        #[arg(long, default_value = PKI_DIR)]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Replace an existing CA (every certificate it signed stops working).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue NAME.pem and NAME.key (root only), signed by the cluster CA.
+    Issue {
+        /// A node id, the coordinator's id, or an operator's name.
+        name: String,
+        #[arg(long, value_enum)]
+        role: PkiRole,
+        /// An address the holder serves on (repeatable).
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        /// A DNS name the holder serves as (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        #[arg(long, default_value = PKI_DIR)]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Replace existing files of that name.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +137,11 @@ pub enum CtlCommand {
         /// The number of nodes wanted.
         #[arg(long, value_name = "N")]
         to: u32,
+    },
+    /// The cluster PKI for mutual TLS: `pki init` makes the CA, `pki issue` certificates.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
     },
 }
 

@@ -33,6 +33,9 @@ struct RawCoordinatorConfig {
     /// `[autoscale]`: the request-rate policy; evaluated when the section is present.
     #[serde(default)]
     autoscale: Option<crate::autoscale::RawAutoscale>,
+    /// `[tls]`: mutual TLS for triadctl → coordinator and coordinator → agents.
+    #[serde(default)]
+    tls: Option<triad_agent::config::RawTls>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -94,6 +97,9 @@ pub struct CoordinatorConfig {
     pub volume: Option<crate::volume::VolumeSpec>,
     /// The autoscaling policy; `None` when not configured.
     pub autoscale: Option<crate::autoscale::AutoscaleSettings>,
+    /// Mutual TLS: the coordinator's server (for triadctl) and its calls to agents
+    /// (`None`: plaintext, warned at every start).
+    pub tls: Option<triad_agent::tls::TlsFiles>,
 }
 
 impl CoordinatorConfig {
@@ -219,7 +225,9 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
             volume: volume.as_ref().map(|v| v.name.clone()),
         },
     )?;
+    let tls = triad_agent::config::resolve_tls(path, raw.tls.as_ref())?;
     Ok(CoordinatorConfig {
+        tls,
         volume,
         autoscale,
         id,

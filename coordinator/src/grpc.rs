@@ -16,6 +16,7 @@ use crate::observer::Coordinator;
 use crate::recovery::RecoveryHandle;
 use crate::status::cluster_status;
 use crate::view::ClusterEvent;
+use triad_agent::tls::PeerRole;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorGrpc {
@@ -24,6 +25,25 @@ pub struct CoordinatorGrpc {
     balancer: Option<tokio::sync::watch::Receiver<BalancerStatus>>,
     volume: Option<tokio::sync::watch::Receiver<String>>,
     autoscale: Option<crate::autoscale::AutoscaleHandle>,
+    /// The server runs mutual TLS: callers are checked by their certificate's role.
+    tls: bool,
+}
+
+/// Who may call the coordinator: operators (triadctl). Nodes never need to, and a node's
+/// certificate must not be enough to recover the database or resize the cluster.
+pub const COORDINATOR_CALLERS: &[PeerRole] = &[PeerRole::Operator];
+
+/// Checks every call's client certificate before it reaches the service.
+#[derive(Debug, Clone, Copy)]
+pub struct OperatorGate {
+    tls: bool,
+}
+
+impl tonic::service::Interceptor for OperatorGate {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        triad_agent::tls::authorize(&request, self.tls, COORDINATOR_CALLERS, "triad-coordinator")?;
+        Ok(request)
+    }
 }
 
 impl CoordinatorGrpc {
@@ -34,7 +54,14 @@ impl CoordinatorGrpc {
             balancer: None,
             volume: None,
             autoscale: None,
+            tls: false,
         }
+    }
+
+    /// The server runs mutual TLS: only operator certificates may call.
+    pub fn with_tls(mut self, tls: bool) -> CoordinatorGrpc {
+        self.tls = tls;
+        self
     }
 
     /// Report the autoscaling loop's status line in ClusterStatus.
@@ -67,8 +94,14 @@ impl CoordinatorGrpc {
         self
     }
 
-    pub fn into_server(self) -> CoordinatorServiceServer<CoordinatorGrpc> {
-        CoordinatorServiceServer::new(self)
+    pub fn into_server(
+        self,
+    ) -> tonic::service::interceptor::InterceptedService<
+        CoordinatorServiceServer<CoordinatorGrpc>,
+        OperatorGate,
+    > {
+        let gate = OperatorGate { tls: self.tls };
+        CoordinatorServiceServer::with_interceptor(self, gate)
     }
 
     fn status_now(&self) -> v1::ClusterStatus {

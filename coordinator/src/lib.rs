@@ -18,6 +18,7 @@ pub mod grpc;
 pub(crate) mod hostile_toml;
 pub mod observer;
 pub mod openstack;
+pub mod pki;
 pub mod recovery;
 pub mod status;
 pub mod view;

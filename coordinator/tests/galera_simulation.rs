@@ -377,6 +377,7 @@ impl Sim {
             galera_nodes: vec![],
             volume: None,
             autoscale: None,
+            tls: None,
         };
         let coordinator = Arc::new(Coordinator::start(&config, 1, &transport).await.unwrap());
         Sim {

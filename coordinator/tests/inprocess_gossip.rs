@@ -66,6 +66,7 @@ async fn start_cluster() -> Cluster {
         galera_nodes: vec![],
         volume: None,
         autoscale: None,
+        tls: None,
     };
     let coordinator = Coordinator::start(&config, 1, &transport)
         .await

@@ -110,11 +110,107 @@ fn agent_config_head(seeds: &[String], node: &Node, role: &str) -> String {
     format!(
         "[node]\nid = \"{name}\"\nrole = \"{role}\"\naddress = \"{addr}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n\
-[gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n\n",
+[gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n\n\
+# mutual TLS: the lab's cluster CA and this node's certificate (installed with the agent)\n\
+[tls]\nca = \"{NODE_PKI}/ca.pem\"\ncert = \"{NODE_PKI}/{name}.pem\"\nkey = \"{NODE_PKI}/{name}.key\"\n\n",
         name = node.name,
         addr = node.addr,
         seeds = toml_list(seeds)
     )
+}
+
+/// Where a node keeps its TLS files.
+pub const NODE_PKI: &str = "/etc/triad/pki";
+/// The lab operator's certificate name (triadctl calls the coordinator with it).
+pub const OPERATOR: &str = "lab-operator";
+
+/// `<state>/pki`.
+pub fn lab_pki_dir() -> PathBuf {
+    crate::host::state_dir().join("pki")
+}
+
+/// The lab's cluster PKI on the host (`<state>/pki`): the CA, the coordinator's and the
+/// operator's certificates, made on first use with what `triadctl pki` runs.
+pub fn lab_pki() -> Result<PathBuf> {
+    let dir = lab_pki_dir();
+    let pki_error = |e: triad_coordinator::pki::PkiError| LabError::Other(format!("lab PKI: {e}"));
+    if !dir.join(triad_coordinator::pki::CA_CERT).exists() {
+        triad_coordinator::pki::init(&dir, CLUSTER, 30, true).map_err(pki_error)?;
+    }
+    for (name, role) in [
+        ("coordinator", triad_agent::tls::PeerRole::Coordinator),
+        (OPERATOR, triad_agent::tls::PeerRole::Operator),
+    ] {
+        if !dir.join(format!("{name}.pem")).exists() {
+            issue_cert(&dir, name, role, vec![])?;
+        }
+    }
+    // `. <state>/pki/triadctl.env` lets an operator's shell run triadctl against the lab
+    let env = dir.join("triadctl.env");
+    if !env.exists() {
+        let d = dir.display();
+        std::fs::write(
+            &env,
+            format!(
+                "export TRIAD_COORDINATOR=https://{COORDINATOR_GRPC}\nexport TRIAD_CA={d}/ca.pem\n\
+                 export TRIAD_CERT={d}/{OPERATOR}.pem\nexport TRIAD_KEY={d}/{OPERATOR}.key\n"
+            ),
+        )
+        .io("write", &env)?;
+    }
+    Ok(dir)
+}
+
+fn issue_cert(
+    dir: &Path,
+    name: &str,
+    role: triad_agent::tls::PeerRole,
+    ips: Vec<std::net::IpAddr>,
+) -> Result<()> {
+    triad_coordinator::pki::issue(
+        dir,
+        &triad_coordinator::pki::IssueRequest {
+            name: name.to_string(),
+            role,
+            ips,
+            dns: vec![],
+            days: 30,
+            force: true,
+        },
+    )
+    .map(|_| ())
+    .map_err(|e| LabError::Other(format!("lab PKI: {e}")))
+}
+
+/// Issue `node`'s certificate and put it, its key (0600) and the CA into the node.
+pub fn install_node_cert(node: &Node) -> Result<()> {
+    let dir = lab_pki()?;
+    issue_cert(
+        &dir,
+        &node.name,
+        triad_agent::tls::PeerRole::Node,
+        vec![node
+            .addr
+            .parse()
+            .map_err(|e| LabError::Other(format!("{}: {e}", node.addr)))?],
+    )?;
+    for (file, mode) in [
+        ("ca.pem".to_string(), 0o644),
+        (format!("{}.pem", node.name), 0o644),
+        (format!("{}.key", node.name), 0o600),
+    ] {
+        let src = dir.join(&file);
+        let text = std::fs::read_to_string(&src).io("read", &src)?;
+        let inside = format!("{NODE_PKI}/{file}");
+        node.write_file(&inside, &text)?;
+        let host_path = node.root().join(inside.trim_start_matches('/'));
+        std::fs::set_permissions(
+            &host_path,
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .io("chmod", &host_path)?;
+    }
+    Ok(())
 }
 
 /// The lab's Galera sizes (small buffers) and start backoff, the body of `[galera]`.
@@ -204,7 +300,9 @@ pub fn coordinator_config_with(tb: &Testbed, autoscale: Autoscale) -> String {
 [grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n[galera]\ngrace = \"3s\"\nnodes = {nodes}\n\n\
 [volume]\nname = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n# the lab's bricks live on the container's root fs\nbricks_on_root_fs = true\n\n\
 {autoscale}\
-[balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n",
+[balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n\n\
+[tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/coordinator.pem\"\nkey = \"{pki}/coordinator.key\"\n",
+        pki = lab_pki_dir().display(),
         state = tb.state.join("coordinator/state").display(),
         socket = tb.state.join("haproxy/admin.sock").display(),
         backend = crate::haproxy::BACKEND,
@@ -232,6 +330,9 @@ pub fn install_agent(tb: &Testbed, node: &Node) -> Result<AgentSource> {
 /// --now`, which returns once the agent said READY). The config is written first so the
 /// unit's `ExecStartPre=validate-config` sees it.
 pub fn install_agent_with(node: &Node, config: &str) -> Result<AgentSource> {
+    if config.contains(NODE_PKI) {
+        install_node_cert(node)?;
+    }
     node.write_file("/etc/triad/agent.toml", config)?;
     // a package older than the freshly built binary is stale: use the binary then
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -336,6 +437,7 @@ pub fn start_coordinator_with(tb: &mut Testbed, autoscale: Autoscale) -> Result<
         std::fs::remove_dir_all(&state).io("remove", &state)?;
     }
     std::fs::create_dir_all(&dir).io("mkdir", &dir)?;
+    lab_pki()?;
     let cfg = dir.join("coordinator.toml");
     std::fs::write(&cfg, coordinator_config_with(tb, autoscale)).io("write", &cfg)?;
     let mut c = Command::new(&bin);
@@ -391,8 +493,15 @@ pub fn triadctl_status(json: bool) -> Result<String> {
 pub fn triadctl(args: &[&str]) -> Result<Command> {
     let bin = find_bin("triadctl")
         .ok_or_else(|| LabError::Other("no triadctl binary; run cargo build --bins".into()))?;
+    let pki = lab_pki()?;
     let mut c = Command::new(bin);
-    c.args(["--coordinator", &format!("http://{COORDINATOR_GRPC}")])
+    c.args(["--coordinator", &format!("https://{COORDINATOR_GRPC}")])
+        .arg("--ca")
+        .arg(pki.join("ca.pem"))
+        .arg("--cert")
+        .arg(pki.join(format!("{OPERATOR}.pem")))
+        .arg("--key")
+        .arg(pki.join(format!("{OPERATOR}.key")))
         .args(args);
     Ok(c)
 }
@@ -654,6 +763,8 @@ mod tests {
             "[node]\nid = \"n2\"\nrole = \"core\"\naddress = \"10.214.0.12\"\n\n\
 [cluster]\nname = \"triad-lab\"\nseeds = [\"10.214.0.11:7420\", \"10.214.0.12:7420\", \"10.214.0.13:7420\"]\n\n\
 [gossip]\nlisten = \"10.214.0.12:7420\"\n\n[grpc]\nlisten = \"10.214.0.12:7421\"\n\n\
+# mutual TLS: the lab's cluster CA and this node's certificate (installed with the agent)\n\
+[tls]\nca = \"/etc/triad/pki/ca.pem\"\ncert = \"/etc/triad/pki/n2.pem\"\nkey = \"/etc/triad/pki/n2.key\"\n\n\
 [galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
 [gluster]\nvolume = \"www\"\nbrick_path = \"/bricks/www\"\n\n[mount]\ndocroot = \"/var/www/triad\"\n"
         );
@@ -671,6 +782,10 @@ mod tests {
         assert_eq!(cfg.cluster_name, CLUSTER);
         assert_eq!(cfg.seeds, lab_seeds(4));
         assert_eq!(cfg.grpc_listen.to_string(), "10.214.0.14:7421");
+        assert_eq!(
+            cfg.tls.as_ref().map(|t| t.cert.display().to_string()),
+            Some("/etc/triad/pki/n4.pem".to_string())
+        );
         assert!(cfg.galera.managed, "a web node joins Galera");
         assert!(cfg.galera.peers.is_empty(), "peers come from gossip");
         assert!(!cfg.gluster.managed, "no glusterd, no brick");

@@ -487,8 +487,8 @@ pub struct GrpcNodeCalls {
 
 #[async_trait::async_trait]
 impl NodeCalls for GrpcNodeCalls {
-    async fn drain(&self, _node: &str, grpc: SocketAddr) -> Result<(), String> {
-        crate::agent_client::connect(grpc, self.connect_timeout, Duration::from_secs(10))
+    async fn drain(&self, node: &str, grpc: SocketAddr) -> Result<(), String> {
+        crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(10))
             .await?
             .drain(triad_proto::v1::DrainRequest {
                 reason: "autoscale: scaling in".into(),
@@ -498,9 +498,9 @@ impl NodeCalls for GrpcNodeCalls {
             .map_err(|s| s.message().to_string())
     }
 
-    async fn leave(&self, _node: &str, grpc: SocketAddr) -> Result<(), String> {
+    async fn leave(&self, node: &str, grpc: SocketAddr) -> Result<(), String> {
         // a clean mysqld shutdown can take a while on a busy node
-        crate::agent_client::connect(grpc, self.connect_timeout, Duration::from_secs(150))
+        crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(150))
             .await?
             .service_action(triad_proto::v1::ServiceActionRequest {
                 service: "galera".into(),

@@ -53,7 +53,7 @@ impl Default for GrpcConfirmer {
 impl Confirmer for GrpcConfirmer {
     async fn confirm(&self, node_id: &str, grpc: SocketAddr) -> Verdict {
         let ask = async {
-            let status = crate::agent_client::connect(grpc, self.timeout, self.timeout)
+            let status = crate::agent_client::connect(node_id, grpc, self.timeout, self.timeout)
                 .await?
                 .status(AgentStatusRequest {})
                 .await

@@ -97,6 +97,9 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
                 config.grpc_listen
             )
         })?;
+    let tls = triad_agent::tls::start(config.tls.as_ref(), "triad-coordinator")?;
+    // the coordinator's own certificate also identifies it to the agents it calls
+    triad_coordinator::agent_client::set_tls(config.tls.clone());
     let coordinator = Arc::new(
         Coordinator::start(
             &config,
@@ -106,7 +109,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         .await?,
     );
     let (loops_stop_tx, loops_stop_rx) = tokio::sync::watch::channel(false);
-    let mut service = CoordinatorGrpc::new(coordinator.clone());
+    let mut service = CoordinatorGrpc::new(coordinator.clone()).with_tls(tls.is_some());
     if config.galera_recovery {
         let recovery = Recovery::new(
             RecoverySettings {
@@ -162,16 +165,14 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
             service.with_autoscale(autoscaler.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service.into_server())
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async {
-                    let _ = stop_rx.await;
-                },
-            ),
-    );
+    let server = tokio::spawn(triad_agent::tls::serve(
+        tonic::transport::Server::builder().add_service(service.into_server()),
+        listener,
+        tls.clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     tracing::info!(grpc = %config.grpc_listen, "coordinator ready");
     systemd::notify_ready();
     unconfigured::notify_status(&format!("running: cluster {}", config.cluster_name));
@@ -179,7 +180,9 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = sighup.recv() => match unconfigured::load_config(&path, CoordinatorConfig::parse) {
+            _ = sighup.recv() => {
+                triad_agent::tls::reload(tls.as_ref());
+                match unconfigured::load_config(&path, CoordinatorConfig::parse) {
                 Ok(ConfigState::Configured(new_config)) if new_config == config => {
                     tracing::info!("SIGHUP: configuration unchanged")
                 }
@@ -194,7 +197,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
                 Err(error) => {
                     tracing::error!(%error, "SIGHUP: configuration invalid; keeping the running one")
                 }
-            },
+            }},
         }
     }
     systemd::notify_stopping();

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use triad_coordinator::cli::{CtlCli as Cli, CtlCommand as Command, Output};
+use triad_agent::tls::PeerRole;
+use triad_coordinator::cli::{CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole};
+use triad_coordinator::pki;
 use triad_coordinator::status::StatusReport;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
@@ -27,45 +29,162 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
+    let target = match Target::from_cli(&cli) {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("triadctl: error: {error}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
     match cli.command {
-        Command::Status { output } => {
-            runtime.block_on(status(&cli.coordinator, cli.timeout, output))
-        }
+        Command::Status { output } => runtime.block_on(status(&target, cli.timeout, output)),
         Command::Recover { bootstrap, force } => {
-            runtime.block_on(recover(&cli.coordinator, cli.timeout, bootstrap, force))
+            runtime.block_on(recover(&target, cli.timeout, bootstrap, force))
         }
-        Command::Scale { to } => runtime.block_on(scale(&cli.coordinator, cli.timeout, to)),
+        Command::Scale { to } => runtime.block_on(scale(&target, cli.timeout, to)),
+        Command::Pki { command } => run_pki(command),
     }
+}
+
+/// The coordinator to call, and how.
+struct Target {
+    endpoint: String,
+    tls: Option<triad_agent::tls::TlsFiles>,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.endpoint)
+    }
+}
+
+impl Target {
+    fn from_cli(cli: &Cli) -> Result<Target, String> {
+        let tls = match (&cli.ca, &cli.cert, &cli.key) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key)) => Some(triad_agent::tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => return Err("mutual TLS needs all of --ca, --cert and --key".into()),
+        };
+        let endpoint = match (&tls, cli.coordinator.strip_prefix("http://")) {
+            (Some(_), Some(rest)) => format!("https://{rest}"),
+            _ => cli.coordinator.clone(),
+        };
+        Ok(Target { endpoint, tls })
+    }
+}
+
+fn run_pki(command: PkiCommand) -> ExitCode {
+    let result = match command {
+        PkiCommand::Init {
+            cluster,
+            dir,
+            days,
+            force,
+        } => pki::init(&dir, &cluster, days, force),
+        PkiCommand::Issue {
+            name,
+            role,
+            ip,
+            dns,
+            dir,
+            days,
+            force,
+        } => pki::issue(
+            &dir,
+            &pki::IssueRequest {
+                name,
+                role: match role {
+                    PkiRole::Node => PeerRole::Node,
+                    PkiRole::Coordinator => PeerRole::Coordinator,
+                    PkiRole::Operator => PeerRole::Operator,
+                },
+                ips: ip,
+                dns,
+                days,
+                force,
+            },
+        ),
+    };
+    match result {
+        Ok(written) => {
+            println!(
+                "{}\n{} (root only)",
+                written.cert.display(),
+                written.key.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("triadctl: error: {error}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// What a refused call says: the status message, the transport's cause when there is one
+/// (a TLS alert such as UnknownCA), and a hint when plaintext met a TLS server.
+fn refusal(target: &Target, status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    if let Some(source) = std::error::Error::source(status) {
+        text = format!(
+            "{text}: {}",
+            triad_coordinator::agent_client::error_chain(source)
+        );
+        if text.contains("UnknownCA") || text.contains("BadCertificate") {
+            text.push_str(
+                " (the coordinator refused this certificate: is it issued by the cluster CA?)",
+            );
+        }
+    }
+    if target.tls.is_none() && status.code() == tonic::Code::Unknown {
+        text.push_str(" (if the coordinator runs [tls], give --ca, --cert and --key)");
+    }
+    text
 }
 
 /// A client of the coordinator at `endpoint`; `call_timeout` bounds each call (none for
 /// calls that may take long, like a recovery's bootstrap).
 async fn client(
-    endpoint: &str,
+    target: &Target,
     connect_timeout: Duration,
     call_timeout: Option<Duration>,
 ) -> Result<CoordinatorServiceClient<tonic::transport::Channel>, String> {
+    let endpoint = &target.endpoint;
     let mut endpoint_config = tonic::transport::Endpoint::from_shared(endpoint.to_string())
         .map_err(|error| format!("{endpoint:?} is not a valid endpoint URL: {error}"))?
         .connect_timeout(connect_timeout);
     if let Some(timeout) = call_timeout {
         endpoint_config = endpoint_config.timeout(timeout);
     }
-    let channel = endpoint_config
-        .connect()
-        .await
-        .map_err(|error| format!("cannot reach the coordinator at {endpoint}: {error}"))?;
+    if let Some(files) = &target.tls {
+        let config = files
+            .client_config(triad_agent::tls::COORDINATOR_SERVER_NAME)
+            .map_err(|e| e.to_string())?;
+        endpoint_config = endpoint_config
+            .tls_config(config)
+            .map_err(|error| format!("TLS toward {endpoint}: {error}"))?;
+    }
+    let channel = endpoint_config.connect().await.map_err(|error| {
+        format!(
+            "cannot reach the coordinator at {endpoint}: {}",
+            triad_coordinator::agent_client::error_chain(&error)
+        )
+    })?;
     Ok(CoordinatorServiceClient::new(channel))
 }
 
-async fn scale(endpoint: &str, timeout: Duration, to: u32) -> ExitCode {
+async fn scale(endpoint: &Target, timeout: Duration, to: u32) -> ExitCode {
     let result = async {
         client(endpoint, timeout, None)
             .await?
             .scale(v1::ScaleRequest { to })
             .await
             .map(|reply| reply.into_inner())
-            .map_err(|status| format!("scale refused: {}", status.message()))
+            .map_err(|status| format!("scale refused: {}", refusal(endpoint, &status)))
     }
     .await;
     match result {
@@ -81,7 +200,7 @@ async fn scale(endpoint: &str, timeout: Duration, to: u32) -> ExitCode {
 }
 
 async fn recover(
-    endpoint: &str,
+    endpoint: &Target,
     timeout: Duration,
     bootstrap_node: Option<String>,
     force: bool,
@@ -95,7 +214,7 @@ async fn recover(
             })
             .await
             .map(|reply| reply.into_inner())
-            .map_err(|status| format!("recovery refused: {}", status.message()))
+            .map_err(|status| format!("recovery refused: {}", refusal(endpoint, &status)))
     }
     .await;
     match result {
@@ -110,7 +229,7 @@ async fn recover(
     }
 }
 
-async fn status(endpoint: &str, timeout: Duration, output: Output) -> ExitCode {
+async fn status(endpoint: &Target, timeout: Duration, output: Output) -> ExitCode {
     let reply = async {
         client(endpoint, timeout, Some(timeout))
             .await?
@@ -120,7 +239,7 @@ async fn status(endpoint: &str, timeout: Duration, output: Output) -> ExitCode {
             .map_err(|status| {
                 format!(
                     "coordinator at {endpoint} refused ClusterStatus: {}",
-                    status.message()
+                    refusal(endpoint, &status)
                 )
             })
     };

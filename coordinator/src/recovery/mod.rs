@@ -84,10 +84,11 @@ pub struct GrpcAgents {
 impl GrpcAgents {
     async fn client(
         &self,
+        node: &str,
         grpc: SocketAddr,
     ) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
         // a position may need --wsrep-recover or stopping a hung mysqld first
-        crate::agent_client::connect(grpc, self.timeout, Duration::from_secs(60)).await
+        crate::agent_client::connect(node, grpc, self.timeout, Duration::from_secs(60)).await
     }
 }
 
@@ -95,12 +96,12 @@ impl GrpcAgents {
 impl Agents for GrpcAgents {
     async fn position(
         &self,
-        _node: &str,
+        node: &str,
         grpc: SocketAddr,
         stop_if_not_primary: bool,
     ) -> Result<PositionAnswer, String> {
         let reply = self
-            .client(grpc)
+            .client(node, grpc)
             .await?
             .galera_position(v1::GaleraPositionRequest {
                 stop_if_not_primary,
@@ -122,7 +123,7 @@ impl Agents for GrpcAgents {
 
     async fn bootstrap(
         &self,
-        _node: &str,
+        node: &str,
         grpc: SocketAddr,
         epoch: u64,
         position: &Position,
@@ -137,7 +138,7 @@ impl Agents for GrpcAgents {
             }),
         };
         // a bootstrap waits for mysqld to start: allow more than one RPC timeout
-        let mut client = self.client(grpc).await.map_err(CallError::Failed)?;
+        let mut client = self.client(node, grpc).await.map_err(CallError::Failed)?;
         let call = client.bootstrap(request);
         match tokio::time::timeout(Duration::from_secs(150), call).await {
             Ok(Ok(reply)) => Ok(reply.into_inner().message),
@@ -149,8 +150,8 @@ impl Agents for GrpcAgents {
         }
     }
 
-    async fn join(&self, _node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, String> {
-        self.client(grpc)
+    async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, String> {
+        self.client(node, grpc)
             .await?
             .join(v1::JoinRequest { epoch })
             .await

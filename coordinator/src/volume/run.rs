@@ -23,7 +23,13 @@ pub trait VolumeAgents: Send + Sync {
         volume: &str,
         heal_info: bool,
     ) -> Result<PoolObs, String>;
-    async fn step(&self, grpc: SocketAddr, volume: &str, step: &Step) -> Result<String, String>;
+    async fn step(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        volume: &str,
+        step: &Step,
+    ) -> Result<String, String>;
 }
 
 /// Agents over gRPC.
@@ -35,10 +41,12 @@ pub struct GrpcVolumeAgents {
 impl GrpcVolumeAgents {
     async fn client(
         &self,
+        node: &str,
         grpc: SocketAddr,
     ) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
         // volume create/start and heal info take seconds on a busy node
-        crate::agent_client::connect(grpc, self.connect_timeout, Duration::from_secs(90)).await
+        crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(90))
+            .await
     }
 }
 
@@ -52,7 +60,7 @@ impl VolumeAgents for GrpcVolumeAgents {
         heal_info: bool,
     ) -> Result<PoolObs, String> {
         let reply = self
-            .client(grpc)
+            .client(node, grpc)
             .await?
             .gluster_state(v1::GlusterStateRequest {
                 volume: volume.to_string(),
@@ -89,7 +97,13 @@ impl VolumeAgents for GrpcVolumeAgents {
         })
     }
 
-    async fn step(&self, grpc: SocketAddr, volume: &str, step: &Step) -> Result<String, String> {
+    async fn step(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        volume: &str,
+        step: &Step,
+    ) -> Result<String, String> {
         use v1::gluster_step_request::Step as P;
         let proto = match step {
             Step::Probe(host) => P::Probe(host.clone()),
@@ -111,7 +125,7 @@ impl VolumeAgents for GrpcVolumeAgents {
             Step::Start => P::Start(volume.to_string()),
         };
         let reply = self
-            .client(grpc)
+            .client(node, grpc)
             .await?
             .gluster_step(v1::GlusterStepRequest { step: Some(proto) })
             .await
@@ -271,7 +285,11 @@ impl VolumeLoop {
             Plan::Steps(steps) => {
                 for step in steps {
                     tracing::info!(via = %obs.via, ?step, "volume {}: step", self.spec.name);
-                    match self.agents.step(via_addr, &self.spec.name, &step).await {
+                    match self
+                        .agents
+                        .step(&obs.via, via_addr, &self.spec.name, &step)
+                        .await
+                    {
                         Ok(_) => self.set_status(format!(
                             "{}: done {step:?} on {}",
                             self.spec.name, obs.via
