@@ -203,19 +203,23 @@ pub struct RawTls {
     pub insecure: Option<bool>,
 }
 
-/// `[tls]` resolved: the files (paths absolute), or `None` for plaintext (no section, or
-/// `insecure = true`; the daemon warns at every start).
+/// `[tls]` resolved: the files (paths absolute), or `None` for plaintext, which must be
+/// asked for (`insecure = true`; the daemon warns at every start). A config without
+/// `[tls]` is refused: gRPC commands bootstrap databases and stop nodes.
 pub fn resolve_tls(
     path: &Path,
     raw: Option<&RawTls>,
 ) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
     let invalid = |key: &'static str, message: String| ConfigError::Invalid {
         path: path.to_path_buf(),
         key,
         message,
+    };
+    let Some(raw) = raw else {
+        return Err(invalid(
+            "tls",
+            "missing: gRPC needs mutual TLS ([tls] ca, cert and key; see `triadctl pki`), or plaintext asked for explicitly with [tls] insecure = true".into(),
+        ));
     };
     let given = [&raw.ca, &raw.cert, &raw.key];
     if raw.insecure == Some(true) {
@@ -734,6 +738,9 @@ address = "10.214.0.11"
 [cluster]
 name = "lab"
 seeds = ["10.214.0.11:7420", "n2:7420"]
+
+[tls]
+insecure = true
 "#;
 
     fn parse(text: &str) -> Result<AgentConfig, String> {
@@ -1167,7 +1174,7 @@ seeds = ["10.214.0.11:7420", "n2:7420"]
                  [gossip]\ninterval = \"{interval_ms}ms\"\nphi_threshold = {}\n\n\
                  [galera]\npeers = {}\nmonitor_user = {}\nsst_method = {}\n\n\
                  [apache]\nport = {port}\nhealth_path = {}\n\n[gluster]\nvolume = {}\n\n\
-                 [mount]\ndocroot = {}\nprobe_timeout = \"{probe_secs}s\"\n",
+                 [mount]\ndocroot = {}\nprobe_timeout = \"{probe_secs}s\"\n\n[tls]\ninsecure = true\n",
                 toml_string(&id),
                 toml_string(if web { "web" } else { "core" }),
                 toml_string(&address.to_string()),

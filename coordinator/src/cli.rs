@@ -196,7 +196,12 @@ mod tests {
             .unwrap_or_else(|error| panic!("the shipped example is invalid: {error}\n{example}"));
         assert_eq!(config.cluster_name, "prod");
         // the [autoscale.nova] example resolves too, with the shipped cloud-init template
-        let nova = example.replace("provider = \"none\"", "provider = \"nova\"");
+        // (with [tls], it issues node certificates with the CA in [tls]'s directory)
+        let pki = tempfile::tempdir().unwrap();
+        crate::pki::init(pki.path(), "prod", 1, false).unwrap();
+        let nova = example
+            .replace("provider = \"none\"", "provider = \"nova\"")
+            .replace("/etc/triad/pki", &pki.path().display().to_string());
         let config = CoordinatorConfig::parse(Path::new("coordinator.toml"), &nova)
             .unwrap_or_else(|error| panic!("the shipped nova example is invalid: {error}"));
         let provider = config.autoscale.map(|a| a.provider);

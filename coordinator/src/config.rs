@@ -216,6 +216,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         }
         _ => None,
     };
+    let tls = triad_agent::config::resolve_tls(path, raw.tls.as_ref())?;
     let autoscale = crate::autoscale::resolve(
         path,
         raw.autoscale.as_ref(),
@@ -223,9 +224,9 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
             cluster_name: cluster_name.clone(),
             seeds: seeds.clone(),
             volume: volume.as_ref().map(|v| v.name.clone()),
+            tls: tls.clone(),
         },
     )?;
-    let tls = triad_agent::config::resolve_tls(path, raw.tls.as_ref())?;
     Ok(CoordinatorConfig {
         tls,
         volume,
@@ -258,6 +259,8 @@ name = "lab"
 seeds = ["10.214.0.11:7420"]
 [gossip]
 listen = "10.214.0.1:7420"
+[tls]
+insecure = true
 "#;
 
     #[test]
@@ -306,6 +309,7 @@ listen = "10.214.0.1:7420"
 
     /// Every table and key of coordinator.toml (`!`: required), plus unknown keys.
     const SCHEMA: Schema = &[
+        ("!tls", &["!insecure"]),
         ("coordinator", &["id", "state_dir", "bogus"]),
         ("!cluster", &["!name", "!seeds"]),
         (
@@ -426,6 +430,7 @@ listen = "10.214.0.1:7420"
                 .boxed()
         };
         match (table, key) {
+            ("tls", "insecure") => Just("true".to_string()).boxed(),
             ("cluster", "seeds") => proptest::collection::vec(
                 any::<std::net::SocketAddrV4>().prop_map(|a| a.to_string()),
                 1..3,
@@ -548,7 +553,7 @@ listen = "10.214.0.1:7420"
             let text = format!(
                 "[coordinator]\nid = {}\n[cluster]\nname = {}\nseeds = {}\n[gossip]\nlisten = {}\n\
                  [grpc]\nlisten = {}\n[galera]\ngrace = \"{grace_ms}ms\"\nnodes = {}\n\
-                 [volume]\nname = {}\nping_timeout = \"{ping_secs}s\"\n",
+                 [volume]\nname = {}\nping_timeout = \"{ping_secs}s\"\n[tls]\ninsecure = true\n",
                 toml_string(&id),
                 toml_string(&cluster),
                 toml_list(&seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>()),

@@ -122,6 +122,21 @@ pub struct IssueRequest {
 
 /// Issue `NAME.pem` and `NAME.key` in `dir`, signed by the CA there.
 pub fn issue(dir: &Path, request: &IssueRequest) -> Result<Written, PkiError> {
+    let (cert, key) = issue_pem(dir, request)?;
+    let name = &request.name;
+    let cert_path = dir.join(format!("{name}.pem"));
+    let key_path = dir.join(format!("{name}.key"));
+    write_new(&key_path, &key, 0o600, request.force)?;
+    write_new(&cert_path, &cert, 0o644, request.force)?;
+    Ok(Written {
+        cert: cert_path,
+        key: key_path,
+    })
+}
+
+/// A certificate signed by the CA in `dir`, as (certificate PEM, key PEM), written
+/// nowhere (the Nova provider puts a new node's into its user data).
+pub fn issue_pem(dir: &Path, request: &IssueRequest) -> Result<(String, String), PkiError> {
     let name = &request.name;
     if name.is_empty()
         || name.len() > 63
@@ -186,14 +201,7 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<Written, PkiError> {
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(|e| PkiError::Invalid(e.to_string()))?;
-    let cert_path = dir.join(format!("{name}.pem"));
-    let key_path = dir.join(format!("{name}.key"));
-    write_new(&key_path, &key.serialize_pem(), 0o600, request.force)?;
-    write_new(&cert_path, &cert.pem(), 0o644, request.force)?;
-    Ok(Written {
-        cert: cert_path,
-        key: key_path,
-    })
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 #[cfg(test)]

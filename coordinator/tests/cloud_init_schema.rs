@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use triad_coordinator::autoscale::cloud_init::{render, Install, WebNode, TEMPLATE};
+use triad_coordinator::autoscale::cloud_init::{render, Install, NodeTls, WebNode, TEMPLATE};
 
 const UNPACKED: &str = "/opt/triad-ci/cloud-init";
 
@@ -60,6 +60,7 @@ fn web(install: Install) -> WebNode {
         volume: Some("www".into()),
         extra_agent_toml: "[galera]\ngcache_size = \"256M\"\n".into(),
         install,
+        tls: None,
     }
 }
 
@@ -92,6 +93,14 @@ fn every_install_variant_is_valid_cloud_config() {
         let text = render(TEMPLATE, &node).unwrap();
         let (valid, said) = validate(&text);
         assert!(valid, "{install:?} without a volume: {said}\n{text}");
+        node.tls = Some(NodeTls {
+            ca: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            cert: "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n".into(),
+            key: "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n".into(),
+        });
+        let text = render(TEMPLATE, &node).unwrap();
+        let (valid, said) = validate(&text);
+        assert!(valid, "{install:?} with TLS files: {said}\n{text}");
     }
 }
 
@@ -99,16 +108,21 @@ fn every_install_variant_is_valid_cloud_config() {
 fn the_validator_refuses_a_broken_document() {
     let text = render(TEMPLATE, &web(Install::Url("http://x/y.deb".into())))
         .unwrap()
-        .replace(
-            "permissions: \"0644\"",
-            "permissions: \"0644\"\n    mode: 1",
+        .replacen(
+            "\"permissions\":\"0644\"",
+            "\"permissions\":\"0644\",\"bogus\":1",
+            1,
         );
+    assert!(
+        text.contains("\"bogus\":1"),
+        "the document was not broken: {text}"
+    );
     let (valid, said) = validate(&text);
     assert!(
         !valid,
         "a write_files entry with an unknown key passed: {said}"
     );
-    assert!(said.contains("mode"), "{said}");
+    assert!(said.contains("bogus"), "{said}");
 }
 
 /// "Installs the package in the right order", checked against cloud-init's own shipped

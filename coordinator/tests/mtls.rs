@@ -88,7 +88,8 @@ async fn coordinator_server(
     tls: TlsReloader,
     transport: &ChannelTransport,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let text = "[cluster]\nname = \"test\"\nseeds = [\"127.0.4.1:7420\"]\n[gossip]\nlisten = \"127.0.4.100:7420\"\n";
+    // the gRPC server's TLS is set up below; the config only has to be valid
+    let text = "[tls]\ninsecure = true\n[cluster]\nname = \"test\"\nseeds = [\"127.0.4.1:7420\"]\n[gossip]\nlisten = \"127.0.4.100:7420\"\n";
     let config = CoordinatorConfig::parse(Path::new("test.toml"), text).unwrap();
     let coordinator = Arc::new(Coordinator::start(&config, 1, transport).await.unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -32,8 +32,13 @@ struct Cloud {
 
 /// The coordinator's config with a `[autoscale.nova]` section (`extra` appended to it).
 fn settings(extra: &str) -> NovaSettings {
+    settings_with(extra, "[tls]\ninsecure = true\n")
+}
+
+/// [`settings`] with more top-level config (`head`, e.g. a `[tls]` section).
+fn settings_with(extra: &str, head: &str) -> NovaSettings {
     let text = format!(
-        "[cluster]\nname = \"lab\"\nseeds = [\"10.0.0.11:7420\", \"10.0.0.12:7420\"]\n\
+        "{head}[cluster]\nname = \"lab\"\nseeds = [\"10.0.0.11:7420\", \"10.0.0.12:7420\"]\n\
          [gossip]\nlisten = \"10.0.0.9:7420\"\n\
          [volume]\nnodes = [\"n1\", \"n2\"]\n\
          [autoscale]\nprovider = \"nova\"\nname_prefix = \"web-\"\n\
@@ -409,4 +414,74 @@ async fn the_openstack_cli_sees_what_the_provider_created() {
         .user_data(show["id"].as_str().unwrap())
         .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
     assert!(user_data.is_some());
+}
+
+/// With mutual TLS, each new node's user data carries the cluster CA, a certificate issued
+/// for it (its name is the node id the coordinator will check) and its key (0600); its
+/// agent config points [tls] at them.
+#[tokio::test]
+async fn with_tls_the_user_data_carries_a_certificate_issued_for_the_node() {
+    let pki = tempfile::tempdir().unwrap();
+    triad_coordinator::pki::init(pki.path(), "lab", 30, false).unwrap();
+    let head = format!(
+        "[tls]\nca = \"{d}/ca.pem\"\ncert = \"{d}/coordinator.pem\"\nkey = \"{d}/coordinator.key\"\n",
+        d = pki.path().display()
+    );
+    let settings = settings_with("", &head);
+    assert_eq!(settings.pki_dir.as_deref(), Some(pki.path()));
+    let encoded = settings.user_data("web-4").unwrap();
+    let text = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap();
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let files = parsed["write_files"].as_sequence().unwrap();
+    let path = |i: usize| files[i]["path"].as_str().unwrap().to_string();
+    assert_eq!(
+        (0..files.len()).map(path).collect::<Vec<_>>(),
+        vec![
+            "/etc/triad/agent.toml",
+            "/etc/triad/pki/ca.pem",
+            "/etc/triad/pki/web-4.pem",
+            "/etc/triad/pki/web-4.key"
+        ]
+    );
+    assert_eq!(files[3]["permissions"].as_str(), Some("0600"));
+    let agent = files[0]["content"].as_str().unwrap();
+    assert!(
+        agent.contains("[tls]") && agent.contains("cert = \"/etc/triad/pki/web-4.pem\""),
+        "{agent}"
+    );
+    let der = rustls_pemfile_first(files[2]["content"].as_str().unwrap());
+    let identity = triad_agent::tls::identity_of(&der).unwrap();
+    assert_eq!(
+        (identity.name.as_str(), identity.role),
+        ("web-4", triad_agent::tls::PeerRole::Node)
+    );
+    // without the CA key the provider cannot issue: a config error naming the file
+    std::fs::remove_file(pki.path().join("ca.key")).unwrap();
+    let text = format!(
+        "{head}[cluster]\nname = \"lab\"\nseeds = [\"10.0.0.11:7420\"]\n[gossip]\nlisten = \"10.0.0.9:7420\"\n\
+         [autoscale]\nprovider = \"nova\"\n[autoscale.nova]\nimage = \"i\"\nflavor = \"f\"\nnetworks = [\"n\"]\n\
+         package_url = \"http://x/y.deb\"\n"
+    );
+    let error = CoordinatorConfig::parse(std::path::Path::new("c.toml"), &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("autoscale.nova.pki_dir") && error.contains("ca.key"),
+        "{error}"
+    );
+}
+
+/// The DER of the first certificate in `pem`.
+fn rustls_pemfile_first(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .expect("a certificate")
+        .expect("PEM")
+        .to_vec()
 }

@@ -87,6 +87,10 @@ managed = false
 
 [apache]
 managed = false
+
+# loopback processes of one test: plaintext, asked for
+[tls]
+insecure = true
 "#
     )
 }
@@ -103,6 +107,9 @@ listen = "127.0.2.100:7422"
 
 [galera]
 recovery = false
+
+[tls]
+insecure = true
 "#;
 
 fn triadctl_status() -> (i32, Option<serde_json::Value>, String) {

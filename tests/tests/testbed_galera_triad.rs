@@ -50,7 +50,13 @@ sst_method = "rsync"
 gcache_size = "32M"
 innodb_buffer_pool_size = "64M"
 start_backoff = "3s"
+
+[tls]
+ca = "{pki}/ca.pem"
+cert = "{pki}/{name}.pem"
+key = "{pki}/{name}.key"
 "#,
+        pki = triad_tests::triad::NODE_PKI,
         name = node.name,
         addr = node.addr,
         seeds = seeds(tb)
@@ -64,6 +70,7 @@ fn install_agents(tb: &Testbed) -> Result<()> {
     let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../packaging/agent/triad-agent.service");
     for node in &tb.nodes {
+        triad_tests::triad::install_node_cert(node)?;
         node.write_file("/etc/triad/agent.toml", &agent_config(tb, node))?;
         let tmp = node.root().join("usr/bin/.triad-agent.new");
         std::fs::copy(&bin, &tmp)
@@ -92,7 +99,9 @@ fn start_coordinator(tb: &mut Testbed) -> Result<()> {
     let config = format!(
         "[coordinator]\nstate_dir = \"{state}\"\n\n[cluster]\nname = \"triad-lab\"\nseeds = {seeds}\n\n\
          [gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n\
-         [galera]\ngrace = \"3s\"\nnodes = [{nodes}]\n",
+         [galera]\ngrace = \"3s\"\nnodes = [{nodes}]\n\n\
+         [tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/coordinator.pem\"\nkey = \"{pki}/coordinator.key\"\n",
+        pki = triad_tests::triad::lab_pki()?.display(),
         state = dir.join("state").display(),
         seeds = seeds(tb),
         nodes = nodes.join(", ")

@@ -259,7 +259,8 @@ fn agent_config(node: &Node) -> String {
     format!(
         "[node]\nid = \"{name}\"\nrole = \"web\"\naddress = \"{addr}\"\n\n\
 [cluster]\nname = \"{cluster}\"\nseeds = [\"{addr}:{port}\"]\n\n\
-[apache]\nconfigure = false\n\n[mount]\nmanaged = false\n",
+[apache]\nconfigure = false\n\n[mount]\nmanaged = false\n\n\
+# one node checking the packages: plaintext, asked for\n[tls]\ninsecure = true\n",
         name = node.name,
         addr = node.addr,
         cluster = triad::CLUSTER,
@@ -483,7 +484,7 @@ fn testbed_packaging_fresh_node_install_waits_then_runs_and_coordinator_purges(
         "/etc/triad/coordinator.toml",
         &format!(
             "[cluster]\nname = \"{cluster}\"\nseeds = [\"{addr}:{port}\"]\n\n\
-[gossip]\nlisten = \"{addr}:7430\"\n\n[galera]\nrecovery = false\n",
+[gossip]\nlisten = \"{addr}:7430\"\n\n[galera]\nrecovery = false\n\n[tls]\ninsecure = true\n",
             cluster = triad::CLUSTER,
             addr = node.addr,
             port = triad::GOSSIP_PORT,

@@ -34,7 +34,26 @@ pub struct WebNode {
     /// More agent configuration (TOML), appended as written.
     pub extra_agent_toml: String,
     pub install: Install,
+    /// Mutual TLS: the files the node's agent needs (None: the cluster runs plaintext).
+    pub tls: Option<NodeTls>,
 }
+
+/// A node's TLS files, as PEM text: the cluster CA, its certificate, its key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeTls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for NodeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeTls { key: <redacted> }")
+    }
+}
+
+/// Where a node keeps its TLS files (the agent's `[tls]` points there).
+pub const NODE_PKI: &str = "/etc/triad/pki";
 
 fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
@@ -66,6 +85,18 @@ pub fn agent_toml(web: &WebNode) -> String {
             "[gluster]\nmanaged = false\n\n[mount]\nmanaged = false\n\n\
              [readiness]\nrequire = [\"galera\", \"apache\"]\n",
         ),
+    }
+    if web.tls.is_none() {
+        text.push_str(
+            "\n# the coordinator runs without [tls]: plaintext gRPC, as it asked\n[tls]\ninsecure = true\n",
+        );
+    } else {
+        text.push_str(&format!(
+            "\n# mutual TLS: the coordinator issued this node's certificate when it launched it\n\
+             [tls]\nca = \"{NODE_PKI}/ca.pem\"\ncert = {cert}\nkey = {key}\n",
+            cert = toml_string(&format!("{NODE_PKI}/{}.pem", web.node)),
+            key = toml_string(&format!("{NODE_PKI}/{}.key", web.node)),
+        ));
     }
     if !web.extra_agent_toml.trim().is_empty() {
         text.push('\n');
@@ -117,9 +148,28 @@ fn values(web: &WebNode) -> Vec<(&'static str, Value)> {
     let mut runcmd = runcmd.as_array().cloned().unwrap_or_default();
     runcmd.push(json!(["systemctl", "enable", "triad-agent.service"]));
     runcmd.push(json!(["systemctl", "restart", "triad-agent.service"]));
+    let file = |path: String, permissions: &str, content: &str| json!({"path": path, "owner": "root:root", "permissions": permissions, "content": content});
+    let mut write_files = vec![file(
+        "/etc/triad/agent.toml".into(),
+        "0644",
+        &agent_toml(web),
+    )];
+    if let Some(tls) = &web.tls {
+        write_files.push(file(format!("{NODE_PKI}/ca.pem"), "0644", &tls.ca));
+        write_files.push(file(
+            format!("{NODE_PKI}/{}.pem", web.node),
+            "0644",
+            &tls.cert,
+        ));
+        write_files.push(file(
+            format!("{NODE_PKI}/{}.key", web.node),
+            "0600",
+            &tls.key,
+        ));
+    }
     vec![
         ("node", json!(web.node)),
-        ("agent_toml", json!(agent_toml(web))),
+        ("write_files", Value::Array(write_files)),
         ("apt", apt),
         ("packages", packages),
         ("runcmd", Value::Array(runcmd)),
@@ -140,16 +190,24 @@ pub fn render(template: &str, web: &WebNode) -> Result<String, String> {
             let name = after.split("}}").next().unwrap_or(after);
             if !values.iter().any(|(known, _)| *known == name) {
                 return Err(format!(
-                    "unknown placeholder {{{{{name}}}}} (known: node, agent_toml, apt, packages, runcmd)"
+                    "unknown placeholder {{{{{name}}}}} (known: node, write_files, apt, packages, runcmd)"
                 ));
             }
             rest = &after[name.len().min(after.len())..];
         }
     }
-    let mut text = template.to_string();
-    for (name, value) in values {
-        let placeholder = format!("{{{{{name}}}}}");
-        text = text.replace(&placeholder, &value.to_string());
+    // comments keep their placeholders as written (they document them)
+    let mut text = String::with_capacity(template.len() * 2);
+    for line in template.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            text.push_str(line);
+            continue;
+        }
+        let mut line = line.to_string();
+        for (name, value) in &values {
+            line = line.replace(&format!("{{{{{name}}}}}"), &value.to_string());
+        }
+        text.push_str(&line);
     }
     if !text.starts_with("#cloud-config") {
         return Err("cloud-init user data must begin with \"#cloud-config\"".into());
@@ -184,6 +242,7 @@ mod tests {
             volume: Some("www".into()),
             extra_agent_toml: "[galera]\ngcache_size = \"64M\"\n".into(),
             install,
+            tls: None,
         }
     }
 

@@ -92,6 +92,9 @@ pub struct RawNova {
     apt_source: Option<String>,
     apt_key_file: Option<std::path::PathBuf>,
     package_url: Option<String>,
+    /// With [tls]: where the cluster CA's ca.pem and ca.key are (default: the directory
+    /// of [tls] ca); each new node's certificate is issued there.
+    pki_dir: Option<std::path::PathBuf>,
 }
 
 /// Who adds and removes nodes.
@@ -109,6 +112,8 @@ pub struct ClusterContext {
     pub seeds: Vec<String>,
     /// The Gluster volume new web nodes mount (None without `[volume]`).
     pub volume: Option<String>,
+    /// The coordinator's `[tls]` (None: plaintext).
+    pub tls: Option<triad_agent::tls::TlsFiles>,
 }
 
 /// Nova tags mark our servers: at most 60 characters, no '/' or ','.
@@ -206,7 +211,29 @@ fn resolve_nova(
             ),
         ));
     }
+    let pki_dir = match &context.tls {
+        None => None,
+        Some(tls) => {
+            let dir = raw
+                .pki_dir
+                .clone()
+                .or_else(|| tls.ca.parent().map(std::path::Path::to_path_buf))
+                .unwrap_or_default();
+            let key = dir.join(crate::pki::CA_KEY);
+            if !key.exists() {
+                return Err(invalid(
+                    "autoscale.nova.pki_dir",
+                    format!(
+                        "{} not found: with [tls], the Nova provider issues each new node's certificate with the cluster CA",
+                        key.display()
+                    ),
+                ));
+            }
+            Some(dir)
+        }
+    };
     let settings = nova::NovaSettings {
+        pki_dir,
         cloud: raw.cloud.clone(),
         image,
         flavor,
@@ -726,7 +753,7 @@ mod tests {
     use crate::config::CoordinatorConfig;
     use std::path::Path;
 
-    const BASE: &str = "[cluster]\nname = \"lab\"\nseeds = [\"10.0.0.1:7420\"]\n[gossip]\nlisten = \"10.0.0.9:7420\"\n";
+    const BASE: &str = "[tls]\ninsecure = true\n[cluster]\nname = \"lab\"\nseeds = [\"10.0.0.1:7420\"]\n[gossip]\nlisten = \"10.0.0.9:7420\"\n";
 
     fn parse(section: &str) -> Result<CoordinatorConfig, String> {
         CoordinatorConfig::parse(

@@ -51,11 +51,40 @@ pub struct NovaSettings {
     pub volume: Option<String>,
     pub extra_agent_toml: String,
     pub install: Install,
+    /// With mutual TLS: the directory of the cluster CA (ca.pem, ca.key) that signs each
+    /// new node's certificate, delivered in its user data.
+    pub pki_dir: Option<std::path::PathBuf>,
 }
 
 impl NovaSettings {
+    /// The node's TLS files: a certificate issued now by the cluster CA (its name is
+    /// the node id, which the coordinator checks when it dials the agent; no address,
+    /// which DHCP picks later).
+    fn node_tls(&self, node: &str) -> Result<Option<cloud_init::NodeTls>, String> {
+        let Some(dir) = &self.pki_dir else {
+            return Ok(None);
+        };
+        let (cert, key) = crate::pki::issue_pem(
+            dir,
+            &crate::pki::IssueRequest {
+                name: node.to_string(),
+                role: triad_agent::tls::PeerRole::Node,
+                ips: vec![],
+                dns: vec![],
+                days: 365,
+                force: true,
+            },
+        )
+        .map_err(|e| format!("cannot issue {node}'s certificate: {e}"))?;
+        let ca_path = dir.join(crate::pki::CA_CERT);
+        let ca =
+            std::fs::read_to_string(&ca_path).map_err(|e| format!("{}: {e}", ca_path.display()))?;
+        Ok(Some(cloud_init::NodeTls { ca, cert, key }))
+    }
+
     /// The user data for `node`, rendered and base64-encoded.
     pub fn user_data(&self, node: &str) -> Result<String, String> {
+        let tls = self.node_tls(node)?;
         let text = cloud_init::render(
             &self.template,
             &WebNode {
@@ -65,6 +94,7 @@ impl NovaSettings {
                 volume: self.volume.clone(),
                 extra_agent_toml: self.extra_agent_toml.clone(),
                 install: self.install.clone(),
+                tls,
             },
         )?;
         Ok(base64::engine::general_purpose::STANDARD.encode(text))

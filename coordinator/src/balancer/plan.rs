@@ -279,8 +279,15 @@ fn intent_for(
 
     if let Some(address) = node.address {
         if address != member.address || member.port != port {
-            // The node moved: take the old entry out; it is added again at its new address.
-            return take_out(spec, observed, member, now);
+            // The node moved: the old entry goes once the node is confirmed serving at its
+            // new address over gRPC (it is added again there). Gossip alone, which anyone
+            // on the network can forge, never takes a member out; meanwhile the balancer's
+            // own health checks still guard the old address.
+            return match fresh {
+                Some(Verdict::Serving) => take_out(spec, observed, member, now),
+                None => Intent::Confirm,
+                Some(_) => Intent::Nothing,
+            };
         }
     }
 

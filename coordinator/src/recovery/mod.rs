@@ -536,9 +536,15 @@ impl Recovery {
         }
     }
 
+    /// Whose positions an election waits for: the last Primary view seen in gossip, and
+    /// always every configured `[galera] nodes` member — gossip can be forged, and a
+    /// forged small "Primary" must not shrink the election to a node that is behind.
     fn members_for_election(&self, core: &[Core<'_>]) -> BTreeSet<String> {
         if !self.record.last_primary_view.is_empty() {
-            return self.record.last_primary_view.iter().cloned().collect();
+            let mut members: BTreeSet<String> =
+                self.record.last_primary_view.iter().cloned().collect();
+            members.extend(self.settings.expected_nodes.iter().cloned());
+            return members;
         }
         if !self.settings.expected_nodes.is_empty() {
             return self.settings.expected_nodes.iter().cloned().collect();

@@ -286,7 +286,7 @@ impl FakeNode {
 
 pub fn coordinator_config() -> CoordinatorConfig {
     // Parsed from TOML so fields other loops add keep their defaults.
-    let text = "[cluster]\nname = \"test\"\nseeds = [\"127.0.3.1:7420\"]\n[gossip]\nlisten = \"127.0.3.100:7420\"\n[grpc]\nlisten = \"127.0.3.100:7422\"\n";
+    let text = "[tls]\ninsecure = true\n[cluster]\nname = \"test\"\nseeds = [\"127.0.3.1:7420\"]\n[gossip]\nlisten = \"127.0.3.100:7420\"\n[grpc]\nlisten = \"127.0.3.100:7422\"\n";
     let mut config = CoordinatorConfig::parse(std::path::Path::new("test.toml"), text)
         .expect("test config parses");
     config.gossip = GossipSettings {
