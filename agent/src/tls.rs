@@ -330,7 +330,7 @@ pub fn days_left(identity: &PeerIdentity) -> i64 {
 /// Log a certificate's holder and expiry; a warning within 30 days of it.
 fn log_identity(daemon: &str, identity: &PeerIdentity, files: &TlsFiles) {
     let days = days_left(identity);
-    if days < 30 {
+    if days <= 30 {
         tracing::warn!(cert = %files.cert.display(), "{daemon}: TLS certificate of {identity} expires in {days} day(s): issue a new one (`triadctl pki issue`) and send SIGHUP");
     } else {
         tracing::info!(cert = %files.cert.display(), "{daemon}: mutual TLS as {identity}, certificate valid for {days} more day(s)");

@@ -25,8 +25,9 @@ pub struct CoordinatorGrpc {
     balancer: Option<tokio::sync::watch::Receiver<BalancerStatus>>,
     volume: Option<tokio::sync::watch::Receiver<String>>,
     autoscale: Option<crate::autoscale::AutoscaleHandle>,
-    /// The server runs mutual TLS: callers are checked by their certificate's role.
-    tls: bool,
+    /// The server runs mutual TLS with these files: callers are checked by their
+    /// certificate's role (None: plaintext, asked for).
+    tls: Option<triad_agent::tls::TlsFiles>,
 }
 
 /// Who may call the coordinator: operators (triadctl). Nodes never need to, and a node's
@@ -54,14 +55,34 @@ impl CoordinatorGrpc {
             balancer: None,
             volume: None,
             autoscale: None,
-            tls: false,
+            tls: None,
         }
     }
 
-    /// The server runs mutual TLS: only operator certificates may call.
-    pub fn with_tls(mut self, tls: bool) -> CoordinatorGrpc {
-        self.tls = tls;
+    /// The server runs mutual TLS with `files`: only operator certificates may call, and
+    /// the status shows the certificate's expiry.
+    pub fn with_tls(mut self, files: Option<triad_agent::tls::TlsFiles>) -> CoordinatorGrpc {
+        self.tls = files;
         self
+    }
+
+    /// The status line on gRPC security (read from the certificate file at each call, so a
+    /// renewed certificate shows at once).
+    fn tls_line(&self) -> String {
+        let Some(files) = &self.tls else {
+            return "PLAINTEXT gRPC ([tls] insecure = true): anyone who reaches the ports can call the agents and the coordinator".into();
+        };
+        match files.own_identity() {
+            Ok(identity) => {
+                let days = triad_agent::tls::days_left(&identity);
+                if days <= 30 {
+                    format!("mutual TLS as {identity}; its certificate EXPIRES in {days} day(s): issue a new one (`triadctl pki issue`) and send SIGHUP")
+                } else {
+                    format!("mutual TLS as {identity}, certificate valid {days} more day(s)")
+                }
+            }
+            Err(error) => format!("mutual TLS; cannot read the certificate: {error}"),
+        }
     }
 
     /// Report the autoscaling loop's status line in ClusterStatus.
@@ -100,7 +121,9 @@ impl CoordinatorGrpc {
         CoordinatorServiceServer<CoordinatorGrpc>,
         OperatorGate,
     > {
-        let gate = OperatorGate { tls: self.tls };
+        let gate = OperatorGate {
+            tls: self.tls.is_some(),
+        };
         CoordinatorServiceServer::with_interceptor(self, gate)
     }
 
@@ -135,6 +158,7 @@ impl CoordinatorGrpc {
             .as_ref()
             .map(|handle| handle.status())
             .unwrap_or_default();
+        status.tls = self.tls_line();
         // nodes the autoscaler deleted linger in gossip as dead: not a degraded cluster
         if let Some(handle) = &self.autoscale {
             let removed = handle.removed();

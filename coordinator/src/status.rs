@@ -46,6 +46,7 @@ pub fn cluster_status(
         balancer: None,
         volume: String::new(),
         autoscale: String::new(),
+        tls: String::new(),
         galera: galera.to_string(),
         cluster_name: cluster_name.to_string(),
         coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -66,6 +67,8 @@ pub struct StatusReport {
     pub volume: String,
     /// Autoscaling: rate, target, recommendation and why; empty when not configured.
     pub autoscale: String,
+    /// gRPC security: mutual TLS and the certificate's days left, or plaintext.
+    pub tls: String,
     pub coordinator_version: String,
     pub healthy: bool,
     pub summary: Summary,
@@ -154,6 +157,7 @@ impl StatusReport {
             galera: status.galera.clone(),
             volume: status.volume.clone(),
             autoscale: status.autoscale.clone(),
+            tls: status.tls.clone(),
             balancer: status.balancer.as_ref().map(|b| BalancerReport {
                 kind: b.kind.clone(),
                 members: b.members.clone(),
@@ -185,6 +189,9 @@ impl StatusReport {
         }
         if !self.autoscale.is_empty() {
             out.insert_str(out.len() - 1, &format!("autoscale: {}\n", self.autoscale));
+        }
+        if !self.tls.is_empty() {
+            out.insert_str(out.len() - 1, &format!("tls: {}\n", self.tls));
         }
         if let Some(balancer) = &self.balancer {
             let mut line = format!(

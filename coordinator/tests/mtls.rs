@@ -95,7 +95,7 @@ async fn coordinator_server(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = CoordinatorGrpc::new(coordinator)
-        .with_tls(true)
+        .with_tls(Some(tls.files().clone()))
         .into_server();
     let task = tokio::spawn(async move {
         let _ = triad_agent::tls::serve(
@@ -168,7 +168,14 @@ async fn the_coordinator_answers_operators_only_and_says_why_it_refuses() {
         COORDINATOR_SERVER_NAME,
     )
     .await;
-    assert!(status.is_ok(), "{status:?}");
+    // the status says how gRPC is secured, and warns: this certificate has 30 days
+    let tls_line = status.as_ref().map(|s| s.tls.clone()).unwrap_or_default();
+    eprintln!("[mtls] status: tls: {tls_line}");
+    assert!(
+        tls_line.contains("mutual TLS as coordinator (coordinator)")
+            && tls_line.contains("EXPIRES in"),
+        "{status:?}"
+    );
 
     // plaintext is not served
     let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

@@ -135,7 +135,7 @@ pub fn lab_pki() -> Result<PathBuf> {
     let dir = lab_pki_dir();
     let pki_error = |e: triad_coordinator::pki::PkiError| LabError::Other(format!("lab PKI: {e}"));
     if !dir.join(triad_coordinator::pki::CA_CERT).exists() {
-        triad_coordinator::pki::init(&dir, CLUSTER, 30, true).map_err(pki_error)?;
+        triad_coordinator::pki::init(&dir, CLUSTER, 3650, true).map_err(pki_error)?;
     }
     for (name, role) in [
         ("coordinator", triad_agent::tls::PeerRole::Coordinator),
@@ -174,7 +174,7 @@ fn issue_cert(
             role,
             ips,
             dns: vec![],
-            days: 30,
+            days: 365,
             force: true,
         },
     )
@@ -810,4 +810,84 @@ mod tests {
         );
         assert_eq!(core.galera.gcache_size, cfg.galera.gcache_size);
     }
+}
+
+/// Where a secret of the lab shows up where it must not: the body of every private key of
+/// the lab PKI (and any "PRIVATE KEY" marker) searched in the coordinator's log, every
+/// node's journal, and the command lines of every process on the host and in the nodes;
+/// and key files inside the nodes that are not root-only. Empty: none.
+pub fn exposed_secrets(tb: &Testbed) -> Result<Vec<String>> {
+    let dir = lab_pki_dir();
+    // the key material: the base64 lines of every .key file (long enough to be unique)
+    let mut needles: Vec<String> = vec!["PRIVATE KEY".into()];
+    for entry in std::fs::read_dir(&dir).io("read", &dir)?.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "key") {
+            let text = std::fs::read_to_string(entry.path()).io("read", &entry.path())?;
+            needles.extend(
+                text.lines()
+                    .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+                    .map(str::to_string),
+            );
+        }
+    }
+    let mut found = Vec::new();
+    let mut modes_found = Vec::new();
+    let mut search = |place: &str, text: &str| {
+        for needle in &needles {
+            if text.contains(needle.as_str()) {
+                let what = if needle == "PRIVATE KEY" {
+                    "a PEM private key marker"
+                } else {
+                    "private key material"
+                };
+                found.push(format!("{what} in {place}"));
+            }
+        }
+    };
+    let log = tb.state.join("coordinator/coordinator.log");
+    if let Ok(text) = std::fs::read_to_string(&log) {
+        search(&log.display().to_string(), &text);
+    }
+    let ps = Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .io("run", Path::new("ps"))?;
+    search(
+        "the host's process list",
+        &String::from_utf8_lossy(&ps.stdout),
+    );
+    for node in &tb.nodes {
+        let journal = node.exec_output(
+            &["journalctl", "--no-pager", "-o", "cat"],
+            Duration::from_secs(30),
+        )?;
+        search(
+            &format!("{}'s journal", node.name),
+            &String::from_utf8_lossy(&journal.stdout),
+        );
+        // every command line in the node, from /proc (the image need not have ps)
+        let ps = node.exec_output(
+            &[
+                "sh",
+                "-c",
+                "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\" 2>/dev/null; echo; done",
+            ],
+            Duration::from_secs(10),
+        )?;
+        search(
+            &format!("{}'s process list", node.name),
+            &String::from_utf8_lossy(&ps.stdout),
+        );
+        let modes = node.exec_output(
+            &["sh", "-c", &format!("stat -c '%a %U %n' {NODE_PKI}/*.key")],
+            Duration::from_secs(10),
+        )?;
+        for line in String::from_utf8_lossy(&modes.stdout).lines() {
+            if !line.starts_with("600 root ") {
+                modes_found.push(format!("{}: key file not root-only: {line}", node.name));
+            }
+        }
+    }
+    found.extend(modes_found);
+    Ok(found)
 }

@@ -405,6 +405,10 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
         stopped.elapsed().as_secs_f64()
     );
     eprintln!("{}", triad::triadctl_status(false)?);
+    // no private key of the lab's PKI in any log or command line, key files root-only
+    let exposed = triad::exposed_secrets(&tb)?;
+    assert!(exposed.is_empty(), "secrets exposed: {exposed:?}");
+    eprintln!("[secrets] no private key material in the coordinator's log, the nodes' journals or any process's command line");
     tb.teardown_and_verify()?;
     Ok(())
 }

@@ -1314,6 +1314,10 @@ pub struct ClusterStatus {
     /// empty when not configured.
     #[prost(string, tag = "8")]
     pub autoscale: ::prost::alloc::string::String,
+    /// gRPC security: mutual TLS with the coordinator certificate's holder and days left
+    /// (a warning within 30 days of expiry), or PLAINTEXT.
+    #[prost(string, tag = "9")]
+    pub tls: ::prost::alloc::string::String,
 }
 /// The balancer membership loop as the coordinator runs it.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
