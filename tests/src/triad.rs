@@ -822,7 +822,7 @@ pub fn exposed_secrets(tb: &Testbed) -> Result<Vec<String>> {
     let mut needles: Vec<String> = vec!["PRIVATE KEY".into()];
     for entry in std::fs::read_dir(&dir).io("read", &dir)?.flatten() {
         if entry.path().extension().is_some_and(|e| e == "key") {
-            let text = std::fs::read_to_string(entry.path()).io("read", &entry.path())?;
+            let text = std::fs::read_to_string(entry.path()).io("read", entry.path())?;
             needles.extend(
                 text.lines()
                     .filter(|l| !l.starts_with("-----") && l.len() >= 40)
