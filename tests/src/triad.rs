@@ -733,85 +733,6 @@ pub fn wait_recovery_breakdown(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use triad_agent::config::AgentConfig;
-    use triad_agent::readiness::ReadinessCheck;
-    use triad_proto::gossip::Role;
-
-    fn lab_seeds(count: usize) -> Vec<String> {
-        (1..=count)
-            .map(|i| format!("{}:{GOSSIP_PORT}", crate::node::node_addr(i)))
-            .collect()
-    }
-
-    fn node(index: usize, count: usize) -> Node {
-        Node::new(
-            Path::new("/nonexistent/state"),
-            Path::new("/nonexistent/image"),
-            index,
-            count,
-        )
-    }
-
-    #[test]
-    fn core_agent_config_is_as_before() {
-        let text = core_agent_config(&lab_seeds(3), &node(2, 3));
-        assert_eq!(
-            text,
-            "[node]\nid = \"n2\"\nrole = \"core\"\naddress = \"10.214.0.12\"\n\n\
-[cluster]\nname = \"triad-lab\"\nseeds = [\"10.214.0.11:7420\", \"10.214.0.12:7420\", \"10.214.0.13:7420\"]\n\n\
-[gossip]\nlisten = \"10.214.0.12:7420\"\n\n[grpc]\nlisten = \"10.214.0.12:7421\"\n\n\
-# mutual TLS: the lab's cluster CA and this node's certificate (installed with the agent)\n\
-[tls]\nca = \"/etc/triad/pki/ca.pem\"\ncert = \"/etc/triad/pki/n2.pem\"\nkey = \"/etc/triad/pki/n2.key\"\n\n\
-[galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
-[gluster]\nvolume = \"www\"\nbrick_path = \"/bricks/www\"\n\n[mount]\ndocroot = \"/var/www/triad\"\n"
-        );
-    }
-
-    #[test]
-    fn web_agent_config_is_a_galera_member_and_a_volume_client() {
-        let n4 = node(4, 4);
-        let text = web_agent_config_for(&lab_seeds(4), &n4);
-        let cfg = AgentConfig::parse(Path::new("agent.toml"), &text)
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        assert_eq!(cfg.node_id, "n4");
-        assert_eq!(cfg.role, Role::Web);
-        assert_eq!(cfg.address.to_string(), "10.214.0.14");
-        assert_eq!(cfg.cluster_name, CLUSTER);
-        assert_eq!(cfg.seeds, lab_seeds(4));
-        assert_eq!(cfg.grpc_listen.to_string(), "10.214.0.14:7421");
-        assert_eq!(
-            cfg.tls.as_ref().map(|t| t.cert.display().to_string()),
-            Some("/etc/triad/pki/n4.pem".to_string())
-        );
-        assert!(cfg.galera.managed, "a web node joins Galera");
-        assert!(cfg.galera.peers.is_empty(), "peers come from gossip");
-        assert!(!cfg.gluster.managed, "no glusterd, no brick");
-        assert_eq!(cfg.gluster.volume, VOLUME);
-        assert!(cfg.mount.managed);
-        assert_eq!(cfg.mount.docroot, Path::new(DOCROOT));
-        assert!(cfg.apache.managed);
-        assert_eq!(
-            cfg.readiness,
-            vec![
-                ReadinessCheck::Galera,
-                ReadinessCheck::Mount,
-                ReadinessCheck::Apache
-            ]
-        );
-        // the same cluster keys as a core node's config
-        let core = core_agent_config(&lab_seeds(4), &n4);
-        let core = AgentConfig::parse(Path::new("agent.toml"), &core).unwrap();
-        assert_eq!(
-            (core.cluster_name, core.seeds, core.gossip, core.grpc_listen),
-            (cfg.cluster_name, cfg.seeds, cfg.gossip, cfg.grpc_listen)
-        );
-        assert_eq!(core.galera.gcache_size, cfg.galera.gcache_size);
-    }
-}
-
 /// Where a secret of the lab shows up where it must not: the body of every private key of
 /// the lab PKI (and any "PRIVATE KEY" marker) searched in the coordinator's log, every
 /// node's journal, and the command lines of every process on the host and in the nodes;
@@ -890,4 +811,83 @@ pub fn exposed_secrets(tb: &Testbed) -> Result<Vec<String>> {
     }
     found.extend(modes_found);
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use triad_agent::config::AgentConfig;
+    use triad_agent::readiness::ReadinessCheck;
+    use triad_proto::gossip::Role;
+
+    fn lab_seeds(count: usize) -> Vec<String> {
+        (1..=count)
+            .map(|i| format!("{}:{GOSSIP_PORT}", crate::node::node_addr(i)))
+            .collect()
+    }
+
+    fn node(index: usize, count: usize) -> Node {
+        Node::new(
+            Path::new("/nonexistent/state"),
+            Path::new("/nonexistent/image"),
+            index,
+            count,
+        )
+    }
+
+    #[test]
+    fn core_agent_config_is_as_before() {
+        let text = core_agent_config(&lab_seeds(3), &node(2, 3));
+        assert_eq!(
+            text,
+            "[node]\nid = \"n2\"\nrole = \"core\"\naddress = \"10.214.0.12\"\n\n\
+[cluster]\nname = \"triad-lab\"\nseeds = [\"10.214.0.11:7420\", \"10.214.0.12:7420\", \"10.214.0.13:7420\"]\n\n\
+[gossip]\nlisten = \"10.214.0.12:7420\"\n\n[grpc]\nlisten = \"10.214.0.12:7421\"\n\n\
+# mutual TLS: the lab's cluster CA and this node's certificate (installed with the agent)\n\
+[tls]\nca = \"/etc/triad/pki/ca.pem\"\ncert = \"/etc/triad/pki/n2.pem\"\nkey = \"/etc/triad/pki/n2.key\"\n\n\
+[galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
+[gluster]\nvolume = \"www\"\nbrick_path = \"/bricks/www\"\n\n[mount]\ndocroot = \"/var/www/triad\"\n"
+        );
+    }
+
+    #[test]
+    fn web_agent_config_is_a_galera_member_and_a_volume_client() {
+        let n4 = node(4, 4);
+        let text = web_agent_config_for(&lab_seeds(4), &n4);
+        let cfg = AgentConfig::parse(Path::new("agent.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.node_id, "n4");
+        assert_eq!(cfg.role, Role::Web);
+        assert_eq!(cfg.address.to_string(), "10.214.0.14");
+        assert_eq!(cfg.cluster_name, CLUSTER);
+        assert_eq!(cfg.seeds, lab_seeds(4));
+        assert_eq!(cfg.grpc_listen.to_string(), "10.214.0.14:7421");
+        assert_eq!(
+            cfg.tls.as_ref().map(|t| t.cert.display().to_string()),
+            Some("/etc/triad/pki/n4.pem".to_string())
+        );
+        assert!(cfg.galera.managed, "a web node joins Galera");
+        assert!(cfg.galera.peers.is_empty(), "peers come from gossip");
+        assert!(!cfg.gluster.managed, "no glusterd, no brick");
+        assert_eq!(cfg.gluster.volume, VOLUME);
+        assert!(cfg.mount.managed);
+        assert_eq!(cfg.mount.docroot, Path::new(DOCROOT));
+        assert!(cfg.apache.managed);
+        assert_eq!(
+            cfg.readiness,
+            vec![
+                ReadinessCheck::Galera,
+                ReadinessCheck::Mount,
+                ReadinessCheck::Apache
+            ]
+        );
+        // the same cluster keys as a core node's config
+        let core = core_agent_config(&lab_seeds(4), &n4);
+        let core = AgentConfig::parse(Path::new("agent.toml"), &core).unwrap();
+        assert_eq!(
+            (core.cluster_name, core.seeds, core.gossip, core.grpc_listen),
+            (cfg.cluster_name, cfg.seeds, cfg.gossip, cfg.grpc_listen)
+        );
+        assert_eq!(core.galera.gcache_size, cfg.galera.gcache_size);
+    }
 }
