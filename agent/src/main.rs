@@ -101,6 +101,15 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
     )
     .await?;
     let tls = triad_agent::tls::start(config.tls.as_ref(), "triad-agent")?;
+    // the certificate's expiry goes into gossip: the coordinator's status warns before it bites
+    let publish_expiry = |identity: Option<triad_agent::tls::PeerIdentity>| {
+        if let Some(identity) = identity {
+            agent
+                .state()
+                .update(|keys| keys.tls_not_after = u64::try_from(identity.not_after).ok());
+        }
+    };
+    publish_expiry(tls.as_ref().and_then(|t| t.files().own_identity().ok()));
     let service = AgentGrpc::new(agent.state(), agent.membership())
         .with_galera(agent.galera())
         .with_gluster(agent.gluster())
@@ -127,7 +136,7 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
-                triad_agent::tls::reload(tls.as_ref());
+                publish_expiry(triad_agent::tls::reload(tls.as_ref()));
                 match cli::load_config(&path, AgentConfig::parse) {
                 Ok(ConfigState::Configured(new_config)) if new_config == config => tracing::info!("SIGHUP: configuration unchanged"),
                 Ok(ConfigState::Configured(new_config)) => tracing::warn!(

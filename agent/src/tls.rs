@@ -353,15 +353,18 @@ pub fn start(files: Option<&TlsFiles>, daemon: &str) -> Result<Option<TlsReloade
     }
 }
 
-/// SIGHUP: re-read the certificate files (the running ones stay on error).
-pub fn reload(tls: Option<&TlsReloader>) {
-    let Some(tls) = tls else {
-        return;
-    };
+/// SIGHUP: re-read the certificate files (the running ones stay on error); the new
+/// certificate's identity when it was taken.
+pub fn reload(tls: Option<&TlsReloader>) -> Option<PeerIdentity> {
+    let tls = tls?;
     match tls.reload() {
-        Ok(identity) => log_identity("SIGHUP", &identity, tls.files()),
+        Ok(identity) => {
+            log_identity("SIGHUP", &identity, tls.files());
+            Some(identity)
+        }
         Err(error) => {
-            tracing::error!(%error, "SIGHUP: TLS files unusable; keeping the running ones")
+            tracing::error!(%error, "SIGHUP: TLS files unusable; keeping the running ones");
+            None
         }
     }
 }

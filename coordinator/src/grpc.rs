@@ -30,6 +30,32 @@ pub struct CoordinatorGrpc {
     tls: Option<triad_agent::tls::TlsFiles>,
 }
 
+/// "n2 in 12 day(s), n3 EXPIRED 2 day(s) ago" for the nodes whose certificate (from their
+/// gossip) expires within 30 days; empty when none does.
+pub fn expiring_certificates<'a>(
+    nodes: impl Iterator<Item = (&'a str, Option<u64>)>,
+    now: i64,
+) -> String {
+    let mut expiring: Vec<(i64, &str)> = nodes
+        .filter_map(|(node, not_after)| {
+            let days = (i64::try_from(not_after?).ok()? - now).div_euclid(86_400);
+            (days <= 30).then_some((days, node))
+        })
+        .collect();
+    expiring.sort();
+    expiring
+        .iter()
+        .map(|(days, node)| {
+            if *days < 0 {
+                format!("{node} EXPIRED {} day(s) ago", -days)
+            } else {
+                format!("{node} in {days} day(s)")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Who may call the coordinator: operators (triadctl). Nodes never need to, and a node's
 /// certificate must not be enough to recover the database or resize the cluster.
 pub const COORDINATOR_CALLERS: &[PeerRole] = &[PeerRole::Operator];
@@ -159,6 +185,20 @@ impl CoordinatorGrpc {
             .map(|handle| handle.status())
             .unwrap_or_default();
         status.tls = self.tls_line();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let view = self.coordinator.view();
+        let expiring = expiring_certificates(
+            view.members()
+                .filter(|m| m.live)
+                .map(|m| (m.node_id.as_str(), m.keys.tls_not_after)),
+            now,
+        );
+        if !expiring.is_empty() {
+            status.tls = format!("{}; node certificates expiring: {expiring}", status.tls);
+        }
         // nodes the autoscaler deleted linger in gossip as dead: not a degraded cluster
         if let Some(handle) = &self.autoscale {
             let removed = handle.removed();
@@ -274,5 +314,27 @@ impl CoordinatorService for CoordinatorGrpc {
             }))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_certificates_near_expiry_are_listed_soonest_first() {
+        let now = 1_800_000_000i64;
+        let day = 86_400u64;
+        let nodes = [
+            ("n1", Some(now as u64 + 200 * day)),
+            ("n2", Some(now as u64 + 12 * day + 5)),
+            ("n3", Some(now as u64 - 2 * day)),
+            ("n4", None),
+        ];
+        assert_eq!(
+            expiring_certificates(nodes.into_iter(), now),
+            "n3 EXPIRED 2 day(s) ago, n2 in 12 day(s)"
+        );
+        assert_eq!(expiring_certificates([("n1", None)].into_iter(), now), "");
     }
 }

@@ -46,6 +46,8 @@ pub mod keys {
     /// Why the node is not ready, in a few words ("mount stale; apache down"); absent when
     /// ready.
     pub const READY_REASON: &str = "ready.reason";
+    /// When the agent's gRPC certificate expires (Unix seconds); absent in plaintext.
+    pub const TLS_NOT_AFTER: &str = "tls.not_after";
 }
 
 /// A value that did not decode. Names the node, the key and the raw value.
@@ -194,6 +196,8 @@ pub struct NodeKeys {
     pub ready: bool,
     pub ready_reason: Option<String>,
     pub draining: bool,
+    /// When the agent's gRPC certificate expires (Unix seconds; None: plaintext or unknown).
+    pub tls_not_after: Option<u64>,
 }
 
 impl NodeKeys {
@@ -243,6 +247,10 @@ impl NodeKeys {
         push(keys::READY_REASON, self.ready_reason.clone());
         push(keys::VERSION, self.version.clone());
         push(keys::HEARTBEAT, self.heartbeat.map(|hb| hb.to_string()));
+        push(
+            keys::TLS_NOT_AFTER,
+            self.tls_not_after.map(|t| t.to_string()),
+        );
         push(
             keys::GALERA_CLUSTER_STATUS,
             self.galera.cluster_status.clone(),
@@ -307,6 +315,7 @@ impl NodeKeys {
             keys::GRPC => self.grpc = Some(parse_number::<SocketAddr>(raw)?),
             keys::VERSION => self.version = Some(parse_text(raw)?),
             keys::HEARTBEAT => self.heartbeat = Some(parse_number(raw)?),
+            keys::TLS_NOT_AFTER => self.tls_not_after = Some(parse_number(raw)?),
             keys::GALERA_STATE => self.galera.state = GaleraState::decode(raw)?,
             keys::GALERA_CLUSTER_STATUS => self.galera.cluster_status = Some(parse_text(raw)?),
             keys::GALERA_SIZE => self.galera.size = Some(parse_number(raw)?),
@@ -442,6 +451,7 @@ mod tests {
             ready: false,
             ready_reason: Some("mount stale; apache down".into()),
             draining: true,
+            tls_not_after: Some(1_800_000_000),
         }
     }
 

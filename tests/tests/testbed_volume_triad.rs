@@ -406,6 +406,14 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
     );
     eprintln!("{}", triad::triadctl_status(false)?);
     // no private key of the lab's PKI in any log or command line, key files root-only
+    let tls = triad::status_json()?["tls"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        tls.starts_with("mutual TLS as coordinator (coordinator), certificate valid"),
+        "the lab's gRPC is mutual TLS, with no certificate near expiry: {tls}"
+    );
     let exposed = triad::exposed_secrets(&tb)?;
     assert!(exposed.is_empty(), "secrets exposed: {exposed:?}");
     eprintln!("[secrets] no private key material in the coordinator's log, the nodes' journals or any process's command line");
