@@ -547,6 +547,27 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     faults::crash(n2)?;
     faults::crash(n3)?;
     faults::start(n1)?;
+    // as an operator would, look first: the coordinator refuses a bootstrap while gossip
+    // still shows a Primary member, and the crashed n2, n3 are seen dead within seconds
+    wait::until(
+        "the coordinator to see n2 and n3 down",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let v = triad_tests::triad::status_json()?;
+            let live = |id: &str| {
+                v["nodes"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|n| n["id"] == id))
+                    .is_some_and(|n| n["live"].as_bool() == Some(true))
+            };
+            Ok(if !live("n2") && !live("n3") {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("n2 live: {}, n3 live: {}", live("n2"), live("n3")))
+            })
+        },
+    )?;
     let stale = operator_bootstrap(n1)?;
     eprintln!("operator bootstrap of the stale n1: {stale}");
     wait_synced(&tb, &[n1], 1, Duration::from_secs(60), "n1 Primary alone")?;
