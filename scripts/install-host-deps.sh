@@ -19,6 +19,7 @@ set -eu
 #   socat              HAProxy's admin socket
 #   curl               HTTP checks through the balancer
 #   mariadb-client     SQL from the host to the nodes in tests
+#   openssl            s_client: the lab checks Galera's port speaks TLS with the cluster CA
 #   util-linux         nsenter, mountpoint; procps: pgrep, free
 #   ca-certificates    debootstrap/apt over https mirrors
 #   systemd            systemd-analyze (unit checks in the packaging tests), systemd-id128
@@ -34,7 +35,7 @@ set -eu
 # Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed
 # (the proto crate compiles .proto files in pure Rust).
 PKGS="systemd-container debootstrap bridge-utils iproute2 iptables haproxy apache2-utils socat curl
-mariadb-client util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
+mariadb-client openssl util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
 lintian dpkg-dev python3-venv prometheus-node-exporter
 python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema python3-netifaces
 python3-oauthlib python3-requests python3-serial python3-yaml"

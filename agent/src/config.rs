@@ -290,6 +290,8 @@ struct RawGalera {
     unit: Option<String>,
     start_backoff: Option<String>,
     monitor_user: Option<String>,
+    /// Replication and SST over TLS with the node's `[tls]` certificate (default false).
+    tls: Option<bool>,
 }
 
 /// The validated agent configuration.
@@ -373,8 +375,8 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
             "must be more than 0 and at most 10s (the watchdog is pinged at this pace)".to_string(),
         ));
     }
-    let galera = resolve_galera(path, raw.galera, role, &cluster.0)?;
     let tls = resolve_tls(path, raw.tls.as_ref())?;
+    let galera = resolve_galera(path, raw.galera, role, &cluster.0, tls.as_ref())?;
     Ok(AgentConfig {
         tls,
         node_id: raw.node.id,
@@ -505,8 +507,18 @@ fn resolve_galera(
     raw: RawGalera,
     role: Role,
     cluster_name: &str,
+    tls: Option<&crate::tls::TlsFiles>,
 ) -> Result<GaleraSettings, ConfigError> {
     let mut galera = GaleraSettings::defaults(cluster_name);
+    if raw.tls == Some(true) {
+        let files = tls.ok_or_else(|| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: "galera.tls",
+            message: "needs the node's certificate: [tls] ca, cert and key (not insecure = true)"
+                .into(),
+        })?;
+        galera.tls = Some(crate::galera::GaleraTls::new(files.clone()));
+    }
     // web nodes only serve: no database member unless the operator says so
     galera.managed = raw.managed.unwrap_or(role == Role::Core);
     if let Some(method) = raw.sst_method {
@@ -763,6 +775,24 @@ insecure = true
             error.contains("node.address") && error.contains("IP address:port"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn galera_tls_uses_the_node_certificate_and_needs_one() {
+        assert_eq!(parse(GOOD).unwrap().galera.tls, None);
+        let error = parse(&format!("{GOOD}\n[galera]\ntls = true\n")).unwrap_err();
+        assert!(
+            error.contains("galera.tls") && error.contains("[tls] ca, cert and key"),
+            "{error}"
+        );
+        let text = GOOD.replace(
+            "insecure = true",
+            "ca = \"/etc/triad/pki/ca.crt\"\ncert = \"/etc/triad/pki/n1.crt\"\nkey = \"/etc/triad/pki/n1.key\"\n\n[galera]\ntls = true",
+        );
+        let tls = parse(&text).unwrap().galera.tls.expect("galera tls");
+        assert_eq!(tls.source.key, PathBuf::from("/etc/triad/pki/n1.key"));
+        assert_eq!(tls.key(), PathBuf::from("/etc/mysql/triad-tls/key.pem"));
+        assert_eq!(tls.user, "mysql");
     }
 
     #[test]

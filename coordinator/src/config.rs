@@ -36,6 +36,79 @@ struct RawCoordinatorConfig {
     /// `[tls]`: mutual TLS for triadctl → coordinator and coordinator → agents.
     #[serde(default)]
     tls: Option<triad_agent::config::RawTls>,
+    /// `[metrics]`: the Prometheus endpoint (read by [`MetricsConfig::load`]).
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// address:port, or "off"; default 127.0.0.1:9465.
+    listen: Option<String>,
+}
+
+/// Where `/metrics` is served when `[metrics] listen` is not set: loopback only.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9465,
+));
+
+/// `[metrics]`: where the coordinator serves `/metrics` (crate::metrics). Like `[balancer]`,
+/// it is validated with the rest of the file but kept out of [`CoordinatorConfig`] (whose
+/// struct literals tests build): the binary reads it with [`MetricsConfig::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `None`: `listen = "off"`.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OnlyMetrics {
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+impl MetricsConfig {
+    /// Read the `[metrics]` section of the coordinator's file.
+    pub fn load(path: &Path) -> Result<MetricsConfig, ConfigError> {
+        let raw: OnlyMetrics = load_toml(path)?;
+        resolve_metrics(path, &raw.metrics)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<MetricsConfig, ConfigError> {
+        let raw: OnlyMetrics = parse_toml(path, text)?;
+        resolve_metrics(path, &raw.metrics)
+    }
+}
+
+fn resolve_metrics(path: &Path, raw: &RawMetrics) -> Result<MetricsConfig, ConfigError> {
+    let Some(text) = raw.listen.as_deref() else {
+        return Ok(MetricsConfig {
+            listen: Some(DEFAULT_METRICS_LISTEN),
+        });
+    };
+    if text == "off" {
+        return Ok(MetricsConfig { listen: None });
+    }
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key: "metrics.listen",
+        message,
+    };
+    let listen: SocketAddr = text.parse().map_err(|_| {
+        invalid(format!(
+            "{text:?} is not an address:port (default \"{DEFAULT_METRICS_LISTEN}\") or \"off\""
+        ))
+    })?;
+    if listen.port() == 0 {
+        return Err(invalid(format!(
+            "{text:?}: port 0 would pick a new port at every start; give the port Prometheus scrapes"
+        )));
+    }
+    Ok(MetricsConfig {
+        listen: Some(listen),
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -122,6 +195,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     // Validated here so `validate-config` reports it; the binary reads it with
     // `BalancerConfig::load` (kept out of `CoordinatorConfig` so its literals stay valid).
     crate::balancer::config::resolve(path, raw.balancer.as_ref())?;
+    resolve_metrics(path, &raw.metrics)?;
     if seeds.is_empty() {
         return Err(invalid(
             "cluster.seeds",
@@ -287,6 +361,81 @@ insecure = true
         assert!(error.contains("unknown field `port`"), "{error}");
     }
 
+    #[test]
+    fn metrics_listen_defaults_to_loopback_and_can_be_moved_or_turned_off() {
+        let metrics = |text: &str| MetricsConfig::parse(Path::new("c.toml"), text);
+        assert_eq!(
+            metrics(GOOD).unwrap().listen,
+            Some("127.0.0.1:9465".parse().unwrap()),
+            "default"
+        );
+        // an empty section keeps the default too
+        assert_eq!(
+            metrics(&format!("{GOOD}[metrics]\n")).unwrap().listen,
+            Some(DEFAULT_METRICS_LISTEN)
+        );
+        let explicit = format!("{GOOD}[metrics]\nlisten = \"10.214.0.1:9100\"\n");
+        assert_eq!(
+            metrics(&explicit).unwrap().listen,
+            Some("10.214.0.1:9100".parse().unwrap())
+        );
+        let v6 = format!("{GOOD}[metrics]\nlisten = \"[::1]:9465\"\n");
+        assert_eq!(
+            metrics(&v6).unwrap().listen,
+            Some("[::1]:9465".parse().unwrap())
+        );
+        let off = format!("{GOOD}[metrics]\nlisten = \"off\"\n");
+        assert_eq!(metrics(&off).unwrap().listen, None);
+        // the whole file with a [metrics] section is still a valid coordinator config
+        for text in [&explicit, &off] {
+            CoordinatorConfig::parse(Path::new("c.toml"), text).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_bad_metrics_listen_is_an_error_naming_the_key() {
+        for (value, says) in [
+            ("\"9465\"", "is not an address:port"),
+            ("\"localhost:9465\"", "is not an address:port"),
+            ("\"OFF\"", "or \"off\""),
+            ("\"127.0.0.1:0\"", "port 0"),
+            ("9465", "invalid type"),
+        ] {
+            let text = format!("{GOOD}[metrics]\nlisten = {value}\n");
+            // the full config (what validate-config and the start report) and the section
+            let full = CoordinatorConfig::parse(Path::new("c.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            let section = MetricsConfig::parse(Path::new("c.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            for error in [&full, &section] {
+                assert!(error.contains(says), "{value}: {error}");
+                assert!(
+                    error.contains("metrics.listen") || error.contains("[metrics]"),
+                    "{value}: {error}"
+                );
+            }
+        }
+        let error = CoordinatorConfig::parse(
+            Path::new("c.toml"),
+            &format!("{GOOD}[metrics]\nlisten = \"127.0.0.1:x\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "config c.toml: key `metrics.listen`: \"127.0.0.1:x\" is not an address:port (default \"127.0.0.1:9465\") or \"off\""
+        );
+        let error = CoordinatorConfig::parse(
+            Path::new("c.toml"),
+            &format!("{GOOD}[metrics]\nenabled = false\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("unknown field `enabled`"), "{error}");
+    }
+
     /// Found by `coordinator_config_never_panics`: humantime accepts up to u64::MAX seconds,
     /// and `interval * 2` in `autoscale::resolve` overflowed (a panic, not a config error).
     #[test]
@@ -323,6 +472,7 @@ insecure = true
             ],
         ),
         ("grpc", &["listen", "bogus"]),
+        ("metrics", &["listen", "bogus"]),
         ("galera", &["recovery", "grace", "nodes", "bogus"]),
         (
             "balancer",

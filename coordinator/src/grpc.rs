@@ -153,6 +153,25 @@ impl CoordinatorGrpc {
         CoordinatorServiceServer::with_interceptor(self, gate)
     }
 
+    /// What `/metrics` shows now, from the same view, certificate file, balancer status
+    /// and autoscaler removals as the status.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let view = self.coordinator.view();
+        let balancer = self.balancer.as_ref().map(|watch| watch.borrow().clone());
+        let removed = self
+            .autoscale
+            .as_ref()
+            .map(|handle| handle.removed())
+            .unwrap_or_default();
+        crate::metrics::snapshot(&crate::metrics::Sources {
+            cluster: &self.coordinator.cluster_name,
+            view: &view,
+            tls: self.tls.as_ref(),
+            balancer: balancer.as_ref(),
+            removed: &removed,
+        })
+    }
+
     fn status_now(&self) -> v1::ClusterStatus {
         let now = Instant::now();
         let observing = now

@@ -4,7 +4,7 @@
 //!
 //! Modules: `config`, `view` (pure: gossip snapshots → members and events), `observer`
 //! (the gossip loop that feeds the view), `status` (the status model and its renderings),
-//! `grpc` (CoordinatorService).
+//! `grpc` (CoordinatorService), `metrics` (the Prometheus `/metrics` endpoint).
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +16,7 @@ pub mod config;
 pub mod grpc;
 #[cfg(test)]
 pub(crate) mod hostile_toml;
+pub mod metrics;
 pub mod observer;
 pub mod openstack;
 pub mod pki;

@@ -28,6 +28,10 @@ pub const PACKAGES: &[&str] = &[
     "netcat-openbsd",
     "rsync",
     "socat",
+    // Galera's state transfer over TLS ([galera] tls): stunnel for rsync, socat's OpenSSL for
+    // mariabackup, openssl for the scripts' certificate checks
+    "stunnel4",
+    "openssl",
 ];
 
 /// Packages debootstrap includes in the base.

@@ -213,9 +213,9 @@ pub fn install_node_cert(node: &Node) -> Result<()> {
     Ok(())
 }
 
-/// The lab's Galera sizes (small buffers) and start backoff, the body of `[galera]`.
-const GALERA_LAB: &str =
-    "gcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n";
+/// The lab's Galera sizes (small buffers) and start backoff, the body of `[galera]`;
+/// replication and SST over TLS with each node's certificate.
+const GALERA_LAB: &str = "gcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\ntls = true\n";
 
 /// /etc/triad/agent.toml for `node`: a core node whose agent manages everything — Galera
 /// (the default mariabackup SST through the `mysql` unix-socket account; small buffers for
@@ -733,6 +733,78 @@ pub fn wait_recovery_breakdown(
     )
 }
 
+/// What is wrong with Galera's TLS in the lab (empty: nothing). Every node's provider runs
+/// with the copies of its certificate (`socket.ssl_cert` in `wsrep_provider_options`); its
+/// replication port (4567) answers a TLS handshake with its own certificate, verified
+/// against the lab CA by the host's `openssl s_client` (holding the operator's certificate,
+/// as Galera asks its peers for one); and some node's journal shows a state transfer that
+/// went through TLS (`sst_marker`, the SST script's own log line).
+pub fn galera_tls_problems(tb: &Testbed, sst_marker: &str) -> Result<Vec<String>> {
+    let dir = lab_pki_dir();
+    let mut problems = Vec::new();
+    let mut transfers = 0;
+    for node in &tb.nodes {
+        let options =
+            crate::formation::sql(node, "SHOW GLOBAL VARIABLES LIKE 'wsrep_provider_options'")?;
+        for needle in [
+            "socket.ssl = YES",
+            "socket.ssl_cert = /etc/mysql/triad-tls/cert.pem",
+            "socket.ssl_ca = /etc/mysql/triad-tls/ca.pem",
+        ] {
+            if !options.contains(needle) {
+                problems.push(format!(
+                    "{}: no `{needle}` in wsrep_provider_options",
+                    node.name
+                ));
+            }
+        }
+        let out = Command::new("timeout")
+            .args(["10", "openssl", "s_client", "-brief", "-connect"])
+            .arg(format!("{}:4567", node.addr))
+            .arg("-CAfile")
+            .arg(dir.join("ca.pem"))
+            .arg("-cert")
+            .arg(dir.join(format!("{OPERATOR}.pem")))
+            .arg("-key")
+            .arg(dir.join(format!("{OPERATOR}.key")))
+            .arg("-verify_return_error")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .io("run", Path::new("openssl"))?;
+        // -brief prints the handshake summary on stderr
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let peer = said
+            .lines()
+            .find(|l| l.starts_with("Peer certificate:"))
+            .unwrap_or("");
+        if !said.contains("Verification: OK") || !peer.contains(&format!("CN = {}", node.name)) {
+            problems.push(format!(
+                "{}:4567 ({}): no TLS handshake with its own certificate of the lab CA: {}",
+                node.addr,
+                node.name,
+                said.trim()
+            ));
+        }
+        let journal = node.exec_output(
+            &["journalctl", "--no-pager", "-o", "cat", "-u", "mariadb"],
+            Duration::from_secs(30),
+        )?;
+        if String::from_utf8_lossy(&journal.stdout).contains(sst_marker) {
+            transfers += 1;
+        }
+    }
+    if transfers == 0 {
+        problems.push(format!(
+            "no node's mariadb journal shows a state transfer over TLS ({sst_marker:?})"
+        ));
+    }
+    Ok(problems)
+}
+
 /// Where a secret of the lab shows up where it must not: the body of every private key of
 /// the lab PKI (and any "PRIVATE KEY" marker) searched in the coordinator's log, every
 /// node's journal, and the command lines of every process on the host and in the nodes;
@@ -808,6 +880,23 @@ pub fn exposed_secrets(tb: &Testbed) -> Result<Vec<String>> {
                 modes_found.push(format!("{}: key file not root-only: {line}", node.name));
             }
         }
+        // Galera's copy (mysqld runs as mysql): readable by root and the mysql group only
+        let galera_key = node.exec_output(
+            &[
+                "sh",
+                "-c",
+                "stat -c '%a %U %G %n' /etc/mysql/triad-tls/key.pem /etc/mysql/triad-tls",
+            ],
+            Duration::from_secs(10),
+        )?;
+        for line in String::from_utf8_lossy(&galera_key.stdout).lines() {
+            if !(line.starts_with("640 root mysql ") || line.starts_with("750 root mysql ")) {
+                modes_found.push(format!(
+                    "{}: Galera's key copy open to others: {line}",
+                    node.name
+                ));
+            }
+        }
     }
     found.extend(modes_found);
     Ok(found)
@@ -845,7 +934,7 @@ mod tests {
 [gossip]\nlisten = \"10.214.0.12:7420\"\n\n[grpc]\nlisten = \"10.214.0.12:7421\"\n\n\
 # mutual TLS: the lab's cluster CA and this node's certificate (installed with the agent)\n\
 [tls]\nca = \"/etc/triad/pki/ca.pem\"\ncert = \"/etc/triad/pki/n2.pem\"\nkey = \"/etc/triad/pki/n2.key\"\n\n\
-[galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\n\n\
+[galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\ntls = true\n\n\
 [gluster]\nvolume = \"www\"\nbrick_path = \"/bricks/www\"\n\n[mount]\ndocroot = \"/var/www/triad\"\n"
         );
     }

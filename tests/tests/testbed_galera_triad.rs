@@ -50,6 +50,7 @@ sst_method = "rsync"
 gcache_size = "32M"
 innodb_buffer_pool_size = "64M"
 start_backoff = "3s"
+tls = true
 
 [tls]
 ca = "{pki}/ca.pem"
@@ -289,6 +290,10 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
         "formation: 3 nodes Synced/Primary",
     )?;
     eprintln!("formation from nothing: {took:.1?}");
+    // replication over TLS from the lab CA; the joiners' rsync SSTs went through stunnel
+    let galera_tls =
+        triad_tests::triad::galera_tls_problems(&tb, "Using stunnel for SSL encryption")?;
+    assert!(galera_tls.is_empty(), "Galera TLS: {galera_tls:#?}");
     // status is read through a MariaDB account with no privileges (unix_socket), created by
     // the agents once Primary and replicated to every node
     for node in &tb.nodes {

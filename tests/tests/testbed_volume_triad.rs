@@ -414,6 +414,10 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
         tls.starts_with("mutual TLS as coordinator (coordinator), certificate valid"),
         "the lab's gRPC is mutual TLS, with no certificate near expiry: {tls}"
     );
+    // Galera replicates over TLS and the formation's SSTs (mariabackup) went through socat's OpenSSL
+    let galera_tls = triad::galera_tls_problems(&tb, "Using openssl based encryption with socat")?;
+    assert!(galera_tls.is_empty(), "Galera TLS: {galera_tls:#?}");
+    eprintln!("[galera tls] every node replicates with its cluster-CA certificate; the SSTs went over TLS");
     let exposed = triad::exposed_secrets(&tb)?;
     assert!(exposed.is_empty(), "secrets exposed: {exposed:?}");
     eprintln!("[secrets] no private key material in the coordinator's log, the nodes' journals or any process's command line");

@@ -39,6 +39,12 @@ pub fn render(
         "gcache.recover=yes".to_string(),
         "pc.recovery=true".to_string(),
     ];
+    if let Some(tls) = &settings.tls {
+        // gcomm and IST over TLS; Galera verifies the peer's chain against the cluster CA
+        provider_options.push(format!("socket.ssl_ca={}", tls.ca().display()));
+        provider_options.push(format!("socket.ssl_cert={}", tls.cert().display()));
+        provider_options.push(format!("socket.ssl_key={}", tls.key().display()));
+    }
     provider_options.extend(settings.extra_provider_options.iter().cloned());
     let mut lines = vec![
         "# Written by triad-agent from /etc/triad/agent.toml and the cluster membership."
@@ -73,6 +79,20 @@ pub fn render(
     if let Some(pool) = &settings.innodb_buffer_pool_size {
         lines.push(format!("innodb_buffer_pool_size = {pool}"));
     }
+    if let Some(tls) = &settings.tls {
+        // Read by wsrep_sst_rsync (stunnel) and wsrep_sst_mariabackup (socat openssl):
+        // the joiner listens with TLS and both ends verify the other's chain against the
+        // cluster CA (VERIFY_CA: the donor dials an address, not a name); either script
+        // aborts rather than fall back to plaintext when ssl-mode is set.
+        lines.extend([
+            String::new(),
+            "[sst]".to_string(),
+            "ssl-mode = VERIFY_CA".to_string(),
+            format!("tca = {}", tls.ca().display()),
+            format!("tcert = {}", tls.cert().display()),
+            format!("tkey = {}", tls.key().display()),
+        ]);
+    }
     lines.push(String::new());
     lines.join("\n")
 }
@@ -99,6 +119,45 @@ impl SstMethod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_puts_replication_and_the_state_transfer_on_the_cluster_ca() {
+        let mut settings = GaleraSettings::defaults("prod");
+        let a: IpAddr = "10.0.0.2".parse().unwrap();
+        let plain = render(&settings, "n2", a, &[]);
+        assert!(!plain.contains("ssl"), "{plain}");
+        settings.tls = Some(super::super::GaleraTls::new(crate::tls::TlsFiles {
+            ca: "/etc/triad/pki/ca.crt".into(),
+            cert: "/etc/triad/pki/n2.crt".into(),
+            key: "/etc/triad/pki/n2.key".into(),
+        }));
+        let text = render(&settings, "n2", a, &[]);
+        let options = text
+            .lines()
+            .find_map(|l| l.strip_prefix("wsrep_provider_options = "))
+            .unwrap();
+        for option in [
+            "socket.ssl_ca=/etc/mysql/triad-tls/ca.pem",
+            "socket.ssl_cert=/etc/mysql/triad-tls/cert.pem",
+            "socket.ssl_key=/etc/mysql/triad-tls/key.pem",
+        ] {
+            assert!(options.contains(option), "{option} in {options}");
+        }
+        // mysqld reads the copies, never the agent's root-only files
+        assert!(!text.contains("/etc/triad/pki"), "{text}");
+        let sst = text.split("[sst]\n").nth(1).expect("an [sst] section");
+        for line in [
+            "ssl-mode = VERIFY_CA",
+            "tca = /etc/mysql/triad-tls/ca.pem",
+            "tcert = /etc/mysql/triad-tls/cert.pem",
+            "tkey = /etc/mysql/triad-tls/key.pem",
+        ] {
+            assert!(sst.lines().any(|l| l == line), "{line} in [sst]: {sst}");
+        }
+        // the [mysqld] settings all come before [sst]
+        let mysqld = text.split("[sst]").next().unwrap();
+        assert!(mysqld.contains("wsrep_sst_method"), "{mysqld}");
+    }
 
     #[test]
     fn fragment_has_durable_settings_and_a_stable_cluster_address() {

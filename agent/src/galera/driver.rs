@@ -15,6 +15,7 @@ use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 
 use super::host::{GaleraHost, HostError};
 use super::position::{parse_reversing_history, GraState, Position, ReversingHistory};
+use super::tls::TlsInstall;
 use super::{
     best_position, cnf, derive_state, keys, next_joiner, plan, Action, GaleraSettings,
     MemberGalera, Observed, UnitState,
@@ -290,11 +291,37 @@ impl GaleraDriver {
         self.state.update(|keys| keys.galera = galera);
     }
 
+    /// mysqld's copy of the node certificate, before the config that names it; a renewed
+    /// certificate is reloaded into a running Galera (else it is read at the next start).
+    async fn install_tls(&self) {
+        let Some(tls) = &self.settings.tls else {
+            return;
+        };
+        match self.host.install_tls().await {
+            Ok(TlsInstall::Unchanged) => {}
+            Ok(TlsInstall::Installed) => {
+                tracing::info!(node = %self.node_id, "installed the node certificate for Galera's TLS in {}", tls.dir.display())
+            }
+            Ok(TlsInstall::Replaced) => match self.host.reload_tls().await {
+                Ok(()) => {
+                    tracing::info!(node = %self.node_id, "renewed certificate installed in {} and reloaded by Galera", tls.dir.display())
+                }
+                Err(error) => {
+                    tracing::info!(node = %self.node_id, %error, "renewed certificate installed in {}; Galera reads it at its next start (reload: {error})", tls.dir.display())
+                }
+            },
+            Err(error) => {
+                tracing::error!(node = %self.node_id, %error, "cannot install the certificate for Galera's TLS: {error}")
+            }
+        }
+    }
+
     /// One pass of the loop: config, observe, plan, apply, publish.
     pub async fn tick(&self) {
         let mut memory = self.memory.lock().await;
         let gossip = self.gossip_facts().await;
         let peers = &gossip.peers;
+        self.install_tls().await;
         let text = cnf::render(&self.settings, &self.node_id, self.address, peers);
         match self.host.write_config(&text).await {
             Ok(true) => {
@@ -339,6 +366,15 @@ impl GaleraDriver {
     ) {
         if let Err(error) = self.host.disable_autostart().await {
             tracing::warn!(node = %self.node_id, %error, "cannot disable mariadb autostart: {error}");
+        }
+        let missing = super::tls::missing_programs(
+            &self.settings,
+            &std::env::var("PATH").unwrap_or_default(),
+        );
+        if !missing.is_empty() {
+            tracing::error!(node = %self.node_id, ?missing, "[galera] tls with the {} state transfer needs {} on PATH: a joiner that needs an SST will fail until installed (apt-get install {})",
+                self.settings.sst_method.as_str(), missing.join(", "),
+                missing.iter().map(|p| if *p == "stunnel" { "stunnel4" } else { p }).collect::<Vec<_>>().join(" "));
         }
         crate::runtime::every(interval, stop, || self.tick()).await;
     }

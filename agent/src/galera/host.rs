@@ -44,6 +44,15 @@ pub trait GaleraHost: Send + Sync {
     /// The journal of the unit's last run when that run has ended (the unit failed, or
     /// waits out `Restart=`): (its InvocationID, the log). `None` while it runs.
     async fn ended_run_log(&self) -> Result<Option<(String, String)>, HostError>;
+    /// Keep mysqld's copy of the node certificate equal to the agent's (`[galera] tls`).
+    /// Hosts without TLS files (and the simulations) have nothing to install.
+    async fn install_tls(&self) -> Result<super::tls::TlsInstall, HostError> {
+        Ok(super::tls::TlsInstall::Unchanged)
+    }
+    /// Make a running Galera re-read its certificate and key (`socket.ssl_reload`).
+    async fn reload_tls(&self) -> Result<(), HostError> {
+        Ok(())
+    }
 }
 
 /// Production: systemctl, the mariadb client, files under the datadir.
@@ -349,6 +358,35 @@ impl GaleraHost for SystemdGaleraHost {
 
     async fn write_config(&self, text: &str) -> Result<bool, HostError> {
         write_if_changed(&self.settings.config_path, text).await
+    }
+
+    async fn install_tls(&self) -> Result<super::tls::TlsInstall, HostError> {
+        let Some(tls) = self.settings.tls.clone() else {
+            return Ok(super::tls::TlsInstall::Unchanged);
+        };
+        let what = format!("installing Galera's certificate in {}", tls.dir.display());
+        let passwd = std::fs::read_to_string("/etc/passwd")
+            .map_err(|e| HostError::new(&what, format!("/etc/passwd: {e}")))?;
+        let (_, gid) = crate::exec::passwd_ids(&passwd, &tls.user).ok_or_else(|| {
+            HostError::new(
+                &what,
+                format!("no OS user {:?} (is mariadb-server installed?)", tls.user),
+            )
+        })?;
+        tokio::task::spawn_blocking(move || super::tls::install(&tls, gid))
+            .await
+            .map_err(|e| HostError::new(&what, e.to_string()))?
+            .map_err(|e| HostError::new(&what, e.to_string()))
+    }
+
+    async fn reload_tls(&self) -> Result<(), HostError> {
+        self.sql(
+            "root",
+            None,
+            "SET GLOBAL wsrep_provider_options = 'socket.ssl_reload=1'",
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn ended_run_log(&self) -> Result<Option<(String, String)>, HostError> {

@@ -13,6 +13,7 @@ pub mod cnf;
 pub mod driver;
 pub mod host;
 pub mod position;
+pub mod tls;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -47,6 +48,46 @@ pub struct GaleraSettings {
     /// unix_socket` with no privileges at all (status needs none), created by the agent once
     /// its node is Synced in a Primary component. Until it exists: root over the socket.
     pub monitor_user: String,
+    /// Replication (gcomm and IST) and the SST over TLS from the cluster CA (`[galera] tls`).
+    pub tls: Option<GaleraTls>,
+}
+
+/// Galera's TLS: the node's own certificate (the gRPC one, issued by the cluster CA) copied
+/// where mysqld, running as `mysql`, can read it; every peer must present a certificate of
+/// the same CA, so a host without one can neither join the group nor send or receive a
+/// state transfer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaleraTls {
+    /// The agent's `[tls]` files (root-only; mysqld cannot read them).
+    pub source: crate::tls::TlsFiles,
+    /// Where the copies go: `ca.pem`, `cert.pem` (0644) and `key.pem` (0640 root:`user`'s group).
+    pub dir: std::path::PathBuf,
+    /// The OS user mysqld runs as; its primary group may read the key copy.
+    pub user: String,
+}
+
+impl GaleraTls {
+    pub const DEFAULT_DIR: &'static str = "/etc/mysql/triad-tls";
+
+    pub fn new(source: crate::tls::TlsFiles) -> GaleraTls {
+        GaleraTls {
+            source,
+            dir: Self::DEFAULT_DIR.into(),
+            user: "mysql".to_string(),
+        }
+    }
+
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    pub fn cert(&self) -> std::path::PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    pub fn key(&self) -> std::path::PathBuf {
+        self.dir.join("key.pem")
+    }
 }
 
 impl GaleraSettings {
@@ -66,6 +107,7 @@ impl GaleraSettings {
             extra_provider_options: vec![],
             peers: vec![],
             start_backoff: Duration::from_secs(10),
+            tls: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use triad_agent::cli::{self as unconfigured, ConfigState};
 use triad_agent::membership::generation_now;
 use triad_agent::{systemd, telemetry};
 use triad_coordinator::cli::{CoordinatorCli as Cli, CoordinatorCommand as Command};
-use triad_coordinator::config::CoordinatorConfig;
+use triad_coordinator::config::{CoordinatorConfig, MetricsConfig};
 use triad_coordinator::grpc::CoordinatorGrpc;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::{GrpcAgents, Recovery, RecoverySettings};
@@ -167,6 +167,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         service =
             service.with_autoscale(autoscaler.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
+    let metrics = start_metrics(&path, service.clone()).await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(triad_agent::tls::serve(
         tonic::transport::Server::builder().add_service(service.into_server()),
@@ -207,6 +208,9 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     let _ = loops_stop_tx.send(true);
     let _ = server.await;
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
+    }
     if let Some(balancer_loop) = balancer_loop {
         balancer_loop.stop().await;
     }
@@ -215,4 +219,35 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("coordinator still referenced at stop"),
     }
     Ok(())
+}
+
+/// `/metrics` on `[metrics] listen` (validated with the rest of the file). Metrics never take
+/// the control plane down: a port that cannot be bound is logged, naming the address, and
+/// the coordinator runs on without them.
+async fn start_metrics(
+    path: &Path,
+    service: CoordinatorGrpc,
+) -> Option<triad_coordinator::metrics::MetricsServer> {
+    let listen = match MetricsConfig::load(path) {
+        Ok(MetricsConfig {
+            listen: Some(listen),
+        }) => listen,
+        Ok(MetricsConfig { listen: None }) => {
+            tracing::info!("metrics off ([metrics] listen = \"off\")");
+            return None;
+        }
+        Err(error) => {
+            tracing::error!(%error, "running without /metrics");
+            return None;
+        }
+    };
+    let source: triad_coordinator::metrics::SnapshotSource =
+        Arc::new(move || service.metrics_snapshot());
+    match triad_coordinator::metrics::start(listen, source).await {
+        Ok(server) => Some(server),
+        Err(error) => {
+            tracing::error!(address = %listen, %error, "running without /metrics");
+            None
+        }
+    }
 }

@@ -17,6 +17,44 @@ pub mod session;
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The value under `key` of an OpenStack answer (`{"server": {...}}`), typed; errors name
+/// the request and the key.
+pub(crate) fn decode<T: DeserializeOwned>(
+    value: Value,
+    key: &str,
+    method: &reqwest::Method,
+    path: &str,
+) -> Result<T, OpenStackError> {
+    let inner = value
+        .get(key)
+        .cloned()
+        .ok_or_else(|| OpenStackError::Decode {
+            method: method.to_string(),
+            url: path.into(),
+            message: format!("no `{key}` in the answer"),
+        })?;
+    serde_json::from_value(inner).map_err(|e| OpenStackError::Decode {
+        method: method.to_string(),
+        url: path.into(),
+        message: format!("`{key}`: {e}"),
+    })
+}
+
+/// Percent-encoding for query values (names are the operator's; tags contain ':' and '=').
+pub fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// A secret string: readable only through [`Secret::expose`], redacted everywhere else.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::session::Session;
-use super::OpenStackError;
+use super::{decode, query_escape, OpenStackError};
 
 pub const SERVICE: &str = "compute";
 pub const NETWORK_SERVICE: &str = "network";
@@ -93,39 +93,6 @@ pub struct Network {
 #[derive(Debug, Clone)]
 pub struct Nova {
     session: Arc<Session>,
-}
-
-fn decode<T: DeserializeOwned>(
-    value: Value,
-    key: &str,
-    method: &Method,
-    path: &str,
-) -> Result<T, OpenStackError> {
-    let inner = value
-        .get(key)
-        .cloned()
-        .ok_or_else(|| OpenStackError::Decode {
-            method: method.to_string(),
-            url: path.into(),
-            message: format!("no `{key}` in the answer"),
-        })?;
-    serde_json::from_value(inner).map_err(|e| OpenStackError::Decode {
-        method: method.to_string(),
-        url: path.into(),
-        message: format!("`{key}`: {e}"),
-    })
-}
-
-/// Percent-encoding for query values (tags contain ':' and '=').
-pub fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// Characters with a meaning in a regular expression, escaped for Nova's `name` filter.

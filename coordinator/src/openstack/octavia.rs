@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::session::Session;
-use super::OpenStackError;
+use super::{decode, query_escape, OpenStackError};
 
 pub const SERVICE: &str = "load-balancer";
 
@@ -124,33 +124,6 @@ pub struct Octavia {
     session: Arc<Session>,
 }
 
-fn decode<T: DeserializeOwned>(value: Value, key: &str, path: &str) -> Result<T, OpenStackError> {
-    let inner = value
-        .get(key)
-        .cloned()
-        .ok_or_else(|| OpenStackError::Decode {
-            method: "GET".into(),
-            url: path.into(),
-            message: format!("no `{key}` in the answer"),
-        })?;
-    serde_json::from_value(inner).map_err(|e| OpenStackError::Decode {
-        method: "GET".into(),
-        url: path.into(),
-        message: format!("`{key}`: {e}"),
-    })
-}
-
-fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
 impl Octavia {
     pub fn new(session: Arc<Session>) -> Octavia {
         Octavia { session }
@@ -165,7 +138,7 @@ impl Octavia {
             .session
             .request(Method::GET, SERVICE, path, None)
             .await?;
-        decode(value, key, path)
+        decode(value, key, &Method::GET, path)
     }
 
     async fn create<T: DeserializeOwned>(
@@ -178,7 +151,7 @@ impl Octavia {
             .session
             .request(Method::POST, SERVICE, path, Some(&json!({ key: body })))
             .await?;
-        decode(value, key, path)
+        decode(value, key, &Method::POST, path)
     }
 
     async fn find_by_name<T: DeserializeOwned>(

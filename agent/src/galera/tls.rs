@@ -1,0 +1,188 @@
+//! Galera's copy of the node certificate. mysqld runs as `mysql` and cannot read the
+//! agent's root-only `[tls]` files, so the agent keeps copies that it can: the CA and the
+//! certificate world-readable, the key readable by the `mysql` group only. The copies are
+//! rewritten only when their content or mode differs, atomically (a reader never sees half
+//! a key).
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{GaleraSettings, GaleraTls, SstMethod};
+
+/// What [`install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsInstall {
+    /// The copies were already equal to the sources.
+    Unchanged,
+    /// There were no copies before (first start with `tls = true`).
+    Installed,
+    /// Existing copies were replaced (a renewed certificate): a running Galera must reload.
+    Replaced,
+}
+
+/// A failure naming the file at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct TlsInstallError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+fn at(path: &Path) -> impl Fn(std::io::Error) -> TlsInstallError + '_ {
+    move |e| TlsInstallError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Copy the CA, certificate and key into `tls.dir` (0750, group `gid`): `ca.pem` and
+/// `cert.pem` 0644, `key.pem` 0640 with group `gid`, owned by the calling user.
+pub fn install(tls: &GaleraTls, gid: u32) -> Result<TlsInstall, TlsInstallError> {
+    let dir = &tls.dir;
+    std::fs::create_dir_all(dir).map_err(at(dir))?;
+    let owner = nix::unistd::geteuid().as_raw();
+    set_mode_and_owner(dir, 0o750, owner, gid)?;
+    let mut result = TlsInstall::Unchanged;
+    for (source, target, mode) in [
+        (&tls.source.ca, tls.ca(), 0o644),
+        (&tls.source.cert, tls.cert(), 0o644),
+        (&tls.source.key, tls.key(), 0o640),
+    ] {
+        let content = std::fs::read(source).map_err(at(source))?;
+        let current = std::fs::read(&target).ok();
+        let right_mode = std::fs::metadata(&target)
+            .is_ok_and(|m| m.mode() & 0o7777 == mode && m.uid() == owner && m.gid() == gid);
+        if current.as_deref() == Some(content.as_slice()) && right_mode {
+            continue;
+        }
+        write_atomically(&target, &content, mode, owner, gid)?;
+        result = match (result, current) {
+            (TlsInstall::Replaced, _) | (_, Some(_)) => TlsInstall::Replaced,
+            _ => TlsInstall::Installed,
+        };
+    }
+    Ok(result)
+}
+
+fn set_mode_and_owner(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), TlsInstallError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(at(path))?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(at(path))
+}
+
+fn write_atomically(
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), TlsInstallError> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    // created with no access for others, then given its owner and mode before the content
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(at(&tmp))?;
+    set_mode_and_owner(&tmp, mode, uid, gid)?;
+    file.write_all(content).map_err(at(&tmp))?;
+    file.sync_all().map_err(at(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(at(path))
+}
+
+/// Programs the state transfer needs with TLS that are not on `PATH` (the SST scripts
+/// abort rather than send in plaintext without them): stunnel for rsync, socat for
+/// mariabackup, openssl for both (the scripts check that key and certificate match).
+pub fn missing_programs(settings: &GaleraSettings, path_var: &str) -> Vec<&'static str> {
+    if settings.tls.is_none() {
+        return vec![];
+    }
+    let needed: &[&'static str] = match settings.sst_method {
+        SstMethod::Rsync => &["stunnel", "openssl"],
+        SstMethod::Mariabackup => &["socat", "openssl"],
+    };
+    needed
+        .iter()
+        .copied()
+        .filter(|program| !std::env::split_paths(path_var).any(|dir| dir.join(program).is_file()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::TlsFiles;
+
+    fn setup() -> (tempfile::TempDir, GaleraTls) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("ca.crt", "CA\n"),
+            ("n1.crt", "CERT\n"),
+            ("n1.key", "KEY\n"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let mut tls = GaleraTls::new(TlsFiles {
+            ca: dir.path().join("ca.crt"),
+            cert: dir.path().join("n1.crt"),
+            key: dir.path().join("n1.key"),
+        });
+        tls.dir = dir.path().join("mysql-tls");
+        (dir, tls)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn copies_are_made_once_with_the_key_for_the_group_only_and_replaced_on_renewal() {
+        let (_dir, tls) = setup();
+        let gid = nix::unistd::getegid().as_raw();
+        assert_eq!(install(&tls, gid).unwrap(), TlsInstall::Installed);
+        assert_eq!(std::fs::read_to_string(tls.key()).unwrap(), "KEY\n");
+        assert_eq!(std::fs::read_to_string(tls.ca()).unwrap(), "CA\n");
+        assert_eq!(mode(&tls.key()), 0o640);
+        assert_eq!(mode(&tls.cert()), 0o644);
+        assert_eq!(mode(&tls.dir), 0o750);
+        assert_eq!(std::fs::metadata(tls.key()).unwrap().gid(), gid);
+        assert_eq!(install(&tls, gid).unwrap(), TlsInstall::Unchanged);
+        // a loosened key copy is put right
+        std::fs::set_permissions(tls.key(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(install(&tls, gid).unwrap(), TlsInstall::Replaced);
+        assert_eq!(mode(&tls.key()), 0o640);
+        // renewal
+        std::fs::write(&tls.source.cert, "CERT 2\n").unwrap();
+        assert_eq!(install(&tls, gid).unwrap(), TlsInstall::Replaced);
+        assert_eq!(std::fs::read_to_string(tls.cert()).unwrap(), "CERT 2\n");
+        assert!(!tls.dir.join("cert.tmp").exists());
+    }
+
+    #[test]
+    fn a_missing_source_is_named_and_leaves_the_copies_alone() {
+        let (_dir, tls) = setup();
+        let gid = nix::unistd::getegid().as_raw();
+        install(&tls, gid).unwrap();
+        std::fs::remove_file(&tls.source.key).unwrap();
+        let error = install(&tls, gid).unwrap_err().to_string();
+        assert!(error.contains("n1.key"), "{error}");
+        assert_eq!(std::fs::read_to_string(tls.key()).unwrap(), "KEY\n");
+    }
+
+    #[test]
+    fn the_tls_transfer_names_the_programs_it_lacks() {
+        let (_dir, tls) = setup();
+        let mut settings = GaleraSettings::defaults("c");
+        assert!(missing_programs(&settings, "").is_empty());
+        settings.tls = Some(tls);
+        assert_eq!(missing_programs(&settings, ""), vec!["socat", "openssl"]);
+        settings.sst_method = SstMethod::Rsync;
+        assert_eq!(missing_programs(&settings, ""), vec!["stunnel", "openssl"]);
+        let bin = tempfile::tempdir().unwrap();
+        std::fs::write(bin.path().join("stunnel"), "").unwrap();
+        let path = bin.path().display().to_string();
+        assert_eq!(missing_programs(&settings, &path), vec!["openssl"]);
+    }
+}
