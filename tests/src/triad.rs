@@ -805,6 +805,109 @@ pub fn galera_tls_problems(tb: &Testbed, sst_marker: &str) -> Result<Vec<String>
     Ok(problems)
 }
 
+/// `openssl s_client` to `node`'s Galera port with `args` (the client's certificate, or
+/// none), keeping the connection until Galera answers or closes it: what the client saw.
+fn galera_port_handshake(node: &Node, args: &[&Path]) -> Result<String> {
+    let mut command = Command::new("timeout");
+    command
+        .args([
+            "10", "openssl", "s_client", "-brief", "-ign_eof", "-connect",
+        ])
+        .arg(format!("{}:4567", node.addr))
+        .arg("-CAfile")
+        .arg(lab_pki_dir().join("ca.pem"));
+    if let [cert, key] = args {
+        command.arg("-cert").arg(cert).arg("-key").arg(key);
+    }
+    let out = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .io("run", Path::new("openssl"))?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// Who Galera refused to let in that it should have let in (empty: every refusal held):
+/// on every node's replication port, a client with a certificate of another CA gets
+/// `unknown ca`, a client without a certificate `certificate required`.
+pub fn galera_tls_refusals(tb: &Testbed) -> Result<Vec<String>> {
+    // another cluster's CA beside the lab's state, removed before and after (a run that
+    // stopped half-way leaves it for the next one to remove)
+    let foreign = crate::host::state_dir().join("foreign-pki");
+    let _ = std::fs::remove_dir_all(&foreign);
+    let result = refusals_with(tb, &foreign);
+    let _ = std::fs::remove_dir_all(&foreign);
+    result
+}
+
+fn refusals_with(tb: &Testbed, foreign: &Path) -> Result<Vec<String>> {
+    let pki_error =
+        |e: triad_coordinator::pki::PkiError| LabError::Other(format!("foreign PKI: {e}"));
+    triad_coordinator::pki::init(foreign, "another-cluster", 1, true).map_err(pki_error)?;
+    let issued = triad_coordinator::pki::issue(
+        foreign,
+        &triad_coordinator::pki::IssueRequest {
+            name: "n9".into(),
+            role: triad_agent::tls::PeerRole::Node,
+            ips: vec![],
+            dns: vec![],
+            days: 1,
+            force: true,
+        },
+    )
+    .map_err(pki_error)?;
+    let mut problems = Vec::new();
+    for node in &tb.nodes {
+        let other_ca = galera_port_handshake(node, &[&issued.cert, &issued.key])?;
+        if !other_ca.contains("alert unknown ca") {
+            problems.push(format!(
+                "{}: a certificate of another CA was not refused with `unknown ca`: {}",
+                node.name,
+                other_ca.trim()
+            ));
+        }
+        let none = galera_port_handshake(node, &[])?;
+        if !none.contains("alert certificate required") {
+            problems.push(format!(
+                "{}: a client without a certificate was not refused with `certificate required`: {}",
+                node.name,
+                none.trim()
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// The serial number of the certificate `node`'s Galera port presents (to the lab operator).
+pub fn galera_port_serial(node: &Node) -> Result<String> {
+    let dir = lab_pki_dir();
+    let script = format!(
+        "timeout 10 openssl s_client -connect {}:4567 -CAfile {d}/ca.pem -cert {d}/{OPERATOR}.pem \
+         -key {d}/{OPERATOR}.key </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        node.addr,
+        d = dir.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .io("run", Path::new("openssl"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .strip_prefix("serial=")
+        .map(str::to_string)
+        .ok_or_else(|| {
+            LabError::Other(format!(
+                "{}:4567 presented no certificate: {}{}",
+                node.addr,
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        })
+}
+
 /// Where a secret of the lab shows up where it must not: the body of every private key of
 /// the lab PKI (and any "PRIVATE KEY" marker) searched in the coordinator's log, every
 /// node's journal, and the command lines of every process on the host and in the nodes;

@@ -222,6 +222,8 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
         "galera-4",
         "mariadb-backup",
         "glusterfs-server",
+        "openssl",
+        "stunnel4",
     ] {
         ensure!(
             recommends.contains(p),

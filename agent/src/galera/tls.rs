@@ -37,8 +37,14 @@ fn at(path: &Path) -> impl Fn(std::io::Error) -> TlsInstallError + '_ {
 }
 
 /// Copy the CA, certificate and key into `tls.dir` (0750, group `gid`): `ca.pem` and
-/// `cert.pem` 0644, `key.pem` 0640 with group `gid`, owned by the calling user.
+/// `cert.pem` 0644, `key.pem` 0640 with group `gid`, owned by the calling user. Sources
+/// that do not make a usable set (a renewal caught half-copied: a new key beside the old
+/// certificate) are not installed: the copies Galera runs with stay as they are.
 pub fn install(tls: &GaleraTls, gid: u32) -> Result<TlsInstall, TlsInstallError> {
+    tls.source.server_config().map_err(|e| TlsInstallError {
+        path: tls.source.cert.clone(),
+        message: format!("not installed for Galera: {e}"),
+    })?;
     let dir = &tls.dir;
     std::fs::create_dir_all(dir).map_err(at(dir))?;
     let owner = nix::unistd::geteuid().as_raw();
@@ -115,13 +121,25 @@ mod tests {
     use super::*;
     use crate::tls::TlsFiles;
 
+    /// A CA and a certificate with its key for `n1`, as PEM: (ca, cert, key).
+    fn pems() -> (String, String, String) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(vec![]).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["n1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (ca.pem(), cert.pem(), key.serialize_pem())
+    }
+
     fn setup() -> (tempfile::TempDir, GaleraTls) {
         let dir = tempfile::tempdir().unwrap();
-        for (name, text) in [
-            ("ca.crt", "CA\n"),
-            ("n1.crt", "CERT\n"),
-            ("n1.key", "KEY\n"),
-        ] {
+        let (ca, cert, key) = pems();
+        for (name, text) in [("ca.crt", ca), ("n1.crt", cert), ("n1.key", key)] {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
         let mut tls = GaleraTls::new(TlsFiles {
@@ -142,8 +160,9 @@ mod tests {
         let (_dir, tls) = setup();
         let gid = nix::unistd::getegid().as_raw();
         assert_eq!(install(&tls, gid).unwrap(), TlsInstall::Installed);
-        assert_eq!(std::fs::read_to_string(tls.key()).unwrap(), "KEY\n");
-        assert_eq!(std::fs::read_to_string(tls.ca()).unwrap(), "CA\n");
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+        assert_eq!(read(&tls.key()), read(&tls.source.key));
+        assert_eq!(read(&tls.ca()), read(&tls.source.ca));
         assert_eq!(mode(&tls.key()), 0o640);
         assert_eq!(mode(&tls.cert()), 0o644);
         assert_eq!(mode(&tls.dir), 0o750);
@@ -153,10 +172,22 @@ mod tests {
         std::fs::set_permissions(tls.key(), std::fs::Permissions::from_mode(0o666)).unwrap();
         assert_eq!(install(&tls, gid).unwrap(), TlsInstall::Replaced);
         assert_eq!(mode(&tls.key()), 0o640);
-        // renewal
-        std::fs::write(&tls.source.cert, "CERT 2\n").unwrap();
+        // renewal, caught half-way: a new key beside the old certificate is not installed
+        let (ca, cert, key) = pems();
+        let installed_key = read(&tls.key());
+        std::fs::write(&tls.source.key, &key).unwrap();
+        let error = install(&tls, gid).unwrap_err().to_string();
+        assert!(
+            error.contains("n1.crt") && error.contains("not installed"),
+            "{error}"
+        );
+        assert_eq!(read(&tls.key()), installed_key);
+        // then the certificate (and here a new CA) arrive
+        std::fs::write(&tls.source.cert, &cert).unwrap();
+        std::fs::write(&tls.source.ca, &ca).unwrap();
         assert_eq!(install(&tls, gid).unwrap(), TlsInstall::Replaced);
-        assert_eq!(std::fs::read_to_string(tls.cert()).unwrap(), "CERT 2\n");
+        assert_eq!(read(&tls.cert()), cert);
+        assert_eq!(read(&tls.key()), key);
         assert!(!tls.dir.join("cert.tmp").exists());
     }
 
@@ -166,9 +197,10 @@ mod tests {
         let gid = nix::unistd::getegid().as_raw();
         install(&tls, gid).unwrap();
         std::fs::remove_file(&tls.source.key).unwrap();
+        let installed_key = std::fs::read_to_string(tls.key()).unwrap();
         let error = install(&tls, gid).unwrap_err().to_string();
         assert!(error.contains("n1.key"), "{error}");
-        assert_eq!(std::fs::read_to_string(tls.key()).unwrap(), "KEY\n");
+        assert_eq!(std::fs::read_to_string(tls.key()).unwrap(), installed_key);
     }
 
     #[test]
