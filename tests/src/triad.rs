@@ -124,6 +124,9 @@ pub const NODE_PKI: &str = "/etc/triad/pki";
 /// The lab operator's certificate name (triadctl calls the coordinator with it).
 pub const OPERATOR: &str = "lab-operator";
 
+/// The lab coordinator's `/metrics` (Prometheus text) on the host's loopback.
+pub const COORDINATOR_METRICS: &str = "127.0.0.1:9465";
+
 /// `<state>/pki`.
 pub fn lab_pki_dir() -> PathBuf {
     crate::host::state_dir().join("pki")
@@ -301,6 +304,7 @@ pub fn coordinator_config_with(tb: &Testbed, autoscale: Autoscale) -> String {
 [volume]\nname = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n# the lab's bricks live on the container's root fs\nbricks_on_root_fs = true\n\n\
 {autoscale}\
 [balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n\n\
+[metrics]\nlisten = \"{COORDINATOR_METRICS}\"\n\n\
 [tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/coordinator.pem\"\nkey = \"{pki}/coordinator.key\"\n",
         pki = lab_pki_dir().display(),
         state = tb.state.join("coordinator/state").display(),

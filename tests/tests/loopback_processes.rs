@@ -108,6 +108,9 @@ listen = "127.0.2.100:7422"
 [galera]
 recovery = false
 
+[metrics]
+listen = "127.0.2.100:9465"
+
 [tls]
 insecure = true
 "#;

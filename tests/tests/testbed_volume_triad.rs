@@ -457,6 +457,25 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
         "[galera tls] n1's renewed certificate (serial {before} -> {after}) served by the running Galera {:.1}s after it was written; still Synced in 3",
         renewed.elapsed().as_secs_f64()
     );
+    // the same expiry in the coordinator's /metrics, read by curl
+    let metrics = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://{}/metrics", triad::COORDINATOR_METRICS))
+        .output()?;
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    for line in [
+        "triad_tls_plaintext 0",
+        "triad_tls_certificate_expiry_timestamp_seconds{holder=\"coordinator\",role=\"coordinator\"} ",
+        "triad_tls_certificate_expiry_timestamp_seconds{holder=\"n1\",role=\"node\"} ",
+        "triad_tls_certificate_expiry_timestamp_seconds{holder=\"n3\",role=\"node\"} ",
+        "triad_node_ready{node=\"n2\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(line)),
+            "{line:?} in /metrics:\n{metrics}"
+        );
+    }
+    eprintln!("[metrics] certificate expiry of the coordinator and n1-n3 in /metrics");
     let exposed = triad::exposed_secrets(&tb)?;
     assert!(exposed.is_empty(), "secrets exposed: {exposed:?}");
     eprintln!("[secrets] no private key material in the coordinator's log, the nodes' journals or any process's command line");
