@@ -978,35 +978,38 @@ pub fn exposed_secrets(tb: &Testbed) -> Result<Vec<String>> {
             &format!("{}'s process list", node.name),
             &String::from_utf8_lossy(&ps.stdout),
         );
-        let modes = node.exec_output(
-            &["sh", "-c", &format!("stat -c '%a %U %n' {NODE_PKI}/*.key")],
-            Duration::from_secs(10),
-        )?;
-        for line in String::from_utf8_lossy(&modes.stdout).lines() {
-            if !line.starts_with("600 root ") {
-                modes_found.push(format!("{}: key file not root-only: {line}", node.name));
-            }
-        }
+        modes_found.extend(loose_files(
+            node,
+            &format!("stat -c '%a %U %n' {NODE_PKI}/*.key"),
+            &["600 root "],
+            "key file not root-only",
+        )?);
         // Galera's copy (mysqld runs as mysql): readable by root and the mysql group only
-        let galera_key = node.exec_output(
-            &[
-                "sh",
-                "-c",
-                "stat -c '%a %U %G %n' /etc/mysql/triad-tls/key.pem /etc/mysql/triad-tls",
-            ],
-            Duration::from_secs(10),
-        )?;
-        for line in String::from_utf8_lossy(&galera_key.stdout).lines() {
-            if !(line.starts_with("640 root mysql ") || line.starts_with("750 root mysql ")) {
-                modes_found.push(format!(
-                    "{}: Galera's key copy open to others: {line}",
-                    node.name
-                ));
-            }
-        }
+        modes_found.extend(loose_files(
+            node,
+            "stat -c '%a %U %G %n' /etc/mysql/triad-tls/key.pem /etc/mysql/triad-tls",
+            &["640 root mysql ", "750 root mysql "],
+            "Galera's key copy open to others",
+        )?);
     }
     found.extend(modes_found);
     Ok(found)
+}
+
+/// The lines of `stat_script`'s output in `node` that start with none of `allowed`, each
+/// as "<node>: <what>: <line>".
+fn loose_files(
+    node: &Node,
+    stat_script: &str,
+    allowed: &[&str],
+    what: &str,
+) -> Result<Vec<String>> {
+    let out = node.exec_output(&["sh", "-c", stat_script], Duration::from_secs(10))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| !allowed.iter().any(|a| line.starts_with(a)))
+        .map(|line| format!("{}: {what}: {line}", node.name))
+        .collect())
 }
 
 #[cfg(test)]
