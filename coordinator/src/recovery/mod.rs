@@ -269,8 +269,9 @@ pub struct Recovery {
     outage_since: Option<Instant>,
     /// A refused bootstrap is retried after [`BOOTSTRAP_RETRY`], not on every tick.
     last_bootstrap_failure: Option<Instant>,
-    /// The member last asked to join, and since when (bounds the one-at-a-time wait).
-    last_join: Option<(String, Instant)>,
+    /// The epoch, the member last asked to join in it, and since when (bounds the
+    /// one-at-a-time wait; a join of an earlier epoch does not count).
+    last_join: Option<(u64, String, Instant)>,
     status: Arc<RwLock<String>>,
 }
 
@@ -404,7 +405,7 @@ impl Recovery {
             .filter(|c| !c.primary)
             .map(|c| describe_outside(c, core))
             .collect();
-        if let Some(next) = self.next_join(core) {
+        if let Some(next) = self.next_join(core, decision.epoch) {
             self.join(core, &next, decision.epoch).await;
         }
         if waiting.is_empty() {
@@ -498,7 +499,7 @@ impl Recovery {
     /// The member to ask to join now: [`next_joiner`] (one at a time into the component,
     /// lowest id first); when the last joiner has not entered the component within
     /// [`JOIN_SETTLE`], the lowest stopped member goes anyway.
-    fn next_join(&self, core: &[Core<'_>]) -> Option<String> {
+    fn next_join(&self, core: &[Core<'_>], epoch: u64) -> Option<String> {
         let galera: Vec<MemberGalera> = core
             .iter()
             .map(|c| MemberGalera {
@@ -510,7 +511,12 @@ impl Recovery {
         if let Some(next) = next_joiner(&galera) {
             return Some(next.to_string());
         }
-        let (last, since) = self.last_join.as_ref()?;
+        // a join of an earlier epoch (an outage that hit while joiners were going in) says
+        // nothing about this one: its age must not let two joiners go at once
+        let (last, since) = match &self.last_join {
+            Some((joined_in, last, since)) if *joined_in == epoch => (last, since),
+            _ => return None,
+        };
         if since.elapsed() < JOIN_SETTLE {
             return None;
         }
@@ -527,8 +533,12 @@ impl Recovery {
         let Some(grpc) = core.iter().find(|c| c.id == node).and_then(|c| c.grpc) else {
             return;
         };
-        if self.last_join.as_ref().is_none_or(|(last, _)| last != node) {
-            self.last_join = Some((node.to_string(), Instant::now()));
+        if self
+            .last_join
+            .as_ref()
+            .is_none_or(|(joined_in, last, _)| *joined_in != epoch || last != node)
+        {
+            self.last_join = Some((epoch, node.to_string(), Instant::now()));
         }
         match self.agents.join(node, grpc, epoch).await {
             Ok(message) => tracing::info!(node, epoch, %message, "join"),
