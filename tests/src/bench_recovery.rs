@@ -43,10 +43,31 @@ fn outage(tb: &Testbed, shape: Shape, limit: Duration) -> Result<Option<Duration
     for n in &tb.nodes {
         let left = limit.saturating_sub(t.elapsed());
         if wait_galera(n, tb.nodes.len(), left).is_err() {
+            report_stuck(tb);
             return Ok(None);
         }
     }
     Ok(Some(t.elapsed()))
+}
+
+/// A round that did not recover: each node's wsrep state and the end of its mysqld log,
+/// for whoever reads the bench's output (the lab is gone afterwards).
+fn report_stuck(tb: &Testbed) {
+    for n in &tb.nodes {
+        let state = formation::wsrep(n)
+            .map(|w| {
+                format!(
+                    "{} {} size {}",
+                    w.get("wsrep_local_state_comment")
+                        .map_or("?", String::as_str),
+                    w.get("wsrep_cluster_status").map_or("?", String::as_str),
+                    w.get("wsrep_cluster_size").map_or("?", String::as_str)
+                )
+            })
+            .unwrap_or_else(|e| format!("no wsrep status ({e})"));
+        let log = triad::journal_tail(n, "mariadb", 40);
+        println!("--- {} not recovered: {state}\n{log}", n.name);
+    }
 }
 
 fn show(what: &str, shape: Shape, r: Option<Duration>, limit: Duration) {
