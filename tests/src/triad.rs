@@ -762,25 +762,14 @@ pub fn galera_tls_problems(tb: &Testbed, sst_marker: &str) -> Result<Vec<String>
                 ));
             }
         }
-        let out = Command::new("timeout")
-            .args(["10", "openssl", "s_client", "-brief", "-connect"])
-            .arg(format!("{}:4567", node.addr))
-            .arg("-CAfile")
-            .arg(dir.join("ca.pem"))
-            .arg("-cert")
-            .arg(dir.join(format!("{OPERATOR}.pem")))
-            .arg("-key")
-            .arg(dir.join(format!("{OPERATOR}.key")))
-            .arg("-verify_return_error")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .io("run", Path::new("openssl"))?;
-        // -brief prints the handshake summary on stderr
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let said = galera_port_handshake(
+            node,
+            Some((
+                &dir.join(format!("{OPERATOR}.pem")),
+                &dir.join(format!("{OPERATOR}.key")),
+            )),
+            Handshake::Leave,
+        )?;
         let peer = said
             .lines()
             .find(|l| l.starts_with("Peer certificate:"))
@@ -809,24 +798,46 @@ pub fn galera_tls_problems(tb: &Testbed, sst_marker: &str) -> Result<Vec<String>
     Ok(problems)
 }
 
-/// `openssl s_client` to `node`'s Galera port with `args` (the client's certificate, or
-/// none), keeping the connection until Galera answers or closes it: what the client saw.
-fn galera_port_handshake(node: &Node, args: &[&Path]) -> Result<String> {
+/// What `openssl s_client` does once the handshake is over.
+#[derive(Clone, Copy)]
+enum Handshake {
+    /// Leave at once (Galera would keep an accepted client waiting).
+    Leave,
+    /// Stay until Galera answers or closes the connection (a refusal arrives as an alert).
+    AwaitAnswer,
+}
+
+/// `openssl s_client` to `node`'s Galera port, presenting `client` (certificate, key) or
+/// no certificate, verifying the port's certificate against the lab CA: what it printed.
+fn galera_port_handshake(
+    node: &Node,
+    client: Option<(&Path, &Path)>,
+    then: Handshake,
+) -> Result<String> {
     let mut command = Command::new("timeout");
     command
         .args([
-            "10", "openssl", "s_client", "-brief", "-ign_eof", "-connect",
+            "10",
+            "openssl",
+            "s_client",
+            "-brief",
+            "-verify_return_error",
         ])
+        .arg("-connect")
         .arg(format!("{}:4567", node.addr))
         .arg("-CAfile")
         .arg(lab_pki_dir().join("ca.pem"));
-    if let [cert, key] = args {
+    if let Handshake::AwaitAnswer = then {
+        command.arg("-ign_eof");
+    }
+    if let Some((cert, key)) = client {
         command.arg("-cert").arg(cert).arg("-key").arg(key);
     }
     let out = command
         .stdin(std::process::Stdio::null())
         .output()
         .io("run", Path::new("openssl"))?;
+    // -brief prints the handshake summary on stderr
     Ok(format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -865,7 +876,11 @@ fn refusals_with(tb: &Testbed, foreign: &Path) -> Result<Vec<String>> {
     .map_err(pki_error)?;
     let mut problems = Vec::new();
     for node in &tb.nodes {
-        let other_ca = galera_port_handshake(node, &[&issued.cert, &issued.key])?;
+        let other_ca = galera_port_handshake(
+            node,
+            Some((&issued.cert, &issued.key)),
+            Handshake::AwaitAnswer,
+        )?;
         if !other_ca.contains("alert unknown ca") {
             problems.push(format!(
                 "{}: a certificate of another CA was not refused with `unknown ca`: {}",
@@ -873,7 +888,7 @@ fn refusals_with(tb: &Testbed, foreign: &Path) -> Result<Vec<String>> {
                 other_ca.trim()
             ));
         }
-        let none = galera_port_handshake(node, &[])?;
+        let none = galera_port_handshake(node, None, Handshake::AwaitAnswer)?;
         if !none.contains("alert certificate required") {
             problems.push(format!(
                 "{}: a client without a certificate was not refused with `certificate required`: {}",
