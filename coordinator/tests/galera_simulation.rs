@@ -729,3 +729,127 @@ async fn coordinator_killed_between_persisting_and_calling_resumes_the_same_epoc
         "no second epoch was opened"
     );
 }
+
+/// Found by a clean-clone CI run (2026-12-04): a recovery finished (every node Synced) but
+/// the coordinator had not ticked since; a new outage followed, and the operator's
+/// `recover --bootstrap` was refused because the finished decision was still on record
+/// ("epoch 4 already chose n1; use --force to replace it").
+#[tokio::test(start_paused = true)]
+async fn a_finished_recovery_then_an_operator_override_at_once_is_not_refused() {
+    let (mut sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(4);
+    for id in ["n1", "n2", "n3"] {
+        sim.world.lock().unwrap().crash(id);
+    }
+    // stops as soon as the world is whole, before the loop sees it in gossip
+    sim.drive(
+        &mut recovery,
+        "the first recovery: all three synced",
+        Duration::from_secs(60),
+        all_synced,
+    )
+    .await;
+    let first = recovery
+        .record()
+        .decision
+        .clone()
+        .expect("the race under test: the finished decision is still open");
+    sim.world.lock().unwrap().write(3);
+    let committed = sim.world.lock().unwrap().primary.clone().unwrap().1;
+    for id in ["n1", "n2", "n3"] {
+        sim.world.lock().unwrap().crash(id);
+    }
+    for index in 0..3 {
+        sim.stop_agent(index).await;
+    }
+    for index in 0..3 {
+        sim.restart_agent(index, 3).await;
+    }
+    // as an operator would: wait until the nodes are back and none shows Primary, then
+    // override at once
+    wait_for(
+        "the coordinator's view: three live members, none Primary",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || {
+            let view = sim.coordinator.view();
+            let live = view.members().filter(|m| m.live).count();
+            let primary = view
+                .members()
+                .filter(|m| m.keys.galera.cluster_status.as_deref() == Some("Primary"))
+                .map(|m| m.node_id.clone())
+                .collect::<Vec<_>>();
+            async move {
+                if primary.is_empty() && live == 3 {
+                    Ok(())
+                } else {
+                    Err(format!("{live} live, {primary:?} Primary in gossip"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let view = sim.coordinator.view();
+    let (epoch, message) = recovery
+        .operator_recover(&view, Some("n2".into()), false)
+        .await
+        .expect("the operator's override after a finished recovery");
+    eprintln!("override: epoch {epoch}: {message}");
+    assert_eq!(epoch, first.epoch + 1, "a new epoch, not the closed one");
+    let closed = recovery
+        .record()
+        .last_closed
+        .clone()
+        .expect("closed on record");
+    assert_eq!(closed.epoch, first.epoch);
+    assert!(closed.how.contains("lost"), "{closed:?}");
+
+    // asking again for the node already chosen is not a conflict: it says what is under way
+    let view = sim.coordinator.view();
+    let (again, message) = recovery
+        .operator_recover(&view, Some("n2".into()), false)
+        .await
+        .expect("the same node again");
+    assert_eq!(again, epoch);
+    assert!(message.contains("already under way"), "{message}");
+    // another node is refused, saying what is open, since when and what closes it
+    let refusal = recovery
+        .operator_recover(&view, Some("n1".into()), false)
+        .await
+        .unwrap_err();
+    assert!(
+        refusal.contains(&format!("epoch {epoch} chose n2"))
+            && refusal.contains("ago")
+            && refusal.contains("it closes when")
+            && refusal.contains("--force"),
+        "{refusal}"
+    );
+
+    sim.drive(
+        &mut recovery,
+        "the operator's recovery: all three synced",
+        Duration::from_secs(60),
+        all_synced,
+    )
+    .await;
+    let last = sim.world.lock().unwrap().bootstraps.last().cloned();
+    assert_eq!(last, Some(("n2".to_string(), committed)));
+    // once gossip shows all three Synced, the decision closes and the status says so
+    let start = Instant::now();
+    while recovery.record().decision.is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the operator's decision was not closed: {}",
+            recovery.status()
+        );
+        recovery.tick(&sim.coordinator.view(), Instant::now()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = recovery.status();
+    assert!(
+        status.contains(&format!("last recovery: epoch {epoch} (n2) closed at"))
+            && status.contains("Synced in a Primary component"),
+        "{status}"
+    );
+}

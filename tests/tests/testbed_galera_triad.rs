@@ -553,9 +553,10 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     faults::crash(n3)?;
     faults::start(n1)?;
     // as an operator would, look first: the coordinator refuses a bootstrap while gossip
-    // still shows a Primary member, and the crashed n2, n3 are seen dead within seconds
+    // still shows a Primary member; wait until the crashed n2, n3 are seen down and the
+    // status shows the outage with no recovery decision open
     wait::until(
-        "the coordinator to see n2 and n3 down",
+        "the coordinator to see n2 and n3 down and a full outage with no open decision",
         Duration::from_secs(60),
         Duration::from_millis(250),
         || {
@@ -566,10 +567,17 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
                     .and_then(|a| a.iter().find(|n| n["id"] == id))
                     .is_some_and(|n| n["live"].as_bool() == Some(true))
             };
-            Ok(if !live("n2") && !live("n3") {
+            let galera = v["galera"].as_str().unwrap_or("").to_string();
+            let outage =
+                galera.starts_with("full outage") || galera.starts_with("no Primary component");
+            Ok(if !live("n2") && !live("n3") && outage {
                 Poll::Ready(())
             } else {
-                Poll::Pending(format!("n2 live: {}, n3 live: {}", live("n2"), live("n3")))
+                Poll::Pending(format!(
+                    "n2 live: {}, n3 live: {}, galera: {galera}",
+                    live("n2"),
+                    live("n3")
+                ))
             })
         },
     )?;

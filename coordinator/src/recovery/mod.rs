@@ -261,6 +261,47 @@ fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
         .collect()
 }
 
+/// Whether an open decision has done its work (pure); `Some(how)` closes it:
+/// - every member it was made for is Synced in one Primary component (all core members
+///   for a record that predates `members`);
+/// - a Primary component exists that the chosen node is not in, while the decision never
+///   saw a Primary of its own: Galera (or an operator by hand) formed it without the
+///   bootstrap, and the chosen node rejoins it like any stopped node (only before the
+///   bootstrap call succeeded: after it, the chosen node is Primary somewhere);
+/// - the Primary component seen after the decision is gone again: that is a new outage,
+///   which needs fresh positions and a new epoch, never this decision resumed.
+pub fn finished(decision: &Decision, core: &[&str], primary: &[String]) -> Option<String> {
+    let in_primary = |id: &str| primary.iter().any(|p| p == id);
+    if primary.is_empty() {
+        return decision.primary_seen.then(|| {
+            "its Primary component was lost before every member was Synced (a new outage)"
+                .to_string()
+        });
+    }
+    let members: Vec<&str> = if decision.members.is_empty() {
+        core.to_vec()
+    } else {
+        decision.members.iter().map(String::as_str).collect()
+    };
+    if members.iter().all(|m| in_primary(m)) {
+        return Some(format!(
+            "{} Synced in a Primary component",
+            members.join(", ")
+        ));
+    }
+    if decision.phase == Phase::Bootstrapping
+        && !decision.primary_seen
+        && !in_primary(&decision.node)
+    {
+        return Some(format!(
+            "a Primary component formed without {} ({})",
+            decision.node,
+            primary.join(", ")
+        ));
+    }
+    None
+}
+
 pub struct Recovery {
     settings: RecoverySettings,
     store: Store,
@@ -342,6 +383,7 @@ impl Recovery {
             .filter(|c| c.primary)
             .map(|c| c.id.to_string())
             .collect();
+        self.close_if_finished(&core, &primary);
         if !primary.is_empty() {
             self.outage_since = None;
             self.with_primary(&core, primary).await;
@@ -379,24 +421,19 @@ impl Recovery {
             self.save();
         }
         let Some(mut decision) = self.record.decision.clone() else {
-            let others: Vec<String> = core
-                .iter()
-                .filter(|c| !c.primary)
-                .map(|c| describe_outside(c, core))
-                .collect();
-            self.set_status(if others.is_empty() {
-                format!("Primary: {} synced", primary.join(", "))
-            } else {
-                format!(
-                    "Primary: {} synced; {}",
-                    primary.join(", "),
-                    others.join(", ")
-                )
-            });
+            let mut parts = vec![format!("Primary: {} synced", primary.join(", "))];
+            parts.extend(
+                core.iter()
+                    .filter(|c| !c.primary)
+                    .map(|c| describe_outside(c, core)),
+            );
+            parts.extend(self.closed_note());
+            self.set_status(parts.join("; "));
             return;
         };
-        if decision.phase == Phase::Bootstrapping {
+        if decision.phase == Phase::Bootstrapping || !decision.primary_seen {
             decision.phase = Phase::Joining;
+            decision.primary_seen = true;
             self.record.decision = Some(decision.clone());
             self.save();
         }
@@ -408,21 +445,96 @@ impl Recovery {
         if let Some(next) = self.next_join(core, decision.epoch) {
             self.join(core, &next, decision.epoch).await;
         }
-        if waiting.is_empty() {
-            tracing::info!(epoch = decision.epoch, node = %decision.node, "galera recovered: every member synced");
-            self.last_join = None;
-            self.record.decision = None;
-            self.record.last_primary_view = primary.clone();
-            self.save();
-            self.set_status(format!("Primary: {} synced", primary.join(", ")));
-        } else {
-            self.set_status(format!(
-                "epoch {}: {} bootstrapped; joining {}",
-                decision.epoch,
-                decision.node,
-                waiting.join(", ")
-            ));
+        self.set_status(format!(
+            "epoch {}: {} bootstrapped; joining {}",
+            decision.epoch,
+            decision.node,
+            waiting.join(", ")
+        ));
+    }
+
+    /// Closes the open decision once [`finished`] says it has done its work: persisted,
+    /// logged, and kept as `last_closed` for the status and the operator.
+    fn close_if_finished(&mut self, core: &[Core<'_>], primary: &[String]) {
+        let Some(decision) = &self.record.decision else {
+            return;
+        };
+        let ids: Vec<&str> = core.iter().map(|c| c.id).collect();
+        let Some(how) = finished(decision, &ids, primary) else {
+            return;
+        };
+        tracing::info!(epoch = decision.epoch, node = %decision.node, %how, "galera decision closed");
+        self.record.last_closed = Some(store::Closed {
+            epoch: decision.epoch,
+            node: decision.node.clone(),
+            closed_at: store::unix_now(),
+            how,
+        });
+        self.record.decision = None;
+        self.last_join = None;
+        if !primary.is_empty() && primary.len() == ids.len() {
+            let mut view = primary.to_vec();
+            view.sort();
+            self.record.last_primary_view = view;
         }
+        self.save();
+    }
+
+    /// The last closed decision, for the status line: "last recovery: epoch 4 (n1) closed
+    /// at 2026-12-04T20:41:03Z: …" (a time, not an age, so the line does not change every
+    /// tick).
+    fn closed_note(&self) -> Option<String> {
+        let closed = self.record.last_closed.as_ref()?;
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(closed.closed_at);
+        Some(format!(
+            "last recovery: epoch {} ({}) closed at {}: {}",
+            closed.epoch,
+            closed.node,
+            humantime::format_rfc3339_seconds(at),
+            closed.how
+        ))
+    }
+
+    /// What the open decision is doing, for refusals and the operator: "epoch 4 chose n1
+    /// (seqno 57) 12s ago, joining the others; it closes when n1, n2, n3 are Synced in one
+    /// Primary component, or when that component is lost again".
+    fn describe_open(&self, decision: &Decision) -> String {
+        let ago = if decision.decided_at == 0 {
+            String::new()
+        } else {
+            format!(
+                " {}s ago",
+                store::unix_now().saturating_sub(decision.decided_at)
+            )
+        };
+        let doing = match (&decision.phase, decision.primary_seen) {
+            (Phase::Bootstrapping, _) => format!("bootstrapping {}", decision.node),
+            (Phase::Joining, false) => {
+                format!("{} bootstrapped, waiting to see it Primary", decision.node)
+            }
+            (Phase::Joining, true) => "joining the others".to_string(),
+        };
+        let members = if decision.members.is_empty() {
+            "every core member".to_string()
+        } else {
+            decision.members.join(", ")
+        };
+        let closes = if decision.primary_seen {
+            format!(
+                "it closes when {members} are Synced in one Primary component, or when that \
+                 component is lost again"
+            )
+        } else {
+            format!(
+                "it closes when {members} are Synced in one Primary component, or when a \
+                 Primary forms without {}",
+                decision.node
+            )
+        };
+        format!(
+            "epoch {} chose {} (seqno {}){ago}, {doing}; {closes}",
+            decision.epoch, decision.node, decision.seqno
+        )
     }
 
     async fn bootstrap_decided(&mut self, core: &[Core<'_>], decision: Decision) {
@@ -620,7 +732,8 @@ impl Recovery {
                 position,
                 formation,
             } => {
-                self.decide(node, position, formation, false, core).await;
+                self.decide(node, position, formation, false, &members, core)
+                    .await;
             }
         }
     }
@@ -631,6 +744,7 @@ impl Recovery {
         position: Position,
         formation: bool,
         operator: bool,
+        members: &BTreeSet<String>,
         core: &[Core<'_>],
     ) -> u64 {
         let epoch = self.record.last_epoch + 1;
@@ -642,6 +756,9 @@ impl Recovery {
             formation,
             operator,
             phase: Phase::Bootstrapping,
+            members: members.iter().cloned().collect(),
+            decided_at: store::unix_now(),
+            primary_seen: false,
         };
         self.record.last_epoch = epoch;
         self.record.decision = Some(decision.clone());
@@ -665,11 +782,22 @@ impl Recovery {
         if let Some(primary) = core.iter().find(|c| c.primary) {
             return Err(format!("{} is Primary: nothing to recover", primary.id));
         }
-        if let Some(decision) = &self.record.decision {
+        // a decision whose work is done is closed first: the loop may not have ticked
+        // since (the operator often acts seconds after the outage)
+        self.close_if_finished(&core, &[]);
+        if let Some(decision) = self.record.decision.clone() {
+            let same = node.as_ref().is_none_or(|n| *n == decision.node);
+            if same {
+                // what the operator asks for is already under way: not a conflict
+                return Ok((
+                    decision.epoch,
+                    format!("already under way: {}", self.describe_open(&decision)),
+                ));
+            }
             if !force {
                 return Err(format!(
-                    "epoch {} already chose {}; use --force to replace it",
-                    decision.epoch, decision.node
+                    "{}; use --force to replace it",
+                    self.describe_open(&decision)
                 ));
             }
         }
@@ -686,7 +814,18 @@ impl Recovery {
         }
         let position = check_override(&node, &reports, force)?;
         tracing::warn!(node = %node, force, "operator-requested bootstrap");
-        let epoch = self.decide(node, position, false, true, &core).await;
+        if let Some(replaced) = self.record.decision.take() {
+            self.record.last_closed = Some(store::Closed {
+                epoch: replaced.epoch,
+                node: replaced.node,
+                closed_at: store::unix_now(),
+                how: format!("replaced by the operator's bootstrap of {node} (--force)"),
+            });
+        }
+        let members = self.members_for_election(&core);
+        let epoch = self
+            .decide(node, position, false, true, &members, &core)
+            .await;
         Ok((epoch, self.status()))
     }
 
@@ -724,5 +863,69 @@ impl Recovery {
         };
         tokio::spawn(self.run(coordinator, receiver, stop));
         handle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(node: &str, phase: Phase, primary_seen: bool) -> Decision {
+        Decision {
+            epoch: 4,
+            node: node.into(),
+            uuid: "u".into(),
+            seqno: 9,
+            formation: false,
+            operator: false,
+            phase,
+            members: vec!["n1".into(), "n2".into(), "n3".into()],
+            decided_at: 0,
+            primary_seen,
+        }
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    const CORE: [&str; 3] = ["n1", "n2", "n3"];
+
+    #[test]
+    fn a_decision_closes_when_its_members_are_primary_or_its_component_is_lost() {
+        let joining = decision("n1", Phase::Joining, true);
+        assert_eq!(finished(&joining, &CORE, &ids(&["n1", "n2"])), None);
+        let how = finished(&joining, &CORE, &ids(&["n1", "n2", "n3"])).unwrap();
+        assert!(how.contains("n1, n2, n3 Synced"), "{how}");
+        let how = finished(&joining, &CORE, &[]).unwrap();
+        assert!(how.contains("lost"), "{how}");
+    }
+
+    #[test]
+    fn a_decision_not_yet_acted_on_stays_open_through_the_outage() {
+        for phase in [Phase::Bootstrapping, Phase::Joining] {
+            assert_eq!(finished(&decision("n1", phase, false), &CORE, &[]), None);
+        }
+    }
+
+    #[test]
+    fn a_primary_formed_without_the_chosen_node_closes_an_unacted_decision_only() {
+        let pending = decision("n3", Phase::Bootstrapping, false);
+        let how = finished(&pending, &CORE, &ids(&["n1", "n2"])).unwrap();
+        assert!(how.contains("formed without n3"), "{how}");
+        // once its own Primary was seen, a member that left is joined, not a reason to close
+        let acted = decision("n3", Phase::Joining, true);
+        assert_eq!(finished(&acted, &CORE, &ids(&["n1", "n2"])), None);
+        // nor once the bootstrap call succeeded but gossip does not show it yet
+        let called = decision("n3", Phase::Joining, false);
+        assert_eq!(finished(&called, &CORE, &ids(&["n1", "n2"])), None);
+    }
+
+    #[test]
+    fn a_record_without_members_counts_every_core_member() {
+        let mut old = decision("n1", Phase::Joining, true);
+        old.members.clear();
+        assert_eq!(finished(&old, &CORE, &ids(&["n1", "n2"])), None);
+        assert!(finished(&old, &CORE, &ids(&["n1", "n2", "n3"])).is_some());
     }
 }

@@ -25,6 +25,28 @@ pub struct Decision {
     /// Named by an operator (`triadctl recover --bootstrap`).
     pub operator: bool,
     pub phase: Phase,
+    /// The members the decision was made for (the election's): it is finished once they
+    /// are all Synced in one Primary component. Empty in records written before it existed
+    /// (then every core member counts).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// When the decision was persisted (seconds since the Unix epoch; 0 if unknown).
+    #[serde(default)]
+    pub decided_at: u64,
+    /// A Primary component was seen after the decision: the bootstrap has done its part, so
+    /// losing that component again is a new outage, not this decision's to resume.
+    #[serde(default)]
+    pub primary_seen: bool,
+}
+
+/// How an earlier decision ended, kept for the status and the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closed {
+    pub epoch: u64,
+    pub node: String,
+    /// Seconds since the Unix epoch.
+    pub closed_at: u64,
+    pub how: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +55,16 @@ pub struct GaleraRecord {
     pub decision: Option<Decision>,
     /// Node ids of the last Primary component seen (all Synced).
     pub last_primary_view: Vec<String>,
+    /// The last decision that was closed, and how.
+    #[serde(default)]
+    pub last_closed: Option<Closed>,
+}
+
+/// Seconds since the Unix epoch, for the persisted times.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +127,12 @@ mod tests {
                 formation: false,
                 operator: false,
                 phase: Phase::Bootstrapping,
+                members: vec!["n1".into(), "n2".into()],
+                decided_at: 1_700_000_000,
+                primary_seen: false,
             }),
             last_primary_view: vec!["n1".into(), "n2".into()],
+            last_closed: None,
         };
         store.save(&record).unwrap();
         assert_eq!(Store::new(dir.path()).load().unwrap(), record);
@@ -106,5 +142,21 @@ mod tests {
             error.contains("galera.json") && error.contains("unreadable"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_record_of_an_earlier_version_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("galera.json"),
+            r#"{"last_epoch":4,"decision":{"epoch":4,"node":"n1","uuid":"u","seqno":7,
+               "formation":false,"operator":false,"phase":"Joining"},
+               "last_primary_view":["n1","n2","n3"]}"#,
+        )
+        .unwrap();
+        let record = Store::new(dir.path()).load().unwrap();
+        let decision = record.decision.unwrap();
+        assert!(decision.members.is_empty() && !decision.primary_seen);
+        assert_eq!(record.last_closed, None);
     }
 }
