@@ -150,6 +150,7 @@ struct RawMount {
     docroot: Option<String>,
     allow_non_empty: Option<bool>,
     probe_timeout: Option<String>,
+    stale_after: Option<String>,
 }
 
 /// `[apache]`.
@@ -470,6 +471,25 @@ fn resolve_mount(path: &Path, raw: RawMount) -> Result<MountSettings, ConfigErro
             path: path.to_path_buf(),
             key: "mount.probe_timeout",
             message: "must be more than 0 and at most 60s".into(),
+        });
+    }
+    // unset: the default, or the probe's own bound when that is longer
+    let stale_default = mount.stale_after.max(mount.probe_timeout);
+    mount.stale_after = parse_duration_key(
+        path,
+        "mount.stale_after",
+        raw.stale_after.as_deref(),
+        stale_default,
+    )?;
+    if mount.stale_after < mount.probe_timeout || mount.stale_after > Duration::from_secs(300) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: "mount.stale_after",
+            message: format!(
+                "must be at least mount.probe_timeout ({:?}) and at most 300s; make it \
+                 longer than the volume's network.ping-timeout",
+                mount.probe_timeout
+            ),
         });
     }
     Ok(mount)

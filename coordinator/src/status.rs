@@ -71,6 +71,9 @@ pub struct StatusReport {
     pub tls: String,
     pub coordinator_version: String,
     pub healthy: bool,
+    /// What keeps the cluster from healthy, a few words per node: "n2 unreachable",
+    /// "n3 not ready: brick healing". Empty when healthy.
+    pub degraded: Vec<String>,
     pub summary: Summary,
     pub nodes: Vec<NodeRow>,
 }
@@ -108,6 +111,26 @@ pub struct NodeRow {
     pub decode_errors: Vec<String>,
     /// Why the node is not ready; absent when ready.
     pub not_ready_reason: Option<String>,
+}
+
+/// Pure: the nodes that keep the cluster from healthy, and why (a node gossip calls dead is
+/// "unreachable": cut off or down, the coordinator cannot tell which).
+fn degraded(nodes: &[NodeRow]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|n| {
+            if !n.live {
+                Some(format!("{} unreachable", n.id))
+            } else if !n.ready {
+                Some(match &n.not_ready_reason {
+                    Some(reason) => format!("{} not ready: {reason}", n.id),
+                    None => format!("{} not ready", n.id),
+                })
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 impl StatusReport {
@@ -166,6 +189,7 @@ impl StatusReport {
             }),
             coordinator_version: status.coordinator_version.clone(),
             healthy: summary.nodes > 0 && summary.ready == summary.nodes,
+            degraded: degraded(&nodes),
             summary,
             nodes,
         }
@@ -179,7 +203,13 @@ impl StatusReport {
             self.summary.nodes,
             self.summary.live,
             self.summary.ready,
-            if self.healthy { "healthy" } else { "DEGRADED" }
+            if self.healthy {
+                "healthy".to_string()
+            } else if self.degraded.is_empty() {
+                "DEGRADED".to_string()
+            } else {
+                format!("DEGRADED: {}", self.degraded.join("; "))
+            }
         );
         if !self.galera.is_empty() {
             out.insert_str(out.len() - 1, &format!("galera: {}\n", self.galera));
@@ -401,7 +431,7 @@ mod tests {
         };
         let text = StatusReport::from_proto(&status).render_text();
         assert!(
-            text.starts_with("cluster lab: 2 nodes, 1 live, 1 ready — DEGRADED"),
+            text.starts_with("cluster lab: 2 nodes, 1 live, 1 ready — DEGRADED: n2 unreachable\n"),
             "{text}"
         );
         assert!(

@@ -1,7 +1,10 @@
 //! HAProxy on the host at 127.0.0.1:8080 in front of the nodes' Apache, with an admin socket
 //! under the state dir. Settings follow the measured failover config (testbed.md §7.3):
 //! `inter 1s fall 2 rise 2` and `retry-on all-retryable-errors` gave 0 failed requests when a
-//! backend died.
+//! backend died. `timeout check 8s`: the health file is on the Gluster volume, which makes
+//! every node wait out its ping-timeout (5 s) when one replica is cut off without a reset;
+//! a shorter check timeout took the survivors of a partition out too (issue 26). A node
+//! cut off still leaves fast: its checks fail on `timeout connect` (2 s).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -47,7 +50,7 @@ pub fn config(dir: &Path, servers: &[(String, String)]) -> String {
     let mut s = format!(
         "global\n    stats socket {sock} mode 600 level admin\n    maxconn 2000\n\n\
 defaults\n    mode http\n    timeout connect 2s\n    timeout client 15s\n    timeout server 15s\n    \
-timeout check 2s\n    retries 3\n    option redispatch 1\n\n\
+timeout check 8s\n    retries 3\n    option redispatch 1\n\n\
 frontend fe_web\n    bind {LISTEN}\n    default_backend {BACKEND}\n\n\
 backend {BACKEND}\n    balance roundrobin\n    option httpchk GET /health.html\n    \
 retry-on all-retryable-errors\n    http-request disable-l7-retry if METH_POST\n    \

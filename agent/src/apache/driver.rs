@@ -20,6 +20,9 @@ pub struct ApacheSettings {
     pub port: u16,
     pub health_path: String,
     pub status_path: String,
+    /// Bound on one probe GET. The health file lives on the volume, whose operations wait
+    /// up to its `network.ping-timeout` (5 s) when a replica vanishes without a reset; the
+    /// bound is longer, so the survivors of a partition are not called down.
     pub probe_timeout: Duration,
     /// Write ports.conf and the triad site (Listen on the node address, the docroot).
     pub configure: bool,
@@ -33,7 +36,7 @@ impl Default for ApacheSettings {
             port: 80,
             health_path: "/health.html".into(),
             status_path: "/server-status?auto".into(),
-            probe_timeout: Duration::from_secs(2),
+            probe_timeout: Duration::from_secs(8),
             configure: true,
         }
     }

@@ -8,6 +8,13 @@
 //! `gluster volume heal VOL` once when the brick is back (testbed.md 4.4). When another
 //! brick is disconnected its pending entries cannot drain; then this brick is not held
 //! back (AFR serves reads from good copies meanwhile).
+//!
+//! Only node-local calls judge the brick: `peer status` and `volume info` (answered by the
+//! local glusterd from its own store) and the brick process itself ([`super::local`]).
+//! `volume status` takes glusterd's cluster-wide lock, which an unreachable peer holds for
+//! the ping-timeout, so it is left to the coordinator's volume view. A node that lost the
+//! server quorum (cut off in the minority) missed writes: once its peers are back it heals
+//! before its brick counts as online again.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -19,7 +26,8 @@ use tokio::time::Instant;
 use triad_proto::gossip::{BrickState, Health};
 
 use super::cli::{self, CliError, GlusterCli};
-use super::xml::{HealBrick, Peer, StatusNode, VolumeInfo};
+use super::local::{LocalBrick, LocalBricks, ProcBricks};
+use super::xml::{HealBrick, Peer, VolumeInfo};
 use crate::galera::UnitState;
 use crate::runtime::AgentState;
 use crate::service::ServiceManager;
@@ -60,8 +68,8 @@ pub struct LocalGluster {
 pub struct Observation {
     pub peers: Vec<Peer>,
     pub volume: Option<VolumeInfo>,
-    /// `None` when the volume is not started.
-    pub status: Option<Vec<StatusNode>>,
+    /// This node's brick process, judged locally (`None`: not running).
+    pub brick: Option<LocalBrick>,
 }
 
 impl Observation {
@@ -108,6 +116,9 @@ pub struct BrickMemory {
     /// state the CLI (about 65 ms of CPU per call) runs only every [`STEADY_OBSERVE_EVERY`];
     /// between, the brick process is checked through /proc.
     pub steady_since: Option<(Instant, i64)>,
+    /// This node's glusterd was seen without the server quorum (in a minority): its brick
+    /// missed writes, so it heals once the quorum is back.
+    pub lost_quorum: bool,
 }
 
 impl Default for BrickMemory {
@@ -118,6 +129,7 @@ impl Default for BrickMemory {
             last_force_start: None,
             failures: 0,
             steady_since: None,
+            lost_quorum: false,
         }
     }
 }
@@ -133,11 +145,12 @@ pub enum BrickAction {
     CheckHeal,
 }
 
-/// Pure: the brick's state and what to do, before any heal info is read.
+/// Pure: the brick's state and what to do, before any heal info is read. `memory` is
+/// updated for a lost or regained server quorum.
 pub fn assess(
     obs: &Observation,
     me: &BrickId,
-    memory: &BrickMemory,
+    memory: &mut BrickMemory,
 ) -> (BrickState, Vec<BrickAction>) {
     let Some(volume) = &obs.volume else {
         return (BrickState::Absent, vec![]);
@@ -153,13 +166,18 @@ pub fn assess(
     if volume.status != "Started" {
         return (BrickState::Offline, vec![]);
     }
-    let online = obs.status.as_ref().is_some_and(|nodes| {
-        nodes
-            .iter()
-            .any(|n| n.is_brick() && me.matches(&n.hostname, &n.path) && n.status == 1)
-    });
-    if !online {
+    if !obs.brick.as_ref().is_some_and(LocalBrick::serving) {
         return (BrickState::Offline, vec![BrickAction::ForceStart]);
+    }
+    if !obs.server_quorum() {
+        // cut off: no heal can run now; heal once the peers are back
+        memory.lost_quorum = true;
+        return (BrickState::Healing, vec![]);
+    }
+    if memory.lost_quorum {
+        memory.lost_quorum = false;
+        memory.was_down = true;
+        memory.heal_triggered = false;
     }
     if !memory.was_down {
         return (BrickState::Online, vec![]);
@@ -198,11 +216,6 @@ pub fn healed_for(me: &BrickId, bricks: &[HealBrick]) -> bool {
 /// observes the pool and volume.
 const STEADY_OBSERVE_EVERY: Duration = Duration::from_secs(10);
 
-/// True when process `pid` exists (the agent and the brick share the PID namespace).
-fn process_alive(pid: i64) -> bool {
-    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
 /// Failed observations in a row before the brick is published offline.
 const FAILURES_BEFORE_OFFLINE: u32 = 3;
 
@@ -215,6 +228,8 @@ pub struct GlusterDriver {
     pub me: BrickId,
     pub cli: Arc<dyn GlusterCli>,
     pub services: Arc<dyn ServiceManager>,
+    /// The brick process seen from this node (`/proc` in production).
+    pub bricks: Arc<dyn LocalBricks>,
     pub state: Arc<AgentState>,
     pub local: watch::Sender<LocalGluster>,
     pub memory: Mutex<BrickMemory>,
@@ -248,6 +263,7 @@ impl GlusterDriver {
             me,
             cli,
             services,
+            bricks: Arc::new(ProcBricks::default()),
             state,
             local: watch::channel(LocalGluster::default()).0,
             memory: Mutex::new(BrickMemory::default()),
@@ -258,19 +274,28 @@ impl GlusterDriver {
         self.local.subscribe()
     }
 
+    /// Node-local calls only (see the module docs): never `volume status`.
     pub async fn observe(&self) -> Result<Observation, CliError> {
         let cli = self.cli.as_ref();
         let peers = cli::peers(cli).await?;
         let volume = cli::volume(cli, &self.settings.volume).await?;
-        let status = match &volume {
-            Some(v) if v.status == "Started" => cli::status(cli, &self.settings.volume).await?,
-            _ => None,
-        };
+        let brick = self.local_brick().await;
         Ok(Observation {
             peers,
             volume,
-            status,
+            brick,
         })
+    }
+
+    /// This node's brick process (a /proc scan, off the async threads).
+    async fn local_brick(&self) -> Option<LocalBrick> {
+        let bricks = self.bricks.clone();
+        let volume = self.settings.volume.clone();
+        let me = self.me.clone();
+        tokio::task::spawn_blocking(move || bricks.find(&volume, &me))
+            .await
+            .ok()
+            .flatten()
     }
 
     pub async fn tick(&self) {
@@ -317,7 +342,9 @@ impl GlusterDriver {
         {
             let mut memory = self.memory.lock().await;
             match memory.steady_since {
-                Some((at, pid)) if at.elapsed() < STEADY_OBSERVE_EVERY && process_alive(pid) => {
+                Some((at, pid))
+                    if at.elapsed() < STEADY_OBSERVE_EVERY && self.bricks.alive(pid) =>
+                {
                     return;
                 }
                 Some(_) => memory.steady_since = None,
@@ -330,15 +357,17 @@ impl GlusterDriver {
                 obs
             }
             Err(error) => {
+                // the local glusterd did not answer (busy, slow): that says nothing about
+                // the brick, whose own process is the evidence; keep what was published
+                // while it serves
+                let serving = self.local_brick().await.is_some_and(|b| b.serving());
                 let mut memory = self.memory.lock().await;
                 memory.failures += 1;
-                // "Another transaction is in progress" while the coordinator forms the
-                // volume: keep what was published for a few ticks
-                if memory.failures < FAILURES_BEFORE_OFFLINE {
-                    tracing::debug!(node = %self.node_id, failures = memory.failures, "gluster observation failed: {error}");
+                if serving || memory.failures < FAILURES_BEFORE_OFFLINE {
+                    tracing::debug!(node = %self.node_id, failures = memory.failures, serving, "gluster observation failed: {error}");
                     return;
                 }
-                tracing::warn!(node = %self.node_id, failures = memory.failures, "gluster observation failed: {error}");
+                tracing::warn!(node = %self.node_id, failures = memory.failures, "gluster observation failed and the brick process does not serve: {error}");
                 memory.was_down = true;
                 drop(memory);
                 self.local.send_replace(LocalGluster::default());
@@ -354,7 +383,7 @@ impl GlusterDriver {
             server_quorum: obs.server_quorum(),
         });
         let mut memory = self.memory.lock().await;
-        let (mut brick, actions) = assess(&obs, &self.me, &memory);
+        let (mut brick, actions) = assess(&obs, &self.me, &mut memory);
         if matches!(brick, BrickState::Offline | BrickState::Absent) {
             memory.was_down = true;
             memory.heal_triggered = false;
@@ -407,8 +436,8 @@ impl GlusterDriver {
                 }
             }
         }
-        memory.steady_since = match (brick, self.brick_pid(&obs)) {
-            (BrickState::Online, Some(pid)) => Some((Instant::now(), pid)),
+        memory.steady_since = match (brick, &obs.brick) {
+            (BrickState::Online, Some(local)) => Some((Instant::now(), local.pid)),
             _ => None,
         };
         drop(memory);
@@ -416,13 +445,6 @@ impl GlusterDriver {
             keys.gluster_daemon = Health::Ok;
             keys.gluster_brick = brick;
         });
-    }
-
-    fn brick_pid(&self, obs: &Observation) -> Option<i64> {
-        obs.status.as_ref()?.iter().find_map(|n| {
-            (n.is_brick() && n.status == 1 && self.me.matches(&n.hostname, &n.path))
-                .then_some(n.pid)
-        })
     }
 
     pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
@@ -451,41 +473,89 @@ mod tests {
         Observation {
             peers: xml::peer_status(include_str!("fixtures/peer-status.xml")).unwrap(),
             volume: Some(volume),
-            status: Some(xml::volume_status(include_str!("fixtures/volume-status.xml")).unwrap()),
+            brick: Some(LocalBrick {
+                pid: 4242,
+                port: Some(49152),
+                listening: true,
+            }),
         }
     }
 
     #[test]
     fn no_volume_or_no_brick_of_ours_is_absent() {
-        let memory = BrickMemory::default();
+        let mut memory = BrickMemory::default();
         assert_eq!(
-            assess(&Observation::default(), &me(), &memory),
+            assess(&Observation::default(), &me(), &mut memory),
             (BrickState::Absent, vec![])
         );
         let other = BrickId {
             hosts: vec!["n9".into()],
             path: "/bricks/www".into(),
         };
-        assert_eq!(assess(&started(), &other, &memory).0, BrickState::Absent);
+        assert_eq!(
+            assess(&started(), &other, &mut memory).0,
+            BrickState::Absent
+        );
     }
 
     #[test]
     fn offline_brick_of_a_started_volume_is_force_started() {
         let mut obs = started();
-        for node in obs.status.as_mut().unwrap() {
-            if node.hostname == "n3" {
-                node.status = 0;
-            }
-        }
-        let (state, actions) = assess(&obs, &me(), &BrickMemory::default());
+        obs.brick = None;
+        let (state, actions) = assess(&obs, &me(), &mut BrickMemory::default());
         assert_eq!(state, BrickState::Offline);
         assert_eq!(actions, vec![BrickAction::ForceStart]);
+        // a process whose port does not listen (starting, or wedged) does not serve
+        obs.brick = Some(LocalBrick {
+            pid: 4242,
+            port: Some(49152),
+            listening: false,
+        });
+        let (state, _) = assess(&obs, &me(), &mut BrickMemory::default());
+        assert_eq!(state, BrickState::Offline);
+    }
+
+    /// Issue 26: cut off in the minority, the brick missed writes. It is not online while
+    /// cut off, and heals before it is online again; a node that keeps the quorum (a
+    /// survivor of the same partition) is not held back.
+    #[test]
+    fn a_node_that_lost_the_server_quorum_heals_once_its_peers_are_back() {
+        let mut memory = BrickMemory {
+            was_down: false,
+            ..BrickMemory::default()
+        };
+        let mut cut_off = started();
+        for peer in &mut cut_off.peers {
+            peer.connected = 0;
+        }
+        assert_eq!(
+            assess(&cut_off, &me(), &mut memory),
+            (BrickState::Healing, vec![])
+        );
+        assert_eq!(
+            assess(&started(), &me(), &mut memory),
+            (
+                BrickState::Healing,
+                vec![BrickAction::TriggerHeal, BrickAction::CheckHeal]
+            )
+        );
+        // a survivor: one peer away, quorum kept
+        let mut survivor = BrickMemory {
+            was_down: false,
+            ..BrickMemory::default()
+        };
+        let mut one_away = started();
+        one_away.peers[0].connected = 0;
+        assert_eq!(
+            assess(&one_away, &me(), &mut survivor),
+            (BrickState::Online, vec![])
+        );
     }
 
     #[test]
     fn brick_back_online_heals_before_it_counts_as_online() {
         let mut memory = BrickMemory::default();
-        let (state, actions) = assess(&started(), &me(), &memory);
+        let (state, actions) = assess(&started(), &me(), &mut memory);
         assert_eq!(state, BrickState::Healing);
         assert_eq!(
             actions,
@@ -493,12 +563,12 @@ mod tests {
         );
         memory.heal_triggered = true;
         assert_eq!(
-            assess(&started(), &me(), &memory).1,
+            assess(&started(), &me(), &mut memory).1,
             vec![BrickAction::CheckHeal]
         );
         memory.was_down = false;
         assert_eq!(
-            assess(&started(), &me(), &memory),
+            assess(&started(), &me(), &mut memory),
             (BrickState::Online, vec![])
         );
     }

@@ -1,9 +1,11 @@
 //! Gluster: what the local glusterd, the trusted pool, the volume and the local brick look
 //! like, from the gluster CLI's `--xml` output (parsed into types; errors name the command).
-//! `driver` keeps glusterd and the brick up and publishes their state; `steps` are the
-//! typed formation steps the coordinator may ask for over gRPC.
+//! `driver` keeps glusterd and the brick up and publishes their state, judging the brick
+//! from `local` evidence only; `steps` are the typed formation steps the coordinator may ask
+//! for over gRPC.
 
 pub mod cli;
 pub mod driver;
+pub mod local;
 pub mod steps;
 pub mod xml;

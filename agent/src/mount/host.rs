@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use triad_proto::gossip::{BrickState, MountState, Role};
@@ -137,7 +137,7 @@ impl MountHost for SystemdMounts {
 
     async fn probe(&self, file: &Path, timeout: Duration) -> Probe {
         if self.probe_in_flight.load(Ordering::SeqCst) {
-            return Probe::Stale("the previous stat has not returned".into());
+            return Probe::Slow("the previous stat has not returned".into());
         }
         let path = file.to_path_buf();
         match bounded(&self.probe_in_flight, timeout, move || {
@@ -145,7 +145,7 @@ impl MountHost for SystemdMounts {
         })
         .await
         {
-            None => Probe::Stale(format!(
+            None => Probe::Slow(format!(
                 "stat {} did not return within {timeout:?}",
                 file.display()
             )),
@@ -233,6 +233,8 @@ pub struct MountDriver {
     pub state: Arc<AgentState>,
     pub membership: Arc<Membership>,
     last_refusal: std::sync::Mutex<Option<String>>,
+    /// Since when the probe has been slow (no answer yet), for `stale_after`.
+    slow_since: std::sync::Mutex<Option<Instant>>,
 }
 
 impl MountDriver {
@@ -257,6 +259,7 @@ impl MountDriver {
             state,
             membership,
             last_refusal: std::sync::Mutex::new(None),
+            slow_since: std::sync::Mutex::new(None),
         }
     }
 
@@ -322,10 +325,26 @@ impl MountDriver {
             _ => None,
         };
         let (servers, volume) = self.servers_and_readiness().await;
-        let decided = plan(&self.settings, &mounted, probe.as_ref(), volume);
+        let slow_for = {
+            let mut since = self.slow_since.lock().unwrap_or_else(|p| p.into_inner());
+            match &probe {
+                Some(Probe::Slow(_)) => since.get_or_insert_with(Instant::now).elapsed(),
+                _ => {
+                    *since = None;
+                    Duration::ZERO
+                }
+            }
+        };
+        let decided = plan(&self.settings, &mounted, probe.as_ref(), volume, slow_for);
         self.report_refusal(decided.refusal.as_deref());
-        if let Some(Probe::Stale(why) | Probe::Error(why)) = &probe {
-            tracing::warn!(node = %self.node_id, "docroot mount not live: {why}");
+        match &probe {
+            Some(Probe::Stale(why) | Probe::Error(why)) => {
+                tracing::warn!(node = %self.node_id, "docroot mount not live: {why}")
+            }
+            Some(Probe::Slow(why)) => {
+                tracing::info!(node = %self.node_id, slow_for = ?slow_for, stale_after = ?self.settings.stale_after, "docroot mount slow (a brick away for up to the volume's ping-timeout): {why}")
+            }
+            _ => {}
         }
         let mut state = decided.state;
         for action in decided.actions {
@@ -492,7 +511,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_blocked_probe_is_stale_within_the_bound_and_blocks_no_second_thread() {
+    async fn a_blocked_probe_is_slow_within_the_bound_and_blocks_no_second_thread() {
         let flag = Arc::new(AtomicBool::new(false));
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let started = std::time::Instant::now();
@@ -512,7 +531,7 @@ mod tests {
         };
         assert!(matches!(
             host.probe(Path::new("/"), Duration::from_secs(1)).await,
-            Probe::Stale(_)
+            Probe::Slow(_)
         ));
         release_tx.send(()).unwrap();
         let cleared = std::time::Instant::now();

@@ -3,8 +3,12 @@
 //! restarts), with `backup-volfile-servers`.
 //!
 //! Liveness is a `stat` of a sentinel file on the mount, bounded in time and run off the
-//! async runtime (a hung FUSE mount blocks the calling thread in the kernel). ENOTCONN or
-//! no answer within the bound = stale: not ready, lazy unmount, mount again. The agent
+//! async runtime (a hung FUSE mount blocks the calling thread in the kernel). ENOTCONN =
+//! stale: not ready, lazy unmount, mount again. No answer within the bound is *slow*: a
+//! replica whose peer vanished without a reset (a cut cable) blocks every operation until
+//! the volume's `network.ping-timeout` (5 s) drops that brick, and then serves again, so
+//! a slow mount stays ready for `stale_after` (12 s) before it counts as stale. Unmounting
+//! it sooner turned a partition of one node into an outage of the survivors. The agent
 //! never mounts over a directory that holds files unless told to, and never deletes any.
 
 pub mod host;
@@ -23,6 +27,9 @@ pub struct MountSettings {
     pub allow_non_empty: bool,
     /// Bound on the liveness `stat`.
     pub probe_timeout: Duration,
+    /// How long a mount may be slow (the stat not back) before it is stale: longer than
+    /// the volume's ping-timeout, which survivors of a partition wait out.
+    pub stale_after: Duration,
     /// File created on the volume whose `stat` proves the mount answers.
     pub sentinel: String,
 }
@@ -34,6 +41,7 @@ impl Default for MountSettings {
             docroot: PathBuf::from("/var/www/triad"),
             allow_non_empty: false,
             probe_timeout: Duration::from_secs(3),
+            stale_after: Duration::from_secs(12),
             sentinel: ".triad-sentinel".into(),
         }
     }
@@ -56,8 +64,10 @@ pub enum Probe {
     Ok,
     /// The sentinel does not exist yet (a fresh volume): create it.
     Missing,
-    /// ENOTCONN, or no answer within the bound, or the previous probe still hangs.
+    /// ENOTCONN: the FUSE client is gone.
     Stale(String),
+    /// No answer within the bound, or the previous probe still hangs.
+    Slow(String),
     /// Another error (EACCES, EIO): not ready, reported, left alone.
     Error(String),
 }
@@ -87,11 +97,13 @@ pub struct MountPlan {
     pub refusal: Option<String>,
 }
 
+/// `slow_for`: how long the probe has been [`Probe::Slow`] in a row.
 pub fn plan(
     settings: &MountSettings,
     mounted: &Mounted,
     probe: Option<&Probe>,
     volume: VolumeReadiness,
+    slow_for: Duration,
 ) -> MountPlan {
     let state_only = |state| MountPlan {
         state,
@@ -135,7 +147,10 @@ pub fn plan(
                 actions: vec![MountAction::CreateSentinel],
                 refusal: None,
             },
-            Some(Probe::Stale(_)) => MountPlan {
+            Some(Probe::Slow(_)) if slow_for < settings.stale_after => {
+                state_only(MountState::Ok)
+            }
+            Some(Probe::Stale(_) | Probe::Slow(_)) => MountPlan {
                 state: MountState::Stale,
                 actions: vec![MountAction::LazyUnmountAndReset],
                 refusal: None,
@@ -232,6 +247,7 @@ mod tests {
             },
             None,
             VolumeReadiness::Ready,
+            Duration::ZERO,
         );
         assert_eq!(p.actions, vec![]);
         let refusal = p.refusal.unwrap();
@@ -248,6 +264,7 @@ mod tests {
             },
             None,
             VolumeReadiness::Ready,
+            Duration::ZERO,
         );
         assert_eq!(p.actions, vec![MountAction::Mount]);
     }
@@ -255,9 +272,21 @@ mod tests {
     #[test]
     fn mounts_only_when_the_volume_is_ready() {
         let empty = Mounted::No { entries: vec![] };
-        let p = plan(&settings(), &empty, None, VolumeReadiness::NotReady);
+        let p = plan(
+            &settings(),
+            &empty,
+            None,
+            VolumeReadiness::NotReady,
+            Duration::ZERO,
+        );
         assert_eq!((p.state, p.actions), (MountState::Absent, vec![]));
-        let p = plan(&settings(), &empty, None, VolumeReadiness::Ready);
+        let p = plan(
+            &settings(),
+            &empty,
+            None,
+            VolumeReadiness::Ready,
+            Duration::ZERO,
+        );
         assert_eq!(p.actions, vec![MountAction::Mount]);
     }
 
@@ -268,6 +297,7 @@ mod tests {
             &Mounted::Gluster,
             Some(&Probe::Stale("ENOTCONN".into())),
             VolumeReadiness::Ready,
+            Duration::ZERO,
         );
         assert_eq!(p.state, MountState::Stale);
         assert_eq!(p.actions, vec![MountAction::LazyUnmountAndReset]);
@@ -276,6 +306,7 @@ mod tests {
             &Mounted::Gluster,
             Some(&Probe::Ok),
             VolumeReadiness::NotReady,
+            Duration::ZERO,
         );
         assert_eq!((p.state, p.actions), (MountState::Ok, vec![]));
         let p = plan(
@@ -283,6 +314,7 @@ mod tests {
             &Mounted::Gluster,
             Some(&Probe::Missing),
             VolumeReadiness::Ready,
+            Duration::ZERO,
         );
         assert_eq!(p.actions, vec![MountAction::CreateSentinel]);
         let p = plan(
@@ -290,7 +322,33 @@ mod tests {
             &Mounted::Foreign("ext4".into()),
             None,
             VolumeReadiness::Ready,
+            Duration::ZERO,
         );
         assert!(p.actions.is_empty() && p.refusal.unwrap().contains("ext4"));
+    }
+
+    /// Issue 26: survivors of a partition wait out the volume's ping-timeout; their mount
+    /// is slow, not stale, and stays ready that long.
+    #[test]
+    fn a_slow_mount_stays_ready_until_stale_after() {
+        let slow = Probe::Slow("stat did not return within 3s".into());
+        let mounted = Mounted::Gluster;
+        let p = plan(
+            &settings(),
+            &mounted,
+            Some(&slow),
+            VolumeReadiness::Ready,
+            Duration::from_secs(6),
+        );
+        assert_eq!((p.state, p.actions), (MountState::Ok, vec![]));
+        let p = plan(
+            &settings(),
+            &mounted,
+            Some(&slow),
+            VolumeReadiness::Ready,
+            settings().stale_after,
+        );
+        assert_eq!(p.state, MountState::Stale);
+        assert_eq!(p.actions, vec![MountAction::LazyUnmountAndReset]);
     }
 }

@@ -249,8 +249,11 @@ impl VolumeLoop {
             self.set_status(if errors.is_empty() {
                 format!("{}: no core node with glusterd running", self.spec.name)
             } else {
+                // glusterd's cluster-wide calls fail while a peer is cut off (it holds
+                // the cluster lock): the volume's state is unknown, not offline; the
+                // nodes judge their own bricks locally
                 format!(
-                    "{}: no agent answered ({})",
+                    "{}: state unknown, no agent answered ({})",
                     self.spec.name,
                     errors.join("; ")
                 )
