@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LAB = $(CARGO) run -q -p triad-tests --bin triad-lab --
 
-.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale deb
+.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition deb
 
 all: build
 
@@ -76,3 +76,6 @@ bench-recovery: deps build
 ## Autoscaling on the lab: decision and serving times under load, scale-in time, failed requests (issue 8).
 bench-autoscale: deps build
 	$(LAB) bench-autoscale --rounds 2
+
+bench-partition: deps build
+	$(LAB) bench-partition --rounds 1

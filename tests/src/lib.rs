@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench_autoscale;
+pub mod bench_partition;
 pub mod bench_recovery;
 pub mod bench_volume;
 pub mod cmd;

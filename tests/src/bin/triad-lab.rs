@@ -122,6 +122,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         rounds: u32,
     },
+    /// One node cut off the network (issue 26): each node's link down for 20 s in turn under
+    /// a client through HAProxy and writers through the others; failed requests, the
+    /// longest time without an answer, out of the balancer, heal to ready, writes lost.
+    BenchPartition {
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
+    },
     /// Measure volume formation, dead-mount detection and recovery, and the agent's CPU and
     /// RSS beside one prometheus-node-exporter (issue 5), on a fresh lab.
     BenchVolume {
@@ -251,6 +258,11 @@ fn run(cli: Cli) -> Result<()> {
             host::preflight()?;
             testbed::cleanup_leftovers(&state)?;
             Ok(triad_tests::bench_autoscale::run(rounds)?)
+        }
+        Cmd::BenchPartition { rounds } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            Ok(triad_tests::bench_partition::run(rounds)?)
         }
         Cmd::BenchVolume {
             rounds,
