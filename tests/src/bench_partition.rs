@@ -10,12 +10,11 @@
 //! and `triad-lab bench-partition` prints them.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::formation::sql;
+use crate::formation::{insert_acked, sql};
 use crate::haproxy::LISTEN;
 use crate::node::HOST_ADDR;
 use crate::triad::{self, DOCROOT};
@@ -83,32 +82,6 @@ fn active_in_balancer(v: &serde_json::Value, id: &str) -> bool {
         m.iter()
             .any(|m| m.as_str() == Some(&format!("{id} active")))
     })
-}
-
-/// An insert through `node`'s SQL port from the host; acknowledged only when the server
-/// answered within the bound.
-fn insert_through(node: &Node, id: u64) -> std::result::Result<(), String> {
-    let mut client = Command::new("mariadb");
-    client
-        .args([
-            "-h",
-            &node.addr,
-            "-u",
-            "triad_test",
-            "-ptriad-test",
-            "--connect-timeout=2",
-            "-e",
-        ])
-        .arg(format!("INSERT INTO lab.acked (id) VALUES ({id})"));
-    match crate::cmd::output_timeout(&mut client, Duration::from_secs(10)) {
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(format!(
-            "insert {id} through {}: {}",
-            node.name,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Err(format!("insert {id} through {}: {e}", node.name)),
-    }
 }
 
 /// A file written through `node`'s mount (written to a temporary name, then renamed, as
@@ -254,7 +227,7 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
             let mut id = first_id;
             while !stop.load(Ordering::Relaxed) && id < first_id + 10_000 {
                 let node = survivors[(id % 2) as usize];
-                match insert_through(node, id) {
+                match insert_acked(node, id, Duration::from_secs(10)) {
                     Ok(()) => seen.rows.lock().unwrap().push(id),
                     Err(e) => seen
                         .write_failures

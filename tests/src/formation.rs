@@ -51,6 +51,34 @@ where
     res.into_iter().collect()
 }
 
+/// A client on the host inserting `id` into `lab.acked` through `node`'s SQL port as the
+/// test user `triad_test`; `Ok` only when the server acknowledged it within `limit`. Bounded:
+/// a node that crashes or is cut off while the insert is in flight leaves the client waiting
+/// on a connection that never answers (no RST), which `--connect-timeout` does not cover.
+pub fn insert_acked(node: &Node, id: u64, limit: Duration) -> std::result::Result<(), String> {
+    let mut client = std::process::Command::new("mariadb");
+    client
+        .args([
+            "-h",
+            &node.addr,
+            "-u",
+            "triad_test",
+            "-ptriad-test",
+            "--connect-timeout=2",
+            "-e",
+        ])
+        .arg(format!("INSERT INTO lab.acked (id) VALUES ({id})"));
+    match crate::cmd::output_timeout(&mut client, limit) {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "insert {id} through {}: {}",
+            node.name,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("insert {id} through {}: {e}", node.name)),
+    }
+}
+
 /// Runs SQL through the local socket inside `node` (batch mode, no column names).
 pub fn sql(node: &Node, query: &str) -> Result<String> {
     node.exec_limit(&["mariadb", "-NB", "-e", query], Duration::from_secs(30))

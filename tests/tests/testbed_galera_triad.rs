@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use triad_tests::formation::{sql, wsrep};
+use triad_tests::formation::{insert_acked, sql, wsrep};
 use triad_tests::hostproc::HostProc;
 use triad_tests::node::HOST_ADDR;
 use triad_tests::triad::{find_bin, COORDINATOR_GRPC, GOSSIP_PORT, GRPC_PORT};
@@ -202,29 +202,6 @@ fn all(tb: &Testbed) -> Vec<&Node> {
     tb.nodes.iter().collect()
 }
 
-/// A client on the host inserting unique ids through the nodes' SQL ports, recording each
-/// insert the server acknowledged. Bounded: a node that crashes while the insert is in
-/// flight leaves the client waiting on a connection that never answers (no RST from a
-/// vanished container), and `--connect-timeout` does not cover that; an insert that did
-/// not answer within the bound is not acknowledged.
-fn insert_through(node: &Node, id: u64) -> bool {
-    let mut client = Command::new("mariadb");
-    client
-        .args([
-            "-h",
-            &node.addr,
-            "-u",
-            "triad_test",
-            "-ptriad-test",
-            "--connect-timeout=2",
-            "-e",
-        ])
-        .arg(format!("INSERT INTO lab.acked (id) VALUES ({id})"));
-    triad_tests::cmd::output_timeout(&mut client, Duration::from_secs(5))
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 fn present_ids(node: &Node) -> Result<BTreeSet<u64>> {
     Ok(sql(node, "SELECT id FROM lab.acked")?
         .lines()
@@ -263,7 +240,7 @@ fn insert_during(
         // bounded: at most 20000 attempts, and the fault ends the loop
         while !done.load(std::sync::atomic::Ordering::SeqCst) && id < first_id + 20_000 {
             let node = &tb.nodes[(id as usize) % tb.nodes.len()];
-            if insert_through(node, id) {
+            if insert_acked(node, id, Duration::from_secs(5)).is_ok() {
                 acked.push(id);
             }
             id += 1;
