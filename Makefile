@@ -1,14 +1,19 @@
 # Triad: the two commands that matter are `make lab` and `make test`.
 CARGO ?= cargo
-LAB = $(CARGO) run -q -p triad-tests --bin triad-lab --
+# The lab tool as `make build` built it: `cargo run -p triad-tests` (and a `cargo build -p`
+# of the daemons) unify features over fewer packages and compiled ring, rustls, tonic and the
+# Triad crates a second time. Every target and every triad-lab command reuses this one build
+# (`triad::cargo_build` runs the same `cargo build --bins`).
+LAB = $(or $(CARGO_TARGET_DIR),target)/debug/triad-lab
 
 .PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition deb
 
 all: build
 
-## Host packages the lab and the tests need (idempotent, quick when all is there).
+## Host packages and cargo tools the lab and the tests need (idempotent, quick when all is there).
 deps:
 	scripts/install-host-deps.sh
+	scripts/install-cargo-tools.sh
 
 build:
 	$(CARGO) build --bins
@@ -17,7 +22,7 @@ build:
 lab: deps build
 	$(LAB) up
 
-lab-down:
+lab-down: build
 	$(LAB) down
 
 ## Every test: formatting, lints (warnings denied), unit, in-process, loopback and testbed tests.
