@@ -2,7 +2,9 @@
 //! unit running. Production uses `systemctl` (the path operators use, the same in the lab's
 //! systemd containers); simulations use an in-memory fake.
 
+#[cfg(any(test, feature = "testsuite"))]
 use std::collections::BTreeMap;
+#[cfg(any(test, feature = "testsuite"))]
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -27,21 +29,37 @@ pub trait ServiceManager: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct Systemctl;
 
+/// Bound on `systemctl is-active`: a hung systemd bus must not stall a service loop.
+const STATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `PROGRAM is-active UNIT`, bounded by `timeout` (the child is killed past it). Its exit
+/// code is non-zero for inactive and failed units; stdout says which. No answer within the
+/// bound is `Unknown` (not healthy), logged with the command.
+pub async fn unit_state(program: &str, unit: &str, timeout: Duration) -> UnitState {
+    let output = tokio::process::Command::new(program)
+        .args(["is-active", unit])
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(timeout, output).await {
+        Ok(Ok(output)) => UnitState::parse(&String::from_utf8_lossy(&output.stdout)),
+        Ok(Err(error)) => {
+            tracing::warn!("{program} is-active {unit}: {error}");
+            UnitState::Unknown
+        }
+        Err(_) => {
+            tracing::warn!("{program} is-active {unit}: no answer within {timeout:?}");
+            UnitState::Unknown
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl ServiceManager for Systemctl {
     async fn state(&self, unit: &str) -> UnitState {
-        match tokio::process::Command::new("systemctl")
-            .args(["is-active", unit])
-            // is-active exits non-zero for inactive/failed; its stdout is what we want
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .await
-        {
-            Ok(output) => UnitState::parse(&String::from_utf8_lossy(&output.stdout)),
-            Err(_) => UnitState::Unknown,
-        }
+        unit_state("systemctl", unit, STATE_TIMEOUT).await
     }
 
     async fn waiting_to_restart(&self, unit: &str) -> bool {
@@ -91,12 +109,14 @@ impl ServiceManager for Systemctl {
     }
 }
 
-/// In-memory units for simulations: `start` makes a unit active.
+/// In-memory units for simulations: `start` makes a unit active. Not in the product.
+#[cfg(any(test, feature = "testsuite"))]
 #[derive(Debug, Default)]
 pub struct FakeServices {
     pub units: Mutex<BTreeMap<String, UnitState>>,
 }
 
+#[cfg(any(test, feature = "testsuite"))]
 #[async_trait::async_trait]
 impl ServiceManager for FakeServices {
     async fn state(&self, unit: &str) -> UnitState {
@@ -134,5 +154,51 @@ impl ServiceManager for FakeServices {
 
     async fn restart(&self, unit: &str) -> Result<(), HostError> {
         self.start(unit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &std::path::Path, body: &str) -> String {
+        let path = dir.join("systemctl");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_hung_systemctl_is_bounded_and_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let hung = script(dir.path(), "exec sleep 30");
+        let started = std::time::Instant::now();
+        let state = unit_state(&hung, "glusterd.service", Duration::from_millis(300)).await;
+        assert_eq!(state, UnitState::Unknown);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn is_active_output_is_read_whatever_the_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let failed = script(dir.path(), "echo failed; exit 3");
+        assert_eq!(
+            unit_state(&failed, "x.service", Duration::from_secs(5)).await,
+            UnitState::Failed
+        );
+        assert_eq!(
+            unit_state(
+                "/nonexistent/systemctl",
+                "x.service",
+                Duration::from_secs(5)
+            )
+            .await,
+            UnitState::Unknown
+        );
     }
 }
