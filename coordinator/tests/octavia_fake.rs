@@ -596,3 +596,42 @@ async fn loopback_tokens_are_renewed_before_they_expire() {
         .collect();
     assert!(refused.is_empty(), "requests refused with 401: {refused:?}");
 }
+
+/// Octavia allows two load balancers of one name; Triad cannot tell which is its own, so it
+/// drives neither and names both ids.
+#[tokio::test]
+async fn loopback_octavia_two_load_balancers_of_one_name_are_refused_naming_both() {
+    let cloud = cloud(FakeOptions::default()).await;
+    let balancer = cloud.balancer();
+    balancer.apply(&[add("n1", 1)]).await.unwrap();
+    let octavia = cloud.octavia("fake");
+    let second = octavia
+        .create_load_balancer(serde_json::json!({
+            "name": "triad-web", "vip_subnet_id": "subnet-vip"
+        }))
+        .await
+        .unwrap();
+    let ids: Vec<String> = cloud
+        .fake
+        .load_balancers()
+        .iter()
+        .map(|lb| lb["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&second.id));
+    let error = octavia.find_load_balancer("triad-web").await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        !error.is_transient() && ids.iter().all(|id| text.contains(id.as_str())),
+        "{text}"
+    );
+    // a coordinator that starts now (its balancer looks the name up afresh) drives neither
+    let restarted = cloud.balancer();
+    let text = restarted.observe().await.unwrap_err().to_string();
+    assert!(
+        text.contains("2 loadbalancers are named \"triad-web\"")
+            && ids.iter().all(|id| text.contains(id.as_str())),
+        "{text}"
+    );
+    assert_eq!(cloud.puts(), 1, "no member call once the name is ambiguous");
+}

@@ -120,6 +120,18 @@ pub enum OpenStackError {
         url: String,
         message: String,
     },
+    /// Several objects answer to one name: Triad cannot tell which is its own and acts on
+    /// none (terminal: an operator renames or deletes the extra ones).
+    #[error(
+        "{url}: {count} {collection} are named {name:?} ({ids}); rename or delete all but one"
+    )]
+    Ambiguous {
+        url: String,
+        collection: String,
+        name: String,
+        count: usize,
+        ids: String,
+    },
     #[error(
         "{object} did not become ACTIVE within {waited:?} (last provisioning_status {status})"
     )]

@@ -161,12 +161,28 @@ impl Octavia {
         name: &str,
     ) -> Result<Option<T>, OpenStackError> {
         let path = format!("/v2/lbaas/{collection}?name={}", query_escape(name));
-        let mut found: Vec<T> = self.get(&path, key).await?;
-        Ok(if found.is_empty() {
-            None
-        } else {
-            Some(found.remove(0))
-        })
+        let found: Vec<Value> = self.get(&path, key).await?;
+        match found.len() {
+            0 => Ok(None),
+            1 => decode(
+                Value::Object([(key.to_string(), found[0].clone())].into_iter().collect()),
+                key,
+                &Method::GET,
+                &path,
+            )
+            .map(Some),
+            count => Err(OpenStackError::Ambiguous {
+                url: path,
+                collection: collection.to_string(),
+                name: name.to_string(),
+                count,
+                ids: found
+                    .iter()
+                    .map(|o| o["id"].as_str().unwrap_or("?").to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
     }
 
     pub async fn load_balancer(&self, id: &str) -> Result<LoadBalancer, OpenStackError> {
