@@ -133,15 +133,12 @@ pub async fn run_any(
     ))
 }
 
-/// uid and gid of `user` in an /etc/passwd text.
-pub fn passwd_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        if fields.len() < 4 || fields[0] != user {
-            return None;
-        }
-        Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
-    })
+/// uid and gid of the OS user `user`, asked of NSS (files, LDAP, sssd: whatever the node's
+/// nsswitch.conf says) through getpwnam_r. `Ok(None)`: no such user.
+pub fn user_ids(user: &str) -> Result<Option<(u32, u32)>, String> {
+    nix::unistd::User::from_name(user)
+        .map(|found| found.map(|u| (u.uid.as_raw(), u.gid.as_raw())))
+        .map_err(|e| format!("looking up the OS user {user:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -149,11 +146,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwd_lookup_finds_the_user_and_its_group() {
-        let passwd =
-            "root:x:0:0:root:/root:/bin/bash\ntriad-monitor:x:998:997:Triad:/:/usr/sbin/nologin\n";
-        assert_eq!(passwd_ids(passwd, "triad-monitor"), Some((998, 997)));
-        assert_eq!(passwd_ids(passwd, "triad"), None);
-        assert_eq!(passwd_ids("broken:x:abc:1::", "broken"), None);
+    fn os_users_are_found_through_nss() {
+        assert_eq!(user_ids("root"), Ok(Some((0, 0))));
+        assert_eq!(user_ids("triad-no-such-user"), Ok(None));
     }
 }

@@ -103,8 +103,9 @@ impl SystemdGaleraHost {
     }
 
     fn monitor_ids(&self) -> Option<(u32, u32)> {
-        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-        crate::exec::passwd_ids(&passwd, &self.settings.monitor_user)
+        crate::exec::user_ids(&self.settings.monitor_user)
+            .ok()
+            .flatten()
     }
 
     fn grastate_path(&self) -> PathBuf {
@@ -365,14 +366,14 @@ impl GaleraHost for SystemdGaleraHost {
             return Ok(super::tls::TlsInstall::Unchanged);
         };
         let what = format!("installing Galera's certificate in {}", tls.dir.display());
-        let passwd = std::fs::read_to_string("/etc/passwd")
-            .map_err(|e| HostError::new(&what, format!("/etc/passwd: {e}")))?;
-        let (_, gid) = crate::exec::passwd_ids(&passwd, &tls.user).ok_or_else(|| {
-            HostError::new(
-                &what,
-                format!("no OS user {:?} (is mariadb-server installed?)", tls.user),
-            )
-        })?;
+        let (_, gid) = crate::exec::user_ids(&tls.user)
+            .map_err(|e| HostError::new(&what, e))?
+            .ok_or_else(|| {
+                HostError::new(
+                    &what,
+                    format!("no OS user {:?} (is mariadb-server installed?)", tls.user),
+                )
+            })?;
         tokio::task::spawn_blocking(move || super::tls::install(&tls, gid))
             .await
             .map_err(|e| HostError::new(&what, e.to_string()))?
