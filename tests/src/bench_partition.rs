@@ -112,7 +112,10 @@ pub fn prepare(tb: &mut Testbed) -> Result<()> {
     triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
     triad::publish_app(&tb.nodes[0])?;
     tb.nodes[0].sh(&format!("mkdir -p {DOCROOT}/partition"))?;
-    triad::wait_all_ready(3, Duration::from_secs(240))?;
+    if let Err(error) = triad::wait_all_ready(3, Duration::from_secs(240)) {
+        triad::dump_galera_diagnosis(tb);
+        return Err(error);
+    }
     sql(
         &tb.nodes[0],
         &format!(
@@ -150,6 +153,8 @@ pub struct Figures {
     pub write_failures: Vec<String>,
     /// Acknowledged rows and files missing on some node, named.
     pub lost: Vec<String>,
+    /// A node's mount that did not answer when the files were counted, and for how long.
+    pub mount_gaps: Vec<String>,
 }
 
 impl std::fmt::Display for Figures {
@@ -360,6 +365,7 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
     let rows = seen.rows.lock().unwrap().clone();
     let files = seen.files.lock().unwrap().clone();
     let mut lost = Vec::new();
+    let mut mount_gaps = Vec::new();
     for node in &tb.nodes {
         let present: BTreeSet<u64> = sql(node, "SELECT id FROM lab.acked")?
             .lines()
@@ -370,8 +376,39 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
                 .filter(|id| !present.contains(id))
                 .map(|id| format!("row {id} on {}", node.name)),
         );
-        let listed: BTreeSet<u64> = node
-            .sh(&format!("ls {DOCROOT}/partition"))?
+        // a survivor's mount was seen answering ENOTCONN after some heals (2 runs of 6 on
+        // 2026-12-04, n1 after n3's heal; the agent remounts it): wait for the listing,
+        // bounded, and report how long the mount did not answer
+        let asked = Instant::now();
+        let mut first_error = None;
+        let listing = wait::until(
+            &format!("{}'s mount to list {DOCROOT}/partition", node.name),
+            Duration::from_secs(90),
+            Duration::from_millis(500),
+            || match node.sh(&format!("ls {DOCROOT}/partition")) {
+                Ok(listing) => Ok(Poll::Ready(listing)),
+                Err(error) => {
+                    let text = error.to_string();
+                    first_error.get_or_insert_with(|| text.clone());
+                    Ok(Poll::Pending(text))
+                }
+            },
+        )
+        .inspect_err(|_| {
+            eprintln!(
+                "--- {} agent journal:\n{}",
+                node.name,
+                triad::journal_tail(node, "triad-agent", 60)
+            );
+        })?;
+        if let Some(error) = first_error {
+            mount_gaps.push(format!(
+                "{}'s mount did not answer for {:.1}s after the round ({error})",
+                node.name,
+                asked.elapsed().as_secs_f64()
+            ));
+        }
+        let listed: BTreeSet<u64> = listing
             .split_whitespace()
             .filter_map(|l| l.parse().ok())
             .collect();
@@ -418,8 +455,12 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
             .map(|(t, p)| format!("{:+.1}s from the cut: {p}", since_cut(*t)))
             .collect(),
         lost,
+        mount_gaps,
     };
     eprintln!("[partition] {figures}");
+    for gap in &figures.mount_gaps {
+        eprintln!("[partition]     {gap}");
+    }
     Ok(figures)
 }
 
@@ -440,7 +481,8 @@ pub fn run(rounds: u32) -> Result<()> {
                     .iter()
                     .chain(&figures.survivor_problems)
                     .chain(&figures.write_failures)
-                    .take(8)
+                    .chain(&figures.mount_gaps)
+                    .take(12)
                 {
                     println!("    {line}");
                 }

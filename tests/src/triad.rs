@@ -629,13 +629,40 @@ pub fn wait_all_ready(nodes: usize, limit: Duration) -> Result<Duration> {
                     })
                     .unwrap_or_default();
                 crate::wait::Poll::Pending(format!(
-                    "volume: {}; not ready: {}",
+                    "galera: {}; volume: {}; not ready: {}",
+                    v["galera"],
                     v["volume"],
                     reasons.join(", ")
                 ))
             })
         },
     )
+}
+
+/// What a failed formation or recovery leaves to read, printed to stderr before the lab is
+/// torn down: the coordinator's Galera log lines, and each node's agent and mariadb journal
+/// tail (the agent's decisions, mysqld's own reasons).
+pub fn dump_galera_diagnosis(tb: &Testbed) {
+    let log = tb.state.join("coordinator/coordinator.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let galera: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("galera") || l.contains("join") || l.contains("bootstrap"))
+        .collect();
+    eprintln!(
+        "--- {} (galera lines, last 40 of {}):",
+        log.display(),
+        galera.len()
+    );
+    for line in galera.iter().rev().take(40).rev() {
+        eprintln!("{line}");
+    }
+    for node in &tb.nodes {
+        for unit in ["triad-agent", "mariadb"] {
+            eprintln!("--- {} {unit}:", node.name);
+            eprintln!("{}", journal_tail(node, unit, 30));
+        }
+    }
 }
 
 /// True if `p` exists (helper for the CLI's messages).

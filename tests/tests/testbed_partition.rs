@@ -52,7 +52,7 @@ fn testbed_partition_one_node_cut_off_costs_no_more_than_a_crash() -> anyhow::Re
     }
     for f in &all {
         eprintln!("[partition] {f}");
-        for line in f.write_failures.iter().take(5) {
+        for line in f.mount_gaps.iter().chain(f.write_failures.iter().take(5)) {
             eprintln!("    {line}");
         }
     }
