@@ -396,9 +396,16 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
         )
         .inspect_err(|_| {
             eprintln!(
-                "--- {} agent journal:\n{}",
+                "--- {} agent journal (mount lines):\n{}",
                 node.name,
-                triad::journal_tail(node, "triad-agent", 60)
+                node.sh("journalctl -u triad-agent -o cat --no-pager | grep -i mount | tail -n 30")
+                    .unwrap_or_default()
+            );
+            eprintln!(
+                "--- {} FUSE client log:\n{}",
+                node.name,
+                node.sh("tail -n 80 /var/log/glusterfs/var-www-triad.log")
+                    .unwrap_or_default()
             );
         })?;
         if let Some(error) = first_error {
