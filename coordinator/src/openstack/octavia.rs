@@ -162,15 +162,20 @@ impl Octavia {
     ) -> Result<Option<T>, OpenStackError> {
         let path = format!("/v2/lbaas/{collection}?name={}", query_escape(name));
         let found: Vec<Value> = self.get(&path, key).await?;
-        match found.len() {
+        // every object must decode (a malformed answer is a decode error, whatever its size)
+        let mut objects: Vec<T> = decode(
+            Value::Object(
+                [(key.to_string(), Value::Array(found.clone()))]
+                    .into_iter()
+                    .collect(),
+            ),
+            key,
+            &Method::GET,
+            &path,
+        )?;
+        match objects.len() {
             0 => Ok(None),
-            1 => decode(
-                Value::Object([(key.to_string(), found[0].clone())].into_iter().collect()),
-                key,
-                &Method::GET,
-                &path,
-            )
-            .map(Some),
+            1 => Ok(objects.pop()),
             count => Err(OpenStackError::Ambiguous {
                 url: path,
                 collection: collection.to_string(),
