@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::formation::{insert_acked, sql};
+use crate::formation::{acknowledged, insert_acked, sql};
 use crate::haproxy::LISTEN;
 use crate::node::HOST_ADDR;
 use crate::triad::{self, DOCROOT};
@@ -90,15 +90,10 @@ fn write_file_through(node: &Node, id: u64) -> std::result::Result<(), String> {
     let script = format!(
         "printf '{id}\\n' > {DOCROOT}/partition/.{id}.tmp && mv {DOCROOT}/partition/.{id}.tmp {DOCROOT}/partition/{id}"
     );
-    match node.exec_output(&["sh", "-c", &script], Duration::from_secs(10)) {
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(format!(
-            "file {id} through {}: {}",
-            node.name,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Err(format!("file {id} through {}: {e}", node.name)),
-    }
+    acknowledged(
+        &format!("file {id} through {}", node.name),
+        node.exec_output(&["sh", "-c", &script], Duration::from_secs(10)),
+    )
 }
 
 /// The lab ready for the cuts: agents, coordinator (balancer on HAProxy), the app and a
@@ -232,22 +227,16 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
             let mut id = first_id;
             while !stop.load(Ordering::Relaxed) && id < first_id + 10_000 {
                 let node = survivors[(id % 2) as usize];
-                match insert_acked(node, id, Duration::from_secs(10)) {
-                    Ok(()) => seen.rows.lock().unwrap().push(id),
+                let record = |acked: &Mutex<Vec<u64>>, result| match result {
+                    Ok(()) => acked.lock().unwrap().push(id),
                     Err(e) => seen
                         .write_failures
                         .lock()
                         .unwrap()
                         .push((start.elapsed(), e)),
-                }
-                match write_file_through(node, id) {
-                    Ok(()) => seen.files.lock().unwrap().push(id),
-                    Err(e) => seen
-                        .write_failures
-                        .lock()
-                        .unwrap()
-                        .push((start.elapsed(), e)),
-                }
+                };
+                record(&seen.rows, insert_acked(node, id, Duration::from_secs(10)));
+                record(&seen.files, write_file_through(node, id));
                 id += 1;
                 std::thread::sleep(Duration::from_millis(250));
             }

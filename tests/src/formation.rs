@@ -68,14 +68,25 @@ pub fn insert_acked(node: &Node, id: u64, limit: Duration) -> std::result::Resul
             "-e",
         ])
         .arg(format!("INSERT INTO lab.acked (id) VALUES ({id})"));
-    match crate::cmd::output_timeout(&mut client, limit) {
+    acknowledged(
+        &format!("insert {id} through {}", node.name),
+        crate::cmd::output_timeout(&mut client, limit),
+    )
+}
+
+/// A bounded command's outcome as a write's acknowledgement: `Ok` only for a success
+/// exit; otherwise `what` with the command's stderr or the error.
+pub fn acknowledged(
+    what: &str,
+    output: Result<std::process::Output>,
+) -> std::result::Result<(), String> {
+    match output {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(format!(
-            "insert {id} through {}: {}",
-            node.name,
+            "{what}: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         )),
-        Err(e) => Err(format!("insert {id} through {}: {e}", node.name)),
+        Err(e) => Err(format!("{what}: {e}")),
     }
 }
 

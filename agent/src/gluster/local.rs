@@ -122,41 +122,6 @@ pub fn listens_on(table: &str, port: u16) -> bool {
     })
 }
 
-/// Fixed answers for tests and simulations.
-#[derive(Debug, Default)]
-pub struct FixedBricks {
-    pub brick: std::sync::Mutex<Option<LocalBrick>>,
-}
-
-impl FixedBricks {
-    pub fn serving(pid: i64) -> FixedBricks {
-        FixedBricks {
-            brick: std::sync::Mutex::new(Some(LocalBrick {
-                pid,
-                port: Some(49152),
-                listening: true,
-            })),
-        }
-    }
-}
-
-impl LocalBricks for FixedBricks {
-    fn find(&self, _: &str, _: &BrickId) -> Option<LocalBrick> {
-        self.brick.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn alive(&self, pid: i64) -> bool {
-        self.find(
-            "",
-            &BrickId {
-                hosts: vec![],
-                path: String::new(),
-            },
-        )
-        .is_some_and(|b| b.pid == pid)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

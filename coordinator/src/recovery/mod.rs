@@ -463,21 +463,29 @@ impl Recovery {
         let Some(how) = finished(decision, &ids, primary) else {
             return;
         };
-        tracing::info!(epoch = decision.epoch, node = %decision.node, %how, "galera decision closed");
-        self.record.last_closed = Some(store::Closed {
-            epoch: decision.epoch,
-            node: decision.node.clone(),
-            closed_at: store::unix_now(),
-            how,
-        });
-        self.record.decision = None;
-        self.last_join = None;
+        self.close_decision(how);
         if !primary.is_empty() && primary.len() == ids.len() {
             let mut view = primary.to_vec();
             view.sort();
             self.record.last_primary_view = view;
         }
         self.save();
+    }
+
+    /// Takes the open decision off the record (not yet saved) and keeps it as
+    /// `last_closed` with `how` it ended.
+    fn close_decision(&mut self, how: String) {
+        let Some(decision) = self.record.decision.take() else {
+            return;
+        };
+        tracing::info!(epoch = decision.epoch, node = %decision.node, %how, "galera decision closed");
+        self.record.last_closed = Some(store::Closed {
+            epoch: decision.epoch,
+            node: decision.node,
+            closed_at: store::unix_now(),
+            how,
+        });
+        self.last_join = None;
     }
 
     /// The last closed decision, for the status line: "last recovery: epoch 4 (n1) closed
@@ -814,14 +822,9 @@ impl Recovery {
         }
         let position = check_override(&node, &reports, force)?;
         tracing::warn!(node = %node, force, "operator-requested bootstrap");
-        if let Some(replaced) = self.record.decision.take() {
-            self.record.last_closed = Some(store::Closed {
-                epoch: replaced.epoch,
-                node: replaced.node,
-                closed_at: store::unix_now(),
-                how: format!("replaced by the operator's bootstrap of {node} (--force)"),
-            });
-        }
+        self.close_decision(format!(
+            "replaced by the operator's bootstrap of {node} (--force)"
+        ));
         let members = self.members_for_election(&core);
         let epoch = self
             .decide(node, position, false, true, &members, &core)
