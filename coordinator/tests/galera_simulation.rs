@@ -36,6 +36,9 @@ struct FakeNode {
     data: Option<(String, i64)>,
     grastate_seqno: i64,
     safe: bool,
+    /// Inside the component but still receiving its state transfer until then: mysqld's
+    /// unit is activating with no SQL port, and the donor reports `Donor/Desynced`.
+    receiving_until: Option<Instant>,
 }
 
 /// The Galera rules the simulation needs, for all nodes at once.
@@ -50,6 +53,10 @@ struct World {
     connecting: BTreeMap<String, Instant>,
     /// The most nodes ever connecting at the same moment: joins go one at a time.
     max_connecting: usize,
+    /// How long a joiner's state transfer takes once inside the component (zero: none).
+    transfer: Duration,
+    /// Every mysqld stop asked for, by node, in order.
+    stops: Vec<String>,
 }
 
 /// How long a joiner takes to enter the component in the fake (about the lab's figure).
@@ -77,6 +84,7 @@ impl World {
         let node = self.nodes.get_mut(id).unwrap();
         node.running = false;
         node.in_primary = false;
+        node.receiving_until = None;
         node.grastate_seqno = -1;
         node.safe = false;
         if self.nodes.values().all(|n| !n.in_primary) {
@@ -109,12 +117,33 @@ impl World {
             .filter(|(_, since)| now.duration_since(**since) >= CONNECT)
             .map(|(id, _)| id.clone())
             .collect();
+        let transfer = self.transfer;
         for id in entered {
             self.connecting.remove(&id);
             let node = self.nodes.get_mut(&id).unwrap();
             node.in_primary = true;
             node.data = Some((uuid.clone(), seqno));
+            node.receiving_until = (!transfer.is_zero()).then(|| now + transfer);
         }
+    }
+
+    fn receiving(&self, id: &str) -> bool {
+        self.nodes[id]
+            .receiving_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The member that serves the running state transfer: the lowest id that is inside
+    /// the component and not receiving one itself.
+    fn donor(&self) -> Option<&str> {
+        let receiving = self.nodes.keys().any(|id| self.receiving(id));
+        if !receiving {
+            return None;
+        }
+        self.nodes
+            .iter()
+            .find(|(id, n)| n.in_primary && !self.receiving(id))
+            .map(|(id, _)| id.as_str())
     }
 }
 
@@ -139,6 +168,8 @@ impl GaleraHost for FakeHost {
         let node = &world.nodes[&self.id];
         match (node.running, node.in_primary) {
             (false, _) => UnitState::Inactive,
+            // receiving its state transfer: not yet ready for systemd
+            (true, true) if world.receiving(&self.id) => UnitState::Activating,
             (true, true) => UnitState::Active,
             // started without a Primary component: hangs activating, no SQL port
             (true, false) => UnitState::Activating,
@@ -148,13 +179,18 @@ impl GaleraHost for FakeHost {
     async fn status(&self) -> Result<WsrepStatus, HostError> {
         let world = self.world.lock().unwrap();
         let node = &world.nodes[&self.id];
-        if !node.in_primary {
+        if !node.in_primary || world.receiving(&self.id) {
             return Err(err("mariadb"));
         }
         let (uuid, seqno) = world.primary.clone().unwrap();
+        let comment = if world.donor() == Some(self.id.as_str()) {
+            "Donor/Desynced"
+        } else {
+            "Synced"
+        };
         Ok(WsrepStatus {
             wsrep_on: true,
-            local_state_comment: "Synced".into(),
+            local_state_comment: comment.into(),
             cluster_status: "Primary".into(),
             cluster_size: world.members() as u32,
             last_committed: seqno,
@@ -233,7 +269,9 @@ impl GaleraHost for FakeHost {
     }
 
     async fn stop(&self) -> Result<(), HostError> {
-        self.world.lock().unwrap().crash(&self.id);
+        let mut world = self.world.lock().unwrap();
+        world.stops.push(self.id.clone());
+        world.crash(&self.id);
         Ok(())
     }
 
@@ -496,7 +534,10 @@ async fn start_agent(
 }
 
 fn all_synced(world: &World) -> bool {
-    world.nodes.values().all(|n| n.running && n.in_primary)
+    world.nodes.keys().all(|id| {
+        let node = &world.nodes[id];
+        node.running && node.in_primary && !world.receiving(id)
+    })
 }
 
 async fn formed() -> (Sim, Recovery) {
@@ -599,6 +640,52 @@ async fn full_outage_boots_the_most_advanced_node_and_loses_no_write() {
     assert_eq!(
         world.max_connecting, 1,
         "the joiners entered the component one at a time (formation and recovery)"
+    );
+}
+
+/// Found in CI (2026-12-04, testbed_volume_triad): while the first joiner received its
+/// state transfer, the only Synced node was the donor (`Donor/Desynced`); the coordinator
+/// read that as "no Primary component", closed the formation's decision as a new outage
+/// and, after the grace, gathered positions with "stop mysqld outside a Primary
+/// component", stopping the joiner. A transfer longer than the grace must change nothing.
+#[tokio::test(start_paused = true)]
+async fn a_state_transfer_longer_than_the_grace_is_not_an_outage() {
+    let sim = Sim::new().await;
+    sim.world.lock().unwrap().transfer = Duration::from_secs(8);
+    let mut recovery = sim.recovery();
+    sim.drive(
+        &mut recovery,
+        "formation with 8 s state transfers: all three synced",
+        Duration::from_secs(90),
+        all_synced,
+    )
+    .await;
+    let start = Instant::now();
+    while recovery.record().decision.is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the formation's decision was not closed: {}",
+            recovery.status()
+        );
+        recovery.tick(&sim.coordinator.view(), Instant::now()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let world = sim.world.lock().unwrap();
+    assert_eq!(
+        world.bootstraps,
+        vec![("n1".to_string(), 0)],
+        "one bootstrap"
+    );
+    assert!(
+        world.stops.is_empty(),
+        "mysqld stopped on {:?}",
+        world.stops
+    );
+    let closed = recovery.record().last_closed.clone().expect("closed");
+    assert_eq!(closed.epoch, 1, "{closed:?}");
+    assert!(
+        closed.how.contains("Synced in a Primary component"),
+        "{closed:?}"
     );
 }
 

@@ -109,7 +109,7 @@ pub fn prepare(tb: &mut Testbed) -> Result<()> {
     triad::start_coordinator_with(tb, triad::Autoscale::Exec)?;
     triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
     triad::publish_app(&tb.nodes[0])?;
-    triad::wait_all_ready(3, Duration::from_secs(240))?;
+    triad::wait_all_ready(tb, 3, Duration::from_secs(240))?;
     tb.start_haproxy()?;
     tb.haproxy()?.wait_all_up(Duration::from_secs(30))?;
     wait_idle()

@@ -107,10 +107,7 @@ pub fn prepare(tb: &mut Testbed) -> Result<()> {
     triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
     triad::publish_app(&tb.nodes[0])?;
     tb.nodes[0].sh(&format!("mkdir -p {DOCROOT}/partition"))?;
-    if let Err(error) = triad::wait_all_ready(3, Duration::from_secs(240)) {
-        triad::dump_galera_diagnosis(tb);
-        return Err(error);
-    }
+    triad::wait_all_ready(tb, 3, Duration::from_secs(240))?;
     sql(
         &tb.nodes[0],
         &format!(
@@ -482,7 +479,7 @@ pub fn run(rounds: u32) -> Result<()> {
                 {
                     println!("    {line}");
                 }
-                triad::wait_all_ready(3, Duration::from_secs(180))?;
+                triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
             }
         }
         Ok(())

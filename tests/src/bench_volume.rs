@@ -178,7 +178,7 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
     );
     println!("  -> docroot mounted on all 3 nodes: {}", secs(mounted));
     triad::publish_app(&tb.nodes[0])?;
-    triad::wait_all_ready(3, Duration::from_secs(180))?;
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
     println!(
         "  -> all 3 ready (app published at once): {}",
         secs(t0.elapsed())

@@ -608,9 +608,11 @@ pub fn status_json() -> Result<serde_json::Value> {
 }
 
 /// Waits until the coordinator reports `nodes` live and ready nodes.
-pub fn wait_all_ready(nodes: usize, limit: Duration) -> Result<Duration> {
+/// On a timeout the Galera diagnosis ([`dump_galera_diagnosis`]) is printed first: a
+/// formation that does not finish is otherwise unexplained once the lab is torn down.
+pub fn wait_all_ready(tb: &Testbed, nodes: usize, limit: Duration) -> Result<Duration> {
     let t = std::time::Instant::now();
-    crate::wait::until_default(
+    let waited = crate::wait::until_default(
         &format!("the coordinator to see {nodes} ready nodes"),
         limit,
         || {
@@ -636,7 +638,11 @@ pub fn wait_all_ready(nodes: usize, limit: Duration) -> Result<Duration> {
                 ))
             })
         },
-    )
+    );
+    if waited.is_err() {
+        dump_galera_diagnosis(tb);
+    }
+    waited
 }
 
 /// What a failed formation or recovery leaves to read, printed to stderr before the lab is

@@ -56,7 +56,7 @@ fn testbed_partition_one_node_cut_off_costs_no_more_than_a_crash() -> anyhow::Re
         );
         all.push(f);
         // the next cut starts from a whole cluster
-        triad::wait_all_ready(3, Duration::from_secs(120))?;
+        triad::wait_all_ready(&tb, 3, Duration::from_secs(120))?;
     }
     for f in &all {
         eprintln!("[partition] {f}");

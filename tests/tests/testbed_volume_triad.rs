@@ -156,7 +156,7 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
         );
     }
     triad::publish_app(n1)?;
-    let ready = triad::wait_all_ready(3, Duration::from_secs(120))?;
+    let ready = triad::wait_all_ready(&tb, 3, Duration::from_secs(120))?;
     eprintln!(
         "[volume] all 3 ready {:.1}s after the app was published",
         ready.as_secs_f64()

@@ -47,6 +47,9 @@ pub struct PositionReport {
 struct GossipFacts {
     peers: Vec<IpAddr>,
     peer_primary: bool,
+    /// A live core peer reports being in a Primary component, in any local state (a donor
+    /// serving a state transfer is `Donor/Desynced`).
+    peer_component: bool,
     /// [`next_joiner`] names this node (it is counted as stopped).
     my_turn: bool,
 }
@@ -147,6 +150,9 @@ impl GaleraDriver {
                 && m.keys.galera.state == GaleraState::Synced
                 && m.keys.galera.cluster_status.as_deref() == Some("Primary")
         });
+        let peer_component = members.iter().any(|m| {
+            !m.is_self && m.live && m.keys.galera.cluster_status.as_deref() == Some("Primary")
+        });
         let peers = if self.settings.peers.is_empty() {
             let mut peers: Vec<IpAddr> = members
                 .iter()
@@ -179,6 +185,7 @@ impl GaleraDriver {
         GossipFacts {
             peers,
             peer_primary,
+            peer_component,
             my_turn,
         }
     }
@@ -385,7 +392,8 @@ impl GaleraDriver {
             return Err(GaleraError::NotManaged);
         }
         let mut memory = self.memory.lock().await;
-        let mut observed = self.observe(&mut memory, &self.gossip_facts().await).await;
+        let gossip = self.gossip_facts().await;
+        let mut observed = self.observe(&mut memory, &gossip).await;
         if observed.unit.is_running() {
             let primary =
                 matches!(&observed.status, Some(s) if s.wsrep_on && s.cluster_status == "Primary");
@@ -406,6 +414,15 @@ impl GaleraDriver {
             if !stop_if_not_primary {
                 return Err(GaleraError::Refused(
                     "mysqld runs outside a Primary component; its position is not final".into(),
+                ));
+            }
+            if gossip.peer_component {
+                // most likely joining it (past the SST script, still catching up): a stop
+                // here would throw the transfer away
+                return Err(GaleraError::Refused(
+                    "mysqld is starting while a peer reports a Primary component; it is \
+                     never stopped"
+                        .into(),
                 ));
             }
             tracing::warn!(node = %self.node_id, "stopping mysqld that hangs outside a Primary component, for recovery");

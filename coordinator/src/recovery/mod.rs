@@ -218,7 +218,11 @@ struct Core<'a> {
     live: bool,
     grpc: Option<SocketAddr>,
     state: GaleraState,
+    /// Synced in a Primary component.
     primary: bool,
+    /// Reports being in a Primary component, in any local state (Synced, a donor's
+    /// `Donor/Desynced`, a joiner's `Joined`).
+    in_component: bool,
     /// `wsrep_cluster_size` the node reports.
     size: Option<u32>,
     keys: &'a GaleraKeys,
@@ -244,6 +248,14 @@ fn describe_outside(member: &Core<'_>, core: &[Core<'_>]) -> String {
     )
 }
 
+/// The live members that report being in a Primary component, whatever their local state.
+fn component_of(core: &[Core<'_>]) -> Vec<String> {
+    core.iter()
+        .filter(|c| c.in_component)
+        .map(|c| c.id.to_string())
+        .collect()
+}
+
 fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
     view.members()
         .filter(|m| m.keys.role == Role::Core && m.keys.galera.state != GaleraState::NotManaged)
@@ -255,13 +267,17 @@ fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
             primary: m.live
                 && m.keys.galera.state == GaleraState::Synced
                 && m.keys.galera.cluster_status.as_deref() == Some("Primary"),
+            in_component: m.live && m.keys.galera.cluster_status.as_deref() == Some("Primary"),
             size: m.keys.galera.size,
             keys: &m.keys.galera,
         })
         .collect()
 }
 
-/// Whether an open decision has done its work (pure); `Some(how)` closes it:
+/// Whether an open decision has done its work (pure); `Some(how)` closes it. `synced` are
+/// the members Synced in a Primary component, `component` every live member that reports
+/// being in one (a donor is `Donor/Desynced` while it serves a joiner's state transfer,
+/// and the component is no less there):
 /// - every member it was made for is Synced in one Primary component (all core members
 ///   for a record that predates `members`);
 /// - a Primary component exists that the chosen node is not in, while the decision never
@@ -270,9 +286,13 @@ fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
 ///   bootstrap call succeeded: after it, the chosen node is Primary somewhere);
 /// - the Primary component seen after the decision is gone again: that is a new outage,
 ///   which needs fresh positions and a new epoch, never this decision resumed.
-pub fn finished(decision: &Decision, core: &[&str], primary: &[String]) -> Option<String> {
-    let in_primary = |id: &str| primary.iter().any(|p| p == id);
-    if primary.is_empty() {
+pub fn finished(
+    decision: &Decision,
+    core: &[&str],
+    synced: &[String],
+    component: &[String],
+) -> Option<String> {
+    if component.is_empty() {
         return decision.primary_seen.then(|| {
             "its Primary component was lost before every member was Synced (a new outage)"
                 .to_string()
@@ -283,7 +303,7 @@ pub fn finished(decision: &Decision, core: &[&str], primary: &[String]) -> Optio
     } else {
         decision.members.iter().map(String::as_str).collect()
     };
-    if members.iter().all(|m| in_primary(m)) {
+    if members.iter().all(|m| synced.iter().any(|s| s == m)) {
         return Some(format!(
             "{} Synced in a Primary component",
             members.join(", ")
@@ -291,12 +311,12 @@ pub fn finished(decision: &Decision, core: &[&str], primary: &[String]) -> Optio
     }
     if decision.phase == Phase::Bootstrapping
         && !decision.primary_seen
-        && !in_primary(&decision.node)
+        && !component.contains(&decision.node)
     {
         return Some(format!(
             "a Primary component formed without {} ({})",
             decision.node,
-            primary.join(", ")
+            component.join(", ")
         ));
     }
     None
@@ -383,8 +403,11 @@ impl Recovery {
             .filter(|c| c.primary)
             .map(|c| c.id.to_string())
             .collect();
-        self.close_if_finished(&core, &primary);
-        if !primary.is_empty() {
+        let component = component_of(&core);
+        self.close_if_finished(&core, &primary, &component);
+        if !component.is_empty() {
+            // a component whose only Synced member became a donor is still Primary: it is
+            // serving a joiner's state transfer, not down
             self.outage_since = None;
             self.with_primary(&core, primary).await;
             return;
@@ -415,13 +438,20 @@ impl Recovery {
             .iter()
             .filter(|c| c.primary)
             .all(|c| c.size == Some(primary.len() as u32));
-        if consistent && self.record.last_primary_view != primary && self.record.decision.is_none()
+        if consistent
+            && !primary.is_empty()
+            && self.record.last_primary_view != primary
+            && self.record.decision.is_none()
         {
             self.record.last_primary_view = primary.clone();
             self.save();
         }
         let Some(mut decision) = self.record.decision.clone() else {
-            let mut parts = vec![format!("Primary: {} synced", primary.join(", "))];
+            let mut parts = vec![if primary.is_empty() {
+                "Primary component: no member Synced (a state transfer)".to_string()
+            } else {
+                format!("Primary: {} synced", primary.join(", "))
+            }];
             parts.extend(
                 core.iter()
                     .filter(|c| !c.primary)
@@ -455,12 +485,12 @@ impl Recovery {
 
     /// Closes the open decision once [`finished`] says it has done its work: persisted,
     /// logged, and kept as `last_closed` for the status and the operator.
-    fn close_if_finished(&mut self, core: &[Core<'_>], primary: &[String]) {
+    fn close_if_finished(&mut self, core: &[Core<'_>], primary: &[String], component: &[String]) {
         let Some(decision) = &self.record.decision else {
             return;
         };
         let ids: Vec<&str> = core.iter().map(|c| c.id).collect();
-        let Some(how) = finished(decision, &ids, primary) else {
+        let Some(how) = finished(decision, &ids, primary, component) else {
             return;
         };
         self.close_decision(how);
@@ -682,6 +712,11 @@ impl Recovery {
         core.iter().map(|c| c.id.to_string()).collect()
     }
 
+    /// Every member's position for an election, in two passes: first without stopping
+    /// anything; only when no member is in a Primary component, a member whose mysqld hangs
+    /// outside one is asked again with leave to stop it (a joiner inside a component that
+    /// gossip does not show yet must never be stopped). Returns the reports, the problems
+    /// ("n2: down"), and the members that answered from a live Primary component.
     async fn gather(
         &self,
         core: &[Core<'_>],
@@ -690,6 +725,7 @@ impl Recovery {
         let mut reports = BTreeMap::new();
         let mut problems = Vec::new();
         let mut live_primary = Vec::new();
+        let mut again = Vec::new();
         for id in members {
             let Some(member) = core.iter().find(|c| c.id == id) else {
                 problems.push(format!("{id}: not in gossip"));
@@ -699,10 +735,22 @@ impl Recovery {
                 problems.push(format!("{id}: down"));
                 continue;
             };
-            match self.agents.position(id, grpc, true).await {
+            match self.agents.position(id, grpc, false).await {
                 Ok(answer) if answer.source == "live" => live_primary.push(id.clone()),
                 Ok(answer) => {
                     reports.insert(id.clone(), answer.report);
+                }
+                Err(_) => again.push((id.clone(), grpc)),
+            }
+        }
+        if !live_primary.is_empty() {
+            return (reports, problems, live_primary);
+        }
+        for (id, grpc) in again {
+            match self.agents.position(&id, grpc, true).await {
+                Ok(answer) if answer.source == "live" => live_primary.push(id),
+                Ok(answer) => {
+                    reports.insert(id, answer.report);
                 }
                 Err(error) => problems.push(format!("{id}: {error}")),
             }
@@ -787,12 +835,15 @@ impl Recovery {
         force: bool,
     ) -> Result<(u64, String), String> {
         let core = core_members(view);
-        if let Some(primary) = core.iter().find(|c| c.primary) {
-            return Err(format!("{} is Primary: nothing to recover", primary.id));
+        if let Some(primary) = core.iter().find(|c| c.in_component) {
+            return Err(format!(
+                "{} is in a Primary component ({}): nothing to recover",
+                primary.id, primary.state
+            ));
         }
         // a decision whose work is done is closed first: the loop may not have ticked
         // since (the operator often acts seconds after the outage)
-        self.close_if_finished(&core, &[]);
+        self.close_if_finished(&core, &[], &[]);
         if let Some(decision) = self.record.decision.clone() {
             let same = node.as_ref().is_none_or(|n| *n == decision.node);
             if same {
@@ -897,38 +948,79 @@ mod tests {
     #[test]
     fn a_decision_closes_when_its_members_are_primary_or_its_component_is_lost() {
         let joining = decision("n1", Phase::Joining, true);
-        assert_eq!(finished(&joining, &CORE, &ids(&["n1", "n2"])), None);
-        let how = finished(&joining, &CORE, &ids(&["n1", "n2", "n3"])).unwrap();
+        assert_eq!(
+            finished(&joining, &CORE, &ids(&["n1", "n2"]), &ids(&["n1", "n2"])),
+            None
+        );
+        let how = finished(
+            &joining,
+            &CORE,
+            &ids(&["n1", "n2", "n3"]),
+            &ids(&["n1", "n2", "n3"]),
+        )
+        .unwrap();
         assert!(how.contains("n1, n2, n3 Synced"), "{how}");
-        let how = finished(&joining, &CORE, &[]).unwrap();
+        let how = finished(&joining, &CORE, &[], &[]).unwrap();
         assert!(how.contains("lost"), "{how}");
     }
 
     #[test]
     fn a_decision_not_yet_acted_on_stays_open_through_the_outage() {
         for phase in [Phase::Bootstrapping, Phase::Joining] {
-            assert_eq!(finished(&decision("n1", phase, false), &CORE, &[]), None);
+            assert_eq!(
+                finished(&decision("n1", phase, false), &CORE, &[], &[]),
+                None
+            );
         }
     }
 
     #[test]
     fn a_primary_formed_without_the_chosen_node_closes_an_unacted_decision_only() {
         let pending = decision("n3", Phase::Bootstrapping, false);
-        let how = finished(&pending, &CORE, &ids(&["n1", "n2"])).unwrap();
+        let how = finished(&pending, &CORE, &ids(&["n1", "n2"]), &ids(&["n1", "n2"])).unwrap();
         assert!(how.contains("formed without n3"), "{how}");
         // once its own Primary was seen, a member that left is joined, not a reason to close
         let acted = decision("n3", Phase::Joining, true);
-        assert_eq!(finished(&acted, &CORE, &ids(&["n1", "n2"])), None);
+        assert_eq!(
+            finished(&acted, &CORE, &ids(&["n1", "n2"]), &ids(&["n1", "n2"])),
+            None
+        );
         // nor once the bootstrap call succeeded but gossip does not show it yet
         let called = decision("n3", Phase::Joining, false);
-        assert_eq!(finished(&called, &CORE, &ids(&["n1", "n2"])), None);
+        assert_eq!(
+            finished(&called, &CORE, &ids(&["n1", "n2"]), &ids(&["n1", "n2"])),
+            None
+        );
+    }
+
+    #[test]
+    fn a_component_whose_only_synced_member_is_a_donor_is_not_lost() {
+        // n1 serves n2's state transfer (Donor/Desynced), n2 receives it: no member is
+        // Synced, and the component is there all the same
+        let joining = decision("n1", Phase::Joining, true);
+        assert_eq!(finished(&joining, &CORE, &[], &ids(&["n1"])), None);
+        assert_eq!(
+            finished(&joining, &CORE, &ids(&["n3"]), &ids(&["n1", "n3"])),
+            None
+        );
+        let pending = decision("n1", Phase::Bootstrapping, false);
+        assert_eq!(finished(&pending, &CORE, &[], &ids(&["n1"])), None);
     }
 
     #[test]
     fn a_record_without_members_counts_every_core_member() {
         let mut old = decision("n1", Phase::Joining, true);
         old.members.clear();
-        assert_eq!(finished(&old, &CORE, &ids(&["n1", "n2"])), None);
-        assert!(finished(&old, &CORE, &ids(&["n1", "n2", "n3"])).is_some());
+        assert_eq!(
+            finished(&old, &CORE, &ids(&["n1", "n2"]), &ids(&["n1", "n2"])),
+            None
+        );
+        assert!(finished(
+            &old,
+            &CORE,
+            &ids(&["n1", "n2", "n3"]),
+            &ids(&["n1", "n2", "n3"])
+        )
+        .is_some());
     }
 }

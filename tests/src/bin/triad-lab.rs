@@ -337,7 +337,7 @@ fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
             triad::DOCROOT
         ));
         triad::publish_app(first)?;
-        triad::wait_all_ready(nodes, Duration::from_secs(120))?;
+        triad::wait_all_ready(&tb, nodes, Duration::from_secs(120))?;
         lap("every node ready (galera synced, brick online, docroot mounted, apache healthy)");
     }
     tb.start_haproxy()?;
