@@ -81,26 +81,6 @@ async fn spawn_and_wait(
         .map_err(|e| HostError::new(&line, e.to_string()))
 }
 
-/// Write `text` to `path` so that it survives a power cut: a temporary file beside it
-/// (`<name>.tmp`), fsync, rename over `path`, fsync of the directory. For decisions that
-/// are persisted before they are acted on (the Galera epoch and decision, the autoscaling
-/// record, a node found ahead).
-pub fn durable_write(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp)?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// Write `text` to `path` (through a temporary file and a rename) unless it already
 /// holds exactly that; true when written.
 pub async fn write_if_changed(path: &Path, text: &str) -> Result<bool, HostError> {

@@ -10,17 +10,18 @@ use std::sync::Arc;
 use tokio_stream::wrappers::WatchStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
-use triad_proto::gossip::{self, NodeKeys};
+use triad_proto::convert::{host_metrics, proto_role, service_states};
+use triad_proto::gossip::NodeKeys;
 use triad_proto::v1;
 use triad_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 
 use crate::galera::driver::{GaleraDriver, GaleraError};
-use crate::galera::position::Position;
 use crate::gluster::cli::CliError;
 use crate::gluster::driver::GlusterDriver;
 use crate::gluster::steps::Step;
-use crate::membership::Membership;
 use crate::runtime::AgentState;
+use triad_cluster::membership::Membership;
+use triad_galera::position::Position;
 
 #[derive(Debug, Clone)]
 pub struct AgentGrpc {
@@ -34,9 +35,9 @@ pub struct AgentGrpc {
 
 /// Who may call an agent (design principle 2): its coordinator and operators, never
 /// another node.
-pub const AGENT_CALLERS: &[crate::tls::PeerRole] = &[
-    crate::tls::PeerRole::Coordinator,
-    crate::tls::PeerRole::Operator,
+pub const AGENT_CALLERS: &[triad_daemon::tls::PeerRole] = &[
+    triad_daemon::tls::PeerRole::Coordinator,
+    triad_daemon::tls::PeerRole::Operator,
 ];
 
 /// Checks every call's client certificate before it reaches the service.
@@ -47,7 +48,7 @@ pub struct CallerGate {
 
 impl tonic::service::Interceptor for CallerGate {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        crate::tls::authorize(&request, self.tls, AGENT_CALLERS, "triad-agent")?;
+        triad_daemon::tls::authorize(&request, self.tls, AGENT_CALLERS, "triad-agent")?;
         Ok(request)
     }
 }
@@ -118,32 +119,6 @@ impl AgentGrpc {
             live_peers,
             uptime_secs: identity.started_at.elapsed().as_secs(),
         }
-    }
-}
-
-pub fn proto_role(role: gossip::Role) -> v1::Role {
-    match role {
-        gossip::Role::Core => v1::Role::Core,
-        gossip::Role::Web => v1::Role::Web,
-        gossip::Role::Coordinator | gossip::Role::Unknown => v1::Role::Unspecified,
-    }
-}
-
-pub fn service_states(keys: &NodeKeys) -> Vec<v1::ServiceState> {
-    keys.service_states()
-        .into_iter()
-        .map(|(name, state)| v1::ServiceState {
-            name: name.to_string(),
-            state: state.to_string(),
-        })
-        .collect()
-}
-
-pub fn host_metrics(metrics: &gossip::MetricKeys) -> v1::HostMetrics {
-    v1::HostMetrics {
-        cpu_percent: metrics.cpu_percent.unwrap_or(0.0),
-        mem_used_bytes: metrics.mem_used_bytes.unwrap_or(0),
-        mem_total_bytes: metrics.mem_total_bytes.unwrap_or(0),
     }
 }
 

@@ -15,14 +15,10 @@ pub mod exec;
 pub mod galera;
 pub mod gluster;
 pub mod grpc;
-pub mod membership;
 pub mod metrics;
 pub mod mount;
 pub mod readiness;
 pub mod runtime;
 pub mod service;
-pub mod systemd;
-pub mod telemetry;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
-pub mod tls;

@@ -6,17 +6,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
-use triad_agent::cli::{self, Cli, Command, ConfigState};
+use triad_agent::cli::{self, Cli, Command};
 use triad_agent::config::AgentConfig;
 use triad_agent::grpc::AgentGrpc;
-use triad_agent::membership::generation_now;
 use triad_agent::metrics::SysinfoMetrics;
 use triad_agent::runtime::{AgentRuntime, Hosts};
-use triad_agent::{systemd, telemetry};
+use triad_cluster::membership::generation_now;
+use triad_daemon::unconfigured::{self, ConfigState};
+use triad_daemon::{systemd, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match cli::load_config(&cli.config, AgentConfig::parse) {
+    let config = match unconfigured::load_config(&cli.config, AgentConfig::parse) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("triad-agent: error: {error}");
@@ -33,7 +34,10 @@ fn main() -> ExitCode {
                     config.cluster_name
                 ),
                 ConfigState::Unconfigured => {
-                    println!("{}", cli::unconfigured_message(&cli.config, "triad-agent"))
+                    println!(
+                        "{}",
+                        unconfigured::unconfigured_message(&cli.config, "triad-agent")
+                    )
                 }
             }
             ExitCode::SUCCESS
@@ -65,9 +69,11 @@ async fn wait_then_run(path: PathBuf, config: ConfigState<AgentConfig>) -> anyho
     let config = match config {
         ConfigState::Configured(config) => config,
         ConfigState::Unconfigured => {
-            match cli::wait_until_configured(&path, "triad-agent", |path: &Path, text: &str| {
-                AgentConfig::parse(path, text)
-            })
+            match unconfigured::wait_until_configured(
+                &path,
+                "triad-agent",
+                |path: &Path, text: &str| AgentConfig::parse(path, text),
+            )
             .await
             .context("installing signal handlers")?
             {
@@ -100,9 +106,9 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         Hosts::production(&config),
     )
     .await?;
-    let tls = triad_agent::tls::start(config.tls.as_ref(), "triad-agent")?;
+    let tls = triad_daemon::tls::start(config.tls.as_ref(), "triad-agent")?;
     // the certificate's expiry goes into gossip: the coordinator's status warns before it bites
-    let publish_expiry = |identity: Option<triad_agent::tls::PeerIdentity>| {
+    let publish_expiry = |identity: Option<triad_daemon::tls::PeerIdentity>| {
         if let Some(identity) = identity {
             agent
                 .state()
@@ -116,7 +122,7 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         .with_tls(tls.is_some())
         .into_server();
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let grpc = tokio::spawn(triad_agent::tls::serve(
+    let grpc = tokio::spawn(triad_daemon::tls::serve(
         tonic::transport::Server::builder().add_service(service),
         grpc_listener,
         tls.clone(),
@@ -126,7 +132,7 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
     ));
     tracing::info!(grpc = %config.grpc_listen, "agent ready");
     systemd::notify_ready();
-    cli::notify_status(&format!(
+    unconfigured::notify_status(&format!(
         "running: node {}, cluster {}",
         config.node_id, config.cluster_name
     ));
@@ -136,8 +142,8 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
-                publish_expiry(triad_agent::tls::reload(tls.as_ref()));
-                match cli::load_config(&path, AgentConfig::parse) {
+                publish_expiry(triad_daemon::tls::reload(tls.as_ref()));
+                match unconfigured::load_config(&path, AgentConfig::parse) {
                 Ok(ConfigState::Configured(new_config)) if new_config == config => tracing::info!("SIGHUP: configuration unchanged"),
                 Ok(ConfigState::Configured(new_config)) => tracing::warn!(
                     path = %path.display(),

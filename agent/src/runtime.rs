@@ -23,11 +23,11 @@ use crate::galera::driver::GaleraDriver;
 use crate::galera::host::GaleraHost;
 use crate::gluster::cli::GlusterCli;
 use crate::gluster::driver::GlusterDriver;
-use crate::membership::{Membership, MembershipConfig, MembershipError};
 use crate::metrics::MetricsSource;
 use crate::mount::host::{MountDriver, MountHost, VolumeSource};
 use crate::readiness::{is_ready, not_ready_reason, ReadinessCheck};
 use crate::service::ServiceManager;
+use triad_cluster::membership::{Membership, MembershipConfig, MembershipError};
 
 /// What does not change while this agent process runs.
 #[derive(Debug, Clone)]
@@ -350,7 +350,7 @@ async fn main_loop(
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let watchdog = crate::systemd::Watchdog::from_env();
+    let watchdog = triad_daemon::systemd::Watchdog::from_env();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

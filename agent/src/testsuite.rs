@@ -8,7 +8,7 @@ use std::time::Duration;
 use triad_proto::gossip::Role;
 
 use crate::config::AgentConfig;
-use crate::membership::GossipSettings;
+use triad_cluster::membership::GossipSettings;
 
 /// The gossip address of in-process node `index` (1-based): 127.0.1.index:7420.
 pub fn node_gossip_addr(index: u8) -> SocketAddr {

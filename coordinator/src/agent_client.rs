@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use triad_agent::tls::TlsFiles;
+use triad_daemon::tls::TlsFiles;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
 
 static TLS: OnceLock<Option<TlsFiles>> = OnceLock::new();

@@ -165,7 +165,7 @@ pub fn ctl_command() -> clap::Command {
 mod tests {
     use std::path::Path;
 
-    use triad_agent::cli::{is_unconfigured, load_config, ConfigState};
+    use triad_daemon::unconfigured::{is_unconfigured, load_config, ConfigState};
 
     use super::*;
     use crate::config::CoordinatorConfig;

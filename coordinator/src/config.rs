@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::Deserialize;
-use triad_agent::config::{
-    load_toml, parse_toml, resolve_cluster, resolve_gossip, ConfigError, RawCluster, RawGossip,
-};
-use triad_agent::membership::GossipSettings;
+use triad_cluster::membership::GossipSettings;
+use triad_cluster::settings::{resolve_gossip, RawGossip};
+use triad_daemon::config::{load_toml, parse_toml, resolve_cluster, ConfigError, RawCluster};
 use triad_proto::ports;
 
 pub const DEFAULT_PATH: &str = "/etc/triad/coordinator.toml";
@@ -35,7 +34,7 @@ struct RawCoordinatorConfig {
     autoscale: Option<crate::autoscale::RawAutoscale>,
     /// `[tls]`: mutual TLS for triadctl → coordinator and coordinator → agents.
     #[serde(default)]
-    tls: Option<triad_agent::config::RawTls>,
+    tls: Option<triad_daemon::config::RawTls>,
     /// `[metrics]`: the Prometheus endpoint (read by [`MetricsConfig::load`]).
     #[serde(default)]
     metrics: RawMetrics,
@@ -172,7 +171,7 @@ pub struct CoordinatorConfig {
     pub autoscale: Option<crate::autoscale::AutoscaleSettings>,
     /// Mutual TLS: the coordinator's server (for triadctl) and its calls to agents
     /// (`None`: plaintext, warned at every start).
-    pub tls: Option<triad_agent::tls::TlsFiles>,
+    pub tls: Option<triad_daemon::tls::TlsFiles>,
 }
 
 impl CoordinatorConfig {
@@ -237,7 +236,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     let galera_grace = match raw.galera.grace.as_deref() {
         None => std::time::Duration::from_secs(3),
         Some(text) => {
-            triad_agent::config::parse_duration(text).map_err(|e| invalid("galera.grace", e))?
+            triad_daemon::config::parse_duration(text).map_err(|e| invalid("galera.grace", e))?
         }
     };
     let galera_nodes = raw.galera.nodes.unwrap_or_default();
@@ -271,7 +270,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
             }
             let ping = match v.ping_timeout.as_deref() {
                 None => std::time::Duration::from_secs(5),
-                Some(text) => triad_agent::config::parse_duration(text)
+                Some(text) => triad_daemon::config::parse_duration(text)
                     .map_err(|e| invalid("volume.ping_timeout", e))?,
             };
             if ping.as_secs() < 1 || ping.as_secs() > 1800 {
@@ -290,7 +289,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         }
         _ => None,
     };
-    let tls = triad_agent::config::resolve_tls(path, raw.tls.as_ref())?;
+    let tls = triad_daemon::config::resolve_tls(path, raw.tls.as_ref())?;
     let autoscale = crate::autoscale::resolve(
         path,
         raw.autoscale.as_ref(),

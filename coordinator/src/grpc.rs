@@ -16,7 +16,7 @@ use crate::observer::Coordinator;
 use crate::recovery::RecoveryHandle;
 use crate::status::cluster_status;
 use crate::view::ClusterEvent;
-use triad_agent::tls::PeerRole;
+use triad_daemon::tls::PeerRole;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorGrpc {
@@ -27,7 +27,7 @@ pub struct CoordinatorGrpc {
     autoscale: Option<crate::autoscale::AutoscaleHandle>,
     /// The server runs mutual TLS with these files: callers are checked by their
     /// certificate's role (None: plaintext, asked for).
-    tls: Option<triad_agent::tls::TlsFiles>,
+    tls: Option<triad_daemon::tls::TlsFiles>,
 }
 
 /// "n2 in 12 day(s), n3 EXPIRED 2 day(s) ago" for the nodes whose certificate (from their
@@ -68,7 +68,7 @@ pub struct OperatorGate {
 
 impl tonic::service::Interceptor for OperatorGate {
     fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        triad_agent::tls::authorize(&request, self.tls, COORDINATOR_CALLERS, "triad-coordinator")?;
+        triad_daemon::tls::authorize(&request, self.tls, COORDINATOR_CALLERS, "triad-coordinator")?;
         Ok(request)
     }
 }
@@ -87,7 +87,7 @@ impl CoordinatorGrpc {
 
     /// The server runs mutual TLS with `files`: only operator certificates may call, and
     /// the status shows the certificate's expiry.
-    pub fn with_tls(mut self, files: Option<triad_agent::tls::TlsFiles>) -> CoordinatorGrpc {
+    pub fn with_tls(mut self, files: Option<triad_daemon::tls::TlsFiles>) -> CoordinatorGrpc {
         self.tls = files;
         self
     }
@@ -100,7 +100,7 @@ impl CoordinatorGrpc {
         };
         match files.own_identity() {
             Ok(identity) => {
-                let days = triad_agent::tls::days_left(&identity);
+                let days = triad_daemon::tls::days_left(&identity);
                 if days <= 30 {
                     format!("mutual TLS as {identity}; its certificate EXPIRES in {days} day(s): issue a new one (`triadctl pki issue`) and send SIGHUP")
                 } else {

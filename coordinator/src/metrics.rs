@@ -95,7 +95,7 @@ pub struct Sources<'a> {
     pub cluster: &'a str,
     pub view: &'a ClusterView,
     /// `None`: plaintext gRPC.
-    pub tls: Option<&'a triad_agent::tls::TlsFiles>,
+    pub tls: Option<&'a triad_daemon::tls::TlsFiles>,
     pub balancer: Option<&'a BalancerStatus>,
     /// Nodes the autoscaler deleted: left out while gossip still lists them dead, as in
     /// the status.
@@ -546,7 +546,7 @@ mod tests {
         generation: u64,
         live: bool,
         not_after: Option<u64>,
-    ) -> triad_agent::membership::ObservedMember {
+    ) -> triad_cluster::membership::ObservedMember {
         let mut keys = triad_proto::gossip::NodeKeys::initial(
             triad_proto::gossip::Role::Core,
             "10.0.0.1:7421".parse().unwrap(),
@@ -554,7 +554,7 @@ mod tests {
         );
         keys.ready = true;
         keys.tls_not_after = not_after;
-        triad_agent::membership::ObservedMember {
+        triad_cluster::membership::ObservedMember {
             node_id: id.into(),
             generation,
             gossip_addr: "10.0.0.1:7420".parse().unwrap(),

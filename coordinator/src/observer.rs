@@ -11,7 +11,7 @@ use chitchat::transport::Transport;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use triad_agent::membership::{Membership, MembershipConfig, MembershipError};
+use triad_cluster::membership::{Membership, MembershipConfig, MembershipError};
 use triad_proto::gossip::{NodeKeys, Role};
 
 use crate::config::CoordinatorConfig;

@@ -1,7 +1,7 @@
 //! The cluster PKI behind mutual TLS (issue 9): `triadctl pki init` makes the cluster CA,
 //! `triadctl pki issue NAME --role ROLE` a certificate signed by it. The subject says who
 //! holds a certificate (CN = name, OU = role: node, coordinator or operator; see
-//! `triad_agent::tls`). A node's certificate names its node id (the coordinator checks it)
+//! `triad_daemon::tls`). A node's certificate names its node id (the coordinator checks it)
 //! and its addresses; the coordinator's names `triad-coordinator` (triadctl checks it).
 //! Keys are ECDSA P-256, written 0600 and never overwritten unless asked; certificates
 //! 0644. Keys never leave the directory they are written to.
@@ -15,7 +15,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use triad_agent::tls::{PeerRole, COORDINATOR_SERVER_NAME};
+use triad_daemon::tls::{PeerRole, COORDINATOR_SERVER_NAME};
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
@@ -239,8 +239,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mode(&n1.key), 0o600);
-        let certs = triad_agent::tls::read_certs(&n1.cert).unwrap();
-        let identity = triad_agent::tls::identity_of(&certs[0]).unwrap();
+        let certs = triad_daemon::tls::read_certs(&n1.cert).unwrap();
+        let identity = triad_daemon::tls::identity_of(&certs[0]).unwrap();
         assert_eq!(
             (identity.name.as_str(), identity.role),
             ("n1", PeerRole::Node)

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use triad_agent::membership::ObservedMember;
+use triad_cluster::membership::ObservedMember;
 use triad_proto::gossip::{NodeKeys, Role};
 
 /// One node as the coordinator sees it.

@@ -28,9 +28,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use balancer_support::{coordinator_config, free_port, node_ip, seeds, test_spec, FakeNode, POLL};
 use chitchat::transport::ChannelTransport;
-use triad_agent::galera::position::Position;
-use triad_agent::membership::{GossipSettings, Membership, MembershipConfig};
 use triad_agent::testsuite::wait_for;
+use triad_cluster::membership::{GossipSettings, Membership, MembershipConfig};
 use triad_coordinator::balancer::plan::Verdict;
 use triad_coordinator::balancer::reconcile::{
     BalancerLoop, Confirmer, GrpcConfirmer, LoopSettings,
@@ -41,6 +40,7 @@ use triad_coordinator::recovery::election::Report;
 use triad_coordinator::recovery::store::Store;
 use triad_coordinator::recovery::{Agents, CallError, PositionAnswer, Recovery, RecoverySettings};
 use triad_coordinator::view::ClusterView;
+use triad_galera::position::Position;
 use triad_proto::gossip::{GaleraKeys, GaleraState, Health, NodeKeys, Role};
 
 /// Real-time bound for each awaited condition of the balancer tests.
@@ -273,7 +273,7 @@ impl BalancerUnderTest {
         let coordinator = Arc::new(
             Coordinator::start(
                 &coordinator_config(),
-                triad_agent::membership::generation_now(),
+                triad_cluster::membership::generation_now(),
                 transport,
             )
             .await

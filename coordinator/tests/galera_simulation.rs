@@ -14,17 +14,17 @@ use chitchat::transport::ChannelTransport;
 use tokio::time::Instant;
 use triad_agent::galera::driver::{GaleraDriver, GaleraError};
 use triad_agent::galera::host::{GaleraHost, HostError};
-use triad_agent::galera::position::{GraState, Position, ZERO_UUID};
-use triad_agent::galera::JOIN_SETTLE;
 use triad_agent::galera::{GaleraSettings, UnitState, WsrepStatus};
-use triad_agent::membership::GossipSettings;
 use triad_agent::metrics::FixedMetrics;
 use triad_agent::runtime::{AgentRuntime, Hosts};
 use triad_agent::testsuite::{agent_config_for_test, node_gossip_addr, wait_for};
+use triad_cluster::membership::GossipSettings;
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::election::Report;
 use triad_coordinator::recovery::{Agents, CallError, PositionAnswer, Recovery, RecoverySettings};
+use triad_galera::join::JOIN_SETTLE;
+use triad_galera::position::{GraState, Position, ZERO_UUID};
 
 const UUID: &str = "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31";
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use chitchat::transport::ChannelTransport;
 use tokio::time::Instant;
-use triad_agent::membership::GossipSettings;
 use triad_agent::metrics::FixedMetrics;
 use triad_agent::runtime::AgentRuntime;
 use triad_agent::testsuite::{agent_config_for_test, node_gossip_addr, wait_for};
+use triad_cluster::membership::GossipSettings;
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::observer::Coordinator;
 

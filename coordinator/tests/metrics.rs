@@ -14,12 +14,12 @@ use chitchat::transport::ChannelTransport;
 use triad_agent::metrics::FixedMetrics;
 use triad_agent::runtime::AgentRuntime;
 use triad_agent::testsuite::{agent_config_for_test, node_gossip_addr, wait_for};
-use triad_agent::tls::{PeerRole, TlsFiles};
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::grpc::CoordinatorGrpc;
 use triad_coordinator::metrics::{self, SnapshotSource};
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::pki::{self, IssueRequest};
+use triad_daemon::tls::{PeerRole, TlsFiles};
 
 /// The expiry n1's agent gossips (`tls.not_after`).
 const N1_NOT_AFTER: u64 = 1_900_000_000;

@@ -14,15 +14,15 @@ use std::time::Duration;
 use chitchat::transport::ChannelTransport;
 use tokio::net::TcpListener;
 use triad_agent::grpc::AgentGrpc;
-use triad_agent::membership::GossipSettings;
 use triad_agent::metrics::FixedMetrics;
 use triad_agent::runtime::AgentRuntime;
 use triad_agent::testsuite::agent_config_for_test;
-use triad_agent::tls::{PeerRole, TlsFiles, TlsReloader, COORDINATOR_SERVER_NAME};
+use triad_cluster::membership::GossipSettings;
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::grpc::CoordinatorGrpc;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::pki::{self, IssueRequest};
+use triad_daemon::tls::{PeerRole, TlsFiles, TlsReloader, COORDINATOR_SERVER_NAME};
 use triad_proto::v1;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
@@ -98,7 +98,7 @@ async fn coordinator_server(
         .with_tls(Some(tls.files().clone()))
         .into_server();
     let task = tokio::spawn(async move {
-        let _ = triad_agent::tls::serve(
+        let _ = triad_daemon::tls::serve(
             tonic::transport::Server::builder().add_service(service),
             listener,
             Some(tls),
@@ -256,7 +256,10 @@ async fn the_coordinator_answers_operators_only_and_says_why_it_refuses() {
         (identity.name.as_str(), identity.role),
         ("coordinator", PeerRole::Coordinator)
     );
-    assert!(triad_agent::tls::days_left(&identity) >= 29, "{identity:?}");
+    assert!(
+        triad_daemon::tls::days_left(&identity) >= 29,
+        "{identity:?}"
+    );
     assert_ne!(before, std::fs::read(ours.join("coordinator.pem")).unwrap());
     let status = cluster_status(
         addr,
@@ -303,7 +306,7 @@ async fn an_agent_obeys_its_coordinator_and_operators_never_another_node() {
         .with_tls(true)
         .into_server();
     let tls = TlsReloader::new(files(ours, "n1")).unwrap();
-    let _server = tokio::spawn(triad_agent::tls::serve(
+    let _server = tokio::spawn(triad_daemon::tls::serve(
         tonic::transport::Server::builder().add_service(service),
         listener,
         Some(tls),

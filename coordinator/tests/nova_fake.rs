@@ -455,10 +455,10 @@ async fn with_tls_the_user_data_carries_a_certificate_issued_for_the_node() {
         "{agent}"
     );
     let der = rustls_pemfile_first(files[2]["content"].as_str().unwrap());
-    let identity = triad_agent::tls::identity_of(&der).unwrap();
+    let identity = triad_daemon::tls::identity_of(&der).unwrap();
     assert_eq!(
         (identity.name.as_str(), identity.role),
-        ("web-4", triad_agent::tls::PeerRole::Node)
+        ("web-4", triad_daemon::tls::PeerRole::Node)
     );
     // without the CA key the provider cannot issue: a config error naming the file
     std::fs::remove_file(pki.path().join("ca.key")).unwrap();

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod convert;
 pub mod gossip;
 
 /// Generated prost/tonic code for `proto/triad/v1/*.proto`.

@@ -137,8 +137,8 @@ pub fn lab_pki() -> Result<PathBuf> {
         triad_coordinator::pki::init(&dir, CLUSTER, 3650, true).map_err(pki_error)?;
     }
     for (name, role) in [
-        ("coordinator", triad_agent::tls::PeerRole::Coordinator),
-        (OPERATOR, triad_agent::tls::PeerRole::Operator),
+        ("coordinator", triad_daemon::tls::PeerRole::Coordinator),
+        (OPERATOR, triad_daemon::tls::PeerRole::Operator),
     ] {
         if !dir.join(format!("{name}.pem")).exists() {
             issue_cert(&dir, name, role, vec![])?;
@@ -163,7 +163,7 @@ pub fn lab_pki() -> Result<PathBuf> {
 fn issue_cert(
     dir: &Path,
     name: &str,
-    role: triad_agent::tls::PeerRole,
+    role: triad_daemon::tls::PeerRole,
     ips: Vec<std::net::IpAddr>,
 ) -> Result<()> {
     triad_coordinator::pki::issue(
@@ -187,7 +187,7 @@ pub fn install_node_cert(node: &Node) -> Result<()> {
     issue_cert(
         &dir,
         &node.name,
-        triad_agent::tls::PeerRole::Node,
+        triad_daemon::tls::PeerRole::Node,
         vec![node
             .addr
             .parse()
@@ -895,7 +895,7 @@ fn refusals_with(tb: &Testbed, foreign: &Path) -> Result<Vec<String>> {
         foreign,
         &triad_coordinator::pki::IssueRequest {
             name: "n9".into(),
-            role: triad_agent::tls::PeerRole::Node,
+            role: triad_daemon::tls::PeerRole::Node,
             ips: vec![],
             dns: vec![],
             days: 1,

@@ -126,7 +126,7 @@ mod tests {
         let a: IpAddr = "10.0.0.2".parse().unwrap();
         let plain = render(&settings, "n2", a, &[]);
         assert!(!plain.contains("ssl"), "{plain}");
-        settings.tls = Some(super::super::GaleraTls::new(crate::tls::TlsFiles {
+        settings.tls = Some(super::super::GaleraTls::new(triad_daemon::tls::TlsFiles {
             ca: "/etc/triad/pki/ca.crt".into(),
             cert: "/etc/triad/pki/n2.crt".into(),
             key: "/etc/triad/pki/n2.key".into(),

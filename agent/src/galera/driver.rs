@@ -14,14 +14,15 @@ use tokio::time::Instant;
 use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 
 use super::host::{GaleraHost, HostError};
-use super::position::{parse_reversing_history, GraState, Position, ReversingHistory};
 use super::tls::TlsInstall;
+use triad_galera::join::{next_joiner, MemberGalera};
+use triad_galera::position::{parse_reversing_history, GraState, Position, ReversingHistory};
+
 use super::{
-    best_position, cnf, derive_state, keys, next_joiner, plan, Action, GaleraSettings,
-    MemberGalera, Observed, UnitState,
+    best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
 };
-use crate::membership::Membership;
 use crate::runtime::AgentState;
+use triad_cluster::membership::Membership;
 
 /// Why a coordinator request was refused; mapped to gRPC status codes by the server.
 #[derive(Debug, thiserror::Error)]
@@ -609,9 +610,9 @@ impl GaleraDriver {
     }
 }
 
-/// [`crate::exec::durable_write`], with the error naming the file.
+/// [`triad_daemon::fs::durable_write`], with the error naming the file.
 fn durable_write(path: &std::path::Path, text: &str) -> Result<(), HostError> {
-    crate::exec::durable_write(path, text)
+    triad_daemon::fs::durable_write(path, text)
         .map_err(|e| HostError::new(format!("writing {}", path.display()), e.to_string()))
 }
 

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use super::position::{
-    parse_grastate, parse_recovered, with_safe_to_bootstrap, GraState, Position,
-};
 use super::{GaleraSettings, UnitState, WsrepStatus};
 pub use crate::exec::{run, write_if_changed, HostError};
 use crate::service::{ServiceManager, Systemctl};
+use triad_galera::position::{
+    parse_grastate, parse_recovered, with_safe_to_bootstrap, GraState, Position,
+};
 
 #[async_trait::async_trait]
 pub trait GaleraHost: Send + Sync {
@@ -336,7 +336,7 @@ impl GaleraHost for SystemdGaleraHost {
     async fn prepare_start(&self, position: Option<&Position>) -> Result<(), HostError> {
         let path = std::path::Path::new(START_POSITION_FILE);
         let what = format!("writing {}", path.display());
-        match position.filter(|p| p.seqno >= 0 && super::position::is_uuid(&p.uuid)) {
+        match position.filter(|p| p.seqno >= 0 && triad_galera::position::is_uuid(&p.uuid)) {
             Some(position) => {
                 if let Some(dir) = path.parent() {
                     tokio::fs::create_dir_all(dir)

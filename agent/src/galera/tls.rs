@@ -119,7 +119,7 @@ pub fn missing_programs(settings: &GaleraSettings, path_var: &str) -> Vec<&'stat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::TlsFiles;
+    use triad_daemon::tls::TlsFiles;
 
     /// A CA and a certificate with its key for `n1`, as PEM: (ca, cert, key).
     fn pems() -> (String, String, String) {

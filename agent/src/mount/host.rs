@@ -14,8 +14,8 @@ use super::{
 };
 use crate::exec::{run, write_if_changed, HostError};
 use crate::gluster::driver::LocalGluster;
-use crate::membership::Membership;
 use crate::runtime::AgentState;
+use triad_cluster::membership::Membership;
 
 #[async_trait::async_trait]
 pub trait MountHost: Send + Sync {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use triad_agent::config::ConfigError;
+use triad_daemon::config::ConfigError;
 use triad_proto::gossip::Role;
 
 use crate::balancer::reconcile::BalancerStatus;
@@ -113,7 +113,7 @@ pub struct ClusterContext {
     /// The Gluster volume new web nodes mount (None without `[volume]`).
     pub volume: Option<String>,
     /// The coordinator's `[tls]` (None: plaintext).
-    pub tls: Option<triad_agent::tls::TlsFiles>,
+    pub tls: Option<triad_daemon::tls::TlsFiles>,
 }
 
 /// Nova tags mark our servers: at most 60 characters, no '/' or ','.
@@ -295,7 +295,7 @@ pub fn resolve(
     };
     let duration = |key: &'static str, text: Option<&str>, default: u64| match text {
         None => Ok(Duration::from_secs(default)),
-        Some(text) => triad_agent::config::parse_duration(text).map_err(|e| invalid(key, e)),
+        Some(text) => triad_daemon::config::parse_duration(text).map_err(|e| invalid(key, e)),
     };
     let provider = match raw.provider.as_deref().unwrap_or("none") {
         "none" => ProviderSettings::None,

@@ -68,7 +68,7 @@ impl NovaSettings {
             dir,
             &crate::pki::IssueRequest {
                 name: node.to_string(),
-                role: triad_agent::tls::PeerRole::Node,
+                role: triad_daemon::tls::PeerRole::Node,
                 ips: vec![],
                 dns: vec![],
                 days: 365,

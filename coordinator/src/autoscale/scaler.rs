@@ -148,7 +148,7 @@ impl Scaler {
     fn save(&mut self) -> bool {
         let path = &self.settings.state_file;
         let text = serde_json::to_string_pretty(&self.record).unwrap_or_default();
-        match triad_agent::exec::durable_write(path, &text) {
+        match triad_daemon::fs::durable_write(path, &text) {
             Ok(()) => true,
             Err(e) => {
                 self.last_error = Some(format!(

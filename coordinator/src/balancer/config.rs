@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use triad_agent::config::{load_toml, ConfigError};
+use triad_daemon::config::{load_toml, ConfigError};
 
 use super::haproxy::HaproxySettings;
 use super::octavia::{MonitorSettings, OctaviaSettings};
@@ -140,7 +140,7 @@ fn duration(
     match text {
         None => Ok(default),
         Some(text) => {
-            triad_agent::config::parse_duration(text).map_err(|message| ConfigError::Invalid {
+            triad_daemon::config::parse_duration(text).map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key,
                 message,
@@ -333,7 +333,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn parse(text: &str) -> Result<BalancerConfig, ConfigError> {
-        let raw: OnlyBalancer = triad_agent::config::parse_toml(Path::new("c.toml"), text)?;
+        let raw: OnlyBalancer = triad_daemon::config::parse_toml(Path::new("c.toml"), text)?;
         resolve(Path::new("c.toml"), raw.balancer.as_ref())
     }
 

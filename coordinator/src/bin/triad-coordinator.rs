@@ -7,14 +7,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
-use triad_agent::cli::{self as unconfigured, ConfigState};
-use triad_agent::membership::generation_now;
-use triad_agent::{systemd, telemetry};
+use triad_cluster::membership::generation_now;
 use triad_coordinator::cli::{CoordinatorCli as Cli, CoordinatorCommand as Command};
 use triad_coordinator::config::{CoordinatorConfig, MetricsConfig};
 use triad_coordinator::grpc::CoordinatorGrpc;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::{GrpcAgents, Recovery, RecoverySettings};
+use triad_daemon::unconfigured::{self, ConfigState};
+use triad_daemon::{systemd, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs the coordinator; with the shipped (all-commented) configuration it first waits, idle,
-/// for the operator to fill it in (see `triad_agent::cli`).
+/// for the operator to fill it in (see `triad_daemon::unconfigured`).
 async fn wait_then_run(
     path: PathBuf,
     config: ConfigState<CoordinatorConfig>,
@@ -97,7 +97,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
                 config.grpc_listen
             )
         })?;
-    let tls = triad_agent::tls::start(config.tls.as_ref(), "triad-coordinator")?;
+    let tls = triad_daemon::tls::start(config.tls.as_ref(), "triad-coordinator")?;
     // the coordinator's own certificate also identifies it to the agents it calls
     triad_coordinator::agent_client::set_tls(config.tls.clone());
     let coordinator = Arc::new(
@@ -169,7 +169,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     }
     let metrics = start_metrics(&path, service.clone()).await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(triad_agent::tls::serve(
+    let server = tokio::spawn(triad_daemon::tls::serve(
         tonic::transport::Server::builder().add_service(service.into_server()),
         listener,
         tls.clone(),
@@ -185,7 +185,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
-                triad_agent::tls::reload(tls.as_ref());
+                triad_daemon::tls::reload(tls.as_ref());
                 match unconfigured::load_config(&path, CoordinatorConfig::parse) {
                 Ok(ConfigState::Configured(new_config)) if new_config == config => {
                     tracing::info!("SIGHUP: configuration unchanged")

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use triad_agent::tls::PeerRole;
 use triad_coordinator::cli::{CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole};
 use triad_coordinator::pki;
 use triad_coordinator::status::StatusReport;
+use triad_daemon::tls::PeerRole;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
 
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
 /// The coordinator to call, and how.
 struct Target {
     endpoint: String,
-    tls: Option<triad_agent::tls::TlsFiles>,
+    tls: Option<triad_daemon::tls::TlsFiles>,
 }
 
 impl std::fmt::Display for Target {
@@ -62,7 +62,7 @@ impl Target {
     fn from_cli(cli: &Cli) -> Result<Target, String> {
         let tls = match (&cli.ca, &cli.cert, &cli.key) {
             (None, None, None) => None,
-            (Some(ca), Some(cert), Some(key)) => Some(triad_agent::tls::TlsFiles {
+            (Some(ca), Some(cert), Some(key)) => Some(triad_daemon::tls::TlsFiles {
                 ca: ca.clone(),
                 cert: cert.clone(),
                 key: key.clone(),
@@ -162,7 +162,7 @@ async fn client(
     }
     if let Some(files) = &target.tls {
         let config = files
-            .client_config(triad_agent::tls::COORDINATOR_SERVER_NAME)
+            .client_config(triad_daemon::tls::COORDINATOR_SERVER_NAME)
             .map_err(|e| e.to_string())?;
         endpoint_config = endpoint_config
             .tls_config(config)

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use triad_agent::galera::position::Position;
+use triad_galera::position::Position;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -276,10 +276,8 @@ mod tests {
     #[test]
     fn gtid_suffixed_positions_compare_by_seqno_not_as_text() {
         // the Pacemaker agent compares "48451,0-1-48431" as a string; we parse the seqno
-        let a = triad_agent::galera::position::parse_recovered_value(&format!("{U}:9,0-1-100"))
-            .unwrap();
-        let b = triad_agent::galera::position::parse_recovered_value(&format!("{U}:10,0-1-99"))
-            .unwrap();
+        let a = triad_galera::position::parse_recovered_value(&format!("{U}:9,0-1-100")).unwrap();
+        let b = triad_galera::position::parse_recovered_value(&format!("{U}:10,0-1-99")).unwrap();
         let e = elect(
             &members(&["n1", "n2"]),
             &reports(&[

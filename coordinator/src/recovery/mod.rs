@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use triad_agent::galera::position::Position;
-use triad_agent::galera::{next_joiner, MemberGalera, JOIN_SETTLE};
+use triad_galera::join::{next_joiner, MemberGalera, JOIN_SETTLE};
+use triad_galera::position::Position;
 use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 use triad_proto::v1;
 use triad_proto::v1::agent_service_client::AgentServiceClient;

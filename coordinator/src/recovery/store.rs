@@ -104,7 +104,7 @@ impl Store {
 
     pub fn save(&self, record: &GaleraRecord) -> Result<(), StoreError> {
         let text = serde_json::to_string_pretty(record).map_err(|e| self.error(e))?;
-        triad_agent::exec::durable_write(&self.path, &text).map_err(|e| self.error(e))
+        triad_daemon::fs::durable_write(&self.path, &text).map_err(|e| self.error(e))
     }
 }
 

@@ -18,11 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use triad_agent::grpc::AgentGrpc;
-use triad_agent::membership::GossipSettings;
 use triad_agent::metrics::FixedMetrics;
 use triad_agent::readiness::ReadinessCheck;
 use triad_agent::runtime::AgentRuntime;
 use triad_agent::testsuite::{agent_config_for_test, wait_for};
+use triad_cluster::membership::GossipSettings;
 use triad_coordinator::balancer::haproxy::{HaproxyBalancer, HaproxySettings};
 use triad_coordinator::balancer::plan::Spec;
 use triad_coordinator::balancer::reconcile::{BalancerLoop, GrpcConfirmer, LoopSettings};
@@ -321,7 +321,7 @@ impl Control {
         let coordinator = Arc::new(
             Coordinator::start(
                 &coordinator_config(),
-                triad_agent::membership::generation_now(),
+                triad_cluster::membership::generation_now(),
                 transport,
             )
             .await

@@ -1,0 +1,274 @@
+//! Configuration basics both daemons and `triadctl` share: strict TOML with one-line
+//! errors that name the file, line and key ([`ConfigError`]); validated values (names,
+//! durations, addresses, seeds); and the `[cluster]` and `[tls]` sections, which mean the
+//! same in every config file.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("config {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// Read and parse a TOML file into `T`, mapping errors to one line with file:line:column.
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_toml(path, &text)
+}
+
+/// Parse TOML text; `path` is only used in error messages.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|error| {
+        let offset = error.span().map(|span| span.start).unwrap_or(0);
+        let (line, column) = line_and_column(text, offset);
+        let context = table_context(text, offset);
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: format!("{}{context}", error.message().trim().replace('\n', " ")),
+        }
+    })
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+/// " (in [table], at `key = value`)": tells which key a type error is about, since the
+/// TOML error message names only the expected type.
+fn table_context(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.starts_with('['))
+        .map(|line| line.to_string());
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let this_line = text[line_start..].lines().next().unwrap_or("").trim();
+    let mut parts = Vec::new();
+    if let Some(table) = table {
+        parts.push(format!("in {table}"));
+    }
+    if this_line.contains('=') && !this_line.starts_with('[') {
+        parts.push(format!("at `{this_line}`"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: String,
+    #[serde(default)]
+    pub seeds: Vec<String>,
+}
+
+/// `[tls]`, shared by the agent and the coordinator: mutual TLS on gRPC.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Plaintext gRPC, said explicitly (warned at every start).
+    pub insecure: Option<bool>,
+}
+
+/// `[tls]` resolved: the files (paths absolute), or `None` for plaintext, which must be
+/// asked for (`insecure = true`; the daemon warns at every start). A config without
+/// `[tls]` is refused: gRPC commands bootstrap databases and stop nodes.
+pub fn resolve_tls(
+    path: &Path,
+    raw: Option<&RawTls>,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    let Some(raw) = raw else {
+        return Err(invalid(
+            "tls",
+            "missing: gRPC needs mutual TLS ([tls] ca, cert and key; see `triadctl pki`), or plaintext asked for explicitly with [tls] insecure = true".into(),
+        ));
+    };
+    let given = [&raw.ca, &raw.cert, &raw.key];
+    if raw.insecure == Some(true) {
+        if given.iter().any(|f| f.is_some()) {
+            return Err(invalid(
+                "tls.insecure",
+                "insecure = true together with certificate files: choose one".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let file = |key: &'static str, value: &Option<String>| -> Result<PathBuf, ConfigError> {
+        let text = value.as_deref().ok_or_else(|| {
+            invalid(
+                key,
+                "required in [tls] (ca, cert and key; or insecure = true for plaintext)".into(),
+            )
+        })?;
+        let path = PathBuf::from(text);
+        if !path.is_absolute() {
+            return Err(invalid(key, format!("{text:?} must be an absolute path")));
+        }
+        Ok(path)
+    };
+    Ok(Some(crate::tls::TlsFiles {
+        ca: file("tls.ca", &raw.ca)?,
+        cert: file("tls.cert", &raw.cert)?,
+        key: file("tls.key", &raw.key)?,
+    }))
+}
+
+/// A node id or cluster name: 1-63 letters, digits, '-', '_' or '.' (it ends up in
+/// hostnames, certificate names and file names).
+pub fn validate_node_id(id: &str) -> Result<(), String> {
+    let valid_chars = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if id.is_empty() || id.len() > 63 || !valid_chars {
+        return Err(format!(
+            "{id:?} must be 1-63 characters of letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// `address = "auto"` (nodes launched by the autoscaler, whose address the cloud's DHCP
+/// picks): the source address the kernel would use toward the first seed that is an IP
+/// address. A UDP `connect` only looks up the route; no packet is sent.
+pub fn auto_address(seeds: &[String]) -> Result<IpAddr, String> {
+    let seed: SocketAddr = seeds
+        .iter()
+        .find_map(|seed| seed.parse().ok())
+        .ok_or_else(|| {
+            "\"auto\" needs a seed given as an IP address:port in cluster.seeds".to_string()
+        })?;
+    let any: SocketAddr = if seed.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let socket = std::net::UdpSocket::bind(any).map_err(|e| format!("\"auto\": {e}"))?;
+    socket
+        .connect(seed)
+        .map_err(|e| format!("\"auto\": no route to the seed {seed}: {e}"))?;
+    let local = socket
+        .local_addr()
+        .map_err(|e| format!("\"auto\": {e}"))?
+        .ip();
+    if local.is_unspecified() {
+        return Err(format!("\"auto\": no source address toward {seed}"));
+    }
+    Ok(local)
+}
+
+/// `[cluster]`: name and seeds, validated. Shared with the coordinator.
+pub fn resolve_cluster(
+    path: &Path,
+    raw: &RawCluster,
+) -> Result<(String, Vec<String>), ConfigError> {
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    validate_node_id(&raw.name).map_err(|m| invalid("cluster.name", m))?;
+    for seed in &raw.seeds {
+        validate_seed(seed).map_err(|m| invalid("cluster.seeds", m))?;
+    }
+    Ok((raw.name.clone(), raw.seeds.clone()))
+}
+
+pub fn validate_seed(seed: &str) -> Result<(), String> {
+    if seed.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    match seed.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("{seed:?} is not host:port")),
+    }
+}
+
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address:port (e.g. 10.0.0.5:7420)"))
+}
+
+/// The longest duration a config key accepts: beyond it, timers and deadlines overflow
+/// (`Instant + Duration` panics), and no setting of ours needs more.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A config duration ("200ms", "5s", "1h"), at most [`MAX_CONFIG_DURATION`]; the error is
+/// one line, for the caller to prefix with the file and key.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"200ms\", \"5s\" or \"1h\": {e}"))?;
+    if value > MAX_CONFIG_DURATION {
+        return Err(format!(
+            "{text:?} is longer than the 365 days a duration may be"
+        ));
+    }
+    Ok(value)
+}
+
+/// An optional duration key: `default` when absent, else [`parse_duration`] with the
+/// error naming the file and `key`.
+pub fn duration_key(
+    path: &Path,
+    key: &'static str,
+    raw: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(text) => parse_duration(text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        }),
+    }
+}

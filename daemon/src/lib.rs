@@ -1,0 +1,16 @@
+//! triad-daemon: what `triad-agent`, `triad-coordinator` and `triadctl` share to run, and
+//! nothing of either daemon's work.
+//!
+//! Modules: `config` (strict TOML, one-line errors, validated values, `[cluster]` and
+//! `[tls]`), `tls` (mutual TLS on gRPC: files, roles, server and client set-up), `systemd`
+//! (notify, watchdog), `telemetry` (tracing to the journal or stderr), `fs` (writes that
+//! survive a power cut), `unconfigured` (the shipped all-commented config's wait).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod fs;
+pub mod systemd;
+pub mod telemetry;
+pub mod tls;
+pub mod unconfigured;
