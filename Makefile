@@ -43,13 +43,13 @@ lint:
 ## The testbed installs target/debian/triad-agent_*.deb into its nodes when it exists; the
 ## testbed_packaging tests lint, install, upgrade and purge them. See packaging/README.md.
 deb:
-	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator -p triad-gen-assets --bins
+	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator -p triadctl -p triad-gen-assets --bins
 	rm -rf target/release/assets
 	target/release/triad-gen-assets target/release/assets
 	gzip -9nfk target/release/assets/man/*.[18]
 	$(CARGO) deb -p triad-agent --no-build --dbgsym
 	$(CARGO) deb -p triad-coordinator --no-build --dbgsym
-	$(CARGO) deb -p triad-coordinator --variant ctl --no-build --dbgsym
+	$(CARGO) deb -p triadctl --no-build --dbgsym
 
 ## Fast tests only (no containers): pure, in-process and loopback tiers.
 unit: build

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use triad_daemon::tls::TlsFiles;
+use triad_daemon::tls::{error_chain, TlsFiles};
 use triad_proto::v1::agent_service_client::AgentServiceClient;
 
 static TLS: OnceLock<Option<TlsFiles>> = OnceLock::new();
@@ -44,17 +44,4 @@ pub async fn connect(
         )
     })?;
     Ok(AgentServiceClient::new(channel))
-}
-
-/// tonic's transport errors say "transport error"; the cause (a refused certificate, a
-/// wrong name) is in the source chain.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }

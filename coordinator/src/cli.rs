@@ -1,11 +1,10 @@
-//! The command lines of `triad-coordinator` and `triadctl` (clap), kept in the library so the
-//! man pages and shell completions are generated from the same definitions
-//! (`triad-gen-assets`, run by `make deb`).
+//! The command line of `triad-coordinator` (clap), kept in the library so the man page and
+//! the shell completions are generated from the same definition (`triad-gen-assets`, run by
+//! `make deb`).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_PATH;
 
@@ -29,136 +28,9 @@ pub enum CoordinatorCommand {
     ValidateConfig,
 }
 
-/// Operate a Triad cluster through its coordinator.
-#[derive(Debug, Parser)]
-#[command(
-    name = "triadctl",
-    version,
-    about = "Operate a Triad cluster through its coordinator"
-)]
-pub struct CtlCli {
-    /// The coordinator's gRPC endpoint.
-    #[arg(
-        long,
-        env = "TRIAD_COORDINATOR",
-        default_value = "http://127.0.0.1:7422",
-        global = true
-    )]
-    pub coordinator: String,
-    /// How long to wait for the coordinator.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
-    pub timeout: Duration,
-    /// Mutual TLS: the cluster CA (with --cert and --key; see `triadctl pki`).
-    #[arg(long, env = "TRIAD_CA", global = true, value_name = "PEM")]
-    pub ca: Option<PathBuf>,
-    /// Mutual TLS: this operator's certificate (`triadctl pki issue NAME --role operator`).
-    #[arg(long, env = "TRIAD_CERT", global = true, value_name = "PEM")]
-    pub cert: Option<PathBuf>,
-    /// Mutual TLS: the key of --cert.
-    #[arg(long, env = "TRIAD_KEY", global = true, value_name = "PEM")]
-    pub key: Option<PathBuf>,
-    #[command(subcommand)]
-    pub command: CtlCommand,
-}
-
-/// Where `triadctl pki` keeps the CA and what it issues.
-pub const PKI_DIR: &str = "/etc/triad/pki";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PkiRole {
-    /// A node's agent (its name is the node id; also give its address with --ip).
-    Node,
-    /// The coordinator (named triad-coordinator for triadctl; give its address with --ip).
-    Coordinator,
-    /// A person or tool running triadctl.
-    Operator,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum PkiCommand {
-    /// Create the cluster CA (ca.pem, and ca.key readable by root only).
-    Init {
-        /// The cluster's name (in the CA's name).
-        #[arg(long)]
-        cluster: String,
-        #[arg(long, default_value = PKI_DIR)]
-        dir: PathBuf,
-        /// Validity in days.
-        #[arg(long, default_value_t = 3650)]
-        days: u32,
-        /// Replace an existing CA (every certificate it signed stops working).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Issue NAME.pem and NAME.key (root only), signed by the cluster CA.
-    Issue {
-        /// A node id, the coordinator's id, or an operator's name.
-        name: String,
-        #[arg(long, value_enum)]
-        role: PkiRole,
-        /// An address the holder serves on (repeatable).
-        #[arg(long)]
-        ip: Vec<std::net::IpAddr>,
-        /// A DNS name the holder serves as (repeatable).
-        #[arg(long)]
-        dns: Vec<String>,
-        #[arg(long, default_value = PKI_DIR)]
-        dir: PathBuf,
-        /// Validity in days.
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-        /// Replace existing files of that name.
-        #[arg(long)]
-        force: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CtlCommand {
-    /// Cluster summary and one row per node. Exit code: 0 healthy, 1 degraded, 2 error.
-    Status {
-        #[arg(long, short, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
-    /// Galera full-outage recovery now. Without --bootstrap: run the automatic election at
-    /// once (no grace period). With --bootstrap NODE: bootstrap that node (refused when a
-    /// reachable node is more advanced, unless --force). Logged by the coordinator.
-    Recover {
-        /// The node to bootstrap.
-        #[arg(long, value_name = "NODE")]
-        bootstrap: Option<String>,
-        /// Bootstrap NODE even when another node reports a higher seqno (loses its writes).
-        #[arg(long, requires = "bootstrap")]
-        force: bool,
-    },
-    /// Autoscaling: reach N nodes (core nodes included) now, within [autoscale] min and max;
-    /// the request-rate policy resumes after its stabilization window. Logged.
-    Scale {
-        /// The number of nodes wanted.
-        #[arg(long, value_name = "N")]
-        to: u32,
-    },
-    /// The cluster PKI for mutual TLS: `pki init` makes the CA, `pki issue` certificates.
-    Pki {
-        #[command(subcommand)]
-        command: PkiCommand,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
-
 /// `triad-coordinator`'s clap command (for the man page and completions).
 pub fn coordinator_command() -> clap::Command {
     <CoordinatorCli as clap::CommandFactory>::command()
-}
-
-/// `triadctl`'s clap command (for the man page and completions).
-pub fn ctl_command() -> clap::Command {
-    <CtlCli as clap::CommandFactory>::command()
 }
 
 #[cfg(test)]
@@ -198,7 +70,7 @@ mod tests {
         // the [autoscale.nova] example resolves too, with the shipped cloud-init template
         // (with [tls], it issues node certificates with the CA in [tls]'s directory)
         let pki = tempfile::tempdir().unwrap();
-        crate::pki::init(pki.path(), "prod", 1, false).unwrap();
+        triad_daemon::pki::init(pki.path(), "prod", 1, false).unwrap();
         let nova = example
             .replace("provider = \"none\"", "provider = \"nova\"")
             .replace("/etc/triad/pki", &pki.path().display().to_string());
@@ -219,17 +91,8 @@ mod tests {
     }
 
     #[test]
-    fn both_command_lines_are_consistent() {
+    fn the_command_line_is_consistent() {
         coordinator_command().debug_assert();
-        ctl_command().debug_assert();
-        let ctl = CtlCli::try_parse_from(["triadctl", "status", "--output", "json"]).unwrap();
-        assert!(matches!(
-            ctl.command,
-            CtlCommand::Status {
-                output: Output::Json
-            }
-        ));
-        assert_eq!(ctl.timeout, Duration::from_secs(5));
         let coordinator =
             CoordinatorCli::try_parse_from(["triad-coordinator", "validate-config"]).unwrap();
         assert_eq!(

@@ -19,7 +19,6 @@ pub(crate) mod hostile_toml;
 pub mod metrics;
 pub mod observer;
 pub mod openstack;
-pub mod pki;
 pub mod recovery;
 pub mod status;
 pub mod view;

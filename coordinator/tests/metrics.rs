@@ -1,7 +1,7 @@
 //! The coordinator's `/metrics` endpoint, end to end: an agent gossips its certificate's
 //! expiry (in memory), the coordinator observes it, and the real server on 127.0.0.1:<free>
 //! answers the real `curl` with the coordinator's own certificate expiry (read from a
-//! certificate made by `triad_coordinator::pki`, its date checked with `openssl`) and the
+//! certificate made by `triad_daemon::pki`, its date checked with `openssl`) and the
 //! node's, in the text format; 404 on another path, 405 on another method; a port already
 //! taken is an error naming the address and `metrics.listen`.
 
@@ -18,7 +18,7 @@ use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::grpc::CoordinatorGrpc;
 use triad_coordinator::metrics::{self, SnapshotSource};
 use triad_coordinator::observer::Coordinator;
-use triad_coordinator::pki::{self, IssueRequest};
+use triad_daemon::pki::{self, IssueRequest};
 use triad_daemon::tls::{PeerRole, TlsFiles};
 
 /// The expiry n1's agent gossips (`tls.not_after`).

@@ -1,4 +1,4 @@
-//! Mutual TLS on the gRPC channels (issue 9), with a PKI made by `triad_coordinator::pki`
+//! Mutual TLS on the gRPC channels (issue 9), with a PKI made by `triad_daemon::pki`
 //! (what `triadctl pki init` / `issue` run): the coordinator's server answers an operator
 //! certificate, and refuses, each with a clear status or error, a plaintext client, a TLS
 //! client without a certificate, a certificate from another CA and a node certificate; an
@@ -21,7 +21,7 @@ use triad_cluster::membership::GossipSettings;
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::grpc::CoordinatorGrpc;
 use triad_coordinator::observer::Coordinator;
-use triad_coordinator::pki::{self, IssueRequest};
+use triad_daemon::pki::{self, IssueRequest};
 use triad_daemon::tls::{PeerRole, TlsFiles, TlsReloader, COORDINATOR_SERVER_NAME};
 use triad_proto::v1;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
@@ -80,7 +80,7 @@ fn files(dir: &Path, name: &str) -> TlsFiles {
 
 /// tonic's error text with its causes (a refused certificate is in the source chain).
 fn chain(error: &dyn std::error::Error) -> String {
-    triad_coordinator::agent_client::error_chain(error)
+    triad_daemon::tls::error_chain(error)
 }
 
 /// A coordinator gRPC server with TLS on 127.0.0.1:<free>.

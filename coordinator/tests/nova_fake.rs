@@ -422,7 +422,7 @@ async fn the_openstack_cli_sees_what_the_provider_created() {
 #[tokio::test]
 async fn with_tls_the_user_data_carries_a_certificate_issued_for_the_node() {
     let pki = tempfile::tempdir().unwrap();
-    triad_coordinator::pki::init(pki.path(), "lab", 30, false).unwrap();
+    triad_daemon::pki::init(pki.path(), "lab", 30, false).unwrap();
     let head = format!(
         "[tls]\nca = \"{d}/ca.pem\"\ncert = \"{d}/coordinator.pem\"\nkey = \"{d}/coordinator.key\"\n",
         d = pki.path().display()

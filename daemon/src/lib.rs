@@ -4,12 +4,14 @@
 //! Modules: `config` (strict TOML, one-line errors, validated values, `[cluster]` and
 //! `[tls]`), `tls` (mutual TLS on gRPC: files, roles, server and client set-up), `systemd`
 //! (notify, watchdog), `telemetry` (tracing to the journal or stderr), `fs` (writes that
-//! survive a power cut), `unconfigured` (the shipped all-commented config's wait).
+//! survive a power cut), `pki` (the cluster CA and the certificates it signs, for
+//! `triadctl pki` and the autoscaler's new nodes), `unconfigured` (the shipped all-commented config's wait).
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod fs;
+pub mod pki;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;

@@ -392,3 +392,16 @@ pub async fn serve(
         }
     }
 }
+
+/// tonic's transport errors say "transport error"; the cause (a refused certificate, a
+/// wrong name) is in the source chain.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

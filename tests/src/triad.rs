@@ -132,9 +132,9 @@ pub fn lab_pki_dir() -> PathBuf {
 /// operator's certificates, made on first use with what `triadctl pki` runs.
 pub fn lab_pki() -> Result<PathBuf> {
     let dir = lab_pki_dir();
-    let pki_error = |e: triad_coordinator::pki::PkiError| LabError::Other(format!("lab PKI: {e}"));
-    if !dir.join(triad_coordinator::pki::CA_CERT).exists() {
-        triad_coordinator::pki::init(&dir, CLUSTER, 3650, true).map_err(pki_error)?;
+    let pki_error = |e: triad_daemon::pki::PkiError| LabError::Other(format!("lab PKI: {e}"));
+    if !dir.join(triad_daemon::pki::CA_CERT).exists() {
+        triad_daemon::pki::init(&dir, CLUSTER, 3650, true).map_err(pki_error)?;
     }
     for (name, role) in [
         ("coordinator", triad_daemon::tls::PeerRole::Coordinator),
@@ -166,9 +166,9 @@ fn issue_cert(
     role: triad_daemon::tls::PeerRole,
     ips: Vec<std::net::IpAddr>,
 ) -> Result<()> {
-    triad_coordinator::pki::issue(
+    triad_daemon::pki::issue(
         dir,
-        &triad_coordinator::pki::IssueRequest {
+        &triad_daemon::pki::IssueRequest {
             name: name.to_string(),
             role,
             ips,
@@ -888,12 +888,11 @@ pub fn galera_tls_refusals(tb: &Testbed) -> Result<Vec<String>> {
 }
 
 fn refusals_with(tb: &Testbed, foreign: &Path) -> Result<Vec<String>> {
-    let pki_error =
-        |e: triad_coordinator::pki::PkiError| LabError::Other(format!("foreign PKI: {e}"));
-    triad_coordinator::pki::init(foreign, "another-cluster", 1, true).map_err(pki_error)?;
-    let issued = triad_coordinator::pki::issue(
+    let pki_error = |e: triad_daemon::pki::PkiError| LabError::Other(format!("foreign PKI: {e}"));
+    triad_daemon::pki::init(foreign, "another-cluster", 1, true).map_err(pki_error)?;
+    let issued = triad_daemon::pki::issue(
         foreign,
-        &triad_coordinator::pki::IssueRequest {
+        &triad_daemon::pki::IssueRequest {
             name: "n9".into(),
             role: triad_daemon::tls::PeerRole::Node,
             ips: vec![],

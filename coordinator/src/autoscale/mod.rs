@@ -219,7 +219,7 @@ fn resolve_nova(
                 .clone()
                 .or_else(|| tls.ca.parent().map(std::path::Path::to_path_buf))
                 .unwrap_or_default();
-            let key = dir.join(crate::pki::CA_KEY);
+            let key = dir.join(triad_daemon::pki::CA_KEY);
             if !key.exists() {
                 return Err(invalid(
                     "autoscale.nova.pki_dir",

@@ -64,9 +64,9 @@ impl NovaSettings {
         let Some(dir) = &self.pki_dir else {
             return Ok(None);
         };
-        let (cert, key) = crate::pki::issue_pem(
+        let (cert, key) = triad_daemon::pki::issue_pem(
             dir,
-            &crate::pki::IssueRequest {
+            &triad_daemon::pki::IssueRequest {
                 name: node.to_string(),
                 role: triad_daemon::tls::PeerRole::Node,
                 ips: vec![],
@@ -76,7 +76,7 @@ impl NovaSettings {
             },
         )
         .map_err(|e| format!("cannot issue {node}'s certificate: {e}"))?;
-        let ca_path = dir.join(crate::pki::CA_CERT);
+        let ca_path = dir.join(triad_daemon::pki::CA_CERT);
         let ca =
             std::fs::read_to_string(&ca_path).map_err(|e| format!("{}: {e}", ca_path.display()))?;
         Ok(Some(cloud_init::NodeTls { ca, cert, key }))

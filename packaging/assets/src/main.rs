@@ -37,7 +37,7 @@ fn commands() -> Vec<(clap::Command, &'static str)> {
     vec![
         (triad_agent::cli::command(), "8"),
         (triad_coordinator::cli::coordinator_command(), "8"),
-        (triad_coordinator::cli::ctl_command(), "1"),
+        (triadctl::cli::ctl_command(), "1"),
     ]
 }
 

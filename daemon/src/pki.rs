@@ -11,11 +11,11 @@ use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::tls::{PeerRole, COORDINATOR_SERVER_NAME};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use triad_daemon::tls::{PeerRole, COORDINATOR_SERVER_NAME};
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
@@ -239,8 +239,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mode(&n1.key), 0o600);
-        let certs = triad_daemon::tls::read_certs(&n1.cert).unwrap();
-        let identity = triad_daemon::tls::identity_of(&certs[0]).unwrap();
+        let certs = crate::tls::read_certs(&n1.cert).unwrap();
+        let identity = crate::tls::identity_of(&certs[0]).unwrap();
         assert_eq!(
             (identity.name.as_str(), identity.role),
             ("n1", PeerRole::Node)

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use triad_coordinator::cli::{CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole};
-use triad_coordinator::pki;
-use triad_coordinator::status::StatusReport;
+use triad_daemon::pki;
 use triad_daemon::tls::PeerRole;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
+use triadctl::cli::{CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole};
+use triadctl::report::StatusReport;
 
 const EXIT_DEGRADED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -130,10 +130,7 @@ fn run_pki(command: PkiCommand) -> ExitCode {
 fn refusal(target: &Target, status: &tonic::Status) -> String {
     let mut text = status.message().to_string();
     if let Some(source) = std::error::Error::source(status) {
-        text = format!(
-            "{text}: {}",
-            triad_coordinator::agent_client::error_chain(source)
-        );
+        text = format!("{text}: {}", triad_daemon::tls::error_chain(source));
         if text.contains("UnknownCA") || text.contains("BadCertificate") {
             text.push_str(
                 " (the coordinator refused this certificate: is it issued by the cluster CA?)",
@@ -171,7 +168,7 @@ async fn client(
     let channel = endpoint_config.connect().await.map_err(|error| {
         format!(
             "cannot reach the coordinator at {endpoint}: {}",
-            triad_coordinator::agent_client::error_chain(&error)
+            triad_daemon::tls::error_chain(&error)
         )
     })?;
     Ok(CoordinatorServiceClient::new(channel))
