@@ -11,6 +11,7 @@ use tokio_stream::wrappers::WatchStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use triad_proto::convert::{host_metrics, proto_role, service_states};
+use triad_proto::errors::ErrorKind::{Failed, Invalid, Refused, Unavailable};
 use triad_proto::gossip::NodeKeys;
 use triad_proto::v1;
 use triad_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
@@ -79,7 +80,7 @@ impl AgentGrpc {
     fn gluster(&self) -> Result<&GlusterDriver, Status> {
         self.gluster
             .as_deref()
-            .ok_or_else(|| Status::failed_precondition("gluster is not managed on this node"))
+            .ok_or_else(|| Refused.status("gluster is not managed on this node"))
     }
 
     /// Serve Galera position, bootstrap and join through `driver`.
@@ -91,7 +92,7 @@ impl AgentGrpc {
     fn galera(&self) -> Result<&GaleraDriver, Status> {
         self.galera
             .as_deref()
-            .ok_or_else(|| Status::failed_precondition("galera is not managed on this node"))
+            .ok_or_else(|| Refused.status("galera is not managed on this node"))
     }
 
     pub fn into_server(
@@ -124,18 +125,16 @@ impl AgentGrpc {
 
 fn galera_status(error: GaleraError) -> Status {
     match error {
-        GaleraError::Refused(reason) => Status::failed_precondition(reason),
-        GaleraError::NotManaged => {
-            Status::failed_precondition("galera is not managed on this node")
-        }
-        GaleraError::Host(error) => Status::internal(error.to_string()),
+        GaleraError::Refused(reason) => Refused.status(reason),
+        GaleraError::NotManaged => Refused.status("galera is not managed on this node"),
+        GaleraError::Host(error) => Failed.status(error.to_string()),
     }
 }
 
 fn gluster_status(error: CliError) -> Status {
     match error {
-        CliError::Gluster(error) => Status::failed_precondition(error.to_string()),
-        CliError::Host(error) => Status::unavailable(error.to_string()),
+        CliError::Gluster(error) => Refused.status(error.to_string()),
+        CliError::Host(error) => Unavailable.status(error.to_string()),
     }
 }
 
@@ -156,9 +155,9 @@ fn step_from_proto(request: v1::GlusterStepRequest) -> Result<Step, Status> {
         },
         Some(P::Start(volume)) => Step::Start(volume),
         Some(P::Heal(volume)) => Step::Heal(volume),
-        None => return Err(Status::invalid_argument("gluster step: no step given")),
+        None => return Err(Invalid.status("gluster step: no step given")),
     };
-    step.validate().map_err(Status::invalid_argument)?;
+    step.validate().map_err(|e| Invalid.status(e))?;
     Ok(step)
 }
 
@@ -207,7 +206,7 @@ impl AgentService for AgentGrpc {
         let request = request.into_inner();
         let expected = request
             .expected
-            .ok_or_else(|| Status::invalid_argument("bootstrap needs the expected position"))?;
+            .ok_or_else(|| Invalid.status("bootstrap needs the expected position"))?;
         let expected = Position {
             uuid: expected.uuid,
             seqno: expected.seqno,
@@ -272,7 +271,7 @@ impl AgentService for AgentGrpc {
                     message,
                 }))
             }
-            (service, action) => Err(Status::unimplemented(format!(
+            (service, action) => Err(Invalid.status(format!(
                 "{service} {action:?}: this agent implements only galera stop (a node \
                  leaving the cluster on scale-in)"
             ))),

@@ -1,6 +1,7 @@
 //! One way to reach an agent's gRPC server, for every loop that calls agents (recovery,
 //! volume, balancer confirmation, autoscaling): a fresh channel per call, bounded connect
-//! and call times, and an error that names the agent. With `[tls]` the channel is mutual
+//! and call times, and one typed error ([`AgentError`]: refused, unavailable or failed, by
+//! the gRPC code table of `triad_proto::errors`). With `[tls]` the channel is mutual
 //! TLS: the coordinator's certificate identifies it, and the agent must prove it is the
 //! node the coordinator meant (its certificate names the node id gossip announced).
 
@@ -9,7 +10,62 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use triad_daemon::tls::{error_chain, TlsFiles};
+use triad_proto::errors::ErrorKind;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
+
+/// A call to an agent that did not succeed: whose, what kind, and the one-line reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentError {
+    pub node: String,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl AgentError {
+    pub fn new(node: &str, kind: ErrorKind, message: impl Into<String>) -> AgentError {
+        AgentError {
+            node: node.to_string(),
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The agent's answer, read by its code.
+    pub fn from_status(node: &str, status: &tonic::Status) -> AgentError {
+        AgentError::new(node, ErrorKind::of(status.code()), status.message())
+    }
+
+    /// The agent's own rules refused the call (it was reached and said no).
+    pub fn is_refused(&self) -> bool {
+        self.kind == ErrorKind::Refused
+    }
+}
+
+/// The reply of a unary call, or the agent's error read by its code.
+pub fn answer<T>(
+    node: &str,
+    reply: Result<tonic::Response<T>, tonic::Status>,
+) -> Result<T, AgentError> {
+    reply
+        .map(tonic::Response::into_inner)
+        .map_err(|status| AgentError::from_status(node, &status))
+}
+
+/// `call` bounded by `limit` (for calls that may outlast the channel's own timeout).
+pub async fn within<T>(
+    node: &str,
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, AgentError>>,
+) -> Result<T, AgentError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(AgentError::new(
+            node,
+            ErrorKind::Unavailable,
+            format!("no answer from {node} within {limit:?}"),
+        ))
+    })
+}
 
 static TLS: OnceLock<Option<TlsFiles>> = OnceLock::new();
 
@@ -24,24 +80,31 @@ pub async fn connect(
     grpc: SocketAddr,
     connect_timeout: Duration,
     call_timeout: Duration,
-) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
+) -> Result<AgentServiceClient<tonic::transport::Channel>, AgentError> {
+    let unavailable = |message: String| AgentError::new(node, ErrorKind::Unavailable, message);
     let tls = TLS.get().cloned().flatten();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{grpc}"))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| AgentError::new(node, ErrorKind::Invalid, format!("{grpc}: {e}")))?
         .connect_timeout(connect_timeout)
         .timeout(call_timeout);
     if let Some(files) = tls {
-        let config = files.client_config(node).map_err(|e| e.to_string())?;
-        endpoint = endpoint
-            .tls_config(config)
-            .map_err(|e| format!("TLS toward {node} at {grpc}: {e}"))?;
+        let config = files
+            .client_config(node)
+            .map_err(|e| AgentError::new(node, ErrorKind::Failed, e.to_string()))?;
+        endpoint = endpoint.tls_config(config).map_err(|e| {
+            AgentError::new(
+                node,
+                ErrorKind::Failed,
+                format!("TLS toward {node} at {grpc}: {e}"),
+            )
+        })?;
     }
     let channel = endpoint.connect().await.map_err(|e| {
-        format!(
+        unavailable(format!(
             "cannot reach the agent of {node} at {grpc}: {}",
             error_chain(&e)
-        )
+        ))
     })?;
     Ok(AgentServiceClient::new(channel))
 }

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use triad_proto::errors::ErrorKind;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_server::{CoordinatorService, CoordinatorServiceServer};
 
@@ -258,9 +259,9 @@ impl CoordinatorService for CoordinatorGrpc {
         request: Request<v1::RecoverRequest>,
     ) -> Result<Response<v1::RecoverReply>, Status> {
         let Some(recovery) = &self.recovery else {
-            return Err(Status::failed_precondition(
-                "galera recovery is not enabled on this coordinator",
-            ));
+            return Err(
+                ErrorKind::Refused.status("galera recovery is not enabled on this coordinator")
+            );
         };
         let request = request.into_inner();
         tracing::warn!(node = ?request.bootstrap_node, force = request.force, "operator recover request");
@@ -269,7 +270,7 @@ impl CoordinatorService for CoordinatorGrpc {
             .await
         {
             Ok((epoch, message)) => Ok(Response::new(v1::RecoverReply { epoch, message })),
-            Err(message) => Err(Status::failed_precondition(message)),
+            Err(message) => Err(ErrorKind::Refused.status(message)),
         }
     }
 
@@ -278,15 +279,14 @@ impl CoordinatorService for CoordinatorGrpc {
         request: Request<v1::ScaleRequest>,
     ) -> Result<Response<v1::ScaleReply>, Status> {
         let Some(autoscale) = &self.autoscale else {
-            return Err(Status::failed_precondition(
-                "autoscaling is not configured on this coordinator ([autoscale])",
-            ));
+            return Err(ErrorKind::Refused
+                .status("autoscaling is not configured on this coordinator ([autoscale])"));
         };
         let to = request.into_inner().to as usize;
         tracing::warn!(to, "operator scale request");
         match autoscale.scale(to).await {
             Ok(message) => Ok(Response::new(v1::ScaleReply { message })),
-            Err(message) => Err(Status::failed_precondition(message)),
+            Err(message) => Err(ErrorKind::Refused.status(message)),
         }
     }
 

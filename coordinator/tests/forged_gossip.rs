@@ -30,6 +30,7 @@ use balancer_support::{coordinator_config, free_port, node_ip, seeds, test_spec,
 use chitchat::transport::ChannelTransport;
 use triad_agent::testsuite::wait_for;
 use triad_cluster::membership::{GossipSettings, Membership, MembershipConfig};
+use triad_coordinator::agent_client::AgentError;
 use triad_coordinator::balancer::plan::Verdict;
 use triad_coordinator::balancer::reconcile::{
     BalancerLoop, Confirmer, GrpcConfirmer, LoopSettings,
@@ -38,9 +39,10 @@ use triad_coordinator::balancer::{Balancer, BalancerError, Member, MemberChange,
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::election::Report;
 use triad_coordinator::recovery::store::Store;
-use triad_coordinator::recovery::{Agents, CallError, PositionAnswer, Recovery, RecoverySettings};
+use triad_coordinator::recovery::{Agents, PositionAnswer, Recovery, RecoverySettings};
 use triad_coordinator::view::ClusterView;
 use triad_galera::position::Position;
+use triad_proto::errors::ErrorKind;
 use triad_proto::gossip::{GaleraKeys, GaleraState, Health, NodeKeys, Role};
 
 /// Real-time bound for each awaited condition of the balancer tests.
@@ -730,7 +732,7 @@ impl Agents for ScriptedAgents {
         node: &str,
         grpc: SocketAddr,
         _stop_if_not_primary: bool,
-    ) -> Result<PositionAnswer, String> {
+    ) -> Result<PositionAnswer, AgentError> {
         self.calls
             .lock()
             .unwrap()
@@ -749,8 +751,10 @@ impl Agents for ScriptedAgents {
         match answer {
             Some(Answer::Primary) => Ok(answer_at(500, "live")),
             Some(Answer::Stopped { seqno }) => Ok(answer_at(seqno, "grastate")),
-            Some(Answer::Unreachable) | None => Err(format!(
-                "cannot reach the agent of {node} at {grpc}: connection refused"
+            Some(Answer::Unreachable) | None => Err(AgentError::new(
+                node,
+                ErrorKind::Unavailable,
+                format!("cannot reach the agent of {node} at {grpc}: connection refused"),
             )),
         }
     }
@@ -761,7 +765,7 @@ impl Agents for ScriptedAgents {
         _grpc: SocketAddr,
         epoch: u64,
         position: &Position,
-    ) -> Result<String, CallError> {
+    ) -> Result<String, AgentError> {
         self.calls.lock().unwrap().push(Call::Bootstrap {
             node: node.to_string(),
             epoch,
@@ -770,7 +774,7 @@ impl Agents for ScriptedAgents {
         Ok("bootstrapped (scripted)".into())
     }
 
-    async fn join(&self, node: &str, _grpc: SocketAddr, _epoch: u64) -> Result<String, String> {
+    async fn join(&self, node: &str, _grpc: SocketAddr, _epoch: u64) -> Result<String, AgentError> {
         self.calls
             .lock()
             .unwrap()

@@ -19,12 +19,14 @@ use triad_agent::metrics::FixedMetrics;
 use triad_agent::runtime::{AgentRuntime, Hosts};
 use triad_agent::testsuite::{agent_config_for_test, node_gossip_addr, wait_for};
 use triad_cluster::membership::GossipSettings;
+use triad_coordinator::agent_client::AgentError;
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::election::Report;
-use triad_coordinator::recovery::{Agents, CallError, PositionAnswer, Recovery, RecoverySettings};
+use triad_coordinator::recovery::{Agents, PositionAnswer, Recovery, RecoverySettings};
 use triad_galera::join::JOIN_SETTLE;
 use triad_galera::position::{GraState, Position, ZERO_UUID};
+use triad_proto::errors::ErrorKind;
 
 const UUID: &str = "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31";
 
@@ -306,13 +308,13 @@ struct DirectAgents {
 }
 
 impl DirectAgents {
-    fn driver(&self, node: &str) -> Result<Arc<GaleraDriver>, String> {
+    fn driver(&self, node: &str) -> Result<Arc<GaleraDriver>, AgentError> {
         self.drivers
             .lock()
             .unwrap()
             .get(node)
             .cloned()
-            .ok_or_else(|| format!("{node}: agent down"))
+            .ok_or_else(|| AgentError::new(node, ErrorKind::Unavailable, "agent down"))
     }
 }
 
@@ -323,12 +325,12 @@ impl Agents for DirectAgents {
         node: &str,
         _: SocketAddr,
         stop: bool,
-    ) -> Result<PositionAnswer, String> {
+    ) -> Result<PositionAnswer, AgentError> {
         let report = self
             .driver(node)?
             .position(stop)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| galera_error(node, e))?;
         Ok(PositionAnswer {
             report: Report {
                 position: report.position,
@@ -344,34 +346,39 @@ impl Agents for DirectAgents {
         _: SocketAddr,
         epoch: u64,
         position: &Position,
-    ) -> Result<String, CallError> {
+    ) -> Result<String, AgentError> {
         {
             let mut drop = self.drop_bootstraps.lock().unwrap();
             if *drop > 0 {
                 *drop -= 1;
-                return Err(CallError::Failed(
-                    "coordinator crashed before the call".into(),
+                return Err(AgentError::new(
+                    node,
+                    ErrorKind::Unavailable,
+                    "coordinator crashed before the call",
                 ));
             }
         }
-        match self
-            .driver(node)
-            .map_err(CallError::Failed)?
+        self.driver(node)?
             .bootstrap(epoch, position)
             .await
-        {
-            Ok(message) => Ok(message),
-            Err(GaleraError::Refused(reason)) => Err(CallError::Refused(reason)),
-            Err(error) => Err(CallError::Failed(error.to_string())),
-        }
+            .map_err(|e| galera_error(node, e))
     }
 
-    async fn join(&self, node: &str, _: SocketAddr, epoch: u64) -> Result<String, String> {
+    async fn join(&self, node: &str, _: SocketAddr, epoch: u64) -> Result<String, AgentError> {
         self.driver(node)?
             .join(epoch)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| galera_error(node, e))
     }
+}
+
+/// The driver's error as the agent's gRPC server sends it (the code table's kinds).
+fn galera_error(node: &str, error: GaleraError) -> AgentError {
+    let kind = match &error {
+        GaleraError::Refused(_) | GaleraError::NotManaged => ErrorKind::Refused,
+        GaleraError::Host(_) => ErrorKind::Failed,
+    };
+    AgentError::new(node, kind, error.to_string())
 }
 
 struct Sim {

@@ -335,7 +335,7 @@ async fn an_agent_obeys_its_coordinator_and_operators_never_another_node() {
     )
     .await
     {
-        Err(error) => error,
+        Err(error) => error.to_string(),
         Ok(mut client) => client
             .status(v1::AgentStatusRequest {})
             .await

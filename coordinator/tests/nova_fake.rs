@@ -299,10 +299,18 @@ async fn the_sweep_deletes_a_stray_server_of_ours() {
     struct NoCalls;
     #[async_trait::async_trait]
     impl NodeCalls for NoCalls {
-        async fn drain(&self, node: &str, _: std::net::SocketAddr) -> Result<(), String> {
+        async fn drain(
+            &self,
+            node: &str,
+            _: std::net::SocketAddr,
+        ) -> Result<(), triad_coordinator::agent_client::AgentError> {
             panic!("drain {node}")
         }
-        async fn leave(&self, node: &str, _: std::net::SocketAddr) -> Result<(), String> {
+        async fn leave(
+            &self,
+            node: &str,
+            _: std::net::SocketAddr,
+        ) -> Result<(), triad_coordinator::agent_client::AgentError> {
             panic!("leave {node}")
         }
     }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod errors;
 pub mod gossip;
 
 /// Generated prost/tonic code for `proto/triad/v1/*.proto`.

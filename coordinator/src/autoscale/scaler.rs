@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::provider::{Launch, Provider};
+use crate::agent_client::{self, answer, AgentError};
 
 /// Where an autoscaled node is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,9 +70,9 @@ pub struct NodeFact {
 /// The agent calls the flows make (gRPC in production).
 #[async_trait::async_trait]
 pub trait NodeCalls: Send + Sync {
-    async fn drain(&self, node: &str, grpc: SocketAddr) -> Result<(), String>;
+    async fn drain(&self, node: &str, grpc: SocketAddr) -> Result<(), AgentError>;
     /// Stop mysqld cleanly and keep it stopped (the node leaves the Galera view).
-    async fn leave(&self, node: &str, grpc: SocketAddr) -> Result<(), String>;
+    async fn leave(&self, node: &str, grpc: SocketAddr) -> Result<(), AgentError>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -487,28 +488,26 @@ pub struct GrpcNodeCalls {
 
 #[async_trait::async_trait]
 impl NodeCalls for GrpcNodeCalls {
-    async fn drain(&self, node: &str, grpc: SocketAddr) -> Result<(), String> {
-        crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(10))
-            .await?
-            .drain(triad_proto::v1::DrainRequest {
-                reason: "autoscale: scaling in".into(),
-            })
-            .await
-            .map(|_| ())
-            .map_err(|s| s.message().to_string())
+    async fn drain(&self, node: &str, grpc: SocketAddr) -> Result<(), AgentError> {
+        let mut client =
+            agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(10))
+                .await?;
+        let request = triad_proto::v1::DrainRequest {
+            reason: "autoscale: scaling in".into(),
+        };
+        answer(node, client.drain(request).await).map(|_| ())
     }
 
-    async fn leave(&self, node: &str, grpc: SocketAddr) -> Result<(), String> {
+    async fn leave(&self, node: &str, grpc: SocketAddr) -> Result<(), AgentError> {
         // a clean mysqld shutdown can take a while on a busy node
-        crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(150))
-            .await?
-            .service_action(triad_proto::v1::ServiceActionRequest {
-                service: "galera".into(),
-                action: triad_proto::v1::ServiceAction::Stop as i32,
-            })
-            .await
-            .map(|_| ())
-            .map_err(|s| s.message().to_string())
+        let mut client =
+            agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(150))
+                .await?;
+        let request = triad_proto::v1::ServiceActionRequest {
+            service: "galera".into(),
+            action: triad_proto::v1::ServiceAction::Stop as i32,
+        };
+        answer(node, client.service_action(request).await).map(|_| ())
     }
 }
 
@@ -564,11 +563,11 @@ mod tests {
 
     #[async_trait::async_trait]
     impl NodeCalls for World {
-        async fn drain(&self, node: &str, _: SocketAddr) -> Result<(), String> {
+        async fn drain(&self, node: &str, _: SocketAddr) -> Result<(), AgentError> {
             self.calls.lock().unwrap().push(format!("drain {node}"));
             Ok(())
         }
-        async fn leave(&self, node: &str, _: SocketAddr) -> Result<(), String> {
+        async fn leave(&self, node: &str, _: SocketAddr) -> Result<(), AgentError> {
             self.calls.lock().unwrap().push(format!("leave {node}"));
             Ok(())
         }

@@ -53,13 +53,9 @@ impl Default for GrpcConfirmer {
 impl Confirmer for GrpcConfirmer {
     async fn confirm(&self, node_id: &str, grpc: SocketAddr) -> Verdict {
         let ask = async {
-            let status = crate::agent_client::connect(node_id, grpc, self.timeout, self.timeout)
-                .await?
-                .status(AgentStatusRequest {})
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner();
-            Ok::<_, String>(status)
+            let mut client =
+                crate::agent_client::connect(node_id, grpc, self.timeout, self.timeout).await?;
+            crate::agent_client::answer(node_id, client.status(AgentStatusRequest {}).await)
         };
         match tokio::time::timeout(self.timeout * 2, ask).await {
             Ok(Ok(status)) if status.node_id == node_id => {

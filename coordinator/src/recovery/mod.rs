@@ -30,6 +30,7 @@ use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 use triad_proto::v1;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
 
+use crate::agent_client::{self, answer, within, AgentError};
 use crate::observer::Coordinator;
 use crate::view::ClusterView;
 use election::{check_override, elect, Election, Report};
@@ -43,19 +44,6 @@ pub struct PositionAnswer {
     pub source: String,
 }
 
-/// Why a bootstrap call did not happen or failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The agent checked and refused before acting (its position differs, a peer is
-    /// Primary, the epoch is old): the decision was not acted on and may be replaced.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// Unreachable, timed out, or mysqld failed to start: it may have acted; retry the
-    /// same decision.
-    #[error("{0}")]
-    Failed(String),
-}
-
 /// The agent calls recovery makes; gRPC in production, a fake in simulations.
 #[async_trait::async_trait]
 pub trait Agents: Send + Sync {
@@ -64,15 +52,19 @@ pub trait Agents: Send + Sync {
         node: &str,
         grpc: SocketAddr,
         stop_if_not_primary: bool,
-    ) -> Result<PositionAnswer, String>;
+    ) -> Result<PositionAnswer, AgentError>;
     async fn bootstrap(
         &self,
         node: &str,
         grpc: SocketAddr,
         epoch: u64,
         position: &Position,
-    ) -> Result<String, CallError>;
-    async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, String>;
+    ) -> Result<String, AgentError>;
+    /// A refusal ([`AgentError::is_refused`]) means the agent checked and did not act (its
+    /// position differs, a peer is Primary, the epoch is old): the decision may be
+    /// replaced. Any other error may have acted (mysqld started and failed): retry the
+    /// same decision.
+    async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, AgentError>;
 }
 
 /// Agents over gRPC, one short-lived connection per call.
@@ -86,9 +78,9 @@ impl GrpcAgents {
         &self,
         node: &str,
         grpc: SocketAddr,
-    ) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
+    ) -> Result<AgentServiceClient<tonic::transport::Channel>, AgentError> {
         // a position may need --wsrep-recover or stopping a hung mysqld first
-        crate::agent_client::connect(node, grpc, self.timeout, Duration::from_secs(60)).await
+        agent_client::connect(node, grpc, self.timeout, Duration::from_secs(60)).await
     }
 }
 
@@ -99,16 +91,12 @@ impl Agents for GrpcAgents {
         node: &str,
         grpc: SocketAddr,
         stop_if_not_primary: bool,
-    ) -> Result<PositionAnswer, String> {
-        let reply = self
-            .client(node, grpc)
-            .await?
-            .galera_position(v1::GaleraPositionRequest {
-                stop_if_not_primary,
-            })
-            .await
-            .map_err(|s| s.message().to_string())?
-            .into_inner();
+    ) -> Result<PositionAnswer, AgentError> {
+        let mut client = self.client(node, grpc).await?;
+        let request = v1::GaleraPositionRequest {
+            stop_if_not_primary,
+        };
+        let reply = answer(node, client.galera_position(request).await)?;
         Ok(PositionAnswer {
             report: Report {
                 position: Position {
@@ -127,7 +115,7 @@ impl Agents for GrpcAgents {
         grpc: SocketAddr,
         epoch: u64,
         position: &Position,
-    ) -> Result<String, CallError> {
+    ) -> Result<String, AgentError> {
         let request = v1::BootstrapRequest {
             epoch,
             expected: Some(v1::GaleraPosition {
@@ -138,25 +126,16 @@ impl Agents for GrpcAgents {
             }),
         };
         // a bootstrap waits for mysqld to start: allow more than one RPC timeout
-        let mut client = self.client(node, grpc).await.map_err(CallError::Failed)?;
-        let call = client.bootstrap(request);
-        match tokio::time::timeout(Duration::from_secs(150), call).await {
-            Ok(Ok(reply)) => Ok(reply.into_inner().message),
-            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
-                Err(CallError::Refused(status.message().to_string()))
-            }
-            Ok(Err(status)) => Err(CallError::Failed(status.message().to_string())),
-            Err(_) => Err(CallError::Failed("no answer within 150s".into())),
-        }
+        let mut client = self.client(node, grpc).await?;
+        within(node, Duration::from_secs(150), async {
+            answer(node, client.bootstrap(request).await).map(|reply| reply.message)
+        })
+        .await
     }
 
-    async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, String> {
-        self.client(node, grpc)
-            .await?
-            .join(v1::JoinRequest { epoch })
-            .await
-            .map(|r| r.into_inner().message)
-            .map_err(|s| s.message().to_string())
+    async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, AgentError> {
+        let mut client = self.client(node, grpc).await?;
+        answer(node, client.join(v1::JoinRequest { epoch }).await).map(|reply| reply.message)
     }
 }
 
@@ -625,7 +604,8 @@ impl Recovery {
                     self.join(core, first, decision.epoch).await;
                 }
             }
-            Err(CallError::Refused(reason)) => {
+            Err(error) if error.is_refused() => {
+                let reason = error.message;
                 // nothing was done for this epoch: elect again from fresh positions
                 tracing::warn!(epoch = decision.epoch, node = %decision.node, %reason, "bootstrap refused by the agent; electing again");
                 self.record.decision = None;
@@ -636,7 +616,7 @@ impl Recovery {
                     decision.epoch, decision.node
                 ));
             }
-            Err(CallError::Failed(error)) => {
+            Err(error) => {
                 self.last_bootstrap_failure = Some(Instant::now());
                 self.set_status(format!(
                     "epoch {}: bootstrap of {} failed: {error}; retrying",

@@ -11,6 +11,7 @@ use triad_proto::v1;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
 
 use super::{plan, BrickObs, NodeFacts, PeerObs, Plan, PoolObs, Step, VolumeObs, VolumeSpec};
+use crate::agent_client::{answer, AgentError};
 use crate::observer::Coordinator;
 use crate::view::ClusterView;
 
@@ -22,14 +23,14 @@ pub trait VolumeAgents: Send + Sync {
         grpc: SocketAddr,
         volume: &str,
         heal_info: bool,
-    ) -> Result<PoolObs, String>;
+    ) -> Result<PoolObs, AgentError>;
     async fn step(
         &self,
         node: &str,
         grpc: SocketAddr,
         volume: &str,
         step: &Step,
-    ) -> Result<String, String>;
+    ) -> Result<String, AgentError>;
 }
 
 /// Agents over gRPC.
@@ -43,7 +44,7 @@ impl GrpcVolumeAgents {
         &self,
         node: &str,
         grpc: SocketAddr,
-    ) -> Result<AgentServiceClient<tonic::transport::Channel>, String> {
+    ) -> Result<AgentServiceClient<tonic::transport::Channel>, AgentError> {
         // volume create/start and heal info take seconds on a busy node
         crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(90))
             .await
@@ -58,17 +59,13 @@ impl VolumeAgents for GrpcVolumeAgents {
         grpc: SocketAddr,
         volume: &str,
         heal_info: bool,
-    ) -> Result<PoolObs, String> {
-        let reply = self
-            .client(node, grpc)
-            .await?
-            .gluster_state(v1::GlusterStateRequest {
-                volume: volume.to_string(),
-                heal_info,
-            })
-            .await
-            .map_err(|s| format!("{node}: {}", s.message()))?
-            .into_inner();
+    ) -> Result<PoolObs, AgentError> {
+        let mut client = self.client(node, grpc).await?;
+        let request = v1::GlusterStateRequest {
+            volume: volume.to_string(),
+            heal_info,
+        };
+        let reply = answer(node, client.gluster_state(request).await)?;
         Ok(PoolObs {
             via: node.to_string(),
             peers: reply
@@ -103,7 +100,7 @@ impl VolumeAgents for GrpcVolumeAgents {
         grpc: SocketAddr,
         volume: &str,
         step: &Step,
-    ) -> Result<String, String> {
+    ) -> Result<String, AgentError> {
         use v1::gluster_step_request::Step as P;
         let proto = match step {
             Step::Probe(host) => P::Probe(host.clone()),
@@ -124,14 +121,9 @@ impl VolumeAgents for GrpcVolumeAgents {
             }),
             Step::Start => P::Start(volume.to_string()),
         };
-        let reply = self
-            .client(node, grpc)
-            .await?
-            .gluster_step(v1::GlusterStepRequest { step: Some(proto) })
-            .await
-            .map_err(|s| s.message().to_string())?
-            .into_inner();
-        Ok(reply.output)
+        let mut client = self.client(node, grpc).await?;
+        let request = v1::GlusterStepRequest { step: Some(proto) };
+        answer(node, client.gluster_step(request).await).map(|reply| reply.output)
     }
 }
 
@@ -242,7 +234,7 @@ impl VolumeLoop {
                     obs = Some((o, *addr));
                     break;
                 }
-                Err(error) => errors.push(error),
+                Err(error) => errors.push(format!("{node}: {error}")),
             }
         }
         let Some((mut obs, via_addr)) = obs else {
