@@ -1,10 +1,16 @@
 //! triad-coordinator: one per cluster. It observes gossip into a typed cluster view and
-//! serves it to `triadctl`; the control loops (recovery, balancer membership, volume,
-//! autoscaling) build on that view as later issues land.
+//! runs the control loops over it: Galera recovery, the balancer's membership, the Gluster
+//! volume, autoscaling. Every loop has the shape of `runner` (a pass, then the time of the
+//! next look, backoff on failure) and calls agents through `agent_client`.
 //!
-//! Modules: `config`, `view` (pure: gossip snapshots → members and events), `observer`
-//! (the gossip loop that feeds the view), `status` (the status model and its renderings),
-//! `grpc` (CoordinatorService), `metrics` (the Prometheus `/metrics` endpoint).
+//! Modules: `config` (the coordinator's TOML), `view` (pure: gossip snapshots → members and
+//! events), `observer` (the gossip loop that feeds the view), `runner` (the loop shape),
+//! `agent_client` (one typed way to call an agent), `recovery` (Galera formation and
+//! full-outage recovery: election, decision store), `balancer` (membership planner,
+//! HAProxy and Octavia), `volume` (Gluster formation planner and loop), `autoscale` (policy,
+//! scaler flows, Nova), `openstack` (Keystone sessions, Nova and Octavia clients), `status`
+//! (the gRPC status answer), `grpc` (CoordinatorService), `metrics` (`/metrics`), `cli`
+//! (the command line).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +26,7 @@ pub mod metrics;
 pub mod observer;
 pub mod openstack;
 pub mod recovery;
+pub mod runner;
 pub mod status;
 pub mod view;
 pub mod volume;

@@ -14,7 +14,10 @@ use tokio::time::Instant;
 use triad_cluster::membership::{Membership, MembershipConfig, MembershipError};
 use triad_proto::gossip::{NodeKeys, Role};
 
+use tokio_stream::StreamExt;
+
 use crate::config::CoordinatorConfig;
+use crate::runner;
 use crate::view::{ClusterEvent, ClusterView};
 
 pub struct Coordinator {
@@ -64,13 +67,18 @@ impl Coordinator {
         let view = Arc::new(RwLock::new(ClusterView::default()));
         let (events, _) = broadcast::channel(1024);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(observe_loop(
-            membership.clone(),
-            view.clone(),
-            events.clone(),
-            config.gossip.interval,
-            stop_rx,
-        ));
+        let observe = ObserveLoop {
+            membership: membership.clone(),
+            view: view.clone(),
+            events: events.clone(),
+            interval: config.gossip.interval,
+        };
+        let task = tokio::spawn(async move {
+            let changes = observe.membership.change_watcher().await;
+            let inputs = runner::Inputs::<()>::default()
+                .wakes(tokio_stream::wrappers::WatchStream::new(changes).map(|_| ()));
+            runner::run("observer", observe, OBSERVER_BACKOFF, inputs, stop_rx).await;
+        });
         tracing::info!(cluster = %config.cluster_name, gossip = %config.gossip.listen, "coordinator observing gossip");
         Ok(Coordinator {
             cluster_name: config.cluster_name.clone(),
@@ -109,25 +117,30 @@ impl Coordinator {
     }
 }
 
-async fn observe_loop(
+/// The view never fails to refresh; the backoff is the runner's formality.
+const OBSERVER_BACKOFF: runner::Backoff = runner::Backoff {
+    first: std::time::Duration::from_secs(1),
+    max: std::time::Duration::from_secs(1),
+    terminal: std::time::Duration::from_secs(1),
+};
+
+/// Refreshes the view from gossip every gossip interval and on every gossip change.
+struct ObserveLoop {
     membership: Arc<Membership>,
     view: Arc<RwLock<ClusterView>>,
     events: broadcast::Sender<ClusterEvent>,
     interval: std::time::Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut changes = membership.change_watcher().await;
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            changed = changes.changed() => if changed.is_err() { break },
-            _ = stop.changed() => break,
-        }
-        let observed = membership.members().await;
+}
+
+#[async_trait::async_trait]
+impl runner::Reconciler for ObserveLoop {
+    type Command = ();
+
+    async fn pass(&mut self) -> runner::Next {
+        let observed = self.membership.members().await;
         let new_events = {
-            let mut view = view
+            let mut view = self
+                .view
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             view.apply(&observed, Instant::now())
@@ -148,7 +161,8 @@ async fn observe_loop(
             for error in &member.decode_errors {
                 tracing::warn!(node = %member.node_id, error = %error, "gossip value ignored");
             }
-            let _ = events.send(event);
+            let _ = self.events.send(event);
         }
+        runner::Next::After(self.interval)
     }
 }

@@ -26,6 +26,7 @@ use triad_proto::gossip::Role;
 
 use crate::balancer::reconcile::BalancerStatus;
 use crate::observer::Coordinator;
+use crate::runner;
 use crate::view::ClusterView;
 use cloud_init::Install;
 use metric::RequestRate;
@@ -703,48 +704,81 @@ impl Autoscaler {
 
     /// Run every `interval` until `stop` changes; the status line goes to the watch.
     pub fn spawn(
-        mut self,
+        self,
         coordinator: Arc<Coordinator>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> AutoscaleHandle {
         let (status_tx, status) = watch::channel("starting".to_string());
         let (removed_tx, removed) = watch::channel(self.removed());
-        let (commands, mut receiver) = mpsc::channel::<ScaleCommand>(4);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(self.settings.interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last = String::new();
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    Some(command) = receiver.recv() => {
-                        let answer = self.request_scale(command.to, Instant::now());
-                        let _ = command.reply.send(answer);
-                        // act at once rather than at the next tick
-                    }
-                    _ = stop.changed() => break,
-                }
-                let line = self.tick(&coordinator.view(), Instant::now()).await;
-                // log changes of decision, not every new rate
-                let gist = line.split_once("; ").map_or(line.as_str(), |(_, w)| w);
-                if gist != last {
-                    tracing::info!(autoscale = %line, "autoscale");
-                    last = gist.to_string();
-                }
-                status_tx.send_replace(line);
-                let now_removed = self.removed();
-                removed_tx.send_if_modified(|r| {
-                    let changed = *r != now_removed;
-                    *r = now_removed;
-                    changed
-                });
-            }
-        });
+        let (commands, receiver) = mpsc::channel::<ScaleCommand>(4);
+        let pass = AutoscalePass {
+            autoscaler: self,
+            coordinator,
+            status: status_tx,
+            removed: removed_tx,
+            last: String::new(),
+        };
+        tokio::spawn(runner::run(
+            "autoscale",
+            pass,
+            AUTOSCALE_BACKOFF,
+            runner::Inputs::default().commands(receiver),
+            stop,
+        ));
         AutoscaleHandle {
             status,
             removed,
             commands,
         }
+    }
+}
+
+/// A pass never fails as a whole (a provider error is a status, retried next interval);
+/// the backoff is the runner's formality.
+const AUTOSCALE_BACKOFF: runner::Backoff = runner::Backoff {
+    first: Duration::from_secs(15),
+    max: Duration::from_secs(60),
+    terminal: Duration::from_secs(60),
+};
+
+/// The autoscaler in the runner's shape: a pass every `interval`, and at once after
+/// `triadctl scale` (acting now rather than one interval later).
+struct AutoscalePass {
+    autoscaler: Autoscaler,
+    coordinator: Arc<Coordinator>,
+    status: watch::Sender<String>,
+    removed: watch::Sender<Vec<String>>,
+    /// The last decision logged (changes of decision are logged, not every new rate).
+    last: String,
+}
+
+#[async_trait::async_trait]
+impl runner::Reconciler for AutoscalePass {
+    type Command = ScaleCommand;
+
+    async fn command(&mut self, command: ScaleCommand) {
+        let answer = self.autoscaler.request_scale(command.to, Instant::now());
+        let _ = command.reply.send(answer);
+    }
+
+    async fn pass(&mut self) -> runner::Next {
+        let line = self
+            .autoscaler
+            .tick(&self.coordinator.view(), Instant::now())
+            .await;
+        let gist = line.split_once("; ").map_or(line.as_str(), |(_, w)| w);
+        if gist != self.last {
+            tracing::info!(autoscale = %line, "autoscale");
+            self.last = gist.to_string();
+        }
+        self.status.send_replace(line);
+        let now_removed = self.autoscaler.removed();
+        self.removed.send_if_modified(|r| {
+            let changed = *r != now_removed;
+            *r = now_removed;
+            changed
+        });
+        runner::Next::After(self.autoscaler.settings.interval)
     }
 }
 

@@ -22,10 +22,13 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
 use triad_proto::v1::AgentStatusRequest;
 
 use super::plan::{plan, Action, Confirmation, Fact, NodeFacts, Observed, Spec, Verdict};
 use super::{Balancer, Member, MemberChange, MemberState};
+use crate::runner;
 use crate::view::{ClusterEvent, ClusterView};
 
 /// Asks a node's agent whether it serves (design principle 2: authenticated gRPC decides).
@@ -138,9 +141,30 @@ impl BalancerLoop {
             kind: balancer.kind(),
             ..Default::default()
         });
-        let task = tokio::spawn(run(
-            balancer, view, events, confirmer, settings, status_tx, stop_rx,
-        ));
+        tracing::info!(
+            balancer = balancer.kind(),
+            "balancer membership loop started"
+        );
+        let mut inputs = runner::Inputs::default();
+        if let Some(events) = events {
+            // every view event wakes a round (a lagged receiver too: something changed)
+            inputs = inputs.wakes(BroadcastStream::new(events).map(|_| ()));
+        }
+        let backoff = runner::Backoff {
+            first: settings.interval,
+            max: Duration::from_secs(10),
+            terminal: Duration::from_secs(30),
+        };
+        let pass = BalancerPass {
+            balancer,
+            view_source: view,
+            confirmer,
+            settings,
+            memory: Memory::default(),
+            watching_since: Instant::now(),
+            status: status_tx,
+        };
+        let task = tokio::spawn(runner::run("balancer", pass, backoff, inputs, stop_rx));
         BalancerLoop { stop, status, task }
     }
 
@@ -226,85 +250,53 @@ impl Memory {
     }
 }
 
-async fn run(
+/// The membership loop in the runner's shape: a round every `interval` and at once on
+/// every view event; a failed round backs off (transient errors from `interval` up to
+/// 10 s, terminal ones such as a refused credential 30 s) and is counted in the status.
+struct BalancerPass {
     balancer: Arc<dyn Balancer>,
     view_source: ViewSource,
-    mut events: Option<broadcast::Receiver<ClusterEvent>>,
     confirmer: Arc<dyn Confirmer>,
     settings: LoopSettings,
+    memory: Memory,
+    watching_since: Instant,
     status: watch::Sender<BalancerStatus>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let watching_since = Instant::now();
-    let mut memory = Memory::default();
-    let mut backoff: Option<Duration> = None;
-    let mut next_round = Instant::now();
-    tracing::info!(
-        balancer = balancer.kind(),
-        "balancer membership loop started"
-    );
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next_round) => {}
-            event = recv_event(&mut events) => {
-                if let Err(broadcast::error::RecvError::Closed) = event {
-                    events = None;
-                }
-                // A view change during backoff waits for the backoff to end.
-                if backoff.is_some() && Instant::now() < next_round {
-                    continue;
-                }
-            }
-            _ = stop.changed() => break,
-        }
-        let outcome = round(
-            balancer.as_ref(),
-            &view_source,
-            &confirmer,
-            &settings,
-            &mut memory,
-            watching_since,
-            &status,
-        )
-        .await;
-        let delay = match outcome {
-            Ok(()) => {
-                backoff = None;
-                // the status says what is wrong now; errors_total keeps the history
-                status.send_if_modified(|s| s.last_error.take().is_some());
-                settings.interval
-            }
-            Err((transient, message)) => {
-                let next = if transient {
-                    backoff
-                        .map(|b| (b * 2).min(Duration::from_secs(10)))
-                        .unwrap_or(settings.interval)
-                } else {
-                    Duration::from_secs(30)
-                };
-                backoff = Some(next);
-                tracing::warn!(balancer = balancer.kind(), error = %message, retry_in = ?next, "balancer round failed");
-                status.send_modify(|s| {
-                    s.errors_total += 1;
-                    s.last_error = Some(message);
-                });
-                next
-            }
-        };
-        next_round = Instant::now() + delay;
-    }
-    tracing::info!(
-        balancer = balancer.kind(),
-        "balancer membership loop stopped"
-    );
 }
 
-async fn recv_event(
-    events: &mut Option<broadcast::Receiver<ClusterEvent>>,
-) -> Result<ClusterEvent, broadcast::error::RecvError> {
-    match events {
-        Some(receiver) => receiver.recv().await,
-        None => std::future::pending().await,
+#[async_trait]
+impl runner::Reconciler for BalancerPass {
+    type Command = ();
+
+    async fn pass(&mut self) -> runner::Next {
+        let outcome = round(
+            self.balancer.as_ref(),
+            &self.view_source,
+            &self.confirmer,
+            &self.settings,
+            &mut self.memory,
+            self.watching_since,
+            &self.status,
+        )
+        .await;
+        match outcome {
+            Ok(()) => {
+                // the status says what is wrong now; errors_total keeps the history
+                self.status
+                    .send_if_modified(|s| s.last_error.take().is_some());
+                runner::Next::After(self.settings.interval)
+            }
+            Err((transient, message)) => {
+                let kind = self.balancer.kind();
+                self.status.send_modify(|s| {
+                    s.errors_total += 1;
+                    s.last_error = Some(message.clone());
+                });
+                runner::Next::Failed {
+                    message: format!("{kind}: {message}"),
+                    transient,
+                }
+            }
+        }
     }
 }
 

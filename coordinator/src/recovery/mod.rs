@@ -32,6 +32,7 @@ use triad_proto::v1::agent_service_client::AgentServiceClient;
 
 use crate::agent_client::{self, answer, within, AgentError};
 use crate::observer::Coordinator;
+use crate::runner;
 use crate::view::ClusterView;
 use election::{check_override, elect, Election, Report};
 use store::{Decision, GaleraRecord, Phase, Store};
@@ -863,28 +864,8 @@ impl Recovery {
         Ok((epoch, self.status()))
     }
 
-    /// Run until `stop` changes, ticking and serving operator commands.
-    pub async fn run(
-        mut self,
-        coordinator: Arc<Coordinator>,
-        mut commands: mpsc::Receiver<RecoverCommand>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut ticker = tokio::time::interval(self.settings.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => self.tick(&coordinator.view(), Instant::now()).await,
-                Some(command) = commands.recv() => {
-                    let result = self.operator_recover(&coordinator.view(), command.bootstrap_node, command.force).await;
-                    let _ = command.reply.send(result);
-                }
-                _ = stop.changed() => break,
-            }
-        }
-    }
-
-    /// Spawn the loop; the handle serves status and operator commands.
+    /// Spawn the loop (a pass every `tick`, operator commands between passes); the
+    /// handle serves status and operator commands.
     pub fn spawn(
         self,
         coordinator: Arc<Coordinator>,
@@ -895,8 +876,56 @@ impl Recovery {
             status: self.status.clone(),
             commands,
         };
-        tokio::spawn(self.run(coordinator, receiver, stop));
+        let pass = RecoveryPass {
+            recovery: self,
+            coordinator,
+        };
+        tokio::spawn(runner::run(
+            "galera recovery",
+            pass,
+            RECOVERY_BACKOFF,
+            runner::Inputs::default().commands(receiver),
+            stop,
+        ));
         handle
+    }
+}
+
+/// A pass never fails as a whole (a refused or failed call is a status and its own
+/// retry pace, [`BOOTSTRAP_RETRY`]); the backoff is the runner's formality.
+const RECOVERY_BACKOFF: runner::Backoff = runner::Backoff {
+    first: Duration::from_secs(1),
+    max: Duration::from_secs(5),
+    terminal: Duration::from_secs(5),
+};
+
+/// Recovery in the runner's shape.
+struct RecoveryPass {
+    recovery: Recovery,
+    coordinator: Arc<Coordinator>,
+}
+
+#[async_trait::async_trait]
+impl runner::Reconciler for RecoveryPass {
+    type Command = RecoverCommand;
+
+    async fn command(&mut self, command: RecoverCommand) {
+        let result = self
+            .recovery
+            .operator_recover(
+                &self.coordinator.view(),
+                command.bootstrap_node,
+                command.force,
+            )
+            .await;
+        let _ = command.reply.send(result);
+    }
+
+    async fn pass(&mut self) -> runner::Next {
+        self.recovery
+            .tick(&self.coordinator.view(), Instant::now())
+            .await;
+        runner::Next::After(self.recovery.settings.tick)
     }
 }
 

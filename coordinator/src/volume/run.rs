@@ -13,6 +13,7 @@ use triad_proto::v1::agent_service_client::AgentServiceClient;
 use super::{plan, BrickObs, NodeFacts, PeerObs, Plan, PoolObs, Step, VolumeObs, VolumeSpec};
 use crate::agent_client::{answer, AgentError};
 use crate::observer::Coordinator;
+use crate::runner;
 use crate::view::ClusterView;
 
 #[async_trait::async_trait]
@@ -307,25 +308,54 @@ impl VolumeLoop {
     pub fn spawn(
         self,
         coordinator: Arc<Coordinator>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> watch::Receiver<String> {
         let status = self.status();
-        tokio::spawn(async move {
-            let mut ticks: u32 = 0;
-            loop {
-                let heal = ticks.is_multiple_of(self.heal_every.max(1));
-                let steady = self.pass(&coordinator.view(), heal).await;
-                ticks = ticks.wrapping_add(1);
-                let pause = if steady { self.steady_tick } else { self.tick };
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => break,
-                }
-                if *stop.borrow() {
-                    break;
-                }
-            }
-        });
+        let pass = VolumePass {
+            volume: self,
+            coordinator,
+            ticks: 0,
+        };
+        tokio::spawn(runner::run(
+            "volume",
+            pass,
+            VOLUME_BACKOFF,
+            runner::Inputs::default(),
+            stop,
+        ));
         status
+    }
+}
+
+/// A pass never fails as a whole (an unreachable agent is a status, and the next node is
+/// asked); the backoff is the runner's formality.
+const VOLUME_BACKOFF: runner::Backoff = runner::Backoff {
+    first: Duration::from_secs(2),
+    max: Duration::from_secs(10),
+    terminal: Duration::from_secs(10),
+};
+
+/// The volume loop in the runner's shape: heal info every `heal_every` passes, a slow pace
+/// once the volume is formed and healed.
+struct VolumePass {
+    volume: VolumeLoop,
+    coordinator: Arc<Coordinator>,
+    ticks: u32,
+}
+
+#[async_trait::async_trait]
+impl runner::Reconciler for VolumePass {
+    type Command = ();
+
+    async fn pass(&mut self) -> runner::Next {
+        let volume = &self.volume;
+        let heal = self.ticks.is_multiple_of(volume.heal_every.max(1));
+        let steady = volume.pass(&self.coordinator.view(), heal).await;
+        self.ticks = self.ticks.wrapping_add(1);
+        runner::Next::After(if steady {
+            volume.steady_tick
+        } else {
+            volume.tick
+        })
     }
 }
