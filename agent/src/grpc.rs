@@ -20,7 +20,7 @@ use crate::galera::driver::{GaleraDriver, GaleraError};
 use crate::gluster::cli::CliError;
 use crate::gluster::driver::GlusterDriver;
 use crate::gluster::steps::Step;
-use crate::runtime::AgentState;
+use crate::state::AgentState;
 use triad_cluster::membership::Membership;
 use triad_galera::position::Position;
 

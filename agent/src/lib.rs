@@ -20,5 +20,6 @@ pub mod mount;
 pub mod readiness;
 pub mod runtime;
 pub mod service;
+pub mod state;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -7,7 +7,6 @@
 //! Service modules (Galera, Gluster, mount, Apache) plug in here as later issues land;
 //! until then their keys stay `unknown`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use chitchat::transport::Transport;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use triad_proto::gossip::{NodeKeys, Role};
+use triad_proto::gossip::NodeKeys;
 
 use crate::apache::driver::ApacheDriver;
 use crate::config::AgentConfig;
@@ -25,64 +24,10 @@ use crate::gluster::cli::GlusterCli;
 use crate::gluster::driver::GlusterDriver;
 use crate::metrics::MetricsSource;
 use crate::mount::host::{MountDriver, MountHost, VolumeSource};
-use crate::readiness::{is_ready, not_ready_reason, ReadinessCheck};
+use crate::readiness::{is_ready, not_ready_reason};
 use crate::service::ServiceManager;
+use crate::state::{AgentState, NodeIdentity};
 use triad_cluster::membership::{Membership, MembershipConfig, MembershipError};
-
-/// What does not change while this agent process runs.
-#[derive(Debug, Clone)]
-pub struct NodeIdentity {
-    pub node_id: String,
-    pub role: Role,
-    pub address: std::net::IpAddr,
-    pub gossip_addr: SocketAddr,
-    pub grpc_addr: SocketAddr,
-    pub generation: u64,
-    pub version: String,
-    pub started_at: Instant,
-}
-
-/// The node's current keys, shared between the main loop and the gRPC server. The
-/// watch notifies readers (the gRPC event stream) of changes other than heartbeats and
-/// metrics.
-#[derive(Debug)]
-pub struct AgentState {
-    pub identity: NodeIdentity,
-    pub readiness: Vec<ReadinessCheck>,
-    keys: watch::Sender<NodeKeys>,
-}
-
-impl AgentState {
-    pub fn keys(&self) -> NodeKeys {
-        self.keys.borrow().clone()
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<NodeKeys> {
-        self.keys.subscribe()
-    }
-
-    /// Apply `change` to the keys and recompute readiness. Readers are woken only when
-    /// something besides the heartbeat and metrics changed.
-    pub fn update(&self, change: impl FnOnce(&mut NodeKeys)) {
-        self.keys.send_if_modified(|keys| {
-            let before = keys.clone();
-            change(keys);
-            keys.ready_reason = not_ready_reason(keys, &self.readiness);
-            keys.ready = keys.ready_reason.is_none();
-            significant_change(&before, keys)
-        });
-    }
-}
-
-fn significant_change(before: &NodeKeys, after: &NodeKeys) -> bool {
-    let mut a = before.clone();
-    let mut b = after.clone();
-    a.heartbeat = None;
-    b.heartbeat = None;
-    a.metrics = Default::default();
-    b.metrics = Default::default();
-    a != b
-}
 
 /// The side-effect backends of the service modules. A module whose backend is `None`
 /// (or that the config does not manage) publishes `not-managed`.
@@ -181,12 +126,7 @@ impl AgentRuntime {
             transport,
         )
         .await?;
-        let (keys, _) = watch::channel(initial);
-        let state = Arc::new(AgentState {
-            identity,
-            readiness: config.readiness.clone(),
-            keys,
-        });
+        let state = Arc::new(AgentState::new(identity, config.readiness.clone(), initial));
         let membership = Arc::new(membership);
         let (stop, stop_rx) = watch::channel(false);
         let galera = match galera_host {
@@ -367,38 +307,5 @@ async fn main_loop(
         });
         membership.publish(&state.keys()).await;
         watchdog.ping();
-    }
-}
-
-/// Run `tick` every `interval` (a late tick is delayed, never bunched) until `stop` changes:
-/// the loop shape of every service module.
-pub async fn every<F, Fut>(interval: Duration, mut stop: watch::Receiver<bool>, mut tick: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => tick().await,
-            _ = stop.changed() => break,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heartbeat_and_metrics_alone_are_not_significant() {
-        let before = NodeKeys::default();
-        let mut after = before.clone();
-        after.heartbeat = Some(9);
-        after.metrics.cpu_percent = Some(3.0);
-        assert!(!significant_change(&before, &after));
-        after.draining = true;
-        assert!(significant_change(&before, &after));
     }
 }

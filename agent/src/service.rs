@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::galera::host::{run, HostError};
+use crate::exec::{run, HostError};
 use crate::galera::UnitState;
 
 #[async_trait::async_trait]

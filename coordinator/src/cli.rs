@@ -78,7 +78,10 @@ mod tests {
             .unwrap_or_else(|error| panic!("the shipped nova example is invalid: {error}"));
         let provider = config.autoscale.map(|a| a.provider);
         assert!(
-            matches!(provider, Some(crate::autoscale::ProviderSettings::Nova(_))),
+            matches!(
+                provider,
+                Some(crate::autoscale::config::ProviderSettings::Nova(_))
+            ),
             "{provider:?}"
         );
         let dir = tempfile::tempdir().unwrap();

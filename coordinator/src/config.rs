@@ -31,7 +31,7 @@ struct RawCoordinatorConfig {
     volume: Option<RawVolume>,
     /// `[autoscale]`: the request-rate policy; evaluated when the section is present.
     #[serde(default)]
-    autoscale: Option<crate::autoscale::RawAutoscale>,
+    autoscale: Option<crate::autoscale::config::RawAutoscale>,
     /// `[tls]`: mutual TLS for triadctl → coordinator and coordinator → agents.
     #[serde(default)]
     tls: Option<triad_daemon::config::RawTls>,
@@ -168,7 +168,7 @@ pub struct CoordinatorConfig {
     /// The Gluster volume to form and keep; `None` when not managed.
     pub volume: Option<crate::volume::VolumeSpec>,
     /// The autoscaling policy; `None` when not configured.
-    pub autoscale: Option<crate::autoscale::AutoscaleSettings>,
+    pub autoscale: Option<crate::autoscale::config::AutoscaleSettings>,
     /// Mutual TLS: the coordinator's server (for triadctl) and its calls to agents
     /// (`None`: plaintext, warned at every start).
     pub tls: Option<triad_daemon::tls::TlsFiles>,
@@ -290,10 +290,10 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         _ => None,
     };
     let tls = triad_daemon::config::resolve_tls(path, raw.tls.as_ref())?;
-    let autoscale = crate::autoscale::resolve(
+    let autoscale = crate::autoscale::config::resolve(
         path,
         raw.autoscale.as_ref(),
-        &crate::autoscale::ClusterContext {
+        &crate::autoscale::config::ClusterContext {
             cluster_name: cluster_name.clone(),
             seeds: seeds.clone(),
             volume: volume.as_ref().map(|v| v.name.clone()),

@@ -9,8 +9,8 @@ use triad_proto::gossip::Health;
 use super::probe::get;
 use super::status::{parse_server_status, ClientRequests};
 use crate::galera::UnitState;
-use crate::runtime::AgentState;
 use crate::service::ServiceManager;
+use crate::state::AgentState;
 
 /// `[apache]` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,7 +172,7 @@ impl ApacheDriver {
         interval: Duration,
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        crate::runtime::every(interval, stop, || self.tick()).await;
+        crate::state::every(interval, stop, || self.tick()).await;
     }
 }
 

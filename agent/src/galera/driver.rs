@@ -21,7 +21,7 @@ use triad_galera::position::{parse_reversing_history, GraState, Position, Revers
 use super::{
     best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
 };
-use crate::runtime::AgentState;
+use crate::state::AgentState;
 use triad_cluster::membership::Membership;
 
 /// Why a coordinator request was refused; mapped to gRPC status codes by the server.
@@ -384,7 +384,7 @@ impl GaleraDriver {
                 self.settings.sst_method.as_str(), missing.join(", "),
                 missing.iter().map(|p| if *p == "stunnel" { "stunnel4" } else { p }).collect::<Vec<_>>().join(" "));
         }
-        crate::runtime::every(interval, stop, || self.tick()).await;
+        crate::state::every(interval, stop, || self.tick()).await;
     }
 
     /// The node's position for the coordinator's election.

@@ -26,11 +26,11 @@ use tokio::time::Instant;
 use triad_proto::gossip::{BrickState, Health};
 
 use super::cli::{self, CliError, GlusterCli};
-use super::local::{LocalBrick, LocalBricks, ProcBricks};
+use super::local::{BrickId, LocalBrick, LocalBricks, ProcBricks};
 use super::xml::{HealBrick, Peer, VolumeInfo};
 use crate::galera::UnitState;
-use crate::runtime::AgentState;
 use crate::service::ServiceManager;
+use crate::state::AgentState;
 
 /// `[gluster]` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,24 +82,6 @@ impl Observation {
             .filter(|p| p.in_cluster_and_connected())
             .count();
         connected * 2 > pool
-    }
-}
-
-/// How this node's brick is named in the volume: `HOST:PATH` with HOST its address or id.
-#[derive(Debug, Clone)]
-pub struct BrickId {
-    pub hosts: Vec<String>,
-    pub path: String,
-}
-
-impl BrickId {
-    pub fn matches(&self, host: &str, path: &str) -> bool {
-        path == self.path && self.hosts.iter().any(|h| h == host)
-    }
-
-    pub fn matches_name(&self, name: &str) -> bool {
-        name.rsplit_once(':')
-            .is_some_and(|(host, path)| self.matches(host, path))
     }
 }
 
@@ -448,7 +430,7 @@ impl GlusterDriver {
     }
 
     pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
-        crate::runtime::every(interval, stop, || self.tick()).await;
+        crate::state::every(interval, stop, || self.tick()).await;
     }
 }
 

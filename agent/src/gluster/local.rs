@@ -8,7 +8,23 @@
 
 use std::path::{Path, PathBuf};
 
-use super::driver::BrickId;
+/// How this node's brick is named in the volume: `HOST:PATH` with HOST its address or id.
+#[derive(Debug, Clone)]
+pub struct BrickId {
+    pub hosts: Vec<String>,
+    pub path: String,
+}
+
+impl BrickId {
+    pub fn matches(&self, host: &str, path: &str) -> bool {
+        path == self.path && self.hosts.iter().any(|h| h == host)
+    }
+
+    pub fn matches_name(&self, name: &str) -> bool {
+        name.rsplit_once(':')
+            .is_some_and(|(host, path)| self.matches(host, path))
+    }
+}
 
 /// This node's brick process as seen locally.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::exec::{run, write_if_changed, HostError};
 use crate::gluster::driver::LocalGluster;
-use crate::runtime::AgentState;
+use crate::state::AgentState;
 use triad_cluster::membership::Membership;
 
 #[async_trait::async_trait]
@@ -392,7 +392,7 @@ impl MountDriver {
     }
 
     pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
-        crate::runtime::every(interval, stop, || self.tick()).await;
+        crate::state::every(interval, stop, || self.tick()).await;
     }
 }
 
