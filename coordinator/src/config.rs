@@ -7,7 +7,9 @@ use std::path::Path;
 use serde::Deserialize;
 use triad_cluster::membership::GossipSettings;
 use triad_cluster::settings::{resolve_gossip, RawGossip};
-use triad_daemon::config::{load_toml, parse_toml, resolve_cluster, ConfigError, RawCluster};
+use triad_daemon::config::{
+    check_name, duration_key, load_toml, parse_toml, resolve_cluster, ConfigError, RawCluster,
+};
 use triad_proto::ports;
 
 pub const DEFAULT_PATH: &str = "/etc/triad/coordinator.toml";
@@ -233,27 +235,17 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     if id.is_empty() || id.len() > 63 {
         return Err(invalid("coordinator.id", "must be 1-63 characters".into()));
     }
-    let galera_grace = match raw.galera.grace.as_deref() {
-        None => std::time::Duration::from_secs(3),
-        Some(text) => {
-            triad_daemon::config::parse_duration(text).map_err(|e| invalid("galera.grace", e))?
-        }
-    };
+    let galera_grace = duration_key(
+        path,
+        "galera.grace",
+        raw.galera.grace.as_deref(),
+        std::time::Duration::from_secs(3),
+    )?;
     let galera_nodes = raw.galera.nodes.unwrap_or_default();
     let volume = match raw.volume {
         Some(v) if v.managed.unwrap_or(true) => {
             let name = v.name.unwrap_or_else(|| "www".into());
-            if name.is_empty()
-                || name.len() > 64
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(invalid(
-                    "volume.name",
-                    format!("{name:?}: use 1-64 letters, digits, '-' or '_'"),
-                ));
-            }
+            check_name(&name, 64, &['-', '_']).map_err(|m| invalid("volume.name", m))?;
             let brick_path = v.brick_path.unwrap_or_else(|| "/bricks/www".into());
             if !brick_path.starts_with('/') || brick_path.len() < 2 {
                 return Err(invalid(
@@ -268,11 +260,12 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
                     "a replica volume needs at least 2 core nodes (set volume.nodes or galera.nodes)".into(),
                 ));
             }
-            let ping = match v.ping_timeout.as_deref() {
-                None => std::time::Duration::from_secs(5),
-                Some(text) => triad_daemon::config::parse_duration(text)
-                    .map_err(|e| invalid("volume.ping_timeout", e))?,
-            };
+            let ping = duration_key(
+                path,
+                "volume.ping_timeout",
+                v.ping_timeout.as_deref(),
+                std::time::Duration::from_secs(5),
+            )?;
             if ping.as_secs() < 1 || ping.as_secs() > 1800 {
                 return Err(invalid(
                     "volume.ping_timeout",

@@ -163,6 +163,29 @@ pub fn resolve_tls(
     }))
 }
 
+/// A name of 1-`max` ASCII letters, digits and the `allowed` punctuation (a volume, a
+/// user, a name prefix); the error is one line, for the caller to prefix with the key:
+/// `"a b": use 1-64 letters, digits, '-' or '_'`.
+pub fn check_name(text: &str, max: usize, allowed: &[char]) -> Result<(), String> {
+    let valid = !text.is_empty()
+        && text.len() <= max
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || allowed.contains(&c));
+    if valid {
+        return Ok(());
+    }
+    let quoted: Vec<String> = allowed.iter().map(|c| format!("'{c}'")).collect();
+    let punctuation = match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => format!(" or {last}"),
+        Some((last, rest)) => format!(", {} or {last}", rest.join(", ")),
+    };
+    Err(format!(
+        "{text:?}: use 1-{max} letters, digits{punctuation}"
+    ))
+}
+
 /// A node id or cluster name: 1-63 letters, digits, '-', '_' or '.' (it ends up in
 /// hostnames, certificate names and file names).
 pub fn validate_node_id(id: &str) -> Result<(), String> {
@@ -270,5 +293,25 @@ pub fn duration_key(
             key,
             message,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_with_one_rule_and_one_message() {
+        assert!(check_name("www_1-a", 64, &['-', '_']).is_ok());
+        assert_eq!(
+            check_name("a b", 64, &['-', '_']).unwrap_err(),
+            "\"a b\": use 1-64 letters, digits, '-' or '_'"
+        );
+        assert_eq!(
+            check_name("", 32, &['-']).unwrap_err(),
+            "\"\": use 1-32 letters, digits or '-'"
+        );
+        assert!(check_name(&"x".repeat(33), 32, &['-']).is_err());
+        assert!(check_name("x", 32, &[]).is_ok());
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use triad_daemon::config::ConfigError;
+use triad_daemon::config::{check_name, duration_key, ConfigError};
 
 use super::cloud_init::{self, Install};
 use super::nova;
@@ -272,9 +272,8 @@ pub fn resolve(
         key,
         message,
     };
-    let duration = |key: &'static str, text: Option<&str>, default: u64| match text {
-        None => Ok(Duration::from_secs(default)),
-        Some(text) => triad_daemon::config::parse_duration(text).map_err(|e| invalid(key, e)),
+    let duration = |key: &'static str, text: Option<&str>, default: u64| {
+        duration_key(path, key, text, Duration::from_secs(default))
     };
     let provider = match raw.provider.as_deref().unwrap_or("none") {
         "none" => ProviderSettings::None,
@@ -315,17 +314,7 @@ pub fn resolve(
         }
     };
     let name_prefix = raw.name_prefix.clone().unwrap_or_else(|| "web-".into());
-    if name_prefix.is_empty()
-        || name_prefix.len() > 32
-        || !name_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        return Err(invalid(
-            "autoscale.name_prefix",
-            format!("{name_prefix:?}: use 1-32 letters, digits or '-'"),
-        ));
-    }
+    check_name(&name_prefix, 32, &['-']).map_err(|m| invalid("autoscale.name_prefix", m))?;
     let defaults = Policy::defaults();
     let policy = Policy {
         min: raw.min.unwrap_or(defaults.min),

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use triad_daemon::config::{load_toml, ConfigError};
+use triad_daemon::config::{duration_key as duration, load_toml, ConfigError};
 
 use super::haproxy::HaproxySettings;
 use super::octavia::{MonitorSettings, OctaviaSettings};
@@ -128,24 +128,6 @@ impl BalancerConfig {
     pub fn load(path: &Path) -> Result<BalancerConfig, ConfigError> {
         let raw: OnlyBalancer = load_toml(path)?;
         resolve(path, raw.balancer.as_ref())
-    }
-}
-
-fn duration(
-    path: &Path,
-    key: &'static str,
-    text: Option<&str>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match text {
-        None => Ok(default),
-        Some(text) => {
-            triad_daemon::config::parse_duration(text).map_err(|message| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key,
-                message,
-            })
-        }
     }
 }
 
