@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use triad_daemon::tls::{error_chain, TlsFiles};
+use triad_daemon::tls::{client_endpoint, error_chain, TlsFiles};
 use triad_proto::errors::ErrorKind;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
 
@@ -84,22 +84,14 @@ pub async fn connect(
     let unavailable = |message: String| AgentError::new(node, ErrorKind::Unavailable, message);
     let tls = TLS.get().cloned().flatten();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{grpc}"))
-        .map_err(|e| AgentError::new(node, ErrorKind::Invalid, format!("{grpc}: {e}")))?
-        .connect_timeout(connect_timeout)
-        .timeout(call_timeout);
-    if let Some(files) = tls {
-        let config = files
-            .client_config(node)
-            .map_err(|e| AgentError::new(node, ErrorKind::Failed, e.to_string()))?;
-        endpoint = endpoint.tls_config(config).map_err(|e| {
-            AgentError::new(
-                node,
-                ErrorKind::Failed,
-                format!("TLS toward {node} at {grpc}: {e}"),
-            )
-        })?;
-    }
+    let endpoint = client_endpoint(
+        &format!("{scheme}://{grpc}"),
+        tls.as_ref(),
+        node,
+        connect_timeout,
+        Some(call_timeout),
+    )
+    .map_err(|message| AgentError::new(node, ErrorKind::Failed, message))?;
     let channel = endpoint.connect().await.map_err(|e| {
         unavailable(format!(
             "cannot reach the agent of {node} at {grpc}: {}",

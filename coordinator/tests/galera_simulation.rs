@@ -477,6 +477,22 @@ impl Sim {
         }
     }
 
+    /// Ticks `recovery` until its open decision is closed, within 20 s of virtual time.
+    async fn tick_until_closed(&self, recovery: &mut Recovery, what: &str) {
+        let start = Instant::now();
+        while recovery.record().decision.is_some() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{what} was not closed: {}",
+                recovery.status()
+            );
+            recovery
+                .tick(&self.coordinator.view(), Instant::now())
+                .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     async fn stop_agent(&mut self, index: usize) {
         let agent = self.agents[index].take().unwrap();
         self.direct
@@ -667,16 +683,8 @@ async fn a_state_transfer_longer_than_the_grace_is_not_an_outage() {
         all_synced,
     )
     .await;
-    let start = Instant::now();
-    while recovery.record().decision.is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the formation's decision was not closed: {}",
-            recovery.status()
-        );
-        recovery.tick(&sim.coordinator.view(), Instant::now()).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    sim.tick_until_closed(&mut recovery, "the formation's decision")
+        .await;
     let world = sim.world.lock().unwrap();
     assert_eq!(
         world.bootstraps,
@@ -930,16 +938,8 @@ async fn a_finished_recovery_then_an_operator_override_at_once_is_not_refused() 
     let last = sim.world.lock().unwrap().bootstraps.last().cloned();
     assert_eq!(last, Some(("n2".to_string(), committed)));
     // once gossip shows all three Synced, the decision closes and the status says so
-    let start = Instant::now();
-    while recovery.record().decision.is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the operator's decision was not closed: {}",
-            recovery.status()
-        );
-        recovery.tick(&sim.coordinator.view(), Instant::now()).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    sim.tick_until_closed(&mut recovery, "the operator's decision")
+        .await;
     let status = recovery.status();
     assert!(
         status.contains(&format!("last recovery: epoch {epoch} (n2) closed at"))

@@ -151,20 +151,13 @@ async fn client(
     call_timeout: Option<Duration>,
 ) -> Result<CoordinatorServiceClient<tonic::transport::Channel>, String> {
     let endpoint = &target.endpoint;
-    let mut endpoint_config = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .map_err(|error| format!("{endpoint:?} is not a valid endpoint URL: {error}"))?
-        .connect_timeout(connect_timeout);
-    if let Some(timeout) = call_timeout {
-        endpoint_config = endpoint_config.timeout(timeout);
-    }
-    if let Some(files) = &target.tls {
-        let config = files
-            .client_config(triad_daemon::tls::COORDINATOR_SERVER_NAME)
-            .map_err(|e| e.to_string())?;
-        endpoint_config = endpoint_config
-            .tls_config(config)
-            .map_err(|error| format!("TLS toward {endpoint}: {error}"))?;
-    }
+    let endpoint_config = triad_daemon::tls::client_endpoint(
+        endpoint,
+        target.tls.as_ref(),
+        triad_daemon::tls::COORDINATOR_SERVER_NAME,
+        connect_timeout,
+        call_timeout,
+    )?;
     let channel = endpoint_config.connect().await.map_err(|error| {
         format!(
             "cannot reach the coordinator at {endpoint}: {}",

@@ -393,6 +393,34 @@ pub async fn serve(
     }
 }
 
+/// A gRPC client endpoint for `url` (`http://` or `https://`), over mutual TLS with
+/// `files` toward the server named `server_name` when given; connect bounded by
+/// `connect_timeout`, each call by `call_timeout`. The one set-up for the coordinator's
+/// calls to agents and triadctl's to the coordinator; errors are one line naming the URL.
+pub fn client_endpoint(
+    url: &str,
+    files: Option<&TlsFiles>,
+    server_name: &str,
+    connect_timeout: Duration,
+    call_timeout: Option<Duration>,
+) -> Result<tonic::transport::Endpoint, String> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|error| format!("{url:?} is not a valid endpoint URL: {error}"))?
+        .connect_timeout(connect_timeout);
+    if let Some(timeout) = call_timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
+    if let Some(files) = files {
+        let config = files
+            .client_config(server_name)
+            .map_err(|e| e.to_string())?;
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|error| format!("TLS toward {url}: {error}"))?;
+    }
+    Ok(endpoint)
+}
+
 /// tonic's transport errors say "transport error"; the cause (a refused certificate, a
 /// wrong name) is in the source chain.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
