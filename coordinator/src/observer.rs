@@ -103,6 +103,11 @@ impl Coordinator {
         self.events.subscribe()
     }
 
+    /// The gossip observer's loop is still running (it ends only at [`Coordinator::stop`]).
+    pub fn observing(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     pub fn membership(&self) -> Arc<Membership> {
         self.membership.clone()
     }

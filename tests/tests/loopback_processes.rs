@@ -323,3 +323,54 @@ fn bad_coordinator_configs_give_one_clear_line_and_exit_2() {
     );
     assert_one_error_line("triad-coordinator", None, &["cannot read"]);
 }
+
+/// Under systemd (`WatchdogSec=30s` in the unit) the coordinator must feed the watchdog
+/// while it runs: here its notify socket is ours, and `WATCHDOG_USEC` asks for a ping every
+/// 100 ms. READY=1 and then WATCHDOG=1 must arrive.
+#[test]
+fn loopback_coordinator_feeds_the_systemd_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let config = dir.path().join("coordinator.toml");
+    std::fs::write(&config, COORDINATOR_CONFIG).unwrap();
+    let log = std::fs::File::create(dir.path().join("coordinator.log")).unwrap();
+    // systemd names the process the watchdog is for: the shell's pid, which `exec` hands on
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "WATCHDOG_PID=$$ exec \"$0\" --config \"$1\" run",
+            bin("triad-coordinator").to_str().unwrap(),
+            config.to_str().unwrap(),
+        ])
+        .env("TRIAD_LOG", "info")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start triad-coordinator");
+    let mut processes = Processes(vec![("coordinator".into(), child)]);
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Ok(n) = socket.recv(&mut buffer) {
+            let message = String::from_utf8_lossy(&buffer[..n]).to_string();
+            let ready_before = seen.iter().any(|m: &String| m.contains("READY=1"));
+            if ready_before && message.contains("WATCHDOG=1") {
+                processes.kill("coordinator");
+                return;
+            }
+            seen.push(message);
+        }
+    }
+    let log = std::fs::read_to_string(dir.path().join("coordinator.log")).unwrap_or_default();
+    panic!(
+        "no WATCHDOG=1 after READY=1 within 20 s; notifications: {seen:?}; coordinator log:\n{log}"
+    );
+}

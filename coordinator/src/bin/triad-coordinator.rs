@@ -180,8 +180,24 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     tracing::info!(grpc = %config.grpc_listen, "coordinator ready");
     systemd::notify_ready();
     unconfigured::notify_status(&format!("running: cluster {}", config.cluster_name));
+    // the watchdog is fed while the runtime answers and the gossip observer runs: a
+    // coordinator whose view stopped refreshing is restarted rather than left deciding on
+    // stale facts
+    let watchdog = systemd::Watchdog::from_env();
+    let mut feed = tokio::time::interval(
+        watchdog
+            .timeout()
+            .map_or(std::time::Duration::from_secs(5), |timeout| timeout / 4),
+    );
     loop {
         tokio::select! {
+            _ = feed.tick() => {
+                if coordinator.observing() {
+                    watchdog.ping();
+                } else {
+                    tracing::error!("the gossip observer stopped; no longer feeding the watchdog");
+                }
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
