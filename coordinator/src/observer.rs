@@ -11,10 +11,9 @@ use chitchat::transport::Transport;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_stream::StreamExt;
 use triad_cluster::membership::{Membership, MembershipConfig, MembershipError};
 use triad_proto::gossip::{NodeKeys, Role};
-
-use tokio_stream::StreamExt;
 
 use crate::config::CoordinatorConfig;
 use crate::runner;
@@ -77,7 +76,14 @@ impl Coordinator {
             let changes = observe.membership.change_watcher().await;
             let inputs = runner::Inputs::<()>::default()
                 .wakes(tokio_stream::wrappers::WatchStream::new(changes).map(|_| ()));
-            runner::run("observer", observe, OBSERVER_BACKOFF, inputs, stop_rx).await;
+            runner::run(
+                "observer",
+                observe,
+                runner::Backoff::NEVER_USED,
+                inputs,
+                stop_rx,
+            )
+            .await;
         });
         tracing::info!(cluster = %config.cluster_name, gossip = %config.gossip.listen, "coordinator observing gossip");
         Ok(Coordinator {
@@ -121,13 +127,6 @@ impl Coordinator {
         }
     }
 }
-
-/// The view never fails to refresh; the backoff is the runner's formality.
-const OBSERVER_BACKOFF: runner::Backoff = runner::Backoff {
-    first: std::time::Duration::from_secs(1),
-    max: std::time::Duration::from_secs(1),
-    terminal: std::time::Duration::from_secs(1),
-};
 
 /// Refreshes the view from gossip every gossip interval and on every gossip change.
 struct ObserveLoop {

@@ -33,6 +33,15 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// For loops whose passes never return [`Next::Failed`] (the observer, recovery, the
+    /// volume and autoscaling: a failed call is a status line there, and the next pass
+    /// retries at the loop's own pace).
+    pub const NEVER_USED: Backoff = Backoff {
+        first: Duration::from_secs(1),
+        max: Duration::from_secs(1),
+        terminal: Duration::from_secs(1),
+    };
+
     /// The wait after a failure, given the last one (`None`: the first failure in a row),
     /// before jitter.
     pub fn next(&self, last: Option<Duration>, transient: bool) -> Duration {

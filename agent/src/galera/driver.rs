@@ -11,18 +11,17 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use triad_cluster::membership::Membership;
+use triad_galera::join::{next_joiner, MemberGalera};
+use triad_galera::position::{parse_reversing_history, GraState, Position, ReversingHistory};
 use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 
 use super::host::{GaleraHost, HostError};
 use super::tls::TlsInstall;
-use triad_galera::join::{next_joiner, MemberGalera};
-use triad_galera::position::{parse_reversing_history, GraState, Position, ReversingHistory};
-
 use super::{
     best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
 };
 use crate::state::AgentState;
-use triad_cluster::membership::Membership;
 
 /// Why a coordinator request was refused; mapped to gRPC status codes by the server.
 #[derive(Debug, thiserror::Error)]

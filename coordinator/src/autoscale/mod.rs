@@ -342,7 +342,7 @@ impl Autoscaler {
         tokio::spawn(runner::run(
             "autoscale",
             pass,
-            AUTOSCALE_BACKOFF,
+            runner::Backoff::NEVER_USED,
             runner::Inputs::default().commands(receiver),
             stop,
         ));
@@ -353,14 +353,6 @@ impl Autoscaler {
         }
     }
 }
-
-/// A pass never fails as a whole (a provider error is a status, retried next interval);
-/// the backoff is the runner's formality.
-const AUTOSCALE_BACKOFF: runner::Backoff = runner::Backoff {
-    first: Duration::from_secs(15),
-    max: Duration::from_secs(60),
-    terminal: Duration::from_secs(60),
-};
 
 /// The autoscaler in the runner's shape: a pass every `interval`, and at once after
 /// `triadctl scale` (acting now rather than one interval later).

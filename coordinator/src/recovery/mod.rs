@@ -544,8 +544,8 @@ impl Recovery {
     }
 
     /// Every member's position for an election, in two passes: first without stopping
-    /// anything; only when no member is in a Primary component, a member whose mysqld hangs
-    /// outside one is asked again with leave to stop it (a joiner inside a component that
+    /// anything; only when no member is in a Primary component, a member that refused (its
+    /// mysqld hangs outside one) is asked again with leave to stop it (a joiner inside a component that
     /// gossip does not show yet must never be stopped). Returns the reports, the problems
     /// ("n2: down"), and the members that answered from a live Primary component.
     async fn gather(
@@ -571,7 +571,11 @@ impl Recovery {
                 Ok(answer) => {
                     reports.insert(id.clone(), answer.report);
                 }
-                Err(_) => again.push((id.clone(), grpc)),
+                // the agent was reached and said no (mysqld outside a component, not final):
+                // asked again below with leave to stop it; an agent that could not be
+                // reached is not dialled twice
+                Err(error) if error.is_refused() => again.push((id.clone(), grpc)),
+                Err(error) => problems.push(format!("{id}: {error}")),
             }
         }
         if !live_primary.is_empty() {
@@ -733,21 +737,13 @@ impl Recovery {
         tokio::spawn(runner::run(
             "galera recovery",
             pass,
-            RECOVERY_BACKOFF,
+            runner::Backoff::NEVER_USED,
             runner::Inputs::default().commands(receiver),
             stop,
         ));
         handle
     }
 }
-
-/// A pass never fails as a whole (a refused or failed call is a status and its own
-/// retry pace, [`BOOTSTRAP_RETRY`]); the backoff is the runner's formality.
-const RECOVERY_BACKOFF: runner::Backoff = runner::Backoff {
-    first: Duration::from_secs(1),
-    max: Duration::from_secs(5),
-    terminal: Duration::from_secs(5),
-};
 
 /// Recovery in the runner's shape.
 struct RecoveryPass {

@@ -319,21 +319,13 @@ impl VolumeLoop {
         tokio::spawn(runner::run(
             "volume",
             pass,
-            VOLUME_BACKOFF,
+            runner::Backoff::NEVER_USED,
             runner::Inputs::default(),
             stop,
         ));
         status
     }
 }
-
-/// A pass never fails as a whole (an unreachable agent is a status, and the next node is
-/// asked); the backoff is the runner's formality.
-const VOLUME_BACKOFF: runner::Backoff = runner::Backoff {
-    first: Duration::from_secs(2),
-    max: Duration::from_secs(10),
-    terminal: Duration::from_secs(10),
-};
 
 /// The volume loop in the runner's shape: heal info every `heal_every` passes, a slow pace
 /// once the volume is formed and healed.
