@@ -17,6 +17,7 @@ use crate::observer::Coordinator;
 use crate::recovery::RecoveryHandle;
 use crate::status::cluster_status;
 use crate::view::ClusterEvent;
+use crate::volume::run::VolumeStatus;
 use triad_daemon::tls::PeerRole;
 
 #[derive(Debug, Clone)]
@@ -24,7 +25,7 @@ pub struct CoordinatorGrpc {
     coordinator: Arc<Coordinator>,
     recovery: Option<RecoveryHandle>,
     balancer: Option<tokio::sync::watch::Receiver<BalancerStatus>>,
-    volume: Option<tokio::sync::watch::Receiver<String>>,
+    volume: Option<tokio::sync::watch::Receiver<VolumeStatus>>,
     autoscale: Option<crate::autoscale::AutoscaleHandle>,
     /// The server runs mutual TLS with these files: callers are checked by their
     /// certificate's role (None: plaintext, asked for).
@@ -122,7 +123,10 @@ impl CoordinatorGrpc {
     }
 
     /// Report the volume loop's status line in ClusterStatus.
-    pub fn with_volume(mut self, status: tokio::sync::watch::Receiver<String>) -> CoordinatorGrpc {
+    pub fn with_volume(
+        mut self,
+        status: tokio::sync::watch::Receiver<VolumeStatus>,
+    ) -> CoordinatorGrpc {
         self.volume = Some(status);
         self
     }
@@ -159,10 +163,12 @@ impl CoordinatorGrpc {
     pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
         let view = self.coordinator.view();
         let balancer = self.balancer.as_ref().map(|watch| watch.borrow().clone());
-        let removed = self
-            .autoscale
+        let galera = self.recovery.as_ref().map(|r| r.galera_status());
+        let volume = self.volume.as_ref().map(|watch| watch.borrow().clone());
+        let autoscale = self.autoscale.as_ref().map(|a| a.autoscale_status());
+        let removed = autoscale
             .as_ref()
-            .map(|handle| handle.removed())
+            .map(|a| a.removed.clone())
             .unwrap_or_default();
         crate::metrics::snapshot(&crate::metrics::Sources {
             cluster: &self.coordinator.cluster_name,
@@ -170,6 +176,9 @@ impl CoordinatorGrpc {
             tls: self.tls.as_ref(),
             balancer: balancer.as_ref(),
             removed: &removed,
+            galera: galera.as_ref(),
+            volume: volume.as_ref(),
+            autoscale: autoscale.as_ref(),
         })
     }
 
@@ -197,7 +206,7 @@ impl CoordinatorGrpc {
         status.volume = self
             .volume
             .as_ref()
-            .map(|watch| watch.borrow().clone())
+            .map(|watch| watch.borrow().line.clone())
             .unwrap_or_default();
         status.autoscale = self
             .autoscale

@@ -21,9 +21,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::autoscale::AutoscaleStatus;
 use crate::balancer::reconcile::BalancerStatus;
 use crate::balancer::MemberState;
+use crate::recovery::GaleraStatus;
 use crate::view::ClusterView;
+use crate::volume::run::VolumeStatus;
 
 /// The `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -74,8 +77,34 @@ pub struct BalancerSample {
     pub errors_total: u64,
 }
 
-/// Everything one scrape shows; plain data, so [`render`] is testable without sockets.
+/// The recovery loop: its last epoch and the decision in flight.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GaleraSample {
+    pub last_epoch: u64,
+    /// The open decision's node and phase ("bootstrapping", "joining").
+    pub open: Option<(String, &'static str)>,
+}
+
+/// The autoscaling loop's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AutoscaleSample {
+    pub rate: Option<f64>,
+    pub ready: usize,
+    pub recommended: Option<usize>,
+}
+
+/// Every word `triad_volume_state` can take (one sample each, 1 for the current state).
+pub const VOLUME_STATES: [&str; 6] = [
+    "not-observed",
+    "unknown",
+    "forming",
+    "step-failed",
+    "formed",
+    "steady",
+];
+
+/// Everything one scrape shows; plain data, so [`render`] is testable without sockets.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub cluster: String,
     pub version: String,
@@ -87,6 +116,12 @@ pub struct Snapshot {
     pub nodes: Vec<NodeSample>,
     /// `None` when no balancer loop runs.
     pub balancer: Option<BalancerSample>,
+    /// `None` when the recovery loop does not run (`[galera] recovery = false`).
+    pub galera: Option<GaleraSample>,
+    /// The volume loop's state word; `None` without `[volume]`.
+    pub volume: Option<&'static str>,
+    /// `None` without `[autoscale]`.
+    pub autoscale: Option<AutoscaleSample>,
 }
 
 /// What [`snapshot`] reads.
@@ -100,6 +135,9 @@ pub struct Sources<'a> {
     /// Nodes the autoscaler deleted: left out while gossip still lists them dead, as in
     /// the status.
     pub removed: &'a [String],
+    pub galera: Option<&'a GaleraStatus>,
+    pub volume: Option<&'a VolumeStatus>,
+    pub autoscale: Option<&'a AutoscaleStatus>,
 }
 
 /// Take a snapshot; reads the coordinator's certificate file (so a renewed certificate
@@ -159,6 +197,22 @@ pub fn snapshot(sources: &Sources<'_>) -> Snapshot {
         certificates,
         nodes,
         balancer,
+        galera: sources.galera.map(|status| GaleraSample {
+            last_epoch: status.last_epoch,
+            open: status.open.as_ref().map(|open| {
+                let phase = match open.phase {
+                    crate::recovery::store::Phase::Bootstrapping => "bootstrapping",
+                    crate::recovery::store::Phase::Joining => "joining",
+                };
+                (open.node.clone(), phase)
+            }),
+        }),
+        volume: sources.volume.map(|status| status.state.as_str()),
+        autoscale: sources.autoscale.map(|status| AutoscaleSample {
+            rate: status.rate,
+            ready: status.ready,
+            recommended: status.recommended,
+        }),
     }
 }
 
@@ -295,6 +349,63 @@ pub fn render(snapshot: &Snapshot) -> String {
         )
         .sample(&[], balancer.errors_total);
     }
+    if let Some(galera) = &snapshot.galera {
+        Family::new(
+            &mut out,
+            "triad_galera_epoch",
+            "gauge",
+            "The last bootstrap epoch the coordinator decided (0: never).",
+        )
+        .sample(&[], galera.last_epoch);
+        let mut family = Family::new(
+            &mut out,
+            "triad_galera_decision_open",
+            "gauge",
+            "1 while a bootstrap decision is in flight (its node and phase as labels).",
+        );
+        match &galera.open {
+            Some((node, phase)) => family.sample(&[("node", node), ("phase", phase)], 1),
+            None => family.sample(&[], 0),
+        }
+    }
+    if let Some(volume) = snapshot.volume {
+        let mut family = Family::new(
+            &mut out,
+            "triad_volume_state",
+            "gauge",
+            "The Gluster volume as the volume loop last saw it (1 for the current state).",
+        );
+        for state in VOLUME_STATES {
+            family.sample(&[("state", state)], flag(state == volume));
+        }
+    }
+    if let Some(autoscale) = &snapshot.autoscale {
+        if let Some(rate) = autoscale.rate {
+            Family::new(
+                &mut out,
+                "triad_autoscale_request_rate",
+                "gauge",
+                "Requests per second over the ready nodes, as the autoscaler measures it.",
+            )
+            .sample(&[], format!("{rate:.3}"));
+        }
+        Family::new(
+            &mut out,
+            "triad_autoscale_ready_nodes",
+            "gauge",
+            "Nodes ready to serve, as the autoscaler counts them.",
+        )
+        .sample(&[], autoscale.ready);
+        if let Some(recommended) = autoscale.recommended {
+            Family::new(
+                &mut out,
+                "triad_autoscale_recommended_nodes",
+                "gauge",
+                "The node count the autoscaling policy recommends.",
+            )
+            .sample(&[], recommended);
+        }
+    }
     out
 }
 
@@ -428,6 +539,7 @@ mod tests {
                 changes_total: 7,
                 errors_total: 2,
             }),
+            ..Default::default()
         }
     }
 
@@ -497,9 +609,50 @@ mod tests {
             "triad_tls_certificate_expiry_timestamp_seconds",
             "triad_node_",
             "triad_balancer_",
+            "triad_galera_",
+            "triad_volume_",
+            "triad_autoscale_",
         ] {
             assert!(!text.contains(absent), "{absent} in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_loops_show_their_decision_volume_state_and_request_rate() {
+        let snapshot = Snapshot {
+            cluster: "lab".into(),
+            version: "0.1.0".into(),
+            galera: Some(GaleraSample {
+                last_epoch: 3,
+                open: Some(("n2".into(), "joining")),
+            }),
+            volume: Some("formed"),
+            autoscale: Some(AutoscaleSample {
+                rate: Some(12.5),
+                ready: 3,
+                recommended: Some(4),
+            }),
+            ..Default::default()
+        };
+        let text = render(&snapshot);
+        assert_well_formed(&text);
+        for line in [
+            "\ntriad_galera_epoch 3\n",
+            "\ntriad_galera_decision_open{node=\"n2\",phase=\"joining\"} 1\n",
+            "\ntriad_volume_state{state=\"formed\"} 1\n",
+            "\ntriad_volume_state{state=\"steady\"} 0\n",
+            "\ntriad_autoscale_request_rate 12.500\n",
+            "\ntriad_autoscale_ready_nodes 3\n",
+            "\ntriad_autoscale_recommended_nodes 4\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        let idle = Snapshot {
+            galera: Some(GaleraSample::default()),
+            ..Default::default()
+        };
+        let text = render(&idle);
+        assert!(text.contains("\ntriad_galera_decision_open 0\n"), "{text}");
     }
 
     #[test]
@@ -584,6 +737,9 @@ mod tests {
             tls: None,
             balancer: None,
             removed: &removed,
+            galera: None,
+            volume: None,
+            autoscale: None,
         });
         assert!(snapshot.plaintext);
         // n2 has no certificate key; web-1 is dead and removed; n2, live, stays a node

@@ -13,6 +13,36 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::{Stream, StreamExt};
 
+/// The moment a pass runs at, given to a loop's planner rather than read by it: the monotonic
+/// clock for the waits kept in memory, the wall clock (ms since the epoch) for the times
+/// persisted in a record. Tests move it forward instead of sleeping.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub at: Instant,
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// The clocks as they read now (the loop's one call per pass).
+    pub fn current() -> Now {
+        Now {
+            at: Instant::now(),
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        }
+    }
+
+    /// The same moment `by` later on both clocks.
+    pub fn later(self, by: Duration) -> Now {
+        Now {
+            at: self.at + by,
+            unix_ms: self.unix_ms + by.as_millis() as u64,
+        }
+    }
+}
+
 /// What one pass says about the next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {

@@ -24,6 +24,7 @@ use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::election::Report;
 use triad_coordinator::recovery::{Agents, PositionAnswer, Recovery, RecoverySettings};
+use triad_coordinator::runner::Now;
 use triad_galera::join::JOIN_SETTLE;
 use triad_galera::position::{GraState, Position, ZERO_UUID};
 use triad_proto::errors::ErrorKind;
@@ -471,7 +472,7 @@ impl Sim {
                 );
             }
             recovery
-                .tick(&self.coordinator.view(), Instant::now())
+                .tick(&self.coordinator.view(), Now::current())
                 .await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -487,7 +488,7 @@ impl Sim {
                 recovery.status()
             );
             recovery
-                .tick(&self.coordinator.view(), Instant::now())
+                .tick(&self.coordinator.view(), Now::current())
                 .await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -595,7 +596,7 @@ async fn formed() -> (Sim, Recovery) {
     .await
     .unwrap();
     for _ in 0..3 {
-        recovery.tick(&sim.coordinator.view(), Instant::now()).await;
+        recovery.tick(&sim.coordinator.view(), Now::current()).await;
     }
     assert_eq!(recovery.record().last_primary_view, vec!["n1", "n2", "n3"]);
     (sim, recovery)
@@ -757,7 +758,7 @@ async fn recovery_waits_for_the_most_advanced_node_that_comes_back_last() {
     sim.stop_agent(2).await; // n3 (the most advanced) stays down
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
-        recovery.tick(&sim.coordinator.view(), Instant::now()).await;
+        recovery.tick(&sim.coordinator.view(), Now::current()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(
@@ -794,7 +795,7 @@ async fn coordinator_killed_between_persisting_and_calling_resumes_the_same_epoc
     // tick until the decision is persisted (the first call is lost)
     let start = Instant::now();
     while recovery.record().decision.is_none() && start.elapsed() < Duration::from_secs(30) {
-        recovery.tick(&sim.coordinator.view(), Instant::now()).await;
+        recovery.tick(&sim.coordinator.view(), Now::current()).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let decided = recovery
@@ -894,7 +895,7 @@ async fn a_finished_recovery_then_an_operator_override_at_once_is_not_refused() 
     .unwrap();
     let view = sim.coordinator.view();
     let (epoch, message) = recovery
-        .operator_recover(&view, Some("n2".into()), false)
+        .operator_recover(&view, Some("n2".into()), false, Now::current())
         .await
         .expect("the operator's override after a finished recovery");
     eprintln!("override: epoch {epoch}: {message}");
@@ -910,14 +911,14 @@ async fn a_finished_recovery_then_an_operator_override_at_once_is_not_refused() 
     // asking again for the node already chosen is not a conflict: it says what is under way
     let view = sim.coordinator.view();
     let (again, message) = recovery
-        .operator_recover(&view, Some("n2".into()), false)
+        .operator_recover(&view, Some("n2".into()), false, Now::current())
         .await
         .expect("the same node again");
     assert_eq!(again, epoch);
     assert!(message.contains("already under way"), "{message}");
     // another node is refused, saying what is open, since when and what closes it
     let refusal = recovery
-        .operator_recover(&view, Some("n1".into()), false)
+        .operator_recover(&view, Some("n1".into()), false, Now::current())
         .await
         .unwrap_err();
     assert!(

@@ -20,6 +20,7 @@ use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::openstack::config::{load_cloud, CloudSources};
 use triad_coordinator::openstack::nova::Nova;
 use triad_coordinator::openstack::session::Session;
+use triad_coordinator::runner::Now;
 use triad_openstack_fake::{BuildOutcome, FakeCloud, FakeOptions, Fault, FaultKind};
 
 const BOUND: Duration = Duration::from_secs(20);
@@ -353,14 +354,16 @@ async fn the_sweep_deletes_a_stray_server_of_ours() {
     .unwrap();
     c.fake.add_server("web-5", &["triad", "triad-cluster=lab"]);
     let facts = BTreeMap::new();
-    scaler.advance(&facts, None).await;
+    let now = Now::current();
+    scaler.advance(now, &facts, None).await;
     assert_eq!(
         servers_named(&c.fake, "web-5").len(),
         1,
         "not before the ready timeout"
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    scaler.advance(&facts, None).await;
+    scaler
+        .advance(now.later(Duration::from_millis(250)), &facts, None)
+        .await;
     assert!(
         servers_named(&c.fake, "web-5").is_empty(),
         "a server of ours that never served is deleted after the ready timeout"

@@ -30,7 +30,7 @@ use crate::view::ClusterView;
 use config::{AutoscaleSettings, ProviderSettings};
 use metric::RequestRate;
 use policy::{decide, Decision, Inputs};
-use scaler::{FlowSettings, NodeCalls, NodeFact, Scaler};
+use scaler::{FlowSettings, NodeCalls, NodeFact, Now, Scaler};
 
 /// The loop's memory between ticks.
 pub struct Autoscaler {
@@ -55,22 +55,43 @@ pub struct ScaleCommand {
     pub reply: oneshot::Sender<Result<String, String>>,
 }
 
-/// The running loop: its status line and the operator's command channel.
+/// The autoscaling loop's status as it publishes it: the operator's line, and the facts
+/// /metrics reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AutoscaleStatus {
+    /// The line `triadctl status` shows.
+    pub line: String,
+    /// The cluster's request rate (requests per second), once two samples exist.
+    pub rate: Option<f64>,
+    /// Nodes ready to serve.
+    pub ready: usize,
+    /// The node count the policy recommends (None while holding without a figure).
+    pub recommended: Option<usize>,
+    /// Nodes the autoscaler deleted (their dead gossip entries are not shown).
+    pub removed: Vec<String>,
+}
+
+/// The running loop: its status and the operator's command channel.
 #[derive(Debug, Clone)]
 pub struct AutoscaleHandle {
-    status: watch::Receiver<String>,
-    removed: watch::Receiver<Vec<String>>,
+    status: watch::Receiver<AutoscaleStatus>,
     commands: mpsc::Sender<ScaleCommand>,
 }
 
 impl AutoscaleHandle {
+    /// The status line.
     pub fn status(&self) -> String {
+        self.status.borrow().line.clone()
+    }
+
+    /// The typed status (a snapshot).
+    pub fn autoscale_status(&self) -> AutoscaleStatus {
         self.status.borrow().clone()
     }
 
     /// Nodes the autoscaler deleted (their dead gossip entries are not shown).
     pub fn removed(&self) -> Vec<String> {
-        self.removed.borrow().clone()
+        self.status.borrow().removed.clone()
     }
 
     pub async fn scale(&self, to: usize) -> Result<String, String> {
@@ -170,8 +191,9 @@ impl Autoscaler {
         ))
     }
 
-    /// One evaluation over the view: advance the flows, decide, act; returns the status line.
-    pub async fn tick(&mut self, view: &ClusterView, now: Instant) -> String {
+    /// One evaluation over the view: advance the flows, decide, act; returns the status.
+    pub async fn tick(&mut self, view: &ClusterView, clock: Now) -> AutoscaleStatus {
+        let now = clock.at;
         let facts: BTreeMap<String, NodeFact> = view
             .members()
             .map(|m| {
@@ -191,7 +213,7 @@ impl Autoscaler {
             .as_ref()
             .map(|w| w.borrow().members.iter().map(|m| m.name.clone()).collect());
         if let Some(scaler) = self.scaler.as_mut() {
-            scaler.advance(&facts, members.as_deref()).await;
+            scaler.advance(clock, &facts, members.as_deref()).await;
         }
         let policy = self.settings.policy.clone();
         let policy = &policy;
@@ -216,7 +238,7 @@ impl Autoscaler {
                 scaler.warming(),
                 scaler.removable(&facts),
                 scaler.last_action_ms().and_then(|ms| {
-                    now.checked_sub(Duration::from_millis(scaler::unix_ms().saturating_sub(ms)))
+                    now.checked_sub(Duration::from_millis(clock.unix_ms.saturating_sub(ms)))
                 }),
             ),
             None => (
@@ -291,18 +313,20 @@ impl Autoscaler {
                 format!("would remove {remove} ({reason}); provider none: nothing removed")
             }
             (Decision::ScaleOut { add, reason }, Some(scaler)) => {
-                scaler.scale_out(*add, &facts);
+                scaler.scale_out(*add, &facts, clock);
                 // launch now rather than one interval later
-                scaler.advance(&facts, members.as_deref()).await;
+                scaler.advance(clock, &facts, members.as_deref()).await;
                 format!("scaling out by {add} ({reason})")
             }
-            (Decision::ScaleIn { reason, .. }, Some(scaler)) => match scaler.scale_in(&facts) {
-                Some(node) => format!("scaling in: draining {node} ({reason})"),
-                None => "hold: no serving autoscaled node to remove".to_string(),
-            },
+            (Decision::ScaleIn { reason, .. }, Some(scaler)) => {
+                match scaler.scale_in(&facts, clock) {
+                    Some(node) => format!("scaling in: draining {node} ({reason})"),
+                    None => "hold: no serving autoscaled node to remove".to_string(),
+                }
+            }
         };
         if let Some(scaler) = &self.scaler {
-            let steps = scaler.describe();
+            let steps = scaler.describe(clock);
             if !steps.is_empty() {
                 what.push_str(&format!("; in progress: {steps}"));
             }
@@ -317,10 +341,16 @@ impl Autoscaler {
             ),
             _ => String::new(),
         };
-        format!(
-            "{manual}{metric} → recommend {recommended} [{}..{}]; {what}",
-            policy.min, policy.max
-        )
+        AutoscaleStatus {
+            line: format!(
+                "{manual}{metric} → recommend {recommended} [{}..{}]; {what}",
+                policy.min, policy.max
+            ),
+            rate: rate.as_ref().map(|r| r.cluster),
+            ready,
+            recommended: verdict.recommendation,
+            removed: self.removed(),
+        }
     }
 
     /// Run every `interval` until `stop` changes; the status line goes to the watch.
@@ -329,14 +359,16 @@ impl Autoscaler {
         coordinator: Arc<Coordinator>,
         stop: watch::Receiver<bool>,
     ) -> AutoscaleHandle {
-        let (status_tx, status) = watch::channel("starting".to_string());
-        let (removed_tx, removed) = watch::channel(self.removed());
+        let (status_tx, status) = watch::channel(AutoscaleStatus {
+            line: "starting".to_string(),
+            removed: self.removed(),
+            ..AutoscaleStatus::default()
+        });
         let (commands, receiver) = mpsc::channel::<ScaleCommand>(4);
         let pass = AutoscalePass {
             autoscaler: self,
             coordinator,
             status: status_tx,
-            removed: removed_tx,
             last: String::new(),
         };
         tokio::spawn(runner::run(
@@ -346,11 +378,7 @@ impl Autoscaler {
             runner::Inputs::default().commands(receiver),
             stop,
         ));
-        AutoscaleHandle {
-            status,
-            removed,
-            commands,
-        }
+        AutoscaleHandle { status, commands }
     }
 }
 
@@ -359,8 +387,7 @@ impl Autoscaler {
 struct AutoscalePass {
     autoscaler: Autoscaler,
     coordinator: Arc<Coordinator>,
-    status: watch::Sender<String>,
-    removed: watch::Sender<Vec<String>>,
+    status: watch::Sender<AutoscaleStatus>,
     /// The last decision logged (changes of decision are logged, not every new rate).
     last: String,
 }
@@ -375,22 +402,17 @@ impl runner::Reconciler for AutoscalePass {
     }
 
     async fn pass(&mut self) -> runner::Next {
-        let line = self
+        let status = self
             .autoscaler
-            .tick(&self.coordinator.view(), Instant::now())
+            .tick(&self.coordinator.view(), Now::current())
             .await;
+        let line = &status.line;
         let gist = line.split_once("; ").map_or(line.as_str(), |(_, w)| w);
         if gist != self.last {
             tracing::info!(autoscale = %line, "autoscale");
             self.last = gist.to_string();
         }
-        self.status.send_replace(line);
-        let now_removed = self.autoscaler.removed();
-        self.removed.send_if_modified(|r| {
-            let changed = *r != now_removed;
-            *r = now_removed;
-            changed
-        });
+        self.status.send_replace(status);
         runner::Next::After(self.autoscaler.settings.interval)
     }
 }

@@ -20,9 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use super::provider::{Launch, Provider};
 use crate::agent_client::{self, answer, AgentError};
+pub use crate::runner::Now;
 
 /// Where an autoscaled node is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,20 +98,13 @@ pub struct Scaler {
     /// The last round's error, for the status line.
     pub last_error: Option<String>,
     /// Since when a serving autoscaled node has been seen down (memory only).
-    down_since: BTreeMap<String, std::time::Instant>,
+    down_since: BTreeMap<String, Instant>,
     /// How far each pending launch got, for the status line (memory only).
     pending: BTreeMap<String, String>,
     /// The sweep's memory: since when a server of ours that no flow knows has been seen,
     /// and how many provider lists in a row missed a recorded node's server.
-    strays: BTreeMap<String, std::time::Instant>,
+    strays: BTreeMap<String, Instant>,
     missing: BTreeMap<String, u32>,
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Scaler {
@@ -161,11 +156,11 @@ impl Scaler {
         }
     }
 
-    fn set_phase(&mut self, node: &str, phase: Phase) -> bool {
+    fn set_phase(&mut self, node: &str, phase: Phase, now: Now) -> bool {
         if let Some(entry) = self.record.nodes.iter_mut().find(|n| n.node == node) {
             tracing::info!(node, from = ?entry.phase, to = ?phase, "autoscale step");
             entry.phase = phase;
-            entry.since_ms = unix_ms();
+            entry.since_ms = now.unix_ms;
         }
         self.save()
     }
@@ -216,7 +211,7 @@ impl Scaler {
     }
 
     /// Record `count` new nodes as launching (persisted before any provider call).
-    pub fn scale_out(&mut self, count: usize, facts: &BTreeMap<String, NodeFact>) {
+    pub fn scale_out(&mut self, count: usize, facts: &BTreeMap<String, NodeFact>, now: Now) {
         for _ in 0..count {
             let node = self.next_name(facts);
             tracing::warn!(node = %node, "autoscale: scaling out: launching {node}");
@@ -224,15 +219,15 @@ impl Scaler {
             self.record.nodes.push(Scaled {
                 node,
                 phase: Phase::Launching,
-                since_ms: unix_ms(),
+                since_ms: now.unix_ms,
             });
         }
-        self.record.last_action_ms = Some(unix_ms());
+        self.record.last_action_ms = Some(now.unix_ms);
         self.save();
     }
 
     /// Start draining the newest serving autoscaled node; returns its name.
-    pub fn scale_in(&mut self, facts: &BTreeMap<String, NodeFact>) -> Option<String> {
+    pub fn scale_in(&mut self, facts: &BTreeMap<String, NodeFact>, now: Now) -> Option<String> {
         let node = self
             .record
             .nodes
@@ -244,8 +239,8 @@ impl Scaler {
             .node
             .clone();
         tracing::warn!(node = %node, "autoscale: scaling in: draining {node}");
-        self.record.last_action_ms = Some(unix_ms());
-        self.set_phase(&node, Phase::Draining);
+        self.record.last_action_ms = Some(now.unix_ms);
+        self.set_phase(&node, Phase::Draining, now);
         Some(node)
     }
 
@@ -253,14 +248,14 @@ impl Scaler {
     /// members (None without a balancer).
     pub async fn advance(
         &mut self,
+        now: Now,
         facts: &BTreeMap<String, NodeFact>,
         members: Option<&[String]>,
     ) {
-        let now = unix_ms();
         self.last_error = None;
         self.pending.clear();
         match self.provider.list().await {
-            Ok(Some(listed)) => self.sweep(&listed, facts).await,
+            Ok(Some(listed)) => self.sweep(now, &listed, facts).await,
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, "cannot list the provider's nodes: {error}");
@@ -268,7 +263,7 @@ impl Scaler {
             }
         }
         for entry in self.record.nodes.clone() {
-            let elapsed = Duration::from_millis(now.saturating_sub(entry.since_ms));
+            let elapsed = Duration::from_millis(now.unix_ms.saturating_sub(entry.since_ms));
             let fact = facts.get(&entry.node);
             let node = entry.node.as_str();
             match entry.phase {
@@ -276,7 +271,7 @@ impl Scaler {
                     let outcome = self.provider.launch(node, &self.settings.role).await;
                     match outcome {
                         Ok(Launch::Done) => {
-                            self.set_phase(node, Phase::Warming);
+                            self.set_phase(node, Phase::Warming, now);
                             continue;
                         }
                         Ok(Launch::Pending(how)) => {
@@ -294,7 +289,7 @@ impl Scaler {
                             "{node} not launched {:?} after the decision: deleting it",
                             self.settings.ready_timeout
                         );
-                        self.set_phase(node, Phase::Deleting);
+                        self.set_phase(node, Phase::Deleting, now);
                     }
                 }
                 Phase::Warming => {
@@ -307,7 +302,7 @@ impl Scaler {
                         self.save();
                     } else if fact.is_some_and(|f| f.live && f.ready) {
                         tracing::warn!(node, after = ?elapsed, "autoscale: {node} is ready and serving, {:.1}s after its launch returned", elapsed.as_secs_f64());
-                        self.set_phase(node, Phase::Serving);
+                        self.set_phase(node, Phase::Serving, now);
                     } else if elapsed > self.settings.ready_timeout {
                         let error = format!(
                             "{node} not ready {:?} after its launch: deleting it",
@@ -315,7 +310,7 @@ impl Scaler {
                         );
                         tracing::error!(node, "{error}");
                         self.last_error = Some(error);
-                        self.set_phase(node, Phase::Deleting);
+                        self.set_phase(node, Phase::Deleting, now);
                     }
                 }
                 Phase::Serving => {
@@ -323,24 +318,21 @@ impl Scaler {
                     if fact.is_some_and(|f| f.live) {
                         self.down_since.remove(node);
                     } else {
-                        let down = *self
-                            .down_since
-                            .entry(node.to_string())
-                            .or_insert_with(std::time::Instant::now);
-                        if down.elapsed() > self.settings.ready_timeout {
+                        let down = *self.down_since.entry(node.to_string()).or_insert(now.at);
+                        if now.at.saturating_duration_since(down) > self.settings.ready_timeout {
                             tracing::warn!(
                                 node,
                                 "autoscaled {node} has been down for {:?}: deleting it",
                                 self.settings.ready_timeout
                             );
                             self.down_since.remove(node);
-                            self.set_phase(node, Phase::Deleting);
+                            self.set_phase(node, Phase::Deleting, now);
                         }
                     }
                 }
                 Phase::Draining => {
                     let Some(grpc) = fact.filter(|f| f.live).and_then(|f| f.grpc) else {
-                        self.set_phase(node, Phase::Deleting);
+                        self.set_phase(node, Phase::Deleting, now);
                         continue;
                     };
                     if let Err(error) = self.calls.drain(node, grpc).await {
@@ -352,22 +344,22 @@ impl Scaler {
                         if !gone {
                             tracing::warn!(node, "{node} still a balancer member {:?} after the drain began: going on", self.settings.drain_timeout);
                         }
-                        self.set_phase(node, Phase::Leaving);
+                        self.set_phase(node, Phase::Leaving, now);
                     }
                 }
                 Phase::Leaving => {
                     let Some(grpc) = fact.filter(|f| f.live).and_then(|f| f.grpc) else {
-                        self.set_phase(node, Phase::Deleting);
+                        self.set_phase(node, Phase::Deleting, now);
                         continue;
                     };
                     match self.calls.leave(node, grpc).await {
                         Ok(()) => {
-                            self.set_phase(node, Phase::Deleting);
+                            self.set_phase(node, Phase::Deleting, now);
                         }
                         Err(error) => {
                             self.last_error = Some(format!("stop services on {node}: {error}"));
                             if elapsed > self.settings.drain_timeout {
-                                self.set_phase(node, Phase::Deleting);
+                                self.set_phase(node, Phase::Deleting, now);
                             }
                         }
                     }
@@ -397,7 +389,7 @@ impl Scaler {
     ///   once it has been there `ready_timeout` without becoming ready;
     /// - a recorded warming or serving node whose server two lists in a row did not show
     ///   is gone: it goes to deleting (an idempotent no-op) and is forgotten.
-    async fn sweep(&mut self, listed: &[String], facts: &BTreeMap<String, NodeFact>) {
+    async fn sweep(&mut self, now: Now, listed: &[String], facts: &BTreeMap<String, NodeFact>) {
         let known: Vec<String> = self.record.nodes.iter().map(|n| n.node.clone()).collect();
         self.strays.retain(|name, _| listed.contains(name));
         for name in listed.iter().filter(|n| !known.contains(n)) {
@@ -405,10 +397,7 @@ impl Scaler {
                 continue;
             }
             let fact = facts.get(name);
-            let first_seen = *self
-                .strays
-                .entry(name.clone())
-                .or_insert_with(std::time::Instant::now);
+            let first_seen = *self.strays.entry(name.clone()).or_insert(now.at);
             let delete = if self.record.removed.contains(name) {
                 tracing::warn!(node = %name, "sweep: {name} was deleted but its server is still there: deleting it again");
                 true
@@ -417,11 +406,11 @@ impl Scaler {
                 self.record.nodes.push(Scaled {
                     node: name.clone(),
                     phase: Phase::Serving,
-                    since_ms: unix_ms(),
+                    since_ms: now.unix_ms,
                 });
                 self.save();
                 false
-            } else if first_seen.elapsed() > self.settings.ready_timeout {
+            } else if now.at.saturating_duration_since(first_seen) > self.settings.ready_timeout {
                 tracing::warn!(node = %name, "sweep: {name} is a server of ours that never became a serving node in {:?}: deleting it", self.settings.ready_timeout);
                 true
             } else {
@@ -448,14 +437,13 @@ impl Scaler {
             if *misses >= 2 {
                 tracing::warn!(node = %entry.node, "sweep: the server of {} is gone: forgetting it", entry.node);
                 self.missing.remove(&entry.node);
-                self.set_phase(&entry.node, Phase::Deleting);
+                self.set_phase(&entry.node, Phase::Deleting, now);
             }
         }
     }
 
     /// "n4 warming 12s, n5 draining 3s" for the status line.
-    pub fn describe(&self) -> String {
-        let now = unix_ms();
+    pub fn describe(&self, now: Now) -> String {
         self.record
             .nodes
             .iter()
@@ -468,7 +456,7 @@ impl Scaler {
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default(),
-                    now.saturating_sub(n.since_ms) as f64 / 1000.0,
+                    now.unix_ms.saturating_sub(n.since_ms) as f64 / 1000.0,
                     self.pending
                         .get(&n.node)
                         .map(|how| format!(" ({how})"))
@@ -607,11 +595,12 @@ mod tests {
     /// Drives one node from launch to deletion; `restart_at` restarts the scaler (a new one
     /// loaded from the file) right after that many advance rounds. Returns the calls made.
     async fn full_cycle(restart_at: Option<usize>) -> Vec<String> {
+        let now = Now::current();
         let dir = tempfile::tempdir().unwrap();
         let world = Arc::new(World::default());
         let mut s = scaler(dir.path(), &world);
         let mut facts = core();
-        s.scale_out(1, &facts);
+        s.scale_out(1, &facts, now);
         assert_eq!(s.warming(), 1);
         let mut members: Vec<String> = vec!["n1".into(), "n2".into(), "n3".into()];
         for round in 0..20 {
@@ -627,14 +616,14 @@ mod tests {
                 }
                 Some(Phase::Serving) => {
                     assert_eq!(s.removable(&facts), 1);
-                    assert_eq!(s.scale_in(&facts).as_deref(), Some("n4"));
+                    assert_eq!(s.scale_in(&facts, now).as_deref(), Some("n4"));
                 }
                 // the balancer drained and removed it
                 Some(Phase::Draining) => members.retain(|m| m != "n4"),
                 None => break,
                 _ => {}
             }
-            s.advance(&facts, Some(&members)).await;
+            s.advance(now, &facts, Some(&members)).await;
         }
         assert!(s.record().nodes.is_empty(), "{:?}", s.record());
         assert_eq!(s.record().removed, vec!["n4"]);
@@ -672,11 +661,12 @@ mod tests {
 
     #[tokio::test]
     async fn names_are_the_lowest_free_and_a_failed_launch_is_retried_then_cleaned_up() {
+        let now = Now::current();
         let dir = tempfile::tempdir().unwrap();
         let world = Arc::new(World::default());
         let mut s = scaler(dir.path(), &world);
         let facts = core();
-        s.scale_out(2, &facts);
+        s.scale_out(2, &facts, now);
         let names: Vec<&str> = s.record().nodes.iter().map(|n| n.node.as_str()).collect();
         assert_eq!(names, vec!["n4", "n5"]);
         // a dead node is never renamed into, unless this scaler deleted it
@@ -690,15 +680,15 @@ mod tests {
             "our deleted n6, still in gossip"
         );
         *world.fail_launch.lock().unwrap() = true;
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
         assert!(s.last_error.as_deref().unwrap().contains("exit status: 1"));
         assert_eq!(s.warming(), 2, "retried on the next round");
         // long past the ready timeout: given up and deleted
         for n in &mut s.record.nodes {
             n.since_ms -= 601_000;
         }
-        s.advance(&facts, None).await;
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
+        s.advance(now, &facts, None).await;
         assert!(s.record().nodes.is_empty(), "{:?}", s.record());
         let calls = world.calls.lock().unwrap().clone();
         assert!(
@@ -709,54 +699,56 @@ mod tests {
 
     #[tokio::test]
     async fn a_pending_launch_stays_launching_shows_how_far_it_got_and_is_bounded() {
+        let now = Now::current();
         let dir = tempfile::tempdir().unwrap();
         let world = Arc::new(World::default());
         *world.pending.lock().unwrap() = true;
         let mut s = scaler(dir.path(), &world);
         let facts = core();
-        s.scale_out(1, &facts);
-        s.advance(&facts, None).await;
+        s.scale_out(1, &facts, now);
+        s.advance(now, &facts, None).await;
         assert_eq!(s.record().nodes[0].phase, Phase::Launching);
         assert!(
-            s.describe()
+            s.describe(now)
                 .contains("n4 launching 0s (server s1 BUILD (spawning) 3s)"),
             "{}",
-            s.describe()
+            s.describe(now)
         );
         *world.pending.lock().unwrap() = false;
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
         assert_eq!(s.record().nodes[0].phase, Phase::Warming);
         // a launch pending past the ready timeout is given up
         *world.pending.lock().unwrap() = true;
-        s.scale_out(1, &facts);
+        s.scale_out(1, &facts, now);
         s.record.nodes[1].since_ms -= 601_000;
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
         assert_eq!(s.record().nodes[1].phase, Phase::Deleting);
     }
 
     #[tokio::test]
     async fn the_sweep_forgets_gone_servers_adopts_serving_ones_and_deletes_strays() {
+        let now = Now::current();
         let dir = tempfile::tempdir().unwrap();
         let world = Arc::new(World::default());
         let mut s = scaler(dir.path(), &world);
         s.settings.ready_timeout = Duration::from_millis(100);
         let mut facts = core();
         // n4 is recorded and serving; its server vanishes from the cloud
-        s.scale_out(1, &facts);
+        s.scale_out(1, &facts, now);
         *world.listed.lock().unwrap() = Some(vec!["n4".into()]);
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
         facts.insert("n4".into(), fact(true, true));
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
         assert_eq!(s.record().nodes[0].phase, Phase::Serving);
         *world.listed.lock().unwrap() = Some(vec![]);
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
         assert_eq!(
             s.record().nodes[0].phase,
             Phase::Serving,
             "one missed list is not enough"
         );
-        s.advance(&facts, None).await;
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
+        s.advance(now, &facts, None).await;
         assert!(s.record().nodes.is_empty(), "{:?}", s.record());
         // a serving server of ours that no record knows is adopted; one that never serves,
         // and one this scaler deleted, are deleted
@@ -764,7 +756,7 @@ mod tests {
         s.record.removed.push("n9".into());
         *world.listed.lock().unwrap() =
             Some(vec!["n7".into(), "n8".into(), "n9".into(), "n1".into()]);
-        s.advance(&facts, None).await;
+        s.advance(now, &facts, None).await;
         assert_eq!(s.record().nodes.len(), 1);
         assert_eq!(
             (s.record().nodes[0].node.as_str(), s.record().nodes[0].phase),
@@ -776,8 +768,8 @@ mod tests {
             !calls.contains(&"delete n8".to_string()),
             "not before the ready timeout: {calls:?}"
         );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        s.advance(&facts, None).await;
+        let now = now.later(Duration::from_millis(150));
+        s.advance(now, &facts, None).await;
         let calls = world.calls.lock().unwrap().clone();
         assert!(calls.contains(&"delete n8".to_string()), "{calls:?}");
         assert!(

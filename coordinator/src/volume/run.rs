@@ -184,15 +184,57 @@ pub struct VolumeLoop {
     pub steady_tick: Duration,
     /// Ask for heal info every this many ticks (it runs a gfapi client on the node).
     pub heal_every: u32,
-    status: watch::Sender<String>,
+    status: watch::Sender<VolumeStatus>,
     /// Heal counts of the last pass that asked, shown between heal-info passes.
     last_heal: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+/// The volume loop's status as it publishes it: the operator's line and, for /metrics,
+/// where the volume stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeStatus {
+    /// The line `triadctl status` shows.
+    pub line: String,
+    pub state: VolumeState,
+}
+
+/// Where the volume stands, as the last pass saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeState {
+    /// No pass has observed it yet.
+    NotObserved,
+    /// No agent could say (glusterd down everywhere, or a peer cut off holds the lock).
+    Unknown,
+    /// Being formed or repaired: steps to take, or waiting for nodes.
+    Forming,
+    /// A step failed; the next pass plans again.
+    StepFailed,
+    /// Formed and started; `steady`: every brick online and nothing left to heal.
+    Formed { steady: bool },
+}
+
+impl VolumeState {
+    /// The word for /metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeState::NotObserved => "not-observed",
+            VolumeState::Unknown => "unknown",
+            VolumeState::Forming => "forming",
+            VolumeState::StepFailed => "step-failed",
+            VolumeState::Formed { steady: true } => "steady",
+            VolumeState::Formed { steady: false } => "formed",
+        }
+    }
 }
 
 impl VolumeLoop {
     pub fn new(spec: VolumeSpec, agents: Arc<dyn VolumeAgents>, tick: Duration) -> VolumeLoop {
         VolumeLoop {
-            status: watch::channel(format!("{}: not observed yet", spec.name)).0,
+            status: watch::channel(VolumeStatus {
+                line: format!("{}: not observed yet", spec.name),
+                state: VolumeState::NotObserved,
+            })
+            .0,
             spec,
             agents,
             tick,
@@ -202,19 +244,20 @@ impl VolumeLoop {
         }
     }
 
-    pub fn status(&self) -> watch::Receiver<String> {
+    pub fn status(&self) -> watch::Receiver<VolumeStatus> {
         self.status.subscribe()
     }
 
-    fn set_status(&self, text: String) {
+    fn set_status(&self, text: String, state: VolumeState) {
         self.status.send_if_modified(|old| {
-            if *old != text {
-                tracing::info!("volume: {text}");
-                *old = text;
-                true
-            } else {
-                false
+            if old.line == text && old.state == state {
+                return false;
             }
+            if old.line != text {
+                tracing::info!(state = state.as_str(), "volume: {text}");
+            }
+            *old = VolumeStatus { line: text, state };
+            true
         });
     }
 
@@ -239,7 +282,7 @@ impl VolumeLoop {
             }
         }
         let Some((mut obs, via_addr)) = obs else {
-            self.set_status(if errors.is_empty() {
+            let line = if errors.is_empty() {
                 format!("{}: no core node with glusterd running", self.spec.name)
             } else {
                 // glusterd's cluster-wide calls fail while a peer is cut off (it holds
@@ -250,7 +293,8 @@ impl VolumeLoop {
                     self.spec.name,
                     errors.join("; ")
                 )
-            });
+            };
+            self.set_status(line, VolumeState::Unknown);
             return false;
         };
         if let Some(volume) = obs.volume.as_mut() {
@@ -274,10 +318,10 @@ impl VolumeLoop {
         });
         match plan(&self.spec, &nodes, &obs, &allow) {
             Plan::Formed(text) => {
-                self.set_status(text);
+                self.set_status(text, VolumeState::Formed { steady });
                 return steady;
             }
-            Plan::Wait(text) => self.set_status(text),
+            Plan::Wait(text) => self.set_status(text, VolumeState::Forming),
             Plan::Steps(steps) => {
                 for step in steps {
                     tracing::info!(via = %obs.via, ?step, "volume {}: step", self.spec.name);
@@ -286,16 +330,19 @@ impl VolumeLoop {
                         .step(&obs.via, via_addr, &self.spec.name, &step)
                         .await
                     {
-                        Ok(_) => self.set_status(format!(
-                            "{}: done {step:?} on {}",
-                            self.spec.name, obs.via
-                        )),
+                        Ok(_) => self.set_status(
+                            format!("{}: done {step:?} on {}", self.spec.name, obs.via),
+                            VolumeState::Forming,
+                        ),
                         Err(error) => {
                             tracing::warn!(via = %obs.via, ?step, "volume {} step failed: {error}", self.spec.name);
-                            self.set_status(format!(
-                                "{}: {step:?} on {} failed: {error}",
-                                self.spec.name, obs.via
-                            ));
+                            self.set_status(
+                                format!(
+                                    "{}: {step:?} on {} failed: {error}",
+                                    self.spec.name, obs.via
+                                ),
+                                VolumeState::StepFailed,
+                            );
                             break;
                         }
                     }
@@ -309,7 +356,7 @@ impl VolumeLoop {
         self,
         coordinator: Arc<Coordinator>,
         stop: watch::Receiver<bool>,
-    ) -> watch::Receiver<String> {
+    ) -> watch::Receiver<VolumeStatus> {
         let status = self.status();
         let pass = VolumePass {
             volume: self,

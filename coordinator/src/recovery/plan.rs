@@ -1,0 +1,744 @@
+//! What one recovery pass does, decided from observed facts (pure): the gossip view of the
+//! core members, the persisted record, what the loop remembers, and `now` in; the record
+//! to persist, the status line and the one agent call to make out. The loop in `mod.rs`
+//! persists, then calls; an election's second half (the positions gathered, then
+//! [`elect`](super::election::elect)) is pure too, and [`decide`] turns its choice into
+//! the persisted decision.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use triad_galera::join::{next_joiner, MemberGalera, JOIN_SETTLE};
+use triad_galera::position::Position;
+use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
+
+use super::finished::finished;
+use super::store::{Closed, Decision, GaleraRecord, Phase};
+use super::RecoverySettings;
+use crate::runner::Now;
+use crate::view::ClusterView;
+
+/// A refused or failed bootstrap is retried after this long, not on every pass.
+pub const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
+
+/// One core member as gossip shows it.
+pub struct Core<'a> {
+    pub id: &'a str,
+    pub live: bool,
+    pub grpc: Option<SocketAddr>,
+    pub state: GaleraState,
+    /// Synced in a Primary component.
+    pub primary: bool,
+    /// Reports being in a Primary component, in any local state (Synced, a donor's
+    /// `Donor/Desynced`, a joiner's `Joined`).
+    pub in_component: bool,
+    /// `wsrep_cluster_size` the node reports.
+    pub size: Option<u32>,
+    pub keys: &'a GaleraKeys,
+}
+
+/// The core members of `view` that run Galera.
+pub fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
+    view.members()
+        .filter(|m| m.keys.role == Role::Core && m.keys.galera.state != GaleraState::NotManaged)
+        .map(|m| core_of(&m.node_id, m.live, m.keys.grpc, &m.keys.galera))
+        .collect()
+}
+
+/// One member's facts from its gossiped Galera keys.
+pub fn core_of<'a>(
+    id: &'a str,
+    live: bool,
+    grpc: Option<SocketAddr>,
+    keys: &'a GaleraKeys,
+) -> Core<'a> {
+    let in_component = live && keys.cluster_status.as_deref() == Some("Primary");
+    Core {
+        id,
+        live,
+        grpc,
+        state: keys.state,
+        primary: in_component && keys.state == GaleraState::Synced,
+        in_component,
+        size: keys.size,
+        keys,
+    }
+}
+
+/// What the loop remembers between passes (memory only: a restarted coordinator starts
+/// them afresh, which only makes it wait longer).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Memory {
+    /// Since when no member has been in a Primary component.
+    pub outage_since: Option<Instant>,
+    /// When a bootstrap last failed or was refused (bounds the retries).
+    pub last_bootstrap_failure: Option<Instant>,
+    /// The epoch, the member last asked to join in it, and since when (bounds the
+    /// one-at-a-time wait; a join of an earlier epoch does not count).
+    pub last_join: Option<(u64, String, Instant)>,
+}
+
+impl Memory {
+    /// A failed bootstrap is still waiting out [`BOOTSTRAP_RETRY`].
+    pub fn retry_pending(&self, now: Now) -> bool {
+        self.last_bootstrap_failure
+            .is_some_and(|failed| now.at.saturating_duration_since(failed) < BOOTSTRAP_RETRY)
+    }
+}
+
+/// The one agent call a pass makes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Nothing to call: the status says what is awaited.
+    Wait,
+    /// Ask `node` to join the Primary component of `epoch`.
+    Join {
+        node: String,
+        grpc: SocketAddr,
+        epoch: u64,
+    },
+    /// Bootstrap the decided node; once it succeeds, ask `then_join` to join at once
+    /// (gossip does not show the new Primary yet; the others go one at a time later).
+    Bootstrap {
+        decision: Decision,
+        grpc: SocketAddr,
+        then_join: Option<(String, SocketAddr)>,
+    },
+    /// The grace is over and nothing is decided: ask `members` for their positions and
+    /// elect.
+    Elect { members: BTreeSet<String> },
+}
+
+/// One pass's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The record to persist before the step (the same record when nothing changed).
+    pub record: GaleraRecord,
+    pub memory: Memory,
+    /// The new status line; `None` keeps the last one (a bootstrap waiting out its retry).
+    pub status: Option<String>,
+    pub step: Step,
+}
+
+/// Plans one pass:
+/// - a decision whose work is done is closed ([`finished`]);
+/// - while a component is Primary: record its members (the last Primary view) and, after a
+///   bootstrap, join the stopped members one at a time;
+/// - with a decision and no component: bootstrap the chosen node once it is live;
+/// - with neither, after the grace period: an election.
+pub fn plan(
+    record: &GaleraRecord,
+    memory: &Memory,
+    core: &[Core<'_>],
+    settings: &RecoverySettings,
+    now: Now,
+) -> Plan {
+    let mut plan = Plan {
+        record: record.clone(),
+        memory: memory.clone(),
+        status: None,
+        step: Step::Wait,
+    };
+    if core.is_empty() {
+        plan.status = Some("no Galera member in the cluster view yet".into());
+        return plan;
+    }
+    let synced: Vec<String> = core
+        .iter()
+        .filter(|c| c.primary)
+        .map(|c| c.id.to_string())
+        .collect();
+    let component: Vec<String> = core
+        .iter()
+        .filter(|c| c.in_component)
+        .map(|c| c.id.to_string())
+        .collect();
+    if close_if_finished(&mut plan.record, core, &synced, &component, now) {
+        plan.memory.last_join = None;
+    }
+    if !component.is_empty() {
+        // a component whose only Synced member became a donor is still Primary: it is
+        // serving a joiner's state transfer, not down
+        plan.memory.outage_since = None;
+        let (status, step) = with_primary(&mut plan.record, memory, core, synced, now);
+        plan.status = Some(status);
+        plan.step = step;
+        return plan;
+    }
+    if let Some(decision) = plan.record.decision.clone() {
+        (plan.status, plan.step) = bootstrap_step(core, decision, memory, now);
+        return plan;
+    }
+    let since = *plan.memory.outage_since.get_or_insert(now.at);
+    let down_for = now.at.saturating_duration_since(since);
+    if down_for < settings.grace {
+        plan.status = Some(format!(
+            "no Primary component for {:.1}s (grace {:?})",
+            down_for.as_secs_f64(),
+            settings.grace
+        ));
+    } else if !memory.retry_pending(now) {
+        plan.step = Step::Elect {
+            members: members_for_election(&plan.record, settings, core),
+        };
+    }
+    plan
+}
+
+/// With a Primary component: the status, and the member to join if a decision is open.
+fn with_primary(
+    record: &mut GaleraRecord,
+    memory: &Memory,
+    core: &[Core<'_>],
+    mut synced: Vec<String>,
+    now: Now,
+) -> (String, Step) {
+    synced.sort();
+    // record a view only when gossip agrees with itself: every member reports the
+    // component size we see (a stale "Primary" of a node that just lost its peers
+    // would otherwise shrink the view)
+    let consistent = core
+        .iter()
+        .filter(|c| c.primary)
+        .all(|c| c.size == Some(synced.len() as u32));
+    if consistent
+        && !synced.is_empty()
+        && record.last_primary_view != synced
+        && record.decision.is_none()
+    {
+        record.last_primary_view = synced.clone();
+    }
+    let Some(decision) = record.decision.as_mut() else {
+        let mut parts = vec![if synced.is_empty() {
+            "Primary component: no member Synced (a state transfer)".to_string()
+        } else {
+            format!("Primary: {} synced", synced.join(", "))
+        }];
+        parts.extend(
+            core.iter()
+                .filter(|c| !c.primary)
+                .map(|c| describe_outside(c, core)),
+        );
+        parts.extend(closed_note(record));
+        return (parts.join("; "), Step::Wait);
+    };
+    decision.phase = Phase::Joining;
+    decision.primary_seen = true;
+    let waiting: Vec<String> = core
+        .iter()
+        .filter(|c| !c.primary)
+        .map(|c| describe_outside(c, core))
+        .collect();
+    let status = format!(
+        "epoch {}: {} bootstrapped; joining {}",
+        decision.epoch,
+        decision.node,
+        waiting.join(", ")
+    );
+    let epoch = decision.epoch;
+    let step = next_join(core, epoch, memory, now)
+        .and_then(|node| {
+            let grpc = core.iter().find(|c| c.id == node)?.grpc?;
+            Some(Step::Join { node, grpc, epoch })
+        })
+        .unwrap_or(Step::Wait);
+    (status, step)
+}
+
+/// With an open decision and no component: bootstrap the chosen node once it is live and
+/// no failed bootstrap is waiting out [`BOOTSTRAP_RETRY`].
+pub fn bootstrap_step(
+    core: &[Core<'_>],
+    decision: Decision,
+    memory: &Memory,
+    now: Now,
+) -> (Option<String>, Step) {
+    let target = core.iter().find(|c| c.id == decision.node);
+    let Some(grpc) = target.filter(|c| c.live).and_then(|c| c.grpc) else {
+        let status = format!(
+            "epoch {}: waiting for {} (chosen at seqno {}) to come back",
+            decision.epoch, decision.node, decision.seqno
+        );
+        return (Some(status), Step::Wait);
+    };
+    if memory.retry_pending(now) {
+        return (None, Step::Wait);
+    }
+    let status = format!(
+        "epoch {}: bootstrapping {} at {}",
+        decision.epoch,
+        decision.node,
+        Position {
+            uuid: decision.uuid.clone(),
+            seqno: decision.seqno,
+        }
+    );
+    // the first joiner: the lowest live member other than the chosen one
+    let then_join = core
+        .iter()
+        .filter(|c| c.id != decision.node && c.live)
+        .min_by_key(|c| c.id)
+        .and_then(|c| Some((c.id.to_string(), c.grpc?)));
+    (
+        Some(status),
+        Step::Bootstrap {
+            decision,
+            grpc,
+            then_join,
+        },
+    )
+}
+
+/// The member to ask to join now: [`next_joiner`] (one at a time into the component,
+/// lowest id first); when the last joiner has not entered the component within
+/// [`JOIN_SETTLE`], the lowest stopped member goes anyway.
+fn next_join(core: &[Core<'_>], epoch: u64, memory: &Memory, now: Now) -> Option<String> {
+    let galera: Vec<MemberGalera> = core
+        .iter()
+        .map(|c| MemberGalera {
+            id: c.id,
+            live: c.live,
+            keys: c.keys,
+        })
+        .collect();
+    if let Some(next) = next_joiner(&galera) {
+        return Some(next.to_string());
+    }
+    // a join of an earlier epoch (an outage that hit while joiners were going in) says
+    // nothing about this one: its age must not let two joiners go at once
+    let (last, since) = match &memory.last_join {
+        Some((joined_in, last, since)) if *joined_in == epoch => (last, since),
+        _ => return None,
+    };
+    if now.at.saturating_duration_since(*since) < JOIN_SETTLE {
+        return None;
+    }
+    let next = core
+        .iter()
+        .filter(|c| c.live && c.state == GaleraState::Stopped && c.id != last)
+        .map(|c| c.id)
+        .min()?;
+    tracing::warn!(joiner = %last, next, "joiner not in the Primary component after {JOIN_SETTLE:?}; joining the next one anyway");
+    Some(next.to_string())
+}
+
+/// Closes the open decision once [`finished`] says it has done its work; true when it did.
+/// A close with every core member Synced also records them as the last Primary view.
+pub fn close_if_finished(
+    record: &mut GaleraRecord,
+    core: &[Core<'_>],
+    synced: &[String],
+    component: &[String],
+    now: Now,
+) -> bool {
+    let Some(decision) = &record.decision else {
+        return false;
+    };
+    let ids: Vec<&str> = core.iter().map(|c| c.id).collect();
+    let Some(how) = finished(decision, &ids, synced, component) else {
+        return false;
+    };
+    close(record, how, now);
+    if !synced.is_empty() && synced.len() == ids.len() {
+        let mut view = synced.to_vec();
+        view.sort();
+        record.last_primary_view = view;
+    }
+    true
+}
+
+/// Takes the open decision off the record and keeps it as `last_closed` with `how` it
+/// ended.
+pub fn close(record: &mut GaleraRecord, how: String, now: Now) {
+    let Some(decision) = record.decision.take() else {
+        return;
+    };
+    tracing::info!(epoch = decision.epoch, node = %decision.node, %how, "galera decision closed");
+    record.last_closed = Some(Closed {
+        epoch: decision.epoch,
+        node: decision.node,
+        closed_at: now.unix_ms / 1000,
+        how,
+    });
+}
+
+/// A new decision for `node` at `position`, with the next epoch, put on the record.
+pub fn decide(
+    record: &mut GaleraRecord,
+    node: String,
+    position: Position,
+    formation: bool,
+    operator: bool,
+    members: &BTreeSet<String>,
+    now: Now,
+) -> Decision {
+    let decision = Decision {
+        epoch: record.last_epoch + 1,
+        node,
+        uuid: position.uuid,
+        seqno: position.seqno,
+        formation,
+        operator,
+        phase: Phase::Bootstrapping,
+        members: members.iter().cloned().collect(),
+        decided_at: now.unix_ms / 1000,
+        primary_seen: false,
+    };
+    record.last_epoch = decision.epoch;
+    record.decision = Some(decision.clone());
+    decision
+}
+
+/// Whose positions an election waits for: the last Primary view seen in gossip, and
+/// always every configured `[galera] nodes` member — gossip can be forged, and a forged
+/// small "Primary" must not shrink the election to a node that is behind.
+pub fn members_for_election(
+    record: &GaleraRecord,
+    settings: &RecoverySettings,
+    core: &[Core<'_>],
+) -> BTreeSet<String> {
+    if !record.last_primary_view.is_empty() {
+        let mut members: BTreeSet<String> = record.last_primary_view.iter().cloned().collect();
+        members.extend(settings.expected_nodes.iter().cloned());
+        return members;
+    }
+    if !settings.expected_nodes.is_empty() {
+        return settings.expected_nodes.iter().cloned().collect();
+    }
+    core.iter().map(|c| c.id.to_string()).collect()
+}
+
+/// A member outside the Primary component, for the status line.
+fn describe_outside(member: &Core<'_>, core: &[Core<'_>]) -> String {
+    if member.state != GaleraState::Ahead {
+        return format!("{} {}", member.id, member.state);
+    }
+    let primary_seqno = core
+        .iter()
+        .filter(|c| c.primary)
+        .filter_map(|c| c.keys.seqno)
+        .max();
+    let seqno = |s: Option<i64>| s.map_or("?".to_string(), |s| s.to_string());
+    format!(
+        "{} ahead of the Primary component (seqno {} vs {}; Galera refused it: Reversing \
+         history): kept stopped with its data, an operator decides",
+        member.id,
+        seqno(member.keys.seqno),
+        seqno(primary_seqno)
+    )
+}
+
+/// The last closed decision, for the status line: "last recovery: epoch 4 (n1) closed at
+/// 2026-12-04T20:41:03Z: …" (a time, not an age, so the line does not change every pass).
+pub fn closed_note(record: &GaleraRecord) -> Option<String> {
+    let closed = record.last_closed.as_ref()?;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(closed.closed_at);
+    Some(format!(
+        "last recovery: epoch {} ({}) closed at {}: {}",
+        closed.epoch,
+        closed.node,
+        humantime::format_rfc3339_seconds(at),
+        closed.how
+    ))
+}
+
+/// What the open decision is doing, for refusals and the operator: "epoch 4 chose n1
+/// (seqno 57) 12s ago, joining the others; it closes when n1, n2, n3 are Synced in one
+/// Primary component, or when that component is lost again".
+pub fn describe_open(decision: &Decision, now: Now) -> String {
+    let ago = if decision.decided_at == 0 {
+        String::new()
+    } else {
+        format!(
+            " {}s ago",
+            (now.unix_ms / 1000).saturating_sub(decision.decided_at)
+        )
+    };
+    let doing = match (&decision.phase, decision.primary_seen) {
+        (Phase::Bootstrapping, _) => format!("bootstrapping {}", decision.node),
+        (Phase::Joining, false) => {
+            format!("{} bootstrapped, waiting to see it Primary", decision.node)
+        }
+        (Phase::Joining, true) => "joining the others".to_string(),
+    };
+    let members = if decision.members.is_empty() {
+        "every core member".to_string()
+    } else {
+        decision.members.join(", ")
+    };
+    let closes = if decision.primary_seen {
+        format!(
+            "it closes when {members} are Synced in one Primary component, or when that \
+             component is lost again"
+        )
+    } else {
+        format!(
+            "it closes when {members} are Synced in one Primary component, or when a \
+             Primary forms without {}",
+            decision.node
+        )
+    };
+    format!(
+        "epoch {} chose {} (seqno {}){ago}, {doing}; {closes}",
+        decision.epoch, decision.node, decision.seqno
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(state: GaleraState, primary: bool, size: u32) -> GaleraKeys {
+        GaleraKeys {
+            state,
+            cluster_status: primary.then(|| "Primary".to_string()),
+            size: primary.then_some(size),
+            uuid: Some("u".into()),
+            seqno: Some(7),
+            safe_to_bootstrap: None,
+        }
+    }
+
+    fn grpc(id: &str) -> SocketAddr {
+        let n: u16 = id[1..].parse().unwrap();
+        SocketAddr::from(([127, 0, 0, 1], 7000 + n))
+    }
+
+    /// The core members from (id, live, keys).
+    fn cores<'a>(members: &'a [(&'a str, bool, GaleraKeys)]) -> Vec<Core<'a>> {
+        members
+            .iter()
+            .map(|(id, live, keys)| core_of(id, *live, Some(grpc(id)), keys))
+            .collect()
+    }
+
+    fn settings(expected: &[&str]) -> RecoverySettings {
+        RecoverySettings {
+            state_dir: "/nonexistent".into(),
+            grace: Duration::from_secs(3),
+            tick: Duration::from_millis(500),
+            expected_nodes: expected.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn decision(node: &str, phase: Phase) -> Decision {
+        Decision {
+            epoch: 4,
+            node: node.into(),
+            uuid: "u".into(),
+            seqno: 7,
+            formation: false,
+            operator: false,
+            phase,
+            members: vec!["n1".into(), "n2".into(), "n3".into()],
+            decided_at: 0,
+            primary_seen: false,
+        }
+    }
+
+    #[test]
+    fn an_outage_waits_out_the_grace_then_elects_the_last_view_and_the_configured_nodes() {
+        let down = [
+            ("n1", true, keys(GaleraState::Stopped, false, 0)),
+            ("n2", true, keys(GaleraState::Stopped, false, 0)),
+            ("n3", false, keys(GaleraState::Stopped, false, 0)),
+        ];
+        let core = cores(&down);
+        let record = GaleraRecord {
+            last_primary_view: vec!["n1".into(), "n2".into()],
+            ..GaleraRecord::default()
+        };
+        let settings = settings(&["n3"]);
+        let t0 = Now::current();
+        let first = plan(&record, &Memory::default(), &core, &settings, t0);
+        assert_eq!(first.step, Step::Wait);
+        assert_eq!(first.memory.outage_since, Some(t0.at));
+        assert!(first
+            .status
+            .unwrap()
+            .starts_with("no Primary component for 0.0s"));
+        let later = plan(
+            &record,
+            &first.memory,
+            &core,
+            &settings,
+            t0.later(Duration::from_secs(3)),
+        );
+        let members = ["n1", "n2", "n3"].map(String::from).into();
+        assert_eq!(later.step, Step::Elect { members });
+        assert_eq!(
+            later.record, record,
+            "an election changes nothing before it decides"
+        );
+    }
+
+    #[test]
+    fn a_decided_node_is_bootstrapped_once_live_and_not_again_within_the_retry() {
+        let record = GaleraRecord {
+            last_epoch: 4,
+            decision: Some(decision("n2", Phase::Bootstrapping)),
+            ..GaleraRecord::default()
+        };
+        let now = Now::current();
+        let away = [
+            ("n1", true, keys(GaleraState::Stopped, false, 0)),
+            ("n2", false, keys(GaleraState::Stopped, false, 0)),
+        ];
+        let waiting = plan(
+            &record,
+            &Memory::default(),
+            &cores(&away),
+            &settings(&[]),
+            now,
+        );
+        assert_eq!(waiting.step, Step::Wait);
+        assert_eq!(
+            waiting.status.as_deref(),
+            Some("epoch 4: waiting for n2 (chosen at seqno 7) to come back")
+        );
+        let back = [
+            ("n1", true, keys(GaleraState::Stopped, false, 0)),
+            ("n2", true, keys(GaleraState::Stopped, false, 0)),
+            ("n3", true, keys(GaleraState::Stopped, false, 0)),
+        ];
+        let go = plan(
+            &record,
+            &Memory::default(),
+            &cores(&back),
+            &settings(&[]),
+            now,
+        );
+        assert_eq!(
+            go.step,
+            Step::Bootstrap {
+                decision: decision("n2", Phase::Bootstrapping),
+                grpc: grpc("n2"),
+                then_join: Some(("n1".into(), grpc("n1"))),
+            }
+        );
+        let failed = Memory {
+            last_bootstrap_failure: Some(now.at),
+            ..Memory::default()
+        };
+        let soon = now.later(BOOTSTRAP_RETRY / 2);
+        let held = plan(&record, &failed, &cores(&back), &settings(&[]), soon);
+        assert_eq!((held.step, held.status), (Step::Wait, None));
+        let retry = now.later(BOOTSTRAP_RETRY);
+        let again = plan(&record, &failed, &cores(&back), &settings(&[]), retry);
+        assert!(
+            matches!(again.step, Step::Bootstrap { .. }),
+            "{:?}",
+            again.step
+        );
+    }
+
+    #[test]
+    fn after_a_bootstrap_the_others_join_one_at_a_time_and_a_stuck_joiner_is_waited_for_a_bound() {
+        let record = GaleraRecord {
+            last_epoch: 4,
+            decision: Some(decision("n1", Phase::Bootstrapping)),
+            ..GaleraRecord::default()
+        };
+        let now = Now::current();
+        let bootstrapped = [
+            ("n1", true, keys(GaleraState::Synced, true, 1)),
+            ("n2", true, keys(GaleraState::Stopped, false, 0)),
+            ("n3", true, keys(GaleraState::Stopped, false, 0)),
+        ];
+        let first = plan(
+            &record,
+            &Memory::default(),
+            &cores(&bootstrapped),
+            &settings(&[]),
+            now,
+        );
+        let open = first.record.decision.clone().unwrap();
+        assert_eq!((open.phase, open.primary_seen), (Phase::Joining, true));
+        assert_eq!(
+            first.step,
+            Step::Join {
+                node: "n2".into(),
+                grpc: grpc("n2"),
+                epoch: 4
+            }
+        );
+        // n2 connecting: nobody else goes until it is inside or JOIN_SETTLE passed
+        let connecting = [
+            ("n1", true, keys(GaleraState::Synced, true, 1)),
+            ("n2", true, keys(GaleraState::Joining, false, 0)),
+            ("n3", true, keys(GaleraState::Stopped, false, 0)),
+        ];
+        let joined = Memory {
+            last_join: Some((4, "n2".into(), now.at)),
+            ..Memory::default()
+        };
+        let held = plan(
+            &first.record,
+            &joined,
+            &cores(&connecting),
+            &settings(&[]),
+            now,
+        );
+        assert_eq!(held.step, Step::Wait);
+        let settled = now.later(JOIN_SETTLE);
+        let next = plan(
+            &first.record,
+            &joined,
+            &cores(&connecting),
+            &settings(&[]),
+            settled,
+        );
+        assert!(
+            matches!(&next.step, Step::Join { node, .. } if node == "n3"),
+            "{:?}",
+            next.step
+        );
+        // a join remembered from an earlier epoch does not end the wait
+        let stale = Memory {
+            last_join: Some((3, "n2".into(), now.at)),
+            ..Memory::default()
+        };
+        let old = plan(
+            &first.record,
+            &stale,
+            &cores(&connecting),
+            &settings(&[]),
+            settled,
+        );
+        assert_eq!(old.step, Step::Wait);
+    }
+
+    #[test]
+    fn every_member_synced_closes_the_decision_and_records_the_view() {
+        let mut open = decision("n1", Phase::Joining);
+        open.primary_seen = true;
+        let record = GaleraRecord {
+            last_epoch: 4,
+            decision: Some(open),
+            ..GaleraRecord::default()
+        };
+        let memory = Memory {
+            last_join: Some((4, "n3".into(), Now::current().at)),
+            ..Memory::default()
+        };
+        let synced = [
+            ("n1", true, keys(GaleraState::Synced, true, 3)),
+            ("n2", true, keys(GaleraState::Synced, true, 3)),
+            ("n3", true, keys(GaleraState::Synced, true, 3)),
+        ];
+        let now = Now::current();
+        let done = plan(&record, &memory, &cores(&synced), &settings(&[]), now);
+        assert_eq!(done.record.decision, None);
+        assert_eq!(done.record.last_primary_view, vec!["n1", "n2", "n3"]);
+        let closed = done.record.last_closed.clone().unwrap();
+        assert_eq!((closed.epoch, closed.closed_at), (4, now.unix_ms / 1000));
+        assert_eq!(done.memory.last_join, None);
+        assert_eq!(done.step, Step::Wait);
+        assert!(done
+            .status
+            .unwrap()
+            .starts_with("Primary: n1, n2, n3 synced; last recovery: epoch 4 (n1)"));
+    }
+}
