@@ -1,7 +1,7 @@
 //! The `triad-agent` command line (clap), kept in the library so the man page and the shell
 //! completions are generated from the same definition (`triad-gen-assets`), and what a
-//! reload reports as changed. The unconfigured default's wait is
-//! [`triad_daemon::unconfigured`].
+//! reload reports as changed. Start-up, the unconfigured wait and reload are
+//! [`triad_daemon::lifecycle`].
 
 use std::path::PathBuf;
 
@@ -62,6 +62,24 @@ pub fn changed_settings(
         changed.push("other settings");
     }
     changed
+}
+
+/// What the shared start-up and SIGHUP re-read need ([`triad_daemon::lifecycle`]).
+impl triad_daemon::lifecycle::DaemonConfig for crate::config::AgentConfig {
+    fn parse(
+        path: &std::path::Path,
+        text: &str,
+    ) -> Result<Self, triad_daemon::config::ConfigError> {
+        crate::config::AgentConfig::parse(path, text)
+    }
+
+    fn summary(&self) -> String {
+        format!("node {}, cluster {}", self.node_id, self.cluster_name)
+    }
+
+    fn changed_settings(&self, reread: &Self) -> Vec<&'static str> {
+        changed_settings(self, reread)
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,20 @@ pub fn coordinator_command() -> clap::Command {
     <CoordinatorCli as clap::CommandFactory>::command()
 }
 
+/// What the shared start-up and SIGHUP re-read need ([`triad_daemon::lifecycle`]).
+impl triad_daemon::lifecycle::DaemonConfig for crate::config::CoordinatorConfig {
+    fn parse(
+        path: &std::path::Path,
+        text: &str,
+    ) -> Result<Self, triad_daemon::config::ConfigError> {
+        crate::config::CoordinatorConfig::parse(path, text)
+    }
+
+    fn summary(&self) -> String {
+        format!("cluster {}", self.cluster_name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -5,12 +5,15 @@
 //! `[tls]`), `tls` (mutual TLS on gRPC: files, roles, server and client set-up), `systemd`
 //! (notify, watchdog), `telemetry` (tracing to the journal or stderr), `fs` (writes that
 //! survive a power cut), `pki` (the cluster CA and the certificates it signs, for
-//! `triadctl pki` and the autoscaler's new nodes), `unconfigured` (the shipped all-commented config's wait).
+//! `triadctl pki` and the autoscaler's new nodes), `unconfigured` (the shipped all-commented
+//! config's wait), `lifecycle` (both daemons' `main`: config load, `validate-config`, signals,
+//! the gRPC port, readiness, the SIGHUP re-read).
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod fs;
+pub mod lifecycle;
 pub mod pki;
 pub mod systemd;
 pub mod telemetry;

@@ -6,97 +6,24 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::signal::unix::{signal, SignalKind};
 use triad_cluster::membership::generation_now;
 use triad_coordinator::cli::{CoordinatorCli as Cli, CoordinatorCommand as Command};
 use triad_coordinator::config::{CoordinatorConfig, MetricsConfig};
 use triad_coordinator::grpc::CoordinatorGrpc;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::{GrpcAgents, Recovery, RecoverySettings};
-use triad_daemon::unconfigured::{self, ConfigState};
-use triad_daemon::{systemd, telemetry};
+use triad_daemon::lifecycle::{self, Event, Signals};
+use triad_daemon::systemd;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match unconfigured::load_config(&cli.config, CoordinatorConfig::parse) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("triad-coordinator: error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::ValidateConfig => {
-            match config {
-                ConfigState::Configured(config) => println!(
-                    "{}: ok (cluster {})",
-                    cli.config.display(),
-                    config.cluster_name
-                ),
-                ConfigState::Unconfigured => println!(
-                    "{}",
-                    unconfigured::unconfigured_message(&cli.config, "triad-coordinator")
-                ),
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Run => {
-            telemetry::init("triad-coordinator");
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("triad-coordinator: error: cannot start the async runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(wait_then_run(cli.config, config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("triad-coordinator: error: {error:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-    }
-}
-
-/// Runs the coordinator; with the shipped (all-commented) configuration it first waits, idle,
-/// for the operator to fill it in (see `triad_daemon::unconfigured`).
-async fn wait_then_run(
-    path: PathBuf,
-    config: ConfigState<CoordinatorConfig>,
-) -> anyhow::Result<()> {
-    let config = match config {
-        ConfigState::Configured(config) => config,
-        ConfigState::Unconfigured => {
-            match unconfigured::wait_until_configured(
-                &path,
-                "triad-coordinator",
-                |path: &Path, text: &str| CoordinatorConfig::parse(path, text),
-            )
-            .await
-            .context("installing signal handlers")?
-            {
-                Some(config) => config,
-                None => return Ok(()),
-            }
-        }
-    };
-    run(path, config).await
+    let validate_only = cli.command == Some(Command::ValidateConfig);
+    lifecycle::main("triad-coordinator", cli.config, validate_only, run)
 }
 
 async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let listener = tokio::net::TcpListener::bind(config.grpc_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for gRPC on {} (grpc.listen)",
-                config.grpc_listen
-            )
-        })?;
+    let mut signals = Signals::install()?;
+    let listener = lifecycle::bind_grpc(config.grpc_listen).await?;
     let tls = triad_daemon::tls::start(config.tls.as_ref(), "triad-coordinator")?;
     // the coordinator's own certificate also identifies it to the agents it calls
     triad_coordinator::agent_client::set_tls(config.tls.clone());
@@ -178,8 +105,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         },
     ));
     tracing::info!(grpc = %config.grpc_listen, "coordinator ready");
-    systemd::notify_ready();
-    unconfigured::notify_status(&format!("running: cluster {}", config.cluster_name));
+    lifecycle::notify_running(&config);
     // the watchdog is fed while the runtime answers and the gossip observer runs: a
     // coordinator whose view stopped refreshing is restarted rather than left deciding on
     // stale facts
@@ -198,26 +124,17 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
                     tracing::error!("the gossip observer stopped; no longer feeding the watchdog");
                 }
             }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => {
-                triad_daemon::tls::reload(tls.as_ref());
-                match unconfigured::load_config(&path, CoordinatorConfig::parse) {
-                Ok(ConfigState::Configured(new_config)) if new_config == config => {
-                    tracing::info!("SIGHUP: configuration unchanged")
+            event = signals.recv() => match event {
+                Event::Stop => break,
+                Event::Reload => {
+                    triad_daemon::tls::reload(tls.as_ref());
+                    lifecycle::reread_config(
+                        &path,
+                        &config,
+                        "restart the coordinator to apply it",
+                    );
                 }
-                Ok(ConfigState::Configured(_)) => tracing::warn!(
-                    path = %path.display(),
-                    "SIGHUP: configuration changed; restart the coordinator to apply it"
-                ),
-                Ok(ConfigState::Unconfigured) => tracing::warn!(
-                    path = %path.display(),
-                    "SIGHUP: configuration is now all comments; keeping the running one"
-                ),
-                Err(error) => {
-                    tracing::error!(%error, "SIGHUP: configuration invalid; keeping the running one")
-                }
-            }},
+            },
         }
     }
     systemd::notify_stopping();
