@@ -228,6 +228,51 @@ impl CoordinatorGrpc {
         if !expiring.is_empty() {
             status.tls = format!("{}; node certificates expiring: {expiring}", status.tls);
         }
+        status.tls_section = Some(v1::TlsSection {
+            plaintext: self.tls.is_none(),
+            certificate: self
+                .tls
+                .as_ref()
+                .and_then(|files| files.own_identity().ok())
+                .map(|identity| v1::CertificateFact {
+                    holder: identity.name,
+                    not_after: identity.not_after,
+                }),
+            expiring: view
+                .members()
+                .filter(|m| m.live)
+                .filter_map(|m| {
+                    let not_after = i64::try_from(m.keys.tls_not_after?).ok()?;
+                    (not_after - now <= 30 * 86_400).then(|| v1::CertificateFact {
+                        holder: m.node_id.clone(),
+                        not_after,
+                    })
+                })
+                .collect(),
+        });
+        status.galera_section = self.recovery.as_ref().map(|r| {
+            let galera = r.galera_status();
+            v1::GaleraSection {
+                last_epoch: galera.last_epoch,
+                open_decision: galera.open.map(|open| v1::GaleraDecision {
+                    epoch: open.epoch,
+                    node: open.node,
+                    phase: open.phase.as_str().to_string(),
+                }),
+            }
+        });
+        status.volume_section = self.volume.as_ref().map(|watch| v1::VolumeSection {
+            state: watch.borrow().state.as_str().to_string(),
+        });
+        status.autoscale_section = self.autoscale.as_ref().map(|handle| {
+            let autoscale = handle.autoscale_status();
+            v1::AutoscaleSection {
+                request_rate: autoscale.rate,
+                ready: autoscale.ready as u32,
+                recommended: autoscale.recommended.map(|n| n as u32),
+                removed: autoscale.removed,
+            }
+        });
         // nodes the autoscaler deleted linger in gossip as dead: not a degraded cluster
         if let Some(handle) = &self.autoscale {
             let removed = handle.removed();

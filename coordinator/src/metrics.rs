@@ -199,13 +199,10 @@ pub fn snapshot(sources: &Sources<'_>) -> Snapshot {
         balancer,
         galera: sources.galera.map(|status| GaleraSample {
             last_epoch: status.last_epoch,
-            open: status.open.as_ref().map(|open| {
-                let phase = match open.phase {
-                    crate::recovery::store::Phase::Bootstrapping => "bootstrapping",
-                    crate::recovery::store::Phase::Joining => "joining",
-                };
-                (open.node.clone(), phase)
-            }),
+            open: status
+                .open
+                .as_ref()
+                .map(|open| (open.node.clone(), open.phase.as_str())),
         }),
         volume: sources.volume.map(|status| status.state.as_str()),
         autoscale: sources.autoscale.map(|status| AutoscaleSample {

@@ -42,14 +42,11 @@ pub fn cluster_status(
         })
         .collect();
     v1::ClusterStatus {
-        balancer: None,
-        volume: String::new(),
-        autoscale: String::new(),
-        tls: String::new(),
         galera: galera.to_string(),
         cluster_name: cluster_name.to_string(),
         coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
         nodes,
         observing_secs,
+        ..Default::default()
     }
 }

@@ -6,12 +6,19 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The exit codes, the same for every command (also in the man page).
+pub const EXIT_STATUS: &str = "Exit status: 0 done (status: every node live and ready); \
+1 refused by the coordinator or a check (status: the cluster is degraded); 2 could not ask \
+(the coordinator unreachable or silent within --timeout, bad TLS arguments, a file that \
+cannot be written).";
+
 /// Operate a Triad cluster through its coordinator.
 #[derive(Debug, Parser)]
 #[command(
     name = "triadctl",
     version,
-    about = "Operate a Triad cluster through its coordinator"
+    about = "Operate a Triad cluster through its coordinator",
+    after_help = EXIT_STATUS
 )]
 pub struct CtlCli {
     /// The coordinator's gRPC endpoint.

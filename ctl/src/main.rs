@@ -1,7 +1,9 @@
 //! `triadctl`: the operator's CLI.
 //!
-//! `triadctl status [--output text|json]` exits 0 when every node is live and ready, 1
-//! when the cluster is degraded, 2 when the coordinator cannot be asked.
+//! Exit codes, the same for every command: 0 done (for `status`: every node live and
+//! ready), 1 refused by the coordinator or by a check (for `status`: the cluster is
+//! degraded), 2 could not ask (the coordinator unreachable or not answering in time, bad
+//! TLS arguments, a file that cannot be written).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,8 +16,43 @@ use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use triadctl::cli::{CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole};
 use triadctl::report::StatusReport;
 
-const EXIT_DEGRADED: u8 = 1;
-const EXIT_ERROR: u8 = 2;
+/// Refused (by the coordinator, or by a check such as an existing file), or degraded.
+const EXIT_REFUSED: u8 = 1;
+/// Could not ask: nothing was decided.
+const EXIT_COULD_NOT_ASK: u8 = 2;
+
+/// Why a call did not succeed, which decides the exit code.
+enum Failure {
+    /// The coordinator answered no.
+    Refused(String),
+    /// The coordinator could not be reached, or did not answer in time.
+    CouldNotAsk(String),
+}
+
+impl Failure {
+    /// A gRPC error: a transport failure (unreachable, a TLS handshake refused, a timeout)
+    /// is "could not ask"; a status the coordinator chose is a refusal.
+    fn from_status(target: &Target, what: &str, status: &tonic::Status) -> Failure {
+        let text = format!("{what}: {}", refusal(target, status));
+        match status.code() {
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown => Failure::CouldNotAsk(text),
+            _ => Failure::Refused(text),
+        }
+    }
+
+    /// Prints the error and gives the exit code.
+    fn exit(self) -> ExitCode {
+        let (message, code) = match self {
+            Failure::Refused(message) => (message, EXIT_REFUSED),
+            Failure::CouldNotAsk(message) => (message, EXIT_COULD_NOT_ASK),
+        };
+        eprintln!("triadctl: error: {message}");
+        ExitCode::from(code)
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,14 +63,14 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("triadctl: error: cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_ERROR);
+            return ExitCode::from(EXIT_COULD_NOT_ASK);
         }
     };
     let target = match Target::from_cli(&cli) {
         Ok(target) => target,
         Err(error) => {
             eprintln!("triadctl: error: {error}");
-            return ExitCode::from(EXIT_ERROR);
+            return ExitCode::from(EXIT_COULD_NOT_ASK);
         }
     };
     match cli.command {
@@ -118,10 +155,10 @@ fn run_pki(command: PkiCommand) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("triadctl: error: {error}");
-            ExitCode::from(EXIT_ERROR)
+        Err(error @ pki::PkiError::Exists { .. }) | Err(error @ pki::PkiError::Invalid(_)) => {
+            Failure::Refused(error.to_string()).exit()
         }
+        Err(error) => Failure::CouldNotAsk(error.to_string()).exit(),
     }
 }
 
@@ -149,7 +186,7 @@ async fn client(
     target: &Target,
     connect_timeout: Duration,
     call_timeout: Option<Duration>,
-) -> Result<CoordinatorServiceClient<tonic::transport::Channel>, String> {
+) -> Result<CoordinatorServiceClient<tonic::transport::Channel>, Failure> {
     let endpoint = &target.endpoint;
     let endpoint_config = triad_daemon::tls::client_endpoint(
         endpoint,
@@ -157,12 +194,13 @@ async fn client(
         triad_daemon::tls::COORDINATOR_SERVER_NAME,
         connect_timeout,
         call_timeout,
-    )?;
+    )
+    .map_err(Failure::CouldNotAsk)?;
     let channel = endpoint_config.connect().await.map_err(|error| {
-        format!(
+        Failure::CouldNotAsk(format!(
             "cannot reach the coordinator at {endpoint}: {}",
             triad_daemon::tls::error_chain(&error)
-        )
+        ))
     })?;
     Ok(CoordinatorServiceClient::new(channel))
 }
@@ -174,7 +212,7 @@ async fn scale(endpoint: &Target, timeout: Duration, to: u32) -> ExitCode {
             .scale(v1::ScaleRequest { to })
             .await
             .map(|reply| reply.into_inner())
-            .map_err(|status| format!("scale refused: {}", refusal(endpoint, &status)))
+            .map_err(|status| Failure::from_status(endpoint, "scale refused", &status))
     }
     .await;
     match result {
@@ -182,10 +220,7 @@ async fn scale(endpoint: &Target, timeout: Duration, to: u32) -> ExitCode {
             println!("{}", reply.message);
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            eprintln!("triadctl: error: {message}");
-            ExitCode::from(EXIT_DEGRADED)
-        }
+        Err(failure) => failure.exit(),
     }
 }
 
@@ -204,7 +239,7 @@ async fn recover(
             })
             .await
             .map(|reply| reply.into_inner())
-            .map_err(|status| format!("recovery refused: {}", refusal(endpoint, &status)))
+            .map_err(|status| Failure::from_status(endpoint, "recovery refused", &status))
     }
     .await;
     match result {
@@ -212,10 +247,7 @@ async fn recover(
             println!("epoch {}: {}", reply.epoch, reply.message);
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            eprintln!("triadctl: error: {message}");
-            ExitCode::from(EXIT_DEGRADED)
-        }
+        Err(failure) => failure.exit(),
     }
 }
 
@@ -226,24 +258,22 @@ async fn status(endpoint: &Target, timeout: Duration, output: Output) -> ExitCod
             .cluster_status(v1::ClusterStatusRequest {})
             .await
             .map(|reply| reply.into_inner())
+            // without the status nothing is known: "could not ask", whatever the reason
             .map_err(|status| {
-                format!(
+                Failure::CouldNotAsk(format!(
                     "coordinator at {endpoint} refused ClusterStatus: {}",
                     refusal(endpoint, &status)
-                )
+                ))
             })
     };
     let status = match tokio::time::timeout(timeout, reply).await {
         Ok(Ok(status)) => status,
-        Ok(Err(message)) => {
-            eprintln!("triadctl: error: {message}");
-            return ExitCode::from(EXIT_ERROR);
-        }
+        Ok(Err(failure)) => return failure.exit(),
         Err(_) => {
-            eprintln!(
-                "triadctl: error: the coordinator at {endpoint} did not answer within {timeout:?}"
-            );
-            return ExitCode::from(EXIT_ERROR);
+            return Failure::CouldNotAsk(format!(
+                "the coordinator at {endpoint} did not answer within {timeout:?}"
+            ))
+            .exit()
         }
     };
     let report = StatusReport::from_proto(&status);
@@ -253,13 +283,13 @@ async fn status(endpoint: &Target, timeout: Duration, output: Output) -> ExitCod
             Ok(json) => println!("{json}"),
             Err(error) => {
                 eprintln!("triadctl: error: cannot encode the status as JSON: {error}");
-                return ExitCode::from(EXIT_ERROR);
+                return ExitCode::from(EXIT_COULD_NOT_ASK);
             }
         },
     }
     if report.healthy {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(EXIT_DEGRADED)
+        ExitCode::from(EXIT_REFUSED)
     }
 }

@@ -1,30 +1,63 @@
 //! `triadctl status`: the coordinator's `v1::ClusterStatus` as one serde model, rendered
-//! as text or as JSON (the stable contract).
+//! as text or as JSON. The JSON is a contract for scripts: `schema` says its version, each
+//! loop has a section with its sentence (`status`) and its facts, and what is not known of
+//! a dead node is `null`. docs/status.md documents every field.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use triad_proto::v1;
 
-/// `triadctl status --output json`: field names are a stable contract.
+/// The version of the JSON below; raised when a field changes meaning or goes away.
+pub const STATUS_SCHEMA: u32 = 2;
+
+/// `triadctl status --output json`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StatusReport {
+    pub schema: u32,
     pub cluster: String,
-    /// Galera formation/recovery: what the coordinator is doing or waiting for.
-    pub galera: String,
-    /// The balancer membership loop, when one is configured.
-    pub balancer: Option<BalancerReport>,
-    /// The Gluster volume: formation step or health; empty when not managed.
-    pub volume: String,
-    /// Autoscaling: rate, target, recommendation and why; empty when not configured.
-    pub autoscale: String,
-    /// gRPC security: mutual TLS and the certificate's days left, or plaintext.
-    pub tls: String,
     pub coordinator_version: String,
     pub healthy: bool,
     /// What keeps the cluster from healthy, a few words per node: "n2 unreachable",
     /// "n3 not ready: brick healing". Empty when healthy.
     pub degraded: Vec<String>,
     pub summary: Summary,
+    /// Galera formation and recovery; null when the coordinator does not run it.
+    pub galera: Option<GaleraReport>,
+    /// The Gluster volume; null when not managed.
+    pub volume: Option<VolumeReport>,
+    /// The balancer membership loop; null when none is configured.
+    pub balancer: Option<BalancerReport>,
+    /// Autoscaling; null when not configured.
+    pub autoscale: Option<AutoscaleReport>,
+    /// gRPC security.
+    pub tls: TlsReport,
     pub nodes: Vec<NodeRow>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GaleraReport {
+    /// What the coordinator is doing or waiting for, in a sentence.
+    pub status: String,
+    /// The last bootstrap epoch decided (0: never).
+    pub last_epoch: u64,
+    pub open_decision: Option<DecisionReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DecisionReport {
+    pub epoch: u64,
+    pub node: String,
+    /// "bootstrapping" or "joining".
+    pub phase: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VolumeReport {
+    /// Formation step or health (bricks online, heal backlog), in a sentence.
+    pub status: String,
+    /// "not-observed", "unknown", "forming", "step-failed", "formed" or "steady".
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -36,12 +69,45 @@ pub struct BalancerReport {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AutoscaleReport {
+    /// The rate, the target, the recommendation and why, in a sentence.
+    pub status: String,
+    /// Requests per second over the ready nodes; null until two samples exist.
+    pub request_rate: Option<f64>,
+    pub ready: u32,
+    pub recommended: Option<u32>,
+    /// Nodes the autoscaler deleted (left out of `nodes`).
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TlsReport {
+    /// Mutual TLS and the certificate's days left, or PLAINTEXT, in a sentence.
+    pub status: String,
+    pub plaintext: bool,
+    /// The coordinator's own certificate; null when plaintext or unreadable.
+    pub certificate: Option<CertificateReport>,
+    /// Node certificates that expire within 30 days or have expired.
+    pub expiring: Vec<CertificateReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CertificateReport {
+    pub holder: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Summary {
     pub nodes: usize,
     pub live: usize,
     pub ready: usize,
 }
 
+/// One node. Of a dead node only what the coordinator knows for sure is given: its
+/// identity, and when it was last seen (`heartbeat_age_ms`); its last gossiped state is
+/// not current, so `ready`, `draining`, `services` and the metrics are null.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NodeRow {
     pub id: String,
@@ -50,15 +116,17 @@ pub struct NodeRow {
     pub role: String,
     pub generation: u64,
     pub live: bool,
-    pub ready: bool,
-    pub draining: bool,
-    pub services: std::collections::BTreeMap<String, String>,
+    pub ready: Option<bool>,
+    pub draining: Option<bool>,
+    pub services: Option<BTreeMap<String, String>>,
+    /// Milliseconds since the agent's heartbeat last changed: for a dead node, when it was
+    /// last seen; null when it never was.
     pub heartbeat_age_ms: Option<u64>,
     pub version: String,
-    pub cpu_percent: f64,
-    pub mem_used_bytes: u64,
+    pub cpu_percent: Option<f64>,
+    pub mem_used_bytes: Option<u64>,
     pub decode_errors: Vec<String>,
-    /// Why the node is not ready; absent when ready.
+    /// Why the node is not ready; null when ready or dead.
     pub not_ready_reason: Option<String>,
 }
 
@@ -70,7 +138,7 @@ fn degraded(nodes: &[NodeRow]) -> Vec<String> {
         .filter_map(|n| {
             if !n.live {
                 Some(format!("{} unreachable", n.id))
-            } else if !n.ready {
+            } else if n.ready != Some(true) {
                 Some(match &n.not_ready_reason {
                     Some(reason) => format!("{} not ready: {reason}", n.id),
                     None => format!("{} not ready", n.id),
@@ -82,64 +150,104 @@ fn degraded(nodes: &[NodeRow]) -> Vec<String> {
         .collect()
 }
 
+/// One node's row; a dead node's last gossiped state is left out (see [`NodeRow`]).
+fn node_row(node: &v1::NodeView) -> NodeRow {
+    let live = node.live;
+    let current = |known: bool| live.then_some(known);
+    NodeRow {
+        id: node.node_id.clone(),
+        address: node
+            .gossip_addr
+            .rsplit_once(':')
+            .map(|(ip, _)| ip.to_string())
+            .unwrap_or_default(),
+        grpc: node.grpc_addr.clone(),
+        role: match v1::Role::try_from(node.role).unwrap_or(v1::Role::Unspecified) {
+            v1::Role::Core => "core",
+            v1::Role::Web => "web",
+            v1::Role::Unspecified => "unknown",
+        }
+        .to_string(),
+        generation: node.generation,
+        live,
+        ready: current(node.ready),
+        draining: current(node.draining),
+        services: live.then(|| {
+            node.services
+                .iter()
+                .map(|s| (s.name.clone(), s.state.clone()))
+                .collect()
+        }),
+        heartbeat_age_ms: node.heartbeat_age_ms,
+        version: node.agent_version.clone(),
+        cpu_percent: node
+            .metrics
+            .as_ref()
+            .filter(|_| live)
+            .map(|m| m.cpu_percent),
+        mem_used_bytes: node
+            .metrics
+            .as_ref()
+            .filter(|_| live)
+            .map(|m| m.mem_used_bytes),
+        decode_errors: node.decode_errors.clone(),
+        not_ready_reason: (live && !node.ready && !node.not_ready_reason.is_empty())
+            .then(|| node.not_ready_reason.clone()),
+    }
+}
+
 impl StatusReport {
     pub fn from_proto(status: &v1::ClusterStatus) -> StatusReport {
-        let nodes: Vec<NodeRow> = status
-            .nodes
-            .iter()
-            .map(|node| NodeRow {
-                id: node.node_id.clone(),
-                address: node
-                    .gossip_addr
-                    .rsplit_once(':')
-                    .map(|(ip, _)| ip.to_string())
-                    .unwrap_or_default(),
-                grpc: node.grpc_addr.clone(),
-                role: match v1::Role::try_from(node.role).unwrap_or(v1::Role::Unspecified) {
-                    v1::Role::Core => "core",
-                    v1::Role::Web => "web",
-                    v1::Role::Unspecified => "unknown",
-                }
-                .to_string(),
-                generation: node.generation,
-                live: node.live,
-                ready: node.ready,
-                draining: node.draining,
-                services: node
-                    .services
-                    .iter()
-                    .map(|s| (s.name.clone(), s.state.clone()))
-                    .collect(),
-                heartbeat_age_ms: node.heartbeat_age_ms,
-                version: node.agent_version.clone(),
-                cpu_percent: node.metrics.as_ref().map(|m| m.cpu_percent).unwrap_or(0.0),
-                mem_used_bytes: node.metrics.as_ref().map(|m| m.mem_used_bytes).unwrap_or(0),
-                decode_errors: node.decode_errors.clone(),
-                not_ready_reason: (!node.not_ready_reason.is_empty())
-                    .then(|| node.not_ready_reason.clone()),
-            })
-            .collect();
+        let nodes: Vec<NodeRow> = status.nodes.iter().map(node_row).collect();
         let summary = Summary {
             nodes: nodes.len(),
             live: nodes.iter().filter(|n| n.live).count(),
-            ready: nodes.iter().filter(|n| n.live && n.ready).count(),
+            ready: nodes.iter().filter(|n| n.ready == Some(true)).count(),
+        };
+        let tls = status.tls_section.clone().unwrap_or_default();
+        let certificate = |c: &v1::CertificateFact| CertificateReport {
+            holder: c.holder.clone(),
+            not_after: c.not_after,
         };
         StatusReport {
+            schema: STATUS_SCHEMA,
             cluster: status.cluster_name.clone(),
-            galera: status.galera.clone(),
-            volume: status.volume.clone(),
-            autoscale: status.autoscale.clone(),
-            tls: status.tls.clone(),
+            coordinator_version: status.coordinator_version.clone(),
+            healthy: summary.nodes > 0 && summary.ready == summary.nodes,
+            degraded: degraded(&nodes),
+            summary,
+            galera: status.galera_section.as_ref().map(|g| GaleraReport {
+                status: status.galera.clone(),
+                last_epoch: g.last_epoch,
+                open_decision: g.open_decision.as_ref().map(|d| DecisionReport {
+                    epoch: d.epoch,
+                    node: d.node.clone(),
+                    phase: d.phase.clone(),
+                }),
+            }),
+            volume: status.volume_section.as_ref().map(|v| VolumeReport {
+                status: status.volume.clone(),
+                state: v.state.clone(),
+            }),
             balancer: status.balancer.as_ref().map(|b| BalancerReport {
                 kind: b.kind.clone(),
                 members: b.members.clone(),
                 errors_total: b.errors_total,
                 last_error: (!b.last_error.is_empty()).then(|| b.last_error.clone()),
             }),
-            coordinator_version: status.coordinator_version.clone(),
-            healthy: summary.nodes > 0 && summary.ready == summary.nodes,
-            degraded: degraded(&nodes),
-            summary,
+            autoscale: status.autoscale_section.as_ref().map(|a| AutoscaleReport {
+                status: status.autoscale.clone(),
+                request_rate: a.request_rate,
+                ready: a.ready,
+                recommended: a.recommended,
+                removed: a.removed.clone(),
+            }),
+            tls: TlsReport {
+                status: status.tls.clone(),
+                plaintext: tls.plaintext,
+                certificate: tls.certificate.as_ref().map(certificate),
+                expiring: tls.expiring.iter().map(certificate).collect(),
+            },
             nodes,
         }
     }
@@ -160,17 +268,16 @@ impl StatusReport {
                 format!("DEGRADED: {}", self.degraded.join("; "))
             }
         );
-        if !self.galera.is_empty() {
-            out.insert_str(out.len() - 1, &format!("galera: {}\n", self.galera));
-        }
-        if !self.volume.is_empty() {
-            out.insert_str(out.len() - 1, &format!("volume: {}\n", self.volume));
-        }
-        if !self.autoscale.is_empty() {
-            out.insert_str(out.len() - 1, &format!("autoscale: {}\n", self.autoscale));
-        }
-        if !self.tls.is_empty() {
-            out.insert_str(out.len() - 1, &format!("tls: {}\n", self.tls));
+        let lines = [
+            ("galera", self.galera.as_ref().map(|g| &g.status)),
+            ("volume", self.volume.as_ref().map(|v| &v.status)),
+            ("autoscale", self.autoscale.as_ref().map(|a| &a.status)),
+            ("tls", Some(&self.tls.status)),
+        ];
+        for (name, line) in lines {
+            if let Some(line) = line.filter(|l| !l.is_empty()) {
+                out.insert_str(out.len() - 1, &format!("{name}: {line}\n"));
+            }
         }
         if let Some(balancer) = &self.balancer {
             let mut line = format!(
@@ -205,32 +312,34 @@ impl StatusReport {
         ];
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
         for node in &self.nodes {
-            let service = |name: &str| {
-                node.services
+            // what a dead node last gossiped is not its state now: "-"
+            let service = |name: &str| match &node.services {
+                Some(services) => services
                     .get(name)
                     .cloned()
-                    .unwrap_or_else(|| "unknown".into())
+                    .unwrap_or_else(|| "unknown".into()),
+                None => "-".into(),
             };
             rows.push(vec![
                 node.id.clone(),
                 node.address.clone(),
                 node.role.clone(),
                 if node.live { "live" } else { "dead" }.into(),
-                if node.draining {
-                    "draining".into()
-                } else if node.ready {
-                    "yes".into()
-                } else {
-                    "no".into()
+                match (node.draining, node.ready) {
+                    (Some(true), _) => "draining".into(),
+                    (_, Some(true)) => "yes".into(),
+                    (_, Some(false)) => "no".into(),
+                    (_, None) => "-".into(),
                 },
                 service("galera"),
                 service("gluster.daemon"),
                 service("gluster.brick"),
                 service("mount"),
                 service("apache"),
-                match node.heartbeat_age_ms {
-                    Some(ms) => format!("{:.1}s ago", ms as f64 / 1000.0),
-                    None => "never".into(),
+                match (node.heartbeat_age_ms, node.live) {
+                    (Some(ms), true) => format!("{:.1}s ago", ms as f64 / 1000.0),
+                    (Some(ms), false) => format!("last seen {:.1}s ago", ms as f64 / 1000.0),
+                    (None, _) => "never".into(),
                 },
             ]);
         }
@@ -252,7 +361,7 @@ impl StatusReport {
             out.push('\n');
         }
         for node in &self.nodes {
-            if let (true, Some(reason)) = (node.live && !node.ready, &node.not_ready_reason) {
+            if let (true, Some(reason)) = (node.live, &node.not_ready_reason) {
                 out.push_str(&format!("{} not ready: {reason}\n", node.id));
             }
         }
@@ -296,6 +405,9 @@ mod tests {
             cluster_name: "lab".into(),
             nodes: vec![node("n1", true, true), n2],
             volume: "www started, replica 3, bricks 3/3 online, heal pending 0".into(),
+            volume_section: Some(v1::VolumeSection {
+                state: "steady".into(),
+            }),
             ..Default::default()
         };
         let report = StatusReport::from_proto(&status);
@@ -389,5 +501,120 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("10.0.0.1") && text.contains("synced"));
+    }
+
+    #[test]
+    fn a_dead_node_shows_what_is_not_known_as_unknown_and_when_it_was_last_seen() {
+        let mut n2 = node("n2", false, true);
+        n2.heartbeat_age_ms = Some(42_000);
+        n2.draining = true;
+        n2.not_ready_reason = "mount stale".into();
+        n2.metrics = Some(v1::HostMetrics {
+            cpu_percent: 12.5,
+            ..Default::default()
+        });
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true), n2],
+            ..Default::default()
+        };
+        let report = StatusReport::from_proto(&status);
+        let text = report.render_text();
+        let row = text.lines().find(|l| l.starts_with("n2")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // NODE ADDRESS ROLE STATE READY GALERA GLUSTERD BRICK MOUNT APACHE HEARTBEAT
+        assert_eq!(
+            cells,
+            [
+                "n2", "10.0.0.1", "core", "dead", "-", "-", "-", "-", "-", "-", "last", "seen",
+                "42.0s", "ago"
+            ],
+            "{text}"
+        );
+        assert!(!text.contains("n2 not ready"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["schema"], STATUS_SCHEMA);
+        let n2 = &json["nodes"][1];
+        assert_eq!(n2["live"], false);
+        for unknown in [
+            "ready",
+            "draining",
+            "services",
+            "cpu_percent",
+            "mem_used_bytes",
+            "not_ready_reason",
+        ] {
+            assert!(n2[unknown].is_null(), "{unknown}: {n2}");
+        }
+        assert_eq!(n2["heartbeat_age_ms"], 42_000);
+        let n1 = &json["nodes"][0];
+        assert_eq!(
+            (n1["ready"].clone(), n1["services"]["galera"].clone()),
+            (true.into(), "synced".into())
+        );
+        assert_eq!(json["degraded"], serde_json::json!(["n2 unreachable"]));
+    }
+
+    #[test]
+    fn the_json_has_a_schema_and_a_section_per_loop_with_its_facts() {
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true)],
+            galera: "epoch 2: n1 bootstrapped; joining n2 stopped".into(),
+            galera_section: Some(v1::GaleraSection {
+                last_epoch: 2,
+                open_decision: Some(v1::GaleraDecision {
+                    epoch: 2,
+                    node: "n1".into(),
+                    phase: "joining".into(),
+                }),
+            }),
+            autoscale: "12.0 req/s → recommend 3".into(),
+            autoscale_section: Some(v1::AutoscaleSection {
+                request_rate: Some(12.0),
+                ready: 3,
+                recommended: Some(3),
+                removed: vec!["web-1".into()],
+            }),
+            tls: "mutual TLS as coordinator (coordinator), certificate valid 300 more day(s)"
+                .into(),
+            tls_section: Some(v1::TlsSection {
+                plaintext: false,
+                certificate: Some(v1::CertificateFact {
+                    holder: "coordinator".into(),
+                    not_after: 1_800_000_000,
+                }),
+                expiring: vec![v1::CertificateFact {
+                    holder: "n1".into(),
+                    not_after: 1_700_000_000,
+                }],
+            }),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(StatusReport::from_proto(&status)).unwrap();
+        assert_eq!(
+            json["galera"],
+            serde_json::json!({
+                "status": "epoch 2: n1 bootstrapped; joining n2 stopped",
+                "last_epoch": 2,
+                "open_decision": {"epoch": 2, "node": "n1", "phase": "joining"}
+            })
+        );
+        assert_eq!(json["autoscale"]["request_rate"], 12.0);
+        assert_eq!(json["autoscale"]["removed"], serde_json::json!(["web-1"]));
+        assert_eq!(json["tls"]["plaintext"], false);
+        assert_eq!(json["tls"]["certificate"]["holder"], "coordinator");
+        assert_eq!(json["tls"]["expiring"][0]["holder"], "n1");
+        // loops that do not run are null, not empty strings
+        assert!(
+            json["volume"].is_null() && json["balancer"].is_null(),
+            "{json}"
+        );
+        let text = StatusReport::from_proto(&status).render_text();
+        assert!(
+            text.contains("\ngalera: epoch 2: n1 bootstrapped"),
+            "{text}"
+        );
+        assert!(!text.contains("volume:"), "{text}");
     }
 }

@@ -22,6 +22,9 @@ pub const CA_KEY: &str = "ca.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// Refused: the file is there and `--force` was not given.
+    #[error("{}: {message}", path.display())]
+    Exists { path: PathBuf, message: String },
     #[error("{}: {message}", path.display())]
     File { path: PathBuf, message: String },
     #[error("{0}")]
@@ -38,10 +41,10 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> PkiError {
 /// Write `content` to a new file with `mode` (refusing an existing one unless `force`).
 fn write_new(path: &Path, content: &str, mode: u32, force: bool) -> Result<(), PkiError> {
     if path.exists() && !force {
-        return Err(file_error(
-            path,
-            "already exists; not overwritten (--force replaces it)",
-        ));
+        return Err(PkiError::Exists {
+            path: path.to_path_buf(),
+            message: "already exists; not overwritten (--force replaces it)".into(),
+        });
     }
     if force {
         let _ = std::fs::remove_file(path);
@@ -78,10 +81,10 @@ pub fn init(dir: &Path, cluster: &str, days: u32, force: bool) -> Result<Written
     let cert_path = dir.join(CA_CERT);
     let key_path = dir.join(CA_KEY);
     if key_path.exists() && !force {
-        return Err(file_error(
-            &key_path,
-            "a cluster CA already exists here; not replaced (--force would invalidate every certificate it signed)",
-        ));
+        return Err(PkiError::Exists {
+            path: key_path,
+            message: "a cluster CA already exists here; not replaced (--force would invalidate every certificate it signed)".into(),
+        });
     }
     let key = KeyPair::generate().map_err(|e| PkiError::Invalid(e.to_string()))?;
     let mut params = CertificateParams::default();

@@ -159,7 +159,7 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
         Duration::from_millis(100),
         || {
             let v = triad::status_json()?;
-            let line = v["volume"].as_str().unwrap_or("").to_string();
+            let line = v["volume"]["status"].as_str().unwrap_or("").to_string();
             Ok(if line.contains("started") {
                 Poll::Ready(t0.elapsed())
             } else {

@@ -508,7 +508,7 @@ pub fn triadctl(args: &[&str]) -> Result<Command> {
 
 /// The coordinator's autoscaling line (`triadctl status`).
 pub fn autoscale_line() -> Result<String> {
-    Ok(status_json()?["autoscale"]
+    Ok(status_json()?["autoscale"]["status"]
         .as_str()
         .unwrap_or("")
         .to_string())
@@ -632,8 +632,8 @@ pub fn wait_all_ready(tb: &Testbed, nodes: usize, limit: Duration) -> Result<Dur
                     .unwrap_or_default();
                 crate::wait::Poll::Pending(format!(
                     "galera: {}; volume: {}; not ready: {}",
-                    v["galera"],
-                    v["volume"],
+                    v["galera"]["status"],
+                    v["volume"]["status"],
                     reasons.join(", ")
                 ))
             })

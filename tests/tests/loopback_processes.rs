@@ -213,6 +213,20 @@ fn loopback_three_agent_processes_show_live_and_a_killed_one_dead() {
     assert_eq!(json["healthy"], false);
     assert_eq!(node_live(&json, "n1"), Some(true));
     assert_eq!(node_live(&json, "n3"), Some(true));
+    // the status contract (docs/status.md): a schema version, and what is not known of a
+    // dead node is null, beside when it was last seen
+    assert_eq!(json["schema"], 2);
+    let n2 = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "n2")
+        .unwrap();
+    for unknown in ["ready", "draining", "services"] {
+        assert!(n2[unknown].is_null(), "{unknown} of the dead n2: {n2}");
+    }
+    assert!(n2["heartbeat_age_ms"].as_u64().is_some(), "{n2}");
+    assert_eq!(json["degraded"], serde_json::json!(["n2 unreachable"]));
 
     // the text rendering says the same
     let text = Command::new(bin("triadctl"))
@@ -228,27 +242,78 @@ fn loopback_three_agent_processes_show_live_and_a_killed_one_dead() {
     assert!(
         stdout
             .lines()
-            .any(|l| l.starts_with("n2") && l.contains("dead")),
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .any(
+                |cells| cells.starts_with(&["n2", "127.0.2.2", "core", "dead", "-"])
+                    && cells.contains(&"seen")
+            ),
         "{stdout}"
     );
 }
 
 #[test]
 fn triadctl_without_a_coordinator_says_so_and_exits_2() {
+    // every command that asks the coordinator: the same code, "could not ask"
+    let commands: [&[&str]; 5] = [
+        &["status"],
+        &["status", "--output", "json"],
+        &["recover"],
+        &["recover", "--bootstrap", "n1", "--force"],
+        &["scale", "--to", "4"],
+    ];
+    for command in commands {
+        let output = Command::new(bin("triadctl"))
+            .args(["--coordinator", "http://127.0.2.250:9", "--timeout", "1s"])
+            .args(command)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "triadctl {command:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("cannot reach the coordinator at http://127.0.2.250:9"),
+            "triadctl {command:?}: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "triadctl {command:?} printed a result"
+        );
+    }
+    // half the TLS arguments: nothing asked either
     let output = Command::new(bin("triadctl"))
-        .args([
-            "--coordinator",
-            "http://127.0.2.250:9",
-            "--timeout",
-            "1s",
-            "status",
-        ])
+        .args(["--ca", "/nonexistent/ca.pem", "status"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--ca, --cert and --key"), "{stderr}");
+}
+
+#[test]
+fn triadctl_pki_refuses_to_replace_a_ca_with_exit_1_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().to_str().unwrap();
+    let init = || {
+        Command::new(bin("triadctl"))
+            .args(["pki", "init", "--cluster", "lab", "--dir", pki])
+            .output()
+            .unwrap()
+    };
+    let first = init();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let again = init();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("cannot reach the coordinator at http://127.0.2.250:9"),
+        stderr.contains(&format!("{pki}/ca.key")) && stderr.contains("already exists"),
         "{stderr}"
     );
 }

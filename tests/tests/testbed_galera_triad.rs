@@ -544,7 +544,7 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
                     .and_then(|a| a.iter().find(|n| n["id"] == id))
                     .is_some_and(|n| n["live"].as_bool() == Some(true))
             };
-            let galera = v["galera"].as_str().unwrap_or("").to_string();
+            let galera = v["galera"]["status"].as_str().unwrap_or("").to_string();
             let outage =
                 galera.starts_with("full outage") || galera.starts_with("no Primary component");
             Ok(if !live("n2") && !live("n3") && outage {
@@ -576,7 +576,7 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
                     .map(|n| n["services"]["galera"].as_str().unwrap_or("").to_string())
                     .unwrap_or_default()
             };
-            let line = v["galera"].as_str().unwrap_or("").to_string();
+            let line = v["galera"]["status"].as_str().unwrap_or("").to_string();
             Ok(
                 if galera("n2") == "ahead"
                     && galera("n3") == "ahead"

@@ -53,7 +53,7 @@ fn wait_ready(id: &str, want: bool, limit: Duration) -> Result<Duration> {
 
 fn volume_status_line() -> String {
     triad::status_json()
-        .map(|v| v["volume"].as_str().unwrap_or("").to_string())
+        .map(|v| v["volume"]["status"].as_str().unwrap_or("").to_string())
         .unwrap_or_default()
 }
 
@@ -406,7 +406,7 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
     );
     eprintln!("{}", triad::triadctl_status(false)?);
     // no private key of the lab's PKI in any log or command line, key files root-only
-    let tls = triad::status_json()?["tls"]
+    let tls = triad::status_json()?["tls"]["status"]
         .as_str()
         .unwrap_or("")
         .to_string();

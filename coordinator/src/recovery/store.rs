@@ -15,6 +15,16 @@ pub enum Phase {
     Joining,
 }
 
+impl Phase {
+    /// The word for the status and /metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Bootstrapping => "bootstrapping",
+            Phase::Joining => "joining",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub epoch: u64,

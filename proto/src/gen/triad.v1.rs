@@ -1318,6 +1318,79 @@ pub struct ClusterStatus {
     /// (a warning within 30 days of expiry), or PLAINTEXT.
     #[prost(string, tag = "9")]
     pub tls: ::prost::alloc::string::String,
+    /// The same loops as facts a script can read (the sentences above are for people). Each
+    /// is absent when its loop does not run.
+    #[prost(message, optional, tag = "10")]
+    pub galera_section: ::core::option::Option<GaleraSection>,
+    #[prost(message, optional, tag = "11")]
+    pub volume_section: ::core::option::Option<VolumeSection>,
+    #[prost(message, optional, tag = "12")]
+    pub autoscale_section: ::core::option::Option<AutoscaleSection>,
+    #[prost(message, optional, tag = "13")]
+    pub tls_section: ::core::option::Option<TlsSection>,
+}
+/// Galera recovery's facts.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GaleraSection {
+    /// The last bootstrap epoch decided (0: never).
+    #[prost(uint64, tag = "1")]
+    pub last_epoch: u64,
+    /// The decision in flight; absent when none.
+    #[prost(message, optional, tag = "2")]
+    pub open_decision: ::core::option::Option<GaleraDecision>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GaleraDecision {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(string, tag = "2")]
+    pub node: ::prost::alloc::string::String,
+    /// "bootstrapping" or "joining".
+    #[prost(string, tag = "3")]
+    pub phase: ::prost::alloc::string::String,
+}
+/// The Gluster volume's facts.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VolumeSection {
+    /// "not-observed", "unknown", "forming", "step-failed", "formed" or "steady".
+    #[prost(string, tag = "1")]
+    pub state: ::prost::alloc::string::String,
+}
+/// Autoscaling's facts.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AutoscaleSection {
+    /// Requests per second over the ready nodes; absent until two samples exist.
+    #[prost(double, optional, tag = "1")]
+    pub request_rate: ::core::option::Option<f64>,
+    #[prost(uint32, tag = "2")]
+    pub ready: u32,
+    /// The node count the policy recommends; absent while it has no figure.
+    #[prost(uint32, optional, tag = "3")]
+    pub recommended: ::core::option::Option<u32>,
+    /// Nodes the autoscaler deleted (left out of `nodes`).
+    #[prost(string, repeated, tag = "4")]
+    pub removed: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// gRPC security's facts.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TlsSection {
+    #[prost(bool, tag = "1")]
+    pub plaintext: bool,
+    /// The coordinator's own certificate; absent when plaintext or unreadable.
+    #[prost(message, optional, tag = "2")]
+    pub certificate: ::core::option::Option<CertificateFact>,
+    /// Node certificates (from gossip) that expire within 30 days or have expired.
+    #[prost(message, repeated, tag = "3")]
+    pub expiring: ::prost::alloc::vec::Vec<CertificateFact>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CertificateFact {
+    /// The certificate's holder: its CN for the coordinator, the node id for a node.
+    #[prost(string, tag = "1")]
+    pub holder: ::prost::alloc::string::String,
+    /// Unix seconds.
+    #[prost(int64, tag = "2")]
+    pub not_after: i64,
 }
 /// The balancer membership loop as the coordinator runs it.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
