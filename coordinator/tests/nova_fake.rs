@@ -137,7 +137,7 @@ async fn a_launch_creates_one_tagged_server_in_an_anti_affinity_group_with_user_
     let user_data =
         String::from_utf8(c.fake.user_data(server["id"].as_str().unwrap()).unwrap()).unwrap();
     assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&user_data).unwrap();
+    let parsed: yaml_serde::Value = yaml_serde::from_str(&user_data).unwrap();
     assert_eq!(parsed["hostname"].as_str(), Some("web-1"));
     let agent = parsed["write_files"][0]["content"].as_str().unwrap();
     assert!(
@@ -499,7 +499,7 @@ async fn with_tls_the_user_data_carries_a_certificate_issued_for_the_node() {
             .unwrap(),
     )
     .unwrap();
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let parsed: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
     let files = parsed["write_files"].as_sequence().unwrap();
     let path = |i: usize| files[i]["path"].as_str().unwrap().to_string();
     assert_eq!(

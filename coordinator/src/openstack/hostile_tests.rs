@@ -709,8 +709,8 @@ fn octavia_objects_round_trip() {
 }
 
 /// Any YAML value, a few levels deep.
-fn any_yaml() -> BoxedStrategy<serde_yaml::Value> {
-    use serde_yaml::Value as Y;
+fn any_yaml() -> BoxedStrategy<yaml_serde::Value> {
+    use yaml_serde::Value as Y;
     let leaf = prop_oneof![
         Just(Y::Null),
         any::<bool>().prop_map(Y::from),
@@ -744,7 +744,7 @@ fn any_yaml() -> BoxedStrategy<serde_yaml::Value> {
 /// clouds.yaml documents made of its own keys with plausible values, mostly; the secrets
 /// are marked so that errors can be checked for them.
 fn clouds_document() -> BoxedStrategy<String> {
-    use serde_yaml::Value as Y;
+    use yaml_serde::Value as Y;
     let value = |good: BoxedStrategy<Y>| prop_oneof![10 => good, 1 => any_yaml()].boxed();
     let word =
         |words: &'static [&'static str]| proptest::sample::select(words).prop_map(Y::from).boxed();
@@ -801,11 +801,11 @@ fn clouds_document() -> BoxedStrategy<String> {
     );
     proptest::collection::btree_map("[a-z]{1,6}", cloud, 0..3)
         .prop_map(|clouds| {
-            let clouds: serde_yaml::Mapping =
+            let clouds: yaml_serde::Mapping =
                 clouds.into_iter().map(|(k, v)| (Y::from(k), v)).collect();
-            let mut document = serde_yaml::Mapping::new();
+            let mut document = yaml_serde::Mapping::new();
             document.insert(Y::from("clouds"), Y::Mapping(clouds));
-            serde_yaml::to_string(&Y::Mapping(document)).unwrap()
+            yaml_serde::to_string(&Y::Mapping(document)).unwrap()
         })
         .boxed()
 }
@@ -869,7 +869,7 @@ fn clouds_yaml_round_trips() {
                 auth["project_name"] = json!(project);
             }
             let document = json!({ "clouds": { cloud.clone(): { "auth": auth, "interface": spelled, "region_name": region } } });
-            std::fs::write(&file, serde_yaml::to_string(&document).unwrap()).unwrap();
+            std::fs::write(&file, yaml_serde::to_string(&document).unwrap()).unwrap();
             let sources = CloudSources {
                 env: BTreeMap::from([(
                     "OS_CLIENT_CONFIG_FILE".to_string(),
