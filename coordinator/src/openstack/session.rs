@@ -80,6 +80,9 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 }
 
 impl Session {
+    /// Certificates are checked against the system's roots (rustls-native-certs: the
+    /// platform store, or `SSL_CERT_FILE`/`SSL_CERT_DIR` when set), so a private cloud's
+    /// CA installed there needs no `cacert`; a `cacert` is trusted besides them.
     pub fn new(cloud: CloudConfig, timeout: Duration) -> Result<Session, OpenStackError> {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
@@ -462,7 +465,8 @@ fn page_url(path: &str, query: &[(String, String)]) -> String {
     }
 }
 
-/// reqwest errors print their URL; ours already name it.
+/// reqwest errors print their URL; ours already name it. A certificate refused gets
+/// the ways to trust it.
 fn without_url(error: &reqwest::Error) -> String {
     let mut message = error.to_string();
     if let Some(url) = error.url() {
@@ -473,6 +477,11 @@ fn without_url(error: &reqwest::Error) -> String {
         message.push_str(": ");
         message.push_str(&inner.to_string());
         source = inner.source();
+    }
+    if message.contains("invalid peer certificate") {
+        message.push_str(
+            " (the server's certificate is not trusted: install its CA in the system store, or name it as cacert in clouds.yaml)",
+        );
     }
     message
 }

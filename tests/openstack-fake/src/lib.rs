@@ -1,7 +1,8 @@
 //! An in-process fake of the OpenStack APIs Triad uses: Keystone v3 tokens and catalog,
 //! Octavia v2 (load balancers, listeners, pools, health monitors, members with the batch
 //! update) and the Nova calls autoscaling needs (servers create/get/list by tag/delete,
-//! server groups). HTTP on 127.0.0.1:0 (axum), one process-local state.
+//! server groups). HTTP on 127.0.0.1:0 (axum), or HTTPS with a given certificate
+//! ([`FakeCloud::start_https`]), one process-local state.
 //!
 //! It models the real APIs' behaviour, failures included (shared/reference/openstack.md):
 //! - Keystone: 201 with the token in `X-Subject-Token`, `expires_at`, a catalog with
@@ -222,24 +223,91 @@ fn unauthorized() -> Response {
     )
 }
 
+/// TLS on the fake's listener: each accepted connection's handshake (bounded), failed
+/// ones dropped (a client refusing the certificate).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let handshake = self.acceptor.accept(stream);
+            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
 impl FakeCloud {
     pub async fn start(options: FakeOptions) -> FakeCloud {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fake cloud on 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
+        let (shared, app) = FakeCloud::app(options, format!("http://{addr}"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeCloud { addr, shared, task }
+    }
+
+    /// The fake over HTTPS at `https://127.0.0.1:PORT` with this certificate chain and
+    /// key (PEM; the certificate must name IP 127.0.0.1).
+    pub async fn start_https(options: FakeOptions, chain_pem: &str, key_pem: &str) -> FakeCloud {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("a PEM certificate chain");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PEM private key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the certificate and key match");
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake cloud on 127.0.0.1");
+        let addr = tcp.local_addr().expect("local addr");
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        let (shared, app) = FakeCloud::app(options, format!("https://{addr}"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeCloud { addr, shared, task }
+    }
+
+    fn app(options: FakeOptions, base: String) -> (Arc<Shared>, axum::Router) {
         let shared = Arc::new(Shared {
             options,
-            base: format!("http://{addr}"),
+            base,
             store: Mutex::new(Store::default()),
         });
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeCloud { addr, shared, task }
+        (shared, app)
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
