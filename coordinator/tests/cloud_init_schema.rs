@@ -138,8 +138,8 @@ fn cloud_init_runs_our_modules_in_the_order_the_template_relies_on() {
         None => PathBuf::from("/"),
     };
     let cfg_path = root.join("etc/cloud/cloud.cfg");
-    let cfg: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let cfg: yaml_serde::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     let stage = |name: &str| -> Vec<String> {
         cfg[name]
             .as_sequence()
@@ -170,7 +170,7 @@ fn cloud_init_runs_our_modules_in_the_order_the_template_relies_on() {
     assert!(code.contains("--force-confold"), "{}", debian.display());
     // and the rendered document uses exactly those modules' keys
     let text = render(TEMPLATE, &web(Install::Url("http://x/y.deb".into()))).unwrap();
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let parsed: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
     for key in ["write_files", "apt", "packages", "runcmd"] {
         assert!(parsed.get(key).is_some(), "{key} missing:\n{text}");
     }

@@ -3,9 +3,10 @@
 //! soft-anti-affinity group (created once) with the rendered cloud-init user data and is
 //! pending until ACTIVE; ERROR and hung builds are deleted and launched again; transient
 //! failures leave nothing behind; servers without our tags are never listed or deleted;
-//! the scaler's sweep deletes a stray server of ours. What the provider created is read
-//! back with the real `openstack` CLI.
+//! the scaler's sweep deletes a stray server of ours, and every one of them past a page of
+//! Nova's list. What the provider created is read back with the real `openstack` CLI.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,7 +137,7 @@ async fn a_launch_creates_one_tagged_server_in_an_anti_affinity_group_with_user_
     let user_data =
         String::from_utf8(c.fake.user_data(server["id"].as_str().unwrap()).unwrap()).unwrap();
     assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&user_data).unwrap();
+    let parsed: yaml_serde::Value = yaml_serde::from_str(&user_data).unwrap();
     assert_eq!(parsed["hostname"].as_str(), Some("web-1"));
     let agent = parsed["write_files"][0]["content"].as_str().unwrap();
     assert!(
@@ -293,31 +294,29 @@ async fn servers_without_our_tags_are_never_listed_or_deleted() {
     assert!(!c.fake.servers().iter().any(|s| s["id"] == stray.as_str()));
 }
 
-#[tokio::test]
-async fn the_sweep_deletes_a_stray_server_of_ours() {
-    use std::collections::BTreeMap;
-    use triad_coordinator::autoscale::scaler::{FlowSettings, NodeCalls, Scaler};
-    struct NoCalls;
-    #[async_trait::async_trait]
-    impl NodeCalls for NoCalls {
-        async fn drain(
-            &self,
-            node: &str,
-            _: std::net::SocketAddr,
-        ) -> Result<(), triad_coordinator::agent_client::AgentError> {
-            panic!("drain {node}")
-        }
-        async fn leave(
-            &self,
-            node: &str,
-            _: std::net::SocketAddr,
-        ) -> Result<(), triad_coordinator::agent_client::AgentError> {
-            panic!("leave {node}")
-        }
+struct NoCalls;
+
+#[async_trait::async_trait]
+impl triad_coordinator::autoscale::scaler::NodeCalls for NoCalls {
+    async fn drain(
+        &self,
+        node: &str,
+        _: std::net::SocketAddr,
+    ) -> Result<(), triad_coordinator::agent_client::AgentError> {
+        panic!("drain {node}")
     }
-    let c = cloud(FakeOptions::default(), "").await;
-    let c = Arc::new(c);
-    let dir = tempfile::tempdir().unwrap();
+    async fn leave(
+        &self,
+        node: &str,
+        _: std::net::SocketAddr,
+    ) -> Result<(), triad_coordinator::agent_client::AgentError> {
+        panic!("leave {node}")
+    }
+}
+
+/// A scaler over `c`'s cloud (its state file in `dir`) with a 200 ms ready timeout.
+fn scaler(c: &Cloud, dir: &std::path::Path) -> triad_coordinator::autoscale::scaler::Scaler {
+    use triad_coordinator::autoscale::scaler::{FlowSettings, Scaler};
     let provider: Arc<dyn Provider> = Arc::new(NovaProvider::new(
         Nova::new(Arc::new(
             Session::new(
@@ -339,19 +338,26 @@ async fn the_sweep_deletes_a_stray_server_of_ours() {
         )),
         settings(""),
     ));
-    let mut scaler = Scaler::load(
+    Scaler::load(
         FlowSettings {
             name_prefix: "web-".into(),
             reserved: vec!["n1".into(), "n2".into()],
             role: "web".into(),
             ready_timeout: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(60),
-            state_file: dir.path().join("autoscale.json"),
+            state_file: dir.join("autoscale.json"),
         },
         provider,
         Arc::new(NoCalls),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_a_stray_server_of_ours() {
+    let c = cloud(FakeOptions::default(), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut scaler = scaler(&c, dir.path());
     c.fake.add_server("web-5", &["triad", "triad-cluster=lab"]);
     let facts = BTreeMap::new();
     let now = Now::current();
@@ -367,6 +373,52 @@ async fn the_sweep_deletes_a_stray_server_of_ours() {
     assert!(
         servers_named(&c.fake, "web-5").is_empty(),
         "a server of ours that never served is deleted after the ready timeout"
+    );
+}
+
+/// With Nova answering two servers a page, the sweep still sees (and deletes) every
+/// stray of ours, and none of the others.
+#[tokio::test]
+async fn the_sweep_sees_every_server_past_a_page() {
+    let c = cloud(
+        FakeOptions {
+            page_size: 2,
+            ..FakeOptions::default()
+        },
+        "",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut scaler = scaler(&c, dir.path());
+    let mut foreign = Vec::new();
+    for i in 3..=7 {
+        c.fake
+            .add_server(&format!("web-{i}"), &["triad", "triad-cluster=lab"]);
+        foreign.push(c.fake.add_server(&format!("web-{i}"), &["triad"]));
+    }
+    let facts = BTreeMap::new();
+    let now = Now::current();
+    scaler.advance(now, &facts, None).await;
+    assert_eq!(c.fake.servers().len(), 10, "not before the ready timeout");
+    scaler
+        .advance(now.later(Duration::from_millis(250)), &facts, None)
+        .await;
+    let left: Vec<String> = c
+        .fake
+        .servers()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        left, foreign,
+        "all five strays of ours deleted, nothing else"
+    );
+    assert!(
+        c.fake
+            .log()
+            .iter()
+            .any(|l| l.path.contains("/servers/detail") && l.path.contains("marker=")),
+        "the listing paged"
     );
 }
 
@@ -447,7 +499,7 @@ async fn with_tls_the_user_data_carries_a_certificate_issued_for_the_node() {
             .unwrap(),
     )
     .unwrap();
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let parsed: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
     let files = parsed["write_files"].as_sequence().unwrap();
     let path = |i: usize| files[i]["path"].as_str().unwrap().to_string();
     assert_eq!(

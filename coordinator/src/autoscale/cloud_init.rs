@@ -212,8 +212,8 @@ pub fn render(template: &str, web: &WebNode) -> Result<String, String> {
     if !text.starts_with("#cloud-config") {
         return Err("cloud-init user data must begin with \"#cloud-config\"".into());
     }
-    let parsed: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| format!("not YAML once rendered: {e}"))?;
+    let parsed: yaml_serde::Value =
+        yaml_serde::from_str(&text).map_err(|e| format!("not YAML once rendered: {e}"))?;
     if !parsed.is_mapping() {
         return Err("not a YAML mapping once rendered".into());
     }
@@ -271,7 +271,7 @@ mod tests {
         });
         w.node = "web-1\"\nbootcmd: [x]".into();
         let text = render(TEMPLATE, &w).unwrap();
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let parsed: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
         let keys: Vec<&str> = parsed
             .as_mapping()
             .unwrap()
@@ -306,7 +306,7 @@ mod tests {
             }),
         )
         .unwrap();
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let parsed: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
         assert_eq!(
             parsed["write_files"][0]["path"].as_str(),
             Some("/etc/triad/agent.toml")
@@ -321,7 +321,7 @@ mod tests {
             .as_sequence()
             .unwrap()
             .iter()
-            .map(|c| serde_yaml::to_string(c).unwrap())
+            .map(|c| yaml_serde::to_string(c).unwrap())
             .collect();
         assert!(runcmd.last().unwrap().contains("restart"), "{runcmd:?}");
     }

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::{OpenStackError, Secret};
 
@@ -128,7 +128,7 @@ impl CloudSources {
 fn read_yaml(path: &Path) -> Result<Value, OpenStackError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| OpenStackError::Config(format!("cannot read {}: {e}", path.display())))?;
-    serde_yaml::from_str(&text)
+    yaml_serde::from_str(&text)
         .map_err(|e| OpenStackError::Config(format!("{} is not valid YAML: {e}", path.display())))
 }
 
@@ -175,8 +175,8 @@ fn env_cloud(env: &BTreeMap<String, String>) -> Option<Value> {
         "tenant_name",
         "tenant_id",
     ];
-    let mut cloud = serde_yaml::Mapping::new();
-    let mut auth = serde_yaml::Mapping::new();
+    let mut cloud = yaml_serde::Mapping::new();
+    let mut auth = yaml_serde::Mapping::new();
     for (key, value) in env {
         let Some(name) = key.strip_prefix("OS_") else {
             continue;
@@ -234,7 +234,7 @@ pub fn load_cloud(
         .unwrap_or_else(|| "envvars".into());
 
     let file = sources.first_file("OS_CLIENT_CONFIG_FILE", &["clouds"]);
-    let mut clouds = serde_yaml::Mapping::new();
+    let mut clouds = yaml_serde::Mapping::new();
     if let Some(path) = &file {
         let mut document = read_yaml(path)?;
         if let Some(secure) = sources.first_file("OS_CLIENT_SECURE_FILE", &["secure"]) {

@@ -472,26 +472,46 @@ const CALLS: [(&str, bool); 9] = [
     ("members", false),
 ];
 
+/// The object or list under an answer's key: mostly the right shape.
+fn octavia_inner(list: bool) -> BoxedStrategy<Value> {
+    let objects = proptest::collection::vec(octavia_object(), 0..4)
+        .prop_map(Value::Array)
+        .boxed();
+    if list {
+        prop_oneof![8 => objects, 1 => octavia_object(), 1 => any_json()].boxed()
+    } else {
+        prop_oneof![8 => octavia_object(), 1 => objects, 1 => any_json()].boxed()
+    }
+}
+
 /// Octavia's answers to call `call`: its object or list (sometimes under another key, or
 /// the other shape), faults, any JSON, bytes.
 fn octavia_body(call: usize) -> BoxedStrategy<Vec<u8>> {
     let (right, list) = CALLS[call];
     let key = prop_oneof![8 => Just(right), 1 => proptest::sample::select(&["loadbalancer", "pools", "other", ""][..])];
-    let objects = proptest::collection::vec(octavia_object(), 0..4)
-        .prop_map(Value::Array)
-        .boxed();
-    let inner = if list {
-        prop_oneof![8 => objects, 1 => octavia_object(), 1 => any_json()].boxed()
-    } else {
-        prop_oneof![8 => octavia_object(), 1 => objects, 1 => any_json()].boxed()
-    };
+    let inner = octavia_inner(list);
     let fault = prop_oneof![
         any::<String>().prop_map(|s| json!({ "faultcode": "Client", "faultstring": s })),
         ("[a-zA-Z]{1,12}", any::<String>())
             .prop_map(|(k, s)| json!({ k: { "message": s, "code": 409 } })),
     ];
+    // pagination links: any JSON, or a `next` link with any href (this server answers the
+    // same page again, so a followed link ends on its repeated marker)
+    let link = prop_oneof![
+        Just(json!(format!("/v2/lbaas/{right}?limit=2&marker=m"))),
+        Just(json!("?marker=")),
+        Just(json!("http://[::1")),
+        any_json(),
+    ];
+    let links = prop_oneof![
+        2 => link.prop_map(|href| json!([{"rel": "previous", "href": "x"}, {"rel": "next", "href": href}])),
+        1 => any_json(),
+    ];
     prop_oneof![
         6 => (key, inner).prop_map(|(key, inner)| json!({ key: inner }).to_string().into_bytes()),
+        1 => (octavia_inner(list), links).prop_map(move |(inner, links)| {
+            json!({ right: inner, format!("{right}_links"): links }).to_string().into_bytes()
+        }),
         2 => fault.prop_map(|v| v.to_string().into_bytes()),
         1 => any_json().prop_map(|v| v.to_string().into_bytes()),
         1 => proptest::collection::vec(any::<u8>(), 0..300),
@@ -518,8 +538,8 @@ fn fault_is_explained(body: &[u8], message: &str) -> bool {
     inner || message.chars().count() <= 201
 }
 
-/// Any Octavia answer to any call is a value, a decode error (2xx) or an HTTP error with
-/// the served status whose message is the fault or a bounded excerpt.
+/// Any Octavia answer to any call is a value, a decode or pagination error (2xx) or an
+/// HTTP error with the served status whose message is the fault or a bounded excerpt.
 #[test]
 fn octavia_answers_never_panic() {
     let fake = Fake::start();
@@ -551,6 +571,10 @@ fn octavia_answers_never_panic() {
         match result {
             Ok(()) => prop_assert!(success),
             Err(OpenStackError::Decode { .. }) => prop_assert!(success),
+            // a list whose next link comes back (this server always answers one page)
+            Err(OpenStackError::Pagination { url, message }) => {
+                prop_assert!(success && CALLS[call].1, "{}: {}", url, message)
+            }
             // a lookup by name that lists several valid objects
             Err(OpenStackError::Ambiguous { count, .. }) => {
                 prop_assert!(success && matches!(call, 1 | 3 | 4 | 6) && count > 1)
@@ -685,8 +709,8 @@ fn octavia_objects_round_trip() {
 }
 
 /// Any YAML value, a few levels deep.
-fn any_yaml() -> BoxedStrategy<serde_yaml::Value> {
-    use serde_yaml::Value as Y;
+fn any_yaml() -> BoxedStrategy<yaml_serde::Value> {
+    use yaml_serde::Value as Y;
     let leaf = prop_oneof![
         Just(Y::Null),
         any::<bool>().prop_map(Y::from),
@@ -720,7 +744,7 @@ fn any_yaml() -> BoxedStrategy<serde_yaml::Value> {
 /// clouds.yaml documents made of its own keys with plausible values, mostly; the secrets
 /// are marked so that errors can be checked for them.
 fn clouds_document() -> BoxedStrategy<String> {
-    use serde_yaml::Value as Y;
+    use yaml_serde::Value as Y;
     let value = |good: BoxedStrategy<Y>| prop_oneof![10 => good, 1 => any_yaml()].boxed();
     let word =
         |words: &'static [&'static str]| proptest::sample::select(words).prop_map(Y::from).boxed();
@@ -777,11 +801,11 @@ fn clouds_document() -> BoxedStrategy<String> {
     );
     proptest::collection::btree_map("[a-z]{1,6}", cloud, 0..3)
         .prop_map(|clouds| {
-            let clouds: serde_yaml::Mapping =
+            let clouds: yaml_serde::Mapping =
                 clouds.into_iter().map(|(k, v)| (Y::from(k), v)).collect();
-            let mut document = serde_yaml::Mapping::new();
+            let mut document = yaml_serde::Mapping::new();
             document.insert(Y::from("clouds"), Y::Mapping(clouds));
-            serde_yaml::to_string(&Y::Mapping(document)).unwrap()
+            yaml_serde::to_string(&Y::Mapping(document)).unwrap()
         })
         .boxed()
 }
@@ -845,7 +869,7 @@ fn clouds_yaml_round_trips() {
                 auth["project_name"] = json!(project);
             }
             let document = json!({ "clouds": { cloud.clone(): { "auth": auth, "interface": spelled, "region_name": region } } });
-            std::fs::write(&file, serde_yaml::to_string(&document).unwrap()).unwrap();
+            std::fs::write(&file, yaml_serde::to_string(&document).unwrap()).unwrap();
             let sources = CloudSources {
                 env: BTreeMap::from([(
                     "OS_CLIENT_CONFIG_FILE".to_string(),

@@ -43,18 +43,6 @@ pub(crate) fn decode<T: DeserializeOwned>(
     })
 }
 
-/// Percent-encoding for query values (names are the operator's; tags contain ':' and '=').
-pub fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
 /// A secret string: readable only through [`Secret::expose`], redacted everywhere else.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
@@ -120,6 +108,10 @@ pub enum OpenStackError {
         url: String,
         message: String,
     },
+    /// A paginated list whose `next` links do not end (a repeated marker, or more pages
+    /// than [`session::MAX_PAGES`]).
+    #[error("GET {url}: {message}")]
+    Pagination { url: String, message: String },
     /// Several objects answer to one name: Triad cannot tell which is its own and acts on
     /// none (terminal: an operator renames or deletes the extra ones).
     #[error(

@@ -7,6 +7,10 @@
 //! every server of the project), and server groups take a single `policy` from 2.64.
 //! Nova's `name` filter is a regular expression matched anywhere in the name, so callers
 //! check the exact name (and the tags) on what comes back.
+//!
+//! Lists follow Nova's `*_links` pages (at most `[api] max_limit`, 1000 by default, a
+//! page); server groups, which Nova pages by offset without links, are read page by page
+//! until an empty one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,12 +21,21 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::session::Session;
-use super::{decode, query_escape, OpenStackError};
+use super::{decode, OpenStackError};
 
 pub const SERVICE: &str = "compute";
 pub const NETWORK_SERVICE: &str = "network";
+macro_rules! microversion {
+    () => {
+        "2.64"
+    };
+}
 /// The microversion every call sends (see the module doc).
-pub const MICROVERSION: &str = "2.64";
+pub const MICROVERSION: &str = microversion!();
+const MICROVERSION_HEADER: (&str, &str) = (
+    "OpenStack-API-Version",
+    concat!("compute ", microversion!()),
+);
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Server {
@@ -127,8 +140,9 @@ impl Nova {
                 method,
                 SERVICE,
                 path,
+                &[],
                 body.as_ref(),
-                &[("OpenStack-API-Version", &format!("compute {MICROVERSION}"))],
+                &[MICROVERSION_HEADER],
             )
             .await
     }
@@ -136,6 +150,31 @@ impl Nova {
     async fn get<T: DeserializeOwned>(&self, path: &str, key: &str) -> Result<T, OpenStackError> {
         let value = self.call(Method::GET, path, None).await?;
         decode(value, key, &Method::GET, path)
+    }
+
+    /// Every page of the list at `path` (see [`Session::list`]), typed.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        service: &str,
+        path: &str,
+        query: &[(String, String)],
+        key: &str,
+    ) -> Result<Vec<T>, OpenStackError> {
+        let headers: &[(&str, &str)] = if service == SERVICE {
+            &[MICROVERSION_HEADER]
+        } else {
+            &[]
+        };
+        let items = self
+            .session
+            .list(service, path, query, key, headers)
+            .await?;
+        decode(
+            json!({ key: items }),
+            key,
+            &Method::GET,
+            &format!("{path} (all pages)"),
+        )
     }
 
     /// Servers whose name is exactly `name` and that carry every tag in `tags` (checked
@@ -147,20 +186,14 @@ impl Nova {
     ) -> Result<Vec<Server>, OpenStackError> {
         let mut query = Vec::new();
         if let Some(name) = name {
-            query.push(format!(
-                "name={}",
-                query_escape(&format!("^{}$", regex_escape(name)))
-            ));
+            query.push(("name".to_string(), format!("^{}$", regex_escape(name))));
         }
         if !tags.is_empty() {
-            query.push(format!("tags={}", query_escape(&tags.join(","))));
+            query.push(("tags".to_string(), tags.join(",")));
         }
-        let path = if query.is_empty() {
-            "/servers/detail".to_string()
-        } else {
-            format!("/servers/detail?{}", query.join("&"))
-        };
-        let servers: Vec<Server> = self.get(&path, "servers").await?;
+        let servers: Vec<Server> = self
+            .list(SERVICE, "/servers/detail", &query, "servers")
+            .await?;
         Ok(servers
             .into_iter()
             .filter(|s| name.is_none_or(|n| s.name == n))
@@ -207,8 +240,37 @@ impl Nova {
         }
     }
 
+    /// Every server group of the project: Nova answers at most `[api] max_limit` a call,
+    /// without links, so pages are asked by `offset` until one is empty.
     pub async fn server_groups(&self) -> Result<Vec<ServerGroup>, OpenStackError> {
-        self.get("/os-server-groups", "server_groups").await
+        let path = "/os-server-groups";
+        let mut groups: Vec<ServerGroup> = Vec::new();
+        for _ in 0..super::session::MAX_PAGES {
+            let query = [("offset".to_string(), groups.len().to_string())];
+            let value = self
+                .session
+                .request_with(
+                    Method::GET,
+                    SERVICE,
+                    path,
+                    &query,
+                    None,
+                    &[MICROVERSION_HEADER],
+                )
+                .await?;
+            let page: Vec<ServerGroup> = decode(value, "server_groups", &Method::GET, path)?;
+            if page.is_empty() {
+                return Ok(groups);
+            }
+            groups.extend(page);
+        }
+        Err(OpenStackError::Pagination {
+            url: format!("{path}?offset={}", groups.len()),
+            message: format!(
+                "more than {} pages; not asking further",
+                super::session::MAX_PAGES
+            ),
+        })
     }
 
     pub async fn create_server_group(
@@ -228,19 +290,17 @@ impl Nova {
     }
 
     pub async fn flavors(&self) -> Result<Vec<Flavor>, OpenStackError> {
-        self.get("/flavors", "flavors").await
+        self.list(SERVICE, "/flavors", &[], "flavors").await
     }
 
     /// Neutron networks named or identified by `name_or_id`.
     pub async fn networks(&self, name_or_id: &str) -> Result<Vec<Network>, OpenStackError> {
         let mut found = Vec::new();
         for key in ["id", "name"] {
-            let path = format!("/v2.0/networks?{key}={}", query_escape(name_or_id));
-            let value = self
-                .session
-                .request(Method::GET, NETWORK_SERVICE, &path, None)
+            let query = [(key.to_string(), name_or_id.to_string())];
+            let networks: Vec<Network> = self
+                .list(NETWORK_SERVICE, "/v2.0/networks", &query, "networks")
                 .await?;
-            let networks: Vec<Network> = decode(value, "networks", &Method::GET, &path)?;
             found.extend(networks);
             if !found.is_empty() {
                 break;
@@ -258,8 +318,6 @@ mod tests {
     fn name_filters_are_anchored_and_escaped() {
         assert_eq!(regex_escape("web-1"), "web-1");
         assert_eq!(regex_escape("a.b(c)"), "a\\.b\\(c\\)");
-        assert_eq!(query_escape("^web-1$"), "%5Eweb-1%24");
-        assert_eq!(query_escape("triad,cluster=prod"), "triad%2Ccluster%3Dprod");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Typed Octavia v2 calls (service type `load-balancer`; paths under `/v2/lbaas`).
 //! Shapes follow the api-ref (shared/reference/openstack.md section 2); unknown fields are
-//! ignored so newer Octavia versions parse.
+//! ignored so newer Octavia versions parse. Lists follow the `*_links` pages (at most
+//! `[api_settings] pagination_max_limit`, 1000 by default, a page).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::session::Session;
-use super::{decode, query_escape, OpenStackError};
+use super::{decode, OpenStackError};
 
 pub const SERVICE: &str = "load-balancer";
 
@@ -105,6 +106,23 @@ fn default_true() -> bool {
     true
 }
 
+/// Objects found by name.
+trait Named {
+    fn name(&self) -> &str;
+}
+
+macro_rules! named {
+    ($($kind:ty),*) => {
+        $(impl Named for $kind {
+            fn name(&self) -> &str {
+                &self.name
+            }
+        })*
+    };
+}
+
+named!(LoadBalancer, Listener, Pool, HealthMonitor);
+
 /// One member in a batch update (matched by Octavia on address + protocol_port).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct MemberSpec {
@@ -154,36 +172,51 @@ impl Octavia {
         decode(value, key, &Method::POST, path)
     }
 
-    async fn find_by_name<T: DeserializeOwned>(
+    /// Every page of `/v2/lbaas/{collection}` with `query`, decoded (a malformed object
+    /// is a decode error, whatever the list's size).
+    async fn list<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<(String, T)>, OpenStackError> {
+        let path = format!("/v2/lbaas/{collection}");
+        let found = self.session.list(SERVICE, &path, query, key, &[]).await?;
+        let ids: Vec<String> = found
+            .iter()
+            .map(|o| o["id"].as_str().unwrap_or("?").to_string())
+            .collect();
+        let objects: Vec<T> = decode(
+            json!({ key: found }),
+            key,
+            &Method::GET,
+            &format!("{path} (all pages)"),
+        )?;
+        Ok(ids.into_iter().zip(objects).collect())
+    }
+
+    /// The one object named exactly `name` (checked here too: Octavia's next links drop
+    /// the filter, and a proxy may ignore it).
+    async fn find_by_name<T: DeserializeOwned + Named>(
         &self,
         collection: &str,
         key: &str,
         name: &str,
     ) -> Result<Option<T>, OpenStackError> {
-        let path = format!("/v2/lbaas/{collection}?name={}", query_escape(name));
-        let found: Vec<Value> = self.get(&path, key).await?;
-        // every object must decode (a malformed answer is a decode error, whatever its size)
-        let mut objects: Vec<T> = decode(
-            Value::Object(
-                [(key.to_string(), Value::Array(found.clone()))]
-                    .into_iter()
-                    .collect(),
-            ),
-            key,
-            &Method::GET,
-            &path,
-        )?;
+        let query = [("name".to_string(), name.to_string())];
+        let mut objects: Vec<(String, T)> = self.list(collection, key, &query).await?;
+        objects.retain(|(_, o)| o.name() == name);
         match objects.len() {
             0 => Ok(None),
-            1 => Ok(objects.pop()),
+            1 => Ok(objects.pop().map(|(_, o)| o)),
             count => Err(OpenStackError::Ambiguous {
-                url: path,
+                url: format!("/v2/lbaas/{collection}?name={name}"),
                 collection: collection.to_string(),
                 name: name.to_string(),
                 count,
-                ids: found
+                ids: objects
                     .iter()
-                    .map(|o| o["id"].as_str().unwrap_or("?").to_string())
+                    .map(|(id, _)| id.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
             }),
@@ -204,7 +237,8 @@ impl Octavia {
     }
 
     pub async fn list_load_balancers(&self) -> Result<Vec<LoadBalancer>, OpenStackError> {
-        self.get("/v2/lbaas/loadbalancers", "loadbalancers").await
+        let all = self.list("loadbalancers", "loadbalancers", &[]).await?;
+        Ok(all.into_iter().map(|(_, lb)| lb).collect())
     }
 
     pub async fn create_load_balancer(&self, body: Value) -> Result<LoadBalancer, OpenStackError> {
@@ -249,8 +283,10 @@ impl Octavia {
     }
 
     pub async fn members(&self, pool_id: &str) -> Result<Vec<Member>, OpenStackError> {
-        self.get(&format!("/v2/lbaas/pools/{pool_id}/members"), "members")
-            .await
+        let all = self
+            .list(&format!("pools/{pool_id}/members"), "members", &[])
+            .await?;
+        Ok(all.into_iter().map(|(_, member)| member).collect())
     }
 
     /// `PUT /v2/lbaas/pools/{id}/members`: the pool's members become exactly `members`

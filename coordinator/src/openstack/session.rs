@@ -80,6 +80,9 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 }
 
 impl Session {
+    /// Certificates are checked against the system's roots (rustls-native-certs: the
+    /// platform store, or `SSL_CERT_FILE`/`SSL_CERT_DIR` when set), so a private cloud's
+    /// CA installed there needs no `cacert`; a `cacert` is trusted besides them.
     pub fn new(cloud: CloudConfig, timeout: Duration) -> Result<Session, OpenStackError> {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
@@ -299,41 +302,53 @@ impl Session {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, OpenStackError> {
-        self.request_with(method, service_type, path, body, &[])
+        self.request_with(method, service_type, path, &[], body, &[])
             .await
     }
 
-    /// [`Session::request`] with extra headers (Nova's microversion).
+    /// [`Session::request`] with query parameters (escaped by reqwest) and extra headers
+    /// (Nova's microversion).
     pub async fn request_with(
         &self,
         method: Method,
         service_type: &str,
         path: &str,
+        query: &[(String, String)],
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<Value, OpenStackError> {
         let mut token = self.token(None).await?;
         let mut replayed = false;
         loop {
-            let url = format!("{}{}", self.endpoint_in(&token, service_type)?, path);
-            let mut request = self
+            let base = format!("{}{}", self.endpoint_in(&token, service_type)?, path);
+            let mut builder = self
                 .http
-                .request(method.clone(), &url)
+                .request(method.clone(), &base)
                 .header("X-Auth-Token", token.value.expose())
                 .header("Accept", "application/json");
+            if !query.is_empty() {
+                builder = builder.query(query);
+            }
             for (name, value) in headers {
-                request = request.header(*name, *value);
+                builder = builder.header(*name, *value);
             }
             if let Some(body) = body {
-                request = request.json(body);
+                builder = builder.json(body);
             }
+            let request = builder.build().map_err(|e| OpenStackError::Transport {
+                method: method.to_string(),
+                url: base.clone(),
+                timeout: false,
+                message: without_url(&e),
+            })?;
+            let url = request.url().to_string();
             let transport = |e: reqwest::Error| OpenStackError::Transport {
                 method: method.to_string(),
                 url: url.clone(),
                 timeout: e.is_timeout(),
                 message: without_url(&e),
             };
-            let response = request.send().await.map_err(transport)?;
+            let response = self.http.execute(request).await.map_err(transport)?;
             let status = response.status();
             let bytes = response.bytes().await.map_err(transport)?;
             if status == StatusCode::UNAUTHORIZED && !replayed {
@@ -360,9 +375,98 @@ impl Session {
             });
         }
     }
+
+    /// Every object of a paginated list: the `key` array of each page, following the
+    /// `{key}_links` `next` link until there is none. Only the link's query is taken (its
+    /// host and path are the API's own view, wrong behind a proxy), laid over `query`
+    /// (Octavia's links drop the filters). A link without a new marker, or more than
+    /// [`MAX_PAGES`] pages, is an error rather than a loop.
+    pub async fn list(
+        &self,
+        service_type: &str,
+        path: &str,
+        query: &[(String, String)],
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Vec<Value>, OpenStackError> {
+        let mut query = query.to_vec();
+        let mut items = Vec::new();
+        let mut markers = std::collections::BTreeSet::new();
+        for _ in 0..MAX_PAGES {
+            let mut page = self
+                .request_with(Method::GET, service_type, path, &query, None, headers)
+                .await?;
+            let failure = |message: String| OpenStackError::Decode {
+                method: "GET".into(),
+                url: page_url(path, &query),
+                message,
+            };
+            match page.get_mut(key).map(Value::take) {
+                Some(Value::Array(found)) => items.extend(found),
+                Some(_) => return Err(failure(format!("`{key}` is not a list"))),
+                None => return Err(failure(format!("no `{key}` in the answer"))),
+            }
+            let Some(href) = next_link(&page, key) else {
+                return Ok(items);
+            };
+            let link = reqwest::Url::parse("http://next.invalid/")
+                .and_then(|base| base.join(&href))
+                .map_err(|e| failure(format!("its next link {href:?} is not a URL: {e}")))?;
+            let mut marker = None;
+            for (name, value) in link.query_pairs() {
+                if name == "marker" {
+                    marker = Some(value.to_string());
+                }
+                query.retain(|(k, _)| *k != name);
+            }
+            query.extend(
+                link.query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned())),
+            );
+            match marker {
+                Some(marker) if markers.insert(marker.clone()) => {}
+                _ => {
+                    return Err(OpenStackError::Pagination {
+                        url: page_url(path, &query),
+                        message: format!("the next link {href:?} names no new marker"),
+                    })
+                }
+            }
+        }
+        Err(OpenStackError::Pagination {
+            url: page_url(path, &query),
+            message: format!("more than {MAX_PAGES} pages; not following further"),
+        })
+    }
 }
 
-/// reqwest errors print their URL; ours already name it.
+/// Pages [`Session::list`] follows before giving up (1000 objects a page by default in
+/// Nova and Octavia: a million objects).
+pub const MAX_PAGES: usize = 1000;
+
+/// The `href` of the `next` link among `{key}_links`.
+fn next_link(page: &Value, key: &str) -> Option<String> {
+    page.get(format!("{key}_links"))?
+        .as_array()?
+        .iter()
+        .find(|link| link.get("rel").and_then(Value::as_str) == Some("next"))?
+        .get("href")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// `path?query` for errors (escaped as sent).
+fn page_url(path: &str, query: &[(String, String)]) -> String {
+    let mut url = reqwest::Url::parse("http://x.invalid/").expect("a constant URL");
+    url.query_pairs_mut().extend_pairs(query);
+    match url.query() {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_string(),
+    }
+}
+
+/// reqwest errors print their URL; ours already name it. A certificate refused gets
+/// the ways to trust it.
 fn without_url(error: &reqwest::Error) -> String {
     let mut message = error.to_string();
     if let Some(url) = error.url() {
@@ -373,6 +477,11 @@ fn without_url(error: &reqwest::Error) -> String {
         message.push_str(": ");
         message.push_str(&inner.to_string());
         source = inner.source();
+    }
+    if message.contains("invalid peer certificate") {
+        message.push_str(
+            " (the server's certificate is not trusted: install its CA in the system store, or name it as cacert in clouds.yaml)",
+        );
     }
     message
 }

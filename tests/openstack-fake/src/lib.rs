@@ -1,7 +1,8 @@
 //! An in-process fake of the OpenStack APIs Triad uses: Keystone v3 tokens and catalog,
 //! Octavia v2 (load balancers, listeners, pools, health monitors, members with the batch
 //! update) and the Nova calls autoscaling needs (servers create/get/list by tag/delete,
-//! server groups). HTTP on 127.0.0.1:0 (axum), one process-local state.
+//! server groups). HTTP on 127.0.0.1:0 (axum), or HTTPS with a given certificate
+//! ([`FakeCloud::start_https`]), one process-local state.
 //!
 //! It models the real APIs' behaviour, failures included (shared/reference/openstack.md):
 //! - Keystone: 201 with the token in `X-Subject-Token`, `expires_at`, a catalog with
@@ -21,6 +22,12 @@
 //!   most 65535 characters, networks must exist, tags follow Nova's rules (no '/' or
 //!   ','; at most 60 characters); a build can be made to go to ERROR (with a fault) or to
 //!   hang in BUILD ([`FakeCloud::fail_next_build`]).
+//! - Pagination ([`FakeOptions::page_size`]): lists honour `limit` and `marker` (an unknown
+//!   marker is a 400) and answer at most a page; a full page carries a `next` link with
+//!   the last id as marker, so the last full page is followed by an empty one. Nova's
+//!   `servers_links`/`flavors_links` keep the request's filters; Octavia's
+//!   `<collection>_links` keep only `limit` and `marker` (and add `previous`), as
+//!   Octavia's do. Server groups page by `limit`/`offset` without links, as in Nova.
 //! - Fault injection ([`Fault`]): a status code (5xx), a delay (client timeouts) or a body
 //!   that is not JSON, for requests matching a method and path fragment, a given number
 //!   of times.
@@ -58,6 +65,10 @@ pub struct FakeOptions {
     pub pending_polls: u32,
     /// GETs of a server before BUILD turns ACTIVE.
     pub build_polls: u32,
+    /// Most objects a list answers at once (Nova's `[api] max_limit` and Octavia's
+    /// `[api_settings] pagination_max_limit`, both 1000 by default); a smaller `limit`
+    /// is honoured.
+    pub page_size: usize,
 }
 
 impl Default for FakeOptions {
@@ -71,6 +82,7 @@ impl Default for FakeOptions {
             token_lifetime: Duration::from_secs(3600),
             pending_polls: 2,
             build_polls: 2,
+            page_size: 1000,
         }
     }
 }
@@ -211,24 +223,91 @@ fn unauthorized() -> Response {
     )
 }
 
+/// TLS on the fake's listener: each accepted connection's handshake (bounded), failed
+/// ones dropped (a client refusing the certificate).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let handshake = self.acceptor.accept(stream);
+            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
 impl FakeCloud {
     pub async fn start(options: FakeOptions) -> FakeCloud {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fake cloud on 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
+        let (shared, app) = FakeCloud::app(options, format!("http://{addr}"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeCloud { addr, shared, task }
+    }
+
+    /// The fake over HTTPS at `https://127.0.0.1:PORT` with this certificate chain and
+    /// key (PEM; the certificate must name IP 127.0.0.1).
+    pub async fn start_https(options: FakeOptions, chain_pem: &str, key_pem: &str) -> FakeCloud {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("a PEM certificate chain");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PEM private key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the certificate and key match");
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake cloud on 127.0.0.1");
+        let addr = tcp.local_addr().expect("local addr");
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        let (shared, app) = FakeCloud::app(options, format!("https://{addr}"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeCloud { addr, shared, task }
+    }
+
+    fn app(options: FakeOptions, base: String) -> (Arc<Shared>, axum::Router) {
         let shared = Arc::new(Shared {
             options,
-            base: format!("http://{addr}"),
+            base,
             store: Mutex::new(Store::default()),
         });
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeCloud { addr, shared, task }
+        (shared, app)
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -334,6 +413,8 @@ impl FakeCloud {
             id.clone(),
             json!({"id": id, "name": name, "status": "ACTIVE", "tags": tags, "metadata": {},
                    "created": now, "updated": now, "addresses": {}, "OS-EXT-STS:task_state": null,
+                   "image": "", "flavor": {"original_name": "m1.small", "vcpus": 2, "ram": 4096,
+                   "disk": 20, "ephemeral": 0, "swap": 0, "extra_specs": {}},
                    "links": [], "fake:address": "10.0.1.250"}),
         );
         id
@@ -426,6 +507,18 @@ async fn handle(
         status: response.status().as_u16(),
     });
     response
+}
+
+/// Percent-encoding of a query value in a link.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 fn percent_decode(text: &str) -> String {
@@ -825,7 +918,90 @@ fn octavia(
     result.unwrap_or_else(|response| response)
 }
 
+/// One page of a list: its objects and the `limit` it was cut at.
+struct Page {
+    items: Vec<Value>,
+    limit: usize,
+}
+
+/// The page of `items` (filtered, in id order) that `limit` and `marker` ask for, at most
+/// `page_size` long; `known` says whether a marker names an object of the collection.
+/// The error is the message of the API's 400.
+fn page_of(
+    items: Vec<Value>,
+    known: impl Fn(&str) -> bool,
+    query: &BTreeMap<String, String>,
+    page_size: usize,
+) -> Result<Page, String> {
+    let limit = match query.get("limit") {
+        None => page_size,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) => limit.min(page_size),
+            Err(_) => {
+                return Err(format!(
+                    "Invalid input for field/attribute limit. Value: '{text}'."
+                ))
+            }
+        },
+    };
+    let after = match query.get("marker") {
+        Some(marker) if !known(marker) => return Err(format!("marker [{marker}] not found")),
+        marker => marker.cloned(),
+    };
+    let items = items
+        .into_iter()
+        .filter(|o| {
+            after
+                .as_deref()
+                .is_none_or(|m| o["id"].as_str().is_some_and(|id| id > m))
+        })
+        .take(limit)
+        .collect();
+    Ok(Page { items, limit })
+}
+
+/// An Octavia list answer: `{key: [...], "{key}_links": [...]}` with Octavia's links,
+/// which carry only `limit` and `marker` (the request's filters are dropped).
+fn octavia_page(
+    shared: &Shared,
+    rest: &[&str],
+    items: Vec<Value>,
+    known: impl Fn(&str) -> bool,
+    key: &str,
+    query: &BTreeMap<String, String>,
+) -> Response {
+    let page = match page_of(items, known, query, shared.options.page_size) {
+        Ok(page) => page,
+        Err(message) => return fault_body(StatusCode::BAD_REQUEST, &message),
+    };
+    let here = format!("{}/load-balancer/v2/lbaas/{}", shared.base, rest.join("/"));
+    let mut links = Vec::new();
+    if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
+        let limit = page.limit;
+        if query.contains_key("marker") {
+            let href = format!(
+                "{here}?limit={limit}&marker={}&page_reverse=True",
+                percent_encode(first["id"].as_str().unwrap_or_default())
+            );
+            links.push(json!({"rel": "previous", "href": href}));
+        }
+        if page.items.len() >= limit {
+            let href = format!(
+                "{here}?limit={limit}&marker={}",
+                percent_encode(last["id"].as_str().unwrap_or_default())
+            );
+            links.push(json!({"rel": "next", "href": href}));
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        json!({ key: page.items, format!("{key}_links"): links }),
+    )
+}
+
 fn list(
+    shared: &Shared,
+    rest: &[&str],
     collection: &BTreeMap<String, Value>,
     key: &str,
     query: &BTreeMap<String, String>,
@@ -835,10 +1011,50 @@ fn list(
         .filter(|o| matches_query(o, query))
         .cloned()
         .collect();
-    json_response(
-        StatusCode::OK,
-        json!({ key: items, format!("{key}_links"): [] }),
+    octavia_page(
+        shared,
+        rest,
+        items,
+        |id| collection.contains_key(id),
+        key,
+        query,
     )
+}
+
+/// A Nova list answer: `{key: [...]}` and, when the page is full, `{key}_links` with a
+/// `next` link that keeps the request's parameters and sets `marker`.
+fn nova_page(
+    shared: &Shared,
+    rest: &[&str],
+    items: Vec<Value>,
+    known: impl Fn(&str) -> bool,
+    key: &str,
+    query: &BTreeMap<String, String>,
+) -> Response {
+    let page = match page_of(items, known, query, shared.options.page_size) {
+        Ok(page) => page,
+        Err(message) => return nova_error(StatusCode::BAD_REQUEST, "badRequest", &message),
+    };
+    let mut body = json!({ key: page.items });
+    if let Some(last) = page.items.last().filter(|_| page.items.len() == page.limit) {
+        let mut params: Vec<String> = query
+            .iter()
+            .filter(|(k, _)| k.as_str() != "marker")
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect();
+        params.push(format!(
+            "marker={}",
+            percent_encode(last["id"].as_str().unwrap_or_default())
+        ));
+        let href = format!(
+            "{}/compute/v2.1/{}?{}",
+            shared.base,
+            rest.join("/"),
+            params.join("&")
+        );
+        body[format!("{key}_links")] = json!([{"rel": "next", "href": href}]);
+    }
+    json_response(StatusCode::OK, body)
 }
 
 fn octavia_inner(
@@ -863,7 +1079,13 @@ fn octavia_inner(
             for id in ids {
                 poll_lb(store, &id);
             }
-            Ok(list(&store.load_balancers, "loadbalancers", query))
+            Ok(list(
+                shared,
+                rest,
+                &store.load_balancers,
+                "loadbalancers",
+                query,
+            ))
         }
         (Method::GET, ["loadbalancers", id]) => {
             poll_lb(store, id);
@@ -947,7 +1169,9 @@ fn octavia_inner(
             store.pending.remove(*id);
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        (Method::GET, ["listeners"]) => Ok(list(&store.listeners, "listeners", query)),
+        (Method::GET, ["listeners"]) => {
+            Ok(list(shared, rest, &store.listeners, "listeners", query))
+        }
         (Method::GET, ["listeners", id]) => {
             let listener = store
                 .listeners
@@ -1000,7 +1224,7 @@ fn octavia_inner(
                 json!({"listener": listener}),
             ))
         }
-        (Method::GET, ["pools"]) => Ok(list(&store.pools, "pools", query)),
+        (Method::GET, ["pools"]) => Ok(list(shared, rest, &store.pools, "pools", query)),
         (Method::GET, ["pools", id]) => {
             let pool = store.pools.get(*id).ok_or_else(|| not_found("Pool", id))?;
             Ok(json_response(StatusCode::OK, json!({"pool": pool})))
@@ -1072,7 +1296,9 @@ fn octavia_inner(
             store.members.insert(id, Vec::new());
             Ok(json_response(StatusCode::CREATED, json!({"pool": pool})))
         }
-        (Method::GET, ["healthmonitors"]) => Ok(list(&store.monitors, "healthmonitors", query)),
+        (Method::GET, ["healthmonitors"]) => {
+            Ok(list(shared, rest, &store.monitors, "healthmonitors", query))
+        }
         (Method::POST, ["healthmonitors"]) => {
             let request = required(&body, "healthmonitor")?;
             let pool_id = required(request, "pool_id")?
@@ -1135,9 +1361,13 @@ fn octavia_inner(
                 .filter(|m| matches_query(m, query))
                 .cloned()
                 .collect();
-            Ok(json_response(
-                StatusCode::OK,
-                json!({"members": items, "members_links": []}),
+            Ok(octavia_page(
+                shared,
+                rest,
+                items,
+                |id| members.iter().any(|m| m["id"] == json!(id)),
+                "members",
+                query,
             ))
         }
         (Method::GET, ["pools", pool_id, "members", member_id]) => {
@@ -1519,7 +1749,14 @@ fn nova(
                     }
                 })
                 .collect();
-            json_response(StatusCode::OK, json!({"servers": servers}))
+            nova_page(
+                shared,
+                rest,
+                servers,
+                |id| store.servers.contains_key(id),
+                "servers",
+                query,
+            )
         }
         (Method::GET, ["servers", id]) => {
             poll_server(store, id);
@@ -1591,7 +1828,29 @@ fn nova(
             json_response(StatusCode::OK, json!({"server_group": group}))
         }
         (Method::GET, ["os-server-groups"]) => {
-            let groups: Vec<Value> = store.server_groups.values().cloned().collect();
+            // Nova's `common.limited`: `offset`, then at most min(limit, max_limit); no links
+            let number = |key: &str, default: usize| match query.get(key) {
+                None => Ok(default),
+                Some(text) => text.parse::<usize>().map_err(|_| {
+                    nova_error(
+                        StatusCode::BAD_REQUEST,
+                        "badRequest",
+                        &format!("Invalid input for query parameters {key}. Value: {text}."),
+                    )
+                }),
+            };
+            let page_size = shared.options.page_size;
+            let (offset, limit) = match (number("offset", 0), number("limit", page_size)) {
+                (Ok(offset), Ok(limit)) => (offset, limit.min(page_size)),
+                (Err(response), _) | (_, Err(response)) => return response,
+            };
+            let groups: Vec<Value> = store
+                .server_groups
+                .values()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect();
             json_response(StatusCode::OK, json!({"server_groups": groups}))
         }
         (Method::GET, ["os-server-groups", id]) => match store.server_groups.get(*id) {
@@ -1604,12 +1863,22 @@ fn nova(
             }
             StatusCode::NO_CONTENT.into_response()
         }
-        (Method::GET, ["flavors", "detail"]) | (Method::GET, ["flavors"]) => json_response(
-            StatusCode::OK,
-            json!({"flavors": [{"id": "m1.small", "name": "m1.small", "vcpus": 2, "ram": 4096, "disk": 20,
-                                 "links": [], "OS-FLV-EXT-DATA:ephemeral": 0, "swap": "", "rxtx_factor": 1.0,
-                                 "os-flavor-access:is_public": true, "OS-FLV-DISABLED:disabled": false}]}),
-        ),
+        (Method::GET, ["flavors", "detail"]) | (Method::GET, ["flavors"]) => {
+            let flavors = FLAVORS
+                .iter()
+                .map(|name| json!({"id": name, "name": name, "vcpus": 2, "ram": 4096, "disk": 20,
+                                   "links": [], "OS-FLV-EXT-DATA:ephemeral": 0, "swap": "", "rxtx_factor": 1.0,
+                                   "os-flavor-access:is_public": true, "OS-FLV-DISABLED:disabled": false}))
+                .collect();
+            nova_page(
+                shared,
+                rest,
+                flavors,
+                |id| FLAVORS.contains(&id),
+                "flavors",
+                query,
+            )
+        }
         _ => nova_error(
             StatusCode::NOT_FOUND,
             "itemNotFound",
@@ -1707,6 +1976,10 @@ fn public_server(server: &Value) -> Value {
     map.remove("fake:address");
     Value::Object(map)
 }
+
+/// The fake cloud's flavors, in id order (m1.small last, so with a small page size a
+/// client finds it only past the first page).
+pub const FLAVORS: [&str; 4] = ["m1.large", "m1.medium", "m1.micro", "m1.small"];
 
 /// The one Neutron network of the fake cloud.
 pub const NETWORK_ID: &str = "9a4b5c6d-0000-4000-8000-000000000002";
