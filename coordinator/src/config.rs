@@ -12,8 +12,14 @@ use triad_daemon::config::{
 };
 use triad_proto::ports;
 
+#[cfg(test)]
+mod shipped;
+
 pub const DEFAULT_PATH: &str = "/etc/triad/coordinator.toml";
 
+/// The file as written. Every key of it and of the structs below (`[balancer]`, `[autoscale]`
+/// included) is documented in packaging/coordinator/coordinator.toml: `config::shipped`'s
+/// tests read the keys from these structs and fail on one the file lacks.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCoordinatorConfig {

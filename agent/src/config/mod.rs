@@ -20,6 +20,8 @@ use crate::readiness::ReadinessCheck;
 use services::{resolve_apache, resolve_galera, resolve_gluster, resolve_mount};
 
 mod services;
+#[cfg(test)]
+mod shipped;
 use triad_cluster::membership::GossipSettings;
 use triad_cluster::settings::{resolve_gossip, RawGossip};
 pub use triad_daemon::config::ConfigError;
@@ -30,6 +32,9 @@ use triad_daemon::config::{
 
 pub const DEFAULT_PATH: &str = "/etc/triad/agent.toml";
 
+/// The file as written. Every key of it and of the structs below is documented in
+/// packaging/agent/agent.toml: `config::shipped`'s tests read the keys from these structs and
+/// fail on one the file lacks.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgentConfig {
