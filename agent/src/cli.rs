@@ -88,26 +88,13 @@ mod tests {
     use crate::config::AgentConfig;
     use std::path::Path;
     use std::time::Duration;
+    use triad_daemon::shipped::uncomment_examples;
     use triad_daemon::unconfigured::{
         is_unconfigured, load_config, wait_until_configured, ConfigState,
     };
 
     /// The default configuration the package installs as /etc/triad/agent.toml.
     const SHIPPED: &str = include_str!("../../packaging/agent/agent.toml");
-
-    /// Uncomments the example settings of a shipped file: lines `#key = ...` and `#[table]`
-    /// (a `#` directly followed by the setting); prose stays behind `# ` or `## `.
-    pub(crate) fn uncomment_examples(text: &str) -> String {
-        text.lines()
-            .map(|line| match line.strip_prefix('#') {
-                Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => {
-                    rest
-                }
-                _ => line,
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
 
     #[test]
     fn shipped_agent_default_is_unconfigured_and_its_example_is_valid() {

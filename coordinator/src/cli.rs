@@ -51,6 +51,7 @@ impl triad_daemon::lifecycle::DaemonConfig for crate::config::CoordinatorConfig 
 mod tests {
     use std::path::Path;
 
+    use triad_daemon::shipped::uncomment_examples;
     use triad_daemon::unconfigured::{is_unconfigured, load_config, ConfigState};
 
     use super::*;
@@ -58,18 +59,6 @@ mod tests {
 
     /// The default configuration the package installs as /etc/triad/coordinator.toml.
     const SHIPPED: &str = include_str!("../../packaging/coordinator/coordinator.toml");
-
-    fn uncomment_examples(text: &str) -> String {
-        text.lines()
-            .map(|line| match line.strip_prefix('#') {
-                Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => {
-                    rest
-                }
-                _ => line,
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
 
     #[test]
     fn shipped_coordinator_default_is_unconfigured_and_its_example_is_valid() {

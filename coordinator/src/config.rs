@@ -12,8 +12,14 @@ use triad_daemon::config::{
 };
 use triad_proto::ports;
 
+#[cfg(test)]
+mod shipped;
+
 pub const DEFAULT_PATH: &str = "/etc/triad/coordinator.toml";
 
+/// The file as written. Every key of it and of the structs below (`[balancer]`, `[autoscale]`
+/// included) is documented in packaging/coordinator/coordinator.toml: `config::shipped`'s
+/// tests read the keys from these structs and fail on one the file lacks.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCoordinatorConfig {
@@ -553,10 +559,32 @@ insecure = true
                 "apt_source",
                 "apt_key_file",
                 "package_url",
+                "pki_dir",
                 "bogus",
             ],
         ),
     ];
+
+    /// The fuzzed documents use every key the parser accepts (`[tls]`'s files aside: the
+    /// documents run in plaintext), so a key added to a `Raw*` struct is fuzzed too.
+    #[test]
+    fn schema_lists_every_accepted_key() {
+        let listed: std::collections::BTreeSet<String> = SCHEMA
+            .iter()
+            .flat_map(|(table, keys)| {
+                let table = table.trim_start_matches('!');
+                keys.iter()
+                    .map(move |key| format!("{table}.{}", key.trim_start_matches('!')))
+            })
+            .collect();
+        let accepted = triad_daemon::shipped::accepted_keys::<RawCoordinatorConfig>().unwrap();
+        let missing: Vec<&String> = accepted
+            .iter()
+            .filter(|key| !listed.contains(*key))
+            .filter(|key| !["tls.ca", "tls.cert", "tls.key"].contains(&key.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "SCHEMA lacks {missing:?}");
+    }
 
     /// Valid values for each key (ranges the resolvers accept, mostly).
     fn good(table: &str, key: &str) -> BoxedStrategy<String> {

@@ -6,8 +6,9 @@
 //! (notify, watchdog), `telemetry` (tracing to the journal or stderr), `fs` (writes that
 //! survive a power cut), `pki` (the cluster CA and the certificates it signs, for
 //! `triadctl pki` and the autoscaler's new nodes), `unconfigured` (the shipped all-commented
-//! config's wait), `lifecycle` (both daemons' `main`: config load, `validate-config`, signals,
-//! the gRPC port, readiness, the SIGHUP re-read).
+//! config's wait), `shipped` (the shipped configs against their parsers' keys, for the
+//! tests), `lifecycle` (both daemons' `main`: config load, `validate-config`, signals, the
+//! gRPC port, readiness, the SIGHUP re-read).
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod fs;
 pub mod lifecycle;
 pub mod pki;
+pub mod shipped;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;

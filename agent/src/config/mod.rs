@@ -20,6 +20,8 @@ use crate::readiness::ReadinessCheck;
 use services::{resolve_apache, resolve_galera, resolve_gluster, resolve_mount};
 
 mod services;
+#[cfg(test)]
+mod shipped;
 use triad_cluster::membership::GossipSettings;
 use triad_cluster::settings::{resolve_gossip, RawGossip};
 pub use triad_daemon::config::ConfigError;
@@ -30,6 +32,9 @@ use triad_daemon::config::{
 
 pub const DEFAULT_PATH: &str = "/etc/triad/agent.toml";
 
+/// The file as written. Every key of it and of the structs below is documented in
+/// packaging/agent/agent.toml: `config::shipped`'s tests read the keys from these structs and
+/// fail on one the file lacks.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgentConfig {
@@ -512,6 +517,7 @@ insecure = true
                 "unit",
                 "start_backoff",
                 "monitor_user",
+                "tls",
                 "bogus",
             ],
         ),
@@ -537,11 +543,35 @@ insecure = true
                 "docroot",
                 "allow_non_empty",
                 "probe_timeout",
+                "stale_after",
                 "bogus",
             ],
         ),
+        // plaintext: the certificate files would have to exist for the agent to start,
+        // and without [tls] every document stops at `tls` before the services' sections
+        ("tls", &["!insecure", "bogus"]),
         ("php", &["bogus"]),
     ];
+
+    /// The fuzzed documents use every key the parser accepts (`[tls]`'s files aside), so a
+    /// key added to a `Raw*` struct is fuzzed too.
+    #[test]
+    fn agent_schema_lists_every_accepted_key() {
+        let listed: std::collections::BTreeSet<String> = AGENT_SCHEMA
+            .iter()
+            .flat_map(|(table, keys)| {
+                keys.iter()
+                    .map(move |key| format!("{table}.{}", key.trim_start_matches('!')))
+            })
+            .collect();
+        let accepted = triad_daemon::shipped::accepted_keys::<RawAgentConfig>().unwrap();
+        let missing: Vec<&String> = accepted
+            .iter()
+            .filter(|key| !listed.contains(*key))
+            .filter(|key| !["tls.ca", "tls.cert", "tls.key"].contains(&key.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "AGENT_SCHEMA lacks {missing:?}");
+    }
 
     /// A valid value for the keys whose shape the resolver checks, so the documents get
     /// past the first check and reach the later ones.
@@ -571,8 +601,8 @@ insecure = true
             "listen" | "advertise" => any::<std::net::SocketAddrV4>()
                 .prop_map(|a| toml_string(&a.to_string()))
                 .boxed(),
-            "interval" | "heartbeat_interval" | "probe_timeout" | "start_backoff"
-            | "dead_node_grace" => prop_oneof![
+            "interval" | "heartbeat_interval" | "probe_timeout" | "stale_after"
+            | "start_backoff" | "dead_node_grace" => prop_oneof![
                 // humantime accepts up to u64::MAX seconds: no timer can hold that
                 9 => (10u64..=10_000).prop_map(|ms| toml_string(&format!("{ms}ms"))),
                 1 => any::<u64>().prop_map(|s| toml_string(&format!("{s}s"))),
@@ -605,9 +635,10 @@ insecure = true
                     )
                 })
                 .boxed(),
-            "managed" | "configure" | "allow_non_empty" => {
+            "managed" | "configure" | "allow_non_empty" | "tls" => {
                 any::<bool>().prop_map(|b| b.to_string()).boxed()
             }
+            "insecure" => Just("true".to_string()).boxed(),
             "port" => any::<u16>().prop_map(|p| p.to_string()).boxed(),
             "volume" | "monitor_user" => {
                 "[A-Za-z0-9_-]{1,40}".prop_map(|t| toml_string(&t)).boxed()

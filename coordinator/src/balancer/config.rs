@@ -35,12 +35,14 @@
 //!
 //! It is parsed strictly as part of the coordinator's file (unknown keys rejected with
 //! file:line:column); [`BalancerConfig::load`] reads just this section for the binary.
+//! packaging/coordinator/coordinator.toml documents every key with its default (its tests,
+//! `config::shipped`, fail on a key missing there).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use triad_daemon::config::{duration_key as duration, load_toml, ConfigError};
+use triad_daemon::config::{duration_key as duration, load_toml, parse_toml, ConfigError};
 
 use super::haproxy::HaproxySettings;
 use super::octavia::{MonitorSettings, OctaviaSettings};
@@ -127,6 +129,12 @@ impl BalancerConfig {
     /// main config's business and were validated there).
     pub fn load(path: &Path) -> Result<BalancerConfig, ConfigError> {
         let raw: OnlyBalancer = load_toml(path)?;
+        resolve(path, raw.balancer.as_ref())
+    }
+
+    /// [`BalancerConfig::load`] on text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<BalancerConfig, ConfigError> {
+        let raw: OnlyBalancer = parse_toml(path, text)?;
         resolve(path, raw.balancer.as_ref())
     }
 }
@@ -315,8 +323,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn parse(text: &str) -> Result<BalancerConfig, ConfigError> {
-        let raw: OnlyBalancer = triad_daemon::config::parse_toml(Path::new("c.toml"), text)?;
-        resolve(Path::new("c.toml"), raw.balancer.as_ref())
+        BalancerConfig::parse(Path::new("c.toml"), text)
     }
 
     #[test]
