@@ -20,6 +20,7 @@ use super::host::{GaleraHost, HostError};
 use super::tls::TlsInstall;
 use super::{
     best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
+    OUTSIDE_LIMIT,
 };
 use crate::state::AgentState;
 
@@ -66,6 +67,8 @@ struct Memory {
     read_run: Option<String>,
     /// The node left the cluster (scale-in): mysqld stays stopped for this agent's life.
     left: bool,
+    /// Since when mysqld has run outside a Primary component that a live peer is in.
+    outside_since: Option<Instant>,
 }
 
 pub struct GaleraDriver {
@@ -240,6 +243,14 @@ impl GaleraDriver {
             tracing::info!(node = %self.node_id, "another node is joining the Primary component first; waiting for its turn");
             memory.waiting_for_turn_since = Some(Instant::now());
         }
+        let outside = unit == UnitState::Active
+            && gossip.peer_component
+            && matches!(&status, Some(s) if s.wsrep_on && s.cluster_status != "Primary");
+        if !outside {
+            memory.outside_since = None;
+        } else if memory.outside_since.is_none() {
+            memory.outside_since = Some(Instant::now());
+        }
         Observed {
             unit,
             status,
@@ -253,6 +264,7 @@ impl GaleraDriver {
             coordinator_action: memory.coordinator_action,
             last_start: memory.last_start,
             ahead: memory.ahead,
+            outside_since: memory.outside_since,
         }
     }
 
@@ -355,6 +367,11 @@ impl GaleraDriver {
                     // handed over once: the next stop needs a fresh recovery
                     memory.recovered = None;
                     self.host.start().await
+                }
+                Action::StopOutside => {
+                    tracing::warn!(node = %self.node_id, "mysqld has run outside the Primary component of its peers for {OUTSIDE_LIMIT:?}: stopping it to rejoin");
+                    memory.outside_since = None;
+                    self.host.stop().await
                 }
                 Action::StopStandalone | Action::StopAhead => self.host.stop().await,
             };

@@ -178,7 +178,17 @@ pub struct Observed {
     pub last_start: Option<Instant>,
     /// mysqld's last run aborted with `Reversing history` (see [`ReversingHistory`]).
     pub ahead: Option<ReversingHistory>,
+    /// Since when mysqld has been running outside a Primary component while a live peer is
+    /// in one (gossip).
+    pub outside_since: Option<Instant>,
 }
+
+/// How long a running mysqld may stay outside a Primary component that its live peers are
+/// in before it is stopped to rejoin. Why: a join that fails in gcs (measured on the lab
+/// after a full outage: "Initialized/Disconnected" with a final non-primary view) leaves
+/// mysqld running but never joining, and nothing else restarts it; a node that merely
+/// reconnects after a short cut merges within seconds.
+pub const OUTSIDE_LIMIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -192,6 +202,9 @@ pub enum Action {
     /// The node is ahead of the Primary component and systemd's `Restart=` keeps starting
     /// it into the same abort: stop it, keep its data, leave the decision to an operator.
     StopAhead,
+    /// mysqld has run outside the Primary component its peers are in for
+    /// [`OUTSIDE_LIMIT`]: stop it; it then rejoins like any stopped node (IST or SST).
+    StopOutside,
 }
 
 /// The state word published in gossip.
@@ -251,7 +264,13 @@ pub fn plan(observed: &Observed, settings: &GaleraSettings, now: Instant) -> Vec
         || observed
             .waiting_for_turn_since
             .is_some_and(|since| now.saturating_duration_since(since) >= JOIN_SETTLE);
+    let outside_too_long = observed
+        .outside_since
+        .is_some_and(|since| now.saturating_duration_since(since) >= OUTSIDE_LIMIT);
     match observed.unit {
+        UnitState::Active if observed.peer_primary && outside_too_long => {
+            vec![Action::StopOutside]
+        }
         UnitState::Failed => vec![Action::ResetFailed],
         UnitState::Inactive
             if observed.peer_primary && observed.has_peers && backoff_over && turn =>
@@ -334,6 +353,7 @@ mod tests {
             coordinator_action: false,
             last_start: None,
             ahead: None,
+            outside_since: None,
         }
     }
 
@@ -388,6 +408,36 @@ mod tests {
         });
         assert!(plan(&donor, &settings, Instant::now()).is_empty());
         assert_eq!(derive_state(&donor), GaleraState::Donor);
+    }
+
+    #[test]
+    fn a_mysqld_left_outside_its_peers_primary_is_stopped_after_the_limit() {
+        let settings = GaleraSettings::defaults("c");
+        let now = Instant::now();
+        let mut obs = observed(UnitState::Active);
+        obs.status = Some(WsrepStatus {
+            cluster_status: "Disconnected".into(),
+            local_state_comment: "Initialized".into(),
+            ..synced()
+        });
+        obs.peer_primary = true;
+        obs.outside_since = Some(now);
+        assert!(
+            plan(&obs, &settings, now + OUTSIDE_LIMIT / 2).is_empty(),
+            "a reconnecting node gets time to merge"
+        );
+        assert_eq!(
+            plan(&obs, &settings, now + OUTSIDE_LIMIT),
+            vec![Action::StopOutside]
+        );
+        // no live peer in a component (a cut-off node, a full outage): left to the
+        // coordinator's recovery, never stopped here
+        obs.peer_primary = false;
+        assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+        // the coordinator is acting on this node
+        obs.peer_primary = true;
+        obs.coordinator_action = true;
+        assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
     }
 
     #[test]
