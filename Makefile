@@ -46,7 +46,7 @@ deb:
 	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator -p triadctl -p triad-gen-assets --bins
 	rm -rf target/release/assets
 	target/release/triad-gen-assets target/release/assets
-	gzip -9nfk target/release/assets/man/*.[18]
+	gzip -9nfk target/release/assets/man/*.[158]
 	$(CARGO) deb -p triad-agent --no-build --dbgsym
 	$(CARGO) deb -p triad-coordinator --no-build --dbgsym
 	$(CARGO) deb -p triadctl --no-build --dbgsym

@@ -16,6 +16,8 @@ use triad_proto::ports;
 mod shipped;
 
 pub const DEFAULT_PATH: &str = "/etc/triad/coordinator.toml";
+/// `coordinator.state_dir` unless set (the unit's StateDirectory).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/triad-coordinator";
 
 /// The file as written. Every key of it and of the structs below (`[balancer]`, `[autoscale]`
 /// included) is documented in packaging/coordinator/coordinator.toml: `config::shipped`'s
@@ -311,7 +313,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         state_dir: raw
             .coordinator
             .state_dir
-            .unwrap_or_else(|| "/var/lib/triad-coordinator".to_string())
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string())
             .into(),
         galera_recovery: raw.galera.recovery.unwrap_or(true),
         galera_grace,

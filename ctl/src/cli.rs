@@ -6,11 +6,34 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// The exit codes, the same for every command (also in the man page).
-pub const EXIT_STATUS: &str = "Exit status: 0 done (status: every node live and ready); \
-1 refused by the coordinator or a check (status: the cluster is degraded); 2 could not ask \
-(the coordinator unreachable or silent within --timeout, bad TLS arguments, a file that \
-cannot be written).";
+/// Refused (by the coordinator, or by a check such as an existing file), or degraded.
+pub const EXIT_REFUSED: u8 = 1;
+/// Could not ask: nothing was decided.
+pub const EXIT_COULD_NOT_ASK: u8 = 2;
+
+/// The exit codes, the same for every command (docs/status.md); `--help` and the man pages
+/// show them.
+pub const EXIT_CODES: [(u8, &str); 3] = [
+    (0, "done (status: every node live and ready)"),
+    (
+        EXIT_REFUSED,
+        "refused by the coordinator or a check (status: the cluster is degraded)",
+    ),
+    (
+        EXIT_COULD_NOT_ASK,
+        "could not ask (the coordinator unreachable or silent within --timeout, bad TLS \
+         arguments, a file that cannot be written)",
+    ),
+];
+
+/// `--help`'s last line: [`EXIT_CODES`] in one sentence.
+pub fn exit_status_help() -> String {
+    let codes: Vec<String> = EXIT_CODES
+        .iter()
+        .map(|(code, meaning)| format!("{code} {meaning}"))
+        .collect();
+    format!("Exit status: {}.", codes.join("; "))
+}
 
 /// Operate a Triad cluster through its coordinator.
 #[derive(Debug, Parser)]
@@ -18,7 +41,7 @@ cannot be written).";
     name = "triadctl",
     version,
     about = "Operate a Triad cluster through its coordinator",
-    after_help = EXIT_STATUS
+    after_help = exit_status_help()
 )]
 pub struct CtlCli {
     /// The coordinator's gRPC endpoint.
@@ -155,5 +178,11 @@ mod tests {
             }
         ));
         assert_eq!(ctl.timeout, Duration::from_secs(5));
+        // `--help` ends with the exit codes (the man pages show them as EXIT STATUS instead)
+        assert_eq!(
+            ctl_command().get_after_help().map(ToString::to_string),
+            Some(exit_status_help())
+        );
+        assert!(exit_status_help().starts_with("Exit status: 0 done (status: "));
     }
 }

@@ -1,9 +1,6 @@
 //! `triadctl`: the operator's CLI.
 //!
-//! Exit codes, the same for every command: 0 done (for `status`: every node live and
-//! ready), 1 refused by the coordinator or by a check (for `status`: the cluster is
-//! degraded), 2 could not ask (the coordinator unreachable or not answering in time, bad
-//! TLS arguments, a file that cannot be written).
+//! Exit codes, the same for every command: `triadctl::cli::EXIT_CODES`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,13 +10,11 @@ use triad_daemon::pki;
 use triad_daemon::tls::PeerRole;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
-use triadctl::cli::{CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole};
+use triadctl::cli::{
+    CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole, EXIT_COULD_NOT_ASK,
+    EXIT_REFUSED,
+};
 use triadctl::report::StatusReport;
-
-/// Refused (by the coordinator, or by a check such as an existing file), or degraded.
-const EXIT_REFUSED: u8 = 1;
-/// Could not ask: nothing was decided.
-const EXIT_COULD_NOT_ASK: u8 = 2;
 
 /// Why a call did not succeed, which decides the exit code.
 enum Failure {

@@ -30,9 +30,31 @@ pub trait DaemonConfig: PartialEq + Sized {
     }
 }
 
-/// The body of a daemon's `main` once its command line is parsed. Exit codes: 2 for a bad
-/// config (one `<program>: error: …` line, what ExecStartPre shows), 1 when start-up or
-/// `run` fails, else 0. With the shipped all-commented file it waits for SIGHUP before
+/// Start-up or `run` failed.
+pub const EXIT_FAILED: u8 = 1;
+/// The configuration cannot be read or is invalid.
+pub const EXIT_BAD_CONFIG: u8 = 2;
+
+/// The exit codes [`main`] gives, for both daemons' man pages.
+pub const EXIT_CODES: [(u8, &str); 3] = [
+    (
+        0,
+        "stopped cleanly (SIGTERM or SIGINT); validate-config: the file is valid, or all \
+         comments (not configured yet)",
+    ),
+    (
+        EXIT_FAILED,
+        "start-up or run failure (one <program>: error: line on stderr)",
+    ),
+    (
+        EXIT_BAD_CONFIG,
+        "bad configuration: the file cannot be read or is invalid (one <program>: error: \
+         line on stderr, naming the key; what ExecStartPre and validate-config show)",
+    ),
+];
+
+/// The body of a daemon's `main` once its command line is parsed; exits with
+/// [`EXIT_CODES`]. With the shipped all-commented file it waits for SIGHUP before
 /// calling `run` (see [`unconfigured`]).
 pub fn main<C, E, Fut>(
     program: &str,
@@ -49,7 +71,7 @@ where
         Ok(config) => config,
         Err(error) => {
             eprintln!("{program}: error: {error}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
     if validate_only {
@@ -61,7 +83,7 @@ where
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("{program}: error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILED);
         }
     };
     let outcome = runtime.block_on(async {
@@ -85,7 +107,7 @@ where
             // at error priority in the journal, and on stderr for a terminal or a test
             tracing::error!("{message}");
             eprintln!("{program}: error: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }

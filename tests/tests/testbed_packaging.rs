@@ -140,7 +140,9 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
             "/usr/lib/systemd/system/triad-agent.service",
             "/usr/lib/sysusers.d/triad-agent.conf",
             "/usr/share/man/man8/triad-agent.8.gz",
+            "/usr/share/man/man8/triad-agent-run.8.gz",
             "/usr/share/man/man8/triad-agent-validate-config.8.gz",
+            "/usr/share/man/man5/triad-agent.toml.5.gz",
             "/usr/share/bash-completion/completions/triad-agent",
             "/usr/share/zsh/vendor-completions/_triad-agent",
             "/usr/share/fish/vendor_completions.d/triad-agent.fish",
@@ -158,7 +160,9 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
             "/usr/lib/systemd/system/triad-coordinator.service",
             "/usr/lib/sysusers.d/triad-coordinator.conf",
             "/usr/share/man/man8/triad-coordinator.8.gz",
+            "/usr/share/man/man8/triad-coordinator-run.8.gz",
             "/usr/share/man/man8/triad-coordinator-validate-config.8.gz",
+            "/usr/share/man/man5/triad-coordinator.toml.5.gz",
             "/usr/share/bash-completion/completions/triad-coordinator",
             "/usr/share/zsh/vendor-completions/_triad-coordinator",
             "/usr/share/fish/vendor_completions.d/triad-coordinator.fish",
@@ -171,6 +175,11 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
             "/usr/bin/triadctl",
             "/usr/share/man/man1/triadctl.1.gz",
             "/usr/share/man/man1/triadctl-status.1.gz",
+            "/usr/share/man/man1/triadctl-recover.1.gz",
+            "/usr/share/man/man1/triadctl-scale.1.gz",
+            "/usr/share/man/man1/triadctl-pki.1.gz",
+            "/usr/share/man/man1/triadctl-pki-init.1.gz",
+            "/usr/share/man/man1/triadctl-pki-issue.1.gz",
             "/usr/share/bash-completion/completions/triadctl",
             "/usr/share/zsh/vendor-completions/_triadctl",
             "/usr/share/fish/vendor_completions.d/triadctl.fish",
@@ -371,7 +380,10 @@ fn testbed_packaging_fresh_node_install_waits_then_runs_and_coordinator_purges(
     verify_unit(
         node,
         "triad-agent.service",
-        &["/usr/share/man/man8/triad-agent.8.gz"],
+        &[
+            "/usr/share/man/man8/triad-agent.8.gz",
+            "/usr/share/man/man5/triad-agent.toml.5.gz",
+        ],
     )?;
     let version = node.exec(&["triad-agent", "--version"])?;
     ensure!(version == format!("triad-agent {VERSION}"), "{version:?}");
@@ -398,6 +410,7 @@ fn testbed_packaging_fresh_node_install_waits_then_runs_and_coordinator_purges(
         "triad-coordinator.service",
         &[
             "/usr/share/man/man8/triad-coordinator.8.gz",
+            "/usr/share/man/man5/triad-coordinator.toml.5.gz",
             "/usr/share/man/man1/triadctl.1.gz",
         ],
     )?;

@@ -31,6 +31,8 @@ use triad_daemon::config::{
 };
 
 pub const DEFAULT_PATH: &str = "/etc/triad/agent.toml";
+/// `agent.state_dir` unless set (the unit's StateDirectory).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/triad";
 
 /// The file as written. Every key of it and of the structs below is documented in
 /// packaging/agent/agent.toml: `config::shipped`'s tests read the keys from these structs and
@@ -244,7 +246,7 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
         state_dir: PathBuf::from(
             raw.agent
                 .state_dir
-                .unwrap_or_else(|| "/var/lib/triad".to_string()),
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string()),
         ),
         galera,
         apache: resolve_apache(path, raw.apache)?,

@@ -32,6 +32,9 @@ use metric::RequestRate;
 use policy::{decide, Decision, Inputs};
 use scaler::{FlowSettings, NodeCalls, NodeFact, Now, Scaler};
 
+/// The scaler's record of its steps in flight, in the state directory.
+pub const STATE_FILE: &str = "autoscale.json";
+
 /// The loop's memory between ticks.
 pub struct Autoscaler {
     settings: AutoscaleSettings,
@@ -141,7 +144,7 @@ impl Autoscaler {
                     role: "web".into(),
                     ready_timeout: settings.ready_timeout,
                     drain_timeout: settings.drain_timeout,
-                    state_file: state_dir.join("autoscale.json"),
+                    state_file: state_dir.join(STATE_FILE),
                 },
                 provider,
                 calls,

@@ -62,6 +62,15 @@ pub struct CloudConfig {
     pub cacert: Option<PathBuf>,
 }
 
+/// Where [`load_cloud`] looks for clouds.yaml ([`CloudSources::from_process`]), for the
+/// coordinator's man page.
+pub const SEARCH_ORDER: &str = "$OS_CLIENT_CONFIG_FILE when it names a file, else the first \
+clouds.yaml, clouds.yml or clouds.json in: the working directory, $XDG_CONFIG_HOME/openstack, \
+~/.config/openstack, the first directory of $XDG_CONFIG_DIRS (default /etc/xdg) + /openstack, \
+/etc/openstack. secure.yaml ($OS_CLIENT_SECURE_FILE, else the same places) is merged over it. \
+The cloud: the configured name, else $OS_CLOUD, else one made of the OS_* variables (with \
+OS_AUTH_URL), else the file's only cloud.";
+
 /// Where configuration is looked for.
 #[derive(Debug, Clone)]
 pub struct CloudSources {

@@ -84,6 +84,9 @@ pub struct StoreError {
     pub detail: String,
 }
 
+/// The store's file in the state directory.
+pub const FILE: &str = "galera.json";
+
 #[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
@@ -92,7 +95,7 @@ pub struct Store {
 impl Store {
     pub fn new(state_dir: &Path) -> Store {
         Store {
-            path: state_dir.join("galera.json"),
+            path: state_dir.join(FILE),
         }
     }
 
