@@ -1,5 +1,6 @@
-//! The node image: a Debian 12 rootfs with systemd, MariaDB Galera, GlusterFS and Apache/PHP,
-//! built once with debootstrap from the host's own mirror and cached under the state dir.
+//! The node image: a Debian 12 rootfs with systemd, MariaDB Galera, GlusterFS, Apache/PHP and
+//! HAProxy (disabled; for the packaged coordinator's test next to a local HAProxy), built once
+//! with debootstrap from the host's own mirror and cached under the state dir.
 //!
 //! It is rebuilt only when [`image_hash`] (package list + recipe version) changes. The build
 //! goes into `image.new`, and only a finished build is renamed to `image`, so an interrupted
@@ -32,6 +33,9 @@ pub const PACKAGES: &[&str] = &[
     // mariabackup, openssl for the scripts' certificate checks
     "stunnel4",
     "openssl",
+    // a coordinator node's local balancer (testbed_packaging: the coordinator .deb driving
+    // it through Debian's admin socket); disabled below, a test starts it
+    "haproxy",
 ];
 
 /// Packages debootstrap includes in the base.
@@ -43,13 +47,15 @@ pub const RECIPE_VERSION: u32 = 1;
 /// Debian suite of the image.
 pub const SUITE: &str = "bookworm";
 
-/// Units the image disables: timers that would wake up during tests.
+/// Units the image disables: timers that would wake up during tests, and haproxy.service
+/// (from [`PACKAGES`]), which only the test that needs it starts.
 const DISABLE: &[&str] = &[
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "e2scrub_all.timer",
     "fstrim.timer",
     "dpkg-db-backup.timer",
+    "haproxy.service",
 ];
 
 /// Stable 64-bit FNV-1a (std's hasher is not guaranteed stable across releases).

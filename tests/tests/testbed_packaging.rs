@@ -4,7 +4,10 @@
 //! (waiting, with the shipped all-comment configurations), `systemd-analyze verify` passes,
 //! a reload with a filled-in configuration starts the agent, restarting and upgrading the agent
 //! leave mariadb, glusterd, apache2 and the docroot mount alone, an upgrade keeps a changed
-//! conffile, and purge removes config and state but not the database or the bricks.
+//! conffile, and purge removes config and state but not the database or the bricks. The
+//! coordinator package drives an HAProxy on its own node through Debian's admin socket (its
+//! user in group haproxy, by the postinst or the haproxy trigger) and finds
+//! /etc/openstack/clouds.yaml from inside its hardened unit.
 //!
 //! Every test is named `testbed_*`, so nextest runs them one at a time with the other
 //! container tests (.config/nextest.toml).
@@ -16,7 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use triad_tests::host::workspace_dir;
 use triad_tests::wait::{self, Poll};
-use triad_tests::{cmd, triad, Node, Testbed};
+use triad_tests::{cmd, triad, LabError, Node, Testbed};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Debian revision cargo-deb appends (`revision`, default "1").
@@ -214,6 +217,35 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
             deb.display()
         );
     }
+
+    // the coordinator joins group haproxy (Debian's admin socket) at configure and when
+    // haproxy is installed later: the postinst and a file trigger on haproxy's binary
+    let triggers = run(Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(coordinator)
+        .arg("triggers"))?;
+    ensure!(
+        triggers
+            .lines()
+            .any(|l| l.trim() == "interest-noawait /usr/sbin/haproxy"),
+        "coordinator triggers:\n{triggers}"
+    );
+    let postinst = run(Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(coordinator)
+        .arg("postinst"))?;
+    ensure!(
+        postinst.contains("usermod -a -G haproxy triad-coordinator")
+            && postinst.contains("triggered)")
+            && !postinst.contains("#DEBHELPER#")
+            && postinst.contains("deb-systemd-invoke"),
+        "coordinator postinst:\n{postinst}"
+    );
+    let coordinator_depends = control_field(coordinator, "Depends")?;
+    ensure!(
+        coordinator_depends.contains("passwd"),
+        "coordinator Depends lacks passwd (usermod): {coordinator_depends}"
+    );
 
     // dependencies: the agent on what it manages, the coordinator on none of it
     let depends = control_field(agent, "Depends")?;
@@ -788,4 +820,415 @@ fn testbed_packaging_agent_restart_upgrade_and_purge_leave_managed_services_and_
 
     tb.teardown_and_verify()?;
     Ok(())
+}
+
+/// Debian's HAProxy admin socket: the stock /etc/haproxy/haproxy.cfg has `stats socket
+/// /run/haproxy/admin.sock mode 660 level admin`, in the setgid directory /run/haproxy, so
+/// the socket belongs to group haproxy. It is also `[balancer.haproxy] admin_socket`'s default.
+const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
+/// Triad's backend in the node's HAProxy (empty in haproxy.cfg: the coordinator fills it).
+const HAPROXY_BACKEND: &str = "be_triad";
+
+/// Appended to the stock haproxy.cfg: a frontend on the node's loopback and Triad's backend,
+/// with no server (the coordinator adds them at run time).
+const HAPROXY_TRIAD: &str = "
+# Triad's backend: the coordinator adds and removes its servers through the admin socket
+frontend fe_triad
+    bind 127.0.0.1:8080
+    default_backend be_triad
+
+backend be_triad
+    balance roundrobin
+    option httpchk GET /health.html
+";
+
+/// /etc/triad/agent.toml for a web node of the two-node test below: the cluster seeded at
+/// n1, Apache's default site (not configured by the agent) and readiness on Apache alone, so
+/// a node is ready when /var/www/html/health.html answers.
+fn serving_agent_config(node: &Node, seed: &Node) -> String {
+    format!(
+        "[node]\nid = \"{name}\"\nrole = \"web\"\naddress = \"{addr}\"\n\n\
+[cluster]\nname = \"{cluster}\"\nseeds = [\"{seed}:{port}\"]\n\n\
+[apache]\nconfigure = false\n\n[mount]\nmanaged = false\n\n\
+# ready = Apache serves /health.html (no Galera, no volume in this test)\n\
+[readiness]\nrequire = [\"apache\"]\n\n\
+# plaintext, asked for\n[tls]\ninsecure = true\n",
+        name = node.name,
+        addr = node.addr,
+        seed = seed.addr,
+        cluster = triad::CLUSTER,
+        port = triad::GOSSIP_PORT,
+    )
+}
+
+/// One server of `show servers state` (HAProxy's runtime API through the admin socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HaproxyServer {
+    name: String,
+    address: String,
+    /// srv_admin_state: 0 in service, a maint bit otherwise.
+    admin_state: String,
+}
+
+/// The servers of Triad's backend, asked as root with socat over the admin socket.
+fn haproxy_servers(node: &Node) -> triad_tests::Result<Vec<HaproxyServer>> {
+    let answer = node.sh(&format!(
+        "echo 'show servers state {HAPROXY_BACKEND}' | socat -t 5 - UNIX-CONNECT:{HAPROXY_SOCKET}"
+    ))?;
+    // a version line ("1"), a "# be_id be_name srv_id srv_name srv_addr srv_op_state
+    // srv_admin_state ..." header, then one line per server
+    Ok(answer
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 6 && f[1] == HAPROXY_BACKEND)
+        .map(|f| HaproxyServer {
+            name: f[3].to_string(),
+            address: f[4].to_string(),
+            admin_state: f[6].to_string(),
+        })
+        .collect())
+}
+
+/// `triadctl status --output json` inside the node (exit 1, a degraded cluster, still prints).
+fn node_status_json(node: &Node) -> triad_tests::Result<serde_json::Value> {
+    let out = node.exec_output(
+        &["triadctl", "status", "--output", "json"],
+        Duration::from_secs(15),
+    )?;
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        LabError::Other(format!(
+            "triadctl status --output json: {e}: {} {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    })
+}
+
+/// Waits until HAProxy's backend holds exactly `nodes`' servers, in service at each node's
+/// address, and `triadctl status` shows them as the balancer's active members with no error.
+fn wait_backend_is(node: &Node, nodes: &[&Node], what: &str) -> anyhow::Result<Duration> {
+    let t0 = std::time::Instant::now();
+    let mut want: Vec<HaproxyServer> = nodes
+        .iter()
+        .map(|n| HaproxyServer {
+            name: n.name.clone(),
+            address: n.addr.clone(),
+            admin_state: "0".into(),
+        })
+        .collect();
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut want_members: Vec<String> =
+        nodes.iter().map(|n| format!("{} active", n.name)).collect();
+    want_members.sort();
+    wait::until_default(what, UNIT_LIMIT, || {
+        let mut servers = haproxy_servers(node)?;
+        servers.sort_by(|a, b| a.name.cmp(&b.name));
+        let status = node_status_json(node)?;
+        let balancer = &status["balancer"];
+        let mut members: Vec<String> = balancer["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        members.sort();
+        Ok(
+            if servers == want
+                && members == want_members
+                && balancer["kind"] == "haproxy"
+                && balancer["last_error"].is_null()
+            {
+                Poll::Ready(t0.elapsed())
+            } else {
+                Poll::Pending(format!(
+                    "haproxy {servers:?}; triadctl status balancer {balancer}"
+                ))
+            },
+        )
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\njournal:\n{}",
+            triad::journal_tail(node, "triad-coordinator", 30)
+        )
+    })
+}
+
+/// Waits until requests through HAProxy's frontend in `node` have been served by every one
+/// of `names` (each node's health page names it; roundrobin spreads the requests once
+/// HAProxy's own checks have passed).
+fn wait_served_by(node: &Node, names: &[&str]) -> anyhow::Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    wait::until_default(
+        &format!(
+            "requests through HAProxy in {} served by {names:?}",
+            node.name
+        ),
+        UNIT_LIMIT,
+        || {
+            let answer = node.sh(
+                "printf 'GET /health.html HTTP/1.0\\r\\nHost: triad\\r\\n\\r\\n' | socat -t 5 - TCP:127.0.0.1:8080",
+            )?;
+            if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+                if let Some(body) = answer.lines().last() {
+                    seen.insert(body.trim().to_string());
+                }
+            }
+            Ok(if names.iter().all(|n| seen.contains(*n)) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!(
+                    "served by {seen:?}; last answer {:?}",
+                    answer.lines().next().unwrap_or_default()
+                ))
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// The installed coordinator package, as it comes, drives HAProxy on its own node: HAProxy
+/// from the image with Debian's stock haproxy.cfg (its admin socket untouched, a backend for
+/// Triad appended), the coordinator .deb installed after it (the postinst puts
+/// triad-coordinator into group haproxy), agents on n1 and n2 as the members. The hardened
+/// unit (PrivateUsers=yes included) reaches the socket through that group: the servers
+/// appear, serve, leave when a node stops serving and come back; without the group the
+/// balancer reports the permission error, and haproxy (re)installed (its file trigger)
+/// restores the group and restarts the coordinator. Then clouds.yaml where packaging/README.md
+/// puts it, /etc/openstack/clouds.yaml 0640 root:triad-coordinator, is found by the
+/// coordinator inside its sandbox.
+#[test]
+fn testbed_packaging_coordinator_deb_drives_a_local_haproxy() -> anyhow::Result<()> {
+    let debs = debs()?;
+    let tb = Testbed::for_test(2)?;
+    let n1 = tb.node("n1")?;
+    let n2 = tb.node("n2")?;
+
+    // HAProxy on n1 as Debian ships it, plus Triad's (empty) backend
+    let stock = node_file(n1, "/etc/haproxy/haproxy.cfg")?;
+    ensure!(
+        stock.contains(&format!(
+            "stats socket {HAPROXY_SOCKET} mode 660 level admin"
+        )),
+        "the image's haproxy.cfg is not Debian's stock one:\n{stock}"
+    );
+    n1.write_file(
+        "/etc/haproxy/haproxy.cfg",
+        &format!("{stock}{HAPROXY_TRIAD}"),
+    )?;
+    n1.exec(&["haproxy", "-c", "-q", "-f", "/etc/haproxy/haproxy.cfg"])?;
+    n1.exec(&["systemctl", "enable", "--now", "haproxy"])?;
+    n1.wait_unit("haproxy", "active", UNIT_LIMIT)?;
+    let socket = wait::until_value(
+        &format!("{HAPROXY_SOCKET} in n1"),
+        UNIT_LIMIT,
+        || n1.exec(&["stat", "-c", "%U:%G %a", HAPROXY_SOCKET]),
+        |s| !s.is_empty(),
+    )?;
+    ensure!(
+        socket == "root:haproxy 660",
+        "Debian's admin socket is {socket:?}, not root:haproxy 660"
+    );
+
+    // agents on both nodes (with triadctl), configured before the package comes, serving
+    // Apache's default site with a health page naming the node
+    for node in [n1, n2] {
+        let ctl = copy_into(node, &debs[2])?;
+        let agent = copy_into(node, &debs[0])?;
+        node.write_file("/var/www/html/health.html", &format!("{}\n", node.name))?;
+        node.write_file("/etc/triad/agent.toml", &serving_agent_config(node, n1))?;
+        node.exec_limit(
+            &[
+                "dpkg",
+                "-i",
+                "--force-confdef",
+                "--force-confold",
+                &ctl,
+                &agent,
+            ],
+            Duration::from_secs(120),
+        )?;
+    }
+    for node in [n1, n2] {
+        wait_status(
+            node,
+            "triad-agent",
+            &format!("running: node {}, cluster {}", node.name, triad::CLUSTER),
+        )?;
+    }
+
+    // the coordinator package, after haproxy: its user joins group haproxy
+    let coordinator_deb = copy_into(n1, &debs[1])?;
+    n1.exec_limit(&["dpkg", "-i", &coordinator_deb], Duration::from_secs(120))?;
+    let groups = n1.exec(&["id", "-nG", "triad-coordinator"])?;
+    ensure!(
+        groups.split_whitespace().any(|g| g == "haproxy"),
+        "triad-coordinator is not in group haproxy after install: {groups:?}"
+    );
+    wait_status(n1, "triad-coordinator", COORDINATOR_STATUS_WAITING)?;
+    let private_users = unit_property(n1, "triad-coordinator", "PrivateUsers")?;
+    ensure!(
+        private_users == "yes",
+        "the test is meant for the shipped unit (PrivateUsers={private_users})"
+    );
+    // configured with [balancer] kind = "haproxy" and the defaults of [balancer.haproxy]
+    // but the backend: the admin socket is Debian's
+    let coordinator_toml = format!(
+        "[cluster]\nname = \"{cluster}\"\nseeds = [\"{addr}:{port}\"]\n\n\
+[gossip]\nlisten = \"{addr}:7430\"\n\n[galera]\nrecovery = false\n\n\
+[balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nbackend = \"{HAPROXY_BACKEND}\"\n\n\
+[tls]\ninsecure = true\n",
+        cluster = triad::CLUSTER,
+        addr = n1.addr,
+        port = triad::GOSSIP_PORT,
+    );
+    n1.write_file("/etc/triad/coordinator.toml", &coordinator_toml)?;
+    n1.exec(&["systemctl", "reload", "triad-coordinator"])?;
+    let running = format!("running: cluster {}", triad::CLUSTER);
+    wait_status(n1, "triad-coordinator", &running)?;
+    let took = wait_backend_is(
+        n1,
+        &[n1, n2],
+        "n1 and n2 added to HAProxy's be_triad by the coordinator",
+    )?;
+    eprintln!("servers n1 and n2 in HAProxy {took:.1?} after the coordinator started");
+    wait_served_by(n1, &["n1", "n2"])?;
+
+    // a node that stops serving leaves the backend; back when it serves again
+    n2.exec(&["rm", "/var/www/html/health.html"])?;
+    let took = wait_backend_is(n1, &[n1], "n2 (not serving) removed from HAProxy")?;
+    eprintln!("n2 out of HAProxy {took:.1?} after its health page went");
+    n2.write_file("/var/www/html/health.html", "n2\n")?;
+    let took = wait_backend_is(n1, &[n1, n2], "n2 (serving again) back in HAProxy")?;
+    eprintln!("n2 back in HAProxy {took:.1?} after its health page returned");
+
+    // the group is what grants the socket: without it the balancer reports the refusal
+    // (with what to do), and HAProxy keeps its servers (an unknown balancer state means
+    // no action)
+    n1.exec(&["gpasswd", "-d", "triad-coordinator", "haproxy"])?;
+    n1.exec(&["systemctl", "restart", "triad-coordinator"])?;
+    wait_status(n1, "triad-coordinator", &running)?;
+    let refused = wait::until_default(
+        "the coordinator without group haproxy to report the refused socket",
+        UNIT_LIMIT,
+        || {
+            let status = node_status_json(n1)?;
+            let error = status["balancer"]["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Ok(
+                if error.contains("Permission denied") && error.contains("group haproxy") {
+                    Poll::Ready(error)
+                } else {
+                    Poll::Pending(format!("balancer {}", status["balancer"]))
+                },
+            )
+        },
+    )?;
+    eprintln!("without group haproxy: {refused}");
+    ensure!(
+        haproxy_servers(n1)?.len() == 2,
+        "the servers must stay while the coordinator cannot see HAProxy"
+    );
+    // haproxy installed (or upgraded) after the coordinator: dpkg runs the coordinator's
+    // file trigger on /usr/sbin/haproxy, activated here as haproxy's unpack would
+    let pid = unit_property(n1, "triad-coordinator", "MainPID")?;
+    n1.exec(&[
+        "dpkg-trigger",
+        "--by-package=haproxy",
+        "--no-await",
+        "/usr/sbin/haproxy",
+    ])?;
+    n1.exec_limit(
+        &["dpkg", "--triggers-only", "triad-coordinator"],
+        Duration::from_secs(60),
+    )?;
+    let groups = n1.exec(&["id", "-nG", "triad-coordinator"])?;
+    ensure!(
+        groups.split_whitespace().any(|g| g == "haproxy"),
+        "the trigger did not restore group haproxy: {groups:?}"
+    );
+    wait_status(n1, "triad-coordinator", &running)?;
+    ensure!(
+        unit_property(n1, "triad-coordinator", "MainPID")? != pid,
+        "the trigger added the group but did not restart the coordinator"
+    );
+    wait_backend_is(
+        n1,
+        &[n1, n2],
+        "the restarted coordinator to drive HAProxy again",
+    )?;
+
+    // clouds.yaml where packaging/README.md puts it: the Nova provider reads it when the
+    // coordinator starts (inside ProtectSystem=strict, ProtectHome, PrivateUsers), and a
+    // file it cannot read stops the start. The cloud's endpoint is unreachable on purpose:
+    // with min = max = 2 nothing is launched, and the balancer goes on as before.
+    n1.write_file(
+        "/etc/openstack/clouds.yaml",
+        "clouds:\n  lab:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n      username: triad\n      password: not-a-secret\n      project_name: triad\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: RegionOne\n",
+    )?;
+    n1.exec(&[
+        "chown",
+        "root:triad-coordinator",
+        "/etc/openstack/clouds.yaml",
+    ])?;
+    n1.exec(&["chmod", "0640", "/etc/openstack/clouds.yaml"])?;
+    n1.write_file(
+        "/etc/triad/coordinator.toml",
+        &format!(
+            "{coordinator_toml}\n[autoscale]\nprovider = \"nova\"\nmin = 2\nmax = 2\n\n\
+[autoscale.nova]\ncloud = \"lab\"\nimage = \"0b3f6e3e-0000-4000-8000-000000000000\"\n\
+flavor = \"m1.small\"\nnetworks = [\"private\"]\npackage_url = \"http://127.0.0.1:9/triad-agent.deb\"\n"
+        ),
+    )?;
+    n1.exec(&["triad-coordinator", "validate-config"])?;
+    n1.exec(&["systemctl", "restart", "triad-coordinator"])?;
+    wait_status(n1, "triad-coordinator", &running)?;
+    // its log line names the file (journald field F_SOURCE, from tracing's `source`)
+    let pid = unit_property(n1, "triad-coordinator", "MainPID")?;
+    let pid_match = format!("_PID={pid}");
+    wait::until_value(
+        "the coordinator's log to name /etc/openstack/clouds.yaml as its cloud config",
+        UNIT_LIMIT,
+        || {
+            let out = n1.exec_output(
+                &[
+                    "journalctl",
+                    "--no-pager",
+                    "-o",
+                    "cat",
+                    &pid_match,
+                    "F_SOURCE=/etc/openstack/clouds.yaml",
+                ],
+                Duration::from_secs(10),
+            )?;
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        },
+        |lines| lines.contains("nova autoscaling provider configured"),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\njournal:\n{}",
+            triad::journal_tail(n1, "triad-coordinator", 30)
+        )
+    })?;
+    wait_backend_is(
+        n1,
+        &[n1, n2],
+        "the balancer to run on beside the Nova provider",
+    )?;
+
+    tb.teardown_and_verify()?;
+    Ok(())
+}
+
+/// A file of the node, read through its merged overlay root.
+fn node_file(node: &Node, path: &str) -> anyhow::Result<String> {
+    let host = node.root().join(path.trim_start_matches('/'));
+    std::fs::read_to_string(&host).with_context(|| format!("reading {path} in {}", node.name))
 }

@@ -75,7 +75,7 @@ impl RuntimeApi {
         let exchange = async {
             let mut stream = UnixStream::connect(&self.socket)
                 .await
-                .map_err(|e| socket_error(format!("cannot connect: {e}")))?;
+                .map_err(|e| socket_error(connect_error(&e)))?;
             stream
                 .write_all(format!("{command}\n").as_bytes())
                 .await
@@ -125,6 +125,22 @@ impl RuntimeApi {
             command: "show stat".into(),
             message,
         })
+    }
+}
+
+/// Why connecting failed, with what to do when the coordinator lacks the permission: the
+/// packaged coordinator runs as `triad-coordinator`, and Debian's haproxy gives its admin
+/// socket to group haproxy (`mode 660`), which the package adds that user to; a membership
+/// added while the coordinator runs counts only from its next start.
+fn connect_error(error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "cannot connect: {error} (the coordinator's user needs read and write access to \
+             the socket: for Debian's haproxy, membership of group haproxy, which the \
+             triad-coordinator package adds; then restart the coordinator)"
+        )
+    } else {
+        format!("cannot connect: {error}")
     }
 }
 
@@ -402,6 +418,20 @@ mod tests {
 3 be_web 2 n2 127.0.1.2 2 8 1 1 2 15 3 3 6 0 0 0 - 80 - 0 0 - - 0
 3 be_web 3 n3 127.0.1.3 0 1 1 1 2 15 3 3 6 0 0 0 - 80 - 0 0 - - 0
 ";
+
+    #[test]
+    fn a_refused_connection_says_how_to_get_the_permission() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let message = connect_error(&denied);
+        assert!(message.starts_with("cannot connect: "), "{message}");
+        assert!(message.contains("group haproxy"), "{message}");
+        assert!(message.contains("restart the coordinator"), "{message}");
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            connect_error(&missing),
+            format!("cannot connect: {missing}")
+        );
+    }
 
     #[test]
     fn servers_state_is_parsed_by_column_name() {
