@@ -61,14 +61,7 @@ async fn cloud(options: FakeOptions, extra: &str) -> Cloud {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("clouds.yaml");
     std::fs::write(&file, fake.clouds_yaml("fake")).unwrap();
-    let sources = CloudSources {
-        env: [(
-            "OS_CLIENT_CONFIG_FILE".to_string(),
-            file.display().to_string(),
-        )]
-        .into(),
-        dirs: vec![],
-    };
+    let sources = CloudSources::file(&file);
     let config = load_cloud(&sources, Some("fake")).expect("cloud loads");
     let session = Session::new(config, Duration::from_secs(2)).unwrap();
     let provider = NovaProvider::new(Nova::new(Arc::new(session)), settings(extra));
@@ -321,14 +314,7 @@ fn scaler(c: &Cloud, dir: &std::path::Path) -> triad_coordinator::autoscale::sca
         Nova::new(Arc::new(
             Session::new(
                 load_cloud(
-                    &CloudSources {
-                        env: [(
-                            "OS_CLIENT_CONFIG_FILE".to_string(),
-                            c._dir.path().join("clouds.yaml").display().to_string(),
-                        )]
-                        .into(),
-                        dirs: vec![],
-                    },
+                    &CloudSources::file(&c._dir.path().join("clouds.yaml")),
                     Some("fake"),
                 )
                 .unwrap(),

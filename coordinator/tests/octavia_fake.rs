@@ -40,14 +40,7 @@ async fn cloud(options: FakeOptions) -> Cloud {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("clouds.yaml");
     std::fs::write(&file, fake.clouds_yaml("fake")).unwrap();
-    let sources = CloudSources {
-        env: [(
-            "OS_CLIENT_CONFIG_FILE".to_string(),
-            file.display().to_string(),
-        )]
-        .into(),
-        dirs: vec![],
-    };
+    let sources = CloudSources::file(&file);
     Cloud {
         fake: Arc::new(fake),
         _dir: dir,

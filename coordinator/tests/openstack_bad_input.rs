@@ -14,12 +14,8 @@ use triad_openstack_fake::{FakeCloud, FakeOptions};
 
 fn sources_for(file: &std::path::Path, dirs: Vec<std::path::PathBuf>) -> CloudSources {
     CloudSources {
-        env: [(
-            "OS_CLIENT_CONFIG_FILE".to_string(),
-            file.display().to_string(),
-        )]
-        .into(),
         dirs,
+        ..CloudSources::file(file)
     }
 }
 

@@ -37,14 +37,7 @@ async fn cloud() -> Cloud {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("clouds.yaml");
     std::fs::write(&file, fake.clouds_yaml("fake")).unwrap();
-    let sources = CloudSources {
-        env: [(
-            "OS_CLIENT_CONFIG_FILE".to_string(),
-            file.display().to_string(),
-        )]
-        .into(),
-        dirs: vec![],
-    };
+    let sources = CloudSources::file(&file);
     let config = load_cloud(&sources, Some("fake")).expect("cloud loads");
     let session = Arc::new(Session::new(config, Duration::from_secs(5)).unwrap());
     Cloud {
@@ -325,14 +318,7 @@ async fn next_links_that_never_end_are_refused_naming_the_url() {
         format!("clouds:\n  endless:\n    auth:\n      auth_url: {base}/v3\n      username: u\n      password: p\n"),
     )
     .unwrap();
-    let sources = CloudSources {
-        env: [(
-            "OS_CLIENT_CONFIG_FILE".to_string(),
-            file.display().to_string(),
-        )]
-        .into(),
-        dirs: vec![],
-    };
+    let sources = CloudSources::file(&file);
     let session = Session::new(
         load_cloud(&sources, Some("endless")).unwrap(),
         Duration::from_secs(5),
@@ -392,14 +378,7 @@ async fn a_next_link_repeating_a_marker_is_refused() {
         format!("clouds:\n  loop:\n    auth:\n      auth_url: {base}/v3\n      username: u\n      password: p\n"),
     )
     .unwrap();
-    let sources = CloudSources {
-        env: [(
-            "OS_CLIENT_CONFIG_FILE".to_string(),
-            file.display().to_string(),
-        )]
-        .into(),
-        dirs: vec![],
-    };
+    let sources = CloudSources::file(&file);
     let session = Session::new(
         load_cloud(&sources, Some("loop")).unwrap(),
         Duration::from_secs(5),

@@ -37,14 +37,7 @@ fn test_pki() -> (String, String, String) {
 
 /// Keystone authentication and an Octavia list through a new session on `clouds`.
 async fn auth_and_list(clouds: &Path) -> Result<usize, String> {
-    let sources = CloudSources {
-        env: [(
-            "OS_CLIENT_CONFIG_FILE".to_string(),
-            clouds.display().to_string(),
-        )]
-        .into(),
-        dirs: vec![],
-    };
+    let sources = CloudSources::file(clouds);
     let config = load_cloud(&sources, Some("fake")).map_err(|e| e.to_string())?;
     let session =
         Arc::new(Session::new(config, Duration::from_secs(5)).map_err(|e| e.to_string())?);

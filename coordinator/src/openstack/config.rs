@@ -79,6 +79,19 @@ pub struct CloudSources {
 }
 
 impl CloudSources {
+    /// Only `file` (as `OS_CLIENT_CONFIG_FILE` names it), no search path: what a caller that
+    /// knows its clouds.yaml, and the tests, use.
+    pub fn file(file: &Path) -> CloudSources {
+        CloudSources {
+            env: [(
+                "OS_CLIENT_CONFIG_FILE".to_string(),
+                file.display().to_string(),
+            )]
+            .into(),
+            dirs: vec![],
+        }
+    }
+
     /// The process environment and openstacksdk's search path on Linux.
     pub fn from_process() -> CloudSources {
         let env: BTreeMap<String, String> = std::env::vars().collect();
