@@ -32,22 +32,29 @@ pub struct CoordinatorGrpc {
     tls: Option<triad_daemon::tls::TlsFiles>,
 }
 
-/// "n2 in 12 day(s), n3 EXPIRED 2 day(s) ago" for the nodes whose certificate (from their
-/// gossip) expires within 30 days; empty when none does.
-pub fn expiring_certificates<'a>(
+/// The nodes whose certificate (from their gossip) expires within 30 days, soonest first:
+/// (days left, negative once expired; node; not_after in Unix seconds). The one rule the
+/// status line and the status's TLS section both show.
+pub fn expiring_nodes<'a>(
     nodes: impl Iterator<Item = (&'a str, Option<u64>)>,
     now: i64,
-) -> String {
-    let mut expiring: Vec<(i64, &str)> = nodes
+) -> Vec<(i64, &'a str, i64)> {
+    let mut expiring: Vec<(i64, &str, i64)> = nodes
         .filter_map(|(node, not_after)| {
-            let days = (i64::try_from(not_after?).ok()? - now).div_euclid(86_400);
-            (days <= 30).then_some((days, node))
+            let not_after = i64::try_from(not_after?).ok()?;
+            let days = (not_after - now).div_euclid(86_400);
+            (days <= 30).then_some((days, node, not_after))
         })
         .collect();
     expiring.sort();
     expiring
+}
+
+/// "n2 in 12 day(s), n3 EXPIRED 2 day(s) ago" for [`expiring_nodes`]; empty when none.
+pub fn expiring_certificates(expiring: &[(i64, &str, i64)]) -> String {
+    expiring
         .iter()
-        .map(|(days, node)| {
+        .map(|(days, node, _)| {
             if *days < 0 {
                 format!("{node} EXPIRED {} day(s) ago", -days)
             } else {
@@ -219,14 +226,18 @@ impl CoordinatorGrpc {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let view = self.coordinator.view();
-        let expiring = expiring_certificates(
+        let expiring = expiring_nodes(
             view.members()
                 .filter(|m| m.live)
                 .map(|m| (m.node_id.as_str(), m.keys.tls_not_after)),
             now,
         );
         if !expiring.is_empty() {
-            status.tls = format!("{}; node certificates expiring: {expiring}", status.tls);
+            status.tls = format!(
+                "{}; node certificates expiring: {}",
+                status.tls,
+                expiring_certificates(&expiring)
+            );
         }
         status.tls_section = Some(v1::TlsSection {
             plaintext: self.tls.is_none(),
@@ -238,15 +249,11 @@ impl CoordinatorGrpc {
                     holder: identity.name,
                     not_after: identity.not_after,
                 }),
-            expiring: view
-                .members()
-                .filter(|m| m.live)
-                .filter_map(|m| {
-                    let not_after = i64::try_from(m.keys.tls_not_after?).ok()?;
-                    (not_after - now <= 30 * 86_400).then(|| v1::CertificateFact {
-                        holder: m.node_id.clone(),
-                        not_after,
-                    })
+            expiring: expiring
+                .iter()
+                .map(|(_, node, not_after)| v1::CertificateFact {
+                    holder: node.to_string(),
+                    not_after: *not_after,
                 })
                 .collect(),
         });
@@ -405,9 +412,12 @@ mod tests {
             ("n4", None),
         ];
         assert_eq!(
-            expiring_certificates(nodes.into_iter(), now),
+            expiring_certificates(&expiring_nodes(nodes.into_iter(), now)),
             "n3 EXPIRED 2 day(s) ago, n2 in 12 day(s)"
         );
-        assert_eq!(expiring_certificates([("n1", None)].into_iter(), now), "");
+        assert_eq!(
+            expiring_certificates(&expiring_nodes([("n1", None)].into_iter(), now)),
+            ""
+        );
     }
 }
