@@ -27,10 +27,15 @@ const CUT_FOR: Duration = Duration::from_secs(20);
 /// the isolated node's connect timeout (2 s) and then a survivor's wait for the volume's
 /// ping-timeout (5 s); measured up to 9.1 s.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A writer's bound on one row or file: like the client's, a write through a survivor waits
+/// out the volume's ping-timeout (file writes measured up to 9.6 s after the cut).
+const WRITE_BOUND: Duration = CLIENT_TIMEOUT;
 /// Failed requests are allowed only when sent this close to the cut.
 pub const AROUND_THE_CUT: Duration = Duration::from_secs(1);
 /// Upper bound on heal → ready; the measured time is printed.
 const READY_AFTER_HEAL: Duration = Duration::from_secs(60);
+/// Upper bound on heal → volume healed; the measured time is printed.
+const VOLUME_HEALED_AFTER_HEAL: Duration = Duration::from_secs(90);
 
 /// One client request: when it was sent (since the round began), whether it answered 200,
 /// and how long it took.
@@ -92,7 +97,7 @@ fn write_file_through(node: &Node, id: u64) -> std::result::Result<(), String> {
     );
     acknowledged(
         &format!("file {id} through {}", node.name),
-        node.exec_output(&["sh", "-c", &script], Duration::from_secs(10)),
+        node.exec_output(&["sh", "-c", &script], WRITE_BOUND),
     )
 }
 
@@ -138,6 +143,10 @@ pub struct Figures {
     pub out_of_balancer: Option<Duration>,
     /// From the heal to the node live and ready (None: not within the bound).
     pub ready_after_heal: Option<Duration>,
+    /// From the heal to the coordinator's volume `steady` (every brick online, nothing
+    /// left to heal; None: not within the bound). The next cut must wait for it: before
+    /// it, the healed brick's copies are still accused by the others.
+    pub volume_healed_after: Option<Duration>,
     /// Times (from the cut) and problems of the other nodes not live and ready.
     pub survivor_problems: Vec<String>,
     pub rows_acked: usize,
@@ -158,8 +167,8 @@ impl std::fmt::Display for Figures {
             f,
             "{} cut off {CUT_FOR:?}: {} requests, {} failed ({} away from the cut), longest \
              without an answer {:.1}s, slowest answer {:.1}s; out of the balancer {} after \
-             the cut; ready {} after the heal; the others not ready {} time(s); {} rows and {} \
-             files acknowledged, {} writes not, {} lost",
+             the cut; ready {} after the heal, volume healed {} after it; the others not \
+             ready {} time(s); {} rows and {} files acknowledged, {} writes not, {} lost",
             self.node,
             self.requests,
             self.failed,
@@ -168,6 +177,7 @@ impl std::fmt::Display for Figures {
             self.slowest.as_secs_f64(),
             secs(self.out_of_balancer),
             secs(self.ready_after_heal),
+            secs(self.volume_healed_after),
             self.survivor_problems.len(),
             self.rows_acked,
             self.files_acked,
@@ -201,137 +211,159 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
     let stop = AtomicBool::new(false);
     let start = Instant::now();
     let first_id = *next_id;
-    let (cut_at, healed_at, ready_after) = std::thread::scope(|scope| -> Result<_> {
-        // the steady client: 4 threads, about 5 requests a second each
-        for _ in 0..4 {
+    let (cut_at, healed_at, ready_after, volume_healed_after) = std::thread::scope(
+        |scope| -> Result<_> {
+            // the steady client: 4 threads, about 5 requests a second each
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed)
+                        && start.elapsed() < Duration::from_secs(180)
+                    {
+                        let sent = start.elapsed();
+                        let t = Instant::now();
+                        let ok = http::get(LISTEN, "/index.php", CLIENT_TIMEOUT)
+                            .is_ok_and(|r| r.status == 200);
+                        seen.samples.lock().unwrap().push(Sample {
+                            sent,
+                            ok,
+                            took: t.elapsed(),
+                        });
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                });
+            }
+            // writers through the survivors: rows and files, alternating nodes
             scope.spawn(|| {
-                while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(180) {
-                    let sent = start.elapsed();
-                    let t = Instant::now();
-                    let ok = http::get(LISTEN, "/index.php", CLIENT_TIMEOUT)
-                        .is_ok_and(|r| r.status == 200);
-                    seen.samples.lock().unwrap().push(Sample {
-                        sent,
-                        ok,
-                        took: t.elapsed(),
-                    });
-                    std::thread::sleep(Duration::from_millis(200));
+                let mut id = first_id;
+                while !stop.load(Ordering::Relaxed) && id < first_id + 10_000 {
+                    let node = survivors[(id % 2) as usize];
+                    let record = |acked: &Mutex<Vec<u64>>, result| match result {
+                        Ok(()) => acked.lock().unwrap().push(id),
+                        Err(e) => seen
+                            .write_failures
+                            .lock()
+                            .unwrap()
+                            .push((start.elapsed(), e)),
+                    };
+                    record(&seen.rows, insert_acked(node, id, WRITE_BOUND));
+                    record(&seen.files, write_file_through(node, id));
+                    id += 1;
+                    std::thread::sleep(Duration::from_millis(250));
                 }
             });
-        }
-        // writers through the survivors: rows and files, alternating nodes
-        scope.spawn(|| {
-            let mut id = first_id;
-            while !stop.load(Ordering::Relaxed) && id < first_id + 10_000 {
-                let node = survivors[(id % 2) as usize];
-                let record = |acked: &Mutex<Vec<u64>>, result| match result {
-                    Ok(()) => acked.lock().unwrap().push(id),
-                    Err(e) => seen
-                        .write_failures
-                        .lock()
-                        .unwrap()
-                        .push((start.elapsed(), e)),
-                };
-                record(&seen.rows, insert_acked(node, id, Duration::from_secs(10)));
-                record(&seen.files, write_file_through(node, id));
-                id += 1;
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        // the coordinator's view, twice a second
-        scope.spawn(|| {
-            while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(180) {
-                if let Ok(v) = triad::status_json() {
-                    for s in &survivors {
-                        if let Err(problem) = live_and_ready(&v, &s.name) {
-                            seen.survivor_problems
-                                .lock()
-                                .unwrap()
-                                .push((start.elapsed(), problem));
+            // the coordinator's view, twice a second
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(180) {
+                    if let Ok(v) = triad::status_json() {
+                        for s in &survivors {
+                            if let Err(problem) = live_and_ready(&v, &s.name) {
+                                seen.survivor_problems
+                                    .lock()
+                                    .unwrap()
+                                    .push((start.elapsed(), problem));
+                            }
+                        }
+                        let mut out = seen.out_of_balancer.lock().unwrap();
+                        if out.is_none() && !active_in_balancer(&v, &victim.name) {
+                            *out = Some(start.elapsed());
                         }
                     }
-                    let mut out = seen.out_of_balancer.lock().unwrap();
-                    if out.is_none() && !active_in_balancer(&v, &victim.name) {
-                        *out = Some(start.elapsed());
-                    }
+                    std::thread::sleep(Duration::from_millis(500));
                 }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        });
-        let result = (|| -> Result<_> {
-            // steady state first (the round's own traffic reaches every node)
-            wait::until(
-                "the client's first answers",
-                Duration::from_secs(30),
-                Duration::from_millis(100),
-                || {
-                    let n = seen.samples.lock().unwrap().iter().filter(|s| s.ok).count();
-                    Ok(if n >= 10 {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending(format!("{n} answers"))
-                    })
-                },
-            )?;
-            *seen.out_of_balancer.lock().unwrap() = None;
-            let cut_at = start.elapsed();
-            faults::isolate(victim)?;
-            eprintln!(
-                "[partition] {} cut off at {:.1}s",
-                victim.name,
-                cut_at.as_secs_f64()
-            );
-            // the cut's length IS the fault being injected (not a wait for a condition);
-            // the client, writers and monitor run meanwhile
-            std::thread::sleep(CUT_FOR);
-            faults::heal(victim)?;
-            let healed_at = start.elapsed();
-            let t = Instant::now();
-            let ready_after = wait::until(
-                &format!("{} live and ready after the heal", victim.name),
-                READY_AFTER_HEAL,
+            });
+            let result = (|| -> Result<_> {
+                // steady state first (the round's own traffic reaches every node)
+                wait::until(
+                    "the client's first answers",
+                    Duration::from_secs(30),
+                    Duration::from_millis(100),
+                    || {
+                        let n = seen.samples.lock().unwrap().iter().filter(|s| s.ok).count();
+                        Ok(if n >= 10 {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending(format!("{n} answers"))
+                        })
+                    },
+                )?;
+                *seen.out_of_balancer.lock().unwrap() = None;
+                let cut_at = start.elapsed();
+                faults::isolate(victim)?;
+                eprintln!(
+                    "[partition] {} cut off at {:.1}s",
+                    victim.name,
+                    cut_at.as_secs_f64()
+                );
+                // the cut's length IS the fault being injected (not a wait for a condition);
+                // the client, writers and monitor run meanwhile
+                std::thread::sleep(CUT_FOR);
+                faults::heal(victim)?;
+                let healed_at = start.elapsed();
+                let t = Instant::now();
+                let ready_after = wait::until(
+                    &format!("{} live and ready after the heal", victim.name),
+                    READY_AFTER_HEAL,
+                    Duration::from_millis(250),
+                    || {
+                        let v = triad::status_json()?;
+                        Ok(match live_and_ready(&v, &victim.name) {
+                            Ok(()) => Poll::Ready(()),
+                            Err(problem) => Poll::Pending(problem),
+                        })
+                    },
+                )
+                .map(|()| t.elapsed())
+                .map_err(|e| eprintln!("[partition] {e}"))
+                .ok();
+                let volume_healed_after = wait::until(
+                "the coordinator's volume steady after the heal (every brick online, nothing to heal)",
+                VOLUME_HEALED_AFTER_HEAL,
                 Duration::from_millis(250),
                 || {
                     let v = triad::status_json()?;
-                    Ok(match live_and_ready(&v, &victim.name) {
-                        Ok(()) => Poll::Ready(()),
-                        Err(problem) => Poll::Pending(problem),
+                    Ok(if v["volume"]["state"] == "steady" {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending(format!("volume: {}", v["volume"]["status"]))
                     })
                 },
             )
             .map(|()| t.elapsed())
             .map_err(|e| eprintln!("[partition] {e}"))
             .ok();
-            // a few seconds of steady state after it, for the client's figures
-            let settle = Instant::now();
-            wait::until(
-                "answers after the heal",
-                Duration::from_secs(30),
-                Duration::from_millis(100),
-                || {
-                    let n = seen
-                        .samples
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .filter(|s| s.ok && s.sent > healed_at + ready_after.unwrap_or_default())
-                        .count();
-                    Ok(if n >= 20 && settle.elapsed() > Duration::from_secs(3) {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending(format!("{n} answers"))
-                    })
-                },
-            )?;
-            Ok((cut_at, healed_at, ready_after))
-        })();
-        stop.store(true, Ordering::Relaxed);
-        if result.is_err() {
-            // the link must come back even when the round failed
-            let _ = faults::heal(victim);
-        }
-        result
-    })?;
+                // a few seconds of steady state after it, for the client's figures
+                let settle = Instant::now();
+                wait::until(
+                    "answers after the heal",
+                    Duration::from_secs(30),
+                    Duration::from_millis(100),
+                    || {
+                        let n = seen
+                            .samples
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .filter(|s| {
+                                s.ok && s.sent > healed_at + ready_after.unwrap_or_default()
+                            })
+                            .count();
+                        Ok(if n >= 20 && settle.elapsed() > Duration::from_secs(3) {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending(format!("{n} answers"))
+                        })
+                    },
+                )?;
+                Ok((cut_at, healed_at, ready_after, volume_healed_after))
+            })();
+            stop.store(true, Ordering::Relaxed);
+            if result.is_err() {
+                // the link must come back even when the round failed
+                let _ = faults::heal(victim);
+            }
+            result
+        },
+    )?;
     *next_id = first_id + 10_000;
 
     let samples = seen.samples.lock().unwrap().clone();
@@ -431,6 +463,7 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
             .filter(|o| *o > cut_at && *o < healed_at)
             .map(|o| o - cut_at),
         ready_after_heal: ready_after,
+        volume_healed_after,
         survivor_problems: seen
             .survivor_problems
             .lock()

@@ -86,6 +86,9 @@ pub enum Plan {
     Formed(String),
 }
 
+/// `cluster.heal-timeout`: how often each self-heal daemon crawls its brick's index.
+pub const HEAL_TIMEOUT_SECS: u32 = 5;
+
 /// The options Triad keeps on the volume.
 pub fn desired_options(spec: &VolumeSpec, allow: &[IpAddr]) -> Vec<(String, String)> {
     let mut allow: Vec<String> = allow.iter().map(|a| a.to_string()).collect();
@@ -94,12 +97,27 @@ pub fn desired_options(spec: &VolumeSpec, allow: &[IpAddr]) -> Vec<(String, Stri
     vec![
         ("cluster.quorum-type".into(), "auto".into()),
         ("cluster.server-quorum-type".into(), "server".into()),
+        // the self-heal daemon crawls its index only every heal-timeout (Gluster's 600 s)
+        // and on a brick's reconnect, which a cut link does not cause (the TCP connections
+        // of an idle daemon outlive it): a directory written during a cut stayed unhealed,
+        // and the next single-node cut left two bricks accusing each other, ENOTCONN
+        // (issue 26). 5 s is Gluster's minimum; an empty index costs one readdir.
+        ("cluster.heal-timeout".into(), HEAL_TIMEOUT_SECS.to_string()),
         (
             "network.ping-timeout".into(),
             spec.ping_timeout_secs.to_string(),
         ),
         ("auth.allow".into(), allow.join(",")),
     ]
+}
+
+/// Pure: started, every brick online, and every brick's heal backlog counted and zero. A
+/// brick just back from a cut has no count until the next heal-info pass; taking that for
+/// zero showed the volume steady while the others still accused its copies (issue 26).
+pub fn steady(volume: &VolumeObs) -> bool {
+    volume.status == "Started"
+        && volume.bricks.iter().all(|b| b.online)
+        && volume.bricks.iter().all(|b| b.heal_pending == Some(0))
 }
 
 fn known_peer<'a>(peers: &'a [PeerObs], node: &NodeFacts) -> Option<&'a PeerObs> {
@@ -301,6 +319,7 @@ mod tests {
             "server".into()
         )));
         assert!(steps.contains(&Step::Set("network.ping-timeout".into(), "5".into())));
+        assert!(steps.contains(&Step::Set("cluster.heal-timeout".into(), "5".into())));
         assert!(steps.contains(&Step::Set(
             "auth.allow".into(),
             "10.0.0.1,10.0.0.2,10.0.0.3".into()
@@ -334,6 +353,7 @@ mod tests {
     const ALL_SET: &[(&str, &str)] = &[
         ("cluster.quorum-type", "auto"),
         ("cluster.server-quorum-type", "server"),
+        ("cluster.heal-timeout", "5"),
         ("network.ping-timeout", "5"),
         ("auth.allow", "10.0.0.1,10.0.0.2,10.0.0.3"),
     ];
@@ -354,6 +374,25 @@ mod tests {
             .any(|s| matches!(s, Step::Create { .. } | Step::Probe(_))));
         assert!(steps.contains(&Step::Set("network.ping-timeout".into(), "5".into())));
         assert_eq!(steps.last(), Some(&Step::Start));
+    }
+
+    #[test]
+    fn a_volume_is_steady_only_with_every_backlog_counted_and_zero() {
+        let mut obs = formed(ALL_SET, "Started", [true; 3]);
+        let volume = obs.volume.as_mut().unwrap();
+        assert!(!steady(volume), "2 entries pending on each brick");
+        for b in &mut volume.bricks {
+            b.heal_pending = Some(0);
+        }
+        assert!(steady(volume));
+        volume.bricks[1].heal_pending = None;
+        assert!(
+            !steady(volume),
+            "a brick without a count is not known healed"
+        );
+        volume.bricks[1].heal_pending = Some(0);
+        volume.bricks[2].online = false;
+        assert!(!steady(volume));
     }
 
     #[test]

@@ -311,11 +311,7 @@ impl VolumeLoop {
                 }
             }
         }
-        let steady = obs.volume.as_ref().is_some_and(|v| {
-            v.status == "Started"
-                && v.bricks.iter().all(|b| b.online)
-                && v.bricks.iter().all(|b| b.heal_pending.unwrap_or(0) == 0)
-        });
+        let steady = obs.volume.as_ref().is_some_and(super::steady);
         match plan(&self.spec, &nodes, &obs, &allow) {
             Plan::Formed(text) => {
                 self.set_status(text, VolumeState::Formed { steady });
