@@ -37,7 +37,27 @@ pub async fn run_as(
     timeout: Duration,
     ids: Option<(u32, u32)>,
 ) -> Result<String, HostError> {
-    let output = spawn_and_wait(program, args, timeout, ids).await?;
+    let output = spawn_and_wait(program, args, timeout, ids, None).await?;
+    checked(program, args, output)
+}
+
+/// Like [`run`], with `input` on the child's stdin: for what must not appear on a command
+/// line (/proc/PID/cmdline is world-readable), such as statements carrying a password hash.
+pub async fn run_with_input(
+    program: &str,
+    args: &[&str],
+    input: &str,
+    timeout: Duration,
+) -> Result<String, HostError> {
+    let output = spawn_and_wait(program, args, timeout, None, Some(input)).await?;
+    checked(program, args, output)
+}
+
+fn checked(
+    program: &str,
+    args: &[&str],
+    output: std::process::Output,
+) -> Result<String, HostError> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).to_string())
     } else {
@@ -51,30 +71,46 @@ pub async fn run_as(
 }
 
 /// The one place commands are started: bounded by `timeout` (the child is killed when it
-/// runs over), kept off the agent's systemd notify socket, optionally as `ids`.
+/// runs over), kept off the agent's systemd notify socket, optionally as `ids`, with
+/// `input` on stdin (else none).
 async fn spawn_and_wait(
     program: &str,
     args: &[&str],
     timeout: Duration,
     ids: Option<(u32, u32)>,
+    input: Option<&str>,
 ) -> Result<std::process::Output, HostError> {
     let line = format!("{program} {}", args.join(" "));
     let mut command = Command::new(program);
     if let Some((uid, gid)) = ids {
         command.uid(uid).gid(gid);
     }
-    let child = command
+    let mut child = command
         .args(args)
         // children must not talk to systemd on the agent's notify socket
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID")
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        use tokio::io::AsyncWriteExt;
+        let bytes = input.as_bytes().to_vec();
+        // written beside the wait: a child that fills its stdout before reading all of
+        // stdin must not deadlock against us
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&bytes).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
     tokio::time::timeout(timeout, child.wait_with_output())
         .await
         .map_err(|_| HostError::new(&line, format!("did not finish within {timeout:?}")))?
@@ -105,7 +141,7 @@ pub async fn run_any(
     args: &[&str],
     timeout: Duration,
 ) -> Result<(bool, String, String), HostError> {
-    let output = spawn_and_wait(program, args, timeout, None).await?;
+    let output = spawn_and_wait(program, args, timeout, None, None).await?;
     Ok((
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).to_string(),

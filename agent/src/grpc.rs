@@ -30,6 +30,7 @@ pub struct AgentGrpc {
     membership: Arc<Membership>,
     galera: Option<Arc<GaleraDriver>>,
     gluster: Option<Arc<GlusterDriver>>,
+    app: Option<Arc<crate::app::AppDriver>>,
     /// The server runs mutual TLS: callers are checked by their certificate's role.
     tls: bool,
 }
@@ -61,6 +62,7 @@ impl AgentGrpc {
             membership,
             galera: None,
             gluster: None,
+            app: None,
             tls: false,
         }
     }
@@ -81,6 +83,18 @@ impl AgentGrpc {
         self.gluster
             .as_deref()
             .ok_or_else(|| Refused.status("gluster is not managed on this node"))
+    }
+
+    /// Serve the app's database account and password file through `driver`.
+    pub fn with_app(mut self, driver: Option<Arc<crate::app::AppDriver>>) -> AgentGrpc {
+        self.app = driver;
+        self
+    }
+
+    fn app(&self) -> Result<&crate::app::AppDriver, Status> {
+        self.app
+            .as_deref()
+            .ok_or_else(|| Refused.status("the app is not managed on this node"))
     }
 
     /// Serve Galera position, bootstrap and join through `driver`.
@@ -135,6 +149,14 @@ fn gluster_status(error: CliError) -> Status {
     match error {
         CliError::Gluster(error) => Refused.status(error.to_string()),
         CliError::Host(error) => Unavailable.status(error.to_string()),
+    }
+}
+
+fn app_status(error: crate::app::AppError) -> Status {
+    match error {
+        crate::app::AppError::Invalid(reason) => Invalid.status(reason),
+        crate::app::AppError::Refused(reason) => Refused.status(reason),
+        crate::app::AppError::Host(error) => Failed.status(error.to_string()),
     }
 }
 
@@ -378,6 +400,49 @@ impl AgentService for AgentGrpc {
             gluster_status(error)
         })?;
         Ok(Response::new(v1::GlusterStepReply { output }))
+    }
+
+    async fn app_database(
+        &self,
+        request: Request<v1::AppDatabaseRequest>,
+    ) -> Result<Response<v1::AppDatabaseReply>, Status> {
+        use crate::app::Ensured;
+        let r = request.into_inner();
+        let account = triad_galera::account::AppAccount {
+            database: r.database,
+            user: r.user,
+            host: r.host,
+            password_hash: r.password_hash,
+        };
+        let (outcome, detail) = match self.app()?.ensure_database(&account).await {
+            Ok(Ensured::Created) => (v1::AppDatabaseOutcome::Created, String::new()),
+            Ok(Ensured::Present) => (v1::AppDatabaseOutcome::Present, String::new()),
+            Ok(Ensured::Conflict(detail)) => (v1::AppDatabaseOutcome::Conflict, detail),
+            Err(error) => {
+                tracing::warn!(node = %self.state.identity.node_id, "app database: {error}");
+                return Err(app_status(error));
+            }
+        };
+        Ok(Response::new(v1::AppDatabaseReply {
+            outcome: outcome as i32,
+            detail,
+        }))
+    }
+
+    async fn app_secret(
+        &self,
+        request: Request<v1::AppSecretRequest>,
+    ) -> Result<Response<v1::AppSecretReply>, Status> {
+        let r = request.into_inner();
+        let written = self
+            .app()?
+            .keep_secret(std::path::Path::new(&r.path), &r.password, &r.group)
+            .await
+            .map_err(|error| {
+                tracing::warn!(node = %self.state.identity.node_id, "app password file: {error}");
+                app_status(error)
+            })?;
+        Ok(Response::new(v1::AppSecretReply { written }))
     }
 
     type EventsStream = EventStream;

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apache;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod exec;

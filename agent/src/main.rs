@@ -43,6 +43,7 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
     let service = AgentGrpc::new(agent.state(), agent.membership())
         .with_galera(agent.galera())
         .with_gluster(agent.gluster())
+        .with_app(agent.app())
         .with_tls(tls.is_some())
         .into_server();
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -7,7 +7,7 @@
 //! configuration (`[readiness] require`), so a node can run before every service module
 //! is managed by the agent; the default requires all of them.
 
-use triad_proto::gossip::{BrickState, GaleraState, Health, MountState, NodeKeys};
+use triad_proto::gossip::{AppSecret, BrickState, GaleraState, Health, MountState, NodeKeys};
 
 /// A service that readiness can depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
@@ -70,6 +70,11 @@ pub fn not_ready_reason(keys: &NodeKeys, required: &[ReadinessCheck]) -> Option<
         problems.push("draining".into());
     }
     problems.extend(required.iter().filter_map(|check| check.problem(keys)));
+    // once the coordinator declared an app, its database password file is required: the
+    // app cannot reach its database without it
+    if keys.app_secret == AppSecret::Missing {
+        problems.push("app secret missing".into());
+    }
     if problems.is_empty() {
         return None;
     }
@@ -117,6 +122,19 @@ mod tests {
         keys.galera.cluster_status = Some("Primary".into());
         keys.draining = true;
         assert!(!is_ready(&keys, &ReadinessCheck::ALL));
+    }
+
+    #[test]
+    fn a_declared_app_needs_its_password_file() {
+        let mut keys = NodeKeys::default();
+        assert!(is_ready(&keys, &[]), "no app declared");
+        keys.app_secret = AppSecret::Ok;
+        assert!(is_ready(&keys, &[]));
+        keys.app_secret = AppSecret::Missing;
+        assert_eq!(
+            not_ready_reason(&keys, &[]).as_deref(),
+            Some("app secret missing")
+        );
     }
 
     /// The truth table: every combination of the four services, ready only when all are

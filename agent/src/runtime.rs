@@ -37,6 +37,8 @@ pub struct Hosts {
     pub services: Option<Arc<dyn ServiceManager>>,
     pub gluster: Option<Arc<dyn GlusterCli>>,
     pub mounts: Option<Arc<dyn MountHost>>,
+    /// The app's database account and password file (issue 17).
+    pub app: Option<Arc<dyn crate::app::AppHost>>,
 }
 
 impl Hosts {
@@ -51,6 +53,9 @@ impl Hosts {
                 timeout: config.gluster.cli_timeout,
             })),
             mounts: Some(Arc::new(crate::mount::host::SystemdMounts::new())),
+            app: Some(Arc::new(crate::app::LocalAppHost {
+                socket: config.galera.socket.clone(),
+            })),
         }
     }
 }
@@ -62,6 +67,7 @@ pub struct AgentRuntime {
     membership: Arc<Membership>,
     galera: Option<(Arc<GaleraDriver>, JoinHandle<()>)>,
     gluster: Option<Arc<GlusterDriver>>,
+    app: Option<Arc<crate::app::AppDriver>>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     main_loop: JoinHandle<()>,
@@ -100,6 +106,7 @@ impl AgentRuntime {
             services,
             gluster: gluster_cli,
             mounts,
+            app: app_host,
         } = hosts;
         let identity = NodeIdentity {
             node_id: config.node_id.clone(),
@@ -221,6 +228,13 @@ impl AgentRuntime {
             }
             _ => state.update(|keys| keys.apache = triad_proto::gossip::Health::NotManaged),
         }
+        let app = app_host.map(|host| {
+            let driver = Arc::new(crate::app::AppDriver::new(host, state.clone()));
+            tasks.push(tokio::spawn(
+                driver.clone().run(config.heartbeat_interval, stop_rx.clone()),
+            ));
+            driver
+        });
         let main_loop = tokio::spawn(main_loop(
             state.clone(),
             membership.clone(),
@@ -240,6 +254,7 @@ impl AgentRuntime {
             membership,
             galera,
             gluster,
+            app,
             tasks,
             stop,
             main_loop,
@@ -260,6 +275,10 @@ impl AgentRuntime {
 
     pub fn gluster(&self) -> Option<Arc<GlusterDriver>> {
         self.gluster.clone()
+    }
+
+    pub fn app(&self) -> Option<Arc<crate::app::AppDriver>> {
+        self.app.clone()
     }
 
     /// Stop the main loop and leave gossip. Managed services are not touched (design

@@ -45,9 +45,27 @@ struct RawCoordinatorConfig {
     /// `[tls]`: mutual TLS for triadctl → coordinator and coordinator → agents.
     #[serde(default)]
     tls: Option<triad_daemon::config::RawTls>,
+    /// `[app]`: the application's database and account; kept when the section is present.
+    #[serde(default)]
+    app: Option<RawApp>,
     /// `[metrics]`: the Prometheus endpoint (read by [`MetricsConfig::load`]).
     #[serde(default)]
     metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    /// The app's database, a plain identifier (required).
+    database: Option<String>,
+    /// The app's account, a plain identifier; default the database's name.
+    user: Option<String>,
+    /// The account's host part; default "%" (grants on the app's database only).
+    client_host: Option<String>,
+    /// Where every node keeps the password; default /etc/triad/app-db.password.
+    password_file: Option<String>,
+    /// The group that may read that file; default "www-data" (Apache on Debian).
+    group: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -182,6 +200,8 @@ pub struct CoordinatorConfig {
     /// Mutual TLS: the coordinator's server (for triadctl) and its calls to agents
     /// (`None`: plaintext, warned at every start).
     pub tls: Option<triad_daemon::tls::TlsFiles>,
+    /// The application's database and account; `None` when not configured.
+    pub app: Option<crate::app::AppSpec>,
 }
 
 impl CoordinatorConfig {
@@ -291,6 +311,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         _ => None,
     };
     let tls = triad_daemon::config::resolve_tls(path, raw.tls.as_ref())?;
+    let app = raw.app.map(|a| resolve_app(path, a)).transpose()?;
     let autoscale = crate::autoscale::config::resolve(
         path,
         raw.autoscale.as_ref(),
@@ -303,6 +324,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     )?;
     Ok(CoordinatorConfig {
         tls,
+        app,
         volume,
         autoscale,
         id,
@@ -318,6 +340,45 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
         galera_recovery: raw.galera.recovery.unwrap_or(true),
         galera_grace,
         galera_nodes,
+    })
+}
+
+/// `[app]`: names checked as plain identifiers, each error naming its key.
+fn resolve_app(path: &Path, raw: RawApp) -> Result<crate::app::AppSpec, ConfigError> {
+    use triad_galera::account::{check_host, check_identifier};
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    let database = raw.database.ok_or_else(|| {
+        invalid(
+            "app.database",
+            "required: the app's database name (a plain identifier)".into(),
+        )
+    })?;
+    check_identifier(&database, 64).map_err(|m| invalid("app.database", m))?;
+    let user = raw.user.unwrap_or_else(|| database.clone());
+    check_identifier(&user, 32).map_err(|m| invalid("app.user", m))?;
+    let client_host = raw.client_host.unwrap_or_else(|| "%".into());
+    check_host(&client_host).map_err(|m| invalid("app.client_host", m))?;
+    let password_file = raw
+        .password_file
+        .unwrap_or_else(|| "/etc/triad/app-db.password".into());
+    if !password_file.starts_with('/') || password_file.ends_with('/') || password_file.contains('\n') {
+        return Err(invalid(
+            "app.password_file",
+            format!("{password_file:?} must be an absolute file path"),
+        ));
+    }
+    let group = raw.group.unwrap_or_else(|| "www-data".into());
+    check_name(&group, 32, &['-', '_']).map_err(|m| invalid("app.group", m))?;
+    Ok(crate::app::AppSpec {
+        database,
+        user,
+        client_host,
+        password_file: password_file.into(),
+        group,
     })
 }
 
@@ -389,6 +450,40 @@ insecure = true
         // the whole file with a [metrics] section is still a valid coordinator config
         for text in [&explicit, &off] {
             CoordinatorConfig::parse(Path::new("c.toml"), text).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_app_section_takes_plain_identifiers_and_names_a_bad_key() {
+        let config = CoordinatorConfig::parse(
+            Path::new("c.toml"),
+            &format!("{GOOD}[app]\ndatabase = \"owncloud\"\n"),
+        )
+        .unwrap();
+        let app = config.app.expect("an [app]");
+        assert_eq!(app.user, "owncloud", "the user defaults to the database's name");
+        assert_eq!(app.client_host, "%");
+        assert_eq!(app.group, "www-data");
+        assert_eq!(
+            app.password_file,
+            std::path::PathBuf::from("/etc/triad/app-db.password")
+        );
+        for (section, key) in [
+            ("user = \"oc\"", "app.database"),
+            ("database = \"own-cloud\"", "app.database"),
+            ("database = \"oc; DROP DATABASE x\"", "app.database"),
+            ("database = \"oc\"\nuser = \"oc`x\"", "app.user"),
+            ("database = \"oc\"\nclient_host = \"a'b\"", "app.client_host"),
+            ("database = \"oc\"\npassword_file = \"secret\"", "app.password_file"),
+            ("database = \"oc\"\ngroup = \"www data\"", "app.group"),
+        ] {
+            let error = CoordinatorConfig::parse(
+                Path::new("c.toml"),
+                &format!("{GOOD}[app]\n{section}\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(key), "{section}: {error}");
         }
     }
 
@@ -512,6 +607,17 @@ insecure = true
             ],
         ),
         (
+            "app",
+            &[
+                "database",
+                "user",
+                "client_host",
+                "password_file",
+                "group",
+                "bogus",
+            ],
+        ),
+        (
             "volume",
             &[
                 "managed",
@@ -626,6 +732,10 @@ insecure = true
                 any::<bool>().prop_map(|b| b.to_string()).boxed()
             }
             ("galera" | "volume", "nodes") => names(),
+            ("app", "database" | "user") => pick(&["owncloud", "oc_app", "oc-app", "x;y", ""]),
+            ("app", "client_host") => pick(&["%", "10.0.0.%", "a'b", ""]),
+            ("app", "password_file") => pick(&["/etc/triad/app-db.password", "relative", "/dir/"]),
+            ("app", "group") => pick(&["www-data", "bad group"]),
             ("balancer", "kind") => pick(&["none", "haproxy", "octavia"]),
             (_, "server_port" | "listener_port" | "member_port") => {
                 any::<u16>().prop_map(|p| p.to_string()).boxed()

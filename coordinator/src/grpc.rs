@@ -27,6 +27,10 @@ pub struct CoordinatorGrpc {
     balancer: Option<tokio::sync::watch::Receiver<BalancerStatus>>,
     volume: Option<tokio::sync::watch::Receiver<VolumeStatus>>,
     autoscale: Option<crate::autoscale::AutoscaleHandle>,
+    app: Option<(
+        crate::app::AppSpec,
+        tokio::sync::watch::Receiver<crate::app::AppStatus>,
+    )>,
     /// The server runs mutual TLS with these files: callers are checked by their
     /// certificate's role (None: plaintext, asked for).
     tls: Option<triad_daemon::tls::TlsFiles>,
@@ -90,8 +94,19 @@ impl CoordinatorGrpc {
             balancer: None,
             volume: None,
             autoscale: None,
+            app: None,
             tls: None,
         }
+    }
+
+    /// Report the app loop's status in ClusterStatus.
+    pub fn with_app(
+        mut self,
+        spec: crate::app::AppSpec,
+        status: tokio::sync::watch::Receiver<crate::app::AppStatus>,
+    ) -> CoordinatorGrpc {
+        self.app = Some((spec, status));
+        self
     }
 
     /// The server runs mutual TLS with `files`: only operator certificates may call, and
@@ -271,6 +286,15 @@ impl CoordinatorGrpc {
         status.volume_section = self.volume.as_ref().map(|watch| v1::VolumeSection {
             state: watch.borrow().state.as_str().to_string(),
         });
+        if let Some((spec, watch)) = &self.app {
+            let app = watch.borrow().clone();
+            status.app = app.line;
+            status.app_section = Some(v1::AppSection {
+                state: app.state.as_str().to_string(),
+                database: spec.database.clone(),
+                user: spec.user.clone(),
+            });
+        }
         status.autoscale_section = self.autoscale.as_ref().map(|handle| {
             let autoscale = handle.autoscale_status();
             v1::AutoscaleSection {

@@ -8,13 +8,14 @@
 //! `agent_client` (one typed way to call an agent), `recovery` (Galera formation and
 //! full-outage recovery: election, decision store), `balancer` (membership planner,
 //! HAProxy and Octavia), `volume` (Gluster formation planner and loop), `autoscale` (policy,
-//! scaler flows, Nova), `openstack` (Keystone sessions, Nova and Octavia clients), `status`
+//! scaler flows, Nova), `app` (the app's database, account and password file), `openstack` (Keystone sessions, Nova and Octavia clients), `status`
 //! (the gRPC status answer), `grpc` (CoordinatorService), `metrics` (`/metrics`), `cli`
 //! (the command line).
 
 #![forbid(unsafe_code)]
 
 pub mod agent_client;
+pub mod app;
 pub mod autoscale;
 pub mod balancer;
 pub mod cli;

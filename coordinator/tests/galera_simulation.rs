@@ -425,6 +425,7 @@ impl Sim {
             volume: None,
             autoscale: None,
             tls: None,
+            app: None,
         };
         let coordinator = Arc::new(Coordinator::start(&config, 1, &transport).await.unwrap());
         Sim {

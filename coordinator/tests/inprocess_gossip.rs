@@ -67,6 +67,7 @@ async fn start_cluster() -> Cluster {
         volume: None,
         autoscale: None,
         tls: None,
+        app: None,
     };
     let coordinator = Coordinator::start(&config, 1, &transport)
         .await

@@ -30,6 +30,8 @@ pub struct StatusReport {
     pub balancer: Option<BalancerReport>,
     /// Autoscaling; null when not configured.
     pub autoscale: Option<AutoscaleReport>,
+    /// The application's database, account and password file; null when no `[app]`.
+    pub app: Option<AppReport>,
     /// gRPC security.
     pub tls: TlsReport,
     pub nodes: Vec<NodeRow>,
@@ -58,6 +60,16 @@ pub struct VolumeReport {
     pub status: String,
     /// "not-observed", "unknown", "forming", "step-failed", "formed" or "steady".
     pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AppReport {
+    /// The database and account, and where the password file stands, in a sentence.
+    pub status: String,
+    /// "waiting", "conflict", "delivering" or "ready".
+    pub state: String,
+    pub database: String,
+    pub user: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -242,6 +254,12 @@ impl StatusReport {
                 recommended: a.recommended,
                 removed: a.removed.clone(),
             }),
+            app: status.app_section.as_ref().map(|a| AppReport {
+                status: status.app.clone(),
+                state: a.state.clone(),
+                database: a.database.clone(),
+                user: a.user.clone(),
+            }),
             tls: TlsReport {
                 status: status.tls.clone(),
                 plaintext: tls.plaintext,
@@ -272,6 +290,7 @@ impl StatusReport {
             ("galera", self.galera.as_ref().map(|g| &g.status)),
             ("volume", self.volume.as_ref().map(|v| &v.status)),
             ("autoscale", self.autoscale.as_ref().map(|a| &a.status)),
+            ("app", self.app.as_ref().map(|a| &a.status)),
             ("tls", Some(&self.tls.status)),
         ];
         for (name, line) in lines {

@@ -3,9 +3,11 @@
 //! same way.
 //!
 //! Modules: `position` (cluster uuid and seqno, grastate.dat, `--wsrep-recover` output, the
-//! order of positions), `join` (one joiner at a time into the Primary component).
+//! order of positions), `join` (one joiner at a time into the Primary component), `account`
+//! (the app's database and account: names, the password hash, what to create).
 
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod join;
 pub mod position;

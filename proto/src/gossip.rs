@@ -36,6 +36,8 @@ pub mod keys {
     pub const GLUSTER_BRICK: &str = "gluster.brick";
     pub const MOUNT: &str = "mount";
     pub const APACHE: &str = "apache";
+    /// The app's database password file on this node (issue 17).
+    pub const APP_SECRET: &str = "app.secret";
     pub const REQ_TOTAL: &str = "req_total";
     pub const BUSY_WORKERS: &str = "busy_workers";
     pub const CPU: &str = "cpu";
@@ -153,6 +155,12 @@ word_enum!(
     MountState { Ok => "ok", Absent => "absent", Stale => "stale", NotManaged => "not-managed" }
 );
 
+word_enum!(
+    /// The app's database password file. `none`: no app declared to this agent yet;
+    /// `missing`: declared, but the file is absent, empty or could not be written.
+    AppSecret { None => "none", Ok => "ok", Missing => "missing" }
+);
+
 /// Galera's `wsrep_cluster_status` as published (free text from mysqld, e.g. "Primary").
 pub type ClusterStatusWord = Option<String>;
 
@@ -192,6 +200,7 @@ pub struct NodeKeys {
     pub gluster_brick: BrickState,
     pub mount: MountState,
     pub apache: Health,
+    pub app_secret: AppSecret,
     pub metrics: MetricKeys,
     pub ready: bool,
     pub ready_reason: Option<String>,
@@ -235,6 +244,7 @@ impl NodeKeys {
             (keys::GLUSTER_BRICK, self.gluster_brick.encode()),
             (keys::MOUNT, self.mount.encode()),
             (keys::APACHE, self.apache.encode()),
+            (keys::APP_SECRET, self.app_secret.encode()),
             (keys::READY, encode_bool(self.ready)),
             (keys::DRAINING, encode_bool(self.draining)),
         ];
@@ -328,6 +338,7 @@ impl NodeKeys {
             keys::GLUSTER_BRICK => self.gluster_brick = BrickState::decode(raw)?,
             keys::MOUNT => self.mount = MountState::decode(raw)?,
             keys::APACHE => self.apache = Health::decode(raw)?,
+            keys::APP_SECRET => self.app_secret = AppSecret::decode(raw)?,
             keys::REQ_TOTAL => self.metrics.req_total = Some(parse_number(raw)?),
             keys::BUSY_WORKERS => self.metrics.busy_workers = Some(parse_number(raw)?),
             keys::CPU => self.metrics.cpu_percent = Some(parse_percent(raw)?),

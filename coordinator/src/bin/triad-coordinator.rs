@@ -64,6 +64,19 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         );
         service = service.with_volume(volume.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
+    // The application's database, account and password file (issue 17): `[app]`.
+    if let Some(spec) = config.app.clone() {
+        let password = triad_coordinator::app::load_or_create_password(&config.state_dir)
+            .map_err(|e| anyhow::anyhow!("[app]: {e}"))?;
+        let app = triad_coordinator::app::AppLoop::new(
+            spec.clone(),
+            password,
+            Arc::new(triad_coordinator::app::GrpcAppAgents {
+                connect_timeout: std::time::Duration::from_secs(5),
+            }),
+        );
+        service = service.with_app(spec, app.spawn(coordinator.clone(), loops_stop_rx.clone()));
+    }
     // Balancer membership (issue 6): `[balancer] kind`, default none.
     let balancer_config = triad_coordinator::balancer::config::BalancerConfig::load(&path)?;
     let view_of = coordinator.clone();

@@ -64,6 +64,7 @@ const NOT_DEFAULTS: &[&str] = &[
     "cluster.seeds",
     "gossip.listen",
     "galera.nodes",
+    "app.database",
     "balancer.kind",
     "balancer.octavia.cloud",
     "balancer.octavia.vip_subnet_id",

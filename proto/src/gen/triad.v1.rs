@@ -288,6 +288,47 @@ pub struct GlusterStepReply {
     #[prost(string, tag = "1")]
     pub output: ::prost::alloc::string::String,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AppDatabaseRequest {
+    /// Plain identifiers (letters, digits, '\_'), checked by both sides.
+    #[prost(string, tag = "1")]
+    pub database: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub user: ::prost::alloc::string::String,
+    /// The account's host part ('%', a name, an address or a pattern such as '10.0.0.%').
+    #[prost(string, tag = "3")]
+    pub host: ::prost::alloc::string::String,
+    /// mysql_native_password hash ("\*" and 40 hex digits): the password itself never reaches
+    /// mysqld's statements, logs or the agent's command lines.
+    #[prost(string, tag = "4")]
+    pub password_hash: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AppDatabaseReply {
+    #[prost(enumeration = "AppDatabaseOutcome", tag = "1")]
+    pub outcome: i32,
+    /// For a conflict: what differs (the grants found, never a password).
+    #[prost(string, tag = "2")]
+    pub detail: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AppSecretRequest {
+    /// Absolute path of the file on the node.
+    #[prost(string, tag = "1")]
+    pub path: ::prost::alloc::string::String,
+    /// The password (only ever in this request, sent over mutual TLS).
+    #[prost(string, tag = "2")]
+    pub password: ::prost::alloc::string::String,
+    /// The group that may read the file (the web server's, "www-data" on Debian).
+    #[prost(string, tag = "3")]
+    pub group: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AppSecretReply {
+    /// False when the file already held the password.
+    #[prost(bool, tag = "1")]
+    pub written: bool,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ServiceAction {
@@ -316,6 +357,41 @@ impl ServiceAction {
             "SERVICE_ACTION_START" => Some(Self::Start),
             "SERVICE_ACTION_STOP" => Some(Self::Stop),
             "SERVICE_ACTION_RESTART" => Some(Self::Restart),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AppDatabaseOutcome {
+    Unspecified = 0,
+    /// Database and account created now.
+    Created = 1,
+    /// Both existed as Triad makes them; nothing done.
+    Present = 2,
+    /// The account exists with other grants or another password: left as it is.
+    Conflict = 3,
+}
+impl AppDatabaseOutcome {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "APP_DATABASE_OUTCOME_UNSPECIFIED",
+            Self::Created => "APP_DATABASE_OUTCOME_CREATED",
+            Self::Present => "APP_DATABASE_OUTCOME_PRESENT",
+            Self::Conflict => "APP_DATABASE_OUTCOME_CONFLICT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "APP_DATABASE_OUTCOME_UNSPECIFIED" => Some(Self::Unspecified),
+            "APP_DATABASE_OUTCOME_CREATED" => Some(Self::Created),
+            "APP_DATABASE_OUTCOME_PRESENT" => Some(Self::Present),
+            "APP_DATABASE_OUTCOME_CONFLICT" => Some(Self::Conflict),
             _ => None,
         }
     }
@@ -643,6 +719,56 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "GlusterStep"));
             self.inner.unary(req, path, codec).await
         }
+        /// Create the app's database and account on this node's mysqld (Synced in the Primary
+        /// component) unless they exist; an existing account that differs is reported, never
+        /// changed.
+        pub async fn app_database(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AppDatabaseRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AppDatabaseReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/AppDatabase",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "AppDatabase"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Keep the app's database password in a file on this node (root and the web server's
+        /// group may read it); the agent's readiness requires it from then on.
+        pub async fn app_secret(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AppSecretRequest>,
+        ) -> std::result::Result<tonic::Response<super::AppSecretReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/AppSecret",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "AppSecret"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -723,6 +849,22 @@ pub mod agent_service_server {
             tonic::Response<super::GlusterStepReply>,
             tonic::Status,
         >;
+        /// Create the app's database and account on this node's mysqld (Synced in the Primary
+        /// component) unless they exist; an existing account that differs is reported, never
+        /// changed.
+        async fn app_database(
+            &self,
+            request: tonic::Request<super::AppDatabaseRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AppDatabaseReply>,
+            tonic::Status,
+        >;
+        /// Keep the app's database password in a file on this node (root and the web server's
+        /// group may read it); the agent's readiness requires it from then on.
+        async fn app_secret(
+            &self,
+            request: tonic::Request<super::AppSecretRequest>,
+        ) -> std::result::Result<tonic::Response<super::AppSecretReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AgentServiceServer<T> {
@@ -1248,6 +1390,96 @@ pub mod agent_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/triad.v1.AgentService/AppDatabase" => {
+                    #[allow(non_camel_case_types)]
+                    struct AppDatabaseSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::AppDatabaseRequest>
+                    for AppDatabaseSvc<T> {
+                        type Response = super::AppDatabaseReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AppDatabaseRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::app_database(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AppDatabaseSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/AppSecret" => {
+                    #[allow(non_camel_case_types)]
+                    struct AppSecretSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::AppSecretRequest>
+                    for AppSecretSvc<T> {
+                        type Response = super::AppSecretReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AppSecretRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::app_secret(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AppSecretSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
@@ -1328,6 +1560,23 @@ pub struct ClusterStatus {
     pub autoscale_section: ::core::option::Option<AutoscaleSection>,
     #[prost(message, optional, tag = "13")]
     pub tls_section: ::core::option::Option<TlsSection>,
+    /// The application's database, account and password file (`\[app\]`), in a sentence;
+    /// empty when not configured. Never the password.
+    #[prost(string, tag = "14")]
+    pub app: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "15")]
+    pub app_section: ::core::option::Option<AppSection>,
+}
+/// The application's facts.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AppSection {
+    /// "waiting", "conflict", "delivering" or "ready".
+    #[prost(string, tag = "1")]
+    pub state: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub database: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub user: ::prost::alloc::string::String,
 }
 /// Galera recovery's facts.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -1,0 +1,446 @@
+//! The application Triad serves (issue 17, `[app]`): its database and account, created
+//! once on the Primary component through one agent, and its database password, generated
+//! here once, kept in the state directory (0600) and handed to every node's agent, which
+//! keeps it in a file for the web server. The password never leaves this process except in
+//! those requests (mutual TLS): not in a log line, the status or gossip.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use triad_galera::account::{native_password_hash, AppAccount};
+use triad_proto::gossip::{AppSecret, GaleraState};
+use triad_proto::v1;
+
+use crate::agent_client::{answer, AgentError};
+use crate::observer::Coordinator;
+use crate::runner;
+use crate::view::ClusterView;
+
+/// `[app]` as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    pub database: String,
+    pub user: String,
+    /// The account's host part.
+    pub client_host: String,
+    /// Where each node keeps the password.
+    pub password_file: PathBuf,
+    /// The group that may read it (the web server's).
+    pub group: String,
+}
+
+/// The password's file in the coordinator's state directory.
+pub const SECRET_FILE: &str = "app-db.password";
+
+/// The app's database password: read from `state_dir`, or generated (32 characters of
+/// [A-Za-z0-9] from the kernel's random source, about 190 bits) and written 0600 first.
+pub fn load_or_create_password(state_dir: &Path) -> Result<String, String> {
+    let path = state_dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => return Err(format!("{} is empty: remove it to generate a new password (the app's account then needs it set by hand)", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("reading {}: {e}", path.display()))
+        }
+        Err(_) => {}
+    }
+    let password = generate_password().map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| format!("creating {}: {e}", state_dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        file.write_all(format!("{password}\n").as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| format!("renaming to {}: {e}", path.display()))?;
+    tracing::info!(file = %path.display(), "generated the app's database password");
+    Ok(password)
+}
+
+fn generate_password() -> std::io::Result<String> {
+    use std::io::Read as _;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut random = std::fs::File::open("/dev/urandom")?;
+    let mut password = String::with_capacity(32);
+    let mut byte = [0u8; 1];
+    while password.len() < 32 {
+        random.read_exact(&mut byte)?;
+        // 248 = 4 * 62: rejecting the rest keeps every character equally likely
+        if byte[0] < 248 {
+            password.push(ALPHABET[(byte[0] % 62) as usize] as char);
+        }
+    }
+    Ok(password)
+}
+
+/// What the agents are asked.
+#[async_trait::async_trait]
+pub trait AppAgents: Send + Sync {
+    async fn ensure_database(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        account: &AppAccount,
+    ) -> Result<(v1::AppDatabaseOutcome, String), AgentError>;
+    async fn keep_secret(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        spec: &AppSpec,
+        password: &str,
+    ) -> Result<bool, AgentError>;
+}
+
+/// Agents over gRPC.
+#[derive(Debug, Clone)]
+pub struct GrpcAppAgents {
+    pub connect_timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl AppAgents for GrpcAppAgents {
+    async fn ensure_database(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        account: &AppAccount,
+    ) -> Result<(v1::AppDatabaseOutcome, String), AgentError> {
+        let mut client = crate::agent_client::connect(
+            node,
+            grpc,
+            self.connect_timeout,
+            Duration::from_secs(30),
+        )
+        .await?;
+        let reply = answer(
+            node,
+            client
+                .app_database(v1::AppDatabaseRequest {
+                    database: account.database.clone(),
+                    user: account.user.clone(),
+                    host: account.host.clone(),
+                    password_hash: account.password_hash.clone(),
+                })
+                .await,
+        )?;
+        Ok((reply.outcome(), reply.detail))
+    }
+
+    async fn keep_secret(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        spec: &AppSpec,
+        password: &str,
+    ) -> Result<bool, AgentError> {
+        let mut client = crate::agent_client::connect(
+            node,
+            grpc,
+            self.connect_timeout,
+            Duration::from_secs(10),
+        )
+        .await?;
+        let reply = answer(
+            node,
+            client
+                .app_secret(v1::AppSecretRequest {
+                    path: spec.password_file.display().to_string(),
+                    password: password.to_string(),
+                    group: spec.group.clone(),
+                })
+                .await,
+        )?;
+        Ok(reply.written)
+    }
+}
+
+/// Where the app stands, as the last pass saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppState {
+    /// Waiting for a node Synced in the Primary component.
+    Waiting,
+    /// The account exists and differs: left as it is, the operator decides.
+    Conflict,
+    /// Database and account in place; some live nodes lack the password file.
+    Delivering,
+    /// Database and account in place, the password on every live node.
+    Ready,
+}
+
+impl AppState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Waiting => "waiting",
+            AppState::Conflict => "conflict",
+            AppState::Delivering => "delivering",
+            AppState::Ready => "ready",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppStatus {
+    /// The line `triadctl status` shows.
+    pub line: String,
+    pub state: AppState,
+}
+
+/// Pure: the node to create the database through (a live member Synced in the Primary
+/// component, the first by id), and the live nodes whose password file is not known to
+/// be in place.
+pub fn targets(
+    view: &ClusterView,
+) -> (Option<(String, SocketAddr)>, Vec<(String, SocketAddr)>) {
+    let mut members: Vec<_> = view
+        .members()
+        .filter(|m| m.live && m.keys.grpc.is_some())
+        .collect();
+    members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    let primary = members
+        .iter()
+        .find(|m| {
+            m.keys.galera.state == GaleraState::Synced
+                && m.keys.galera.cluster_status.as_deref() == Some("Primary")
+        })
+        .map(|m| (m.node_id.clone(), m.keys.grpc.unwrap_or(([0, 0, 0, 0], 0).into())));
+    let secrets = members
+        .iter()
+        .filter(|m| m.keys.app_secret != AppSecret::Ok)
+        .filter_map(|m| m.keys.grpc.map(|addr| (m.node_id.clone(), addr)))
+        .collect();
+    (primary, secrets)
+}
+
+pub struct AppLoop {
+    spec: AppSpec,
+    password: String,
+    agents: Arc<dyn AppAgents>,
+    status: watch::Sender<AppStatus>,
+    /// The database and account were found in place (or created) at this time.
+    database_done: Option<Instant>,
+    /// A conflict was reported at this time: asked again only after [`RECHECK`].
+    conflict_at: Option<Instant>,
+}
+
+impl std::fmt::Debug for AppLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppLoop").field("spec", &self.spec).finish()
+    }
+}
+
+/// How often a database in place, or a conflict, is looked at again.
+const RECHECK: Duration = Duration::from_secs(60);
+
+impl AppLoop {
+    pub fn new(spec: AppSpec, password: String, agents: Arc<dyn AppAgents>) -> AppLoop {
+        AppLoop {
+            status: watch::channel(AppStatus {
+                line: format!("database {}: not observed yet", spec.database),
+                state: AppState::Waiting,
+            })
+            .0,
+            spec,
+            password,
+            agents,
+            database_done: None,
+            conflict_at: None,
+        }
+    }
+
+    pub fn status(&self) -> watch::Receiver<AppStatus> {
+        self.status.subscribe()
+    }
+
+    fn account(&self) -> AppAccount {
+        AppAccount {
+            database: self.spec.database.clone(),
+            user: self.spec.user.clone(),
+            host: self.spec.client_host.clone(),
+            password_hash: native_password_hash(&self.password),
+        }
+    }
+
+    fn set_status(&self, line: String, state: AppState) {
+        self.status.send_if_modified(|old| {
+            if old.line == line && old.state == state {
+                return false;
+            }
+            tracing::info!(state = state.as_str(), "app: {line}");
+            *old = AppStatus { line, state };
+            true
+        });
+    }
+
+    /// One pass: the database (until in place, then every [`RECHECK`]), then the password
+    /// file on every live node that does not report it.
+    pub async fn pass(&mut self, view: &ClusterView) {
+        let (primary, secrets) = targets(view);
+        let account = self.account();
+        let who = format!(
+            "database {}, account '{}'@'{}'",
+            account.database, account.user, account.host
+        );
+        let due = |at: Option<Instant>| at.is_none_or(|t| t.elapsed() >= RECHECK);
+        if due(self.database_done) && due(self.conflict_at) {
+            match &primary {
+                None => {
+                    if self.database_done.is_none() {
+                        self.set_status(
+                            format!("{who}: waiting for a node Synced in the Primary component"),
+                            AppState::Waiting,
+                        );
+                        return;
+                    }
+                }
+                Some((node, grpc)) => {
+                    match self.agents.ensure_database(node, *grpc, &account).await {
+                        Ok((v1::AppDatabaseOutcome::Conflict, detail)) => {
+                            self.conflict_at = Some(Instant::now());
+                            self.database_done = None;
+                            self.set_status(
+                                format!("{detail} (left as it is: grant it as Triad would, or drop it, or set [app] user)"),
+                                AppState::Conflict,
+                            );
+                            return;
+                        }
+                        Ok((outcome, _)) => {
+                            if outcome == v1::AppDatabaseOutcome::Created {
+                                tracing::info!(via = %node, "app: {who} created");
+                            }
+                            self.conflict_at = None;
+                            self.database_done = Some(Instant::now());
+                        }
+                        Err(error) => {
+                            if self.database_done.is_none() {
+                                self.set_status(
+                                    format!("{who}: {node} could not create it: {error}"),
+                                    AppState::Waiting,
+                                );
+                                return;
+                            }
+                            tracing::warn!("app: re-checking {who} through {node}: {error}");
+                        }
+                    }
+                }
+            }
+        }
+        if self.conflict_at.is_some() {
+            return;
+        }
+        let mut failed = Vec::new();
+        for (node, grpc) in &secrets {
+            if let Err(error) = self
+                .agents
+                .keep_secret(node, *grpc, &self.spec, &self.password)
+                .await
+            {
+                tracing::warn!("app: password file on {node}: {error}");
+                failed.push(format!("{node}: {error}"));
+            }
+        }
+        let live = view.members().filter(|m| m.live).count();
+        if secrets.is_empty() {
+            self.set_status(
+                format!("{who} in place; password file on {live} live node(s)"),
+                AppState::Ready,
+            );
+        } else if failed.is_empty() {
+            self.set_status(
+                format!(
+                    "{who} in place; password file delivered to {}",
+                    secrets
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                AppState::Delivering,
+            );
+        } else {
+            self.set_status(
+                format!(
+                    "{who} in place; password file not delivered ({})",
+                    failed.join("; ")
+                ),
+                AppState::Delivering,
+            );
+        }
+    }
+
+    pub fn spawn(
+        self,
+        coordinator: Arc<Coordinator>,
+        stop: watch::Receiver<bool>,
+    ) -> watch::Receiver<AppStatus> {
+        let status = self.status();
+        let pass = AppPass {
+            app: self,
+            coordinator,
+        };
+        tokio::spawn(runner::run(
+            "app",
+            pass,
+            runner::Backoff::NEVER_USED,
+            runner::Inputs::default(),
+            stop,
+        ));
+        status
+    }
+}
+
+struct AppPass {
+    app: AppLoop,
+    coordinator: Arc<Coordinator>,
+}
+
+#[async_trait::async_trait]
+impl runner::Reconciler for AppPass {
+    type Command = ();
+
+    async fn pass(&mut self) -> runner::Next {
+        self.app.pass(&self.coordinator.view()).await;
+        runner::Next::After(Duration::from_secs(2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_password_is_kept_and_reread() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_password(dir.path()).unwrap();
+        assert_eq!(first.len(), 32);
+        assert!(first.chars().all(|c| c.is_ascii_alphanumeric()));
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+            .unwrap()
+            .permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        assert_eq!(load_or_create_password(dir.path()).unwrap(), first);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(load_or_create_password(other.path()).unwrap(), first);
+    }
+
+    #[test]
+    fn an_empty_password_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SECRET_FILE), "\n").unwrap();
+        let error = load_or_create_password(dir.path()).unwrap_err();
+        assert!(error.contains(SECRET_FILE), "{error}");
+    }
+}
