@@ -31,8 +31,7 @@ pub trait AppHost: Send + Sync {
     async fn sql(&self, script: &str) -> Result<String, HostError>;
     /// Write `text` to `path` (mode 0640, owner root, group `group`) unless it holds it;
     /// true when written.
-    async fn write_secret(&self, path: &Path, text: &str, group: &str)
-        -> Result<bool, HostError>;
+    async fn write_secret(&self, path: &Path, text: &str, group: &str) -> Result<bool, HostError>;
     /// The file exists and is not empty.
     async fn secret_present(&self, path: &Path) -> bool;
 }
@@ -63,12 +62,7 @@ impl AppHost for LocalAppHost {
         .await
     }
 
-    async fn write_secret(
-        &self,
-        path: &Path,
-        text: &str,
-        group: &str,
-    ) -> Result<bool, HostError> {
+    async fn write_secret(&self, path: &Path, text: &str, group: &str) -> Result<bool, HostError> {
         let what = format!("writing the app's password file {}", path.display());
         let gid = group_id(group).map_err(|e| HostError::new(&what, e))?;
         let path = path.to_path_buf();
@@ -89,9 +83,7 @@ impl AppHost for LocalAppHost {
 fn group_id(group: &str) -> Result<u32, String> {
     match nix::unistd::Group::from_name(group) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
-        Ok(None) => Err(format!(
-            "no group {group:?} (is the web server installed?)"
-        )),
+        Ok(None) => Err(format!("no group {group:?} (is the web server installed?)")),
         Err(e) => Err(format!("looking up the group {group:?}: {e}")),
     }
 }

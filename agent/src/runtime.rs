@@ -231,7 +231,9 @@ impl AgentRuntime {
         let app = app_host.map(|host| {
             let driver = Arc::new(crate::app::AppDriver::new(host, state.clone()));
             tasks.push(tokio::spawn(
-                driver.clone().run(config.heartbeat_interval, stop_rx.clone()),
+                driver
+                    .clone()
+                    .run(config.heartbeat_interval, stop_rx.clone()),
             ));
             driver
         });

@@ -118,13 +118,9 @@ impl AppAgents for GrpcAppAgents {
         grpc: SocketAddr,
         account: &AppAccount,
     ) -> Result<(v1::AppDatabaseOutcome, String), AgentError> {
-        let mut client = crate::agent_client::connect(
-            node,
-            grpc,
-            self.connect_timeout,
-            Duration::from_secs(30),
-        )
-        .await?;
+        let mut client =
+            crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(30))
+                .await?;
         let reply = answer(
             node,
             client
@@ -146,13 +142,9 @@ impl AppAgents for GrpcAppAgents {
         spec: &AppSpec,
         password: &str,
     ) -> Result<bool, AgentError> {
-        let mut client = crate::agent_client::connect(
-            node,
-            grpc,
-            self.connect_timeout,
-            Duration::from_secs(10),
-        )
-        .await?;
+        let mut client =
+            crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(10))
+                .await?;
         let reply = answer(
             node,
             client
@@ -198,12 +190,13 @@ pub struct AppStatus {
     pub state: AppState,
 }
 
+/// A node to call: its id and gRPC address.
+pub type Target = (String, SocketAddr);
+
 /// Pure: the node to create the database through (a live member Synced in the Primary
 /// component, the first by id), and the live nodes whose password file is not known to
 /// be in place.
-pub fn targets(
-    view: &ClusterView,
-) -> (Option<(String, SocketAddr)>, Vec<(String, SocketAddr)>) {
+pub fn targets(view: &ClusterView) -> (Option<Target>, Vec<Target>) {
     let mut members: Vec<_> = view
         .members()
         .filter(|m| m.live && m.keys.grpc.is_some())
@@ -215,7 +208,12 @@ pub fn targets(
             m.keys.galera.state == GaleraState::Synced
                 && m.keys.galera.cluster_status.as_deref() == Some("Primary")
         })
-        .map(|m| (m.node_id.clone(), m.keys.grpc.unwrap_or(([0, 0, 0, 0], 0).into())));
+        .map(|m| {
+            (
+                m.node_id.clone(),
+                m.keys.grpc.unwrap_or(([0, 0, 0, 0], 0).into()),
+            )
+        });
     let secrets = members
         .iter()
         .filter(|m| m.keys.app_secret != AppSecret::Ok)
@@ -419,6 +417,51 @@ impl runner::Reconciler for AppPass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member(
+        id: &str,
+        live: bool,
+        synced: bool,
+        secret: AppSecret,
+    ) -> triad_cluster::membership::ObservedMember {
+        let mut keys = triad_proto::gossip::NodeKeys::initial(
+            triad_proto::gossip::Role::Core,
+            "10.0.0.1:7421".parse().unwrap(),
+            "0.1.0",
+        );
+        if synced {
+            keys.galera.state = GaleraState::Synced;
+            keys.galera.cluster_status = Some("Primary".into());
+        }
+        keys.app_secret = secret;
+        triad_cluster::membership::ObservedMember {
+            node_id: id.into(),
+            generation: 1,
+            gossip_addr: "10.0.0.1:7420".parse().unwrap(),
+            live,
+            is_self: false,
+            keys,
+            decode_errors: vec![],
+        }
+    }
+
+    #[test]
+    fn the_database_goes_through_a_synced_member_and_the_file_to_live_nodes_without_it() {
+        let mut view = ClusterView::default();
+        view.apply(
+            &[
+                member("n1", false, true, AppSecret::None),
+                member("n2", true, false, AppSecret::Ok),
+                member("n3", true, true, AppSecret::Missing),
+                member("web-1", true, false, AppSecret::None),
+            ],
+            tokio::time::Instant::now(),
+        );
+        let (primary, secrets) = targets(&view);
+        assert_eq!(primary.map(|(id, _)| id).as_deref(), Some("n3"));
+        let ids: Vec<String> = secrets.into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["n3", "web-1"], "live, and not reporting the file");
+    }
 
     #[test]
     fn a_generated_password_is_kept_and_reread() {

@@ -365,7 +365,10 @@ fn resolve_app(path: &Path, raw: RawApp) -> Result<crate::app::AppSpec, ConfigEr
     let password_file = raw
         .password_file
         .unwrap_or_else(|| "/etc/triad/app-db.password".into());
-    if !password_file.starts_with('/') || password_file.ends_with('/') || password_file.contains('\n') {
+    if !password_file.starts_with('/')
+        || password_file.ends_with('/')
+        || password_file.contains('\n')
+    {
         return Err(invalid(
             "app.password_file",
             format!("{password_file:?} must be an absolute file path"),
@@ -461,7 +464,10 @@ insecure = true
         )
         .unwrap();
         let app = config.app.expect("an [app]");
-        assert_eq!(app.user, "owncloud", "the user defaults to the database's name");
+        assert_eq!(
+            app.user, "owncloud",
+            "the user defaults to the database's name"
+        );
         assert_eq!(app.client_host, "%");
         assert_eq!(app.group, "www-data");
         assert_eq!(
@@ -473,16 +479,20 @@ insecure = true
             ("database = \"own-cloud\"", "app.database"),
             ("database = \"oc; DROP DATABASE x\"", "app.database"),
             ("database = \"oc\"\nuser = \"oc`x\"", "app.user"),
-            ("database = \"oc\"\nclient_host = \"a'b\"", "app.client_host"),
-            ("database = \"oc\"\npassword_file = \"secret\"", "app.password_file"),
+            (
+                "database = \"oc\"\nclient_host = \"a'b\"",
+                "app.client_host",
+            ),
+            (
+                "database = \"oc\"\npassword_file = \"secret\"",
+                "app.password_file",
+            ),
             ("database = \"oc\"\ngroup = \"www data\"", "app.group"),
         ] {
-            let error = CoordinatorConfig::parse(
-                Path::new("c.toml"),
-                &format!("{GOOD}[app]\n{section}\n"),
-            )
-            .unwrap_err()
-            .to_string();
+            let error =
+                CoordinatorConfig::parse(Path::new("c.toml"), &format!("{GOOD}[app]\n{section}\n"))
+                    .unwrap_err()
+                    .to_string();
             assert!(error.contains(key), "{section}: {error}");
         }
     }

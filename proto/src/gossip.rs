@@ -452,6 +452,7 @@ mod tests {
             gluster_brick: BrickState::Online,
             mount: MountState::Stale,
             apache: Health::Down,
+            app_secret: AppSecret::Missing,
             metrics: MetricKeys {
                 cpu_percent: Some(12.5),
                 mem_used_bytes: Some(1 << 30),

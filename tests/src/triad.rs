@@ -26,6 +26,9 @@ pub const DOCROOT: &str = "/var/www/triad";
 /// The lab's volume and brick path (the agent's and coordinator's defaults).
 pub const VOLUME: &str = "www";
 pub const BRICK: &str = "/bricks/www";
+/// The lab app's database and account (`[app]`; the password file is the default's).
+pub const APP_DATABASE: &str = "lab_app";
+pub const APP_PASSWORD_FILE: &str = "/etc/triad/app-db.password";
 
 /// `cargo build --bins` in the workspace: the same command as `make build`, so a lab or a
 /// test after it compiles nothing again (a `-p triad-agent -p triad-coordinator` build
@@ -298,6 +301,7 @@ pub fn coordinator_config_with(tb: &Testbed, autoscale: Autoscale) -> String {
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
 [grpc]\nlisten = \"{COORDINATOR_GRPC}\"\n\n[galera]\ngrace = \"3s\"\nnodes = {nodes}\n\n\
 [volume]\nname = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n# the lab's bricks live on the container's root fs\nbricks_on_root_fs = true\n\n\
+[app]\ndatabase = \"{APP_DATABASE}\"\n\n\
 {autoscale}\
 [balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n\n\
 [metrics]\nlisten = \"{COORDINATOR_METRICS}\"\n\n\

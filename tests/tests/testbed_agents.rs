@@ -1,12 +1,17 @@
 //! The Triad agent installed in every node (its .deb, or the built binary + unit) and the
-//! coordinator on the host: the coordinator sees every node live through gossip.
+//! coordinator on the host: the coordinator sees every node live through gossip; then the
+//! lab's `[app]` (issue 17): its database and account created on the Primary component,
+//! the password on every node (0640 root:www-data) and in no log or status, a node without
+//! the file not ready.
 
 use std::time::Duration;
 
+use triad_tests::triad::{APP_DATABASE, APP_PASSWORD_FILE};
+use triad_tests::wait::{self, Poll};
 use triad_tests::{triad, Testbed};
 
 #[test]
-fn testbed_agents_gossip_to_coordinator() -> anyhow::Result<()> {
+fn testbed_agents_gossip_to_coordinator_and_keep_the_app_database() -> anyhow::Result<()> {
     let mut tb = Testbed::for_test(3)?;
     triad::cargo_build()?;
     for n in &tb.nodes {
@@ -18,7 +23,135 @@ fn testbed_agents_gossip_to_coordinator() -> anyhow::Result<()> {
     triad::start_coordinator(&mut tb)?;
     let t = triad::wait_coordinator_live(3, Duration::from_secs(30))?;
     eprintln!("coordinator sees 3 live nodes after {t:.2?}");
+
+    // the app: database and account, the password file everywhere
+    triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
+    triad::publish_app(&tb.nodes[0])?;
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(240))?;
+    wait_app_state("ready", Duration::from_secs(60))?;
+    let mut password = None;
+    for n in &tb.nodes {
+        let mode = n.sh(&format!("stat -c '%a %U %G' {APP_PASSWORD_FILE}"))?;
+        assert_eq!(mode.trim(), "640 root www-data", "{}: {mode}", n.name);
+        let text = n.sh(&format!("cat {APP_PASSWORD_FILE}"))?;
+        assert_eq!(text.len(), 32, "{}: a 32-character password", n.name);
+        assert_eq!(
+            password.get_or_insert_with(|| text.clone()),
+            &text,
+            "{}: the same password on every node",
+            n.name
+        );
+    }
+    let password = password.expect("three nodes");
+    // the account works through TCP from a node (its mysqld listens on the node's
+    // address), sees its database only, and what it writes replicates
+    let as_app = |n: &triad_tests::Node, sql: &str| {
+        n.sh(&format!(
+            "MYSQL_PWD=\"$(cat {APP_PASSWORD_FILE})\" mariadb -h {} -u {APP_DATABASE} \
+             -N -B {APP_DATABASE} -e \"{sql}\"",
+            n.addr
+        ))
+    };
+    as_app(
+        &tb.nodes[1],
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (42)",
+    )?;
+    let row = wait::until(
+        "the app's row on n3",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            Ok(match as_app(&tb.nodes[2], "SELECT id FROM t") {
+                Ok(out) if out.trim() == "42" => Poll::Ready(()),
+                Ok(out) => Poll::Pending(out),
+                Err(e) => Poll::Pending(e.to_string()),
+            })
+        },
+    );
+    row?;
+    let databases = as_app(&tb.nodes[0], "SHOW DATABASES")?;
+    let mut databases: Vec<&str> = databases.lines().map(str::trim).collect();
+    databases.sort_unstable();
+    assert_eq!(databases, ["information_schema", APP_DATABASE]);
+    let denied = as_app(&tb.nodes[0], "CREATE DATABASE other");
+    assert!(
+        denied.is_err(),
+        "the account may not create other databases"
+    );
+
+    // the password in no journal, no coordinator log, no status
+    for n in &tb.nodes {
+        let hits = n.sh(&format!(
+            "journalctl --no-pager -o cat | grep -c -F '{password}' || true"
+        ))?;
+        assert_eq!(
+            hits.trim(),
+            "0",
+            "{}: the password is in the journal",
+            n.name
+        );
+    }
+    let log = std::fs::read_to_string(tb.state.join("coordinator/coordinator.log"))?;
+    assert!(
+        !log.contains(&password),
+        "the password is in the coordinator's log"
+    );
+    let status = triad::triadctl_status(true)?;
+    assert!(!status.contains(&password), "the password is in the status");
+
+    // a node whose password file cannot be kept is not ready, with the reason; it is
+    // ready again once the file can be written
+    let n3 = &tb.nodes[2];
+    n3.sh(&format!(
+        "rm -f {APP_PASSWORD_FILE} && mkdir {APP_PASSWORD_FILE}"
+    ))?;
+    let reason = wait::until(
+        "n3 not ready for its password file",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || {
+            let v = triad::status_json()?;
+            let row = v["nodes"]
+                .as_array()
+                .and_then(|nodes| nodes.iter().find(|r| r["id"] == "n3"))
+                .cloned()
+                .unwrap_or_default();
+            let reason = row["not_ready_reason"].as_str().unwrap_or("").to_string();
+            Ok(
+                if row["ready"] == false && reason.contains("app secret missing") {
+                    Poll::Ready(reason)
+                } else {
+                    Poll::Pending(format!("n3: ready {}, reason {reason:?}", row["ready"]))
+                },
+            )
+        },
+    )?;
+    eprintln!("n3 without its password file: not ready ({reason})");
+    let text = triad::triadctl_status(false)?;
+    assert!(text.contains("n3 not ready: app secret missing"), "{text}");
+    assert!(text.contains("app: "), "{text}");
+    n3.sh(&format!("rmdir {APP_PASSWORD_FILE}"))?;
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(60))?;
+    assert_eq!(n3.sh(&format!("cat {APP_PASSWORD_FILE}"))?, password);
+    wait_app_state("ready", Duration::from_secs(30))?;
     eprintln!("{}", triad::triadctl_status(false)?);
     tb.teardown_and_verify()?;
+    Ok(())
+}
+
+fn wait_app_state(state: &str, limit: Duration) -> anyhow::Result<()> {
+    wait::until(
+        &format!("the coordinator's app section {state}"),
+        limit,
+        Duration::from_millis(250),
+        || {
+            let v = triad::status_json()?;
+            Ok(if v["app"]["state"] == state {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("app: {}", v["app"]))
+            })
+        },
+    )?;
     Ok(())
 }
