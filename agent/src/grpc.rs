@@ -31,6 +31,7 @@ pub struct AgentGrpc {
     galera: Option<Arc<GaleraDriver>>,
     gluster: Option<Arc<GlusterDriver>>,
     app: Option<Arc<crate::app::AppDriver>>,
+    db_router: Option<Arc<crate::dbrouter::DbRouter>>,
     /// The server runs mutual TLS: callers are checked by their certificate's role.
     tls: bool,
 }
@@ -63,6 +64,7 @@ impl AgentGrpc {
             galera: None,
             gluster: None,
             app: None,
+            db_router: None,
             tls: false,
         }
     }
@@ -88,6 +90,12 @@ impl AgentGrpc {
     /// Serve the app's database account and password file through `driver`.
     pub fn with_app(mut self, driver: Option<Arc<crate::app::AppDriver>>) -> AgentGrpc {
         self.app = driver;
+        self
+    }
+
+    /// Serve the database endpoint's routing through `router`.
+    pub fn with_db_router(mut self, router: Option<Arc<crate::dbrouter::DbRouter>>) -> AgentGrpc {
+        self.db_router = router;
         self
     }
 
@@ -443,6 +451,31 @@ impl AgentService for AgentGrpc {
                 app_status(error)
             })?;
         Ok(Response::new(v1::AppSecretReply { written }))
+    }
+
+    async fn db_route(
+        &self,
+        request: Request<v1::DbRouteRequest>,
+    ) -> Result<Response<v1::DbRouteReply>, Status> {
+        let router = self
+            .db_router
+            .as_deref()
+            .ok_or_else(|| Refused.status("the database endpoint is not managed on this node"))?;
+        let mut members = Vec::new();
+        for m in request.into_inner().members {
+            let address = m.address.parse().map_err(|_| {
+                Invalid.status(format!("db route: {:?} is not an IP address", m.address))
+            })?;
+            members.push(crate::dbrouter::Member {
+                node: m.node,
+                address,
+            });
+        }
+        let changed = router.route(&members).await.map_err(|error| {
+            tracing::warn!(node = %self.state.identity.node_id, "database endpoint: {error}");
+            Failed.status(error.to_string())
+        })?;
+        Ok(Response::new(v1::DbRouteReply { changed }))
     }
 
     type EventsStream = EventStream;

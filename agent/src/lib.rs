@@ -12,6 +12,7 @@ pub mod apache;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dbrouter;
 pub mod exec;
 pub mod galera;
 pub mod gluster;

@@ -68,6 +68,7 @@ pub struct AgentRuntime {
     galera: Option<(Arc<GaleraDriver>, JoinHandle<()>)>,
     gluster: Option<Arc<GlusterDriver>>,
     app: Option<Arc<crate::app::AppDriver>>,
+    db_router: Option<Arc<crate::dbrouter::DbRouter>>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     main_loop: JoinHandle<()>,
@@ -210,6 +211,7 @@ impl AgentRuntime {
             }
             _ => state.update(|keys| keys.mount = triad_proto::gossip::MountState::NotManaged),
         }
+        let services_for_router = services.clone();
         match services {
             Some(services) if config.apache.managed => {
                 let driver = Arc::new(ApacheDriver {
@@ -237,6 +239,21 @@ impl AgentRuntime {
             ));
             driver
         });
+        // the database endpoint needs systemd (its own unit) and an app host (a real node)
+        let db_router = match (&services_for_router, &app) {
+            (Some(services), Some(_)) => {
+                let router = Arc::new(crate::dbrouter::DbRouter::new(
+                    crate::dbrouter::DbRouterSettings::default(),
+                    config.address,
+                    services.clone(),
+                    state.clone(),
+                ));
+                router.resume().await;
+                tasks.push(tokio::spawn(router.clone().serve_checks(stop_rx.clone())));
+                Some(router)
+            }
+            _ => None,
+        };
         let main_loop = tokio::spawn(main_loop(
             state.clone(),
             membership.clone(),
@@ -257,6 +274,7 @@ impl AgentRuntime {
             galera,
             gluster,
             app,
+            db_router,
             tasks,
             stop,
             main_loop,
@@ -281,6 +299,10 @@ impl AgentRuntime {
 
     pub fn app(&self) -> Option<Arc<crate::app::AppDriver>> {
         self.app.clone()
+    }
+
+    pub fn db_router(&self) -> Option<Arc<crate::dbrouter::DbRouter>> {
+        self.db_router.clone()
     }
 
     /// Stop the main loop and leave gossip. Managed services are not touched (design

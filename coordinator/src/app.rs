@@ -86,6 +86,80 @@ fn generate_password() -> std::io::Result<String> {
     Ok(password)
 }
 
+/// The database endpoint's route: the writer first, then the other Galera members by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub members: Vec<(String, std::net::IpAddr)>,
+}
+
+impl Route {
+    pub fn writer(&self) -> &str {
+        &self.members[0].0
+    }
+}
+
+fn node_address(member: &crate::view::MemberView) -> std::net::IpAddr {
+    member
+        .keys
+        .grpc
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(member.gossip_addr.ip())
+}
+
+fn in_primary(member: &crate::view::MemberView) -> bool {
+    member.live
+        && member.keys.galera.state == GaleraState::Synced
+        && member.keys.galera.cluster_status.as_deref() == Some("Primary")
+}
+
+/// Pure: the route every node's endpoint should follow. The writer stays while it is a
+/// live member Synced in the Primary component (`current`, else the one most nodes route
+/// to now, so a restarted coordinator keeps it); otherwise the first such member by id.
+/// `None` while no member is Synced in a Primary component.
+pub fn route(view: &ClusterView, current: Option<&str>) -> Option<Route> {
+    let mut galera: Vec<&crate::view::MemberView> = view
+        .members()
+        .filter(|m| {
+            !matches!(
+                m.keys.galera.state,
+                GaleraState::NotManaged | GaleraState::Unknown
+            ) || in_primary(m)
+        })
+        .collect();
+    galera.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    let mut votes: std::collections::BTreeMap<&str, usize> = Default::default();
+    for m in view.members().filter(|m| m.live) {
+        if let Some(writer) = m.keys.db_writer.as_deref() {
+            *votes.entry(writer).or_default() += 1;
+        }
+    }
+    let routed_now = votes
+        .iter()
+        .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+        .map(|(id, _)| *id);
+    let eligible = |id: &str| galera.iter().any(|m| m.node_id == id && in_primary(m));
+    let writer = current
+        .filter(|id| eligible(id))
+        .or(routed_now.filter(|id| eligible(id)))
+        .map(str::to_string)
+        .or_else(|| {
+            galera
+                .iter()
+                .find(|m| in_primary(m))
+                .map(|m| m.node_id.clone())
+        })?;
+    let mut members = Vec::new();
+    for m in &galera {
+        if m.node_id == writer {
+            members.insert(0, (m.node_id.clone(), node_address(m)));
+        } else {
+            members.push((m.node_id.clone(), node_address(m)));
+        }
+    }
+    Some(Route { members })
+}
+
 /// What the agents are asked.
 #[async_trait::async_trait]
 pub trait AppAgents: Send + Sync {
@@ -101,6 +175,12 @@ pub trait AppAgents: Send + Sync {
         grpc: SocketAddr,
         spec: &AppSpec,
         password: &str,
+    ) -> Result<bool, AgentError>;
+    async fn db_route(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        route: &Route,
     ) -> Result<bool, AgentError>;
 }
 
@@ -156,6 +236,33 @@ impl AppAgents for GrpcAppAgents {
                 .await,
         )?;
         Ok(reply.written)
+    }
+
+    async fn db_route(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        route: &Route,
+    ) -> Result<bool, AgentError> {
+        let mut client =
+            crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(30))
+                .await?;
+        let reply = answer(
+            node,
+            client
+                .db_route(v1::DbRouteRequest {
+                    members: route
+                        .members
+                        .iter()
+                        .map(|(node, address)| v1::DbMember {
+                            node: node.clone(),
+                            address: address.to_string(),
+                        })
+                        .collect(),
+                })
+                .await,
+        )?;
+        Ok(reply.changed)
     }
 }
 
@@ -231,6 +338,8 @@ pub struct AppLoop {
     database_done: Option<Instant>,
     /// A conflict was reported at this time: asked again only after [`RECHECK`].
     conflict_at: Option<Instant>,
+    /// The endpoint's route last handed out.
+    route: Option<Route>,
 }
 
 impl std::fmt::Debug for AppLoop {
@@ -255,6 +364,7 @@ impl AppLoop {
             agents,
             database_done: None,
             conflict_at: None,
+            route: None,
         }
     }
 
@@ -349,12 +459,18 @@ impl AppLoop {
                 failed.push(format!("{node}: {error}"));
             }
         }
+        let endpoint = self.pass_route(view).await;
         let live = view.members().filter(|m| m.live).count();
-        if secrets.is_empty() {
+        if secrets.is_empty() && endpoint.is_ok() {
             self.set_status(
-                format!("{who} in place; password file on {live} live node(s)"),
+                format!(
+                    "{who} in place; password file on {live} live node(s); {}",
+                    endpoint.unwrap_or_default()
+                ),
                 AppState::Ready,
             );
+        } else if let Err(endpoint) = endpoint {
+            self.set_status(format!("{who} in place; {endpoint}"), AppState::Delivering);
         } else if failed.is_empty() {
             self.set_status(
                 format!(
@@ -375,6 +491,46 @@ impl AppLoop {
                 ),
                 AppState::Delivering,
             );
+        }
+    }
+
+    /// Hand the endpoint's route to every live node that does not follow it yet. Ok: the
+    /// sentence for the status; Err: what is not done.
+    async fn pass_route(&mut self, view: &ClusterView) -> Result<String, String> {
+        let Some(route) = route(view, self.route.as_ref().map(Route::writer)) else {
+            return Err("database endpoint: no member Synced in the Primary component".into());
+        };
+        if self.route.as_ref() != Some(&route) {
+            tracing::info!(
+                "app: database writer {} (then {})",
+                route.writer(),
+                route.members[1..]
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.route = Some(route.clone());
+        }
+        let mut failed = Vec::new();
+        for m in view.members().filter(|m| m.live) {
+            if m.keys.db_writer.as_deref() == Some(route.writer()) {
+                continue;
+            }
+            let Some(grpc) = m.keys.grpc else { continue };
+            if let Err(error) = self.agents.db_route(&m.node_id, grpc, &route).await {
+                tracing::warn!("app: database endpoint on {}: {error}", m.node_id);
+                failed.push(format!("{}: {error}", m.node_id));
+            }
+        }
+        if failed.is_empty() {
+            Ok(format!("database writer {}", route.writer()))
+        } else {
+            Err(format!(
+                "database writer {}, not routed on {}",
+                route.writer(),
+                failed.join("; ")
+            ))
         }
     }
 
@@ -461,6 +617,55 @@ mod tests {
         assert_eq!(primary.map(|(id, _)| id).as_deref(), Some("n3"));
         let ids: Vec<String> = secrets.into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids, ["n3", "web-1"], "live, and not reporting the file");
+    }
+
+    #[test]
+    fn the_writer_stays_while_it_is_synced_and_moves_to_the_first_synced_member() {
+        let at = tokio::time::Instant::now();
+        let mut view = ClusterView::default();
+        let synced = |id: &str, live: bool| member(id, live, true, AppSecret::Ok);
+        view.apply(
+            &[synced("n1", true), synced("n2", true), synced("n3", true)],
+            at,
+        );
+        let first = route(&view, None).expect("a route");
+        let order: Vec<&str> = first.members.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(order, ["n1", "n2", "n3"]);
+        // kept while eligible, even when another would come first by id
+        assert_eq!(route(&view, Some("n2")).unwrap().writer(), "n2");
+        // the writer dies: the next by id, the dead one still listed to stand by
+        view.apply(
+            &[synced("n1", true), synced("n2", false), synced("n3", true)],
+            at,
+        );
+        let moved = route(&view, Some("n2")).unwrap();
+        let order: Vec<&str> = moved.members.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(order, ["n1", "n2", "n3"]);
+        // a donor or a node out of Primary is not chosen; no Synced member, no route
+        let mut donor = synced("n1", true);
+        donor.keys.galera.state = GaleraState::Donor;
+        view.apply(
+            &[donor.clone(), synced("n2", false), synced("n3", true)],
+            at,
+        );
+        assert_eq!(route(&view, None).unwrap().writer(), "n3");
+        let mut cut = synced("n3", true);
+        cut.keys.galera.cluster_status = Some("non-Primary".into());
+        view.apply(&[donor, synced("n2", false), cut], at);
+        assert_eq!(route(&view, None), None);
+    }
+
+    #[test]
+    fn a_restarted_coordinator_keeps_the_writer_the_nodes_route_to() {
+        let at = tokio::time::Instant::now();
+        let mut view = ClusterView::default();
+        let routed = |id: &str| {
+            let mut m = member(id, true, true, AppSecret::Ok);
+            m.keys.db_writer = Some("n3".into());
+            m
+        };
+        view.apply(&[routed("n1"), routed("n2"), routed("n3")], at);
+        assert_eq!(route(&view, None).unwrap().writer(), "n3");
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub mod keys {
     pub const APACHE: &str = "apache";
     /// The app's database password file on this node (issue 17).
     pub const APP_SECRET: &str = "app.secret";
+    /// The Galera member this node's database endpoint routes to (issue 17); absent when
+    /// the endpoint is not configured.
+    pub const DB_WRITER: &str = "db.writer";
     pub const REQ_TOTAL: &str = "req_total";
     pub const BUSY_WORKERS: &str = "busy_workers";
     pub const CPU: &str = "cpu";
@@ -201,6 +204,7 @@ pub struct NodeKeys {
     pub mount: MountState,
     pub apache: Health,
     pub app_secret: AppSecret,
+    pub db_writer: Option<String>,
     pub metrics: MetricKeys,
     pub ready: bool,
     pub ready_reason: Option<String>,
@@ -255,6 +259,7 @@ impl NodeKeys {
         };
         push(keys::GRPC, self.grpc.map(|addr| addr.to_string()));
         push(keys::READY_REASON, self.ready_reason.clone());
+        push(keys::DB_WRITER, self.db_writer.clone());
         push(keys::VERSION, self.version.clone());
         push(keys::HEARTBEAT, self.heartbeat.map(|hb| hb.to_string()));
         push(
@@ -339,6 +344,7 @@ impl NodeKeys {
             keys::MOUNT => self.mount = MountState::decode(raw)?,
             keys::APACHE => self.apache = Health::decode(raw)?,
             keys::APP_SECRET => self.app_secret = AppSecret::decode(raw)?,
+            keys::DB_WRITER => self.db_writer = Some(parse_text(raw)?),
             keys::REQ_TOTAL => self.metrics.req_total = Some(parse_number(raw)?),
             keys::BUSY_WORKERS => self.metrics.busy_workers = Some(parse_number(raw)?),
             keys::CPU => self.metrics.cpu_percent = Some(parse_percent(raw)?),
@@ -453,6 +459,7 @@ mod tests {
             mount: MountState::Stale,
             apache: Health::Down,
             app_secret: AppSecret::Missing,
+            db_writer: Some("n1".into()),
             metrics: MetricKeys {
                 cpu_percent: Some(12.5),
                 mem_used_bytes: Some(1 << 30),

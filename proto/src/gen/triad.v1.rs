@@ -329,6 +329,26 @@ pub struct AppSecretReply {
     #[prost(bool, tag = "1")]
     pub written: bool,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DbMember {
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    /// The member's mysqld address (IP).
+    #[prost(string, tag = "2")]
+    pub address: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DbRouteRequest {
+    /// The writer first; at least one.
+    #[prost(message, repeated, tag = "1")]
+    pub members: ::prost::alloc::vec::Vec<DbMember>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DbRouteReply {
+    /// False when the router already routed so.
+    #[prost(bool, tag = "1")]
+    pub changed: bool,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ServiceAction {
@@ -769,6 +789,30 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "AppSecret"));
             self.inner.unary(req, path, codec).await
         }
+        /// Route this node's database endpoint to the Galera members in this order: the first is
+        /// the writer, the others stand by in order (each node's router fails over on its own
+        /// checks, to the same next member).
+        pub async fn db_route(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DbRouteRequest>,
+        ) -> std::result::Result<tonic::Response<super::DbRouteReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/DbRoute",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "DbRoute"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -865,6 +909,13 @@ pub mod agent_service_server {
             &self,
             request: tonic::Request<super::AppSecretRequest>,
         ) -> std::result::Result<tonic::Response<super::AppSecretReply>, tonic::Status>;
+        /// Route this node's database endpoint to the Galera members in this order: the first is
+        /// the writer, the others stand by in order (each node's router fails over on its own
+        /// checks, to the same next member).
+        async fn db_route(
+            &self,
+            request: tonic::Request<super::DbRouteRequest>,
+        ) -> std::result::Result<tonic::Response<super::DbRouteReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AgentServiceServer<T> {
@@ -1465,6 +1516,51 @@ pub mod agent_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = AppSecretSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/DbRoute" => {
+                    #[allow(non_camel_case_types)]
+                    struct DbRouteSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::DbRouteRequest>
+                    for DbRouteSvc<T> {
+                        type Response = super::DbRouteReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DbRouteRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::db_route(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DbRouteSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
