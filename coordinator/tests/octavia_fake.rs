@@ -15,7 +15,6 @@ use reqwest::Method;
 use tokio::time::Instant;
 use triad_agent::testsuite::wait_for;
 use triad_cluster::membership::ObservedMember;
-use triad_daemon::config::StatusCodes;
 use triad_coordinator::balancer::octavia::{MonitorSettings, OctaviaBalancer, OctaviaSettings};
 use triad_coordinator::balancer::plan::{Spec, Verdict};
 use triad_coordinator::balancer::reconcile::{BalancerLoop, Confirmer, LoopSettings};
@@ -24,6 +23,7 @@ use triad_coordinator::openstack::config::{load_cloud, CloudSources};
 use triad_coordinator::openstack::octavia::Octavia;
 use triad_coordinator::openstack::session::Session;
 use triad_coordinator::view::ClusterView;
+use triad_daemon::config::StatusCodes;
 use triad_openstack_fake::{FakeCloud, FakeOptions, Fault, FaultKind};
 use triad_proto::gossip::{NodeKeys, Role};
 

@@ -436,8 +436,25 @@ mod tests {
         assert!(range.contains(200) && range.contains(204) && !range.contains(205));
         assert_eq!(StatusCodes::default().to_string(), "200");
         for bad in [
-            "", " 200", "200 ", "2000", "20", "20x", "200,", ",200", "200;302", "200-", "-204",
-            "200 - 204", "200-204,300", "204-200", "099", "600", "2xx", "+200", "２00",
+            "",
+            " 200",
+            "200 ",
+            "2000",
+            "20",
+            "20x",
+            "200,",
+            ",200",
+            "200;302",
+            "200-",
+            "-204",
+            "200 - 204",
+            "200-204,300",
+            "204-200",
+            "099",
+            "600",
+            "2xx",
+            "+200",
+            "２00",
         ] {
             let error = StatusCodes::parse(bad).unwrap_err();
             assert!(error.starts_with(&format!("{bad:?}")), "{bad:?}: {error}");
@@ -447,10 +464,25 @@ mod tests {
 
     #[test]
     fn url_paths_are_one_rule_for_every_health_check() {
-        for good in ["/", "/status.php", "/health.html", "/server-status?auto", "/a%20b"] {
+        for good in [
+            "/",
+            "/status.php",
+            "/health.html",
+            "/server-status?auto",
+            "/a%20b",
+        ] {
             assert_eq!(validate_url_path(good), Ok(()), "{good:?}");
         }
-        for bad in ["", "status.php", "//host/x", "/a b", "/a\tb", "/x#frag", "/é", "http://h/"] {
+        for bad in [
+            "",
+            "status.php",
+            "//host/x",
+            "/a b",
+            "/a\tb",
+            "/x#frag",
+            "/é",
+            "http://h/",
+        ] {
             let error = validate_url_path(bad).unwrap_err();
             assert!(error.starts_with(&format!("{bad:?}")), "{bad:?}: {error}");
         }

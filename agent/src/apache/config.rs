@@ -315,7 +315,9 @@ mod tests {
     async fn modules_are_linked_as_a2enmod_links_them_once() {
         let (_dir, paths) = module_tree();
         std::fs::write(paths.mods_available.join("headers.conf"), "# conf\n").unwrap();
-        let made = enable_modules(&paths, &["rewrite", "headers"]).await.unwrap();
+        let made = enable_modules(&paths, &["rewrite", "headers"])
+            .await
+            .unwrap();
         assert_eq!(made.len(), 3, "{made:?}");
         for file in ["rewrite.load", "headers.load", "headers.conf"] {
             let link = paths.mods_enabled.join(file);
@@ -329,7 +331,9 @@ mod tests {
         }
         assert!(!paths.mods_enabled.join("rewrite.conf").exists());
         // already enabled (by the agent or the admin): nothing to do, so no reload
-        let again = enable_modules(&paths, &["rewrite", "headers"]).await.unwrap();
+        let again = enable_modules(&paths, &["rewrite", "headers"])
+            .await
+            .unwrap();
         assert!(again.is_empty(), "{again:?}");
     }
 

@@ -303,10 +303,10 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
                     };
                     // Octavia refuses them for other types; silently dropping them would
                     // leave the operator believing the path is checked
-                    if let Some((key, _)) = http_only.iter().find(|(_, set)| *set) {
+                    if let Some(&(key, _)) = http_only.iter().find(|(_, set)| *set) {
                         if !monitor.is_http() {
                             return Err(invalid(
-                                *key,
+                                key,
                                 format!("only for type HTTP or HTTPS, not {:?}", monitor.kind),
                             ));
                         }
@@ -431,9 +431,18 @@ mod tests {
             "{error}"
         );
         for (monitor, key) in [
-            ("expected_codes = \"2xx\"", "balancer.octavia.monitor.expected_codes"),
-            ("expected_codes = \"200-\"", "balancer.octavia.monitor.expected_codes"),
-            ("url_path = \"status.php\"", "balancer.octavia.monitor.url_path"),
+            (
+                "expected_codes = \"2xx\"",
+                "balancer.octavia.monitor.expected_codes",
+            ),
+            (
+                "expected_codes = \"200-\"",
+                "balancer.octavia.monitor.expected_codes",
+            ),
+            (
+                "url_path = \"status.php\"",
+                "balancer.octavia.monitor.url_path",
+            ),
             (
                 "type = \"TCP\"\nexpected_codes = \"200\"",
                 "balancer.octavia.monitor.expected_codes",
@@ -448,7 +457,10 @@ mod tests {
             ))
             .unwrap_err()
             .to_string();
-            assert!(error.contains(&format!("key `{key}`")), "{monitor}: {error}");
+            assert!(
+                error.contains(&format!("key `{key}`")),
+                "{monitor}: {error}"
+            );
         }
         let error = parse("[balancer]\nkind = \"haproxy\"\n[balancer.haproxy]\nsocket = \"x\"\n")
             .unwrap_err()

@@ -231,12 +231,22 @@ async fn loopback_openstack_cli_lists_what_the_fake_holds() {
 
     let (ok, stdout, stderr) = run(
         &openstack,
-        &["loadbalancer", "healthmonitor", "show", &monitor, "-f", "json"],
+        &[
+            "loadbalancer",
+            "healthmonitor",
+            "show",
+            &monitor,
+            "-f",
+            "json",
+        ],
         &env,
         bound,
     )
     .await;
-    assert!(ok, "openstack loadbalancer healthmonitor show failed: {stderr}");
+    assert!(
+        ok,
+        "openstack loadbalancer healthmonitor show failed: {stderr}"
+    );
     let shown: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(shown["url_path"], "/status.php", "{stdout}");
     assert_eq!(shown["expected_codes"], "200,302", "{stdout}");
