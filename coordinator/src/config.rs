@@ -613,6 +613,7 @@ insecure = true
                 "max_retries",
                 "max_retries_down",
                 "url_path",
+                "expected_codes",
                 "enabled",
             ],
         ),
@@ -767,6 +768,9 @@ insecure = true
                 "COOKIE",
             ]),
             ("balancer.octavia.monitor", "type") => pick(&["HTTP", "TCP", "PING"]),
+            ("balancer.octavia.monitor", "expected_codes") => {
+                pick(&["200", "200,302", "200-204", "2xx"])
+            }
             ("balancer.octavia.monitor", "delay" | "timeout") => ints(0, 12),
             (_, "max_retries" | "max_retries_down") => ints(0, 12),
             ("autoscale", "provider") => pick(&["none", "exec", "nova", "cloud"]),

@@ -15,7 +15,7 @@ use reqwest::Method;
 use tokio::time::Instant;
 use triad_agent::testsuite::wait_for;
 use triad_cluster::membership::ObservedMember;
-use triad_coordinator::balancer::octavia::{OctaviaBalancer, OctaviaSettings};
+use triad_coordinator::balancer::octavia::{MonitorSettings, OctaviaBalancer, OctaviaSettings};
 use triad_coordinator::balancer::plan::{Spec, Verdict};
 use triad_coordinator::balancer::reconcile::{BalancerLoop, Confirmer, LoopSettings};
 use triad_coordinator::balancer::{Balancer, MemberChange, MemberState};
@@ -23,6 +23,7 @@ use triad_coordinator::openstack::config::{load_cloud, CloudSources};
 use triad_coordinator::openstack::octavia::Octavia;
 use triad_coordinator::openstack::session::Session;
 use triad_coordinator::view::ClusterView;
+use triad_daemon::config::StatusCodes;
 use triad_openstack_fake::{FakeCloud, FakeOptions, Fault, FaultKind};
 use triad_proto::gossip::{NodeKeys, Role};
 
@@ -123,6 +124,10 @@ async fn loopback_octavia_creates_everything_from_nothing_then_adds_members_once
     let monitors = cloud.fake.monitors();
     assert_eq!(monitors[0]["pools"][0]["id"], pools[0]["id"]);
     assert_eq!(monitors[0]["delay"], 5);
+    // Octavia's defaults, sent explicitly
+    assert_eq!(monitors[0]["http_method"], "GET");
+    assert_eq!(monitors[0]["url_path"], "/");
+    assert_eq!(monitors[0]["expected_codes"], "200");
 
     balancer
         .apply(&[add("n1", 1), add("n2", 2)])
@@ -152,6 +157,100 @@ async fn loopback_octavia_creates_everything_from_nothing_then_adds_members_once
         ["n1"]
     );
     assert_eq!(cloud.puts(), 3);
+}
+
+#[tokio::test]
+async fn loopback_octavia_monitor_checks_the_configured_path_and_codes() {
+    let cloud = cloud(FakeOptions::default()).await;
+    let mut owncloud = settings();
+    owncloud.monitor = Some(MonitorSettings {
+        url_path: "/status.php".into(),
+        expected_codes: StatusCodes::parse("200, 302").unwrap(),
+        ..MonitorSettings::default()
+    });
+    OctaviaBalancer::new(cloud.octavia("fake"), owncloud.clone())
+        .observe()
+        .await
+        .expect("ensure and observe");
+    let monitors = cloud.fake.monitors();
+    assert_eq!(monitors.len(), 1);
+    assert_eq!(monitors[0]["url_path"], "/status.php");
+    assert_eq!(monitors[0]["expected_codes"], "200,302");
+    // a restarted coordinator reads the monitor back and finds it as configured
+    let posts = cloud.fake.successful(&Method::POST, "/lbaas/");
+    OctaviaBalancer::new(cloud.octavia("fake"), owncloud)
+        .observe()
+        .await
+        .expect("adopt");
+    assert_eq!(cloud.fake.successful(&Method::POST, "/lbaas/"), posts);
+    assert_eq!(cloud.fake.successful(&Method::GET, "/healthmonitors/"), 1);
+}
+
+/// The fake refuses what Octavia's API refuses (octavia/api/v2/types/health_monitor.py and
+/// controllers/health_monitor.py), so a monitor the coordinator sends is checked as the
+/// real API would check it.
+#[tokio::test]
+async fn loopback_octavia_fake_refuses_health_monitors_as_octavia_does() {
+    let cloud = cloud(FakeOptions::default()).await;
+    let mut no_monitor = settings();
+    no_monitor.monitor = None;
+    OctaviaBalancer::new(cloud.octavia("fake"), no_monitor)
+        .observe()
+        .await
+        .unwrap();
+    let pool_id = cloud.pool_id();
+    let api = cloud.octavia("fake");
+    let monitor = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({
+            "pool_id": pool_id, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2,
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        body
+    };
+    for (extra, expected) in [
+        (
+            serde_json::json!({"expected_codes": "2xx"}),
+            "Invalid input for field/attribute expected_codes. Value: '2xx'",
+        ),
+        (
+            serde_json::json!({"expected_codes": "200-204,301"}),
+            "field/attribute expected_codes",
+        ),
+        (
+            serde_json::json!({"url_path": "status.php"}),
+            "Invalid input for field/attribute url_path",
+        ),
+        (
+            serde_json::json!({"type": "TCP", "expected_codes": "200"}),
+            "expected_codes is not a valid option for health monitors of type TCP",
+        ),
+        (
+            serde_json::json!({"type": "PING", "url_path": "/"}),
+            "url_path is not a valid option for health monitors of type PING",
+        ),
+        (
+            serde_json::json!({"max_retries": 11}),
+            "field/attribute max_retries",
+        ),
+    ] {
+        let error = api
+            .create_health_monitor(monitor(extra.clone()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{extra}: {error}");
+        assert!(error.contains("400"), "{extra}: {error}");
+    }
+    assert!(cloud.fake.monitors().is_empty());
+    // Octavia's list syntax allows spaces after the commas; the stored value is as sent
+    let created = api
+        .create_health_monitor(monitor(serde_json::json!({"expected_codes": "200, 302"})))
+        .await
+        .expect("a valid monitor");
+    assert_eq!(created.expected_codes.as_deref(), Some("200, 302"));
+    assert_eq!(created.url_path.as_deref(), Some("/"));
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Configuration basics both daemons and `triadctl` share: strict TOML with one-line
 //! errors that name the file, line and key ([`ConfigError`]); validated values (names,
-//! durations, addresses, seeds); and the `[cluster]` and `[tls]` sections, which mean the
-//! same in every config file.
+//! durations, addresses, seeds, a health check's path and status codes); and the
+//! `[cluster]` and `[tls]` sections, which mean the same in every config file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -296,6 +296,108 @@ pub fn duration_key(
     }
 }
 
+/// An HTTP path a health check requests (`[apache] health_path`, the Octavia monitor's
+/// `url_path`): it starts with one '/' (two would name a host), and is printable ASCII
+/// without spaces or '#' (it goes on a request line as written; a fragment is never sent).
+pub fn validate_url_path(text: &str) -> Result<(), String> {
+    if !text.starts_with('/') || text.starts_with("//") {
+        return Err(format!(
+            "{text:?} must start with a single '/' (a path such as \"/status.php\")"
+        ));
+    }
+    if let Some(bad) = text.chars().find(|c| !c.is_ascii_graphic() || *c == '#') {
+        return Err(format!(
+            "{text:?} must be printable ASCII without spaces or '#' (found {bad:?}; \
+             percent-encode it)"
+        ));
+    }
+    Ok(())
+}
+
+/// The HTTP status codes a health check accepts, in the syntax Octavia's `expected_codes`
+/// and HAProxy's `http-check expect status` share: one code (`"200"`), a list
+/// (`"200,302"`; Octavia also allows spaces after the commas) or one range (`"200-204"`).
+/// Codes are 100-599 and a range runs upwards. Displayed without spaces, which both accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusCodes {
+    List(Vec<u16>),
+    Range(u16, u16),
+}
+
+impl Default for StatusCodes {
+    /// `"200"`, Octavia's default.
+    fn default() -> StatusCodes {
+        StatusCodes::List(vec![200])
+    }
+}
+
+impl StatusCodes {
+    /// Parse `text`; the error is one line, for the caller to prefix with the file and key.
+    pub fn parse(text: &str) -> Result<StatusCodes, String> {
+        let refused = || {
+            format!(
+                "{text:?}: use one code (\"200\"), a list (\"200,302\") or a range \
+                 (\"200-204\") of HTTP status codes 100-599"
+            )
+        };
+        let code = |part: &str| -> Result<u16, String> {
+            if part.len() != 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(refused());
+            }
+            let code: u16 = part.parse().map_err(|_| refused())?;
+            if (100..=599).contains(&code) {
+                Ok(code)
+            } else {
+                Err(refused())
+            }
+        };
+        if let Some((low, high)) = text.split_once('-') {
+            let (low, high) = (code(low)?, code(high)?);
+            if low > high {
+                return Err(format!("{text:?}: a range runs upwards (\"{high}-{low}\")"));
+            }
+            return Ok(StatusCodes::Range(low, high));
+        }
+        // Octavia: `\d{3}(\s*,\s*\d{3})*`, white space around the commas only
+        if text.trim() != text {
+            return Err(refused());
+        }
+        let codes = text
+            .split(',')
+            .map(|part| code(part.trim()))
+            .collect::<Result<Vec<u16>, String>>()?;
+        Ok(StatusCodes::List(codes))
+    }
+
+    /// Whether a response with `status` passes.
+    pub fn contains(&self, status: u16) -> bool {
+        match self {
+            StatusCodes::List(codes) => codes.contains(&status),
+            StatusCodes::Range(low, high) => (*low..=*high).contains(&status),
+        }
+    }
+}
+
+impl std::fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusCodes::List(codes) => {
+                let codes: Vec<String> = codes.iter().map(u16::to_string).collect();
+                f.write_str(&codes.join(","))
+            }
+            StatusCodes::Range(low, high) => write!(f, "{low}-{high}"),
+        }
+    }
+}
+
+impl std::str::FromStr for StatusCodes {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<StatusCodes, String> {
+        StatusCodes::parse(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +415,76 @@ mod tests {
         );
         assert!(check_name(&"x".repeat(33), 32, &['-']).is_err());
         assert!(check_name("x", 32, &[]).is_ok());
+    }
+
+    #[test]
+    fn status_codes_take_octavias_syntax_and_print_haproxys() {
+        for (text, shown) in [
+            ("200", "200"),
+            ("200,302", "200,302"),
+            ("200, 302 ,404", "200,302,404"),
+            ("200-204", "200-204"),
+            ("599-599", "599-599"),
+        ] {
+            let codes = StatusCodes::parse(text).unwrap();
+            assert_eq!(codes.to_string(), shown, "{text:?}");
+            assert_eq!(StatusCodes::parse(shown).unwrap(), codes, "{text:?}");
+        }
+        let list = StatusCodes::parse("200,302").unwrap();
+        assert!(list.contains(200) && list.contains(302) && !list.contains(301));
+        let range = StatusCodes::parse("200-204").unwrap();
+        assert!(range.contains(200) && range.contains(204) && !range.contains(205));
+        assert_eq!(StatusCodes::default().to_string(), "200");
+        for bad in [
+            "",
+            " 200",
+            "200 ",
+            "2000",
+            "20",
+            "20x",
+            "200,",
+            ",200",
+            "200;302",
+            "200-",
+            "-204",
+            "200 - 204",
+            "200-204,300",
+            "204-200",
+            "099",
+            "600",
+            "2xx",
+            "+200",
+            "２00",
+        ] {
+            let error = StatusCodes::parse(bad).unwrap_err();
+            assert!(error.starts_with(&format!("{bad:?}")), "{bad:?}: {error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
+    }
+
+    #[test]
+    fn url_paths_are_one_rule_for_every_health_check() {
+        for good in [
+            "/",
+            "/status.php",
+            "/health.html",
+            "/server-status?auto",
+            "/a%20b",
+        ] {
+            assert_eq!(validate_url_path(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "",
+            "status.php",
+            "//host/x",
+            "/a b",
+            "/a\tb",
+            "/x#frag",
+            "/é",
+            "http://h/",
+        ] {
+            let error = validate_url_path(bad).unwrap_err();
+            assert!(error.starts_with(&format!("{bad:?}")), "{bad:?}: {error}");
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::{LabError, Result};
+use crate::haproxy::HEALTH_PATH;
 use crate::http;
 use crate::node::Node;
 use crate::testbed::Testbed;
@@ -320,16 +321,16 @@ pub fn wait_healed(node: &Node, bricks: usize, limit: Duration) -> Result<Durati
 pub const INDEX_PHP: &str =
     "<?php header('Content-Type: text/plain'); echo gethostname(), \"\\n\";\n";
 
-/// Writes /health.html and index.php into the docroot of `node` (through the node, so a
-/// mounted volume gets them) and removes Debian's default index.html.
+/// Writes the health page ([`HEALTH_PATH`]) and index.php into the docroot of `node`
+/// (through the node, so a mounted volume gets them) and removes Debian's default index.html.
 pub fn apache_docroot(node: &Node) -> Result<()> {
     node.sh(&format!(
-        "rm -f {DOCROOT}/index.html && printf 'OK\\n' > {DOCROOT}/health.html && cat > {DOCROOT}/index.php <<'EOF'\n{INDEX_PHP}EOF"
+        "rm -f {DOCROOT}/index.html && printf 'OK\\n' > {DOCROOT}{HEALTH_PATH} && cat > {DOCROOT}/index.php <<'EOF'\n{INDEX_PHP}EOF"
     ))?;
     Ok(())
 }
 
-/// Makes sure apache2 runs in every node and serves /health.html (HTTP 200 from the host).
+/// Makes sure apache2 runs in every node and serves the health page (HTTP 200 from the host).
 pub fn apache_form(tb: &Testbed) -> Result<()> {
     for n in &tb.nodes {
         apache_docroot(n)?;
@@ -338,7 +339,7 @@ pub fn apache_form(tb: &Testbed) -> Result<()> {
         n.exec(&["systemctl", "restart", "apache2"])?;
         wait_http(
             &format!("{}:80", n.addr),
-            "/health.html",
+            HEALTH_PATH,
             Duration::from_secs(30),
         )?;
         Ok(())
@@ -366,6 +367,6 @@ pub fn form_all(tb: &Testbed) -> Result<()> {
     gluster_form(tb)?;
     lap("gluster volume www mounted on /var/www/html everywhere");
     apache_form(tb)?;
-    lap("apache serving /health.html on every node");
+    lap(&format!("apache serving {HEALTH_PATH} on every node"));
     Ok(())
 }

@@ -21,6 +21,14 @@ pub const LISTEN: &str = "127.0.0.1:8080";
 /// The backend name in the config.
 pub const BACKEND: &str = "be_web";
 
+/// The lab's health check, in one place: the page HAProxy's checks request (`option
+/// httpchk`), which the agents probe too (`[apache] health_path` in their config) and the
+/// lab puts in the docroot.
+pub const HEALTH_PATH: &str = "/health.html";
+/// The statuses that pass it: HAProxy's `http-check expect status` and the agents'
+/// `[apache] health_codes` (one syntax: "200", "200,302" or "200-204").
+pub const HEALTH_CODES: &str = "200";
+
 /// A running HAProxy.
 #[derive(Debug)]
 pub struct Haproxy {
@@ -52,8 +60,8 @@ pub fn config(dir: &Path, servers: &[(String, String)]) -> String {
 defaults\n    mode http\n    timeout connect 2s\n    timeout client 15s\n    timeout server 15s\n    \
 timeout check 8s\n    retries 3\n    option redispatch 1\n\n\
 frontend fe_web\n    bind {LISTEN}\n    default_backend {BACKEND}\n\n\
-backend {BACKEND}\n    balance roundrobin\n    option httpchk GET /health.html\n    \
-retry-on all-retryable-errors\n    http-request disable-l7-retry if METH_POST\n    \
+backend {BACKEND}\n    balance roundrobin\n    option httpchk GET {HEALTH_PATH}\n    \
+http-check expect status {HEALTH_CODES}\n    retry-on all-retryable-errors\n    http-request disable-l7-retry if METH_POST\n    \
 default-server inter 1s fall 2 rise 2\n",
         sock = dir.join("admin.sock").display()
     );
@@ -214,4 +222,43 @@ pub fn parse_stat(csv: &str) -> Result<Vec<ServerStat>> {
             check: f[chk].to_string(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check requests the lab's health page and expects its codes, and HAProxy 2.6
+    /// (Debian 12's) accepts the file.
+    #[test]
+    fn the_backend_checks_the_labs_health_page_and_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config(dir.path(), &[("n1".into(), "127.0.0.1".into())]);
+        assert!(
+            text.contains(&format!("    option httpchk GET {HEALTH_PATH}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("    http-check expect status {HEALTH_CODES}\n")),
+            "{text}"
+        );
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            eprintln!("no haproxy on this host: the file is not checked with `haproxy -c`");
+            return;
+        }
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg, &text).unwrap();
+        let out = Command::new("haproxy")
+            .arg("-c")
+            .arg("-f")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "haproxy -c: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

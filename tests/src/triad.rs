@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cmd;
 use crate::error::{IoContext, LabError, Result};
+use crate::haproxy::{HEALTH_CODES, HEALTH_PATH};
 use crate::host::workspace_dir;
 use crate::hostproc::HostProc;
 use crate::node::{Node, HOST_ADDR};
@@ -104,12 +105,15 @@ fn toml_list(v: &[String]) -> String {
 }
 
 /// The sections every lab agent has: `[node]` (with `role`), `[cluster]` (every node's
-/// gossip address as seeds), `[gossip]`, `[grpc]`.
+/// gossip address as seeds), `[gossip]`, `[grpc]`, `[apache]` (the health check HAProxy's
+/// is, [`HEALTH_PATH`] and [`HEALTH_CODES`]).
 fn agent_config_head(seeds: &[String], node: &Node, role: &str) -> String {
     format!(
         "[node]\nid = \"{name}\"\nrole = \"{role}\"\naddress = \"{addr}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n\
 [gossip]\nlisten = \"{addr}:{GOSSIP_PORT}\"\n\n[grpc]\nlisten = \"{addr}:{GRPC_PORT}\"\n\n\
+# the page and statuses the lab's HAProxy checks\n\
+[apache]\nhealth_path = \"{HEALTH_PATH}\"\nhealth_codes = \"{HEALTH_CODES}\"\n\n\
 # mutual TLS: the lab's cluster CA and this node's certificate (installed with the agent)\n\
 [tls]\nca = \"{NODE_PKI}/ca.pem\"\ncert = \"{NODE_PKI}/{name}.pem\"\nkey = \"{NODE_PKI}/{name}.key\"\n\n",
         name = node.name,
@@ -597,10 +601,11 @@ pub fn wait_docroot_mounted(node: &Node, limit: Duration) -> Result<Duration> {
     )
 }
 
-/// Puts the app (health.html, index.php) on the volume through `node`'s mount.
+/// Puts the app (the health page [`HEALTH_PATH`], index.php) on the volume through
+/// `node`'s mount.
 pub fn publish_app(node: &Node) -> Result<()> {
     node.sh(&format!(
-        "printf 'OK\\n' > {DOCROOT}/health.html.tmp && mv {DOCROOT}/health.html.tmp {DOCROOT}/health.html && cat > {DOCROOT}/index.php <<'EOF'\n{INDEX_PHP}EOF"
+        "printf 'OK\\n' > {DOCROOT}{HEALTH_PATH}.tmp && mv {DOCROOT}{HEALTH_PATH}.tmp {DOCROOT}{HEALTH_PATH} && cat > {DOCROOT}/index.php <<'EOF'\n{INDEX_PHP}EOF"
     ))?;
     Ok(())
 }
@@ -1089,6 +1094,8 @@ mod tests {
             "[node]\nid = \"n2\"\nrole = \"core\"\naddress = \"10.214.0.12\"\n\n\
 [cluster]\nname = \"triad-lab\"\nseeds = [\"10.214.0.11:7420\", \"10.214.0.12:7420\", \"10.214.0.13:7420\"]\n\n\
 [gossip]\nlisten = \"10.214.0.12:7420\"\n\n[grpc]\nlisten = \"10.214.0.12:7421\"\n\n\
+# the page and statuses the lab's HAProxy checks\n\
+[apache]\nhealth_path = \"/health.html\"\nhealth_codes = \"200\"\n\n\
 # mutual TLS: the lab's cluster CA and this node's certificate (installed with the agent)\n\
 [tls]\nca = \"/etc/triad/pki/ca.pem\"\ncert = \"/etc/triad/pki/n2.pem\"\nkey = \"/etc/triad/pki/n2.key\"\n\n\
 [galera]\ngcache_size = \"32M\"\ninnodb_buffer_pool_size = \"64M\"\nstart_backoff = \"3s\"\ntls = true\n\n\
@@ -1119,6 +1126,12 @@ mod tests {
         assert!(cfg.mount.managed);
         assert_eq!(cfg.mount.docroot, Path::new(DOCROOT));
         assert!(cfg.apache.managed);
+        // the agents probe what the lab's HAProxy checks
+        assert_eq!(cfg.apache.health_path, crate::haproxy::HEALTH_PATH);
+        assert_eq!(
+            cfg.apache.health_codes.to_string(),
+            crate::haproxy::HEALTH_CODES
+        );
         assert_eq!(
             cfg.readiness,
             vec![

@@ -3,8 +3,14 @@
 //! libapache2-mod-php enables), and mod_status answering only the node itself (the agent
 //! reads it through the node's address).
 //!
-//! Files are rewritten only when their content changes, checked with `apache2ctl
-//! configtest` before a graceful reload, and put back as they were when the check fails.
+//! The app's `.htaccess` files are honoured (`AllowOverride All` on the docroot), and the
+//! modules they commonly use besides Debian's defaults are enabled ([`MODULES`]: ownCloud's
+//! rewrites its URLs and sets security headers), by the links `a2enmod` makes. The price:
+//! Apache looks for a `.htaccess` in every directory from the docroot down to the file
+//! requested, on the volume.
+//!
+//! Files and links are changed only when they differ, checked with `apache2ctl configtest`
+//! before a graceful reload, and put back as they were when the check fails.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +26,11 @@ pub struct ApachePaths {
     pub site_enabled: PathBuf,
     /// Debian's default site: disabled, so the only virtual host is ours.
     pub default_site_enabled: PathBuf,
+    /// Modules Debian ships (`NAME.load`, and `NAME.conf` for some).
+    pub mods_available: PathBuf,
+    /// A module is enabled by links here to its files in `mods_available`, as `a2enmod`
+    /// makes them.
+    pub mods_enabled: PathBuf,
 }
 
 impl Default for ApachePaths {
@@ -29,9 +40,15 @@ impl Default for ApachePaths {
             site_available: PathBuf::from("/etc/apache2/sites-available/triad.conf"),
             site_enabled: PathBuf::from("/etc/apache2/sites-enabled/triad.conf"),
             default_site_enabled: PathBuf::from("/etc/apache2/sites-enabled/000-default.conf"),
+            mods_available: PathBuf::from("/etc/apache2/mods-available"),
+            mods_enabled: PathBuf::from("/etc/apache2/mods-enabled"),
         }
     }
 }
+
+/// Modules the agent enables besides Debian's defaults (which include mod_status, mod_dir,
+/// mod_env, mod_mime and mod_setenvif): what PHP apps' `.htaccess` files commonly need.
+pub const MODULES: &[&str] = &["rewrite", "headers"];
 
 pub fn render_ports(address: IpAddr, port: u16) -> String {
     let listen = match address {
@@ -55,8 +72,9 @@ pub fn render_site(address: IpAddr, port: u16, node_id: &str, docroot: &Path) ->
     ServerName {node_id}\n\
     DocumentRoot {docroot}\n\
     <Directory {docroot}>\n\
+        # the app's .htaccess (mod_rewrite there needs FollowSymLinks)\n\
         Options FollowSymLinks\n\
-        AllowOverride None\n\
+        AllowOverride All\n\
         Require all granted\n\
         DirectoryIndex index.php index.html\n\
     </Directory>\n\
@@ -83,7 +101,59 @@ pub enum Applied {
     Restart,
 }
 
-/// Write the files that differ; `apache2ctl configtest`; restore on failure.
+/// Link each of `modules` into `mods_enabled` where it is not yet (its `.load`, and its
+/// `.conf` when Debian ships one), as `a2enmod` does; returns the links made. A module whose
+/// `.load` is missing is an error naming the file (nothing is linked then).
+pub async fn enable_modules(
+    paths: &ApachePaths,
+    modules: &[&str],
+) -> Result<Vec<PathBuf>, HostError> {
+    // a2enmod's relative target when the two directories are siblings (Debian's layout)
+    let relative = match (paths.mods_available.parent(), paths.mods_enabled.parent()) {
+        (Some(a), Some(b)) if a == b => paths.mods_available.file_name().map(PathBuf::from),
+        _ => None,
+    };
+    let mut wanted = Vec::new();
+    for module in modules {
+        let load = paths.mods_available.join(format!("{module}.load"));
+        if tokio::fs::metadata(&load).await.is_err() {
+            return Err(HostError::new(
+                format!("enabling mod_{module}"),
+                format!("{} is missing (is apache2 installed?)", load.display()),
+            ));
+        }
+        for file in [format!("{module}.load"), format!("{module}.conf")] {
+            let available = paths.mods_available.join(&file);
+            let enabled = paths.mods_enabled.join(&file);
+            let exists = tokio::fs::metadata(&available).await.is_ok();
+            let linked = tokio::fs::symlink_metadata(&enabled).await.is_ok();
+            if exists && !linked {
+                let target = match &relative {
+                    Some(dir) => Path::new("..").join(dir).join(&file),
+                    None => available,
+                };
+                wanted.push((target, enabled));
+            }
+        }
+    }
+    let mut made = Vec::new();
+    for (target, link) in wanted {
+        if let Err(e) = tokio::fs::symlink(&target, &link).await {
+            for done in &made {
+                let _ = tokio::fs::remove_file(done).await;
+            }
+            return Err(HostError::new(
+                format!("linking {}", link.display()),
+                e.to_string(),
+            ));
+        }
+        made.push(link);
+    }
+    Ok(made)
+}
+
+/// Write the files that differ and enable [`MODULES`]; `apache2ctl configtest`; restore
+/// on failure.
 pub async fn apply(paths: &ApachePaths, ports: &str, site: &str) -> Result<Applied, HostError> {
     let mut changed = false;
     let listeners_changed = tokio::fs::read_to_string(&paths.ports_conf)
@@ -114,6 +184,14 @@ pub async fn apply(paths: &ApachePaths, ports: &str, site: &str) -> Result<Appli
             })?;
         changed = true;
     }
+    let modules_linked = match enable_modules(paths, MODULES).await {
+        Ok(linked) => linked,
+        Err(error) => {
+            restore(backups).await?;
+            return Err(error);
+        }
+    };
+    changed |= !modules_linked.is_empty();
     let default_was = tokio::fs::read_link(&paths.default_site_enabled).await.ok();
     if default_was.is_some() {
         tokio::fs::remove_file(&paths.default_site_enabled)
@@ -130,13 +208,9 @@ pub async fn apply(paths: &ApachePaths, ports: &str, site: &str) -> Result<Appli
         return Ok(Applied::Unchanged);
     }
     if let Err(error) = run("apache2ctl", &["configtest"], Duration::from_secs(30)).await {
-        for (path, old) in backups {
-            match old {
-                Some(text) => write(&path, &text).await?,
-                None => {
-                    let _ = tokio::fs::remove_file(&path).await;
-                }
-            }
+        restore(backups).await?;
+        for link in modules_linked {
+            let _ = tokio::fs::remove_file(link).await;
         }
         if let Some(target) = default_was {
             let _ = tokio::fs::symlink(target, &paths.default_site_enabled).await;
@@ -148,6 +222,19 @@ pub async fn apply(paths: &ApachePaths, ports: &str, site: &str) -> Result<Appli
     } else {
         Applied::Reload
     })
+}
+
+/// Put files back as they were before [`apply`] wrote them (`None`: there was none).
+async fn restore(backups: Vec<(PathBuf, Option<String>)>) -> Result<(), HostError> {
+    for (path, old) in backups {
+        match old {
+            Some(text) => write(&path, &text).await?,
+            None => {
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn write(path: &Path, text: &str) -> Result<(), HostError> {
@@ -182,5 +269,85 @@ mod tests {
         );
         let v6 = render_ports("fd00::1".parse().unwrap(), 8080);
         assert!(v6.contains("Listen [fd00::1]:8080"), "{v6}");
+    }
+
+    #[test]
+    fn the_docroot_honours_the_apps_htaccess() {
+        let site = render_site(
+            "10.214.0.11".parse().unwrap(),
+            80,
+            "n1",
+            Path::new("/var/www/triad"),
+        );
+        let docroot = site
+            .split("<Directory /var/www/triad>\n")
+            .nth(1)
+            .and_then(|rest| rest.split("</Directory>").next())
+            .unwrap_or_else(|| panic!("no <Directory> for the docroot: {site}"));
+        let directives: Vec<&str> = docroot
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(directives.contains(&"AllowOverride All"), "{site}");
+        // mod_rewrite in a .htaccess refuses to work without it
+        assert!(directives.contains(&"Options FollowSymLinks"), "{site}");
+        assert!(!site.contains("AllowOverride None"), "{site}");
+        assert_eq!(MODULES, ["rewrite", "headers"]);
+    }
+
+    fn module_tree() -> (tempfile::TempDir, ApachePaths) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ApachePaths {
+            mods_available: dir.path().join("mods-available"),
+            mods_enabled: dir.path().join("mods-enabled"),
+            ..ApachePaths::default()
+        };
+        std::fs::create_dir(&paths.mods_available).unwrap();
+        std::fs::create_dir(&paths.mods_enabled).unwrap();
+        for file in ["rewrite.load", "headers.load", "status.load", "status.conf"] {
+            std::fs::write(paths.mods_available.join(file), "LoadModule x y\n").unwrap();
+        }
+        (dir, paths)
+    }
+
+    #[tokio::test]
+    async fn modules_are_linked_as_a2enmod_links_them_once() {
+        let (_dir, paths) = module_tree();
+        std::fs::write(paths.mods_available.join("headers.conf"), "# conf\n").unwrap();
+        let made = enable_modules(&paths, &["rewrite", "headers"])
+            .await
+            .unwrap();
+        assert_eq!(made.len(), 3, "{made:?}");
+        for file in ["rewrite.load", "headers.load", "headers.conf"] {
+            let link = paths.mods_enabled.join(file);
+            assert_eq!(
+                std::fs::read_link(&link).unwrap(),
+                Path::new("../mods-available").join(file),
+                "{file}"
+            );
+            // the relative link resolves to Debian's file
+            assert!(std::fs::metadata(&link).is_ok(), "{file}");
+        }
+        assert!(!paths.mods_enabled.join("rewrite.conf").exists());
+        // already enabled (by the agent or the admin): nothing to do, so no reload
+        let again = enable_modules(&paths, &["rewrite", "headers"])
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_module_apache_lacks_is_named_and_nothing_is_linked() {
+        let (_dir, paths) = module_tree();
+        let error = enable_modules(&paths, &["rewrite", "security2"])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("mod_security2") && error.contains("security2.load"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read_dir(&paths.mods_enabled).unwrap().count(), 0);
     }
 }

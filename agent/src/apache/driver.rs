@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use triad_daemon::config::StatusCodes;
 use triad_proto::gossip::Health;
 
 use super::probe::get;
@@ -18,7 +19,12 @@ pub struct ApacheSettings {
     pub managed: bool,
     pub unit: String,
     pub port: u16,
+    /// The page the probe requests through the node's address: the one the balancer's
+    /// health check requests (HAProxy's `option httpchk`, the Octavia monitor's `url_path`).
     pub health_path: String,
+    /// The statuses that count as healthy (the balancer's `http-check expect status` or
+    /// `expected_codes`, same syntax).
+    pub health_codes: StatusCodes,
     pub status_path: String,
     /// Bound on one probe GET. The health file lives on the volume, whose operations wait
     /// up to its `network.ping-timeout` (5 s) when a replica vanishes without a reset; the
@@ -35,6 +41,7 @@ impl Default for ApacheSettings {
             unit: "apache2.service".into(),
             port: 80,
             health_path: "/health.html".into(),
+            health_codes: StatusCodes::default(),
             status_path: "/server-status?auto".into(),
             probe_timeout: Duration::from_secs(8),
             configure: true,
@@ -54,6 +61,15 @@ pub fn plan(unit: UnitState) -> Vec<ApacheAction> {
         UnitState::Failed => vec![ApacheAction::ResetFailed, ApacheAction::Start],
         UnitState::Inactive => vec![ApacheAction::Start],
         _ => vec![],
+    }
+}
+
+/// The probe's verdict: up when Apache answered the health page with one of `codes`;
+/// any other status, no answer or a timeout is down.
+pub fn verdict(status: Option<u16>, codes: &StatusCodes) -> Health {
+    match status {
+        Some(status) if codes.contains(status) => Health::Ok,
+        _ => Health::Down,
     }
 }
 
@@ -128,19 +144,19 @@ impl ApacheDriver {
         let addr = SocketAddr::new(self.address, self.settings.port);
         let host = self.address.to_string();
 
-        let health = match get(
+        let answer = get(
             addr,
             &host,
             &self.settings.health_path,
             self.settings.probe_timeout,
         )
-        .await
-        {
-            Ok(answer) if answer.status == 200 => Health::Ok,
-            Ok(_) | Err(_) => Health::Down,
-        };
+        .await;
+        let health = verdict(
+            answer.as_ref().ok().map(|a| a.status),
+            &self.settings.health_codes,
+        );
         // an answered request is one Apache counts (a refused connection is not)
-        let mut answered = u64::from(health == Health::Ok);
+        let mut answered = u64::from(answer.is_ok());
         let counters = match get(
             addr,
             &host,
@@ -189,5 +205,16 @@ mod tests {
         );
         assert!(plan(UnitState::Active).is_empty());
         assert!(plan(UnitState::Activating).is_empty());
+    }
+
+    #[test]
+    fn apache_is_up_only_on_the_configured_health_codes() {
+        let default = ApacheSettings::default().health_codes;
+        assert_eq!(verdict(Some(200), &default), Health::Ok);
+        assert_eq!(verdict(Some(302), &default), Health::Down);
+        assert_eq!(verdict(None, &default), Health::Down);
+        let owncloud_login = StatusCodes::parse("200,302").unwrap();
+        assert_eq!(verdict(Some(302), &owncloud_login), Health::Ok);
+        assert_eq!(verdict(Some(503), &owncloud_login), Health::Down);
     }
 }

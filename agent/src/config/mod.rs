@@ -90,6 +90,7 @@ struct RawApache {
     unit: Option<String>,
     port: Option<u16>,
     health_path: Option<String>,
+    health_codes: Option<String>,
     configure: Option<bool>,
 }
 
@@ -259,6 +260,7 @@ fn resolve(path: &Path, raw: RawAgentConfig) -> Result<AgentConfig, ConfigError>
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use triad_daemon::config::StatusCodes;
 
     const GOOD: &str = r#"
 [node]
@@ -530,6 +532,7 @@ insecure = true
                 "unit",
                 "port",
                 "health_path",
+                "health_codes",
                 "configure",
                 "bogus",
             ],
@@ -642,6 +645,13 @@ insecure = true
             }
             "insecure" => Just("true".to_string()).boxed(),
             "port" => any::<u16>().prop_map(|p| p.to_string()).boxed(),
+            "health_codes" => prop_oneof![
+                Just(toml_string("200")),
+                Just(toml_string("200,302")),
+                Just(toml_string("200-204")),
+                Just(toml_string("2xx")),
+            ]
+            .boxed(),
             "volume" | "monitor_user" => {
                 "[A-Za-z0-9_-]{1,40}".prop_map(|t| toml_string(&t)).boxed()
             }
@@ -736,7 +746,8 @@ insecure = true
             phi in 1.0f64..=64.0,
             peers in proptest::collection::vec(any::<IpAddr>(), 0..3),
             port in any::<u16>(),
-            health in "/[a-z./_-]{0,20}",
+            health in "/([a-z._-][a-z./_-]{0,19})?",
+            codes in proptest::sample::select(&["200", "200,302", "200-204", "204, 301"][..]),
             volume in "[A-Za-z0-9_-]{1,64}",
             docroot in "/[a-z][a-z/_-]{0,20}",
             probe_secs in 1u64..=60,
@@ -748,7 +759,7 @@ insecure = true
                 "[node]\nid = {}\nrole = {}\naddress = {}\n\n[cluster]\nname = {}\nseeds = {}\n\n\
                  [gossip]\ninterval = \"{interval_ms}ms\"\nphi_threshold = {}\n\n\
                  [galera]\npeers = {}\nmonitor_user = {}\nsst_method = {}\n\n\
-                 [apache]\nport = {port}\nhealth_path = {}\n\n[gluster]\nvolume = {}\n\n\
+                 [apache]\nport = {port}\nhealth_path = {}\nhealth_codes = {}\n\n[gluster]\nvolume = {}\n\n\
                  [mount]\ndocroot = {}\nprobe_timeout = \"{probe_secs}s\"\n\n[tls]\ninsecure = true\n",
                 toml_string(&id),
                 toml_string(if web { "web" } else { "core" }),
@@ -760,6 +771,7 @@ insecure = true
                 toml_string(&user),
                 toml_string(if rsync { "rsync" } else { "mariabackup" }),
                 toml_string(&health),
+                toml_string(codes),
                 toml_string(&volume),
                 toml_string(&docroot),
             );
@@ -776,6 +788,7 @@ insecure = true
             prop_assert_eq!(config.galera.sst_method, if rsync { SstMethod::Rsync } else { SstMethod::Mariabackup });
             prop_assert_eq!(config.apache.port, port);
             prop_assert_eq!(config.apache.health_path, health);
+            prop_assert_eq!(config.apache.health_codes, StatusCodes::parse(codes).unwrap());
             prop_assert_eq!(config.gluster.volume, volume);
             prop_assert_eq!(config.mount.docroot, PathBuf::from(docroot));
             prop_assert_eq!(config.mount.probe_timeout, Duration::from_secs(probe_secs));

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use triad_daemon::config::{check_name, duration_key, ConfigError};
+use triad_daemon::config::{check_name, duration_key, validate_url_path, ConfigError, StatusCodes};
 use triad_proto::gossip::Role;
 
 use super::{RawApache, RawGalera, RawGluster, RawMount};
@@ -117,14 +117,20 @@ pub(super) fn resolve_apache(path: &Path, raw: RawApache) -> Result<ApacheSettin
         apache.configure = configure;
     }
     if let Some(health_path) = raw.health_path {
-        if !health_path.starts_with('/') {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key: "apache.health_path",
-                message: format!("{health_path:?} must start with '/'"),
-            });
-        }
+        validate_url_path(&health_path).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: "apache.health_path",
+            message,
+        })?;
         apache.health_path = health_path;
+    }
+    if let Some(health_codes) = raw.health_codes {
+        apache.health_codes =
+            StatusCodes::parse(&health_codes).map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "apache.health_codes",
+                message,
+            })?;
     }
     Ok(apache)
 }

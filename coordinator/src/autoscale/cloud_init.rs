@@ -12,6 +12,19 @@ pub const TEMPLATE: &str = include_str!("../../../packaging/cloud-init/web-node.
 /// Nova refuses user data longer than this (base64 text).
 pub const MAX_USER_DATA: usize = 65535;
 
+/// The PHP modules ownCloud and common PHP apps need, installed with the agent (which
+/// recommends the same; an image may not install recommends).
+pub const PHP_MODULES: &[&str] = &[
+    "php-mysql",
+    "php-gd",
+    "php-xml",
+    "php-mbstring",
+    "php-intl",
+    "php-zip",
+    "php-curl",
+    "php-apcu",
+];
+
 /// Where the new node gets the triad-agent package from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Install {
@@ -145,6 +158,8 @@ fn values(web: &WebNode) -> Vec<(&'static str, Value)> {
             ]),
         ),
     };
+    let mut packages = packages.as_array().cloned().unwrap_or_default();
+    packages.extend(PHP_MODULES.iter().map(|module| json!(module)));
     let mut runcmd = runcmd.as_array().cloned().unwrap_or_default();
     runcmd.push(json!(["systemctl", "enable", "triad-agent.service"]));
     runcmd.push(json!(["systemctl", "restart", "triad-agent.service"]));
@@ -171,7 +186,7 @@ fn values(web: &WebNode) -> Vec<(&'static str, Value)> {
         ("node", json!(web.node)),
         ("write_files", Value::Array(write_files)),
         ("apt", apt),
-        ("packages", packages),
+        ("packages", Value::Array(packages)),
         ("runcmd", Value::Array(runcmd)),
     ]
 }
@@ -316,6 +331,13 @@ mod tests {
             .unwrap()
             .contains("gcache_size = \"64M\""));
         assert_eq!(parsed["packages"][0].as_str(), Some("triad-agent"));
+        let packages: Vec<&str> = parsed["packages"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        assert_eq!(&packages[1..], PHP_MODULES);
         assert!(parsed["apt"]["sources"]["triad"]["key"].as_str().is_some());
         let runcmd: Vec<String> = parsed["runcmd"]
             .as_sequence()
@@ -324,6 +346,38 @@ mod tests {
             .map(|c| yaml_serde::to_string(c).unwrap())
             .collect();
         assert!(runcmd.last().unwrap().contains("restart"), "{runcmd:?}");
+    }
+
+    /// The web node gets the PHP modules the agent package recommends, and no other.
+    #[test]
+    fn php_modules_are_the_agent_packages_recommends() {
+        let manifest: toml::Value =
+            toml::from_str(include_str!("../../../agent/Cargo.toml")).unwrap();
+        let recommends = manifest["package"]["metadata"]["deb"]["recommends"]
+            .as_str()
+            .unwrap();
+        let php: Vec<&str> = recommends
+            .split(',')
+            .map(str::trim)
+            .filter(|p| p.starts_with("php-"))
+            .collect();
+        assert_eq!(php, PHP_MODULES);
+        let text = render(
+            TEMPLATE,
+            &web(Install::Url("http://repo.example/triad-agent.deb".into())),
+        )
+        .unwrap();
+        let parsed: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+        for module in PHP_MODULES {
+            assert!(
+                parsed["packages"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p.as_str() == Some(module)),
+                "{module} not installed: {text}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! backend = "be_web"
 //! server_port = 80
 //! check = "check inter 1s fall 2 rise 2"   # appended to `add server`; "" = no checks
+//! # what the check requests and expects is haproxy.cfg's (`option httpchk GET /status.php`,
+//! # `http-check expect status 200` in the backend): the runtime API cannot set it
 //!
 //! [balancer.octavia]
 //! cloud = "mycloud"           # clouds.yaml entry (else OS_CLOUD / OS_* / the only cloud)
@@ -30,7 +32,8 @@
 //! timeout = 3
 //! max_retries = 2
 //! max_retries_down = 2
-//! url_path = "/"
+//! url_path = "/"             # HTTP/HTTPS: the agents' [apache] health_path
+//! expected_codes = "200"      # HTTP/HTTPS: "200", "200,302" or "200-204"
 //! ```
 //!
 //! It is parsed strictly as part of the coordinator's file (unknown keys rejected with
@@ -42,7 +45,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use triad_daemon::config::{duration_key as duration, load_toml, parse_toml, ConfigError};
+use triad_daemon::config::{
+    duration_key as duration, load_toml, parse_toml, validate_url_path, ConfigError, StatusCodes,
+};
 
 use super::haproxy::HaproxySettings;
 use super::octavia::{MonitorSettings, OctaviaSettings};
@@ -98,6 +103,7 @@ struct RawMonitor {
     max_retries: Option<u32>,
     max_retries_down: Option<u32>,
     url_path: Option<String>,
+    expected_codes: Option<String>,
     enabled: Option<bool>,
 }
 
@@ -270,6 +276,22 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
                     settings.monitor = None;
                 } else {
                     let d = MonitorSettings::default();
+                    let http_only = [
+                        ("balancer.octavia.monitor.url_path", m.url_path.is_some()),
+                        (
+                            "balancer.octavia.monitor.expected_codes",
+                            m.expected_codes.is_some(),
+                        ),
+                    ];
+                    if let Some(path) = &m.url_path {
+                        validate_url_path(path)
+                            .map_err(|e| invalid("balancer.octavia.monitor.url_path", e))?;
+                    }
+                    let expected_codes = match &m.expected_codes {
+                        Some(codes) => StatusCodes::parse(codes)
+                            .map_err(|e| invalid("balancer.octavia.monitor.expected_codes", e))?,
+                        None => d.expected_codes,
+                    };
                     let monitor = MonitorSettings {
                         kind: m.kind.unwrap_or(d.kind),
                         delay: m.delay.unwrap_or(d.delay),
@@ -277,7 +299,18 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
                         max_retries: m.max_retries.unwrap_or(d.max_retries),
                         max_retries_down: m.max_retries_down.unwrap_or(d.max_retries_down),
                         url_path: m.url_path.unwrap_or(d.url_path),
+                        expected_codes,
                     };
+                    // Octavia refuses them for other types; silently dropping them would
+                    // leave the operator believing the path is checked
+                    if let Some(&(key, _)) = http_only.iter().find(|(_, set)| *set) {
+                        if !monitor.is_http() {
+                            return Err(invalid(
+                                key,
+                                format!("only for type HTTP or HTTPS, not {:?}", monitor.kind),
+                            ));
+                        }
+                    }
                     if monitor.timeout >= monitor.delay {
                         return Err(invalid(
                             "balancer.octavia.monitor.timeout",
@@ -357,10 +390,29 @@ mod tests {
                     settings.session_persistence.unwrap().cookie_name.as_deref(),
                     Some("sid")
                 );
-                assert_eq!(settings.monitor.unwrap().delay, 10);
+                let monitor = settings.monitor.unwrap();
+                assert_eq!(monitor.delay, 10);
+                // the defaults: GET / expecting 200, as Octavia's own
+                assert_eq!(monitor.url_path, "/");
+                assert_eq!(monitor.expected_codes.to_string(), "200");
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_owncloud_monitor_checks_status_php() {
+        let config = parse(
+            "[balancer]\nkind = \"octavia\"\n[balancer.octavia.monitor]\n\
+             url_path = \"/status.php\"\nexpected_codes = \"200, 302\"\n",
+        )
+        .unwrap();
+        let BalancerKind::Octavia { settings, .. } = config.kind else {
+            panic!("not octavia");
+        };
+        let monitor = settings.monitor.unwrap();
+        assert_eq!(monitor.url_path, "/status.php");
+        assert_eq!(monitor.expected_codes.to_string(), "200,302");
     }
 
     #[test]
@@ -378,6 +430,38 @@ mod tests {
             error.contains("balancer.octavia.monitor.timeout"),
             "{error}"
         );
+        for (monitor, key) in [
+            (
+                "expected_codes = \"2xx\"",
+                "balancer.octavia.monitor.expected_codes",
+            ),
+            (
+                "expected_codes = \"200-\"",
+                "balancer.octavia.monitor.expected_codes",
+            ),
+            (
+                "url_path = \"status.php\"",
+                "balancer.octavia.monitor.url_path",
+            ),
+            (
+                "type = \"TCP\"\nexpected_codes = \"200\"",
+                "balancer.octavia.monitor.expected_codes",
+            ),
+            (
+                "type = \"PING\"\nurl_path = \"/status.php\"",
+                "balancer.octavia.monitor.url_path",
+            ),
+        ] {
+            let error = parse(&format!(
+                "[balancer]\nkind = \"octavia\"\n[balancer.octavia.monitor]\n{monitor}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains(&format!("key `{key}`")),
+                "{monitor}: {error}"
+            );
+        }
         let error = parse("[balancer]\nkind = \"haproxy\"\n[balancer.haproxy]\nsocket = \"x\"\n")
             .unwrap_err()
             .to_string();
@@ -421,6 +505,7 @@ mod tests {
                 "max_retries",
                 "max_retries_down",
                 "url_path",
+                "expected_codes",
                 "enabled",
                 "bogus",
             ],
@@ -459,6 +544,8 @@ mod tests {
                 "http_cookie",
             ]),
             (_, "type") => pick(&["HTTP", "HTTPS", "TCP", "PING"]),
+            (_, "url_path") => pick(&["/", "/status.php", "status.php", "//x", "/a b"]),
+            (_, "expected_codes") => pick(&["200", "200,302", "200-204", "2xx", "204-200"]),
             (_, "delay" | "timeout" | "max_retries" | "max_retries_down") => {
                 prop_oneof![0u32..12, any::<u32>()]
                     .prop_map(|n| n.to_string())
@@ -504,6 +591,11 @@ mod tests {
             cookie in "[A-Za-z0-9_]{1,12}",
             (delay, timeout) in (2u32..100).prop_flat_map(|d| (Just(d), 1..d)),
             retries in 1u32..=10,
+            url_path in "/([a-z0-9._-]{1,12}(/[a-z0-9._-]{1,8})?)?",
+            codes in prop_oneof![
+                proptest::collection::vec(100u16..=599, 1..4).prop_map(|c| c.iter().map(u16::to_string).collect::<Vec<_>>().join(",")),
+                (100u16..=599).prop_flat_map(|low| (Just(low), low..=599)).prop_map(|(l, h)| format!("{l}-{h}")),
+            ],
         ) {
             let config = parse(&format!(
                 "[balancer]\nkind = \"haproxy\"\ninterval = \"{interval_ms}ms\"\n[balancer.haproxy]\n\
@@ -517,9 +609,11 @@ mod tests {
             let config = parse(&format!(
                 "[balancer]\nkind = \"octavia\"\n[balancer.octavia]\nlb_name = {}\nalgorithm = \"{}\"\n\
                  session_persistence = \"APP_COOKIE:{cookie}\"\nmember_port = {port}\n\
-                 [balancer.octavia.monitor]\ndelay = {delay}\ntimeout = {timeout}\nmax_retries = {retries}\n",
+                 [balancer.octavia.monitor]\ndelay = {delay}\ntimeout = {timeout}\nmax_retries = {retries}\n\
+                 url_path = {}\nexpected_codes = \"{codes}\"\n",
                 toml_string(&lb),
                 algorithm.to_ascii_lowercase(),
+                toml_string(&url_path),
             ))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let BalancerKind::Octavia { settings, .. } = config.kind else {
@@ -534,6 +628,8 @@ mod tests {
             );
             let monitor = settings.monitor.expect("a monitor");
             prop_assert_eq!((monitor.delay, monitor.timeout, monitor.max_retries), (delay, timeout, retries));
+            prop_assert_eq!(&monitor.url_path, &url_path);
+            prop_assert_eq!(monitor.expected_codes.to_string(), codes);
         }
     }
 }

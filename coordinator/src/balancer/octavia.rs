@@ -23,7 +23,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::{Balancer, BalancerError, Member, MemberChange, MemberState};
-use crate::openstack::octavia::{MemberSpec, Octavia, SessionPersistence};
+use triad_daemon::config::StatusCodes;
+
+use crate::openstack::octavia::{HealthMonitor, MemberSpec, Octavia, SessionPersistence};
 use crate::openstack::OpenStackError;
 
 /// The health monitor Triad ensures on its pool (a second line behind Triad's own loop).
@@ -36,7 +38,47 @@ pub struct MonitorSettings {
     pub timeout: u32,
     pub max_retries: u32,
     pub max_retries_down: u32,
+    /// HTTP and HTTPS: the page requested (the agents' `[apache] health_path`; ownCloud
+    /// answers "/status.php") and the statuses that pass (`[apache] health_codes`).
     pub url_path: String,
+    pub expected_codes: StatusCodes,
+}
+
+impl MonitorSettings {
+    /// Whether the monitor speaks HTTP (and takes `url_path` and `expected_codes`).
+    pub fn is_http(&self) -> bool {
+        self.kind == "HTTP" || self.kind == "HTTPS"
+    }
+
+    /// How an adopted monitor differs from these settings, in words ("url_path \"/\" is
+    /// configured \"/status.php\""); empty when it agrees.
+    pub fn differences(&self, existing: &HealthMonitor) -> Vec<String> {
+        let mut differences = Vec::new();
+        if existing.kind != self.kind {
+            differences.push(format!(
+                "type {:?} is configured {:?}",
+                existing.kind, self.kind
+            ));
+        }
+        if self.is_http() {
+            if existing.url_path.as_deref() != Some(self.url_path.as_str()) {
+                differences.push(format!(
+                    "url_path {:?} is configured {:?}",
+                    existing.url_path.as_deref().unwrap_or(""),
+                    self.url_path
+                ));
+            }
+            let codes = existing.expected_codes.as_deref().unwrap_or("");
+            // "200, 302" and "200,302" mean the same to Octavia
+            if StatusCodes::parse(codes).ok().as_ref() != Some(&self.expected_codes) {
+                differences.push(format!(
+                    "expected_codes {codes:?} is configured \"{}\"",
+                    self.expected_codes
+                ));
+            }
+        }
+        differences
+    }
 }
 
 impl Default for MonitorSettings {
@@ -48,6 +90,7 @@ impl Default for MonitorSettings {
             max_retries: 2,
             max_retries_down: 2,
             url_path: "/".into(),
+            expected_codes: StatusCodes::default(),
         }
     }
 }
@@ -251,25 +294,39 @@ impl OctaviaBalancer {
             }
         };
         if let Some(monitor) = &s.monitor {
-            if pool.healthmonitor_id.is_none() {
-                let name = format!("{}-monitor", s.pool_name);
-                if self.api.find_health_monitor(&name).await?.is_none() {
-                    let mut body = json!({
-                        "name": name, "pool_id": pool.id, "type": monitor.kind,
-                        "delay": monitor.delay, "timeout": monitor.timeout,
-                        "max_retries": monitor.max_retries,
-                        "max_retries_down": monitor.max_retries_down, "tags": [s.tag],
-                    });
-                    if monitor.kind.starts_with("HTTP") {
-                        body["url_path"] = json!(monitor.url_path);
-                        body["http_method"] = json!("GET");
-                        body["expected_codes"] = json!("200");
+            match &pool.healthmonitor_id {
+                Some(id) => {
+                    let existing = self.api.health_monitor(id).await?;
+                    let differences = monitor.differences(&existing);
+                    if !differences.is_empty() {
+                        tracing::warn!(
+                            pool = %s.pool_name, monitor = %id, differences = %differences.join("; "),
+                            "adopted health monitor differs from [balancer.octavia.monitor]; left as is \
+                             (change it with `openstack loadbalancer healthmonitor set`, or delete it \
+                             and restart the coordinator to have it created as configured)"
+                        );
                     }
-                    self.api
-                        .create_health_monitor(body)
-                        .await
-                        .map_err(|e| busy_or(e, &self.object()))?;
-                    self.wait_active(&lb.id).await?;
+                }
+                None => {
+                    let name = format!("{}-monitor", s.pool_name);
+                    if self.api.find_health_monitor(&name).await?.is_none() {
+                        let mut body = json!({
+                            "name": name, "pool_id": pool.id, "type": monitor.kind,
+                            "delay": monitor.delay, "timeout": monitor.timeout,
+                            "max_retries": monitor.max_retries,
+                            "max_retries_down": monitor.max_retries_down, "tags": [s.tag],
+                        });
+                        if monitor.is_http() {
+                            body["url_path"] = json!(monitor.url_path);
+                            body["http_method"] = json!("GET");
+                            body["expected_codes"] = json!(monitor.expected_codes.to_string());
+                        }
+                        self.api
+                            .create_health_monitor(body)
+                            .await
+                            .map_err(|e| busy_or(e, &self.object()))?;
+                        self.wait_active(&lb.id).await?;
+                    }
                 }
             }
         }
@@ -499,6 +556,49 @@ mod tests {
             apply_changes(&removed, &[], None, "triad"),
             removed,
             "no change, same set"
+        );
+    }
+
+    fn existing(kind: &str, url_path: Option<&str>, codes: Option<&str>) -> HealthMonitor {
+        HealthMonitor {
+            id: "hm-1".into(),
+            name: "triad-pool-monitor".into(),
+            kind: kind.into(),
+            delay: 5,
+            timeout: 3,
+            max_retries: 2,
+            url_path: url_path.map(str::to_string),
+            expected_codes: codes.map(str::to_string),
+            provisioning_status: "ACTIVE".into(),
+        }
+    }
+
+    #[test]
+    fn an_adopted_monitor_is_compared_on_type_path_and_codes() {
+        let owncloud = MonitorSettings {
+            url_path: "/status.php".into(),
+            expected_codes: StatusCodes::parse("200,302").unwrap(),
+            ..MonitorSettings::default()
+        };
+        assert!(owncloud
+            .differences(&existing("HTTP", Some("/status.php"), Some("200, 302")))
+            .is_empty());
+        assert_eq!(
+            owncloud.differences(&existing("HTTP", Some("/"), Some("200"))),
+            [
+                "url_path \"/\" is configured \"/status.php\"",
+                "expected_codes \"200\" is configured \"200,302\""
+            ]
+        );
+        // a TCP monitor has no path or codes to compare
+        let tcp = MonitorSettings {
+            kind: "TCP".into(),
+            ..MonitorSettings::default()
+        };
+        assert!(tcp.differences(&existing("TCP", None, None)).is_empty());
+        assert_eq!(
+            tcp.differences(&existing("HTTP", Some("/"), Some("200"))),
+            ["type \"HTTP\" is configured \"TCP\""]
         );
     }
 }

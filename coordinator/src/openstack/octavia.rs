@@ -75,6 +75,11 @@ pub struct HealthMonitor {
     pub delay: u32,
     pub timeout: u32,
     pub max_retries: u32,
+    /// HTTP and HTTPS monitors only (null for the others).
+    #[serde(default)]
+    pub url_path: Option<String>,
+    #[serde(default)]
+    pub expected_codes: Option<String>,
     #[serde(default)]
     pub provisioning_status: String,
 }
@@ -271,6 +276,11 @@ impl Octavia {
         name: &str,
     ) -> Result<Option<HealthMonitor>, OpenStackError> {
         self.find_by_name("healthmonitors", "healthmonitors", name)
+            .await
+    }
+
+    pub async fn health_monitor(&self, id: &str) -> Result<HealthMonitor, OpenStackError> {
+        self.get(&format!("/v2/lbaas/healthmonitors/{id}"), "healthmonitor")
             .await
     }
 

@@ -97,7 +97,20 @@ fn agent_files() -> Vec<FileEntry> {
                 apache.site_available.display()
             ),
             "With [apache] configure = true: written by the agent (Apache listens on \
-             node.address only; the docroot's virtual host, enabled in place of 000-default).",
+             node.address only; the docroot's virtual host, enabled in place of 000-default, \
+             honouring the app's .htaccess: AllowOverride All).",
+        ),
+        FileEntry::new(
+            format!("{}/", apache.mods_enabled.display()),
+            format!(
+                "With [apache] configure = true: the agent enables {} there (the links \
+                 a2enmod makes), for the app's .htaccess.",
+                triad_agent::apache::config::MODULES
+                    .iter()
+                    .map(|m| format!("mod_{m}"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
         ),
         FileEntry::new(
             SystemdMounts::new()

@@ -15,7 +15,12 @@
 //!   can be injected and is terminal. Batch member update matches on
 //!   (address, protocol_port), creates, updates (even unchanged) and deletes, answers 202
 //!   with no body, returns early only when there is nothing at all to do, and refuses a
-//!   pair twice (400). Name filters on lists; one health monitor per pool (409).
+//!   pair twice (400). Name filters on lists; one health monitor per pool (409). Health
+//!   monitors are validated as Octavia's API validates them ([`check_health_monitor`]):
+//!   `type` one of Octavia's, retries 1-10, `expected_codes` matching Octavia's pattern
+//!   (one code, a comma list, or one range), `url_path` a path, and `http_method`,
+//!   `url_path` and `expected_codes` refused for types other than HTTP and HTTPS (which
+//!   get the defaults GET, "/" and "200"; the others null).
 //! - Nova: `BUILD` → `ACTIVE` after a few GETs; tag filters only with microversion ≥ 2.26
 //!   (an older or missing microversion silently ignores them, as Nova does); DELETE 204;
 //!   server groups with `policy` (≥ 2.64) or `policies`; user data must be base64 of at
@@ -883,6 +888,130 @@ fn lock_lb(shared: &Shared, store: &mut Store, lb_id: &str) -> Result<(), Respon
     Ok(())
 }
 
+/// Octavia's health monitor types (`SUPPORTED_HEALTH_MONITOR_TYPES`).
+const MONITOR_TYPES: &[&str] = &[
+    "HTTP",
+    "HTTPS",
+    "PING",
+    "TCP",
+    "TLS-HELLO",
+    "UDP-CONNECT",
+    "SCTP",
+];
+/// Octavia's `HealthMonitorPOST.expected_codes` pattern, as its error quotes it.
+const EXPECTED_CODES_PATTERN: &str = r"^(\d{3}(\s*,\s*\d{3})*)$|^(\d{3}-\d{3})$";
+
+/// Octavia's `expected_codes` pattern, `^(\d{3}(\s*,\s*\d{3})*)$|^(\d{3}-\d{3})$`:
+/// three-digit codes separated by commas with any white space around them, or one range
+/// of two three-digit codes. (Any three digits: "000" and "999" pass, as in Octavia.)
+pub fn octavia_expected_codes_valid(text: &str) -> bool {
+    let three_digits = |part: &str| part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit());
+    if let Some((low, high)) = text.split_once('-') {
+        return three_digits(low) && three_digits(high);
+    }
+    let parts: Vec<&str> = text.split(',').collect();
+    let last = parts.len() - 1;
+    parts.iter().enumerate().all(|(index, part)| {
+        // white space only next to a comma: not before the first code, not after the last
+        let inner = match (index == 0, index == last) {
+            (true, true) => *part,
+            (true, false) => part.trim_end(),
+            (false, true) => part.trim_start(),
+            (false, false) => part.trim(),
+        };
+        three_digits(inner)
+    })
+}
+
+/// Octavia's `validate.url_path`: a relative reference with no scheme, user, host or
+/// port, whose path starts with '/', and no white space.
+fn octavia_url_path_valid(text: &str) -> bool {
+    text.starts_with('/')
+        && !text.starts_with("//")
+        && !text.chars().any(char::is_whitespace)
+        && !text.chars().any(char::is_control)
+}
+
+/// What Octavia's API checks on `POST /v2/lbaas/healthmonitors` before anything else
+/// (wsme's types, then `_validate_create_hm`), with its messages; fills in the HTTP
+/// defaults. `request` is the `healthmonitor` object.
+pub fn check_health_monitor(request: &Value) -> Result<Map<String, Value>, String> {
+    let invalid = |field: &str, value: &Value, why: &str| {
+        let shown = match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        format!("Invalid input for field/attribute {field}. Value: '{shown}'. {why}")
+    };
+    let kind = request.get("type").cloned().unwrap_or(Value::Null);
+    let kind_text = kind.as_str().unwrap_or("");
+    if !MONITOR_TYPES.contains(&kind_text) {
+        return Err(invalid(
+            "type",
+            &kind,
+            &format!("Value should be one of: {}", MONITOR_TYPES.join(", ")),
+        ));
+    }
+    for field in ["max_retries", "max_retries_down"] {
+        if let Some(value) = request.get(field).filter(|v| !v.is_null()) {
+            match value.as_u64() {
+                Some(1..=10) => {}
+                _ => return Err(invalid(field, value, "Value should be between 1 and 10")),
+            }
+        }
+    }
+    let given = |field: &str| request.get(field).filter(|v| !v.is_null()).cloned();
+    if let Some(codes) = given("expected_codes") {
+        if !codes.as_str().is_some_and(octavia_expected_codes_valid) {
+            return Err(invalid(
+                "expected_codes",
+                &codes,
+                &format!("Value should match the pattern {EXPECTED_CODES_PATTERN}"),
+            ));
+        }
+    }
+    if let Some(path) = given("url_path") {
+        if !path.as_str().is_some_and(octavia_url_path_valid) {
+            return Err(invalid(
+                "url_path",
+                &path,
+                "Value must be a valid URL Path string",
+            ));
+        }
+    }
+    if let Some(method) = given("http_method") {
+        let methods = [
+            "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
+        ];
+        if !methods.contains(&method.as_str().unwrap_or("")) {
+            return Err(invalid(
+                "http_method",
+                &method,
+                &format!("Value should be one of: {}", methods.join(", ")),
+            ));
+        }
+    }
+    let http = kind_text == "HTTP" || kind_text == "HTTPS";
+    let mut fields = Map::new();
+    for (field, default) in [
+        ("http_method", "GET"),
+        ("url_path", "/"),
+        ("expected_codes", "200"),
+    ] {
+        let value = match (http, given(field)) {
+            (true, value) => value.unwrap_or_else(|| json!(default)),
+            (false, None) => Value::Null,
+            (false, Some(_)) => {
+                return Err(format!(
+                    "{field} is not a valid option for health monitors of type {kind_text}"
+                ))
+            }
+        };
+        fields.insert(field.to_string(), value);
+    }
+    Ok(fields)
+}
+
 fn lb_ref(lb_id: &str) -> Value {
     json!([{"id": lb_id}])
 }
@@ -1299,6 +1428,16 @@ fn octavia_inner(
         (Method::GET, ["healthmonitors"]) => {
             Ok(list(shared, rest, &store.monitors, "healthmonitors", query))
         }
+        (Method::GET, ["healthmonitors", id]) => {
+            let monitor = store
+                .monitors
+                .get(*id)
+                .ok_or_else(|| not_found("Health Monitor", id))?;
+            Ok(json_response(
+                StatusCode::OK,
+                json!({"healthmonitor": monitor}),
+            ))
+        }
         (Method::POST, ["healthmonitors"]) => {
             let request = required(&body, "healthmonitor")?;
             let pool_id = required(request, "pool_id")?
@@ -1309,6 +1448,8 @@ fn octavia_inner(
             let delay = required(request, "delay")?.as_u64().unwrap_or(0);
             let timeout = required(request, "timeout")?.as_u64().unwrap_or(0);
             let retries = required(request, "max_retries")?.clone();
+            let http_fields = check_health_monitor(request)
+                .map_err(|message| fault_body(StatusCode::BAD_REQUEST, &message))?;
             let pool = store
                 .pools
                 .get(&pool_id)
@@ -1331,17 +1472,17 @@ fn octavia_inner(
                 .to_string();
             lock_lb(shared, store, &lb_id)?;
             let id = new_id(store, 4);
-            let monitor = json!({
+            let mut monitor = json!({
                 "id": id, "name": request.get("name").cloned().unwrap_or(json!("")), "type": kind,
                 "delay": delay, "timeout": timeout, "max_retries": retries,
                 "max_retries_down": request.get("max_retries_down").cloned().unwrap_or(json!(3)),
-                "url_path": request.get("url_path").cloned().unwrap_or(json!("/")),
-                "http_method": request.get("http_method").cloned().unwrap_or(json!("GET")),
-                "expected_codes": request.get("expected_codes").cloned().unwrap_or(json!("200")),
                 "pools": [{"id": pool_id}], "loadbalancers": lb_ref(&lb_id), "admin_state_up": true,
                 "project_id": project_id, "provisioning_status": "PENDING_CREATE", "operating_status": "OFFLINE",
                 "tags": request.get("tags").cloned().unwrap_or(json!([])), "created_at": now, "updated_at": null,
             });
+            if let Some(object) = monitor.as_object_mut() {
+                object.extend(http_fields);
+            }
             if let Some(pool) = store.pools.get_mut(&pool_id) {
                 pool["healthmonitor_id"] = json!(id);
             }

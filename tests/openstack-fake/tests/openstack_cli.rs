@@ -3,9 +3,10 @@
 //! created when missing: `python3 -m venv` + `pip install`, about 30 s; needs Debian's
 //! python3-venv, which scripts/install-host-deps.sh installs).
 //!
-//! The test creates a load balancer with a pool and members and a server through the
-//! HTTP API, then runs `openstack loadbalancer list`, `openstack loadbalancer member list
-//! POOL` and `openstack server list` against the fake with a generated clouds.yaml
+//! The test creates a load balancer with a pool, its health monitor and members, and a
+//! server through the HTTP API, then runs `openstack loadbalancer list`, `openstack
+//! loadbalancer member list POOL`, `openstack loadbalancer healthmonitor show` and
+//! `openstack server list` against the fake with a generated clouds.yaml
 //! (OS_CLIENT_CONFIG_FILE) and checks that their output shows those objects.
 
 use std::time::Duration;
@@ -117,6 +118,13 @@ async fn loopback_openstack_cli_lists_what_the_fake_holds() {
         .unwrap()
         .to_string();
     api.wait_active(&lb).await;
+    let monitor = api
+        .call(Method::POST, "/load-balancer/v2/lbaas/healthmonitors", Some(json!({"healthmonitor": {"name": "web-monitor", "pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2, "url_path": "/status.php", "expected_codes": "200,302"}})), None)
+        .await["healthmonitor"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_active(&lb).await;
     api.call(
         Method::PUT,
         &format!("/load-balancer/v2/lbaas/pools/{pool}/members"),
@@ -220,6 +228,29 @@ async fn loopback_openstack_cli_lists_what_the_fake_holds() {
         ],
         "{stdout}"
     );
+
+    let (ok, stdout, stderr) = run(
+        &openstack,
+        &[
+            "loadbalancer",
+            "healthmonitor",
+            "show",
+            &monitor,
+            "-f",
+            "json",
+        ],
+        &env,
+        bound,
+    )
+    .await;
+    assert!(
+        ok,
+        "openstack loadbalancer healthmonitor show failed: {stderr}"
+    );
+    let shown: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(shown["url_path"], "/status.php", "{stdout}");
+    assert_eq!(shown["expected_codes"], "200,302", "{stdout}");
+    assert_eq!(shown["http_method"], "GET", "{stdout}");
 
     let (ok, stdout, stderr) =
         run(&openstack, &["server", "list", "-f", "json"], &env, bound).await;
