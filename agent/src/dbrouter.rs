@@ -78,8 +78,11 @@ pub fn render(settings: &DbRouterSettings, members: &[Member]) -> String {
     let mut text = format!(
         "# Written by triad-agent: the app's database endpoint (see man triad-agent).\n\
          global\n    maxconn 4000\n\n\
-         defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 8h\n    \
-         timeout server 8h\n    timeout check 500ms\n\n\
+         defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 8h\n    \
+         timeout server 8h\n    timeout check 500ms\n    \
+         # a connection that cannot reach the writer is retried, the last time on the\n    \
+         # member that replaced it once the checks marked it down\n    \
+         retries 3\n    option redispatch 1\n\n\
          listen galera\n    bind {listen}\n    option tcp-check\n    \
          # a member that fails its checks loses its connections at once: the app\n    \
          # reconnects, to the next member\n    \

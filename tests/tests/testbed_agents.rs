@@ -134,8 +134,192 @@ fn testbed_agents_gossip_to_coordinator_and_keep_the_app_database() -> anyhow::R
     triad::wait_all_ready(&tb, 3, Duration::from_secs(60))?;
     assert_eq!(n3.sh(&format!("cat {APP_PASSWORD_FILE}"))?, password);
     wait_app_state("ready", Duration::from_secs(30))?;
+
+    // the database endpoint: every node's 127.0.0.1:3307 reaches the same writer
+    let writer = endpoint_writer(&tb, None)?;
+    eprintln!("the endpoint of every node routes to {writer}");
+    writer_crash(&tb, &writer)?;
     eprintln!("{}", triad::triadctl_status(false)?);
     tb.teardown_and_verify()?;
+    Ok(())
+}
+
+/// The app's client on a node: through the node's database endpoint.
+fn endpoint_sql(node: &triad_tests::Node, sql: &str, limit: Duration) -> Result<String, String> {
+    let script = format!(
+        "MYSQL_PWD=\"$(cat {APP_PASSWORD_FILE})\" mariadb -h 127.0.0.1 -P 3307 \
+         --connect-timeout=2 -u {APP_DATABASE} -N -B {APP_DATABASE} -e \"{sql}\""
+    );
+    match node.exec_output(&["sh", "-c", &script], limit) {
+        Ok(out) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        }
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Waits until every node's endpoint (but `down`'s) answers from one and the same member;
+/// returns it.
+fn endpoint_writer(tb: &Testbed, down: Option<&str>) -> anyhow::Result<String> {
+    let writer = wait::until(
+        "every node's endpoint to reach one writer",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let answers: Vec<String> = tb
+                .nodes
+                .iter()
+                .filter(|n| Some(n.name.as_str()) != down)
+                .map(|n| {
+                    endpoint_sql(n, "SELECT @@hostname", Duration::from_secs(10))
+                        .unwrap_or_else(|e| format!("{}: {e}", n.name))
+                })
+                .collect();
+            Ok(
+                if answers.iter().all(|a| a == &answers[0])
+                    && tb.nodes.iter().any(|n| n.name == answers[0])
+                {
+                    Poll::Ready(answers[0].clone())
+                } else {
+                    Poll::Pending(format!("{answers:?}"))
+                },
+            )
+        },
+    )?;
+    Ok(writer)
+}
+
+/// Crash the writer's node while a client inserts through another node's endpoint: errors
+/// only within 2 s of the crash, every acknowledged row on every node once it is back.
+fn writer_crash(tb: &Testbed, writer: &str) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    let victim = tb
+        .nodes
+        .iter()
+        .find(|n| n.name == writer)
+        .expect("the writer is a node");
+    let client = tb
+        .nodes
+        .iter()
+        .find(|n| n.name != writer)
+        .expect("another node");
+    endpoint_sql(
+        client,
+        "CREATE TABLE IF NOT EXISTS acked (id BIGINT PRIMARY KEY)",
+        Duration::from_secs(15),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let (acked, failures, crashed_at) = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let writer_loop = scope.spawn(|| {
+            let mut acked = Vec::new();
+            let mut failures = Vec::new();
+            let mut id = 1u64;
+            while !stop.load(Ordering::Relaxed) && id < 2_000 {
+                let sent = start.elapsed();
+                match endpoint_sql(
+                    client,
+                    &format!("INSERT INTO acked VALUES ({id})"),
+                    Duration::from_secs(20),
+                ) {
+                    Ok(_) => acked.push(id),
+                    Err(e) => failures.push((sent, start.elapsed(), e)),
+                }
+                id += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (acked, failures)
+        });
+        let crash = (|| -> anyhow::Result<Duration> {
+            wait::until(
+                "the client's first rows",
+                Duration::from_secs(20),
+                Duration::from_millis(100),
+                || {
+                    Ok(if start.elapsed() > Duration::from_secs(3) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending("warming up".into())
+                    })
+                },
+            )?;
+            let at = start.elapsed();
+            triad_tests::faults::crash(victim)?;
+            eprintln!("[endpoint] {writer} crashed at {:.1}s", at.as_secs_f64());
+            // the client keeps inserting through the failover and after it
+            wait::until(
+                "10 s of the client after the crash",
+                Duration::from_secs(60),
+                Duration::from_millis(200),
+                || {
+                    Ok(if start.elapsed() > at + Duration::from_secs(10) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending("running".into())
+                    })
+                },
+            )?;
+            Ok(at)
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let (acked, failures) = writer_loop.join().expect("the client thread");
+        Ok((acked, failures, crash?))
+    })?;
+    let late: Vec<String> = failures
+        .iter()
+        .filter(|(sent, _, _)| {
+            *sent + Duration::from_millis(100) < crashed_at
+                || *sent > crashed_at + Duration::from_secs(2)
+        })
+        .map(|(sent, done, e)| {
+            format!(
+                "sent {:+.1}s from the crash, failed at {:+.1}s: {e}",
+                sent.as_secs_f64() - crashed_at.as_secs_f64(),
+                done.as_secs_f64() - crashed_at.as_secs_f64()
+            )
+        })
+        .collect();
+    eprintln!(
+        "[endpoint] {} rows acknowledged, {} failed ({} away from the crash)",
+        acked.len(),
+        failures.len(),
+        late.len()
+    );
+    assert!(
+        late.is_empty(),
+        "inserts failed more than 2 s from the crash: {late:?}"
+    );
+    assert!(
+        acked.len() > 50,
+        "too few rows acknowledged: {}",
+        acked.len()
+    );
+    let new_writer = endpoint_writer(tb, Some(writer))?;
+    assert_ne!(
+        new_writer, writer,
+        "the endpoint moved off the crashed writer"
+    );
+    // the crashed node comes back, and every acknowledged row is on every node
+    triad_tests::faults::start(victim)?;
+    triad::wait_all_ready(tb, 3, Duration::from_secs(240))?;
+    for n in &tb.nodes {
+        let present: std::collections::BTreeSet<u64> = n
+            .sh(&format!(
+                "mariadb -N -B {APP_DATABASE} -e 'SELECT id FROM acked'"
+            ))?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
+        assert!(
+            lost.is_empty(),
+            "{}: acknowledged rows missing: {lost:?}",
+            n.name
+        );
+    }
     Ok(())
 }
 

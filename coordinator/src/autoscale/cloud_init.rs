@@ -25,6 +25,9 @@ pub const PHP_MODULES: &[&str] = &[
     "php-apcu",
 ];
 
+/// The database endpoint's router (the agent's `dbrouter`), also in the agent's Recommends.
+pub const ENDPOINT_PACKAGES: &[&str] = &["haproxy"];
+
 /// Where the new node gets the triad-agent package from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Install {
@@ -160,6 +163,7 @@ fn values(web: &WebNode) -> Vec<(&'static str, Value)> {
     };
     let mut packages = packages.as_array().cloned().unwrap_or_default();
     packages.extend(PHP_MODULES.iter().map(|module| json!(module)));
+    packages.extend(ENDPOINT_PACKAGES.iter().map(|package| json!(package)));
     let mut runcmd = runcmd.as_array().cloned().unwrap_or_default();
     runcmd.push(json!(["systemctl", "enable", "triad-agent.service"]));
     runcmd.push(json!(["systemctl", "restart", "triad-agent.service"]));
@@ -337,7 +341,8 @@ mod tests {
             .iter()
             .filter_map(|p| p.as_str())
             .collect();
-        assert_eq!(&packages[1..], PHP_MODULES);
+        assert_eq!(&packages[1..1 + PHP_MODULES.len()], PHP_MODULES);
+        assert_eq!(&packages[1 + PHP_MODULES.len()..], ENDPOINT_PACKAGES);
         assert!(parsed["apt"]["sources"]["triad"]["key"].as_str().is_some());
         let runcmd: Vec<String> = parsed["runcmd"]
             .as_sequence()
