@@ -223,6 +223,7 @@ impl AgentRuntime {
                     services,
                     state: state.clone(),
                     client_requests: Default::default(),
+                    sessions_seen: Default::default(),
                 });
                 tasks.push(tokio::spawn(
                     driver.run(config.heartbeat_interval, stop_rx.clone()),

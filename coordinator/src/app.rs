@@ -5,7 +5,6 @@
 //! those requests (mutual TLS): not in a log line, the status or gossip.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use tokio::sync::watch;
 use triad_galera::account::{native_password_hash, AppAccount};
 use triad_proto::gossip::{AppSecret, GaleraState};
 use triad_proto::v1;
+use triad_proto::v1::agent_service_client::AgentServiceClient;
 
 use crate::agent_client::{answer, AgentError};
 use crate::observer::Coordinator;
@@ -49,23 +49,8 @@ pub fn load_or_create_password(state_dir: &Path) -> Result<String, String> {
         Err(_) => {}
     }
     let password = generate_password().map_err(|e| format!("reading /dev/urandom: {e}"))?;
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| format!("creating {}: {e}", state_dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    {
-        use std::io::Write as _;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-        file.write_all(format!("{password}\n").as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(|e| format!("renaming to {}: {e}", path.display()))?;
+    triad_daemon::fs::durable_write_private(&path, &format!("{password}\n"), 0o600)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
     tracing::info!(file = %path.display(), "generated the app's database password");
     Ok(password)
 }
@@ -190,6 +175,17 @@ pub struct GrpcAppAgents {
     pub connect_timeout: Duration,
 }
 
+impl GrpcAppAgents {
+    async fn client(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        call: Duration,
+    ) -> Result<AgentServiceClient<tonic::transport::Channel>, AgentError> {
+        crate::agent_client::connect(node, grpc, self.connect_timeout, call).await
+    }
+}
+
 #[async_trait::async_trait]
 impl AppAgents for GrpcAppAgents {
     async fn ensure_database(
@@ -198,9 +194,7 @@ impl AppAgents for GrpcAppAgents {
         grpc: SocketAddr,
         account: &AppAccount,
     ) -> Result<(v1::AppDatabaseOutcome, String), AgentError> {
-        let mut client =
-            crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(30))
-                .await?;
+        let mut client = self.client(node, grpc, Duration::from_secs(30)).await?;
         let reply = answer(
             node,
             client
@@ -222,9 +216,7 @@ impl AppAgents for GrpcAppAgents {
         spec: &AppSpec,
         password: &str,
     ) -> Result<bool, AgentError> {
-        let mut client =
-            crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(10))
-                .await?;
+        let mut client = self.client(node, grpc, Duration::from_secs(10)).await?;
         let reply = answer(
             node,
             client
@@ -244,9 +236,7 @@ impl AppAgents for GrpcAppAgents {
         grpc: SocketAddr,
         route: &Route,
     ) -> Result<bool, AgentError> {
-        let mut client =
-            crate::agent_client::connect(node, grpc, self.connect_timeout, Duration::from_secs(30))
-                .await?;
+        let mut client = self.client(node, grpc, Duration::from_secs(30)).await?;
         let reply = answer(
             node,
             client

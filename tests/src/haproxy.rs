@@ -53,6 +53,9 @@ pub struct ServerStat {
     pub check: String,
 }
 
+/// The cookie that keeps a client on one node.
+pub const COOKIE: &str = "TRIADSRV";
+
 /// The HAProxy config for `servers` (name, addr).
 pub fn config(dir: &Path, servers: &[(String, String)]) -> String {
     let mut s = format!(
@@ -62,6 +65,9 @@ timeout check 8s\n    retries 3\n    option redispatch 1\n\n\
 frontend fe_web\n    bind {LISTEN}\n    default_backend {BACKEND}\n\n\
 backend {BACKEND}\n    balance roundrobin\n    option httpchk GET {HEALTH_PATH}\n    \
 http-check expect status {HEALTH_CODES}\n    retry-on all-retryable-errors\n    http-request disable-l7-retry if METH_POST\n    \
+# a client stays on the node that served it while that node is up (the coordinator adds\n    \
+# servers at run time, which take no `cookie`: dynamic cookies from each server's address)\n    \
+cookie {COOKIE} insert indirect nocache httponly dynamic\n    dynamic-cookie-key triad-lab\n    \
 default-server inter 1s fall 2 rise 2\n",
         sock = dir.join("admin.sock").display()
     );

@@ -9,6 +9,10 @@
 //! Apache looks for a `.htaccess` in every directory from the docroot down to the file
 //! requested, on the volume.
 //!
+//! PHP sessions live on the volume ([`SESSIONS_DIR`] under the docroot, which Apache
+//! refuses to serve): a login survives the node that made it, and every node sees the
+//! same session (PHP's files handler locks a session file while a request uses it).
+//!
 //! Files and links are changed only when they differ, checked with `apache2ctl configtest`
 //! before a graceful reload, and put back as they were when the check fails.
 
@@ -46,6 +50,9 @@ impl Default for ApachePaths {
     }
 }
 
+/// The PHP sessions' directory, under the docroot (on the volume); never served.
+pub const SESSIONS_DIR: &str = ".triad/sessions";
+
 /// Modules the agent enables besides Debian's defaults (which include mod_status, mod_dir,
 /// mod_env, mod_mime and mod_setenvif): what PHP apps' `.htaccess` files commonly need.
 pub const MODULES: &[&str] = &["rewrite", "headers"];
@@ -78,6 +85,17 @@ pub fn render_site(address: IpAddr, port: u16, node_id: &str, docroot: &Path) ->
         Require all granted\n\
         DirectoryIndex index.php index.html\n\
     </Directory>\n\
+    # Triad's own files on the volume (the PHP sessions) are never served\n\
+    <Directory {docroot}/.triad>\n\
+        Require all denied\n\
+    </Directory>\n\
+    <IfModule php_module>\n\
+        # sessions on the volume: a login survives the node that made it; PHP collects\n\
+        # them itself (Debian's cron cleans only /var/lib/php/sessions)\n\
+        php_admin_value session.save_path \"{docroot}/{SESSIONS_DIR}\"\n\
+        php_admin_value session.gc_probability 1\n\
+        php_admin_value session.gc_divisor 1000\n\
+    </IfModule>\n\
     # the agent reads ?auto through the node's own address; nobody else\n\
     <Location /server-status>\n\
         SetHandler server-status\n\
@@ -294,6 +312,26 @@ mod tests {
         assert!(directives.contains(&"Options FollowSymLinks"), "{site}");
         assert!(!site.contains("AllowOverride None"), "{site}");
         assert_eq!(MODULES, ["rewrite", "headers"]);
+    }
+
+    #[test]
+    fn php_sessions_live_on_the_volume_and_are_never_served() {
+        let site = render_site(
+            "10.214.0.11".parse().unwrap(),
+            80,
+            "n1",
+            Path::new("/var/www/triad"),
+        );
+        assert!(
+            site.contains("php_admin_value session.save_path \"/var/www/triad/.triad/sessions\""),
+            "{site}"
+        );
+        let hidden = site
+            .split("<Directory /var/www/triad/.triad>\n")
+            .nth(1)
+            .and_then(|rest| rest.split("</Directory>").next())
+            .unwrap_or_else(|| panic!("no <Directory> for .triad: {site}"));
+        assert_eq!(hidden.trim(), "Require all denied");
     }
 
     fn module_tree() -> (tempfile::TempDir, ApachePaths) {

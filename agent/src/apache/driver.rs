@@ -84,6 +84,9 @@ pub struct ApacheDriver {
     pub state: Arc<AgentState>,
     /// `Total Accesses` without the agent's own probes.
     pub client_requests: std::sync::Mutex<ClientRequests>,
+    /// When the sessions' directory was last seen in place (looked at again after a
+    /// minute: a look at the volume may hang for its ping-timeout).
+    pub sessions_seen: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl ApacheDriver {
@@ -117,9 +120,45 @@ impl ApacheDriver {
         }
     }
 
+    /// The sessions' directory on the volume, 1733 root:root like Debian's
+    /// /var/lib/php/sessions (the web server writes its files, nobody lists them). Only
+    /// while the mount is live: never into the directory under a missing mount.
+    async fn sessions_dir(&self) {
+        if self.state.keys().mount != triad_proto::gossip::MountState::Ok {
+            return;
+        }
+        let seen = *self.sessions_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+            return;
+        }
+        let dir = self.docroot.join(super::config::SESSIONS_DIR);
+        let result = tokio::time::timeout(self.settings.probe_timeout, async {
+            use std::os::unix::fs::PermissionsExt;
+            if tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) {
+                return Ok(());
+            }
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1733)).await
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {
+                *self.sessions_seen.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::time::Instant::now())
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(node = %self.node_id, "PHP sessions' directory {}: {error}", dir.display())
+            }
+            Err(_) => {
+                tracing::warn!(node = %self.node_id, "PHP sessions' directory {}: the mount did not answer", dir.display())
+            }
+        }
+    }
+
     pub async fn tick(&self) {
         if self.settings.configure {
             self.configure().await;
+            self.sessions_dir().await;
         }
         let unit = self.services.state(&self.settings.unit).await;
         if unit == UnitState::Activating

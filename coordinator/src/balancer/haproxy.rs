@@ -11,7 +11,9 @@
 //! check inter 1s fall 2 rise 2` + `enable health` + `enable server` (dynamic servers do not
 //! inherit `default-server`, so the check settings are explicit; the checks stay on as a
 //! second line of defence), `set server BE/NAME state ready|drain|maint` + `shutdown sessions server`
-//! (Disable), and `del server` (Remove, only accepted in maint). Deletion is planned only
+//! (Disable), `enable dynamic-cookie backend BE` after each add (session persistence:
+//! the backend's `cookie ... dynamic`; HAProxy 2.6 refuses `cookie` on `add server`), and
+//! `del server` (Remove, only accepted in maint). Deletion is planned only
 //! after the server has been in maint for a while: HAProxy 2.6.12 crashed (SIGSEGV, no log
 //! line) in the failover bench when a server was deleted ~0.3 s after its backend died
 //! under load, presumably on a stream still waiting to retry on it.
@@ -328,6 +330,17 @@ impl HaproxyBalancer {
                 }
                 self.api
                     .expect(&format!("enable server {server}"), &[])
+                    .await?;
+                // HAProxy 2.6 refuses `cookie` on a dynamic server: a backend with
+                // `cookie NAME insert ... dynamic` and a `dynamic-cookie-key` gives each
+                // server a cookie from its address, computed when dynamic cookies are
+                // (re-)enabled. Clients then stay on the node that served them while it is
+                // up. Answered with nothing, also by a backend without cookies.
+                self.api
+                    .expect(
+                        &format!("enable dynamic-cookie backend {}", self.settings.backend),
+                        &[],
+                    )
                     .await
             }
             MemberChange::SetActive { .. } => {
