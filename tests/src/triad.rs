@@ -240,22 +240,20 @@ fn core_agent_config(seeds: &[String], node: &Node) -> String {
 }
 
 /// /etc/triad/agent.toml for a web node (added by `triad-lab add-node`): the same cluster,
-/// seeds, gossip and gRPC keys as [`agent_config`]; a Galera member (a web node's Galera is
-/// not managed by default: here it is, and it joins the running cluster by SST, the core
-/// nodes in gossip and the seeds being its peers); no glusterd and no brick, the docroot
-/// mounted as a client of the core nodes' volume; Apache. Readiness requires Galera, the
-/// mount and Apache (the brick check would pass anyway: a node without a brick is not
-/// held back by it).
+/// seeds, gossip and gRPC keys as [`agent_config`]; stateless (issue 17): no mysqld (the
+/// app reaches the database through the node's endpoint, 127.0.0.1:3307, which the
+/// coordinator routes to the writer), no glusterd and no brick, the docroot mounted as a
+/// client of the core nodes' volume; Apache. Readiness requires the mount and Apache.
 pub fn web_agent_config(tb: &Testbed, node: &Node) -> String {
     web_agent_config_for(&seeds(tb), node)
 }
 
 fn web_agent_config_for(seeds: &[String], node: &Node) -> String {
     format!(
-        "{head}[galera]\nmanaged = true\n{GALERA_LAB}\n\
+        "{head}[galera]\nmanaged = false\n\n\
 [gluster]\n# no glusterd, no brick: the docroot mounts the volume from the core nodes\n\
 managed = false\nvolume = \"{VOLUME}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n\n\
-[readiness]\nrequire = [\"galera\", \"mount\", \"apache\"]\n",
+[readiness]\nrequire = [\"mount\", \"apache\"]\n",
         head = agent_config_head(seeds, node, "web")
     )
 }

@@ -225,7 +225,7 @@ fn writer_crash(tb: &Testbed, writer: &str) -> anyhow::Result<()> {
                     &format!("INSERT INTO acked VALUES ({id})"),
                     Duration::from_secs(20),
                 ) {
-                    Ok(_) => acked.push(id),
+                    Ok(_) => acked.push((id, start.elapsed())),
                     Err(e) => failures.push((sent, start.elapsed(), e)),
                 }
                 id += 1;
@@ -292,11 +292,17 @@ fn writer_crash(tb: &Testbed, writer: &str) -> anyhow::Result<()> {
         late.is_empty(),
         "inserts failed more than 2 s from the crash: {late:?}"
     );
+    // the client wrote before the crash and went on writing through the new writer
+    let after_failover = acked
+        .iter()
+        .filter(|(_, at)| *at > crashed_at + Duration::from_secs(2))
+        .count();
     assert!(
-        acked.len() > 50,
-        "too few rows acknowledged: {}",
-        acked.len()
+        acked.iter().any(|(_, at)| *at < crashed_at) && after_failover > 0,
+        "rows acknowledged before the crash and after the failover: {} and {after_failover}",
+        acked.iter().filter(|(_, at)| *at < crashed_at).count()
     );
+    let acked: Vec<u64> = acked.into_iter().map(|(id, _)| id).collect();
     let new_writer = endpoint_writer(tb, Some(writer))?;
     assert_ne!(
         new_writer, writer,

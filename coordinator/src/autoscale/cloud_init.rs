@@ -84,7 +84,8 @@ pub fn agent_toml(web: &WebNode) -> String {
          # triad-coordinator gave this server when it launched it.\n\
          [node]\nid = {id}\nrole = \"web\"\naddress = \"auto\"\n\n\
          [cluster]\nname = {cluster}\nseeds = [{seeds}]\n\n\
-         [galera]\nmanaged = true\n\n",
+         [galera]\n# stateless: no mysqld (no state transfer, no Galera vote); the app reaches the\n\
+         # database through this node's endpoint, 127.0.0.1:3307\nmanaged = false\n\n",
         node = web.node,
         id = toml_string(&web.node),
         cluster = toml_string(&web.cluster),
@@ -94,12 +95,12 @@ pub fn agent_toml(web: &WebNode) -> String {
         Some(volume) => text.push_str(&format!(
             "[gluster]\n# no glusterd, no brick: the docroot mounts the volume from the core nodes\n\
              managed = false\nvolume = {}\n\n\
-             [readiness]\nrequire = [\"galera\", \"mount\", \"apache\"]\n",
+             [readiness]\nrequire = [\"mount\", \"apache\"]\n",
             toml_string(volume)
         )),
         None => text.push_str(
             "[gluster]\nmanaged = false\n\n[mount]\nmanaged = false\n\n\
-             [readiness]\nrequire = [\"galera\", \"apache\"]\n",
+             [readiness]\nrequire = [\"apache\"]\n",
         ),
     }
     if web.tls.is_none() {
@@ -278,7 +279,11 @@ mod tests {
         assert_eq!(cfg.node_id, "web-1");
         assert_eq!(cfg.role, triad_proto::gossip::Role::Web);
         assert_eq!(cfg.cluster_name, "prod");
-        assert!(cfg.galera.managed && !cfg.gluster.managed && cfg.mount.managed);
+        // stateless: no mysqld, no brick; the volume mounted
+        assert!(!cfg.galera.managed && !cfg.gluster.managed && cfg.mount.managed);
+        assert!(!cfg
+            .readiness
+            .contains(&triad_agent::readiness::ReadinessCheck::Galera));
         assert_eq!(cfg.gluster.volume, "www");
     }
 

@@ -207,6 +207,10 @@ impl Autoscaler {
                         ready: m.live && m.keys.ready && !m.keys.draining,
                         grpc: m.keys.grpc,
                         web: m.keys.role == Role::Web,
+                        galera: !matches!(
+                            m.keys.galera.state,
+                            triad_proto::gossip::GaleraState::NotManaged
+                        ),
                     },
                 )
             })

@@ -1,11 +1,12 @@
 //! The scale-out and scale-in flows, one recorded step at a time.
 //!
-//! Scale-out: launch (provider) → warming (the agent joins gossip; a web node joins Galera
-//! by SST and mounts the volume as a client) → serving once the node is ready (the
-//! balancer loop confirms it over gRPC and adds it). Scale-in, only autoscaled nodes, the
-//! newest first: draining (agent `Drain`; the balancer drains it and removes it once its
-//! connections ended, bounded) → leaving (agent stops mysqld cleanly: it leaves the Galera
-//! view gracefully) → deleting (provider) → forgotten.
+//! Scale-out: launch (provider) → warming (the agent joins gossip; a web node, stateless,
+//! mounts the volume as a client and reaches the database through its endpoint) → serving
+//! once the node is ready (the balancer loop confirms it over gRPC and adds it). Scale-in,
+//! only autoscaled nodes, the newest first: draining (agent `Drain`; the balancer drains it
+//! and removes it once its connections ended, bounded) → leaving (a node that runs a
+//! Galera member stops mysqld cleanly and leaves the Galera view; a stateless one skips it)
+//! → deleting (provider) → forgotten.
 //!
 //! Every phase change is persisted (`autoscale.json`, fsync + rename) before the next
 //! step acts, so a restarted coordinator resumes, never repeats: provider calls are
@@ -67,6 +68,8 @@ pub struct NodeFact {
     /// The node says it is a web node (autoscaled nodes always are; a core node is never
     /// adopted or removed by the flows).
     pub web: bool,
+    /// It runs a Galera member (a stateless web node does not: nothing to leave).
+    pub galera: bool,
 }
 
 /// The agent calls the flows make (gRPC in production).
@@ -348,7 +351,9 @@ impl Scaler {
                     }
                 }
                 Phase::Leaving => {
-                    let Some(grpc) = fact.filter(|f| f.live).and_then(|f| f.grpc) else {
+                    let Some(grpc) = fact.filter(|f| f.live && f.galera).and_then(|f| f.grpc)
+                    else {
+                        // dead, or stateless (no mysqld): nothing leaves Galera
                         self.set_phase(node, Phase::Deleting, now);
                         continue;
                     };
@@ -578,6 +583,7 @@ mod tests {
             ready,
             grpc: Some("10.0.0.4:7421".parse().unwrap()),
             web: true,
+            galera: true,
         }
     }
 
@@ -595,6 +601,11 @@ mod tests {
     /// Drives one node from launch to deletion; `restart_at` restarts the scaler (a new one
     /// loaded from the file) right after that many advance rounds. Returns the calls made.
     async fn full_cycle(restart_at: Option<usize>) -> Vec<String> {
+        cycle(restart_at, true).await
+    }
+
+    /// [`full_cycle`] of a node that runs a Galera member (`galera`) or is stateless.
+    async fn cycle(restart_at: Option<usize>, galera: bool) -> Vec<String> {
         let now = Now::current();
         let dir = tempfile::tempdir().unwrap();
         let world = Arc::new(World::default());
@@ -611,7 +622,13 @@ mod tests {
             match phase {
                 // the launched node boots, joins gossip, becomes ready; the balancer adds it
                 Some(Phase::Warming) => {
-                    facts.insert("n4".into(), fact(true, true));
+                    facts.insert(
+                        "n4".into(),
+                        NodeFact {
+                            galera,
+                            ..fact(true, true)
+                        },
+                    );
                     members.push("n4".into());
                 }
                 Some(Phase::Serving) => {
@@ -640,6 +657,13 @@ mod tests {
             calls,
             vec!["launch n4 web", "drain n4", "leave n4", "delete n4"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_stateless_web_node_is_deleted_without_a_galera_leave() {
+        let mut calls = cycle(None, false).await;
+        calls.dedup();
+        assert_eq!(calls, vec!["launch n4 web", "drain n4", "delete n4"]);
     }
 
     #[tokio::test]
