@@ -64,6 +64,17 @@ pub fn node_ready(id: &str) -> Option<bool> {
         .map(|n| n["live"].as_bool() == Some(true) && n["ready"].as_bool() == Some(true))
 }
 
+/// A shell command inside a node the lab added (`triad-lab exec`): its output.
+fn lab_exec(node: &str, script: &str) -> Result<String> {
+    let lab = triad::find_bin("triad-lab")
+        .ok_or_else(|| crate::LabError::Other("no triad-lab binary".into()))?;
+    let out = crate::cmd::output_timeout(
+        std::process::Command::new(lab).args(["exec", node, "--", "sh", "-c", script]),
+        Duration::from_secs(30),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// One round's figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figures {
@@ -74,6 +85,8 @@ pub struct Figures {
     pub out_ok: u64,
     pub out_failed: u64,
     pub out_from_new: u64,
+    /// The new node's mysqld processes while it served (a stateless web node runs none).
+    pub new_node_mysqld: String,
     /// From the load dropping to the autoscaled node being removed from the lab.
     pub removed: Duration,
     pub in_ok: u64,
@@ -85,13 +98,18 @@ impl std::fmt::Display for Figures {
         write!(
             f,
             "scale-out: decision {:.1}s, {NEW_NODE} serving {:.1}s after the load began; {} ok, \
-             {} failed ({} answered by {NEW_NODE}); scale-in: {NEW_NODE} removed {:.1}s after \
-             the load dropped; {} ok, {} failed",
+             {} failed ({} answered by {NEW_NODE}; its mysqld: {}); scale-in: {NEW_NODE} \
+             removed {:.1}s after the load dropped; {} ok, {} failed",
             self.decided.as_secs_f64(),
             self.serving.as_secs_f64(),
             self.out_ok,
             self.out_failed,
             self.out_from_new,
+            if self.new_node_mysqld.is_empty() {
+                "none"
+            } else {
+                &self.new_node_mysqld
+            },
             self.removed.as_secs_f64(),
             self.in_ok,
             self.in_failed
@@ -143,6 +161,7 @@ pub fn scenario(tb: &Testbed) -> Result<Figures> {
     let heavy = Load::default();
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
+    let mut new_node_mysqld = String::new();
     let (decided, serving) = std::thread::scope(|s| -> Result<(Duration, Duration)> {
         for _ in 0..3 {
             s.spawn(|| drive(&heavy, 30, &stop, Duration::from_secs(420)));
@@ -186,6 +205,9 @@ pub fn scenario(tb: &Testbed) -> Result<Figures> {
             )?;
             Ok((decided, serving))
         })();
+        // while it serves: a stateless web node runs no mysqld
+        new_node_mysqld = lab_exec(NEW_NODE, "pgrep -a -x mariadbd || true")
+            .unwrap_or_else(|e| format!("(could not ask: {e})"));
         stop.store(true, Ordering::Relaxed);
         result
     })?;
@@ -221,6 +243,7 @@ pub fn scenario(tb: &Testbed) -> Result<Figures> {
         out_ok: heavy.ok.load(Ordering::Relaxed),
         out_failed: heavy.failed.load(Ordering::Relaxed),
         out_from_new: heavy.from_new.load(Ordering::Relaxed),
+        new_node_mysqld,
         removed,
         in_ok: light.ok.load(Ordering::Relaxed),
         in_failed: light.failed.load(Ordering::Relaxed),

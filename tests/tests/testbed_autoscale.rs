@@ -1,9 +1,10 @@
 //! Autoscaling driven by Triad only (issue 8), on real Debian nodes: the coordinator's exec
 //! provider runs `triad-lab add-node` / `remove-node` (a new container from the same image,
 //! the agent installed the same way, role web). A bounded load through HAProxy above the
-//! target grows the cluster from 3 to 4 nodes; the new node joins Galera by SST, mounts the
-//! volume as a client and serves requests through the balancer; when the load stops it is
-//! drained, leaves Galera cleanly and is removed, with no failed client request meanwhile.
+//! target grows the cluster from 3 to 4 nodes; the new node is stateless (no mysqld: the
+//! app's database through its endpoint), mounts the volume as a client and serves requests
+//! through the balancer; when the load stops it is drained and removed, with no failed
+//! client request meanwhile.
 //! The scenario is `triad_tests::bench_autoscale` (also `triad-lab bench-autoscale`).
 
 use triad_tests::bench_autoscale::{self, node_ready, NEW_NODE};
@@ -20,6 +21,10 @@ fn testbed_autoscale_grows_under_load_and_shrinks_without_failed_requests() -> a
         f.out_from_new > 0,
         "{NEW_NODE} answered through the balancer"
     );
+    assert_eq!(
+        f.new_node_mysqld, "",
+        "{NEW_NODE} is a stateless web node: no mysqld"
+    );
     assert!(f.in_ok > 100, "the light load ran");
     assert_eq!(f.in_failed, 0, "failed requests during the scale-in");
     assert_ne!(
@@ -27,7 +32,7 @@ fn testbed_autoscale_grows_under_load_and_shrinks_without_failed_requests() -> a
         Some(true),
         "{NEW_NODE} no longer serving once removed"
     );
-    // Galera: the three core nodes stay one Primary component of 3 (n4 left cleanly)
+    // Galera: the three core nodes stay one Primary component of 3 (n4 never joined it)
     for n in &tb.nodes {
         let w = wsrep(n)?;
         assert_eq!(

@@ -44,8 +44,8 @@ enum Cmd {
     /// Show nodes, units, Galera and HAProxy state, and `triadctl status`.
     Status,
     /// Boot one more node, n<k+1> for a lab of k nodes, and install and start its agent
-    /// (for autoscaling). A web node is a Galera member (it joins by SST), mounts the volume
-    /// from the core nodes (no brick) and serves; the coordinator adds it to HAProxy once it
+    /// (for autoscaling). A web node is stateless (no mysqld: the app's database through its
+    /// endpoint), mounts the volume from the core nodes (no brick) and serves; the coordinator adds it to HAProxy once it
     /// is ready. Returns once the agent is started, without waiting for readiness. A node
     /// that already exists and runs is not an error.
     AddNode {
