@@ -220,7 +220,9 @@ impl Balancer for MemoryBalancer {
                 MemberChange::Drain { name } => {
                     set_state(&mut members, name, MemberState::Draining)
                 }
-                MemberChange::Disable { name } => set_state(&mut members, name, MemberState::Maint),
+                MemberChange::Disable { name, .. } => {
+                    set_state(&mut members, name, MemberState::Maint)
+                }
                 MemberChange::Remove { name } => members.retain(|m| &m.name != name),
             }
         }

@@ -166,6 +166,13 @@ fn values(web: &WebNode) -> Vec<(&'static str, Value)> {
     packages.extend(PHP_MODULES.iter().map(|module| json!(module)));
     packages.extend(ENDPOINT_PACKAGES.iter().map(|package| json!(package)));
     let mut runcmd = runcmd.as_array().cloned().unwrap_or_default();
+    // stateless: the agent package recommends mariadb-server (for core nodes), which apt
+    // installs and starts; a web node runs no mysqld
+    runcmd.push(json!([
+        "sh",
+        "-c",
+        "systemctl disable --now mariadb.service 2>/dev/null || true"
+    ]));
     runcmd.push(json!(["systemctl", "enable", "triad-agent.service"]));
     runcmd.push(json!(["systemctl", "restart", "triad-agent.service"]));
     let file = |path: String, permissions: &str, content: &str| json!({"path": path, "owner": "root:root", "permissions": permissions, "content": content});
@@ -314,7 +321,8 @@ mod tests {
             ]
         );
         assert_eq!(parsed["hostname"].as_str(), Some("web-1\"\nbootcmd: [x]"));
-        assert_eq!(parsed["runcmd"].as_sequence().unwrap().len(), 2);
+        // stop mariadb, enable and restart the agent: no command from the values
+        assert_eq!(parsed["runcmd"].as_sequence().unwrap().len(), 3);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! check inter 1s fall 2 rise 2` + `enable health` + `enable server` (dynamic servers do not
 //! inherit `default-server`, so the check settings are explicit; the checks stay on as a
 //! second line of defence), `set server BE/NAME state ready|drain|maint` + `shutdown sessions server`
-//! (Disable), `enable dynamic-cookie backend BE` after each add (session persistence:
+//! (Disable after a drain; not for a member that failed, whose pending requests HAProxy
+//! retries elsewhere), `enable dynamic-cookie backend BE` after each add (session persistence:
 //! the backend's `cookie ... dynamic`; HAProxy 2.6 refuses `cookie` on `add server`), and
 //! `del server` (Remove, only accepted in maint). Deletion is planned only
 //! after the server has been in maint for a while: HAProxy 2.6.12 crashed (SIGSEGV, no log
@@ -353,15 +354,20 @@ impl HaproxyBalancer {
                     .expect(&format!("set server {server} state drain"), &[])
                     .await
             }
-            MemberChange::Disable { .. } => {
+            MemberChange::Disable { shut_sessions, .. } => {
                 self.api
                     .expect(&format!("set server {server} state maint"), &[])
                     .await?;
-                // The member is leaving (dead, or its drain ended or timed out): close what
-                // is still attached so nothing waits on it.
-                self.api
-                    .expect(&format!("shutdown sessions server {server}"), &[])
-                    .await
+                // A drain that ended or timed out: close what is still attached so nothing
+                // waits on it. A member that stopped serving unplanned keeps its streams:
+                // HAProxy retries the pending ones elsewhere (retries, redispatch), which
+                // shutting them would turn into empty replies.
+                if *shut_sessions {
+                    self.api
+                        .expect(&format!("shutdown sessions server {server}"), &[])
+                        .await?;
+                }
+                Ok(())
             }
             MemberChange::Remove { .. } => {
                 // Only ever planned for a server that has been in maint for a while.

@@ -57,9 +57,12 @@ pub enum MemberChange {
     SetActive { name: String },
     /// Stop sending new connections; existing ones finish.
     Drain { name: String },
-    /// Stop all traffic to the member at once (HAProxy maint + sessions shut; Octavia:
-    /// out of the pool). The entry itself is deleted later by `Remove`.
-    Disable { name: String },
+    /// Stop all traffic to the member at once (HAProxy maint; Octavia: out of the pool).
+    /// The entry itself is deleted later by `Remove`. `shut_sessions`: also close the
+    /// streams still on it (a drain that ended or timed out). Not for a member that stopped
+    /// serving unplanned: HAProxy retries its pending requests on another server, where
+    /// shutting them would fail them (seen: a crashed node's clients got empty replies).
+    Disable { name: String, shut_sessions: bool },
     /// Delete the entry of a member that has been disabled for a while. HAProxy 2.6 can
     /// crash when a server is deleted while a stream still waits to retry on it (seen in
     /// the failover bench), so deletion waits `Spec::delete_after` in maint.
@@ -72,7 +75,7 @@ impl MemberChange {
             MemberChange::Add { name, .. }
             | MemberChange::SetActive { name }
             | MemberChange::Drain { name }
-            | MemberChange::Disable { name }
+            | MemberChange::Disable { name, .. }
             | MemberChange::Remove { name } => name,
         }
     }

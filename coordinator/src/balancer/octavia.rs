@@ -407,7 +407,7 @@ pub fn apply_changes(
             }
             // Octavia has no cheaper "no traffic" state than leaving the pool (admin_state_up
             // semantics vary by provider), so Disable is removal; Remove is then a no-op.
-            MemberChange::Disable { name } | MemberChange::Remove { name } => {
+            MemberChange::Disable { name, .. } | MemberChange::Remove { name } => {
                 next.retain(|m| m.name != *name)
             }
         }

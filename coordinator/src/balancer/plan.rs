@@ -206,6 +206,8 @@ pub fn plan(spec: &Spec, observed: &Observed, port: u16, now: Instant) -> Vec<Ac
                 active,
                 MemberChange::Disable {
                     name: name.to_string(),
+                    // an active member stopped serving unplanned; a draining one ended
+                    shut_sessions: !active,
                 },
             )),
             Intent::Remove => departures.push((
@@ -497,7 +499,7 @@ mod tests {
                     let member = self.members().iter_mut().find(|m| m.name == name).unwrap();
                     member.state = MemberState::Draining;
                 }
-                MemberChange::Disable { name } => {
+                MemberChange::Disable { name, .. } => {
                     self.observed.drain_started.remove(&name);
                     self.observed.maint_started.insert(name.clone(), now);
                     let member = self.members().iter_mut().find(|m| m.name == name).unwrap();

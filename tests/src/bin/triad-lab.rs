@@ -432,7 +432,11 @@ fn add_node(role: NodeRole, name: &str) -> Result<()> {
             lap(&m);
             let n = tb.node(name)?;
             let config = match role {
-                NodeRole::Web => triad::web_agent_config(&tb, n),
+                NodeRole::Web => {
+                    // stateless: the image's mariadb-server must not run a mysqld here
+                    n.sh("systemctl disable --now mariadb.service")?;
+                    triad::web_agent_config(&tb, n)
+                }
                 NodeRole::Core => triad::agent_config(&tb, n),
             };
             triad::install_agent_with(n, &config).map_err(|e| {
