@@ -1102,7 +1102,7 @@ mod tests {
     }
 
     #[test]
-    fn web_agent_config_is_a_galera_member_and_a_volume_client() {
+    fn web_agent_config_is_stateless_and_a_volume_client() {
         let n4 = node(4, 4);
         let text = web_agent_config_for(&lab_seeds(4), &n4);
         let cfg = AgentConfig::parse(Path::new("agent.toml"), &text)
@@ -1117,8 +1117,8 @@ mod tests {
             cfg.tls.as_ref().map(|t| t.cert.display().to_string()),
             Some("/etc/triad/pki/n4.pem".to_string())
         );
-        assert!(cfg.galera.managed, "a web node joins Galera");
-        assert!(cfg.galera.peers.is_empty(), "peers come from gossip");
+        assert!(!cfg.galera.managed, "a web node runs no mysqld");
+        assert!(!cfg.readiness.contains(&ReadinessCheck::Galera));
         assert!(!cfg.gluster.managed, "no glusterd, no brick");
         assert_eq!(cfg.gluster.volume, VOLUME);
         assert!(cfg.mount.managed);
@@ -1132,11 +1132,7 @@ mod tests {
         );
         assert_eq!(
             cfg.readiness,
-            vec![
-                ReadinessCheck::Galera,
-                ReadinessCheck::Mount,
-                ReadinessCheck::Apache
-            ]
+            vec![ReadinessCheck::Mount, ReadinessCheck::Apache]
         );
         // the same cluster keys as a core node's config
         let core = core_agent_config(&lab_seeds(4), &n4);
@@ -1145,6 +1141,5 @@ mod tests {
             (core.cluster_name, core.seeds, core.gossip, core.grpc_listen),
             (cfg.cluster_name, cfg.seeds, cfg.gossip, cfg.grpc_listen)
         );
-        assert_eq!(core.galera.gcache_size, cfg.galera.gcache_size);
     }
 }
