@@ -9,7 +9,6 @@
 //! never in a log, a command line (statements go to the client's stdin and carry only
 //! the hash), gossip or status.
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,35 +87,17 @@ fn group_id(group: &str) -> Result<u32, String> {
     }
 }
 
-/// Through a temporary file created 0640 (never readable by others, not even for an
-/// instant), owned root:`gid`, then renamed over `path`. The directory is created 0755.
+/// 0640 root:`gid` through [`crate::exec::write_owned_file`] unless it is in place; the
+/// directory is created (0755) if missing. True when written.
 fn write_secret_file(path: &Path, text: &str, gid: u32) -> Result<bool, String> {
-    use std::io::Write as _;
-    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
-        let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-        if meta.permissions().mode() & 0o777 == 0o640 {
-            return Ok(false);
-        }
+    if crate::exec::owned_file_in_place(path, text.as_bytes(), 0o640, 0, gid) {
+        return Ok(false);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .open(&tmp)
-        .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    nix::unistd::chown(&tmp, Some(0.into()), Some(gid.into()))
-        .map_err(|e| format!("chown {}: {e}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o640))
-        .map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("renaming to {}: {e}", path.display()))?;
+    crate::exec::write_owned_file(path, text.as_bytes(), 0o640, 0, gid)
+        .map_err(|e| e.to_string())?;
     Ok(true)
 }
 
@@ -169,9 +150,7 @@ impl AppDriver {
     pub async fn ensure_database(&self, account: &AppAccount) -> Result<Ensured, AppError> {
         account.validate().map_err(AppError::Invalid)?;
         let keys = self.state.keys();
-        if keys.galera.state != triad_proto::gossip::GaleraState::Synced
-            || keys.galera.cluster_status.as_deref() != Some("Primary")
-        {
+        if !keys.galera.synced_in_primary() {
             return Err(AppError::Refused(format!(
                 "mysqld is {} (not Synced in the Primary component)",
                 keys.galera.state

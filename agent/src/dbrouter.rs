@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
-use triad_proto::gossip::{GaleraState, NodeKeys};
+use triad_proto::gossip::NodeKeys;
 
-use crate::exec::{run, write_if_changed, HostError};
-use crate::service::ServiceManager;
+use crate::exec::{write_if_changed, HostError};
+use crate::service::{write_unit_file, ServiceManager};
 use crate::state::AgentState;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,9 +64,7 @@ pub struct Member {
 /// Pure: this agent's answer to an agent-check: "up" only while its mysqld is Synced in
 /// the Primary component.
 pub fn check_answer(keys: &NodeKeys) -> &'static str {
-    if keys.galera.state == GaleraState::Synced
-        && keys.galera.cluster_status.as_deref() == Some("Primary")
-    {
+    if keys.galera.synced_in_primary() {
         "up\n"
     } else {
         "down\n"
@@ -158,13 +156,9 @@ impl DbRouter {
                 .await
                 .map_err(|e| HostError::new(format!("mkdir {}", dir.display()), e.to_string()))?;
         }
-        let unit_changed = self.ensure_unit().await?;
         let changed =
             write_if_changed(&self.settings.config_path, &render(&self.settings, members)).await?;
-        let running =
-            self.services.state(&self.settings.unit).await == crate::galera::UnitState::Active;
-        if changed || unit_changed || !running {
-            self.services.reload_or_restart(&self.settings.unit).await?;
+        if self.run_router(changed).await? {
             tracing::info!(writer = %members[0].node, "database endpoint {} routes to {}", self.settings.listen, members.iter().map(|m| m.node.as_str()).collect::<Vec<_>>().join(", then "));
         }
         let writer = members[0].node.clone();
@@ -172,17 +166,19 @@ impl DbRouter {
         Ok(changed)
     }
 
-    async fn ensure_unit(&self) -> Result<bool, HostError> {
-        if let Some(dir) = self.settings.unit_path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| HostError::new(format!("mkdir {}", dir.display()), e.to_string()))?;
+    /// The router's unit in place and running its configuration: (re)loaded when the unit
+    /// or (`config_changed`) the configuration changed, or when it does not run. True when
+    /// it was (re)loaded.
+    async fn run_router(&self, config_changed: bool) -> Result<bool, HostError> {
+        let unit_changed =
+            write_unit_file(&self.settings.unit_path, UNIT, Duration::from_secs(30)).await?;
+        let running =
+            self.services.state(&self.settings.unit).await == crate::galera::UnitState::Active;
+        if config_changed || unit_changed || !running {
+            self.services.reload_or_restart(&self.settings.unit).await?;
+            return Ok(true);
         }
-        let written = write_if_changed(&self.settings.unit_path, UNIT).await?;
-        if written {
-            run("systemctl", &["daemon-reload"], Duration::from_secs(30)).await?;
-        }
-        Ok(written)
+        Ok(false)
     }
 
     /// At start: a router configured before (an agent restart, a reboot: the unit under
@@ -191,18 +187,7 @@ impl DbRouter {
         if !self.settings.config_path.exists() {
             return;
         }
-        let result = async {
-            let unit_changed = self.ensure_unit().await?;
-            if unit_changed
-                || !(self.services.state(&self.settings.unit).await
-                    == crate::galera::UnitState::Active)
-            {
-                self.services.reload_or_restart(&self.settings.unit).await?;
-            }
-            Ok::<(), HostError>(())
-        }
-        .await;
-        if let Err(error) = result {
+        if let Err(error) = self.run_router(false).await {
             tracing::warn!("database endpoint: resuming the router: {error}");
         }
     }
@@ -241,6 +226,7 @@ impl DbRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use triad_proto::gossip::GaleraState;
 
     #[test]
     fn only_a_synced_member_of_the_primary_component_answers_up() {

@@ -134,6 +134,62 @@ pub async fn write_if_changed(path: &Path, text: &str) -> Result<bool, HostError
     Ok(true)
 }
 
+/// A file operation that failed, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct FileError {
+    pub path: std::path::PathBuf,
+    pub message: String,
+}
+
+/// An `io::Error` on `path` as a [`FileError`].
+pub fn at(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
+    move |e| FileError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// `path` holds `content` with `mode`, owner `uid` and group `gid` already.
+pub fn owned_file_in_place(path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read(path).ok().as_deref() == Some(content)
+        && std::fs::metadata(path)
+            .is_ok_and(|m| m.mode() & 0o7777 == mode && m.uid() == uid && m.gid() == gid)
+}
+
+pub fn set_mode_and_owner(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), FileError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(at(path))?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(at(path))
+}
+
+/// Write `content` to `path` for readers other than the agent (a key, a password): a
+/// temporary file created 0600, given its owner and mode before the content, fsync,
+/// renamed over `path` (a reader never sees half of it, nobody else ever more of it).
+pub fn write_owned_file(
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), FileError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(at(&tmp))?;
+    set_mode_and_owner(&tmp, mode, uid, gid)?;
+    file.write_all(content).map_err(at(&tmp))?;
+    file.sync_all().map_err(at(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(at(path))
+}
+
 /// Like [`run`], but a non-zero exit is not an error: (success, stdout, stderr). For tools
 /// such as `gluster --xml` that report failures in their output.
 pub async fn run_any(

@@ -32,6 +32,26 @@ pub struct Systemctl;
 /// Bound on `systemctl is-active`: a hung systemd bus must not stall a service loop.
 const STATE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Write a unit (or drop-in) file the agent owns, such as one under /run/systemd/system,
+/// and `systemctl daemon-reload` when it changed: its directory is created first. True
+/// when written.
+pub async fn write_unit_file(
+    path: &std::path::Path,
+    text: &str,
+    timeout: Duration,
+) -> Result<bool, HostError> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| HostError::new(format!("creating {}", dir.display()), e.to_string()))?;
+    }
+    let written = crate::exec::write_if_changed(path, text).await?;
+    if written {
+        run("systemctl", &["daemon-reload"], timeout).await?;
+    }
+    Ok(written)
+}
+
 /// `PROGRAM is-active UNIT`, bounded by `timeout` (the child is killed past it). Its exit
 /// code is non-zero for inactive and failed units; stdout says which. No answer within the
 /// bound is `Unknown` (not healthy), logged with the command.

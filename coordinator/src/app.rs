@@ -83,19 +83,8 @@ impl Route {
     }
 }
 
-fn node_address(member: &crate::view::MemberView) -> std::net::IpAddr {
-    member
-        .keys
-        .grpc
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified())
-        .unwrap_or(member.gossip_addr.ip())
-}
-
 fn in_primary(member: &crate::view::MemberView) -> bool {
-    member.live
-        && member.keys.galera.state == GaleraState::Synced
-        && member.keys.galera.cluster_status.as_deref() == Some("Primary")
+    member.live && member.keys.galera.synced_in_primary()
 }
 
 /// Pure: the route every node's endpoint should follow. The writer stays while it is a
@@ -109,7 +98,7 @@ pub fn route(view: &ClusterView, current: Option<&str>) -> Option<Route> {
             !matches!(
                 m.keys.galera.state,
                 GaleraState::NotManaged | GaleraState::Unknown
-            ) || in_primary(m)
+            )
         })
         .collect();
     galera.sort_by(|a, b| a.node_id.cmp(&b.node_id));
@@ -137,9 +126,9 @@ pub fn route(view: &ClusterView, current: Option<&str>) -> Option<Route> {
     let mut members = Vec::new();
     for m in &galera {
         if m.node_id == writer {
-            members.insert(0, (m.node_id.clone(), node_address(m)));
+            members.insert(0, (m.node_id.clone(), m.address()));
         } else {
-            members.push((m.node_id.clone(), node_address(m)));
+            members.push((m.node_id.clone(), m.address()));
         }
     }
     Some(Route { members })
@@ -294,27 +283,19 @@ pub type Target = (String, SocketAddr);
 /// component, the first by id), and the live nodes whose password file is not known to
 /// be in place.
 pub fn targets(view: &ClusterView) -> (Option<Target>, Vec<Target>) {
-    let mut members: Vec<_> = view
+    // live members that can be called, by id
+    let mut members: Vec<(&crate::view::MemberView, SocketAddr)> = view
         .members()
-        .filter(|m| m.live && m.keys.grpc.is_some())
+        .filter(|m| m.live)
+        .filter_map(|m| m.keys.grpc.map(|addr| (m, addr)))
         .collect();
-    members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-    let primary = members
-        .iter()
-        .find(|m| {
-            m.keys.galera.state == GaleraState::Synced
-                && m.keys.galera.cluster_status.as_deref() == Some("Primary")
-        })
-        .map(|m| {
-            (
-                m.node_id.clone(),
-                m.keys.grpc.unwrap_or(([0, 0, 0, 0], 0).into()),
-            )
-        });
+    members.sort_by(|a, b| a.0.node_id.cmp(&b.0.node_id));
+    let target = |(m, addr): &(&crate::view::MemberView, SocketAddr)| (m.node_id.clone(), *addr);
+    let primary = members.iter().find(|(m, _)| in_primary(m)).map(target);
     let secrets = members
         .iter()
-        .filter(|m| m.keys.app_secret != AppSecret::Ok)
-        .filter_map(|m| m.keys.grpc.map(|addr| (m.node_id.clone(), addr)))
+        .filter(|(m, _)| m.keys.app_secret != AppSecret::Ok)
+        .map(target)
         .collect();
     (primary, secrets)
 }

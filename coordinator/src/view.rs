@@ -32,6 +32,15 @@ pub struct MemberView {
 }
 
 impl MemberView {
+    /// The node's address: its gRPC address's IP, else its gossip address's.
+    pub fn address(&self) -> std::net::IpAddr {
+        self.keys
+            .grpc
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(self.gossip_addr.ip())
+    }
+
     pub fn heartbeat_age(&self, now: Instant) -> Option<Duration> {
         self.heartbeat_seen_at
             .map(|seen| now.saturating_duration_since(seen))

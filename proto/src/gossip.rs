@@ -178,6 +178,13 @@ pub struct GaleraKeys {
     pub safe_to_bootstrap: Option<bool>,
 }
 
+impl GaleraKeys {
+    /// Synced and in the Primary component: a member that may take the app's writes.
+    pub fn synced_in_primary(&self) -> bool {
+        self.state == GaleraState::Synced && self.cluster_status.as_deref() == Some("Primary")
+    }
+}
+
 /// Host metrics as gossiped.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct MetricKeys {

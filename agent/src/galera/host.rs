@@ -322,14 +322,7 @@ impl GaleraHost for SystemdGaleraHost {
             "/run/systemd/system/{}.d/60-triad-start-position.conf",
             self.settings.unit
         ));
-        if let Some(dir) = dropin.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| HostError::new(format!("mkdir {}", dir.display()), e.to_string()))?;
-        }
-        if write_if_changed(&dropin, START_HOOK).await? {
-            run("systemctl", &["daemon-reload"], SYSTEMCTL_TIMEOUT).await?;
-        }
+        crate::service::write_unit_file(&dropin, START_HOOK, SYSTEMCTL_TIMEOUT).await?;
         Ok(())
     }
 

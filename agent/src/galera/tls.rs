@@ -4,9 +4,7 @@
 //! rewritten only when their content or mode differs, atomically (a reader never sees half
 //! a key).
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use crate::exec::{at, owned_file_in_place, set_mode_and_owner, write_owned_file};
 
 use super::{GaleraSettings, GaleraTls, SstMethod};
 
@@ -22,19 +20,7 @@ pub enum TlsInstall {
 }
 
 /// A failure naming the file at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
-pub struct TlsInstallError {
-    pub path: PathBuf,
-    pub message: String,
-}
-
-fn at(path: &Path) -> impl Fn(std::io::Error) -> TlsInstallError + '_ {
-    move |e| TlsInstallError {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
+pub type TlsInstallError = crate::exec::FileError;
 
 /// Copy the CA, certificate and key into `tls.dir` (0750, group `gid`): `ca.pem` and
 /// `cert.pem` 0644, `key.pem` 0640 with group `gid`, owned by the calling user. Sources
@@ -56,46 +42,17 @@ pub fn install(tls: &GaleraTls, gid: u32) -> Result<TlsInstall, TlsInstallError>
         (&tls.source.key, tls.key(), 0o640),
     ] {
         let content = std::fs::read(source).map_err(at(source))?;
-        let current = std::fs::read(&target).ok();
-        let right_mode = std::fs::metadata(&target)
-            .is_ok_and(|m| m.mode() & 0o7777 == mode && m.uid() == owner && m.gid() == gid);
-        if current.as_deref() == Some(content.as_slice()) && right_mode {
+        if owned_file_in_place(&target, &content, mode, owner, gid) {
             continue;
         }
-        write_atomically(&target, &content, mode, owner, gid)?;
+        let current = std::fs::read(&target).ok();
+        write_owned_file(&target, &content, mode, owner, gid)?;
         result = match (result, current) {
             (TlsInstall::Replaced, _) | (_, Some(_)) => TlsInstall::Replaced,
             _ => TlsInstall::Installed,
         };
     }
     Ok(result)
-}
-
-fn set_mode_and_owner(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), TlsInstallError> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(at(path))?;
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(at(path))
-}
-
-fn write_atomically(
-    path: &Path,
-    content: &[u8],
-    mode: u32,
-    uid: u32,
-    gid: u32,
-) -> Result<(), TlsInstallError> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    // created with no access for others, then given its owner and mode before the content
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(at(&tmp))?;
-    set_mode_and_owner(&tmp, mode, uid, gid)?;
-    file.write_all(content).map_err(at(&tmp))?;
-    file.sync_all().map_err(at(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(at(path))
 }
 
 /// Programs the state transfer needs with TLS that are not on `PATH` (the SST scripts
@@ -119,6 +76,8 @@ pub fn missing_programs(settings: &GaleraSettings, path_var: &str) -> Vec<&'stat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
     use triad_daemon::tls::TlsFiles;
 
     /// A CA and a certificate with its key for `n1`, as PEM: (ca, cert, key).

@@ -12,7 +12,7 @@ use triad_proto::gossip::{BrickState, MountState, Role};
 use super::{
     plan, render_unit, unit_name, MountAction, MountSettings, Mounted, Probe, VolumeReadiness,
 };
-use crate::exec::{run, write_if_changed, HostError};
+use crate::exec::{run, HostError};
 use crate::gluster::driver::LocalGluster;
 use crate::state::AgentState;
 use triad_cluster::membership::Membership;
@@ -177,20 +177,11 @@ impl MountHost for SystemdMounts {
     }
 
     async fn mount(&self, unit: &str, text: &str, docroot: &Path) -> Result<(), HostError> {
-        tokio::fs::create_dir_all(&self.unit_dir)
-            .await
-            .map_err(|e| {
-                HostError::new(
-                    format!("creating {}", self.unit_dir.display()),
-                    e.to_string(),
-                )
-            })?;
         tokio::fs::create_dir_all(docroot).await.map_err(|e| {
             HostError::new(format!("creating {}", docroot.display()), e.to_string())
         })?;
-        if write_if_changed(&self.unit_dir.join(unit), text).await? {
-            run("systemctl", &["daemon-reload"], Duration::from_secs(30)).await?;
-        }
+        crate::service::write_unit_file(&self.unit_dir.join(unit), text, Duration::from_secs(30))
+            .await?;
         let _ = run(
             "systemctl",
             &["reset-failed", unit],

@@ -130,15 +130,6 @@ impl VolumeAgents for GrpcVolumeAgents {
 
 /// A member's address: the host of its gRPC address (agents listen on the node address),
 /// else of its gossip address.
-fn address_of(member: &crate::view::MemberView) -> IpAddr {
-    member
-        .keys
-        .grpc
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified())
-        .unwrap_or(member.gossip_addr.ip())
-}
-
 /// Pure: facts of the formation nodes, the addresses for auth.allow, and where to reach
 /// each formation node's agent.
 pub fn facts(
@@ -151,7 +142,7 @@ pub fn facts(
         if let Some(member) = view.members().find(|m| &m.node_id == id) {
             nodes.push(NodeFacts {
                 id: id.clone(),
-                address: address_of(member),
+                address: member.address(),
                 live: member.live,
                 glusterd_ok: member.keys.gluster_daemon == Health::Ok,
             });
@@ -168,7 +159,7 @@ pub fn facts(
         .members()
         .filter(|m| m.keys.role != triad_proto::gossip::Role::Unknown)
         .filter(|m| m.live || m.keys.role != triad_proto::gossip::Role::Web)
-        .map(address_of)
+        .map(|m| m.address())
         .chain(nodes.iter().map(|n| n.address))
         .collect();
     allow.sort();
