@@ -6,7 +6,7 @@ CARGO ?= cargo
 # (`triad::cargo_build` runs the same `cargo build --bins`).
 LAB = $(or $(CARGO_TARGET_DIR),target)/debug/triad-lab
 
-.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition deb
+.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition bench-app deb
 
 all: build
 
@@ -84,3 +84,7 @@ bench-autoscale: deps build
 
 bench-partition: deps build
 	$(LAB) bench-partition --rounds 1
+
+## The app (WordPress) through the balancer: latency idle and at 100 req/s, node and writer deaths.
+bench-app: deps build
+	$(LAB) bench-app --rounds 1

@@ -32,7 +32,7 @@ fn drive(load: &Load, per_sec: u64, stop: &AtomicBool, limit: Duration) {
     let period = Duration::from_micros(1_000_000 / per_sec.max(1));
     let mut next = start;
     while !stop.load(Ordering::Relaxed) && start.elapsed() < limit {
-        match http::get(LISTEN, "/index.php", Duration::from_secs(5)) {
+        match http::get(LISTEN, crate::wordpress::NODE_PAGE, Duration::from_secs(5)) {
             Ok(r) if r.status == 200 => {
                 load.ok.fetch_add(1, Ordering::Relaxed);
                 if r.body.trim() == NEW_NODE {

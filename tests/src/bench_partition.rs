@@ -221,7 +221,7 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
                     {
                         let sent = start.elapsed();
                         let t = Instant::now();
-                        let ok = http::get(LISTEN, "/index.php", CLIENT_TIMEOUT)
+                        let ok = http::get(LISTEN, crate::wordpress::NODE_PAGE, CLIENT_TIMEOUT)
                             .is_ok_and(|r| r.status == 200);
                         seen.samples.lock().unwrap().push(Sample {
                             sent,

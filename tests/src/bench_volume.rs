@@ -100,7 +100,7 @@ fn load(addr: &str, rate: u64, threads: u64, window: Duration) -> (u64, u64) {
             s.spawn(move || {
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    match http::get(addr, "/index.php", Duration::from_secs(5)) {
+                    match http::get(addr, crate::wordpress::NODE_PAGE, Duration::from_secs(5)) {
                         Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
                         _ => failed.fetch_add(1, Ordering::Relaxed),
                     };

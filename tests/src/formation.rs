@@ -321,11 +321,12 @@ pub fn wait_healed(node: &Node, bricks: usize, limit: Duration) -> Result<Durati
 pub const INDEX_PHP: &str =
     "<?php header('Content-Type: text/plain'); echo gethostname(), \"\\n\";\n";
 
-/// Writes the health page ([`HEALTH_PATH`]) and index.php into the docroot of `node`
+/// Writes the health page ([`HEALTH_PATH`]) and index.php (also as the node page) into the docroot of `node`
 /// (through the node, so a mounted volume gets them) and removes Debian's default index.html.
 pub fn apache_docroot(node: &Node) -> Result<()> {
     node.sh(&format!(
-        "rm -f {DOCROOT}/index.html && printf 'OK\\n' > {DOCROOT}{HEALTH_PATH} && cat > {DOCROOT}/index.php <<'EOF'\n{INDEX_PHP}EOF"
+        "rm -f {DOCROOT}/index.html && printf 'OK\\n' > {DOCROOT}{HEALTH_PATH} && cat > {DOCROOT}/index.php <<'EOF'\n{INDEX_PHP}EOF\ncp {DOCROOT}/index.php {DOCROOT}{}",
+        crate::wordpress::NODE_PAGE
     ))?;
     Ok(())
 }

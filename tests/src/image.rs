@@ -44,6 +44,9 @@ pub const PACKAGES: &[&str] = &[
     // a coordinator node's local balancer (testbed_packaging: the coordinator .deb driving
     // it through Debian's admin socket); disabled below, a test starts it
     "haproxy",
+    // the lab's real app (tests/src/wordpress.rs): copied from the package onto the volume
+    "wordpress",
+    "wordpress-theme-twentytwentythree",
 ];
 
 /// Packages debootstrap includes in the base.

@@ -10,6 +10,7 @@
 //! The measured recipe behind it is `shared/nspawn.md`; the service facts are `shared/testbed.md`.
 #![forbid(unsafe_code)]
 
+pub mod bench_app;
 pub mod bench_autoscale;
 pub mod bench_partition;
 pub mod bench_recovery;
@@ -28,6 +29,7 @@ pub mod node;
 pub mod testbed;
 pub mod triad;
 pub mod wait;
+pub mod wordpress;
 
 pub use error::{LabError, Result};
 pub use node::Node;

@@ -13,6 +13,7 @@ use crate::host::workspace_dir;
 use crate::hostproc::HostProc;
 use crate::node::{Node, HOST_ADDR};
 use crate::testbed::Testbed;
+use crate::wordpress::NODE_PAGE;
 
 /// Gossip port (UDP) of agents and coordinator.
 pub const GOSSIP_PORT: u16 = 7420;
@@ -599,11 +600,14 @@ pub fn wait_docroot_mounted(node: &Node, limit: Duration) -> Result<Duration> {
     )
 }
 
-/// Puts the app (the health page [`HEALTH_PATH`], index.php) on the volume through
-/// `node`'s mount.
+/// Puts the app (the health page [`HEALTH_PATH`], the page naming the node at
+/// [`NODE_PAGE`] and, until WordPress is installed there, as index.php) on the volume
+/// through `node`'s mount.
 pub fn publish_app(node: &Node) -> Result<()> {
     node.sh(&format!(
-        "printf 'OK\\n' > {DOCROOT}{HEALTH_PATH}.tmp && mv {DOCROOT}{HEALTH_PATH}.tmp {DOCROOT}{HEALTH_PATH} && cat > {DOCROOT}/index.php <<'EOF'\n{INDEX_PHP}EOF"
+        "printf 'OK\\n' > {DOCROOT}{HEALTH_PATH}.tmp && mv {DOCROOT}{HEALTH_PATH}.tmp {DOCROOT}{HEALTH_PATH} && \
+         cat > {DOCROOT}{NODE_PAGE} <<'EOF'\n{INDEX_PHP}EOF\n\
+         test -f {DOCROOT}/wp-settings.php || cp {DOCROOT}{NODE_PAGE} {DOCROOT}/index.php"
     ))?;
     Ok(())
 }

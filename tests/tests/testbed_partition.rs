@@ -150,7 +150,11 @@ fn session_survives_its_node(tb: &Testbed) -> anyhow::Result<()> {
             let mut sent = 0;
             while !stop.load(Ordering::Relaxed) && sent < 2_000 {
                 sent += 1;
-                match http::get(LISTEN, "/index.php", Duration::from_secs(30)) {
+                match http::get(
+                    LISTEN,
+                    triad_tests::wordpress::NODE_PAGE,
+                    Duration::from_secs(30),
+                ) {
                     Ok(r) if r.status == 200 => {}
                     Ok(r) => failed.push(format!("HTTP {}", r.status)),
                     Err(e) => failed.push(e.to_string()),

@@ -174,7 +174,7 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
     assert_eq!(body, stamp);
     let php = triad_tests::formation::wait_http(
         &format!("{}:80", n3.addr),
-        "/index.php",
+        triad_tests::wordpress::NODE_PAGE,
         Duration::from_secs(10),
     )?;
     assert_eq!(php.trim(), "n3");
@@ -219,7 +219,11 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
                     while !stop.load(std::sync::atomic::Ordering::Relaxed)
                         && start.elapsed() < Duration::from_secs(90)
                     {
-                        match http::get(&addr, "/index.php", Duration::from_secs(5)) {
+                        match http::get(
+                            &addr,
+                            triad_tests::wordpress::NODE_PAGE,
+                            Duration::from_secs(5),
+                        ) {
                             Ok(r) if r.status == 200 => ok += 1,
                             _ => failed += 1,
                         }

@@ -40,6 +40,10 @@ enum Cmd {
         /// Skip installing and starting the agents and the coordinator.
         #[arg(long)]
         no_triad: bool,
+        /// Do not install the app (WordPress from Debian's archive, on the volume, its
+        /// database through the nodes' endpoint); the lab then serves a one-line page.
+        #[arg(long)]
+        no_app: bool,
     },
     /// Show nodes, units, Galera and HAProxy state, and `triadctl status`.
     Status,
@@ -129,6 +133,20 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         rounds: u32,
     },
+    /// The app's figures on a fresh lab serving WordPress (issue 17): post-page latency
+    /// p50/p99 idle and under an open-loop load beside the one-line page, requests failed
+    /// while the serving node dies, the app's errors while the database writer dies.
+    BenchApp {
+        /// Rounds of crashing the serving node and the writer.
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
+        /// Requests per second offered to the post page in the load window.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// Length of the load window, in seconds.
+        #[arg(long, default_value_t = 20)]
+        window_secs: u64,
+    },
     /// Measure volume formation, dead-mount detection and recovery, and the agent's CPU and
     /// RSS beside one prometheus-node-exporter (issue 5), on a fresh lab.
     BenchVolume {
@@ -180,7 +198,8 @@ fn run(cli: Cli) -> Result<()> {
             nodes,
             no_build,
             no_triad,
-        } => up(nodes, no_build, no_triad),
+            no_app,
+        } => up(nodes, no_build, no_triad, no_app),
         Cmd::Status => status(),
         Cmd::AddNode { role, name } => add_node(role, &name),
         Cmd::RemoveNode { name } => remove_node(&name),
@@ -264,6 +283,19 @@ fn run(cli: Cli) -> Result<()> {
             testbed::cleanup_leftovers(&state)?;
             Ok(triad_tests::bench_partition::run(rounds)?)
         }
+        Cmd::BenchApp {
+            rounds,
+            rate,
+            window_secs,
+        } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            Ok(triad_tests::bench_app::run(
+                rounds,
+                rate,
+                Duration::from_secs(window_secs),
+            )?)
+        }
         Cmd::BenchVolume {
             rounds,
             window_secs,
@@ -284,7 +316,7 @@ fn timed(what: &str, r: triad_tests::Result<Duration>) -> Result<()> {
     Ok(())
 }
 
-fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
+fn up(nodes: usize, no_build: bool, no_triad: bool, no_app: bool) -> Result<()> {
     let t0 = Instant::now();
     let lap = |m: &str| eprintln!("[up {:6.1}s] {m}", t0.elapsed().as_secs_f64());
     if nodes == 0 || nodes > 9 {
@@ -301,6 +333,7 @@ fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
     })?;
     lap(&format!("{nodes} nodes running"));
     let mut warnings = Vec::new();
+    let mut site = None;
     if no_triad {
         formation::form_all(&tb)?;
         lap("services formed by hand (galera, gluster, apache)");
@@ -339,6 +372,13 @@ fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
         triad::publish_app(first)?;
         triad::wait_all_ready(&tb, nodes, Duration::from_secs(120))?;
         lap("every node ready (galera synced, brick online, docroot mounted, apache healthy)");
+        if !no_app {
+            site = Some(
+                triad_tests::wordpress::install(&tb, first)
+                    .context("installing WordPress on the volume")?,
+            );
+            lap("WordPress 6.1 (Debian's package) on the volume, its database lab_app through 127.0.0.1:3307 on every node");
+        }
     }
     tb.start_haproxy()?;
     tb.haproxy()?.wait_all_up(Duration::from_secs(30))?;
@@ -370,6 +410,15 @@ fn up(nodes: usize, no_build: bool, no_triad: bool) -> Result<()> {
     }
     for w in &warnings {
         eprintln!("WARNING: {w}");
+    }
+    if let Some(site) = &site {
+        println!(
+            "WordPress: {}/ — log in at {}/wp-login.php as {} with the password in {} (`cat` it)",
+            site.url,
+            site.url,
+            site.user,
+            site.password_file.display()
+        );
     }
     println!("(`triad-lab down` removes it)");
     tb.detach();

@@ -1,0 +1,190 @@
+//! The app on top (issue 17): WordPress 6.1 from Debian 12's archive on a Triad lab (code and
+//! uploads on the volume, its database through each node's endpoint), used through the
+//! lab's HAProxy by a real browser (curl with a cookie jar): a login and its content, with
+//! an uploaded file, survive the crash of the node that served them and then a full outage
+//! of every node, with nobody touching the app. Real Galera, Gluster, Apache and HAProxy,
+//! driven by the agents and the coordinator.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use triad_tests::haproxy::LISTEN;
+use triad_tests::wait::{self, Poll};
+use triad_tests::wordpress::{self, Browser, Post, Upload};
+use triad_tests::{faults, http, triad, Testbed};
+
+/// A client loop without cookies (the balancer spreads it over every node, the crashed one
+/// too) reading the post; returns the failed requests.
+fn reader_loop(stop: &AtomicBool, post: &Post) -> Vec<String> {
+    let mut failed = Vec::new();
+    let path = format!("/?p={}", post.id);
+    let t = Instant::now();
+    let mut sent = 0;
+    while !stop.load(Ordering::Relaxed) && sent < 3_000 && t.elapsed() < Duration::from_secs(600) {
+        sent += 1;
+        let at = t.elapsed();
+        match http::get(LISTEN, &path, Duration::from_secs(30)) {
+            Ok(r) if r.status == 200 && r.body.contains(&post.title) => {}
+            Ok(r) => failed.push(format!(
+                "+{at:.1?}: HTTP {} {}",
+                r.status,
+                wordpress::excerpt(&r.body)
+            )),
+            Err(e) => failed.push(format!("+{at:.1?}: {e}")),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    failed
+}
+
+/// Waits (bounded) until `browser` is served the post and the upload.
+fn wait_content(
+    browser: &Browser,
+    post: &Post,
+    upload: &Upload,
+    bytes: &[u8],
+    limit: Duration,
+    what: &str,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    Ok(wait::until(
+        what,
+        limit,
+        Duration::from_millis(500),
+        || {
+            Ok(
+                match wordpress::content_served(browser, post, upload, bytes)? {
+                    None => Poll::Ready(t.elapsed()),
+                    Some(why) => Poll::Pending(why),
+                },
+            )
+        },
+    )?)
+}
+
+#[test]
+fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_full_outage(
+) -> anyhow::Result<()> {
+    let mut tb = Testbed::for_test(3)?;
+    let site = wordpress::lab(&mut tb)?;
+
+    // 1. log in through the balancer, upload a picture, publish a post that shows it
+    let browser = Browser::new(tb.state.join("wp-cookies.txt"));
+    assert!(!browser.logged_in()?, "a new browser is not logged in");
+    browser.login(&site.user, &site.password)?;
+    assert!(browser.logged_in()?, "logged in after the login form");
+    let picture = tb.state.join("upload.png");
+    std::fs::copy(
+        tb.nodes[0]
+            .root()
+            .join("usr/share/wordpress/wp-admin/images/wordpress-logo.png"),
+        &picture,
+    )?;
+    let bytes = std::fs::read(&picture)?;
+    let upload = browser.upload(&picture, "triad-survives.png", "image/png")?;
+    let post = browser.publish(
+        "Triad keeps this post",
+        &format!("<p>Uploaded:</p><img src=\"{}\" />", upload.path),
+    )?;
+    eprintln!(
+        "[app] post {} with upload {} ({} bytes)",
+        post.id,
+        upload.path,
+        bytes.len()
+    );
+    if let Some(why) = wordpress::content_served(&browser, &post, &upload, &bytes)? {
+        anyhow::bail!("the content is not served right after it was made: {why}");
+    }
+    let home = browser.serving_node()?;
+    for _ in 0..4 {
+        assert_eq!(
+            browser.serving_node()?,
+            home,
+            "the balancer keeps a browser on one node"
+        );
+    }
+
+    // 2. crash the node that served the session while a reader loop runs
+    let victim = tb.node(&home)?;
+    let stop = AtomicBool::new(false);
+    let (failed, after) = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let reader = scope.spawn(|| reader_loop(&stop, &post));
+        let result = (|| -> anyhow::Result<(bool, String, Option<String>)> {
+            // the reader has run a while before the crash
+            let t = Instant::now();
+            wait::until(
+                "3 s of the reader loop before the crash",
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+                || {
+                    Ok(if t.elapsed() >= Duration::from_secs(3) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending("running".into())
+                    })
+                },
+            )?;
+            faults::crash(victim)?;
+            eprintln!("[app] {home} crashed");
+            let logged_in = browser.logged_in()?;
+            let node = browser.serving_node()?;
+            let content = wordpress::content_served(&browser, &post, &upload, &bytes)?;
+            // the reader goes on 5 s after the browser moved
+            let t = Instant::now();
+            wait::until(
+                "5 s of the reader loop after the crash",
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+                || {
+                    Ok(if t.elapsed() >= Duration::from_secs(5) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending("running".into())
+                    })
+                },
+            )?;
+            Ok((logged_in, node, content))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let failed = reader.join().expect("the reader loop");
+        Ok((failed, result?))
+    })?;
+    let (logged_in, node, content) = after;
+    eprintln!(
+        "[app] after {home}'s crash: logged in {logged_in} on {node}; reader failures {failed:?}"
+    );
+    assert!(logged_in, "the login survived the crash of {home}");
+    assert_ne!(node, home, "served by another node after {home}'s crash");
+    assert_eq!(content, None, "the content after {home}'s crash");
+    assert!(
+        failed.is_empty(),
+        "reader requests failed while {home} crashed: {failed:?}"
+    );
+
+    faults::start(victim)?;
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
+
+    // 3. every node down at once, then started: the app comes back by itself
+    faults::full_outage(&tb, None)?;
+    eprintln!("[app] full outage: every node crashed");
+    let t = Instant::now();
+    for n in &tb.nodes {
+        faults::start(n)?;
+    }
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(300))?;
+    let back = wait_content(
+        &browser,
+        &post,
+        &upload,
+        &bytes,
+        Duration::from_secs(120),
+        "the post and its upload through the balancer after the full outage",
+    )?;
+    eprintln!(
+        "[app] full outage: every node ready and the content served {:.1?} after the starts ({back:.1?} after ready)",
+        t.elapsed()
+    );
+    assert!(browser.logged_in()?, "the login survived the full outage");
+    tb.teardown_and_verify()?;
+    Ok(())
+}
