@@ -87,6 +87,9 @@ pub struct Figures {
     pub out_from_new: u64,
     /// The new node's mysqld processes while it served (a stateless web node runs none).
     pub new_node_mysqld: String,
+    /// What the new node answered for the app's home page, asked directly (its database
+    /// through its endpoint): `Ok` with the status, or why not.
+    pub new_node_app: std::result::Result<u16, String>,
     /// From the load dropping to the autoscaled node being removed from the lab.
     pub removed: Duration,
     pub in_ok: u64,
@@ -98,7 +101,7 @@ impl std::fmt::Display for Figures {
         write!(
             f,
             "scale-out: decision {:.1}s, {NEW_NODE} serving {:.1}s after the load began; {} ok, \
-             {} failed ({} answered by {NEW_NODE}; its mysqld: {}); scale-in: {NEW_NODE} \
+             {} failed ({} answered by {NEW_NODE}; its mysqld: {}; WordPress from it: {}); scale-in: {NEW_NODE} \
              removed {:.1}s after the load dropped; {} ok, {} failed",
             self.decided.as_secs_f64(),
             self.serving.as_secs_f64(),
@@ -109,6 +112,10 @@ impl std::fmt::Display for Figures {
                 "none"
             } else {
                 &self.new_node_mysqld
+            },
+            match &self.new_node_app {
+                Ok(status) => format!("HTTP {status}"),
+                Err(e) => e.clone(),
             },
             self.removed.as_secs_f64(),
             self.in_ok,
@@ -128,6 +135,7 @@ pub fn prepare(tb: &mut Testbed) -> Result<()> {
     triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
     triad::publish_app(&tb.nodes[0])?;
     triad::wait_all_ready(tb, 3, Duration::from_secs(240))?;
+    crate::wordpress::install(tb, &tb.nodes[0])?;
     tb.start_haproxy()?;
     tb.haproxy()?.wait_all_up(Duration::from_secs(30))?;
     wait_idle()
@@ -154,6 +162,25 @@ fn wait_idle() -> Result<()> {
     Ok(())
 }
 
+/// WordPress's home page asked of the new node directly (the balancer's URL, connected to
+/// the node): its status when it carries the site's title.
+fn new_node_home_page() -> std::result::Result<u16, String> {
+    let jar = std::env::temp_dir().join(format!("triad-autoscale-{}.jar", std::process::id()));
+    let browser = crate::wordpress::Browser::new(jar.clone())
+        .via_node(&crate::node::node_addr(NEW_NODE[1..].parse().unwrap_or(4)));
+    let answer = browser.get("/");
+    let _ = std::fs::remove_file(&jar);
+    match answer {
+        Ok(a) if a.status == 200 && a.text().contains(crate::wordpress::SITE_TITLE) => Ok(a.status),
+        Ok(a) => Err(format!(
+            "HTTP {}: {}",
+            a.status,
+            crate::wordpress::excerpt(&a.text())
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// One round: scale out under load, then in once the load drops. Errors name what was
 /// awaited; the counters are returned for the caller to judge.
 pub fn scenario(tb: &Testbed) -> Result<Figures> {
@@ -162,6 +189,7 @@ pub fn scenario(tb: &Testbed) -> Result<Figures> {
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
     let mut new_node_mysqld = String::new();
+    let mut new_node_app = Err("not asked".to_string());
     let (decided, serving) = std::thread::scope(|s| -> Result<(Duration, Duration)> {
         for _ in 0..3 {
             s.spawn(|| drive(&heavy, 30, &stop, Duration::from_secs(420)));
@@ -208,6 +236,10 @@ pub fn scenario(tb: &Testbed) -> Result<Figures> {
         // while it serves: a stateless web node runs no mysqld
         new_node_mysqld = lab_exec(NEW_NODE, "pgrep -a -x mariadbd || true")
             .unwrap_or_else(|e| format!("(could not ask: {e})"));
+        // and serves the app itself: WordPress's home page, its database through the endpoint
+        if result.is_ok() {
+            new_node_app = new_node_home_page();
+        }
         stop.store(true, Ordering::Relaxed);
         result
     })?;
@@ -244,6 +276,7 @@ pub fn scenario(tb: &Testbed) -> Result<Figures> {
         out_failed: heavy.failed.load(Ordering::Relaxed),
         out_from_new: heavy.from_new.load(Ordering::Relaxed),
         new_node_mysqld,
+        new_node_app,
         removed,
         in_ok: light.ok.load(Ordering::Relaxed),
         in_failed: light.failed.load(Ordering::Relaxed),

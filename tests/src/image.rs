@@ -14,8 +14,8 @@ use crate::cmd::{self, run};
 use crate::error::{IoContext, LabError, Result};
 use crate::host;
 
-/// Packages installed into the image (besides debootstrap's minbase + systemd).
-pub const PACKAGES: &[&str] = &[
+/// The node services, before the PHP modules.
+const SERVICE_PACKAGES: &[&str] = &[
     "mariadb-server",
     "galera-4",
     "mariadb-backup",
@@ -23,15 +23,10 @@ pub const PACKAGES: &[&str] = &[
     "glusterfs-client",
     "apache2",
     "libapache2-mod-php",
-    // the PHP modules ownCloud and common PHP apps need (the agent package recommends them)
-    "php-mysql",
-    "php-gd",
-    "php-xml",
-    "php-mbstring",
-    "php-intl",
-    "php-zip",
-    "php-curl",
-    "php-apcu",
+];
+
+/// Tools and the lab's own needs, after the PHP modules.
+const LAB_PACKAGES: &[&str] = &[
     "iputils-ping",
     "procps",
     "netcat-openbsd",
@@ -42,12 +37,24 @@ pub const PACKAGES: &[&str] = &[
     "stunnel4",
     "openssl",
     // a coordinator node's local balancer (testbed_packaging: the coordinator .deb driving
-    // it through Debian's admin socket); disabled below, a test starts it
+    // it through Debian's admin socket) and the agent's database endpoint; disabled below
     "haproxy",
     // the lab's real app (tests/src/wordpress.rs): copied from the package onto the volume
     "wordpress",
     "wordpress-theme-twentytwentythree",
 ];
+
+/// Packages installed into the image (besides debootstrap's minbase + systemd): the
+/// services, the PHP modules an autoscaled node gets through cloud-init (one list, the
+/// coordinator's), the tools.
+pub fn packages() -> Vec<&'static str> {
+    SERVICE_PACKAGES
+        .iter()
+        .chain(triad_coordinator::autoscale::cloud_init::PHP_MODULES)
+        .chain(LAB_PACKAGES)
+        .copied()
+        .collect()
+}
 
 /// Packages debootstrap includes in the base.
 pub const BASE_INCLUDE: &str = "systemd,systemd-sysv,dbus,iproute2";
@@ -59,7 +66,7 @@ pub const RECIPE_VERSION: u32 = 1;
 pub const SUITE: &str = "bookworm";
 
 /// Units the image disables: timers that would wake up during tests, and haproxy.service
-/// (from [`PACKAGES`]), which only the test that needs it starts.
+/// (from [`packages`]), which only the test that needs it starts.
 const DISABLE: &[&str] = &[
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
@@ -80,7 +87,7 @@ fn fnv1a(data: &[u8]) -> u64 {
 pub fn image_hash() -> String {
     let spec = format!(
         "recipe={RECIPE_VERSION}\nsuite={SUITE}\ninclude={BASE_INCLUDE}\npackages={}\n",
-        PACKAGES.join(" ")
+        packages().join(" ")
     );
     format!("{:016x}", fnv1a(spec.as_bytes()))
 }
@@ -173,7 +180,7 @@ impl Image {
         let policy = b.join("usr/sbin/policy-rc.d");
         std::fs::write(&policy, "#!/bin/sh\nexit 101\n").io("write", &policy)?;
         set_mode(&policy, 0o755)?;
-        phase(&format!("apt-get install {}", PACKAGES.join(" ")));
+        phase(&format!("apt-get install {}", packages().join(" ")));
         // A non-boot nspawn shares the host's network namespace, so apt inside it works.
         run(Command::new("systemd-nspawn")
             .arg("-D")
@@ -189,7 +196,7 @@ impl Image {
             ])
             .arg(format!(
                 "apt-get update -q && apt-get install -y -q --no-install-recommends {} && apt-get clean",
-                PACKAGES.join(" ")
+                packages().join(" ")
             )))?;
         phase("configure (networkd, timers, root password, hostname)");
         std::fs::remove_file(&policy).io("remove", &policy)?;

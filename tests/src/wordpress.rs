@@ -21,6 +21,8 @@ use crate::node::Node;
 use crate::triad::{APP_DATABASE, APP_PASSWORD_FILE, DOCROOT};
 use crate::Testbed;
 
+/// The site's title (in every page's `<title>`).
+pub const SITE_TITLE: &str = "Triad lab";
 /// The WordPress administrator the lab creates.
 pub const ADMIN_USER: &str = "admin";
 /// The app's database endpoint on every node (the agent's local router).
@@ -150,7 +152,7 @@ pub fn install(tb: &Testbed, node: &Node) -> Result<Site> {
          require '{DOCROOT}/wp-load.php'; \
          if (is_blog_installed()) {{ echo \"already installed\\n\"; exit(0); }} \
          require_once ABSPATH . 'wp-admin/includes/upgrade.php'; \
-         $r = wp_install('Triad lab', '{ADMIN_USER}', '{ADMIN_USER}@example.invalid', false, '', \
+         $r = wp_install('{SITE_TITLE}', '{ADMIN_USER}', '{ADMIN_USER}@example.invalid', false, '', \
              trim(file_get_contents('{secret}'))); \
          echo 'installed, user id ', $r['user_id'], \"\\n\";"
     );

@@ -3,7 +3,7 @@
 //! the agent installed the same way, role web). A bounded load through HAProxy above the
 //! target grows the cluster from 3 to 4 nodes; the new node is stateless (no mysqld: the
 //! app's database through its endpoint), mounts the volume as a client and serves requests
-//! through the balancer; when the load stops it is drained and removed, with no failed
+//! through the balancer, WordPress's pages too; when the load stops it is drained and removed, with no failed
 //! client request meanwhile.
 //! The scenario is `triad_tests::bench_autoscale` (also `triad-lab bench-autoscale`).
 
@@ -24,6 +24,11 @@ fn testbed_autoscale_grows_under_load_and_shrinks_without_failed_requests() -> a
     assert_eq!(
         f.new_node_mysqld, "",
         "{NEW_NODE} is a stateless web node: no mysqld"
+    );
+    assert_eq!(
+        f.new_node_app,
+        Ok(200),
+        "{NEW_NODE} serves the app (WordPress's home page, its database through the endpoint)"
     );
     assert!(f.in_ok > 100, "the light load ran");
     assert_eq!(f.in_failed, 0, "failed requests during the scale-in");
