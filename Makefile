@@ -6,7 +6,7 @@ CARGO ?= cargo
 # (`triad::cargo_build` runs the same `cargo build --bins`).
 LAB = $(or $(CARGO_TARGET_DIR),target)/debug/triad-lab
 
-.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition bench-app deb
+.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition bench-app bench-scaleout deb
 
 all: build
 
@@ -88,3 +88,7 @@ bench-partition: deps build
 ## The app (WordPress) through the balancer: latency idle and at 100 req/s, node and writer deaths.
 bench-app: deps build
 	$(LAB) bench-app --rounds 1
+
+## Scale-out with a 2 GiB app database: a Galera-member web node (state transfer) vs a stateless one.
+bench-scaleout: deps build
+	$(LAB) bench-scaleout --db-mib 2048

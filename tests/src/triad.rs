@@ -259,6 +259,18 @@ managed = false\nvolume = \"{VOLUME}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n\n\
     )
 }
 
+/// /etc/triad/agent.toml for a web node as it was before stateless web nodes (issue 17):
+/// a Galera member, so it joins by a full state transfer; a volume client without a brick;
+/// Apache. Only `triad-lab bench-scaleout` uses it, as the baseline.
+pub fn galera_web_agent_config(tb: &Testbed, node: &Node) -> String {
+    format!(
+        "{head}[galera]\n{GALERA_LAB}\n\
+[gluster]\nmanaged = false\nvolume = \"{VOLUME}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n\n\
+[readiness]\nrequire = [\"galera\", \"mount\", \"apache\"]\n",
+        head = agent_config_head(&seeds(tb), node, "web")
+    )
+}
+
 /// The coordinator's config: its state (the Galera decision) under the lab's state dir, so
 /// every testbed starts from nothing; it drives the lab HAProxy's membership through the
 /// admin socket (servers are the node ids; HAProxy's own checks stay as a second line).
@@ -1068,6 +1080,26 @@ fn loose_files(
 
 #[cfg(test)]
 mod tests {
+    /// The coordinator's volume options and the agent's allowlist are two lists of one
+    /// contract: an option the agent refuses stops the volume's formation at that step.
+    #[test]
+    fn every_volume_option_the_coordinator_sets_is_one_the_agent_runs() {
+        let spec = triad_coordinator::volume::VolumeSpec {
+            name: VOLUME.into(),
+            brick_path: BRICK.into(),
+            nodes: vec!["n1".into(), "n2".into(), "n3".into()],
+            ping_timeout_secs: 5,
+            force: true,
+        };
+        let allow = ["10.214.0.11".parse().unwrap()];
+        for (key, _) in triad_coordinator::volume::desired_options(&spec, &allow) {
+            assert!(
+                triad_agent::gluster::steps::SETTABLE_OPTIONS.contains(&key.as_str()),
+                "the agent refuses {key}"
+            );
+        }
+    }
+
     use super::*;
     use triad_agent::config::AgentConfig;
     use triad_agent::readiness::ReadinessCheck;

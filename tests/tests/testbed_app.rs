@@ -2,7 +2,7 @@
 //! uploads on the volume, its database through each node's endpoint), used through the
 //! lab's HAProxy by a real browser (curl with a cookie jar): a login and its content, with
 //! an uploaded file, survive the crash of the node that served them and then a full outage
-//! of every node, with nobody touching the app. Real Galera, Gluster, Apache and HAProxy,
+//! of every node, with nobody touching the app; a PHP session survives its node's crash. Real Galera, Gluster, Apache and HAProxy,
 //! driven by the agents and the coordinator.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,7 +164,12 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
     faults::start(victim)?;
     triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
 
-    // 3. every node down at once, then started: the app comes back by itself
+    // 3. a PHP session (where ownCloud keeps its logins) survives its node too
+    let crashed = triad_tests::sessions::survive_their_node(&tb)?;
+    faults::start(tb.node(&crashed)?)?;
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
+
+    // 4. every node down at once, then started: the app comes back by itself
     faults::full_outage(&tb, None)?;
     eprintln!("[app] full outage: every node crashed");
     let t = Instant::now();

@@ -11,6 +11,15 @@ pub const SETTABLE_OPTIONS: &[&str] = &[
     "network.ping-timeout",
     "auth.allow",
     "cluster.heal-timeout",
+    // the client-side metadata caches (the coordinator's volume::METADATA_CACHE)
+    "features.cache-invalidation",
+    "features.cache-invalidation-timeout",
+    "performance.stat-prefetch",
+    "performance.cache-invalidation",
+    "performance.md-cache-timeout",
+    "performance.nl-cache",
+    "performance.nl-cache-timeout",
+    "network.inode-lru-limit",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

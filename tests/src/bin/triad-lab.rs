@@ -147,6 +147,13 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         window_secs: u64,
     },
+    /// Scale-out with a large app database (issue 17): from the decision to a new web node
+    /// serving through the balancer, as a Galera member (state transfer) and stateless.
+    BenchScaleout {
+        /// Size of the app database to fill first, in MiB.
+        #[arg(long, default_value_t = 2048)]
+        db_mib: u64,
+    },
     /// Measure volume formation, dead-mount detection and recovery, and the agent's CPU and
     /// RSS beside one prometheus-node-exporter (issue 5), on a fresh lab.
     BenchVolume {
@@ -295,6 +302,11 @@ fn run(cli: Cli) -> Result<()> {
                 rate,
                 Duration::from_secs(window_secs),
             )?)
+        }
+        Cmd::BenchScaleout { db_mib } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            Ok(triad_tests::bench_scaleout::run(db_mib)?)
         }
         Cmd::BenchVolume {
             rounds,
