@@ -264,7 +264,7 @@ managed = false\nvolume = \"{VOLUME}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n\n\
 /// Apache. Only `triad-lab bench-scaleout` uses it, as the baseline.
 pub fn galera_web_agent_config(tb: &Testbed, node: &Node) -> String {
     format!(
-        "{head}[galera]\n{GALERA_LAB}\n\
+        "{head}[galera]\nmanaged = true\n{GALERA_LAB}\n\
 [gluster]\nmanaged = false\nvolume = \"{VOLUME}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n\n\
 [readiness]\nrequire = [\"galera\", \"mount\", \"apache\"]\n",
         head = agent_config_head(&seeds(tb), node, "web")
