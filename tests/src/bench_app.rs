@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::haproxy::LISTEN;
 use crate::triad::{self, APP_DATABASE, APP_PASSWORD_FILE, DOCROOT};
-use crate::wait::{self, Poll};
+use crate::wait;
 use crate::wordpress::{self, Browser, Post, NODE_PAGE};
 use crate::{faults, http, Result, Testbed, TestbedOptions};
 
@@ -191,11 +191,11 @@ fn serving_node_death(tb: &Testbed, browser: &Browser, post: &Post) -> Result<No
             failed
         });
         let result = (|| -> Result<(bool, String)> {
-            pause(Duration::from_secs(3))?;
+            wait::pace(Duration::from_secs(3), "the client loops")?;
             faults::crash(victim)?;
             let logged_in = browser.logged_in()?;
             let node = browser.serving_node()?;
-            pause(Duration::from_secs(5))?;
+            wait::pace(Duration::from_secs(5), "the client loops")?;
             Ok((logged_in, node))
         })();
         stop.store(true, Ordering::Relaxed);
@@ -211,23 +211,6 @@ fn serving_node_death(tb: &Testbed, browser: &Browser, post: &Post) -> Result<No
         still_logged_in: after.0,
         moved_to: after.1,
     })
-}
-
-/// A bounded wait that is the measurement's own pacing (the loops around it run meanwhile).
-fn pause(d: Duration) -> Result<()> {
-    let t = Instant::now();
-    wait::until(
-        &format!("{d:?} of the client loops"),
-        d + Duration::from_secs(5),
-        Duration::from_millis(100),
-        || {
-            Ok(if t.elapsed() >= d {
-                Poll::Ready(())
-            } else {
-                Poll::Pending("running".into())
-            })
-        },
-    )
 }
 
 /// The app's insert page: one row through the node's endpoint with the `[app]` account;
@@ -302,10 +285,10 @@ fn writer_death(tb: &Testbed, next_id: &mut u64) -> Result<WriterDeath> {
             (acked, failed, id)
         });
         let crash = (|| -> Result<Duration> {
-            pause(Duration::from_secs(3))?;
+            wait::pace(Duration::from_secs(3), "the client loops")?;
             let at = start.elapsed();
             faults::crash(victim)?;
-            pause(Duration::from_secs(10))?;
+            wait::pace(Duration::from_secs(10), "the client loops")?;
             Ok(at)
         })();
         stop.store(true, Ordering::Relaxed);

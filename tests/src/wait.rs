@@ -67,3 +67,21 @@ pub fn until_value(
         })
     })
 }
+
+/// Lets `d` pass while the caller's other threads (client loops being measured) run: the
+/// pacing of a measurement, bounded like every wait here, not a stand-in for a condition.
+pub fn pace(d: Duration, what: &str) -> Result<()> {
+    let t = Instant::now();
+    until(
+        &format!("{d:?} of {what}"),
+        d + Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            Ok(if t.elapsed() >= d {
+                Poll::Ready(())
+            } else {
+                Poll::Pending("running".into())
+            })
+        },
+    )
+}

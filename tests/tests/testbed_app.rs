@@ -111,38 +111,14 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         let reader = scope.spawn(|| reader_loop(&stop, &post));
         let result = (|| -> anyhow::Result<(bool, String, Option<String>)> {
             // the reader has run a while before the crash
-            let t = Instant::now();
-            wait::until(
-                "3 s of the reader loop before the crash",
-                Duration::from_secs(10),
-                Duration::from_millis(200),
-                || {
-                    Ok(if t.elapsed() >= Duration::from_secs(3) {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending("running".into())
-                    })
-                },
-            )?;
+            wait::pace(Duration::from_secs(3), "the reader loop before the crash")?;
             faults::crash(victim)?;
             eprintln!("[app] {home} crashed");
             let logged_in = browser.logged_in()?;
             let node = browser.serving_node()?;
             let content = wordpress::content_served(&browser, &post, &upload, &bytes)?;
             // the reader goes on 5 s after the browser moved
-            let t = Instant::now();
-            wait::until(
-                "5 s of the reader loop after the crash",
-                Duration::from_secs(10),
-                Duration::from_millis(200),
-                || {
-                    Ok(if t.elapsed() >= Duration::from_secs(5) {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending("running".into())
-                    })
-                },
-            )?;
+            wait::pace(Duration::from_secs(5), "the reader loop after the crash")?;
             Ok((logged_in, node, content))
         })();
         stop.store(true, Ordering::Relaxed);

@@ -381,15 +381,12 @@ mod tests {
         ("cluster.heal-timeout", "5"),
         ("network.ping-timeout", "5"),
         ("auth.allow", "10.0.0.1,10.0.0.2,10.0.0.3"),
-        ("features.cache-invalidation", "on"),
-        ("features.cache-invalidation-timeout", "600"),
-        ("performance.stat-prefetch", "on"),
-        ("performance.cache-invalidation", "on"),
-        ("performance.md-cache-timeout", "600"),
-        ("performance.nl-cache", "on"),
-        ("performance.nl-cache-timeout", "600"),
-        ("network.inode-lru-limit", "200000"),
     ];
+
+    /// Every option Triad keeps, as set: [`ALL_SET`] and the metadata caches.
+    fn all_set() -> Vec<(&'static str, &'static str)> {
+        ALL_SET.iter().chain(METADATA_CACHE).copied().collect()
+    }
 
     #[test]
     fn an_existing_volume_is_adopted_never_recreated() {
@@ -411,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_volume_is_steady_only_with_every_backlog_counted_and_zero() {
-        let mut obs = formed(ALL_SET, "Started", [true; 3]);
+        let mut obs = formed(&all_set(), "Started", [true; 3]);
         let volume = obs.volume.as_mut().unwrap();
         assert!(!steady(volume), "2 entries pending on each brick");
         for b in &mut volume.bricks {
@@ -430,7 +427,7 @@ mod tests {
 
     #[test]
     fn formed_volume_reports_bricks_and_heal_backlog() {
-        let obs = formed(ALL_SET, "Started", [true, true, false]);
+        let obs = formed(&all_set(), "Started", [true, true, false]);
         assert_eq!(
             plan(&spec(), &facts(&[true; 3]), &obs, &addrs()),
             Plan::Formed(
@@ -442,7 +439,7 @@ mod tests {
 
     #[test]
     fn a_new_member_address_updates_auth_allow() {
-        let obs = formed(ALL_SET, "Started", [true; 3]);
+        let obs = formed(&all_set(), "Started", [true; 3]);
         let mut allow = addrs();
         allow.push("10.0.0.9".parse().unwrap());
         assert_eq!(
