@@ -5,7 +5,7 @@
 //! those requests (mutual TLS): not in a log line, the status or gossip.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,18 +20,8 @@ use crate::observer::Coordinator;
 use crate::runner;
 use crate::view::ClusterView;
 
-/// `[app]` as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppSpec {
-    pub database: String,
-    pub user: String,
-    /// The account's host part.
-    pub client_host: String,
-    /// Where each node keeps the password.
-    pub password_file: PathBuf,
-    /// The group that may read it (the web server's).
-    pub group: String,
-}
+/// `[app]` as configured (the config's type: the config module reads it, this one runs it).
+pub use crate::config::AppSpec;
 
 /// The password's file in the coordinator's state directory.
 pub const SECRET_FILE: &str = "app-db.password";

@@ -201,7 +201,7 @@ pub struct CoordinatorConfig {
     /// (`None`: plaintext, warned at every start).
     pub tls: Option<triad_daemon::tls::TlsFiles>,
     /// The application's database and account; `None` when not configured.
-    pub app: Option<crate::app::AppSpec>,
+    pub app: Option<AppSpec>,
 }
 
 impl CoordinatorConfig {
@@ -343,8 +343,21 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     })
 }
 
+/// `[app]` as configured: the application Triad serves (issue 17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    pub database: String,
+    pub user: String,
+    /// The account's host part.
+    pub client_host: String,
+    /// Where each node keeps the password.
+    pub password_file: std::path::PathBuf,
+    /// The group that may read it (the web server's).
+    pub group: String,
+}
+
 /// `[app]`: names checked as plain identifiers, each error naming its key.
-fn resolve_app(path: &Path, raw: RawApp) -> Result<crate::app::AppSpec, ConfigError> {
+fn resolve_app(path: &Path, raw: RawApp) -> Result<AppSpec, ConfigError> {
     use triad_galera::account::{check_host, check_identifier};
     let invalid = |key: &'static str, message: String| ConfigError::Invalid {
         path: path.to_path_buf(),
@@ -376,7 +389,7 @@ fn resolve_app(path: &Path, raw: RawApp) -> Result<crate::app::AppSpec, ConfigEr
     }
     let group = raw.group.unwrap_or_else(|| "www-data".into());
     check_name(&group, 32, &['-', '_']).map_err(|m| invalid("app.group", m))?;
-    Ok(crate::app::AppSpec {
+    Ok(AppSpec {
         database,
         user,
         client_host,
