@@ -71,7 +71,7 @@ bench-lab: build
 	$(LAB) bench
 
 ## Volume formation, dead-mount recovery, agent CPU/RSS vs node_exporter (issue 5).
-bench-volume: deps build
+bench-volume: deps build deb
 	$(LAB) bench-volume
 
 ## Full-outage recovery, both crash shapes: Pacemaker + ocf:heartbeat:galera, Galera's own pc.recovery, Triad (issue 4).

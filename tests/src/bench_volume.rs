@@ -139,6 +139,45 @@ fn status_row(id: &str) -> Result<(bool, String)> {
     ))
 }
 
+/// The agent's .deb, refused when it is older than the release binary it should hold or
+/// than any source file of the agent (a stale package would measure old code).
+fn release_agent_deb() -> Result<std::path::PathBuf> {
+    let deb = triad::find_agent_deb().ok_or_else(|| {
+        LabError::Other(
+            "no target/debian/triad-agent_*.deb: `make deb` builds it (`make bench-volume` does)"
+                .into(),
+        )
+    })?;
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let deb_time = modified(&deb);
+    let root = crate::host::workspace_dir();
+    let mut newer = Vec::new();
+    let release = root.join("target/release/triad-agent");
+    if modified(&release) > deb_time {
+        newer.push(release.display().to_string());
+    }
+    let mut dirs = vec![root.join("agent/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if modified(&p) > deb_time {
+                newer.push(p.display().to_string());
+            }
+        }
+    }
+    if !newer.is_empty() {
+        return Err(LabError::Other(format!(
+            "{} is older than {} (and {} more): `make deb` rebuilds it",
+            deb.display(),
+            newer[0],
+            newer.len() - 1
+        )));
+    }
+    Ok(deb)
+}
+
 pub fn run(rounds: u32, window: Duration) -> Result<()> {
     let exporter_bin = "/usr/bin/prometheus-node-exporter";
     if !std::path::Path::new(exporter_bin).exists() {
@@ -147,9 +186,16 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
         )));
     }
     triad::cargo_build()?;
+    // the agent as users run it: the release build, from the package (`make bench-volume`
+    // builds it first with `make deb`)
+    let deb = release_agent_deb()?;
+    println!(
+        "bench-volume measures triad-agent from {} (release build)",
+        deb.display()
+    );
     let mut tb = Testbed::up(TestbedOptions::default())?;
     for n in &tb.nodes {
-        triad::install_agent(&tb, n)?;
+        triad::install_agent_from(n, &triad::agent_config(&tb, n), Some(deb.clone()))?;
     }
     triad::start_coordinator(&mut tb)?;
     let t0 = Instant::now();

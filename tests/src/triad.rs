@@ -349,10 +349,6 @@ pub fn install_agent(tb: &Testbed, node: &Node) -> Result<AgentSource> {
 /// --now`, which returns once the agent said READY). The config is written first so the
 /// unit's `ExecStartPre=validate-config` sees it.
 pub fn install_agent_with(node: &Node, config: &str) -> Result<AgentSource> {
-    if config.contains(NODE_PKI) {
-        install_node_cert(node)?;
-    }
-    node.write_file("/etc/triad/agent.toml", config)?;
     // a package older than the freshly built binary is stale: use the binary then
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let deb = find_agent_deb().filter(|deb| {
@@ -364,6 +360,16 @@ pub fn install_agent_with(node: &Node, config: &str) -> Result<AgentSource> {
             _ => true,
         }
     });
+    install_agent_from(node, config, deb)
+}
+
+/// Installs the agent into `node` from `deb` (`dpkg -i`), or without one from the newest
+/// built binary, writes `config` first and starts it.
+pub fn install_agent_from(node: &Node, config: &str, deb: Option<PathBuf>) -> Result<AgentSource> {
+    if config.contains(NODE_PKI) {
+        install_node_cert(node)?;
+    }
+    node.write_file("/etc/triad/agent.toml", config)?;
     let src = if let Some(deb) = deb {
         let fname = deb
             .file_name()
