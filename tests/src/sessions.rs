@@ -71,7 +71,11 @@ pub fn survive_their_node(tb: &Testbed) -> anyhow::Result<String> {
                 sent += 1;
                 match http::get(LISTEN, NODE_PAGE, Duration::from_secs(30)) {
                     Ok(r) if r.status == 200 => {}
-                    Ok(r) => failed.push(format!("HTTP {}", r.status)),
+                    Ok(r) => failed.push(format!(
+                        "HTTP {} {}",
+                        r.status,
+                        crate::wordpress::excerpt(&r.body)
+                    )),
                     Err(e) => failed.push(e.to_string()),
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -85,18 +89,9 @@ pub fn survive_their_node(tb: &Testbed) -> anyhow::Result<String> {
         })();
         // a few more seconds of the loop after the session moved
         if result.is_ok() {
-            let until = std::time::Instant::now() + Duration::from_secs(5);
-            crate::wait::until(
-                "5 s of the client loop after the session moved",
-                Duration::from_secs(10),
-                Duration::from_millis(200),
-                || {
-                    Ok(if std::time::Instant::now() >= until {
-                        crate::wait::Poll::Ready(())
-                    } else {
-                        crate::wait::Poll::Pending("running".into())
-                    })
-                },
+            crate::wait::pace(
+                Duration::from_secs(5),
+                "the client loop after the session moved",
             )?;
         }
         stop.store(true, Ordering::Relaxed);
@@ -107,6 +102,19 @@ pub fn survive_their_node(tb: &Testbed) -> anyhow::Result<String> {
         "[session] after the crash: count {} on {}; the client loop's failures: {failed:?}",
         after.0, after.1
     );
+    if !failed.is_empty() {
+        // what the survivors' Apache said about it (a 403 is Apache's answer to a path it
+        // could not stat: AH00035, with the file system's error)
+        for n in tb.nodes.iter().filter(|n| n.name != home) {
+            let log = n
+                .sh("tail -n 8 /var/log/apache2/error.log; tail -n 15 /var/log/glusterfs/var-www-triad.log 2>/dev/null")
+                .unwrap_or_else(|e| e.to_string());
+            eprintln!(
+                "[session] {}: Apache's and the mount's logs:\n{log}",
+                n.name
+            );
+        }
+    }
     assert_eq!(after.0, 6, "the session continued after its node crashed");
     assert_ne!(after.1, home, "served by another node");
     assert!(

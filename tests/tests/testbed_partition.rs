@@ -76,12 +76,15 @@ fn testbed_partition_one_node_cut_off_costs_no_more_than_a_crash() -> anyhow::Re
 }
 
 /// Not in CI yet (`cargo nextest run -p triad-tests --test testbed_partition --run-ignored
-/// only`): the PHP-session scenario after the three cuts. In 1 of 3 runs on 2026-12-05 the
-/// first request after the crash of the session's node (n1, after the three cuts) answered
-/// something other than the counter (the text was not captured then; the error now shows
-/// it). On a fresh lab the same scenario runs in CI (testbed_app).
+/// only`): the PHP-session scenario after the three cuts. Session 10, 7 runs: 6 green, 1 red
+/// (home n1): the session continued on n3, but one cookie-less request of the client loop
+/// answered HTTP 403 during n1's crash; a 403 from Apache is its answer to a path it could
+/// not stat (AH00035), so a survivor's mount likely failed a lookup for a moment. The test
+/// now prints the answer's text and the survivors' Apache and mount logs when it fails.
+/// (Session 9: 1 red of 3, the session page answered something else.) On a fresh lab the
+/// same scenario runs in CI (testbed_app).
 #[test]
-#[ignore = "open: one run of three answered the session page with something else after the cuts and n1's crash (issue 17)"]
+#[ignore = "open: 1 run of 7 had a cookie-less request answered HTTP 403 during the session node's crash after the cuts (issue 20)"]
 fn testbed_partition_a_php_session_survives_its_node_after_the_cuts() -> anyhow::Result<()> {
     let mut tb = Testbed::for_test(3)?;
     prepare(&mut tb)?;
