@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::bench_autoscale::node_ready;
 use crate::triad::{self, APP_DATABASE};
 use crate::wait::{self, Poll};
 use crate::wordpress::NODE_PAGE;
@@ -99,10 +100,6 @@ pub fn fill(node: &crate::Node, mib: u64) -> Result<u64> {
         .map_err(|_| LabError::Other(format!("bulk table size: {size:?}")))
 }
 
-fn node_ready(id: &str) -> Option<bool> {
-    crate::bench_autoscale::node_ready(id)
-}
-
 /// Adds the next node in `mode` and waits until it is ready and answers through the
 /// balancer.
 pub fn add_and_serve(tb: &mut Testbed, mode: Mode, limit: Duration) -> Result<Figures> {
@@ -112,10 +109,7 @@ pub fn add_and_serve(tb: &mut Testbed, mode: Mode, limit: Duration) -> Result<Fi
     let tb: &Testbed = tb;
     let node = tb.node(&name)?;
     let config = match mode {
-        Mode::Stateless => {
-            node.sh("systemctl disable --now mariadb.service")?;
-            triad::web_agent_config(tb, node)
-        }
+        Mode::Stateless => triad::stateless_web_node(tb, node)?,
         Mode::GaleraMember => triad::galera_web_agent_config(tb, node),
     };
     triad::install_agent_with(node, &config)?;

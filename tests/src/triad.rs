@@ -259,6 +259,13 @@ managed = false\nvolume = \"{VOLUME}\"\n\n[mount]\ndocroot = \"{DOCROOT}\"\n\n\
     )
 }
 
+/// Makes `node` a stateless web node (the image's mariadb-server must not run a mysqld
+/// there: disabled and stopped) and returns its agent config ([`web_agent_config`]).
+pub fn stateless_web_node(tb: &Testbed, node: &Node) -> Result<String> {
+    node.sh("systemctl disable --now mariadb.service")?;
+    Ok(web_agent_config(tb, node))
+}
+
 /// /etc/triad/agent.toml for a web node as it was before stateless web nodes (issue 17):
 /// a Galera member, so it joins by a full state transfer; a volume client without a brick;
 /// Apache. Only `triad-lab bench-scaleout` uses it, as the baseline.

@@ -493,11 +493,7 @@ fn add_node(role: NodeRole, name: &str) -> Result<()> {
             lap(&m);
             let n = tb.node(name)?;
             let config = match role {
-                NodeRole::Web => {
-                    // stateless: the image's mariadb-server must not run a mysqld here
-                    n.sh("systemctl disable --now mariadb.service")?;
-                    triad::web_agent_config(&tb, n)
-                }
+                NodeRole::Web => triad::stateless_web_node(&tb, n)?,
                 NodeRole::Core => triad::agent_config(&tb, n),
             };
             triad::install_agent_with(n, &config).map_err(|e| {
