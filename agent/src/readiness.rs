@@ -36,6 +36,11 @@ impl ReadinessCheck {
                 let status = keys.galera.cluster_status.as_deref();
                 match (keys.galera.state, status) {
                     (GaleraState::Synced, Some("Primary")) => None,
+                    // A donor keeps serving: an IST is sent by a background thread and a
+                    // mariabackup SST locks only briefly; the app's queries go through the
+                    // database endpoint, whose check still admits Synced members only. Taking
+                    // it out would cost a second node each time one rejoins.
+                    (GaleraState::Donor, Some("Primary")) => None,
                     // synced but cut off: say which component it is in
                     (GaleraState::Synced, status) => {
                         Some(format!("galera synced {}", status.unwrap_or("no status")))
@@ -134,6 +139,25 @@ mod tests {
         assert_eq!(
             not_ready_reason(&keys, &[]).as_deref(),
             Some("app secret missing")
+        );
+    }
+
+    #[test]
+    fn a_donor_in_the_primary_component_keeps_serving() {
+        let mut keys = NodeKeys::default();
+        keys.galera.state = GaleraState::Donor;
+        keys.galera.cluster_status = Some("Primary".into());
+        assert!(is_ready(&keys, &[ReadinessCheck::Galera]));
+        keys.galera.cluster_status = Some("non-Primary".into());
+        assert_eq!(
+            not_ready_reason(&keys, &[ReadinessCheck::Galera]).as_deref(),
+            Some("galera donor")
+        );
+        keys.galera.state = GaleraState::Joining;
+        keys.galera.cluster_status = Some("Primary".into());
+        assert_eq!(
+            not_ready_reason(&keys, &[ReadinessCheck::Galera]).as_deref(),
+            Some("galera joining")
         );
     }
 

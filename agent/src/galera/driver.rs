@@ -69,6 +69,8 @@ struct Memory {
     left: bool,
     /// Since when mysqld has run outside a Primary component that a live peer is in.
     outside_since: Option<Instant>,
+    /// The last observation saw this mysqld run Synced or donating in a Primary component.
+    serving: bool,
 }
 
 pub struct GaleraDriver {
@@ -251,10 +253,19 @@ impl GaleraDriver {
         } else if memory.outside_since.is_none() {
             memory.outside_since = Some(Instant::now());
         }
+        // a "Joined" that follows Synced or Donor is a donor catching up, not a joiner (a
+        // joiner comes from non-Primary or "Joining", which clear this)
+        let serving_before = memory.serving;
+        memory.serving = matches!(&status, Some(s) if s.wsrep_on
+            && s.cluster_status == "Primary"
+            && (s.local_state_comment == "Synced"
+                || s.local_state_comment.starts_with("Donor")
+                || (serving_before && s.local_state_comment == "Joined")));
         Observed {
             unit,
             status,
             grastate,
+            serving_before,
             recovered: memory.recovered.clone(),
             sst_in_progress: self.host.sst_in_progress().await,
             peer_primary: gossip.peer_primary,
