@@ -724,7 +724,13 @@ mod tests {
 
     #[test]
     fn job_names_are_safe_unit_name_fragments() {
-        for good in ["cron", "0", "wp-cron", "run_jobs", &"a".repeat(MAX_JOB_NAME)] {
+        for good in [
+            "cron",
+            "0",
+            "wp-cron",
+            "run_jobs",
+            &"a".repeat(MAX_JOB_NAME),
+        ] {
             assert!(valid_job_name(good), "{good:?}");
         }
         for bad in [
