@@ -32,6 +32,7 @@ pub struct AgentGrpc {
     gluster: Option<Arc<GlusterDriver>>,
     app: Option<Arc<crate::app::AppDriver>>,
     db_router: Option<Arc<crate::dbrouter::DbRouter>>,
+    jobs: Option<Arc<crate::jobs::JobsDriver>>,
     /// The server runs mutual TLS: callers are checked by their certificate's role.
     tls: bool,
 }
@@ -42,6 +43,9 @@ pub const AGENT_CALLERS: &[triad_daemon::tls::PeerRole] = &[
     triad_daemon::tls::PeerRole::Coordinator,
     triad_daemon::tls::PeerRole::Operator,
 ];
+
+/// Who may call the job lease RPCs: the coordinator only.
+pub const JOB_CALLERS: &[triad_daemon::tls::PeerRole] = &[triad_daemon::tls::PeerRole::Coordinator];
 
 /// Checks every call's client certificate before it reaches the service.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +69,7 @@ impl AgentGrpc {
             gluster: None,
             app: None,
             db_router: None,
+            jobs: None,
             tls: false,
         }
     }
@@ -97,6 +102,26 @@ impl AgentGrpc {
     pub fn with_db_router(mut self, router: Option<Arc<crate::dbrouter::DbRouter>>) -> AgentGrpc {
         self.db_router = router;
         self
+    }
+
+    /// Serve cluster jobs' leases through `driver`.
+    pub fn with_jobs(mut self, driver: Option<Arc<crate::jobs::JobsDriver>>) -> AgentGrpc {
+        self.jobs = driver;
+        self
+    }
+
+    /// The jobs driver, for a caller with a coordinator certificate: a lease is only ever
+    /// offered, confirmed or released by the coordinator that persisted it (an operator's
+    /// certificate, which the gate lets through for other calls, is refused here).
+    fn jobs<T>(
+        &self,
+        request: &Request<T>,
+        call: &str,
+    ) -> Result<&crate::jobs::JobsDriver, Status> {
+        triad_daemon::tls::authorize(request, self.tls, JOB_CALLERS, call)?;
+        self.jobs
+            .as_deref()
+            .ok_or_else(|| Refused.status("cluster jobs are not run on this node"))
     }
 
     fn app(&self) -> Result<&crate::app::AppDriver, Status> {
@@ -165,6 +190,13 @@ fn app_status(error: crate::app::AppError) -> Status {
         crate::app::AppError::Invalid(reason) => Invalid.status(reason),
         crate::app::AppError::Refused(reason) => Refused.status(reason),
         crate::app::AppError::Host(error) => Failed.status(error.to_string()),
+    }
+}
+
+fn jobs_status(error: crate::jobs::JobsError) -> Status {
+    match error {
+        crate::jobs::JobsError::Invalid(reason) => Invalid.status(reason),
+        crate::jobs::JobsError::Refused(reason) => Refused.status(reason),
     }
 }
 
@@ -478,6 +510,48 @@ impl AgentService for AgentGrpc {
         Ok(Response::new(v1::DbRouteReply { changed }))
     }
 
+    async fn job_offer(
+        &self,
+        request: Request<v1::JobOfferRequest>,
+    ) -> Result<Response<v1::JobOfferReply>, Status> {
+        let jobs = self.jobs(&request, "JobOffer")?;
+        let ack = jobs
+            .offer(request.into_inner())
+            .await
+            .map_err(jobs_status)?;
+        Ok(Response::new(v1::JobOfferReply {
+            epoch: ack.epoch.0,
+            serial: ack.serial,
+        }))
+    }
+
+    async fn job_confirm(
+        &self,
+        request: Request<v1::JobConfirmRequest>,
+    ) -> Result<Response<v1::JobConfirmReply>, Status> {
+        let jobs = self.jobs(&request, "JobConfirm")?;
+        let r = request.get_ref();
+        let confirm = triad_jobs::lease::Confirm {
+            epoch: triad_jobs::lease::Epoch(r.epoch),
+            serial: r.serial,
+        };
+        let confirmed = jobs.confirm(&r.name, confirm).await;
+        Ok(Response::new(v1::JobConfirmReply { confirmed }))
+    }
+
+    async fn job_release(
+        &self,
+        request: Request<v1::JobReleaseRequest>,
+    ) -> Result<Response<v1::JobReleaseReply>, Status> {
+        let jobs = self.jobs(&request, "JobRelease")?;
+        let r = request.get_ref();
+        let released = jobs
+            .release(&r.name, triad_jobs::lease::Epoch(r.epoch))
+            .await
+            .map_err(jobs_status)?;
+        Ok(Response::new(v1::JobReleaseReply { released }))
+    }
+
     type EventsStream = EventStream;
 
     async fn events(
@@ -493,5 +567,19 @@ impl AgentService for AgentGrpc {
             })
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_lease_calls_are_the_coordinators_and_errors_keep_their_kind() {
+        assert_eq!(JOB_CALLERS, [triad_daemon::tls::PeerRole::Coordinator]);
+        let invalid = jobs_status(crate::jobs::JobsError::Invalid("job name \"X\"".into()));
+        assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
+        let refused = jobs_status(crate::jobs::JobsError::Refused("stale".into()));
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     }
 }

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod galera;
 pub mod gluster;
 pub mod grpc;
+pub mod jobs;
 pub mod metrics;
 pub mod mount;
 pub mod readiness;

@@ -45,6 +45,7 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         .with_gluster(agent.gluster())
         .with_app(agent.app())
         .with_db_router(agent.db_router())
+        .with_jobs(agent.jobs())
         .with_tls(tls.is_some())
         .into_server();
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -39,6 +39,8 @@ pub struct Hosts {
     pub mounts: Option<Arc<dyn MountHost>>,
     /// The app's database account and password file (issue 17).
     pub app: Option<Arc<dyn crate::app::AppHost>>,
+    /// Cluster jobs' runs as transient systemd units (issue 18).
+    pub jobs: Option<Arc<dyn crate::jobs::runner::JobRunner>>,
 }
 
 impl Hosts {
@@ -56,6 +58,7 @@ impl Hosts {
             app: Some(Arc::new(crate::app::LocalAppHost {
                 socket: config.galera.socket.clone(),
             })),
+            jobs: Some(Arc::new(crate::jobs::runner::SystemdJobs)),
         }
     }
 }
@@ -69,6 +72,7 @@ pub struct AgentRuntime {
     gluster: Option<Arc<GlusterDriver>>,
     app: Option<Arc<crate::app::AppDriver>>,
     db_router: Option<Arc<crate::dbrouter::DbRouter>>,
+    jobs: Option<Arc<crate::jobs::JobsDriver>>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     main_loop: JoinHandle<()>,
@@ -108,6 +112,7 @@ impl AgentRuntime {
             gluster: gluster_cli,
             mounts,
             app: app_host,
+            jobs: job_runner,
         } = hosts;
         let identity = NodeIdentity {
             node_id: config.node_id.clone(),
@@ -255,6 +260,12 @@ impl AgentRuntime {
             }
             _ => None,
         };
+        // inert until the coordinator offers a job; adopts runs an earlier process left
+        let jobs = job_runner.map(|runner| {
+            let driver = Arc::new(crate::jobs::JobsDriver::new(runner, state.clone()));
+            tasks.push(tokio::spawn(driver.clone().run(stop_rx.clone())));
+            driver
+        });
         let main_loop = tokio::spawn(main_loop(
             state.clone(),
             membership.clone(),
@@ -276,6 +287,7 @@ impl AgentRuntime {
             gluster,
             app,
             db_router,
+            jobs,
             tasks,
             stop,
             main_loop,
@@ -304,6 +316,10 @@ impl AgentRuntime {
 
     pub fn db_router(&self) -> Option<Arc<crate::dbrouter::DbRouter>> {
         self.db_router.clone()
+    }
+
+    pub fn jobs(&self) -> Option<Arc<crate::jobs::JobsDriver>> {
+        self.jobs.clone()
     }
 
     /// Stop the main loop and leave gossip. Managed services are not touched (design

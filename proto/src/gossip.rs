@@ -53,6 +53,9 @@ pub mod keys {
     pub const READY_REASON: &str = "ready.reason";
     /// When the agent's gRPC certificate expires (Unix seconds); absent in plaintext.
     pub const TLS_NOT_AFTER: &str = "tls.not_after";
+    /// The cluster jobs this agent knows (issue 18): [`super::JobState`]s, encoded by
+    /// [`super::encode_jobs`]; absent when it knows none.
+    pub const JOBS: &str = "jobs";
 }
 
 /// A value that did not decode. Names the node, the key and the raw value.
@@ -218,6 +221,9 @@ pub struct NodeKeys {
     pub draining: bool,
     /// When the agent's gRPC certificate expires (Unix seconds; None: plaintext or unknown).
     pub tls_not_after: Option<u64>,
+    /// The cluster jobs this agent holds a lease of, runs or ran, by name.
+    #[serde(default)]
+    pub jobs: Vec<JobState>,
 }
 
 impl NodeKeys {
@@ -272,6 +278,10 @@ impl NodeKeys {
         push(
             keys::TLS_NOT_AFTER,
             self.tls_not_after.map(|t| t.to_string()),
+        );
+        push(
+            keys::JOBS,
+            (!self.jobs.is_empty()).then(|| encode_jobs(&self.jobs)),
         );
         push(
             keys::GALERA_CLUSTER_STATUS,
@@ -360,10 +370,168 @@ impl NodeKeys {
             keys::READY => self.ready = decode_bool(raw)?,
             keys::DRAINING => self.draining = decode_bool(raw)?,
             keys::READY_REASON => self.ready_reason = Some(parse_text(raw)?),
+            keys::JOBS => self.jobs = decode_jobs(raw)?,
             _ => {}
         }
         Ok(())
     }
+}
+
+/// How a job's run ended, as systemd tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOutcome {
+    /// The command exited with this status (0: success).
+    Exit(u8),
+    /// systemd stopped it at the job's timeout (`RuntimeMaxSec`).
+    Timeout,
+    /// Killed by a signal (or dumped core).
+    Signal,
+    /// systemd could not start it (an unknown user, a missing program) or reported another
+    /// failure; the agent's log names it.
+    Failed,
+    /// The run's unit vanished before the agent read how it ended.
+    Lost,
+}
+
+impl RunOutcome {
+    fn encode(&self) -> String {
+        match self {
+            RunOutcome::Exit(status) => status.to_string(),
+            RunOutcome::Timeout => "timeout".into(),
+            RunOutcome::Signal => "signal".into(),
+            RunOutcome::Failed => "failed".into(),
+            RunOutcome::Lost => "lost".into(),
+        }
+    }
+
+    fn decode(raw: &str) -> Result<RunOutcome, String> {
+        match raw {
+            "timeout" => Ok(RunOutcome::Timeout),
+            "signal" => Ok(RunOutcome::Signal),
+            "failed" => Ok(RunOutcome::Failed),
+            "lost" => Ok(RunOutcome::Lost),
+            _ => raw.parse().map(RunOutcome::Exit).map_err(|_| {
+                format!("run outcome {raw:?}: expected an exit status 0-255, timeout, signal, failed or lost")
+            }),
+        }
+    }
+
+    pub fn succeeded(&self) -> bool {
+        *self == RunOutcome::Exit(0)
+    }
+}
+
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunOutcome::Exit(status) => write!(f, "exit {status}"),
+            other => f.write_str(&other.encode()),
+        }
+    }
+}
+
+/// One cluster job as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct JobState {
+    /// The job's name ([a-z0-9][a-z0-9_-]*).
+    pub name: String,
+    /// The highest lease epoch confirmed to this agent process (None: none).
+    pub epoch: Option<u64>,
+    /// The lease lets runs start now (confirmed, deadline not passed).
+    pub held: bool,
+    /// A run of the job is going on this node.
+    pub running: bool,
+    /// The latest run's start (Unix seconds): the one going, else the last one.
+    pub last_start: Option<u64>,
+    /// How long the latest run took, once it ended (milliseconds).
+    pub last_duration_ms: Option<u64>,
+    /// How the latest run ended, once it ended.
+    pub last_outcome: Option<RunOutcome>,
+}
+
+/// The most jobs one `jobs` value carries (the agent publishes the first ones by name).
+pub const MAX_JOBS: usize = 32;
+
+/// `name:epoch:held:running:start:duration_ms:outcome` per job, space-separated; an
+/// unknown field is empty (`cron:3:1:0:1772445600:2100:0`, `probe::0:1:1772445600::`).
+pub fn encode_jobs(jobs: &[JobState]) -> String {
+    let field = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_default();
+    jobs.iter()
+        .take(MAX_JOBS)
+        .map(|job| {
+            format!(
+                "{}:{}:{}:{}:{}:{}:{}",
+                job.name,
+                field(job.epoch),
+                encode_bool(job.held),
+                encode_bool(job.running),
+                field(job.last_start),
+                field(job.last_duration_ms),
+                job.last_outcome.map(|o| o.encode()).unwrap_or_default(),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The inverse of [`encode_jobs`]; any malformed entry refuses the whole value.
+pub fn decode_jobs(raw: &str) -> Result<Vec<JobState>, String> {
+    let optional = |text: &str| -> Result<Option<u64>, String> {
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            parse_number(text).map(Some)
+        }
+    };
+    let mut jobs = Vec::new();
+    for entry in raw.split(' ').filter(|entry| !entry.is_empty()) {
+        if jobs.len() == MAX_JOBS {
+            return Err(format!("more than {MAX_JOBS} jobs"));
+        }
+        let fields: Vec<&str> = entry.split(':').collect();
+        let [name, epoch, held, running, start, duration, outcome] = fields[..] else {
+            return Err(format!(
+                "job entry {:?}: expected name:epoch:held:running:start:duration_ms:outcome",
+                truncate_for_report(entry)
+            ));
+        };
+        if !valid_job_name(name) {
+            return Err(format!(
+                "job name {:?}: expected [a-z0-9][a-z0-9_-]*, at most {MAX_JOB_NAME} bytes",
+                truncate_for_report(name)
+            ));
+        }
+        jobs.push(JobState {
+            name: name.to_string(),
+            epoch: optional(epoch)?,
+            held: decode_bool(held)?,
+            running: decode_bool(running)?,
+            last_start: optional(start)?,
+            last_duration_ms: optional(duration)?,
+            last_outcome: if outcome.is_empty() {
+                None
+            } else {
+                Some(RunOutcome::decode(outcome)?)
+            },
+        });
+    }
+    Ok(jobs)
+}
+
+/// The longest job name: it is part of a systemd unit name and of gossip.
+pub const MAX_JOB_NAME: usize = 40;
+
+/// A job name both sides accept: `[a-z0-9][a-z0-9_-]*`, at most [`MAX_JOB_NAME`] bytes, so
+/// it is a safe fragment of a unit name and of the `jobs` encoding.
+pub fn valid_job_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && name.len() <= MAX_JOB_NAME
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn encode_bool(value: bool) -> String {
@@ -478,6 +646,107 @@ mod tests {
             ready_reason: Some("mount stale; apache down".into()),
             draining: true,
             tls_not_after: Some(1_800_000_000),
+            jobs: sample_jobs(),
+        }
+    }
+
+    fn sample_jobs() -> Vec<JobState> {
+        vec![
+            JobState {
+                name: "cron".into(),
+                epoch: Some(3),
+                held: true,
+                running: false,
+                last_start: Some(1_772_445_600),
+                last_duration_ms: Some(2100),
+                last_outcome: Some(RunOutcome::Exit(0)),
+            },
+            JobState {
+                name: "probe_2-x".into(),
+                epoch: None,
+                held: false,
+                running: true,
+                last_start: Some(1_772_445_660),
+                last_duration_ms: None,
+                last_outcome: None,
+            },
+            JobState {
+                name: "0".into(),
+                ..JobState::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn jobs_round_trip_in_their_compact_form() {
+        let jobs = sample_jobs();
+        let encoded = encode_jobs(&jobs);
+        assert_eq!(
+            encoded,
+            "cron:3:1:0:1772445600:2100:0 probe_2-x::0:1:1772445660:: 0::0:0:::"
+        );
+        assert_eq!(decode_jobs(&encoded), Ok(jobs));
+        assert_eq!(decode_jobs(""), Ok(vec![]));
+        for outcome in [
+            RunOutcome::Exit(0),
+            RunOutcome::Exit(255),
+            RunOutcome::Timeout,
+            RunOutcome::Signal,
+            RunOutcome::Failed,
+            RunOutcome::Lost,
+        ] {
+            assert_eq!(RunOutcome::decode(&outcome.encode()), Ok(outcome));
+        }
+    }
+
+    #[test]
+    fn bad_jobs_values_are_refused_and_name_the_key() {
+        for bad in [
+            "cron:3:1:0",
+            "Cron:3:1:0:::",
+            "cron:x:1:0:::",
+            "cron:3:2:0:::",
+            "cron:3:1:0:::256",
+            "cron:3:1:0:::exploded",
+            ":3:1:0:::",
+            "a:b:c:d:e:f:g:h",
+        ] {
+            assert!(decode_jobs(bad).is_err(), "{bad:?} accepted");
+        }
+        let (decoded, errors) = NodeKeys::decode("n4", [("jobs", "cron:3"), ("ready", "1")]);
+        assert!(decoded.jobs.is_empty());
+        assert!(decoded.ready);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("`jobs`"), "{}", errors[0]);
+        let many = vec!["j:::0:0:::"; MAX_JOBS + 1].join(" ");
+        assert!(decode_jobs(&many).is_err());
+    }
+
+    #[test]
+    fn job_names_are_safe_unit_name_fragments() {
+        for good in [
+            "cron",
+            "0",
+            "wp-cron",
+            "run_jobs",
+            &"a".repeat(MAX_JOB_NAME),
+        ] {
+            assert!(valid_job_name(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "-cron",
+            "_cron",
+            "Cron",
+            "cron job",
+            "cron:1",
+            "a/b",
+            "a.b",
+            "cron\\x2d",
+            "é",
+            &"a".repeat(MAX_JOB_NAME + 1),
+        ] {
+            assert!(!valid_job_name(bad), "{bad:?}");
         }
     }
 
@@ -568,6 +837,25 @@ mod tests {
         #[test]
         fn arbitrary_values_never_panic(key in "[a-z._]{1,24}", value in any::<String>()) {
             let _ = NodeKeys::decode("n1", [(key.as_str(), value.as_str())]);
+        }
+
+        #[test]
+        fn arbitrary_jobs_values_never_panic(value in "[a-z0-9:_ -]{0,80}|\\PC{0,80}") {
+            let _ = NodeKeys::decode("n1", [("jobs", value.as_str())]);
+        }
+
+        #[test]
+        fn jobs_round_trip(epoch in proptest::option::of(any::<u64>()), start in proptest::option::of(any::<u64>()), duration in proptest::option::of(any::<u64>()), status in any::<u8>(), held in any::<bool>(), running in any::<bool>()) {
+            let jobs = vec![JobState {
+                name: "cron".into(),
+                epoch,
+                held,
+                running,
+                last_start: start,
+                last_duration_ms: duration,
+                last_outcome: Some(RunOutcome::Exit(status)),
+            }];
+            prop_assert_eq!(decode_jobs(&encode_jobs(&jobs)), Ok(jobs));
         }
 
         #[test]

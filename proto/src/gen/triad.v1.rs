@@ -349,6 +349,91 @@ pub struct DbRouteReply {
     #[prost(bool, tag = "1")]
     pub changed: bool,
 }
+/// A cluster job as the coordinator's config declares it ([app.jobs](app.jobs)).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobSpec {
+    /// Letters a-z, digits, '-' and '\_', starting with a letter or digit, at most 40 bytes:
+    /// part of every run's systemd unit name (triad-job-NAME-EPOCH-STARTMS.service).
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// The command, not through a shell; at least the program.
+    #[prost(string, repeated, tag = "2")]
+    pub argv: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The OS user the run runs as (resolved by systemd on the node).
+    #[prost(string, tag = "3")]
+    pub user: ::prost::alloc::string::String,
+    /// The run's RuntimeMaxSec; must fit in the lease less one renewal period.
+    #[prost(uint64, tag = "4")]
+    pub timeout_ms: u64,
+    /// An interval ("15m", "every 1h") or a five-field crontab line in UTC.
+    #[prost(string, tag = "5")]
+    pub schedule: ::prost::alloc::string::String,
+}
+/// The lease's timing (triad_jobs::lease::LeaseParams), validated by the agent as well.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LeaseTiming {
+    #[prost(uint64, tag = "1")]
+    pub length_ms: u64,
+    #[prost(uint64, tag = "2")]
+    pub margin_ms: u64,
+    #[prost(uint64, tag = "3")]
+    pub renew_every_ms: u64,
+}
+/// The coordinator offers (grants or renews) the job's lease `epoch`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobOfferRequest {
+    #[prost(message, optional, tag = "1")]
+    pub job: ::core::option::Option<JobSpec>,
+    #[prost(message, optional, tag = "2")]
+    pub lease: ::core::option::Option<LeaseTiming>,
+    #[prost(uint64, tag = "3")]
+    pub epoch: u64,
+    /// Distinguishes the offers of one epoch (renewals); the ack and confirm repeat it.
+    #[prost(uint64, tag = "4")]
+    pub serial: u64,
+    /// The start of the job's latest run the coordinator knows of, on any node (Unix ms; 0:
+    /// none): a new holder schedules from it rather than running at once.
+    #[prost(uint64, tag = "5")]
+    pub last_run_start_unix_ms: u64,
+}
+/// The agent's Ack: it received the offer. A refusal is FAILED_PRECONDITION naming why (an
+/// epoch below one this node has seen, or one it released).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobOfferReply {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(uint64, tag = "2")]
+    pub serial: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobConfirmRequest {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    #[prost(uint64, tag = "3")]
+    pub serial: u64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobConfirmReply {
+    /// False when it matched no offer this agent process acked (its deadline did not move).
+    #[prost(bool, tag = "1")]
+    pub confirmed: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobReleaseRequest {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobReleaseReply {
+    /// False when this agent did not hold that epoch (nothing to give back). A run still
+    /// going is a refusal (FAILED_PRECONDITION).
+    #[prost(bool, tag = "1")]
+    pub released: bool,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ServiceAction {
@@ -813,6 +898,83 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "DbRoute"));
             self.inner.unary(req, path, codec).await
         }
+        /// Cluster jobs (issue 18), the fenced lease of triad-jobs' `lease` module; coordinator
+        /// certificates only. Offer (grant or renewal) -> the agent's Ack (this reply) -> the
+        /// coordinator's Confirm, after which the agent may start runs until the offer's receipt
+        /// plus the lease length. An agent learns it lost a lease only by its deadline passing
+        /// without confirmed renewals; an offer of an epoch below one it has seen is refused.
+        pub async fn job_offer(
+            &mut self,
+            request: impl tonic::IntoRequest<super::JobOfferRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobOfferReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/JobOffer",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "JobOffer"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The coordinator received the ack of (epoch, serial) while that lease was current.
+        pub async fn job_confirm(
+            &mut self,
+            request: impl tonic::IntoRequest<super::JobConfirmRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::JobConfirmReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/JobConfirm",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "JobConfirm"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Give the job's lease back (no run may be going): the coordinator may then grant it
+        /// elsewhere at once instead of waiting it out.
+        pub async fn job_release(
+            &mut self,
+            request: impl tonic::IntoRequest<super::JobReleaseRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::JobReleaseReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/JobRelease",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "JobRelease"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -916,6 +1078,26 @@ pub mod agent_service_server {
             &self,
             request: tonic::Request<super::DbRouteRequest>,
         ) -> std::result::Result<tonic::Response<super::DbRouteReply>, tonic::Status>;
+        /// Cluster jobs (issue 18), the fenced lease of triad-jobs' `lease` module; coordinator
+        /// certificates only. Offer (grant or renewal) -> the agent's Ack (this reply) -> the
+        /// coordinator's Confirm, after which the agent may start runs until the offer's receipt
+        /// plus the lease length. An agent learns it lost a lease only by its deadline passing
+        /// without confirmed renewals; an offer of an epoch below one it has seen is refused.
+        async fn job_offer(
+            &self,
+            request: tonic::Request<super::JobOfferRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobOfferReply>, tonic::Status>;
+        /// The coordinator received the ack of (epoch, serial) while that lease was current.
+        async fn job_confirm(
+            &self,
+            request: tonic::Request<super::JobConfirmRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobConfirmReply>, tonic::Status>;
+        /// Give the job's lease back (no run may be going): the coordinator may then grant it
+        /// elsewhere at once instead of waiting it out.
+        async fn job_release(
+            &self,
+            request: tonic::Request<super::JobReleaseRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobReleaseReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AgentServiceServer<T> {
@@ -1561,6 +1743,141 @@ pub mod agent_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DbRouteSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/JobOffer" => {
+                    #[allow(non_camel_case_types)]
+                    struct JobOfferSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::JobOfferRequest>
+                    for JobOfferSvc<T> {
+                        type Response = super::JobOfferReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::JobOfferRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::job_offer(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = JobOfferSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/JobConfirm" => {
+                    #[allow(non_camel_case_types)]
+                    struct JobConfirmSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::JobConfirmRequest>
+                    for JobConfirmSvc<T> {
+                        type Response = super::JobConfirmReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::JobConfirmRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::job_confirm(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = JobConfirmSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/JobRelease" => {
+                    #[allow(non_camel_case_types)]
+                    struct JobReleaseSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::JobReleaseRequest>
+                    for JobReleaseSvc<T> {
+                        type Response = super::JobReleaseReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::JobReleaseRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::job_release(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = JobReleaseSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
