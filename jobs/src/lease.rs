@@ -118,6 +118,17 @@ impl fmt::Display for NodeId {
 /// The largest rate error of a monotonic clock the margin must cover (NTP's slew limit).
 pub const MAX_DRIFT_PPM: u32 = 500;
 
+/// Time a holder keeps for starting a run (systemd-run's bound) on top of the job's timeout:
+/// a run starts only if `timeout + START_ALLOWANCE` ends before the holder's deadline.
+pub const START_ALLOWANCE: Duration = Duration::from_secs(5);
+
+/// How often the coordinator renews a job's lease (two gRPC calls each: offer, confirm).
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+
+/// The default lease beyond `timeout + RENEW_EVERY + START_ALLOWANCE`: room for the
+/// renewals' round trips, so a holder whose renewals flow can always start a run.
+pub const LEASE_SLACK: Duration = Duration::from_secs(5);
+
 /// A lease's timing, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseParams {
@@ -144,6 +155,14 @@ pub enum LeaseError {
     RenewTooRare {
         renew_every: Duration,
         length: Duration,
+    },
+    #[error(
+        "a lease of {length:?} is too short for a {timeout:?} timeout: at least {needed:?} (the timeout, one renewal period and the {START_ALLOWANCE:?} a start may take, plus 1s)"
+    )]
+    LeaseTooShortForTimeout {
+        timeout: Duration,
+        length: Duration,
+        needed: Duration,
     },
     #[error("renewing every {renew_every:?} is too often: at least 100ms")]
     RenewTooOften { renew_every: Duration },
@@ -204,6 +223,34 @@ impl LeaseParams {
 
     pub fn renew_every(&self) -> Duration {
         self.renew_every
+    }
+
+    /// The timing of a job whose runs last at most `timeout`: `lease` when given (it must
+    /// leave `timeout` startable between renewals), else `timeout + RENEW_EVERY +
+    /// START_ALLOWANCE + LEASE_SLACK`; renewed every [`RENEW_EVERY`]; the margin covers
+    /// [`MAX_DRIFT_PPM`] with at least 500 ms to spare. A holder's death costs a lease.
+    pub fn for_job(timeout: Duration, lease: Option<Duration>) -> Result<LeaseParams, LeaseError> {
+        let needed = timeout
+            .saturating_add(RENEW_EVERY)
+            .saturating_add(START_ALLOWANCE)
+            .saturating_add(Duration::from_secs(1));
+        let length = match lease {
+            Some(length) if length < needed => {
+                return Err(LeaseError::LeaseTooShortForTimeout {
+                    timeout,
+                    length,
+                    needed,
+                })
+            }
+            Some(length) => length,
+            None => needed
+                .saturating_sub(Duration::from_secs(1))
+                .saturating_add(LEASE_SLACK),
+        };
+        let margin = (length / 999 + Duration::from_millis(1)).max(Duration::from_millis(500));
+        let params = LeaseParams::new(length, margin, RENEW_EVERY)?;
+        params.check_timeout(timeout)?;
+        Ok(params)
     }
 
     /// A job's timeout must leave a run startable while renewals flow: at most the lease
@@ -605,6 +652,35 @@ mod tests {
 
     fn node(id: &str) -> NodeId {
         NodeId::from(id)
+    }
+
+    #[test]
+    fn a_jobs_lease_leaves_its_timeout_startable_between_renewals() {
+        let params = LeaseParams::for_job(secs(10), None).unwrap();
+        assert_eq!(params.length(), secs(25));
+        assert_eq!(params.renew_every(), RENEW_EVERY);
+        assert_eq!(params.margin(), Duration::from_millis(500));
+        // right after a renewal's confirm, a run of timeout + START_ALLOWANCE fits with the
+        // renewal's round trip to spare
+        assert!(params.length() > secs(10) + START_ALLOWANCE + RENEW_EVERY);
+        let long = LeaseParams::for_job(secs(3600), None).unwrap();
+        assert!(long.margin() >= long.length() / 999, "{long:?}");
+        assert_eq!(
+            LeaseParams::for_job(secs(10), Some(secs(21)))
+                .unwrap()
+                .length(),
+            secs(21)
+        );
+        let error = LeaseParams::for_job(secs(10), Some(secs(20))).unwrap_err();
+        assert_eq!(
+            error,
+            LeaseError::LeaseTooShortForTimeout {
+                timeout: secs(10),
+                length: secs(20),
+                needed: secs(21)
+            }
+        );
+        assert!(error.to_string().contains("at least 21s"), "{error}");
     }
 
     fn lease(id: &str, epoch: u64) -> Lease {

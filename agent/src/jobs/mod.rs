@@ -51,7 +51,7 @@ use runner::{JobRunner, Observed, UNIT_PREFIX};
 /// Time kept for `systemd-run` between the decision to start and the unit's activation
 /// (where its `RuntimeMaxSec` starts counting): a run starts only if `timeout` plus this
 /// ends before the lease's deadline.
-pub const START_ALLOWANCE: Duration = runner::START_TIMEOUT;
+pub const START_ALLOWANCE: Duration = triad_jobs::lease::START_ALLOWANCE;
 
 /// How long a job nobody offers any more stays in the table (and in gossip).
 pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
@@ -569,6 +569,10 @@ impl JobsDriver {
     pub async fn offer(&self, request: v1::JobOfferRequest) -> Result<Ack, JobsError> {
         let received_at = self.now();
         let valid = validate_offer(request)?;
+        // what only this node can tell: does the user exist here, is the program here
+        self.runner
+            .resolve(&valid.spec)
+            .map_err(|why| JobsError::Invalid(format!("job {}: {why}", valid.spec.name)))?;
         let name = valid.spec.name.clone();
         let epoch = valid.offer.epoch;
         let mut table = self.table.lock().await;

@@ -49,6 +49,49 @@ pub trait JobRunner: Send + Sync {
     async fn collect(&self, unit: &str) -> Result<(), HostError>;
     /// Every loaded unit whose name starts with [`UNIT_PREFIX`], in any state.
     async fn list(&self) -> Result<Vec<String>, HostError>;
+    /// Whether the job's user and program exist on this node: `Err` names the field
+    /// ("user: ...", "argv: ...").
+    fn resolve(&self, spec: &JobSpec) -> Result<(), String>;
+}
+
+/// The directories a program without a `/` is looked up in (systemd's own default PATH).
+const PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+/// Whether `user` names an account of this host and `program` an executable file.
+pub fn resolve_on_host(user: &str, program: &str) -> Result<(), String> {
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(format!("user: {user:?} is not a user of this node")),
+        Err(e) => return Err(format!("user: looking up {user:?}: {e}")),
+    }
+    let executable = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.contains('/') {
+        executable(std::path::Path::new(program))
+    } else {
+        PATH.iter()
+            .any(|dir| executable(&std::path::Path::new(dir).join(program)))
+    };
+    if !found {
+        return Err(format!(
+            "argv: the program {program:?} is not an executable file on this node{}",
+            if program.contains('/') {
+                ""
+            } else {
+                " (looked up in systemd's PATH)"
+            }
+        ));
+    }
+    Ok(())
 }
 
 /// Production: systemd-run and systemctl.
@@ -57,7 +100,7 @@ pub struct SystemdJobs;
 
 /// Bound on `systemd-run` (the tick leaves this much of the lease for it; see
 /// `jobs::START_ALLOWANCE`).
-pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+pub const START_TIMEOUT: Duration = triad_jobs::lease::START_ALLOWANCE;
 const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The arguments of `systemd-run` for a run of `spec` as `unit`.
@@ -128,6 +171,10 @@ pub fn parse_list(text: &str) -> Vec<String> {
 
 #[async_trait::async_trait]
 impl JobRunner for SystemdJobs {
+    fn resolve(&self, spec: &JobSpec) -> Result<(), String> {
+        resolve_on_host(&spec.user, &spec.argv[0])
+    }
+
     async fn start(&self, unit: &str, spec: &JobSpec) -> Result<(), HostError> {
         let args = systemd_run_args(unit, spec);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -47,6 +47,10 @@ impl FakeRunner {
 
 #[async_trait::async_trait]
 impl JobRunner for FakeRunner {
+    fn resolve(&self, _spec: &JobSpec) -> Result<(), String> {
+        Ok(())
+    }
+
     async fn start(&self, unit: &str, spec: &JobSpec) -> Result<(), crate::exec::HostError> {
         if let Some(refusal) = self.start_refusal.lock().unwrap().clone() {
             self.set(
@@ -679,4 +683,22 @@ async fn the_driver_validates_offers_and_publishes_jobs_in_gossip() {
         .encode()
         .iter()
         .any(|(key, value)| *key == "jobs" && value.starts_with("cron:3:1:0:")));
+}
+
+#[test]
+fn a_job_resolves_only_with_a_user_and_a_program_of_this_host() {
+    use super::runner::resolve_on_host;
+    assert_eq!(resolve_on_host("root", "/bin/sh"), Ok(()));
+    assert_eq!(resolve_on_host("root", "sh"), Ok(()));
+    let error = resolve_on_host("triad-no-such-user", "/bin/sh").unwrap_err();
+    assert!(error.starts_with("user: \"triad-no-such-user\""), "{error}");
+    let error = resolve_on_host("root", "/nonexistent/php").unwrap_err();
+    assert!(
+        error.starts_with("argv: the program \"/nonexistent/php\""),
+        "{error}"
+    );
+    let error = resolve_on_host("root", "triad-no-such-program").unwrap_err();
+    assert!(error.contains("systemd's PATH"), "{error}");
+    // a file that is not executable is not a program
+    assert!(resolve_on_host("root", "/etc/passwd").is_err());
 }
