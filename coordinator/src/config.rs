@@ -66,6 +66,26 @@ struct RawApp {
     password_file: Option<String>,
     /// The group that may read that file; default "www-data" (Apache on Debian).
     group: Option<String>,
+    /// `[[app.jobs]]`: work that runs on exactly one ready node (issue 18).
+    #[serde(default)]
+    jobs: Vec<RawJob>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    /// a-z, 0-9, '-', '_'; names the run's systemd unit (required).
+    name: Option<String>,
+    /// The command, not through a shell (required).
+    argv: Option<Vec<String>>,
+    /// The OS user it runs as; default "www-data".
+    user: Option<String>,
+    /// An interval ("5m") or a five-field crontab line in UTC (required).
+    schedule: Option<String>,
+    /// systemd stops a run after this long; default 5m.
+    timeout: Option<String>,
+    /// How long a holder keeps the job without renewals; default timeout + 15s.
+    lease: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -354,6 +374,99 @@ pub struct AppSpec {
     pub password_file: std::path::PathBuf,
     /// The group that may read it (the web server's).
     pub group: String,
+    /// `[[app.jobs]]`, in the file's order, names unique.
+    pub jobs: Vec<JobConfig>,
+}
+
+/// One `[[app.jobs]]`: validated, its lease's timing derived from its timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobConfig {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub user: String,
+    pub schedule: triad_jobs::schedule::Schedule,
+    pub timeout: std::time::Duration,
+    pub lease: triad_jobs::lease::LeaseParams,
+}
+
+/// A job's timeout unless set: long enough for an app's cron run, short enough that a
+/// holder's death costs minutes, not hours.
+pub const DEFAULT_JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `[[app.jobs]]`: each error names the key and the job (by name, else by position).
+fn resolve_jobs(path: &Path, raw: Vec<RawJob>) -> Result<Vec<JobConfig>, ConfigError> {
+    let mut jobs: Vec<JobConfig> = Vec::new();
+    for (index, raw) in raw.into_iter().enumerate() {
+        let which = match &raw.name {
+            Some(name) => format!("job {name:?}"),
+            None => format!("job {} of [[app.jobs]]", index + 1),
+        };
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message: format!("{which}: {message}"),
+        };
+        let name = raw.name.clone().ok_or_else(|| {
+            invalid(
+                "app.jobs.name",
+                "required: a-z, 0-9, '-' and '_' (it names the run's systemd unit)".into(),
+            )
+        })?;
+        if !triad_proto::gossip::valid_job_name(&name) {
+            return Err(invalid(
+                "app.jobs.name",
+                format!("use a-z, 0-9, '-' and '_', starting with a letter or digit, at most {} bytes (it names the run's systemd unit)", triad_proto::gossip::MAX_JOB_NAME),
+            ));
+        }
+        if jobs.iter().any(|job| job.name == name) {
+            return Err(invalid("app.jobs.name", "a second job of that name".into()));
+        }
+        let argv = raw.argv.ok_or_else(|| {
+            invalid("app.jobs.argv", "required: the command as a list, e.g. [\"/usr/bin/php\", \"/var/www/triad/cron.php\"]".into())
+        })?;
+        triad_jobs::spec::check_argv(&argv).map_err(|m| invalid("app.jobs.argv", m))?;
+        let user = raw.user.unwrap_or_else(|| "www-data".into());
+        triad_jobs::spec::check_user(&user).map_err(|m| invalid("app.jobs.user", m))?;
+        let schedule_text = raw.schedule.ok_or_else(|| {
+            invalid(
+                "app.jobs.schedule",
+                "required: an interval (\"5m\") or a crontab line (\"*/5 * * * *\", UTC)".into(),
+            )
+        })?;
+        let schedule = triad_jobs::schedule::Schedule::parse(&schedule_text)
+            .map_err(|e| invalid("app.jobs.schedule", e.to_string()))?;
+        let duration = |key: &'static str,
+                        text: Option<&str>|
+         -> Result<Option<std::time::Duration>, ConfigError> {
+            text.map(|text| triad_daemon::config::parse_duration(text).map_err(|m| invalid(key, m)))
+                .transpose()
+        };
+        let timeout =
+            duration("app.jobs.timeout", raw.timeout.as_deref())?.unwrap_or(DEFAULT_JOB_TIMEOUT);
+        if timeout < std::time::Duration::from_secs(1) {
+            return Err(invalid(
+                "app.jobs.timeout",
+                format!("{timeout:?}: at least 1s"),
+            ));
+        }
+        let lease_key = if raw.lease.is_some() {
+            "app.jobs.lease"
+        } else {
+            "app.jobs.timeout"
+        };
+        let lease = duration("app.jobs.lease", raw.lease.as_deref())?;
+        let lease = triad_jobs::lease::LeaseParams::for_job(timeout, lease)
+            .map_err(|e| invalid(lease_key, e.to_string()))?;
+        jobs.push(JobConfig {
+            name,
+            argv,
+            user,
+            schedule,
+            timeout,
+            lease,
+        });
+    }
+    Ok(jobs)
 }
 
 /// `[app]`: names checked as plain identifiers, each error naming its key.
@@ -389,12 +502,14 @@ fn resolve_app(path: &Path, raw: RawApp) -> Result<AppSpec, ConfigError> {
     }
     let group = raw.group.unwrap_or_else(|| "www-data".into());
     check_name(&group, 32, &['-', '_']).map_err(|m| invalid("app.group", m))?;
+    let jobs = resolve_jobs(path, raw.jobs)?;
     Ok(AppSpec {
         database,
         user,
         client_host,
         password_file: password_file.into(),
         group,
+        jobs,
     })
 }
 
@@ -507,6 +622,49 @@ insecure = true
                     .unwrap_err()
                     .to_string();
             assert!(error.contains(key), "{section}: {error}");
+        }
+    }
+
+    const JOB: &str = "[[app.jobs]]\nname = \"wp-cron\"\nargv = [\"/usr/bin/php\", \"/var/www/triad/wp-cron.php\"]\nschedule = \"1m\"\n";
+
+    #[test]
+    fn app_jobs_take_defaults_and_a_lease_from_their_timeout() {
+        let text = format!("{GOOD}[app]\ndatabase = \"oc\"\n{JOB}timeout = \"20s\"\n[[app.jobs]]\nname = \"nightly\"\nargv = [\"/bin/true\"]\nschedule = \"30 2 * * *\"\nuser = \"root\"\n");
+        let app = CoordinatorConfig::parse(Path::new("c.toml"), &text)
+            .unwrap()
+            .app
+            .unwrap();
+        let names: Vec<&str> = app.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["wp-cron", "nightly"]);
+        let cron = &app.jobs[0];
+        assert_eq!(cron.user, "www-data");
+        assert_eq!(cron.timeout, std::time::Duration::from_secs(20));
+        assert_eq!(cron.lease.length(), std::time::Duration::from_secs(35));
+        assert_eq!(cron.schedule.to_string(), "every 1m");
+        assert_eq!(app.jobs[1].timeout, DEFAULT_JOB_TIMEOUT);
+    }
+
+    #[test]
+    fn a_bad_job_is_refused_naming_the_key_and_the_job() {
+        let app = "[app]\ndatabase = \"oc\"\n";
+        for (job, key, says) in [
+            ("[[app.jobs]]\nargv = [\"/bin/true\"]\nschedule = \"1m\"", "app.jobs.name", "job 1 of [[app.jobs]]"),
+            ("[[app.jobs]]\nname = \"Cron Job\"\nargv = [\"/bin/true\"]\nschedule = \"1m\"", "app.jobs.name", "\"Cron Job\""),
+            (&format!("{JOB}{JOB}"), "app.jobs.name", "a second job"),
+            ("[[app.jobs]]\nname = \"c\"\nschedule = \"1m\"", "app.jobs.argv", "required"),
+            ("[[app.jobs]]\nname = \"c\"\nargv = []\nschedule = \"1m\"", "app.jobs.argv", "empty"),
+            ("[[app.jobs]]\nname = \"c\"\nargv = [\"/bin/true\"]", "app.jobs.schedule", "required"),
+            ("[[app.jobs]]\nname = \"c\"\nargv = [\"/bin/true\"]\nschedule = \"every tuesday\"", "app.jobs.schedule", "job \"c\""),
+            ("[[app.jobs]]\nname = \"c\"\nargv = [\"/bin/true\"]\nschedule = \"61 * * * *\"", "app.jobs.schedule", "job \"c\""),
+            ("[[app.jobs]]\nname = \"c\"\nargv = [\"/bin/true\"]\nschedule = \"1m\"\nuser = \"www data\"", "app.jobs.user", "not a user name"),
+            ("[[app.jobs]]\nname = \"c\"\nargv = [\"/bin/true\"]\nschedule = \"1m\"\ntimeout = \"soon\"", "app.jobs.timeout", "job \"c\""),
+            ("[[app.jobs]]\nname = \"c\"\nargv = [\"/bin/true\"]\nschedule = \"1m\"\ntimeout = \"10s\"\nlease = \"12s\"", "app.jobs.lease", "at least 21s"),
+            ("[[app.jobs]]\nname = \"c\"\nargv = [\"/bin/true\"]\nschedule = \"1m\"\nhost = \"n1\"", "unknown field `host`", "job"),
+        ] {
+            let error = CoordinatorConfig::parse(Path::new("c.toml"), &format!("{GOOD}{app}{job}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key) && error.contains(says), "{job}: {error}");
         }
     }
 
@@ -638,6 +796,7 @@ insecure = true
                 "client_host",
                 "password_file",
                 "group",
+                "jobs",
                 "bogus",
             ],
         ),
@@ -760,6 +919,16 @@ insecure = true
             ("app", "client_host") => pick(&["%", "10.0.0.%", "a'b", ""]),
             ("app", "password_file") => pick(&["/etc/triad/app-db.password", "relative", "/dir/"]),
             ("app", "group") => pick(&["www-data", "bad group"]),
+            ("app", "jobs") => pick(&[
+                r#"[{ name = "cron", argv = ["/usr/bin/php", "cron.php"], schedule = "1m" }]"#,
+                r#"[{ name = "a", argv = ["/bin/true"], schedule = "*/5 * * * *", timeout = "20s", lease = "40s", user = "root" }]"#,
+                r#"[{ name = "a", argv = [], schedule = "1m" }, { name = "a" }]"#,
+            ])
+            .prop_map(|quoted| {
+                // pick quotes its words; these are TOML arrays as they stand
+                serde_json::from_str::<String>(&quoted).unwrap_or(quoted)
+            })
+            .boxed(),
             ("balancer", "kind") => pick(&["none", "haproxy", "octavia"]),
             (_, "server_port" | "listener_port" | "member_port") => {
                 any::<u16>().prop_map(|p| p.to_string()).boxed()

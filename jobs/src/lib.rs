@@ -5,9 +5,11 @@
 //!
 //! Modules: `schedule` (an interval or a calendar expression, and the next due time, with
 //! missed runs caught up once), `lease` (the fenced per-job lease: the coordinator's planner,
-//! the holder's check, and why two runs of one job never overlap).
+//! the holder's check, and why two runs of one job never overlap), `spec` (the shape of a
+//! job's fields, checked by both daemons).
 
 #![forbid(unsafe_code)]
 
 pub mod lease;
 pub mod schedule;
+pub mod spec;

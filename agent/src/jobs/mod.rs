@@ -100,29 +100,9 @@ pub fn validate_spec(spec: v1::JobSpec, params: &LeaseParams) -> Result<JobSpec,
     }
     let invalid =
         |field: &str, why: String| JobsError::Invalid(format!("job {name}: {field}: {why}"));
-    match spec.argv.first() {
-        None => return Err(invalid("argv", "empty: give at least the program".into())),
-        Some(program) if program.is_empty() => {
-            return Err(invalid("argv", "the program is an empty string".into()))
-        }
-        Some(_) => {}
-    }
-    if let Some(arg) = spec.argv.iter().find(|arg| arg.contains('\0')) {
-        return Err(invalid("argv", format!("{arg:?} contains a NUL byte")));
-    }
+    triad_jobs::spec::check_argv(&spec.argv).map_err(|why| invalid("argv", why))?;
     let user = spec.user;
-    let user_ok = !user.is_empty()
-        && user.len() <= 64
-        && !user.starts_with('-')
-        && !user
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/');
-    if !user_ok {
-        return Err(invalid(
-            "user",
-            format!("{user:?} is not a user name (an OS user of the node, e.g. \"www-data\")"),
-        ));
-    }
+    triad_jobs::spec::check_user(&user).map_err(|why| invalid("user", why))?;
     let timeout = Duration::from_millis(spec.timeout_ms);
     if timeout < Duration::from_secs(1) {
         return Err(invalid("timeout", format!("{timeout:?}: at least 1s")));

@@ -65,6 +65,7 @@ const NOT_DEFAULTS: &[&str] = &[
     "gossip.listen",
     "galera.nodes",
     "app.database",
+    "app.jobs",
     "balancer.kind",
     "balancer.octavia.cloud",
     "balancer.octavia.vip_subnet_id",
