@@ -23,6 +23,7 @@ pub mod config;
 pub mod grpc;
 #[cfg(test)]
 pub(crate) mod hostile_toml;
+pub mod jobs;
 pub mod metrics;
 pub mod observer;
 pub mod openstack;
