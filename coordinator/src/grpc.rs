@@ -31,6 +31,8 @@ pub struct CoordinatorGrpc {
         crate::app::AppSpec,
         tokio::sync::watch::Receiver<crate::app::AppStatus>,
     )>,
+    /// The jobs loop's statuses (`[[app.jobs]]`).
+    jobs: Option<tokio::sync::watch::Receiver<Vec<crate::jobs::JobStatus>>>,
     /// The server runs mutual TLS with these files: callers are checked by their
     /// certificate's role (None: plaintext, asked for).
     tls: Option<triad_daemon::tls::TlsFiles>,
@@ -95,6 +97,7 @@ impl CoordinatorGrpc {
             volume: None,
             autoscale: None,
             app: None,
+            jobs: None,
             tls: None,
         }
     }
@@ -106,6 +109,15 @@ impl CoordinatorGrpc {
         status: tokio::sync::watch::Receiver<crate::app::AppStatus>,
     ) -> CoordinatorGrpc {
         self.app = Some((spec, status));
+        self
+    }
+
+    /// Report the jobs loop's statuses in ClusterStatus.
+    pub fn with_jobs(
+        mut self,
+        status: tokio::sync::watch::Receiver<Vec<crate::jobs::JobStatus>>,
+    ) -> CoordinatorGrpc {
+        self.jobs = Some(status);
         self
     }
 
@@ -294,6 +306,13 @@ impl CoordinatorGrpc {
                 database: spec.database.clone(),
                 user: spec.user.clone(),
             });
+        }
+        if let Some(watch) = &self.jobs {
+            status.jobs = watch
+                .borrow()
+                .iter()
+                .map(crate::jobs::JobStatus::fact)
+                .collect();
         }
         status.autoscale_section = self.autoscale.as_ref().map(|handle| {
             let autoscale = handle.autoscale_status();

@@ -178,6 +178,28 @@ pub struct JobStatus {
     pub warning: Option<String>,
 }
 
+impl JobStatus {
+    /// As `ClusterStatus` carries it.
+    pub fn fact(&self) -> v1::JobFact {
+        v1::JobFact {
+            name: self.name.clone(),
+            schedule: self.schedule.clone(),
+            holder: self.holder.clone().unwrap_or_default(),
+            epoch: self.epoch,
+            lease: self.lease.clone(),
+            running_on: self.running_on.clone().unwrap_or_default(),
+            last_run: self.last_run.as_ref().map(|run| v1::JobRun {
+                node: run.node.clone(),
+                start: run.start,
+                duration_ms: run.duration_ms,
+                outcome: run.outcome.clone().unwrap_or_default(),
+            }),
+            next_run: self.next_run,
+            warning: self.warning.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// The calls and the clock of one pass.
 pub struct JobsLoop {
     jobs: Vec<JobConfig>,

@@ -32,6 +32,8 @@ pub struct StatusReport {
     pub autoscale: Option<AutoscaleReport>,
     /// The application's database, account and password file; null when no `[app]`.
     pub app: Option<AppReport>,
+    /// The cluster jobs (`[[app.jobs]]`); empty when none.
+    pub jobs: Vec<JobReport>,
     /// gRPC security.
     pub tls: TlsReport,
     pub nodes: Vec<NodeRow>,
@@ -70,6 +72,93 @@ pub struct AppReport {
     pub state: String,
     pub database: String,
     pub user: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JobReport {
+    pub name: String,
+    pub schedule: String,
+    /// The node holding the lease; null when none.
+    pub holder: Option<String>,
+    /// The lease's epoch (0: never granted).
+    pub epoch: u64,
+    /// The lease in a few words.
+    pub lease: String,
+    /// The node a run is going on; null when none.
+    pub running_on: Option<String>,
+    pub last_run: Option<JobRunReport>,
+    /// Unix seconds; null while nobody holds the job.
+    pub next_run: Option<u64>,
+    /// What needs an operator; null when nothing.
+    pub warning: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JobRunReport {
+    pub node: String,
+    /// Unix seconds.
+    pub start: u64,
+    /// null while it runs.
+    pub duration_ms: Option<u64>,
+    /// "exit 0", "timeout", ...; null while it runs.
+    pub outcome: Option<String>,
+}
+
+impl JobReport {
+    fn from_proto(job: &v1::JobFact) -> JobReport {
+        let some = |text: &str| (!text.is_empty()).then(|| text.to_string());
+        JobReport {
+            name: job.name.clone(),
+            schedule: job.schedule.clone(),
+            holder: some(&job.holder),
+            epoch: job.epoch,
+            lease: job.lease.clone(),
+            running_on: some(&job.running_on),
+            last_run: job.last_run.as_ref().map(|run| JobRunReport {
+                node: run.node.clone(),
+                start: run.start,
+                duration_ms: run.duration_ms,
+                outcome: some(&run.outcome),
+            }),
+            next_run: job.next_run,
+            warning: some(&job.warning),
+        }
+    }
+
+    /// "job cron (every 1m): held by n1, epoch 3; last run on n1 at 13:20:05Z, 0.4s, exit
+    /// 0; next at 13:21:05Z", and a WARNING line when something needs an operator.
+    fn render(&self) -> String {
+        let at = |secs: u64| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            )
+            .to_string()
+        };
+        let mut line = format!("job {} ({}): {}", self.name, self.schedule, self.lease);
+        if self.epoch > 0 {
+            line.push_str(&format!(", epoch {}", self.epoch));
+        }
+        if let Some(node) = &self.running_on {
+            line.push_str(&format!("; running on {node}"));
+        }
+        match &self.last_run {
+            Some(run) => {
+                line.push_str(&format!("; last run on {} at {}", run.node, at(run.start)));
+                if let (Some(ms), Some(outcome)) = (run.duration_ms, &run.outcome) {
+                    line.push_str(&format!(", {:.1}s, {outcome}", ms as f64 / 1000.0));
+                }
+            }
+            None => line.push_str("; no run yet"),
+        }
+        if let Some(next) = self.next_run {
+            line.push_str(&format!("; next at {}", at(next)));
+        }
+        line.push('\n');
+        if let Some(warning) = &self.warning {
+            line.push_str(&format!("job {}: WARNING: {warning}\n", self.name));
+        }
+        line
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -260,6 +349,7 @@ impl StatusReport {
                 database: a.database.clone(),
                 user: a.user.clone(),
             }),
+            jobs: status.jobs.iter().map(JobReport::from_proto).collect(),
             tls: TlsReport {
                 status: status.tls.clone(),
                 plaintext: tls.plaintext,
@@ -297,6 +387,9 @@ impl StatusReport {
             if let Some(line) = line.filter(|l| !l.is_empty()) {
                 out.insert_str(out.len() - 1, &format!("{name}: {line}\n"));
             }
+        }
+        for job in &self.jobs {
+            out.insert_str(out.len() - 1, &job.render());
         }
         if let Some(balancer) = &self.balancer {
             let mut line = format!(
@@ -441,6 +534,57 @@ mod tests {
         );
         assert!(text.contains("volume: www started"), "{text}");
         assert!(!text.contains("n1 not ready"), "{text}");
+    }
+
+    #[test]
+    fn jobs_show_their_holder_last_and_next_run_and_warnings() {
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true)],
+            jobs: vec![
+                v1::JobFact {
+                    name: "cron".into(),
+                    schedule: "every 1m".into(),
+                    holder: "n1".into(),
+                    epoch: 3,
+                    lease: "held by n1".into(),
+                    last_run: Some(v1::JobRun {
+                        node: "n1".into(),
+                        start: 1_772_445_600,
+                        duration_ms: Some(400),
+                        outcome: "exit 3".into(),
+                    }),
+                    next_run: Some(1_772_445_660),
+                    warning: "the last run on n1 ended: exit 3".into(),
+                    ..Default::default()
+                },
+                v1::JobFact {
+                    name: "probe".into(),
+                    schedule: "every 10s".into(),
+                    lease: "no node is live and ready to run it".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let report = StatusReport::from_proto(&status);
+        let text = report.render_text();
+        assert!(text.contains("job cron (every 1m): held by n1, epoch 3; last run on n1 at 2026-03-02T10:00:00Z, 0.4s, exit 3; next at 2026-03-02T10:01:00Z\n"), "{text}");
+        assert!(
+            text.contains("job cron: WARNING: the last run on n1 ended: exit 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "job probe (every 10s): no node is live and ready to run it; no run yet\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["jobs"][0]["holder"], "n1");
+        assert_eq!(json["jobs"][0]["last_run"]["outcome"], "exit 3");
+        assert_eq!(json["jobs"][1]["holder"], serde_json::Value::Null);
+        assert_eq!(json["jobs"][1]["next_run"], serde_json::Value::Null);
     }
 
     #[test]

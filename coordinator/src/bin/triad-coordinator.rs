@@ -75,7 +75,21 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
                 connect_timeout: std::time::Duration::from_secs(5),
             }),
         );
-        service = service.with_app(spec, app.spawn(coordinator.clone(), loops_stop_rx.clone()));
+        service = service.with_app(
+            spec.clone(),
+            app.spawn(coordinator.clone(), loops_stop_rx.clone()),
+        );
+        // Cluster jobs (issue 18): `[[app.jobs]]`, each on exactly one ready node.
+        if !spec.jobs.is_empty() {
+            let jobs = triad_coordinator::jobs::JobsLoop::new(
+                spec.jobs.clone(),
+                &config.state_dir,
+                Arc::new(triad_coordinator::jobs::GrpcJobAgents {
+                    timeout: std::time::Duration::from_secs(2),
+                }),
+            );
+            service = service.with_jobs(jobs.spawn(coordinator.clone(), loops_stop_rx.clone()));
+        }
     }
     // Balancer membership (issue 6): `[balancer] kind`, default none.
     let balancer_config = triad_coordinator::balancer::config::BalancerConfig::load(&path)?;

@@ -1979,6 +1979,54 @@ pub struct ClusterStatus {
     pub app: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "15")]
     pub app_section: ::core::option::Option<AppSection>,
+    /// The cluster jobs (`\[[app.jobs]\]`), in the config's order; empty when none.
+    #[prost(message, repeated, tag = "16")]
+    pub jobs: ::prost::alloc::vec::Vec<JobFact>,
+}
+/// One cluster job: who may run it, its last and next run, and what needs an operator.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobFact {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// "every 1m" or the crontab line.
+    #[prost(string, tag = "2")]
+    pub schedule: ::prost::alloc::string::String,
+    /// The node holding the lease; empty when none.
+    #[prost(string, tag = "3")]
+    pub holder: ::prost::alloc::string::String,
+    /// The lease's epoch (0: never granted).
+    #[prost(uint64, tag = "4")]
+    pub epoch: u64,
+    /// The lease in a few words ("held by n1", "n1 cannot hold it any more: waiting out its
+    /// lease (12s left)", "no node is live and ready to run it").
+    #[prost(string, tag = "5")]
+    pub lease: ::prost::alloc::string::String,
+    /// The node a run is going on; empty when none.
+    #[prost(string, tag = "6")]
+    pub running_on: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "7")]
+    pub last_run: ::core::option::Option<JobRun>,
+    /// Unix seconds; absent while nobody holds the job.
+    #[prost(uint64, optional, tag = "8")]
+    pub next_run: ::core::option::Option<u64>,
+    /// The last run failed, a node refused the job, the record cannot be written; empty
+    /// when none.
+    #[prost(string, tag = "9")]
+    pub warning: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobRun {
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    /// Unix seconds.
+    #[prost(uint64, tag = "2")]
+    pub start: u64,
+    /// Absent while it runs.
+    #[prost(uint64, optional, tag = "3")]
+    pub duration_ms: ::core::option::Option<u64>,
+    /// "exit 0", "exit 3", "timeout", "signal", "failed", "lost"; empty while it runs.
+    #[prost(string, tag = "4")]
+    pub outcome: ::prost::alloc::string::String,
 }
 /// The application's facts.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
