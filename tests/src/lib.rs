@@ -25,6 +25,7 @@ pub mod host;
 pub mod hostproc;
 pub mod http;
 pub mod image;
+pub mod jobs;
 pub mod net;
 pub mod node;
 pub mod sessions;

@@ -458,9 +458,13 @@ pub fn start_coordinator(tb: &mut Testbed) -> Result<()> {
 
 /// [`start_coordinator`] with the given autoscaling.
 pub fn start_coordinator_with(tb: &mut Testbed, autoscale: Autoscale) -> Result<()> {
-    let bin = find_bin("triad-coordinator").ok_or_else(|| {
-        LabError::Other("no triad-coordinator binary; run cargo build --bins".into())
-    })?;
+    let config = coordinator_config_with(tb, autoscale);
+    start_coordinator_config(tb, &config)
+}
+
+/// Starts the coordinator on the host with `config` (a [`coordinator_config`] and more, e.g.
+/// `[[app.jobs]]` tables appended), from an empty state directory.
+pub fn start_coordinator_config(tb: &mut Testbed, config: &str) -> Result<()> {
     let dir = tb.state.join("coordinator");
     // every testbed starts from nothing: no Galera decision or autoscaling record of an
     // earlier lab
@@ -471,7 +475,27 @@ pub fn start_coordinator_with(tb: &mut Testbed, autoscale: Autoscale) -> Result<
     std::fs::create_dir_all(&dir).io("mkdir", &dir)?;
     lab_pki()?;
     let cfg = dir.join("coordinator.toml");
-    std::fs::write(&cfg, coordinator_config_with(tb, autoscale)).io("write", &cfg)?;
+    std::fs::write(&cfg, config).io("write", &cfg)?;
+    spawn_coordinator(tb)
+}
+
+/// Stops the coordinator (SIGTERM) and starts it again with the same config and state, as
+/// `systemctl restart triad-coordinator` would.
+pub fn restart_coordinator(tb: &mut Testbed) -> Result<()> {
+    if let Some(mut c) = tb.coordinator.take() {
+        c.stop(Duration::from_secs(20))?;
+    }
+    spawn_coordinator(tb)
+}
+
+/// Spawns the coordinator with the config written in the testbed's state and waits until it
+/// listens.
+fn spawn_coordinator(tb: &mut Testbed) -> Result<()> {
+    let bin = find_bin("triad-coordinator").ok_or_else(|| {
+        LabError::Other("no triad-coordinator binary; run cargo build --bins".into())
+    })?;
+    let dir = tb.state.join("coordinator");
+    let cfg = dir.join("coordinator.toml");
     let mut c = Command::new(&bin);
     c.arg("--config").arg(&cfg).arg("run");
     let mut p = HostProc::spawn("triad-coordinator", &mut c, &dir.join("coordinator.log"))?;

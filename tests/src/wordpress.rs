@@ -32,6 +32,13 @@ pub const ADMIN_PASSWORD_FILE: &str = "wordpress-admin.password";
 /// The one-line page naming the serving node, beside the app (`triad::publish_app`).
 pub const NODE_PAGE: &str = "/node.php";
 
+/// WordPress's scheduled work as a cluster job (issue 18): page-load cron is off
+/// (`DISABLE_WP_CRON`), so `wp-cron.php` runs once a minute on exactly one ready node, as
+/// WordPress's handbook says to run it from a system scheduler.
+pub const CRON_JOB: &str = "\n[[app.jobs]]\nname = \"wp-cron\"\n\
+argv = [\"/usr/bin/php\", \"/var/www/triad/wp-cron.php\"]\nuser = \"www-data\"\n\
+schedule = \"1m\"\ntimeout = \"2m\"\n";
+
 /// The installed site.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -468,11 +475,17 @@ pub fn content_served(
 /// A Triad lab serving WordPress on `tb`'s nodes: the agents, the coordinator, the volume
 /// and HAProxy, every node ready, WordPress installed through the first node.
 pub fn lab(tb: &mut Testbed) -> Result<Site> {
+    let config = crate::triad::coordinator_config(tb);
+    lab_with(tb, &config)
+}
+
+/// [`lab`] with the coordinator's config given (e.g. with `[[app.jobs]]` appended).
+pub fn lab_with(tb: &mut Testbed, coordinator_config: &str) -> Result<Site> {
     crate::triad::cargo_build()?;
     for n in &tb.nodes {
         crate::triad::install_agent(tb, n)?;
     }
-    crate::triad::start_coordinator(tb)?;
+    crate::triad::start_coordinator_config(tb, coordinator_config)?;
     crate::triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
     crate::triad::publish_app(&tb.nodes[0])?;
     crate::triad::wait_all_ready(tb, tb.nodes.len(), Duration::from_secs(240))?;

@@ -365,8 +365,12 @@ fn up(nodes: usize, no_build: bool, no_triad: bool, no_app: bool) -> Result<()> 
             }
         }
         // the embedded default autoscales through `triad-lab add-node` / `remove-node`
-        triad::start_coordinator_with(&mut tb, triad::Autoscale::Exec)
-            .context("starting triad-coordinator")?;
+        let mut config = triad::coordinator_config_with(&tb, triad::Autoscale::Exec);
+        if !no_app {
+            // WordPress's cron, on exactly one ready node (issue 18)
+            config.push_str(triad_tests::wordpress::CRON_JOB);
+        }
+        triad::start_coordinator_config(&mut tb, &config).context("starting triad-coordinator")?;
         lap("triad-coordinator running on the host");
         for n in &tb.nodes {
             formation::wait_galera(n, nodes, Duration::from_secs(180))

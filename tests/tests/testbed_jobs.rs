@@ -1,0 +1,197 @@
+//! Cluster jobs (issue 18) on the lab: WordPress's cron and a probe job declared in
+//! `[[app.jobs]]`, run by the agents as systemd units on exactly one ready node at a time.
+//! The probe appends a start and an end line per run to a file on the volume; through a
+//! crash of its holder, the holder cut off the network, and a coordinator restart, no two
+//! runs overlap, the job moves within a lease and the status names the new holder. A job
+//! whose user exists on no node is refused by every node, and the status says so. Real
+//! Galera, Gluster, Apache, HAProxy and systemd, driven by the agents and the coordinator.
+
+use std::time::{Duration, Instant};
+
+use triad_tests::jobs::{self, PROBE_INTERVAL, PROBE_LEASE, PROBE_TIMEOUT};
+use triad_tests::{faults, triad, wait, wordpress, Testbed};
+
+/// The longest a holder's loss may keep the probe from running: its lease (waited out by
+/// the coordinator), gossip noticing the loss, one schedule interval, and the ticks.
+fn failover_bound() -> Duration {
+    PROBE_LEASE + PROBE_INTERVAL + Duration::from_secs(10)
+}
+
+/// A node other than `not` to read the probe file through.
+fn reader<'a>(tb: &'a Testbed, not: &str) -> &'a triad_tests::node::Node {
+    tb.nodes
+        .iter()
+        .find(|n| n.name != not)
+        .expect("three nodes")
+}
+
+#[test]
+fn testbed_jobs_run_on_exactly_one_node_through_a_crash_a_cut_and_a_coordinator_restart(
+) -> anyhow::Result<()> {
+    let mut tb = Testbed::for_test(3)?;
+    let mut config = triad::coordinator_config(&tb);
+    config.push_str(wordpress::CRON_JOB);
+    config.push_str(jobs::PROBE_JOB);
+    config.push_str(jobs::BAD_USER_JOB);
+    wordpress::lab_with(&mut tb, &config)?;
+    let began = jobs::now_ns();
+
+    // 1. steady: one holder, runs every interval, WordPress's cron succeeds, the bad job
+    //    is refused by name
+    let holder = jobs::wait_holder("probe", None, Duration::from_secs(60))?;
+    let first = jobs::wait_run_after(reader(&tb, ""), 0, None, Duration::from_secs(60))?;
+    jobs::wait_run_after(
+        reader(&tb, ""),
+        first.start,
+        None,
+        PROBE_INTERVAL + Duration::from_secs(15),
+    )?;
+    eprintln!("[jobs] probe held by {holder}, running every {PROBE_INTERVAL:?}");
+    let cron = wait::until(
+        "wp-cron to have run successfully",
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        || {
+            let job = jobs::job_status("wp-cron")?;
+            Ok(match job["last_run"]["outcome"].as_str() {
+                Some("exit 0") => wait::Poll::Ready(job),
+                _ => wait::Poll::Pending(job.to_string()),
+            })
+        },
+    )?;
+    eprintln!("[jobs] wp-cron: {cron}");
+    let bad = wait::until(
+        "the status to say that the nodes refuse job bad-user",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            let job = jobs::job_status("bad-user")?;
+            let warning = job["warning"].as_str().unwrap_or("").to_string();
+            Ok(
+                if warning.contains("refused it") && warning.contains("\"triad-nobody\"") {
+                    wait::Poll::Ready(warning)
+                } else {
+                    wait::Poll::Pending(job.to_string())
+                },
+            )
+        },
+    )?;
+    eprintln!("[jobs] bad-user: {bad}");
+    let text = triad::triadctl_status(false)?;
+    assert!(
+        text.contains("job probe (every 10s): held by ")
+            && text.contains("job bad-user: WARNING: "),
+        "{text}"
+    );
+
+    // 2. the holder crashes: the job moves once its lease has run out
+    let mut failovers = Vec::new();
+    let victim = tb.node(&holder)?;
+    let crashed_at = jobs::now_ns();
+    let t = Instant::now();
+    faults::crash(victim)?;
+    let moved = jobs::wait_run_after(
+        reader(&tb, &holder),
+        crashed_at,
+        Some(&holder),
+        failover_bound(),
+    )?;
+    let failover = Duration::from_nanos((moved.start - crashed_at) as u64);
+    let new_holder = jobs::wait_holder("probe", Some(&holder), Duration::from_secs(30))?;
+    assert_eq!(
+        new_holder, moved.node,
+        "the status names the node that runs it"
+    );
+    eprintln!(
+        "[jobs] {holder} crashed: the next run on {} {failover:.1?} after the crash (lease {PROBE_LEASE:?})",
+        moved.node
+    );
+    failovers.push(("crash", failover));
+    faults::start(victim)?;
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
+    eprintln!(
+        "[jobs] {holder} back and ready {:.1?} after the crash",
+        t.elapsed()
+    );
+
+    // 3. the holder is cut off the network: it starts nothing after its lease, the others
+    //    take over after the coordinator's expiry
+    let holder = new_holder;
+    let victim = tb.node(&holder)?;
+    let cut_at = jobs::now_ns();
+    faults::isolate(victim)?;
+    let moved = jobs::wait_run_after(
+        reader(&tb, &holder),
+        cut_at,
+        Some(&holder),
+        failover_bound(),
+    );
+    let new_holder = jobs::wait_holder("probe", Some(&holder), Duration::from_secs(30));
+    faults::heal(victim)?;
+    let moved = moved?;
+    let new_holder = new_holder?;
+    let failover = Duration::from_nanos((moved.start - cut_at) as u64);
+    assert_eq!(
+        new_holder, moved.node,
+        "the status names the node that runs it"
+    );
+    eprintln!(
+        "[jobs] {holder} cut off: the next run on {} {failover:.1?} after the cut",
+        moved.node
+    );
+    failovers.push(("cut", failover));
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
+
+    // 4. the coordinator restarts: a live holder keeps the job under a new epoch, at once
+    let before = jobs::job_status("probe")?;
+    let epoch_before = before["epoch"].as_u64().unwrap_or(0);
+    let restarted_at = jobs::now_ns();
+    triad::restart_coordinator(&mut tb)?;
+    let after = wait::until(
+        "a new epoch of job probe after the coordinator's restart",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let job = jobs::job_status("probe")?;
+            Ok(if job["epoch"].as_u64().unwrap_or(0) > epoch_before {
+                wait::Poll::Ready(job)
+            } else {
+                wait::Poll::Pending(job.to_string())
+            })
+        },
+    )?;
+    eprintln!("[jobs] coordinator restarted: {after}");
+    let next = jobs::wait_run_after(reader(&tb, ""), restarted_at, None, failover_bound())?;
+    failovers.push((
+        "coordinator restart",
+        Duration::from_nanos((next.start - restarted_at) as u64),
+    ));
+    // one more interval, so the last fault's gap is closed by a run
+    jobs::wait_run_after(
+        reader(&tb, ""),
+        next.start,
+        None,
+        PROBE_INTERVAL + Duration::from_secs(15),
+    )?;
+
+    // 5. the probe file: never two runs at once; no gap longer than a failover
+    let runs = jobs::probe_runs(reader(&tb, ""))?;
+    let overlapping = jobs::overlaps(&runs, PROBE_TIMEOUT);
+    let (gap, a, b) = jobs::longest_gap(&runs, began, jobs::now_ns()).expect("runs");
+    let nodes: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.node.as_str()).collect();
+    eprintln!(
+        "[jobs] {} runs on {nodes:?}; longest gap {gap:.1?} ({} -> {}); failovers {failovers:?}",
+        runs.len(),
+        a.node,
+        b.node
+    );
+    assert!(overlapping.is_empty(), "runs overlapped: {overlapping:?}");
+    assert!(
+        gap <= failover_bound(),
+        "a gap of {gap:.1?} between runs ({a:?} -> {b:?}), more than {:?}",
+        failover_bound()
+    );
+    assert!(nodes.len() >= 2, "the job moved: {nodes:?}");
+    tb.teardown_and_verify()?;
+    Ok(())
+}
