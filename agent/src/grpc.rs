@@ -553,6 +553,22 @@ impl AgentService for AgentGrpc {
     }
 
     type EventsStream = EventStream;
+    type RunOnceStream = Pin<Box<dyn Stream<Item = Result<v1::RunOnceEvent, Status>> + Send>>;
+
+    async fn run_once(
+        &self,
+        request: Request<v1::RunOnceRequest>,
+    ) -> Result<Response<Self::RunOnceStream>, Status> {
+        // the coordinator's (it records every run); an operator goes through it
+        triad_daemon::tls::authorize(&request, self.tls, JOB_CALLERS, "RunOnce")?;
+        let run =
+            crate::jobs::once::validate(request.into_inner(), crate::jobs::runner::resolve_on_host)
+                .map_err(|why| Invalid.status(why))?;
+        let events = crate::jobs::once::start(&self.state.identity.node_id, run)
+            .map_err(|why| Unavailable.status(why))?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
 
     async fn events(
         &self,

@@ -31,6 +31,8 @@ pub struct CoordinatorGrpc {
         crate::app::AppSpec,
         tokio::sync::watch::Receiver<crate::app::AppStatus>,
     )>,
+    /// Where one-off runs are recorded (`triadctl app run`); `None`: not offered.
+    state_dir: Option<std::path::PathBuf>,
     /// The jobs loop's statuses (`[[app.jobs]]`).
     jobs: Option<tokio::sync::watch::Receiver<Vec<crate::jobs::JobStatus>>>,
     /// The server runs mutual TLS with these files: callers are checked by their
@@ -98,6 +100,7 @@ impl CoordinatorGrpc {
             autoscale: None,
             app: None,
             jobs: None,
+            state_dir: None,
             tls: None,
         }
     }
@@ -109,6 +112,12 @@ impl CoordinatorGrpc {
         status: tokio::sync::watch::Receiver<crate::app::AppStatus>,
     ) -> CoordinatorGrpc {
         self.app = Some((spec, status));
+        self
+    }
+
+    /// Offer one-off runs (`AppRun`), recorded in `state_dir`.
+    pub fn with_state_dir(mut self, state_dir: std::path::PathBuf) -> CoordinatorGrpc {
+        self.state_dir = Some(state_dir);
         self
     }
 
@@ -395,6 +404,55 @@ impl CoordinatorService for CoordinatorGrpc {
     }
 
     type EventsStream = EventStream;
+    type AppRunStream = Pin<Box<dyn Stream<Item = Result<v1::RunOnceEvent, Status>> + Send>>;
+
+    async fn app_run(
+        &self,
+        request: Request<v1::AppRunRequest>,
+    ) -> Result<Response<Self::AppRunStream>, Status> {
+        use crate::app_run;
+        let state_dir = self.state_dir.clone().ok_or_else(|| {
+            ErrorKind::Refused.status("one-off runs need the coordinator's state directory")
+        })?;
+        let r = request.into_inner();
+        if !triad_proto::gossip::valid_job_name(&r.name) {
+            return Err(ErrorKind::Invalid.status(format!(
+                "name {:?}: use a-z, 0-9, '-' and '_', starting with a letter or digit, at most {} bytes",
+                r.name,
+                triad_proto::gossip::MAX_JOB_NAME
+            )));
+        }
+        triad_jobs::spec::check_argv(&r.argv)
+            .map_err(|why| ErrorKind::Invalid.status(format!("argv: {why}")))?;
+        let user = if r.user.is_empty() {
+            app_run::DEFAULT_USER.to_string()
+        } else {
+            r.user
+        };
+        let timeout_ms = if r.timeout_ms == 0 {
+            app_run::DEFAULT_TIMEOUT.as_millis() as u64
+        } else {
+            r.timeout_ms
+        };
+        let (node, grpc) = app_run::pick_node(&self.coordinator.view(), &r.node)
+            .map_err(|why| ErrorKind::Refused.status(why))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(app_run::run(
+            node,
+            grpc,
+            v1::RunOnceRequest {
+                name: r.name,
+                argv: r.argv,
+                user,
+                timeout_ms,
+            },
+            state_dir,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
 
     async fn events(
         &self,

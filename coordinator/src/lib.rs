@@ -16,6 +16,7 @@
 
 pub mod agent_client;
 pub mod app;
+pub mod app_run;
 pub mod autoscale;
 pub mod balancer;
 pub mod cli;

@@ -121,6 +121,30 @@ pub enum PkiCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Run a command once on one ready node (the app's upgrade, a migration), as a
+    /// transient systemd unit there; its output is streamed here and the coordinator
+    /// records the run (runs.jsonl in its state directory). Leaving does not stop it. Exit
+    /// status: the command's once it ran.
+    Run {
+        /// A name for the run: a-z, 0-9, '-' and '_' (it names the node's systemd unit).
+        name: String,
+        /// The node to run on (default: the first live and ready one by id).
+        #[arg(long)]
+        node: Option<String>,
+        /// The OS user to run as.
+        #[arg(long, default_value = "www-data")]
+        user: String,
+        /// systemd stops the command after this long.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        max_time: Duration,
+        /// The command and its arguments, after `--` (not through a shell).
+        #[arg(last = true, required = true, value_name = "ARGV")]
+        argv: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CtlCommand {
     /// Cluster summary and one row per node. Exit code: 0 healthy, 1 degraded, 2 error.
     Status {
@@ -144,6 +168,11 @@ pub enum CtlCommand {
         /// The number of nodes wanted.
         #[arg(long, value_name = "N")]
         to: u32,
+    },
+    /// The application: one-off operations (`app run`).
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
     },
     /// The cluster PKI for mutual TLS: `pki init` makes the CA, `pki issue` certificates.
     Pki {
@@ -184,5 +213,42 @@ mod tests {
             Some(exit_status_help())
         );
         assert!(exit_status_help().starts_with("Exit status: 0 done (status: "));
+        let ctl = CtlCli::try_parse_from([
+            "triadctl",
+            "app",
+            "run",
+            "upgrade",
+            "--user",
+            "root",
+            "--",
+            "/usr/bin/php",
+            "occ",
+            "upgrade",
+            "--no-interaction",
+        ])
+        .unwrap();
+        let CtlCommand::App {
+            command:
+                AppCommand::Run {
+                    name,
+                    user,
+                    argv,
+                    max_time,
+                    node,
+                },
+        } = ctl.command
+        else {
+            panic!("app run");
+        };
+        assert_eq!(
+            (name.as_str(), user.as_str(), node),
+            ("upgrade", "root", None)
+        );
+        assert_eq!(argv, ["/usr/bin/php", "occ", "upgrade", "--no-interaction"]);
+        assert_eq!(max_time, Duration::from_secs(3600));
+        assert!(
+            CtlCli::try_parse_from(["triadctl", "app", "run", "x"]).is_err(),
+            "argv is required"
+        );
     }
 }

@@ -11,8 +11,8 @@ use triad_daemon::tls::PeerRole;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use triadctl::cli::{
-    CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole, EXIT_COULD_NOT_ASK,
-    EXIT_REFUSED,
+    AppCommand, CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole,
+    EXIT_COULD_NOT_ASK, EXIT_REFUSED,
 };
 use triadctl::report::StatusReport;
 
@@ -74,6 +74,26 @@ fn main() -> ExitCode {
             runtime.block_on(recover(&target, cli.timeout, bootstrap, force))
         }
         Command::Scale { to } => runtime.block_on(scale(&target, cli.timeout, to)),
+        Command::App {
+            command:
+                AppCommand::Run {
+                    name,
+                    node,
+                    user,
+                    max_time,
+                    argv,
+                },
+        } => runtime.block_on(app_run(
+            &target,
+            cli.timeout,
+            v1::AppRunRequest {
+                name,
+                argv,
+                user,
+                timeout_ms: max_time.as_millis() as u64,
+                node: node.unwrap_or_default(),
+            },
+        )),
         Command::Pki { command } => run_pki(command),
     }
 }
@@ -198,6 +218,65 @@ async fn client(
         ))
     })?;
     Ok(CoordinatorServiceClient::new(channel))
+}
+
+/// `app run`: the run's output to stdout and stderr as it comes, a line on stderr naming
+/// the node and unit, and the command's exit status as triadctl's.
+async fn app_run(endpoint: &Target, timeout: Duration, request: v1::AppRunRequest) -> ExitCode {
+    use std::io::Write as _;
+    use triad_proto::v1::run_once_event::Event;
+    let name = request.name.clone();
+    let stream = async {
+        client(endpoint, timeout, None)
+            .await?
+            .app_run(request)
+            .await
+            .map(|reply| reply.into_inner())
+            .map_err(|status| Failure::from_status(endpoint, "app run refused", &status))
+    }
+    .await;
+    let mut stream = match stream {
+        Ok(stream) => stream,
+        Err(failure) => return failure.exit(),
+    };
+    loop {
+        let event = match stream.message().await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(status) => {
+                return Failure::from_status(endpoint, &format!("app run {name}"), &status).exit()
+            }
+        };
+        match event.event {
+            Some(Event::Started(started)) => {
+                eprintln!(
+                    "triadctl: {name}: running on {} as {}",
+                    started.node, started.unit
+                )
+            }
+            Some(Event::Stdout(bytes)) => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&bytes).and_then(|_| out.flush());
+            }
+            Some(Event::Stderr(bytes)) => {
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(&bytes).and_then(|_| err.flush());
+            }
+            Some(Event::Exited(exited)) => {
+                eprintln!(
+                    "triadctl: {name}: exit status {} after {:.1}s",
+                    exited.exit_status,
+                    exited.duration_ms as f64 / 1000.0
+                );
+                return ExitCode::from(u8::try_from(exited.exit_status).unwrap_or(u8::MAX));
+            }
+            None => {}
+        }
+    }
+    Failure::CouldNotAsk(format!(
+        "app run {name}: the coordinator's stream ended without the run's exit (the coordinator's runs.jsonl records how it ended)"
+    ))
+    .exit()
 }
 
 async fn scale(endpoint: &Target, timeout: Duration, to: u32) -> ExitCode {

@@ -32,6 +32,7 @@
 //! command, is logged and kept for the job. A job not held, with no run, and not offered for
 //! [`FORGET_AFTER`] is dropped (the coordinator stopped offering it).
 
+pub mod once;
 pub mod runner;
 
 use std::collections::BTreeMap;

@@ -36,7 +36,9 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         .await?,
     );
     let (loops_stop_tx, loops_stop_rx) = tokio::sync::watch::channel(false);
-    let mut service = CoordinatorGrpc::new(coordinator.clone()).with_tls(config.tls.clone());
+    let mut service = CoordinatorGrpc::new(coordinator.clone())
+        .with_tls(config.tls.clone())
+        .with_state_dir(config.state_dir.clone());
     if config.galera_recovery {
         if config.galera_nodes.is_empty() {
             tracing::warn!("[galera] nodes is not set: the members a full-outage election waits for come from gossip alone, which anyone on the cluster network can forge; list the Galera nodes there");

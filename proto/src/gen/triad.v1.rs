@@ -34,6 +34,42 @@ pub struct GaleraPosition {
     #[prost(string, tag = "4")]
     pub source: ::prost::alloc::string::String,
 }
+/// A one-off operation's events (agent RunOnce, coordinator AppRun).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RunOnceEvent {
+    #[prost(oneof = "run_once_event::Event", tags = "1, 2, 3, 4")]
+    pub event: ::core::option::Option<run_once_event::Event>,
+}
+/// Nested message and enum types in `RunOnceEvent`.
+pub mod run_once_event {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Event {
+        /// The unit started on this node.
+        #[prost(message, tag = "1")]
+        Started(super::RunStarted),
+        #[prost(bytes, tag = "2")]
+        Stdout(::prost::alloc::vec::Vec<u8>),
+        #[prost(bytes, tag = "3")]
+        Stderr(::prost::alloc::vec::Vec<u8>),
+        #[prost(message, tag = "4")]
+        Exited(super::RunExited),
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RunStarted {
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub unit: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RunExited {
+    /// systemd-run's exit status: the command's, or non-zero when systemd stopped it.
+    #[prost(int32, tag = "1")]
+    pub exit_status: i32,
+    #[prost(uint64, tag = "2")]
+    pub duration_ms: u64,
+}
 /// A node's role in the cluster: core nodes hold a Galera member and a Gluster brick;
 /// web nodes (autoscaled) only mount the volume and serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -433,6 +469,19 @@ pub struct JobReleaseReply {
     /// going is a refusal (FAILED_PRECONDITION).
     #[prost(bool, tag = "1")]
     pub released: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RunOnceRequest {
+    /// Letters a-z, digits, '-' and '\_' (the job-name rules): part of the unit's name.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "2")]
+    pub argv: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, tag = "3")]
+    pub user: ::prost::alloc::string::String,
+    /// systemd stops the run after this long (RuntimeMaxSec).
+    #[prost(uint64, tag = "4")]
+    pub timeout_ms: u64,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -975,6 +1024,34 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "JobRelease"));
             self.inner.unary(req, path, codec).await
         }
+        /// A one-off operation (`triadctl app run`), coordinator certificates only: the command
+        /// runs once as a transient systemd unit (triad-run-NAME-STARTMS) with its stdout and
+        /// stderr piped back as events, then its exit. A caller that goes away does not stop the
+        /// run (an upgrade half done is worse than one whose output nobody reads).
+        pub async fn run_once(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RunOnceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::RunOnceEvent>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/RunOnce",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "RunOnce"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1098,6 +1175,20 @@ pub mod agent_service_server {
             &self,
             request: tonic::Request<super::JobReleaseRequest>,
         ) -> std::result::Result<tonic::Response<super::JobReleaseReply>, tonic::Status>;
+        /// Server streaming response type for the RunOnce method.
+        type RunOnceStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::RunOnceEvent, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// A one-off operation (`triadctl app run`), coordinator certificates only: the command
+        /// runs once as a transient systemd unit (triad-run-NAME-STARTMS) with its stdout and
+        /// stderr piped back as events, then its exit. A caller that goes away does not stop the
+        /// run (an upgrade half done is worse than one whose output nobody reads).
+        async fn run_once(
+            &self,
+            request: tonic::Request<super::RunOnceRequest>,
+        ) -> std::result::Result<tonic::Response<Self::RunOnceStream>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AgentServiceServer<T> {
@@ -1893,6 +1984,52 @@ pub mod agent_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/triad.v1.AgentService/RunOnce" => {
+                    #[allow(non_camel_case_types)]
+                    struct RunOnceSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::ServerStreamingService<super::RunOnceRequest>
+                    for RunOnceSvc<T> {
+                        type Response = super::RunOnceEvent;
+                        type ResponseStream = T::RunOnceStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RunOnceRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::run_once(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RunOnceSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
@@ -2193,6 +2330,22 @@ pub struct ScaleReply {
     #[prost(string, tag = "1")]
     pub message: ::prost::alloc::string::String,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AppRunRequest {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "2")]
+    pub argv: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Default "www-data".
+    #[prost(string, tag = "3")]
+    pub user: ::prost::alloc::string::String,
+    /// Default 1h.
+    #[prost(uint64, tag = "4")]
+    pub timeout_ms: u64,
+    /// Run on this node; empty: the first live and ready node by id.
+    #[prost(string, tag = "5")]
+    pub node: ::prost::alloc::string::String,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ClusterEventKind {
@@ -2407,6 +2560,32 @@ pub mod coordinator_service_client {
                 .insert(GrpcMethod::new("triad.v1.CoordinatorService", "Events"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// `triadctl app run NAME -- ARGV...`: the command once on one ready node (or the one
+        /// named), its output and exit streamed back, the run recorded in the state directory.
+        pub async fn app_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AppRunRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::RunOnceEvent>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/AppRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "AppRun"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2448,6 +2627,18 @@ pub mod coordinator_service_server {
             &self,
             request: tonic::Request<super::ClusterEventsRequest>,
         ) -> std::result::Result<tonic::Response<Self::EventsStream>, tonic::Status>;
+        /// Server streaming response type for the AppRun method.
+        type AppRunStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::RunOnceEvent, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// `triadctl app run NAME -- ARGV...`: the command once on one ready node (or the one
+        /// named), its output and exit streamed back, the run recorded in the state directory.
+        async fn app_run(
+            &self,
+            request: tonic::Request<super::AppRunRequest>,
+        ) -> std::result::Result<tonic::Response<Self::AppRunStream>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct CoordinatorServiceServer<T> {
@@ -2691,6 +2882,52 @@ pub mod coordinator_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = EventsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/AppRun" => {
+                    #[allow(non_camel_case_types)]
+                    struct AppRunSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::ServerStreamingService<super::AppRunRequest>
+                    for AppRunSvc<T> {
+                        type Response = super::RunOnceEvent;
+                        type ResponseStream = T::AppRunStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AppRunRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::app_run(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AppRunSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
