@@ -84,6 +84,55 @@ fn testbed_jobs_run_on_exactly_one_node_through_a_crash_a_cut_and_a_coordinator_
         "{text}"
     );
 
+    // a one-off operation: once, on one node, its output and exit status back to the
+    // operator, recorded by the coordinator; a user missing on the node is refused
+    let mut run = triad::triadctl(&[
+        "app",
+        "run",
+        "hello",
+        "--user",
+        "www-data",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo out; echo err >&2; echo \"as $(id -un) on $(hostname)\"; exit 3",
+    ])?;
+    let out = triad_tests::cmd::output_timeout(&mut run, Duration::from_secs(60))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("[jobs] app run: {:?}\n{stdout}{stderr}", out.status.code());
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the command's exit status: {stderr}"
+    );
+    assert!(stdout.starts_with("out\nas www-data on n"), "{stdout}");
+    assert!(
+        stderr.contains("err\n") && stderr.contains("running on n"),
+        "{stderr}"
+    );
+    let record = std::fs::read_to_string(tb.state.join("coordinator/state/runs.jsonl"))?;
+    assert!(
+        record.contains("\"name\":\"hello\"") && record.contains("\"exit_status\":3"),
+        "{record}"
+    );
+    let mut refused = triad::triadctl(&[
+        "app",
+        "run",
+        "hello",
+        "--user",
+        "triad-nobody",
+        "--",
+        "/bin/true",
+    ])?;
+    let out = triad_tests::cmd::output_timeout(&mut refused, Duration::from_secs(60))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("user: \"triad-nobody\" is not a user of this node"),
+        "{stderr}"
+    );
+
     // 2. the holder crashes: the job moves once its lease has run out
     let mut failovers = Vec::new();
     let victim = tb.node(&holder)?;
