@@ -756,7 +756,14 @@ insecure = true
         ),
         (
             "balancer.haproxy",
-            &["admin_socket", "backend", "server_port", "check"],
+            &[
+                "admin_socket",
+                "backend",
+                "server_port",
+                "check",
+                "maintenance_map",
+                "maintenance_allow",
+            ],
         ),
         (
             "balancer.octavia",

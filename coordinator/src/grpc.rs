@@ -31,6 +31,8 @@ pub struct CoordinatorGrpc {
         crate::app::AppSpec,
         tokio::sync::watch::Receiver<crate::app::AppStatus>,
     )>,
+    /// Maintenance mode's wanted state (persisted) and the balancer loop that applies it.
+    maintenance: Option<Arc<crate::maintenance::MaintenanceStore>>,
     /// Where one-off runs are recorded (`triadctl app run`); `None`: not offered.
     state_dir: Option<std::path::PathBuf>,
     /// The jobs loop's statuses (`[[app.jobs]]`).
@@ -101,6 +103,7 @@ impl CoordinatorGrpc {
             app: None,
             jobs: None,
             state_dir: None,
+            maintenance: None,
             tls: None,
         }
     }
@@ -112,6 +115,15 @@ impl CoordinatorGrpc {
         status: tokio::sync::watch::Receiver<crate::app::AppStatus>,
     ) -> CoordinatorGrpc {
         self.app = Some((spec, status));
+        self
+    }
+
+    /// Offer maintenance mode through `store` (applied by the balancer loop).
+    pub fn with_maintenance(
+        mut self,
+        store: Arc<crate::maintenance::MaintenanceStore>,
+    ) -> CoordinatorGrpc {
+        self.maintenance = Some(store);
         self
     }
 
@@ -316,6 +328,32 @@ impl CoordinatorGrpc {
                 user: spec.user.clone(),
             });
         }
+        if let Some(m) = self.maintenance.as_ref().and_then(|store| store.wanted()) {
+            let balancer = self.balancer.as_ref().map(|b| b.borrow().clone());
+            let (applied, error) = match &balancer {
+                None => (
+                    false,
+                    "no balancer is configured: only the jobs pause".to_string(),
+                ),
+                Some(b) if b.maintenance_applied && b.maintenance.as_ref() == Some(&m) => {
+                    (true, String::new())
+                }
+                Some(b) => (
+                    false,
+                    b.maintenance_error
+                        .clone()
+                        .unwrap_or_else(|| "not in place yet".into()),
+                ),
+            };
+            status.maintenance = Some(v1::MaintenanceSection {
+                message: m.message.clone(),
+                retry_after_secs: m.retry_after_secs,
+                allow: m.allow.iter().map(|ip| ip.to_string()).collect(),
+                since: m.since,
+                applied,
+                error,
+            });
+        }
         if let Some(watch) = &self.jobs {
             status.jobs = watch
                 .borrow()
@@ -404,6 +442,105 @@ impl CoordinatorService for CoordinatorGrpc {
     }
 
     type EventsStream = EventStream;
+    async fn maintenance(
+        &self,
+        request: Request<v1::MaintenanceRequest>,
+    ) -> Result<Response<v1::MaintenanceReply>, Status> {
+        use crate::maintenance::{Maintenance, DEFAULT_MESSAGE, DEFAULT_RETRY_AFTER};
+        let store = self.maintenance.clone().ok_or_else(|| {
+            ErrorKind::Refused.status("maintenance mode is not offered by this coordinator")
+        })?;
+        let caller = request.remote_addr().map(|a| a.ip());
+        let r = request.into_inner();
+        let wanted = if r.on {
+            let message = if r.message.is_empty() {
+                DEFAULT_MESSAGE.to_string()
+            } else {
+                r.message
+            };
+            Maintenance::check_message(&message).map_err(|why| ErrorKind::Invalid.status(why))?;
+            let retry_after_secs = if r.retry_after_secs == 0 {
+                DEFAULT_RETRY_AFTER
+            } else {
+                r.retry_after_secs
+            };
+            if retry_after_secs > 86_400 {
+                return Err(ErrorKind::Invalid.status(format!(
+                    "retry_after: {retry_after_secs}s, at most 86400 (a day)"
+                )));
+            }
+            let mut allow: Vec<std::net::IpAddr> = Vec::new();
+            for text in &r.allow {
+                let ip = text.parse().map_err(|_| {
+                    ErrorKind::Invalid.status(format!("allow: {text:?} is not an IP address"))
+                })?;
+                allow.push(ip);
+            }
+            // the operator's own address reaches the app, to check the upgrade
+            allow.extend(caller);
+            allow.sort();
+            allow.dedup();
+            // turning it on again keeps when it began
+            let since = store.wanted().map_or_else(
+                || {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs())
+                },
+                |m| m.since,
+            );
+            Some(Maintenance {
+                message,
+                retry_after_secs,
+                allow,
+                since,
+            })
+        } else {
+            None
+        };
+        store
+            .set(wanted.clone())
+            .map_err(|why| ErrorKind::Failed.status(why))?;
+        let word = if wanted.is_some() { "on" } else { "off" };
+        let Some(balancer) = self.balancer.clone() else {
+            return Ok(Response::new(v1::MaintenanceReply {
+                message: format!("maintenance mode {word}: no balancer is configured, so only the cluster jobs pause"),
+            }));
+        };
+        // answer once the balancer loop has it in place, or say why not
+        let mut balancer = balancer;
+        let in_place = |s: &BalancerStatus| s.maintenance_applied && s.maintenance == wanted;
+        let placed = tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            balancer.wait_for(in_place),
+        )
+        .await
+        .is_ok_and(|seen| seen.is_ok());
+        match placed {
+            true => Ok(Response::new(v1::MaintenanceReply {
+                message: match &wanted {
+                    Some(m) => format!(
+                        "maintenance mode on: clients get 503 with Retry-After {}s and {:?}; allowed: {}; cluster jobs pause",
+                        m.retry_after_secs,
+                        m.message,
+                        m.allow.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                    None => "maintenance mode off: clients reach the app again; cluster jobs resume".into(),
+                },
+            })),
+            false => {
+                let error = balancer
+                    .borrow()
+                    .maintenance_error
+                    .clone()
+                    .unwrap_or_else(|| "the balancer loop did not apply it within 15s".into());
+                Err(ErrorKind::Unavailable.status(format!(
+                    "maintenance mode {word} is recorded, but the balancer does not have it in place: {error}"
+                )))
+            }
+        }
+    }
+
     type AppRunStream = Pin<Box<dyn Stream<Item = Result<v1::RunOnceEvent, Status>> + Send>>;
 
     async fn app_run(

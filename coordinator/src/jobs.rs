@@ -110,6 +110,15 @@ pub trait JobAgents: Send + Sync {
         job: &str,
         confirm: Confirm,
     ) -> Result<bool, AgentError>;
+    /// Asks the holder to give `epoch` back: `Ok(true)` once it did (it starts no run under
+    /// it any more); a run going is a refusal (FAILED_PRECONDITION).
+    async fn release(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        job: &str,
+        epoch: Epoch,
+    ) -> Result<bool, AgentError>;
 }
 
 /// Agents over gRPC; every call bounded by `timeout` (a renewal must not wait long on a
@@ -156,6 +165,27 @@ impl JobAgents for GrpcJobAgents {
                 .await,
         )?;
         Ok(reply.confirmed)
+    }
+
+    async fn release(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+        job: &str,
+        epoch: Epoch,
+    ) -> Result<bool, AgentError> {
+        let mut client =
+            crate::agent_client::connect(node, grpc, self.timeout, self.timeout).await?;
+        let reply = answer(
+            node,
+            client
+                .job_release(v1::JobReleaseRequest {
+                    name: job.to_string(),
+                    epoch: epoch.0,
+                })
+                .await,
+        )?;
+        Ok(reply.released)
     }
 }
 
@@ -216,6 +246,9 @@ pub struct JobsLoop {
     origin: Instant,
     agents: Arc<dyn JobAgents>,
     status: watch::Sender<Vec<JobStatus>>,
+    /// Maintenance mode: while on, no lease is granted or renewed and holders are asked to
+    /// give theirs back (runs going finish).
+    maintenance: Option<watch::Receiver<Option<crate::maintenance::Maintenance>>>,
 }
 
 impl std::fmt::Debug for JobsLoop {
@@ -291,7 +324,17 @@ impl JobsLoop {
             origin: Instant::now(),
             agents,
             status: watch::channel(Vec::new()).0,
+            maintenance: None,
         }
+    }
+
+    /// Pause every job while `maintenance` is on.
+    pub fn with_maintenance(
+        mut self,
+        maintenance: watch::Receiver<Option<crate::maintenance::Maintenance>>,
+    ) -> JobsLoop {
+        self.maintenance = Some(maintenance);
+        self
     }
 
     pub fn status(&self) -> watch::Receiver<Vec<JobStatus>> {
@@ -377,6 +420,13 @@ impl JobsLoop {
         wall: SystemTime,
     ) -> String {
         let started = Instant::now();
+        if self
+            .maintenance
+            .as_ref()
+            .is_some_and(|m| m.borrow().is_some())
+        {
+            return self.pause(job, record, view).await;
+        }
         let refusing: Vec<String> = self
             .refusals
             .keys()
@@ -487,6 +537,47 @@ impl JobsLoop {
         match self.agents.confirm(&node.0, grpc, &job.name, confirm).await {
             Ok(_) => format!("held by {node}"),
             Err(error) => format!("held by {node}; the last confirm failed: {error}"),
+        }
+    }
+
+    /// Maintenance mode: the holder is asked to give the lease back (refused while a run
+    /// goes on); nothing is granted or renewed, so an unreachable holder's lease runs out.
+    async fn pause(
+        &mut self,
+        job: &JobConfig,
+        record: &mut JobsRecord,
+        view: &ClusterView,
+    ) -> String {
+        let Some(lease) = record
+            .jobs
+            .get(&job.name)
+            .and_then(|e| e.lease.clone())
+            .filter(|l| !l.released)
+        else {
+            return "paused (maintenance mode)".into();
+        };
+        let node = lease.node.0.clone();
+        let Some(grpc) = view.get(&node).filter(|m| m.live).and_then(|m| m.keys.grpc) else {
+            return format!(
+                "paused (maintenance mode); {node} is unreachable: its lease runs out by itself"
+            );
+        };
+        match self.agents.release(&node, grpc, &job.name, lease.epoch).await {
+            Ok(true) => {
+                if let Some(entry) = record.jobs.get_mut(&job.name) {
+                    if let Some(lease) = entry.lease.as_mut() {
+                        lease.released = true;
+                    }
+                }
+                self.persist(record, &job.name);
+                tracing::info!(job = %job.name, %node, "jobs: lease given back for maintenance mode");
+                format!("paused (maintenance mode); {node} gave its lease back")
+            }
+            Ok(false) => format!("paused (maintenance mode); {node} did not hold epoch {}: its lease runs out by itself", lease.epoch),
+            Err(error) if error.is_refused() => {
+                format!("pausing (maintenance mode): waiting for the run on {node} to end ({error})")
+            }
+            Err(error) => format!("paused (maintenance mode); asking {node} to give its lease back failed: {error}"),
         }
     }
 

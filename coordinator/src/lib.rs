@@ -25,6 +25,7 @@ pub mod grpc;
 #[cfg(test)]
 pub(crate) mod hostile_toml;
 pub mod jobs;
+pub mod maintenance;
 pub mod metrics;
 pub mod observer;
 pub mod openstack;

@@ -142,6 +142,28 @@ pub enum AppCommand {
         #[arg(last = true, required = true, value_name = "ARGV")]
         argv: Vec<String>,
     },
+    /// Maintenance mode: `on` makes the balancer answer clients 503 with Retry-After and a
+    /// message (your own address and --allow ones still reach the app; health checks go on)
+    /// and pauses the cluster jobs; `off` undoes both. Answers once the balancer has it.
+    Maintenance {
+        #[arg(value_enum)]
+        state: OnOff,
+        /// The text clients get with the 503.
+        #[arg(long)]
+        message: Option<String>,
+        /// Retry-After, in seconds.
+        #[arg(long, default_value_t = 300)]
+        retry_after: u32,
+        /// Another address that still reaches the app (repeatable).
+        #[arg(long, value_name = "IP")]
+        allow: Vec<std::net::IpAddr>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use triad_daemon::tls::PeerRole;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use triadctl::cli::{
-    AppCommand, CtlCli as Cli, CtlCommand as Command, Output, PkiCommand, PkiRole,
+    AppCommand, CtlCli as Cli, CtlCommand as Command, OnOff, Output, PkiCommand, PkiRole,
     EXIT_COULD_NOT_ASK, EXIT_REFUSED,
 };
 use triadctl::report::StatusReport;
@@ -92,6 +92,24 @@ fn main() -> ExitCode {
                 user,
                 timeout_ms: max_time.as_millis() as u64,
                 node: node.unwrap_or_default(),
+            },
+        )),
+        Command::App {
+            command:
+                AppCommand::Maintenance {
+                    state,
+                    message,
+                    retry_after,
+                    allow,
+                },
+        } => runtime.block_on(maintenance(
+            &target,
+            cli.timeout,
+            v1::MaintenanceRequest {
+                on: state == OnOff::On,
+                message: message.unwrap_or_default(),
+                retry_after_secs: retry_after,
+                allow: allow.iter().map(ToString::to_string).collect(),
             },
         )),
         Command::Pki { command } => run_pki(command),
@@ -277,6 +295,31 @@ async fn app_run(endpoint: &Target, timeout: Duration, request: v1::AppRunReques
         "app run {name}: the coordinator's stream ended without the run's exit (the coordinator's runs.jsonl records how it ended)"
     ))
     .exit()
+}
+
+async fn maintenance(
+    endpoint: &Target,
+    timeout: Duration,
+    request: v1::MaintenanceRequest,
+) -> ExitCode {
+    // the coordinator answers once the balancer has it in place (at most 15 s)
+    let limit = timeout.max(Duration::from_secs(20));
+    let result = async {
+        client(endpoint, timeout, Some(limit))
+            .await?
+            .maintenance(request)
+            .await
+            .map(|reply| reply.into_inner())
+            .map_err(|status| Failure::from_status(endpoint, "maintenance", &status))
+    }
+    .await;
+    match result {
+        Ok(reply) => {
+            println!("{}", reply.message);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => failure.exit(),
+    }
 }
 
 async fn scale(endpoint: &Target, timeout: Duration, to: u32) -> ExitCode {

@@ -34,6 +34,8 @@ pub struct StatusReport {
     pub app: Option<AppReport>,
     /// The cluster jobs (`[[app.jobs]]`); empty when none.
     pub jobs: Vec<JobReport>,
+    /// Maintenance mode; null when off.
+    pub maintenance: Option<MaintenanceReport>,
     /// gRPC security.
     pub tls: TlsReport,
     pub nodes: Vec<NodeRow>,
@@ -72,6 +74,19 @@ pub struct AppReport {
     pub state: String,
     pub database: String,
     pub user: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MaintenanceReport {
+    pub message: String,
+    pub retry_after_secs: u32,
+    pub allow: Vec<String>,
+    /// Unix seconds.
+    pub since: u64,
+    /// The balancer has it in place.
+    pub applied: bool,
+    /// Why not, when it has not; null when it has.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -350,6 +365,14 @@ impl StatusReport {
                 user: a.user.clone(),
             }),
             jobs: status.jobs.iter().map(JobReport::from_proto).collect(),
+            maintenance: status.maintenance.as_ref().map(|m| MaintenanceReport {
+                message: m.message.clone(),
+                retry_after_secs: m.retry_after_secs,
+                allow: m.allow.clone(),
+                since: m.since,
+                applied: m.applied,
+                error: (!m.error.is_empty()).then(|| m.error.clone()),
+            }),
             tls: TlsReport {
                 status: status.tls.clone(),
                 plaintext: tls.plaintext,
@@ -387,6 +410,23 @@ impl StatusReport {
             if let Some(line) = line.filter(|l| !l.is_empty()) {
                 out.insert_str(out.len() - 1, &format!("{name}: {line}\n"));
             }
+        }
+        if let Some(m) = &self.maintenance {
+            let since = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.since),
+            );
+            let mut line = format!(
+                "maintenance: ON since {since}: clients get 503 (Retry-After {}s) {:?}; allowed: {}",
+                m.retry_after_secs,
+                m.message,
+                if m.allow.is_empty() { "none".to_string() } else { m.allow.join(", ") }
+            );
+            match &m.error {
+                None if m.applied => {}
+                None => line.push_str("; NOT in place on the balancer yet"),
+                Some(error) => line.push_str(&format!("; NOT in place on the balancer: {error}")),
+            }
+            out.insert_str(out.len() - 1, &format!("{line}\n"));
         }
         for job in &self.jobs {
             out.insert_str(out.len() - 1, &job.render());
@@ -585,6 +625,33 @@ mod tests {
         assert_eq!(json["jobs"][0]["last_run"]["outcome"], "exit 3");
         assert_eq!(json["jobs"][1]["holder"], serde_json::Value::Null);
         assert_eq!(json["jobs"][1]["next_run"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn maintenance_mode_is_a_line_and_a_section() {
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true)],
+            maintenance: Some(v1::MaintenanceSection {
+                message: "Upgrading".into(),
+                retry_after_secs: 120,
+                allow: vec!["10.0.0.9".into()],
+                since: 1_772_445_600,
+                applied: false,
+                error: "haproxy refused".into(),
+            }),
+            ..Default::default()
+        };
+        let report = StatusReport::from_proto(&status);
+        let text = report.render_text();
+        assert!(text.contains("maintenance: ON since 2026-03-02T10:00:00Z: clients get 503 (Retry-After 120s) \"Upgrading\"; allowed: 10.0.0.9; NOT in place on the balancer: haproxy refused\n"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["maintenance"]["applied"], false);
+        let off = StatusReport::from_proto(&v1::ClusterStatus::default());
+        assert_eq!(
+            serde_json::to_value(&off).unwrap()["maintenance"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! backend = "be_web"
 //! server_port = 80
 //! check = "check inter 1s fall 2 rise 2"   # appended to `add server`; "" = no checks
+//! maintenance_map = "/etc/haproxy/triad-maintenance.map"          # maintenance mode's
+//! maintenance_allow = "/etc/haproxy/triad-maintenance-allow.acl"  # files, see haproxy.rs
 //! # what the check requests and expects is haproxy.cfg's (`option httpchk GET /status.php`,
 //! # `http-check expect status 200` in the backend): the runtime API cannot set it
 //!
@@ -73,6 +75,8 @@ struct RawHaproxy {
     backend: Option<String>,
     server_port: Option<u16>,
     check: Option<String>,
+    maintenance_map: Option<String>,
+    maintenance_allow: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -208,6 +212,28 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
                     return Err(invalid("balancer.haproxy.check", "must be one line".into()));
                 }
                 settings.check = check;
+            }
+            for (key, value, field) in [
+                (
+                    "balancer.haproxy.maintenance_map",
+                    h.maintenance_map,
+                    &mut settings.maintenance_map,
+                ),
+                (
+                    "balancer.haproxy.maintenance_allow",
+                    h.maintenance_allow,
+                    &mut settings.maintenance_allow,
+                ),
+            ] {
+                if let Some(path) = value {
+                    if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                        return Err(invalid(
+                            key,
+                            format!("{path:?} must be an absolute path without spaces (haproxy.cfg names it)"),
+                        ));
+                    }
+                    *field = PathBuf::from(path);
+                }
             }
             BalancerKind::Haproxy(settings)
         }
@@ -476,7 +502,15 @@ mod tests {
         ),
         (
             "balancer.haproxy",
-            &["admin_socket", "backend", "server_port", "check", "bogus"],
+            &[
+                "admin_socket",
+                "backend",
+                "server_port",
+                "check",
+                "maintenance_map",
+                "maintenance_allow",
+                "bogus",
+            ],
         ),
         (
             "balancer.octavia",

@@ -39,6 +39,116 @@ pub struct HaproxySettings {
     /// Appended to `add server` (e.g. `check inter 1s fall 2 rise 2`); empty = no checks.
     pub check: String,
     pub timeout: Duration,
+    /// Maintenance mode's map and allow list, as haproxy.cfg loads them
+    /// ([`maintenance_frontend_line`]).
+    pub maintenance_map: PathBuf,
+    pub maintenance_allow: PathBuf,
+}
+
+/// The default paths of maintenance mode's map and allow list.
+pub const MAINTENANCE_MAP: &str = "/etc/haproxy/triad-maintenance.map";
+pub const MAINTENANCE_ALLOW: &str = "/etc/haproxy/triad-maintenance-allow.acl";
+
+/// The frontend rule that makes maintenance mode work: while the map has the key `on`,
+/// a client not in the allow list gets 503 with the map's `retry-after` and its
+/// url-encoded `message`. Both files must exist (empty) when HAProxy starts.
+pub fn maintenance_frontend_line(map: &Path, allow: &Path) -> String {
+    let map = map.display();
+    format!(
+        "http-request return status 503 content-type \"text/plain; charset=utf-8\" lf-string \"%[str(message),map({map}),url_dec]\" hdr Retry-After \"%[str(retry-after),map({map})]\" if {{ str(on),map({map}) -m found }} !{{ src -f {} }}",
+        allow.display()
+    )
+}
+
+/// `text` percent-encoded but for unreserved ASCII (map values must not hold spaces).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The entries of `show map FILE` (key, value), or why the answer is not a map's.
+pub fn parse_map(answer: &str) -> Result<Vec<(String, String)>, String> {
+    answer
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(id), Some(key), value) if id.starts_with("0x") => {
+                    Ok((key.to_string(), value.unwrap_or("").to_string()))
+                }
+                _ => Err(line.trim().to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Pure: the runtime API commands that turn `map` and `allow` (as observed) into `wanted`.
+/// On: the allow list first, then the message and Retry-After, `on` last (clients never see
+/// a 503 without them); off: `on` removed first.
+pub fn maintenance_commands(
+    map_file: &Path,
+    allow_file: &Path,
+    map: &[(String, String)],
+    allow: &[String],
+    wanted: Option<&crate::maintenance::Maintenance>,
+) -> Vec<String> {
+    let (map_file, allow_file) = (map_file.display(), allow_file.display());
+    let values = |key: &str| -> Vec<&str> {
+        map.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let mut commands = Vec::new();
+    let wanted_allow: Vec<String> = wanted
+        .map(|m| m.allow.iter().map(|ip| ip.to_string()).collect())
+        .unwrap_or_default();
+    let allow_commands = |commands: &mut Vec<String>| {
+        for ip in &wanted_allow {
+            if !allow.contains(ip) {
+                commands.push(format!("add acl {allow_file} {ip}"));
+            }
+        }
+        for ip in allow {
+            if !wanted_allow.contains(ip) {
+                commands.push(format!("del acl {allow_file} {ip}"));
+            }
+        }
+    };
+    match wanted {
+        Some(m) => {
+            allow_commands(&mut commands);
+            for (key, value) in [
+                ("message", url_encode(&m.message)),
+                ("retry-after", m.retry_after_secs.to_string()),
+                ("on", "1".to_string()),
+            ] {
+                let present = values(key);
+                if present.is_empty() {
+                    commands.push(format!("add map {map_file} {key} {value}"));
+                } else if present.iter().any(|v| *v != value) {
+                    commands.push(format!("set map {map_file} {key} {value}"));
+                }
+            }
+        }
+        None => {
+            for key in ["on", "message", "retry-after"] {
+                if !values(key).is_empty() {
+                    commands.push(format!("del map {map_file} {key}"));
+                }
+            }
+            allow_commands(&mut commands);
+        }
+    }
+    commands
 }
 
 impl HaproxySettings {
@@ -49,6 +159,8 @@ impl HaproxySettings {
             server_port,
             check: "check inter 1s fall 2 rise 2".into(),
             timeout: Duration::from_secs(2),
+            maintenance_map: PathBuf::from(MAINTENANCE_MAP),
+            maintenance_allow: PathBuf::from(MAINTENANCE_ALLOW),
         }
     }
 }
@@ -415,6 +527,53 @@ impl Balancer for HaproxyBalancer {
             .collect())
     }
 
+    async fn maintenance(
+        &self,
+        wanted: Option<&crate::maintenance::Maintenance>,
+    ) -> Result<bool, BalancerError> {
+        let (map_file, allow_file) = (
+            &self.settings.maintenance_map,
+            &self.settings.maintenance_allow,
+        );
+        let not_loaded = |file: &Path, answer: String| {
+            BalancerError::HaproxyRefused {
+            command: format!("show map|acl {}", file.display()),
+            answer: format!(
+                "{answer}: haproxy.cfg does not load {}; maintenance mode needs both files (empty) and this rule in the frontend: {}",
+                file.display(),
+                maintenance_frontend_line(map_file, allow_file)
+            ),
+        }
+        };
+        let answer = self
+            .api
+            .command(&format!("show map {}", map_file.display()))
+            .await?;
+        let map = parse_map(&answer).map_err(|line| not_loaded(map_file, line))?;
+        let answer = self
+            .api
+            .command(&format!("show acl {}", allow_file.display()))
+            .await?;
+        let allow: Vec<String> = parse_map(&answer)
+            .map_err(|line| not_loaded(allow_file, line))?
+            .into_iter()
+            .map(|(pattern, _)| pattern)
+            .collect();
+        let commands = maintenance_commands(map_file, allow_file, &map, &allow, wanted);
+        for command in &commands {
+            self.api.expect(command, &[]).await?;
+        }
+        if !commands.is_empty() {
+            tracing::info!(
+                balancer = "haproxy",
+                on = wanted.is_some(),
+                ?commands,
+                "maintenance mode applied"
+            );
+        }
+        Ok(!commands.is_empty())
+    }
+
     /// Applies the changes in order and stops at the first error (the planner orders
     /// additions before removals, so a failure never leaves fewer members than planned).
     async fn apply(&self, changes: &[MemberChange]) -> Result<(), BalancerError> {
@@ -450,6 +609,67 @@ mod tests {
             connect_error(&missing),
             format!("cannot connect: {missing}")
         );
+    }
+
+    #[test]
+    fn maintenance_goes_on_allow_list_and_message_first_and_off_on_first() {
+        use crate::maintenance::Maintenance;
+        let (map, acl) = (Path::new("/m.map"), Path::new("/a.acl"));
+        let on = Maintenance {
+            message: "Upgrading, back at 14:00".into(),
+            retry_after_secs: 120,
+            allow: vec!["10.0.0.9".parse().unwrap()],
+            since: 0,
+        };
+        assert_eq!(
+            maintenance_commands(map, acl, &[], &[], Some(&on)),
+            [
+                "add acl /a.acl 10.0.0.9",
+                "add map /m.map message Upgrading%2C%20back%20at%2014%3A00",
+                "add map /m.map retry-after 120",
+                "add map /m.map on 1",
+            ]
+        );
+        let applied: Vec<(String, String)> = [
+            ("message", "Upgrading%2C%20back%20at%2014%3A00"),
+            ("retry-after", "60"),
+            ("on", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let allowed = vec!["10.0.0.9".to_string(), "10.0.0.1".to_string()];
+        assert_eq!(
+            maintenance_commands(map, acl, &applied, &allowed, Some(&on)),
+            ["del acl /a.acl 10.0.0.1", "set map /m.map retry-after 120"],
+            "only what differs"
+        );
+        assert_eq!(
+            maintenance_commands(map, acl, &applied, &allowed, None),
+            [
+                "del map /m.map on",
+                "del map /m.map message",
+                "del map /m.map retry-after",
+                "del acl /a.acl 10.0.0.9",
+                "del acl /a.acl 10.0.0.1",
+            ]
+        );
+        assert!(maintenance_commands(map, acl, &[], &[], None).is_empty());
+    }
+
+    #[test]
+    fn map_answers_are_parsed_and_an_unknown_map_is_an_error() {
+        assert_eq!(
+            parse_map("0x7fc5 message Down%20now\n0x5605 on 1\n\n").unwrap(),
+            [
+                ("message".to_string(), "Down%20now".to_string()),
+                ("on".into(), "1".into())
+            ]
+        );
+        assert_eq!(parse_map("0x56 127.0.0.1\n").unwrap()[0].0, "127.0.0.1");
+        assert!(parse_map("").unwrap().is_empty());
+        assert!(parse_map("Unknown map identifier. Please use #<id> or <file>.\n").is_err());
+        assert_eq!(url_encode("a b/é"), "a%20b%2F%C3%A9");
     }
 
     #[test]

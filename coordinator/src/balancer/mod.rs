@@ -96,6 +96,11 @@ pub enum BalancerError {
     /// The balancer is in a terminal error state an operator must fix (Octavia ERROR).
     #[error("{object} is in {status}: an operator must fix or recreate it; not retrying blindly")]
     Failed { object: String, status: String },
+    #[error("{what} is not supported with the {kind} balancer yet")]
+    Unsupported {
+        kind: &'static str,
+        what: &'static str,
+    },
     #[error(transparent)]
     OpenStack(#[from] crate::openstack::OpenStackError),
 }
@@ -126,6 +131,20 @@ pub trait Balancer: Send + Sync {
     fn member_port(&self) -> u16;
     async fn observe(&self) -> Result<Vec<Member>, BalancerError>;
     async fn apply(&self, changes: &[MemberChange]) -> Result<(), BalancerError>;
+    /// Converge maintenance mode on `wanted` (None: off); true when something changed.
+    /// A balancer without it refuses only when it is wanted.
+    async fn maintenance(
+        &self,
+        wanted: Option<&crate::maintenance::Maintenance>,
+    ) -> Result<bool, BalancerError> {
+        match wanted {
+            None => Ok(false),
+            Some(_) => Err(BalancerError::Unsupported {
+                kind: self.kind(),
+                what: "maintenance mode",
+            }),
+        }
+    }
 }
 
 /// Build the configured balancer and start its loop over `view` (None when
@@ -135,6 +154,7 @@ pub fn start(
     config: &config::BalancerConfig,
     view: reconcile::ViewSource,
     events: Option<tokio::sync::broadcast::Receiver<crate::view::ClusterEvent>>,
+    maintenance: tokio::sync::watch::Receiver<Option<crate::maintenance::Maintenance>>,
 ) -> Result<Option<reconcile::BalancerLoop>, crate::openstack::OpenStackError> {
     let balancer: std::sync::Arc<dyn Balancer> = match &config.kind {
         config::BalancerKind::None => return Ok(None),
@@ -153,11 +173,12 @@ pub fn start(
             ))
         }
     };
-    Ok(Some(reconcile::BalancerLoop::start(
+    Ok(Some(reconcile::BalancerLoop::start_with(
         balancer,
         view,
         events,
         std::sync::Arc::new(reconcile::GrpcConfirmer::default()),
         config.loop_settings.clone(),
+        maintenance,
     )))
 }

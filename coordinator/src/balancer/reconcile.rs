@@ -113,6 +113,13 @@ pub struct BalancerStatus {
     /// The failed round's error, until a round succeeds.
     pub last_error: Option<String>,
     pub last_changes: Vec<MemberChange>,
+    /// Maintenance mode as last put in place on the balancer (None: off); `None` also
+    /// until the first round.
+    pub maintenance: Option<crate::maintenance::Maintenance>,
+    /// Whether `maintenance` was put in place (false until it is, and after a failure).
+    pub maintenance_applied: bool,
+    /// Why maintenance mode could not be put in place, until it is.
+    pub maintenance_error: Option<String>,
 }
 
 /// A running loop; dropping the handle does not stop it, [`BalancerLoop::stop`] does.
@@ -129,12 +136,26 @@ impl std::fmt::Debug for BalancerLoop {
 }
 
 impl BalancerLoop {
+    /// The loop without maintenance mode.
     pub fn start(
         balancer: Arc<dyn Balancer>,
         view: ViewSource,
         events: Option<broadcast::Receiver<ClusterEvent>>,
         confirmer: Arc<dyn Confirmer>,
         settings: LoopSettings,
+    ) -> BalancerLoop {
+        let (_off, maintenance) = watch::channel(None);
+        BalancerLoop::start_with(balancer, view, events, confirmer, settings, maintenance)
+    }
+
+    /// The loop, converging the balancer on `maintenance` (the wanted state) every round.
+    pub fn start_with(
+        balancer: Arc<dyn Balancer>,
+        view: ViewSource,
+        events: Option<broadcast::Receiver<ClusterEvent>>,
+        confirmer: Arc<dyn Confirmer>,
+        settings: LoopSettings,
+        maintenance: watch::Receiver<Option<crate::maintenance::Maintenance>>,
     ) -> BalancerLoop {
         let (stop, stop_rx) = watch::channel(false);
         let (status_tx, status) = watch::channel(BalancerStatus {
@@ -150,6 +171,10 @@ impl BalancerLoop {
             // every view event wakes a round (a lagged receiver too: something changed)
             inputs = inputs.wakes(BroadcastStream::new(events).map(|_| ()));
         }
+        // a change of the wanted maintenance mode wakes a round at once
+        inputs = inputs.wakes(
+            tokio_stream::wrappers::WatchStream::from_changes(maintenance.clone()).map(|_| ()),
+        );
         let backoff = runner::Backoff {
             first: settings.interval,
             max: Duration::from_secs(10),
@@ -163,6 +188,7 @@ impl BalancerLoop {
             memory: Memory::default(),
             watching_since: Instant::now(),
             status: status_tx,
+            maintenance,
         };
         let task = tokio::spawn(runner::run("balancer", pass, backoff, inputs, stop_rx));
         BalancerLoop { stop, status, task }
@@ -261,6 +287,32 @@ struct BalancerPass {
     memory: Memory,
     watching_since: Instant,
     status: watch::Sender<BalancerStatus>,
+    maintenance: watch::Receiver<Option<crate::maintenance::Maintenance>>,
+}
+
+impl BalancerPass {
+    /// Converges maintenance mode on the wanted state: every round while it is on (a
+    /// reloaded HAProxy starts with empty maps), and while off until that is in place.
+    async fn maintenance(&mut self) {
+        let wanted = self.maintenance.borrow().clone();
+        let status = self.status.borrow().clone();
+        if wanted.is_none() && status.maintenance_applied && status.maintenance.is_none() {
+            return;
+        }
+        let result = self.balancer.maintenance(wanted.as_ref()).await;
+        self.status.send_modify(|s| match result {
+            Ok(_) => {
+                s.maintenance = wanted;
+                s.maintenance_applied = true;
+                s.maintenance_error = None;
+            }
+            Err(error) => {
+                tracing::warn!(balancer = self.balancer.kind(), "maintenance mode: {error}");
+                s.maintenance_applied = false;
+                s.maintenance_error = Some(error.to_string());
+            }
+        });
+    }
 }
 
 #[async_trait]
@@ -268,6 +320,7 @@ impl runner::Reconciler for BalancerPass {
     type Command = ();
 
     async fn pass(&mut self) -> runner::Next {
+        self.maintenance().await;
         let outcome = round(
             self.balancer.as_ref(),
             &self.view_source,

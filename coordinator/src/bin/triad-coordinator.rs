@@ -36,9 +36,15 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         .await?,
     );
     let (loops_stop_tx, loops_stop_rx) = tokio::sync::watch::channel(false);
+    // maintenance mode's wanted state (issue 18), resumed from the state directory
+    let maintenance = Arc::new(
+        triad_coordinator::maintenance::MaintenanceStore::open(&config.state_dir)
+            .map_err(|e| anyhow::anyhow!("maintenance mode: {e}"))?,
+    );
     let mut service = CoordinatorGrpc::new(coordinator.clone())
         .with_tls(config.tls.clone())
-        .with_state_dir(config.state_dir.clone());
+        .with_state_dir(config.state_dir.clone())
+        .with_maintenance(maintenance.clone());
     if config.galera_recovery {
         if config.galera_nodes.is_empty() {
             tracing::warn!("[galera] nodes is not set: the members a full-outage election waits for come from gossip alone, which anyone on the cluster network can forge; list the Galera nodes there");
@@ -89,7 +95,8 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
                 Arc::new(triad_coordinator::jobs::GrpcJobAgents {
                     timeout: std::time::Duration::from_secs(2),
                 }),
-            );
+            )
+            .with_maintenance(maintenance.watch());
             service = service.with_jobs(jobs.spawn(coordinator.clone(), loops_stop_rx.clone()));
         }
     }
@@ -100,6 +107,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         &balancer_config,
         Arc::new(move || view_of.view()),
         Some(coordinator.subscribe()),
+        maintenance.watch(),
     )
     .context("starting the balancer membership loop")?;
     if let Some(balancer_loop) = &balancer_loop {

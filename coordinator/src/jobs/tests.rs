@@ -155,6 +155,26 @@ impl JobAgents for FakeAgents {
             .get_mut(node)
             .is_some_and(|holder| holder.confirm(confirm)))
     }
+
+    async fn release(
+        &self,
+        node: &str,
+        _grpc: SocketAddr,
+        _job: &str,
+        epoch: Epoch,
+    ) -> Result<bool, AgentError> {
+        if let Some(error) = self.unreachable(node) {
+            return Err(error);
+        }
+        let mut holders = self.holders.lock().unwrap();
+        let Some(holder) = holders.get_mut(node) else {
+            return Ok(false);
+        };
+        if holder.epoch() != Some(epoch) {
+            return Ok(false);
+        }
+        Ok(holder.release().is_some())
+    }
 }
 
 fn member(id: &str, live: bool, ready: bool, jobs: Vec<JobState>) -> ObservedMember {
@@ -417,4 +437,43 @@ async fn the_latest_run_in_gossip_is_kept_and_handed_to_the_next_holder() {
     let offers = h.agents.offers.lock().unwrap().clone();
     let (_, offer) = offers.iter().find(|(node, _)| node == "n2").unwrap();
     assert_eq!(offer.last_run_start_unix_ms, 1_772_445_600_000);
+}
+
+#[tokio::test]
+async fn maintenance_mode_takes_the_lease_back_and_grants_again_after_it() {
+    let mut h = Harness::new();
+    let (maintenance, watch) = tokio::sync::watch::channel(None);
+    h.jobs = JobsLoop::new(vec![job()], &h.dir, h.agents.clone()).with_maintenance(watch);
+    h.jobs.origin = h.origin;
+    assert_eq!(h.run(&all_ready(), 0, 5_000, 500).await, ["n1"]);
+    maintenance.send_replace(Some(crate::maintenance::Maintenance {
+        message: "upgrading".into(),
+        retry_after_secs: 60,
+        allow: vec![],
+        since: 0,
+    }));
+    let offers_before = h.agents.offers.lock().unwrap().len();
+    assert!(
+        h.run(&all_ready(), 5_500, 40_000, 500).await.is_empty(),
+        "nobody holds it"
+    );
+    assert_eq!(
+        h.agents.offers.lock().unwrap().len(),
+        offers_before,
+        "no offer while paused"
+    );
+    let status = h.status();
+    assert!(
+        status.lease.starts_with("paused (maintenance mode)"),
+        "{status:?}"
+    );
+    assert_eq!(status.holder, None, "given back");
+    maintenance.send_replace(None);
+    let holders = h.run(&all_ready(), 40_500, 45_000, 500).await;
+    assert_eq!(
+        holders,
+        ["n1"],
+        "granted again at once: the lease was given back"
+    );
+    assert_eq!(h.status().epoch, 2);
 }

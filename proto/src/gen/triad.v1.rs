@@ -2119,6 +2119,27 @@ pub struct ClusterStatus {
     /// The cluster jobs (`\[[app.jobs]\]`), in the config's order; empty when none.
     #[prost(message, repeated, tag = "16")]
     pub jobs: ::prost::alloc::vec::Vec<JobFact>,
+    /// Maintenance mode; absent when off.
+    #[prost(message, optional, tag = "17")]
+    pub maintenance: ::core::option::Option<MaintenanceSection>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MaintenanceSection {
+    #[prost(string, tag = "1")]
+    pub message: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub retry_after_secs: u32,
+    #[prost(string, repeated, tag = "3")]
+    pub allow: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Unix seconds.
+    #[prost(uint64, tag = "4")]
+    pub since: u64,
+    /// The balancer has it in place.
+    #[prost(bool, tag = "5")]
+    pub applied: bool,
+    /// Why the balancer does not have it in place; empty when it has.
+    #[prost(string, tag = "6")]
+    pub error: ::prost::alloc::string::String,
 }
 /// One cluster job: who may run it, its last and next run, and what needs an operator.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -2345,6 +2366,25 @@ pub struct AppRunRequest {
     /// Run on this node; empty: the first live and ready node by id.
     #[prost(string, tag = "5")]
     pub node: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MaintenanceRequest {
+    #[prost(bool, tag = "1")]
+    pub on: bool,
+    /// The body of every 503; default "Down for maintenance; back soon.".
+    #[prost(string, tag = "2")]
+    pub message: ::prost::alloc::string::String,
+    /// Default 300.
+    #[prost(uint32, tag = "3")]
+    pub retry_after_secs: u32,
+    /// Addresses that still reach the app, besides the caller's own.
+    #[prost(string, repeated, tag = "4")]
+    pub allow: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MaintenanceReply {
+    #[prost(string, tag = "1")]
+    pub message: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -2586,6 +2626,33 @@ pub mod coordinator_service_client {
                 .insert(GrpcMethod::new("triad.v1.CoordinatorService", "AppRun"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// `triadctl app maintenance on|off`: the balancer answers clients 503 with Retry-After
+        /// (the allowed addresses and the caller's own still reach the app), cluster jobs pause.
+        /// Answers once the balancer has it in place (or says why not).
+        pub async fn maintenance(
+            &mut self,
+            request: impl tonic::IntoRequest<super::MaintenanceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::MaintenanceReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/Maintenance",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "Maintenance"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2639,6 +2706,16 @@ pub mod coordinator_service_server {
             &self,
             request: tonic::Request<super::AppRunRequest>,
         ) -> std::result::Result<tonic::Response<Self::AppRunStream>, tonic::Status>;
+        /// `triadctl app maintenance on|off`: the balancer answers clients 503 with Retry-After
+        /// (the allowed addresses and the caller's own still reach the app), cluster jobs pause.
+        /// Answers once the balancer has it in place (or says why not).
+        async fn maintenance(
+            &self,
+            request: tonic::Request<super::MaintenanceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::MaintenanceReply>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct CoordinatorServiceServer<T> {
@@ -2939,6 +3016,52 @@ pub mod coordinator_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/Maintenance" => {
+                    #[allow(non_camel_case_types)]
+                    struct MaintenanceSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::UnaryService<super::MaintenanceRequest>
+                    for MaintenanceSvc<T> {
+                        type Response = super::MaintenanceReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::MaintenanceRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::maintenance(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = MaintenanceSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
