@@ -297,3 +297,62 @@ async fn loopback_haproxy_blinking_readiness_does_not_flap() {
     wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
     control.stop().await;
 }
+
+/// Maintenance mode on a real HAProxy: clients get 503 with Retry-After and the message, the
+/// allowed address is served, the servers stay members; off serves everybody again; a
+/// reloaded HAProxy (maps empty again) is put back by the next convergence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_haproxy_maintenance_mode_answers_503_but_to_the_allowed() {
+    use triad_coordinator::balancer::Balancer as _;
+    use triad_coordinator::maintenance::Maintenance;
+    let lab = lab(true).await;
+    let balancer = lab.haproxy.balancer(lab.port);
+    traffic_reaches(lab.haproxy.frontend, &["n1", "n2", "n3"]).await;
+    let operator: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let client: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let on = Maintenance {
+        message: "Upgrading: back at 14:00".into(),
+        retry_after_secs: 120,
+        allow: vec![operator],
+        since: 0,
+    };
+    assert!(balancer.maintenance(Some(&on)).await.unwrap(), "changed");
+    assert!(
+        !balancer.maintenance(Some(&on)).await.unwrap(),
+        "converged: nothing to do"
+    );
+    let (status, answer) = get_from(client, lab.haproxy.frontend).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 503"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("\r\nretry-after: 120\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\nUpgrading: back at 14:00"),
+        "{answer:?}"
+    );
+    let (status, answer) = get_from(operator, lab.haproxy.frontend).await.unwrap();
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "the allowed address: {answer}"
+    );
+    let members = balancer.observe().await.unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(
+        members.iter().all(|m| m.state == MemberState::Active),
+        "{members:?}"
+    );
+    // the message changes in place
+    let changed = Maintenance {
+        message: "Still upgrading".into(),
+        ..on.clone()
+    };
+    assert!(balancer.maintenance(Some(&changed)).await.unwrap());
+    let (_, answer) = get_from(client, lab.haproxy.frontend).await.unwrap();
+    assert!(answer.ends_with("Still upgrading"), "{answer:?}");
+    assert!(balancer.maintenance(None).await.unwrap());
+    let (status, answer) = get_from(client, lab.haproxy.frontend).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "off: {answer}");
+    assert!(
+        !balancer.maintenance(None).await.unwrap(),
+        "off and converged"
+    );
+}

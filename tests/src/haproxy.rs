@@ -56,20 +56,42 @@ pub struct ServerStat {
 /// The cookie that keeps a client on one node.
 pub const COOKIE: &str = "TRIADSRV";
 
+/// Maintenance mode's runtime map and allow list (the coordinator's `[balancer.haproxy]
+/// maintenance_map` and `maintenance_allow`), in `dir`.
+pub fn maintenance_files(dir: &Path) -> (PathBuf, PathBuf) {
+    (
+        dir.join("triad-maintenance.map"),
+        dir.join("triad-maintenance-allow.acl"),
+    )
+}
+
+/// Creates the maintenance files empty (HAProxy loads them at start); kept when present.
+fn create_maintenance_files(dir: &Path) -> Result<()> {
+    let (map, allow) = maintenance_files(dir);
+    for file in [map, allow] {
+        if !file.exists() {
+            std::fs::write(&file, "").io("write", &file)?;
+        }
+    }
+    Ok(())
+}
+
 /// The HAProxy config for `servers` (name, addr).
 pub fn config(dir: &Path, servers: &[(String, String)]) -> String {
+    let (map, allow) = maintenance_files(dir);
     let mut s = format!(
         "global\n    stats socket {sock} mode 600 level admin\n    maxconn 2000\n\n\
 defaults\n    mode http\n    timeout connect 2s\n    timeout client 15s\n    timeout server 15s\n    \
 timeout check 8s\n    retries 3\n    option redispatch 1\n\n\
-frontend fe_web\n    bind {LISTEN}\n    default_backend {BACKEND}\n\n\
+frontend fe_web\n    bind {LISTEN}\n    # maintenance mode (`triadctl app maintenance on`)\n    {maintenance}\n    default_backend {BACKEND}\n\n\
 backend {BACKEND}\n    balance roundrobin\n    option httpchk GET {HEALTH_PATH}\n    \
 http-check expect status {HEALTH_CODES}\n    retry-on all-retryable-errors\n    http-request disable-l7-retry if METH_POST\n    \
 # a client stays on the node that served it while that node is up (the coordinator adds\n    \
 # servers at run time, which take no `cookie`: dynamic cookies from each server's address)\n    \
 cookie {COOKIE} insert indirect nocache httponly dynamic\n    dynamic-cookie-key triad-lab\n    \
 default-server inter 1s fall 2 rise 2\n",
-        sock = dir.join("admin.sock").display()
+        sock = dir.join("admin.sock").display(),
+        maintenance = triad_coordinator::balancer::haproxy::maintenance_frontend_line(&map, &allow),
     );
     for (n, a) in servers {
         s.push_str(&format!("    server {n} {a}:80 check\n"));
@@ -84,6 +106,7 @@ impl Haproxy {
         let dir = state.join("haproxy");
         std::fs::create_dir_all(&dir).io("mkdir", &dir)?;
         let cfg = dir.join("haproxy.cfg");
+        create_maintenance_files(&dir)?;
         std::fs::write(&cfg, config(&dir, servers)).io("write", &cfg)?;
         crate::cmd::run(
             Command::new("haproxy")
@@ -253,6 +276,7 @@ mod tests {
             return;
         }
         let cfg = dir.path().join("haproxy.cfg");
+        create_maintenance_files(dir.path()).unwrap();
         std::fs::write(&cfg, &text).unwrap();
         let out = Command::new("haproxy")
             .arg("-c")

@@ -318,6 +318,7 @@ fn autoscale_section(autoscale: Autoscale) -> String {
 /// [`coordinator_config`] with the given autoscaling.
 pub fn coordinator_config_with(tb: &Testbed, autoscale: Autoscale) -> String {
     let nodes: Vec<String> = tb.nodes.iter().map(|n| n.name.clone()).collect();
+    let maintenance = crate::haproxy::maintenance_files(&tb.state.join("haproxy"));
     format!(
         "[coordinator]\nstate_dir = \"{state}\"\n\n\
 [cluster]\nname = \"{CLUSTER}\"\nseeds = {seeds}\n\n[gossip]\nlisten = \"{HOST_ADDR}:{GOSSIP_PORT}\"\n\n\
@@ -325,12 +326,14 @@ pub fn coordinator_config_with(tb: &Testbed, autoscale: Autoscale) -> String {
 [volume]\nname = \"{VOLUME}\"\nbrick_path = \"{BRICK}\"\n# the lab's bricks live on the container's root fs\nbricks_on_root_fs = true\n\n\
 [app]\ndatabase = \"{APP_DATABASE}\"\n\n\
 {autoscale}\
-[balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\n\n\
+[balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\nmaintenance_map = \"{map}\"\nmaintenance_allow = \"{allow}\"\n\n\
 [metrics]\nlisten = \"{COORDINATOR_METRICS}\"\n\n\
 [tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/coordinator.pem\"\nkey = \"{pki}/coordinator.key\"\n",
         pki = lab_pki_dir().display(),
         state = tb.state.join("coordinator/state").display(),
         socket = tb.state.join("haproxy/admin.sock").display(),
+        map = maintenance.0.display(),
+        allow = maintenance.1.display(),
         backend = crate::haproxy::BACKEND,
         seeds = toml_list(&seeds(tb)),
         nodes = toml_list(&nodes),

@@ -17,6 +17,142 @@ fn failover_bound() -> Duration {
     PROBE_LEASE + PROBE_INTERVAL + Duration::from_secs(10)
 }
 
+/// A real client from another address than the operator's: `curl --interface 127.0.0.2`;
+/// (status, Retry-After, body).
+fn client_get(path: &str) -> anyhow::Result<(u16, Option<String>, String)> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10", "--interface", "127.0.0.2"])
+        .arg(format!("http://{}{path}", triad_tests::haproxy::LISTEN))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("curl: no HTTP status in {text:?}"))?;
+    let retry_after = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("retry-after: ")
+            .map(str::to_string)
+    });
+    Ok((status, retry_after, body.to_string()))
+}
+
+fn maintenance(tb: &Testbed) -> anyhow::Result<()> {
+    let mut on = triad::triadctl(&[
+        "app",
+        "maintenance",
+        "on",
+        "--message",
+        "Upgrading, back soon",
+        "--retry-after",
+        "120",
+    ])?;
+    let out = triad_tests::cmd::output_timeout(&mut on, Duration::from_secs(60))?;
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "maintenance on: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("[jobs] {said}");
+    // at once: the coordinator answered once HAProxy had it
+    let (status, retry_after, body) = client_get(triad_tests::wordpress::NODE_PAGE)?;
+    assert_eq!(
+        (status, retry_after.as_deref()),
+        (503, Some("120")),
+        "{body}"
+    );
+    assert_eq!(body.trim(), "Upgrading, back soon");
+    let operator = triad_tests::http::get(
+        triad_tests::haproxy::LISTEN,
+        triad_tests::wordpress::NODE_PAGE,
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(
+        operator.status, 200,
+        "the operator's own address reaches the app"
+    );
+    // the upgrade runs meanwhile, once
+    let mut upgrade = triad::triadctl(&[
+        "app",
+        "run",
+        "upgrade",
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 2; echo upgraded on $(hostname)",
+    ])?;
+    let out = triad_tests::cmd::output_timeout(&mut upgrade, Duration::from_secs(60))?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("upgraded on n"));
+    assert_eq!(
+        client_get("/")?.0,
+        503,
+        "still in maintenance after the upgrade"
+    );
+    // jobs pause: the probe's lease is given back (a run going finishes first)
+    let paused = wait::until(
+        "job probe to pause",
+        Duration::from_secs(PROBE_LEASE.as_secs() + 15),
+        Duration::from_millis(500),
+        || {
+            let job = jobs::job_status("probe")?;
+            let lease = job["lease"].as_str().unwrap_or("").to_string();
+            Ok(
+                if lease.starts_with("paused") && job["running_on"].is_null() {
+                    wait::Poll::Ready(jobs::now_ns())
+                } else {
+                    wait::Poll::Pending(lease)
+                },
+            )
+        },
+    )?;
+    let text = triad::triadctl_status(false)?;
+    assert!(text.contains("maintenance: ON since "), "{text}");
+    // a whole interval and more without a run
+    wait::pace(PROBE_INTERVAL + Duration::from_secs(3), "the probe paused")?;
+    let during = jobs::probe_runs(reader(tb, ""))?;
+    let started: Vec<&jobs::Run> = during.iter().filter(|r| r.start > paused).collect();
+    assert!(
+        started.is_empty(),
+        "probe runs started in maintenance mode: {started:?}"
+    );
+    // off: clients are served again, every node still a member, jobs resume
+    let mut off = triad::triadctl(&["app", "maintenance", "off"])?;
+    let out = triad_tests::cmd::output_timeout(&mut off, Duration::from_secs(60))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, _, body) = client_get(triad_tests::wordpress::NODE_PAGE)?;
+    assert_eq!(status, 200, "{body}");
+    let members = triad::status_json()?["balancer"]["members"].clone();
+    assert_eq!(
+        members,
+        serde_json::json!(["n1 active", "n2 active", "n3 active"]),
+        "no node left drained"
+    );
+    let resumed = jobs::wait_run_after(
+        reader(tb, ""),
+        paused,
+        None,
+        PROBE_INTERVAL + Duration::from_secs(15),
+    )?;
+    eprintln!(
+        "[jobs] maintenance off: the probe ran again on {}",
+        resumed.node
+    );
+    Ok(())
+}
+
 /// A node other than `not` to read the probe file through.
 fn reader<'a>(tb: &'a Testbed, not: &str) -> &'a triad_tests::node::Node {
     tb.nodes
@@ -132,6 +268,10 @@ fn testbed_jobs_run_on_exactly_one_node_through_a_crash_a_cut_and_a_coordinator_
         stderr.contains("user: \"triad-nobody\" is not a user of this node"),
         "{stderr}"
     );
+
+    // maintenance mode: clients get 503 with Retry-After while an upgrade runs once; the
+    // operator's own address (127.0.0.1, triadctl's) still reaches the app; jobs pause
+    maintenance(&tb)?;
 
     // 2. the holder crashes: the job moves once its lease has run out
     let mut failovers = Vec::new();

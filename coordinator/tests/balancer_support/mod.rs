@@ -78,6 +78,12 @@ impl HaproxyProcess {
         let socket = dir.path().join("admin.sock");
         let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let frontend = SocketAddr::from(([127, 0, 0, 1], port));
+        // maintenance mode's map and allow list, empty at start
+        let (map, allow) = maintenance_files(dir.path());
+        std::fs::write(&map, "").expect("maintenance map");
+        std::fs::write(&allow, "").expect("maintenance allow list");
+        let maintenance =
+            triad_coordinator::balancer::haproxy::maintenance_frontend_line(&map, &allow);
         let config = format!(
             "global
     stats socket {socket} mode 600 level admin
@@ -89,6 +95,7 @@ defaults
     timeout server 30s
 {defaults_lines}frontend fe_web
     bind {frontend}
+    {maintenance}
     default_backend be_web
 backend be_web
     balance roundrobin
@@ -144,16 +151,42 @@ backend be_web
     }
 
     pub fn balancer(&self, server_port: u16) -> HaproxyBalancer {
-        HaproxyBalancer::new(HaproxySettings::new(
-            self.socket.clone(),
-            &self.backend,
-            server_port,
-        ))
+        let mut settings = HaproxySettings::new(self.socket.clone(), &self.backend, server_port);
+        (settings.maintenance_map, settings.maintenance_allow) = maintenance_files(self.dir.path());
+        HaproxyBalancer::new(settings)
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Maintenance mode's files in an HAProxy's directory.
+pub fn maintenance_files(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    (
+        dir.join("maintenance.map"),
+        dir.join("maintenance-allow.acl"),
+    )
+}
+
+/// One GET through `frontend` from the local address `from`: (status line, whole answer).
+pub async fn get_from(from: IpAddr, frontend: SocketAddr) -> Result<(String, String), String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .map_err(|e| format!("bind {from}: {e}"))?;
+    let mut stream = socket.connect(frontend).await.map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.lines().next().unwrap_or("").to_string();
+    Ok((status, response))
 }
 
 /// A minimal HTTP/1.1 server answering every request with its name (and `/health` with
