@@ -206,6 +206,8 @@ pub struct JobStatus {
     /// What needs an operator: the last run failed, a node refused the job, the record
     /// cannot be written.
     pub warning: Option<String>,
+    /// gRPC calls to agents for this job since the coordinator started.
+    pub calls: u64,
 }
 
 impl JobStatus {
@@ -226,6 +228,7 @@ impl JobStatus {
             }),
             next_run: self.next_run,
             warning: self.warning.clone().unwrap_or_default(),
+            calls: self.calls,
         }
     }
 }
@@ -249,6 +252,8 @@ pub struct JobsLoop {
     /// Maintenance mode: while on, no lease is granted or renewed and holders are asked to
     /// give theirs back (runs going finish).
     maintenance: Option<watch::Receiver<Option<crate::maintenance::Maintenance>>>,
+    /// gRPC calls made to agents per job since this process started (the lease's cost).
+    calls: BTreeMap<String, u64>,
 }
 
 impl std::fmt::Debug for JobsLoop {
@@ -325,7 +330,12 @@ impl JobsLoop {
             agents,
             status: watch::channel(Vec::new()).0,
             maintenance: None,
+            calls: BTreeMap::new(),
         }
+    }
+
+    fn count_call(&mut self, job: &str) {
+        *self.calls.entry(job.to_string()).or_default() += 1;
     }
 
     /// Pause every job while `maintenance` is on.
@@ -363,6 +373,7 @@ impl JobsLoop {
                         last_run: None,
                         next_run: None,
                         warning: Some(error.clone()),
+                        calls: 0,
                     })
                     .collect();
                 self.status.send_replace(statuses);
@@ -509,6 +520,7 @@ impl JobsLoop {
             serial: offer.serial,
             last_run_start_unix_ms,
         };
+        self.count_call(&job.name);
         let ack = match self.agents.offer(&node.0, grpc, request).await {
             Ok(ack) => ack,
             Err(error) => {
@@ -534,6 +546,7 @@ impl JobsLoop {
         let Some(confirm) = lease.on_ack(persisted.as_ref(), &node, ack, acked_at) else {
             return format!("{node} acked an offer that is no longer current");
         };
+        self.count_call(&job.name);
         match self.agents.confirm(&node.0, grpc, &job.name, confirm).await {
             Ok(_) => format!("held by {node}"),
             Err(error) => format!("held by {node}; the last confirm failed: {error}"),
@@ -562,6 +575,7 @@ impl JobsLoop {
                 "paused (maintenance mode); {node} is unreachable: its lease runs out by itself"
             );
         };
+        self.count_call(&job.name);
         match self.agents.release(&node, grpc, &job.name, lease.epoch).await {
             Ok(true) => {
                 if let Some(entry) = record.jobs.get_mut(&job.name) {
@@ -636,6 +650,7 @@ impl JobsLoop {
             last_run: entry.last_run.clone(),
             next_run,
             warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+            calls: self.calls.get(&job.name).copied().unwrap_or(0),
         }
     }
 

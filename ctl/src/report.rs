@@ -106,6 +106,8 @@ pub struct JobReport {
     pub next_run: Option<u64>,
     /// What needs an operator; null when nothing.
     pub warning: Option<String>,
+    /// gRPC calls to agents for this job since the coordinator started.
+    pub calls: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -137,6 +139,7 @@ impl JobReport {
             }),
             next_run: job.next_run,
             warning: some(&job.warning),
+            calls: job.calls,
         }
     }
 

@@ -2171,6 +2171,10 @@ pub struct JobFact {
     /// when none.
     #[prost(string, tag = "9")]
     pub warning: ::prost::alloc::string::String,
+    /// gRPC calls to agents for this job (offers, confirms, releases) since the coordinator
+    /// started: the lease's cost.
+    #[prost(uint64, tag = "10")]
+    pub calls: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JobRun {
