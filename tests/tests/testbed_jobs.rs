@@ -175,6 +175,10 @@ fn testbed_jobs_run_on_exactly_one_node_through_a_crash_a_cut_and_a_coordinator_
     // 1. steady: one holder, runs every interval, WordPress's cron succeeds, the bad job
     //    is refused by name
     let holder = jobs::wait_holder("probe", None, Duration::from_secs(60))?;
+    let calls_from = (
+        Instant::now(),
+        jobs::job_status("probe")?["calls"].as_u64().unwrap_or(0),
+    );
     let first = jobs::wait_run_after(reader(&tb, ""), 0, None, Duration::from_secs(60))?;
     jobs::wait_run_after(
         reader(&tb, ""),
@@ -268,6 +272,15 @@ fn testbed_jobs_run_on_exactly_one_node_through_a_crash_a_cut_and_a_coordinator_
         stderr.contains("user: \"triad-nobody\" is not a user of this node"),
         "{stderr}"
     );
+
+    // the lease's cost in steady state: gRPC calls per minute for the probe job
+    let calls = jobs::job_status("probe")?["calls"].as_u64().unwrap_or(0) - calls_from.1;
+    let per_minute = calls as f64 * 60.0 / calls_from.0.elapsed().as_secs_f64();
+    eprintln!(
+        "[jobs] the probe's lease: {calls} gRPC calls in {:.0?}, {per_minute:.1} per minute",
+        calls_from.0.elapsed()
+    );
+    assert!(calls > 0, "renewals are counted");
 
     // maintenance mode: clients get 503 with Retry-After while an upgrade runs once; the
     // operator's own address (127.0.0.1, triadctl's) still reaches the app; jobs pause

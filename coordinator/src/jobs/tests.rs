@@ -276,7 +276,11 @@ async fn the_lowest_ready_node_holds_the_job_and_renewals_keep_it() {
     let status = h.status();
     assert_eq!(status.holder.as_deref(), Some("n1"));
     assert_eq!((status.epoch, status.lease.as_str()), (1, "held by n1"));
-    assert_eq!(status.calls, 2 * offers.len() as u64, "an offer and a confirm per renewal");
+    assert_eq!(
+        status.calls,
+        2 * offers.len() as u64,
+        "an offer and a confirm per renewal"
+    );
     assert!(
         status.next_run.is_some() && status.warning.is_none(),
         "{status:?}"

@@ -80,6 +80,15 @@ fn classify(line: &str) -> Result<Line<'_>, String> {
         return Err("not a comment (the shipped file is all comments)".into());
     };
     let setting = |text: &str| text.starts_with(|c: char| c.is_ascii_alphabetic());
+    // an array of tables (`#[[app.jobs]]`) keeps its brackets in the name: `[[app.jobs]]`
+    if let Some(array) = rest.strip_prefix("[[") {
+        return match array.strip_suffix("]]") {
+            Some(name) if !name.is_empty() && !name.contains(['[', ']', ' ']) => {
+                Ok(Line::Table(&rest[1..rest.len() - 1]))
+            }
+            _ => Err("an array-of-tables header must be `#[[name]]`".into()),
+        };
+    }
     if let Some(table) = rest.strip_prefix('[') {
         return match table.strip_suffix(']') {
             Some(name) if !name.is_empty() && !name.contains(['[', ']', ' ']) => {

@@ -462,22 +462,30 @@ mod tests {
 
     /// (dotted name, keys) of every table that holds keys.
     fn collect_tables(prefix: &str, table: &toml::Table, out: &mut Vec<(String, Vec<String>)>) {
+        // an array of tables (`[[app.jobs]]`) is a table of its own, named in brackets
+        let array_of_tables = |value: &toml::Value| matches!(value, toml::Value::Array(items) if items.first().is_some_and(toml::Value::is_table));
         let keys: Vec<String> = table
             .iter()
-            .filter(|(_, value)| !value.is_table())
+            .filter(|(_, value)| !value.is_table() && !array_of_tables(value))
             .map(|(key, _)| key.clone())
             .collect();
         if !prefix.is_empty() && !keys.is_empty() {
             out.push((prefix.to_string(), keys));
         }
         for (key, value) in table {
-            if let toml::Value::Table(inner) = value {
-                let name = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}.{key}")
-                };
-                collect_tables(&name, inner, out);
+            let name = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(inner) => collect_tables(&name, inner, out),
+                toml::Value::Array(items) if array_of_tables(value) => {
+                    if let Some(toml::Value::Table(first)) = items.first() {
+                        collect_tables(&format!("[{name}]"), first, out);
+                    }
+                }
+                _ => {}
             }
         }
     }
