@@ -121,7 +121,7 @@ pub fn systemd_run_args(unit: &str, spec: &JobSpec) -> Vec<String> {
 }
 
 /// The properties [`parse_show`] reads.
-const SHOW_PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,ExecMainStatus,ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic";
+const SHOW_PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic";
 
 /// Pure: `systemctl show -p SHOW_PROPERTIES` output as an [`Observed`].
 pub fn parse_show(text: &str) -> Observed {
@@ -143,7 +143,12 @@ pub fn parse_show(text: &str) -> Observed {
         return Observed::Running;
     }
     let status: Option<u8> = get("ExecMainStatus").parse().ok();
+    // ExecMainCode 1 (CLD_EXITED): the command exited by itself, with its status. The unit
+    // may say otherwise later: a RemainAfterExit unit left unread (the agent down) is
+    // stopped at RuntimeMaxSec with Result=timeout although its run had ended well.
+    let exited = get("ExecMainCode") == "1";
     let outcome = match (get("Result"), status) {
+        (_, Some(status)) if exited => RunOutcome::Exit(status),
         ("success" | "exit-code", Some(status)) => RunOutcome::Exit(status),
         ("timeout", _) => RunOutcome::Timeout,
         ("signal" | "core-dump" | "oom-kill" | "watchdog", _) => RunOutcome::Signal,
@@ -291,6 +296,18 @@ mod tests {
         for (case, text, expected) in cases {
             assert_eq!(parse_show(&text), expected, "{case}");
         }
+        // an exited run whose unit was stopped at RuntimeMaxSec before anyone read it keeps
+        // its exit status; a run killed at the timeout is a timeout
+        let late = format!(
+            "{}ExecMainCode=1\n",
+            show("loaded", "failed", "failed", "timeout", "0")
+        );
+        assert_eq!(parse_show(&late), ended(RunOutcome::Exit(0)));
+        let killed = format!(
+            "{}ExecMainCode=2\n",
+            show("loaded", "failed", "failed", "timeout", "15")
+        );
+        assert_eq!(parse_show(&killed), ended(RunOutcome::Timeout));
         let no_exit_time = "LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainStatus=1\nExecMainStartTimestampMonotonic=5\nExecMainExitTimestampMonotonic=0\n";
         assert_eq!(
             parse_show(no_exit_time),
