@@ -75,9 +75,14 @@ pub fn expiring_certificates(expiring: &[(i64, &str, i64)]) -> String {
         .join(", ")
 }
 
-/// Who may call the coordinator: operators (triadctl). Nodes never need to, and a node's
-/// certificate must not be enough to recover the database or resize the cluster.
-pub const COORDINATOR_CALLERS: &[PeerRole] = &[PeerRole::Operator];
+/// Who may call the coordinator at all: operators (triadctl) and viewers (status and events
+/// only). Nodes never need to, and a node's certificate must not be enough to recover the
+/// database or resize the cluster.
+pub const COORDINATOR_CALLERS: &[PeerRole] = &[PeerRole::Operator, PeerRole::Viewer];
+
+/// Who may change anything (Recover, Scale, AppRun, Maintenance): operators only. Every
+/// call that is not a read checks this itself.
+pub const OPERATOR_ONLY: &[PeerRole] = &[PeerRole::Operator];
 
 /// Checks every call's client certificate before it reaches the service.
 #[derive(Debug, Clone, Copy)]
@@ -409,6 +414,7 @@ impl CoordinatorService for CoordinatorGrpc {
         &self,
         request: Request<v1::RecoverRequest>,
     ) -> Result<Response<v1::RecoverReply>, Status> {
+        triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "Recover")?;
         let Some(recovery) = &self.recovery else {
             return Err(
                 ErrorKind::Refused.status("galera recovery is not enabled on this coordinator")
@@ -429,6 +435,7 @@ impl CoordinatorService for CoordinatorGrpc {
         &self,
         request: Request<v1::ScaleRequest>,
     ) -> Result<Response<v1::ScaleReply>, Status> {
+        triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "Scale")?;
         let Some(autoscale) = &self.autoscale else {
             return Err(ErrorKind::Refused
                 .status("autoscaling is not configured on this coordinator ([autoscale])"));
@@ -446,6 +453,7 @@ impl CoordinatorService for CoordinatorGrpc {
         &self,
         request: Request<v1::MaintenanceRequest>,
     ) -> Result<Response<v1::MaintenanceReply>, Status> {
+        triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "Maintenance")?;
         use crate::maintenance::{Maintenance, DEFAULT_MESSAGE, DEFAULT_RETRY_AFTER};
         let store = self.maintenance.clone().ok_or_else(|| {
             ErrorKind::Refused.status("maintenance mode is not offered by this coordinator")
@@ -547,6 +555,7 @@ impl CoordinatorService for CoordinatorGrpc {
         &self,
         request: Request<v1::AppRunRequest>,
     ) -> Result<Response<Self::AppRunStream>, Status> {
+        triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "AppRun")?;
         use crate::app_run;
         let state_dir = self.state_dir.clone().ok_or_else(|| {
             ErrorKind::Refused.status("one-off runs need the coordinator's state directory")

@@ -64,6 +64,7 @@ fn pkis() -> Pkis {
     issue(ours.path(), "n1", PeerRole::Node, "127.0.4.1");
     issue(ours.path(), "n2", PeerRole::Node, "127.0.4.2");
     issue(ours.path(), "ops", PeerRole::Operator, "");
+    issue(ours.path(), "watcher", PeerRole::Viewer, "");
     let foreign = tempfile::tempdir().unwrap();
     pki::init(foreign.path(), "elsewhere", 30, false).unwrap();
     issue(foreign.path(), "ops", PeerRole::Operator, "");
@@ -283,6 +284,106 @@ async fn the_coordinator_answers_operators_only_and_says_why_it_refuses() {
     assert!(status.is_ok(), "after a failed reload: {status:?}");
 }
 
+/// A client of the coordinator with `name`'s certificate.
+async fn coordinator_client(
+    addr: SocketAddr,
+    dir: &Path,
+    name: &str,
+) -> CoordinatorServiceClient<tonic::transport::Channel> {
+    let read = |file: String| std::fs::read(dir.join(file)).unwrap();
+    let config = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(
+            "ca.pem".into(),
+        )))
+        .domain_name(COORDINATOR_SERVER_NAME)
+        .identity(tonic::transport::Identity::from_pem(
+            read(format!("{name}.pem")),
+            read(format!("{name}.key")),
+        ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
+        .tls_config(config)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    CoordinatorServiceClient::new(channel)
+}
+
+/// A viewer certificate reads the status and nothing else: every call that changes
+/// something is refused with PERMISSION_DENIED naming the role it needs, while an operator's
+/// same calls get past the check (and are answered by the service itself).
+#[tokio::test]
+async fn a_viewer_reads_the_status_and_may_change_nothing() {
+    let p = pkis();
+    let ours = p.ours.path();
+    let transport = ChannelTransport::with_mtu(65_507);
+    let tls = TlsReloader::new(files(ours, "coordinator")).unwrap();
+    let (addr, _server) = coordinator_server(tls.clone(), &transport).await;
+    let mut viewer = coordinator_client(addr, ours, "watcher").await;
+    let status = viewer
+        .cluster_status(v1::ClusterStatusRequest {})
+        .await
+        .expect("a viewer reads the status");
+    assert_eq!(status.into_inner().cluster_name, "test");
+    let mut operator = coordinator_client(addr, ours, "ops").await;
+    let refused = |status: tonic::Status, call: &str| {
+        assert_eq!(
+            status.code(),
+            tonic::Code::PermissionDenied,
+            "{call}: {status:?}"
+        );
+        assert!(
+            status.message().contains(&format!(
+                "{call}: watcher (viewer) may not call this; it needs role operator"
+            )),
+            "{call}: {}",
+            status.message()
+        );
+    };
+    let recover = || v1::RecoverRequest {
+        bootstrap_node: None,
+        force: false,
+    };
+    refused(viewer.recover(recover()).await.unwrap_err(), "Recover");
+    refused(
+        viewer.scale(v1::ScaleRequest { to: 4 }).await.unwrap_err(),
+        "Scale",
+    );
+    let maintenance = || v1::MaintenanceRequest {
+        on: true,
+        ..Default::default()
+    };
+    refused(
+        viewer.maintenance(maintenance()).await.unwrap_err(),
+        "Maintenance",
+    );
+    let run = || v1::AppRunRequest {
+        name: "x".into(),
+        argv: vec!["/bin/true".into()],
+        ..Default::default()
+    };
+    refused(
+        viewer.app_run(run()).await.map(|_| ()).unwrap_err(),
+        "AppRun",
+    );
+    // the operator's same calls pass the check: this test coordinator runs no recovery,
+    // autoscaling or maintenance, and says so
+    for status in [
+        operator.recover(recover()).await.unwrap_err(),
+        operator
+            .scale(v1::ScaleRequest { to: 4 })
+            .await
+            .unwrap_err(),
+        operator.maintenance(maintenance()).await.unwrap_err(),
+        operator.app_run(run()).await.map(|_| ()).unwrap_err(),
+    ] {
+        assert_ne!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    }
+}
+
 #[tokio::test]
 async fn an_agent_obeys_its_coordinator_and_operators_never_another_node() {
     let p = pkis();
@@ -373,9 +474,17 @@ async fn an_agent_obeys_its_coordinator_and_operators_never_another_node() {
         "{}",
         denied.message()
     );
+    // a viewer reads the coordinator's status only: an agent refuses it
+    let denied = call("watcher").await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(
+        denied.message().contains("watcher (viewer)"),
+        "{}",
+        denied.message()
+    );
     assert!(
         !runtime.state().keys().draining,
-        "the refused call did nothing"
+        "the refused calls did nothing"
     );
     call("ops").await.expect("an operator may drain");
     assert!(runtime.state().keys().draining);

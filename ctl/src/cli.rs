@@ -79,6 +79,8 @@ pub enum PkiRole {
     Coordinator,
     /// A person or tool running triadctl.
     Operator,
+    /// Reads status and events only (a dashboard, monitoring): every other call is refused.
+    Viewer,
 }
 
 #[derive(Debug, Subcommand)]

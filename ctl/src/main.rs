@@ -171,6 +171,7 @@ fn run_pki(command: PkiCommand) -> ExitCode {
                     PkiRole::Node => PeerRole::Node,
                     PkiRole::Coordinator => PeerRole::Coordinator,
                     PkiRole::Operator => PeerRole::Operator,
+                    PkiRole::Viewer => PeerRole::Viewer,
                 },
                 ips: ip,
                 dns,

@@ -177,7 +177,7 @@ pub fn issue_pem(dir: &Path, request: &IssueRequest) -> Result<(String, String),
     match request.role {
         PeerRole::Node => dns.insert(0, name.clone()),
         PeerRole::Coordinator => dns.insert(0, COORDINATOR_SERVER_NAME.to_string()),
-        PeerRole::Operator => {}
+        PeerRole::Operator | PeerRole::Viewer => {}
     }
     dns.dedup();
     for d in dns {
@@ -192,7 +192,7 @@ pub fn issue_pem(dir: &Path, request: &IssueRequest) -> Result<(String, String),
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = match request.role {
-        PeerRole::Operator => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        PeerRole::Operator | PeerRole::Viewer => vec![ExtendedKeyUsagePurpose::ClientAuth],
         PeerRole::Node | PeerRole::Coordinator => vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,

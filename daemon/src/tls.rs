@@ -32,6 +32,8 @@ pub enum PeerRole {
     Node,
     Coordinator,
     Operator,
+    /// Reads the coordinator's status and events, nothing else (a dashboard, monitoring).
+    Viewer,
 }
 
 impl PeerRole {
@@ -40,6 +42,7 @@ impl PeerRole {
             PeerRole::Node => "node",
             PeerRole::Coordinator => "coordinator",
             PeerRole::Operator => "operator",
+            PeerRole::Viewer => "viewer",
         }
     }
 
@@ -48,6 +51,7 @@ impl PeerRole {
             "node" => Some(PeerRole::Node),
             "coordinator" => Some(PeerRole::Coordinator),
             "operator" => Some(PeerRole::Operator),
+            "viewer" => Some(PeerRole::Viewer),
             _ => None,
         }
     }
