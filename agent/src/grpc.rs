@@ -33,6 +33,8 @@ pub struct AgentGrpc {
     app: Option<Arc<crate::app::AppDriver>>,
     db_router: Option<Arc<crate::dbrouter::DbRouter>>,
     jobs: Option<Arc<crate::jobs::JobsDriver>>,
+    /// Where the drain flag is kept across restarts (`None`: memory only, in tests).
+    drain_file: Option<std::path::PathBuf>,
     /// The server runs mutual TLS: callers are checked by their certificate's role.
     tls: bool,
 }
@@ -43,6 +45,16 @@ pub const AGENT_CALLERS: &[triad_daemon::tls::PeerRole] = &[
     triad_daemon::tls::PeerRole::Coordinator,
     triad_daemon::tls::PeerRole::Operator,
 ];
+
+/// The drain flag's file in the agent's state directory.
+pub const DRAIN_FILE: &str = "drained";
+
+/// The reason of a drain kept in `file` by an earlier agent process, if any.
+pub fn kept_drain(file: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|reason| reason.trim().to_string())
+}
 
 /// Who may call the job lease RPCs: the coordinator only.
 pub const JOB_CALLERS: &[triad_daemon::tls::PeerRole] = &[triad_daemon::tls::PeerRole::Coordinator];
@@ -70,8 +82,15 @@ impl AgentGrpc {
             app: None,
             db_router: None,
             jobs: None,
+            drain_file: None,
             tls: false,
         }
+    }
+
+    /// Keep the drain flag in `file` (its reason), so a drain outlives an agent restart.
+    pub fn with_drain_file(mut self, file: std::path::PathBuf) -> AgentGrpc {
+        self.drain_file = Some(file);
+        self
     }
 
     /// The server runs mutual TLS: only coordinator and operator certificates may call.
@@ -303,7 +322,13 @@ impl AgentService for AgentGrpc {
         &self,
         request: Request<v1::DrainRequest>,
     ) -> Result<Response<v1::DrainReply>, Status> {
-        tracing::info!(reason = %request.get_ref().reason, "draining on request");
+        let reason = request.get_ref().reason.clone();
+        tracing::info!(%reason, "draining on request");
+        if let Some(file) = &self.drain_file {
+            triad_daemon::fs::durable_write(file, &format!("{reason}\n")).map_err(|e| {
+                Unavailable.status(format!("cannot keep the drain in {}: {e}", file.display()))
+            })?;
+        }
         self.state.update(|keys| keys.draining = true);
         self.membership.publish(&self.state.keys()).await;
         Ok(Response::new(v1::DrainReply { draining: true }))
@@ -314,6 +339,15 @@ impl AgentService for AgentGrpc {
         _: Request<v1::UndrainRequest>,
     ) -> Result<Response<v1::DrainReply>, Status> {
         tracing::info!("undraining on request");
+        if let Some(file) = &self.drain_file {
+            match std::fs::remove_file(file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Unavailable.status(format!("cannot remove {}: {e}", file.display())))
+                }
+            }
+        }
         self.state.update(|keys| keys.draining = false);
         self.membership.publish(&self.state.keys()).await;
         Ok(Response::new(v1::DrainReply { draining: false }))

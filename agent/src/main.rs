@@ -40,7 +40,14 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         }
     };
     publish_expiry(tls.as_ref().and_then(|t| t.files().own_identity().ok()));
+    // a drain asked of an earlier agent process still holds (`triadctl undrain` lifts it)
+    let drain_file = config.state_dir.join(triad_agent::grpc::DRAIN_FILE);
+    if let Some(reason) = triad_agent::grpc::kept_drain(&drain_file) {
+        tracing::warn!(%reason, file = %drain_file.display(), "this node stays drained");
+        agent.state().update(|keys| keys.draining = true);
+    }
     let service = AgentGrpc::new(agent.state(), agent.membership())
+        .with_drain_file(drain_file)
         .with_galera(agent.galera())
         .with_gluster(agent.gluster())
         .with_app(agent.app())

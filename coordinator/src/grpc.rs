@@ -549,6 +549,57 @@ impl CoordinatorService for CoordinatorGrpc {
         }
     }
 
+    async fn node_drain(
+        &self,
+        request: Request<v1::NodeDrainRequest>,
+    ) -> Result<Response<v1::NodeDrainReply>, Status> {
+        let who =
+            triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "NodeDrain")?
+                .map_or_else(
+                    || "an operator (plaintext)".to_string(),
+                    |id| id.to_string(),
+                );
+        let r = request.into_inner();
+        let view = self.coordinator.view();
+        let plan = crate::drain::check(&view, &r.node, r.drain)
+            .map_err(|why| ErrorKind::Refused.status(why))?;
+        let reason = format!("drained by {who} (triadctl drain)");
+        let result = match plan {
+            crate::drain::Plan::Nothing(message) => {
+                return Ok(Response::new(v1::NodeDrainReply { message }))
+            }
+            crate::drain::Plan::Call { grpc } => {
+                let mut client = crate::agent_client::connect(
+                    &r.node,
+                    grpc,
+                    std::time::Duration::from_secs(5),
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+                .map_err(|e| ErrorKind::Unavailable.status(e.message))?;
+                if r.drain {
+                    client.drain(v1::DrainRequest { reason }).await
+                } else {
+                    client.undrain(v1::UndrainRequest {}).await
+                }
+            }
+        };
+        result.map_err(|status| {
+            ErrorKind::of(status.code()).status(format!("{}: {}", r.node, status.message()))
+        })?;
+        tracing::warn!(node = %r.node, drain = r.drain, %who, "node drain changed by an operator");
+        Ok(Response::new(v1::NodeDrainReply {
+            message: if r.drain {
+                format!("{} draining: the balancer takes it out once its requests have finished; its services keep running (`triadctl undrain {}` brings it back)", r.node, r.node)
+            } else {
+                format!(
+                    "{} takes traffic again once the balancer has seen it ready",
+                    r.node
+                )
+            },
+        }))
+    }
+
     type AppRunStream = Pin<Box<dyn Stream<Item = Result<v1::RunOnceEvent, Status>> + Send>>;
 
     async fn app_run(

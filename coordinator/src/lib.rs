@@ -21,6 +21,7 @@ pub mod autoscale;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod drain;
 pub mod grpc;
 #[cfg(test)]
 pub(crate) mod hostile_toml;

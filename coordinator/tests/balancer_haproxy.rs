@@ -356,3 +356,109 @@ async fn loopback_haproxy_maintenance_mode_answers_503_but_to_the_allowed() {
         "off and converged"
     );
 }
+
+/// `triadctl drain n2` / `undrain n2` as the coordinator serves them (NodeDrain through the
+/// node's real agent gRPC server): under a steady client through a real HAProxy, n2 leaves the
+/// balancer once its requests end and comes back, with no failed request; the only node
+/// serving is never drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_haproxy_operator_drain_and_undrain_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use triad_proto::v1::coordinator_service_server::CoordinatorService as _;
+    let lab = lab(false).await;
+    let balancer = lab.haproxy.balancer(lab.port);
+    let control = Control::start(&lab.transport, balancer.clone(), test_spec()).await;
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+    let service = triad_coordinator::grpc::CoordinatorGrpc::new(control.coordinator.clone());
+    // a steady client: a request every 20 ms, bounded in count and time
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let frontend = lab.haproxy.frontend;
+    let client = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut sent, mut failed) = (0u32, Vec::new());
+            let started = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed)
+                && sent < 5_000
+                && started.elapsed() < Duration::from_secs(120)
+            {
+                sent += 1;
+                if let Err(error) = get_through(frontend).await {
+                    failed.push(error);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (sent, failed)
+        })
+    };
+    let drain = |node: &str, drain: bool| {
+        tonic::Request::new(triad_proto::v1::NodeDrainRequest {
+            node: node.into(),
+            drain,
+        })
+    };
+    let reply = service
+        .node_drain(drain("n2", true))
+        .await
+        .expect("drain n2");
+    assert!(
+        reply.get_ref().message.starts_with("n2 draining"),
+        "{:?}",
+        reply.get_ref()
+    );
+    wait_active(&balancer, &["n1", "n3"], BOUND).await;
+    traffic_reaches(frontend, &["n1", "n3"]).await;
+    let again = service.node_drain(drain("n2", true)).await.unwrap();
+    assert_eq!(again.get_ref().message, "n2 is already draining");
+    service
+        .node_drain(drain("n2", false))
+        .await
+        .expect("undrain n2");
+    wait_active(&balancer, &["n1", "n2", "n3"], BOUND).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failed) = client.await.unwrap();
+    eprintln!(
+        "[drain] {sent} requests through the drain and undrain of n2, {} failed",
+        failed.len()
+    );
+    assert!(sent > 20, "the client ran: {sent}");
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    // the last node serving is never drained
+    lab.nodes[0].set_apache(false).await;
+    lab.nodes[1].set_apache(false).await;
+    wait_for(
+        "only n3 serving in the coordinator's view",
+        BOUND,
+        POLL,
+        || {
+            let coordinator = control.coordinator.clone();
+            async move {
+                let serving: Vec<String> = coordinator
+                    .view()
+                    .members()
+                    .filter(|m| m.serving())
+                    .map(|m| m.node_id.clone())
+                    .collect();
+                if serving == ["n3"] {
+                    Ok(())
+                } else {
+                    Err(format!("serving {serving:?}"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let refused = service.node_drain(drain("n3", true)).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("the only node serving"),
+        "{}",
+        refused.message()
+    );
+    control.stop().await;
+}

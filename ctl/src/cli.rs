@@ -193,7 +193,12 @@ pub enum CtlCommand {
         #[arg(long, value_name = "N")]
         to: u32,
     },
-    /// The application: one-off operations (`app run`).
+    /// Take NODE out of the balancer once its requests have finished; its services keep
+    /// running (kept across an agent restart). Refused for the only node serving.
+    Drain { node: String },
+    /// Let NODE take traffic again (after `drain`).
+    Undrain { node: String },
+    /// The application: one-off operations (`app run`), maintenance mode.
     App {
         #[command(subcommand)]
         command: AppCommand,

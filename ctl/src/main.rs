@@ -74,6 +74,10 @@ fn main() -> ExitCode {
             runtime.block_on(recover(&target, cli.timeout, bootstrap, force))
         }
         Command::Scale { to } => runtime.block_on(scale(&target, cli.timeout, to)),
+        Command::Drain { node } => runtime.block_on(node_drain(&target, cli.timeout, node, true)),
+        Command::Undrain { node } => {
+            runtime.block_on(node_drain(&target, cli.timeout, node, false))
+        }
         Command::App {
             command:
                 AppCommand::Run {
@@ -312,6 +316,30 @@ async fn maintenance(
             .await
             .map(|reply| reply.into_inner())
             .map_err(|status| Failure::from_status(endpoint, "maintenance", &status))
+    }
+    .await;
+    match result {
+        Ok(reply) => {
+            println!("{}", reply.message);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => failure.exit(),
+    }
+}
+
+async fn node_drain(endpoint: &Target, timeout: Duration, node: String, drain: bool) -> ExitCode {
+    let what = if drain { "drain" } else { "undrain" };
+    let result = async {
+        client(
+            endpoint,
+            timeout,
+            Some(timeout.max(Duration::from_secs(15))),
+        )
+        .await?
+        .node_drain(v1::NodeDrainRequest { node, drain })
+        .await
+        .map(|reply| reply.into_inner())
+        .map_err(|status| Failure::from_status(endpoint, &format!("{what} refused"), &status))
     }
     .await;
     match result {

@@ -2390,6 +2390,19 @@ pub struct MaintenanceReply {
     #[prost(string, tag = "1")]
     pub message: ::prost::alloc::string::String,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeDrainRequest {
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    /// True: drain; false: undrain.
+    #[prost(bool, tag = "2")]
+    pub drain: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeDrainReply {
+    #[prost(string, tag = "1")]
+    pub message: ::prost::alloc::string::String,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ClusterEventKind {
@@ -2657,6 +2670,30 @@ pub mod coordinator_service_client {
                 .insert(GrpcMethod::new("triad.v1.CoordinatorService", "Maintenance"));
             self.inner.unary(req, path, codec).await
         }
+        /// `triadctl drain NODE` / `undrain NODE`: the node leaves the balancer once its requests
+        /// have finished (its services keep running), or takes traffic again. Refused when the
+        /// node is the only one serving.
+        pub async fn node_drain(
+            &mut self,
+            request: impl tonic::IntoRequest<super::NodeDrainRequest>,
+        ) -> std::result::Result<tonic::Response<super::NodeDrainReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/NodeDrain",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "NodeDrain"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2720,6 +2757,13 @@ pub mod coordinator_service_server {
             tonic::Response<super::MaintenanceReply>,
             tonic::Status,
         >;
+        /// `triadctl drain NODE` / `undrain NODE`: the node leaves the balancer once its requests
+        /// have finished (its services keep running), or takes traffic again. Refused when the
+        /// node is the only one serving.
+        async fn node_drain(
+            &self,
+            request: tonic::Request<super::NodeDrainRequest>,
+        ) -> std::result::Result<tonic::Response<super::NodeDrainReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct CoordinatorServiceServer<T> {
@@ -3055,6 +3099,51 @@ pub mod coordinator_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = MaintenanceSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/NodeDrain" => {
+                    #[allow(non_camel_case_types)]
+                    struct NodeDrainSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::UnaryService<super::NodeDrainRequest>
+                    for NodeDrainSvc<T> {
+                        type Response = super::NodeDrainReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::NodeDrainRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::node_drain(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = NodeDrainSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
