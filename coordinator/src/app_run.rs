@@ -165,34 +165,15 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use triad_cluster::membership::ObservedMember;
-    use triad_proto::gossip::{NodeKeys, Role};
-
-    fn member(id: &str, live: bool, ready: bool) -> ObservedMember {
-        let mut keys = NodeKeys::initial(Role::Core, "10.0.0.1:7421".parse().unwrap(), "0.1.0");
-        keys.ready = ready;
-        ObservedMember {
-            node_id: id.into(),
-            generation: 1,
-            gossip_addr: "10.0.0.1:7420".parse().unwrap(),
-            live,
-            is_self: false,
-            keys,
-            decode_errors: vec![],
-        }
-    }
+    use crate::view::testing::{observed as member, view_of};
 
     #[test]
     fn the_node_is_the_one_asked_for_or_the_first_ready_one() {
-        let mut view = ClusterView::default();
-        view.apply(
-            &[
-                member("n1", true, false),
-                member("n2", true, true),
-                member("n3", false, false),
-            ],
-            tokio::time::Instant::now(),
-        );
+        let view = view_of(&[
+            member("n1", true, false),
+            member("n2", true, true),
+            member("n3", false, false),
+        ]);
         assert_eq!(pick_node(&view, "").unwrap().0, "n2");
         assert_eq!(pick_node(&view, "n2").unwrap().0, "n2");
         assert_eq!(
@@ -202,8 +183,7 @@ mod tests {
         assert!(pick_node(&view, "n9")
             .unwrap_err()
             .contains("not in the cluster"));
-        let mut none = ClusterView::default();
-        none.apply(&[member("n1", true, false)], tokio::time::Instant::now());
+        let none = view_of(&[member("n1", true, false)]);
         assert_eq!(
             pick_node(&none, "").unwrap_err(),
             "no node is live and ready to run it"

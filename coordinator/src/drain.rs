@@ -56,28 +56,13 @@ pub fn check(view: &ClusterView, node: &str, drain: bool) -> Result<Plan, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::testing::{observed, view_of as view};
     use triad_cluster::membership::ObservedMember;
-    use triad_proto::gossip::{NodeKeys, Role};
 
     fn member(id: &str, live: bool, ready: bool, draining: bool) -> ObservedMember {
-        let mut keys = NodeKeys::initial(Role::Core, "10.0.0.1:7421".parse().unwrap(), "0.1.0");
-        keys.ready = ready;
-        keys.draining = draining;
-        ObservedMember {
-            node_id: id.into(),
-            generation: 1,
-            gossip_addr: "10.0.0.1:7420".parse().unwrap(),
-            live,
-            is_self: false,
-            keys,
-            decode_errors: vec![],
-        }
-    }
-
-    fn view(members: &[ObservedMember]) -> ClusterView {
-        let mut view = ClusterView::default();
-        view.apply(members, tokio::time::Instant::now());
-        view
+        let mut member = observed(id, live, ready);
+        member.keys.draining = draining;
+        member
     }
 
     #[test]

@@ -175,6 +175,34 @@ fn significant(previous: &MemberView, next: &MemberView) -> bool {
     strip(previous) != strip(next)
 }
 
+/// Members and views for the coordinator's tests.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// A core node as gossip shows it: gRPC at 10.0.0.1:7421, `live`, `ready`.
+    pub fn observed(id: &str, live: bool, ready: bool) -> ObservedMember {
+        let mut keys = NodeKeys::initial(Role::Core, "10.0.0.1:7421".parse().unwrap(), "0.1.0");
+        keys.ready = ready;
+        ObservedMember {
+            node_id: id.into(),
+            generation: 1,
+            gossip_addr: "10.0.0.1:7420".parse().unwrap(),
+            live,
+            is_self: false,
+            keys,
+            decode_errors: vec![],
+        }
+    }
+
+    /// The view of `members`, now.
+    pub fn view_of(members: &[ObservedMember]) -> ClusterView {
+        let mut view = ClusterView::default();
+        view.apply(members, Instant::now());
+        view
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

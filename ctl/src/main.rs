@@ -302,6 +302,17 @@ async fn app_run(endpoint: &Target, timeout: Duration, request: v1::AppRunReques
     .exit()
 }
 
+/// The coordinator's one-sentence answer on stdout (exit 0), or the failure (its code).
+fn said(result: Result<String, Failure>) -> ExitCode {
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => failure.exit(),
+    }
+}
+
 async fn maintenance(
     endpoint: &Target,
     timeout: Duration,
@@ -318,13 +329,7 @@ async fn maintenance(
             .map_err(|status| Failure::from_status(endpoint, "maintenance", &status))
     }
     .await;
-    match result {
-        Ok(reply) => {
-            println!("{}", reply.message);
-            ExitCode::SUCCESS
-        }
-        Err(failure) => failure.exit(),
-    }
+    said(result.map(|reply| reply.message))
 }
 
 async fn node_drain(endpoint: &Target, timeout: Duration, node: String, drain: bool) -> ExitCode {
@@ -342,13 +347,7 @@ async fn node_drain(endpoint: &Target, timeout: Duration, node: String, drain: b
         .map_err(|status| Failure::from_status(endpoint, &format!("{what} refused"), &status))
     }
     .await;
-    match result {
-        Ok(reply) => {
-            println!("{}", reply.message);
-            ExitCode::SUCCESS
-        }
-        Err(failure) => failure.exit(),
-    }
+    said(result.map(|reply| reply.message))
 }
 
 async fn scale(endpoint: &Target, timeout: Duration, to: u32) -> ExitCode {
@@ -361,13 +360,7 @@ async fn scale(endpoint: &Target, timeout: Duration, to: u32) -> ExitCode {
             .map_err(|status| Failure::from_status(endpoint, "scale refused", &status))
     }
     .await;
-    match result {
-        Ok(reply) => {
-            println!("{}", reply.message);
-            ExitCode::SUCCESS
-        }
-        Err(failure) => failure.exit(),
-    }
+    said(result.map(|reply| reply.message))
 }
 
 async fn recover(

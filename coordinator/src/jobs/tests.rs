@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use triad_cluster::membership::ObservedMember;
 use triad_jobs::lease::{HolderLease, LeaseParams};
 use triad_proto::errors::ErrorKind;
-use triad_proto::gossip::{JobState, NodeKeys, Role, RunOutcome};
+use triad_proto::gossip::{JobState, RunOutcome};
 
 use super::*;
 
@@ -178,24 +178,13 @@ impl JobAgents for FakeAgents {
 }
 
 fn member(id: &str, live: bool, ready: bool, jobs: Vec<JobState>) -> ObservedMember {
-    let mut keys = NodeKeys::initial(Role::Core, "10.0.0.1:7421".parse().unwrap(), "0.1.0");
-    keys.ready = ready;
-    keys.jobs = jobs;
-    ObservedMember {
-        node_id: id.into(),
-        generation: 1,
-        gossip_addr: "10.0.0.1:7420".parse().unwrap(),
-        live,
-        is_self: false,
-        keys,
-        decode_errors: vec![],
-    }
+    let mut member = crate::view::testing::observed(id, live, ready);
+    member.keys.jobs = jobs;
+    member
 }
 
 fn view(members: &[ObservedMember]) -> ClusterView {
-    let mut view = ClusterView::default();
-    view.apply(members, tokio::time::Instant::now());
-    view
+    crate::view::testing::view_of(members)
 }
 
 fn all_ready() -> ClusterView {
