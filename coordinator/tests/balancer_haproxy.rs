@@ -408,6 +408,9 @@ async fn loopback_haproxy_operator_drain_and_undrain_fail_no_request() {
     );
     wait_active(&balancer, &["n1", "n3"], BOUND).await;
     traffic_reaches(frontend, &["n1", "n3"]).await;
+    // the agent keeps the drain (and who asked) for its next start
+    let kept = triad_agent::grpc::kept_drain(&lab.nodes[1].drain_file).expect("the drain is kept");
+    assert!(kept.contains("triadctl drain"), "{kept}");
     let again = service.node_drain(drain("n2", true)).await.unwrap();
     assert_eq!(again.get_ref().message, "n2 is already draining");
     service

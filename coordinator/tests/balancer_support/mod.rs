@@ -255,6 +255,9 @@ pub struct FakeNode {
     pub grpc: SocketAddr,
     pub runtime: Option<AgentRuntime>,
     grpc_task: JoinHandle<()>,
+    /// Where the agent keeps its drain flag (its state directory, a tempdir).
+    pub drain_file: PathBuf,
+    _state: tempfile::TempDir,
 }
 
 impl Drop for FakeNode {
@@ -286,7 +289,11 @@ impl FakeNode {
         let runtime = AgentRuntime::start(&config, 1, transport, Box::new(FixedMetrics::default()))
             .await
             .expect("agent starts");
-        let service = AgentGrpc::new(runtime.state(), runtime.membership()).into_server();
+        let state = tempfile::tempdir().expect("state dir");
+        let drain_file = state.path().join(triad_agent::grpc::DRAIN_FILE);
+        let service = AgentGrpc::new(runtime.state(), runtime.membership())
+            .with_drain_file(drain_file.clone())
+            .into_server();
         let grpc_task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
@@ -299,6 +306,8 @@ impl FakeNode {
             grpc,
             runtime: Some(runtime),
             grpc_task,
+            drain_file,
+            _state: state,
         }
     }
 
