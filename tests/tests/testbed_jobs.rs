@@ -106,7 +106,12 @@ fn maintenance(tb: &Testbed) -> anyhow::Result<()> {
             let job = jobs::job_status("probe")?;
             let lease = job["lease"].as_str().unwrap_or("").to_string();
             Ok(
-                if lease.starts_with("paused") && job["running_on"].is_null() {
+                // given back: no holder and no run going (a holder that could not be asked
+                // keeps its lease until it runs out)
+                if lease.starts_with("paused")
+                    && job["holder"].is_null()
+                    && job["running_on"].is_null()
+                {
                     wait::Poll::Ready(jobs::now_ns())
                 } else {
                     wait::Poll::Pending(lease)
