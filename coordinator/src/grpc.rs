@@ -33,6 +33,8 @@ pub struct CoordinatorGrpc {
     )>,
     /// Maintenance mode's wanted state (persisted) and the balancer loop that applies it.
     maintenance: Option<Arc<crate::maintenance::MaintenanceStore>>,
+    /// The timeline: operator commands are recorded in it, `Timeline` reads it.
+    events: Option<Arc<crate::events::EventLog>>,
     /// Where one-off runs are recorded (`triadctl app run`); `None`: not offered.
     state_dir: Option<std::path::PathBuf>,
     /// The jobs loop's statuses (`[[app.jobs]]`).
@@ -109,6 +111,7 @@ impl CoordinatorGrpc {
             jobs: None,
             state_dir: None,
             maintenance: None,
+            events: None,
             tls: None,
         }
     }
@@ -121,6 +124,46 @@ impl CoordinatorGrpc {
     ) -> CoordinatorGrpc {
         self.app = Some((spec, status));
         self
+    }
+
+    /// Record operator commands in `events` and serve it (`Timeline`).
+    pub fn with_events(mut self, events: Arc<crate::events::EventLog>) -> CoordinatorGrpc {
+        self.events = Some(events);
+        self
+    }
+
+    /// Records the loops' decisions in the timeline until `stop` (see `events::watch`).
+    pub fn spawn_timeline(
+        &self,
+        coordinator: Arc<Coordinator>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some(events) = self.events.clone() else {
+            return;
+        };
+        tokio::spawn(crate::events::watch(
+            events,
+            Arc::new(move || coordinator.view()),
+            self.balancer.clone(),
+            self.jobs.clone(),
+            self.recovery.clone(),
+            stop,
+        ));
+    }
+
+    /// An operator command, with who asked, in the timeline.
+    fn operator_event(
+        &self,
+        command: &str,
+        text: String,
+        who: &Option<triad_daemon::tls::PeerIdentity>,
+    ) {
+        if let Some(events) = &self.events {
+            let who = who
+                .as_ref()
+                .map_or_else(|| "plaintext caller".to_string(), |id| id.to_string());
+            events.record("operator", command, text, Some(who));
+        }
     }
 
     /// Offer maintenance mode through `store` (applied by the balancer loop).
@@ -414,7 +457,20 @@ impl CoordinatorService for CoordinatorGrpc {
         &self,
         request: Request<v1::RecoverRequest>,
     ) -> Result<Response<v1::RecoverReply>, Status> {
-        triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "Recover")?;
+        let who =
+            triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "Recover")?;
+        let r = request.get_ref();
+        self.operator_event(
+            "recover",
+            match &r.bootstrap_node {
+                Some(node) => format!(
+                    "recover --bootstrap {node}{}",
+                    if r.force { " --force" } else { "" }
+                ),
+                None => "recover (the election now)".to_string(),
+            },
+            &who,
+        );
         let Some(recovery) = &self.recovery else {
             return Err(
                 ErrorKind::Refused.status("galera recovery is not enabled on this coordinator")
@@ -435,7 +491,13 @@ impl CoordinatorService for CoordinatorGrpc {
         &self,
         request: Request<v1::ScaleRequest>,
     ) -> Result<Response<v1::ScaleReply>, Status> {
-        triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "Scale")?;
+        let who =
+            triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "Scale")?;
+        self.operator_event(
+            "scale",
+            format!("scale --to {}", request.get_ref().to),
+            &who,
+        );
         let Some(autoscale) = &self.autoscale else {
             return Err(ErrorKind::Refused
                 .status("autoscaling is not configured on this coordinator ([autoscale])"));
@@ -453,7 +515,21 @@ impl CoordinatorService for CoordinatorGrpc {
         &self,
         request: Request<v1::MaintenanceRequest>,
     ) -> Result<Response<v1::MaintenanceReply>, Status> {
-        triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "Maintenance")?;
+        let who = triad_daemon::tls::authorize(
+            &request,
+            self.tls.is_some(),
+            OPERATOR_ONLY,
+            "Maintenance",
+        )?;
+        self.operator_event(
+            "maintenance",
+            if request.get_ref().on {
+                format!("app maintenance on ({:?})", request.get_ref().message)
+            } else {
+                "app maintenance off".to_string()
+            },
+            &who,
+        );
         use crate::maintenance::{Maintenance, DEFAULT_MESSAGE, DEFAULT_RETRY_AFTER};
         let store = self.maintenance.clone().ok_or_else(|| {
             ErrorKind::Refused.status("maintenance mode is not offered by this coordinator")
@@ -600,13 +676,70 @@ impl CoordinatorService for CoordinatorGrpc {
         }))
     }
 
+    type TimelineStream = Pin<Box<dyn Stream<Item = Result<v1::TimelineEvent, Status>> + Send>>;
+
+    async fn timeline(
+        &self,
+        request: Request<v1::TimelineRequest>,
+    ) -> Result<Response<Self::TimelineStream>, Status> {
+        let events = self
+            .events
+            .clone()
+            .ok_or_else(|| ErrorKind::Refused.status("this coordinator keeps no timeline"))?;
+        let r = request.into_inner();
+        let to_proto = |e: crate::events::Event| v1::TimelineEvent {
+            at_unix_ms: e.at,
+            kind: e.kind,
+            subject: e.subject,
+            text: e.text,
+            who: e.who.unwrap_or_default(),
+        };
+        // subscribe first, so nothing falls between the kept events and the new ones; an
+        // event both kept and broadcast is sent once
+        let follow = events.subscribe();
+        let kept_events = events.since(r.since_unix_ms);
+        let last = kept_events.last().cloned();
+        let kept = tokio_stream::iter(
+            kept_events
+                .into_iter()
+                .map(to_proto)
+                .map(Ok)
+                .collect::<Vec<_>>(),
+        );
+        if !r.follow {
+            return Ok(Response::new(Box::pin(kept)));
+        }
+        let new = BroadcastStream::new(follow).filter_map(move |event| match event {
+            Ok(event) => {
+                let seen = last
+                    .as_ref()
+                    .is_some_and(|last| event.at < last.at || event == *last);
+                (!seen).then(|| Ok(to_proto(event)))
+            }
+            Err(_) => Some(Err(Status::data_loss(
+                "the timeline stream lagged; read it again with --since",
+            ))),
+        });
+        Ok(Response::new(Box::pin(kept.chain(new))))
+    }
+
     type AppRunStream = Pin<Box<dyn Stream<Item = Result<v1::RunOnceEvent, Status>> + Send>>;
 
     async fn app_run(
         &self,
         request: Request<v1::AppRunRequest>,
     ) -> Result<Response<Self::AppRunStream>, Status> {
-        triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "AppRun")?;
+        let who =
+            triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "AppRun")?;
+        self.operator_event(
+            "app-run",
+            format!(
+                "app run {} -- {}",
+                request.get_ref().name,
+                request.get_ref().argv.join(" ")
+            ),
+            &who,
+        );
         use crate::app_run;
         let state_dir = self.state_dir.clone().ok_or_else(|| {
             ErrorKind::Refused.status("one-off runs need the coordinator's state directory")

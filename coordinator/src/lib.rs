@@ -22,6 +22,7 @@ pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod drain;
+pub mod events;
 pub mod grpc;
 #[cfg(test)]
 pub(crate) mod hostile_toml;

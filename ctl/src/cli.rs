@@ -193,6 +193,17 @@ pub enum CtlCommand {
         #[arg(long, value_name = "N")]
         to: u32,
     },
+    /// The timeline: what changed and what was decided, with who asked (kept across
+    /// coordinator restarts). With --follow, new events as they happen until interrupted.
+    Events {
+        /// Only events since this long ago ("10m", "2h") or this time (RFC 3339).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Take NODE out of the balancer once its requests have finished; its services keep
     /// running (kept across an agent restart). Refused for the only node serving.
     Drain { node: String },
@@ -214,6 +225,21 @@ pub enum CtlCommand {
 pub enum Output {
     Text,
     Json,
+}
+
+/// `--since`: an RFC 3339 time, or a duration back from `now_ms` (Unix ms).
+pub fn since_unix_ms(text: &str, now_ms: u64) -> Result<u64, String> {
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return Ok(time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64));
+    }
+    match humantime::parse_duration(text) {
+        Ok(back) => Ok(now_ms.saturating_sub(back.as_millis() as u64)),
+        Err(_) => Err(format!(
+            "--since {text:?}: give a duration back from now (\"10m\", \"2h\") or a time (\"2026-12-05T14:00:00Z\")"
+        )),
+    }
 }
 
 /// `triadctl`'s clap command (for the man page and completions).

@@ -74,6 +74,11 @@ fn main() -> ExitCode {
             runtime.block_on(recover(&target, cli.timeout, bootstrap, force))
         }
         Command::Scale { to } => runtime.block_on(scale(&target, cli.timeout, to)),
+        Command::Events {
+            since,
+            follow,
+            output,
+        } => runtime.block_on(events(&target, cli.timeout, since, follow, output)),
         Command::Drain { node } => runtime.block_on(node_drain(&target, cli.timeout, node, true)),
         Command::Undrain { node } => {
             runtime.block_on(node_drain(&target, cli.timeout, node, false))
@@ -300,6 +305,63 @@ async fn app_run(endpoint: &Target, timeout: Duration, request: v1::AppRunReques
         "app run {name}: the coordinator's stream ended without the run's exit (the coordinator's runs.jsonl records how it ended)"
     ))
     .exit()
+}
+
+async fn events(
+    endpoint: &Target,
+    timeout: Duration,
+    since: Option<String>,
+    follow: bool,
+    output: Output,
+) -> ExitCode {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let since_unix_ms = match since
+        .as_deref()
+        .map(|s| triadctl::cli::since_unix_ms(s, now_ms))
+    {
+        None => 0,
+        Some(Ok(ms)) => ms,
+        Some(Err(error)) => return Failure::CouldNotAsk(error).exit(),
+    };
+    let stream = async {
+        // a followed stream is not bounded in time
+        client(
+            endpoint,
+            timeout,
+            (!follow).then_some(timeout.max(Duration::from_secs(15))),
+        )
+        .await?
+        .timeline(v1::TimelineRequest {
+            since_unix_ms,
+            follow,
+        })
+        .await
+        .map(|reply| reply.into_inner())
+        .map_err(|status| Failure::from_status(endpoint, "events", &status))
+    }
+    .await;
+    let mut stream = match stream {
+        Ok(stream) => stream,
+        Err(failure) => return failure.exit(),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(event)) => match output {
+                Output::Text => println!("{}", triadctl::report::event_line(&event)),
+                Output::Json => {
+                    match serde_json::to_string(&triadctl::report::EventReport::from_proto(&event))
+                    {
+                        Ok(line) => println!("{line}"),
+                        Err(error) => return Failure::CouldNotAsk(error.to_string()).exit(),
+                    }
+                }
+            },
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(status) => return Failure::from_status(endpoint, "events", &status).exit(),
+        }
+    }
 }
 
 /// The coordinator's one-sentence answer on stdout (exit 0), or the failure (its code).

@@ -76,6 +76,45 @@ pub struct AppReport {
     pub user: String,
 }
 
+/// One event of `triadctl events -o json` (one JSON object per line).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventReport {
+    /// Unix milliseconds.
+    pub at: u64,
+    /// "node", "balancer", "recovery", "job", "operator".
+    pub kind: String,
+    /// The node, job or command; null when none.
+    pub subject: Option<String>,
+    pub text: String,
+    /// Who asked (certificate name and role); null but for operator commands.
+    pub who: Option<String>,
+}
+
+impl EventReport {
+    pub fn from_proto(event: &v1::TimelineEvent) -> EventReport {
+        let some = |text: &str| (!text.is_empty()).then(|| text.to_string());
+        EventReport {
+            at: event.at_unix_ms,
+            kind: event.kind.clone(),
+            subject: some(&event.subject),
+            text: event.text.clone(),
+            who: some(&event.who),
+        }
+    }
+}
+
+/// "2026-12-05T14:03:18.120Z operator  app maintenance off (by alice (operator))".
+pub fn event_line(event: &v1::TimelineEvent) -> String {
+    let at = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.at_unix_ms),
+    );
+    let mut line = format!("{at} {:<9} {}", event.kind, event.text);
+    if !event.who.is_empty() {
+        line.push_str(&format!(" (by {})", event.who));
+    }
+    line
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MaintenanceReport {
     pub message: String,
@@ -653,6 +692,32 @@ mod tests {
         let off = StatusReport::from_proto(&v1::ClusterStatus::default());
         assert_eq!(
             serde_json::to_value(&off).unwrap()["maintenance"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn an_event_is_a_line_and_a_json_object() {
+        let event = v1::TimelineEvent {
+            at_unix_ms: 1_772_445_600_120,
+            kind: "operator".into(),
+            subject: "maintenance".into(),
+            text: "app maintenance off".into(),
+            who: "alice (operator)".into(),
+        };
+        assert_eq!(
+            event_line(&event),
+            "2026-03-02T10:00:00.120Z operator  app maintenance off (by alice (operator))"
+        );
+        let json = serde_json::to_value(EventReport::from_proto(&event)).unwrap();
+        assert_eq!(json["who"], "alice (operator)");
+        let node = v1::TimelineEvent {
+            kind: "node".into(),
+            text: "n2 unreachable".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(EventReport::from_proto(&node)).unwrap()["who"],
             serde_json::Value::Null
         );
     }

@@ -291,7 +291,10 @@ fn testbed_jobs_run_on_exactly_one_node_through_a_crash_a_cut_and_a_coordinator_
     // operator's own address (127.0.0.1, triadctl's) still reaches the app; jobs pause
     maintenance(&tb)?;
 
-    // 2. the holder crashes: the job moves once its lease has run out
+    // 2. the holder crashes: the job moves once its lease has run out (maintenance mode
+    //    gave the lease back: the holder may have changed)
+    let holder = jobs::wait_holder("probe", None, Duration::from_secs(60))?;
+    let first_holder = holder.clone();
     let mut failovers = Vec::new();
     let victim = tb.node(&holder)?;
     let crashed_at = jobs::now_ns();
@@ -399,6 +402,51 @@ fn testbed_jobs_run_on_exactly_one_node_through_a_crash_a_cut_and_a_coordinator_
         failover_bound()
     );
     assert!(nodes.len() >= 2, "the job moved: {nodes:?}");
+
+    // 6. the timeline kept it all, across the coordinator's restart: who asked for what,
+    //    and what happened to the nodes and the job
+    let mut events = triad::triadctl(&["events", "-o", "json"])?;
+    let out = triad_tests::cmd::output_timeout(&mut events, Duration::from_secs(30))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let has = |kind: &str, text: &str| {
+        lines
+            .iter()
+            .any(|e| e["kind"] == kind && e["text"].as_str().is_some_and(|t| t.contains(text)))
+    };
+    let operator = format!("{} (operator)", triad::OPERATOR);
+    for (kind, text) in [
+        ("operator", "app maintenance on"),
+        ("operator", "app maintenance off"),
+        ("operator", "app run upgrade"),
+        ("node", &format!("{first_holder} unreachable")),
+        ("node", &format!("{first_holder} live again")),
+        ("job", "job probe held by"),
+    ] {
+        assert!(
+            has(kind, text),
+            "no {kind} event {text:?} in {} events",
+            lines.len()
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .filter(|e| e["kind"] == "operator")
+            .all(|e| e["who"] == operator.as_str()),
+        "every operator event names {operator}"
+    );
+    eprintln!(
+        "[jobs] the timeline: {} events, the crash's from before the restart kept",
+        lines.len()
+    );
     tb.teardown_and_verify()?;
     Ok(())
 }

@@ -41,7 +41,11 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         triad_coordinator::maintenance::MaintenanceStore::open(&config.state_dir)
             .map_err(|e| anyhow::anyhow!("maintenance mode: {e}"))?,
     );
+    // the timeline of changes and decisions (issue 21), kept across restarts
+    let events = triad_coordinator::events::EventLog::open(&config.state_dir)
+        .map_err(|e| anyhow::anyhow!("events: {e}"))?;
     let mut service = CoordinatorGrpc::new(coordinator.clone())
+        .with_events(events)
         .with_tls(config.tls.clone())
         .with_state_dir(config.state_dir.clone())
         .with_maintenance(maintenance.clone());
@@ -131,6 +135,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         service =
             service.with_autoscale(autoscaler.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
+    service.spawn_timeline(coordinator.clone(), loops_stop_rx.clone());
     let metrics = start_metrics(&path, service.clone()).await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(triad_daemon::tls::serve(

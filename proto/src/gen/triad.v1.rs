@@ -2403,6 +2403,29 @@ pub struct NodeDrainReply {
     #[prost(string, tag = "1")]
     pub message: ::prost::alloc::string::String,
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TimelineRequest {
+    #[prost(uint64, tag = "1")]
+    pub since_unix_ms: u64,
+    #[prost(bool, tag = "2")]
+    pub follow: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TimelineEvent {
+    #[prost(uint64, tag = "1")]
+    pub at_unix_ms: u64,
+    /// "node", "balancer", "recovery", "job", "operator".
+    #[prost(string, tag = "2")]
+    pub kind: ::prost::alloc::string::String,
+    /// The node, job or command it is about; empty when none.
+    #[prost(string, tag = "3")]
+    pub subject: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub text: ::prost::alloc::string::String,
+    /// Who asked (certificate name and role), for operator commands; empty otherwise.
+    #[prost(string, tag = "5")]
+    pub who: ::prost::alloc::string::String,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ClusterEventKind {
@@ -2694,6 +2717,33 @@ pub mod coordinator_service_client {
                 .insert(GrpcMethod::new("triad.v1.CoordinatorService", "NodeDrain"));
             self.inner.unary(req, path, codec).await
         }
+        /// The timeline (`triadctl events`): what changed and what was decided, with who asked,
+        /// kept across coordinator restarts; the kept events since `since_unix_ms`, then, with
+        /// `follow`, each new one as it happens.
+        pub async fn timeline(
+            &mut self,
+            request: impl tonic::IntoRequest<super::TimelineRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::TimelineEvent>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/Timeline",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "Timeline"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2764,6 +2814,19 @@ pub mod coordinator_service_server {
             &self,
             request: tonic::Request<super::NodeDrainRequest>,
         ) -> std::result::Result<tonic::Response<super::NodeDrainReply>, tonic::Status>;
+        /// Server streaming response type for the Timeline method.
+        type TimelineStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::TimelineEvent, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// The timeline (`triadctl events`): what changed and what was decided, with who asked,
+        /// kept across coordinator restarts; the kept events since `since_unix_ms`, then, with
+        /// `follow`, each new one as it happens.
+        async fn timeline(
+            &self,
+            request: tonic::Request<super::TimelineRequest>,
+        ) -> std::result::Result<tonic::Response<Self::TimelineStream>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct CoordinatorServiceServer<T> {
@@ -3155,6 +3218,52 @@ pub mod coordinator_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/Timeline" => {
+                    #[allow(non_camel_case_types)]
+                    struct TimelineSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::ServerStreamingService<super::TimelineRequest>
+                    for TimelineSvc<T> {
+                        type Response = super::TimelineEvent;
+                        type ResponseStream = T::TimelineStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::TimelineRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::timeline(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = TimelineSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
