@@ -412,12 +412,8 @@ fn resolve_jobs(path: &Path, raw: Vec<RawJob>) -> Result<Vec<JobConfig>, ConfigE
                 "required: a-z, 0-9, '-' and '_' (it names the run's systemd unit)".into(),
             )
         })?;
-        if !triad_proto::gossip::valid_job_name(&name) {
-            return Err(invalid(
-                "app.jobs.name",
-                format!("use a-z, 0-9, '-' and '_', starting with a letter or digit, at most {} bytes (it names the run's systemd unit)", triad_proto::gossip::MAX_JOB_NAME),
-            ));
-        }
+        triad_proto::gossip::check_job_name(&name)
+            .map_err(|rule| invalid("app.jobs.name", rule))?;
         if jobs.iter().any(|job| job.name == name) {
             return Err(invalid("app.jobs.name", "a second job of that name".into()));
         }

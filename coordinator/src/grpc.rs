@@ -745,13 +745,8 @@ impl CoordinatorService for CoordinatorGrpc {
             ErrorKind::Refused.status("one-off runs need the coordinator's state directory")
         })?;
         let r = request.into_inner();
-        if !triad_proto::gossip::valid_job_name(&r.name) {
-            return Err(ErrorKind::Invalid.status(format!(
-                "name {:?}: use a-z, 0-9, '-' and '_', starting with a letter or digit, at most {} bytes",
-                r.name,
-                triad_proto::gossip::MAX_JOB_NAME
-            )));
-        }
+        triad_proto::gossip::check_job_name(&r.name)
+            .map_err(|rule| ErrorKind::Invalid.status(format!("name {:?}: {rule}", r.name)))?;
         triad_jobs::spec::check_argv(&r.argv)
             .map_err(|why| ErrorKind::Invalid.status(format!("argv: {why}")))?;
         let user = if r.user.is_empty() {

@@ -534,6 +534,18 @@ pub fn valid_job_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// [`valid_job_name`] with the rule as the error, for every place that refuses a name
+/// (the caller says which name and which key).
+pub fn check_job_name(name: &str) -> Result<(), String> {
+    if valid_job_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "use a-z, 0-9, '-' and '_', starting with a letter or digit, at most {MAX_JOB_NAME} bytes (it names the run's systemd unit)"
+        ))
+    }
+}
+
 fn encode_bool(value: bool) -> String {
     if value { "1" } else { "0" }.to_string()
 }

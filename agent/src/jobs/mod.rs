@@ -43,7 +43,7 @@ use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 use triad_jobs::lease::{Ack, Confirm, Epoch, HolderLease, LeaseParams, Mono, Offer};
 use triad_jobs::schedule::Schedule;
-use triad_proto::gossip::{valid_job_name, JobState, RunOutcome, MAX_JOBS, MAX_JOB_NAME};
+use triad_proto::gossip::{check_job_name, valid_job_name, JobState, RunOutcome, MAX_JOBS};
 use triad_proto::v1;
 
 use crate::state::AgentState;
@@ -94,11 +94,8 @@ pub struct ValidOffer {
 /// checked for shape: whether it exists is systemd's answer at the run's start.
 pub fn validate_spec(spec: v1::JobSpec, params: &LeaseParams) -> Result<JobSpec, JobsError> {
     let name = spec.name;
-    if !valid_job_name(&name) {
-        return Err(JobsError::Invalid(format!(
-            "job name {name:?}: use a-z, 0-9, '-' and '_', starting with a letter or digit, at most {MAX_JOB_NAME} bytes (it names the run's systemd unit)"
-        )));
-    }
+    check_job_name(&name)
+        .map_err(|rule| JobsError::Invalid(format!("job name {name:?}: {rule}")))?;
     let invalid =
         |field: &str, why: String| JobsError::Invalid(format!("job {name}: {field}: {why}"));
     triad_jobs::spec::check_argv(&spec.argv).map_err(|why| invalid("argv", why))?;

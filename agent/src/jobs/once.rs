@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use triad_proto::gossip::{valid_job_name, MAX_JOB_NAME};
+use triad_proto::gossip::check_job_name;
 use triad_proto::v1;
 use triad_proto::v1::run_once_event::Event;
 
@@ -39,11 +39,7 @@ pub fn validate(
     resolve: impl Fn(&str, &str) -> Result<(), String>,
 ) -> Result<OneOff, String> {
     let name = request.name;
-    if !valid_job_name(&name) {
-        return Err(format!(
-            "name {name:?}: use a-z, 0-9, '-' and '_', starting with a letter or digit, at most {MAX_JOB_NAME} bytes (it names the run's systemd unit)"
-        ));
-    }
+    check_job_name(&name).map_err(|rule| format!("name {name:?}: {rule}"))?;
     triad_jobs::spec::check_argv(&request.argv).map_err(|why| format!("argv: {why}"))?;
     triad_jobs::spec::check_user(&request.user).map_err(|why| format!("user: {why}"))?;
     let timeout = Duration::from_millis(request.timeout_ms);
