@@ -383,9 +383,7 @@ impl CoordinatorGrpc {
                     false,
                     "no balancer is configured: only the jobs pause".to_string(),
                 ),
-                Some(b) if b.maintenance_applied && b.maintenance.as_ref() == Some(&m) => {
-                    (true, String::new())
-                }
+                Some(b) if b.maintenance_in_place(Some(&m)) => (true, String::new()),
                 Some(b) => (
                     false,
                     b.maintenance_error
@@ -593,7 +591,7 @@ impl CoordinatorService for CoordinatorGrpc {
         };
         // answer once the balancer loop has it in place, or say why not
         let mut balancer = balancer;
-        let in_place = |s: &BalancerStatus| s.maintenance_applied && s.maintenance == wanted;
+        let in_place = |s: &BalancerStatus| s.maintenance_in_place(wanted.as_ref());
         let placed = tokio::time::timeout(
             std::time::Duration::from_secs(15),
             balancer.wait_for(in_place),

@@ -122,6 +122,13 @@ pub struct BalancerStatus {
     pub maintenance_error: Option<String>,
 }
 
+impl BalancerStatus {
+    /// Whether the balancer has maintenance mode as `wanted` (None: off) in place.
+    pub fn maintenance_in_place(&self, wanted: Option<&crate::maintenance::Maintenance>) -> bool {
+        self.maintenance_applied && self.maintenance.as_ref() == wanted
+    }
+}
+
 /// A running loop; dropping the handle does not stop it, [`BalancerLoop::stop`] does.
 pub struct BalancerLoop {
     stop: watch::Sender<bool>,
@@ -295,8 +302,7 @@ impl BalancerPass {
     /// reloaded HAProxy starts with empty maps), and while off until that is in place.
     async fn maintenance(&mut self) {
         let wanted = self.maintenance.borrow().clone();
-        let status = self.status.borrow().clone();
-        if wanted.is_none() && status.maintenance_applied && status.maintenance.is_none() {
+        if wanted.is_none() && self.status.borrow().maintenance_in_place(None) {
             return;
         }
         let result = self.balancer.maintenance(wanted.as_ref()).await;
