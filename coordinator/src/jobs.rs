@@ -28,6 +28,7 @@ use triad_jobs::lease::{
     WaitReason,
 };
 use triad_proto::v1;
+use triad_proto::v1::agent_service_client::AgentServiceClient;
 
 use crate::agent_client::{answer, AgentError};
 use crate::config::JobConfig;
@@ -128,6 +129,16 @@ pub struct GrpcJobAgents {
     pub timeout: Duration,
 }
 
+impl GrpcJobAgents {
+    async fn client(
+        &self,
+        node: &str,
+        grpc: SocketAddr,
+    ) -> Result<AgentServiceClient<tonic::transport::Channel>, AgentError> {
+        crate::agent_client::connect(node, grpc, self.timeout, self.timeout).await
+    }
+}
+
 #[async_trait::async_trait]
 impl JobAgents for GrpcJobAgents {
     async fn offer(
@@ -136,8 +147,7 @@ impl JobAgents for GrpcJobAgents {
         grpc: SocketAddr,
         request: v1::JobOfferRequest,
     ) -> Result<Ack, AgentError> {
-        let mut client =
-            crate::agent_client::connect(node, grpc, self.timeout, self.timeout).await?;
+        let mut client = self.client(node, grpc).await?;
         let reply = answer(node, client.job_offer(request).await)?;
         Ok(Ack {
             epoch: Epoch(reply.epoch),
@@ -152,8 +162,7 @@ impl JobAgents for GrpcJobAgents {
         job: &str,
         confirm: Confirm,
     ) -> Result<bool, AgentError> {
-        let mut client =
-            crate::agent_client::connect(node, grpc, self.timeout, self.timeout).await?;
+        let mut client = self.client(node, grpc).await?;
         let reply = answer(
             node,
             client
@@ -174,8 +183,7 @@ impl JobAgents for GrpcJobAgents {
         job: &str,
         epoch: Epoch,
     ) -> Result<bool, AgentError> {
-        let mut client =
-            crate::agent_client::connect(node, grpc, self.timeout, self.timeout).await?;
+        let mut client = self.client(node, grpc).await?;
         let reply = answer(
             node,
             client
@@ -458,14 +466,18 @@ impl JobsLoop {
         let (node, epoch) = match decision {
             Decision::Grant { node, epoch } => {
                 let entry = record.jobs.entry(job.name.clone()).or_default();
-                entry.lease = Some(Lease {
+                let before = entry.lease.replace(Lease {
                     node: node.clone(),
                     epoch,
                     released: false,
                     granted_at: wall,
                 });
                 if !self.persist(record, &job.name) {
-                    // not offered: an epoch not on disk could be granted twice
+                    // not offered, and not kept: the record in memory stays what is on disk
+                    // (an epoch not on disk could be granted twice)
+                    if let Some(entry) = record.jobs.get_mut(&job.name) {
+                        entry.lease = before;
+                    }
                     return format!("granting to {node} failed: the record cannot be written");
                 }
                 tracing::info!(job = %job.name, %node, %epoch, "jobs: lease granted");

@@ -230,10 +230,11 @@ impl LeaseParams {
     /// START_ALLOWANCE + LEASE_SLACK`; renewed every [`RENEW_EVERY`]; the margin covers
     /// [`MAX_DRIFT_PPM`] with at least 500 ms to spare. A holder's death costs a lease.
     pub fn for_job(timeout: Duration, lease: Option<Duration>) -> Result<LeaseParams, LeaseError> {
-        let needed = timeout
+        // a run of `timeout` startable right after a renewal's confirm
+        let startable = timeout
             .saturating_add(RENEW_EVERY)
-            .saturating_add(START_ALLOWANCE)
-            .saturating_add(Duration::from_secs(1));
+            .saturating_add(START_ALLOWANCE);
+        let needed = startable.saturating_add(Duration::from_secs(1));
         let length = match lease {
             Some(length) if length < needed => {
                 return Err(LeaseError::LeaseTooShortForTimeout {
@@ -243,9 +244,7 @@ impl LeaseParams {
                 })
             }
             Some(length) => length,
-            None => needed
-                .saturating_sub(Duration::from_secs(1))
-                .saturating_add(LEASE_SLACK),
+            None => startable.saturating_add(LEASE_SLACK),
         };
         let margin = (length / 999 + Duration::from_millis(1)).max(Duration::from_millis(500));
         let params = LeaseParams::new(length, margin, RENEW_EVERY)?;
