@@ -776,6 +776,7 @@ insecure = true
                 "member_port",
                 "member_subnet_id",
                 "active_timeout",
+                "maintenance_page",
             ],
         ),
         (

@@ -82,6 +82,27 @@ pub fn expiring_certificates(expiring: &[(i64, &str, i64)]) -> String {
 /// database or resize the cluster.
 pub const COORDINATOR_CALLERS: &[PeerRole] = &[PeerRole::Operator, PeerRole::Viewer];
 
+/// Who still reaches the app in maintenance mode, in words: the allowed addresses with
+/// HAProxy; with Octavia, which cannot match addresses, whoever sends the bypass cookie.
+fn who_passes(kind: &str, m: &crate::maintenance::Maintenance) -> String {
+    if kind == "octavia" {
+        format!(
+            "the app answers requests with the cookie {}={} (e.g. curl -b {0}={1}); Octavia cannot match client addresses",
+            crate::maintenance::BYPASS_COOKIE,
+            m.bypass
+        )
+    } else {
+        format!(
+            "allowed: {}",
+            m.allow
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 /// Who may change anything (Recover, Scale, AppRun, Maintenance): operators only. Every
 /// call that is not a read checks this itself.
 pub const OPERATOR_ONLY: &[PeerRole] = &[PeerRole::Operator];
@@ -398,6 +419,12 @@ impl CoordinatorGrpc {
                 since: m.since,
                 applied,
                 error,
+                bypass_cookie: match &balancer {
+                    Some(b) if b.kind == "octavia" => {
+                        format!("{}={}", crate::maintenance::BYPASS_COOKIE, m.bypass)
+                    }
+                    _ => String::new(),
+                },
             });
         }
         if let Some(watch) = &self.jobs {
@@ -571,11 +598,19 @@ impl CoordinatorService for CoordinatorGrpc {
                 },
                 |m| m.since,
             );
+            // the bypass cookie stays the same while maintenance stays on
+            let bypass = match store.wanted() {
+                Some(m) if !m.bypass.is_empty() => m.bypass,
+                _ => crate::maintenance::new_bypass_token().map_err(|e| {
+                    ErrorKind::Failed.status(format!("making the bypass token: {e}"))
+                })?,
+            };
             Some(Maintenance {
                 message,
                 retry_after_secs,
                 allow,
                 since,
+                bypass,
             })
         } else {
             None
@@ -602,10 +637,10 @@ impl CoordinatorService for CoordinatorGrpc {
             true => Ok(Response::new(v1::MaintenanceReply {
                 message: match &wanted {
                     Some(m) => format!(
-                        "maintenance mode on: clients get 503 with Retry-After {}s and {:?}; allowed: {}; cluster jobs pause",
+                        "maintenance mode on: clients get 503 with Retry-After {}s and {:?}; {}; cluster jobs pause",
                         m.retry_after_secs,
                         m.message,
-                        m.allow.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
+                        who_passes(balancer.borrow().kind, m),
                     ),
                     None => "maintenance mode off: clients reach the app again; cluster jobs resume".into(),
                 },

@@ -8,7 +8,7 @@
 //! balancer on it every round, so a restarted coordinator or a reloaded HAProxy (whose
 //! runtime maps start empty again) is put back in maintenance by itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,21 @@ pub struct Maintenance {
     pub allow: Vec<IpAddr>,
     /// When it was turned on (Unix seconds).
     pub since: u64,
+    /// The value of [`BYPASS_COOKIE`] that still reaches the app where the balancer
+    /// cannot match client addresses (Octavia); made when maintenance is turned on.
+    #[serde(default)]
+    pub bypass: String,
+}
+
+/// The cookie an operator sends to pass maintenance mode on Octavia.
+pub const BYPASS_COOKIE: &str = "triad_maintenance_bypass";
+
+/// A new bypass token: 128 random bits in hex, from the kernel's generator.
+pub fn new_bypass_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Maintenance {
@@ -110,6 +125,84 @@ impl MaintenanceStore {
     }
 }
 
+/// The maintenance page's answer to any request: 503, Retry-After, the message as plain
+/// text, never cached (a cached 503 would outlive maintenance). With maintenance off (a
+/// request that raced the policy's removal) it says the same with the defaults.
+pub fn page(wanted: Option<&Maintenance>) -> axum::response::Response {
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    let (message, retry_after) = wanted.map_or((DEFAULT_MESSAGE, 30), |m| {
+        (m.message.as_str(), m.retry_after_secs)
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n")).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The maintenance page server (Octavia's maintenance pool has it as its one member);
+/// [`PageServer::stop`] ends it.
+#[derive(Debug)]
+pub struct PageServer {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PageServer {
+    /// Bind `listen` and answer every request with [`page`] of the current wanted state.
+    /// The error names the address and the key it came from.
+    pub async fn start(
+        listen: SocketAddr,
+        wanted: watch::Receiver<Option<Maintenance>>,
+    ) -> Result<PageServer, String> {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            format!("cannot serve the maintenance page on {listen} (balancer.octavia.maintenance_page): {e}")
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("the maintenance page's listener has no address: {e}"))?;
+        let app = axum::Router::new().fallback(move || {
+            let wanted = wanted.clone();
+            async move { page(wanted.borrow().as_ref()) }
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(address = %addr, %error, "maintenance page server stopped");
+            }
+        });
+        tracing::info!(address = %addr, "serving the maintenance page");
+        Ok(PageServer { addr, stop, task })
+    }
+
+    /// The bound address (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +217,7 @@ mod tests {
             retry_after_secs: 120,
             allow: vec!["10.0.0.9".parse().unwrap()],
             since: 1,
+            bypass: "00ff".into(),
         };
         let mut watch = store.watch();
         store.set(Some(on.clone())).unwrap();

@@ -315,6 +315,7 @@ async fn loopback_haproxy_maintenance_mode_answers_503_but_to_the_allowed() {
         retry_after_secs: 120,
         allow: vec![operator],
         since: 0,
+        bypass: String::new(),
     };
     assert!(balancer.maintenance(Some(&on)).await.unwrap(), "changed");
     assert!(

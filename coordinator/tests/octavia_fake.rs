@@ -727,3 +727,124 @@ async fn loopback_octavia_two_load_balancers_of_one_name_are_refused_naming_both
     );
     assert_eq!(cloud.puts(), 1, "no member call once the name is ambiguous");
 }
+
+/// Maintenance mode on Octavia: a maintenance pool whose one member is the coordinator's
+/// page server, and an L7 policy at position 1 that sends there every request without the
+/// bypass cookie; the openstack CLI sees both; the page answers 503 with Retry-After and
+/// the message; a policy deleted by hand is put back; off deletes the policy.
+#[tokio::test]
+async fn loopback_octavia_maintenance_sends_clients_to_the_page_and_off_removes_the_policy() {
+    use triad_coordinator::maintenance::{Maintenance, PageServer, BYPASS_COOKIE};
+    use triad_openstack_fake::cli::openstack_json;
+    let cloud = cloud(FakeOptions::default()).await;
+    let on = Maintenance {
+        message: "Upgrading: back at 14:00".into(),
+        retry_after_secs: 120,
+        allow: vec![],
+        since: 0,
+        bypass: "0123456789abcdef0123456789abcdef".into(),
+    };
+    // without a page address it is refused, naming the key
+    let error = cloud.balancer().maintenance(Some(&on)).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("balancer.octavia.maintenance_page"),
+        "{error}"
+    );
+    let (wanted_tx, wanted) = tokio::sync::watch::channel(Some(on.clone()));
+    let page = PageServer::start("127.0.0.1:0".parse().unwrap(), wanted)
+        .await
+        .unwrap();
+    let with_page = || {
+        let mut s = settings();
+        s.maintenance_page = Some(page.local_addr());
+        OctaviaBalancer::new(cloud.octavia("fake"), s)
+    };
+    let balancer = with_page();
+    assert!(balancer.maintenance(Some(&on)).await.unwrap(), "changed");
+    let policies = cloud.fake.l7policies();
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    let policy = &policies[0];
+    assert_eq!(policy["name"], "triad-web-http-maintenance");
+    assert_eq!(policy["action"], "REDIRECT_TO_POOL");
+    assert_eq!(policy["position"], 1);
+    assert_eq!(policy["provisioning_status"], "ACTIVE");
+    let pool = cloud
+        .fake
+        .pools()
+        .into_iter()
+        .find(|p| p["id"] == policy["redirect_pool_id"])
+        .expect("the policy's pool exists");
+    assert_eq!(pool["name"], "triad-web-pool-maintenance");
+    let page_members = cloud.fake.members(pool["id"].as_str().unwrap());
+    assert_eq!(page_members.len(), 1, "{page_members:?}");
+    assert_eq!(page_members[0]["address"], "127.0.0.1");
+    assert_eq!(page_members[0]["protocol_port"], page.local_addr().port());
+    // the real client sees the policy and its rule
+    let listed = openstack_json(&cloud.fake, &["loadbalancer", "l7policy", "list"]).await;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "l7policy list: {listed}"
+    );
+    assert_eq!(listed[0]["action"], "REDIRECT_TO_POOL", "{listed}");
+    assert_eq!(listed[0]["position"], 1, "{listed}");
+    let policy_id = policy["id"].as_str().unwrap();
+    let rules = openstack_json(&cloud.fake, &["loadbalancer", "l7rule", "list", policy_id]).await;
+    assert_eq!(rules.as_array().map(Vec::len), Some(1), "{rules}");
+    assert_eq!(rules[0]["type"], "COOKIE", "{rules}");
+    assert_eq!(rules[0]["compare_type"], "EQUAL_TO", "{rules}");
+    assert_eq!(rules[0]["key"], BYPASS_COOKIE, "{rules}");
+    assert_eq!(rules[0]["value"], on.bypass.as_str(), "{rules}");
+    assert_eq!(rules[0]["invert"], true, "{rules}");
+    // what the maintenance pool's member answers
+    let answer = reqwest::get(format!("http://{}/index.php", page.local_addr()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "120");
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    assert_eq!(answer.text().await.unwrap(), "Upgrading: back at 14:00\n");
+    // in place: no change, no further mutation
+    let posts = cloud.fake.successful(&Method::POST, "/l7policies");
+    assert!(!balancer.maintenance(Some(&on)).await.unwrap());
+    assert!(!with_page().maintenance(Some(&on)).await.unwrap());
+    assert_eq!(cloud.fake.successful(&Method::POST, "/l7policies"), posts);
+    // deleted by hand: a balancer that looks again puts it back
+    let octavia = cloud.octavia("fake");
+    octavia.delete_l7policy(policy_id).await.unwrap();
+    wait_for("the hand-deleted policy to go", BOUND, POLL, || async {
+        // each GET of the load balancer moves the fake's PENDING countdown
+        let _ = octavia.find_load_balancer("triad-web").await;
+        match cloud.fake.l7policies().len() {
+            0 => Ok(()),
+            n => Err(format!("{n} policies")),
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        with_page().maintenance(Some(&on)).await.unwrap(),
+        "put back"
+    );
+    assert_eq!(cloud.fake.l7policies().len(), 1);
+    // a new message changes only the page
+    let reworded = Maintenance {
+        message: "Nearly done".into(),
+        ..on.clone()
+    };
+    wanted_tx.send_replace(Some(reworded.clone()));
+    assert!(!with_page().maintenance(Some(&reworded)).await.unwrap());
+    let answer = reqwest::get(format!("http://{}/", page.local_addr()))
+        .await
+        .unwrap();
+    assert_eq!(answer.text().await.unwrap(), "Nearly done\n");
+    // off: the policy goes, the members of the app's pool were never touched
+    assert!(with_page().maintenance(None).await.unwrap(), "changed");
+    assert!(cloud.fake.l7policies().is_empty());
+    let listed = openstack_json(&cloud.fake, &["loadbalancer", "l7policy", "list"]).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    assert!(!with_page().maintenance(None).await.unwrap(), "already off");
+    page.stop().await;
+}

@@ -126,6 +126,9 @@ pub struct MaintenanceReport {
     pub applied: bool,
     /// Why not, when it has not; null when it has.
     pub error: Option<String>,
+    /// "name=value": the cookie that passes where the balancer cannot match addresses
+    /// (Octavia); null otherwise.
+    pub bypass_cookie: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -414,6 +417,7 @@ impl StatusReport {
                 since: m.since,
                 applied: m.applied,
                 error: (!m.error.is_empty()).then(|| m.error.clone()),
+                bypass_cookie: (!m.bypass_cookie.is_empty()).then(|| m.bypass_cookie.clone()),
             }),
             tls: TlsReport {
                 status: status.tls.clone(),
@@ -457,11 +461,14 @@ impl StatusReport {
             let since = humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.since),
             );
+            let passes = match &m.bypass_cookie {
+                Some(cookie) => format!("requests with the cookie {cookie} pass"),
+                None if m.allow.is_empty() => "allowed: none".to_string(),
+                None => format!("allowed: {}", m.allow.join(", ")),
+            };
             let mut line = format!(
-                "maintenance: ON since {since}: clients get 503 (Retry-After {}s) {:?}; allowed: {}",
-                m.retry_after_secs,
-                m.message,
-                if m.allow.is_empty() { "none".to_string() } else { m.allow.join(", ") }
+                "maintenance: ON since {since}: clients get 503 (Retry-After {}s) {:?}; {passes}",
+                m.retry_after_secs, m.message,
             );
             match &m.error {
                 None if m.applied => {}
@@ -681,6 +688,7 @@ mod tests {
                 since: 1_772_445_600,
                 applied: false,
                 error: "haproxy refused".into(),
+                bypass_cookie: String::new(),
             }),
             ..Default::default()
         };
@@ -689,6 +697,19 @@ mod tests {
         assert!(text.contains("maintenance: ON since 2026-03-02T10:00:00Z: clients get 503 (Retry-After 120s) \"Upgrading\"; allowed: 10.0.0.9; NOT in place on the balancer: haproxy refused\n"), "{text}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["maintenance"]["applied"], false);
+        let mut octavia = status.clone();
+        if let Some(m) = octavia.maintenance.as_mut() {
+            m.applied = true;
+            m.error.clear();
+            m.bypass_cookie = "triad_maintenance_bypass=00ff".into();
+        }
+        let text = StatusReport::from_proto(&octavia).render_text();
+        assert!(
+            text.contains(
+                "\"Upgrading\"; requests with the cookie triad_maintenance_bypass=00ff pass\n"
+            ),
+            "{text}"
+        );
         let off = StatusReport::from_proto(&v1::ClusterStatus::default());
         assert_eq!(
             serde_json::to_value(&off).unwrap()["maintenance"],

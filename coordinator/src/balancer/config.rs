@@ -28,6 +28,8 @@
 //! member_port = 80
 //! member_subnet_id = "…"
 //! active_timeout = "300s"
+//! maintenance_page = "10.0.0.5:8099"  # where the coordinator serves maintenance mode's 503
+//!                                     # page (listens, and is the maintenance pool's member)
 //! [balancer.octavia.monitor]  # the pool's health monitor (a second line); omit = defaults
 //! type = "HTTP"
 //! delay = 5
@@ -94,6 +96,7 @@ struct RawOctavia {
     member_port: Option<u16>,
     member_subnet_id: Option<String>,
     active_timeout: Option<String>,
+    maintenance_page: Option<String>,
     monitor: Option<RawMonitor>,
 }
 
@@ -291,6 +294,21 @@ pub fn resolve(path: &Path, raw: Option<&RawBalancer>) -> Result<BalancerConfig,
                 };
             }
             settings.member_subnet_id = o.member_subnet_id;
+            if let Some(page) = o.maintenance_page {
+                let addr: std::net::SocketAddr = page.parse().map_err(|_| {
+                    invalid(
+                        "balancer.octavia.maintenance_page",
+                        format!("{page:?} is not an address:port (e.g. \"10.0.0.5:8099\")"),
+                    )
+                })?;
+                if addr.ip().is_unspecified() || addr.port() == 0 {
+                    return Err(invalid(
+                        "balancer.octavia.maintenance_page",
+                        format!("{page:?}: Octavia must reach the page here, so give the coordinator's own address on the member network and a port"),
+                    ));
+                }
+                settings.maintenance_page = Some(addr);
+            }
             settings.active_timeout = duration(
                 path,
                 "balancer.octavia.active_timeout",
@@ -388,6 +406,29 @@ mod tests {
     #[test]
     fn absent_section_means_no_balancer() {
         assert_eq!(parse("").unwrap().kind, BalancerKind::None);
+    }
+
+    #[test]
+    fn the_maintenance_page_is_an_address_octavia_can_reach() {
+        let with = |page: &str| {
+            parse(&format!(
+                "[balancer]\nkind = \"octavia\"\n[balancer.octavia]\nmaintenance_page = \"{page}\"\n"
+            ))
+        };
+        match with("10.0.0.5:8099").unwrap().kind {
+            BalancerKind::Octavia { settings, .. } => assert_eq!(
+                settings.maintenance_page,
+                Some("10.0.0.5:8099".parse().unwrap())
+            ),
+            other => panic!("{other:?}"),
+        }
+        for bad in ["10.0.0.5", "0.0.0.0:8099", "10.0.0.5:0", "page:80"] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("balancer.octavia.maintenance_page"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]
@@ -527,6 +568,7 @@ mod tests {
                 "member_port",
                 "member_subnet_id",
                 "active_timeout",
+                "maintenance_page",
                 "bogus",
             ],
         ),
@@ -577,6 +619,7 @@ mod tests {
                 "APP_COOKIE:",
                 "http_cookie",
             ]),
+            (_, "maintenance_page") => pick(&["10.0.0.5:8099", "0.0.0.0:8099", "10.0.0.5", "x:1"]),
             (_, "type") => pick(&["HTTP", "HTTPS", "TCP", "PING"]),
             (_, "url_path") => pick(&["/", "/status.php", "status.php", "//x", "/a b"]),
             (_, "expected_codes") => pick(&["200", "200,302", "200-204", "2xx", "204-200"]),

@@ -620,6 +620,7 @@ mod tests {
             retry_after_secs: 120,
             allow: vec!["10.0.0.9".parse().unwrap()],
             since: 0,
+            bypass: String::new(),
         };
         assert_eq!(
             maintenance_commands(map, acl, &[], &[], Some(&on)),

@@ -9,12 +9,19 @@
 //! `PUT /v2/lbaas/pools/{id}/members`, sent only when the resulting set differs from what
 //! is there; changes to one load balancer are serialised (one lock per balancer); before
 //! and after a change the load balancer must be ACTIVE (polled with backoff, bounded).
+//! Maintenance mode: Octavia answers nothing by itself but 403 (REJECT) or redirects, and
+//! its rules cannot match a client's address, so a pool `pool_name + "-maintenance"`
+//! holds one member, the coordinator's page server (`maintenance_page`: 503,
+//! Retry-After, the message), and while maintenance is on an L7 policy
+//! `listener_name + "-maintenance"` at position 1 sends there every request that does
+//! not carry the operator's bypass cookie (one COOKIE rule, inverted). Health monitors
+//! still check the real members. Off deletes the policy; the pool stays (idle, reused).
 //! Errors: 409 "immutable" and PENDING_* = [`BalancerError::Busy`] (the loop retries with
 //! backoff); ERROR = [`BalancerError::Failed`], surfaced and not retried blindly; a batch
 //! that would leave no active member while one exists now is refused (never an empty pool
 //! because of a transient error elsewhere).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +32,10 @@ use tokio::time::Instant;
 use super::{Balancer, BalancerError, Member, MemberChange, MemberState};
 use triad_daemon::config::StatusCodes;
 
-use crate::openstack::octavia::{HealthMonitor, MemberSpec, Octavia, SessionPersistence};
+use crate::maintenance::{Maintenance, BYPASS_COOKIE};
+use crate::openstack::octavia::{
+    HealthMonitor, L7Policy, L7Rule, MemberSpec, Octavia, SessionPersistence,
+};
 use crate::openstack::OpenStackError;
 
 /// The health monitor Triad ensures on its pool (a second line behind Triad's own loop).
@@ -118,6 +128,9 @@ pub struct OctaviaSettings {
     /// First poll interval while waiting (grows ×1.2 up to `poll_max`).
     pub poll_initial: Duration,
     pub poll_max: Duration,
+    /// Where the coordinator serves maintenance mode's page (None: maintenance mode is
+    /// refused with this balancer).
+    pub maintenance_page: Option<SocketAddr>,
 }
 
 impl OctaviaSettings {
@@ -141,6 +154,7 @@ impl OctaviaSettings {
             active_timeout: Duration::from_secs(300),
             poll_initial: Duration::from_secs(1),
             poll_max: Duration::from_secs(10),
+            maintenance_page: None,
         }
     }
 }
@@ -148,7 +162,37 @@ impl OctaviaSettings {
 #[derive(Debug, Clone)]
 struct Ids {
     lb: String,
+    listener: String,
     pool: String,
+}
+
+/// How long a maintenance state verified in place is trusted before the next round looks
+/// at Octavia again (someone may delete the policy by hand).
+const MAINTENANCE_RECHECK: Duration = Duration::from_secs(60);
+
+/// The one rule of the maintenance policy: requests whose bypass cookie is not `token`.
+pub fn maintenance_rule(token: &str) -> L7Rule {
+    L7Rule {
+        kind: "COOKIE".into(),
+        compare_type: "EQUAL_TO".into(),
+        key: Some(BYPASS_COOKIE.into()),
+        value: token.into(),
+        invert: true,
+    }
+}
+
+/// Pure: whether an existing maintenance policy and its rules are the wanted ones (else it
+/// is replaced: deleted, then created as wanted).
+pub fn maintenance_policy_is(
+    policy: &L7Policy,
+    rules: &[L7Rule],
+    pool_id: &str,
+    token: &str,
+) -> bool {
+    policy.action == "REDIRECT_TO_POOL"
+        && policy.redirect_pool_id.as_deref() == Some(pool_id)
+        && policy.position == 1
+        && rules == [maintenance_rule(token)]
 }
 
 /// The [`Balancer`] over one Octavia pool.
@@ -159,6 +203,8 @@ pub struct OctaviaBalancer {
     /// Serialises every call that mutates this load balancer, and caches its ids.
     ids: Mutex<Option<Ids>>,
     last_status: std::sync::Mutex<Option<String>>,
+    /// Maintenance as last verified in place, and when.
+    maintenance_seen: std::sync::Mutex<Option<(Option<Maintenance>, Instant)>>,
 }
 
 fn busy_or(error: OpenStackError, object: &str) -> BalancerError {
@@ -179,6 +225,7 @@ impl OctaviaBalancer {
             settings,
             ids: Mutex::new(None),
             last_status: std::sync::Mutex::new(None),
+            maintenance_seen: std::sync::Mutex::new(None),
         }
     }
 
@@ -332,6 +379,7 @@ impl OctaviaBalancer {
         }
         Ok(Ids {
             lb: lb.id,
+            listener: listener.id,
             pool: pool.id,
         })
     }
@@ -343,6 +391,82 @@ impl OctaviaBalancer {
         let ids = self.ensure().await?;
         *guard = Some(ids.clone());
         Ok(ids)
+    }
+
+    /// The maintenance pool (created on the load balancer when missing), its one member
+    /// the page server; returns its id.
+    async fn ensure_maintenance_pool(
+        &self,
+        ids: &Ids,
+        page: SocketAddr,
+    ) -> Result<String, BalancerError> {
+        let s = &self.settings;
+        let name = format!("{}-maintenance", s.pool_name);
+        let pool = match self.api.find_pool(&name).await? {
+            Some(pool) => pool,
+            None => {
+                self.wait_active(&ids.lb).await?;
+                tracing::info!(pool = %name, "creating the maintenance pool");
+                let pool = self
+                    .api
+                    .create_pool(json!({
+                        "name": name, "protocol": s.listener_protocol,
+                        "lb_algorithm": "ROUND_ROBIN", "loadbalancer_id": ids.lb,
+                        "tags": [s.tag],
+                    }))
+                    .await
+                    .map_err(|e| busy_or(e, &self.object()))?;
+                self.wait_active(&ids.lb).await?;
+                pool
+            }
+        };
+        let wanted = vec![MemberSpec {
+            address: page.ip().to_string(),
+            protocol_port: page.port(),
+            name: "triad-maintenance-page".into(),
+            weight: 1,
+            admin_state_up: true,
+            subnet_id: s.member_subnet_id.clone(),
+            tags: vec![s.tag.clone()],
+        }];
+        let mut current: Vec<MemberSpec> = self
+            .api
+            .members(&pool.id)
+            .await?
+            .iter()
+            .map(|m| self.spec_of(m))
+            .collect();
+        current.sort();
+        if current != wanted {
+            self.wait_active(&ids.lb).await?;
+            self.api
+                .replace_members(&pool.id, &wanted)
+                .await
+                .map_err(|e| busy_or(e, &self.object()))?;
+            self.wait_active(&ids.lb).await?;
+        }
+        Ok(pool.id)
+    }
+
+    /// Delete the maintenance policy if it exists; true when it did.
+    async fn remove_maintenance_policy(
+        &self,
+        ids: &Ids,
+        policy: Option<L7Policy>,
+    ) -> Result<bool, BalancerError> {
+        let Some(policy) = policy else {
+            return Ok(false);
+        };
+        self.wait_active(&ids.lb).await?;
+        match self.api.delete_l7policy(&policy.id).await {
+            Ok(()) => {}
+            // gone meanwhile: what was wanted
+            Err(error) if error.status() == Some(404) => return Ok(false),
+            Err(error) => return Err(busy_or(error, &self.object())),
+        }
+        tracing::info!(policy = %policy.name, "maintenance policy deleted");
+        self.wait_active(&ids.lb).await?;
+        Ok(true)
     }
 
     fn spec_of(&self, member: &crate::openstack::octavia::Member) -> MemberSpec {
@@ -479,6 +603,72 @@ impl Balancer for OctaviaBalancer {
             .collect())
     }
 
+    async fn maintenance(&self, wanted: Option<&Maintenance>) -> Result<bool, BalancerError> {
+        let page = match (wanted, self.settings.maintenance_page) {
+            (Some(_), None) => {
+                return Err(BalancerError::OpenStack(OpenStackError::Config(
+                    "maintenance mode with Octavia needs balancer.octavia.maintenance_page \
+                     (the coordinator's address:port that serves the 503 page, reachable from \
+                     the load balancer)"
+                        .into(),
+                )))
+            }
+            (_, page) => page,
+        };
+        let seen_recently = |seen: &Option<(Option<Maintenance>, Instant)>| {
+            seen.as_ref()
+                .is_some_and(|(m, at)| m.as_ref() == wanted && at.elapsed() < MAINTENANCE_RECHECK)
+        };
+        if seen_recently(
+            &self
+                .maintenance_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        ) {
+            return Ok(false);
+        }
+        let mut guard = self.ids.lock().await;
+        let ids = self.ids(&mut guard).await?;
+        let name = format!("{}-maintenance", self.settings.listener_name);
+        let existing = self.api.find_l7policy(&name).await?;
+        let changed = match (wanted, page) {
+            (Some(m), Some(page)) => {
+                let pool = self.ensure_maintenance_pool(&ids, page).await?;
+                let in_place = match &existing {
+                    Some(policy) => {
+                        let rules = self.api.l7rules(&policy.id).await?;
+                        maintenance_policy_is(policy, &rules, &pool, &m.bypass)
+                    }
+                    None => false,
+                };
+                if in_place {
+                    false
+                } else {
+                    self.remove_maintenance_policy(&ids, existing).await?;
+                    self.wait_active(&ids.lb).await?;
+                    self.api
+                        .create_l7policy(json!({
+                            "name": name, "listener_id": ids.listener,
+                            "action": "REDIRECT_TO_POOL", "redirect_pool_id": pool,
+                            "position": 1, "rules": [maintenance_rule(&m.bypass)],
+                            "tags": [self.settings.tag],
+                        }))
+                        .await
+                        .map_err(|e| busy_or(e, &self.object()))?;
+                    tracing::info!(policy = %name, "maintenance policy in place");
+                    self.wait_active(&ids.lb).await?;
+                    true
+                }
+            }
+            _ => self.remove_maintenance_policy(&ids, existing).await?,
+        };
+        *self
+            .maintenance_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((wanted.cloned(), Instant::now()));
+        Ok(changed)
+    }
+
     async fn apply(&self, changes: &[MemberChange]) -> Result<(), BalancerError> {
         let mut guard = self.ids.lock().await;
         let ids = self.ids(&mut guard).await?;
@@ -557,6 +747,71 @@ mod tests {
             removed,
             "no change, same set"
         );
+    }
+
+    #[test]
+    fn a_maintenance_policy_is_kept_only_when_it_is_exactly_the_wanted_one() {
+        let policy = L7Policy {
+            id: "p".into(),
+            name: "triad-http-maintenance".into(),
+            listener_id: "l".into(),
+            action: "REDIRECT_TO_POOL".into(),
+            position: 1,
+            redirect_pool_id: Some("pool-m".into()),
+            provisioning_status: "ACTIVE".into(),
+        };
+        let rule = maintenance_rule("aa");
+        assert_eq!(rule.key.as_deref(), Some(BYPASS_COOKIE));
+        assert!(
+            rule.invert,
+            "the policy applies to requests WITHOUT the cookie"
+        );
+        assert!(maintenance_policy_is(
+            &policy,
+            std::slice::from_ref(&rule),
+            "pool-m",
+            "aa"
+        ));
+        let cases: [(&str, L7Policy, Vec<L7Rule>, &str); 6] = [
+            ("another token", policy.clone(), vec![rule.clone()], "bb"),
+            ("another pool", policy.clone(), vec![rule.clone()], "aa"),
+            (
+                "not first",
+                L7Policy {
+                    position: 2,
+                    ..policy.clone()
+                },
+                vec![rule.clone()],
+                "aa",
+            ),
+            (
+                "a REJECT",
+                L7Policy {
+                    action: "REJECT".into(),
+                    ..policy.clone()
+                },
+                vec![rule.clone()],
+                "aa",
+            ),
+            ("no rule (matches nothing)", policy.clone(), vec![], "aa"),
+            (
+                "a rule more",
+                policy.clone(),
+                vec![rule.clone(), maintenance_rule("cc")],
+                "aa",
+            ),
+        ];
+        for (why, policy, rules, token) in cases {
+            let pool = if why == "another pool" {
+                "pool-x"
+            } else {
+                "pool-m"
+            };
+            assert!(
+                !maintenance_policy_is(&policy, &rules, pool, token),
+                "{why}"
+            );
+        }
     }
 
     fn existing(kind: &str, url_path: Option<&str>, codes: Option<&str>) -> HealthMonitor {

@@ -117,6 +117,20 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     if let Some(balancer_loop) = &balancer_loop {
         service = service.with_balancer(balancer_loop.status_watch());
     }
+    // Maintenance mode with Octavia: the 503 page its maintenance pool points at
+    let maintenance_page = match &balancer_config.kind {
+        triad_coordinator::balancer::config::BalancerKind::Octavia { settings, .. } => {
+            match settings.maintenance_page {
+                Some(listen) => Some(
+                    triad_coordinator::maintenance::PageServer::start(listen, maintenance.watch())
+                        .await
+                        .map_err(anyhow::Error::msg)?,
+                ),
+                None => None,
+            }
+        }
+        _ => None,
+    };
     // Autoscaling (issue 8): `[autoscale]`; the flows resume from autoscale.json.
     if let Some(settings) = config.autoscale.clone() {
         // the core nodes' names are never given to an autoscaled node
@@ -188,6 +202,9 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     }
     if let Some(balancer_loop) = balancer_loop {
         balancer_loop.stop().await;
+    }
+    if let Some(page) = maintenance_page {
+        page.stop().await;
     }
     match Arc::try_unwrap(coordinator) {
         Ok(coordinator) => coordinator.stop().await,

@@ -70,6 +70,7 @@ const NOT_DEFAULTS: &[&str] = &[
     "balancer.octavia.cloud",
     "balancer.octavia.vip_subnet_id",
     "balancer.octavia.member_subnet_id",
+    "balancer.octavia.maintenance_page",
     "autoscale.exec.add",
     "autoscale.exec.remove",
     "autoscale.nova.cloud",

@@ -445,6 +445,7 @@ async fn maintenance_mode_takes_the_lease_back_and_grants_again_after_it() {
         retry_after_secs: 60,
         allow: vec![],
         since: 0,
+        bypass: String::new(),
     }));
     let offers_before = h.agents.offers.lock().unwrap().len();
     assert!(

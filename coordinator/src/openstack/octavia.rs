@@ -111,6 +111,33 @@ fn default_true() -> bool {
     true
 }
 
+/// An L7 rule (`GET /v2/lbaas/l7policies/{id}/rules`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct L7Rule {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub compare_type: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub value: String,
+    #[serde(default)]
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct L7Policy {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub listener_id: String,
+    pub action: String,
+    pub position: u32,
+    #[serde(default)]
+    pub redirect_pool_id: Option<String>,
+    #[serde(default)]
+    pub provisioning_status: String,
+}
+
 /// Objects found by name.
 trait Named {
     fn name(&self) -> &str;
@@ -126,7 +153,7 @@ macro_rules! named {
     };
 }
 
-named!(LoadBalancer, Listener, Pool, HealthMonitor);
+named!(LoadBalancer, Listener, Pool, HealthMonitor, L7Policy);
 
 /// One member in a batch update (matched by Octavia on address + protocol_port).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -297,6 +324,31 @@ impl Octavia {
             .list(&format!("pools/{pool_id}/members"), "members", &[])
             .await?;
         Ok(all.into_iter().map(|(_, member)| member).collect())
+    }
+
+    pub async fn find_l7policy(&self, name: &str) -> Result<Option<L7Policy>, OpenStackError> {
+        self.find_by_name("l7policies", "l7policies", name).await
+    }
+
+    /// `POST /v2/lbaas/l7policies`, its rules inline (the LB goes PENDING_UPDATE).
+    pub async fn create_l7policy(&self, body: Value) -> Result<L7Policy, OpenStackError> {
+        self.create("/v2/lbaas/l7policies", "l7policy", body).await
+    }
+
+    /// `DELETE /v2/lbaas/l7policies/{id}` (204; its rules go with it).
+    pub async fn delete_l7policy(&self, id: &str) -> Result<(), OpenStackError> {
+        let path = format!("/v2/lbaas/l7policies/{id}");
+        self.session
+            .request(Method::DELETE, SERVICE, &path, None)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn l7rules(&self, policy_id: &str) -> Result<Vec<L7Rule>, OpenStackError> {
+        let all = self
+            .list(&format!("l7policies/{policy_id}/rules"), "rules", &[])
+            .await?;
+        Ok(all.into_iter().map(|(_, rule)| rule).collect())
     }
 
     /// `PUT /v2/lbaas/pools/{id}/members`: the pool's members become exactly `members`

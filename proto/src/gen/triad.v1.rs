@@ -2140,6 +2140,10 @@ pub struct MaintenanceSection {
     /// Why the balancer does not have it in place; empty when it has.
     #[prost(string, tag = "6")]
     pub error: ::prost::alloc::string::String,
+    /// "name=value": the cookie that still reaches the app where the balancer cannot match
+    /// addresses (Octavia), in place of `allow`; empty otherwise.
+    #[prost(string, tag = "7")]
+    pub bypass_cookie: ::prost::alloc::string::String,
 }
 /// One cluster job: who may run it, its last and next run, and what needs an operator.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

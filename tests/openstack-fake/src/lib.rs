@@ -21,6 +21,13 @@
 //!   (one code, a comma list, or one range), `url_path` a path, and `http_method`,
 //!   `url_path` and `expected_codes` refused for types other than HTTP and HTTPS (which
 //!   get the defaults GET, "/" and "200"; the others null).
+//! - Octavia L7: policies on a listener (action one of Octavia's; REDIRECT_TO_POOL needs a
+//!   pool of the same load balancer and protocol; `position` from 1, inserting shifts the
+//!   others, deleting closes the gap once the load balancer settles) with rules created
+//!   inline or one by one and checked as Octavia checks them ([`check_l7rule`]: type and
+//!   comparison type, a key for HEADER and COOKIE, cookie-value characters); every change
+//!   locks the load balancer (409 while PENDING), new objects are PENDING_CREATE and a
+//!   deleted policy PENDING_DELETE until the load balancer settles.
 //! - Nova: `BUILD` → `ACTIVE` after a few GETs; tag filters only with microversion ≥ 2.26
 //!   (an older or missing microversion silently ignores them, as Nova does); DELETE 204;
 //!   server groups with `policy` (≥ 2.64) or `policies`; user data must be base64 of at
@@ -143,6 +150,10 @@ struct Store {
     monitors: BTreeMap<String, Value>,
     /// pool id → members
     members: BTreeMap<String, Vec<Value>>,
+    /// L7 policies (their `rules` hold only the rules' ids, as Octavia answers).
+    l7policies: BTreeMap<String, Value>,
+    /// L7 policy id → its rules.
+    l7rules: BTreeMap<String, Vec<Value>>,
     servers: BTreeMap<String, Value>,
     building: BTreeMap<String, u32>,
     server_groups: BTreeMap<String, Value>,
@@ -382,6 +393,20 @@ impl FakeCloud {
 
     pub fn monitors(&self) -> Vec<Value> {
         self.store().monitors.values().cloned().collect()
+    }
+
+    /// L7 policies as stored (PENDING_DELETE ones included).
+    pub fn l7policies(&self) -> Vec<Value> {
+        self.store().l7policies.values().cloned().collect()
+    }
+
+    /// The rules of an L7 policy as stored.
+    pub fn l7rules(&self, policy_id: &str) -> Vec<Value> {
+        self.store()
+            .l7rules
+            .get(policy_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Members of a pool as stored (PENDING_DELETE ones included).
@@ -807,9 +832,12 @@ fn new_id(store: &mut Store, kind: u8) -> String {
 
 fn matches_query(object: &Value, query: &BTreeMap<String, String>) -> bool {
     query.iter().all(|(key, wanted)| match key.as_str() {
-        "name" | "provisioning_status" | "operating_status" | "loadbalancer_id" | "pool_id" => {
-            object.get(key).and_then(Value::as_str) == Some(wanted.as_str())
-        }
+        "name"
+        | "provisioning_status"
+        | "operating_status"
+        | "loadbalancer_id"
+        | "pool_id"
+        | "listener_id" => object.get(key).and_then(Value::as_str) == Some(wanted.as_str()),
         _ => true,
     })
 }
@@ -852,6 +880,7 @@ fn poll_lb(store: &mut Store, lb_id: &str) {
             }
         }
     }
+    settle_l7policies(store, lb_id);
     for pool in pools {
         if let Some(members) = store.members.get_mut(&pool) {
             members.retain(|m| m["provisioning_status"] != json!("PENDING_DELETE"));
@@ -865,6 +894,168 @@ fn poll_lb(store: &mut Store, lb_id: &str) {
             }
         }
     }
+}
+
+/// The load balancer's L7 policies settle with it: those pending deletion go (with their
+/// rules, the positions after them move up), the others and their rules become ACTIVE.
+fn settle_l7policies(store: &mut Store, lb_id: &str) {
+    let listeners: Vec<String> = store
+        .listeners
+        .iter()
+        .filter(|(_, l)| l["loadbalancers"][0]["id"] == json!(lb_id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let of_lb = |p: &Value| {
+        p["listener_id"]
+            .as_str()
+            .is_some_and(|l| listeners.iter().any(|x| x == l))
+    };
+    let gone: Vec<String> = store
+        .l7policies
+        .iter()
+        .filter(|(_, p)| of_lb(p) && p["provisioning_status"] == json!("PENDING_DELETE"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in gone {
+        if let Some(policy) = store.l7policies.remove(&id) {
+            store.l7rules.remove(&id);
+            let listener = policy["listener_id"].clone();
+            let position = policy["position"].as_u64().unwrap_or(0);
+            for other in store.l7policies.values_mut() {
+                let at = other["position"].as_u64().unwrap_or(0);
+                if other["listener_id"] == listener && at > position {
+                    other["position"] = json!(at - 1);
+                }
+            }
+            if let Some(l) = listener.as_str().and_then(|l| store.listeners.get_mut(l)) {
+                if let Some(list) = l["l7policies"].as_array_mut() {
+                    list.retain(|p| p["id"] != json!(id));
+                }
+            }
+        }
+    }
+    for (id, policy) in store.l7policies.iter_mut().filter(|(_, p)| of_lb(p)) {
+        policy["provisioning_status"] = json!(ACTIVE);
+        policy["operating_status"] = json!("ONLINE");
+        for rule in store.l7rules.get_mut(id).into_iter().flatten() {
+            rule["provisioning_status"] = json!(ACTIVE);
+            rule["operating_status"] = json!("ONLINE");
+        }
+    }
+}
+
+/// Octavia's L7 policy actions.
+const L7_ACTIONS: &[&str] = &[
+    "REDIRECT_TO_POOL",
+    "REDIRECT_TO_URL",
+    "REDIRECT_PREFIX",
+    "REJECT",
+];
+/// Octavia's L7 rule types and comparison types.
+const L7_RULE_TYPES: &[&str] = &[
+    "HOST_NAME",
+    "PATH",
+    "FILE_TYPE",
+    "HEADER",
+    "COOKIE",
+    "SSL_CONN_HAS_CERT",
+    "SSL_VERIFY_RESULT",
+    "SSL_DN_FIELD",
+];
+const L7_COMPARE_TYPES: &[&str] = &["REGEX", "STARTS_WITH", "ENDS_WITH", "CONTAINS", "EQUAL_TO"];
+
+/// Octavia's `HTTP_HEADER_NAME_REGEX` (also cookie names): token characters.
+fn http_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Octavia's `HTTP_COOKIE_VALUE_REGEX`: printable ASCII except space, `"`, `,`, `;`, `\`.
+fn cookie_value(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && !b"\",;\\".contains(&b))
+}
+
+/// An L7 rule checked as Octavia's `validate.l7rule_data` checks it (the types Triad
+/// uses in full; the others on their type and comparison only). The error is the 400's
+/// message.
+pub fn check_l7rule(rule: &Value) -> Result<(), String> {
+    let text = |key: &str| rule.get(key).and_then(Value::as_str).unwrap_or("");
+    for key in ["type", "compare_type", "value"] {
+        if rule.get(key).is_none_or(Value::is_null) {
+            return Err(format!(
+                "Invalid input for field/attribute {key}. Value: None. Mandatory field missing."
+            ));
+        }
+    }
+    let kind = text("type");
+    let compare = text("compare_type");
+    if !L7_RULE_TYPES.contains(&kind) {
+        return Err(format!(
+            "Invalid input for field/attribute type. Value: '{kind}'."
+        ));
+    }
+    if !L7_COMPARE_TYPES.contains(&compare) {
+        return Err(format!(
+            "Invalid input for field/attribute compare_type. Value: '{compare}'."
+        ));
+    }
+    if rule.get("invert").is_some_and(|v| !v.is_boolean()) {
+        return Err("Invalid input for field/attribute invert.".into());
+    }
+    match kind {
+        "HEADER" | "COOKIE" => {
+            if text("key").is_empty() {
+                return Err("Invalid L7 Rule: L7 rule type requires a key".into());
+            }
+            if !http_token(text("key")) {
+                return Err("Invalid characters in key".into());
+            }
+            if kind == "COOKIE" && compare != "REGEX" && !cookie_value(text("value")) {
+                return Err("Invalid characters in cookie value".into());
+            }
+        }
+        "FILE_TYPE" if !matches!(compare, "REGEX" | "EQUAL_TO") => {
+            return Err("Invalid L7 Rule: invalid comparison type for rule type".into())
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A stored L7 rule from a checked request.
+fn new_l7rule(store: &mut Store, request: &Value, project_id: &str, now: &str) -> Value {
+    let id = new_id(store, 7);
+    json!({
+        "id": id, "type": request["type"], "compare_type": request["compare_type"],
+        "key": request.get("key").cloned().unwrap_or(Value::Null), "value": request["value"],
+        "invert": request.get("invert").cloned().unwrap_or(json!(false)),
+        "admin_state_up": request.get("admin_state_up").cloned().unwrap_or(json!(true)),
+        "project_id": project_id, "tenant_id": project_id,
+        "provisioning_status": "PENDING_CREATE", "operating_status": "OFFLINE",
+        "tags": request.get("tags").cloned().unwrap_or(json!([])), "created_at": now, "updated_at": null,
+    })
+}
+
+/// The load balancer of an L7 policy (through its listener).
+fn l7policy_lb(store: &Store, policy_id: &str) -> Result<String, Response> {
+    let policy = store.l7policies.get(policy_id).ok_or_else(|| {
+        fault_body(
+            StatusCode::NOT_FOUND,
+            &format!("L7 Policy {policy_id} could not be found."),
+        )
+    })?;
+    let listener = policy["listener_id"].as_str().unwrap_or("");
+    Ok(store
+        .listeners
+        .get(listener)
+        .and_then(|l| l["loadbalancers"][0]["id"].as_str())
+        .unwrap_or("")
+        .to_string())
 }
 
 /// Lock the load balancer for a mutation: 409 unless ACTIVE.
@@ -1292,6 +1483,22 @@ fn octavia_inner(
                 store.members.remove(&pool);
                 store.pools.remove(&pool);
             }
+            let listeners: Vec<Value> = store
+                .listeners
+                .iter()
+                .filter(|(_, l)| of_lb(l))
+                .map(|(id, _)| json!(id))
+                .collect();
+            let policies: Vec<String> = store
+                .l7policies
+                .iter()
+                .filter(|(_, p)| listeners.contains(&p["listener_id"]))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for policy in policies {
+                store.l7policies.remove(&policy);
+                store.l7rules.remove(&policy);
+            }
             store.listeners.retain(|_, l| !of_lb(l));
             store.monitors.retain(|_, m| !of_lb(m));
             store.load_balancers.remove(*id);
@@ -1340,6 +1547,7 @@ fn octavia_inner(
                 "provisioning_status": "PENDING_CREATE", "operating_status": "OFFLINE",
                 "timeout_client_data": 50000, "timeout_member_connect": 5000, "timeout_member_data": 50000,
                 "insert_headers": request.get("insert_headers").cloned().unwrap_or(json!({})),
+                "l7policies": [],
                 "tags": request.get("tags").cloned().unwrap_or(json!([])), "created_at": now, "updated_at": null,
             });
             if let Some(lb) = store.load_balancers.get_mut(&lb_id) {
@@ -1648,6 +1856,216 @@ fn octavia_inner(
             }
             store.members.insert(pool_id.to_string(), next);
             Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Method::GET, ["l7policies"]) => {
+            Ok(list(shared, rest, &store.l7policies, "l7policies", query))
+        }
+        (Method::GET, ["l7policies", id]) => {
+            let policy = store
+                .l7policies
+                .get(*id)
+                .ok_or_else(|| not_found("L7 Policy", id))?;
+            Ok(json_response(StatusCode::OK, json!({"l7policy": policy})))
+        }
+        (Method::POST, ["l7policies"]) => {
+            let request = required(&body, "l7policy")?;
+            let listener_id = required(request, "listener_id")?
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let action = required(request, "action")?
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if !L7_ACTIONS.contains(&action.as_str()) {
+                return Err(fault_body(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid input for field/attribute action. Value: '{action}'."),
+                ));
+            }
+            let listener = store
+                .listeners
+                .get(&listener_id)
+                .ok_or_else(|| not_found("Listener", &listener_id))?;
+            let lb_id = listener["loadbalancers"][0]["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let redirect_pool = request
+                .get("redirect_pool_id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            match (action.as_str(), &redirect_pool) {
+                ("REDIRECT_TO_POOL", None) => {
+                    return Err(fault_body(
+                        StatusCode::BAD_REQUEST,
+                        "Invalid L7 Policy arguments: redirect_pool_id or redirect_pool must not be None",
+                    ))
+                }
+                ("REDIRECT_TO_POOL", Some(pool_id)) => {
+                    let pool = store
+                        .pools
+                        .get(pool_id)
+                        .ok_or_else(|| not_found("Pool", pool_id))?;
+                    if pool["loadbalancers"][0]["id"] != json!(lb_id) {
+                        return Err(fault_body(
+                            StatusCode::BAD_REQUEST,
+                            &format!("Pool {pool_id} is not on the load balancer of listener {listener_id}."),
+                        ));
+                    }
+                    if pool["protocol"] != listener["protocol"] {
+                        return Err(fault_body(
+                            StatusCode::BAD_REQUEST,
+                            &format!(
+                                "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
+                                pool["protocol"].as_str().unwrap_or(""),
+                                listener["protocol"].as_str().unwrap_or("")
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            let rules: Vec<Value> = request
+                .get("rules")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for rule in &rules {
+                check_l7rule(rule).map_err(|m| fault_body(StatusCode::BAD_REQUEST, &m))?;
+            }
+            let count = store
+                .l7policies
+                .values()
+                .filter(|p| p["listener_id"] == json!(listener_id))
+                .count() as u64;
+            let position = match request.get("position") {
+                None | Some(Value::Null) => count + 1,
+                Some(value) => match value.as_u64() {
+                    Some(p) if (1..=2_147_483_647).contains(&p) => p.min(count + 1),
+                    _ => {
+                        return Err(fault_body(
+                            StatusCode::BAD_REQUEST,
+                            &format!(
+                                "Invalid input for field/attribute position. Value: '{value}'."
+                            ),
+                        ))
+                    }
+                },
+            };
+            lock_lb(shared, store, &lb_id)?;
+            for other in store.l7policies.values_mut() {
+                let at = other["position"].as_u64().unwrap_or(0);
+                if other["listener_id"] == json!(listener_id) && at >= position {
+                    other["position"] = json!(at + 1);
+                }
+            }
+            let id = new_id(store, 6);
+            let stored_rules: Vec<Value> = rules
+                .iter()
+                .map(|r| new_l7rule(store, r, &project_id, &now))
+                .collect();
+            let policy = json!({
+                "id": id, "name": request.get("name").cloned().unwrap_or(json!("")),
+                "description": request.get("description").cloned().unwrap_or(json!("")),
+                "listener_id": listener_id, "action": action, "position": position,
+                "redirect_pool_id": redirect_pool, "redirect_url": request.get("redirect_url").cloned().unwrap_or(Value::Null),
+                "redirect_prefix": request.get("redirect_prefix").cloned().unwrap_or(Value::Null),
+                "redirect_http_code": request.get("redirect_http_code").cloned().unwrap_or(Value::Null),
+                "admin_state_up": request.get("admin_state_up").cloned().unwrap_or(json!(true)),
+                "rules": stored_rules.iter().map(|r| json!({"id": r["id"]})).collect::<Vec<_>>(),
+                "project_id": project_id, "tenant_id": project_id,
+                "provisioning_status": "PENDING_CREATE", "operating_status": "OFFLINE",
+                "tags": request.get("tags").cloned().unwrap_or(json!([])), "created_at": now, "updated_at": null,
+            });
+            if let Some(listener) = store.listeners.get_mut(&listener_id) {
+                match listener["l7policies"].as_array_mut() {
+                    Some(list) => list.push(json!({"id": id})),
+                    None => listener["l7policies"] = json!([{"id": id}]),
+                }
+            }
+            store.l7policies.insert(id.clone(), policy.clone());
+            store.l7rules.insert(id, stored_rules);
+            Ok(json_response(
+                StatusCode::CREATED,
+                json!({"l7policy": policy}),
+            ))
+        }
+        (Method::DELETE, ["l7policies", id]) => {
+            let lb_id = l7policy_lb(store, id)?;
+            lock_lb(shared, store, &lb_id)?;
+            if let Some(policy) = store.l7policies.get_mut(*id) {
+                policy["provisioning_status"] = json!("PENDING_DELETE");
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::GET, ["l7policies", id, "rules"]) => {
+            let rules = store
+                .l7rules
+                .get(*id)
+                .ok_or_else(|| not_found("L7 Policy", id))?;
+            let items: Vec<Value> = rules
+                .iter()
+                .filter(|r| matches_query(r, query))
+                .cloned()
+                .collect();
+            Ok(octavia_page(
+                shared,
+                rest,
+                items,
+                |rid| rules.iter().any(|r| r["id"] == json!(rid)),
+                "rules",
+                query,
+            ))
+        }
+        (Method::GET, ["l7policies", id, "rules", rule_id]) => {
+            let rule = store
+                .l7rules
+                .get(*id)
+                .ok_or_else(|| not_found("L7 Policy", id))?
+                .iter()
+                .find(|r| r["id"] == json!(rule_id))
+                .ok_or_else(|| not_found("L7 Rule", rule_id))?;
+            Ok(json_response(StatusCode::OK, json!({"rule": rule})))
+        }
+        (Method::POST, ["l7policies", id, "rules"]) => {
+            let request = required(&body, "rule")?.clone();
+            let lb_id = l7policy_lb(store, id)?;
+            check_l7rule(&request).map_err(|m| fault_body(StatusCode::BAD_REQUEST, &m))?;
+            lock_lb(shared, store, &lb_id)?;
+            let rule = new_l7rule(store, &request, &project_id, &now);
+            if let Some(policy) = store.l7policies.get_mut(*id) {
+                if let Some(list) = policy["rules"].as_array_mut() {
+                    list.push(json!({"id": rule["id"]}));
+                }
+            }
+            store
+                .l7rules
+                .entry(id.to_string())
+                .or_default()
+                .push(rule.clone());
+            Ok(json_response(StatusCode::CREATED, json!({"rule": rule})))
+        }
+        (Method::DELETE, ["l7policies", id, "rules", rule_id]) => {
+            let lb_id = l7policy_lb(store, id)?;
+            if !store
+                .l7rules
+                .get(*id)
+                .is_some_and(|rules| rules.iter().any(|r| r["id"] == json!(rule_id)))
+            {
+                return Err(not_found("L7 Rule", rule_id));
+            }
+            lock_lb(shared, store, &lb_id)?;
+            // rules have no PENDING_DELETE of their own worth modelling: they go at once
+            if let Some(rules) = store.l7rules.get_mut(*id) {
+                rules.retain(|r| r["id"] != json!(rule_id));
+            }
+            if let Some(policy) = store.l7policies.get_mut(*id) {
+                if let Some(list) = policy["rules"].as_array_mut() {
+                    list.retain(|r| r["id"] != json!(rule_id));
+                }
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(fault_body(
             StatusCode::NOT_FOUND,
@@ -2175,6 +2593,59 @@ fn neutron(
                     &format!("{singular} {id} could not be found."),
                 ),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l7_rules_are_checked_as_octavia_checks_them() {
+        let ok = json!({"type": "COOKIE", "compare_type": "EQUAL_TO", "key": "triad_maintenance_bypass", "value": "00ff", "invert": true});
+        assert_eq!(check_l7rule(&ok), Ok(()));
+        let cases = [
+            (
+                json!({"type": "COOKIE", "compare_type": "EQUAL_TO", "value": "x"}),
+                "requires a key",
+            ),
+            (
+                json!({"type": "COOKIE", "compare_type": "EQUAL_TO", "key": "a b", "value": "x"}),
+                "Invalid characters in key",
+            ),
+            (
+                json!({"type": "COOKIE", "compare_type": "EQUAL_TO", "key": "k", "value": "a;b"}),
+                "Invalid characters in cookie value",
+            ),
+            (
+                json!({"type": "COOKIE", "compare_type": "EQUAL_TO", "key": "k", "value": "a b"}),
+                "Invalid characters in cookie value",
+            ),
+            (
+                json!({"type": "SOURCE_IP", "compare_type": "EQUAL_TO", "value": "10.0.0.1"}),
+                "field/attribute type",
+            ),
+            (
+                json!({"type": "PATH", "compare_type": "LIKE", "value": "/"}),
+                "field/attribute compare_type",
+            ),
+            (
+                json!({"type": "FILE_TYPE", "compare_type": "CONTAINS", "value": "jpg"}),
+                "invalid comparison type",
+            ),
+            (
+                json!({"type": "PATH", "compare_type": "STARTS_WITH"}),
+                "value. Value: None",
+            ),
+            (
+                json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/", "invert": "yes"}),
+                "invert",
+            ),
+        ];
+        for (rule, expected) in cases {
+            let error = check_l7rule(&rule).unwrap_err();
+            assert!(error.contains(expected), "{rule}: {error}");
         }
     }
 }
