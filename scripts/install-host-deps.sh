@@ -30,13 +30,16 @@ set -eu
 # cloud-init's own schema validator (`cloud-init schema`, the Nova provider's user-data test):
 #   its Python dependencies here; cloud-init itself is unpacked, not installed, under
 #   /opt/triad-ci/cloud-init (installed, its units would configure this host at boot).
+# Metrics: prometheus (promtool checks the shipped alert rules and the coordinator's
+#   /metrics; the lab's alert test runs its own prometheus on loopback; the package's
+#   service does not start here).
 # Benchmarks: prometheus-node-exporter, the footprint reference of `triad-lab bench-volume`
 #   (run by the bench itself on 127.0.0.1:19100; the package's own service does not start here).
 # Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed
 # (the proto crate compiles .proto files in pure Rust).
 PKGS="systemd-container debootstrap bridge-utils iproute2 iptables haproxy apache2-utils socat curl
 mariadb-client openssl util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
-lintian dpkg-dev python3-venv prometheus-node-exporter
+lintian dpkg-dev python3-venv prometheus-node-exporter prometheus
 python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema python3-netifaces
 python3-oauthlib python3-requests python3-serial python3-yaml"
 
@@ -71,6 +74,8 @@ else
         systemctl disable --now haproxy >/dev/null 2>&1 || true
         # likewise node_exporter on :9100: the bench runs its own on loopback
         systemctl disable --now prometheus-node-exporter >/dev/null 2>&1 || true
+        # and prometheus on :9090: the alert test runs its own
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi
 fi
 

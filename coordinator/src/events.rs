@@ -62,6 +62,8 @@ struct Files {
 pub struct EventLog {
     files: Mutex<Files>,
     tx: broadcast::Sender<Event>,
+    /// Events recorded since the coordinator started, by kind (for /metrics).
+    counts: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl EventLog {
@@ -91,6 +93,7 @@ impl EventLog {
                 lines,
             }),
             tx: broadcast::channel(256).0,
+            counts: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -106,6 +109,12 @@ impl EventLog {
         if let Err(error) = self.append(&event) {
             tracing::warn!("events: {error}");
         }
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(event.kind.clone())
+            .or_default() += 1;
         let _ = self.tx.send(event);
     }
 
@@ -128,6 +137,14 @@ impl EventLog {
         writeln!(file, "{line}").map_err(|e| format!("writing {}: {e}", current.display()))?;
         files.lines += 1;
         Ok(())
+    }
+
+    /// Events recorded since the coordinator started, by kind.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The kept events at or after `since` (Unix ms), oldest first.

@@ -294,6 +294,7 @@ impl CoordinatorGrpc {
             .as_ref()
             .map(|a| a.removed.clone())
             .unwrap_or_default();
+        let events = self.events.as_ref().map(|e| e.counts());
         crate::metrics::snapshot(&crate::metrics::Sources {
             cluster: &self.coordinator.cluster_name,
             view: &view,
@@ -303,6 +304,7 @@ impl CoordinatorGrpc {
             galera: galera.as_ref(),
             volume: volume.as_ref(),
             autoscale: autoscale.as_ref(),
+            events: events.as_ref(),
         })
     }
 

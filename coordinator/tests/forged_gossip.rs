@@ -798,6 +798,7 @@ fn galera_claim(index: u8, state: GaleraState, seqno: i64, safe: bool, size: u32
         uuid: Some(UUID.into()),
         seqno: Some(seqno),
         safe_to_bootstrap: Some(safe),
+        ..GaleraKeys::default()
     };
     keys
 }

@@ -199,6 +199,7 @@ impl GaleraHost for FakeHost {
             last_committed: seqno,
             cluster_state_uuid: uuid,
             ready: true,
+            ..WsrepStatus::default()
         })
     }
 

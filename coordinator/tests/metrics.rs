@@ -43,6 +43,30 @@ async fn curl(args: &[&str], url: &str) -> Result<String, String> {
     String::from_utf8(output.stdout).map_err(|e| format!("curl output is not UTF-8: {e}"))
 }
 
+/// `promtool check metrics` (Debian's prometheus package) on `text`: it parses the text
+/// format and lints names, help and types; any finding fails the test.
+async fn promtool_check_metrics(text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus; scripts/install-host-deps.sh does)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}\n{}{}\non:\n{text}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The status line of a `curl -i` answer.
 fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or_default().trim()
@@ -172,9 +196,31 @@ async fn metrics_show_the_coordinators_and_the_nodes_certificate_expiry() {
     assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "{answer}");
     assert_eq!(
         header(&answer, "content-type").as_deref(),
-        Some("text/plain; version=0.0.4"),
+        Some(metrics::TEXT_CONTENT_TYPE),
         "{answer}"
     );
+    // Prometheus's own checker reads the text format and finds nothing to lint
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    promtool_check_metrics(body).await;
+    // what Prometheus asks for: OpenMetrics
+    let openmetrics = curl(
+        &[
+            "-H",
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        ],
+        &url,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        header(&openmetrics, "content-type").as_deref(),
+        Some(metrics::CONTENT_TYPE),
+        "{openmetrics}"
+    );
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
     let coordinator_line = format!(
         "\n# TYPE triad_tls_certificate_expiry_timestamp_seconds gauge\n\
          triad_tls_certificate_expiry_timestamp_seconds{{holder=\"coordinator\",role=\"coordinator\"}} {coordinator_not_after}\n"
@@ -250,4 +296,61 @@ async fn plaintext_shows_and_no_certificate_is_invented() {
         "{answer}"
     );
     server.stop().await;
+}
+
+/// Every family the coordinator can show, in both formats, passes promtool's lint (the
+/// end-to-end test above shows only what a bare cluster has).
+#[tokio::test]
+async fn every_family_passes_promtool() {
+    use std::collections::BTreeMap;
+    use triad_coordinator::metrics::*;
+    use triad_coordinator::recovery::FinishedDecision;
+    let snapshot = Snapshot {
+        cluster: "lab".into(),
+        version: "0.1.0".into(),
+        certificates: vec![CertificateExpiry {
+            holder: "n1".into(),
+            role: CertificateRole::Node,
+            not_after: 1_790_000_000,
+        }],
+        nodes: vec![NodeSample {
+            node: "n1".into(),
+            live: true,
+            ready: true,
+            services: vec![("galera", "synced")],
+            galera: triad_proto::gossip::GaleraKeys {
+                cluster_status: Some("Primary".into()),
+                size: Some(3),
+                flow_control_paused_ns: Some(5),
+                recv_queue: Some(0),
+                cert_failures: Some(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+        balancer: Some(BalancerSample::default()),
+        galera: Some(GaleraSample {
+            last_epoch: 2,
+            open: Some(("n1".into(), "joining")),
+            open_secs: Some(1.5),
+            last_decision: Some(FinishedDecision {
+                epoch: 1,
+                bootstrapping_secs: Some(2.0),
+                joining_secs: 3.0,
+                total_secs: 5.0,
+            }),
+        }),
+        volume: Some(VolumeSample {
+            state: "steady",
+            bricks: vec![("10.0.0.1:/b".into(), true, Some(0))],
+        }),
+        autoscale: Some(AutoscaleSample {
+            rate: Some(1.5),
+            ready: 3,
+            recommended: Some(3),
+        }),
+        events: Some(BTreeMap::from([("operator".to_string(), 2)])),
+        ..Default::default()
+    };
+    promtool_check_metrics(&openmetrics_to_text(&render(&snapshot))).await;
 }

@@ -32,6 +32,12 @@ pub mod keys {
     pub const GALERA_UUID: &str = "galera.uuid";
     pub const GALERA_SEQNO: &str = "galera.seqno";
     pub const GALERA_SAFE_TO_BOOTSTRAP: &str = "galera.safe_to_bootstrap";
+    /// Counters and a gauge from `SHOW GLOBAL STATUS`, for /metrics: nanoseconds paused by
+    /// flow control (`wsrep_flow_control_paused_ns`), the receive queue
+    /// (`wsrep_local_recv_queue`), certification failures (`wsrep_local_cert_failures`).
+    pub const GALERA_FC_PAUSED_NS: &str = "galera.fc_paused_ns";
+    pub const GALERA_RECV_QUEUE: &str = "galera.recv_queue";
+    pub const GALERA_CERT_FAILURES: &str = "galera.cert_failures";
     pub const GLUSTER_DAEMON: &str = "gluster.daemon";
     pub const GLUSTER_BRICK: &str = "gluster.brick";
     pub const MOUNT: &str = "mount";
@@ -179,6 +185,10 @@ pub struct GaleraKeys {
     pub uuid: Option<String>,
     pub seqno: Option<i64>,
     pub safe_to_bootstrap: Option<bool>,
+    /// Since mysqld started (counters) or now (the queue); None while mysqld does not answer.
+    pub flow_control_paused_ns: Option<u64>,
+    pub recv_queue: Option<u64>,
+    pub cert_failures: Option<u64>,
 }
 
 impl GaleraKeys {
@@ -295,6 +305,18 @@ impl NodeKeys {
             self.galera.safe_to_bootstrap.map(encode_bool),
         );
         push(
+            keys::GALERA_FC_PAUSED_NS,
+            self.galera.flow_control_paused_ns.map(|n| n.to_string()),
+        );
+        push(
+            keys::GALERA_RECV_QUEUE,
+            self.galera.recv_queue.map(|n| n.to_string()),
+        );
+        push(
+            keys::GALERA_CERT_FAILURES,
+            self.galera.cert_failures.map(|n| n.to_string()),
+        );
+        push(
             keys::CPU,
             self.metrics.cpu_percent.map(|cpu| format!("{cpu:.1}")),
         );
@@ -356,6 +378,11 @@ impl NodeKeys {
             keys::GALERA_SAFE_TO_BOOTSTRAP => {
                 self.galera.safe_to_bootstrap = Some(decode_bool(raw)?)
             }
+            keys::GALERA_FC_PAUSED_NS => {
+                self.galera.flow_control_paused_ns = Some(parse_number(raw)?)
+            }
+            keys::GALERA_RECV_QUEUE => self.galera.recv_queue = Some(parse_number(raw)?),
+            keys::GALERA_CERT_FAILURES => self.galera.cert_failures = Some(parse_number(raw)?),
             keys::GLUSTER_DAEMON => self.gluster_daemon = Health::decode(raw)?,
             keys::GLUSTER_BRICK => self.gluster_brick = BrickState::decode(raw)?,
             keys::MOUNT => self.mount = MountState::decode(raw)?,
@@ -640,6 +667,9 @@ mod tests {
                 uuid: Some("9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into()),
                 seqno: Some(250),
                 safe_to_bootstrap: Some(false),
+                flow_control_paused_ns: Some(1_500_000_000),
+                recv_queue: Some(0),
+                cert_failures: Some(3),
             },
             gluster_daemon: Health::Ok,
             gluster_brick: BrickState::Online,

@@ -65,7 +65,8 @@ pub struct SystemdGaleraHost {
 
 const STATUS_QUERY: &str = "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'; SHOW GLOBAL STATUS WHERE \
     Variable_name IN ('wsrep_local_state_comment','wsrep_cluster_status','wsrep_cluster_size',\
-    'wsrep_last_committed','wsrep_cluster_state_uuid','wsrep_ready')";
+    'wsrep_last_committed','wsrep_cluster_state_uuid','wsrep_ready',\
+    'wsrep_flow_control_paused_ns','wsrep_local_recv_queue','wsrep_local_cert_failures')";
 
 impl SystemdGaleraHost {
     pub fn new(settings: GaleraSettings) -> SystemdGaleraHost {
@@ -129,6 +130,9 @@ pub fn parse_status(text: &str) -> WsrepStatus {
             "wsrep_last_committed" => status.last_committed = value.parse().unwrap_or(-1),
             "wsrep_cluster_state_uuid" => status.cluster_state_uuid = value.to_ascii_lowercase(),
             "wsrep_ready" => status.ready = value.eq_ignore_ascii_case("on"),
+            "wsrep_flow_control_paused_ns" => status.flow_control_paused_ns = value.parse().ok(),
+            "wsrep_local_recv_queue" => status.recv_queue = value.parse().ok(),
+            "wsrep_local_cert_failures" => status.cert_failures = value.parse().ok(),
             _ => {}
         }
     }
@@ -434,9 +438,13 @@ mod tests {
     #[test]
     fn status_output_of_the_mariadb_client_parses() {
         let text = "wsrep_on\tON\nwsrep_cluster_size\t3\nwsrep_cluster_state_uuid\t9DC7CBBA-e8fa-11f1-9cdd-af8aaf7b5b31\n\
-                    wsrep_cluster_status\tPrimary\nwsrep_last_committed\t250\nwsrep_local_state_comment\tSynced\nwsrep_ready\tON\n";
+                    wsrep_cluster_status\tPrimary\nwsrep_last_committed\t250\nwsrep_local_state_comment\tSynced\nwsrep_ready\tON\n\
+                    wsrep_flow_control_paused_ns\t1500000000\nwsrep_local_recv_queue\t2\nwsrep_local_cert_failures\t7\n";
         let status = parse_status(text);
         assert!(status.wsrep_on && status.ready);
+        assert_eq!(status.flow_control_paused_ns, Some(1_500_000_000));
+        assert_eq!(status.recv_queue, Some(2));
+        assert_eq!(status.cert_failures, Some(7));
         assert_eq!(status.cluster_size, 3);
         assert_eq!(status.last_committed, 250);
         assert_eq!(
@@ -546,6 +554,7 @@ mod tests {
                 last_committed: committed,
                 cluster_state_uuid: uuid,
                 ready,
+                ..WsrepStatus::default()
             };
             prop_assert_eq!(parse_status(&text), want);
         }

@@ -154,6 +154,10 @@ pub struct WsrepStatus {
     pub last_committed: i64,
     pub cluster_state_uuid: String,
     pub ready: bool,
+    /// For /metrics only (through gossip).
+    pub flow_control_paused_ns: Option<u64>,
+    pub recv_queue: Option<u64>,
+    pub cert_failures: Option<u64>,
 }
 
 /// Everything the local Galera plan looks at.
@@ -322,6 +326,7 @@ pub fn keys(observed: &Observed, settings: &GaleraSettings) -> GaleraKeys {
         };
     }
     let position = best_position(observed);
+    let running = observed.status.as_ref().filter(|s| s.wsrep_on);
     GaleraKeys {
         state: derive_state(observed),
         cluster_status: observed
@@ -337,6 +342,9 @@ pub fn keys(observed: &Observed, settings: &GaleraSettings) -> GaleraKeys {
         uuid: position.as_ref().map(|(p, _)| p.uuid.clone()),
         seqno: position.as_ref().map(|(p, _)| p.seqno),
         safe_to_bootstrap: observed.grastate.as_ref().map(|g| g.safe_to_bootstrap),
+        flow_control_paused_ns: running.and_then(|s| s.flow_control_paused_ns),
+        recv_queue: running.and_then(|s| s.recv_queue),
+        cert_failures: running.and_then(|s| s.cert_failures),
     }
 }
 
@@ -373,6 +381,7 @@ mod tests {
             last_committed: 42,
             cluster_state_uuid: "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31".into(),
             ready: true,
+            ..WsrepStatus::default()
         }
     }
 

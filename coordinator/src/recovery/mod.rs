@@ -71,6 +71,67 @@ pub struct GaleraStatus {
     pub open: Option<OpenDecision>,
     /// The last epoch used (0: never decided).
     pub last_epoch: u64,
+    /// When the open decision, and its current phase, began (this coordinator's clock: a
+    /// decision adopted at start counts from then).
+    pub open_since: Option<std::time::Instant>,
+    pub phase_since: Option<std::time::Instant>,
+    /// How long the open decision's bootstrap phase took, once it is joining.
+    pub bootstrapping_secs: Option<f64>,
+    /// The last decision that finished here.
+    pub last_decision: Option<FinishedDecision>,
+}
+
+/// A finished decision's timing, for /metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedDecision {
+    pub epoch: u64,
+    /// The bootstrap phase (None: it was already joining when this coordinator started).
+    pub bootstrapping_secs: Option<f64>,
+    pub joining_secs: f64,
+    pub total_secs: f64,
+}
+
+/// Pure: the timing facts of `next` given the published `previous` at `now`.
+fn track_timing(previous: &GaleraStatus, next: &mut GaleraStatus, now: std::time::Instant) {
+    let secs = |since: Option<std::time::Instant>| {
+        since.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64())
+    };
+    next.last_decision = previous.last_decision.clone();
+    match (&previous.open, &next.open) {
+        (None, Some(_)) => {
+            next.open_since = Some(now);
+            next.phase_since = Some(now);
+        }
+        (Some(was), Some(is)) if was.epoch != is.epoch => {
+            next.open_since = Some(now);
+            next.phase_since = Some(now);
+        }
+        (Some(was), Some(is)) => {
+            next.open_since = previous.open_since;
+            next.phase_since = previous.phase_since;
+            next.bootstrapping_secs = previous.bootstrapping_secs;
+            if was.phase != is.phase {
+                if was.phase == Phase::Bootstrapping {
+                    next.bootstrapping_secs = Some(secs(previous.phase_since));
+                }
+                next.phase_since = Some(now);
+            }
+        }
+        (Some(was), None) => {
+            let in_phase = secs(previous.phase_since);
+            let (bootstrapping_secs, joining_secs) = match was.phase {
+                Phase::Bootstrapping => (Some(in_phase), 0.0),
+                Phase::Joining => (previous.bootstrapping_secs, in_phase),
+            };
+            next.last_decision = Some(FinishedDecision {
+                epoch: was.epoch,
+                bootstrapping_secs,
+                joining_secs,
+                total_secs: secs(previous.open_since),
+            });
+        }
+        (None, None) => {}
+    }
 }
 
 /// A decision in flight, for /metrics.
@@ -172,11 +233,13 @@ impl Recovery {
             if status.line != text {
                 tracing::info!(galera = %text, "galera status");
             }
-            let next = GaleraStatus {
+            let mut next = GaleraStatus {
                 line: text,
                 open,
                 last_epoch,
+                ..GaleraStatus::default()
             };
+            track_timing(status, &mut next, std::time::Instant::now());
             let changed = *status != next;
             *status = next;
             changed
@@ -551,5 +614,53 @@ impl runner::Reconciler for RecoveryPass {
             .tick(&self.coordinator.view(), Now::current())
             .await;
         runner::Next::After(self.recovery.settings.tick)
+    }
+}
+
+#[cfg(test)]
+mod timing_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn with(open: Option<(u64, Phase)>) -> GaleraStatus {
+        GaleraStatus {
+            open: open.map(|(epoch, phase)| OpenDecision {
+                epoch,
+                node: "n2".into(),
+                phase,
+            }),
+            ..GaleraStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_decision_is_timed_per_phase_from_open_to_finished() {
+        let t0 = Instant::now();
+        let step = |previous: &GaleraStatus, open, at: u64| {
+            let mut next = with(open);
+            track_timing(previous, &mut next, t0 + Duration::from_secs(at));
+            next
+        };
+        let idle = GaleraStatus::default();
+        let booting = step(&idle, Some((4, Phase::Bootstrapping)), 10);
+        assert_eq!(booting.open_since, Some(t0 + Duration::from_secs(10)));
+        let still = step(&booting, Some((4, Phase::Bootstrapping)), 12);
+        assert_eq!(still.open_since, booting.open_since, "kept while open");
+        let joining = step(&still, Some((4, Phase::Joining)), 13);
+        assert_eq!(joining.bootstrapping_secs, Some(3.0));
+        let done = step(&joining, None, 20);
+        assert_eq!(
+            done.last_decision,
+            Some(FinishedDecision {
+                epoch: 4,
+                bootstrapping_secs: Some(3.0),
+                joining_secs: 7.0,
+                total_secs: 10.0,
+            })
+        );
+        assert_eq!(done.open_since, None);
+        // the finished one stays shown while idle
+        let later = step(&done, None, 30);
+        assert_eq!(later.last_decision, done.last_decision);
     }
 }

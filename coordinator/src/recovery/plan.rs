@@ -498,6 +498,7 @@ mod tests {
             uuid: Some("u".into()),
             seqno: Some(7),
             safe_to_bootstrap: None,
+            ..GaleraKeys::default()
         }
     }
 

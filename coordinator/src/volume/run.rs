@@ -187,6 +187,9 @@ pub struct VolumeStatus {
     /// The line `triadctl status` shows.
     pub line: String,
     pub state: VolumeState,
+    /// The bricks as the last answering node saw them (heal counts from the last heal-info
+    /// pass); empty until observed and while no node answers.
+    pub bricks: Vec<super::BrickObs>,
 }
 
 /// Where the volume stands, as the last pass saw it.
@@ -224,6 +227,7 @@ impl VolumeLoop {
             status: watch::channel(VolumeStatus {
                 line: format!("{}: not observed yet", spec.name),
                 state: VolumeState::NotObserved,
+                bricks: Vec::new(),
             })
             .0,
             spec,
@@ -247,8 +251,17 @@ impl VolumeLoop {
             if old.line != text {
                 tracing::info!(state = state.as_str(), "volume: {text}");
             }
-            *old = VolumeStatus { line: text, state };
+            old.line = text;
+            old.state = state;
             true
+        });
+    }
+
+    fn set_bricks(&self, bricks: Vec<super::BrickObs>) {
+        self.status.send_if_modified(|old| {
+            let changed = old.bricks != bricks;
+            old.bricks = bricks;
+            changed
         });
     }
 
@@ -285,6 +298,7 @@ impl VolumeLoop {
                     errors.join("; ")
                 )
             };
+            self.set_bricks(Vec::new());
             self.set_status(line, VolumeState::Unknown);
             return false;
         };
@@ -302,6 +316,12 @@ impl VolumeLoop {
                 }
             }
         }
+        self.set_bricks(
+            obs.volume
+                .as_ref()
+                .map(|v| v.bricks.clone())
+                .unwrap_or_default(),
+        );
         let steady = obs.volume.as_ref().is_some_and(super::steady);
         match plan(&self.spec, &nodes, &obs, &allow) {
             Plan::Formed(text) => {
