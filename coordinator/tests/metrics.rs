@@ -221,9 +221,13 @@ async fn metrics_show_the_coordinators_and_the_nodes_certificate_expiry() {
         "{openmetrics}"
     );
     assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    // (samples of one family come in no fixed order)
     let coordinator_line = format!(
-        "\n# TYPE triad_tls_certificate_expiry_timestamp_seconds gauge\n\
-         triad_tls_certificate_expiry_timestamp_seconds{{holder=\"coordinator\",role=\"coordinator\"}} {coordinator_not_after}\n"
+        "\ntriad_tls_certificate_expiry_timestamp_seconds{{holder=\"coordinator\",role=\"coordinator\"}} {coordinator_not_after}\n"
+    );
+    assert!(
+        answer.contains("\n# TYPE triad_tls_certificate_expiry_timestamp_seconds gauge\n"),
+        "{answer}"
     );
     assert!(answer.contains(&coordinator_line), "{answer}");
     assert!(answer.contains("\ntriad_tls_plaintext 0\n"), "{answer}");
@@ -302,6 +306,11 @@ async fn plaintext_shows_and_no_certificate_is_invented() {
 /// end-to-end test above shows only what a bare cluster has).
 #[tokio::test]
 async fn every_family_passes_promtool() {
+    promtool_check_metrics(&rich_text()).await;
+}
+
+/// Every family the coordinator can show, in the text format.
+fn rich_text() -> String {
     use std::collections::BTreeMap;
     use triad_coordinator::metrics::*;
     use triad_coordinator::recovery::FinishedDecision;
@@ -352,5 +361,52 @@ async fn every_family_passes_promtool() {
         events: Some(BTreeMap::from([("operator".to_string(), 2)])),
         ..Default::default()
     };
-    promtool_check_metrics(&openmetrics_to_text(&render(&snapshot))).await;
+    openmetrics_to_text(&render(&snapshot))
+}
+
+/// The shipped alert rules (packaging/prometheus/triad-alerts.yml): promtool finds them
+/// valid and their unit tests (triad-alerts.test.yml) pass, and every metric they read is
+/// one the coordinator renders (a renamed family would leave a rule that never fires).
+#[tokio::test]
+async fn the_shipped_alert_rules_pass_promtool_and_read_rendered_families() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/prometheus");
+    for args in [
+        ["check", "rules", "triad-alerts.yml"],
+        ["test", "rules", "triad-alerts.test.yml"],
+    ] {
+        let output = tokio::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .await
+            .expect("promtool (apt-get install prometheus)");
+        assert!(
+            output.status.success(),
+            "promtool {args:?}: {}\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let rules = std::fs::read_to_string(dir.join("triad-alerts.yml")).unwrap();
+    let rendered = rich_text();
+    let mut read = std::collections::BTreeSet::new();
+    for line in rules.lines().filter(|l| l.trim_start().starts_with("expr:")) {
+        let mut rest = line;
+        while let Some(at) = rest.find("triad_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            read.insert(name);
+        }
+    }
+    assert!(read.len() >= 10, "{read:?}");
+    for name in &read {
+        assert!(
+            rendered.contains(&format!("\n{name}{{")) || rendered.contains(&format!("\n{name} ")),
+            "the rules read {name}, which /metrics does not show:\n{rendered}"
+        );
+    }
 }

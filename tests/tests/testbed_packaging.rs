@@ -160,6 +160,7 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
             "/usr/bin/triad-coordinator",
             "/etc/triad/coordinator.toml",
             "/usr/share/triad/cloud-init/web-node.yaml",
+            "/usr/share/triad/prometheus/triad-alerts.yml",
             "/usr/lib/systemd/system/triad-coordinator.service",
             "/usr/lib/sysusers.d/triad-coordinator.conf",
             "/usr/share/man/man8/triad-coordinator.8.gz",
