@@ -391,7 +391,10 @@ async fn the_shipped_alert_rules_pass_promtool_and_read_rendered_families() {
     let rules = std::fs::read_to_string(dir.join("triad-alerts.yml")).unwrap();
     let rendered = rich_text();
     let mut read = std::collections::BTreeSet::new();
-    for line in rules.lines().filter(|l| l.trim_start().starts_with("expr:")) {
+    for line in rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("expr:"))
+    {
         let mut rest = line;
         while let Some(at) = rest.find("triad_") {
             let name: String = rest[at..]

@@ -28,6 +28,7 @@ pub mod image;
 pub mod jobs;
 pub mod net;
 pub mod node;
+pub mod prometheus;
 pub mod sessions;
 pub mod testbed;
 pub mod triad;

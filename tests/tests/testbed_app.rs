@@ -2,13 +2,15 @@
 //! uploads on the volume, its database through each node's endpoint), used through the
 //! lab's HAProxy by a real browser (curl with a cookie jar): a login and its content, with
 //! an uploaded file, survive the crash of the node that served them and then a full outage
-//! of every node, with nobody touching the app; a PHP session survives its node's crash. Real Galera, Gluster, Apache and HAProxy,
+//! of every node, with nobody touching the app; a PHP session survives its node's crash; a
+//! real Prometheus with the shipped alert rules fires TriadNodeDown for the crashed node. Real Galera, Gluster, Apache and HAProxy,
 //! driven by the agents and the coordinator.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use triad_tests::haproxy::LISTEN;
+use triad_tests::prometheus::Prometheus;
 use triad_tests::wait::{self, Poll};
 use triad_tests::wordpress::{self, Browser, Post, Upload};
 use triad_tests::{faults, http, triad, Testbed};
@@ -67,6 +69,8 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
 ) -> anyhow::Result<()> {
     let mut tb = Testbed::for_test(3)?;
     let site = wordpress::lab(&mut tb)?;
+    // a real Prometheus with the shipped alert rules watches the lab's coordinator (issue 21)
+    let prometheus = Prometheus::start(&tb.state.join("prometheus"), triad::COORDINATOR_METRICS)?;
 
     // 1. log in through the balancer, upload a picture, publish a post that shows it
     let browser = Browser::new(tb.state.join("wp-cookies.txt"));
@@ -107,12 +111,14 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
     // 2. crash the node that served the session while a reader loop runs
     let victim = tb.node(&home)?;
     let stop = AtomicBool::new(false);
+    let mut crashed_at = Instant::now();
     let (failed, after) = std::thread::scope(|scope| -> anyhow::Result<_> {
         let reader = scope.spawn(|| reader_loop(&stop, &post));
         let result = (|| -> anyhow::Result<(bool, String, Option<String>)> {
             // the reader has run a while before the crash
             wait::pace(Duration::from_secs(3), "the reader loop before the crash")?;
             faults::crash(victim)?;
+            crashed_at = Instant::now();
             eprintln!("[app] {home} crashed");
             let logged_in = browser.logged_in()?;
             let node = browser.serving_node()?;
@@ -137,8 +143,20 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         "reader requests failed while {home} crashed: {failed:?}"
     );
 
+    // the crash fires the shipped rule an operator would get (TriadNodeDown: down for 30 s)
+    let firing =
+        prometheus.wait_firing("TriadNodeDown", ("node", &home), Duration::from_secs(120))?;
+    eprintln!(
+        "[app] alert TriadNodeDown{{node={home:?}}} firing {:.1?} after the crash",
+        crashed_at.elapsed()
+    );
+    assert!(
+        crashed_at.elapsed() >= Duration::from_secs(30),
+        "TriadNodeDown fired before its 30 s ({firing:.1?})"
+    );
     faults::start(victim)?;
     triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
+    prometheus.wait_resolved("TriadNodeDown", ("node", &home), Duration::from_secs(60))?;
 
     // 3. a PHP session (where ownCloud keeps its logins) survives its node too
     let crashed = triad_tests::sessions::survive_their_node(&tb)?;
