@@ -466,3 +466,41 @@ async fn loopback_haproxy_operator_drain_and_undrain_fail_no_request() {
     );
     control.stop().await;
 }
+
+/// When no server of the backend is up (here the only one refuses connections and fails
+/// its checks), clients get HAProxy's own 503 with Retry-After and a plain message
+/// (`no_server_error_line` in the defaults), not a bare error page.
+#[tokio::test]
+async fn loopback_haproxy_no_server_up_answers_503_with_retry_after() {
+    use triad_coordinator::balancer::haproxy::NO_SERVER_RETRY_AFTER;
+    let port = free_port(node_ip(1));
+    let haproxy = HaproxyProcess::start(&format!(
+        "    server n1 {}:{port} check inter 200ms fall 1 rise 1\n",
+        node_ip(1)
+    ))
+    .await;
+    let answer = wait_for(
+        "a 503 from HAProxy with the server down",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            let (status, answer) = get_from(node_ip(9), haproxy.frontend).await?;
+            if status.starts_with("HTTP/1.1 503") {
+                Ok(answer)
+            } else {
+                Err(answer)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains(&format!("\r\nretry-after: {NO_SERVER_RETRY_AFTER}\r\n")),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("The service is recovering; please retry shortly."),
+        "{answer}"
+    );
+}

@@ -82,7 +82,8 @@ pub fn config(dir: &Path, servers: &[(String, String)]) -> String {
     let mut s = format!(
         "global\n    stats socket {sock} mode 600 level admin\n    maxconn 2000\n\n\
 defaults\n    mode http\n    timeout connect 2s\n    timeout client 15s\n    timeout server 15s\n    \
-timeout check 8s\n    retries 3\n    option redispatch 1\n\n\
+timeout check 8s\n    retries 3\n    option redispatch 1\n    \
+# no server up: 503 with Retry-After, not HAProxy's HTML page\n    {no_server}\n\n\
 frontend fe_web\n    bind {LISTEN}\n    # maintenance mode (`triadctl app maintenance on`)\n    {maintenance}\n    default_backend {BACKEND}\n\n\
 backend {BACKEND}\n    balance roundrobin\n    option httpchk GET {HEALTH_PATH}\n    \
 http-check expect status {HEALTH_CODES}\n    retry-on all-retryable-errors\n    http-request disable-l7-retry if METH_POST\n    \
@@ -92,6 +93,7 @@ cookie {COOKIE} insert indirect nocache httponly dynamic\n    dynamic-cookie-key
 default-server inter 1s fall 2 rise 2\n",
         sock = dir.join("admin.sock").display(),
         maintenance = triad_coordinator::balancer::haproxy::maintenance_frontend_line(&map, &allow),
+        no_server = triad_coordinator::balancer::haproxy::no_server_error_line(),
     );
     for (n, a) in servers {
         s.push_str(&format!("    server {n} {a}:80 check\n"));

@@ -60,6 +60,18 @@ pub fn maintenance_frontend_line(map: &Path, allow: &Path) -> String {
     )
 }
 
+/// Retry-After of HAProxy's own 503 (no server can serve).
+pub const NO_SERVER_RETRY_AFTER: u32 = 30;
+
+/// The `defaults` (or frontend) line that gives HAProxy's own 503, sent when no server of
+/// the backend is up (every node down or failing its check, the kept last member too),
+/// a Retry-After and a plain message instead of HAProxy's HTML error page.
+pub fn no_server_error_line() -> String {
+    format!(
+        "http-error status 503 content-type \"text/plain; charset=utf-8\" string \"The service is recovering; please retry shortly.\" hdr Retry-After {NO_SERVER_RETRY_AFTER}"
+    )
+}
+
 /// `text` percent-encoded but for unreserved ASCII (map values must not hold spaces).
 pub fn url_encode(text: &str) -> String {
     let mut out = String::new();
@@ -609,6 +621,20 @@ mod tests {
             connect_error(&missing),
             format!("cannot connect: {missing}")
         );
+    }
+
+    #[test]
+    fn the_shipped_config_shows_the_haproxy_lines_as_the_code_writes_them() {
+        let shipped = include_str!("../../../packaging/coordinator/coordinator.toml");
+        for line in [
+            maintenance_frontend_line(Path::new(MAINTENANCE_MAP), Path::new(MAINTENANCE_ALLOW)),
+            no_server_error_line(),
+        ] {
+            assert!(
+                shipped.contains(&format!("##   {line}\n")),
+                "coordinator.toml lacks {line}"
+            );
+        }
     }
 
     #[test]

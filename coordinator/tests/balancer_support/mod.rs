@@ -84,6 +84,7 @@ impl HaproxyProcess {
         std::fs::write(&allow, "").expect("maintenance allow list");
         let maintenance =
             triad_coordinator::balancer::haproxy::maintenance_frontend_line(&map, &allow);
+        let no_server = triad_coordinator::balancer::haproxy::no_server_error_line();
         let config = format!(
             "global
     stats socket {socket} mode 600 level admin
@@ -93,6 +94,7 @@ defaults
     timeout connect 1s
     timeout client 30s
     timeout server 30s
+    {no_server}
 {defaults_lines}frontend fe_web
     bind {frontend}
     {maintenance}
