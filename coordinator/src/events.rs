@@ -35,7 +35,7 @@ pub const MAX_LINES: usize = 10_000;
 pub struct Event {
     /// Unix milliseconds.
     pub at: u64,
-    /// "node", "balancer", "recovery", "job", "operator".
+    /// "node", "balancer", "recovery", "job", "autoscale", "operator".
     pub kind: String,
     /// The node, job or command it is about ("" when none).
     pub subject: String,
@@ -256,8 +256,10 @@ pub async fn watch(
     balancer: Option<watch_channel::Receiver<crate::balancer::reconcile::BalancerStatus>>,
     jobs: Option<watch_channel::Receiver<Vec<crate::jobs::JobStatus>>>,
     recovery: Option<crate::recovery::RecoveryHandle>,
+    autoscale: Option<crate::autoscale::AutoscaleHandle>,
     mut stop: watch_channel::Receiver<bool>,
 ) {
+    let mut steps_seen: Option<BTreeMap<String, &'static str>> = None;
     let mut facts = BTreeMap::new();
     let mut first = true;
     let mut changes_seen = balancer.as_ref().map_or(0, |b| b.borrow().changes_total);
@@ -339,7 +341,41 @@ pub async fn watch(
                 recovery_seen = Some(seen);
             }
         }
+        if let Some(autoscale) = &autoscale {
+            let status = autoscale.autoscale_status();
+            if let Some(before) = &steps_seen {
+                for (node, text) in step_changes(before, &status.steps, &status.removed) {
+                    log.record("autoscale", &node, text, None);
+                }
+            }
+            steps_seen = Some(status.steps);
+        }
     }
+}
+
+/// Pure: what changed in the autoscaler's steps, per node, in words: a node entering a
+/// step or changing phase ("web-4 launching"), and one leaving the steps ("web-4 deleted"
+/// when the autoscaler deleted it, else "web-4: step done").
+pub fn step_changes(
+    before: &BTreeMap<String, &'static str>,
+    after: &BTreeMap<String, &'static str>,
+    removed: &[String],
+) -> Vec<(String, String)> {
+    let mut changes = Vec::new();
+    for (node, phase) in after {
+        if before.get(node) != Some(phase) {
+            changes.push((node.clone(), format!("{node} {phase}")));
+        }
+    }
+    for node in before.keys().filter(|n| !after.contains_key(*n)) {
+        let text = if removed.contains(node) {
+            format!("{node} deleted")
+        } else {
+            format!("{node}: step done")
+        };
+        changes.push((node.clone(), text));
+    }
+    changes
 }
 
 #[cfg(test)]
@@ -353,6 +389,27 @@ mod tests {
             draining: false,
             reason: reason.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn autoscale_steps_are_told_once_per_phase() {
+        let none = BTreeMap::new();
+        let launching = BTreeMap::from([("web-4".to_string(), "launching")]);
+        let serving = BTreeMap::from([("web-4".to_string(), "serving")]);
+        assert_eq!(
+            step_changes(&none, &launching, &[]),
+            [("web-4".to_string(), "web-4 launching".to_string())]
+        );
+        assert!(step_changes(&launching, &launching, &[]).is_empty());
+        assert_eq!(
+            step_changes(&launching, &serving, &[])[0].1,
+            "web-4 serving"
+        );
+        assert_eq!(
+            step_changes(&serving, &none, &["web-4".to_string()])[0].1,
+            "web-4 deleted"
+        );
+        assert_eq!(step_changes(&serving, &none, &[])[0].1, "web-4: step done");
     }
 
     #[test]

@@ -168,6 +168,7 @@ impl CoordinatorGrpc {
             self.balancer.clone(),
             self.jobs.clone(),
             self.recovery.clone(),
+            self.autoscale.clone(),
             stop,
         ));
     }

@@ -122,6 +122,8 @@ pub struct AutoscaleSample {
     pub rate: Option<f64>,
     pub ready: usize,
     pub recommended: Option<usize>,
+    /// Autoscaled nodes in a step, by phase.
+    pub steps: BTreeMap<&'static str, usize>,
 }
 
 /// Every word `triad_volume_state` can take (one sample each, 1 for the current state).
@@ -266,6 +268,13 @@ pub fn snapshot(sources: &Sources<'_>) -> Snapshot {
             rate: status.rate,
             ready: status.ready,
             recommended: status.recommended,
+            steps: status
+                .steps
+                .values()
+                .fold(BTreeMap::new(), |mut by, phase| {
+                    *by.entry(*phase).or_default() += 1;
+                    by
+                }),
         }),
         events: sources.events.cloned(),
     }
@@ -540,10 +549,25 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
                 gauge(recommended as i64),
             );
         }
+        r.register(
+            "triad_autoscale_nodes",
+            "Autoscaled nodes by the phase of their step (serving: launched and serving)",
+            gauges(crate::autoscale::scaler::Phase::ALL.iter().map(|phase| {
+                let count = autoscale.steps.get(phase.as_str()).copied().unwrap_or(0);
+                (labels(&[("phase", phase.as_str())]), count as i64)
+            })),
+        );
     }
     if let Some(events) = &snapshot.events {
         let family = Family::<Labels, Counter>::default();
-        for kind in ["node", "balancer", "recovery", "job", "operator"] {
+        for kind in [
+            "node",
+            "balancer",
+            "recovery",
+            "job",
+            "autoscale",
+            "operator",
+        ] {
             // every kind present from the start, so rate() sees the first one
             let _ = family.get_or_create(&labels(&[("kind", kind)]));
         }
@@ -900,6 +924,7 @@ mod tests {
                 rate: Some(12.5),
                 ready: 3,
                 recommended: Some(4),
+                steps: BTreeMap::from([("launching", 1)]),
             }),
             ..Default::default()
         };
@@ -918,6 +943,8 @@ mod tests {
             "\ntriad_autoscale_request_rate 12.5\n",
             "\ntriad_autoscale_ready_nodes 3\n",
             "\ntriad_autoscale_recommended_nodes 4\n",
+            "\ntriad_autoscale_nodes{phase=\"launching\"} 1\n",
+            "\ntriad_autoscale_nodes{phase=\"deleting\"} 0\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -357,6 +357,7 @@ fn rich_text() -> String {
             rate: Some(1.5),
             ready: 3,
             recommended: Some(3),
+            steps: BTreeMap::from([("warming", 1)]),
         }),
         events: Some(BTreeMap::from([("operator".to_string(), 2)])),
         ..Default::default()

@@ -72,6 +72,8 @@ pub struct AutoscaleStatus {
     pub recommended: Option<usize>,
     /// Nodes the autoscaler deleted (their dead gossip entries are not shown).
     pub removed: Vec<String>,
+    /// The autoscaled nodes in a step and their phase ("launching" ... "deleting"), by node.
+    pub steps: BTreeMap<String, &'static str>,
 }
 
 /// The running loop: its status and the operator's command channel.
@@ -357,7 +359,22 @@ impl Autoscaler {
             ready,
             recommended: verdict.recommendation,
             removed: self.removed(),
+            steps: self.steps(),
         }
+    }
+
+    /// The autoscaled nodes and their phase.
+    fn steps(&self) -> BTreeMap<String, &'static str> {
+        self.scaler
+            .as_ref()
+            .map(|s| {
+                s.record()
+                    .nodes
+                    .iter()
+                    .map(|n| (n.node.clone(), n.phase.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Run every `interval` until `stop` changes; the status line goes to the watch.

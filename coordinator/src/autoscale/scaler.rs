@@ -39,6 +39,29 @@ pub enum Phase {
     Deleting,
 }
 
+impl Phase {
+    /// The word for status, events and /metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Launching => "launching",
+            Phase::Warming => "warming",
+            Phase::Serving => "serving",
+            Phase::Draining => "draining",
+            Phase::Leaving => "leaving",
+            Phase::Deleting => "deleting",
+        }
+    }
+
+    pub const ALL: [Phase; 6] = [
+        Phase::Launching,
+        Phase::Warming,
+        Phase::Serving,
+        Phase::Draining,
+        Phase::Leaving,
+        Phase::Deleting,
+    ];
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scaled {
     pub node: String,
