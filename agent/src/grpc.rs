@@ -236,6 +236,12 @@ fn step_from_proto(request: v1::GlusterStepRequest) -> Result<Step, Status> {
         },
         Some(P::Start(volume)) => Step::Start(volume),
         Some(P::Heal(volume)) => Step::Heal(volume),
+        Some(P::Resolve(r)) => Step::Resolve {
+            volume: r.volume,
+            policy: crate::gluster::steps::Resolution::parse(&r.policy, &r.brick)
+                .map_err(|e| Invalid.status(format!("resolve: {e}")))?,
+            file: r.file,
+        },
         None => return Err(Invalid.status("gluster step: no step given")),
     };
     step.validate().map_err(|e| Invalid.status(e))?;
@@ -414,6 +420,32 @@ impl AgentService for AgentGrpc {
                 } else {
                     vec![]
                 };
+                // the split-brain entries, asked with heal info (another gfapi client)
+                let split = if request.heal_info && info.status == "Started" {
+                    match crate::gluster::cli::split_brain(cli, &volume_name).await {
+                        Ok(split) => split,
+                        Err(error) => {
+                            tracing::warn!("heal info split-brain for status: {error}");
+                            vec![]
+                        }
+                    }
+                } else {
+                    vec![]
+                };
+                let mut split_brain_files: Vec<String> = split
+                    .iter()
+                    .flat_map(|b| b.files.iter())
+                    .map(|f| {
+                        if f.path.starts_with('/') || f.gfid.is_empty() {
+                            f.path.clone()
+                        } else {
+                            format!("gfid:{}", f.gfid)
+                        }
+                    })
+                    .collect();
+                split_brain_files.sort();
+                split_brain_files.dedup();
+                split_brain_files.truncate(100);
                 let bricks = info
                     .bricks
                     .bricks
@@ -430,6 +462,10 @@ impl AgentService for AgentGrpc {
                             online,
                             heal_pending: healed.and_then(|h| h.entries),
                             heal_status: healed.map(|h| h.status.clone()).unwrap_or_default(),
+                            split_brain: split
+                                .iter()
+                                .find(|h| h.name == brick.name)
+                                .and_then(|h| h.entries),
                         }
                     })
                     .collect();
@@ -444,6 +480,7 @@ impl AgentService for AgentGrpc {
                         .iter()
                         .map(|o| (o.name.clone(), o.value.clone()))
                         .collect(),
+                    split_brain_files,
                 })
             }
         };

@@ -33,6 +33,8 @@ pub struct CoordinatorGrpc {
     )>,
     /// Maintenance mode's wanted state (persisted) and the balancer loop that applies it.
     maintenance: Option<Arc<crate::maintenance::MaintenanceStore>>,
+    /// Split-brain resolution through the volume's agents.
+    volume_resolver: Option<crate::volume::run::VolumeResolver>,
     /// The timeline: operator commands are recorded in it, `Timeline` reads it.
     events: Option<Arc<crate::events::EventLog>>,
     /// Where one-off runs are recorded (`triadctl app run`); `None`: not offered.
@@ -132,6 +134,7 @@ impl CoordinatorGrpc {
             jobs: None,
             state_dir: None,
             maintenance: None,
+            volume_resolver: None,
             events: None,
             tls: None,
         }
@@ -253,6 +256,15 @@ impl CoordinatorGrpc {
         status: tokio::sync::watch::Receiver<VolumeStatus>,
     ) -> CoordinatorGrpc {
         self.volume = Some(status);
+        self
+    }
+
+    /// Offer split-brain resolution (`VolumeResolve`) through `resolver`.
+    pub fn with_volume_resolver(
+        mut self,
+        resolver: crate::volume::run::VolumeResolver,
+    ) -> CoordinatorGrpc {
+        self.volume_resolver = Some(resolver);
         self
     }
 
@@ -390,6 +402,7 @@ impl CoordinatorGrpc {
         });
         status.volume_section = self.volume.as_ref().map(|watch| v1::VolumeSection {
             state: watch.borrow().state.as_str().to_string(),
+            split_brain_files: watch.borrow().split_brain_files.clone(),
         });
         if let Some((spec, watch)) = &self.app {
             let app = watch.borrow().clone();
@@ -658,6 +671,39 @@ impl CoordinatorService for CoordinatorGrpc {
                     "maintenance mode {word} is recorded, but the balancer does not have it in place: {error}"
                 )))
             }
+        }
+    }
+
+    async fn volume_resolve(
+        &self,
+        request: Request<v1::VolumeResolveRequest>,
+    ) -> Result<Response<v1::VolumeResolveReply>, Status> {
+        let who = triad_daemon::tls::authorize(
+            &request,
+            self.tls.is_some(),
+            OPERATOR_ONLY,
+            "VolumeResolve",
+        )?;
+        let r = request.into_inner();
+        let resolver = self.volume_resolver.clone().ok_or_else(|| {
+            ErrorKind::Refused.status("this coordinator manages no volume ([volume] is not set)")
+        })?;
+        let how = if r.brick.is_empty() {
+            r.policy.clone()
+        } else {
+            format!("{} {}", r.policy, r.brick)
+        };
+        let result = resolver
+            .resolve(&self.coordinator.view(), &r.policy, &r.brick, &r.file)
+            .await;
+        let said = match &result {
+            Ok(output) => format!("resolve {:?} by {how}: {output}", r.file),
+            Err(error) => format!("resolve {:?} by {how} failed: {error}", r.file),
+        };
+        self.operator_event("volume resolve", said, &who);
+        match result {
+            Ok(message) => Ok(Response::new(v1::VolumeResolveReply { message })),
+            Err(message) => Err(ErrorKind::Failed.status(message)),
         }
     }
 

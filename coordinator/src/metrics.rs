@@ -114,6 +114,8 @@ pub struct VolumeSample {
     pub state: &'static str,
     /// (brick, online, heal entries pending when counted).
     pub bricks: Vec<(String, bool, Option<u64>)>,
+    /// Entries in split-brain per brick, when counted.
+    pub split_brain: Vec<(String, u64)>,
 }
 
 /// The autoscaling loop's figures.
@@ -262,6 +264,11 @@ pub fn snapshot(sources: &Sources<'_>) -> Snapshot {
                 .bricks
                 .iter()
                 .map(|b| (b.name.clone(), b.online, b.heal_pending))
+                .collect(),
+            split_brain: status
+                .bricks
+                .iter()
+                .filter_map(|b| b.split_brain.map(|n| (b.name.clone(), n)))
                 .collect(),
         }),
         autoscale: sources.autoscale.map(|status| AutoscaleSample {
@@ -526,6 +533,16 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
                 gauges(volume.bricks.iter().filter_map(|(brick, _, pending)| {
                     pending.map(|n| (labels(&[("brick", brick)]), nonnegative(n)))
                 })),
+            );
+            r.register(
+                "triad_volume_split_brain_entries",
+                "Entries in split-brain on the brick (the app gets I/O errors on them until an operator resolves them)",
+                gauges(
+                    volume
+                        .split_brain
+                        .iter()
+                        .map(|(brick, n)| (labels(&[("brick", brick)]), nonnegative(*n))),
+                ),
             );
         }
     }
@@ -919,6 +936,7 @@ mod tests {
                     ("10.0.0.1:/b".into(), true, Some(4)),
                     ("10.0.0.2:/b".into(), false, None),
                 ],
+                split_brain: vec![("10.0.0.1:/b".into(), 2)],
             }),
             autoscale: Some(AutoscaleSample {
                 rate: Some(12.5),
@@ -940,6 +958,7 @@ mod tests {
             "\ntriad_volume_state{state=\"steady\"} 0\n",
             "\ntriad_volume_brick_online{brick=\"10.0.0.2:/b\"} 0\n",
             "\ntriad_volume_heal_pending_entries{brick=\"10.0.0.1:/b\"} 4\n",
+            "\ntriad_volume_split_brain_entries{brick=\"10.0.0.1:/b\"} 2\n",
             "\ntriad_autoscale_request_rate 12.5\n",
             "\ntriad_autoscale_ready_nodes 3\n",
             "\ntriad_autoscale_recommended_nodes 4\n",

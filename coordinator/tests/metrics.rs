@@ -352,6 +352,7 @@ fn rich_text() -> String {
         volume: Some(VolumeSample {
             state: "steady",
             bricks: vec![("10.0.0.1:/b".into(), true, Some(0))],
+            split_brain: vec![("10.0.0.1:/b".into(), 0)],
         }),
         autoscale: Some(AutoscaleSample {
             rate: Some(1.5),

@@ -369,6 +369,15 @@ async fn a_viewer_reads_the_status_and_may_change_nothing() {
         viewer.app_run(run()).await.map(|_| ()).unwrap_err(),
         "AppRun",
     );
+    let resolve = || v1::VolumeResolveRequest {
+        file: "/sb.txt".into(),
+        policy: "bigger-file".into(),
+        brick: String::new(),
+    };
+    refused(
+        viewer.volume_resolve(resolve()).await.unwrap_err(),
+        "VolumeResolve",
+    );
     // the operator's same calls pass the check: this test coordinator runs no recovery,
     // autoscaling or maintenance, and says so
     for status in [
@@ -379,6 +388,7 @@ async fn a_viewer_reads_the_status_and_may_change_nothing() {
             .unwrap_err(),
         operator.maintenance(maintenance()).await.unwrap_err(),
         operator.app_run(run()).await.map(|_| ()).unwrap_err(),
+        operator.volume_resolve(resolve()).await.unwrap_err(),
     ] {
         assert_ne!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     }

@@ -209,6 +209,11 @@ pub enum CtlCommand {
     Drain { node: String },
     /// Let NODE take traffic again (after `drain`).
     Undrain { node: String },
+    /// The Gluster volume: resolve a file in split-brain (`triadctl status` lists them).
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
     /// The application: one-off operations (`app run`), maintenance mode.
     App {
         #[command(subcommand)]
@@ -219,6 +224,41 @@ pub enum CtlCommand {
         #[command(subcommand)]
         command: PkiCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Make one copy of FILE, in split-brain, the copy on every brick (gluster's
+    /// split-brain resolution; the others are overwritten). Recorded in the timeline.
+    Resolve {
+        /// The file as `triadctl status` lists it: a path from the volume's root
+        /// ("/dir/file") or "gfid:UUID".
+        file: String,
+        /// Which copy wins: the one modified last, the larger one, or the one on --brick.
+        #[arg(long, value_enum)]
+        policy: SplitBrainPolicy,
+        /// With --policy source-brick: HOST:/PATH of the brick whose copy wins.
+        #[arg(long, value_name = "HOST:/PATH")]
+        brick: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitBrainPolicy {
+    LatestMtime,
+    BiggerFile,
+    SourceBrick,
+}
+
+impl SplitBrainPolicy {
+    /// gluster's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitBrainPolicy::LatestMtime => "latest-mtime",
+            SplitBrainPolicy::BiggerFile => "bigger-file",
+            SplitBrainPolicy::SourceBrick => "source-brick",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,6 +12,7 @@ use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use triadctl::cli::{
     AppCommand, CtlCli as Cli, CtlCommand as Command, OnOff, Output, PkiCommand, PkiRole,
+    SplitBrainPolicy, VolumeCommand,
     EXIT_COULD_NOT_ASK, EXIT_REFUSED,
 };
 use triadctl::report::StatusReport;
@@ -80,6 +81,14 @@ fn main() -> ExitCode {
             output,
         } => runtime.block_on(events(&target, cli.timeout, since, follow, output)),
         Command::Drain { node } => runtime.block_on(node_drain(&target, cli.timeout, node, true)),
+        Command::Volume {
+            command:
+                VolumeCommand::Resolve {
+                    file,
+                    policy,
+                    brick,
+                },
+        } => runtime.block_on(volume_resolve(&target, cli.timeout, file, policy, brick)),
         Command::Undrain { node } => {
             runtime.block_on(node_drain(&target, cli.timeout, node, false))
         }
@@ -407,6 +416,33 @@ async fn node_drain(endpoint: &Target, timeout: Duration, node: String, drain: b
         .await
         .map(|reply| reply.into_inner())
         .map_err(|status| Failure::from_status(endpoint, &format!("{what} refused"), &status))
+    }
+    .await;
+    said(result.map(|reply| reply.message))
+}
+
+async fn volume_resolve(
+    endpoint: &Target,
+    timeout: Duration,
+    file: String,
+    policy: SplitBrainPolicy,
+    brick: Option<String>,
+) -> ExitCode {
+    let result = async {
+        client(
+            endpoint,
+            timeout,
+            Some(timeout.max(Duration::from_secs(60))),
+        )
+        .await?
+        .volume_resolve(v1::VolumeResolveRequest {
+            file,
+            policy: policy.as_str().to_string(),
+            brick: brick.unwrap_or_default(),
+        })
+        .await
+        .map(|reply| reply.into_inner())
+        .map_err(|status| Failure::from_status(endpoint, "resolve refused", &status))
     }
     .await;
     said(result.map(|reply| reply.message))

@@ -64,6 +64,9 @@ pub struct VolumeReport {
     pub status: String,
     /// "not-observed", "unknown", "forming", "step-failed", "formed" or "steady".
     pub state: String,
+    /// Files in split-brain (the app gets I/O errors on them until `triadctl volume
+    /// resolve`); empty when none.
+    pub split_brain_files: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -366,6 +369,10 @@ impl StatusReport {
             ready: nodes.iter().filter(|n| n.ready == Some(true)).count(),
         };
         let tls = status.tls_section.clone().unwrap_or_default();
+        let split_brain: &[String] = status
+            .volume_section
+            .as_ref()
+            .map_or(&[], |v| v.split_brain_files.as_slice());
         let certificate = |c: &v1::CertificateFact| CertificateReport {
             holder: c.holder.clone(),
             not_after: c.not_after,
@@ -374,8 +381,16 @@ impl StatusReport {
             schema: STATUS_SCHEMA,
             cluster: status.cluster_name.clone(),
             coordinator_version: status.coordinator_version.clone(),
-            healthy: summary.nodes > 0 && summary.ready == summary.nodes,
-            degraded: degraded(&nodes),
+            healthy: summary.nodes > 0
+                && summary.ready == summary.nodes
+                && split_brain.is_empty(),
+            degraded: {
+                let mut degraded = degraded(&nodes);
+                if !split_brain.is_empty() {
+                    degraded.push(format!("{} file(s) in split-brain", split_brain.len()));
+                }
+                degraded
+            },
             summary,
             galera: status.galera_section.as_ref().map(|g| GaleraReport {
                 status: status.galera.clone(),
@@ -389,6 +404,7 @@ impl StatusReport {
             volume: status.volume_section.as_ref().map(|v| VolumeReport {
                 status: status.volume.clone(),
                 state: v.state.clone(),
+                split_brain_files: v.split_brain_files.clone(),
             }),
             balancer: status.balancer.as_ref().map(|b| BalancerReport {
                 kind: b.kind.clone(),
@@ -599,6 +615,26 @@ mod tests {
     }
 
     #[test]
+    fn a_split_brain_makes_the_cluster_degraded() {
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true)],
+            volume: "www started, replica 3, bricks 3/3 online, heal pending 1, SPLIT-BRAIN 1 (...): /sb.txt".into(),
+            volume_section: Some(v1::VolumeSection {
+                state: "formed".into(),
+                split_brain_files: vec!["/sb.txt".into()],
+            }),
+            ..Default::default()
+        };
+        let report = StatusReport::from_proto(&status);
+        assert!(!report.healthy);
+        assert_eq!(report.degraded, ["1 file(s) in split-brain"]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["volume"]["split_brain_files"][0], "/sb.txt");
+        assert!(report.render_text().contains("DEGRADED: 1 file(s) in split-brain"));
+    }
+
+    #[test]
     fn not_ready_reason_and_volume_are_shown() {
         let mut n2 = node("n2", true, false);
         n2.not_ready_reason = "mount stale; apache down".into();
@@ -608,6 +644,7 @@ mod tests {
             volume: "www started, replica 3, bricks 3/3 online, heal pending 0".into(),
             volume_section: Some(v1::VolumeSection {
                 state: "steady".into(),
+                split_brain_files: vec![],
             }),
             ..Default::default()
         };

@@ -33,6 +33,15 @@ pub trait GlusterCli: Send + Sync {
     /// `gluster --mode=script ARGS --xml`: the XML text, whether gluster succeeded or not
     /// (its failures are in the XML); `Err` only when no XML came back.
     async fn xml(&self, args: &[&str]) -> Result<String, HostError>;
+
+    /// `gluster --mode=script ARGS` for the commands that answer only in text (split-brain
+    /// resolution): its output on success, `Err` with gluster's words otherwise.
+    async fn text(&self, args: &[&str]) -> Result<String, HostError> {
+        Err(HostError::new(
+            format!("gluster {}", args.join(" ")),
+            "not available here",
+        ))
+    }
 }
 
 /// Production: the `gluster` binary.
@@ -56,6 +65,25 @@ impl GlusterCli for GlusterBinary {
                 format!("gluster {}", args.join(" ")),
                 format!("{}{}", stdout.trim(), stderr.trim()),
             ))
+        }
+    }
+
+    async fn text(&self, args: &[&str]) -> Result<String, HostError> {
+        self.run_text(args).await
+    }
+}
+
+/// Production's text calls, beside [`GlusterCli::xml`].
+impl GlusterBinary {
+    async fn run_text(&self, args: &[&str]) -> Result<String, HostError> {
+        let mut full = vec!["--mode=script"];
+        full.extend_from_slice(args);
+        let (ok, stdout, stderr) = run_any("gluster", &full, self.timeout).await?;
+        let said = format!("{} {}", stdout.trim(), stderr.trim()).trim().to_string();
+        if ok {
+            Ok(said)
+        } else {
+            Err(HostError::new(format!("gluster {}", args.join(" ")), said))
         }
     }
 }
@@ -98,6 +126,14 @@ pub async fn status(cli: &dyn GlusterCli, name: &str) -> Result<Option<Vec<Statu
 pub async fn heal_info(cli: &dyn GlusterCli, name: &str) -> Result<Vec<HealBrick>, CliError> {
     Ok(xml::heal_info(
         &cli.xml(&["volume", "heal", name, "info"]).await?,
+    )?)
+}
+
+/// `gluster volume heal NAME info split-brain`: per brick, the entries in split-brain.
+pub async fn split_brain(cli: &dyn GlusterCli, name: &str) -> Result<Vec<HealBrick>, CliError> {
+    Ok(xml::heal_info(
+        &cli.xml(&["volume", "heal", name, "info", "split-brain"])
+            .await?,
     )?)
 }
 

@@ -566,6 +566,7 @@ mod tests {
                     "Transport endpoint is not connected".into()
                 },
                 entries: *count,
+                files: vec![],
             })
             .collect()
     }

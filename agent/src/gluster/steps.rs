@@ -38,6 +38,56 @@ pub enum Step {
     },
     Start(String),
     Heal(String),
+    /// `gluster volume heal VOLUME split-brain POLICY [BRICK] FILE`: an operator's choice
+    /// of which copy of a file in split-brain wins.
+    Resolve {
+        volume: String,
+        policy: Resolution,
+        file: String,
+    },
+}
+
+/// How a split-brain is resolved (gluster's own policies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The copy modified last (refused by gluster when the times are equal).
+    LatestMtime,
+    /// The larger copy (refused by gluster when the sizes are equal).
+    BiggerFile,
+    /// The copy on this brick (HOST:/PATH).
+    SourceBrick(String),
+}
+
+impl Resolution {
+    /// From the operator's words: "latest-mtime", "bigger-file", "source-brick" (with
+    /// `brick`).
+    pub fn parse(policy: &str, brick: &str) -> Result<Resolution, String> {
+        match (policy, brick) {
+            ("latest-mtime", "") => Ok(Resolution::LatestMtime),
+            ("bigger-file", "") => Ok(Resolution::BiggerFile),
+            ("source-brick", "") => Err("policy source-brick needs the brick (HOST:/PATH)".into()),
+            ("source-brick", brick) => Ok(Resolution::SourceBrick(brick.to_string())),
+            ("latest-mtime" | "bigger-file", brick) => Err(format!(
+                "a brick ({brick:?}) goes only with policy source-brick"
+            )),
+            (other, _) => Err(format!(
+                "policy {other:?}: use latest-mtime, bigger-file or source-brick"
+            )),
+        }
+    }
+}
+
+/// A file as gluster's split-brain commands take it: a path inside the volume ("/a/b")
+/// or "gfid:UUID"; no "..", no control characters.
+fn volume_file_ok(file: &str) -> bool {
+    let path_ok = file.starts_with('/')
+        && file.len() <= 4096
+        && !file.split('/').any(|part| part == "..")
+        && !file.chars().any(char::is_control);
+    let gfid_ok = file.strip_prefix("gfid:").is_some_and(|id| {
+        id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+    });
+    path_ok || gfid_ok
 }
 
 fn host_ok(host: &str) -> bool {
@@ -120,6 +170,26 @@ impl Step {
             Step::Start(volume) | Step::Heal(volume) if !volume_ok(volume) => {
                 Err(format!("{volume:?} is not a volume name"))
             }
+            Step::Resolve {
+                volume,
+                policy,
+                file,
+            } => {
+                if !volume_ok(volume) {
+                    return Err(format!("resolve: {volume:?} is not a volume name"));
+                }
+                if !volume_file_ok(file) {
+                    return Err(format!(
+                        "resolve: {file:?} is not a file of the volume (a path from its root, \"/dir/file\", or \"gfid:UUID\")"
+                    ));
+                }
+                match policy {
+                    Resolution::SourceBrick(brick) if !brick_ok(brick) => {
+                        Err(format!("resolve: brick {brick:?} is not HOST:/PATH"))
+                    }
+                    _ => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -155,13 +225,39 @@ impl Step {
             ],
             Step::Start(volume) => vec!["volume".into(), "start".into(), volume.clone()],
             Step::Heal(volume) => vec!["volume".into(), "heal".into(), volume.clone()],
+            Step::Resolve {
+                volume,
+                policy,
+                file,
+            } => {
+                let mut args: Vec<String> = vec![
+                    "volume".into(),
+                    "heal".into(),
+                    volume.clone(),
+                    "split-brain".into(),
+                ];
+                match policy {
+                    Resolution::LatestMtime => args.push("latest-mtime".into()),
+                    Resolution::BiggerFile => args.push("bigger-file".into()),
+                    Resolution::SourceBrick(brick) => {
+                        args.push("source-brick".into());
+                        args.push(brick.clone());
+                    }
+                }
+                args.push(file.clone());
+                args
+            }
         }
     }
 
     pub async fn run(&self, cli_: &dyn GlusterCli) -> Result<String, CliError> {
         let args = self.args();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli::command(cli_, &refs).await
+        match self {
+            // split-brain resolution answers in text only, even with --xml
+            Step::Resolve { .. } => Ok(cli_.text(&refs).await?),
+            _ => cli::command(cli_, &refs).await,
+        }
     }
 }
 
@@ -207,5 +303,41 @@ mod tests {
         assert!(set("auth.allow", "a b").validate().is_err());
         assert!(Step::Start("www".into()).validate().is_ok());
         assert!(Step::Heal("../x".into()).validate().is_err());
+    }
+
+    #[test]
+    fn a_resolution_names_policy_brick_and_file_or_is_refused() {
+        let resolve = |policy: &str, brick: &str, file: &str| -> Result<Vec<String>, String> {
+            let step = Step::Resolve {
+                volume: "www".into(),
+                policy: Resolution::parse(policy, brick)?,
+                file: file.into(),
+            };
+            step.validate()?;
+            Ok(step.args())
+        };
+        assert_eq!(
+            resolve("bigger-file", "", "/sb.txt").unwrap(),
+            ["volume", "heal", "www", "split-brain", "bigger-file", "/sb.txt"]
+        );
+        assert_eq!(
+            resolve("source-brick", "10.0.0.2:/bricks/www", "gfid:e9b466a1-c5ad-4cd0-bcb6-9c50a083f85e").unwrap(),
+            [
+                "volume", "heal", "www", "split-brain", "source-brick",
+                "10.0.0.2:/bricks/www", "gfid:e9b466a1-c5ad-4cd0-bcb6-9c50a083f85e"
+            ]
+        );
+        for (policy, brick, file, why) in [
+            ("newest", "", "/a", "policy \"newest\""),
+            ("source-brick", "", "/a", "needs the brick"),
+            ("latest-mtime", "n1:/b", "/a", "only with policy source-brick"),
+            ("source-brick", "n1:b", "/a", "is not HOST:/PATH"),
+            ("bigger-file", "", "a", "is not a file of the volume"),
+            ("bigger-file", "", "/a/../../etc", "is not a file of the volume"),
+            ("bigger-file", "", "/a\nb", "is not a file of the volume"),
+        ] {
+            let error = resolve(policy, brick, file).unwrap_err();
+            assert!(error.contains(why), "{policy} {brick} {file}: {error}");
+        }
     }
 }

@@ -225,6 +225,19 @@ pub struct HealBrick {
     /// `None` when gluster could not count ("-" for a disconnected brick).
     #[serde(rename = "numberOfEntries", deserialize_with = "count_or_dash")]
     pub entries: Option<u64>,
+    /// The entries listed (heal info lists them with their gfid).
+    #[serde(rename = "file", default)]
+    pub files: Vec<HealFile>,
+}
+
+/// One entry of heal info: its path in the volume (or `<gfid:…>` when gluster cannot name
+/// it) and its gfid.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct HealFile {
+    #[serde(rename = "@gfid", default)]
+    pub gfid: String,
+    #[serde(rename = "$text", default)]
+    pub path: String,
 }
 
 fn count_or_dash<'de, D: serde::Deserializer<'de>>(
@@ -267,6 +280,27 @@ pub fn fully_healed(bricks: &[HealBrick]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_brain_info_names_the_file_on_every_brick() {
+        // recorded on the lab after a split-brain made on purpose (bricks stopped in turn
+        // with client quorum off, a different write on each side)
+        let bricks = heal_info(include_str!("fixtures/heal-info-split-brain.xml")).unwrap();
+        assert_eq!(bricks.len(), 3);
+        for brick in &bricks {
+            assert_eq!(brick.entries, Some(1), "{brick:?}");
+            assert_eq!(
+                brick.files,
+                [HealFile {
+                    gfid: "e9b466a1-c5ad-4cd0-bcb6-9c50a083f85e".into(),
+                    path: "/sb4.txt".into()
+                }]
+            );
+        }
+        // and a clean volume lists none
+        let clean = heal_info(include_str!("fixtures/heal-info.xml")).unwrap();
+        assert!(clean.iter().all(|b| b.files.is_empty()));
+    }
 
     #[test]
     fn peer_status_of_a_three_node_pool() {

@@ -74,6 +74,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
             }),
             std::time::Duration::from_secs(2),
         );
+        service = service.with_volume_resolver(volume.resolver());
         service = service.with_volume(volume.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
     // The application's database, account and password file (issue 17): `[app]`.

@@ -44,6 +44,8 @@ pub struct BrickObs {
     pub name: String,
     pub online: bool,
     pub heal_pending: Option<u64>,
+    /// Entries in split-brain, counted with heal info.
+    pub split_brain: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,8 @@ pub struct VolumeObs {
     pub replica: u32,
     pub bricks: Vec<BrickObs>,
     pub options: BTreeMap<String, String>,
+    /// Files in split-brain (paths or "gfid:UUID"), from the last heal-info pass.
+    pub split_brain_files: Vec<String>,
 }
 
 /// The pool and volume as one node's glusterd sees them.
@@ -74,6 +78,14 @@ pub enum Step {
     },
     Set(String, String),
     Start,
+    /// An operator's resolution of a file in split-brain (never planned).
+    Resolve {
+        /// "latest-mtime", "bigger-file" or "source-brick".
+        policy: String,
+        /// HOST:/PATH with source-brick, else empty.
+        brick: String,
+        file: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +191,13 @@ pub fn plan(spec: &VolumeSpec, nodes: &[NodeFacts], obs: &PoolObs, allow: &[IpAd
         );
         if counted {
             line.push_str(&format!(", heal pending {pending}"));
+        }
+        if !volume.split_brain_files.is_empty() {
+            line.push_str(&format!(
+                ", SPLIT-BRAIN {} (the app gets I/O errors on them; `triadctl volume resolve FILE --policy ...`): {}",
+                volume.split_brain_files.len(),
+                volume.split_brain_files.join(", ")
+            ));
         }
         let offline: Vec<&str> = volume
             .bricks
@@ -365,12 +384,14 @@ mod tests {
                     name: format!("10.0.0.{}:/bricks/www", i + 1),
                     online: online[i],
                     heal_pending: Some(if online[i] { 2 } else { 0 }),
+                    split_brain: Some(0),
                 })
                 .collect(),
             options: options
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            split_brain_files: Vec::new(),
         });
         p
     }

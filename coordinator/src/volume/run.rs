@@ -88,9 +88,11 @@ impl VolumeAgents for GrpcVolumeAgents {
                         name: b.name,
                         online: b.online,
                         heal_pending: b.heal_pending,
+                        split_brain: b.split_brain,
                     })
                     .collect(),
                 options: v.options.into_iter().collect(),
+                split_brain_files: v.split_brain_files,
             }),
         })
     }
@@ -121,6 +123,16 @@ impl VolumeAgents for GrpcVolumeAgents {
                 value: value.clone(),
             }),
             Step::Start => P::Start(volume.to_string()),
+            Step::Resolve {
+                policy,
+                brick,
+                file,
+            } => P::Resolve(v1::GlusterResolve {
+                volume: volume.to_string(),
+                policy: policy.clone(),
+                brick: brick.clone(),
+                file: file.clone(),
+            }),
         };
         let mut client = self.client(node, grpc).await?;
         let request = v1::GlusterStepRequest { step: Some(proto) };
@@ -176,8 +188,68 @@ pub struct VolumeLoop {
     /// Ask for heal info every this many ticks (it runs a gfapi client on the node).
     pub heal_every: u32,
     status: watch::Sender<VolumeStatus>,
-    /// Heal counts of the last pass that asked, shown between heal-info passes.
-    last_heal: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Heal and split-brain counts of the last pass that asked, per brick, and the files in
+    /// split-brain: shown between heal-info passes.
+    last_heal: std::sync::Mutex<HealMemory>,
+}
+
+#[derive(Debug, Default)]
+struct HealMemory {
+    pending: std::collections::BTreeMap<String, u64>,
+    split_brain: std::collections::BTreeMap<String, u64>,
+    files: Vec<String>,
+}
+
+/// Resolves files in split-brain (`triadctl volume resolve`) through the first formation
+/// node whose agent answers with glusterd running.
+#[derive(Clone)]
+pub struct VolumeResolver {
+    spec: VolumeSpec,
+    agents: Arc<dyn VolumeAgents>,
+}
+
+impl std::fmt::Debug for VolumeResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VolumeResolver({})", self.spec.name)
+    }
+}
+
+impl VolumeResolver {
+    /// gluster's answer ("Healed /f.") or why not, naming the node and gluster's words
+    /// ("No difference in mtime", "File not in split-brain").
+    pub async fn resolve(
+        &self,
+        view: &ClusterView,
+        policy: &str,
+        brick: &str,
+        file: &str,
+    ) -> Result<String, String> {
+        let (_, _, grpc) = facts(&self.spec, view);
+        if grpc.is_empty() {
+            return Err(format!(
+                "volume {}: no formation node is live with glusterd running",
+                self.spec.name
+            ));
+        }
+        let step = Step::Resolve {
+            policy: policy.to_string(),
+            brick: brick.to_string(),
+            file: file.to_string(),
+        };
+        let mut errors = Vec::new();
+        for (node, addr) in grpc {
+            match self.agents.step(&node, addr, &self.spec.name, &step).await {
+                Ok(output) => return Ok(format!("{node}: {output}")),
+                // gluster answered (a refusal, not an unreachable agent): no other node
+                // would answer otherwise
+                Err(error) if error.kind != triad_proto::errors::ErrorKind::Unavailable => {
+                    return Err(error.to_string())
+                }
+                Err(error) => errors.push(error.to_string()),
+            }
+        }
+        Err(errors.join("; "))
+    }
 }
 
 /// The volume loop's status as it publishes it: the operator's line and, for /metrics,
@@ -190,6 +262,8 @@ pub struct VolumeStatus {
     /// The bricks as the last answering node saw them (heal counts from the last heal-info
     /// pass); empty until observed and while no node answers.
     pub bricks: Vec<super::BrickObs>,
+    /// Files in split-brain as the last heal-info pass found them.
+    pub split_brain_files: Vec<String>,
 }
 
 /// Where the volume stands, as the last pass saw it.
@@ -228,6 +302,7 @@ impl VolumeLoop {
                 line: format!("{}: not observed yet", spec.name),
                 state: VolumeState::NotObserved,
                 bricks: Vec::new(),
+                split_brain_files: Vec::new(),
             })
             .0,
             spec,
@@ -257,12 +332,21 @@ impl VolumeLoop {
         });
     }
 
-    fn set_bricks(&self, bricks: Vec<super::BrickObs>) {
+    fn set_bricks(&self, bricks: Vec<super::BrickObs>, split_brain_files: Vec<String>) {
         self.status.send_if_modified(|old| {
-            let changed = old.bricks != bricks;
+            let changed = old.bricks != bricks || old.split_brain_files != split_brain_files;
             old.bricks = bricks;
+            old.split_brain_files = split_brain_files;
             changed
         });
+    }
+
+    /// The operator's side of the volume: split-brain resolution through an agent.
+    pub fn resolver(&self) -> VolumeResolver {
+        VolumeResolver {
+            spec: self.spec.clone(),
+            agents: self.agents.clone(),
+        }
     }
 
     /// One observation and its steps. True when the volume is formed with every brick
@@ -298,28 +382,43 @@ impl VolumeLoop {
                     errors.join("; ")
                 )
             };
-            self.set_bricks(Vec::new());
+            self.set_bricks(Vec::new(), Vec::new());
             self.set_status(line, VolumeState::Unknown);
             return false;
         };
         if let Some(volume) = obs.volume.as_mut() {
             let mut cache = self.last_heal.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = &mut *cache;
             for brick in &mut volume.bricks {
-                match brick.heal_pending {
-                    Some(n) if heal_info => {
-                        cache.insert(brick.name.clone(), n);
+                for (count, memory) in [
+                    (&mut brick.heal_pending, &mut cache.pending),
+                    (&mut brick.split_brain, &mut cache.split_brain),
+                ] {
+                    match *count {
+                        Some(n) if heal_info => {
+                            memory.insert(brick.name.clone(), n);
+                        }
+                        None if heal_info => {
+                            memory.remove(&brick.name);
+                        }
+                        _ => *count = memory.get(&brick.name).copied(),
                     }
-                    None if heal_info => {
-                        cache.remove(&brick.name);
-                    }
-                    _ => brick.heal_pending = cache.get(&brick.name).copied(),
                 }
+            }
+            if heal_info {
+                cache.files = volume.split_brain_files.clone();
+            } else {
+                volume.split_brain_files = cache.files.clone();
             }
         }
         self.set_bricks(
             obs.volume
                 .as_ref()
                 .map(|v| v.bricks.clone())
+                .unwrap_or_default(),
+            obs.volume
+                .as_ref()
+                .map(|v| v.split_brain_files.clone())
                 .unwrap_or_default(),
         );
         let steady = obs.volume.as_ref().is_some_and(super::steady);

@@ -244,6 +244,10 @@ pub struct GlusterBrick {
     /// heal info's status for the brick ("Connected", "Transport endpoint is not connected").
     #[prost(string, tag = "4")]
     pub heal_status: ::prost::alloc::string::String,
+    /// Entries in split-brain (`heal VOL info split-brain`); absent when not asked or not
+    /// countable.
+    #[prost(uint64, optional, tag = "5")]
+    pub split_brain: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct GlusterVolume {
@@ -261,6 +265,10 @@ pub struct GlusterVolume {
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
+    /// The files in split-brain (paths in the volume, or "gfid:UUID"), at most 100, when
+    /// heal info was asked.
+    #[prost(string, repeated, tag = "6")]
+    pub split_brain_files: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct GlusterStateReply {
@@ -297,7 +305,7 @@ pub struct GlusterVolumeSet {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GlusterStepRequest {
-    #[prost(oneof = "gluster_step_request::Step", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "gluster_step_request::Step", tags = "1, 2, 3, 4, 5, 6")]
     pub step: ::core::option::Option<gluster_step_request::Step>,
 }
 /// Nested message and enum types in `GlusterStepRequest`.
@@ -317,7 +325,24 @@ pub mod gluster_step_request {
         /// `gluster volume heal VOLUME`
         #[prost(string, tag = "5")]
         Heal(::prost::alloc::string::String),
+        /// `gluster volume heal VOLUME split-brain POLICY \[BRICK\] FILE`
+        #[prost(message, tag = "6")]
+        Resolve(super::GlusterResolve),
     }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GlusterResolve {
+    #[prost(string, tag = "1")]
+    pub volume: ::prost::alloc::string::String,
+    /// "latest-mtime", "bigger-file" or "source-brick".
+    #[prost(string, tag = "2")]
+    pub policy: ::prost::alloc::string::String,
+    /// HOST:/PATH, with source-brick only.
+    #[prost(string, tag = "3")]
+    pub brick: ::prost::alloc::string::String,
+    /// A path in the volume ("/dir/file") or "gfid:UUID".
+    #[prost(string, tag = "4")]
+    pub file: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GlusterStepReply {
@@ -2231,6 +2256,28 @@ pub struct VolumeSection {
     /// "not-observed", "unknown", "forming", "step-failed", "formed" or "steady".
     #[prost(string, tag = "1")]
     pub state: ::prost::alloc::string::String,
+    /// Files in split-brain as the last heal-info pass found them (at most 100); the app
+    /// gets I/O errors on them until `triadctl volume resolve`.
+    #[prost(string, repeated, tag = "2")]
+    pub split_brain_files: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VolumeResolveRequest {
+    /// A path in the volume ("/dir/file") or "gfid:UUID".
+    #[prost(string, tag = "1")]
+    pub file: ::prost::alloc::string::String,
+    /// "latest-mtime", "bigger-file" or "source-brick".
+    #[prost(string, tag = "2")]
+    pub policy: ::prost::alloc::string::String,
+    /// HOST:/PATH, with source-brick only.
+    #[prost(string, tag = "3")]
+    pub brick: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VolumeResolveReply {
+    /// gluster's answer ("Healed /dir/file.").
+    #[prost(string, tag = "1")]
+    pub message: ::prost::alloc::string::String,
 }
 /// Autoscaling's facts.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -2748,6 +2795,32 @@ pub mod coordinator_service_client {
                 .insert(GrpcMethod::new("triad.v1.CoordinatorService", "Timeline"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// Resolve a file in split-brain on the volume with one of gluster's policies (the
+        /// operator's choice of the copy that wins); operators only; recorded in the timeline.
+        pub async fn volume_resolve(
+            &mut self,
+            request: impl tonic::IntoRequest<super::VolumeResolveRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VolumeResolveReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/VolumeResolve",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "VolumeResolve"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2831,6 +2904,15 @@ pub mod coordinator_service_server {
             &self,
             request: tonic::Request<super::TimelineRequest>,
         ) -> std::result::Result<tonic::Response<Self::TimelineStream>, tonic::Status>;
+        /// Resolve a file in split-brain on the volume with one of gluster's policies (the
+        /// operator's choice of the copy that wins); operators only; recorded in the timeline.
+        async fn volume_resolve(
+            &self,
+            request: tonic::Request<super::VolumeResolveRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VolumeResolveReply>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct CoordinatorServiceServer<T> {
@@ -3268,6 +3350,52 @@ pub mod coordinator_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/VolumeResolve" => {
+                    #[allow(non_camel_case_types)]
+                    struct VolumeResolveSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::UnaryService<super::VolumeResolveRequest>
+                    for VolumeResolveSvc<T> {
+                        type Response = super::VolumeResolveReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::VolumeResolveRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::volume_resolve(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = VolumeResolveSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
