@@ -12,8 +12,7 @@ use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use triadctl::cli::{
     AppCommand, CtlCli as Cli, CtlCommand as Command, OnOff, Output, PkiCommand, PkiRole,
-    SplitBrainPolicy, VolumeCommand,
-    EXIT_COULD_NOT_ASK, EXIT_REFUSED,
+    SplitBrainPolicy, VolumeCommand, EXIT_COULD_NOT_ASK, EXIT_REFUSED,
 };
 use triadctl::report::StatusReport;
 

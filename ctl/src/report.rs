@@ -381,9 +381,7 @@ impl StatusReport {
             schema: STATUS_SCHEMA,
             cluster: status.cluster_name.clone(),
             coordinator_version: status.coordinator_version.clone(),
-            healthy: summary.nodes > 0
-                && summary.ready == summary.nodes
-                && split_brain.is_empty(),
+            healthy: summary.nodes > 0 && summary.ready == summary.nodes && split_brain.is_empty(),
             degraded: {
                 let mut degraded = degraded(&nodes);
                 if !split_brain.is_empty() {
@@ -631,7 +629,9 @@ mod tests {
         assert_eq!(report.degraded, ["1 file(s) in split-brain"]);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["volume"]["split_brain_files"][0], "/sb.txt");
-        assert!(report.render_text().contains("DEGRADED: 1 file(s) in split-brain"));
+        assert!(report
+            .render_text()
+            .contains("DEGRADED: 1 file(s) in split-brain"));
     }
 
     #[test]

@@ -79,7 +79,9 @@ impl GlusterBinary {
         let mut full = vec!["--mode=script"];
         full.extend_from_slice(args);
         let (ok, stdout, stderr) = run_any("gluster", &full, self.timeout).await?;
-        let said = format!("{} {}", stdout.trim(), stderr.trim()).trim().to_string();
+        let said = format!("{} {}", stdout.trim(), stderr.trim())
+            .trim()
+            .to_string();
         if ok {
             Ok(said)
         } else {

@@ -84,9 +84,9 @@ fn volume_file_ok(file: &str) -> bool {
         && file.len() <= 4096
         && !file.split('/').any(|part| part == "..")
         && !file.chars().any(char::is_control);
-    let gfid_ok = file.strip_prefix("gfid:").is_some_and(|id| {
-        id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-    });
+    let gfid_ok = file
+        .strip_prefix("gfid:")
+        .is_some_and(|id| id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
     path_ok || gfid_ok
 }
 
@@ -318,22 +318,49 @@ mod tests {
         };
         assert_eq!(
             resolve("bigger-file", "", "/sb.txt").unwrap(),
-            ["volume", "heal", "www", "split-brain", "bigger-file", "/sb.txt"]
+            [
+                "volume",
+                "heal",
+                "www",
+                "split-brain",
+                "bigger-file",
+                "/sb.txt"
+            ]
         );
         assert_eq!(
-            resolve("source-brick", "10.0.0.2:/bricks/www", "gfid:e9b466a1-c5ad-4cd0-bcb6-9c50a083f85e").unwrap(),
+            resolve(
+                "source-brick",
+                "10.0.0.2:/bricks/www",
+                "gfid:e9b466a1-c5ad-4cd0-bcb6-9c50a083f85e"
+            )
+            .unwrap(),
             [
-                "volume", "heal", "www", "split-brain", "source-brick",
-                "10.0.0.2:/bricks/www", "gfid:e9b466a1-c5ad-4cd0-bcb6-9c50a083f85e"
+                "volume",
+                "heal",
+                "www",
+                "split-brain",
+                "source-brick",
+                "10.0.0.2:/bricks/www",
+                "gfid:e9b466a1-c5ad-4cd0-bcb6-9c50a083f85e"
             ]
         );
         for (policy, brick, file, why) in [
             ("newest", "", "/a", "policy \"newest\""),
             ("source-brick", "", "/a", "needs the brick"),
-            ("latest-mtime", "n1:/b", "/a", "only with policy source-brick"),
+            (
+                "latest-mtime",
+                "n1:/b",
+                "/a",
+                "only with policy source-brick",
+            ),
             ("source-brick", "n1:b", "/a", "is not HOST:/PATH"),
             ("bigger-file", "", "a", "is not a file of the volume"),
-            ("bigger-file", "", "/a/../../etc", "is not a file of the volume"),
+            (
+                "bigger-file",
+                "",
+                "/a/../../etc",
+                "is not a file of the volume",
+            ),
             ("bigger-file", "", "/a\nb", "is not a file of the volume"),
         ] {
             let error = resolve(policy, brick, file).unwrap_err();
