@@ -6,7 +6,12 @@
 //! gets EIO on it. Measured on the lab (session 12): the client's ping timeout (5 s) parks
 //! each write until the frozen bricks are declared down; a write through a node whose
 //! client just lost every brick fails with "Transport endpoint is not connected" until it
-//! reconnects (about 3 s), so the second write is retried, bounded.
+//! reconnects (about 3 s), so the second write is retried, bounded. A write sent to a
+//! frozen brick before the client gave it up waits in that brick's socket and is carried
+//! out when it is thawed (the first try in CI healed itself that way): so each write waits
+//! until the writing client has logged the frozen bricks as disconnected (lookups of names
+//! that do not exist make it notice: they modify nothing, and nl-cache has no entry for a
+//! new name).
 //!
 //! The caller stops the coordinator first (it would set the quorum back to `auto`, which
 //! refuses the second write) and starts it again after: quorum is relaxed for the making
@@ -30,6 +35,70 @@ fn brick_pid(node: &Node) -> Result<String> {
         )));
     }
     Ok(pid)
+}
+
+/// The FUSE client's log of the docroot mount on `node`.
+const CLIENT_LOG: &str = "/var/log/glusterfs/var-www-triad.log";
+
+/// Pure: each brick's last connection state in a client log (`Some(true)`: connected),
+/// from its lines "0-www-client-N: Connected, attached to remote volume ..." and
+/// "0-www-client-N: disconnected from client, process will keep trying ..." (glusterfs 10.3).
+pub fn client_states(log: &str, bricks: usize) -> Vec<Option<bool>> {
+    let mut states = vec![None; bricks];
+    let marker = format!("{VOLUME}-client-");
+    for line in log.lines() {
+        let Some(at) = line.find(&marker) else {
+            continue;
+        };
+        let rest = &line[at + marker.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let Ok(index) = digits.parse::<usize>() else {
+            continue;
+        };
+        let said = &rest[digits.len()..];
+        let state = if said.starts_with(": Connected") {
+            Some(true)
+        } else if said.starts_with(": disconnected from") {
+            Some(false)
+        } else {
+            continue;
+        };
+        if let Some(slot) = states.get_mut(index) {
+            *slot = state;
+        }
+    }
+    states
+}
+
+/// Waits (bounded) until `node`'s client has each brick in the `wanted` state (`true`:
+/// connected; `None`: any), prodding it with lookups of names that do not exist (a frozen
+/// brick is given up only when a request to it times out).
+fn wait_client(node: &Node, wanted: [Option<bool>; 3]) -> Result<()> {
+    let mut probe = 0;
+    wait::until(
+        &format!("{}'s client to see the bricks as {wanted:?}", node.name),
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || {
+            probe += 1;
+            let _ = node.sh(&format!(
+                "timeout 2 stat {DOCROOT}/.triad-probe-{probe}-$$ >/dev/null 2>&1 || true"
+            ));
+            let log = node.sh(&format!(
+                "grep -E '{VOLUME}-client-[0-9]+: (Connected|disconnected from)' {CLIENT_LOG} | tail -50"
+            ))?;
+            let states = client_states(&log, 3);
+            let ok = states
+                .iter()
+                .zip(wanted)
+                .all(|(state, want)| want.is_none() || *state == want);
+            Ok(if ok {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{states:?}"))
+            })
+        },
+    )
 }
 
 /// Frozen bricks, thawed on drop (also when the making fails half-way).
@@ -73,11 +142,13 @@ pub fn make(tb: &Testbed, file: &str, ours: &str, theirs: &str) -> Result<()> {
     n2.sh(&format!("echo base > {path}"))?;
     let mut frozen = Frozen { bricks: vec![] };
     frozen.freeze(n1)?;
-    // parked until the client declares n1's brick down (ping timeout), then written to n2, n3
+    wait_client(n2, [Some(false), Some(true), Some(true)])?;
     n2.sh(&format!("timeout 60 sh -c 'printf %s {theirs} > {path}'"))?;
     frozen.freeze(n2)?;
     frozen.freeze(n3)?;
     frozen.thaw("n1")?;
+    // n3's client gave up n1's brick too while it was frozen: it must be back
+    wait_client(n3, [Some(true), Some(false), Some(false)])?;
     wait::until(
         "a write through n3 to reach n1's brick alone",
         Duration::from_secs(90),
@@ -105,4 +176,23 @@ pub fn make(tb: &Testbed, file: &str, ours: &str, theirs: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_client_log_gives_each_bricks_last_state() {
+        // lines as glusterfs 10.3 wrote them on the lab (cut)
+        let log = "\
+[2026-12-05 16:53:23.892303 +0000] I [MSGID: 114046] [client-handshake.c:856:client_setvolume_cbk] 0-www-client-2: Connected, attached to remote volume '/bricks/www'.
+[2026-12-05 16:54:57.802199 +0000] I [MSGID: 114018] [client.c:2244:client_rpc_notify] 0-www-client-0: disconnected from client, process will keep trying to connect glusterd until brick's port is available [{conn-name=www-client-0}]
+[2026-12-05 16:55:00.805626 +0000] I [MSGID: 114046] [client-handshake.c:856:client_setvolume_cbk] 0-www-client-0: Connected, attached to remote volume '/bricks/www'.
+[2026-12-05 16:55:07.804117 +0000] I [MSGID: 114018] [client.c:2244:client_rpc_notify] 0-www-client-1: disconnected from client, process will keep trying to connect glusterd until brick's port is available [{conn-name=www-client-1}]
+";
+        assert_eq!(
+            super::client_states(log, 3),
+            [Some(true), Some(false), Some(true)]
+        );
+        assert_eq!(super::client_states("", 3), [None, None, None]);
+    }
 }
