@@ -26,6 +26,7 @@ pub mod events;
 pub mod grpc;
 #[cfg(test)]
 pub(crate) mod hostile_toml;
+pub mod http_server;
 pub mod jobs;
 pub mod maintenance;
 pub mod metrics;

@@ -148,11 +148,7 @@ pub fn page(wanted: Option<&Maintenance>) -> axum::response::Response {
 /// The maintenance page server (Octavia's maintenance pool has it as its one member);
 /// [`PageServer::stop`] ends it.
 #[derive(Debug)]
-pub struct PageServer {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
+pub struct PageServer(crate::http_server::HttpServer);
 
 impl PageServer {
     /// Bind `listen` and answer every request with [`page`] of the current wanted state.
@@ -164,42 +160,22 @@ impl PageServer {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
             format!("cannot serve the maintenance page on {listen} (balancer.octavia.maintenance_page): {e}")
         })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("the maintenance page's listener has no address: {e}"))?;
         let app = axum::Router::new().fallback(move || {
             let wanted = wanted.clone();
             async move { page(wanted.borrow().as_ref()) }
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::error!(address = %addr, %error, "maintenance page server stopped");
-            }
-        });
-        tracing::info!(address = %addr, "serving the maintenance page");
-        Ok(PageServer { addr, stop, task })
+        crate::http_server::HttpServer::serve(listener, app, "the maintenance page")
+            .map(PageServer)
+            .map_err(|e| format!("the maintenance page's listener has no address: {e}"))
     }
 
     /// The bound address (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.0.local_addr()
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
+        self.0.stop().await
     }
 }
 

@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,8 +28,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use triad_proto::gossip::GaleraKeys;
 
 use crate::autoscale::AutoscaleStatus;
@@ -658,32 +655,8 @@ pub enum MetricsError {
     LocalAddr(std::io::Error),
 }
 
-/// A running `/metrics` server; [`MetricsServer::stop`] ends it.
-#[derive(Debug)]
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl MetricsServer {
-    /// The bound address (the real port when asked for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stop accepting, let scrapes in flight finish for up to 2 s, then drop them.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(2), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
-    }
-}
+/// A running `/metrics` server; `stop` ends it.
+pub type MetricsServer = crate::http_server::HttpServer;
 
 /// Bind `listen` and serve; the error names the address.
 pub async fn start(
@@ -704,7 +677,6 @@ pub async fn start(
 
 /// Serve on a bound listener (tests bind 127.0.0.1:0).
 pub fn serve(listener: TcpListener, source: SnapshotSource) -> Result<MetricsServer, MetricsError> {
-    let addr = listener.local_addr().map_err(MetricsError::LocalAddr)?;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move |headers: axum::http::HeaderMap| {
@@ -728,19 +700,7 @@ pub fn serve(listener: TcpListener, source: SnapshotSource) -> Result<MetricsSer
             }
         }),
     );
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(address = %addr, %error, "metrics server stopped");
-        }
-    });
-    tracing::info!(address = %addr, "serving /metrics");
-    Ok(MetricsServer { addr, stop, task })
+    MetricsServer::serve(listener, app, "/metrics").map_err(MetricsError::LocalAddr)
 }
 
 #[cfg(test)]

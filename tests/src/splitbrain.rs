@@ -1,21 +1,22 @@
 //! A Gluster split-brain made on purpose on the lab's replica-3 volume (issue 20), as it
 //! happens in production when bricks drop out in turn while client quorum is off: with
-//! `cluster.quorum-type none`, n1's brick is frozen (SIGSTOP) while a write goes to n2's and
-//! n3's, then those two are frozen while another write goes to n1's alone. Each side then
-//! blames the other for the file: gluster lists it in `heal info split-brain` and the app
-//! gets EIO on it. Measured on the lab (session 12): the client's ping timeout (5 s) parks
-//! each write until the frozen bricks are declared down; a write through a node whose
-//! client just lost every brick fails with "Transport endpoint is not connected" until it
-//! reconnects (about 3 s), so the second write is retried, bounded. A write sent to a
-//! frozen brick before the client gave it up waits in that brick's socket and is carried
-//! out when it is thawed (the first try in CI healed itself that way): so each write waits
-//! until the writing client has logged the frozen bricks as disconnected (lookups of names
-//! that do not exist make it notice: they modify nothing, and nl-cache has no entry for a
-//! new name).
+//! `cluster.quorum-type none`, n2's and n3's bricks are frozen (SIGSTOP) while a write goes
+//! to n1's alone, then n1's is frozen and n2's thawed while another write goes to n2's
+//! alone. n1's and n2's copies then blame each other (and both blame n3's, which missed
+//! both writes): gluster lists the file in `heal info split-brain` and the app gets EIO.
+//!
+//! Measured on the lab (session 12, glusterfs 10.3): a two-against-one split-brain (two
+//! bricks with one copy blaming the third, which blames both) is healed by AFR towards the
+//! majority as soon as client quorum is `auto` again, so only a one-against-one split with
+//! a third copy that agrees with neither stays; the client's ping timeout (5 s) is what
+//! gives up a frozen brick, so each write waits until the writing client's log shows the
+//! frozen bricks disconnected and the others connected (a write sent while the client
+//! still counted on a frozen brick waits in that brick's socket and is carried out when it
+//! is thawed). Lookups of names that do not exist make the client notice: they modify
+//! nothing, and nl-cache has no entry for a new name.
 //!
 //! The caller stops the coordinator first (it would set the quorum back to `auto`, which
-//! refuses the second write) and starts it again after: quorum is relaxed for the making
-//! only.
+//! refuses the writes) and starts it again after: quorum is relaxed for the making only.
 
 use std::time::Duration;
 
@@ -131,48 +132,50 @@ impl Drop for Frozen<'_> {
     }
 }
 
-/// Makes `file` (a name in the volume's root) a data split-brain on n1..n3: n2's and n3's
-/// bricks hold `theirs`, n1's holds `ours`. The coordinator must be stopped.
+/// Makes `file` (a name in the volume's root) a data split-brain: n1's brick holds `ours`,
+/// n2's `theirs`, n3's the first content ("base\n"). The coordinator must be stopped.
 pub fn make(tb: &Testbed, file: &str, ours: &str, theirs: &str) -> Result<()> {
     let [n1, n2, n3] = [&tb.nodes[0], &tb.nodes[1], &tb.nodes[2]];
     n1.sh(&format!(
         "gluster --mode=script volume set {VOLUME} cluster.quorum-type none"
     ))?;
     let path = format!("{DOCROOT}/{file}");
-    n2.sh(&format!("echo base > {path}"))?;
+    n1.sh(&format!("echo base > {path}"))?;
+    let write = |node: &Node, content: &str| {
+        wait::until(
+            &format!("a write through {} to reach its brick alone", node.name),
+            Duration::from_secs(90),
+            Duration::from_millis(500),
+            || {
+                Ok(
+                    match node.sh(&format!("timeout 30 sh -c 'printf %s {content} > {path}'")) {
+                        Ok(_) => Poll::Ready(()),
+                        Err(e) => Poll::Pending(e.to_string()),
+                    },
+                )
+            },
+        )
+    };
     let mut frozen = Frozen { bricks: vec![] };
-    frozen.freeze(n1)?;
-    wait_client(n2, [Some(false), Some(true), Some(true)])?;
-    n2.sh(&format!("timeout 60 sh -c 'printf %s {theirs} > {path}'"))?;
     frozen.freeze(n2)?;
     frozen.freeze(n3)?;
-    frozen.thaw("n1")?;
-    // n3's client gave up n1's brick too while it was frozen: it must be back
-    wait_client(n3, [Some(true), Some(false), Some(false)])?;
-    wait::until(
-        "a write through n3 to reach n1's brick alone",
-        Duration::from_secs(90),
-        Duration::from_millis(500),
-        || {
-            Ok(
-                match n3.sh(&format!("timeout 30 sh -c 'printf %s {ours} > {path}'")) {
-                    Ok(_) => Poll::Ready(()),
-                    Err(e) => Poll::Pending(e.to_string()),
-                },
-            )
-        },
-    )?;
+    wait_client(n1, [Some(true), Some(false), Some(false)])?;
+    write(n1, ours)?;
+    frozen.freeze(n1)?;
     frozen.thaw("n2")?;
+    wait_client(n2, [Some(false), Some(true), Some(false)])?;
+    write(n2, theirs)?;
+    frozen.thaw("n1")?;
     frozen.thaw("n3")?;
     drop(frozen);
-    // each side's copy is what was written to it
+    // each copy is what was written to it
     let copies: Vec<String> = [n1, n2, n3]
         .iter()
         .map(|n| n.sh(&format!("cat {BRICK}/{file}")))
         .collect::<Result<_>>()?;
-    if copies != [ours, theirs, theirs] {
+    if copies != [ours, theirs, "base"] {
         return Err(LabError::Other(format!(
-            "the bricks hold {copies:?}, not [{ours:?}, {theirs:?}, {theirs:?}]"
+            "the bricks hold {copies:?}, not [{ours:?}, {theirs:?}, \"base\"]"
         )));
     }
     Ok(())

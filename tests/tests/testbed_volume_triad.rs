@@ -520,10 +520,27 @@ fn split_brain_detected_and_resolved(tb: &mut Testbed) -> anyhow::Result<()> {
     let path = format!("/{file}");
     triad::stop_coordinator(tb)?;
     let made = triad_tests::splitbrain::make(tb, file, ours, theirs);
+    let diagnosis = |tb: &Testbed, when: &str| {
+        for n in &tb.nodes {
+            eprintln!(
+                "[split-brain] {when}, {}: {:?}",
+                n.name,
+                n.sh(&format!(
+                    "cat {BRICK}/{file}; echo; getfattr -d -m trusted.afr -e hex {BRICK}/{file} 2>&1 | grep client; \
+                     grep -E 'www-client-[0-9]+: (Connected|disconnected from)' /var/log/glusterfs/var-www-triad.log | tail -4 | cut -c1-120"
+                ))
+            );
+        }
+        eprintln!(
+            "[split-brain] {when}: {:?}",
+            tb.nodes[0].sh(&format!("gluster volume heal {VOLUME} info split-brain"))
+        );
+    };
+    diagnosis(tb, "made");
     triad::resume_coordinator(tb)?;
     made?;
     let made_at = Instant::now();
-    wait::until(
+    let listed = wait::until(
         "the split-brain in triadctl status",
         Duration::from_secs(180),
         Duration::from_millis(500),
@@ -535,7 +552,11 @@ fn split_brain_detected_and_resolved(tb: &mut Testbed) -> anyhow::Result<()> {
                 Poll::Pending(format!("{files:?}; {}", volume_status_line()))
             })
         },
-    )?;
+    );
+    if listed.is_err() {
+        diagnosis(tb, "not listed");
+    }
+    listed?;
     let detected = made_at.elapsed();
     let status = triad::status_json()?;
     assert_eq!(status["healthy"], false, "{status}");

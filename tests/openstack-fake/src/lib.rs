@@ -1341,6 +1341,29 @@ fn list(
     )
 }
 
+/// A list of a parent's children (a pool's members, a policy's rules), filtered and paged.
+fn child_list(
+    shared: &Shared,
+    rest: &[&str],
+    children: &[Value],
+    key: &str,
+    query: &BTreeMap<String, String>,
+) -> Response {
+    let items: Vec<Value> = children
+        .iter()
+        .filter(|c| matches_query(c, query))
+        .cloned()
+        .collect();
+    octavia_page(
+        shared,
+        rest,
+        items,
+        |id| children.iter().any(|c| c["id"] == json!(id)),
+        key,
+        query,
+    )
+}
+
 /// A Nova list answer: `{key: [...]}` and, when the page is full, `{key}_links` with a
 /// `next` link that keeps the request's parameters and sets `marker`.
 fn nova_page(
@@ -1705,19 +1728,7 @@ fn octavia_inner(
                 .members
                 .get(*pool_id)
                 .ok_or_else(|| not_found("Pool", pool_id))?;
-            let items: Vec<Value> = members
-                .iter()
-                .filter(|m| matches_query(m, query))
-                .cloned()
-                .collect();
-            Ok(octavia_page(
-                shared,
-                rest,
-                items,
-                |id| members.iter().any(|m| m["id"] == json!(id)),
-                "members",
-                query,
-            ))
+            Ok(child_list(shared, rest, members, "members", query))
         }
         (Method::GET, ["pools", pool_id, "members", member_id]) => {
             let members = store
@@ -2004,19 +2015,7 @@ fn octavia_inner(
                 .l7rules
                 .get(*id)
                 .ok_or_else(|| not_found("L7 Policy", id))?;
-            let items: Vec<Value> = rules
-                .iter()
-                .filter(|r| matches_query(r, query))
-                .cloned()
-                .collect();
-            Ok(octavia_page(
-                shared,
-                rest,
-                items,
-                |rid| rules.iter().any(|r| r["id"] == json!(rid)),
-                "rules",
-                query,
-            ))
+            Ok(child_list(shared, rest, rules, "rules", query))
         }
         (Method::GET, ["l7policies", id, "rules", rule_id]) => {
             let rule = store
