@@ -5,20 +5,19 @@
 //! alone. n1's and n2's copies then blame each other (and both blame n3's, which missed
 //! both writes): gluster lists the file in `heal info split-brain` and the app gets EIO.
 //!
-//! Measured on the lab (session 12, glusterfs 10.3): a two-against-one split-brain (two
-//! bricks with one copy blaming the third, which blames both) is healed by AFR towards the
-//! majority as soon as client quorum is `auto` again, so only a one-against-one split with
-//! a third copy that agrees with neither stays; the client's ping timeout (5 s) is what
-//! gives up a frozen brick, so each write waits until the writing client's log shows the
-//! frozen bricks disconnected and the others connected (a write sent while the client
+//! Measured on the lab (session 12, glusterfs 10.3): the client's ping timeout (5 s) is
+//! what gives up a frozen brick, so each write waits until the writing client's log shows
+//! the frozen bricks disconnected and the others connected (a write sent while the client
 //! still counted on a frozen brick waits in that brick's socket and is carried out when it
 //! is thawed). Lookups of names that do not exist make the client notice: they modify
 //! nothing, and nl-cache has no entry for a new name.
 //!
-//! Not in CI yet: in three lab runs the split-brain made this way (present in `heal info
-//! split-brain` on the bricks while the coordinator was stopped) was healed by Gluster
-//! within seconds of the coordinator putting client quorum back to `auto`, towards one of
-//! the copies, with `cluster.favorite-child-policy` at its default (none); a split that
+//! Not in CI yet: in three lab runs the split-brain made this way, or two against one
+//! (present in `heal info split-brain` on the bricks while the coordinator was stopped),
+//! was healed by Gluster within seconds of the coordinator putting client quorum back to
+//! `auto` (two against one towards the majority, one against one towards n1's copy), with
+//! `cluster.favorite-child-policy` at its default (none); kept with quorum `none`, it
+//! stayed (the app got EIO) until resolved by hand with `bigger-file`. A split that
 //! lasts long enough to test the operator's resolution needs that understood first (the
 //! self-heal daemon's log on each node says which policy healed it).
 //!
