@@ -530,10 +530,12 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     faults::crash(n3)?;
     faults::start(n1)?;
     // as an operator would, look first: the coordinator refuses a bootstrap while gossip
-    // still shows a Primary member; wait until the crashed n2, n3 are seen down and the
-    // status shows the outage with no recovery decision open
+    // still shows a Primary member, and while the chosen node's agent cannot report its
+    // position (CI, session 12: refused "n1 did not report a position" when asked before
+    // n1's agent was up after its start); wait until the crashed n2, n3 are seen down, n1's
+    // agent is live and the status shows the outage with no recovery decision open
     wait::until(
-        "the coordinator to see n2 and n3 down and a full outage with no open decision",
+        "the coordinator to see n1 live, n2 and n3 down and a full outage with no open decision",
         Duration::from_secs(60),
         Duration::from_millis(250),
         || {
@@ -547,11 +549,12 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
             let galera = v["galera"]["status"].as_str().unwrap_or("").to_string();
             let outage =
                 galera.starts_with("full outage") || galera.starts_with("no Primary component");
-            Ok(if !live("n2") && !live("n3") && outage {
+            Ok(if live("n1") && !live("n2") && !live("n3") && outage {
                 Poll::Ready(())
             } else {
                 Poll::Pending(format!(
-                    "n2 live: {}, n3 live: {}, galera: {galera}",
+                    "n1 live: {}, n2 live: {}, n3 live: {}, galera: {galera}",
+                    live("n1"),
                     live("n2"),
                     live("n3")
                 ))
