@@ -421,7 +421,10 @@ impl AgentService for AgentGrpc {
                     vec![]
                 };
                 // the split-brain entries, asked with heal info (another gfapi client)
-                let split = if request.heal_info && info.status == "Started" {
+                // an entry in split-brain is also in heal info's count: with every brick
+                // counted at zero there is none, and the second gfapi client is spared
+                let healed_everywhere = crate::gluster::xml::fully_healed(&heal);
+                let split = if request.heal_info && info.status == "Started" && !healed_everywhere {
                     match crate::gluster::cli::split_brain(cli, &volume_name).await {
                         Ok(split) => split,
                         Err(error) => {
@@ -462,10 +465,14 @@ impl AgentService for AgentGrpc {
                             online,
                             heal_pending: healed.and_then(|h| h.entries),
                             heal_status: healed.map(|h| h.status.clone()).unwrap_or_default(),
-                            split_brain: split
-                                .iter()
-                                .find(|h| h.name == brick.name)
-                                .and_then(|h| h.entries),
+                            split_brain: if healed_everywhere {
+                                healed.and_then(|h| h.entries)
+                            } else {
+                                split
+                                    .iter()
+                                    .find(|h| h.name == brick.name)
+                                    .and_then(|h| h.entries)
+                            },
                         }
                     })
                     .collect();
