@@ -122,6 +122,13 @@ impl Prometheus {
             .collect())
     }
 
+    /// The alert `name` with `label` = `value`, pending or firing, among `alerts`.
+    fn find<'a>(alerts: &'a [Alert], name: &str, label: (&str, &str)) -> Option<&'a Alert> {
+        alerts.iter().find(|a| {
+            a.name == name && a.labels.get(label.0).and_then(|v| v.as_str()) == Some(label.1)
+        })
+    }
+
     /// Waits (bounded) until alert `name` with `label` = `value` is firing; returns how long
     /// it took.
     pub fn wait_firing(
@@ -137,11 +144,7 @@ impl Prometheus {
             Duration::from_millis(500),
             || {
                 let alerts = self.alerts()?;
-                let found = alerts.iter().find(|a| {
-                    a.name == name
-                        && a.labels.get(label.0).and_then(|v| v.as_str()) == Some(label.1)
-                });
-                Ok(match found {
+                Ok(match Self::find(&alerts, name, label) {
                     Some(a) if a.state == "firing" => Poll::Ready(t.elapsed()),
                     _ => Poll::Pending(format!("{alerts:?}")),
                 })
@@ -157,11 +160,7 @@ impl Prometheus {
             Duration::from_millis(500),
             || {
                 let alerts = self.alerts()?;
-                let active = alerts.iter().any(|a| {
-                    a.name == name
-                        && a.labels.get(label.0).and_then(|v| v.as_str()) == Some(label.1)
-                });
-                Ok(if active {
+                Ok(if Self::find(&alerts, name, label).is_some() {
                     Poll::Pending(format!("{alerts:?}"))
                 } else {
                     Poll::Ready(())

@@ -69,13 +69,6 @@ impl GlusterCli for GlusterBinary {
     }
 
     async fn text(&self, args: &[&str]) -> Result<String, HostError> {
-        self.run_text(args).await
-    }
-}
-
-/// Production's text calls, beside [`GlusterCli::xml`].
-impl GlusterBinary {
-    async fn run_text(&self, args: &[&str]) -> Result<String, HostError> {
         let mut full = vec!["--mode=script"];
         full.extend_from_slice(args);
         let (ok, stdout, stderr) = run_any("gluster", &full, self.timeout).await?;
