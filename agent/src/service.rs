@@ -76,6 +76,71 @@ pub async fn unit_state(program: &str, unit: &str, timeout: Duration) -> UnitSta
     }
 }
 
+/// How [`stop_or_kill`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The unit stopped within its grace.
+    Gracefully,
+    /// It did not; SIGKILL to every process of the unit ended it.
+    Killed,
+}
+
+/// How long [`stop_or_kill`] waits for systemd to see the unit gone after SIGKILL.
+const AFTER_KILL: Duration = Duration::from_secs(20);
+
+/// Stop `unit`, and when it has not stopped within `grace`, SIGKILL every process of it.
+///
+/// For a service whose stop can hang for good: a mariadbd that joined a group which then
+/// vanished ignores SIGTERM while gcomm retries its peers (measured on the lab: still in
+/// `stop-sigterm` 9 minutes after the stop, under Debian's TimeoutStopSec of 15 min), and
+/// a node that cannot stop cannot report its position to a full-outage recovery. The stop
+/// job is queued without blocking and the state watched here, so no child waits on it.
+pub async fn stop_or_kill(unit: &str, grace: Duration) -> Result<Stopped, HostError> {
+    stop_or_kill_with("systemctl", unit, grace, AFTER_KILL).await
+}
+
+/// [`stop_or_kill`] through `program` (systemctl; a script in the tests).
+async fn stop_or_kill_with(
+    program: &str,
+    unit: &str,
+    grace: Duration,
+    after_kill: Duration,
+) -> Result<Stopped, HostError> {
+    run(program, &["stop", "--no-block", unit], STATE_TIMEOUT).await?;
+    if wait_stopped(program, unit, grace).await {
+        return Ok(Stopped::Gracefully);
+    }
+    tracing::warn!(
+        unit,
+        "{unit} did not stop within {grace:?}: sending SIGKILL to its processes"
+    );
+    run(program, &["kill", "--signal=SIGKILL", unit], STATE_TIMEOUT).await?;
+    if wait_stopped(program, unit, after_kill).await {
+        return Ok(Stopped::Killed);
+    }
+    Err(HostError::new(
+        format!("systemctl stop {unit}"),
+        format!("still running {grace:?} after the stop and {after_kill:?} after SIGKILL"),
+    ))
+}
+
+/// True once `unit` is inactive or failed, polled until `limit`.
+async fn wait_stopped(program: &str, unit: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if matches!(
+            unit_state(program, unit, STATE_TIMEOUT).await,
+            UnitState::Inactive | UnitState::Failed
+        ) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[async_trait::async_trait]
 impl ServiceManager for Systemctl {
     async fn state(&self, unit: &str) -> UnitState {
@@ -187,6 +252,108 @@ mod tests {
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path.display().to_string()
+    }
+
+    /// A systemctl that models a unit's stop: `stop` moves it to `deactivating` (or, when
+    /// `$STOPS` is set, to `inactive`), `kill --signal=SIGKILL` to `inactive` unless
+    /// `$UNKILLABLE`; `is-active` prints the state; every call is logged.
+    fn stubborn_systemctl(dir: &std::path::Path, stops: bool, killable: bool) -> String {
+        let state = dir.join("state");
+        let calls = dir.join("calls");
+        std::fs::write(&state, "active\n").unwrap();
+        script(
+            dir,
+            &format!(
+                "echo \"$*\" >> {calls}\ncase \"$1\" in\n\
+                 stop) echo {stop} > {state} ;;\n\
+                 kill) {kill} ;;\n\
+                 is-active) cat {state}; grep -qx active {state} ;;\n\
+                 esac",
+                calls = calls.display(),
+                state = state.display(),
+                stop = if stops { "inactive" } else { "deactivating" },
+                kill = if killable {
+                    format!("echo failed > {}", state.display())
+                } else {
+                    "true".into()
+                },
+            ),
+        )
+    }
+
+    fn calls(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("calls"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_unit_that_stops_is_not_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let systemctl = stubborn_systemctl(dir.path(), true, true);
+        let how = stop_or_kill_with(
+            &systemctl,
+            "mariadb",
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(how, Stopped::Gracefully);
+        assert!(
+            !calls(dir.path()).iter().any(|c| c.starts_with("kill")),
+            "{:?}",
+            calls(dir.path())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_unit_that_ignores_its_stop_is_killed_after_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let systemctl = stubborn_systemctl(dir.path(), false, true);
+        let started = std::time::Instant::now();
+        let how = stop_or_kill_with(
+            &systemctl,
+            "mariadb",
+            Duration::from_millis(600),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        assert_eq!(how, Stopped::Killed);
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "killed before its grace"
+        );
+        let calls = calls(dir.path());
+        assert_eq!(
+            calls.first().map(String::as_str),
+            Some("stop --no-block mariadb")
+        );
+        assert!(
+            calls.contains(&"kill --signal=SIGKILL mariadb".to_string()),
+            "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_unit_that_outlives_the_kill_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let systemctl = stubborn_systemctl(dir.path(), false, false);
+        let error = stop_or_kill_with(
+            &systemctl,
+            "mariadb",
+            Duration::from_millis(300),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("mariadb") && error.to_string().contains("SIGKILL"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

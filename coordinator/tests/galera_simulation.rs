@@ -272,7 +272,7 @@ impl GaleraHost for FakeHost {
         Ok(())
     }
 
-    async fn stop(&self) -> Result<(), HostError> {
+    async fn stop(&self, _grace: std::time::Duration) -> Result<(), HostError> {
         let mut world = self.world.lock().unwrap();
         world.stops.push(self.id.clone());
         world.crash(&self.id);

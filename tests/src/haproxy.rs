@@ -76,12 +76,27 @@ fn create_maintenance_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The last `lines` lines of the log of the HAProxy whose dir is `dir` (see
+/// [`Haproxy::abnormal_log`]).
+pub fn abnormal_log(dir: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(dir.join("haproxy.log")) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(no HAProxy log: {e})"),
+    }
+}
+
 /// The HAProxy config for `servers` (name, addr).
 pub fn config(dir: &Path, servers: &[(String, String)]) -> String {
     let (map, allow) = maintenance_files(dir);
     let mut s = format!(
-        "global\n    stats socket {sock} mode 600 level admin\n    maxconn 2000\n\n\
-defaults\n    mode http\n    timeout connect 2s\n    timeout client 15s\n    timeout server 15s\n    \
+        "global\n    stats socket {sock} mode 600 level admin\n    maxconn 2000\n    \
+# abnormal requests only (dontlog-normal), to stderr = haproxy.log: a failed request's\n    \
+# termination state, server and retries, for a test to print when it fails\n    \
+log stderr format raw local0 info\n\n\
+defaults\n    mode http\n    log global\n    option httplog\n    option dontlog-normal\n    timeout connect 2s\n    timeout client 15s\n    timeout server 15s\n    \
 timeout check 8s\n    retries 3\n    option redispatch 1\n    \
 # no server up: 503 with Retry-After, not HAProxy's HTML page\n    {no_server}\n\n\
 frontend fe_web\n    bind {LISTEN}\n    # maintenance mode (`triadctl app maintenance on`)\n    {maintenance}\n    default_backend {BACKEND}\n\n\
@@ -142,6 +157,13 @@ impl Haproxy {
             },
         )?;
         Ok(Self { dir, sock, proc })
+    }
+
+    /// HAProxy's log of abnormal requests (`option dontlog-normal`: errors, retries,
+    /// redispatches) and its server state changes, the last `lines` of them: what a test
+    /// prints when a client request failed.
+    pub fn abnormal_log(&self, lines: usize) -> String {
+        abnormal_log(&self.dir, lines)
     }
 
     /// Sends one command to the admin socket and returns the answer.

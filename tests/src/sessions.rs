@@ -38,6 +38,14 @@ fn session_request(jar: &std::path::Path) -> anyhow::Result<(u64, String)> {
     Ok((n, node.to_string()))
 }
 
+/// HAProxy's abnormal requests and server changes, printed when a client request failed.
+pub fn print_haproxy_log(tb: &Testbed) {
+    match tb.haproxy() {
+        Ok(h) => eprintln!("[haproxy] its log's last lines:\n{}", h.abnormal_log(40)),
+        Err(e) => eprintln!("[haproxy] no log: {e}"),
+    }
+}
+
 /// PHP sessions (issue 17): a client stays on one node (the balancer's cookie), its
 /// session lives on the volume, and when that node crashes the next request, on another
 /// node, continues the same session; a client loop meanwhile sees no failed request.
@@ -96,6 +104,9 @@ pub fn survive_their_node(tb: &Testbed) -> anyhow::Result<String> {
         }
         stop.store(true, Ordering::Relaxed);
         let failed = loop_.join().expect("the client loop");
+        if result.is_err() || !failed.is_empty() {
+            print_haproxy_log(tb);
+        }
         Ok((failed, result?))
     })?;
     eprintln!(

@@ -131,6 +131,9 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         let failed = reader.join().expect("the reader loop");
         Ok((failed, result?))
     })?;
+    if !failed.is_empty() {
+        triad_tests::sessions::print_haproxy_log(&tb);
+    }
     let (logged_in, node, content) = after;
     eprintln!(
         "[app] after {home}'s crash: logged in {logged_in} on {node}; reader failures {failed:?}"

@@ -20,7 +20,7 @@ use super::host::{GaleraHost, HostError};
 use super::tls::TlsInstall;
 use super::{
     best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
-    OUTSIDE_LIMIT,
+    LEAVE_STOP_GRACE, OUTSIDE_LIMIT, OUTSIDE_STOP_GRACE,
 };
 use crate::state::AgentState;
 
@@ -382,9 +382,11 @@ impl GaleraDriver {
                 Action::StopOutside => {
                     tracing::warn!(node = %self.node_id, "mysqld has run outside the Primary component of its peers for {OUTSIDE_LIMIT:?}: stopping it to rejoin");
                     memory.outside_since = None;
-                    self.host.stop().await
+                    self.host.stop(OUTSIDE_STOP_GRACE).await
                 }
-                Action::StopStandalone | Action::StopAhead => self.host.stop().await,
+                Action::StopStandalone | Action::StopAhead => {
+                    self.host.stop(OUTSIDE_STOP_GRACE).await
+                }
             };
             if let Err(error) = result {
                 tracing::warn!(node = %self.node_id, %error, "galera action failed; retrying on a later tick: {error}");
@@ -454,7 +456,7 @@ impl GaleraDriver {
                 ));
             }
             tracing::warn!(node = %self.node_id, "stopping mysqld that hangs outside a Primary component, for recovery");
-            self.host.stop().await?;
+            self.host.stop(OUTSIDE_STOP_GRACE).await?;
             memory.recovered = None;
             observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         }
@@ -593,7 +595,7 @@ impl GaleraDriver {
         memory.left = true;
         tracing::warn!(node = %self.node_id, "leaving the Galera cluster on the coordinator's request: stopping mysqld, not restarting it");
         if self.host.unit_state().await.is_running() {
-            self.host.stop().await?;
+            self.host.stop(LEAVE_STOP_GRACE).await?;
         }
         let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         self.publish(&observed);

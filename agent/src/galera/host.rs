@@ -31,7 +31,9 @@ pub trait GaleraHost: Send + Sync {
     async fn start(&self) -> Result<(), HostError>;
     /// `galera_new_cluster`: start mariadb.service with --wsrep-new-cluster, waiting for it.
     async fn bootstrap(&self) -> Result<(), HostError>;
-    async fn stop(&self) -> Result<(), HostError>;
+    /// Stop mysqld; when it has not stopped within `grace`, SIGKILL it (what a crash would
+    /// do: InnoDB recovers, `--wsrep-recover` reads the position).
+    async fn stop(&self, grace: Duration) -> Result<(), HostError>;
     async fn reset_failed(&self) -> Result<(), HostError>;
     /// Keep systemd from starting mysqld at boot: the agent decides when it starts; and
     /// install the start-position hook (see [`START_HOOK`]).
@@ -301,14 +303,15 @@ impl GaleraHost for SystemdGaleraHost {
         cleared.map(|_| ())
     }
 
-    async fn stop(&self) -> Result<(), HostError> {
-        run(
-            "systemctl",
-            &["stop", &self.settings.unit],
-            Duration::from_secs(120),
-        )
-        .await
-        .map(|_| ())
+    async fn stop(&self, grace: Duration) -> Result<(), HostError> {
+        let how = crate::service::stop_or_kill(&self.settings.unit, grace).await?;
+        if how == crate::service::Stopped::Killed {
+            tracing::warn!(
+                unit = %self.settings.unit,
+                "mysqld ignored its stop for {grace:?} and was killed"
+            );
+        }
+        Ok(())
     }
 
     async fn reset_failed(&self) -> Result<(), HostError> {

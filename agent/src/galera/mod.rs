@@ -197,6 +197,18 @@ pub struct Observed {
 /// reconnects after a short cut merges within seconds.
 pub const OUTSIDE_LIMIT: Duration = Duration::from_secs(20);
 
+/// How long a mysqld outside the Primary component gets to stop before it is killed. Such a
+/// mysqld has no clients to finish and InnoDB recovers from a kill; but one whose group
+/// vanished while it joined ignores SIGTERM for good (lab, session 13: a joiner whose donor
+/// crashed was still stopping 9 minutes later, and the full-outage recovery waited on its
+/// position all that time). Below the coordinator's 60 s position RPC, with room for the
+/// kill and `--wsrep-recover` after it.
+pub const OUTSIDE_STOP_GRACE: Duration = Duration::from_secs(25);
+
+/// How long a clean leave (scale-in) waits for mysqld to stop before it is killed: a
+/// Synced member flushes its buffer pool first, which may take a while on a large one.
+pub const LEAVE_STOP_GRACE: Duration = Duration::from_secs(120);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `systemctl reset-failed` so the unit can be started again.
