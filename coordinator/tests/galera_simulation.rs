@@ -60,7 +60,16 @@ struct World {
     transfer: Duration,
     /// Every mysqld stop asked for, by node, in order.
     stops: Vec<String>,
+    /// Nodes whose mysqld, once outside any Primary component, ignores SIGTERM for good
+    /// (lab, session 13: a joiner whose group vanished): only a kill after the stop's grace
+    /// ends it.
+    stubborn: std::collections::BTreeSet<String>,
+    /// Every mysqld killed after its stop's grace, by node, in order.
+    kills: Vec<String>,
 }
+
+/// The coordinator's bound on one agent call (`agent_client::connect`'s request timeout).
+const POSITION_RPC: Duration = Duration::from_secs(60);
 
 /// How long a joiner takes to enter the component in the fake (about the lab's figure).
 const CONNECT: Duration = Duration::from_millis(1500);
@@ -93,6 +102,15 @@ impl World {
         if self.nodes.values().all(|n| !n.in_primary) {
             self.primary = None;
         }
+    }
+
+    /// The other members vanished: `id` keeps running outside any Primary component (a
+    /// lone survivor of three is non-Primary), its data as it was.
+    fn lose_quorum(&mut self, id: &str) {
+        let node = self.nodes.get_mut(id).unwrap();
+        node.in_primary = false;
+        node.receiving_until = None;
+        self.primary = None;
     }
 
     fn start(&mut self, id: &str) {
@@ -272,10 +290,19 @@ impl GaleraHost for FakeHost {
         Ok(())
     }
 
-    async fn stop(&self, _grace: std::time::Duration) -> Result<(), HostError> {
-        let mut world = self.world.lock().unwrap();
-        world.stops.push(self.id.clone());
-        world.crash(&self.id);
+    async fn stop(&self, grace: std::time::Duration) -> Result<(), HostError> {
+        let stubborn = {
+            let mut world = self.world.lock().unwrap();
+            world.stops.push(self.id.clone());
+            let node = &world.nodes[&self.id];
+            world.stubborn.contains(&self.id) && node.running && !node.in_primary
+        };
+        if stubborn {
+            // SIGTERM is ignored; the host kills it once the grace is over
+            tokio::time::sleep(grace).await;
+            self.world.lock().unwrap().kills.push(self.id.clone());
+        }
+        self.world.lock().unwrap().crash(&self.id);
         Ok(())
     }
 
@@ -328,10 +355,11 @@ impl Agents for DirectAgents {
         _: SocketAddr,
         stop: bool,
     ) -> Result<PositionAnswer, AgentError> {
-        let report = self
-            .driver(node)?
-            .position(stop)
+        // the coordinator's real client gives up after 60 s (agent_client's timeout), and
+        // the agent's handler is dropped with the call
+        let report = tokio::time::timeout(POSITION_RPC, self.driver(node)?.position(stop))
             .await
+            .map_err(|_| AgentError::new(node, ErrorKind::Unavailable, "Timeout expired"))?
             .map_err(|e| galera_error(node, e))?;
         Ok(PositionAnswer {
             report: Report {
@@ -948,5 +976,54 @@ async fn a_finished_recovery_then_an_operator_override_at_once_is_not_refused() 
         status.contains(&format!("last recovery: epoch {epoch} (n2) closed at"))
             && status.contains("Synced in a Primary component"),
         "{status}"
+    );
+}
+
+/// Found on the lab (session 13): after two of three nodes crashed, the survivor's mysqld
+/// (a joiner whose donor was one of them) sat outside any Primary component and ignored
+/// SIGTERM: `systemctl stop` waited on it for minutes (Debian's TimeoutStopSec is 15 min),
+/// every position call of the full-outage recovery timed out ("n3: Timeout expired") and
+/// the cluster stayed down about 10 minutes. The agent now kills such a mysqld after
+/// OUTSIDE_STOP_GRACE, inside one position call, and the recovery goes on.
+#[tokio::test(start_paused = true)]
+async fn a_mysqld_that_ignores_its_stop_is_killed_and_the_recovery_goes_on() {
+    let (mut sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(10);
+    let committed = sim.world.lock().unwrap().primary.clone().unwrap().1;
+    {
+        let mut world = sim.world.lock().unwrap();
+        world.crash("n1");
+        world.crash("n2");
+        world.lose_quorum("n3");
+        world.stubborn.insert("n3".into());
+    }
+    for index in 0..2 {
+        sim.stop_agent(index).await;
+        sim.restart_agent(index, 2).await;
+    }
+    let took = sim
+        .drive(
+            &mut recovery,
+            "recovery with a mysqld that ignores its stop: all three synced",
+            Duration::from_secs(120),
+            all_synced,
+        )
+        .await;
+    eprintln!("recovered in {took:?} of protocol time");
+    let world = sim.world.lock().unwrap();
+    assert_eq!(world.kills, vec!["n3".to_string()], "n3 killed once");
+    assert_eq!(
+        world.primary.as_ref().unwrap().1,
+        committed,
+        "no committed write lost"
+    );
+    assert_eq!(
+        world.bootstraps.len(),
+        2,
+        "one formation, one recovery bootstrap"
+    );
+    assert!(
+        took < POSITION_RPC + Duration::from_secs(30),
+        "the kill fits inside one position call: took {took:?}"
     );
 }
