@@ -45,6 +45,11 @@ impl ReadinessCheck {
                     (GaleraState::Synced, status) => {
                         Some(format!("galera synced {}", status.unwrap_or("no status")))
                     }
+                    (state, _) if keys.galera.failed_starts > 0 => Some(format!(
+                        "galera {}, {} failed starts",
+                        state.as_str(),
+                        keys.galera.failed_starts
+                    )),
                     (state, _) => Some(format!("galera {}", state.as_str())),
                 }
             }

@@ -107,32 +107,6 @@ impl std::fmt::Debug for Membership {
     }
 }
 
-/// Every key this schema may publish: used to delete keys whose value became unknown.
-const ALL_KEYS: &[&str] = &[
-    keys::SCHEMA,
-    keys::ROLE,
-    keys::GRPC,
-    keys::VERSION,
-    keys::HEARTBEAT,
-    keys::GALERA_STATE,
-    keys::GALERA_CLUSTER_STATUS,
-    keys::GALERA_SIZE,
-    keys::GALERA_UUID,
-    keys::GALERA_SEQNO,
-    keys::GALERA_SAFE_TO_BOOTSTRAP,
-    keys::GLUSTER_DAEMON,
-    keys::GLUSTER_BRICK,
-    keys::MOUNT,
-    keys::APACHE,
-    keys::REQ_TOTAL,
-    keys::BUSY_WORKERS,
-    keys::CPU,
-    keys::MEM,
-    keys::MEM_TOTAL,
-    keys::READY,
-    keys::DRAINING,
-];
-
 impl Membership {
     /// Join the cluster, publishing `initial` at once.
     pub async fn join(
@@ -205,7 +179,7 @@ impl Membership {
                 for (key, value) in &encoded {
                     state.set(*key, value);
                 }
-                for key in ALL_KEYS {
+                for key in keys::ALL {
                     let still_published = encoded.iter().any(|(k, _)| k == key);
                     if !still_published && state.contains_key(key) {
                         state.delete(key);

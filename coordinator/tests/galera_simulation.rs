@@ -42,6 +42,8 @@ struct FakeNode {
     /// Inside the component but still receiving its state transfer until then: mysqld's
     /// unit is activating with no SQL port, and the donor reports `Donor/Desynced`.
     receiving_until: Option<Instant>,
+    /// The last run failed (systemd's `failed` until reset).
+    failed: bool,
 }
 
 /// The Galera rules the simulation needs, for all nodes at once.
@@ -66,6 +68,11 @@ struct World {
     stubborn: std::collections::BTreeSet<String>,
     /// Every mysqld killed after its stop's grace, by node, in order.
     kills: Vec<String>,
+    /// Nodes whose mysqld fails every start (a broken table, a full disk): the unit ends
+    /// `failed` at once.
+    fails_to_start: std::collections::BTreeSet<String>,
+    /// Every start of mysqld, by node, with its time.
+    starts: Vec<(String, Instant)>,
 }
 
 /// The coordinator's bound on one agent call (`agent_client::connect`'s request timeout).
@@ -115,8 +122,14 @@ impl World {
 
     fn start(&mut self, id: &str) {
         self.settle();
+        self.starts.push((id.to_string(), Instant::now()));
+        let fails = self.fails_to_start.contains(id);
         let node = self.nodes.get_mut(id).unwrap();
         if node.running {
+            return;
+        }
+        if fails {
+            node.failed = true;
             return;
         }
         node.running = true;
@@ -188,6 +201,7 @@ impl GaleraHost for FakeHost {
         world.settle();
         let node = &world.nodes[&self.id];
         match (node.running, node.in_primary) {
+            (false, _) if node.failed => UnitState::Failed,
             (false, _) => UnitState::Inactive,
             // receiving its state transfer: not yet ready for systemd
             (true, true) if world.receiving(&self.id) => UnitState::Activating,
@@ -307,6 +321,13 @@ impl GaleraHost for FakeHost {
     }
 
     async fn reset_failed(&self) -> Result<(), HostError> {
+        self.world
+            .lock()
+            .unwrap()
+            .nodes
+            .get_mut(&self.id)
+            .unwrap()
+            .failed = false;
         Ok(())
     }
 
@@ -560,6 +581,8 @@ async fn start_agent(
         start_backoff: Duration::from_secs(2),
         ..GaleraSettings::defaults("test")
     };
+    // only Galera runs here: its readiness is the node's
+    config.readiness = vec![triad_agent::readiness::ReadinessCheck::Galera];
     config.state_dir =
         std::env::temp_dir().join(format!("triad-sim-{}-n{index}", std::process::id()));
     let _ = std::fs::remove_dir_all(&config.state_dir);
@@ -1026,4 +1049,85 @@ async fn a_mysqld_that_ignores_its_stop_is_killed_and_the_recovery_goes_on() {
         took < POSITION_RPC + Duration::from_secs(30),
         "the kill fits inside one position call: took {took:?}"
     );
+}
+
+/// Issue 20, stuck states: a mysqld that fails every start was started again every
+/// `start_backoff` (10 s) for good, each start a state-transfer request. Now the wait
+/// doubles with each failed start up to 10 minutes, the count is in gossip and in the
+/// node's not-ready reason, and once the fault is gone the node joins and the count resets.
+#[tokio::test(start_paused = true)]
+async fn a_mysqld_that_fails_every_start_backs_off_and_says_so() {
+    let (sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(5);
+    {
+        let mut world = sim.world.lock().unwrap();
+        world.fails_to_start.insert("n3".into());
+        world.crash("n3");
+    }
+    let start = Instant::now();
+    let window = Duration::from_secs(600);
+    while start.elapsed() < window {
+        recovery.tick(&sim.coordinator.view(), Now::current()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let starts = sim
+        .world
+        .lock()
+        .unwrap()
+        .starts
+        .iter()
+        .filter(|(id, at)| id == "n3" && *at >= start)
+        .count();
+    eprintln!("n3 started {starts} times in {window:?} (start_backoff 2 s)");
+    // a flat 2 s backoff would be about 300 starts; doubling from 2 s gives about 9
+    assert!((5..=12).contains(&starts), "{starts} starts in {window:?}");
+    let n3 = sim
+        .coordinator
+        .view()
+        .members()
+        .find(|m| m.node_id == "n3")
+        .map(|m| m.keys.clone())
+        .expect("n3 in the view");
+    assert!(n3.galera.failed_starts >= 5, "{:?}", n3.galera);
+    assert!(
+        n3.ready_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("failed starts")),
+        "{:?}",
+        n3.ready_reason
+    );
+    assert!(
+        sim.world.lock().unwrap().primary.is_some(),
+        "n1 and n2 kept the Primary component"
+    );
+    // the fault is repaired: n3 joins within the longest backoff and the count resets
+    sim.world.lock().unwrap().fails_to_start.clear();
+    sim.drive(
+        &mut recovery,
+        "n3 joins once its starts succeed",
+        triad_agent::galera::MAX_START_BACKOFF + Duration::from_secs(30),
+        all_synced,
+    )
+    .await;
+    wait_for(
+        "n3's failed starts back to 0 in gossip",
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+        || {
+            let count = sim
+                .coordinator
+                .view()
+                .members()
+                .find(|m| m.node_id == "n3")
+                .map(|m| m.keys.galera.failed_starts);
+            async move {
+                match count {
+                    Some(0) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
 }

@@ -38,6 +38,9 @@ pub mod keys {
     pub const GALERA_FC_PAUSED_NS: &str = "galera.fc_paused_ns";
     pub const GALERA_RECV_QUEUE: &str = "galera.recv_queue";
     pub const GALERA_CERT_FAILURES: &str = "galera.cert_failures";
+    /// Starts of mysqld in a row that ended without reaching the Primary component (a
+    /// crash loop: the agent backs off between them); absent when zero.
+    pub const GALERA_FAILED_STARTS: &str = "galera.failed_starts";
     pub const GLUSTER_DAEMON: &str = "gluster.daemon";
     pub const GLUSTER_BRICK: &str = "gluster.brick";
     pub const MOUNT: &str = "mount";
@@ -62,6 +65,42 @@ pub mod keys {
     /// The cluster jobs this agent knows (issue 18): [`super::JobState`]s, encoded by
     /// [`super::encode_jobs`]; absent when it knows none.
     pub const JOBS: &str = "jobs";
+
+    /// Every key a node may publish: a publisher deletes the ones it no longer has a
+    /// value for (a key left out here would keep its last value at every peer).
+    pub const ALL: &[&str] = &[
+        SCHEMA,
+        ROLE,
+        GRPC,
+        VERSION,
+        HEARTBEAT,
+        GALERA_STATE,
+        GALERA_CLUSTER_STATUS,
+        GALERA_SIZE,
+        GALERA_UUID,
+        GALERA_SEQNO,
+        GALERA_SAFE_TO_BOOTSTRAP,
+        GALERA_FC_PAUSED_NS,
+        GALERA_RECV_QUEUE,
+        GALERA_CERT_FAILURES,
+        GALERA_FAILED_STARTS,
+        GLUSTER_DAEMON,
+        GLUSTER_BRICK,
+        MOUNT,
+        APACHE,
+        APP_SECRET,
+        DB_WRITER,
+        REQ_TOTAL,
+        BUSY_WORKERS,
+        CPU,
+        MEM,
+        MEM_TOTAL,
+        READY,
+        DRAINING,
+        READY_REASON,
+        TLS_NOT_AFTER,
+        JOBS,
+    ];
 }
 
 /// A value that did not decode. Names the node, the key and the raw value.
@@ -189,6 +228,8 @@ pub struct GaleraKeys {
     pub flow_control_paused_ns: Option<u64>,
     pub recv_queue: Option<u64>,
     pub cert_failures: Option<u64>,
+    /// Starts in a row that failed (see [`keys::GALERA_FAILED_STARTS`]); 0 when none.
+    pub failed_starts: u32,
 }
 
 impl GaleraKeys {
@@ -317,6 +358,10 @@ impl NodeKeys {
             self.galera.cert_failures.map(|n| n.to_string()),
         );
         push(
+            keys::GALERA_FAILED_STARTS,
+            (self.galera.failed_starts > 0).then(|| self.galera.failed_starts.to_string()),
+        );
+        push(
             keys::CPU,
             self.metrics.cpu_percent.map(|cpu| format!("{cpu:.1}")),
         );
@@ -383,6 +428,7 @@ impl NodeKeys {
             }
             keys::GALERA_RECV_QUEUE => self.galera.recv_queue = Some(parse_number(raw)?),
             keys::GALERA_CERT_FAILURES => self.galera.cert_failures = Some(parse_number(raw)?),
+            keys::GALERA_FAILED_STARTS => self.galera.failed_starts = parse_number(raw)?,
             keys::GLUSTER_DAEMON => self.gluster_daemon = Health::decode(raw)?,
             keys::GLUSTER_BRICK => self.gluster_brick = BrickState::decode(raw)?,
             keys::MOUNT => self.mount = MountState::decode(raw)?,
@@ -670,6 +716,7 @@ mod tests {
                 flow_control_paused_ns: Some(1_500_000_000),
                 recv_queue: Some(0),
                 cert_failures: Some(3),
+                failed_starts: 4,
             },
             gluster_daemon: Health::Ok,
             gluster_brick: BrickState::Online,
@@ -690,6 +737,18 @@ mod tests {
             tls_not_after: Some(1_800_000_000),
             jobs: sample_jobs(),
         }
+    }
+
+    /// `keys::ALL` is exactly what a node with every value known publishes: a key missing
+    /// from it would never be deleted (before this test, ready.reason, db.writer, jobs and
+    /// the Galera counters kept their last value at every peer).
+    #[test]
+    fn all_keys_are_the_keys_a_full_node_publishes() {
+        let published: std::collections::BTreeSet<&str> =
+            sample().encode().into_iter().map(|(k, _)| k).collect();
+        let all: std::collections::BTreeSet<&str> = keys::ALL.iter().copied().collect();
+        assert_eq!(published, all);
+        assert_eq!(all.len(), keys::ALL.len(), "a key listed twice");
     }
 
     fn sample_jobs() -> Vec<JobState> {

@@ -71,6 +71,10 @@ struct Memory {
     outside_since: Option<Instant>,
     /// The last observation saw this mysqld run Synced or donating in a Primary component.
     serving: bool,
+    /// A start was issued and its run has not yet reached the Primary component.
+    start_pending: bool,
+    /// Starts in a row whose run ended before reaching the Primary component.
+    failed_starts: u32,
 }
 
 pub struct GaleraDriver {
@@ -253,6 +257,25 @@ impl GaleraDriver {
         } else if memory.outside_since.is_none() {
             memory.outside_since = Some(Instant::now());
         }
+        if primary {
+            if memory.failed_starts > 0 {
+                tracing::info!(node = %self.node_id, failed = memory.failed_starts, "mysqld reached the Primary component after {} failed start(s)", memory.failed_starts);
+            }
+            memory.failed_starts = 0;
+            memory.start_pending = false;
+        } else if memory.start_pending && matches!(unit, UnitState::Inactive | UnitState::Failed) {
+            memory.start_pending = false;
+            memory.failed_starts = memory.failed_starts.saturating_add(1);
+            tracing::warn!(
+                node = %self.node_id,
+                failed = memory.failed_starts,
+                "mysqld's run ended before it reached the Primary component ({} start(s) in a row); \
+                 next start in {:?} at the earliest (see `journalctl -u {}`)",
+                memory.failed_starts,
+                super::start_backoff(&self.settings, memory.failed_starts),
+                self.settings.unit
+            );
+        }
         // a "Joined" that follows Synced or Donor is a donor catching up, not a joiner (a
         // joiner comes from non-Primary or "Joining", which clear this)
         let serving_before = memory.serving;
@@ -276,6 +299,7 @@ impl GaleraDriver {
             last_start: memory.last_start,
             ahead: memory.ahead,
             outside_since: memory.outside_since,
+            failed_starts: memory.failed_starts,
         }
     }
 
@@ -374,6 +398,7 @@ impl GaleraDriver {
                 Action::ResetFailed => self.host.reset_failed().await,
                 Action::StartJoin => {
                     memory.last_start = Some(Instant::now());
+                    memory.start_pending = true;
                     self.prepare_start(&observed).await;
                     // handed over once: the next stop needs a fresh recovery
                     memory.recovered = None;
@@ -632,6 +657,7 @@ impl GaleraDriver {
         }
         tracing::info!(node = %self.node_id, epoch, "joining the Primary component");
         memory.last_start = Some(Instant::now());
+        memory.start_pending = true;
         self.prepare_start(&observed).await;
         memory.recovered = None;
         self.host.start().await?;

@@ -188,6 +188,22 @@ pub struct Observed {
     /// The previous observation saw this mysqld run Synced or donating in a Primary
     /// component: a "Joined" now is a donor catching up on what it queued while donating.
     pub serving_before: bool,
+    /// Starts in a row whose run ended before it reached the Primary component.
+    pub failed_starts: u32,
+}
+
+/// The longest wait between two starts of a mysqld whose starts keep failing.
+pub const MAX_START_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The wait before the next start after `failed` starts in a row failed: the configured
+/// backoff, doubled with each failure, at most [`MAX_START_BACKOFF`]. Why: a mysqld that
+/// cannot start (a broken table, a full disk, a config it rejects) was started again every
+/// 10 s for good, each start a state-transfer request that desyncs a donor.
+pub fn start_backoff(settings: &GaleraSettings, failed: u32) -> Duration {
+    let doubled = settings
+        .start_backoff
+        .saturating_mul(1u32.checked_shl(failed.min(16)).unwrap_or(u32::MAX));
+    doubled.min(MAX_START_BACKOFF.max(settings.start_backoff))
 }
 
 /// How long a running mysqld may stay outside a Primary component that its live peers are
@@ -279,9 +295,10 @@ pub fn plan(observed: &Observed, settings: &GaleraSettings, now: Instant) -> Vec
             vec![]
         };
     }
+    let backoff = start_backoff(settings, observed.failed_starts);
     let backoff_over = observed
         .last_start
-        .is_none_or(|last| now.saturating_duration_since(last) >= settings.start_backoff);
+        .is_none_or(|last| now.saturating_duration_since(last) >= backoff);
     let turn = observed.my_turn
         || observed
             .waiting_for_turn_since
@@ -357,6 +374,7 @@ pub fn keys(observed: &Observed, settings: &GaleraSettings) -> GaleraKeys {
         flow_control_paused_ns: running.and_then(|s| s.flow_control_paused_ns),
         recv_queue: running.and_then(|s| s.recv_queue),
         cert_failures: running.and_then(|s| s.cert_failures),
+        failed_starts: observed.failed_starts,
     }
 }
 
@@ -380,6 +398,7 @@ mod tests {
             last_start: None,
             ahead: None,
             outside_since: None,
+            failed_starts: 0,
             serving_before: false,
         }
     }
@@ -491,6 +510,29 @@ mod tests {
         obs.peer_primary = true;
         obs.coordinator_action = true;
         assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+    }
+
+    #[test]
+    fn the_start_backoff_doubles_with_each_failed_start_up_to_ten_minutes() {
+        let settings = GaleraSettings::defaults("c");
+        let secs: Vec<u64> = [0, 1, 2, 3, 5, 6, 7, 40, u32::MAX]
+            .iter()
+            .map(|n| start_backoff(&settings, *n).as_secs())
+            .collect();
+        assert_eq!(secs, vec![10, 20, 40, 80, 320, 600, 600, 600, 600]);
+        // a node that failed to start waits the doubled backoff before the next start
+        let now = Instant::now();
+        let mut obs = observed(UnitState::Inactive);
+        obs.peer_primary = true;
+        obs.has_peers = true;
+        obs.my_turn = true;
+        obs.failed_starts = 2;
+        obs.last_start = Some(now);
+        assert!(plan(&obs, &settings, now + Duration::from_secs(39)).is_empty());
+        assert_eq!(
+            plan(&obs, &settings, now + Duration::from_secs(40)),
+            vec![Action::StartJoin]
+        );
     }
 
     #[test]
