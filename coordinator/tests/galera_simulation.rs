@@ -73,6 +73,9 @@ struct World {
     fails_to_start: std::collections::BTreeSet<String>,
     /// Every start of mysqld, by node, with its time.
     starts: Vec<(String, Instant)>,
+    /// Nodes whose `--wsrep-recover` fails (InnoDB cannot open its data): grastate's -1 is
+    /// all they can report.
+    unrecoverable: std::collections::BTreeSet<String>,
 }
 
 /// The coordinator's bound on one agent call (`agent_client::connect`'s request timeout).
@@ -257,6 +260,11 @@ impl GaleraHost for FakeHost {
         let node = &world.nodes[&self.id];
         if node.running {
             return Err(err("mariadbd --wsrep-recover while running"));
+        }
+        if world.unrecoverable.contains(&self.id) {
+            return Err(err(
+                "mariadbd --wsrep-recover: InnoDB: cannot open the data",
+            ));
         }
         Ok(match &node.data {
             Some((uuid, seqno)) => Position {
@@ -1130,4 +1138,77 @@ async fn a_mysqld_that_fails_every_start_backs_off_and_says_so() {
     )
     .await
     .unwrap();
+}
+
+/// Issue 20, stuck states: a node whose position cannot be read (`--wsrep-recover` fails,
+/// grastate says -1 after the crash) may be the most advanced, so no automatic bootstrap
+/// happens; the status names the node and the operator's command, and the operator's
+/// bootstrap of a node that has every write then brings the cluster back, the unreadable
+/// node included (it joins by state transfer).
+#[tokio::test(start_paused = true)]
+async fn a_position_that_cannot_be_read_blocks_the_automatic_bootstrap_and_names_the_node() {
+    let (mut sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(7);
+    let committed = sim.world.lock().unwrap().primary.clone().unwrap().1;
+    {
+        let mut world = sim.world.lock().unwrap();
+        world.unrecoverable.insert("n3".into());
+        for id in ["n1", "n2", "n3"] {
+            world.crash(id);
+        }
+    }
+    for index in 0..3 {
+        sim.stop_agent(index).await;
+        sim.restart_agent(index, 2).await;
+    }
+    let start = Instant::now();
+    let mut status = String::new();
+    while start.elapsed() < Duration::from_secs(120) {
+        recovery.tick(&sim.coordinator.view(), Now::current()).await;
+        status = recovery.status();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    {
+        let world = sim.world.lock().unwrap();
+        assert_eq!(
+            world.bootstraps.len(),
+            1,
+            "no automatic bootstrap: {:?}",
+            world.bootstraps
+        );
+        assert!(world.primary.is_none());
+    }
+    assert!(
+        status.contains("n3") && status.contains("triadctl recover --bootstrap"),
+        "the status names the node and the command: {status}"
+    );
+    eprintln!("status: {status}");
+    let (epoch, message) = recovery
+        .operator_recover(
+            &sim.coordinator.view(),
+            Some("n1".into()),
+            false,
+            Now::current(),
+        )
+        .await
+        .expect("the operator's bootstrap of n1");
+    eprintln!("operator: epoch {epoch}: {message}");
+    sim.world.lock().unwrap().unrecoverable.clear();
+    sim.drive(
+        &mut recovery,
+        "after the operator's bootstrap of n1: all three synced",
+        Duration::from_secs(120),
+        all_synced,
+    )
+    .await;
+    let world = sim.world.lock().unwrap();
+    assert_eq!(
+        world.bootstraps.last().unwrap(),
+        &("n1".to_string(), committed)
+    );
+    assert_eq!(
+        world.primary.as_ref().unwrap().1,
+        committed,
+        "no committed write lost"
+    );
 }
