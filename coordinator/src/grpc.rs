@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::codegen::http;
 use tonic::{Request, Response, Status};
 use triad_proto::errors::ErrorKind;
 use triad_proto::v1;
@@ -109,17 +110,95 @@ fn who_passes(kind: &str, m: &crate::maintenance::Maintenance) -> String {
 /// call that is not a read checks this itself.
 pub const OPERATOR_ONLY: &[PeerRole] = &[PeerRole::Operator];
 
-/// Checks every call's client certificate before it reaches the service.
-#[derive(Debug, Clone, Copy)]
-pub struct OperatorGate {
+/// What a coordinator RPC does with the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads state: operators and viewers.
+    Read,
+    /// Changes something: operators only.
+    Change,
+}
+
+/// Every RPC of `CoordinatorService` and its access. The gate refuses a method missing
+/// here, so a new RPC is unusable until it is classified (a test ties this list to the
+/// proto), instead of open to viewers because its handler forgot a check.
+pub const METHODS: &[(&str, Access)] = &[
+    ("ClusterStatus", Access::Read),
+    ("Events", Access::Read),
+    ("Timeline", Access::Read),
+    ("Recover", Access::Change),
+    ("Scale", Access::Change),
+    ("AppRun", Access::Change),
+    ("Maintenance", Access::Change),
+    ("NodeDrain", Access::Change),
+    ("VolumeResolve", Access::Change),
+];
+
+/// The roles that may call `method` (its last path segment); `None` for an unknown one.
+pub fn roles_for(method: &str) -> Option<&'static [PeerRole]> {
+    METHODS
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map(|(_, access)| match access {
+            Access::Read => COORDINATOR_CALLERS,
+            Access::Change => OPERATOR_ONLY,
+        })
+}
+
+/// Checks every call's client certificate against its method's access ([`METHODS`])
+/// before it reaches the service: a per-method gate, one place for every RPC.
+#[derive(Debug, Clone)]
+pub struct MethodGate<S> {
+    inner: S,
     tls: bool,
 }
 
-impl tonic::service::Interceptor for OperatorGate {
-    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        triad_daemon::tls::authorize(&request, self.tls, COORDINATOR_CALLERS, "triad-coordinator")?;
-        Ok(request)
+impl<S> MethodGate<S> {
+    fn check<B>(&self, request: &http::Request<B>) -> Result<(), tonic::Status> {
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+        let Some(roles) = roles_for(method) else {
+            return Err(tonic::Status::unimplemented(format!(
+                "{method}: not a method of triad-coordinator"
+            )));
+        };
+        // authorize reads the peer certificates from the request's extensions
+        let mut probe = http::Request::new(());
+        *probe.extensions_mut() = request.extensions().clone();
+        triad_daemon::tls::authorize(&tonic::Request::from_http(probe), self.tls, roles, method)?;
+        Ok(())
     }
+}
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for MethodGate<S>
+where
+    S: tonic::codegen::Service<
+            http::Request<B>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Send,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        match self.check(&request) {
+            Ok(()) => Box::pin(self.inner.call(request)),
+            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+        }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for MethodGate<S> {
+    const NAME: &'static str = S::NAME;
 }
 
 impl CoordinatorGrpc {
@@ -283,16 +362,11 @@ impl CoordinatorGrpc {
         self
     }
 
-    pub fn into_server(
-        self,
-    ) -> tonic::service::interceptor::InterceptedService<
-        CoordinatorServiceServer<CoordinatorGrpc>,
-        OperatorGate,
-    > {
-        let gate = OperatorGate {
+    pub fn into_server(self) -> MethodGate<CoordinatorServiceServer<CoordinatorGrpc>> {
+        MethodGate {
             tls: self.tls.is_some(),
-        };
-        CoordinatorServiceServer::with_interceptor(self, gate)
+            inner: CoordinatorServiceServer::new(self),
+        }
     }
 
     /// What `/metrics` shows now, from the same view, certificate file, balancer status
@@ -908,6 +982,48 @@ impl CoordinatorService for CoordinatorGrpc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every RPC the proto declares is classified in METHODS, and nothing else is.
+    #[test]
+    fn every_coordinator_rpc_has_an_access_and_only_those() {
+        let proto = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../proto/proto/triad/v1/coordinator.proto"
+        ));
+        let service = &proto[proto
+            .find("service CoordinatorService")
+            .expect("the service")..];
+        let service = &service[..service.find("\n}").expect("its end")];
+        let declared: std::collections::BTreeSet<&str> = service
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split('(').next())
+            .map(str::trim)
+            .collect();
+        let classified: std::collections::BTreeSet<&str> =
+            METHODS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(declared, classified);
+        assert_eq!(classified.len(), METHODS.len(), "a method listed twice");
+    }
+
+    #[test]
+    fn viewers_read_and_only_operators_change() {
+        for (method, access) in METHODS {
+            let roles = roles_for(method).unwrap();
+            assert!(roles.contains(&PeerRole::Operator), "{method}");
+            assert_eq!(
+                roles.contains(&PeerRole::Viewer),
+                *access == Access::Read,
+                "{method}"
+            );
+            assert!(
+                !roles.contains(&PeerRole::Node),
+                "{method}: nodes never call"
+            );
+            assert!(!roles.contains(&PeerRole::Coordinator), "{method}");
+        }
+        assert_eq!(roles_for("Unknown"), None);
+    }
 
     #[test]
     fn only_certificates_near_expiry_are_listed_soonest_first() {
