@@ -76,6 +76,8 @@ struct World {
     /// Nodes whose `--wsrep-recover` fails (InnoDB cannot open its data): grastate's -1 is
     /// all they can report.
     unrecoverable: std::collections::BTreeSet<String>,
+    /// Nodes whose joins never enter the component: mysqld stays starting outside it.
+    never_enter: std::collections::BTreeSet<String>,
 }
 
 /// The coordinator's bound on one agent call (`agent_client::connect`'s request timeout).
@@ -151,6 +153,7 @@ impl World {
         let entered: Vec<String> = self
             .connecting
             .iter()
+            .filter(|(id, _)| !self.never_enter.contains(*id))
             .filter(|(_, since)| now.duration_since(**since) >= CONNECT)
             .map(|(id, _)| id.clone())
             .collect();
@@ -1211,4 +1214,48 @@ async fn a_position_that_cannot_be_read_blocks_the_automatic_bootstrap_and_names
         committed,
         "no committed write lost"
     );
+}
+
+/// Issue 20, stuck states: a joiner that stays starting outside the Primary component with
+/// no state transfer running (the bench's round where n3 never entered after its transfer)
+/// was left there for good. Now it is stopped after JOIN_STUCK_LIMIT, counts as a failed
+/// start, and starts again after the backoff; once it can enter, it joins.
+#[tokio::test(start_paused = true)]
+async fn a_joiner_stuck_outside_the_component_is_stopped_and_started_again() {
+    let (sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(3);
+    {
+        let mut world = sim.world.lock().unwrap();
+        world.never_enter.insert("n3".into());
+        world.crash("n3");
+    }
+    let limit = triad_agent::galera::JOIN_STUCK_LIMIT;
+    sim.drive(
+        &mut recovery,
+        "n3 stopped after starting outside the component for the limit",
+        limit + Duration::from_secs(60),
+        |w| w.stops.iter().any(|id| id == "n3"),
+    )
+    .await;
+    {
+        let world = sim.world.lock().unwrap();
+        let first = world.starts.iter().find(|(id, _)| id == "n3").unwrap().1;
+        assert!(
+            first.elapsed() >= limit,
+            "stopped {:?} after its start",
+            first.elapsed()
+        );
+        assert!(
+            world.primary.is_some(),
+            "n1 and n2 kept the Primary component"
+        );
+    }
+    sim.world.lock().unwrap().never_enter.clear();
+    sim.drive(
+        &mut recovery,
+        "n3 joins once it can enter",
+        Duration::from_secs(120),
+        all_synced,
+    )
+    .await;
 }

@@ -20,7 +20,7 @@ use super::host::{GaleraHost, HostError};
 use super::tls::TlsInstall;
 use super::{
     best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
-    LEAVE_STOP_GRACE, OUTSIDE_LIMIT, OUTSIDE_STOP_GRACE,
+    JOIN_STUCK_LIMIT, LEAVE_STOP_GRACE, OUTSIDE_LIMIT, OUTSIDE_STOP_GRACE,
 };
 use crate::state::AgentState;
 
@@ -75,6 +75,9 @@ struct Memory {
     start_pending: bool,
     /// Starts in a row whose run ended before reaching the Primary component.
     failed_starts: u32,
+    /// Since when mysqld has been starting (unit activating) with no state transfer running
+    /// and outside the Primary component its live peers are in.
+    joining_since: Option<Instant>,
 }
 
 pub struct GaleraDriver {
@@ -249,6 +252,14 @@ impl GaleraDriver {
             tracing::info!(node = %self.node_id, "another node is joining the Primary component first; waiting for its turn");
             memory.waiting_for_turn_since = Some(Instant::now());
         }
+        let sst_in_progress = self.host.sst_in_progress().await;
+        let stuck_joining =
+            unit == UnitState::Activating && !sst_in_progress && gossip.peer_component && !primary;
+        if !stuck_joining {
+            memory.joining_since = None;
+        } else if memory.joining_since.is_none() {
+            memory.joining_since = Some(Instant::now());
+        }
         let outside = unit == UnitState::Active
             && gossip.peer_component
             && matches!(&status, Some(s) if s.wsrep_on && s.cluster_status != "Primary");
@@ -290,7 +301,7 @@ impl GaleraDriver {
             grastate,
             serving_before,
             recovered: memory.recovered.clone(),
-            sst_in_progress: self.host.sst_in_progress().await,
+            sst_in_progress,
             peer_primary: gossip.peer_primary,
             my_turn: gossip.my_turn,
             waiting_for_turn_since: memory.waiting_for_turn_since,
@@ -299,6 +310,7 @@ impl GaleraDriver {
             last_start: memory.last_start,
             ahead: memory.ahead,
             outside_since: memory.outside_since,
+            joining_since: memory.joining_since,
             failed_starts: memory.failed_starts,
         }
     }
@@ -407,6 +419,11 @@ impl GaleraDriver {
                 Action::StopOutside => {
                     tracing::warn!(node = %self.node_id, "mysqld has run outside the Primary component of its peers for {OUTSIDE_LIMIT:?}: stopping it to rejoin");
                     memory.outside_since = None;
+                    self.host.stop(OUTSIDE_STOP_GRACE).await
+                }
+                Action::StopJoiner => {
+                    tracing::warn!(node = %self.node_id, "mysqld has been starting for {JOIN_STUCK_LIMIT:?} outside the Primary component of its peers with no state transfer running: stopping it to start again");
+                    memory.joining_since = None;
                     self.host.stop(OUTSIDE_STOP_GRACE).await
                 }
                 Action::StopStandalone | Action::StopAhead => {

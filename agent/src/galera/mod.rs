@@ -190,7 +190,17 @@ pub struct Observed {
     pub serving_before: bool,
     /// Starts in a row whose run ended before it reached the Primary component.
     pub failed_starts: u32,
+    /// Since when mysqld has been starting (unit activating), with no state transfer
+    /// running, outside the Primary component its live peers are in.
+    pub joining_since: Option<Instant>,
 }
+
+/// How long mysqld may stay starting outside its peers' Primary component with no state
+/// transfer running before it is stopped (and started again after the backoff). A joiner
+/// connects within seconds, an IST is applied inside the component, an SST runs its script
+/// (never stopped); what is left past this bound waits for something that will not come
+/// (issue 20: a joiner stuck outside the Primary component after a state transfer).
+pub const JOIN_STUCK_LIMIT: Duration = Duration::from_secs(600);
 
 /// The longest wait between two starts of a mysqld whose starts keep failing.
 pub const MAX_START_BACKOFF: Duration = Duration::from_secs(600);
@@ -240,6 +250,10 @@ pub enum Action {
     /// mysqld has run outside the Primary component its peers are in for
     /// [`OUTSIDE_LIMIT`]: stop it; it then rejoins like any stopped node (IST or SST).
     StopOutside,
+    /// mysqld has been starting outside its peers' Primary component, with no state
+    /// transfer running, for [`JOIN_STUCK_LIMIT`]: stop it; it starts again after the
+    /// backoff (a failed start).
+    StopJoiner,
 }
 
 /// The state word published in gossip.
@@ -306,9 +320,17 @@ pub fn plan(observed: &Observed, settings: &GaleraSettings, now: Instant) -> Vec
     let outside_too_long = observed
         .outside_since
         .is_some_and(|since| now.saturating_duration_since(since) >= OUTSIDE_LIMIT);
+    let joining_too_long = observed
+        .joining_since
+        .is_some_and(|since| now.saturating_duration_since(since) >= JOIN_STUCK_LIMIT);
     match observed.unit {
         UnitState::Active if observed.peer_primary && outside_too_long => {
             vec![Action::StopOutside]
+        }
+        UnitState::Activating
+            if observed.peer_primary && !observed.sst_in_progress && joining_too_long =>
+        {
+            vec![Action::StopJoiner]
         }
         UnitState::Failed => vec![Action::ResetFailed],
         UnitState::Inactive
@@ -398,6 +420,7 @@ mod tests {
             last_start: None,
             ahead: None,
             outside_since: None,
+            joining_since: None,
             failed_starts: 0,
             serving_before: false,
         }
@@ -510,6 +533,29 @@ mod tests {
         obs.peer_primary = true;
         obs.coordinator_action = true;
         assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+    }
+
+    #[test]
+    fn a_joiner_starting_outside_the_component_with_no_transfer_is_stopped_after_the_limit() {
+        let settings = GaleraSettings::defaults("c");
+        let now = Instant::now();
+        let mut obs = observed(UnitState::Activating);
+        obs.peer_primary = true;
+        obs.joining_since = Some(now);
+        let later = now + JOIN_STUCK_LIMIT;
+        assert!(plan(&obs, &settings, later - Duration::from_secs(1)).is_empty());
+        assert_eq!(plan(&obs, &settings, later), vec![Action::StopJoiner]);
+        // a state transfer running is never stopped
+        obs.sst_in_progress = true;
+        assert!(plan(&obs, &settings, later).is_empty());
+        obs.sst_in_progress = false;
+        // no peer in a Primary component: a full outage is the coordinator's
+        obs.peer_primary = false;
+        assert!(plan(&obs, &settings, later).is_empty());
+        // the coordinator is acting on this node
+        obs.peer_primary = true;
+        obs.coordinator_action = true;
+        assert!(plan(&obs, &settings, later).is_empty());
     }
 
     #[test]
