@@ -16,6 +16,7 @@ pub mod bench_partition;
 pub mod bench_recovery;
 pub mod bench_scaleout;
 pub mod bench_volume;
+pub mod chaos;
 pub mod cmd;
 pub mod error;
 pub mod faults;

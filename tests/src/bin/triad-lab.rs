@@ -126,6 +126,23 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         rounds: u32,
     },
+    /// Chaos (issue 20): on a fresh lab, faults drawn from a seed one at a time (node crash,
+    /// reboot, link cut, kill of mysqld, glusterd, a brick, the FUSE client or Apache, full
+    /// outage at once and staggered, coordinator kill and restart) while clients read and
+    /// write through HAProxy; prints every fault and recovery, the longest time without an
+    /// answer, failed requests and lost rows and files, and writes a timeline (SVG). Exits 1
+    /// when something acknowledged was lost or a recovery did not finish.
+    Chaos {
+        /// How long to draw faults ("300s", "5m", "1h").
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// The seed: the same seed gives the same fault sequence.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write the timeline (default: chaos-SEED.svg in the lab's state dir).
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+    },
     /// One node cut off the network (issue 26): each node's link down for 20 s in turn under
     /// a client through HAProxy and writers through the others; failed requests, the
     /// longest time without an answer, out of the balancer, heal to ready, writes lost.
@@ -284,6 +301,23 @@ fn run(cli: Cli) -> Result<()> {
             host::preflight()?;
             testbed::cleanup_leftovers(&state)?;
             Ok(triad_tests::bench_autoscale::run(rounds)?)
+        }
+        Cmd::Chaos {
+            duration,
+            seed,
+            svg,
+        } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            let svg = svg.unwrap_or_else(|| triad_tests::chaos::default_svg(&state, seed));
+            let report = triad_tests::chaos::run(duration, seed, &svg)?;
+            if report.recoveries_timed_out > 0
+                || !report.lost_rows.is_empty()
+                || !report.lost_files.is_empty()
+            {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Cmd::BenchPartition { rounds } => {
             host::preflight()?;
