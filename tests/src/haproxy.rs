@@ -101,7 +101,10 @@ timeout check 8s\n    retries 3\n    option redispatch 1\n    \
 # no server up: 503 with Retry-After, not HAProxy's HTML page\n    {no_server}\n\n\
 frontend fe_web\n    bind {LISTEN}\n    # maintenance mode (`triadctl app maintenance on`)\n    {maintenance}\n    default_backend {BACKEND}\n\n\
 backend {BACKEND}\n    balance roundrobin\n    option httpchk GET {HEALTH_PATH}\n    \
-http-check expect status {HEALTH_CODES}\n    retry-on all-retryable-errors\n    http-request disable-l7-retry if METH_POST\n    \
+http-check expect status {HEALTH_CODES}\n    \
+# 403: Apache's answer (AH00036) when a lookup on the volume fails for a moment as a replica\n    \
+# vanishes (ENOTCONN); the same GET on another node is served\n    \
+retry-on all-retryable-errors 403\n    http-request disable-l7-retry if METH_POST\n    \
 # a client stays on the node that served it while that node is up (the coordinator adds\n    \
 # servers at run time, which take no `cookie`: dynamic cookies from each server's address)\n    \
 cookie {COOKIE} insert indirect nocache httponly dynamic\n    dynamic-cookie-key triad-lab\n    \

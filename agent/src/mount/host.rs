@@ -105,6 +105,25 @@ async fn bounded<T: Send + 'static>(
     tokio::time::timeout(timeout, rx).await.ok()?.ok()
 }
 
+/// The PID of the Gluster FUSE client serving `docroot` (a `glusterfs` process with the
+/// mount point among its arguments), from the `proc` file system at `proc`.
+pub fn fuse_client_pid(proc: &Path, docroot: &Path) -> Option<i32> {
+    let want = docroot.to_string_lossy();
+    let want = want.trim_end_matches('/');
+    std::fs::read_dir(proc).ok()?.flatten().find_map(|entry| {
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        if comm.trim() != "glusterfs" {
+            return None;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        cmdline
+            .split(|b| *b == 0)
+            .any(|arg| String::from_utf8_lossy(arg).trim_end_matches('/') == want)
+            .then_some(pid)
+    })
+}
+
 #[async_trait::async_trait]
 impl MountHost for SystemdMounts {
     async fn mounted(&self, docroot: &Path) -> Result<Mounted, HostError> {
@@ -151,9 +170,26 @@ impl MountHost for SystemdMounts {
             )),
             Some(Ok(_)) => Probe::Ok,
             Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Probe::Missing,
-            // ENOTCONN: the FUSE client is gone
+            // ENOTCONN: the FUSE client is gone, or, while it runs, Gluster's replication
+            // answered it for a moment because a brick vanished under a lookup ("no read
+            // subvols"). Remounting then cost the whole service on CI (session 13): both
+            // survivors of a node's crash remounted at once, the new mounts waited 10 s for
+            // the dead brick, HAProxy's checks timed out on both, no server was left.
             Some(Err(e)) if e.raw_os_error() == Some(107) => {
-                Probe::Stale(format!("stat {}: {e}", file.display()))
+                let docroot = file.parent().unwrap_or(file).to_path_buf();
+                match tokio::task::spawn_blocking(move || {
+                    fuse_client_pid(Path::new("/proc"), &docroot)
+                })
+                .await
+                .ok()
+                .flatten()
+                {
+                    Some(pid) => Probe::Slow(format!(
+                        "stat {}: {e} while its FUSE client (pid {pid}) runs: a brick away",
+                        file.display()
+                    )),
+                    None => Probe::Stale(format!("stat {}: {e}", file.display())),
+                }
             }
             Some(Err(e)) => Probe::Error(format!("stat {}: {e}", file.display())),
         }
@@ -390,6 +426,44 @@ impl MountDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fuse_client_is_the_glusterfs_process_with_the_mount_point() {
+        let proc = tempfile::tempdir().unwrap();
+        let add = |pid: &str, comm: &str, args: &[&str]| {
+            let dir = proc.path().join(pid);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(dir.join("cmdline"), args.join("\0") + "\0").unwrap();
+        };
+        add(
+            "12",
+            "glusterfsd",
+            &["/usr/sbin/glusterfsd", "-s", "10.0.0.1", "/var/www/triad"],
+        );
+        add("40", "apache2", &["/usr/sbin/apache2", "/var/www/triad"]);
+        std::fs::create_dir_all(proc.path().join("self")).unwrap();
+        assert_eq!(
+            fuse_client_pid(proc.path(), Path::new("/var/www/triad")),
+            None
+        );
+        add(
+            "77",
+            "glusterfs",
+            &[
+                "/usr/sbin/glusterfs",
+                "--process-name",
+                "fuse",
+                "--volfile-id=www",
+                "/var/www/triad",
+            ],
+        );
+        assert_eq!(
+            fuse_client_pid(proc.path(), Path::new("/var/www/triad/")),
+            Some(77)
+        );
+        assert_eq!(fuse_client_pid(proc.path(), Path::new("/srv/other")), None);
+    }
     use proptest::prelude::*;
 
     const MOUNTINFO: &str = "\
