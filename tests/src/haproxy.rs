@@ -97,14 +97,13 @@ pub fn config(dir: &Path, servers: &[(String, String)]) -> String {
 # termination state, server and retries, for a test to print when it fails\n    \
 log stderr format raw local0 info\n\n\
 defaults\n    mode http\n    log global\n    option httplog\n    option dontlog-normal\n    timeout connect 2s\n    timeout client 15s\n    timeout server 15s\n    \
-timeout check 8s\n    retries 3\n    option redispatch 1\n    \
+timeout check 8s\n    \
 # no server up: 503 with Retry-After, not HAProxy's HTML page\n    {no_server}\n\n\
 frontend fe_web\n    bind {LISTEN}\n    # maintenance mode (`triadctl app maintenance on`)\n    {maintenance}\n    default_backend {BACKEND}\n\n\
 backend {BACKEND}\n    balance roundrobin\n    option httpchk GET {HEALTH_PATH}\n    \
 http-check expect status {HEALTH_CODES}\n    \
-# 403: Apache's answer (AH00036) when a lookup on the volume fails for a moment as a replica\n    \
-# vanishes (ENOTCONN); the same GET on another node is served\n    \
-retry-on all-retryable-errors 403\n    http-request disable-l7-retry if METH_POST\n    \
+# a request whose node just failed goes to another node (RETRY_LINES)\n    \
+{retry}\n    \
 # a client stays on the node that served it while that node is up (the coordinator adds\n    \
 # servers at run time, which take no `cookie`: dynamic cookies from each server's address)\n    \
 cookie {COOKIE} insert indirect nocache httponly dynamic\n    dynamic-cookie-key triad-lab\n    \
@@ -112,6 +111,7 @@ default-server inter 1s fall 2 rise 2\n",
         sock = dir.join("admin.sock").display(),
         maintenance = triad_coordinator::balancer::haproxy::maintenance_frontend_line(&map, &allow),
         no_server = triad_coordinator::balancer::haproxy::no_server_error_line(),
+        retry = triad_coordinator::balancer::haproxy::RETRY_LINES.join("\n    "),
     );
     for (n, a) in servers {
         s.push_str(&format!("    server {n} {a}:80 check\n"));

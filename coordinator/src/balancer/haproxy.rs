@@ -60,6 +60,18 @@ pub fn maintenance_frontend_line(map: &Path, allow: &Path) -> String {
     )
 }
 
+/// The backend lines that send a request whose node just failed to another node instead
+/// of answering an error: up to 3 retries, each on another server; on a refused or timed-out
+/// connection, an empty or broken answer, a 5xx, and a 403, which is Apache's answer
+/// (AH00036) when a lookup on the volume fails for a moment as a replica vanishes
+/// (ENOTCONN); never for a POST, which may have been acted on.
+pub const RETRY_LINES: [&str; 4] = [
+    "retries 3",
+    "option redispatch 1",
+    "retry-on all-retryable-errors 403",
+    "http-request disable-l7-retry if METH_POST",
+];
+
 /// Retry-After of HAProxy's own 503 (no server can serve).
 pub const NO_SERVER_RETRY_AFTER: u32 = 30;
 
@@ -629,7 +641,10 @@ mod tests {
         for line in [
             maintenance_frontend_line(Path::new(MAINTENANCE_MAP), Path::new(MAINTENANCE_ALLOW)),
             no_server_error_line(),
-        ] {
+        ]
+        .into_iter()
+        .chain(RETRY_LINES.iter().map(|l| format!("    {l}")))
+        {
             assert!(
                 shipped.contains(&format!("##   {line}\n")),
                 "coordinator.toml lacks {line}"
