@@ -222,6 +222,32 @@ impl Haproxy {
         })
     }
 
+    /// Waits until every one of `names` is a server of the backend and UP: Triad put the
+    /// node back after its return, not only called it ready (the coordinator re-adds a node
+    /// some seconds after it is ready). A scenario that takes one node away needs the
+    /// others serving first.
+    pub fn wait_serving(&self, names: &[&str], limit: Duration) -> Result<Duration> {
+        let t = std::time::Instant::now();
+        wait::until_default(
+            &format!("HAProxy serving through {}", names.join(", ")),
+            limit,
+            || {
+                let st = self.stats()?;
+                let up = |name: &&str| st.iter().any(|s| s.name == *name && s.status == "UP");
+                Ok(if names.iter().all(up) {
+                    Poll::Ready(t.elapsed())
+                } else {
+                    Poll::Pending(
+                        st.iter()
+                            .map(|s| format!("{}={}", s.name, s.status))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
+                })
+            },
+        )
+    }
+
     /// Stops HAProxy by PID.
     pub fn stop(&mut self) -> Result<()> {
         self.proc.stop(Duration::from_secs(5))?;

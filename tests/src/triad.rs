@@ -616,6 +616,45 @@ pub fn wait_balancer_members(limit: Duration) -> Result<Duration> {
     )
 }
 
+/// Nodes whose glusterd sees a peer disconnected ("n2 sees n1 Disconnected"); empty when
+/// every glusterd is connected to every other.
+pub fn glusterd_peers_down(tb: &Testbed) -> Vec<String> {
+    let mut down = Vec::new();
+    for n in &tb.nodes {
+        match n.exec_limit(&["gluster", "peer", "status"], Duration::from_secs(20)) {
+            Ok(text) => {
+                let mut host = String::new();
+                for line in text.lines() {
+                    if let Some(h) = line.strip_prefix("Hostname: ") {
+                        host = h.trim().to_string();
+                    } else if line.starts_with("State:") && !line.contains("(Connected)") {
+                        down.push(format!("{} sees {host} {}", n.name, line.trim()));
+                    }
+                }
+            }
+            Err(e) => down.push(format!("{}: gluster peer status: {e}", n.name)),
+        }
+    }
+    down
+}
+
+/// Waits until every node's glusterd sees every other connected. Why: a glusterd whose
+/// connection to a returned peer is still in TCP's connect backoff does not count that peer
+/// for server quorum; measured on the lab (session 13): n2's glusterd saw n1 again only
+/// 29 s after n1 was back (and "ready"), and when n3 crashed in that window n2 lost server
+/// quorum and stopped its brick, so the volume answered ENOTCONN on every node for 14 s.
+pub fn wait_glusterd_connected(tb: &Testbed, limit: Duration) -> Result<Duration> {
+    let t = std::time::Instant::now();
+    crate::wait::until_default("every glusterd to see every peer connected", limit, || {
+        let down = glusterd_peers_down(tb);
+        Ok(if down.is_empty() {
+            crate::wait::Poll::Ready(t.elapsed())
+        } else {
+            crate::wait::Poll::Pending(down.join("; "))
+        })
+    })
+}
+
 /// The lab's PHP app: a page naming the node that serves it.
 pub const INDEX_PHP: &str =
     "<?php header('Content-Type: text/plain'); echo gethostname(), \"\\n\";\n";

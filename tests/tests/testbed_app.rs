@@ -160,11 +160,21 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
     faults::start(victim)?;
     triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
     prometheus.wait_resolved("TriadNodeDown", ("node", &home), Duration::from_secs(60))?;
+    // the next crash claims no failed request with the two others serving: wait until the
+    // coordinator has put the returned node back in HAProxy, not only called it ready
+    tb.haproxy()?
+        .wait_serving(&["n1", "n2", "n3"], Duration::from_secs(60))?;
+    let waited = triad::wait_glusterd_connected(&tb, Duration::from_secs(180))?;
+    eprintln!("[app] every glusterd sees every peer {waited:.1?} after the nodes were serving");
 
     // 3. a PHP session (where ownCloud keeps its logins) survives its node too
     let crashed = triad_tests::sessions::survive_their_node(&tb)?;
     faults::start(tb.node(&crashed)?)?;
     triad::wait_all_ready(&tb, 3, Duration::from_secs(180))?;
+    tb.haproxy()?
+        .wait_serving(&["n1", "n2", "n3"], Duration::from_secs(60))?;
+    let waited = triad::wait_glusterd_connected(&tb, Duration::from_secs(180))?;
+    eprintln!("[app] every glusterd sees every peer {waited:.1?} after the nodes were serving");
 
     // 4. every node down at once, then started: the app comes back by itself
     faults::full_outage(&tb, None)?;
