@@ -43,6 +43,10 @@ pub mod keys {
     pub const GALERA_FAILED_STARTS: &str = "galera.failed_starts";
     pub const GLUSTER_DAEMON: &str = "gluster.daemon";
     pub const GLUSTER_BRICK: &str = "gluster.brick";
+    /// The peers this node's glusterd does not talk to (`gluster peer status`: not
+    /// Connected), as glusterd names them (address or host name), comma-separated; absent
+    /// when it talks to all. Such a glusterd does not count them for server quorum.
+    pub const GLUSTER_PEERS_DOWN: &str = "gluster.peers_down";
     pub const MOUNT: &str = "mount";
     pub const APACHE: &str = "apache";
     /// The app's database password file on this node (issue 17).
@@ -86,6 +90,7 @@ pub mod keys {
         GALERA_FAILED_STARTS,
         GLUSTER_DAEMON,
         GLUSTER_BRICK,
+        GLUSTER_PEERS_DOWN,
         MOUNT,
         APACHE,
         APP_SECRET,
@@ -262,6 +267,8 @@ pub struct NodeKeys {
     pub galera: GaleraKeys,
     pub gluster_daemon: Health,
     pub gluster_brick: BrickState,
+    /// See [`keys::GLUSTER_PEERS_DOWN`]; empty when every peer is connected (or unknown).
+    pub gluster_peers_down: Vec<String>,
     pub mount: MountState,
     pub apache: Health,
     pub app_secret: AppSecret,
@@ -322,6 +329,10 @@ impl NodeKeys {
             }
         };
         push(keys::GRPC, self.grpc.map(|addr| addr.to_string()));
+        push(
+            keys::GLUSTER_PEERS_DOWN,
+            (!self.gluster_peers_down.is_empty()).then(|| self.gluster_peers_down.join(",")),
+        );
         push(keys::READY_REASON, self.ready_reason.clone());
         push(keys::DB_WRITER, self.db_writer.clone());
         push(keys::VERSION, self.version.clone());
@@ -431,6 +442,13 @@ impl NodeKeys {
             keys::GALERA_FAILED_STARTS => self.galera.failed_starts = parse_number(raw)?,
             keys::GLUSTER_DAEMON => self.gluster_daemon = Health::decode(raw)?,
             keys::GLUSTER_BRICK => self.gluster_brick = BrickState::decode(raw)?,
+            keys::GLUSTER_PEERS_DOWN => {
+                self.gluster_peers_down = parse_text(raw)?
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
             keys::MOUNT => self.mount = MountState::decode(raw)?,
             keys::APACHE => self.apache = Health::decode(raw)?,
             keys::APP_SECRET => self.app_secret = AppSecret::decode(raw)?,
@@ -720,6 +738,7 @@ mod tests {
             },
             gluster_daemon: Health::Ok,
             gluster_brick: BrickState::Online,
+            gluster_peers_down: vec!["10.214.0.13".into(), "n1".into()],
             mount: MountState::Stale,
             apache: Health::Down,
             app_secret: AppSecret::Missing,

@@ -318,6 +318,7 @@ impl GlusterDriver {
             self.state.update(|keys| {
                 keys.gluster_daemon = Health::Down;
                 keys.gluster_brick = BrickState::Offline;
+                keys.gluster_peers_down.clear();
             });
             return;
         }
@@ -423,9 +424,18 @@ impl GlusterDriver {
             _ => None,
         };
         drop(memory);
+        // the peers this glusterd does not count for server quorum (the coordinator names
+        // them: one more failure and the survivors' bricks stop)
+        let peers_down: Vec<String> = obs
+            .peers
+            .iter()
+            .filter(|p| p.connected != 1)
+            .map(|p| p.hostname.clone())
+            .collect();
         self.state.update(|keys| {
             keys.gluster_daemon = Health::Ok;
             keys.gluster_brick = brick;
+            keys.gluster_peers_down = peers_down;
         });
     }
 

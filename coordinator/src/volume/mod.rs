@@ -30,6 +30,30 @@ pub struct NodeFacts {
     pub address: IpAddr,
     pub live: bool,
     pub glusterd_ok: bool,
+    /// The peers this node's glusterd does not talk to (gossip `gluster.peers_down`).
+    pub peers_down: Vec<String>,
+}
+
+/// Pure: "glusterd on n2 does not see n1" for every live node whose glusterd reports
+/// another live node (by address or id) not connected. Such a glusterd does not count that
+/// peer for server quorum: one more failure and it stops its own brick. Measured on the lab
+/// (session 13): after a node's return its peers' glusterd reconnected to it only once TCP's
+/// connect backoff ran out (29 s), and a crash of a third node in that window stopped the
+/// survivor's brick and the volume answered ENOTCONN on every node for 14 s.
+pub fn unseen_peers(nodes: &[NodeFacts]) -> Vec<String> {
+    let mut unseen = Vec::new();
+    for n in nodes.iter().filter(|n| n.live && n.glusterd_ok) {
+        for other in nodes
+            .iter()
+            .filter(|o| o.id != n.id && o.live && o.glusterd_ok)
+        {
+            let address = other.address.to_string();
+            if n.peers_down.iter().any(|p| *p == address || *p == other.id) {
+                unseen.push(format!("glusterd on {} does not see {}", n.id, other.id));
+            }
+        }
+    }
+    unseen
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +300,24 @@ pub fn plan(spec: &VolumeSpec, nodes: &[NodeFacts], obs: &PoolObs, allow: &[IpAd
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_glusterd_that_does_not_see_a_live_peer_is_named() {
+        let mut nodes = facts(&[true, true, true]);
+        assert!(unseen_peers(&nodes).is_empty());
+        // n2 does not see n1 (named by address) nor n3 (by id)
+        nodes[1].peers_down = vec!["10.0.0.1".into(), "n3".into()];
+        assert_eq!(
+            unseen_peers(&nodes),
+            vec![
+                "glusterd on n2 does not see n1",
+                "glusterd on n2 does not see n3"
+            ]
+        );
+        // a peer that is down anyway is not news
+        nodes[0].live = false;
+        assert_eq!(unseen_peers(&nodes), vec!["glusterd on n2 does not see n3"]);
+    }
+
     fn spec() -> VolumeSpec {
         VolumeSpec {
             name: "www".into(),
@@ -293,6 +335,7 @@ mod tests {
                 address: format!("10.0.0.{}", i + 1).parse().unwrap(),
                 live: live[i],
                 glusterd_ok: live[i],
+                peers_down: vec![],
             })
             .collect()
     }

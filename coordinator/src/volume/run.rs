@@ -157,6 +157,7 @@ pub fn facts(
                 address: member.address(),
                 live: member.live,
                 glusterd_ok: member.keys.gluster_daemon == Health::Ok,
+                peers_down: member.keys.gluster_peers_down.clone(),
             });
             if let Some(addr) = member.keys.grpc {
                 if member.live && member.keys.gluster_daemon == Health::Ok {
@@ -421,9 +422,18 @@ impl VolumeLoop {
                 .map(|v| v.split_brain_files.clone())
                 .unwrap_or_default(),
         );
-        let steady = obs.volume.as_ref().is_some_and(super::steady);
+        let unseen = super::unseen_peers(&nodes);
+        let steady = obs.volume.as_ref().is_some_and(super::steady) && unseen.is_empty();
         match plan(&self.spec, &nodes, &obs, &allow) {
+            Plan::Formed(text) if unseen.is_empty() => {
+                self.set_status(text, VolumeState::Formed { steady });
+                return steady;
+            }
             Plan::Formed(text) => {
+                let text = format!(
+                    "{text}; {} yet (server quorum at risk until it does)",
+                    unseen.join(", ")
+                );
                 self.set_status(text, VolumeState::Formed { steady });
                 return steady;
             }
