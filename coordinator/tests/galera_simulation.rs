@@ -540,6 +540,20 @@ impl Sim {
         }
     }
 
+    /// Ticks `recovery` every 0.5 s for `window` of virtual time; its last status.
+    async fn tick_for(&self, recovery: &mut Recovery, window: Duration) -> String {
+        let start = Instant::now();
+        let mut status = String::new();
+        while start.elapsed() < window {
+            recovery
+                .tick(&self.coordinator.view(), Now::current())
+                .await;
+            status = recovery.status();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        status
+    }
+
     /// Ticks `recovery` until its open decision is closed, within 20 s of virtual time.
     async fn tick_until_closed(&self, recovery: &mut Recovery, what: &str) {
         let start = Instant::now();
@@ -1077,10 +1091,7 @@ async fn a_mysqld_that_fails_every_start_backs_off_and_says_so() {
     }
     let start = Instant::now();
     let window = Duration::from_secs(600);
-    while start.elapsed() < window {
-        recovery.tick(&sim.coordinator.view(), Now::current()).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    sim.tick_for(&mut recovery, window).await;
     let starts = sim
         .world
         .lock()
@@ -1164,13 +1175,7 @@ async fn a_position_that_cannot_be_read_blocks_the_automatic_bootstrap_and_names
         sim.stop_agent(index).await;
         sim.restart_agent(index, 2).await;
     }
-    let start = Instant::now();
-    let mut status = String::new();
-    while start.elapsed() < Duration::from_secs(120) {
-        recovery.tick(&sim.coordinator.view(), Now::current()).await;
-        status = recovery.status();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let status = sim.tick_for(&mut recovery, Duration::from_secs(120)).await;
     {
         let world = sim.world.lock().unwrap();
         assert_eq!(
