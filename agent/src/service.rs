@@ -254,9 +254,9 @@ mod tests {
         path.display().to_string()
     }
 
-    /// A systemctl that models a unit's stop: `stop` moves it to `deactivating` (or, when
-    /// `$STOPS` is set, to `inactive`), `kill --signal=SIGKILL` to `inactive` unless
-    /// `$UNKILLABLE`; `is-active` prints the state; every call is logged.
+    /// A systemctl that models a unit's stop: `stop` moves it to `deactivating` (or, with
+    /// `stops`, to `inactive`), `kill --signal=SIGKILL` to `failed` when `killable`;
+    /// `is-active` prints the state; every call is logged.
     fn stubborn_systemctl(dir: &std::path::Path, stops: bool, killable: bool) -> String {
         let state = dir.join("state");
         let calls = dir.join("calls");

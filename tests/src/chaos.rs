@@ -308,7 +308,8 @@ fn healthy(tb: &Testbed, nodes: usize) -> std::result::Result<(), String> {
     if v["volume"]["state"] != "steady" {
         return Err(format!("volume: {}", v["volume"]["status"]));
     }
-    // not yet in Triad's status (issue 20): a glusterd that does not see a returned peer
+    // ground truth beside Triad's own "does not see" in the volume status: every
+    // glusterd's peer list, read on the nodes
     let down = triad::glusterd_peers_down(tb);
     if !down.is_empty() {
         return Err(down.join("; "));
