@@ -194,6 +194,17 @@ impl AgentRuntime {
                 None
             }
         };
+        if config.gluster.managed || config.mount.managed {
+            // after a cut or a reboot, Gluster's connections to the returned peer wait on
+            // TCP's backoff (minutes); this hands them an error so they reconnect now
+            let stalled = Arc::new(crate::gluster::stalled::StalledConnections::new(
+                config.node_id.clone(),
+                membership.clone(),
+            ));
+            tasks.push(tokio::spawn(
+                stalled.run(config.heartbeat_interval, stop_rx.clone()),
+            ));
+        }
         match mounts {
             Some(host) if config.mount.managed => {
                 let source = match &gluster {

@@ -256,6 +256,7 @@ fn testbed_packaging_debs_are_lintian_clean_and_hold_the_expected_files() -> any
         "apache2",
         "libapache2-mod-php",
         "systemd",
+        "iproute2",
     ] {
         ensure!(depends.contains(p), "agent Depends lacks {p}: {depends}");
     }
