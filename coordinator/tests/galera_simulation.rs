@@ -78,6 +78,14 @@ struct World {
     unrecoverable: std::collections::BTreeSet<String>,
     /// Nodes whose joins never enter the component: mysqld stays starting outside it.
     never_enter: std::collections::BTreeSet<String>,
+    /// A joiner that vanishes mid-transfer leaves its donor's script blocked (socat writing
+    /// to a machine that sends no reset): the donor stays `Donor/Desynced` until the script
+    /// is stopped.
+    donors_hang: bool,
+    /// The donor whose script is blocked that way.
+    hanging_donor: Option<String>,
+    /// Every donation aborted, by node.
+    aborted: Vec<String>,
 }
 
 /// The coordinator's bound on one agent call (`agent_client::connect`'s request timeout).
@@ -104,6 +112,9 @@ impl World {
     }
 
     fn crash(&mut self, id: &str) {
+        if self.donors_hang && self.receiving(id) {
+            self.hanging_donor = self.donor().map(String::from);
+        }
         self.connecting.remove(id);
         let node = self.nodes.get_mut(id).unwrap();
         node.running = false;
@@ -224,7 +235,9 @@ impl GaleraHost for FakeHost {
             return Err(err("mariadb"));
         }
         let (uuid, seqno) = world.primary.clone().unwrap();
-        let comment = if world.donor() == Some(self.id.as_str()) {
+        let comment = if world.donor() == Some(self.id.as_str())
+            || world.hanging_donor.as_deref() == Some(self.id.as_str())
+        {
             "Donor/Desynced"
         } else {
             "Synced"
@@ -256,6 +269,21 @@ impl GaleraHost for FakeHost {
 
     async fn sst_in_progress(&self) -> bool {
         false
+    }
+
+    async fn donating(&self) -> bool {
+        let world = self.world.lock().unwrap();
+        world.donor() == Some(self.id.as_str())
+            || world.hanging_donor.as_deref() == Some(self.id.as_str())
+    }
+
+    async fn abort_donation(&self) -> Result<u32, HostError> {
+        let mut world = self.world.lock().unwrap();
+        world.aborted.push(self.id.clone());
+        if world.hanging_donor.as_deref() == Some(self.id.as_str()) {
+            world.hanging_donor = None;
+        }
+        Ok(2)
     }
 
     async fn wsrep_recover(&self) -> Result<Position, HostError> {
@@ -1259,6 +1287,79 @@ async fn a_joiner_stuck_outside_the_component_is_stopped_and_started_again() {
     sim.drive(
         &mut recovery,
         "n3 joins once it can enter",
+        Duration::from_secs(120),
+        all_synced,
+    )
+    .await;
+}
+
+/// Issue 20, stuck states: a donor whose joiner vanished mid-transfer (its machine gone, no
+/// reset sent) stayed `Donor/Desynced` until TCP gave up on the blocked script, about 15
+/// minutes. Now, with no live peer joining for DONOR_ORPHAN_LIMIT, its script is stopped
+/// and it returns to Synced, serving all along; a real joiner in gossip keeps the transfer
+/// going however long it takes, and the returned node joins afterwards.
+#[tokio::test(start_paused = true)]
+async fn a_donor_whose_joiner_vanished_mid_transfer_is_released_after_the_limit() {
+    let (mut sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(3);
+    {
+        let mut world = sim.world.lock().unwrap();
+        world.donors_hang = true;
+        world.transfer = Duration::from_secs(400);
+        world.crash("n3");
+    }
+    // n3's agent restarts mysqld; it enters and receives a long transfer from n1
+    sim.drive(
+        &mut recovery,
+        "n3 receiving its state transfer",
+        Duration::from_secs(60),
+        |w| w.receiving("n3"),
+    )
+    .await;
+    let limit = triad_agent::galera::DONOR_ORPHAN_LIMIT;
+    // a transfer with its joiner alive is never aborted, however long past the limit
+    sim.tick_for(&mut recovery, limit * 3).await;
+    assert!(
+        sim.world.lock().unwrap().aborted.is_empty(),
+        "a transfer to a live joiner was aborted"
+    );
+    // n3's machine vanishes mid-transfer: agent and mysqld at once
+    sim.stop_agent(2).await;
+    let vanished = Instant::now();
+    sim.world.lock().unwrap().crash("n3");
+    assert_eq!(
+        sim.world.lock().unwrap().hanging_donor.as_deref(),
+        Some("n1"),
+        "the donor's script is blocked"
+    );
+    sim.drive(
+        &mut recovery,
+        "n1's orphaned donation aborted",
+        limit + Duration::from_secs(60),
+        |w| w.hanging_donor.is_none(),
+    )
+    .await;
+    {
+        let world = sim.world.lock().unwrap();
+        assert_eq!(world.aborted, vec!["n1".to_string()]);
+        assert!(
+            vanished.elapsed() >= limit,
+            "aborted {:?} after the joiner vanished",
+            vanished.elapsed()
+        );
+        assert!(world.primary.is_some() && world.nodes["n1"].in_primary);
+        assert_eq!(
+            world.bootstraps.len(),
+            1,
+            "no bootstrap: {:?}",
+            world.bootstraps
+        );
+    }
+    sim.world.lock().unwrap().transfer = Duration::from_secs(5);
+    sim.restart_agent(2, 2).await;
+    sim.drive(
+        &mut recovery,
+        "n3 joins after its return",
         Duration::from_secs(120),
         all_synced,
     )

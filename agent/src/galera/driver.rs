@@ -20,7 +20,7 @@ use super::host::{GaleraHost, HostError};
 use super::tls::TlsInstall;
 use super::{
     best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
-    JOIN_STUCK_LIMIT, LEAVE_STOP_GRACE, OUTSIDE_LIMIT, OUTSIDE_STOP_GRACE,
+    DONOR_ORPHAN_LIMIT, JOIN_STUCK_LIMIT, LEAVE_STOP_GRACE, OUTSIDE_LIMIT, OUTSIDE_STOP_GRACE,
 };
 use crate::state::AgentState;
 
@@ -53,6 +53,8 @@ struct GossipFacts {
     peer_component: bool,
     /// [`next_joiner`] names this node (it is counted as stopped).
     my_turn: bool,
+    /// A live peer's mysqld is joining (starting, or receiving a state transfer).
+    peer_joining: bool,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +80,18 @@ struct Memory {
     /// Since when mysqld has been starting (unit activating) with no state transfer running
     /// and outside the Primary component its live peers are in.
     joining_since: Option<Instant>,
+    /// Since when this node has donated with no live peer joining.
+    orphan_donation_since: Option<Instant>,
+}
+
+/// Keeps `since` at the first observation of a condition that still holds; clears it when
+/// the condition ends.
+fn track_since(since: &mut Option<Instant>, holds: bool) {
+    if !holds {
+        *since = None;
+    } else if since.is_none() {
+        *since = Some(Instant::now());
+    }
 }
 
 pub struct GaleraDriver {
@@ -194,11 +208,15 @@ impl GaleraDriver {
             })
             .collect();
         let my_turn = next_joiner(&galera) == Some(self.node_id.as_str());
+        let peer_joining = members
+            .iter()
+            .any(|m| !m.is_self && m.live && m.keys.galera.state == GaleraState::Joining);
         GossipFacts {
             peers,
             peer_primary,
             peer_component,
             my_turn,
+            peer_joining,
         }
     }
 
@@ -246,28 +264,26 @@ impl GaleraDriver {
             self.read_ended_run(memory).await;
         }
         let waiting = unit == UnitState::Inactive && gossip.peer_primary && !gossip.my_turn;
-        if !waiting {
-            memory.waiting_for_turn_since = None;
-        } else if memory.waiting_for_turn_since.is_none() {
+        if waiting && memory.waiting_for_turn_since.is_none() {
             tracing::info!(node = %self.node_id, "another node is joining the Primary component first; waiting for its turn");
-            memory.waiting_for_turn_since = Some(Instant::now());
         }
+        track_since(&mut memory.waiting_for_turn_since, waiting);
         let sst_in_progress = self.host.sst_in_progress().await;
         let stuck_joining =
             unit == UnitState::Activating && !sst_in_progress && gossip.peer_component && !primary;
-        if !stuck_joining {
-            memory.joining_since = None;
-        } else if memory.joining_since.is_none() {
-            memory.joining_since = Some(Instant::now());
-        }
+        track_since(&mut memory.joining_since, stuck_joining);
         let outside = unit == UnitState::Active
             && gossip.peer_component
             && matches!(&status, Some(s) if s.wsrep_on && s.cluster_status != "Primary");
-        if !outside {
-            memory.outside_since = None;
-        } else if memory.outside_since.is_none() {
-            memory.outside_since = Some(Instant::now());
+        track_since(&mut memory.outside_since, outside);
+        let donor =
+            primary && matches!(&status, Some(s) if s.local_state_comment.starts_with("Donor"));
+        // the script is looked for only while donating with no joiner in sight
+        let orphaned = donor && !gossip.peer_joining && self.host.donating().await;
+        if orphaned && memory.orphan_donation_since.is_none() {
+            tracing::info!(node = %self.node_id, "donating a state transfer while no live peer is joining: aborting it in {DONOR_ORPHAN_LIMIT:?} unless a joiner shows up");
         }
+        track_since(&mut memory.orphan_donation_since, orphaned);
         if primary {
             if memory.failed_starts > 0 {
                 tracing::info!(node = %self.node_id, failed = memory.failed_starts, "mysqld reached the Primary component after {} failed start(s)", memory.failed_starts);
@@ -311,6 +327,7 @@ impl GaleraDriver {
             ahead: memory.ahead,
             outside_since: memory.outside_since,
             joining_since: memory.joining_since,
+            orphan_donation_since: memory.orphan_donation_since,
             failed_starts: memory.failed_starts,
         }
     }
@@ -425,6 +442,13 @@ impl GaleraDriver {
                     tracing::warn!(node = %self.node_id, "mysqld has been starting for {JOIN_STUCK_LIMIT:?} outside the Primary component of its peers with no state transfer running: stopping it to start again");
                     memory.joining_since = None;
                     self.host.stop(OUTSIDE_STOP_GRACE).await
+                }
+                Action::AbortDonation => {
+                    tracing::warn!(node = %self.node_id, "this node has donated a state transfer for {DONOR_ORPHAN_LIMIT:?} with no live peer joining (the joiner is gone): stopping the transfer script so the donor returns to Synced");
+                    memory.orphan_donation_since = None;
+                    self.host.abort_donation().await.map(|stopped| {
+                        tracing::info!(node = %self.node_id, stopped, "state-transfer script stopped ({stopped} process(es))");
+                    })
                 }
                 Action::StopStandalone | Action::StopAhead => {
                     self.host.stop(OUTSIDE_STOP_GRACE).await

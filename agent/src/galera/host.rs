@@ -24,6 +24,10 @@ pub trait GaleraHost: Send + Sync {
     /// `Ok(None)` when there is no grastate.dat (a datadir that never ran Galera).
     async fn grastate(&self) -> Result<Option<GraState>, HostError>;
     async fn sst_in_progress(&self) -> bool;
+    /// The donor side of a state-transfer script runs on this node.
+    async fn donating(&self) -> bool;
+    /// Stop the donor's state-transfer processes (never mysqld); how many were signalled.
+    async fn abort_donation(&self) -> Result<u32, HostError>;
     /// Run `mariadbd --wsrep-recover` with the node's own configuration (mysqld stopped).
     async fn wsrep_recover(&self) -> Result<Position, HostError>;
     async fn set_safe_to_bootstrap(&self) -> Result<(), HostError>;
@@ -221,6 +225,19 @@ impl GaleraHost for SystemdGaleraHost {
         tokio::fs::metadata(self.settings.datadir.join("sst_in_progress"))
             .await
             .is_ok()
+    }
+
+    async fn donating(&self) -> bool {
+        tokio::task::spawn_blocking(|| {
+            !super::sst::donor_tree(&super::sst::processes(std::path::Path::new("/proc")))
+                .is_empty()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    async fn abort_donation(&self) -> Result<u32, HostError> {
+        Ok(super::sst::stop_donor(std::path::Path::new("/proc")).await)
     }
 
     async fn wsrep_recover(&self) -> Result<Position, HostError> {

@@ -12,6 +12,7 @@
 pub mod cnf;
 pub mod driver;
 pub mod host;
+pub mod sst;
 pub mod tls;
 
 use std::net::IpAddr;
@@ -193,6 +194,10 @@ pub struct Observed {
     /// Since when mysqld has been starting (unit activating), with no state transfer
     /// running, outside the Primary component its live peers are in.
     pub joining_since: Option<Instant>,
+    /// Since when this node has been a donor (`Donor/Desynced` in a Primary component) with
+    /// its state-transfer script running while no live peer is joining: the transfer has no
+    /// receiver left.
+    pub orphan_donation_since: Option<Instant>,
 }
 
 /// How long mysqld may stay starting outside its peers' Primary component with no state
@@ -201,6 +206,14 @@ pub struct Observed {
 /// (never stopped); what is left past this bound waits for something that will not come
 /// (issue 20: a joiner stuck outside the Primary component after a state transfer).
 pub const JOIN_STUCK_LIMIT: Duration = Duration::from_secs(600);
+
+/// How long a donor may keep its state-transfer script running with no live peer joining
+/// before the script is stopped. Why: a joiner whose machine vanished mid-transfer sends no
+/// reset, so the donor's script (socat or rsync writing to it) blocks until TCP gives up,
+/// about 15 minutes with Linux's defaults, and the donor stays `Donor/Desynced`, outside
+/// flow control, all that time. A live joiner is in gossip as joining; its gossip is at
+/// most seconds old, so a minute leaves a wide margin.
+pub const DONOR_ORPHAN_LIMIT: Duration = Duration::from_secs(60);
 
 /// The longest wait between two starts of a mysqld whose starts keep failing.
 pub const MAX_START_BACKOFF: Duration = Duration::from_secs(600);
@@ -254,6 +267,10 @@ pub enum Action {
     /// transfer running, for [`JOIN_STUCK_LIMIT`]: stop it; it starts again after the
     /// backoff (a failed start).
     StopJoiner,
+    /// This node has donated for [`DONOR_ORPHAN_LIMIT`] with no live peer joining: stop its
+    /// state-transfer script; Galera counts the transfer failed and the donor returns to
+    /// Synced (mysqld keeps running and serving).
+    AbortDonation,
 }
 
 /// The state word published in gossip.
@@ -323,7 +340,11 @@ pub fn plan(observed: &Observed, settings: &GaleraSettings, now: Instant) -> Vec
     let joining_too_long = observed
         .joining_since
         .is_some_and(|since| now.saturating_duration_since(since) >= JOIN_STUCK_LIMIT);
+    let orphaned_too_long = observed
+        .orphan_donation_since
+        .is_some_and(|since| now.saturating_duration_since(since) >= DONOR_ORPHAN_LIMIT);
     match observed.unit {
+        UnitState::Active if orphaned_too_long => vec![Action::AbortDonation],
         UnitState::Active if observed.peer_primary && outside_too_long => {
             vec![Action::StopOutside]
         }
@@ -421,6 +442,7 @@ mod tests {
             ahead: None,
             outside_since: None,
             joining_since: None,
+            orphan_donation_since: None,
             failed_starts: 0,
             serving_before: false,
         }
@@ -533,6 +555,29 @@ mod tests {
         obs.peer_primary = true;
         obs.coordinator_action = true;
         assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+    }
+
+    #[test]
+    fn a_donation_with_no_joiner_left_is_aborted_after_the_limit() {
+        let settings = GaleraSettings::defaults("c");
+        let now = Instant::now();
+        let mut obs = observed(UnitState::Active);
+        obs.status = Some(WsrepStatus {
+            local_state_comment: "Donor/Desynced".into(),
+            ..synced()
+        });
+        obs.peer_primary = true;
+        obs.orphan_donation_since = Some(now);
+        let later = now + DONOR_ORPHAN_LIMIT;
+        assert!(plan(&obs, &settings, later - Duration::from_secs(1)).is_empty());
+        assert_eq!(plan(&obs, &settings, later), vec![Action::AbortDonation]);
+        // the coordinator is acting on this node
+        obs.coordinator_action = true;
+        assert!(plan(&obs, &settings, later).is_empty());
+        obs.coordinator_action = false;
+        // a joiner in gossip (or no script running) clears the clock in the driver
+        obs.orphan_donation_since = None;
+        assert!(plan(&obs, &settings, later).is_empty());
     }
 
     #[test]
