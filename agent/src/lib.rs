@@ -24,5 +24,6 @@ pub mod readiness;
 pub mod runtime;
 pub mod service;
 pub mod state;
+pub mod systemd_bus;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

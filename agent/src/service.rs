@@ -1,6 +1,7 @@
 //! `ServiceManager`: the narrow trait over systemd that service modules use to keep their
-//! unit running. Production uses `systemctl` (the path operators use, the same in the lab's
-//! systemd containers); simulations use an in-memory fake.
+//! unit running. Production reads unit states over systemd's D-Bus (`systemd_bus`) and acts
+//! through `systemctl` (the path operators use, the same in the lab's systemd containers);
+//! simulations use an in-memory fake.
 
 #[cfg(any(test, feature = "testsuite"))]
 use std::collections::BTreeMap;
@@ -76,6 +77,17 @@ pub async fn unit_state(program: &str, unit: &str, timeout: Duration) -> UnitSta
     }
 }
 
+/// A look over D-Bus failed: said once at warn (then at debug), since every later look
+/// tries the bus again and falls back the same way.
+fn bus_fallback(error: &crate::systemd_bus::BusError) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!("{error}; asking systemctl instead");
+    } else {
+        tracing::warn!("{error}; asking systemctl instead (a process per look)");
+    }
+}
+
 /// How [`stop_or_kill`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -143,11 +155,22 @@ async fn wait_stopped(program: &str, unit: &str, limit: Duration) -> bool {
 
 #[async_trait::async_trait]
 impl ServiceManager for Systemctl {
+    /// Over systemd's D-Bus when it answers (no process per look), else `systemctl`.
     async fn state(&self, unit: &str) -> UnitState {
-        unit_state("systemctl", unit, STATE_TIMEOUT).await
+        match crate::systemd_bus::unit_property(unit, "ActiveState").await {
+            Ok(state) => UnitState::parse(&state),
+            Err(error) => {
+                bus_fallback(&error);
+                unit_state("systemctl", unit, STATE_TIMEOUT).await
+            }
+        }
     }
 
     async fn waiting_to_restart(&self, unit: &str) -> bool {
+        match crate::systemd_bus::unit_property(unit, "SubState").await {
+            Ok(sub) => return sub == "auto-restart",
+            Err(error) => bus_fallback(&error),
+        }
         run(
             "systemctl",
             &["show", "-P", "SubState", unit],

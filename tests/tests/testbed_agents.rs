@@ -29,6 +29,20 @@ fn testbed_agents_gossip_to_coordinator_and_keep_the_app_database() -> anyhow::R
     triad::publish_app(&tb.nodes[0])?;
     triad::wait_all_ready(&tb, 3, Duration::from_secs(240))?;
     wait_app_state("ready", Duration::from_secs(60))?;
+    // unit states came over systemd's D-Bus, not a `systemctl` process per look (issue 24):
+    // any failed look says so once in the agent's journal
+    for n in &tb.nodes {
+        let fallbacks = n.sh(
+            "journalctl -u triad-agent -o cat --no-pager | grep -c 'asking systemctl instead' || true",
+        )?;
+        assert_eq!(
+            fallbacks.trim(),
+            "0",
+            "{}: the agent fell back to systemctl:\n{}",
+            n.name,
+            triad::journal_tail(n, "triad-agent", 20)
+        );
+    }
     let mut password = None;
     for n in &tb.nodes {
         let mode = n.sh(&format!("stat -c '%a %U %G' {APP_PASSWORD_FILE}"))?;
