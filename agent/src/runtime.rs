@@ -178,6 +178,7 @@ impl AgentRuntime {
                     cli.clone(),
                     services.clone(),
                     state.clone(),
+                    Some(membership.clone()),
                 ));
                 tasks.push(tokio::spawn(
                     driver

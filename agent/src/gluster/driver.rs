@@ -31,6 +31,7 @@ use super::xml::{HealBrick, Peer, VolumeInfo};
 use crate::galera::UnitState;
 use crate::service::ServiceManager;
 use crate::state::AgentState;
+use triad_cluster::membership::Membership;
 
 /// `[gluster]` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,10 +95,11 @@ pub struct BrickMemory {
     pub last_force_start: Option<Instant>,
     /// Observations failed in a row (glusterd busy with another transaction, slow CLI).
     pub failures: u32,
-    /// When the CLI last observed the brick online, and its process id then: in steady
-    /// state the CLI (about 65 ms of CPU per call) runs only every [`STEADY_OBSERVE_EVERY`];
-    /// between, the brick process is checked through /proc.
-    pub steady_since: Option<(Instant, i64)>,
+    /// When the CLI last observed the brick online, with what it saw: in steady state the
+    /// CLI (about 65 ms of CPU per call) runs again only when the [`Fingerprint`] changes
+    /// or after [`STEADY_OBSERVE_EVERY`]; between, the brick process is checked through
+    /// /proc.
+    pub steady_since: Option<Steady>,
     /// This node's glusterd was seen without the server quorum (in a minority): its brick
     /// missed writes, so it heals once the quorum is back.
     pub lost_quorum: bool,
@@ -194,9 +196,50 @@ pub fn healed_for(me: &BrickId, bricks: &[HealBrick]) -> bool {
     }
 }
 
-/// In steady state (brick online and healed, process alive), how often the gluster CLI
-/// observes the pool and volume.
-const STEADY_OBSERVE_EVERY: Duration = Duration::from_secs(10);
+/// In steady state (brick online and healed, process alive, every peer connected, nothing
+/// changed in the volume's store or in gossip), how often the gluster CLI still observes
+/// the pool and volume: a slow cadence for what no cheaper evidence shows (issue 24: two
+/// CLI calls every 10 s were about 1.3 % of a core).
+pub const STEADY_OBSERVE_EVERY: Duration = Duration::from_secs(60);
+
+/// The same while glusterd does not see a peer: its reconnection shows in nothing cheaper
+/// than `peer status`, and the coordinator waits on it (`gluster.peers_down`).
+pub const PEERS_DOWN_OBSERVE_EVERY: Duration = Duration::from_secs(10);
+
+/// glusterd's store: `VOLUME/info` is rewritten on every change of the volume (start,
+/// stop, options, bricks).
+pub const GLUSTERD_VOLS: &str = "/var/lib/glusterd/vols";
+
+/// The cheap evidence that steady state still holds, compared between two looks: the
+/// volume's `info` file (modified time and length) and every other member as gossip shows
+/// it (live, its glusterd, its brick). Any difference brings the CLI back at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub info: Option<(std::time::SystemTime, u64)>,
+    pub peers: Vec<(String, bool, Health, BrickState)>,
+}
+
+/// The last look that found the brick online.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steady {
+    pub at: Instant,
+    pub pid: i64,
+    pub fingerprint: Fingerprint,
+    /// glusterd did not see every peer then.
+    pub peers_down: bool,
+}
+
+impl Steady {
+    /// Pure: may this tick skip the CLI? The brick process is checked by the caller.
+    pub fn still_holds(&self, now: Instant, fingerprint: &Fingerprint) -> bool {
+        let every = if self.peers_down {
+            PEERS_DOWN_OBSERVE_EVERY
+        } else {
+            STEADY_OBSERVE_EVERY
+        };
+        now.saturating_duration_since(self.at) < every && self.fingerprint == *fingerprint
+    }
+}
 
 /// Failed observations in a row before the brick is published offline.
 const FAILURES_BEFORE_OFFLINE: u32 = 3;
@@ -215,6 +258,8 @@ pub struct GlusterDriver {
     pub state: Arc<AgentState>,
     pub local: watch::Sender<LocalGluster>,
     pub memory: Mutex<BrickMemory>,
+    /// Gossip, for the steady state's [`Fingerprint`].
+    pub membership: Option<Arc<Membership>>,
 }
 
 impl std::fmt::Debug for GlusterDriver {
@@ -234,6 +279,7 @@ impl GlusterDriver {
         cli: Arc<dyn GlusterCli>,
         services: Arc<dyn ServiceManager>,
         state: Arc<AgentState>,
+        membership: Option<Arc<Membership>>,
     ) -> GlusterDriver {
         let me = BrickId {
             hosts: vec![address.to_string(), node_id.clone()],
@@ -249,7 +295,39 @@ impl GlusterDriver {
             state,
             local: watch::channel(LocalGluster::default()).0,
             memory: Mutex::new(BrickMemory::default()),
+            membership,
         }
+    }
+
+    /// The steady state's cheap evidence: a stat of the volume's store file and a look at
+    /// gossip (no process, no glusterd call).
+    async fn fingerprint(&self) -> Fingerprint {
+        let info = std::path::Path::new(GLUSTERD_VOLS)
+            .join(&self.settings.volume)
+            .join("info");
+        let info = tokio::fs::metadata(&info)
+            .await
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        let mut peers = match &self.membership {
+            Some(membership) => membership
+                .members()
+                .await
+                .into_iter()
+                .filter(|m| !m.is_self)
+                .map(|m| {
+                    (
+                        m.node_id,
+                        m.live,
+                        m.keys.gluster_daemon,
+                        m.keys.gluster_brick,
+                    )
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        Fingerprint { info, peers }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<LocalGluster> {
@@ -322,11 +400,13 @@ impl GlusterDriver {
             });
             return;
         }
+        let fingerprint = self.fingerprint().await;
         {
             let mut memory = self.memory.lock().await;
-            match memory.steady_since {
-                Some((at, pid))
-                    if at.elapsed() < STEADY_OBSERVE_EVERY && self.bricks.alive(pid) =>
+            match &memory.steady_since {
+                Some(steady)
+                    if steady.still_holds(Instant::now(), &fingerprint)
+                        && self.bricks.alive(steady.pid) =>
                 {
                     return;
                 }
@@ -419,11 +499,6 @@ impl GlusterDriver {
                 }
             }
         }
-        memory.steady_since = match (brick, &obs.brick) {
-            (BrickState::Online, Some(local)) => Some((Instant::now(), local.pid)),
-            _ => None,
-        };
-        drop(memory);
         // the peers this glusterd does not count for server quorum (the coordinator names
         // them: one more failure and the survivors' bricks stop)
         let peers_down: Vec<String> = obs
@@ -432,6 +507,16 @@ impl GlusterDriver {
             .filter(|p| p.connected != 1)
             .map(|p| p.hostname.clone())
             .collect();
+        memory.steady_since = match (brick, &obs.brick) {
+            (BrickState::Online, Some(local)) => Some(Steady {
+                at: Instant::now(),
+                pid: local.pid,
+                fingerprint,
+                peers_down: !peers_down.is_empty(),
+            }),
+            _ => None,
+        };
+        drop(memory);
         self.state.update(|keys| {
             keys.gluster_daemon = Health::Ok;
             keys.gluster_brick = brick;
@@ -602,6 +687,45 @@ mod tests {
             &heal([("n1", None), ("n2", Some(5)), ("n3", Some(2))])
         ));
         assert!(!healed_for(&me(), &[]));
+    }
+
+    #[test]
+    fn steady_state_skips_the_cli_until_something_changes_or_the_slow_cadence() {
+        let t0 = Instant::now();
+        let fingerprint = Fingerprint {
+            info: Some((std::time::SystemTime::UNIX_EPOCH, 812)),
+            peers: vec![
+                ("n2".into(), true, Health::Ok, BrickState::Online),
+                ("n3".into(), true, Health::Ok, BrickState::Online),
+            ],
+        };
+        let steady = Steady {
+            at: t0,
+            pid: 4242,
+            fingerprint: fingerprint.clone(),
+            peers_down: false,
+        };
+        let later = t0 + STEADY_OBSERVE_EVERY - Duration::from_secs(1);
+        assert!(steady.still_holds(later, &fingerprint));
+        assert!(!steady.still_holds(t0 + STEADY_OBSERVE_EVERY, &fingerprint));
+        // the volume's store rewritten (an option set, a stop)
+        let mut changed = fingerprint.clone();
+        changed.info = Some((std::time::SystemTime::UNIX_EPOCH, 813));
+        assert!(!steady.still_holds(t0, &changed));
+        // a peer dies, or its brick goes offline, in gossip
+        let mut changed = fingerprint.clone();
+        changed.peers[1].1 = false;
+        assert!(!steady.still_holds(t0, &changed));
+        let mut changed = fingerprint.clone();
+        changed.peers[0].3 = BrickState::Offline;
+        assert!(!steady.still_holds(t0, &changed));
+        // while glusterd does not see a peer, its reconnection is looked for every 10 s
+        let waiting = Steady {
+            peers_down: true,
+            ..steady
+        };
+        assert!(waiting.still_holds(t0 + PEERS_DOWN_OBSERVE_EVERY / 2, &fingerprint));
+        assert!(!waiting.still_holds(t0 + PEERS_DOWN_OBSERVE_EVERY, &fingerprint));
     }
 
     #[test]
