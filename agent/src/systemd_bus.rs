@@ -3,11 +3,12 @@
 //! and apache2 every second; each `systemctl` costs a fork, an exec, the dynamic loader and
 //! a bus connection, and those processes were most of the agent's CPU).
 //!
-//! The connection is systemd's private socket, `/run/systemd/private`, which is what
-//! `systemctl` itself uses as root: a direct peer-to-peer connection, no dbus-daemon needed
-//! (minimal Debian nodes may not run one). Any failure (no socket, a systemd re-exec that
-//! closed it, a slow answer) drops the connection and answers `Err`, and the caller falls
-//! back to `systemctl` for that look; the next look connects again.
+//! The connection is the system bus (dbus-daemon), systemd's documented API, on which
+//! systemd answers as `org.freedesktop.systemd1`. (Its private socket, which `systemctl`
+//! uses as root, was tried first: zbus rejects the messages systemd sends there, whose
+//! sender is not a bus name, and its reader task panicked.) Any failure (no bus on a minimal
+//! node, a restarted dbus-daemon, a slow answer) drops the connection and answers `Err`, and
+//! the caller falls back to `systemctl` for that look; the next look connects again.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,8 +16,11 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-/// systemd's private D-Bus socket (root only).
-pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
+/// Where errors say the answer was asked.
+pub const BUS: &str = "the system bus";
+
+/// systemd's name on the bus.
+const SYSTEMD: &str = "org.freedesktop.systemd1";
 
 /// Bound on one call: a hung systemd must not stall a service loop.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,27 +32,24 @@ struct Bus {
     paths: HashMap<String, OwnedObjectPath>,
 }
 
-static BUS: Mutex<Option<Bus>> = Mutex::const_new(None);
+static STATE: Mutex<Option<Bus>> = Mutex::const_new(None);
 
 /// Why a look over D-Bus failed (the caller falls back to `systemctl`).
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("systemd D-Bus ({PRIVATE_SOCKET}): {0}")]
+    #[error("systemd over D-Bus ({BUS}): {0}")]
     Bus(#[from] zbus::Error),
-    #[error("systemd D-Bus ({PRIVATE_SOCKET}): no answer within {CALL_TIMEOUT:?}")]
+    #[error("systemd over D-Bus ({BUS}): no answer within {CALL_TIMEOUT:?}")]
     Timeout,
     #[error("systemd D-Bus: property {0} is not a string")]
     NotAString(String),
 }
 
 async fn connect() -> Result<zbus::Connection, BusError> {
-    let stream = tokio::net::UnixStream::connect(PRIVATE_SOCKET)
+    tokio::time::timeout(CALL_TIMEOUT, zbus::Connection::system())
         .await
-        .map_err(|e| BusError::Bus(zbus::Error::InputOutput(std::sync::Arc::new(e))))?;
-    Ok(zbus::connection::Builder::unix_stream(stream)
-        .p2p()
-        .build()
-        .await?)
+        .map_err(|_| BusError::Timeout)?
+        .map_err(BusError::from)
 }
 
 async fn call<B>(
@@ -63,7 +64,7 @@ where
 {
     tokio::time::timeout(
         CALL_TIMEOUT,
-        connection.call_method(None::<&str>, path, Some(interface), method, body),
+        connection.call_method(Some(SYSTEMD), path, Some(interface), method, body),
     )
     .await
     .map_err(|_| BusError::Timeout)?
@@ -72,7 +73,7 @@ where
 
 /// A property of `org.freedesktop.systemd1.Unit` (`ActiveState`, `SubState`) of `unit`.
 pub async fn unit_property(unit: &str, property: &str) -> Result<String, BusError> {
-    let mut guard = BUS.lock().await;
+    let mut guard = STATE.lock().await;
     let bus = guard.get_or_insert_with(Bus::default);
     let result = look(bus, unit, property).await;
     if result.is_err() {
