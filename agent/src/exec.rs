@@ -213,6 +213,15 @@ pub fn user_ids(user: &str) -> Result<Option<(u32, u32)>, String> {
         .map_err(|e| format!("looking up the OS user {user:?}: {e}"))
 }
 
+/// `/proc/PID/cmdline`: NUL-separated arguments (how the modules recognise the processes
+/// of the services they manage: a brick, a state-transfer script).
+pub fn split_cmdline(raw: &[u8]) -> Vec<String> {
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,7 +77,7 @@ pub fn processes(proc_dir: &Path) -> Vec<Proc> {
             Some(Proc {
                 pid,
                 ppid: parse_ppid(&stat)?,
-                argv: crate::gluster::local::split_cmdline(&raw),
+                argv: crate::exec::split_cmdline(&raw),
             })
         })
         .collect()

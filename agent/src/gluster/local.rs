@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::exec::split_cmdline;
+
 /// How this node's brick is named in the volume: `HOST:PATH` with HOST its address or id.
 #[derive(Debug, Clone)]
 pub struct BrickId {
@@ -92,14 +94,6 @@ impl LocalBricks for ProcBricks {
     fn alive(&self, pid: i64) -> bool {
         pid > 0 && Path::new(&self.proc_dir).join(pid.to_string()).exists()
     }
-}
-
-/// `/proc/PID/cmdline`: NUL-separated arguments.
-pub fn split_cmdline(raw: &[u8]) -> Vec<String> {
-    raw.split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
 }
 
 fn value_of<'a>(argv: &'a [String], flag: &str) -> Option<&'a str> {
