@@ -89,6 +89,44 @@ pub struct ApacheDriver {
     pub sessions_seen: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// Creates [`super::config::SESSIONS_DIR`] (mode 1733) on the mounted volume itself: the
+/// docroot is opened once, checked to be a FUSE file system, and every step runs relative to
+/// that handle, so a mount that goes away meanwhile cannot send the writes into the
+/// directory beneath it. (A CI run: after a cut, n2's mount was remounted while this ran on
+/// the strength of a mount state one tick old; `.triad` landed in the bare directory, and
+/// the mount then refused to cover a directory holding files, for good.)
+pub fn ensure_sessions_dir(docroot: &std::path::Path) -> Result<(), String> {
+    use nix::errno::Errno;
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{fchmodat, mkdirat, FchmodatFlags, Mode};
+    let dir = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let root = open(docroot, dir, Mode::empty()).map_err(|e| e.to_string())?;
+    let fs = nix::sys::statfs::fstatfs(&root).map_err(|e| e.to_string())?;
+    if fs.filesystem_type() != nix::sys::statfs::FUSE_SUPER_MAGIC {
+        return Err("the docroot is not the mounted volume (not FUSE); nothing written".into());
+    }
+    let (parent, leaf) = super::config::SESSIONS_DIR
+        .split_once('/')
+        .expect("SESSIONS_DIR is PARENT/LEAF");
+    match mkdirat(&root, parent, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(format!("mkdir {parent}: {e}")),
+    }
+    let parent_fd = openat(&root, parent, dir, Mode::empty()).map_err(|e| e.to_string())?;
+    match mkdirat(&parent_fd, leaf, Mode::from_bits_truncate(0o1733)) {
+        // mkdir's mode passes through the umask: set it exactly
+        Ok(()) => fchmodat(
+            &parent_fd,
+            leaf,
+            Mode::from_bits_truncate(0o1733),
+            FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| format!("chmod {leaf}: {e}")),
+        Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(format!("mkdir {leaf}: {e}")),
+    }
+}
+
 impl ApacheDriver {
     /// Render and apply the config; reload Apache when it changed. A failed configtest
     /// leaves the previous files and is retried on later ticks.
@@ -132,15 +170,13 @@ impl ApacheDriver {
             return;
         }
         let dir = self.docroot.join(super::config::SESSIONS_DIR);
-        let result = tokio::time::timeout(self.settings.probe_timeout, async {
-            use std::os::unix::fs::PermissionsExt;
-            if tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) {
-                return Ok(());
-            }
-            tokio::fs::create_dir_all(&dir).await?;
-            tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1733)).await
-        })
-        .await;
+        let docroot = self.docroot.clone();
+        let result = tokio::time::timeout(
+            self.settings.probe_timeout,
+            tokio::task::spawn_blocking(move || ensure_sessions_dir(&docroot)),
+        )
+        .await
+        .map(|joined| joined.unwrap_or_else(|e| Err(e.to_string())));
         match result {
             Ok(Ok(())) => {
                 *self.sessions_seen.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -233,6 +269,20 @@ impl ApacheDriver {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_sessions_directory_is_never_made_outside_the_mounted_volume() {
+        let bare = tempfile::tempdir().unwrap();
+        let error = ensure_sessions_dir(bare.path()).unwrap_err();
+        assert!(error.contains("not the mounted volume"), "{error}");
+        assert_eq!(
+            std::fs::read_dir(bare.path()).unwrap().count(),
+            0,
+            "nothing written into a directory that is not the volume"
+        );
+        assert!(ensure_sessions_dir(&bare.path().join("missing")).is_err());
+    }
+
     use super::*;
 
     #[test]
