@@ -120,16 +120,10 @@ pub fn brick_port(argv: &[String]) -> Option<u16> {
 
 /// Pure: does a `/proc/net/tcp` table hold a socket listening on `port` (any address)?
 pub fn listens_on(table: &str, port: u16) -> bool {
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let local = fields.nth(1);
-        let state = fields.nth(1);
-        state == Some("0A")
-            && local
-                .and_then(|l| l.rsplit_once(':'))
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                == Some(port)
-    })
+    use super::stalled::{parse_table, TcpState};
+    parse_table(table)
+        .iter()
+        .any(|s| s.state == TcpState::Listen && s.local.port() == port)
 }
 
 #[cfg(test)]

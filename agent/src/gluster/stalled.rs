@@ -41,6 +41,7 @@ pub const ESTABLISHED_RETRANSMITS: u32 = 3;
 pub enum TcpState {
     Established,
     SynSent,
+    Listen,
     Other(u8),
 }
 
@@ -49,6 +50,7 @@ impl TcpState {
         Some(match u8::from_str_radix(field, 16).ok()? {
             0x01 => TcpState::Established,
             0x02 => TcpState::SynSent,
+            0x0A => TcpState::Listen,
             n => TcpState::Other(n),
         })
     }
@@ -58,6 +60,7 @@ impl TcpState {
         match self {
             TcpState::Established => "established",
             TcpState::SynSent => "syn-sent",
+            TcpState::Listen => "listening",
             TcpState::Other(_) => "all",
         }
     }
@@ -135,7 +138,7 @@ pub fn stalled<'a>(sockets: &'a [TcpSocket], peers: &HashSet<IpAddr>) -> Vec<&'a
         .filter(|s| match s.state {
             TcpState::SynSent => s.retransmits >= 1,
             TcpState::Established => s.unacked > 0 && s.retransmits >= ESTABLISHED_RETRANSMITS,
-            TcpState::Other(_) => false,
+            TcpState::Listen | TcpState::Other(_) => false,
         })
         .collect()
 }
