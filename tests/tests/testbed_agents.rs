@@ -43,6 +43,39 @@ fn testbed_agents_gossip_to_coordinator_and_keep_the_app_database() -> anyhow::R
             triad::journal_tail(n, "triad-agent", 20)
         );
     }
+    // wsrep status over one persistent connection as the monitoring account (unix_socket,
+    // no privileges), not a `mariadb` client per look: the connection is in the process
+    // list, it has no privilege beyond status, and the agent never read status as root
+    // for want of the monitor's identity
+    for n in &tb.nodes {
+        let sessions = n.sh(
+            "mariadb -N -B -e \"SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE USER = 'triad-monitor'\"",
+        )?;
+        assert_eq!(
+            sessions.trim(),
+            "1",
+            "{}: the agent's status connection as triad-monitor",
+            n.name
+        );
+        let grants = n.sh("mariadb -N -B -e \"SHOW GRANTS FOR 'triad-monitor'@'localhost'\"")?;
+        assert_eq!(
+            grants.trim(),
+            "GRANT USAGE ON *.* TO `triad-monitor`@`localhost` IDENTIFIED VIA unix_socket",
+            "{}: the monitoring account has no privileges",
+            n.name
+        );
+        let as_root = n.sh(
+            "journalctl -u triad-agent -o cat --no-pager | grep -c 'reading wsrep status as root' || true",
+        )?;
+        assert_eq!(
+            as_root.trim(),
+            "0",
+            "{}: {}",
+            n.name,
+            triad::journal_tail(n, "triad-agent", 20)
+        );
+    }
     let mut password = None;
     for n in &tb.nodes {
         let mode = n.sh(&format!("stat -c '%a %U %G' {APP_PASSWORD_FILE}"))?;

@@ -1,7 +1,8 @@
 //! Side effects of the Galera module behind one narrow trait, [`GaleraHost`]: systemd
 //! (through `systemctl`, the same path operators use, in production and in the lab's
-//! systemd containers alike), SQL status over the unix socket (through the `mariadb`
-//! client), `grastate.dat`, `mariadbd --wsrep-recover`, and the config fragment.
+//! systemd containers alike), wsrep status over one persistent unix-socket connection as
+//! the monitoring account ([`StatusConnection`]), the few privileged statements through the
+//! `mariadb` client as root, `grastate.dat`, `mariadbd --wsrep-recover`, and the config fragment.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use super::status_conn::{LookError, StatusConnection, STATUS_QUERY, VARIABLES_QUERY};
 use super::{GaleraSettings, UnitState, WsrepStatus};
 pub use crate::exec::{run, write_if_changed, HostError};
 use crate::service::{ServiceManager, Systemctl};
@@ -67,36 +69,36 @@ pub struct SystemdGaleraHost {
     settings: GaleraSettings,
     /// Warned once that status is read as root (no monitoring OS user).
     warned_root: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The monitor's persistent connection, made once its OS user is found.
+    status_conn: std::sync::Arc<std::sync::OnceLock<StatusConnection>>,
 }
 
-const STATUS_QUERY: &str = "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'; SHOW GLOBAL STATUS WHERE \
-    Variable_name IN ('wsrep_local_state_comment','wsrep_cluster_status','wsrep_cluster_size',\
-    'wsrep_last_committed','wsrep_cluster_state_uuid','wsrep_ready',\
-    'wsrep_flow_control_paused_ns','wsrep_local_recv_queue','wsrep_local_cert_failures')";
+/// Both status statements in one `mariadb -e` (the root path, before the monitoring
+/// account exists).
+fn status_query() -> String {
+    format!("{VARIABLES_QUERY}; {STATUS_QUERY}")
+}
 
 impl SystemdGaleraHost {
     pub fn new(settings: GaleraSettings) -> SystemdGaleraHost {
         SystemdGaleraHost {
             settings,
             warned_root: Default::default(),
+            status_conn: Default::default(),
         }
     }
 
-    /// The `mariadb` client over the unix socket as `user` (OS identity `ids`, or the agent's).
-    async fn sql(
-        &self,
-        user: &str,
-        ids: Option<(u32, u32)>,
-        query: &str,
-    ) -> Result<String, HostError> {
+    /// The `mariadb` client over the unix socket as MariaDB's root (unix_socket, the agent
+    /// runs as root): statements that need privileges, rare by design; status goes through
+    /// [`StatusConnection`].
+    async fn root_sql(&self, query: &str) -> Result<String, HostError> {
         let socket = format!("--socket={}", self.settings.socket.display());
-        let user = format!("--user={user}");
-        crate::exec::run_as(
+        run(
             "mariadb",
             &[
                 "--no-defaults",
                 &socket,
-                &user,
+                "--user=root",
                 "--connect-timeout=2",
                 "-N",
                 "-B",
@@ -104,7 +106,6 @@ impl SystemdGaleraHost {
                 query,
             ],
             SQL_TIMEOUT,
-            ids,
         )
         .await
     }
@@ -122,11 +123,13 @@ impl SystemdGaleraHost {
 
 /// Parse `mariadb -N -B` output of `SHOW GLOBAL STATUS/VARIABLES` (name TAB value lines).
 pub fn parse_status(text: &str) -> WsrepStatus {
+    status_from_pairs(text.lines().filter_map(|line| line.split_once('\t')))
+}
+
+/// The status from `(Variable_name, Value)` rows, whichever way they were read.
+pub fn status_from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> WsrepStatus {
     let mut status = WsrepStatus::default();
-    for line in text.lines() {
-        let Some((name, value)) = line.split_once('\t') else {
-            continue;
-        };
+    for (name, value) in pairs {
         let value = value.trim();
         match name.trim().to_ascii_lowercase().as_str() {
             "wsrep_on" => status.wsrep_on = value.eq_ignore_ascii_case("on"),
@@ -176,14 +179,36 @@ impl GaleraHost for SystemdGaleraHost {
 
     async fn status(&self) -> Result<WsrepStatus, HostError> {
         let monitor = &self.settings.monitor_user;
-        let ids = self.monitor_ids();
+        let ids = match self.status_conn.get() {
+            Some(_) => None,
+            None => self.monitor_ids(),
+        };
         if let Some(ids) = ids {
-            match self.sql(monitor, Some(ids), STATUS_QUERY).await {
-                Ok(text) => return Ok(parse_status(&text)),
-                // ERROR 1698: the account does not exist yet (a new cluster)
-                Err(error)
-                    if error.detail.contains("1698") || error.detail.contains("Access denied") => {}
-                Err(error) => return Err(error),
+            self.status_conn.get_or_init(|| {
+                StatusConnection::new(self.settings.socket.clone(), monitor, ids, SQL_TIMEOUT)
+            });
+        }
+        let mut can_create = false;
+        if let Some(conn) = self.status_conn.get() {
+            match conn.look().await {
+                Ok(pairs) => {
+                    return Ok(status_from_pairs(
+                        pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                    ))
+                }
+                // the account does not exist yet (a new cluster): root, and create it
+                Err(LookError::AccessDenied(..)) => can_create = true,
+                Err(error @ LookError::Unavailable(..)) => {
+                    if !self
+                        .warned_root
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        tracing::warn!("{error}: reading wsrep status as root");
+                    }
+                }
+                Err(LookError::Failed(detail)) => {
+                    return Err(HostError::new("wsrep status", detail))
+                }
             }
         } else if !self
             .warned_root
@@ -193,16 +218,16 @@ impl GaleraHost for SystemdGaleraHost {
                 "no OS user {monitor} (the agent package creates it): reading wsrep status as root"
             );
         }
-        let status = parse_status(&self.sql("root", None, STATUS_QUERY).await?);
+        let status = parse_status(&self.root_sql(&status_query()).await?);
         // the account replicates: create it once, on a node of the Primary component
-        if ids.is_some()
+        if can_create
             && status.local_state_comment == "Synced"
             && status.cluster_status == "Primary"
         {
             let create = format!(
                 "CREATE USER IF NOT EXISTS '{monitor}'@'localhost' IDENTIFIED VIA unix_socket"
             );
-            match self.sql("root", None, &create).await {
+            match self.root_sql(&create).await {
                 Ok(_) => tracing::info!("created the MariaDB monitoring account '{monitor}'@'localhost' (unix_socket, no privileges)"),
                 Err(error) => tracing::warn!("creating the monitoring account: {error}"),
             }
@@ -398,13 +423,9 @@ impl GaleraHost for SystemdGaleraHost {
     }
 
     async fn reload_tls(&self) -> Result<(), HostError> {
-        self.sql(
-            "root",
-            None,
-            "SET GLOBAL wsrep_provider_options = 'socket.ssl_reload=1'",
-        )
-        .await
-        .map(|_| ())
+        self.root_sql("SET GLOBAL wsrep_provider_options = 'socket.ssl_reload=1'")
+            .await
+            .map(|_| ())
     }
 
     async fn ended_run_log(&self) -> Result<Option<(String, String)>, HostError> {

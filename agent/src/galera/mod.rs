@@ -13,6 +13,7 @@ pub mod cnf;
 pub mod driver;
 pub mod host;
 pub mod sst;
+pub mod status_conn;
 pub mod tls;
 
 use std::net::IpAddr;
