@@ -178,7 +178,7 @@ fn release_agent_deb() -> Result<std::path::PathBuf> {
     Ok(deb)
 }
 
-pub fn run(rounds: u32, window: Duration) -> Result<()> {
+pub fn run(rounds: u32, window: Duration, nodes: usize) -> Result<()> {
     let exporter_bin = "/usr/bin/prometheus-node-exporter";
     if !std::path::Path::new(exporter_bin).exists() {
         return Err(LabError::Other(format!(
@@ -305,11 +305,13 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
             )
         },
     )?;
+    let coordinator = coordinator_target(&tb)?;
     let n1 = &tb.nodes[0];
     let targets = [
         Target::Unit(n1, "triad-agent"),
         Target::Host(exporter_pid),
         Target::Unit(n1, "apache2"),
+        coordinator,
     ];
     let idle = measure(&targets, window, || scrape_for("127.0.0.1:19100", window))?;
     let n1_addr = format!("{}:80", n1.addr);
@@ -320,7 +322,6 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
             served = load(&n1_addr, 100, 4, window);
         })
     })?;
-    exporter.stop(Duration::from_secs(5))?;
     println!(
         "footprint over {}s windows (CPU % of one core: process + its children; RSS at the end):",
         window.as_secs()
@@ -329,6 +330,7 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
         "triad-agent (n1)",
         "prometheus-node-exporter (host, scraped 1/s)",
         "apache2 main (n1)",
+        "triad-coordinator (host, 3 nodes)",
     ];
     for (label, usage) in [("idle", &idle), ("under load", &busy)] {
         for (name, u) in names.iter().zip(usage.iter()) {
@@ -342,6 +344,19 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
         "  load: {} GET /index.php on n1 at 100/s from 4 threads, {} failed",
         served.0, served.1
     );
+    let ratio = |a: &Usage, b: &Usage| {
+        let total = |u: &Usage| u.cpu_self + u.cpu_children;
+        if total(b) > 0.0 {
+            format!("{:.2}", total(a) / total(b))
+        } else {
+            "n/a".to_string()
+        }
+    };
+    println!(
+        "  agent/node_exporter CPU ratio (process + children): idle {}, under load {}",
+        ratio(&idle[0], &idle[1]),
+        ratio(&busy[0], &busy[1])
+    );
     if idle[1].rss_mib > 0.0 {
         println!(
             "  agent/node_exporter RSS ratio: idle {:.2}, under load {:.2}",
@@ -349,8 +364,53 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
             busy[0].rss_mib / busy[1].rss_mib
         );
     }
+    // the coordinator's cost grows with the nodes it watches: grow the lab with web nodes
+    // (stateless, what autoscaling adds) and measure it idle again
+    if nodes > tb.nodes.len() {
+        let from = tb.nodes.len();
+        let t = Instant::now();
+        for _ in from..nodes {
+            tb.add_node(Duration::from_secs(120))?;
+            let Some(n) = tb.nodes.last() else {
+                return Err(LabError::Other(
+                    "the node just added is not recorded".into(),
+                ));
+            };
+            let config = triad::stateless_web_node(&tb, n)?;
+            triad::install_agent_from(n, &config, Some(deb.clone()))?;
+        }
+        triad::wait_all_ready(&tb, nodes, Duration::from_secs(300))?;
+        println!(
+            "grown from {from} to {nodes} nodes (web), all ready after {}",
+            secs(t.elapsed())
+        );
+        let targets = [coordinator_target(&tb)?];
+        let grown = measure(&targets, window, || std::thread::sleep(window))?;
+        println!(
+            "  idle       {:46} cpu {:5.2}% + children {:5.2}%  rss {:6.1} MiB",
+            format!("triad-coordinator (host, {nodes} nodes)"),
+            grown[0].cpu_self,
+            grown[0].cpu_children,
+            grown[0].rss_mib
+        );
+    }
+    exporter.stop(Duration::from_secs(5))?;
     tb.teardown()?;
     Ok(())
+}
+
+/// The coordinator on the host, and which build it is (the bench says what it measured).
+fn coordinator_target<'a>(tb: &Testbed) -> Result<Target<'a>> {
+    let pid = tb
+        .coordinator
+        .as_ref()
+        .map(|c| c.pid as u32)
+        .ok_or_else(|| LabError::Other("no triad-coordinator running".into()))?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    println!("triad-coordinator measured: pid {pid}, {exe}");
+    Ok(Target::Host(pid))
 }
 
 #[cfg(test)]

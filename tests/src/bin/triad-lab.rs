@@ -180,6 +180,10 @@ enum Cmd {
         /// Length of the idle and the load windows, in seconds.
         #[arg(long, default_value_t = 30)]
         window_secs: u64,
+        /// After the 3-node figures, grow the lab with web nodes to this many and measure
+        /// the coordinator again (9: the second figure).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
     },
 }
 
@@ -345,12 +349,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::BenchVolume {
             rounds,
             window_secs,
+            nodes,
         } => {
             host::preflight()?;
             testbed::cleanup_leftovers(&state)?;
             Ok(triad_tests::bench_volume::run(
                 rounds,
                 Duration::from_secs(window_secs),
+                nodes,
             )?)
         }
     }
