@@ -478,6 +478,7 @@ impl VolumeLoop {
             volume: self,
             coordinator,
             ticks: 0,
+            steady: None,
         };
         tokio::spawn(runner::run(
             "volume",
@@ -490,12 +491,69 @@ impl VolumeLoop {
     }
 }
 
+/// In steady state (formed, every brick online and healed), how long gossip holding still
+/// spares asking glusterd again: each observation runs three gluster CLI calls on the
+/// observed node, and each call starts a Python `gsyncd --version` (about 65 ms of CPU
+/// together; issue 24 measured it as most of that node's agent cost at a 10 s pace).
+pub const STEADY_OBSERVE_EVERY: Duration = Duration::from_secs(60);
+
+/// What gossip says about everything a volume observation depends on: the members (for
+/// `auth.allow`), whether each is live, and each one's glusterd, brick (online, offline,
+/// healing) and the peers its glusterd misses. Any change means a fresh observation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GossipFingerprint(Vec<GossipFacts>);
+
+type GossipFacts = (
+    String,
+    bool,
+    triad_proto::gossip::Role,
+    IpAddr,
+    Health,
+    triad_proto::gossip::BrickState,
+    Vec<String>,
+);
+
+impl GossipFingerprint {
+    pub fn of(view: &ClusterView) -> GossipFingerprint {
+        GossipFingerprint(
+            view.members()
+                .map(|m| {
+                    (
+                        m.node_id.clone(),
+                        m.live,
+                        m.keys.role,
+                        m.address(),
+                        m.keys.gluster_daemon,
+                        m.keys.gluster_brick,
+                        m.keys.gluster_peers_down.clone(),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Pure: may a pass skip asking glusterd? Only after a steady observation, less than
+/// [`STEADY_OBSERVE_EVERY`] ago, with gossip unchanged since.
+pub fn may_skip(
+    steady: Option<&(GossipFingerprint, std::time::Instant)>,
+    now: std::time::Instant,
+    current: &GossipFingerprint,
+) -> bool {
+    steady.is_some_and(|(seen, at)| {
+        seen == current && now.saturating_duration_since(*at) < STEADY_OBSERVE_EVERY
+    })
+}
+
 /// The volume loop in the runner's shape: heal info every `heal_every` passes, a slow pace
-/// once the volume is formed and healed.
+/// once the volume is formed and healed, and no observation at all while it stays steady
+/// and gossip holds still (up to [`STEADY_OBSERVE_EVERY`]).
 struct VolumePass {
     volume: VolumeLoop,
     coordinator: Arc<Coordinator>,
     ticks: u32,
+    /// The last steady observation: what gossip said then, and when.
+    steady: Option<(GossipFingerprint, std::time::Instant)>,
 }
 
 #[async_trait::async_trait]
@@ -504,13 +562,87 @@ impl runner::Reconciler for VolumePass {
 
     async fn pass(&mut self) -> runner::Next {
         let volume = &self.volume;
+        let view = self.coordinator.view();
+        let fingerprint = GossipFingerprint::of(&view);
+        if may_skip(
+            self.steady.as_ref(),
+            std::time::Instant::now(),
+            &fingerprint,
+        ) {
+            return runner::Next::After(volume.steady_tick);
+        }
         let heal = self.ticks.is_multiple_of(volume.heal_every.max(1));
-        let steady = volume.pass(&self.coordinator.view(), heal).await;
+        let steady = volume.pass(&view, heal).await;
         self.ticks = self.ticks.wrapping_add(1);
+        self.steady = steady.then(|| (fingerprint, std::time::Instant::now()));
         runner::Next::After(if steady {
             volume.steady_tick
         } else {
             volume.tick
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use triad_proto::gossip::{BrickState, Role};
+
+    fn fingerprint(brick: BrickState, peers_down: &[&str]) -> GossipFingerprint {
+        GossipFingerprint(
+            ["n1", "n2", "n3"]
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    (
+                        id.to_string(),
+                        true,
+                        Role::Core,
+                        IpAddr::from([10, 214, 0, 11 + i as u8]),
+                        Health::Ok,
+                        if i == 1 { brick } else { BrickState::Online },
+                        peers_down.iter().map(|p| p.to_string()).collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn only_a_steady_observation_with_gossip_unchanged_spares_the_next_one() {
+        let t0 = Instant::now();
+        let steady = fingerprint(BrickState::Online, &[]);
+        // nothing observed yet, or the last observation was not steady
+        assert!(!may_skip(None, t0, &steady));
+        let last = (steady.clone(), t0);
+        assert!(may_skip(Some(&last), t0 + Duration::from_secs(10), &steady));
+        assert!(may_skip(Some(&last), t0 + Duration::from_secs(59), &steady));
+        // the slow cadence still observes what gossip cannot show
+        assert!(!may_skip(Some(&last), t0 + STEADY_OBSERVE_EVERY, &steady));
+        // any change in gossip: a brick offline, a peer missed, a node gone or added
+        let offline = fingerprint(BrickState::Offline, &[]);
+        assert!(!may_skip(
+            Some(&last),
+            t0 + Duration::from_secs(10),
+            &offline
+        ));
+        let missed = fingerprint(BrickState::Online, &["n3"]);
+        assert!(!may_skip(
+            Some(&last),
+            t0 + Duration::from_secs(10),
+            &missed
+        ));
+        let mut grown = steady.clone();
+        grown.0.push((
+            "n4".into(),
+            true,
+            Role::Web,
+            IpAddr::from([10, 214, 0, 14]),
+            Health::Ok,
+            BrickState::Offline,
+            vec![],
+        ));
+        assert!(!may_skip(Some(&last), t0 + Duration::from_secs(10), &grown));
     }
 }
