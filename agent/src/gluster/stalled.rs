@@ -32,6 +32,20 @@ pub const BRICK_PORTS: std::ops::RangeInclusive<u16> = 49152..=60999;
 /// How long after a peer's return its stale sockets are looked for. The longest SYN
 /// backoff step is 120 s; past this window glusterd's own retries have long caught up.
 pub const RETURN_WINDOW: Duration = Duration::from_secs(300);
+/// For this long after a peer's return the sockets are looked at every tick; later in the
+/// window every [`LATE_LOOK_EVERY`]. A socket TCP backs off on already waits when its peer
+/// returns, so the first looks find it; later ones catch only a connection whose third
+/// retransmit came after the return. Each look reads the whole of /proc/net/tcp{,6}, which
+/// the kernel answers by walking the host's entire connection hash (~3 ms on the lab).
+pub const EARLY_LOOKS: Duration = Duration::from_secs(30);
+pub const LATE_LOOK_EVERY: Duration = Duration::from_secs(10);
+
+/// Pure: is a look due, given how long ago the most recent return among the peers looked at
+/// was and how long ago the last look was?
+pub fn look_due(youngest_return: Duration, since_last_look: Option<Duration>) -> bool {
+    youngest_return < EARLY_LOOKS || since_last_look.is_none_or(|d| d >= LATE_LOOK_EVERY)
+}
+
 /// A connected socket counts as stalled after this many unanswered retransmits with data
 /// queued (the backoff then already exceeds a few seconds; a live LAN peer acks within ms).
 pub const ESTABLISHED_RETRANSMITS: u32 = 3;
@@ -159,6 +173,18 @@ impl Returns {
     /// now that were absent within the window. A peer never seen before counts as just
     /// returned (the agent may have started while it was away).
     pub fn observe(&mut self, members: &[ObservedMember], now: Instant) -> HashSet<IpAddr> {
+        self.observe_ages(members, now)
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .collect()
+    }
+
+    /// [`Returns::observe`] with how long ago each of those peers returned.
+    pub fn observe_ages(
+        &mut self,
+        members: &[ObservedMember],
+        now: Instant,
+    ) -> Vec<(IpAddr, Duration)> {
         let mut live: HashMap<&str, IpAddr> = HashMap::new();
         for m in members.iter().filter(|m| !m.is_self) {
             if m.live {
@@ -182,8 +208,10 @@ impl Returns {
         self.absent_at
             .retain(|_, at| now.saturating_duration_since(*at) < RETURN_WINDOW);
         live.into_iter()
-            .filter(|(id, _)| self.absent_at.contains_key(*id))
-            .map(|(_, ip)| ip)
+            .filter_map(|(id, ip)| {
+                let at = self.absent_at.get(id)?;
+                Some((ip, now.saturating_duration_since(*at)))
+            })
             .collect()
     }
 }
@@ -260,6 +288,8 @@ pub struct StalledConnections {
     /// Sockets destroyed on the last tick: seen again means `ss -K` could not (a kernel
     /// without CONFIG_INET_DIAG_DESTROY); warned once.
     last: std::sync::Mutex<(Vec<(SocketAddr, SocketAddr)>, bool)>,
+    /// When the sockets were last looked at (see [`look_due`]).
+    last_look: std::sync::Mutex<Option<Instant>>,
 }
 
 impl StalledConnections {
@@ -270,19 +300,30 @@ impl StalledConnections {
             sockets: Arc::new(ProcSockets::default()),
             returns: Default::default(),
             last: Default::default(),
+            last_look: Default::default(),
         }
     }
 
     pub async fn tick(&self) {
         let members = self.membership.members().await;
-        let peers = self
+        let now = Instant::now();
+        let returned = self
             .returns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .observe(&members, Instant::now());
-        if peers.is_empty() {
+            .observe_ages(&members, now);
+        let Some(youngest) = returned.iter().map(|(_, age)| *age).min() else {
             return;
+        };
+        {
+            let mut last_look = self.last_look.lock().unwrap_or_else(|p| p.into_inner());
+            let since = last_look.map(|at| now.saturating_duration_since(at));
+            if !look_due(youngest, since) {
+                return;
+            }
+            *last_look = Some(now);
         }
+        let peers: HashSet<IpAddr> = returned.into_iter().map(|(ip, _)| ip).collect();
         let sockets = self.sockets.clone();
         let Ok(table) = tokio::task::spawn_blocking(move || sockets.table()).await else {
             return;
@@ -417,6 +458,11 @@ mod tests {
             returns.observe(&all, back),
             [ip("10.214.0.11")].into_iter().collect()
         );
+        // its age counts from the last look that saw it absent
+        assert_eq!(
+            returns.observe_ages(&all, back + Duration::from_secs(4)),
+            vec![(ip("10.214.0.11"), Duration::from_secs(24))]
+        );
         // gone from gossip altogether (a reboot) counts as absent too
         let gone = [member("n2", true), member("n3", true)];
         returns.observe(&gone, back + RETURN_WINDOW);
@@ -425,6 +471,18 @@ mod tests {
             [ip("10.214.0.11")].into_iter().collect()
         );
         assert!(returns.observe(&all, back + RETURN_WINDOW * 3).is_empty());
+    }
+
+    #[test]
+    fn sockets_are_looked_at_every_tick_right_after_a_return_then_slowly() {
+        let s = Duration::from_secs;
+        assert!(look_due(s(0), None));
+        assert!(look_due(s(5), Some(s(1))), "early: every tick");
+        assert!(look_due(s(29), Some(s(1))));
+        assert!(!look_due(s(30), Some(s(1))), "late: not every tick");
+        assert!(!look_due(s(200), Some(s(9))));
+        assert!(look_due(s(200), Some(LATE_LOOK_EVERY)));
+        assert!(look_due(s(200), None), "the first look is never held back");
     }
 
     #[test]
