@@ -197,7 +197,15 @@ pub fn run(rounds: u32, window: Duration, nodes: usize) -> Result<()> {
     for n in &tb.nodes {
         triad::install_agent_from(n, &triad::agent_config(&tb, n), Some(deb.clone()))?;
     }
-    triad::start_coordinator(&mut tb)?;
+    // the coordinator as users run it too: the release build `make deb` packaged
+    let coordinator_bin = crate::host::workspace_dir().join("target/release/triad-coordinator");
+    if !coordinator_bin.exists() {
+        return Err(LabError::Other(format!(
+            "{} missing: `make deb` builds it",
+            coordinator_bin.display()
+        )));
+    }
+    triad::start_coordinator_bin(&mut tb, &coordinator_bin)?;
     let t0 = Instant::now();
     let formed = wait::until(
         "the volume started",

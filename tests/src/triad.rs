@@ -468,6 +468,19 @@ pub fn start_coordinator_with(tb: &mut Testbed, autoscale: Autoscale) -> Result<
 /// Starts the coordinator on the host with `config` (a [`coordinator_config`] and more, e.g.
 /// `[[app.jobs]]` tables appended), from an empty state directory.
 pub fn start_coordinator_config(tb: &mut Testbed, config: &str) -> Result<()> {
+    prepare_coordinator(tb, config)?;
+    spawn_coordinator(tb)
+}
+
+/// [`start_coordinator`] with a given binary (a bench measures the release build).
+pub fn start_coordinator_bin(tb: &mut Testbed, bin: &Path) -> Result<()> {
+    let config = coordinator_config_with(tb, Autoscale::Observe);
+    prepare_coordinator(tb, &config)?;
+    spawn_coordinator_bin(tb, bin)
+}
+
+/// A fresh state dir and `config` for the coordinator.
+fn prepare_coordinator(tb: &Testbed, config: &str) -> Result<()> {
     let dir = tb.state.join("coordinator");
     // every testbed starts from nothing: no Galera decision or autoscaling record of an
     // earlier lab
@@ -479,7 +492,7 @@ pub fn start_coordinator_config(tb: &mut Testbed, config: &str) -> Result<()> {
     lab_pki()?;
     let cfg = dir.join("coordinator.toml");
     std::fs::write(&cfg, config).io("write", &cfg)?;
-    spawn_coordinator(tb)
+    Ok(())
 }
 
 /// Stops the coordinator (SIGTERM) and starts it again with the same config and state, as
@@ -497,6 +510,10 @@ fn spawn_coordinator(tb: &mut Testbed) -> Result<()> {
     let bin = find_bin("triad-coordinator").ok_or_else(|| {
         LabError::Other("no triad-coordinator binary; run cargo build --bins".into())
     })?;
+    spawn_coordinator_bin(tb, &bin)
+}
+
+fn spawn_coordinator_bin(tb: &mut Testbed, bin: &Path) -> Result<()> {
     let dir = tb.state.join("coordinator");
     let cfg = dir.join("coordinator.toml");
     let mut c = Command::new(&bin);
