@@ -516,7 +516,7 @@ fn spawn_coordinator(tb: &mut Testbed) -> Result<()> {
 fn spawn_coordinator_bin(tb: &mut Testbed, bin: &Path) -> Result<()> {
     let dir = tb.state.join("coordinator");
     let cfg = dir.join("coordinator.toml");
-    let mut c = Command::new(&bin);
+    let mut c = Command::new(bin);
     c.arg("--config").arg(&cfg).arg("run");
     let mut p = HostProc::spawn("triad-coordinator", &mut c, &dir.join("coordinator.log"))?;
     // give it a moment to fail on a bad config; a clean early exit is an error too
