@@ -48,16 +48,23 @@ fn testbed_agents_gossip_to_coordinator_and_keep_the_app_database() -> anyhow::R
     // list, it has no privilege beyond status, and the agent never read status as root
     // for want of the monitor's identity
     for n in &tb.nodes {
-        let sessions = n.sh(
-            "mariadb -N -B -e \"SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE USER = 'triad-monitor'\"",
+        // the account appears once the node is Synced, the connection on the next look
+        wait::until(
+            &format!("{}: one status connection as triad-monitor", n.name),
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || {
+                let sessions = n.sh(
+                    "mariadb -N -B -e \"SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                     WHERE USER = 'triad-monitor'\"",
+                )?;
+                Ok(if sessions.trim() == "1" {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{} session(s)", sessions.trim()))
+                })
+            },
         )?;
-        assert_eq!(
-            sessions.trim(),
-            "1",
-            "{}: the agent's status connection as triad-monitor",
-            n.name
-        );
         let grants = n.sh("mariadb -N -B -e \"SHOW GRANTS FOR 'triad-monitor'@'localhost'\"")?;
         assert_eq!(
             grants.trim(),
