@@ -170,21 +170,10 @@ pub struct Returns {
 
 impl Returns {
     /// Pure but for `now`: records this look and answers the addresses of the peers live
-    /// now that were absent within the window. A peer never seen before counts as just
-    /// returned (the agent may have started while it was away).
-    pub fn observe(&mut self, members: &[ObservedMember], now: Instant) -> HashSet<IpAddr> {
-        self.observe_ages(members, now)
-            .into_iter()
-            .map(|(ip, _)| ip)
-            .collect()
-    }
-
-    /// [`Returns::observe`] with how long ago each of those peers returned.
-    pub fn observe_ages(
-        &mut self,
-        members: &[ObservedMember],
-        now: Instant,
-    ) -> Vec<(IpAddr, Duration)> {
+    /// now that were absent within the window, each with how long ago it was last seen
+    /// absent. A peer never seen before counts as just returned (the agent may have
+    /// started while it was away).
+    pub fn observe(&mut self, members: &[ObservedMember], now: Instant) -> Vec<(IpAddr, Duration)> {
         let mut live: HashMap<&str, IpAddr> = HashMap::new();
         for m in members.iter().filter(|m| !m.is_self) {
             if m.live {
@@ -311,7 +300,7 @@ impl StalledConnections {
             .returns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .observe_ages(&members, now);
+            .observe(&members, now);
         let Some(youngest) = returned.iter().map(|(_, age)| *age).min() else {
             return;
         };
@@ -439,38 +428,56 @@ mod tests {
         }
     }
 
+    /// The addresses [`Returns::observe`] answers, without their ages.
+    fn returned(
+        returns: &mut Returns,
+        members: &[ObservedMember],
+        now: Instant,
+    ) -> HashSet<IpAddr> {
+        returns
+            .observe(members, now)
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .collect()
+    }
+
     #[test]
     fn a_peer_is_looked_at_within_the_window_after_its_return() {
         let mut returns = Returns::default();
         let t0 = Instant::now();
         let all = [member("n1", true), member("n2", true), member("n3", true)];
         // first look: peers never seen before count as just returned (agent restarted)
-        assert_eq!(returns.observe(&all, t0).len(), 2);
+        assert_eq!(returned(&mut returns, &all, t0).len(), 2);
         let later = t0 + RETURN_WINDOW + Duration::from_secs(1);
-        assert!(returns.observe(&all, later).is_empty(), "steady: nothing");
+        assert!(
+            returned(&mut returns, &all, later).is_empty(),
+            "steady: nothing"
+        );
         // n1 cut off, then back
         let cut = [member("n1", false), member("n2", true), member("n3", true)];
-        assert!(returns
-            .observe(&cut, later + Duration::from_secs(1))
-            .is_empty());
+        assert!(returned(&mut returns, &cut, later + Duration::from_secs(1)).is_empty());
         let back = later + Duration::from_secs(21);
         assert_eq!(
-            returns.observe(&all, back),
+            returned(&mut returns, &all, back),
             [ip("10.214.0.11")].into_iter().collect()
         );
         // its age counts from the last look that saw it absent
         assert_eq!(
-            returns.observe_ages(&all, back + Duration::from_secs(4)),
+            returns.observe(&all, back + Duration::from_secs(4)),
             vec![(ip("10.214.0.11"), Duration::from_secs(24))]
         );
         // gone from gossip altogether (a reboot) counts as absent too
         let gone = [member("n2", true), member("n3", true)];
-        returns.observe(&gone, back + RETURN_WINDOW);
+        returned(&mut returns, &gone, back + RETURN_WINDOW);
         assert_eq!(
-            returns.observe(&all, back + RETURN_WINDOW + Duration::from_secs(5)),
+            returned(
+                &mut returns,
+                &all,
+                back + RETURN_WINDOW + Duration::from_secs(5)
+            ),
             [ip("10.214.0.11")].into_iter().collect()
         );
-        assert!(returns.observe(&all, back + RETURN_WINDOW * 3).is_empty());
+        assert!(returned(&mut returns, &all, back + RETURN_WINDOW * 3).is_empty());
     }
 
     #[test]
