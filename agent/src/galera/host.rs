@@ -110,6 +110,32 @@ impl SystemdGaleraHost {
         .await
     }
 
+    /// The monitor's connection, made on the first look that finds its OS user.
+    fn status_conn(&self) -> Option<&StatusConnection> {
+        if self.status_conn.get().is_none() {
+            let ids = self.monitor_ids()?;
+            self.status_conn.get_or_init(|| {
+                StatusConnection::new(
+                    self.settings.socket.clone(),
+                    &self.settings.monitor_user,
+                    ids,
+                    SQL_TIMEOUT,
+                )
+            });
+        }
+        self.status_conn.get()
+    }
+
+    /// Status is read as root for `why`: said once.
+    fn warn_root_once(&self, why: impl std::fmt::Display) {
+        if !self
+            .warned_root
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!("{why}: reading wsrep status as root");
+        }
+    }
+
     fn monitor_ids(&self) -> Option<(u32, u32)> {
         crate::exec::user_ids(&self.settings.monitor_user)
             .ok()
@@ -179,18 +205,9 @@ impl GaleraHost for SystemdGaleraHost {
 
     async fn status(&self) -> Result<WsrepStatus, HostError> {
         let monitor = &self.settings.monitor_user;
-        let ids = match self.status_conn.get() {
-            Some(_) => None,
-            None => self.monitor_ids(),
-        };
-        if let Some(ids) = ids {
-            self.status_conn.get_or_init(|| {
-                StatusConnection::new(self.settings.socket.clone(), monitor, ids, SQL_TIMEOUT)
-            });
-        }
         let mut can_create = false;
-        if let Some(conn) = self.status_conn.get() {
-            match conn.look().await {
+        match self.status_conn() {
+            Some(conn) => match conn.look().await {
                 Ok(pairs) => {
                     return Ok(status_from_pairs(
                         pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
@@ -198,25 +215,14 @@ impl GaleraHost for SystemdGaleraHost {
                 }
                 // the account does not exist yet (a new cluster): root, and create it
                 Err(LookError::AccessDenied(..)) => can_create = true,
-                Err(error @ LookError::Unavailable(..)) => {
-                    if !self
-                        .warned_root
-                        .swap(true, std::sync::atomic::Ordering::Relaxed)
-                    {
-                        tracing::warn!("{error}: reading wsrep status as root");
-                    }
-                }
+                Err(error @ LookError::Unavailable(..)) => self.warn_root_once(error),
                 Err(LookError::Failed(detail)) => {
                     return Err(HostError::new("wsrep status", detail))
                 }
-            }
-        } else if !self
-            .warned_root
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::warn!(
-                "no OS user {monitor} (the agent package creates it): reading wsrep status as root"
-            );
+            },
+            None => self.warn_root_once(format!(
+                "no OS user {monitor} (the agent package creates it)"
+            )),
         }
         let status = parse_status(&self.root_sql(&status_query()).await?);
         // the account replicates: create it once, on a node of the Primary component
