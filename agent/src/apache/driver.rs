@@ -269,6 +269,7 @@ impl ApacheDriver {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_sessions_directory_is_never_made_outside_the_mounted_volume() {
@@ -282,8 +283,6 @@ mod tests {
         );
         assert!(ensure_sessions_dir(&bare.path().join("missing")).is_err());
     }
-
-    use super::*;
 
     #[test]
     fn stopped_or_failed_apache_is_started_and_running_one_left_alone() {

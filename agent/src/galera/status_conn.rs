@@ -224,6 +224,16 @@ mod tests {
         dir
     }
 
+    /// A unix socket in `dir` anyone may connect to, where mysqld's would be.
+    fn listening_socket(dir: &tempfile::TempDir) -> (PathBuf, tokio::net::UnixListener) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join("mysqld.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
+            .expect("chmod socket");
+        (path, listener)
+    }
+
     #[tokio::test]
     async fn the_connection_is_made_as_the_monitor_and_only_its_thread_changes_identity() {
         if !root() {
@@ -238,10 +248,7 @@ mod tests {
             return;
         }
         let dir = open_dir();
-        let path = dir.path().join("mysqld.sock");
-        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-            .expect("chmod socket");
+        let (path, listener) = listening_socket(&dir);
         let conn = StatusConnection::new(path, "triad-monitor", NOBODY, Duration::from_secs(2));
         let server = async {
             let (stream, _) = listener.accept().await.expect("accept");
@@ -294,10 +301,7 @@ mod tests {
             return;
         }
         let dir = open_dir();
-        let path = dir.path().join("mysqld.sock");
-        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-            .expect("chmod socket");
+        let (path, listener) = listening_socket(&dir);
         let conn = StatusConnection::new(path, "triad-monitor", NOBODY, Duration::from_millis(300));
         // accepted, never greeted: the look must not wait for mysqld's handshake forever
         let hold = tokio::spawn(async move {
