@@ -297,7 +297,7 @@ pub struct AppLoop {
     status: watch::Sender<AppStatus>,
     /// The database and account were found in place (or created) at this time.
     database_done: Option<Instant>,
-    /// A conflict was reported at this time: asked again only after [`RECHECK`].
+    /// A conflict was reported at this time: asked again only after [`CONFLICT_RECHECK`].
     conflict_at: Option<Instant>,
     /// The endpoint's route last handed out.
     route: Option<Route>,
@@ -309,8 +309,12 @@ impl std::fmt::Debug for AppLoop {
     }
 }
 
-/// How often a database in place, or a conflict, is looked at again.
-const RECHECK: Duration = Duration::from_secs(60);
+/// How often a database in place is looked at again (an account dropped by hand comes
+/// back): each look runs the `mariadb` client as root on a node, so a slow cadence.
+const RECHECK: Duration = Duration::from_secs(300);
+
+/// How often a conflict is looked at again: the operator is fixing it and waits.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(60);
 
 impl AppLoop {
     pub fn new(spec: AppSpec, password: String, agents: Arc<dyn AppAgents>) -> AppLoop {
@@ -362,8 +366,8 @@ impl AppLoop {
             "database {}, account '{}'@'{}'",
             account.database, account.user, account.host
         );
-        let due = |at: Option<Instant>| at.is_none_or(|t| t.elapsed() >= RECHECK);
-        if due(self.database_done) && due(self.conflict_at) {
+        let due = |at: Option<Instant>, every| at.is_none_or(|t| t.elapsed() >= every);
+        if due(self.database_done, RECHECK) && due(self.conflict_at, CONFLICT_RECHECK) {
             match &primary {
                 None => {
                     if self.database_done.is_none() {

@@ -227,17 +227,33 @@ pub struct Steady {
     pub fingerprint: Fingerprint,
     /// glusterd did not see every peer then.
     pub peers_down: bool,
+    /// `volume info` as that look read it.
+    pub volume: Option<VolumeInfo>,
 }
 
 impl Steady {
     /// Pure: may this tick skip the CLI? The brick process is checked by the caller.
     pub fn still_holds(&self, now: Instant, fingerprint: &Fingerprint) -> bool {
-        let every = if self.peers_down {
+        now.saturating_duration_since(self.at) < self.every() && self.fingerprint == *fingerprint
+    }
+
+    fn every(&self) -> Duration {
+        if self.peers_down {
             PEERS_DOWN_OBSERVE_EVERY
         } else {
             STEADY_OBSERVE_EVERY
-        };
-        now.saturating_duration_since(self.at) < every && self.fingerprint == *fingerprint
+        }
+    }
+
+    /// Pure: when only the cadence ran out (nothing in the fingerprint changed), the
+    /// volume as last read: glusterd answers `volume info` from its store, whose `info`
+    /// file is unchanged, so only `peer status` (runtime connections) needs the CLI.
+    pub fn unchanged_volume(&self, fingerprint: &Fingerprint) -> Option<&VolumeInfo> {
+        if fingerprint.info.is_some() && self.fingerprint == *fingerprint {
+            self.volume.as_ref()
+        } else {
+            None
+        }
     }
 }
 
@@ -334,11 +350,15 @@ impl GlusterDriver {
         self.local.subscribe()
     }
 
-    /// Node-local calls only (see the module docs): never `volume status`.
-    pub async fn observe(&self) -> Result<Observation, CliError> {
+    /// Node-local calls only (see the module docs): never `volume status`. `known`: the
+    /// volume info still valid (see [`Steady::unchanged_volume`]), spared a CLI call.
+    pub async fn observe(&self, known: Option<VolumeInfo>) -> Result<Observation, CliError> {
         let cli = self.cli.as_ref();
         let peers = cli::peers(cli).await?;
-        let volume = cli::volume(cli, &self.settings.volume).await?;
+        let volume = match known {
+            Some(volume) => Some(volume),
+            None => cli::volume(cli, &self.settings.volume).await?,
+        };
         let brick = self.local_brick().await;
         Ok(Observation {
             peers,
@@ -401,20 +421,20 @@ impl GlusterDriver {
             return;
         }
         let fingerprint = self.fingerprint().await;
+        let mut known_volume = None;
         {
             let mut memory = self.memory.lock().await;
-            match &memory.steady_since {
-                Some(steady)
-                    if steady.still_holds(Instant::now(), &fingerprint)
-                        && self.bricks.alive(steady.pid) =>
-                {
-                    return;
+            if let Some(steady) = memory.steady_since.take() {
+                if self.bricks.alive(steady.pid) {
+                    if steady.still_holds(Instant::now(), &fingerprint) {
+                        memory.steady_since = Some(steady);
+                        return;
+                    }
+                    known_volume = steady.unchanged_volume(&fingerprint).cloned();
                 }
-                Some(_) => memory.steady_since = None,
-                None => {}
             }
         }
-        let obs = match self.observe().await {
+        let obs = match self.observe(known_volume).await {
             Ok(obs) => {
                 self.memory.lock().await.failures = 0;
                 obs
@@ -513,6 +533,7 @@ impl GlusterDriver {
                 pid: local.pid,
                 fingerprint,
                 peers_down: !peers_down.is_empty(),
+                volume: obs.volume.clone(),
             }),
             _ => None,
         };
@@ -704,14 +725,29 @@ mod tests {
             pid: 4242,
             fingerprint: fingerprint.clone(),
             peers_down: false,
+            volume: Some(started().volume.unwrap()),
         };
         let later = t0 + STEADY_OBSERVE_EVERY - Duration::from_secs(1);
         assert!(steady.still_holds(later, &fingerprint));
         assert!(!steady.still_holds(t0 + STEADY_OBSERVE_EVERY, &fingerprint));
-        // the volume's store rewritten (an option set, a stop)
+        // only the cadence ran out: the volume as last read, peers from the CLI
+        assert_eq!(
+            steady.unchanged_volume(&fingerprint),
+            steady.volume.as_ref()
+        );
+        // the volume's store rewritten (an option set, a stop): the CLI reads it again
         let mut changed = fingerprint.clone();
         changed.info = Some((std::time::SystemTime::UNIX_EPOCH, 813));
         assert!(!steady.still_holds(t0, &changed));
+        assert_eq!(steady.unchanged_volume(&changed), None);
+        // no store file to compare: never trusted
+        let mut unknown = fingerprint.clone();
+        unknown.info = None;
+        let blind = Steady {
+            fingerprint: unknown.clone(),
+            ..steady.clone()
+        };
+        assert_eq!(blind.unchanged_volume(&unknown), None);
         // a peer dies, or its brick goes offline, in gossip
         let mut changed = fingerprint.clone();
         changed.peers[1].1 = false;
