@@ -78,12 +78,7 @@ impl LocalBricks for ProcBricks {
             is_brick_of(&argv, volume, &me.path).then_some((pid, argv))
         })?;
         let port = brick_port(&argv);
-        let listening = port.is_some_and(|port| {
-            ["net/tcp", "net/tcp6"].iter().any(|table| {
-                std::fs::read_to_string(self.proc_dir.join(table))
-                    .is_ok_and(|text| listens_on(&text, port))
-            })
-        });
+        let listening = port.is_some_and(|port| listening_on(&self.proc_dir, port));
         Some(LocalBrick {
             pid,
             port,
@@ -118,12 +113,23 @@ pub fn brick_port(argv: &[String]) -> Option<u16> {
     value_of(argv, "--brick-port")?.parse().ok()
 }
 
-/// Pure: does a `/proc/net/tcp` table hold a socket listening on `port` (any address)?
-pub fn listens_on(table: &str, port: u16) -> bool {
-    use super::stalled::{parse_table, TcpState};
-    parse_table(table)
-        .iter()
-        .any(|s| s.state == TcpState::Listen && s.local.port() == port)
+fn is_listener(socket: &super::stalled::TcpSocket, port: u16) -> bool {
+    socket.state == super::stalled::TcpState::Listen && socket.local.port() == port
+}
+
+/// A socket listening on `port` in `PROC/net/tcp{,6}`, found without reading the tables
+/// whole (the listeners come first).
+pub fn listening_on(proc_dir: &Path, port: u16) -> bool {
+    let mut found = false;
+    super::stalled::scan_tables(proc_dir, |socket| {
+        found = is_listener(&socket, port);
+        if found {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    found
 }
 
 #[cfg(test)]
@@ -145,17 +151,34 @@ mod tests {
         assert!(!is_brick_of(&shell, "www", "/bricks/www"));
     }
 
+    /// A `proc` directory holding only `net/tcp` and `net/tcp6` with these texts.
+    fn proc_with(tcp: &str, tcp6: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("net")).unwrap();
+        std::fs::write(dir.path().join("net/tcp"), tcp).unwrap();
+        std::fs::write(dir.path().join("net/tcp6"), tcp6).unwrap();
+        dir
+    }
+
+    const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+
     #[test]
     fn a_listening_port_is_read_from_proc_net_tcp() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
-            0: 00000000:C000 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   \
+        let rows = "   0: 00000000:C000 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   \
             1: 0B00D60A:C000 0C00D60A:03FF 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1\n";
-        assert!(listens_on(table, 49152));
-        assert!(!listens_on(table, 49153));
+        let proc = proc_with(&format!("{HEADER}{rows}"), HEADER);
+        assert!(listening_on(proc.path(), 49152));
+        assert!(!listening_on(proc.path(), 49153));
         // an established connection on the port is not a listener
-        let established = table.replace(" 0A ", " 06 ");
-        assert!(!listens_on(&established, 49152));
-        assert!(!listens_on("", 49152));
+        let proc = proc_with(&format!("{HEADER}{}", rows.replace(" 0A ", " 06 ")), HEADER);
+        assert!(!listening_on(proc.path(), 49152));
+        // a listener on IPv6 (the second table) counts
+        let v6 = "   0: 00000000000000000000000000000000:C000 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n";
+        let proc = proc_with(HEADER, &format!("{HEADER}{v6}"));
+        assert!(listening_on(proc.path(), 49152));
+        // no tables at all
+        let empty = tempfile::tempdir().unwrap();
+        assert!(!listening_on(empty.path(), 49152));
     }
 
     #[test]

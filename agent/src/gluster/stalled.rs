@@ -17,8 +17,10 @@
 //! data unacknowledged for several retransmits is stale, not slow. Only Gluster's ports.
 
 use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +97,37 @@ pub struct TcpSocket {
 /// Pure: the rows of a `/proc/net/tcp{,6}` table; malformed rows are skipped.
 pub fn parse_table(text: &str) -> Vec<TcpSocket> {
     text.lines().skip(1).filter_map(parse_row).collect()
+}
+
+/// The rows of `PROC/net/tcp` then `tcp6`, read a line at a time and handed to `visit`
+/// until it breaks. Not read whole: a node serving 100 requests a second holds thousands
+/// of TIME_WAIT rows, a megabyte of text the allocator kept after each look (issue 24);
+/// and the kernel lists listening sockets first, so a search for a listener stops before
+/// the walk over every connection.
+pub fn scan_tables(proc_dir: &Path, mut visit: impl FnMut(TcpSocket) -> ControlFlow<()>) {
+    let mut line = String::new();
+    for table in ["net/tcp", "net/tcp6"] {
+        let Ok(file) = std::fs::File::open(proc_dir.join(table)) else {
+            continue;
+        };
+        let mut reader = std::io::BufReader::with_capacity(8192, file);
+        let mut header = true;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if std::mem::take(&mut header) {
+                continue;
+            }
+            if let Some(row) = parse_row(&line) {
+                if visit(row).is_break() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 fn parse_row(line: &str) -> Option<TcpSocket> {
@@ -227,12 +260,17 @@ impl Default for ProcSockets {
 }
 
 impl Sockets for ProcSockets {
+    /// Only the rows [`stalled`] can pick (SYN-SENT, established): not the listeners nor
+    /// the thousands of TIME_WAIT rows of a busy web server.
     fn table(&self) -> Vec<TcpSocket> {
-        ["net/tcp", "net/tcp6"]
-            .iter()
-            .filter_map(|t| std::fs::read_to_string(self.proc_dir.join(t)).ok())
-            .flat_map(|text| parse_table(&text))
-            .collect()
+        let mut rows = Vec::new();
+        scan_tables(&self.proc_dir, |row| {
+            if matches!(row.state, TcpState::SynSent | TcpState::Established) {
+                rows.push(row);
+            }
+            ControlFlow::Continue(())
+        });
+        rows
     }
 
     fn destroy(&self, socket: &TcpSocket) -> Result<(), String> {
@@ -383,6 +421,44 @@ mod tests {
         assert_eq!(rows[0].state, TcpState::Other(4));
         assert!(parse_table("header only\n").is_empty());
         assert!(parse_table("h\n 0: garbage\n").is_empty());
+    }
+
+    #[test]
+    fn the_production_table_streams_both_files_and_keeps_only_what_can_be_stalled() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("net")).unwrap();
+        std::fs::write(dir.path().join("net/tcp"), N2).unwrap();
+        let v6 = "h\n 0: 00000000000000000000000001000000:5DC7 0000000000000000FFFF00000B00D60A:C000 02 00000001:00000000 01:00000083 00000002 0 0 1 2 0 1600 0 0 1 -1\n";
+        std::fs::write(dir.path().join("net/tcp6"), v6).unwrap();
+        let sockets = ProcSockets {
+            proc_dir: dir.path().to_path_buf(),
+        };
+        let rows = sockets.table();
+        // N2's two FIN-WAIT rows are left out; its five SYN-SENT and established ones
+        // and the IPv6 file's SYN-SENT one are kept, in file order
+        let states: Vec<TcpState> = rows.iter().map(|r| r.state).collect();
+        use TcpState::{Established as E, SynSent as S};
+        assert_eq!(states, vec![S, S, E, E, S, S]);
+        assert_eq!(rows[5].remote, "10.214.0.11:49152".parse().unwrap());
+        // the selection over them is the one over the whole text
+        let n1: HashSet<IpAddr> = [ip("10.214.0.11")].into();
+        let all = parse_table(N2);
+        assert_eq!(
+            stalled(&rows[..5], &n1)
+                .iter()
+                .map(|s| s.local)
+                .collect::<Vec<_>>(),
+            stalled(&all, &n1)
+                .iter()
+                .map(|s| s.local)
+                .collect::<Vec<_>>()
+        );
+        // a missing table is no rows, not an error
+        let empty = tempfile::tempdir().unwrap();
+        let none = ProcSockets {
+            proc_dir: empty.path().to_path_buf(),
+        };
+        assert!(none.table().is_empty());
     }
 
     #[test]
