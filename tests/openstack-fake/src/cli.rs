@@ -43,6 +43,22 @@ pub async fn run(
 pub async fn openstack_cli() -> PathBuf {
     let venv = PathBuf::from(VENV);
     let openstack = venv.join("bin/openstack");
+    // tests in parallel processes share the venv: one builds it while the others wait on
+    // this lock (unlocked, two found it missing on a fresh machine and built it over each
+    // other: "No module named 'pbr'")
+    let lock_path = format!("{VENV}.lock");
+    let _lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .expect("the lock task ran")
+    .unwrap_or_else(|e| panic!("locking {VENV}.lock: {e}"));
     if venv.join(COMPLETE_MARK).exists() && openstack.exists() {
         return openstack;
     }
