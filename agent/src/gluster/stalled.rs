@@ -94,11 +94,6 @@ pub struct TcpSocket {
     pub retransmits: u32,
 }
 
-/// Pure: the rows of a `/proc/net/tcp{,6}` table; malformed rows are skipped.
-pub fn parse_table(text: &str) -> Vec<TcpSocket> {
-    text.lines().skip(1).filter_map(parse_row).collect()
-}
-
 /// The rows of `PROC/net/tcp` then `tcp6`, read a line at a time and handed to `visit`
 /// until it breaks. Not read whole: a node serving 100 requests a second holds thousands
 /// of TIME_WAIT rows, a megabyte of text the allocator kept after each look (issue 24);
@@ -393,6 +388,12 @@ impl StalledConnections {
 mod tests {
     use super::*;
     use triad_proto::gossip::NodeKeys;
+
+    /// The rows of a whole `/proc/net/tcp{,6}` text (production streams them:
+    /// [`scan_tables`]); malformed rows are skipped.
+    fn parse_table(text: &str) -> Vec<TcpSocket> {
+        text.lines().skip(1).filter_map(parse_row).collect()
+    }
 
     /// Rows as n2 held them 1 s after n1's 45 s cut healed (lab, glusterd 10.3).
     const N2: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n \
