@@ -2,7 +2,8 @@
 //!
 //! Status, drain/undrain and the event stream are served here. Galera position,
 //! bootstrap, join and service actions answer UNIMPLEMENTED naming the issue that brings
-//! them, so a coordinator never mistakes a missing feature for a refusal.
+//! them, so a coordinator never mistakes a missing feature for a refusal. Backup streams
+//! (issue 19) are [`crate::backup`]'s.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct AgentGrpc {
     app: Option<Arc<crate::app::AppDriver>>,
     db_router: Option<Arc<crate::dbrouter::DbRouter>>,
     jobs: Option<Arc<crate::jobs::JobsDriver>>,
+    /// Backup streams (issue 19).
+    backups: Option<Arc<crate::backup::Backups>>,
     /// Where the drain flag is kept across restarts (`None`: memory only, in tests).
     drain_file: Option<std::path::PathBuf>,
     /// The server runs mutual TLS: callers are checked by their certificate's role.
@@ -59,6 +62,11 @@ pub fn kept_drain(file: &std::path::Path) -> Option<String> {
 /// Who may call the job lease RPCs: the coordinator only.
 pub const JOB_CALLERS: &[triad_daemon::tls::PeerRole] = &[triad_daemon::tls::PeerRole::Coordinator];
 
+/// Who may stream a backup: the coordinator only (it stores the parts and records the
+/// backup; an operator asks it).
+pub const BACKUP_CALLERS: &[triad_daemon::tls::PeerRole] =
+    &[triad_daemon::tls::PeerRole::Coordinator];
+
 /// Checks every call's client certificate before it reaches the service.
 #[derive(Debug, Clone, Copy)]
 pub struct CallerGate {
@@ -82,6 +90,7 @@ impl AgentGrpc {
             app: None,
             db_router: None,
             jobs: None,
+            backups: None,
             drain_file: None,
             tls: false,
         }
@@ -141,6 +150,12 @@ impl AgentGrpc {
         self.jobs
             .as_deref()
             .ok_or_else(|| Refused.status("cluster jobs are not run on this node"))
+    }
+
+    /// Serve backup streams through `backups`.
+    pub fn with_backups(mut self, backups: Option<Arc<crate::backup::Backups>>) -> AgentGrpc {
+        self.backups = backups;
+        self
     }
 
     fn app(&self) -> Result<&crate::app::AppDriver, Status> {
@@ -217,6 +232,39 @@ fn jobs_status(error: crate::jobs::JobsError) -> Status {
         crate::jobs::JobsError::Invalid(reason) => Invalid.status(reason),
         crate::jobs::JobsError::Refused(reason) => Refused.status(reason),
     }
+}
+
+fn backup_status(error: crate::backup::BackupError) -> Status {
+    use crate::backup::BackupError as E;
+    match error {
+        E::Busy | E::Refused(_) => Refused.status(error.to_string()),
+        E::CallerLeft => Unavailable.status(error.to_string()),
+        E::Host(_) | E::Command { .. } | E::Stream { .. } | E::Position { .. } => {
+            Failed.status(error.to_string())
+        }
+    }
+}
+
+fn backup_chunk(piece: crate::backup::Piece) -> v1::BackupChunk {
+    use v1::backup_chunk::Chunk;
+    let chunk = match piece {
+        crate::backup::Piece::Data(bytes) => Chunk::Data(bytes),
+        crate::backup::Piece::Done(done) => {
+            let galera = done.galera.unwrap_or(crate::backup::xbstream::GaleraPoint {
+                uuid: String::new(),
+                seqno: -1,
+                gtid: None,
+                domain_id: None,
+            });
+            Chunk::Done(v1::BackupDone {
+                bytes: done.bytes,
+                galera_uuid: galera.uuid,
+                galera_seqno: galera.seqno,
+                gtid: galera.gtid.unwrap_or_default(),
+            })
+        }
+    };
+    v1::BackupChunk { chunk: Some(chunk) }
 }
 
 fn step_from_proto(request: v1::GlusterStepRequest) -> Result<Step, Status> {
@@ -632,6 +680,36 @@ impl AgentService for AgentGrpc {
 
     type EventsStream = EventStream;
     type RunOnceStream = Pin<Box<dyn Stream<Item = Result<v1::RunOnceEvent, Status>> + Send>>;
+    type BackupStreamStream = Pin<Box<dyn Stream<Item = Result<v1::BackupChunk, Status>> + Send>>;
+
+    async fn backup_stream(
+        &self,
+        request: Request<v1::BackupStreamRequest>,
+    ) -> Result<Response<Self::BackupStreamStream>, Status> {
+        triad_daemon::tls::authorize(&request, self.tls, BACKUP_CALLERS, "BackupStream")?;
+        let backups = self
+            .backups
+            .as_deref()
+            .ok_or_else(|| Refused.status("backups are not served by this agent"))?;
+        let kind = match v1::BackupKind::try_from(request.get_ref().kind) {
+            Ok(v1::BackupKind::Database) => crate::backup::Kind::Database,
+            Ok(v1::BackupKind::Files) => crate::backup::Kind::Files,
+            _ => {
+                return Err(Invalid.status(format!(
+                    "backup stream: kind {} is neither DATABASE nor FILES",
+                    request.get_ref().kind
+                )))
+            }
+        };
+        let facts = crate::backup::Facts::of(self.state.identity.role, &self.state.keys());
+        let pieces = backups.start(kind, &facts).await.map_err(|error| {
+            tracing::warn!(node = %self.state.identity.node_id, kind = kind.as_str(), "backup stream not started: {error}");
+            backup_status(error)
+        })?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(pieces)
+            .map(|item| item.map(backup_chunk).map_err(backup_status));
+        Ok(Response::new(Box::pin(stream)))
+    }
 
     async fn run_once(
         &self,
@@ -667,6 +745,47 @@ impl AgentService for AgentGrpc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backups_are_the_coordinators_and_refusals_are_failed_preconditions() {
+        use crate::backup::BackupError;
+        assert_eq!(BACKUP_CALLERS, [triad_daemon::tls::PeerRole::Coordinator]);
+        assert_eq!(
+            backup_status(BackupError::Busy).code(),
+            tonic::Code::FailedPrecondition
+        );
+        assert_eq!(
+            backup_status(BackupError::Busy).message(),
+            "a backup is already streaming from this node"
+        );
+        assert_eq!(
+            backup_status(BackupError::Refused("galera donor".into())).code(),
+            tonic::Code::FailedPrecondition
+        );
+        let failed = backup_status(BackupError::Command {
+            command: "tar --create".into(),
+            exit: crate::backup::Exit::Code(2),
+            stderr: "tar: Exiting with failure status".into(),
+        });
+        assert_eq!(failed.code(), tonic::Code::Internal);
+        assert_eq!(
+            failed.message(),
+            "tar --create failed (exit status 2): tar: Exiting with failure status"
+        );
+        let files = backup_chunk(crate::backup::Piece::Done(crate::backup::Done {
+            bytes: 10,
+            galera: None,
+        }));
+        assert_eq!(
+            files.chunk,
+            Some(v1::backup_chunk::Chunk::Done(v1::BackupDone {
+                bytes: 10,
+                galera_uuid: String::new(),
+                galera_seqno: -1,
+                gtid: String::new(),
+            }))
+        );
+    }
 
     #[test]
     fn job_lease_calls_are_the_coordinators_and_errors_keep_their_kind() {

@@ -10,6 +10,7 @@
 
 pub mod apache;
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod dbrouter;

@@ -53,6 +53,9 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         .with_app(agent.app())
         .with_db_router(agent.db_router())
         .with_jobs(agent.jobs())
+        .with_backups(Some(std::sync::Arc::new(
+            triad_agent::backup::Backups::production(&config),
+        )))
         .with_tls(tls.is_some())
         .into_server();
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -51,6 +51,10 @@ struct RawCoordinatorConfig {
     /// `[metrics]`: the Prometheus endpoint (read by [`MetricsConfig::load`]).
     #[serde(default)]
     metrics: RawMetrics,
+    /// `[backup]`: backups of the database and the files (read by
+    /// [`crate::backup::config::BackupConfig::load`]).
+    #[serde(default)]
+    backup: Option<crate::backup::config::RawBackup>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -245,6 +249,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     // `BalancerConfig::load` (kept out of `CoordinatorConfig` so its literals stay valid).
     crate::balancer::config::resolve(path, raw.balancer.as_ref())?;
     resolve_metrics(path, &raw.metrics)?;
+    crate::backup::config::resolve(path, raw.backup.as_ref())?;
     if seeds.is_empty() {
         return Err(invalid(
             "cluster.seeds",
@@ -745,6 +750,19 @@ insecure = true
         ),
         ("grpc", &["listen", "bogus"]),
         ("metrics", &["listen", "bogus"]),
+        (
+            "backup",
+            &[
+                "dir",
+                "key_file",
+                "schedule",
+                "keep_last",
+                "keep_daily",
+                "keep_weekly",
+                "part_size",
+                "bogus",
+            ],
+        ),
         ("galera", &["recovery", "grace", "nodes", "bogus"]),
         (
             "balancer",
@@ -933,6 +951,10 @@ insecure = true
                 serde_json::from_str::<String>(&quoted).unwrap_or(quoted)
             })
             .boxed(),
+            ("backup", "dir" | "key_file") => pick(&["/var/backups/triad", "relative", "/"]),
+            ("backup", "schedule") => pick(&["1d", "0 3 * * *", "often", ""]),
+            ("backup", "keep_last" | "keep_daily" | "keep_weekly") => ints(0, 12),
+            ("backup", "part_size") => pick(&["64MiB", "1MiB", "10KiB", "5GiB", "lots"]),
             ("balancer", "kind") => pick(&["none", "haproxy", "octavia"]),
             (_, "server_port" | "listener_port" | "member_port") => {
                 any::<u16>().prop_map(|p| p.to_string()).boxed()

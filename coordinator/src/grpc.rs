@@ -45,6 +45,8 @@ pub struct CoordinatorGrpc {
     /// The server runs mutual TLS with these files: callers are checked by their
     /// certificate's role (None: plaintext, asked for).
     tls: Option<triad_daemon::tls::TlsFiles>,
+    /// Backups (`[backup]`); `None`: not configured.
+    backups: Option<Arc<crate::backup::Backups>>,
 }
 
 /// The nodes whose certificate (from their gossip) expires within 30 days, soonest first:
@@ -132,6 +134,9 @@ pub const METHODS: &[(&str, Access)] = &[
     ("Maintenance", Access::Change),
     ("NodeDrain", Access::Change),
     ("VolumeResolve", Access::Change),
+    ("BackupNow", Access::Change),
+    ("BackupList", Access::Read),
+    ("BackupVerify", Access::Change),
 ];
 
 /// The roles that may call `method` (its last path segment); `None` for an unknown one.
@@ -216,6 +221,7 @@ impl CoordinatorGrpc {
             volume_resolver: None,
             events: None,
             tls: None,
+            backups: None,
         }
     }
 
@@ -276,6 +282,12 @@ impl CoordinatorGrpc {
         store: Arc<crate::maintenance::MaintenanceStore>,
     ) -> CoordinatorGrpc {
         self.maintenance = Some(store);
+        self
+    }
+
+    /// Offer backups (`BackupNow`, `BackupList`, `BackupVerify`) and their status.
+    pub fn with_backups(mut self, backups: Arc<crate::backup::Backups>) -> CoordinatorGrpc {
+        self.backups = Some(backups);
         self
     }
 
@@ -382,6 +394,7 @@ impl CoordinatorGrpc {
             .map(|a| a.removed.clone())
             .unwrap_or_default();
         let events = self.events.as_ref().map(|e| e.counts());
+        let backup = self.backups.as_ref().map(|b| b.sample());
         crate::metrics::snapshot(&crate::metrics::Sources {
             cluster: &self.coordinator.cluster_name,
             view: &view,
@@ -392,6 +405,13 @@ impl CoordinatorGrpc {
             volume: volume.as_ref(),
             autoscale: autoscale.as_ref(),
             events: events.as_ref(),
+            backup: backup.as_ref(),
+        })
+    }
+
+    fn backups(&self) -> Result<Arc<crate::backup::Backups>, Status> {
+        self.backups.clone().ok_or_else(|| {
+            ErrorKind::Refused.status("backups are not configured on this coordinator ([backup])")
         })
     }
 
@@ -533,6 +553,11 @@ impl CoordinatorGrpc {
                 removed: autoscale.removed,
             }
         });
+        if let Some(backups) = &self.backups {
+            let (line, section) = backups.status();
+            status.backup = line;
+            status.backup_section = Some(section);
+        }
         // nodes the autoscaler deleted linger in gossip as dead: not a degraded cluster
         if let Some(handle) = &self.autoscale {
             let removed = handle.removed();
@@ -558,6 +583,7 @@ fn balancer_status(status: &BalancerStatus) -> v1::BalancerStatus {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::ClusterEvent, Status>> + Send>>;
+type BackupStream = Pin<Box<dyn Stream<Item = Result<v1::BackupProgress, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl CoordinatorService for CoordinatorGrpc {
@@ -930,6 +956,68 @@ impl CoordinatorService for CoordinatorGrpc {
             state_dir,
             tx,
         ));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    type BackupNowStream = BackupStream;
+
+    async fn backup_now(
+        &self,
+        request: Request<v1::BackupNowRequest>,
+    ) -> Result<Response<Self::BackupNowStream>, Status> {
+        let who =
+            triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "BackupNow")?;
+        self.operator_event("backup-now", "backup now".to_string(), &who);
+        let backups = self.backups()?;
+        let who = who.map(|id| id.to_string());
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        // the backup goes on if the operator goes away; its end is in the timeline
+        tokio::spawn(async move {
+            if let Err(error) = backups.take(who, Some(tx.clone())).await {
+                let _ = tx.send(Err(error.status())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn backup_list(
+        &self,
+        _: Request<v1::BackupListRequest>,
+    ) -> Result<Response<v1::BackupListReply>, Status> {
+        let backups = self.backups()?;
+        let listed = backups.list().await.map_err(|e| e.status())?;
+        Ok(Response::new(v1::BackupListReply {
+            backups: listed.iter().map(crate::backup::info).collect(),
+            target: backups.describe_target(),
+        }))
+    }
+
+    type BackupVerifyStream = BackupStream;
+
+    async fn backup_verify(
+        &self,
+        request: Request<v1::BackupVerifyRequest>,
+    ) -> Result<Response<Self::BackupVerifyStream>, Status> {
+        let who = triad_daemon::tls::authorize(
+            &request,
+            self.tls.is_some(),
+            OPERATOR_ONLY,
+            "BackupVerify",
+        )?;
+        let id = request.into_inner().id;
+        self.operator_event("backup-verify", format!("backup verify {id}"), &who);
+        let backups = self.backups()?;
+        let who = who.map(|id| id.to_string());
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            if let Err(error) = backups.verify(&id, who, Some(tx.clone())).await {
+                let _ = tx.send(Err(error.status())).await;
+            }
+        });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

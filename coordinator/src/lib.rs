@@ -18,6 +18,7 @@ pub mod agent_client;
 pub mod app;
 pub mod app_run;
 pub mod autoscale;
+pub mod backup;
 pub mod balancer;
 pub mod cli;
 pub mod config;

@@ -156,6 +156,18 @@ pub struct Snapshot {
     pub autoscale: Option<AutoscaleSample>,
     /// Events recorded since the coordinator started, by kind (`None`: no timeline).
     pub events: Option<BTreeMap<String, u64>>,
+    /// `None` without `[backup]`.
+    pub backup: Option<BackupSample>,
+}
+
+/// Backups as `/metrics` shows them (from `crate::backup::Backups::sample`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BackupSample {
+    /// The newest complete backup: created (Unix seconds), bytes, stored bytes, seconds.
+    pub last: Option<(f64, u64, u64, f64)>,
+    /// The status warns (the last attempt failed, or the newest is older than allowed).
+    pub warning: bool,
+    pub running: bool,
 }
 
 /// What [`snapshot`] reads.
@@ -173,6 +185,7 @@ pub struct Sources<'a> {
     pub volume: Option<&'a VolumeStatus>,
     pub autoscale: Option<&'a AutoscaleStatus>,
     pub events: Option<&'a BTreeMap<String, u64>>,
+    pub backup: Option<&'a BackupSample>,
 }
 
 /// Take a snapshot; reads the coordinator's certificate file (so a renewed certificate
@@ -281,6 +294,7 @@ pub fn snapshot(sources: &Sources<'_>) -> Snapshot {
                 }),
         }),
         events: sources.events.cloned(),
+        backup: sources.backup.cloned(),
     }
 }
 
@@ -572,6 +586,40 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
             })),
         );
     }
+    if let Some(backup) = &snapshot.backup {
+        if let Some((created, bytes, stored, seconds)) = backup.last {
+            r.register(
+                "triad_backup_last_success_timestamp_seconds",
+                "When the newest complete backup was started (Unix seconds)",
+                float_gauge(created),
+            );
+            r.register(
+                "triad_backup_last_size_bytes",
+                "The newest complete backup: database and files, uncompressed",
+                gauge(nonnegative(bytes)),
+            );
+            r.register(
+                "triad_backup_last_stored_bytes",
+                "The newest complete backup as stored (compressed, encrypted)",
+                gauge(nonnegative(stored)),
+            );
+            r.register(
+                "triad_backup_last_duration_seconds",
+                "How long the newest complete backup took",
+                float_gauge(seconds),
+            );
+        }
+        r.register(
+            "triad_backup_warning",
+            "1 when the last backup attempt failed or the newest backup is older than the schedule allows",
+            gauge(flag(backup.warning)),
+        );
+        r.register(
+            "triad_backup_running",
+            "1 while a backup is being taken",
+            gauge(flag(backup.running)),
+        );
+    }
     if let Some(events) = &snapshot.events {
         let family = Family::<Labels, Counter>::default();
         for kind in [
@@ -581,6 +629,7 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
             "job",
             "autoscale",
             "operator",
+            "backup",
         ] {
             // every kind present from the start, so rate() sees the first one
             let _ = family.get_or_create(&labels(&[("kind", kind)]));
@@ -756,6 +805,7 @@ mod tests {
                 errors_total: 2,
             }),
             events: Some(BTreeMap::from([("node".to_string(), 4)])),
+            backup: None,
             ..Default::default()
         }
     }
@@ -1024,6 +1074,7 @@ mod tests {
             volume: None,
             autoscale: None,
             events: None,
+            backup: None,
         });
         assert!(snapshot.plaintext);
         // n2 has no certificate key; web-1 is dead and removed; n2, live, stays a node

@@ -361,6 +361,11 @@ fn rich_text() -> String {
             steps: BTreeMap::from([("warming", 1)]),
         }),
         events: Some(BTreeMap::from([("operator".to_string(), 2)])),
+        backup: Some(BackupSample {
+            last: Some((1_790_000_000.0, 1 << 30, 300 << 20, 95.5)),
+            warning: false,
+            running: true,
+        }),
         ..Default::default()
     };
     openmetrics_to_text(&render(&snapshot))

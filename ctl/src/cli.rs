@@ -219,11 +219,33 @@ pub enum CtlCommand {
         #[command(subcommand)]
         command: AppCommand,
     },
+    /// Backups of the database and the files ([backup] in the coordinator's config).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// The cluster PKI for mutual TLS: `pki init` makes the CA, `pki issue` certificates.
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup now: the database (mariadb-backup from one Synced core node, desynced
+    /// meanwhile) and then the volume's files, compressed, encrypted and stored in parts at
+    /// the target; progress is shown here. Leaving does not stop it (the timeline says how
+    /// it ended). Refused while another backup runs.
+    Now,
+    /// The complete backups at the target, oldest first.
+    List {
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Read every part of backup ID back and check it against its manifest (checksums,
+    /// decryption, decompression), without touching the cluster.
+    Verify { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,8 +11,8 @@ use triad_daemon::tls::PeerRole;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use triadctl::cli::{
-    AppCommand, CtlCli as Cli, CtlCommand as Command, OnOff, Output, PkiCommand, PkiRole,
-    SplitBrainPolicy, VolumeCommand, EXIT_COULD_NOT_ASK, EXIT_REFUSED,
+    AppCommand, BackupCommand, CtlCli as Cli, CtlCommand as Command, OnOff, Output, PkiCommand,
+    PkiRole, SplitBrainPolicy, VolumeCommand, EXIT_COULD_NOT_ASK, EXIT_REFUSED,
 };
 use triadctl::report::StatusReport;
 
@@ -129,6 +129,15 @@ fn main() -> ExitCode {
                 allow: allow.iter().map(ToString::to_string).collect(),
             },
         )),
+        Command::Backup { command } => match command {
+            BackupCommand::Now => runtime.block_on(backup_progress(&target, cli.timeout, None)),
+            BackupCommand::Verify { id } => {
+                runtime.block_on(backup_progress(&target, cli.timeout, Some(id)))
+            }
+            BackupCommand::List { output } => {
+                runtime.block_on(backup_list(&target, cli.timeout, output))
+            }
+        },
         Command::Pki { command } => run_pki(command),
     }
 }
@@ -313,6 +322,137 @@ async fn app_run(endpoint: &Target, timeout: Duration, request: v1::AppRunReques
         "app run {name}: the coordinator's stream ended without the run's exit (the coordinator's runs.jsonl records how it ended)"
     ))
     .exit()
+}
+
+/// `backup now` (`verify` None) and `backup verify ID`: progress on stderr as one line
+/// rewritten in place on a terminal (a line every 10 s otherwise), the result on stdout.
+async fn backup_progress(endpoint: &Target, timeout: Duration, verify: Option<String>) -> ExitCode {
+    use std::io::IsTerminal as _;
+    let what = match &verify {
+        Some(id) => format!("backup verify {id}"),
+        None => "backup now".to_string(),
+    };
+    let stream = async {
+        let mut client = client(endpoint, timeout, None).await?;
+        let reply = match verify.clone() {
+            Some(id) => client.backup_verify(v1::BackupVerifyRequest { id }).await,
+            None => client.backup_now(v1::BackupNowRequest {}).await,
+        };
+        reply
+            .map(|reply| reply.into_inner())
+            .map_err(|status| Failure::from_status(endpoint, &what, &status))
+    }
+    .await;
+    let mut stream = match stream {
+        Ok(stream) => stream,
+        Err(failure) => return failure.exit(),
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut printed = std::time::Instant::now() - Duration::from_secs(60);
+    let mut step = String::new();
+    let mut step_start = (std::time::Instant::now(), 0u64);
+    loop {
+        let progress = match stream.message().await {
+            Ok(Some(progress)) => progress,
+            Ok(None) => break,
+            Err(status) => {
+                if terminal {
+                    eprintln!();
+                }
+                return Failure::from_status(endpoint, &what, &status).exit();
+            }
+        };
+        if let Some(done) = progress.done {
+            if terminal {
+                eprintln!();
+            }
+            println!(
+                "{} {}: {} from {} (Galera {}:{}), {} stored in {} parts, {:.1}s",
+                if verify.is_some() {
+                    "verified"
+                } else {
+                    "backup"
+                },
+                done.id,
+                triadctl::report::bytes(done.plain_bytes),
+                done.node,
+                done.galera_uuid,
+                done.galera_seqno,
+                triadctl::report::bytes(done.stored_bytes),
+                done.parts,
+                started.elapsed().as_secs_f64()
+            );
+            return ExitCode::SUCCESS;
+        }
+        if progress.step != step {
+            if terminal && !step.is_empty() {
+                eprintln!();
+            }
+            step = progress.step.clone();
+            step_start = (std::time::Instant::now(), progress.bytes);
+        }
+        let secs = step_start.0.elapsed().as_secs_f64();
+        let rate = if secs > 0.5 {
+            (progress.bytes - step_start.1) as f64 / secs
+        } else {
+            0.0
+        };
+        let left = if progress.total > progress.bytes && rate > 0.0 {
+            format!(
+                ", {:.0}s left",
+                (progress.total - progress.bytes) as f64 / rate
+            )
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "{}: {}, {}/s{left} ({:.0}s)",
+            progress.message,
+            triadctl::report::bytes(progress.bytes),
+            triadctl::report::bytes(rate as u64),
+            started.elapsed().as_secs_f64()
+        );
+        if terminal {
+            eprint!("\r\x1b[K{line}");
+        } else if printed.elapsed() >= Duration::from_secs(10) {
+            printed = std::time::Instant::now();
+            eprintln!("{line}");
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+    Failure::CouldNotAsk(format!(
+        "{what}: the coordinator's stream ended without the result (`triadctl events` says how it ended)"
+    ))
+    .exit()
+}
+
+async fn backup_list(endpoint: &Target, timeout: Duration, output: Output) -> ExitCode {
+    let result = async {
+        client(
+            endpoint,
+            timeout,
+            Some(timeout.max(Duration::from_secs(30))),
+        )
+        .await?
+        .backup_list(v1::BackupListRequest {})
+        .await
+        .map(|reply| reply.into_inner())
+        .map_err(|status| Failure::from_status(endpoint, "backup list", &status))
+    }
+    .await;
+    match result {
+        Ok(reply) => {
+            match output {
+                Output::Json => println!("{}", triadctl::report::backups_json(&reply)),
+                Output::Text => print!("{}", triadctl::report::backups_text(&reply)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => failure.exit(),
+    }
 }
 
 async fn events(

@@ -36,6 +36,8 @@ pub struct StatusReport {
     pub jobs: Vec<JobReport>,
     /// Maintenance mode; null when off.
     pub maintenance: Option<MaintenanceReport>,
+    /// Backups; null when the coordinator has no `[backup]`.
+    pub backup: Option<BackupReport>,
     /// gRPC security.
     pub tls: TlsReport,
     pub nodes: Vec<NodeRow>,
@@ -116,6 +118,119 @@ pub fn event_line(event: &v1::TimelineEvent) -> String {
         line.push_str(&format!(" (by {})", event.who));
     }
     line
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackupReport {
+    /// The last backup, its age and the schedule, in a sentence.
+    pub status: String,
+    /// Where backups go ("dir /var/backups/triad").
+    pub target: String,
+    /// The schedule; null: on demand only.
+    pub schedule: Option<String>,
+    /// The newest complete backup; null when none.
+    pub last: Option<BackupSummary>,
+    /// The last attempt failed, or the newest backup is older than the schedule allows;
+    /// null when neither.
+    pub warning: Option<String>,
+    /// The step of the backup under way; null when none runs.
+    pub running: Option<String>,
+    /// Unix seconds of the next scheduled backup; null without a schedule.
+    pub next: Option<u64>,
+}
+
+/// One backup, as `backup list` and the status show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackupSummary {
+    pub id: String,
+    /// Unix milliseconds.
+    pub created: u64,
+    pub duration_ms: u64,
+    /// The node the database and files were read from.
+    pub node: String,
+    pub galera_uuid: String,
+    pub galera_seqno: i64,
+    /// Database and files, uncompressed.
+    pub bytes: u64,
+    /// As stored at the target (compressed, encrypted).
+    pub stored_bytes: u64,
+    pub parts: u32,
+    pub triad_version: String,
+}
+
+impl BackupSummary {
+    pub fn from_proto(b: &v1::BackupInfo) -> BackupSummary {
+        BackupSummary {
+            id: b.id.clone(),
+            created: b.created_unix_ms,
+            duration_ms: b.duration_ms,
+            node: b.node.clone(),
+            galera_uuid: b.galera_uuid.clone(),
+            galera_seqno: b.galera_seqno,
+            bytes: b.plain_bytes,
+            stored_bytes: b.stored_bytes,
+            parts: b.parts,
+            triad_version: b.triad_version.clone(),
+        }
+    }
+}
+
+/// "1.2 GiB", "340 MiB", "12 KiB", "512 B".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// `backup list`: one line per backup, oldest first, and where they are.
+pub fn backups_text(reply: &v1::BackupListReply) -> String {
+    let mut out = format!("{} backup(s) at {}\n", reply.backups.len(), reply.target);
+    if reply.backups.is_empty() {
+        return out;
+    }
+    out.push_str(&format!(
+        "{:<18} {:<24} {:<8} {:>10} {:>10} {:>6} {:>9}  {}\n",
+        "ID", "CREATED", "NODE", "SIZE", "STORED", "PARTS", "TOOK", "GALERA"
+    ));
+    for b in &reply.backups {
+        let created = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(b.created_unix_ms),
+        );
+        out.push_str(&format!(
+            "{:<18} {:<24} {:<8} {:>10} {:>10} {:>6} {:>8.1}s  {}:{}\n",
+            b.id,
+            created.to_string(),
+            b.node,
+            bytes(b.plain_bytes),
+            bytes(b.stored_bytes),
+            b.parts,
+            b.duration_ms as f64 / 1000.0,
+            b.galera_uuid,
+            b.galera_seqno
+        ));
+    }
+    out
+}
+
+/// `backup list -o json`: `{"target": ..., "backups": [...]}`.
+pub fn backups_json(reply: &v1::BackupListReply) -> String {
+    serde_json::json!({
+        "target": reply.target,
+        "backups": reply.backups.iter().map(BackupSummary::from_proto).collect::<Vec<_>>(),
+    })
+    .to_string()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -381,11 +496,24 @@ impl StatusReport {
             schema: STATUS_SCHEMA,
             cluster: status.cluster_name.clone(),
             coordinator_version: status.coordinator_version.clone(),
-            healthy: summary.nodes > 0 && summary.ready == summary.nodes && split_brain.is_empty(),
+            healthy: summary.nodes > 0
+                && summary.ready == summary.nodes
+                && split_brain.is_empty()
+                && status
+                    .backup_section
+                    .as_ref()
+                    .is_none_or(|b| b.warning.is_empty()),
             degraded: {
                 let mut degraded = degraded(&nodes);
                 if !split_brain.is_empty() {
                     degraded.push(format!("{} file(s) in split-brain", split_brain.len()));
+                }
+                if let Some(warning) = status
+                    .backup_section
+                    .as_ref()
+                    .filter(|b| !b.warning.is_empty())
+                {
+                    degraded.push(format!("backup: {}", warning.warning));
                 }
                 degraded
             },
@@ -433,6 +561,15 @@ impl StatusReport {
                 error: (!m.error.is_empty()).then(|| m.error.clone()),
                 bypass_cookie: (!m.bypass_cookie.is_empty()).then(|| m.bypass_cookie.clone()),
             }),
+            backup: status.backup_section.as_ref().map(|b| BackupReport {
+                status: status.backup.clone(),
+                target: b.target.clone(),
+                schedule: (!b.schedule.is_empty()).then(|| b.schedule.clone()),
+                last: b.last.as_ref().map(BackupSummary::from_proto),
+                warning: (!b.warning.is_empty()).then(|| b.warning.clone()),
+                running: (!b.running.is_empty()).then(|| b.running.clone()),
+                next: b.next_unix,
+            }),
             tls: TlsReport {
                 status: status.tls.clone(),
                 plaintext: tls.plaintext,
@@ -464,6 +601,7 @@ impl StatusReport {
             ("volume", self.volume.as_ref().map(|v| &v.status)),
             ("autoscale", self.autoscale.as_ref().map(|a| &a.status)),
             ("app", self.app.as_ref().map(|a| &a.status)),
+            ("backup", self.backup.as_ref().map(|b| &b.status)),
             ("tls", Some(&self.tls.status)),
         ];
         for (name, line) in lines {

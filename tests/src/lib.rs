@@ -10,6 +10,7 @@
 //! The measured recipe behind it is `shared/nspawn.md`; the service facts are `shared/testbed.md`.
 #![forbid(unsafe_code)]
 
+pub mod backups;
 pub mod bench_app;
 pub mod bench_autoscale;
 pub mod bench_partition;

@@ -132,6 +132,15 @@ pub const OPERATOR: &str = "lab-operator";
 pub const COORDINATOR_METRICS: &str = "127.0.0.1:9465";
 
 /// `<state>/pki`.
+/// The lab's backup key (an age identity) in [`lab_pki_dir`].
+pub const BACKUP_KEY: &str = "backup.key";
+
+/// Where the lab's backups go ([backup] dir): beside the lab's state, kept across labs
+/// (a backup is meant to outlive its cluster; `triad-lab down` leaves it).
+pub fn lab_backup_dir() -> PathBuf {
+    crate::host::state_dir().join("backups")
+}
+
 pub fn lab_pki_dir() -> PathBuf {
     crate::host::state_dir().join("pki")
 }
@@ -151,6 +160,13 @@ pub fn lab_pki() -> Result<PathBuf> {
         if !dir.join(format!("{name}.pem")).exists() {
             issue_cert(&dir, name, role, vec![])?;
         }
+    }
+    // the key the lab's backups are encrypted to ([backup] key_file), kept with the PKI so a
+    // backup outlives the lab that made it
+    let key = dir.join(BACKUP_KEY);
+    if !key.exists() {
+        triad_backup::key::BackupKey::generate_file(&key)
+            .map_err(|e| LabError::Other(format!("lab backup key: {e}")))?;
     }
     // `. <state>/pki/triadctl.env` lets an operator's shell run triadctl against the lab
     let env = dir.join("triadctl.env");
@@ -328,8 +344,10 @@ pub fn coordinator_config_with(tb: &Testbed, autoscale: Autoscale) -> String {
 {autoscale}\
 [balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\nmaintenance_map = \"{map}\"\nmaintenance_allow = \"{allow}\"\n\n\
 [metrics]\nlisten = \"{COORDINATOR_METRICS}\"\n\n\
+[backup]\ndir = \"{backups}\"\nkey_file = \"{pki}/{BACKUP_KEY}\"\n# small parts, so that the lab's backups have several\npart_size = \"1MiB\"\n\n\
 [tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/coordinator.pem\"\nkey = \"{pki}/coordinator.key\"\n",
         pki = lab_pki_dir().display(),
+        backups = lab_backup_dir().display(),
         state = tb.state.join("coordinator/state").display(),
         socket = tb.state.join("haproxy/admin.sock").display(),
         map = maintenance.0.display(),

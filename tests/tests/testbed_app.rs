@@ -3,8 +3,10 @@
 //! lab's HAProxy by a real browser (curl with a cookie jar): a login and its content, with
 //! an uploaded file, survive the crash of the node that served them and then a full outage
 //! of every node, with nobody touching the app; a PHP session survives its node's crash; a
-//! real Prometheus with the shipped alert rules fires TriadNodeDown for the crashed node. Real Galera, Gluster, Apache and HAProxy,
-//! driven by the agents and the coordinator.
+//! real Prometheus with the shipped alert rules fires TriadNodeDown for the crashed node; a
+//! backup taken while a reader runs (issue 19) holds the upload byte for byte and the post's
+//! row, and a corrupted part of it is refused by name. Real Galera, Gluster, Apache and
+//! HAProxy, driven by the agents and the coordinator.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use triad_tests::haproxy::LISTEN;
 use triad_tests::prometheus::Prometheus;
 use triad_tests::wait::{self, Poll};
 use triad_tests::wordpress::{self, Browser, Post, Upload};
-use triad_tests::{faults, http, triad, Testbed};
+use triad_tests::{backups, faults, http, triad, Testbed};
 
 /// A client loop without cookies (the balancer spreads it over every node, the crashed one
 /// too) reading the post; returns the failed requests.
@@ -107,6 +109,70 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
             "the balancer keeps a browser on one node"
         );
     }
+
+    // 1b. a backup while a reader loop runs (issue 19): listed, verified, holding the upload
+    // byte for byte and the post's row (its database part extracted, prepared and served by
+    // a standalone mariadbd on a node, what a restore starts with)
+    let stop = AtomicBool::new(false);
+    let t = Instant::now();
+    let (failed, made) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| reader_loop(&stop, &post));
+        let made = backups::now();
+        stop.store(true, Ordering::Relaxed);
+        (reader.join().expect("the reader loop"), made)
+    });
+    let id = made?;
+    eprintln!("[app] backup {id} made in {:.1?}", t.elapsed());
+    assert!(
+        failed.is_empty(),
+        "reader requests failed during the backup: {failed:?}"
+    );
+    let listed = backups::list()?;
+    let entry = listed["backups"]
+        .as_array()
+        .and_then(|all| all.iter().find(|b| b["id"] == id.as_str()))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("backup {id} is not in `backup list`: {listed}"))?;
+    eprintln!("[app] listed: {entry}");
+    assert!(entry["galera_seqno"].as_i64() > Some(0), "{entry}");
+    assert!(entry["parts"].as_u64() >= Some(3), "several parts: {entry}");
+    let verified = backups::verify_output(&id)?;
+    assert!(
+        verified.status.success(),
+        "backup verify {id}: {}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let unpacked = backups::unpack_files(&id, &tb.state)?;
+    let copy = std::fs::read(unpacked.join(upload.path.trim_start_matches('/')))?;
+    assert!(copy == bytes, "the upload in backup {id} differs");
+    let title = backups::query_database(
+        &tb.nodes[0],
+        &id,
+        &format!(
+            "SELECT post_title FROM {}.wp_posts WHERE ID = {}",
+            triad::APP_DATABASE,
+            post.id
+        ),
+    )?;
+    assert_eq!(title, post.title, "the post's row in backup {id}");
+    // one byte of a part flipped: verify refuses, naming the part (then the byte is put back)
+    let part = triad::lab_backup_dir().join(&id).join("files.00000");
+    let original = std::fs::read(&part)?;
+    let mut damaged = original.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(&part, &damaged)?;
+    let refused = backups::verify_output(&id);
+    std::fs::write(&part, &original)?;
+    let refused = refused?;
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        !refused.status.success() && said.contains("files.00000"),
+        "verify of a damaged part: {} {said}",
+        refused.status
+    );
+    eprintln!("[app] a damaged part is refused: {}", said.trim());
 
     // 2. crash the node that served the session while a reader loop runs
     let victim = tb.node(&home)?;

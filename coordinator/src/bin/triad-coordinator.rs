@@ -45,7 +45,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     let events = triad_coordinator::events::EventLog::open(&config.state_dir)
         .map_err(|e| anyhow::anyhow!("events: {e}"))?;
     let mut service = CoordinatorGrpc::new(coordinator.clone())
-        .with_events(events)
+        .with_events(events.clone())
         .with_tls(config.tls.clone())
         .with_state_dir(config.state_dir.clone())
         .with_maintenance(maintenance.clone());
@@ -149,6 +149,17 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("autoscale: {e}"))?;
         service =
             service.with_autoscale(autoscaler.spawn(coordinator.clone(), loops_stop_rx.clone()));
+    }
+    // backups (issue 19): on demand, and on the schedule when one is set
+    if let Some(backup) = triad_coordinator::backup::config::BackupConfig::load(&path)? {
+        let backups = triad_coordinator::backup::Backups::open(
+            backup,
+            config.cluster_name.clone(),
+            coordinator.clone(),
+            Some(events.clone()),
+        );
+        tokio::spawn(backups.clone().run_schedule(loops_stop_rx.clone()));
+        service = service.with_backups(backups);
     }
     service.spawn_timeline(coordinator.clone(), loops_stop_rx.clone());
     let metrics = start_metrics(&path, service.clone()).await;

@@ -13,18 +13,28 @@ use triad_daemon::shipped::{
 
 use super::{CoordinatorConfig, MetricsConfig, RawCoordinatorConfig};
 use crate::autoscale::config::ProviderSettings;
+use crate::backup::config::BackupConfig;
 use crate::balancer::config::{BalancerConfig, BalancerKind};
 
 const FILE: &str = "packaging/coordinator/coordinator.toml";
 const SHIPPED: &str = include_str!("../../../packaging/coordinator/coordinator.toml");
 
-/// What the coordinator runs with: its config, and the two sections the binary reads apart.
-fn parse(text: &str) -> Result<(CoordinatorConfig, BalancerConfig, MetricsConfig), String> {
+/// What the coordinator runs with.
+type Parsed = (
+    CoordinatorConfig,
+    BalancerConfig,
+    MetricsConfig,
+    Option<BackupConfig>,
+);
+
+/// What the coordinator runs with: its config, and the sections the binary reads apart.
+fn parse(text: &str) -> Result<Parsed, String> {
     let path = Path::new("coordinator.toml");
     let config = CoordinatorConfig::parse(path, text).map_err(|e| e.to_string())?;
     let balancer = BalancerConfig::parse(path, text).map_err(|e| e.to_string())?;
     let metrics = MetricsConfig::parse(path, text).map_err(|e| e.to_string())?;
-    Ok((config, balancer, metrics))
+    let backup = BackupConfig::parse(path, text).map_err(|e| e.to_string())?;
+    Ok((config, balancer, metrics, backup))
 }
 
 /// The shipped file uncommented by `uncomment`, with [tls]'s and the Nova provider's CA in
@@ -85,6 +95,9 @@ const NOT_DEFAULTS: &[&str] = &[
     "tls.ca",
     "tls.cert",
     "tls.key",
+    "backup.dir",
+    "backup.key_file",
+    "backup.schedule",
 ];
 
 #[test]
@@ -99,13 +112,14 @@ fn shipped_coordinator_toml_shows_the_defaults() {
     let example = uncommented(pki.path(), uncomment_examples);
     let variants = variants(&example);
     // the variants do read what they are for
-    let (_, balancer, _) = parse(&to_text(&variants[0])).unwrap();
+    let (_, balancer, _, backup) = parse(&to_text(&variants[0])).unwrap();
     assert!(
         matches!(balancer.kind, BalancerKind::Haproxy(_)),
         "{balancer:?}"
     );
+    assert!(backup.is_some(), "the example has [backup]");
     for (variant, provider) in [(1, "exec"), (2, "nova")] {
-        let (config, balancer, _) =
+        let (config, balancer, _, _) =
             parse(&to_text(&variants[variant])).unwrap_or_else(|e| panic!("{provider}: {e}"));
         assert!(
             matches!(balancer.kind, BalancerKind::Octavia { .. }),
@@ -157,7 +171,7 @@ fn shipped_coordinator_toml_alternatives_are_accepted() {
         remove_key(&mut insecure, key).unwrap();
     }
     set_key(&mut insecure, "tls.insecure", alternative("tls.insecure"));
-    let (config, _, _) = accepted(&insecure, "tls.insecure");
+    let (config, _, _, _) = accepted(&insecure, "tls.insecure");
     assert_eq!(config.tls, None);
 
     // the .deb's URL instead of an apt source

@@ -508,6 +508,43 @@ pub struct RunOnceRequest {
     #[prost(uint64, tag = "4")]
     pub timeout_ms: u64,
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupStreamRequest {
+    #[prost(enumeration = "BackupKind", tag = "1")]
+    pub kind: i32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupChunk {
+    #[prost(oneof = "backup_chunk::Chunk", tags = "1, 2")]
+    pub chunk: ::core::option::Option<backup_chunk::Chunk>,
+}
+/// Nested message and enum types in `BackupChunk`.
+pub mod backup_chunk {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Chunk {
+        /// The next bytes of the part, in order.
+        #[prost(bytes, tag = "1")]
+        Data(::prost::alloc::vec::Vec<u8>),
+        /// The part is complete: nothing follows.
+        #[prost(message, tag = "2")]
+        Done(super::BackupDone),
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupDone {
+    /// Bytes sent in `data` chunks.
+    #[prost(uint64, tag = "1")]
+    pub bytes: u64,
+    /// DATABASE: the Galera position the backup holds, read from the xtrabackup_galera_info
+    /// file inside the stream as it passed (empty and -1 for FILES).
+    #[prost(string, tag = "2")]
+    pub galera_uuid: ::prost::alloc::string::String,
+    #[prost(int64, tag = "3")]
+    pub galera_seqno: i64,
+    /// DATABASE: the GTID mariadb-backup recorded with it, when it did.
+    #[prost(string, tag = "4")]
+    pub gtid: ::prost::alloc::string::String,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ServiceAction {
@@ -571,6 +608,37 @@ impl AppDatabaseOutcome {
             "APP_DATABASE_OUTCOME_CREATED" => Some(Self::Created),
             "APP_DATABASE_OUTCOME_PRESENT" => Some(Self::Present),
             "APP_DATABASE_OUTCOME_CONFLICT" => Some(Self::Conflict),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum BackupKind {
+    Unspecified = 0,
+    /// mariadb-backup --backup --stream=xbstream --galera-info.
+    Database = 1,
+    /// tar of the volume's mount (the docroot).
+    Files = 2,
+}
+impl BackupKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "BACKUP_KIND_UNSPECIFIED",
+            Self::Database => "BACKUP_KIND_DATABASE",
+            Self::Files => "BACKUP_KIND_FILES",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "BACKUP_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "BACKUP_KIND_DATABASE" => Some(Self::Database),
+            "BACKUP_KIND_FILES" => Some(Self::Files),
             _ => None,
         }
     }
@@ -1077,6 +1145,35 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "RunOnce"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// One part of a backup (issue 19), streamed as it is made: the database (mariadb-backup's
+        /// xbstream, taken only on a core node Synced in a Primary component, desynced from flow
+        /// control for the duration) or the volume's files (a tar of the mounted docroot). The
+        /// stream ends with a `done` chunk; anything else (an error status, a cut stream) means the
+        /// part failed. A caller that leaves stops the command. Coordinator certificates only.
+        pub async fn backup_stream(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BackupStreamRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::BackupChunk>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/BackupStream",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "BackupStream"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1214,6 +1311,24 @@ pub mod agent_service_server {
             &self,
             request: tonic::Request<super::RunOnceRequest>,
         ) -> std::result::Result<tonic::Response<Self::RunOnceStream>, tonic::Status>;
+        /// Server streaming response type for the BackupStream method.
+        type BackupStreamStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::BackupChunk, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// One part of a backup (issue 19), streamed as it is made: the database (mariadb-backup's
+        /// xbstream, taken only on a core node Synced in a Primary component, desynced from flow
+        /// control for the duration) or the volume's files (a tar of the mounted docroot). The
+        /// stream ends with a `done` chunk; anything else (an error status, a cut stream) means the
+        /// part failed. A caller that leaves stops the command. Coordinator certificates only.
+        async fn backup_stream(
+            &self,
+            request: tonic::Request<super::BackupStreamRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::BackupStreamStream>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct AgentServiceServer<T> {
@@ -2055,6 +2170,52 @@ pub mod agent_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/triad.v1.AgentService/BackupStream" => {
+                    #[allow(non_camel_case_types)]
+                    struct BackupStreamSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::ServerStreamingService<super::BackupStreamRequest>
+                    for BackupStreamSvc<T> {
+                        type Response = super::BackupChunk;
+                        type ResponseStream = T::BackupStreamStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BackupStreamRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::backup_stream(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BackupStreamSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
@@ -2147,6 +2308,34 @@ pub struct ClusterStatus {
     /// Maintenance mode; absent when off.
     #[prost(message, optional, tag = "17")]
     pub maintenance: ::core::option::Option<MaintenanceSection>,
+    /// Backups (`\[backup\]`): the last one made, its age, and what is wrong, in a sentence;
+    /// empty when not configured.
+    #[prost(string, tag = "18")]
+    pub backup: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "19")]
+    pub backup_section: ::core::option::Option<BackupSection>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupSection {
+    /// Where backups go ("dir /var/backups/triad").
+    #[prost(string, tag = "1")]
+    pub target: ::prost::alloc::string::String,
+    /// "every 1d" or the crontab line; empty: on demand only.
+    #[prost(string, tag = "2")]
+    pub schedule: ::prost::alloc::string::String,
+    /// The newest complete backup made by this coordinator or found at the target.
+    #[prost(message, optional, tag = "3")]
+    pub last: ::core::option::Option<BackupInfo>,
+    /// The last attempt failed (why), or the newest backup is older than the schedule
+    /// allows; empty when neither.
+    #[prost(string, tag = "4")]
+    pub warning: ::prost::alloc::string::String,
+    /// A backup is being taken now: its step ("database from n2").
+    #[prost(string, tag = "5")]
+    pub running: ::prost::alloc::string::String,
+    /// Unix seconds of the next scheduled backup; absent without a schedule.
+    #[prost(uint64, optional, tag = "6")]
+    pub next_unix: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct MaintenanceSection {
@@ -2476,6 +2665,65 @@ pub struct TimelineEvent {
     /// Who asked (certificate name and role), for operator commands; empty otherwise.
     #[prost(string, tag = "5")]
     pub who: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupNowRequest {}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupListRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupVerifyRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupProgress {
+    /// "database", "files", "verify", ...: the step under way.
+    #[prost(string, tag = "1")]
+    pub step: ::prost::alloc::string::String,
+    /// Bytes of the step so far (plaintext), and its expected total when known (0: unknown).
+    #[prost(uint64, tag = "2")]
+    pub bytes: u64,
+    #[prost(uint64, tag = "3")]
+    pub total: u64,
+    /// A sentence for people ("taking the database from n2, desynced").
+    #[prost(string, tag = "4")]
+    pub message: ::prost::alloc::string::String,
+    /// Set on the last message: the backup made or verified.
+    #[prost(message, optional, tag = "5")]
+    pub done: ::core::option::Option<BackupInfo>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupInfo {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub created_unix_ms: u64,
+    #[prost(uint64, tag = "3")]
+    pub duration_ms: u64,
+    /// The node the database and files were read from.
+    #[prost(string, tag = "4")]
+    pub node: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub galera_uuid: ::prost::alloc::string::String,
+    #[prost(int64, tag = "6")]
+    pub galera_seqno: i64,
+    /// Plaintext bytes (database + files) and bytes stored at the target.
+    #[prost(uint64, tag = "7")]
+    pub plain_bytes: u64,
+    #[prost(uint64, tag = "8")]
+    pub stored_bytes: u64,
+    #[prost(uint32, tag = "9")]
+    pub parts: u32,
+    #[prost(string, tag = "10")]
+    pub triad_version: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BackupListReply {
+    #[prost(message, repeated, tag = "1")]
+    pub backups: ::prost::alloc::vec::Vec<BackupInfo>,
+    /// Where they are ("dir /var/backups/triad").
+    #[prost(string, tag = "2")]
+    pub target: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -2821,6 +3069,84 @@ pub mod coordinator_service_client {
                 .insert(GrpcMethod::new("triad.v1.CoordinatorService", "VolumeResolve"));
             self.inner.unary(req, path, codec).await
         }
+        /// `triadctl backup now`: a backup of the database and the files to the configured target,
+        /// progress streamed, ending with the backup's summary (operators only; recorded in the
+        /// timeline). Refused while another backup runs.
+        pub async fn backup_now(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BackupNowRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::BackupProgress>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/BackupNow",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "BackupNow"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// `triadctl backup list`: the complete backups at the target, oldest first (viewers too).
+        pub async fn backup_list(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BackupListRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BackupListReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/BackupList",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "BackupList"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// `triadctl backup verify ID`: every part read back and checked against the manifest
+        /// (checksums, decryption, decompression) without touching the cluster; operators only.
+        pub async fn backup_verify(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BackupVerifyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::BackupProgress>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/BackupVerify",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "BackupVerify"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2911,6 +3237,39 @@ pub mod coordinator_service_server {
             request: tonic::Request<super::VolumeResolveRequest>,
         ) -> std::result::Result<
             tonic::Response<super::VolumeResolveReply>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the BackupNow method.
+        type BackupNowStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::BackupProgress, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// `triadctl backup now`: a backup of the database and the files to the configured target,
+        /// progress streamed, ending with the backup's summary (operators only; recorded in the
+        /// timeline). Refused while another backup runs.
+        async fn backup_now(
+            &self,
+            request: tonic::Request<super::BackupNowRequest>,
+        ) -> std::result::Result<tonic::Response<Self::BackupNowStream>, tonic::Status>;
+        /// `triadctl backup list`: the complete backups at the target, oldest first (viewers too).
+        async fn backup_list(
+            &self,
+            request: tonic::Request<super::BackupListRequest>,
+        ) -> std::result::Result<tonic::Response<super::BackupListReply>, tonic::Status>;
+        /// Server streaming response type for the BackupVerify method.
+        type BackupVerifyStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::BackupProgress, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// `triadctl backup verify ID`: every part read back and checked against the manifest
+        /// (checksums, decryption, decompression) without touching the cluster; operators only.
+        async fn backup_verify(
+            &self,
+            request: tonic::Request<super::BackupVerifyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::BackupVerifyStream>,
             tonic::Status,
         >;
     }
@@ -3396,6 +3755,145 @@ pub mod coordinator_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/BackupNow" => {
+                    #[allow(non_camel_case_types)]
+                    struct BackupNowSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::ServerStreamingService<super::BackupNowRequest>
+                    for BackupNowSvc<T> {
+                        type Response = super::BackupProgress;
+                        type ResponseStream = T::BackupNowStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BackupNowRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::backup_now(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BackupNowSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/BackupList" => {
+                    #[allow(non_camel_case_types)]
+                    struct BackupListSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::UnaryService<super::BackupListRequest>
+                    for BackupListSvc<T> {
+                        type Response = super::BackupListReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BackupListRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::backup_list(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BackupListSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/BackupVerify" => {
+                    #[allow(non_camel_case_types)]
+                    struct BackupVerifySvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::ServerStreamingService<super::BackupVerifyRequest>
+                    for BackupVerifySvc<T> {
+                        type Response = super::BackupProgress;
+                        type ResponseStream = T::BackupVerifyStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BackupVerifyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::backup_verify(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BackupVerifySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
