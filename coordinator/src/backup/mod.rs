@@ -600,7 +600,7 @@ impl Backups {
         let manifest = verifying
             .await
             .map_err(|e| BackupError::failed(format!("verifying backup {id}: {e}")))?
-            .map_err(|e| BackupError::failed(format!("backup {id}: {e}")))?;
+            .map_err(|e| BackupError::failed(e.to_string()))?;
         let checked = info(&manifest);
         self.record(
             "verify",
