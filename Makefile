@@ -6,7 +6,7 @@ CARGO ?= cargo
 # (`triad::cargo_build` runs the same `cargo build --bins`).
 LAB = $(or $(CARGO_TARGET_DIR),target)/debug/triad-lab
 
-.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition bench-app bench-scaleout deb
+.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition bench-app bench-scaleout bench-backup deb
 
 all: build
 
@@ -92,3 +92,7 @@ bench-app: deps build
 ## Scale-out with a 2 GiB app database: a Galera-member web node (state transfer) vs a stateless one.
 bench-scaleout: deps build
 	$(LAB) bench-scaleout --db-mib 2048
+
+## Backups: a Triad backup beside mariadb-backup | zstd and tar | zstd on the same node, app latency during it (issue 19).
+bench-backup: deps build deb
+	$(LAB) bench-backup --db-mib 512 --files-mib 256

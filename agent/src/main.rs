@@ -60,7 +60,12 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         .into_server();
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grpc = tokio::spawn(triad_daemon::tls::serve(
-        tonic::transport::Server::builder().add_service(service),
+        // HTTP/2 pings: a coordinator that vanished mid-stream (a backup) is noticed in
+        // seconds, so the node's command stops and its desync is lifted
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
+            .add_service(service),
         grpc_listener,
         tls.clone(),
         async {

@@ -8,7 +8,7 @@
 //! renames `<id>.partial` to `<id>` and fsyncs the root (so the rename is). A crash at any
 //! point leaves either the complete backup or a `.partial` that is never listed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
@@ -206,47 +206,7 @@ struct DirUpload {
 impl DirUpload {
     /// Refuses a manifest that would describe something other than what was written.
     fn check_matches(&self, manifest: &Manifest) -> Result<(), Error> {
-        let mismatch = |detail: String| Error::CommitMismatch {
-            id: self.id,
-            detail,
-        };
-        if manifest.id != self.id {
-            return Err(mismatch(format!(
-                "the manifest is of backup {}",
-                manifest.id
-            )));
-        }
-        manifest
-            .check_structure()
-            .map_err(|source| Error::Manifest {
-                id: self.id,
-                source,
-            })?;
-        let mut named = BTreeSet::new();
-        for part in manifest.streams.iter().flat_map(|stream| &stream.parts) {
-            match self.written.get(&part.file) {
-                None => return Err(mismatch(format!("part {} was never put", part.file))),
-                Some(&bytes) if bytes != part.bytes => {
-                    return Err(mismatch(format!(
-                        "part {} was put with {bytes} bytes, the manifest says {}",
-                        part.file, part.bytes
-                    )));
-                }
-                Some(_) => {
-                    named.insert(part.file.as_str());
-                }
-            }
-        }
-        if let Some(extra) = self
-            .written
-            .keys()
-            .find(|file| !named.contains(file.as_str()))
-        {
-            return Err(mismatch(format!(
-                "part {extra} was put but the manifest does not name it"
-            )));
-        }
-        Ok(())
+        crate::target::check_commit(self.id, &self.written, manifest)
     }
 }
 

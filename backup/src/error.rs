@@ -45,6 +45,13 @@ pub enum Error {
     },
     #[error("backup {id}: manifest.json: {source}")]
     Manifest { id: BackupId, source: ManifestError },
+    /// A call to a remote target (an object store) failed; `what` says which.
+    #[error("{target}: {what}: {message}")]
+    Remote {
+        target: String,
+        what: String,
+        message: String,
+    },
     #[error("{file:?} is not a part's file name (database.00000, files.00012, ...)")]
     PartName { file: String },
     #[error("backup {id}: not committed: the manifest does not match the parts written: {detail}")]

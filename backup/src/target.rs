@@ -8,6 +8,7 @@
 //!
 //! [`DirTarget`]: crate::dir::DirTarget
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use crate::error::Error;
@@ -72,11 +73,52 @@ pub trait Upload: Send {
 
 /// Refuses a part name other than `{stream}.{seq:05}`, so that no name given to a target
 /// can reach outside a backup's directory or over its manifest.
-pub(crate) fn check_part_file(file: &str) -> Result<(), Error> {
+pub fn check_part_file(file: &str) -> Result<(), Error> {
     match parse_part_file(file) {
         Some(_) => Ok(()),
         None => Err(Error::PartName {
             file: file.to_owned(),
         }),
     }
+}
+
+/// Refuses a manifest that would describe something other than what an upload wrote:
+/// another backup, an inconsistent one, a part never put or put with another size, or a
+/// part put that it does not name. Every target's `commit` runs it first.
+pub fn check_commit(
+    id: BackupId,
+    written: &BTreeMap<String, u64>,
+    manifest: &Manifest,
+) -> Result<(), Error> {
+    let mismatch = |detail: String| Error::CommitMismatch { id, detail };
+    if manifest.id != id {
+        return Err(mismatch(format!(
+            "the manifest is of backup {}",
+            manifest.id
+        )));
+    }
+    manifest
+        .check_structure()
+        .map_err(|source| Error::Manifest { id, source })?;
+    let mut named = BTreeSet::new();
+    for part in manifest.streams.iter().flat_map(|stream| &stream.parts) {
+        match written.get(&part.file) {
+            None => return Err(mismatch(format!("part {} was never put", part.file))),
+            Some(&bytes) if bytes != part.bytes => {
+                return Err(mismatch(format!(
+                    "part {} was put with {bytes} bytes, the manifest says {}",
+                    part.file, part.bytes
+                )));
+            }
+            Some(_) => {
+                named.insert(part.file.as_str());
+            }
+        }
+    }
+    if let Some(extra) = written.keys().find(|file| !named.contains(file.as_str())) {
+        return Err(mismatch(format!(
+            "part {extra} was put but the manifest does not name it"
+        )));
+    }
+    Ok(())
 }

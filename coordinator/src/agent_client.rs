@@ -81,6 +81,29 @@ pub async fn connect(
     connect_timeout: Duration,
     call_timeout: Duration,
 ) -> Result<AgentServiceClient<tonic::transport::Channel>, AgentError> {
+    connect_with(node, grpc, connect_timeout, call_timeout, None).await
+}
+
+/// [`connect`] for a long stream (a backup): HTTP/2 pings every `keepalive`, so a node
+/// that vanished without a reset (a crash, a cut) ends the call after about two
+/// `keepalive`s instead of TCP's many minutes.
+pub async fn connect_streaming(
+    node: &str,
+    grpc: SocketAddr,
+    connect_timeout: Duration,
+    call_timeout: Duration,
+    keepalive: Duration,
+) -> Result<AgentServiceClient<tonic::transport::Channel>, AgentError> {
+    connect_with(node, grpc, connect_timeout, call_timeout, Some(keepalive)).await
+}
+
+async fn connect_with(
+    node: &str,
+    grpc: SocketAddr,
+    connect_timeout: Duration,
+    call_timeout: Duration,
+    keepalive: Option<Duration>,
+) -> Result<AgentServiceClient<tonic::transport::Channel>, AgentError> {
     let unavailable = |message: String| AgentError::new(node, ErrorKind::Unavailable, message);
     let tls = TLS.get().cloned().flatten();
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -92,6 +115,13 @@ pub async fn connect(
         Some(call_timeout),
     )
     .map_err(|message| AgentError::new(node, ErrorKind::Failed, message))?;
+    let endpoint = match keepalive {
+        Some(every) => endpoint
+            .http2_keep_alive_interval(every)
+            .keep_alive_timeout(every)
+            .keep_alive_while_idle(true),
+        None => endpoint,
+    };
     let channel = endpoint.connect().await.map_err(|e| {
         unavailable(format!(
             "cannot reach the agent of {node} at {grpc}: {}",

@@ -763,6 +763,7 @@ insecure = true
                 "bogus",
             ],
         ),
+        ("backup.swift", &["cloud", "container", "bogus"]),
         ("galera", &["recovery", "grace", "nodes", "bogus"]),
         (
             "balancer",
@@ -954,6 +955,8 @@ insecure = true
             ("backup", "dir" | "key_file") => pick(&["/var/backups/triad", "relative", "/"]),
             ("backup", "schedule") => pick(&["1d", "0 3 * * *", "often", ""]),
             ("backup", "keep_last" | "keep_daily" | "keep_weekly") => ints(0, 12),
+            ("backup.swift", "cloud") => pick(&["fake", ""]),
+            ("backup.swift", "container") => pick(&["triad-backups", "a/b", ""]),
             ("backup", "part_size") => pick(&["64MiB", "1MiB", "10KiB", "5GiB", "lots"]),
             ("balancer", "kind") => pick(&["none", "haproxy", "octavia"]),
             (_, "server_port" | "listener_port" | "member_port") => {

@@ -39,6 +39,8 @@ const LAB_PACKAGES: &[&str] = &[
     // a coordinator node's local balancer (testbed_packaging: the coordinator .deb driving
     // it through Debian's admin socket) and the agent's database endpoint; disabled below
     "haproxy",
+    // bench-backup's plain baseline on a node (mariadb-backup | zstd, tar | zstd)
+    "zstd",
     // the lab's real app (tests/src/wordpress.rs): copied from the package onto the volume
     "wordpress",
     "wordpress-theme-twentytwentythree",

@@ -5,7 +5,8 @@
 //! of every node, with nobody touching the app; a PHP session survives its node's crash; a
 //! real Prometheus with the shipped alert rules fires TriadNodeDown for the crashed node; a
 //! backup taken while a reader runs (issue 19) holds the upload byte for byte and the post's
-//! row, and a corrupted part of it is refused by name. Real Galera, Gluster, Apache and
+//! row, and a corrupted part of it is refused by name; one whose command dies midway is
+//! failed and never listed. Real Galera, Gluster, Apache and
 //! HAProxy, driven by the agents and the coordinator.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +67,21 @@ fn wait_content(
     )?)
 }
 
+/// A tar that stops after 3 MB and exits 2: a backup's files command dying midway.
+const BROKEN_TAR: &str = "#!/bin/sh\n# testbed_app: a tar that dies midway\n/usr/bin/tar \"$@\" | head -c 3000000\nexit 2\n";
+
+/// The ids `triadctl backup list` shows.
+fn backup_ids() -> anyhow::Result<Vec<String>> {
+    Ok(backups::list()?["backups"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|b| b["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 #[test]
 fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_full_outage(
 ) -> anyhow::Result<()> {
@@ -113,6 +129,47 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
     // 1b. a backup while a reader loop runs (issue 19): listed, verified, holding the upload
     // byte for byte and the post's row (its database part extracted, prepared and served by
     // a standalone mariadbd on a node, what a restore starts with)
+    // first one whose files command dies midway (a tar first on the nodes' PATH that stops
+    // after 3 MB): it fails naming the command, nothing of it is listed or left partial,
+    // no node stays desynced, and the backup after it is whole
+    let listed_before = backup_ids()?;
+    for n in &tb.nodes {
+        n.write_file("/usr/local/bin/tar", BROKEN_TAR)?;
+        n.exec(&["chmod", "0755", "/usr/local/bin/tar"])?;
+    }
+    let broken = backups::now_output();
+    for n in &tb.nodes {
+        n.exec(&["rm", "-f", "/usr/local/bin/tar"])?;
+    }
+    let broken = broken?;
+    let said = String::from_utf8_lossy(&broken.stderr).to_string();
+    eprintln!("[app] a backup whose tar dies: {}", said.trim());
+    assert!(
+        !broken.status.success() && said.contains("tar") && said.contains("exit status 2"),
+        "a backup whose tar dies midway: {} {said}",
+        broken.status
+    );
+    assert_eq!(
+        backup_ids()?,
+        listed_before,
+        "a failed backup is not listed"
+    );
+    let partial: Vec<String> = std::fs::read_dir(triad::lab_backup_dir())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
+    assert!(partial.is_empty(), "a failed backup left {partial:?}");
+    for n in &tb.nodes {
+        let desync = n.exec(&["mariadb", "-N", "-e", "SELECT @@GLOBAL.wsrep_desync"])?;
+        assert_eq!(
+            desync.trim(),
+            "0",
+            "{} desynced after a failed backup",
+            n.name
+        );
+    }
+
     let stop = AtomicBool::new(false);
     let t = Instant::now();
     let (failed, made) = std::thread::scope(|scope| {

@@ -427,17 +427,33 @@ impl Backups {
     }
 
     /// Production: the `mariadb` client, mariadb-backup and tar of this node.
+    /// A desync an earlier agent process left (its marker in the state directory) is
+    /// lifted once mysqld answers (tried for 2 minutes; a restarted mysqld is not desynced).
     pub fn production(config: &crate::config::AgentConfig) -> Backups {
+        let host = Arc::new(LocalBackupHost {
+            socket: config.galera.socket.clone(),
+            temp_root: PathBuf::from(TEMP_ROOT),
+            marker: config.state_dir.join(DESYNC_MARKER),
+        });
+        if host.marker.exists() {
+            let left = host.clone();
+            tokio::spawn(async move {
+                for _ in 0..12 {
+                    match left.desynced().await {
+                        Ok(_) => return,
+                        Err(error) => tracing::debug!("the backup's left desync: {error}"),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                }
+            });
+        }
         Backups::new(
             BackupSettings {
                 node_id: config.node_id.clone(),
                 socket: config.galera.socket.clone(),
                 docroot: config.mount.docroot.clone(),
             },
-            Arc::new(LocalBackupHost {
-                socket: config.galera.socket.clone(),
-                temp_root: PathBuf::from(TEMP_ROOT),
-            }),
+            host,
         )
     }
 
@@ -794,6 +810,23 @@ pub struct LocalBackupHost {
     pub socket: PathBuf,
     /// Where temporary directories are made.
     pub temp_root: PathBuf,
+    /// Written before this agent desyncs the node, removed once the desync is lifted: a
+    /// desync found ON with the marker present was left by an agent process that died
+    /// mid-backup (SIGKILL, a crash), and is lifted; without it, it is an operator's.
+    pub marker: PathBuf,
+}
+
+/// The marker's name in the agent's state directory.
+pub const DESYNC_MARKER: &str = "backup-desync";
+
+impl LocalBackupHost {
+    fn forget_marker(&self) {
+        if let Err(error) = std::fs::remove_file(&self.marker) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(marker = %self.marker.display(), "removing the backup's desync marker: {error}");
+            }
+        }
+    }
 }
 
 impl LocalBackupHost {
@@ -832,16 +865,37 @@ impl BackupHost for LocalBackupHost {
     async fn desynced(&self) -> Result<bool, HostError> {
         const QUERY: &str = "SELECT @@GLOBAL.wsrep_desync";
         let output = self.root_sql(QUERY).await?;
-        parse_desynced(&output).ok_or_else(|| {
+        let desynced = parse_desynced(&output).ok_or_else(|| {
             HostError::new(
                 format!("mariadb -e '{QUERY}'"),
                 format!("unexpected answer {:?}", output.trim()),
             )
-        })
+        })?;
+        if desynced && self.marker.exists() {
+            // ours, left by an agent process that died mid-backup: lift it
+            tracing::warn!(
+                "a backup of an earlier agent process left this node desynced: lifting it"
+            );
+            self.set_desync(false).await?;
+            return Ok(false);
+        }
+        if !desynced {
+            self.forget_marker();
+        }
+        Ok(desynced)
     }
 
     async fn set_desync(&self, on: bool) -> Result<(), HostError> {
-        self.root_sql(desync_statement(on)).await.map(drop)
+        if on {
+            std::fs::write(&self.marker, b"desynced by a backup\n").map_err(|e| {
+                HostError::new(format!("writing {}", self.marker.display()), e.to_string())
+            })?;
+        }
+        self.root_sql(desync_statement(on)).await?;
+        if !on {
+            self.forget_marker();
+        }
+        Ok(())
     }
 
     fn lift_desync_blocking(&self) -> Result<(), HostError> {
@@ -857,6 +911,7 @@ impl BackupHost for LocalBackupHost {
             .output()
             .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
         if output.status.success() {
+            self.forget_marker();
             Ok(())
         } else {
             Err(HostError::new(

@@ -3,7 +3,11 @@
 //!
 //! ```toml
 //! [backup]
-//! dir = "/var/backups/triad"               # the target: a directory (local or mounted)
+//! dir = "/var/backups/triad"               # the target: a directory (local or mounted),
+//!                                          # or [backup.swift] below
+//! [backup.swift]
+//! cloud = "mycloud"                        # clouds.yaml entry (else OS_CLOUD / the only one)
+//! container = "triad-backups"              # made when missing
 //! key_file = "/etc/triad/backup.key"       # an age identity (age-keygen), root-only
 //! schedule = "1d"                          # interval or crontab line (UTC); default none
 //! keep_last = 7
@@ -27,8 +31,10 @@ use triad_jobs::schedule::Schedule;
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
-    /// The target directory (required).
+    /// The target directory (this or `[backup.swift]`).
     dir: Option<String>,
+    /// `[backup.swift]`: an OpenStack Swift container instead of a directory.
+    swift: Option<RawSwift>,
     /// The age identity file the backups are encrypted to (required).
     key_file: Option<String>,
     /// An interval ("1d") or a five-field crontab line in UTC; default: on demand only.
@@ -43,10 +49,42 @@ pub struct RawBackup {
     part_size: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawSwift {
+    /// The clouds.yaml entry (default: OS_CLOUD, or the only cloud).
+    cloud: Option<String>,
+    /// The container (default "triad-backups"), made when missing.
+    container: Option<String>,
+}
+
+/// Where backups go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetConfig {
+    Dir(PathBuf),
+    Swift {
+        cloud: Option<String>,
+        container: String,
+    },
+}
+
+impl TargetConfig {
+    /// "dir /var/backups/triad", "swift mycloud/triad-backups".
+    pub fn describe(&self) -> String {
+        match self {
+            TargetConfig::Dir(dir) => format!("dir {}", dir.display()),
+            TargetConfig::Swift { cloud, container } => format!(
+                "swift {}/{container}",
+                cloud.as_deref().unwrap_or("(default cloud)")
+            ),
+        }
+    }
+}
+
 /// `[backup]` as validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupConfig {
-    pub dir: PathBuf,
+    pub target: TargetConfig,
     pub key_file: PathBuf,
     pub schedule: Option<Schedule>,
     pub retention: triad_backup::retention::Policy,
@@ -117,11 +155,36 @@ pub fn resolve(path: &Path, raw: Option<&RawBackup>) -> Result<Option<BackupConf
         }
         Ok(PathBuf::from(text))
     };
-    let dir = absolute(
-        "backup.dir",
-        &raw.dir,
-        "the directory backups are written to",
-    )?;
+    let target = match (&raw.dir, &raw.swift) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "backup.dir",
+                "give either dir or [backup.swift], not both".into(),
+            ))
+        }
+        (_, None) => TargetConfig::Dir(absolute(
+            "backup.dir",
+            &raw.dir,
+            "the directory backups are written to (or a [backup.swift] section)",
+        )?),
+        (None, Some(swift)) => {
+            let container = swift
+                .container
+                .clone()
+                .unwrap_or_else(|| "triad-backups".into());
+            // Swift's rules: 1-256 bytes, no '/'
+            if container.is_empty() || container.len() > 256 || container.contains('/') {
+                return Err(invalid(
+                    "backup.swift.container",
+                    format!("{container:?}: 1-256 characters without '/'"),
+                ));
+            }
+            TargetConfig::Swift {
+                cloud: swift.cloud.clone(),
+                container,
+            }
+        }
+    };
     let key_file = absolute(
         "backup.key_file",
         &raw.key_file,
@@ -157,7 +220,7 @@ pub fn resolve(path: &Path, raw: Option<&RawBackup>) -> Result<Option<BackupConf
             })?,
     };
     Ok(Some(BackupConfig {
-        dir,
+        target,
         key_file,
         schedule,
         retention,
@@ -179,7 +242,7 @@ mod tests {
         let config = parse("[backup]\ndir = \"/b\"\nkey_file = \"/k\"\n")
             .unwrap()
             .unwrap();
-        assert_eq!(config.dir, PathBuf::from("/b"));
+        assert_eq!(config.target, TargetConfig::Dir(PathBuf::from("/b")));
         assert_eq!(config.schedule, None);
         assert_eq!(config.part_size, DEFAULT_PART_SIZE);
         assert_eq!(config.retention.keep_last, 7);
@@ -215,6 +278,26 @@ mod tests {
         }
         let error = parse("[backup]\ndir = \"/b\"\nkey_file = \"/k\"\nkeep = 3\n").unwrap_err();
         assert!(error.contains("keep"), "{error}");
+    }
+
+    #[test]
+    fn a_swift_container_instead_of_a_directory() {
+        let config = parse("[backup]\nkey_file = \"/k\"\n[backup.swift]\ncloud = \"c\"\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            config.target,
+            TargetConfig::Swift {
+                cloud: Some("c".into()),
+                container: "triad-backups".into()
+            }
+        );
+        let both =
+            parse("[backup]\ndir = \"/b\"\nkey_file = \"/k\"\n[backup.swift]\n").unwrap_err();
+        assert!(both.contains("not both"), "{both}");
+        let bad = parse("[backup]\nkey_file = \"/k\"\n[backup.swift]\ncontainer = \"a/b\"\n")
+            .unwrap_err();
+        assert!(bad.contains("backup.swift.container"), "{bad}");
     }
 
     #[test]

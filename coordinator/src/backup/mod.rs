@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod plan;
+pub mod swift;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -31,8 +32,10 @@ use triad_proto::v1::backup_chunk::Chunk;
 use crate::observer::Coordinator;
 use config::BackupConfig;
 
-/// No bytes from the node for this long: the stream is dead (the node's machine vanished
-/// without a reset; TCP alone would wait many minutes).
+/// HTTP/2 pings on the stream from the node: a node that crashed or was cut off ends the
+/// backup (failed, nothing listed) within about twice this, not after TCP's many minutes.
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
+/// No bytes from a node that still answers pings for this long: the stream is stuck.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
 /// Progress messages at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -156,7 +159,7 @@ impl Backups {
         coordinator: Arc<Coordinator>,
         events: Option<Arc<crate::events::EventLog>>,
     ) -> Arc<Backups> {
-        let target = DirTarget::new(config.dir.clone()).map_err(|e| e.to_string());
+        let target = open_target(&config.target);
         let key = target.as_ref().map_err(Clone::clone).and_then(|_| {
             BackupKey::load(&config.key_file)
                 .map(Arc::new)
@@ -167,10 +170,10 @@ impl Backups {
             tracing::error!("backups are off: {why}");
             state.off = Some(why.clone());
         }
-        // an unusable directory still describes itself; every use is refused through `key`
+        // an unusable target still describes itself; every use is refused through `key`
         let target: Arc<dyn Target> = match target {
-            Ok(target) => Arc::new(target),
-            Err(_) => Arc::new(Unusable(config.dir.clone())),
+            Ok(target) => target,
+            Err(_) => Arc::new(Unusable(config.target.describe())),
         };
         let (state_tx, _) = watch::channel(state);
         Arc::new(Backups {
@@ -474,11 +477,12 @@ impl Backups {
                 "the {name} from {node}: {why}"
             )))
         };
-        let mut client = crate::agent_client::connect(
+        let mut client = crate::agent_client::connect_streaming(
             node,
             grpc,
             Duration::from_secs(5),
             Duration::from_secs(24 * 3600),
+            KEEPALIVE,
         )
         .await
         .map_err(|e| broke(e.message))?;
@@ -625,8 +629,21 @@ impl Backups {
     /// 30 s. Returns when `stop` turns true.
     pub async fn run_schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         // a partial left by a crash of the previous coordinator is never listed; remove it
-        if let Err(e) = self.target.sweep_partial() {
-            tracing::warn!("backups: removing partial backups: {e}");
+        // under the one-at-a-time lock: an operator's first backup never races the sweep
+        let busy = self.busy.lock().await;
+        self.state
+            .send_modify(|s| s.running = Some("removing unfinished backups".into()));
+        let target = self.target.clone();
+        let swept = tokio::task::spawn_blocking(move || target.sweep_partial()).await;
+        self.state.send_modify(|s| s.running = None);
+        drop(busy);
+        match swept {
+            Ok(Ok(removed)) if !removed.is_empty() => {
+                tracing::warn!("backups: removed what unfinished backups left: {removed:?}")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("backups: removing unfinished backups: {e}"),
+            Err(e) => tracing::warn!("backups: removing unfinished backups: {e}"),
         }
         let _ = self.list().await;
         let Some(schedule) = self.config.schedule.clone() else {
@@ -780,13 +797,38 @@ fn seal(
     sealer.finish().map_err(|e| e.to_string())
 }
 
-/// The target when its directory cannot be made: says where, refuses everything (backups
-/// are off, with the reason in the status).
-struct Unusable(std::path::PathBuf);
+/// The configured target: a directory (made when missing), or a Swift container of a
+/// cloud from clouds.yaml (its credentials checked when the first backup runs).
+pub fn open_target(config: &config::TargetConfig) -> Result<Arc<dyn Target>, String> {
+    match config {
+        config::TargetConfig::Dir(dir) => DirTarget::new(dir.clone())
+            .map(|t| Arc::new(t) as Arc<dyn Target>)
+            .map_err(|e| e.to_string()),
+        config::TargetConfig::Swift { cloud, container } => {
+            let sources = crate::openstack::config::CloudSources::from_process();
+            let cloud = crate::openstack::config::load_cloud(&sources, cloud.as_deref())
+                .map_err(|e| format!("[backup.swift]: {e}"))?;
+            // a part of 64 MiB over a slow link: minutes, not the API calls' 30 s
+            let session = crate::openstack::session::Session::new(cloud, Duration::from_secs(600))
+                .map_err(|e| format!("[backup.swift]: {e}"))?;
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|e| format!("[backup.swift]: no async runtime: {e}"))?;
+            Ok(Arc::new(swift::SwiftTarget::new(
+                Arc::new(session),
+                container.clone(),
+                runtime,
+            )))
+        }
+    }
+}
+
+/// The target when it cannot be opened: says where, refuses everything (backups are
+/// off, with the reason in the status).
+struct Unusable(String);
 
 impl Target for Unusable {
     fn describe(&self) -> String {
-        format!("dir {} (unusable)", self.0.display())
+        format!("{} (unusable)", self.0)
     }
     fn begin(&self, _: BackupId) -> Result<Box<dyn Upload>, triad_backup::Error> {
         Err(self.refuse())
@@ -814,10 +856,10 @@ impl Target for Unusable {
 
 impl Unusable {
     fn refuse(&self) -> triad_backup::Error {
-        triad_backup::Error::Io {
-            action: "using",
-            path: self.0.clone(),
-            source: std::io::Error::other("the backup directory could not be made"),
+        triad_backup::Error::Remote {
+            target: self.0.clone(),
+            what: "opening".into(),
+            message: "the target could not be opened (the status says why)".into(),
         }
     }
 }

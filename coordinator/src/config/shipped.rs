@@ -155,6 +155,8 @@ fn shipped_coordinator_toml_alternatives_are_accepted() {
             "autoscale.nova.apt_key_file",
             "autoscale.nova.package_url",
             "autoscale.nova.user_data",
+            "backup.swift.cloud",
+            "backup.swift.container",
             "tls.insecure",
         ],
         "a new `##` line: test it here"
@@ -173,6 +175,21 @@ fn shipped_coordinator_toml_alternatives_are_accepted() {
     set_key(&mut insecure, "tls.insecure", alternative("tls.insecure"));
     let (config, _, _, _) = accepted(&insecure, "tls.insecure");
     assert_eq!(config.tls, None);
+
+    // a Swift container instead of the backup directory
+    let mut swift = nova.clone();
+    remove_key(&mut swift, "backup.dir").unwrap();
+    for key in ["backup.swift.cloud", "backup.swift.container"] {
+        set_key(&mut swift, key, alternative(key));
+    }
+    let (_, _, _, backup) = accepted(&swift, "backup.swift");
+    assert!(
+        matches!(
+            backup.map(|b| b.target),
+            Some(crate::backup::config::TargetConfig::Swift { .. })
+        ),
+        "[backup.swift] is read"
+    );
 
     // the .deb's URL instead of an apt source
     let mut url = nova.clone();

@@ -317,6 +317,55 @@ impl Session {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<Value, OpenStackError> {
+        let body = body.map(Body::Json);
+        let (_, url, bytes) = self
+            .send(method.clone(), service_type, path, query, body, headers)
+            .await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| OpenStackError::Decode {
+            method: method.to_string(),
+            url,
+            message: format!("{e}; body starts {:?}", excerpt(&bytes)),
+        })
+    }
+
+    /// An authenticated request whose body and answer are bytes, not JSON (Swift's
+    /// objects): the answer's headers and body. Non-2xx answers are errors
+    /// ([`OpenStackError::status`] gives the code: 404 for a missing object).
+    pub async fn request_bytes(
+        &self,
+        method: Method,
+        service_type: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), OpenStackError> {
+        let (headers, _, bytes) = self
+            .send(
+                method,
+                service_type,
+                path,
+                query,
+                body.map(Body::Bytes),
+                headers,
+            )
+            .await?;
+        Ok((headers, bytes))
+    }
+
+    /// The request, replayed once with a new token on 401; a non-2xx answer is an error.
+    async fn send(
+        &self,
+        method: Method,
+        service_type: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Body<'_>>,
+        headers: &[(&str, &str)],
+    ) -> Result<(reqwest::header::HeaderMap, String, Vec<u8>), OpenStackError> {
         let mut token = self.token(None).await?;
         let mut replayed = false;
         loop {
@@ -332,8 +381,10 @@ impl Session {
             for (name, value) in headers {
                 builder = builder.header(*name, *value);
             }
-            if let Some(body) = body {
-                builder = builder.json(body);
+            match &body {
+                Some(Body::Json(value)) => builder = builder.json(value),
+                Some(Body::Bytes(bytes)) => builder = builder.body(bytes.clone()),
+                None => {}
             }
             let request = builder.build().map_err(|e| OpenStackError::Transport {
                 method: method.to_string(),
@@ -350,6 +401,7 @@ impl Session {
             };
             let response = self.http.execute(request).await.map_err(transport)?;
             let status = response.status();
+            let answer_headers = response.headers().clone();
             let bytes = response.bytes().await.map_err(transport)?;
             if status == StatusCode::UNAUTHORIZED && !replayed {
                 tracing::info!(cloud = %self.cloud.name, %url, "token refused; re-authenticating once");
@@ -365,14 +417,7 @@ impl Session {
                     message: fault_message(&bytes),
                 });
             }
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes).map_err(|e| OpenStackError::Decode {
-                method: method.to_string(),
-                url,
-                message: format!("{e}; body starts {:?}", excerpt(&bytes)),
-            });
+            return Ok((answer_headers, url, bytes.to_vec()));
         }
     }
 
@@ -511,6 +556,12 @@ fn fault_message(bytes: &[u8]) -> String {
         }
     }
     excerpt(bytes)
+}
+
+/// A request's body: JSON for the APIs, bytes for Swift's objects.
+enum Body<'a> {
+    Json(&'a Value),
+    Bytes(Vec<u8>),
 }
 
 #[cfg(test)]

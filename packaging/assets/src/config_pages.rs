@@ -160,9 +160,14 @@ fn parse(text: &str) -> Result<Document, String> {
                     return Err(at(number, line, "a setting without `=`".into()));
                 };
                 let name = name.trim();
+                // bare keys, dotted ones too (`swift.cloud`: a sub-table's key shown with
+                // its table's neighbours)
                 if !name
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+                    || name.starts_with('.')
+                    || name.ends_with('.')
+                    || name.contains("..")
                 {
                     return Err(at(number, line, "not a bare key".into()));
                 }

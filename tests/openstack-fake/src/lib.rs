@@ -1,8 +1,9 @@
 //! An in-process fake of the OpenStack APIs Triad uses: Keystone v3 tokens and catalog,
 //! Octavia v2 (load balancers, listeners, pools, health monitors, members with the batch
-//! update) and the Nova calls autoscaling needs (servers create/get/list by tag/delete,
-//! server groups). HTTP on 127.0.0.1:0 (axum), or HTTPS with a given certificate
-//! ([`FakeCloud::start_https`]), one process-local state.
+//! update), the Nova calls autoscaling needs (servers create/get/list by tag/delete,
+//! server groups) and Swift for the backups (containers and objects). HTTP on
+//! 127.0.0.1:0 (axum), or HTTPS with a given certificate ([`FakeCloud::start_https`]),
+//! one process-local state.
 //!
 //! It models the real APIs' behaviour, failures included (shared/reference/openstack.md):
 //! - Keystone: 201 with the token in `X-Subject-Token`, `expires_at`, a catalog with
@@ -40,18 +41,37 @@
 //!   `servers_links`/`flavors_links` keep the request's filters; Octavia's
 //!   `<collection>_links` keep only `limit` and `marker` (and add `previous`), as
 //!   Octavia's do. Server groups page by `limit`/`offset` without links, as in Nova.
+//! - Swift (object-store v1, `swift.rs`) at `{base}/swift/v1/AUTH_project-{project}`;
+//!   another account is 403, no valid token 401, bodies are bytes (never parsed).
+//!   Account GET lists containers (`name`, `count`, `bytes`, `last_modified`), HEAD
+//!   answers `X-Account-*` counts. Containers: PUT 201 (202 if it exists), HEAD 204 with
+//!   `X-Container-Object-Count`/`-Bytes-Used`, DELETE 204 or 409 while not empty, 404
+//!   when missing. Listings as Swift's: sorted by name, `prefix`, `delimiter` (`subdir`
+//!   entries), `marker`, `end_marker`, `reverse`, `limit` at most
+//!   [`FakeOptions::swift_listing_limit`] (more is a 412, none means that many);
+//!   `format=json` records, else names one a line (an empty one a 204). Objects: PUT
+//!   201 with the MD5 as a bare `ETag`, 422 (nothing stored) when the request's `ETag`
+//!   differs, 404 without the container, 411 without a length, 413 over
+//!   [`FakeOptions::swift_max_file_size`], `If-None-Match: *` (412 when it exists),
+//!   Content-Type kept (guessed from the name when absent), `X-Object-Meta-*` kept;
+//!   GET/HEAD with ETag, Content-Length, Content-Type, Last-Modified, one byte range
+//!   (206, 416), `If-Match`/`If-None-Match`; POST replaces the metadata (202); DELETE
+//!   204/404. Every answer has an `X-Trans-Id`. Not modelled: large-object manifests,
+//!   copies, expiry, versioning, XML listings.
 //! - Fault injection ([`Fault`]): a status code (5xx), a delay (client timeouts) or a body
 //!   that is not JSON, for requests matching a method and path fragment, a given number
-//!   of times.
+//!   of times (for Swift, e.g. method PUT and `"/triad-backups/"`; its status faults have
+//!   Swift's HTML body).
 //!
 //! The wire format is checked against the real `openstack` CLI in
-//! `tests/openstack_cli.rs`.
+//! `tests/openstack_cli.rs` and `tests/swift.rs`.
 
 // Handlers return an early `Response` as their error (the answer to send); its size does
 // not matter in a test fake.
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+mod swift;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,6 +101,12 @@ pub struct FakeOptions {
     /// `[api_settings] pagination_max_limit`, both 1000 by default); a smaller `limit`
     /// is honoured.
     pub page_size: usize,
+    /// Most entries a Swift listing answers at once (Swift's `container_listing_limit`
+    /// and `account_listing_limit`, 10000 by default); a larger `limit` is a 412.
+    pub swift_listing_limit: usize,
+    /// Largest Swift object a PUT may store (Swift's `max_file_size`, 5 GiB + 2 bytes by
+    /// default); a larger one is a 413.
+    pub swift_max_file_size: u64,
 }
 
 impl Default for FakeOptions {
@@ -95,6 +121,8 @@ impl Default for FakeOptions {
             pending_polls: 2,
             build_polls: 2,
             page_size: 1000,
+            swift_listing_limit: 10_000,
+            swift_max_file_size: 5_368_709_122,
         }
     }
 }
@@ -161,6 +189,8 @@ struct Store {
     build_outcomes: Vec<BuildOutcome>,
     /// server id → the user data it was created with (decoded).
     user_data: BTreeMap<String, Vec<u8>>,
+    /// The project's Swift account.
+    swift: swift::Account,
     faults: Vec<Fault>,
     log: Vec<Logged>,
 }
@@ -320,8 +350,10 @@ impl FakeCloud {
             base,
             store: Mutex::new(Store::default()),
         });
+        // Swift objects are larger than axum's default 2 MB body limit
         let app = axum::Router::new()
             .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared.clone());
         (shared, app)
     }
@@ -508,7 +540,9 @@ async fn handle(
     let response = match fault {
         Some(FaultKind::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if code == 409 {
+            if path.starts_with("/swift/") {
+                swift::answer(status)
+            } else if code == 409 {
                 // What a concurrent mutation by someone else looks like.
                 fault_body(
                     status,
@@ -526,9 +560,9 @@ async fn handle(
             .into_response(),
         Some(FaultKind::Delay(delay)) => {
             tokio::time::sleep(delay).await;
-            route(&shared, &method, &path, &query, &headers, &body)
+            route(&shared, &method, uri.path(), &query, &headers, &body)
         }
-        None => route(&shared, &method, &path, &query, &headers, &body),
+        None => route(&shared, &method, uri.path(), &query, &headers, &body),
     };
     let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     store.log.push(Logged {
@@ -569,14 +603,16 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `uri_path` as sent: Swift object names may end in '/'.
 fn route(
     shared: &Shared,
     method: &Method,
-    path: &str,
+    uri_path: &str,
     query: &BTreeMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
+    let path = uri_path.trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         ["identity"] => return json_response(StatusCode::OK, identity_versions(&shared.base)),
@@ -609,6 +645,7 @@ fn route(
                 json!({"version": nova_version(&shared.base)}),
             )
         }
+        ["swift", "info"] if method == Method::GET => return swift::info(shared),
         _ => {}
     }
     let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok());
@@ -616,8 +653,24 @@ fn route(
     let valid = token
         .and_then(|t| store.tokens.get(t))
         .is_some_and(|expiry| *expiry > SystemTime::now());
+    let is_swift = segments.first() == Some(&"swift");
     if !valid {
-        return unauthorized();
+        return if is_swift {
+            swift::unauthorized(&format!("{}/identity/v3", shared.base))
+        } else {
+            unauthorized()
+        };
+    }
+    // before the JSON parsing below: Swift's bodies are the objects' bytes
+    if is_swift {
+        let request = swift::Request {
+            method,
+            path: uri_path,
+            query,
+            headers,
+            body,
+        };
+        return swift::route(shared, &mut store, &request);
     }
     let parsed: Option<Value> = if body.is_empty() {
         None
@@ -715,7 +768,7 @@ fn nova_version(base: &str) -> Value {
     })
 }
 
-fn catalog(base: &str) -> Value {
+fn catalog(base: &str, project_id: &str) -> Value {
     let entry = |service_type: &str, name: &str, id: &str, url: String| {
         let endpoints: Vec<Value> = ["public", "internal", "admin"]
             .iter()
@@ -753,6 +806,12 @@ fn catalog(base: &str) -> Value {
             "neutron",
             "svc-neutron",
             format!("{base}/network")
+        ),
+        entry(
+            "object-store",
+            "swift",
+            "svc-swift",
+            format!("{base}{}AUTH_{project_id}", swift::PREFIX)
         ),
     ])
 }
@@ -812,7 +871,7 @@ fn issue_token(shared: &Shared, body: &Bytes) -> Response {
                     "domain": {"id": "default", "name": "Default"}},
         "roles": [{"id": "role-member", "name": "member"}, {"id": "role-lb", "name": "load-balancer_member"}],
         "is_domain": false,
-        "catalog": catalog(&shared.base),
+        "catalog": catalog(&shared.base, &format!("project-{}", o.project)),
         "audit_ids": ["fake"],
     }});
     let mut response = json_response(StatusCode::CREATED, body);

@@ -171,6 +171,17 @@ enum Cmd {
         #[arg(long, default_value_t = 2048)]
         db_mib: u64,
     },
+    /// Backups (issue 19) on a fresh lab serving WordPress with a filled database and
+    /// files: a Triad backup beside the plain commands on the same node (time ratio), and
+    /// the app's latency through the balancer without and during a backup.
+    BenchBackup {
+        /// Size of the app database to fill first, in MiB.
+        #[arg(long, default_value_t = 512)]
+        db_mib: u64,
+        /// Incompressible files to write on the volume, in MiB.
+        #[arg(long, default_value_t = 256)]
+        files_mib: u64,
+    },
     /// Measure volume formation, dead-mount detection and recovery, and the agent's CPU and
     /// RSS beside one prometheus-node-exporter (issue 5), on a fresh lab.
     BenchVolume {
@@ -300,6 +311,11 @@ fn run(cli: Cli) -> Result<()> {
                 Duration::from_secs(limit_secs),
                 pacemaker,
             )?)
+        }
+        Cmd::BenchBackup { db_mib, files_mib } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            Ok(triad_tests::bench_backup::run(db_mib, files_mib)?)
         }
         Cmd::BenchAutoscale { rounds } => {
             host::preflight()?;

@@ -1,0 +1,307 @@
+//! Backups to OpenStack Swift (issue 19) against the in-process OpenStack fake
+//! (tests/openstack-fake): a backup sealed into the Swift target is listed only once its
+//! manifest is put, verifies, and reads back byte for byte; the real `openstack` CLI lists
+//! its objects with the sizes the manifest names; an aborted upload and a crashed one
+//! (parts without a manifest, swept at start) leave nothing listed; a part refused once
+//! with 503 is put again; a part damaged in the store is named by verify; a manifest of
+//! another cluster is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use triad_backup::key::BackupKey;
+use triad_backup::manifest::{Encryption, Manifest, StreamKind, COMPRESSION, FORMAT_VERSION};
+use triad_backup::target::Target;
+use triad_backup::{BackupId, SealOptions, Sealer};
+use triad_coordinator::backup::swift::SwiftTarget;
+use triad_coordinator::openstack::config::{load_cloud, CloudSources};
+use triad_coordinator::openstack::session::Session;
+use triad_openstack_fake::{FakeCloud, FakeOptions, Fault, FaultKind};
+
+const CONTAINER: &str = "triad-backups";
+
+struct Cloud {
+    fake: FakeCloud,
+    dir: tempfile::TempDir,
+    target: SwiftTarget,
+    key: Arc<BackupKey>,
+}
+
+async fn cloud() -> Cloud {
+    let fake = FakeCloud::start(FakeOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clouds.yaml");
+    std::fs::write(&file, fake.clouds_yaml("fake")).unwrap();
+    let config = load_cloud(&CloudSources::file(&file), Some("fake")).expect("cloud loads");
+    let session = Session::new(config, Duration::from_secs(10)).unwrap();
+    let target = SwiftTarget::new(
+        Arc::new(session),
+        CONTAINER.into(),
+        tokio::runtime::Handle::current(),
+    );
+    let key = Arc::new(BackupKey::generate_file(&dir.path().join("backup.key")).unwrap());
+    Cloud {
+        fake,
+        dir,
+        target,
+        key,
+    }
+}
+
+/// Deterministic bytes that do not compress away (a small xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Seals `database` and `files` as backup `id` of cluster `cluster` into `target` with
+/// parts of 64 KiB; commits unless `commit` is false (then the upload is dropped).
+fn make(
+    target: &SwiftTarget,
+    key: &BackupKey,
+    id: BackupId,
+    cluster: &str,
+    database: &[u8],
+    files: &[u8],
+    commit: bool,
+) -> Result<Manifest, triad_backup::Error> {
+    let mut upload = target.begin(id)?;
+    let options = SealOptions {
+        part_size: 64 * 1024,
+        ..SealOptions::default()
+    };
+    let mut streams = Vec::new();
+    for (stream, bytes) in [(StreamKind::Database, database), (StreamKind::Files, files)] {
+        let mut sealer = Sealer::new(upload.as_mut(), stream, key.recipient(), options)?;
+        for chunk in bytes.chunks(10_000) {
+            sealer.write_chunk(chunk)?;
+        }
+        streams.push(sealer.finish()?);
+    }
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        id,
+        cluster: cluster.into(),
+        created_unix_ms: id.unix_seconds() as u64 * 1000,
+        finished_unix_ms: id.unix_seconds() as u64 * 1000 + 1500,
+        triad_version: "test".into(),
+        node: "n2".into(),
+        galera: Some(triad_backup::manifest::GaleraPoint {
+            uuid: "efbc70e8-f154-11f1-826c-574c104bd573".into(),
+            seqno: 232,
+            gtid: None,
+        }),
+        encryption: Encryption::age_x25519(key.recipient()),
+        compression: COMPRESSION.into(),
+        streams,
+    };
+    if commit {
+        upload.commit(&manifest)?;
+    }
+    Ok(manifest)
+}
+
+fn id(text: &str) -> BackupId {
+    BackupId::parse(text).unwrap()
+}
+
+fn listed(target: &SwiftTarget) -> Vec<String> {
+    target
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|l| {
+            l.manifest.expect("a readable manifest");
+            l.id.to_string()
+        })
+        .collect()
+}
+
+/// The target's calls block on the runtime: run them off its threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_in_swift_is_listed_once_whole_and_reads_back() {
+    let c = cloud().await;
+    let (target, key) = (c.target.clone(), c.key.clone());
+    let database = noise(300_000, 1);
+    let files = noise(200_000, 2);
+    let (db, fs) = (database.clone(), files.clone());
+    let (manifest, read) = blocking(move || {
+        // nothing yet, and the container does not exist: an empty list, not an error
+        assert!(listed(&target).is_empty());
+        let manifest = make(&target, &key, id("20261206T100000Z"), "lab", &db, &fs, true)
+            .expect("the backup is made");
+        assert_eq!(listed(&target), ["20261206T100000Z"]);
+        let verified =
+            triad_backup::verify(&target, manifest.id, &key, "lab").expect("it verifies");
+        assert_eq!(verified, manifest);
+        let mut read = Vec::new();
+        triad_backup::read_stream(
+            &target,
+            &manifest,
+            StreamKind::Files,
+            &key,
+            &mut read,
+            &mut |_| {},
+        )
+        .unwrap();
+        (manifest, read)
+    })
+    .await;
+    assert!(read == files, "the files stream reads back byte for byte");
+    assert!(
+        manifest.streams[0].parts.len() >= 4,
+        "several parts: {manifest:?}"
+    );
+
+    // the real CLI sees every part and the manifest, with the manifest's sizes
+    let objects = triad_openstack_fake::cli::openstack_json(
+        &c.fake,
+        &["object", "list", CONTAINER, "--long"],
+    )
+    .await;
+    let objects = objects.as_array().cloned().unwrap_or_default();
+    for part in manifest.streams.iter().flat_map(|s| &s.parts) {
+        let name = format!("20261206T100000Z/{}", part.file);
+        let found = objects
+            .iter()
+            .find(|o| o["Name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} not in `openstack object list`: {objects:?}"));
+        assert_eq!(found["Bytes"].as_u64(), Some(part.bytes), "{found}");
+    }
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["Name"] == "20261206T100000Z/manifest.json"),
+        "{objects:?}"
+    );
+    drop(c.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_damaged_and_foreign_backups_are_never_trusted() {
+    let c = cloud().await;
+    let (target, key) = (c.target.clone(), c.key.clone());
+    // a 503 on the first part put: the sealer's retry puts it again
+    c.fake.inject(Fault {
+        method: Some(reqwest::Method::PUT),
+        path_contains: "20261206T110000Z/database.00000".into(),
+        kind: FaultKind::Status(503),
+        times: 1,
+    });
+    let target2 = target.clone();
+    let key2 = key.clone();
+    let made = blocking(move || {
+        // dropped before its commit (a coordinator crash): parts but no manifest
+        make(
+            &target2,
+            &key2,
+            id("20261206T105000Z"),
+            "lab",
+            &noise(100_000, 3),
+            &noise(10, 4),
+            false,
+        )
+        .unwrap();
+        assert!(
+            listed(&target2).is_empty(),
+            "parts without a manifest are not listed"
+        );
+        // aborted: nothing left of it
+        let mut upload = target2.begin(id("20261206T105500Z")).unwrap();
+        upload.put_part("database.00000", b"half").unwrap();
+        upload.abort().unwrap();
+        // the coordinator's start removes the crashed one's parts
+        let swept = target2.sweep_partial().unwrap();
+        assert_eq!(swept, ["20261206T105000Z/"]);
+        make(
+            &target2,
+            &key2,
+            id("20261206T110000Z"),
+            "lab",
+            &noise(150_000, 5),
+            &noise(20_000, 6),
+            true,
+        )
+        .expect("made, the refused part put again")
+    })
+    .await;
+    assert!(
+        c.fake
+            .log()
+            .iter()
+            .any(|l| l.status == 503 && l.path.contains("20261206T110000Z/database.00000")),
+        "the injected 503 was answered (and the part put again)"
+    );
+    assert_eq!(
+        c.fake
+            .swift_objects(CONTAINER)
+            .iter()
+            .filter(|(name, _)| !name.starts_with("20261206T110000Z/"))
+            .count(),
+        0,
+        "only the complete backup's objects are left"
+    );
+
+    // one byte of a part flipped in the store: verify names the part
+    let part = &made.streams[0].parts[1].file;
+    let object = format!("20261206T110000Z/{part}");
+    let mut bytes = c
+        .fake
+        .swift_objects(CONTAINER)
+        .into_iter()
+        .find(|(name, _)| *name == object)
+        .map(|(_, bytes)| bytes)
+        .unwrap();
+    bytes[100] ^= 1;
+    c.fake.swift_put(CONTAINER, &object, &bytes);
+    let (target3, key3) = (target.clone(), key.clone());
+    let error = blocking(move || {
+        triad_backup::verify(&target3, id("20261206T110000Z"), &key3, "lab").unwrap_err()
+    })
+    .await
+    .to_string();
+    assert!(error.contains(part.as_str()), "{error}");
+
+    // a backup of another cluster: refused before any part is read
+    let (target4, key4) = (target.clone(), key.clone());
+    let error = blocking(move || {
+        make(
+            &target4,
+            &key4,
+            id("20261206T120000Z"),
+            "other",
+            &noise(1000, 7),
+            &noise(10, 8),
+            true,
+        )
+        .unwrap();
+        triad_backup::verify(&target4, id("20261206T120000Z"), &key4, "lab").unwrap_err()
+    })
+    .await
+    .to_string();
+    assert!(error.contains("other"), "{error}");
+
+    // deleting unlists first, then removes every object
+    let target5 = target.clone();
+    blocking(move || {
+        target5.delete(id("20261206T120000Z")).unwrap();
+        assert_eq!(listed(&target5), ["20261206T110000Z"]);
+    })
+    .await;
+    assert!(c
+        .fake
+        .swift_objects(CONTAINER)
+        .iter()
+        .all(|(name, _)| !name.starts_with("20261206T120000Z/")));
+}
