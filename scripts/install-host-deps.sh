@@ -35,13 +35,13 @@ set -eu
 #   service does not start here).
 # Benchmarks: prometheus-node-exporter, the footprint reference of `triad-lab bench-volume`
 #   (run by the bench itself on 127.0.0.1:19100; the package's own service does not start here).
-# Backups: age (the triad-backup test that reads sealed backups with the real `age -d`, and
-#   restoring by hand; zstd comes with debootstrap).
+# Backups: age and zstd (the triad-backup test that reads sealed backups with the real
+#   `age -d | zstd -d`, and restoring by hand; debootstrap only suggests zstd).
 # Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed
 # (the proto crate compiles .proto files in pure Rust).
 PKGS="systemd-container debootstrap bridge-utils iproute2 iptables haproxy apache2-utils socat curl
 mariadb-client openssl util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
-lintian dpkg-dev python3-venv prometheus-node-exporter prometheus age
+lintian dpkg-dev python3-venv prometheus-node-exporter prometheus age zstd
 python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema python3-netifaces
 python3-oauthlib python3-requests python3-serial python3-yaml"
 
