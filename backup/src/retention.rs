@@ -101,6 +101,15 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(id(text).unix_seconds() as u64)
     }
 
+    /// What `plan` left of `backups` when it deletes `delete`.
+    fn kept(backups: &[BackupId], delete: &[BackupId]) -> Vec<BackupId> {
+        backups
+            .iter()
+            .filter(|b| !delete.contains(b))
+            .copied()
+            .collect()
+    }
+
     fn texts(ids: &[BackupId]) -> Vec<String> {
         ids.iter().map(|id| id.to_string()).collect()
     }
@@ -143,11 +152,7 @@ mod tests {
     fn keep_last_keeps_the_newest_ones() {
         let backups = three_a_day();
         let delete = plan(&backups, at("20261206T190000Z"), &policy(4, 0, 0));
-        let kept: Vec<_> = backups
-            .iter()
-            .filter(|b| !delete.contains(b))
-            .copied()
-            .collect();
+        let kept = kept(&backups, &delete);
         assert_eq!(
             texts(&kept),
             [
@@ -163,11 +168,7 @@ mod tests {
     fn daily_keeps_the_newest_of_each_of_the_last_days() {
         let backups = three_a_day();
         let delete = plan(&backups, at("20261206T190000Z"), &policy(0, 3, 0));
-        let kept: Vec<_> = backups
-            .iter()
-            .filter(|b| !delete.contains(b))
-            .copied()
-            .collect();
+        let kept = kept(&backups, &delete);
         assert_eq!(
             texts(&kept),
             ["20261204T180000Z", "20261205T180000Z", "20261206T180000Z"]
@@ -179,11 +180,7 @@ mod tests {
         // 2026-12-06 is a Sunday: its ISO week began on Monday 2026-11-30.
         let backups = three_a_day();
         let delete = plan(&backups, at("20261206T190000Z"), &policy(0, 0, 3));
-        let kept: Vec<_> = backups
-            .iter()
-            .filter(|b| !delete.contains(b))
-            .copied()
-            .collect();
+        let kept = kept(&backups, &delete);
         assert_eq!(
             texts(&kept),
             ["20261122T180000Z", "20261129T180000Z", "20261206T180000Z"]
@@ -194,11 +191,7 @@ mod tests {
     fn rules_combine_and_deletions_come_oldest_first() {
         let backups = three_a_day();
         let delete = plan(&backups, at("20261206T190000Z"), &policy(2, 2, 2));
-        let kept: Vec<_> = backups
-            .iter()
-            .filter(|b| !delete.contains(b))
-            .copied()
-            .collect();
+        let kept = kept(&backups, &delete);
         assert_eq!(
             texts(&kept),
             [

@@ -175,24 +175,8 @@ impl BackupSummary {
     }
 }
 
-/// "1.2 GiB", "340 MiB", "12 KiB", "512 B".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value < 10.0 {
-        format!("{value:.1} {}", UNITS[unit])
-    } else {
-        format!("{value:.0} {}", UNITS[unit])
-    }
-}
+/// "1.2 GiB", "340 MiB": the daemons' rule.
+pub use triad_daemon::units::bytes;
 
 /// `backup list`: one line per backup, oldest first, and where they are.
 pub fn backups_text(reply: &v1::BackupListReply) -> String {

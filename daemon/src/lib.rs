@@ -21,3 +21,4 @@ pub mod systemd;
 pub mod telemetry;
 pub mod tls;
 pub mod unconfigured;
+pub mod units;

@@ -16,7 +16,6 @@ pub mod config;
 pub mod plan;
 pub mod swift;
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -270,7 +269,7 @@ impl Backups {
                         "backup {} made from {}: {} in {}",
                         made.id,
                         made.node,
-                        bytes_words(made.plain_bytes),
+                        triad_daemon::units::bytes(made.plain_bytes),
                         plan::words(Duration::from_millis(made.duration_ms))
                     ),
                     who,
@@ -608,7 +607,10 @@ impl Backups {
         let checked = info(&manifest);
         self.record(
             "verify",
-            format!("backup {id} verified: {}", bytes_words(checked.plain_bytes)),
+            format!(
+                "backup {id} verified: {}",
+                triad_daemon::units::bytes(checked.plain_bytes)
+            ),
             who,
         );
         tell(
@@ -739,8 +741,8 @@ impl Backups {
                     now.duration_since(UNIX_EPOCH + Duration::from_millis(last.created_unix_ms))
                         .unwrap_or_default()
                 ),
-                bytes_words(last.plain_bytes),
-                bytes_words(last.stored_bytes),
+                triad_daemon::units::bytes(last.plain_bytes),
+                triad_daemon::units::bytes(last.stored_bytes),
                 plan::words(Duration::from_millis(last.duration_ms)),
             ),
             None => "no backup yet".to_string(),
@@ -862,28 +864,4 @@ impl Unusable {
             message: "the target could not be opened (the status says why)".into(),
         }
     }
-}
-
-/// "1.2 GiB", "340 MiB", "12 KiB", "512 B".
-pub fn bytes_words(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value < 10.0 {
-        format!("{value:.1} {}", UNITS[unit])
-    } else {
-        format!("{value:.0} {}", UNITS[unit])
-    }
-}
-
-/// For `Path`s in messages.
-pub fn shown(path: &Path) -> String {
-    path.display().to_string()
 }

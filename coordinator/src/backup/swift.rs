@@ -91,18 +91,31 @@ impl SwiftTarget {
         format!("/{}/{}", encode(&self.container), encode(object))
     }
 
+    /// One call to the object store, run on the runtime from this (blocking) thread: the
+    /// answer's body.
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Vec<u8>, OpenStackError> {
+        self.runtime
+            .block_on(self.session.request_bytes(
+                method,
+                "object-store",
+                path,
+                query,
+                body,
+                headers,
+            ))
+            .map(|(_, body)| body)
+    }
+
     fn get(&self, object: &str) -> Result<Option<Vec<u8>>, OpenStackError> {
-        let path = self.path(object);
-        let answer = self.runtime.block_on(self.session.request_bytes(
-            Method::GET,
-            "object-store",
-            &path,
-            &[],
-            None,
-            &[],
-        ));
-        match answer {
-            Ok((_, body)) => Ok(Some(body)),
+        match self.call(Method::GET, &self.path(object), &[], None, &[]) {
+            Ok(body) => Ok(Some(body)),
             Err(error) if error.status() == Some(404) => Ok(None),
             Err(error) => Err(error),
         }
@@ -110,30 +123,14 @@ impl SwiftTarget {
 
     fn put(&self, object: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), OpenStackError> {
         let etag = md5_hex(&bytes);
-        let path = self.path(object);
-        self.runtime
-            .block_on(self.session.request_bytes(
-                Method::PUT,
-                "object-store",
-                &path,
-                &[],
-                Some(bytes),
-                &[("ETag", &etag), ("Content-Type", content_type)],
-            ))
+        let headers = [("ETag", etag.as_str()), ("Content-Type", content_type)];
+        self.call(Method::PUT, &self.path(object), &[], Some(bytes), &headers)
             .map(drop)
     }
 
     /// Deletes `object`; one already gone is fine (a delete retried, a sweep racing).
     fn delete_object(&self, object: &str) -> Result<(), OpenStackError> {
-        let path = self.path(object);
-        match self.runtime.block_on(self.session.request_bytes(
-            Method::DELETE,
-            "object-store",
-            &path,
-            &[],
-            None,
-            &[],
-        )) {
+        match self.call(Method::DELETE, &self.path(object), &[], None, &[]) {
             Ok(_) => Ok(()),
             Err(error) if error.status() == Some(404) => Ok(()),
             Err(error) => Err(error),
@@ -143,15 +140,7 @@ impl SwiftTarget {
     /// The container, made if missing (PUT is idempotent in Swift).
     fn ensure_container(&self) -> Result<(), OpenStackError> {
         let path = format!("/{}", encode(&self.container));
-        self.runtime
-            .block_on(self.session.request_bytes(
-                Method::PUT,
-                "object-store",
-                &path,
-                &[],
-                Some(Vec::new()),
-                &[],
-            ))
+        self.call(Method::PUT, &path, &[], Some(Vec::new()), &[])
             .map(drop)
     }
 
@@ -178,15 +167,8 @@ impl SwiftTarget {
             if !marker.is_empty() {
                 query.push(("marker".to_string(), marker.clone()));
             }
-            let page = match self.runtime.block_on(self.session.request_bytes(
-                Method::GET,
-                "object-store",
-                &path,
-                &query,
-                None,
-                &[],
-            )) {
-                Ok((_, body)) => body,
+            let page = match self.call(Method::GET, &path, &query, None, &[]) {
+                Ok(body) => body,
                 Err(error) if error.status() == Some(404) => return Ok(entries),
                 Err(error) => return Err(error),
             };
