@@ -77,6 +77,21 @@ fn in_primary(member: &crate::view::MemberView) -> bool {
     member.live && member.keys.galera.synced_in_primary()
 }
 
+/// Pure: the writer most live nodes' endpoints route to now (`db.writer` in gossip; the
+/// lowest id on a tie); `None` when no node says.
+pub fn routed_writer(view: &ClusterView) -> Option<&str> {
+    let mut votes: std::collections::BTreeMap<&str, usize> = Default::default();
+    for m in view.members().filter(|m| m.live) {
+        if let Some(writer) = m.keys.db_writer.as_deref() {
+            *votes.entry(writer).or_default() += 1;
+        }
+    }
+    votes
+        .into_iter()
+        .max_by_key(|(id, n)| (*n, std::cmp::Reverse(*id)))
+        .map(|(id, _)| id)
+}
+
 /// Pure: the route every node's endpoint should follow. The writer stays while it is a
 /// live member Synced in the Primary component (`current`, else the one most nodes route
 /// to now, so a restarted coordinator keeps it); otherwise the first such member by id.
@@ -92,16 +107,7 @@ pub fn route(view: &ClusterView, current: Option<&str>) -> Option<Route> {
         })
         .collect();
     galera.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-    let mut votes: std::collections::BTreeMap<&str, usize> = Default::default();
-    for m in view.members().filter(|m| m.live) {
-        if let Some(writer) = m.keys.db_writer.as_deref() {
-            *votes.entry(writer).or_default() += 1;
-        }
-    }
-    let routed_now = votes
-        .iter()
-        .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
-        .map(|(id, _)| *id);
+    let routed_now = routed_writer(view);
     let eligible = |id: &str| galera.iter().any(|m| m.node_id == id && in_primary(m));
     let writer = current
         .filter(|id| eligible(id))

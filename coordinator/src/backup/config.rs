@@ -113,9 +113,12 @@ impl BackupConfig {
 }
 
 /// "64MiB", "1GiB", "512KiB" or plain bytes.
-fn parse_size(text: &str) -> Option<u64> {
+fn size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
     let n: u64 = digits.parse().ok()?;
     let factor = match unit.trim() {
         "" | "B" => 1,
@@ -125,13 +128,6 @@ fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(factor)
-}
-
-fn size(text: &str) -> Option<u64> {
-    if text.chars().all(|c| c.is_ascii_digit()) {
-        return text.parse().ok();
-    }
-    parse_size(text)
 }
 
 pub fn resolve(path: &Path, raw: Option<&RawBackup>) -> Result<Option<BackupConfig>, ConfigError> {

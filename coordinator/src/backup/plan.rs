@@ -1,7 +1,6 @@
 //! Pure rules of the backup loop: which node a backup is read from, when a scheduled one is
 //! due, and when the newest one is too old.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -40,16 +39,7 @@ pub fn pick_node(view: &ClusterView) -> Result<(String, SocketAddr), String> {
         }
         _ => {}
     }
-    let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in view.members().filter(|m| m.live) {
-        if let Some(writer) = m.keys.db_writer.as_deref() {
-            *votes.entry(writer).or_default() += 1;
-        }
-    }
-    let writer = votes
-        .iter()
-        .max_by_key(|(node, count)| (**count, std::cmp::Reverse(**node)))
-        .map(|(node, _)| *node);
+    let writer = crate::app::routed_writer(view);
     let chosen = candidates
         .iter()
         .find(|(node, _)| Some(node.as_str()) != writer)
