@@ -147,7 +147,13 @@ impl AppDriver {
     /// Create the database and account unless they exist; an account that differs is
     /// reported, never changed. Only on a mysqld Synced in the Primary component, so the
     /// statements reach every member.
-    pub async fn ensure_database(&self, account: &AppAccount) -> Result<Ensured, AppError> {
+    /// With `reset_password` (after a restore), an account that differs only by its
+    /// password gets `account`'s.
+    pub async fn ensure_database(
+        &self,
+        account: &AppAccount,
+        reset_password: bool,
+    ) -> Result<Ensured, AppError> {
         account.validate().map_err(AppError::Invalid)?;
         let keys = self.state.keys();
         if !keys.galera.synced_in_primary() {
@@ -157,7 +163,7 @@ impl AppDriver {
             )));
         }
         let observed = self.observe(account).await?;
-        match account::plan(account, &observed) {
+        match account::plan_with(account, &observed, reset_password) {
             Plan::Present => Ok(Ensured::Present),
             Plan::Conflict(detail) => {
                 tracing::warn!("app database: {detail}; left as it is");

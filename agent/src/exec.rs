@@ -24,6 +24,28 @@ impl HostError {
     }
 }
 
+/// A child of the agent: kept off the agent's systemd notify socket and watchdog (a child
+/// that inherited them could tell systemd the agent is ready, or stopping). Every command
+/// the agent starts is made here.
+pub fn command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
+    command
+}
+
+/// [`command`] for the few places without the async runtime (a guard's last resort).
+pub fn blocking_command(program: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
+    command
+}
+
 /// Run a command with a time bound; stdout on success, an error naming the command and its
 /// stderr otherwise.
 pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<String, HostError> {
@@ -81,16 +103,12 @@ async fn spawn_and_wait(
     input: Option<&str>,
 ) -> Result<std::process::Output, HostError> {
     let line = format!("{program} {}", args.join(" "));
-    let mut command = Command::new(program);
+    let mut command = command(program);
     if let Some((uid, gid)) = ids {
         command.uid(uid).gid(gid);
     }
     let mut child = command
         .args(args)
-        // children must not talk to systemd on the agent's notify socket
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {

@@ -158,6 +158,13 @@ impl AgentGrpc {
         self
     }
 
+    /// Restores go where backups are served (the same settings and callers).
+    fn restores(&self) -> Result<&crate::backup::Backups, Status> {
+        self.backups
+            .as_deref()
+            .ok_or_else(|| Refused.status("restores are not served by this agent"))
+    }
+
     fn app(&self) -> Result<&crate::app::AppDriver, Status> {
         self.app
             .as_deref()
@@ -241,6 +248,51 @@ fn backup_status(error: crate::backup::BackupError) -> Status {
         E::CallerLeft => Unavailable.status(error.to_string()),
         E::Host(_) | E::Command { .. } | E::Stream { .. } | E::Position { .. } => {
             Failed.status(error.to_string())
+        }
+    }
+}
+
+fn restore_status(error: crate::backup::restore::RestoreError) -> Status {
+    use crate::backup::restore::RestoreError as E;
+    match error {
+        E::Refused(_) => Refused.status(error.to_string()),
+        E::Invalid(_) => Invalid.status(error.to_string()),
+        E::Host(_) | E::Command { .. } => Failed.status(error.to_string()),
+    }
+}
+
+/// A restore's client stream: its header first, then data only.
+struct RestoreStream(tonic::Streaming<v1::RestoreChunk>);
+
+impl RestoreStream {
+    async fn header(&mut self) -> Result<crate::backup::restore::Header, Status> {
+        use v1::restore_chunk::Chunk;
+        match self.0.message().await? {
+            Some(v1::RestoreChunk {
+                chunk: Some(Chunk::Header(h)),
+            }) => Ok(crate::backup::restore::Header {
+                backup_id: h.backup_id,
+                galera_uuid: h.galera_uuid,
+                galera_seqno: h.galera_seqno,
+                plain_bytes: h.plain_bytes,
+                force: h.force,
+            }),
+            _ => Err(Invalid.status("a restore stream begins with its header")),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::backup::restore::Chunks for RestoreStream {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+        use v1::restore_chunk::Chunk;
+        match self.0.message().await {
+            Ok(None) => Ok(None),
+            Ok(Some(v1::RestoreChunk {
+                chunk: Some(Chunk::Data(data)),
+            })) => Ok(Some(data)),
+            Ok(Some(_)) => Err("a second header or an empty message".into()),
+            Err(status) => Err(status.message().to_string()),
         }
     }
 }
@@ -580,7 +632,8 @@ impl AgentService for AgentGrpc {
             host: r.host,
             password_hash: r.password_hash,
         };
-        let (outcome, detail) = match self.app()?.ensure_database(&account).await {
+        let reset = r.reset_password;
+        let (outcome, detail) = match self.app()?.ensure_database(&account, reset).await {
             Ok(Ensured::Created) => (v1::AppDatabaseOutcome::Created, String::new()),
             Ok(Ensured::Present) => (v1::AppDatabaseOutcome::Present, String::new()),
             Ok(Ensured::Conflict(detail)) => (v1::AppDatabaseOutcome::Conflict, detail),
@@ -709,6 +762,81 @@ impl AgentService for AgentGrpc {
         let stream = tokio_stream::wrappers::ReceiverStream::new(pieces)
             .map(|item| item.map(backup_chunk).map_err(backup_status));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn restore_prepare(
+        &self,
+        request: Request<v1::RestorePrepareRequest>,
+    ) -> Result<Response<v1::RestorePrepareReply>, Status> {
+        triad_daemon::tls::authorize(&request, self.tls, BACKUP_CALLERS, "RestorePrepare")?;
+        let r = request.into_inner();
+        crate::backup::restore::check_id(&r.backup_id).map_err(restore_status)?;
+        let backups = self.restores()?;
+        let settings = backups.settings();
+        let mounted = self.state.keys().mount == triad_proto::gossip::MountState::Ok;
+        let survey =
+            crate::backup::restore::survey(&settings.socket, &settings.docroot, mounted).await;
+        let mut message = String::new();
+        if !r.check_only {
+            message = self
+                .galera()?
+                .hold_for_restore(&r.backup_id, r.fresh)
+                .await
+                .map_err(|error| {
+                    tracing::warn!(node = %self.state.identity.node_id, "restore prepare: {error}");
+                    galera_status(error)
+                })?;
+            tracing::warn!(node = %self.state.identity.node_id, backup = %r.backup_id, "restore: {message}");
+        }
+        Ok(Response::new(v1::RestorePrepareReply {
+            tables: survey.tables.map_or(-1, |t| t as i64),
+            table_names: survey.table_names,
+            files: survey.files.map_or(-1, |f| f as i64),
+            message,
+        }))
+    }
+
+    async fn restore_database(
+        &self,
+        request: Request<tonic::Streaming<v1::RestoreChunk>>,
+    ) -> Result<Response<v1::RestoreReply>, Status> {
+        triad_daemon::tls::authorize(&request, self.tls, BACKUP_CALLERS, "RestoreDatabase")?;
+        self.restores()?;
+        let mut stream = RestoreStream(request.into_inner());
+        let header = stream.header().await?;
+        let message = crate::backup::restore::database(self.galera()?, &header, &mut stream)
+            .await
+            .map_err(|error| {
+                tracing::warn!(node = %self.state.identity.node_id, backup = %header.backup_id, "restoring the database: {error}");
+                restore_status(error)
+            })?;
+        tracing::warn!(node = %self.state.identity.node_id, "restore: {message}");
+        Ok(Response::new(v1::RestoreReply {
+            bytes: header.plain_bytes,
+            message,
+        }))
+    }
+
+    async fn restore_files(
+        &self,
+        request: Request<tonic::Streaming<v1::RestoreChunk>>,
+    ) -> Result<Response<v1::RestoreReply>, Status> {
+        triad_daemon::tls::authorize(&request, self.tls, BACKUP_CALLERS, "RestoreFiles")?;
+        let docroot = self.restores()?.settings().docroot.clone();
+        let mounted = self.state.keys().mount == triad_proto::gossip::MountState::Ok;
+        let mut stream = RestoreStream(request.into_inner());
+        let header = stream.header().await?;
+        let message = crate::backup::restore::files(&docroot, mounted, &header, &mut stream)
+            .await
+            .map_err(|error| {
+                tracing::warn!(node = %self.state.identity.node_id, backup = %header.backup_id, "restoring the files: {error}");
+                restore_status(error)
+            })?;
+        tracing::warn!(node = %self.state.identity.node_id, "restore: {message}");
+        Ok(Response::new(v1::RestoreReply {
+            bytes: header.plain_bytes,
+            message,
+        }))
     }
 
     async fn run_once(

@@ -57,9 +57,8 @@ pub async fn write_unit_file(
 /// code is non-zero for inactive and failed units; stdout says which. No answer within the
 /// bound is `Unknown` (not healthy), logged with the command.
 pub async fn unit_state(program: &str, unit: &str, timeout: Duration) -> UnitState {
-    let output = tokio::process::Command::new(program)
+    let output = crate::exec::command(program)
         .args(["is-active", unit])
-        .env_remove("NOTIFY_SOCKET")
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

@@ -188,6 +188,7 @@ impl AppAgents for GrpcAppAgents {
                     user: account.user.clone(),
                     host: account.host.clone(),
                     password_hash: account.password_hash.clone(),
+                    reset_password: false,
                 })
                 .await,
         )?;

@@ -137,6 +137,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("BackupNow", Access::Change),
     ("BackupList", Access::Read),
     ("BackupVerify", Access::Change),
+    ("BackupRestore", Access::Change),
 ];
 
 /// The roles that may call `method` (its last path segment); `None` for an unknown one.
@@ -285,7 +286,7 @@ impl CoordinatorGrpc {
         self
     }
 
-    /// Offer backups (`BackupNow`, `BackupList`, `BackupVerify`) and their status.
+    /// Offer backups (`BackupNow`, `BackupList`, `BackupVerify`, `BackupRestore`) and their status.
     pub fn with_backups(mut self, backups: Arc<crate::backup::Backups>) -> CoordinatorGrpc {
         self.backups = Some(backups);
         self
@@ -407,6 +408,22 @@ impl CoordinatorGrpc {
             events: events.as_ref(),
             backup: backup.as_ref(),
         })
+    }
+
+    /// The app's account as this cluster has it (`[app]`), for a restore to set its
+    /// password; `None` without `[app]`.
+    fn app_account(&self) -> Result<Option<triad_galera::account::AppAccount>, Status> {
+        let (Some((spec, _)), Some(state_dir)) = (&self.app, &self.state_dir) else {
+            return Ok(None);
+        };
+        let password = crate::app::load_or_create_password(state_dir)
+            .map_err(|why| ErrorKind::Failed.status(format!("the app's password: {why}")))?;
+        Ok(Some(triad_galera::account::AppAccount {
+            database: spec.database.clone(),
+            user: spec.user.clone(),
+            host: spec.client_host.clone(),
+            password_hash: triad_galera::account::native_password_hash(&password),
+        }))
     }
 
     fn backups(&self) -> Result<Arc<crate::backup::Backups>, Status> {
@@ -997,6 +1014,45 @@ impl CoordinatorService for CoordinatorGrpc {
     }
 
     type BackupVerifyStream = BackupStream;
+    type BackupRestoreStream = BackupStream;
+
+    async fn backup_restore(
+        &self,
+        request: Request<v1::BackupRestoreRequest>,
+    ) -> Result<Response<Self::BackupRestoreStream>, Status> {
+        let who = triad_daemon::tls::authorize(
+            &request,
+            self.tls.is_some(),
+            OPERATOR_ONLY,
+            "BackupRestore",
+        )?;
+        let v1::BackupRestoreRequest { id, force } = request.into_inner();
+        self.operator_event(
+            "backup-restore",
+            format!("backup restore {id}{}", if force { " --force" } else { "" }),
+            &who,
+        );
+        let backups = self.backups()?;
+        let recovery = self.recovery.clone().ok_or_else(|| {
+            ErrorKind::Refused
+                .status("galera is not managed by this coordinator: nothing to restore into")
+        })?;
+        let app = self.app_account()?;
+        let who = who.map(|id| id.to_string());
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        // the restore goes on if the operator goes away; its end is in the timeline
+        tokio::spawn(async move {
+            if let Err(error) = backups
+                .restore(&id, force, &recovery, app, who, Some(tx.clone()))
+                .await
+            {
+                let _ = tx.send(Err(error.status())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
 
     async fn backup_verify(
         &self,

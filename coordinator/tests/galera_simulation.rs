@@ -385,6 +385,21 @@ impl GaleraHost for FakeHost {
     async fn write_config(&self, _text: &str) -> Result<bool, HostError> {
         Ok(false)
     }
+
+    async fn set_aside_datadir(&self, id: &str, _fresh: bool) -> Result<String, HostError> {
+        let mut world = self.world.lock().unwrap();
+        let node = world.nodes.get_mut(&self.id).unwrap();
+        assert!(
+            !node.running,
+            "{}: the datadir set aside under a running mysqld",
+            self.id
+        );
+        // empty or a new system datadir: neither has a Galera position
+        node.data = None;
+        node.grastate_seqno = -1;
+        node.safe = false;
+        Ok(format!("/var/lib/mysql.before-restore-{id}"))
+    }
 }
 
 /// The coordinator's agent calls, made directly on the in-process drivers.
@@ -1364,4 +1379,118 @@ async fn a_donor_whose_joiner_vanished_mid_transfer_is_released_after_the_limit(
         all_synced,
     )
     .await;
+}
+
+/// A restore (issue 19) as the coordinator runs it, over the agents' drivers: the loop
+/// held while every node is stopped and emptied (no election, no join, no formation from
+/// the empty datadirs), the backup's datadir written on n2 at a seqno far below what the
+/// cluster had reached, the holder's bootstrap of n2 accepted (the other nodes hold no
+/// position any more), and once released the others join n2's history.
+#[tokio::test(start_paused = true)]
+async fn a_restore_holds_recovery_and_boots_the_restored_node_below_the_old_seqno() {
+    const BACKUP: &str = "11111111-e8fa-11f1-9cdd-af8aaf7b5b31";
+    let (sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(40);
+    let hold = recovery.hold("restoring backup 20261206T101500Z").unwrap();
+    assert!(recovery.hold("another").is_err(), "one holder at a time");
+    let drivers: Vec<_> = (1..=3)
+        .map(|i| sim.direct.driver(&format!("n{i}")).unwrap())
+        .collect();
+    for (i, driver) in drivers.iter().enumerate() {
+        let message = driver
+            .hold_for_restore("20261206T101500Z", i != 1)
+            .await
+            .unwrap();
+        assert!(
+            message.contains(".before-restore-20261206T101500Z"),
+            "{message}"
+        );
+    }
+    assert!(sim.world.lock().unwrap().primary.is_none());
+    // held: all stopped and empty, and nothing is started, elected or formed
+    let starts_before = sim.world.lock().unwrap().starts.len();
+    let status = sim.tick_for(&mut recovery, Duration::from_secs(15)).await;
+    assert!(status.starts_with("held: restoring backup"), "{status}");
+    assert_eq!(
+        sim.world.lock().unwrap().starts.len(),
+        starts_before,
+        "nothing started while held"
+    );
+    assert_eq!(
+        sim.world.lock().unwrap().bootstraps.len(),
+        1,
+        "only the formation's"
+    );
+    // the join of a driver not prepared for this backup, or while writing, is refused
+    assert!(drivers[0]
+        .restore_writing("20261207T000000Z")
+        .await
+        .is_err());
+    let datadir = drivers[1]
+        .restore_writing("20261206T101500Z")
+        .await
+        .unwrap();
+    assert!(datadir.ends_with("mysql"), "{}", datadir.display());
+    assert!(
+        drivers[1].join(9).await.is_err(),
+        "no start while the datadir is written"
+    );
+    {
+        let mut world = sim.world.lock().unwrap();
+        let n2 = world.nodes.get_mut("n2").unwrap();
+        n2.data = Some((BACKUP.to_string(), 7));
+        n2.grastate_seqno = 7;
+        n2.safe = true;
+    }
+    drivers[1].restore_written().await;
+    wait_for(
+        "n2's restored position in gossip",
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+        || {
+            let seqno = sim
+                .coordinator
+                .view()
+                .members()
+                .find(|m| m.node_id == "n2")
+                .and_then(|m| m.keys.galera.seqno);
+            async move {
+                if seqno == Some(7) {
+                    Ok(())
+                } else {
+                    Err(format!("n2 publishes seqno {seqno:?}"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let (epoch, _) = recovery
+        .operator_recover(
+            &sim.coordinator.view(),
+            Some("n2".into()),
+            false,
+            Now::current(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.world.lock().unwrap().primary,
+        Some((BACKUP.to_string(), 7)),
+        "n2 bootstrapped at the backup's position (epoch {epoch})"
+    );
+    drop(hold);
+    sim.drive(
+        &mut recovery,
+        "the others joined the restored history",
+        Duration::from_secs(60),
+        all_synced,
+    )
+    .await;
+    let world = sim.world.lock().unwrap();
+    assert_eq!(world.bootstraps.last(), Some(&("n2".to_string(), 7)));
+    assert_eq!(world.bootstraps.len(), 2, "one bootstrap for the restore");
+    for (id, node) in &world.nodes {
+        assert_eq!(node.data, Some((BACKUP.to_string(), 7)), "{id}");
+    }
 }

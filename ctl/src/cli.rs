@@ -246,6 +246,17 @@ pub enum BackupCommand {
     /// Read every part of backup ID back and check it against its manifest (checksums,
     /// decryption, decompression), without touching the cluster.
     Verify { id: String },
+    /// Restore backup ID onto this cluster: it is verified first; the database is copied
+    /// back on one core node and bootstrapped there, the other core nodes join it by state
+    /// transfers, then the files go onto the volume. Refused when the cluster holds data
+    /// (tables outside the system schemas, files on the volume) unless --force: then each
+    /// node's datadir is kept aside as <datadir>.before-restore-ID and the volume's files
+    /// in .triad-before-restore-ID/. Every core node must be live.
+    Restore {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

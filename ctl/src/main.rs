@@ -130,10 +130,17 @@ fn main() -> ExitCode {
             },
         )),
         Command::Backup { command } => match command {
-            BackupCommand::Now => runtime.block_on(backup_progress(&target, cli.timeout, None)),
-            BackupCommand::Verify { id } => {
-                runtime.block_on(backup_progress(&target, cli.timeout, Some(id)))
+            BackupCommand::Now => {
+                runtime.block_on(backup_progress(&target, cli.timeout, BackupOp::Now))
             }
+            BackupCommand::Verify { id } => {
+                runtime.block_on(backup_progress(&target, cli.timeout, BackupOp::Verify(id)))
+            }
+            BackupCommand::Restore { id, force } => runtime.block_on(backup_progress(
+                &target,
+                cli.timeout,
+                BackupOp::Restore { id, force },
+            )),
             BackupCommand::List { output } => {
                 runtime.block_on(backup_list(&target, cli.timeout, output))
             }
@@ -324,19 +331,39 @@ async fn app_run(endpoint: &Target, timeout: Duration, request: v1::AppRunReques
     .exit()
 }
 
-/// `backup now` (`verify` None) and `backup verify ID`: progress on stderr as one line
-/// rewritten in place on a terminal (a line every 10 s otherwise), the result on stdout.
-async fn backup_progress(endpoint: &Target, timeout: Duration, verify: Option<String>) -> ExitCode {
+/// The backup commands that stream progress.
+#[derive(Debug, Clone)]
+enum BackupOp {
+    Now,
+    Verify(String),
+    Restore { id: String, force: bool },
+}
+
+/// `backup now`, `backup verify ID` and `backup restore ID`: progress on stderr as one line
+/// rewritten in place on a terminal (otherwise a line per new step or message, and every
+/// 10 s), the result on stdout.
+async fn backup_progress(endpoint: &Target, timeout: Duration, op: BackupOp) -> ExitCode {
     use std::io::IsTerminal as _;
-    let what = match &verify {
-        Some(id) => format!("backup verify {id}"),
-        None => "backup now".to_string(),
+    let what = match &op {
+        BackupOp::Verify(id) => format!("backup verify {id}"),
+        BackupOp::Now => "backup now".to_string(),
+        BackupOp::Restore { id, force } => {
+            format!(
+                "backup restore {id}{}",
+                if *force { " --force" } else { "" }
+            )
+        }
     };
     let stream = async {
         let mut client = client(endpoint, timeout, None).await?;
-        let reply = match verify.clone() {
-            Some(id) => client.backup_verify(v1::BackupVerifyRequest { id }).await,
-            None => client.backup_now(v1::BackupNowRequest {}).await,
+        let reply = match op.clone() {
+            BackupOp::Verify(id) => client.backup_verify(v1::BackupVerifyRequest { id }).await,
+            BackupOp::Now => client.backup_now(v1::BackupNowRequest {}).await,
+            BackupOp::Restore { id, force } => {
+                client
+                    .backup_restore(v1::BackupRestoreRequest { id, force })
+                    .await
+            }
         };
         reply
             .map(|reply| reply.into_inner())
@@ -352,6 +379,7 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, verify: Option<St
     let mut printed = std::time::Instant::now() - Duration::from_secs(60);
     let mut step = String::new();
     let mut step_start = (std::time::Instant::now(), 0u64);
+    let mut message = String::new();
     loop {
         let progress = match stream.message().await {
             Ok(Some(progress)) => progress,
@@ -369,10 +397,10 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, verify: Option<St
             }
             println!(
                 "{} {}: {} from {} (Galera {}:{}), {} stored in {} parts, {:.1}s",
-                if verify.is_some() {
-                    "verified"
-                } else {
-                    "backup"
+                match op {
+                    BackupOp::Verify(_) => "verified",
+                    BackupOp::Now => "backup",
+                    BackupOp::Restore { .. } => "restored",
                 },
                 done.id,
                 triadctl::report::bytes(done.plain_bytes),
@@ -406,16 +434,27 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, verify: Option<St
         } else {
             String::new()
         };
-        let line = format!(
-            "{}: {}, {}/s{left} ({:.0}s)",
-            progress.message,
-            triadctl::report::bytes(progress.bytes),
-            triadctl::report::bytes(rate as u64),
-            started.elapsed().as_secs_f64()
-        );
+        // a step without bytes (stopping a node, waiting for joins) says its message only
+        let line = if progress.bytes == 0 && progress.total == 0 {
+            format!(
+                "{} ({:.0}s)",
+                progress.message,
+                started.elapsed().as_secs_f64()
+            )
+        } else {
+            format!(
+                "{}: {}, {}/s{left} ({:.0}s)",
+                progress.message,
+                triadctl::report::bytes(progress.bytes),
+                triadctl::report::bytes(rate as u64),
+                started.elapsed().as_secs_f64()
+            )
+        };
+        let new_message = progress.message != message;
+        message = progress.message.clone();
         if terminal {
             eprint!("\r\x1b[K{line}");
-        } else if printed.elapsed() >= Duration::from_secs(10) {
+        } else if new_message || printed.elapsed() >= Duration::from_secs(10) {
             printed = std::time::Instant::now();
             eprintln!("{line}");
         }

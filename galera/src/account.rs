@@ -115,6 +115,13 @@ pub enum Plan {
 
 /// Pure: what to do about `account` given what exists.
 pub fn plan(account: &AppAccount, observed: &Observed) -> Plan {
+    plan_with(account, observed, false)
+}
+
+/// [`plan`], where `reset_password` (after a restore: the restored database holds the
+/// password of the cluster the backup came from) turns an account that differs only by
+/// its password into an `ALTER USER` to this one. Other grants are still a conflict.
+pub fn plan_with(account: &AppAccount, observed: &Observed, reset_password: bool) -> Plan {
     let (user, host, database) = (&account.user, &account.host, &account.database);
     let mut statements = Vec::new();
     if !observed.database_exists {
@@ -142,6 +149,13 @@ pub fn plan(account: &AppAccount, observed: &Observed) -> Plan {
                         .iter()
                         .zip(&wanted)
                         .all(|(f, w)| redact(f) == redact(w));
+                if same_but_password && reset_password {
+                    statements.push(format!(
+                        "ALTER USER '{user}'@'{host}' IDENTIFIED BY PASSWORD '{}'",
+                        account.password_hash
+                    ));
+                    return Plan::Create(statements);
+                }
                 let detail = if same_but_password {
                     format!("account '{user}'@'{host}' exists with another password")
                 } else {
@@ -282,5 +296,31 @@ mod tests {
             panic!("expected a conflict")
         };
         assert_eq!(detail, "account 'oc_app'@'%' exists with another password");
+    }
+
+    #[test]
+    fn after_a_restore_only_the_password_is_set_to_this_clusters() {
+        let a = account();
+        let mut other = a.clone();
+        other.password_hash = native_password_hash("the backed-up cluster's");
+        let restored = Observed {
+            database_exists: true,
+            grants: Some(other.expected_grants()),
+        };
+        assert_eq!(
+            plan_with(&a, &restored, true),
+            Plan::Create(vec![format!(
+                "ALTER USER 'oc_app'@'%' IDENTIFIED BY PASSWORD '{}'",
+                a.password_hash
+            )])
+        );
+        // other grants stay the operator's to decide, restore or not
+        let mut grants = other.expected_grants();
+        grants.push("GRANT SELECT ON `mysql`.* TO `oc_app`@`%`".into());
+        let widened = Observed {
+            database_exists: true,
+            grants: Some(grants),
+        };
+        assert!(matches!(plan_with(&a, &widened, true), Plan::Conflict(_)));
     }
 }

@@ -25,6 +25,7 @@
 //! [`CHANNEL_CHUNKS`]: a slow caller slows the command through its pipe instead of filling
 //! the agent's memory.
 
+pub mod restore;
 pub mod xbstream;
 
 use std::collections::VecDeque;
@@ -426,6 +427,11 @@ impl Backups {
         }
     }
 
+    /// `[galera] socket`, `[mount] docroot`, the node.
+    pub fn settings(&self) -> &BackupSettings {
+        &self.settings
+    }
+
     /// Production: the `mariadb` client, mariadb-backup and tar of this node.
     /// A desync an earlier agent process left (its marker in the state directory) is
     /// lifted once mysqld answers (tried for 2 minutes; a restarted mysqld is not desynced).
@@ -693,7 +699,7 @@ async fn pump(
 }
 
 /// Drains a stderr pipe to its end (the command must never block on it), keeping its tail.
-async fn read_tail(mut stderr: Box<dyn AsyncRead + Send + Unpin>) -> StderrTail {
+pub(crate) async fn read_tail(mut stderr: Box<dyn AsyncRead + Send + Unpin>) -> StderrTail {
     let mut tail = StderrTail::default();
     let mut buf = vec![0u8; 8192];
     loop {
@@ -902,11 +908,8 @@ impl BackupHost for LocalBackupHost {
         let socket = format!("--socket={}", self.socket.display());
         let args = client_args(&socket, desync_statement(false));
         let line = format!("mariadb {}", args.join(" "));
-        let output = std::process::Command::new("mariadb")
+        let output = crate::exec::blocking_command("mariadb")
             .args(args)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
             .stdin(Stdio::null())
             .output()
             .map_err(|e| HostError::new(&line, format!("cannot run: {e}")))?;
@@ -951,12 +954,8 @@ impl BackupHost for LocalBackupHost {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| HostError::new("backup", "no command"))?;
-        let mut child = tokio::process::Command::new(program)
+        let mut child = crate::exec::command(program)
             .args(args)
-            // children must not talk to systemd on the agent's notify socket (as in exec)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

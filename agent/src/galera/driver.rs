@@ -69,6 +69,12 @@ struct Memory {
     read_run: Option<String>,
     /// The node left the cluster (scale-in): mysqld stays stopped for this agent's life.
     left: bool,
+    /// A restore (issue 19) holds mysqld stopped: the backup's id, until the coordinator's
+    /// next bootstrap or join. Memory only: a restarted agent starts nothing by itself
+    /// while no peer is Primary, and the restore is run again.
+    restoring: Option<String>,
+    /// The restore is writing the datadir: no start, no bootstrap, no join.
+    restore_writing: bool,
     /// Since when mysqld has run outside a Primary component that a live peer is in.
     outside_since: Option<Instant>,
     /// The last observation saw this mysqld run Synced or donating in a Primary component.
@@ -416,7 +422,7 @@ impl GaleraDriver {
             }
         }
         let observed = self.observe(&mut memory, &gossip).await;
-        let actions = if memory.left {
+        let actions = if memory.left || memory.restoring.is_some() {
             vec![]
         } else {
             plan(&observed, &self.settings, Instant::now())
@@ -561,6 +567,11 @@ impl GaleraDriver {
             return Err(GaleraError::NotManaged);
         }
         let mut memory = self.memory.lock().await;
+        if memory.restore_writing {
+            return Err(GaleraError::Refused(
+                "a restore is writing the datadir".into(),
+            ));
+        }
         let stored = self.stored_epoch();
         if epoch < stored {
             return Err(GaleraError::Refused(format!(
@@ -604,6 +615,7 @@ impl GaleraDriver {
             )));
         }
         self.store_epoch(epoch)?;
+        memory.restoring = None;
         memory.coordinator_action = true;
         tracing::warn!(node = %self.node_id, epoch, position = %expected, "bootstrapping a new Primary component at {expected} (epoch {epoch})");
         let result = async {
@@ -668,6 +680,69 @@ impl GaleraDriver {
         Ok("mysqld stopped cleanly; it stays stopped".into())
     }
 
+    /// Restore (issue 19): stop mysqld cleanly and hold it stopped until the coordinator's
+    /// next bootstrap or join, keep the datadir aside and leave an empty one (`fresh`: a
+    /// new system datadir, to join by a state transfer). Answers where the old one is.
+    pub async fn hold_for_restore(&self, id: &str, fresh: bool) -> Result<String, GaleraError> {
+        if !self.settings.managed {
+            return Err(GaleraError::NotManaged);
+        }
+        let mut memory = self.memory.lock().await;
+        if memory.restore_writing {
+            return Err(GaleraError::Refused(
+                "a restore is writing the datadir".into(),
+            ));
+        }
+        memory.restoring = Some(id.to_string());
+        tracing::warn!(node = %self.node_id, backup = id, "restore: stopping mysqld and keeping its datadir aside");
+        if self.host.unit_state().await.is_running() {
+            self.host.stop(LEAVE_STOP_GRACE).await?;
+        }
+        let aside = self.host.set_aside_datadir(id, fresh).await?;
+        // the datadir is new: nothing recovered from the old one applies
+        memory.recovered = None;
+        memory.ahead = None;
+        memory.failed_starts = 0;
+        let _ = std::fs::remove_file(&self.ahead_file);
+        let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
+        self.publish(&observed);
+        Ok(format!(
+            "mysqld stopped and held; the datadir before the restore is {aside}"
+        ))
+    }
+
+    /// The restore of backup `id` starts writing the datadir: only while held for it,
+    /// with mysqld stopped. Answers the datadir; [`Self::restore_written`] ends it.
+    pub async fn restore_writing(&self, id: &str) -> Result<PathBuf, GaleraError> {
+        let mut memory = self.memory.lock().await;
+        if memory.restoring.as_deref() != Some(id) {
+            return Err(GaleraError::Refused(format!(
+                "this node is not prepared for restoring backup {id} (RestorePrepare first)"
+            )));
+        }
+        if memory.restore_writing {
+            return Err(GaleraError::Refused(
+                "a restore is already writing the datadir".into(),
+            ));
+        }
+        if self.host.unit_state().await.is_running() {
+            return Err(GaleraError::Refused(
+                "mysqld runs: the datadir is not restored under it".into(),
+            ));
+        }
+        memory.restore_writing = true;
+        Ok(self.settings.datadir.clone())
+    }
+
+    /// The datadir is written (or the attempt ended): positions are read afresh.
+    pub async fn restore_written(&self) {
+        let mut memory = self.memory.lock().await;
+        memory.restore_writing = false;
+        memory.recovered = None;
+        let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
+        self.publish(&observed);
+    }
+
     /// Start mysqld to join the Primary component (the coordinator calls this after a
     /// bootstrap; a plain start, so IST/SST brings the node up to date).
     pub async fn join(&self, epoch: u64) -> Result<String, GaleraError> {
@@ -681,6 +756,12 @@ impl GaleraDriver {
                 "this node left the cluster (scale-in); restart its agent to undo".into(),
             ));
         }
+        if memory.restore_writing {
+            return Err(GaleraError::Refused(
+                "a restore is writing the datadir".into(),
+            ));
+        }
+        memory.restoring = None;
         if let Some(ahead) = memory.ahead {
             return Err(GaleraError::Refused(format!(
                 "this node is ahead of the Primary component ({ahead}); joining would abort \

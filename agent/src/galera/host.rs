@@ -8,8 +8,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use super::status_conn::{LookError, StatusConnection, STATUS_QUERY, VARIABLES_QUERY};
 use super::{GaleraSettings, UnitState, WsrepStatus};
 pub use crate::exec::{run, write_if_changed, HostError};
@@ -52,6 +50,14 @@ pub trait GaleraHost: Send + Sync {
     /// The journal of the unit's last run when that run has ended (the unit failed, or
     /// waits out `Restart=`): (its InvocationID, the log). `None` while it runs.
     async fn ended_run_log(&self) -> Result<Option<(String, String)>, HostError>;
+    /// Restore (issue 19), mysqld stopped: rename the datadir to
+    /// `<datadir>.before-restore-<id>` (a free name: `.2`, `.3`... when taken) and make an
+    /// empty one owned by mysql, or with `fresh` a new system datadir (mariadb-install-db).
+    /// Answers the kept one's path.
+    async fn set_aside_datadir(&self, id: &str, fresh: bool) -> Result<String, HostError> {
+        let _ = (id, fresh);
+        Err(HostError::new("restore", "not supported by this host"))
+    }
     /// Keep mysqld's copy of the node certificate equal to the agent's (`[galera] tls`).
     /// Hosts without TLS files (and the simulations) have nothing to install.
     async fn install_tls(&self) -> Result<super::tls::TlsInstall, HostError> {
@@ -273,9 +279,8 @@ impl GaleraHost for SystemdGaleraHost {
 
     async fn wsrep_recover(&self) -> Result<Position, HostError> {
         // the same options as Debian's galera_recovery: the node's own config, output on stdout
-        let output = Command::new("mariadbd")
+        let output = crate::exec::command("mariadbd")
             .args(["--user=mysql", "--wsrep-recover", "--disable-log-error"])
-            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -474,6 +479,63 @@ impl GaleraHost for SystemdGaleraHost {
         )
         .await?;
         Ok(Some((invocation, log)))
+    }
+
+    async fn set_aside_datadir(&self, id: &str, fresh: bool) -> Result<String, HostError> {
+        let datadir = self.settings.datadir.clone();
+        let name = datadir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                HostError::new(
+                    "restore",
+                    format!("datadir {} has no name", datadir.display()),
+                )
+            })?;
+        let aside = (1..100)
+            .map(|n| {
+                let suffix = if n == 1 {
+                    String::new()
+                } else {
+                    format!(".{n}")
+                };
+                datadir.with_file_name(format!("{name}.before-restore-{id}{suffix}"))
+            })
+            .find(|p| !p.exists())
+            .ok_or_else(|| {
+                HostError::new("restore", "99 kept datadirs for this backup: remove some")
+            })?;
+        let shown = |what: &str, p: &std::path::Path| format!("{what} {}", p.display());
+        if datadir.exists() {
+            tokio::fs::rename(&datadir, &aside).await.map_err(|e| {
+                HostError::new(
+                    shown("renaming", &datadir),
+                    format!("to {}: {e}", aside.display()),
+                )
+            })?;
+        }
+        tokio::fs::create_dir(&datadir)
+            .await
+            .map_err(|e| HostError::new(shown("creating", &datadir), e.to_string()))?;
+        let path = datadir.display().to_string();
+        run("chown", &["mysql:mysql", &path], SYSTEMCTL_TIMEOUT).await?;
+        if fresh {
+            // a new node's datadir (system tables, no Galera position): it joins by a
+            // state transfer. Without the node's config: install-db's bootstrap must not
+            // load the wsrep provider.
+            run(
+                "mariadb-install-db",
+                &[
+                    "--no-defaults",
+                    "--user=mysql",
+                    &format!("--datadir={path}"),
+                    "--skip-test-db",
+                ],
+                Duration::from_secs(300),
+            )
+            .await?;
+        }
+        Ok(aside.display().to_string())
     }
 }
 

@@ -269,7 +269,7 @@ impl Sockets for ProcSockets {
     }
 
     fn destroy(&self, socket: &TcpSocket) -> Result<(), String> {
-        let out = std::process::Command::new("ss")
+        let out = crate::exec::blocking_command("ss")
             .args(ss_kill_args(socket))
             .output()
             .map_err(|e| format!("ss: {e}"))?;

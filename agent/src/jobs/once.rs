@@ -95,7 +95,7 @@ fn event(event: Event) -> v1::RunOnceEvent {
 pub fn start(node: &str, run: OneOff) -> Result<mpsc::Receiver<v1::RunOnceEvent>, String> {
     let unit = unit_name(&run.name, SystemTime::now());
     let args = systemd_run_args(&unit, &run);
-    let mut child = tokio::process::Command::new("systemd-run")
+    let mut child = crate::exec::command("systemd-run")
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

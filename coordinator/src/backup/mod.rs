@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod plan;
+pub mod restore;
 pub mod swift;
 
 use std::sync::{Arc, Mutex};
@@ -575,35 +576,7 @@ impl Backups {
             kind: ErrorKind::Invalid,
             message: e.to_string(),
         })?;
-        let target = self.target.clone();
-        let cluster = self.cluster.clone();
-        let (tx, mut rx) = mpsc::channel::<u64>(16);
-        let verifying = tokio::task::spawn_blocking(move || {
-            let mut told = Instant::now();
-            triad_backup::open::verify_with_progress(
-                target.as_ref(),
-                id,
-                &key,
-                &cluster,
-                &mut |bytes| {
-                    if told.elapsed() >= PROGRESS_EVERY {
-                        told = Instant::now();
-                        let _ = tx.blocking_send(bytes);
-                    }
-                },
-            )
-        });
-        while let Some(bytes) = rx.recv().await {
-            tell(
-                &progress,
-                step("verify", bytes, format!("reading backup {id}")),
-            )
-            .await;
-        }
-        let manifest = verifying
-            .await
-            .map_err(|e| BackupError::failed(format!("verifying backup {id}: {e}")))?
-            .map_err(|e| BackupError::failed(e.to_string()))?;
+        let manifest = self.check_parts(id, key, &progress).await?;
         let checked = info(&manifest);
         self.record(
             "verify",
@@ -625,6 +598,46 @@ impl Backups {
         )
         .await;
         Ok(checked)
+    }
+
+    /// Reads every part of backup `id` and checks it against its manifest (what `verify`
+    /// and a restore's first step do), telling the bytes read.
+    async fn check_parts(
+        &self,
+        id: BackupId,
+        key: Arc<BackupKey>,
+        progress: &Option<Progress>,
+    ) -> Result<Manifest, BackupError> {
+        let target = self.target.clone();
+        let cluster = self.cluster.clone();
+        let (tx, mut rx) = mpsc::channel::<u64>(16);
+        let verifying = tokio::task::spawn_blocking(move || {
+            let mut told = Instant::now();
+            triad_backup::open::verify_with_progress(
+                target.as_ref(),
+                id,
+                &key,
+                &cluster,
+                &mut |bytes| {
+                    if told.elapsed() >= PROGRESS_EVERY {
+                        told = Instant::now();
+                        let _ = tx.blocking_send(bytes);
+                    }
+                },
+            )
+        });
+        while let Some(bytes) = rx.recv().await {
+            tell(
+                progress,
+                step("verify", bytes, format!("reading backup {id}")),
+            )
+            .await;
+        }
+        let manifest = verifying
+            .await
+            .map_err(|e| BackupError::failed(format!("verifying backup {id}: {e}")))?
+            .map_err(|e| BackupError::failed(e.to_string()))?;
+        Ok(manifest)
     }
 
     /// The schedule's loop: a backup whenever one is due (see `plan::due`), checked every

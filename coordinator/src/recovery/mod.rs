@@ -58,6 +58,8 @@ pub struct RecoverySettings {
 pub struct RecoverCommand {
     pub bootstrap_node: Option<String>,
     pub force: bool,
+    /// The restore that holds the loop asks (anyone else is refused while it holds).
+    pub restore: bool,
     pub reply: oneshot::Sender<Result<(u64, String), String>>,
 }
 
@@ -148,6 +150,33 @@ pub struct OpenDecision {
 pub struct RecoveryHandle {
     status: watch::Receiver<GaleraStatus>,
     commands: mpsc::Sender<RecoverCommand>,
+    hold: Hold,
+}
+
+/// Why the loop is held (a restore, issue 19): while set, a pass neither elects, nor
+/// bootstraps, nor joins, and only the holder's commands are served. Memory only: a
+/// restarted coordinator is not held (the restore it ran has failed and says so).
+type Hold = Arc<std::sync::Mutex<Option<String>>>;
+
+/// The loop stays held while this lives.
+#[derive(Debug)]
+pub struct RecoveryHold {
+    hold: Hold,
+}
+
+fn take_hold(hold: &Hold, why: &str) -> Result<RecoveryHold, String> {
+    let mut held = hold.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(other) = held.as_ref() {
+        return Err(format!("galera recovery is held already: {other}"));
+    }
+    *held = Some(why.to_string());
+    Ok(RecoveryHold { hold: hold.clone() })
+}
+
+impl Drop for RecoveryHold {
+    fn drop(&mut self) {
+        *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 impl RecoveryHandle {
@@ -161,16 +190,37 @@ impl RecoveryHandle {
         self.status.borrow().clone()
     }
 
+    /// Holds the loop for `why` until the returned guard is dropped; refused while it
+    /// is held already.
+    pub fn hold(&self, why: &str) -> Result<RecoveryHold, String> {
+        take_hold(&self.hold, why)
+    }
+
     pub async fn recover(
         &self,
         bootstrap_node: Option<String>,
         force: bool,
+    ) -> Result<(u64, String), String> {
+        self.command(bootstrap_node, force, false).await
+    }
+
+    /// The holder's bootstrap of `node` (checked: `node` must be the most advanced).
+    pub async fn recover_held(&self, node: String) -> Result<(u64, String), String> {
+        self.command(Some(node), false, true).await
+    }
+
+    async fn command(
+        &self,
+        bootstrap_node: Option<String>,
+        force: bool,
+        restore: bool,
     ) -> Result<(u64, String), String> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(RecoverCommand {
                 bootstrap_node,
                 force,
+                restore,
                 reply,
             })
             .await
@@ -188,6 +238,7 @@ pub struct Recovery {
     agents: Arc<dyn Agents>,
     memory: Memory,
     status: watch::Sender<GaleraStatus>,
+    hold: Hold,
 }
 
 impl Recovery {
@@ -210,6 +261,7 @@ impl Recovery {
                 line: "starting".into(),
                 ..GaleraStatus::default()
             }),
+            hold: Hold::default(),
         })
     }
 
@@ -267,8 +319,23 @@ impl Recovery {
         }
     }
 
+    /// See [`RecoveryHandle::hold`] (the loop not spawned: simulations).
+    pub fn hold(&self, why: &str) -> Result<RecoveryHold, String> {
+        take_hold(&self.hold, why)
+    }
+
+    /// Why the loop is held, if it is.
+    fn held(&self) -> Option<String> {
+        self.hold.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// One pass over the current view: [`plan::plan`], then persist, then the one call.
+    /// Nothing while held.
     pub async fn tick(&mut self, view: &ClusterView, now: Now) {
+        if let Some(why) = self.held() {
+            self.set_status(format!("held: {why}"));
+            return;
+        }
         let core = core_members(view);
         let plan = plan::plan(&self.record, &self.memory, &core, &self.settings, now);
         self.memory = plan.memory;
@@ -570,6 +637,7 @@ impl Recovery {
         let handle = RecoveryHandle {
             status: self.status.subscribe(),
             commands,
+            hold: self.hold.clone(),
         };
         let pass = RecoveryPass {
             recovery: self,
@@ -597,6 +665,12 @@ impl runner::Reconciler for RecoveryPass {
     type Command = RecoverCommand;
 
     async fn command(&mut self, command: RecoverCommand) {
+        if let Some(why) = self.recovery.held().filter(|_| !command.restore) {
+            let _ = command
+                .reply
+                .send(Err(format!("galera recovery is held: {why}")));
+            return;
+        }
         let result = self
             .recovery
             .operator_recover(

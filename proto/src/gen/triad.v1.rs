@@ -363,6 +363,10 @@ pub struct AppDatabaseRequest {
     /// mysqld's statements, logs or the agent's command lines.
     #[prost(string, tag = "4")]
     pub password_hash: ::prost::alloc::string::String,
+    /// After a restore: an account that differs only by its password gets this one (the
+    /// restored database holds the password of the cluster the backup came from).
+    #[prost(bool, tag = "5")]
+    pub reset_password: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AppDatabaseReply {
@@ -544,6 +548,74 @@ pub struct BackupDone {
     /// DATABASE: the GTID mariadb-backup recorded with it, when it did.
     #[prost(string, tag = "4")]
     pub gtid: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RestorePrepareRequest {
+    /// The backup being restored (names the kept datadir).
+    #[prost(string, tag = "1")]
+    pub backup_id: ::prost::alloc::string::String,
+    /// Report only; change nothing.
+    #[prost(bool, tag = "2")]
+    pub check_only: bool,
+    /// Leave a new system datadir (this node joins by a state transfer) instead of an empty one.
+    #[prost(bool, tag = "3")]
+    pub fresh: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RestorePrepareReply {
+    /// Tables outside the system schemas; -1: unknown (mysqld is not running).
+    #[prost(int64, tag = "1")]
+    pub tables: i64,
+    /// Some of them, "schema.table", for the operator.
+    #[prost(string, repeated, tag = "2")]
+    pub table_names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Entries at the top of the docroot; -1: unknown (not mounted).
+    #[prost(int64, tag = "3")]
+    pub files: i64,
+    /// What was done, in a sentence.
+    #[prost(string, tag = "4")]
+    pub message: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RestoreChunk {
+    #[prost(oneof = "restore_chunk::Chunk", tags = "1, 2")]
+    pub chunk: ::core::option::Option<restore_chunk::Chunk>,
+}
+/// Nested message and enum types in `RestoreChunk`.
+pub mod restore_chunk {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Chunk {
+        /// The first message, only.
+        #[prost(message, tag = "1")]
+        Header(super::RestoreHeader),
+        /// The next plaintext bytes, in order.
+        #[prost(bytes, tag = "2")]
+        Data(::prost::alloc::vec::Vec<u8>),
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RestoreHeader {
+    #[prost(string, tag = "1")]
+    pub backup_id: ::prost::alloc::string::String,
+    /// The backup's Galera position (database only), checked against the one in the stream.
+    #[prost(string, tag = "2")]
+    pub galera_uuid: ::prost::alloc::string::String,
+    #[prost(int64, tag = "3")]
+    pub galera_seqno: i64,
+    /// Plaintext bytes that follow.
+    #[prost(uint64, tag = "4")]
+    pub plain_bytes: u64,
+    /// Files: move what the docroot holds aside instead of refusing.
+    #[prost(bool, tag = "5")]
+    pub force: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RestoreReply {
+    /// Plaintext bytes received.
+    #[prost(uint64, tag = "1")]
+    pub bytes: u64,
+    #[prost(string, tag = "2")]
+    pub message: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -1174,6 +1246,83 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "BackupStream"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// Restore (issue 19), coordinator certificates only, in this order. RestorePrepare with
+        /// `check_only` reports what the node holds and changes nothing. Without it, mysqld is
+        /// stopped cleanly and held stopped until the coordinator's next Bootstrap or Join; the
+        /// datadir is kept aside as `<datadir>.before-restore-<id>` and replaced by an empty one
+        /// (`fresh`: a new system datadir, as a new install has, which joins by a state transfer).
+        pub async fn restore_prepare(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RestorePrepareRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RestorePrepareReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/RestorePrepare",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "RestorePrepare"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The backup's database (mariadb-backup's xbstream, plaintext, after the header) into the
+        /// empty datadir RestorePrepare left (not `fresh`): extracted, prepared, moved back, and
+        /// grastate.dat written with the backup's position and safe_to_bootstrap: 1.
+        pub async fn restore_database(
+            &mut self,
+            request: impl tonic::IntoStreamingRequest<Message = super::RestoreChunk>,
+        ) -> std::result::Result<tonic::Response<super::RestoreReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/RestoreDatabase",
+            );
+            let mut req = request.into_streaming_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "RestoreDatabase"));
+            self.inner.client_streaming(req, path, codec).await
+        }
+        /// The backup's files (a tar, after the header) into the mounted docroot, which must be
+        /// empty unless the header says `force` (then what is there is moved into
+        /// `.triad-before-restore-<id>/` first).
+        pub async fn restore_files(
+            &mut self,
+            request: impl tonic::IntoStreamingRequest<Message = super::RestoreChunk>,
+        ) -> std::result::Result<tonic::Response<super::RestoreReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/RestoreFiles",
+            );
+            let mut req = request.into_streaming_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "RestoreFiles"));
+            self.inner.client_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1329,6 +1478,32 @@ pub mod agent_service_server {
             tonic::Response<Self::BackupStreamStream>,
             tonic::Status,
         >;
+        /// Restore (issue 19), coordinator certificates only, in this order. RestorePrepare with
+        /// `check_only` reports what the node holds and changes nothing. Without it, mysqld is
+        /// stopped cleanly and held stopped until the coordinator's next Bootstrap or Join; the
+        /// datadir is kept aside as `<datadir>.before-restore-<id>` and replaced by an empty one
+        /// (`fresh`: a new system datadir, as a new install has, which joins by a state transfer).
+        async fn restore_prepare(
+            &self,
+            request: tonic::Request<super::RestorePrepareRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RestorePrepareReply>,
+            tonic::Status,
+        >;
+        /// The backup's database (mariadb-backup's xbstream, plaintext, after the header) into the
+        /// empty datadir RestorePrepare left (not `fresh`): extracted, prepared, moved back, and
+        /// grastate.dat written with the backup's position and safe_to_bootstrap: 1.
+        async fn restore_database(
+            &self,
+            request: tonic::Request<tonic::Streaming<super::RestoreChunk>>,
+        ) -> std::result::Result<tonic::Response<super::RestoreReply>, tonic::Status>;
+        /// The backup's files (a tar, after the header) into the mounted docroot, which must be
+        /// empty unless the header says `force` (then what is there is moved into
+        /// `.triad-before-restore-<id>/` first).
+        async fn restore_files(
+            &self,
+            request: tonic::Request<tonic::Streaming<super::RestoreChunk>>,
+        ) -> std::result::Result<tonic::Response<super::RestoreReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AgentServiceServer<T> {
@@ -2216,6 +2391,145 @@ pub mod agent_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/triad.v1.AgentService/RestorePrepare" => {
+                    #[allow(non_camel_case_types)]
+                    struct RestorePrepareSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::RestorePrepareRequest>
+                    for RestorePrepareSvc<T> {
+                        type Response = super::RestorePrepareReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RestorePrepareRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::restore_prepare(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RestorePrepareSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/RestoreDatabase" => {
+                    #[allow(non_camel_case_types)]
+                    struct RestoreDatabaseSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::ClientStreamingService<super::RestoreChunk>
+                    for RestoreDatabaseSvc<T> {
+                        type Response = super::RestoreReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                tonic::Streaming<super::RestoreChunk>,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::restore_database(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RestoreDatabaseSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.client_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/RestoreFiles" => {
+                    #[allow(non_camel_case_types)]
+                    struct RestoreFilesSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::ClientStreamingService<super::RestoreChunk>
+                    for RestoreFilesSvc<T> {
+                        type Response = super::RestoreReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                tonic::Streaming<super::RestoreChunk>,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::restore_files(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RestoreFilesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.client_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
@@ -2674,6 +2988,13 @@ pub struct BackupListRequest {}
 pub struct BackupVerifyRequest {
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupRestoreRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub force: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BackupProgress {
@@ -3147,6 +3468,34 @@ pub mod coordinator_service_client {
                 .insert(GrpcMethod::new("triad.v1.CoordinatorService", "BackupVerify"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// Restore a backup onto this cluster (operators): verified first; refused when the
+        /// cluster holds data unless `force` (what was there is kept aside on each node); the
+        /// database copied back on one core node and bootstrapped, the others joined by state
+        /// transfers, the files put onto the volume.
+        pub async fn backup_restore(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BackupRestoreRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::BackupProgress>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/BackupRestore",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.CoordinatorService", "BackupRestore"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -3270,6 +3619,23 @@ pub mod coordinator_service_server {
             request: tonic::Request<super::BackupVerifyRequest>,
         ) -> std::result::Result<
             tonic::Response<Self::BackupVerifyStream>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the BackupRestore method.
+        type BackupRestoreStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::BackupProgress, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Restore a backup onto this cluster (operators): verified first; refused when the
+        /// cluster holds data unless `force` (what was there is kept aside on each node); the
+        /// database copied back on one core node and bootstrapped, the others joined by state
+        /// transfers, the files put onto the volume.
+        async fn backup_restore(
+            &self,
+            request: tonic::Request<super::BackupRestoreRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::BackupRestoreStream>,
             tonic::Status,
         >;
     }
@@ -3883,6 +4249,53 @@ pub mod coordinator_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = BackupVerifySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/BackupRestore" => {
+                    #[allow(non_camel_case_types)]
+                    struct BackupRestoreSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::ServerStreamingService<super::BackupRestoreRequest>
+                    for BackupRestoreSvc<T> {
+                        type Response = super::BackupProgress;
+                        type ResponseStream = T::BackupRestoreStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BackupRestoreRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::backup_restore(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BackupRestoreSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
