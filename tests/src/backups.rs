@@ -47,6 +47,36 @@ pub fn verify_output(id: &str) -> Result<Output> {
     cmd::output_timeout(&mut triadctl(&["backup", "verify", id])?, BACKUP_LIMIT)
 }
 
+/// `triadctl backup restore ID [--force]`, whatever it answers (bounded: a restore of the
+/// lab's backup takes a minute or two).
+pub fn restore_output(id: &str, force: bool) -> Result<Output> {
+    let mut args = vec!["backup", "restore", id];
+    if force {
+        args.push("--force");
+    }
+    cmd::output_timeout(&mut triadctl(&args)?, BACKUP_LIMIT)
+}
+
+/// SHA-256 of every file under the docroot as `node` sees its mount: path -> hash.
+pub fn docroot_sums(node: &Node) -> Result<std::collections::BTreeMap<String, String>> {
+    let out = node.exec_limit(
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "cd {} && find . -type f -print0 | xargs -0 -r sha256sum",
+                crate::triad::DOCROOT
+            ),
+        ],
+        Duration::from_secs(120),
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|line| line.split_once("  "))
+        .map(|(sum, path)| (path.to_string(), sum.to_string()))
+        .collect())
+}
+
 /// `triadctl backup list -o json`.
 pub fn list() -> Result<serde_json::Value> {
     let output = cmd::output_timeout(

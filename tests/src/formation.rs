@@ -371,3 +371,55 @@ pub fn form_all(tb: &Testbed) -> Result<()> {
     lap(&format!("apache serving {HEALTH_PATH} on every node"));
     Ok(())
 }
+
+/// The ids in `lab.acked` on `node` (read through its own socket).
+pub fn present_ids(node: &Node) -> Result<std::collections::BTreeSet<u64>> {
+    Ok(sql(node, "SELECT id FROM lab.acked")?
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect())
+}
+
+/// `lab.acked` and the host's client account `triad_test` (what [`insert_acked`] uses).
+pub fn prepare_schema(node: &Node) -> Result<()> {
+    let host = crate::node::HOST_ADDR;
+    sql(
+        node,
+        &format!(
+            "CREATE DATABASE IF NOT EXISTS lab; CREATE TABLE IF NOT EXISTS lab.acked (id BIGINT PRIMARY KEY); \
+             CREATE USER IF NOT EXISTS 'triad_test'@'{host}' IDENTIFIED BY 'triad-test'; \
+             GRANT ALL ON lab.* TO 'triad_test'@'{host}'"
+        ),
+    )?;
+    Ok(())
+}
+
+/// Inserts ids through the nodes round-robin while `fault` runs on another thread; returns
+/// the acknowledged ids (bounded: at most 20000 attempts, and the fault's end ends it).
+pub fn insert_during<T: Send>(
+    tb: &Testbed,
+    first_id: u64,
+    fault: impl FnOnce() -> Result<T> + Send,
+) -> Result<(Vec<u64>, T)> {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut acked = Vec::new();
+    let outcome = std::thread::scope(|scope| -> Result<T> {
+        let handle = scope.spawn(|| {
+            let result = fault();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        });
+        let mut id = first_id;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) && id < first_id + 20_000 {
+            let node = &tb.nodes[(id as usize) % tb.nodes.len()];
+            if insert_acked(node, id, Duration::from_secs(5)).is_ok() {
+                acked.push(id);
+            }
+            id += 1;
+        }
+        handle
+            .join()
+            .map_err(|_| LabError::Other("fault thread panicked".into()))?
+    })?;
+    Ok((acked, outcome))
+}

@@ -479,6 +479,22 @@ pub fn lab(tb: &mut Testbed) -> Result<Site> {
     lab_with(tb, &config)
 }
 
+/// The lab as [`lab`] makes it but empty, for a restore: Triad on every node, the volume
+/// mounted, Galera formed (from nothing), HAProxy in front; no app content.
+pub fn empty_lab(tb: &mut Testbed) -> Result<()> {
+    let config = crate::triad::coordinator_config(tb);
+    for n in &tb.nodes {
+        crate::triad::install_agent(tb, n)?;
+    }
+    crate::triad::start_coordinator_config(tb, &config)?;
+    crate::triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
+    for n in &tb.nodes {
+        crate::formation::wait_galera(n, tb.nodes.len(), Duration::from_secs(240))?;
+    }
+    tb.start_haproxy()?;
+    Ok(())
+}
+
 /// [`lab`] with the coordinator's config given (e.g. with `[[app.jobs]]` appended).
 pub fn lab_with(tb: &mut Testbed, coordinator_config: &str) -> Result<Site> {
     crate::triad::cargo_build()?;

@@ -4,14 +4,19 @@
 //! an uploaded file, survive the crash of the node that served them and then a full outage
 //! of every node, with nobody touching the app; a PHP session survives its node's crash; a
 //! real Prometheus with the shipped alert rules fires TriadNodeDown for the crashed node; a
-//! backup taken while a reader runs (issue 19) holds the upload byte for byte and the post's
-//! row, and a corrupted part of it is refused by name; one whose command dies midway is
-//! failed and never listed. Real Galera, Gluster, Apache and
-//! HAProxy, driven by the agents and the coordinator.
+//! backup taken while a reader reads and a client writes (issue 19) is listed and verified,
+//! a corrupted part of it is refused by name, and one whose command dies midway is failed
+//! and never listed; at the end the lab is torn down, an empty one brought up, and the
+//! backup restored into it: every row acknowledged before the backup began is on every
+//! node, none written after it, every file is byte-identical, the login and the post are
+//! served again; a second restore onto the now non-empty cluster is refused without
+//! --force. Real Galera, Gluster, Apache and HAProxy, driven by the agents and the
+//! coordinator.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use triad_tests::formation::{insert_acked, insert_during, prepare_schema, present_ids};
 use triad_tests::haproxy::LISTEN;
 use triad_tests::prometheus::Prometheus;
 use triad_tests::wait::{self, Poll};
@@ -126,10 +131,8 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         );
     }
 
-    // 1b. a backup while a reader loop runs (issue 19): listed, verified, holding the upload
-    // byte for byte and the post's row (its database part extracted, prepared and served by
-    // a standalone mariadbd on a node, what a restore starts with)
-    // first one whose files command dies midway (a tar first on the nodes' PATH that stops
+    // 1b. a backup while a reader loop reads and a client writes (issue 19): listed and
+    // verified (its restore is step 5). First one whose files command dies midway (a tar first on the nodes' PATH that stops
     // after 3 MB): it fails naming the command, nothing of it is listed or left partial,
     // no node stays desynced, and the backup after it is whole
     let listed_before = backup_ids()?;
@@ -170,19 +173,50 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         );
     }
 
+    // rows acknowledged before the backup begins, and the files as they are then
+    prepare_schema(&tb.nodes[0])?;
+    let before: Vec<u64> = (1..=30)
+        .filter(|id| insert_acked(&tb.nodes[*id as usize % 3], *id, Duration::from_secs(5)).is_ok())
+        .collect();
+    assert_eq!(before.len(), 30, "rows before the backup: {before:?}");
+    let files_before = backups::docroot_sums(&tb.nodes[0])?;
     let stop = AtomicBool::new(false);
     let t = Instant::now();
     let (failed, made) = std::thread::scope(|scope| {
         let reader = scope.spawn(|| reader_loop(&stop, &post));
-        let made = backups::now();
+        let made = insert_during(&tb, 1_000, backups::now);
         stop.store(true, Ordering::Relaxed);
         (reader.join().expect("the reader loop"), made)
     });
-    let id = made?;
-    eprintln!("[app] backup {id} made in {:.1?}", t.elapsed());
+    let (during, id) = made?;
+    eprintln!(
+        "[app] backup {id} made in {:.1?} while {} rows were written",
+        t.elapsed(),
+        during.len()
+    );
     assert!(
         failed.is_empty(),
         "reader requests failed during the backup: {failed:?}"
+    );
+    assert!(
+        !during.is_empty(),
+        "the writer committed nothing during the backup"
+    );
+    // written after the backup: must not come back with it
+    let written_after: Vec<u64> = (900_000..900_010)
+        .filter(|id| insert_acked(&tb.nodes[*id as usize % 3], *id, Duration::from_secs(5)).is_ok())
+        .collect();
+    assert!(!written_after.is_empty(), "rows after the backup");
+    // the files present when the backup began and unchanged until it ended
+    let files_after = backups::docroot_sums(&tb.nodes[0])?;
+    let stable: std::collections::BTreeMap<String, String> = files_before
+        .into_iter()
+        .filter(|(path, sum)| files_after.get(path) == Some(sum))
+        .collect();
+    assert!(
+        stable.contains_key(&format!(".{}", upload.path)),
+        "the upload {} among the docroot's files",
+        upload.path
     );
     let listed = backups::list()?;
     let entry = listed["backups"]
@@ -200,19 +234,6 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         String::from_utf8_lossy(&verified.stdout),
         String::from_utf8_lossy(&verified.stderr)
     );
-    let unpacked = backups::unpack_files(&id, &tb.state)?;
-    let copy = std::fs::read(unpacked.join(upload.path.trim_start_matches('/')))?;
-    assert!(copy == bytes, "the upload in backup {id} differs");
-    let title = backups::query_database(
-        &tb.nodes[0],
-        &id,
-        &format!(
-            "SELECT post_title FROM {}.wp_posts WHERE ID = {}",
-            triad::APP_DATABASE,
-            post.id
-        ),
-    )?;
-    assert_eq!(title, post.title, "the post's row in backup {id}");
     // one byte of a part flipped: verify refuses, naming the part (then the byte is put back)
     let part = triad::lab_backup_dir().join(&id).join("files.00000");
     let original = std::fs::read(&part)?;
@@ -320,6 +341,98 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         t.elapsed()
     );
     assert!(browser.logged_in()?, "the login survived the full outage");
+
+    // 5. restore (issue 19): this lab torn down, an empty one brought up, the backup of
+    // step 1b restored into it by `triadctl backup restore` alone
+    let cookies = std::fs::read(tb.state.join("wp-cookies.txt"))?;
+    drop(prometheus);
+    tb.teardown_and_verify()?;
+    let mut tb = Testbed::for_test(3)?;
+    wordpress::empty_lab(&mut tb)?;
+    let t = Instant::now();
+    let restored = backups::restore_output(&id, false)?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&restored.stdout),
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(restored.status.success(), "backup restore {id}: {said}");
+    eprintln!(
+        "[app] restore of backup {id} into an empty lab: {:.1?}\n{said}",
+        t.elapsed()
+    );
+    // every row acknowledged before the backup began, on every node; none written after it;
+    // the same rows everywhere
+    let mut sets = Vec::new();
+    for node in &tb.nodes {
+        let present = present_ids(node)?;
+        let missing: Vec<&u64> = before.iter().filter(|id| !present.contains(id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: rows acknowledged before the backup missing: {missing:?}",
+            node.name
+        );
+        let back: Vec<&u64> = written_after
+            .iter()
+            .filter(|id| present.contains(id))
+            .collect();
+        assert!(
+            back.is_empty(),
+            "{}: rows written after the backup came back: {back:?}",
+            node.name
+        );
+        sets.push(present);
+    }
+    assert!(
+        sets.windows(2).all(|w| w[0] == w[1]),
+        "the nodes differ after the restore"
+    );
+    eprintln!(
+        "[app] restored rows: {} ({} of the {} written during the backup)",
+        sets[0].len(),
+        during.iter().filter(|id| sets[0].contains(id)).count(),
+        during.len()
+    );
+    // every file present at the backup, byte for byte
+    let files = backups::docroot_sums(&tb.nodes[1])?;
+    let differ: Vec<&String> = stable
+        .iter()
+        .filter(|(path, sum)| files.get(*path) != Some(sum))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "files missing or different after the restore: {differ:?}"
+    );
+    // the app serves the post, and the login made before the backup still holds
+    triad::wait_all_ready(&tb, 3, Duration::from_secs(300))?;
+    tb.haproxy()?.wait_all_up(Duration::from_secs(60))?;
+    let browser = Browser::new(tb.state.join("wp-cookies.txt"));
+    std::fs::write(tb.state.join("wp-cookies.txt"), cookies)?;
+    wait_content(
+        &browser,
+        &post,
+        &upload,
+        &bytes,
+        Duration::from_secs(120),
+        "the post and its upload through the balancer after the restore",
+    )?;
+    assert!(
+        browser.logged_in()?,
+        "the login made before the backup holds after the restore"
+    );
+    // onto a cluster that now holds data: refused without --force, naming what it holds
+    let again = backups::restore_output(&id, false)?;
+    let said = String::from_utf8_lossy(&again.stderr).to_string();
+    assert!(
+        !again.status.success() && said.contains("not empty") && said.contains("--force"),
+        "a restore onto a non-empty cluster: {} {said}",
+        again.status
+    );
+    eprintln!(
+        "[app] a restore onto the restored cluster is refused: {}",
+        said.trim()
+    );
     tb.teardown_and_verify()?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use triad_tests::formation::{insert_acked, sql, wsrep};
+use triad_tests::formation::{insert_during, prepare_schema, present_ids, sql, wsrep};
 use triad_tests::hostproc::HostProc;
 use triad_tests::node::HOST_ADDR;
 use triad_tests::triad::{find_bin, COORDINATOR_GRPC, GOSSIP_PORT, GRPC_PORT};
@@ -202,56 +202,6 @@ fn all(tb: &Testbed) -> Vec<&Node> {
     tb.nodes.iter().collect()
 }
 
-fn present_ids(node: &Node) -> Result<BTreeSet<u64>> {
-    Ok(sql(node, "SELECT id FROM lab.acked")?
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect())
-}
-
-fn prepare_schema(node: &Node) -> Result<()> {
-    sql(
-        node,
-        &format!(
-            "CREATE DATABASE IF NOT EXISTS lab; CREATE TABLE IF NOT EXISTS lab.acked (id BIGINT PRIMARY KEY); \
-             CREATE USER IF NOT EXISTS 'triad_test'@'{HOST_ADDR}' IDENTIFIED BY 'triad-test'; \
-             GRANT ALL ON lab.* TO 'triad_test'@'{HOST_ADDR}'"
-        ),
-    )?;
-    Ok(())
-}
-
-/// Insert ids through the nodes round-robin while `fault` runs on another thread; returns
-/// the acknowledged ids.
-fn insert_during(
-    tb: &Testbed,
-    first_id: u64,
-    fault: impl FnOnce() -> Result<()> + Send,
-) -> Result<Vec<u64>> {
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let mut acked = Vec::new();
-    std::thread::scope(|scope| -> Result<()> {
-        let handle = scope.spawn(|| {
-            let result = fault();
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
-            result
-        });
-        let mut id = first_id;
-        // bounded: at most 20000 attempts, and the fault ends the loop
-        while !done.load(std::sync::atomic::Ordering::SeqCst) && id < first_id + 20_000 {
-            let node = &tb.nodes[(id as usize) % tb.nodes.len()];
-            if insert_acked(node, id, Duration::from_secs(5)).is_ok() {
-                acked.push(id);
-            }
-            id += 1;
-        }
-        handle
-            .join()
-            .map_err(|_| LabError::Other("fault thread panicked".into()))?
-    })?;
-    Ok(acked)
-}
-
 #[test]
 fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
     let mut tb = Testbed::for_test(3)?;
@@ -412,7 +362,7 @@ fn full_outage_round(
     shape: &str,
 ) -> Result<Vec<u64>> {
     let crash_at = std::time::SystemTime::now();
-    let acked = insert_during(tb, first_id, || {
+    let (acked, ()) = insert_during(tb, first_id, || {
         std::thread::sleep(Duration::from_millis(1500)); // let the client commit some rows first
         faults::full_outage(tb, gap).map(|_| ())
     })?;

@@ -52,6 +52,8 @@ impl Default for ApachePaths {
 
 /// The PHP sessions' directory, under the docroot (on the volume); never served.
 pub const SESSIONS_DIR: &str = ".triad/sessions";
+/// Triad's own directory on the volume (the first part of [`SESSIONS_DIR`]).
+pub const TRIAD_DIR: &str = ".triad";
 
 /// Modules the agent enables besides Debian's defaults (which include mod_status, mod_dir,
 /// mod_env, mod_mime and mod_setenvif): what PHP apps' `.htaccess` files commonly need.

@@ -242,9 +242,14 @@ pub fn files_command(docroot: &Path) -> Vec<String> {
         format!("--directory={}", docroot.display()),
         "--numeric-owner".into(),
         "--one-file-system".into(),
+        // Gluster's trash directory is the volume's, not the app's
+        format!("--exclude=./{GLUSTER_TRASH}"),
         ".".into(),
     ]
 }
+
+/// The directory Gluster keeps at the top of every volume (the trash translator's).
+pub const GLUSTER_TRASH: &str = ".trashcan";
 
 /// `SET GLOBAL wsrep_desync = ON|OFF`.
 pub fn desync_statement(on: bool) -> &'static str {

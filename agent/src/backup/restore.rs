@@ -121,7 +121,7 @@ pub async fn survey(socket: &Path, docroot: &Path, mounted: bool) -> Survey {
     .await
     .map(|out| count_tables(&out));
     let files = if mounted {
-        entries(docroot).await.ok().map(|e| e.len() as u64)
+        app_entries(docroot).await.ok().map(|e| e.len() as u64)
     } else {
         None
     };
@@ -140,6 +140,24 @@ pub async fn survey(socket: &Path, docroot: &Path, mounted: bool) -> Survey {
             }
         }
     }
+}
+
+/// Entries at the top of the docroot that are the volume's or Triad's, not the app's code
+/// or uploads: not counted as data, never moved aside (Gluster's trash is not restored
+/// either; the PHP sessions under Triad's directory are).
+pub const NOT_THE_APPS: [&str; 3] = [
+    crate::mount::SENTINEL,
+    super::GLUSTER_TRASH,
+    crate::apache::config::TRIAD_DIR,
+];
+
+/// The app's names at the top of the docroot.
+async fn app_entries(docroot: &Path) -> Result<Vec<std::ffi::OsString>, HostError> {
+    Ok(entries(docroot)
+        .await?
+        .into_iter()
+        .filter(|name| !NOT_THE_APPS.iter().any(|own| name == *own))
+        .collect())
 }
 
 /// The names at the top of `dir`.
@@ -306,7 +324,7 @@ pub async fn files(
             docroot.display()
         )));
     }
-    let present = entries(docroot).await?;
+    let present = app_entries(docroot).await?;
     let mut kept = None;
     if !present.is_empty() {
         if !header.force {
@@ -333,6 +351,7 @@ pub async fn files(
         kept = Some(aside);
     }
     let root = docroot.display().to_string();
+    let trash = format!("--exclude=./{}", super::GLUSTER_TRASH);
     let bytes = feed(
         &[
             "tar",
@@ -343,6 +362,7 @@ pub async fn files(
             "--numeric-owner",
             "--same-owner",
             "--same-permissions",
+            &trash,
         ],
         chunks,
     )
@@ -550,6 +570,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::write(root.join("index.php"), b"old").unwrap();
+        // the volume's own entries are neither counted nor moved
+        std::fs::write(root.join(crate::mount::SENTINEL), b"").unwrap();
+        std::fs::create_dir(root.join(".trashcan")).unwrap();
+        std::fs::create_dir(root.join(".triad")).unwrap();
         // a tar of one file, made by the real tar
         let src = tempfile::tempdir().unwrap();
         std::fs::write(src.path().join("new.txt"), b"restored").unwrap();
@@ -591,6 +615,7 @@ mod tests {
             b"old"
         );
         assert!(!root.join("index.php").exists());
+        assert!(root.join(".trashcan").is_dir() && root.join(crate::mount::SENTINEL).exists());
 
         // fewer bytes than announced: refused after the fact, named
         header.plain_bytes += 1;

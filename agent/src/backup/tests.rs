@@ -19,7 +19,7 @@ const DATABASE_COMMAND: &str = "mariadb-backup --backup --stream=xbstream --gale
      --target-dir=/var/tmp/triad-backup-test --tmpdir=/var/tmp/triad-backup-test \
      --user=root --socket=/run/mysqld/mysqld.sock";
 const FILES_COMMAND: &str =
-    "tar --create --file=- --directory=/var/www/triad --numeric-owner --one-file-system .";
+    "tar --create --file=- --directory=/var/www/triad --numeric-owner --one-file-system --exclude=./.trashcan .";
 
 /// What the fake command does.
 struct Script {

@@ -699,8 +699,12 @@ impl GaleraDriver {
             self.host.stop(LEAVE_STOP_GRACE).await?;
         }
         let aside = self.host.set_aside_datadir(id, fresh).await?;
-        // the datadir is new: nothing recovered from the old one applies
-        memory.recovered = None;
+        // the datadir is new and holds no position (empty, or a new system datadir); no
+        // `--wsrep-recover` may run on it (on an empty one it would create InnoDB's files)
+        memory.recovered = Some(Position {
+            uuid: triad_galera::position::ZERO_UUID.into(),
+            seqno: -1,
+        });
         memory.ahead = None;
         memory.failed_starts = 0;
         let _ = std::fs::remove_file(&self.ahead_file);

@@ -505,18 +505,31 @@ impl GaleraHost for SystemdGaleraHost {
             .ok_or_else(|| {
                 HostError::new("restore", "99 kept datadirs for this backup: remove some")
             })?;
+        // the datadir itself stays (it may be a mount point, or a directory an overlay
+        // cannot rename): its entries move, with `mv` (a copy where a rename cannot go)
         let shown = |what: &str, p: &std::path::Path| format!("{what} {}", p.display());
-        if datadir.exists() {
-            tokio::fs::rename(&datadir, &aside).await.map_err(|e| {
-                HostError::new(
-                    shown("renaming", &datadir),
-                    format!("to {}: {e}", aside.display()),
-                )
-            })?;
-        }
-        tokio::fs::create_dir(&datadir)
+        let mut private = tokio::fs::DirBuilder::new();
+        private.mode(0o700);
+        private
+            .create(&aside)
             .await
-            .map_err(|e| HostError::new(shown("creating", &datadir), e.to_string()))?;
+            .map_err(|e| HostError::new(shown("creating", &aside), e.to_string()))?;
+        let mut entries = Vec::new();
+        if let Ok(mut read) = tokio::fs::read_dir(&datadir).await {
+            while let Ok(Some(entry)) = read.next_entry().await {
+                entries.push(entry.path().display().to_string());
+            }
+        } else {
+            tokio::fs::create_dir(&datadir)
+                .await
+                .map_err(|e| HostError::new(shown("creating", &datadir), e.to_string()))?;
+        }
+        if !entries.is_empty() {
+            let target = aside.display().to_string();
+            let mut args = vec!["-t", target.as_str(), "--"];
+            args.extend(entries.iter().map(String::as_str));
+            run("mv", &args, Duration::from_secs(3 * 3600)).await?;
+        }
         let path = datadir.display().to_string();
         run("chown", &["mysql:mysql", &path], SYSTEMCTL_TIMEOUT).await?;
         if fresh {

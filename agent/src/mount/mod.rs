@@ -13,6 +13,8 @@
 
 pub mod host;
 
+/// The file whose `stat` tells the mount is alive (created on a fresh volume).
+pub const SENTINEL: &str = ".triad-sentinel";
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,7 +44,7 @@ impl Default for MountSettings {
             allow_non_empty: false,
             probe_timeout: Duration::from_secs(3),
             stale_after: Duration::from_secs(12),
-            sentinel: ".triad-sentinel".into(),
+            sentinel: SENTINEL.into(),
         }
     }
 }

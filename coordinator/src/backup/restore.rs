@@ -492,16 +492,22 @@ impl Backups {
         let read = reader
             .await
             .map_err(|e| BackupError::failed(format!("reading the {name}: {e}")))?;
-        // the backup's error first: a node that saw its stream end early says less
-        if let Err(error) = read {
-            return Err(BackupError::failed(format!(
-                "reading the {name} of the backup: {error}"
-            )));
-        }
-        let reply = answer.map_err(|status| BackupError {
-            kind: ErrorKind::of(status.code()),
-            message: format!("the {name} onto {node}: {}", status.message()),
-        })?;
+        // the node's refusal or failure first (the reader then only saw its stream end);
+        // a node that saw its stream end early says less than the reader's error
+        let reply = match (answer, read) {
+            (Err(status), _) => {
+                return Err(BackupError {
+                    kind: ErrorKind::of(status.code()),
+                    message: format!("the {name} onto {node}: {}", status.message()),
+                })
+            }
+            (Ok(_), Err(error)) => {
+                return Err(BackupError::failed(format!(
+                    "reading the {name} of the backup: {error}"
+                )))
+            }
+            (Ok(reply), Ok(())) => reply,
+        };
         tell(
             progress,
             told(
