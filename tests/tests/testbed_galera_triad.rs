@@ -202,16 +202,24 @@ fn all(tb: &Testbed) -> Vec<&Node> {
     tb.nodes.iter().collect()
 }
 
+/// One lab for both scenarios (formation, rejoins and a partition first, then the full
+/// outages): the second starts from the cluster the first leaves, Synced everywhere.
 #[test]
-fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
+fn testbed_galera_triad_forms_rejoins_and_recovers_full_outages() -> anyhow::Result<()> {
     let mut tb = Testbed::for_test(3)?;
     install_agents(&tb)?;
     start_coordinator(&mut tb)?;
+    forms_keeps_and_rejoins_nodes(&mut tb)?;
+    full_outage_loses_no_acknowledged_write(&mut tb)?;
+    tb.teardown_and_verify()?;
+    Ok(())
+}
 
+fn forms_keeps_and_rejoins_nodes(tb: &mut Testbed) -> anyhow::Result<()> {
     // 1. formation from empty datadirs, by the coordinator and the agents only
     let took = wait_synced(
-        &tb,
-        &all(&tb),
+        tb,
+        &all(tb),
         3,
         Duration::from_secs(180),
         "formation: 3 nodes Synced/Primary",
@@ -219,7 +227,7 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
     eprintln!("formation from nothing: {took:.1?}");
     // replication over TLS from the lab CA; the joiners' rsync SSTs went through stunnel
     let galera_tls =
-        triad_tests::triad::galera_tls_problems(&tb, "Using stunnel for SSL encryption")?;
+        triad_tests::triad::galera_tls_problems(tb, "Using stunnel for SSL encryption")?;
     assert!(galera_tls.is_empty(), "Galera TLS: {galera_tls:#?}");
     // status is read through a MariaDB account with no privileges (unix_socket), created by
     // the agents once Primary and replicated to every node
@@ -272,8 +280,8 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
     // 2. SIGKILL of mysqld: brought back and Synced again
     faults::kill_unit(n2, "mariadb")?;
     let took = wait_synced(
-        &tb,
-        &all(&tb),
+        tb,
+        &all(tb),
         3,
         Duration::from_secs(120),
         "n2 back after SIGKILL of mysqld",
@@ -283,7 +291,7 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
     // 3. crash one node: the other two stay Primary and take writes; start it: it rejoins
     faults::crash(n3)?;
     wait_synced(
-        &tb,
+        tb,
         &[n1, n2],
         2,
         Duration::from_secs(60),
@@ -292,8 +300,8 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
     sql(n2, "INSERT INTO lab.acked (id) VALUES (2)")?;
     faults::start(n3)?;
     let took = wait_synced(
-        &tb,
-        &all(&tb),
+        tb,
+        &all(tb),
         3,
         Duration::from_secs(180),
         "n3 rejoined after its crash",
@@ -306,7 +314,7 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
         std::fs::read_to_string(tb.state.join("coordinator/state/galera.json")).unwrap_or_default();
     faults::isolate(n3)?;
     wait_synced(
-        &tb,
+        tb,
         &[n1, n2],
         2,
         Duration::from_secs(60),
@@ -328,8 +336,8 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
     sql(n1, "INSERT INTO lab.acked (id) VALUES (3)")?;
     faults::heal(n3)?;
     wait_synced(
-        &tb,
-        &all(&tb),
+        tb,
+        &all(tb),
         3,
         Duration::from_secs(120),
         "n3 rejoined after heal",
@@ -347,8 +355,6 @@ fn testbed_galera_triad_forms_keeps_and_rejoins_nodes() -> anyhow::Result<()> {
         "a partition must not cause a bootstrap"
     );
     assert_eq!(present_ids(n3)?, BTreeSet::from([1, 2, 3]));
-
-    tb.teardown_and_verify()?;
     Ok(())
 }
 
@@ -391,20 +397,22 @@ fn full_outage_round(
     Ok(acked)
 }
 
-#[test]
-fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Result<()> {
-    let mut tb = Testbed::for_test(3)?;
-    install_agents(&tb)?;
-    start_coordinator(&mut tb)?;
-    wait_synced(&tb, &all(&tb), 3, Duration::from_secs(180), "formation")?;
+fn full_outage_loses_no_acknowledged_write(tb: &mut Testbed) -> anyhow::Result<()> {
+    wait_synced(
+        tb,
+        &all(tb),
+        3,
+        Duration::from_secs(180),
+        "every node Synced",
+    )?;
     prepare_schema(&tb.nodes[0])?;
     let mut acked: Vec<u64> = Vec::new();
 
     // 4a. all nodes at once, while a client inserts
-    acked.extend(full_outage_round(&tb, 1_000, None, "simultaneous")?);
+    acked.extend(full_outage_round(tb, 1_000, None, "simultaneous")?);
     // 4b. staggered: each node's last Primary view differs
     acked.extend(full_outage_round(
-        &tb,
+        tb,
         100_000,
         Some(Duration::from_secs(6)),
         "staggered",
@@ -455,8 +463,8 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     }
     faults::start(n3)?;
     wait_synced(
-        &tb,
-        &all(&tb),
+        tb,
+        &all(tb),
         3,
         Duration::from_secs(240),
         "recovery once n3 is back",
@@ -472,7 +480,7 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     // agents must stop them (mariadb.service would restart into the same abort), keep their
     // data, never SST them, and the coordinator must say so
     faults::crash(n1)?;
-    wait_synced(&tb, &[n2, n3], 2, Duration::from_secs(60), "n2, n3 Primary")?;
+    wait_synced(tb, &[n2, n3], 2, Duration::from_secs(60), "n2, n3 Primary")?;
     for id in 900_001..=900_005 {
         sql(n2, &format!("INSERT INTO lab.acked (id) VALUES ({id})"))?;
     }
@@ -513,7 +521,7 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
     )?;
     let stale = operator_bootstrap(n1)?;
     eprintln!("operator bootstrap of the stale n1: {stale}");
-    wait_synced(&tb, &[n1], 1, Duration::from_secs(60), "n1 Primary alone")?;
+    wait_synced(tb, &[n1], 1, Duration::from_secs(60), "n1 Primary alone")?;
     faults::start(n2)?;
     faults::start(n3)?;
     let status = wait::until(
@@ -597,8 +605,6 @@ fn testbed_galera_triad_full_outage_loses_no_acknowledged_write() -> anyhow::Res
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-
-    tb.teardown_and_verify()?;
     Ok(())
 }
 

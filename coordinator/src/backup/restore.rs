@@ -1,10 +1,10 @@
 //! `triadctl backup restore ID [--force]` (issue 19): a backup back onto this cluster.
 //!
-//! 1. Verify: every part read back and checked (key, cluster, lengths, hashes), before
-//!    anything in the cluster is touched.
-//! 2. Survey every core node (`RestorePrepare`, check only): all must be live; a node
+//! 1. Survey every core node (`RestorePrepare`, check only): all must be live; a node
 //!    holding tables outside the system schemas, or a docroot holding entries, refuses the
 //!    restore unless `--force`.
+//! 2. Verify: every part read back and checked (key, cluster, lengths, hashes), before
+//!    anything in the cluster is touched.
 //! 3. Hold the recovery loop (no election, bootstrap or join but the restore's own), then
 //!    `RestorePrepare` on every core node: mysqld stopped and held, the datadir kept aside as
 //!    `<datadir>.before-restore-<id>`; the chosen node (the lowest id) gets an empty datadir,
@@ -13,9 +13,10 @@
 //!    moved back, grastate.dat at the backup's position.
 //! 5. The recovery loop bootstraps the chosen node (an operator's bootstrap, checked: it is
 //!    the only node with a position) and, released, joins the others one at a time.
-//! 6. Once every core node is Synced in the Primary component of the backup's history, the
-//!    files are streamed into the volume (`RestoreFiles`), and the app's account gets this
-//!    cluster's password (the restored database holds the backed-up cluster's).
+//! 6. Meanwhile the files are streamed into the volume (`RestoreFiles`) through the chosen
+//!    node's mount; once every core node is Synced in the Primary component of the
+//!    backup's history, the app's account gets this cluster's password (the restored
+//!    database holds the backed-up cluster's).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -267,17 +268,8 @@ impl Backups {
             kind: ErrorKind::Invalid,
             message: e.to_string(),
         })?;
-        // 1. every part, before anything in the cluster is touched
-        self.state
-            .send_modify(|s| s.running = Some(format!("restore {id}: verifying")));
-        let manifest = self.check_parts(backup_id, key.clone(), progress).await?;
-        let verified = info(&manifest);
-        let galera = manifest
-            .galera
-            .clone()
-            .ok_or_else(|| BackupError::refused(format!("backup {id} holds no Galera position")))?;
-
-        // 2. the nodes, and what they hold
+        // 1. the nodes, and what they hold (nothing changes: a cluster that is not empty is
+        // refused before the backup is read)
         let nodes = restore_nodes(&self.coordinator.view()).map_err(BackupError::refused)?;
         let mut surveys = Vec::new();
         for (node, grpc) in nodes.all() {
@@ -287,6 +279,16 @@ impl Backups {
         if let Some(why) = refusal(&surveys, &nodes.chosen.0, id, force) {
             return Err(BackupError::refused(why));
         }
+
+        // 2. every part, before anything in the cluster is touched
+        self.state
+            .send_modify(|s| s.running = Some(format!("restore {id}: verifying")));
+        let manifest = self.check_parts(backup_id, key.clone(), progress).await?;
+        let verified = info(&manifest);
+        let galera = manifest
+            .galera
+            .clone()
+            .ok_or_else(|| BackupError::refused(format!("backup {id} holds no Galera position")))?;
 
         // 3. hold recovery; stop, keep aside, empty
         let hold = recovery
@@ -369,30 +371,33 @@ impl Backups {
         .await
         .map_err(|e| after_hold(e, id))?;
         drop(hold);
-        self.state
-            .send_modify(|s| s.running = Some(format!("restore {id}: the other nodes joining")));
-        self.wait_for(SYNCED_WITHIN, "join", progress, |view| {
-            not_synced(view, &nodes, &galera.uuid)
-        })
-        .await?;
-
-        // 6. the files, and the app's password
-        self.state
-            .send_modify(|s| s.running = Some(format!("restore {id}: the files onto {chosen}")));
+        // 6. the files go onto the volume while the others join (their state transfers
+        // come from the chosen node's database, the files through its mount)
+        self.state.send_modify(|s| {
+            s.running = Some(format!(
+                "restore {id}: the files onto {chosen}, the other nodes joining"
+            ))
+        });
         let files_header = v1::RestoreHeader {
             plain_bytes: plain_bytes(&manifest, StreamKind::Files),
             ..header
         };
-        self.send_stream(
-            &manifest,
-            StreamKind::Files,
-            &key,
-            files_header,
-            &chosen,
-            chosen_grpc,
-            progress,
-        )
-        .await?;
+        let (files, joined) = tokio::join!(
+            self.send_stream(
+                &manifest,
+                StreamKind::Files,
+                &key,
+                files_header,
+                &chosen,
+                chosen_grpc,
+                progress,
+            ),
+            self.wait_for(SYNCED_WITHIN, "join", progress, |view| {
+                not_synced(view, &nodes, &galera.uuid)
+            })
+        );
+        files?;
+        joined?;
         if let Some(account) = app {
             reset_app_password(&chosen, chosen_grpc, &account).await?;
             tell(
