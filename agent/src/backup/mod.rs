@@ -849,7 +849,8 @@ impl LocalBackupHost {
     }
 }
 
-fn client_args<'a>(socket: &'a str, statement: &'a str) -> [&'a str; 8] {
+/// The `mariadb` client's arguments for `statement` as MariaDB's root over `socket`.
+pub(crate) fn client_args<'a>(socket: &'a str, statement: &'a str) -> [&'a str; 8] {
     [
         "--no-defaults",
         socket,

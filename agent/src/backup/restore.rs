@@ -106,16 +106,7 @@ pub async fn survey(socket: &Path, docroot: &Path, mounted: bool) -> Survey {
     let query = tables_query();
     let tables = crate::exec::run(
         "mariadb",
-        &[
-            "--no-defaults",
-            &socket,
-            "--user=root",
-            "--connect-timeout=2",
-            "-N",
-            "-B",
-            "-e",
-            &query,
-        ],
+        &super::client_args(&socket, &query),
         Duration::from_secs(30),
     )
     .await

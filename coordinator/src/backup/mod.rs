@@ -568,14 +568,7 @@ impl Backups {
         who: Option<String>,
         progress: Option<Progress>,
     ) -> Result<v1::BackupInfo, BackupError> {
-        let key = self
-            .key
-            .clone()
-            .map_err(|why| BackupError::refused(format!("backups are off: {why}")))?;
-        let id = BackupId::parse(id).map_err(|e| BackupError {
-            kind: ErrorKind::Invalid,
-            message: e.to_string(),
-        })?;
+        let (key, id) = self.key_and_id(id)?;
         let manifest = self.check_parts(id, key, &progress).await?;
         let checked = info(&manifest);
         self.record(
@@ -598,6 +591,19 @@ impl Backups {
         )
         .await;
         Ok(checked)
+    }
+
+    /// The key (refused while backups are off) and the backup id an operator named.
+    fn key_and_id(&self, id: &str) -> Result<(Arc<BackupKey>, BackupId), BackupError> {
+        let key = self
+            .key
+            .clone()
+            .map_err(|why| BackupError::refused(format!("backups are off: {why}")))?;
+        let id = BackupId::parse(id).map_err(|e| BackupError {
+            kind: ErrorKind::Invalid,
+            message: e.to_string(),
+        })?;
+        Ok((key, id))
     }
 
     /// Reads every part of backup `id` and checks it against its manifest (what `verify`

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use triad_backup::key::BackupKey;
 use triad_backup::manifest::{Manifest, StreamKind};
-use triad_backup::BackupId;
 use triad_galera::account::AppAccount;
 use triad_proto::errors::ErrorKind;
 use triad_proto::gossip::Role;
@@ -260,14 +259,7 @@ impl Backups {
         app: Option<AppAccount>,
         progress: &Option<Progress>,
     ) -> Result<v1::BackupInfo, BackupError> {
-        let key = self
-            .key
-            .clone()
-            .map_err(|why| BackupError::refused(format!("backups are off: {why}")))?;
-        let backup_id = BackupId::parse(id).map_err(|e| BackupError {
-            kind: ErrorKind::Invalid,
-            message: e.to_string(),
-        })?;
+        let (key, backup_id) = self.key_and_id(id)?;
         // 1. the nodes, and what they hold (nothing changes: a cluster that is not empty is
         // refused before the backup is read)
         let nodes = restore_nodes(&self.coordinator.view()).map_err(BackupError::refused)?;
