@@ -39,15 +39,13 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Debian packages in target/debian/: triad-agent, triad-coordinator, triadctl (+ -dbgsym .ddebs).
-## Release build, man pages and completions from the clap definitions (the generator is a
-## build tool: its debug build, which `make build` has made), then cargo-deb.
+## Release build, man pages and completions from the clap definitions, then cargo-deb.
 ## The testbed installs target/debian/triad-agent_*.deb into its nodes when it exists; the
 ## testbed_packaging tests lint, install, upgrade and purge them. See packaging/README.md.
 deb:
-	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator -p triadctl --bins
-	$(CARGO) build --locked -p triad-gen-assets
+	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator -p triadctl -p triad-gen-assets --bins
 	rm -rf target/release/assets
-	target/debug/triad-gen-assets target/release/assets
+	target/release/triad-gen-assets target/release/assets
 	gzip -9nfk target/release/assets/man/*.[158]
 	$(CARGO) deb -p triad-agent --no-build --dbgsym
 	$(CARGO) deb -p triad-coordinator --no-build --dbgsym
