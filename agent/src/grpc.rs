@@ -158,6 +158,30 @@ impl AgentGrpc {
         self
     }
 
+    /// The docroot is mounted and answering (the mount module's gossip key).
+    fn mounted(&self) -> bool {
+        self.state.keys().mount == triad_proto::gossip::MountState::Ok
+    }
+
+    /// A restore stream's answer, logged either way.
+    fn restore_reply(
+        &self,
+        what: &str,
+        header: &crate::backup::restore::Header,
+        restored: Result<String, crate::backup::restore::RestoreError>,
+    ) -> Result<Response<v1::RestoreReply>, Status> {
+        let node = &self.state.identity.node_id;
+        let message = restored.map_err(|error| {
+            tracing::warn!(node = %node, backup = %header.backup_id, "restoring {what}: {error}");
+            restore_status(error)
+        })?;
+        tracing::warn!(node = %node, "restore: {message}");
+        Ok(Response::new(v1::RestoreReply {
+            bytes: header.plain_bytes,
+            message,
+        }))
+    }
+
     /// Restores go where backups are served (the same settings and callers).
     fn restores(&self) -> Result<&crate::backup::Backups, Status> {
         self.backups
@@ -771,27 +795,32 @@ impl AgentService for AgentGrpc {
         triad_daemon::tls::authorize(&request, self.tls, BACKUP_CALLERS, "RestorePrepare")?;
         let r = request.into_inner();
         crate::backup::restore::check_id(&r.backup_id).map_err(restore_status)?;
-        let backups = self.restores()?;
-        let settings = backups.settings();
-        let mounted = self.state.keys().mount == triad_proto::gossip::MountState::Ok;
-        let survey =
-            crate::backup::restore::survey(&settings.socket, &settings.docroot, mounted).await;
-        let mut message = String::new();
-        if !r.check_only {
-            message = self
-                .galera()?
-                .hold_for_restore(&r.backup_id, r.fresh)
-                .await
-                .map_err(|error| {
-                    tracing::warn!(node = %self.state.identity.node_id, "restore prepare: {error}");
-                    galera_status(error)
-                })?;
-            tracing::warn!(node = %self.state.identity.node_id, backup = %r.backup_id, "restore: {message}");
+        let settings = self.restores()?.settings();
+        if r.check_only {
+            let survey =
+                crate::backup::restore::survey(&settings.socket, &settings.docroot, self.mounted())
+                    .await;
+            return Ok(Response::new(v1::RestorePrepareReply {
+                tables: survey.tables.map_or(-1, |t| t as i64),
+                table_names: survey.table_names,
+                files: survey.files.map_or(-1, |f| f as i64),
+                message: String::new(),
+            }));
         }
+        let message = self
+            .galera()?
+            .hold_for_restore(&r.backup_id, r.fresh)
+            .await
+            .map_err(|error| {
+                tracing::warn!(node = %self.state.identity.node_id, "restore prepare: {error}");
+                galera_status(error)
+            })?;
+        tracing::warn!(node = %self.state.identity.node_id, backup = %r.backup_id, "restore: {message}");
+        // the survey is the check's: nothing is read of a node being stopped
         Ok(Response::new(v1::RestorePrepareReply {
-            tables: survey.tables.map_or(-1, |t| t as i64),
-            table_names: survey.table_names,
-            files: survey.files.map_or(-1, |f| f as i64),
+            tables: -1,
+            table_names: vec![],
+            files: -1,
             message,
         }))
     }
@@ -804,17 +833,8 @@ impl AgentService for AgentGrpc {
         self.restores()?;
         let mut stream = RestoreStream(request.into_inner());
         let header = stream.header().await?;
-        let message = crate::backup::restore::database(self.galera()?, &header, &mut stream)
-            .await
-            .map_err(|error| {
-                tracing::warn!(node = %self.state.identity.node_id, backup = %header.backup_id, "restoring the database: {error}");
-                restore_status(error)
-            })?;
-        tracing::warn!(node = %self.state.identity.node_id, "restore: {message}");
-        Ok(Response::new(v1::RestoreReply {
-            bytes: header.plain_bytes,
-            message,
-        }))
+        let restored = crate::backup::restore::database(self.galera()?, &header, &mut stream).await;
+        self.restore_reply("the database", &header, restored)
     }
 
     async fn restore_files(
@@ -823,20 +843,11 @@ impl AgentService for AgentGrpc {
     ) -> Result<Response<v1::RestoreReply>, Status> {
         triad_daemon::tls::authorize(&request, self.tls, BACKUP_CALLERS, "RestoreFiles")?;
         let docroot = self.restores()?.settings().docroot.clone();
-        let mounted = self.state.keys().mount == triad_proto::gossip::MountState::Ok;
         let mut stream = RestoreStream(request.into_inner());
         let header = stream.header().await?;
-        let message = crate::backup::restore::files(&docroot, mounted, &header, &mut stream)
-            .await
-            .map_err(|error| {
-                tracing::warn!(node = %self.state.identity.node_id, backup = %header.backup_id, "restoring the files: {error}");
-                restore_status(error)
-            })?;
-        tracing::warn!(node = %self.state.identity.node_id, "restore: {message}");
-        Ok(Response::new(v1::RestoreReply {
-            bytes: header.plain_bytes,
-            message,
-        }))
+        let restored =
+            crate::backup::restore::files(&docroot, self.mounted(), &header, &mut stream).await;
+        self.restore_reply("the files", &header, restored)
     }
 
     async fn run_once(

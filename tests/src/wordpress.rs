@@ -483,11 +483,7 @@ pub fn lab(tb: &mut Testbed) -> Result<Site> {
 /// mounted, Galera formed (from nothing), HAProxy in front; no app content.
 pub fn empty_lab(tb: &mut Testbed) -> Result<()> {
     let config = crate::triad::coordinator_config(tb);
-    for n in &tb.nodes {
-        crate::triad::install_agent(tb, n)?;
-    }
-    crate::triad::start_coordinator_config(tb, &config)?;
-    crate::triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
+    start_triad(tb, &config)?;
     for n in &tb.nodes {
         crate::formation::wait_galera(n, tb.nodes.len(), Duration::from_secs(240))?;
     }
@@ -495,14 +491,21 @@ pub fn empty_lab(tb: &mut Testbed) -> Result<()> {
     Ok(())
 }
 
-/// [`lab`] with the coordinator's config given (e.g. with `[[app.jobs]]` appended).
-pub fn lab_with(tb: &mut Testbed, coordinator_config: &str) -> Result<Site> {
-    crate::triad::cargo_build()?;
+/// The agent on every node and the coordinator with `coordinator_config`, until the volume
+/// is mounted on the first node.
+fn start_triad(tb: &mut Testbed, coordinator_config: &str) -> Result<()> {
     for n in &tb.nodes {
         crate::triad::install_agent(tb, n)?;
     }
     crate::triad::start_coordinator_config(tb, coordinator_config)?;
     crate::triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
+    Ok(())
+}
+
+/// [`lab`] with the coordinator's config given (e.g. with `[[app.jobs]]` appended).
+pub fn lab_with(tb: &mut Testbed, coordinator_config: &str) -> Result<Site> {
+    crate::triad::cargo_build()?;
+    start_triad(tb, coordinator_config)?;
     crate::triad::publish_app(&tb.nodes[0])?;
     crate::triad::wait_all_ready(tb, tb.nodes.len(), Duration::from_secs(240))?;
     let t = std::time::Instant::now();

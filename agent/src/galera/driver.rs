@@ -567,11 +567,7 @@ impl GaleraDriver {
             return Err(GaleraError::NotManaged);
         }
         let mut memory = self.memory.lock().await;
-        if memory.restore_writing {
-            return Err(GaleraError::Refused(
-                "a restore is writing the datadir".into(),
-            ));
-        }
+        refuse_while_restoring(&memory)?;
         let stored = self.stored_epoch();
         if epoch < stored {
             return Err(GaleraError::Refused(format!(
@@ -688,11 +684,7 @@ impl GaleraDriver {
             return Err(GaleraError::NotManaged);
         }
         let mut memory = self.memory.lock().await;
-        if memory.restore_writing {
-            return Err(GaleraError::Refused(
-                "a restore is writing the datadir".into(),
-            ));
-        }
+        refuse_while_restoring(&memory)?;
         memory.restoring = Some(id.to_string());
         tracing::warn!(node = %self.node_id, backup = id, "restore: stopping mysqld and keeping its datadir aside");
         if self.host.unit_state().await.is_running() {
@@ -760,11 +752,7 @@ impl GaleraDriver {
                 "this node left the cluster (scale-in); restart its agent to undo".into(),
             ));
         }
-        if memory.restore_writing {
-            return Err(GaleraError::Refused(
-                "a restore is writing the datadir".into(),
-            ));
-        }
+        refuse_while_restoring(&memory)?;
         memory.restoring = None;
         if let Some(ahead) = memory.ahead {
             return Err(GaleraError::Refused(format!(
@@ -789,6 +777,16 @@ impl GaleraDriver {
         self.host.start().await?;
         Ok("mysqld starting".into())
     }
+}
+
+/// No start, bootstrap or second hold while a restore writes the datadir.
+fn refuse_while_restoring(memory: &Memory) -> Result<(), GaleraError> {
+    if memory.restore_writing {
+        return Err(GaleraError::Refused(
+            "a restore is writing the datadir".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// [`triad_daemon::fs::durable_write`], with the error naming the file.

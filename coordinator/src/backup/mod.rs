@@ -133,6 +133,25 @@ pub fn info(manifest: &Manifest) -> v1::BackupInfo {
     }
 }
 
+/// A client for a backup's or a restore's long stream with `node`: no call deadline (a
+/// stream takes as long as its bytes), HTTP/2 pings every [`KEEPALIVE`] instead.
+async fn stream_client(
+    node: &str,
+    grpc: std::net::SocketAddr,
+) -> Result<
+    triad_proto::v1::agent_service_client::AgentServiceClient<tonic::transport::Channel>,
+    crate::agent_client::AgentError,
+> {
+    crate::agent_client::connect_streaming(
+        node,
+        grpc,
+        Duration::from_secs(5),
+        Duration::from_secs(24 * 3600),
+        KEEPALIVE,
+    )
+    .await
+}
+
 /// Sends a progress message; a caller that went away does not stop the backup.
 async fn tell(progress: &Option<Progress>, message: v1::BackupProgress) {
     if let Some(progress) = progress {
@@ -477,15 +496,9 @@ impl Backups {
                 "the {name} from {node}: {why}"
             )))
         };
-        let mut client = crate::agent_client::connect_streaming(
-            node,
-            grpc,
-            Duration::from_secs(5),
-            Duration::from_secs(24 * 3600),
-            KEEPALIVE,
-        )
-        .await
-        .map_err(|e| broke(e.message))?;
+        let mut client = stream_client(node, grpc)
+            .await
+            .map_err(|e| broke(e.message))?;
         let mut stream = client
             .backup_stream(v1::BackupStreamRequest { kind: kind as i32 })
             .await

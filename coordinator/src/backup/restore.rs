@@ -31,7 +31,7 @@ use triad_proto::gossip::Role;
 use triad_proto::v1;
 use v1::restore_chunk::Chunk;
 
-use super::{info, tell, BackupError, Backups, Progress, KEEPALIVE, PROGRESS_EVERY};
+use super::{info, tell, BackupError, Backups, Progress, PROGRESS_EVERY};
 use crate::recovery::RecoveryHandle;
 use crate::view::ClusterView;
 
@@ -276,7 +276,7 @@ impl Backups {
         self.state
             .send_modify(|s| s.running = Some(format!("restore {id}: verifying")));
         let manifest = self.check_parts(backup_id, key.clone(), progress).await?;
-        let verified = info(&manifest);
+        let restored = info(&manifest);
         let galera = manifest
             .galera
             .clone()
@@ -408,14 +408,14 @@ impl Backups {
             progress,
             v1::BackupProgress {
                 step: "done".into(),
-                bytes: verified.plain_bytes,
-                total: verified.plain_bytes,
+                bytes: restored.plain_bytes,
+                total: restored.plain_bytes,
                 message: format!("backup {id} restored"),
-                done: Some(info(&manifest)),
+                done: Some(restored.clone()),
             },
         )
         .await;
-        Ok(info(&manifest))
+        Ok(restored)
     }
 
     /// One stream of the backup to `node`: read on a blocking thread, sent as chunks.
@@ -460,15 +460,9 @@ impl Backups {
             .map_err(|e| e.to_string())?;
             std::io::Write::flush(&mut out).map_err(|e| format!("sending to the node: {e}"))
         });
-        let mut client = crate::agent_client::connect_streaming(
-            node,
-            grpc,
-            Duration::from_secs(5),
-            Duration::from_secs(24 * 3600),
-            KEEPALIVE,
-        )
-        .await
-        .map_err(|e| BackupError::failed(format!("the {name} onto {node}: {}", e.message)))?;
+        let mut client = super::stream_client(node, grpc)
+            .await
+            .map_err(|e| BackupError::failed(format!("the {name} onto {node}: {}", e.message)))?;
         let chunks = tokio_stream::wrappers::ReceiverStream::new(rx);
         let call = async {
             match stream {

@@ -563,6 +563,7 @@ pub struct RestorePrepareRequest {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RestorePrepareReply {
+    /// With `check_only` (otherwise -1, empty: a node being stopped is not read).
     /// Tables outside the system schemas; -1: unknown (mysqld is not running).
     #[prost(int64, tag = "1")]
     pub tables: i64,
