@@ -378,7 +378,9 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, op: BackupOp) -> 
     let started = std::time::Instant::now();
     let mut printed = std::time::Instant::now() - Duration::from_secs(60);
     let mut step = String::new();
-    let mut step_start = (std::time::Instant::now(), 0u64);
+    // each step's first sight (time, bytes): steps interleave (files while nodes join)
+    let mut step_starts: std::collections::HashMap<String, (std::time::Instant, u64)> =
+        std::collections::HashMap::new();
     let mut message = String::new();
     loop {
         let progress = match stream.message().await {
@@ -418,13 +420,21 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, op: BackupOp) -> 
                 eprintln!();
             }
             step = progress.step.clone();
-            step_start = (std::time::Instant::now(), progress.bytes);
         }
+        let step_start = *step_starts
+            .entry(progress.step.clone())
+            .or_insert((std::time::Instant::now(), progress.bytes));
         let secs = step_start.0.elapsed().as_secs_f64();
+        // no rate before there is one to tell (a step seen once, or bytes not moving yet)
         let rate = if secs > 0.5 {
-            (progress.bytes - step_start.1) as f64 / secs
+            progress.bytes.saturating_sub(step_start.1) as f64 / secs
         } else {
             0.0
+        };
+        let rate_text = if rate > 0.0 {
+            format!(", {}/s", triadctl::report::bytes(rate as u64))
+        } else {
+            String::new()
         };
         let left = if progress.total > progress.bytes && rate > 0.0 {
             format!(
@@ -443,10 +453,9 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, op: BackupOp) -> 
             )
         } else {
             format!(
-                "{}: {}, {}/s{left} ({:.0}s)",
+                "{}: {}{rate_text}{left} ({:.0}s)",
                 progress.message,
                 triadctl::report::bytes(progress.bytes),
-                triadctl::report::bytes(rate as u64),
                 started.elapsed().as_secs_f64()
             )
         };

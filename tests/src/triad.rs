@@ -314,7 +314,7 @@ pub enum Autoscale {
 /// The `[autoscale]` section: small figures so that a laptop's load shows a decision.
 fn autoscale_section(autoscale: Autoscale) -> String {
     let common = "min = 3\ntarget_per_node = 20.0\nwindow = \"20s\"\ninterval = \"5s\"\n\
-                  stabilization = \"60s\"\ncooldown = \"30s\"\n";
+                  stabilization = \"30s\"\ncooldown = \"30s\"\n";
     match autoscale {
         Autoscale::Observe => format!("[autoscale]\nprovider = \"none\"\nmax = 5\n{common}\n"),
         Autoscale::Exec => {

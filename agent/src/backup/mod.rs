@@ -26,6 +26,7 @@
 //! the agent's memory.
 
 pub mod restore;
+pub mod unpack;
 pub mod xbstream;
 
 use std::collections::VecDeque;

@@ -341,33 +341,102 @@ pub async fn files(
         }
         kept = Some(aside);
     }
-    let root = docroot.display().to_string();
-    let trash = format!("--exclude=./{}", super::GLUSTER_TRASH);
-    let bytes = feed(
-        &[
-            "tar",
-            "--extract",
-            "--file=-",
-            "--directory",
-            &root,
-            "--numeric-owner",
-            "--same-owner",
-            "--same-permissions",
-            &trash,
-        ],
-        chunks,
-    )
-    .await?;
+    let (bytes, unpacked) = unpack_into(docroot, chunks).await?;
     check_bytes(bytes, header.plain_bytes)?;
     let mut message = format!(
-        "{} of files restored into {}",
+        "{} of files restored into {} ({} files, {} directories, {} links)",
         triad_daemon::units::bytes(bytes),
-        docroot.display()
+        docroot.display(),
+        unpacked.files,
+        unpacked.directories,
+        unpacked.links,
     );
+    if unpacked.skipped > 0 {
+        message.push_str(&format!(
+            "; {} devices or FIFOs not made",
+            unpacked.skipped
+        ));
+    }
     if let Some(kept) = kept {
         message.push_str(&format!("; what was there is in {}", kept.display()));
     }
     Ok(message)
+}
+
+/// The chunks unpacked under `root` by [`super::unpack`] on a blocking thread; answers
+/// the bytes taken. A stream that breaks stops the unpack (what was written stays).
+async fn unpack_into(
+    root: &Path,
+    chunks: &mut dyn Chunks,
+) -> Result<(u64, super::unpack::Unpacked), RestoreError> {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let into = root.to_path_buf();
+    let unpacking = tokio::task::spawn_blocking(move || {
+        super::unpack::unpack(&into, ChannelReader::new(receiver))
+    });
+    let mut bytes = 0u64;
+    let mut broke = None;
+    loop {
+        match chunks.next().await {
+            Ok(Some(data)) => {
+                let len = data.len() as u64;
+                if sender.send(data).await.is_err() {
+                    break; // the unpack stopped: its error is the one reported
+                }
+                bytes += len;
+            }
+            Ok(None) => break,
+            Err(why) => {
+                broke = Some(why);
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let unpacked = unpacking
+        .await
+        .map_err(|e| HostError::new("unpacking the files", e.to_string()))?;
+    let what = format!("unpacking the files into {}", root.display());
+    if let Some(why) = broke {
+        return Err(RestoreError::Invalid(format!("{what}: the stream broke: {why}")));
+    }
+    let unpacked = unpacked.map_err(|e| HostError::new(what, e.to_string()))?;
+    Ok((bytes, unpacked))
+}
+
+/// A `Read` over the chunks a channel brings (on a blocking thread).
+struct ChannelReader {
+    receiver: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    fn new(receiver: tokio::sync::mpsc::Receiver<Vec<u8>>) -> ChannelReader {
+        ChannelReader {
+            receiver,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.receiver.blocking_recv() {
+                Some(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 fn check_bytes(got: u64, expected: u64) -> Result<(), RestoreError> {
