@@ -352,10 +352,7 @@ pub async fn files(
         unpacked.links,
     );
     if unpacked.skipped > 0 {
-        message.push_str(&format!(
-            "; {} devices or FIFOs not made",
-            unpacked.skipped
-        ));
+        message.push_str(&format!("; {} devices or FIFOs not made", unpacked.skipped));
     }
     if let Some(kept) = kept {
         message.push_str(&format!("; what was there is in {}", kept.display()));
@@ -398,7 +395,9 @@ async fn unpack_into(
         .map_err(|e| HostError::new("unpacking the files", e.to_string()))?;
     let what = format!("unpacking the files into {}", root.display());
     if let Some(why) = broke {
-        return Err(RestoreError::Invalid(format!("{what}: the stream broke: {why}")));
+        return Err(RestoreError::Invalid(format!(
+            "{what}: the stream broke: {why}"
+        )));
     }
     let unpacked = unpacked.map_err(|e| HostError::new(what, e.to_string()))?;
     Ok((bytes, unpacked))

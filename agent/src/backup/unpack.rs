@@ -74,7 +74,10 @@ impl Meta {
     /// Owner, then mode (a change of owner clears set-id bits), then time.
     fn apply(&self, file: &File, path: &Path) -> io::Result<()> {
         let named = |what: &str, e: io::Error| {
-            io::Error::new(e.kind(), format!("{}: setting its {what}: {e}", path.display()))
+            io::Error::new(
+                e.kind(),
+                format!("{}: setting its {what}: {e}", path.display()),
+            )
         };
         std::os::unix::fs::fchown(file, Some(self.uid), Some(self.gid))
             .map_err(|e| named("owner", e))?;
@@ -153,13 +156,13 @@ struct Pending {
 
 fn read_entries(
     root: &Path,
-    mut input: impl Read,
+    input: impl Read,
     jobs: &mpsc::SyncSender<Job>,
     failed: &Mutex<Option<io::Error>>,
 ) -> io::Result<Pending> {
     let mut done = Pending::default();
     let mut made: HashSet<PathBuf> = HashSet::new();
-    let mut archive = tar::Archive::new(&mut input);
+    let mut archive = tar::Archive::new(input);
     for entry in archive.entries()? {
         if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
             break; // the writer's error is the one reported
@@ -220,9 +223,7 @@ fn read_entries(
                 }
                 std::os::unix::fs::lchown(&path, Some(meta.uid), Some(meta.gid))
                     .map_err(|e| named(&path, e))?;
-                let time = nix::sys::time::TimeSpec::from_duration(Duration::from_secs(
-                    meta.mtime,
-                ));
+                let time = nix::sys::time::TimeSpec::from_duration(Duration::from_secs(meta.mtime));
                 nix::sys::stat::utimensat(
                     nix::fcntl::AT_FDCWD,
                     &path,
@@ -255,10 +256,9 @@ fn read_entries(
             _ => {}
         }
     }
-    drop(archive);
     // the archive ends with zero blocks and padding to its record size: read them too,
     // so that the sender sees every byte taken
-    io::copy(&mut input, &mut io::sink())?;
+    io::copy(&mut archive.into_inner(), &mut io::sink())?;
     Ok(done)
 }
 
@@ -434,6 +434,9 @@ mod tests {
         let error = unpack(&root, &raw_archive("x", tar::EntryType::Regular)[..])
             .unwrap_err()
             .to_string();
-        assert!(error.contains(&format!("{}", root.join("x").display())), "{error}");
+        assert!(
+            error.contains(&format!("{}", root.join("x").display())),
+            "{error}"
+        );
     }
 }
