@@ -36,10 +36,22 @@ pub const APP_PASSWORD_FILE: &str = "/etc/triad/app-db.password";
 /// test after it compiles nothing again (a `-p triad-agent -p triad-coordinator` build
 /// unifies features over fewer packages and rebuilt ring, rustls, tonic and the Triad
 /// crates, 1 min 24 s on 2 cores). An error names the command.
+///
+/// The variables cargo sets for a test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...) are
+/// not passed on: ring's build script reruns when they change, and with them set the
+/// build from inside a test rebuilt ring, rustls and every crate above them (45 s), and
+/// the next build from a shell did it again.
 pub fn cargo_build() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let cmd = format!("{cargo} build --bins");
-    let st = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if is_set_by_cargo_for_a_crate(&name) {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let st = command
         .current_dir(workspace_dir())
         .args(["build", "--bins"])
         .status()
@@ -56,6 +68,18 @@ pub fn cargo_build() -> Result<()> {
             stderr: "(see cargo's output above)".into(),
         })
     }
+}
+
+/// A variable cargo sets when it runs a crate's test or build script (not one a user sets,
+/// like `CARGO_TARGET_DIR` or `CARGO_HOME`).
+fn is_set_by_cargo_for_a_crate(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || matches!(
+            name,
+            "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR" | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// The newest of target/{debug,release}/NAME, else an installed /usr/bin/NAME.
