@@ -73,9 +73,14 @@ pub fn cargo_build() -> Result<()> {
 /// A variable cargo sets when it runs a crate's test or build script (not one a user sets,
 /// like `CARGO_TARGET_DIR` or `CARGO_HOME`).
 fn is_set_by_cargo_for_a_crate(name: &str) -> bool {
-    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
         || matches!(
             name,
             "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR" | "CARGO_RUSTC_CURRENT_DIR"

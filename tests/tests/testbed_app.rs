@@ -13,6 +13,7 @@
 //! --force. Real Galera, Gluster, Apache and HAProxy, driven by the agents and the
 //! coordinator.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,17 @@ fn backup_ids() -> anyhow::Result<Vec<String>> {
         .unwrap_or_default())
 }
 
+/// The backup directory's `.partial` entries (a backup being written, or left by a failure).
+fn partial_dirs() -> anyhow::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(triad::lab_backup_dir())?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| path.to_string_lossy().ends_with(".partial"))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 #[test]
 fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_full_outage(
 ) -> anyhow::Result<()> {
@@ -157,11 +169,7 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         listed_before,
         "a failed backup is not listed"
     );
-    let partial: Vec<String> = std::fs::read_dir(triad::lab_backup_dir())?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|name| name.ends_with(".partial"))
-        .collect();
+    let partial = partial_dirs()?;
     assert!(partial.is_empty(), "a failed backup left {partial:?}");
     for n in &tb.nodes {
         let desync = n.exec(&["mariadb", "-N", "-e", "SELECT @@GLOBAL.wsrep_desync"])?;
@@ -320,9 +328,54 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
     let waited = triad::wait_glusterd_connected(&tb, Duration::from_secs(180))?;
     eprintln!("[app] every glusterd sees every peer {waited:.1?} after the nodes were serving");
 
-    // 4. every node down at once, then started: the app comes back by itself
-    faults::full_outage(&tb, None)?;
-    eprintln!("[app] full outage: every node crashed");
+    // 4. every node down at once, then started: the app comes back by itself. The outage
+    // comes while a backup streams from one of the nodes (issue 19: the node taking a
+    // backup crashes midway): that backup fails, nothing of it is listed or left, and the
+    // next one, once the app is back, is whole
+    let listed_before = backup_ids()?;
+    let broken = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let backup = scope.spawn(backups::now_output);
+        let streaming = wait::until(
+            "a part of the backup written (its .partial directory holds a part)",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || {
+                let parts = partial_dirs()
+                    .map_err(|e| triad_tests::LabError::Other(e.to_string()))?
+                    .iter()
+                    .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+                    .filter(|part| part.file_name().to_string_lossy().contains(".0"))
+                    .count();
+                Ok(if parts > 0 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{parts} parts"))
+                })
+            },
+        );
+        let outage = streaming.and_then(|()| faults::full_outage(&tb, None));
+        let broken = backup.join().expect("the backup's thread");
+        outage?;
+        Ok(broken?)
+    })?;
+    eprintln!("[app] full outage: every node crashed while a backup streamed");
+    let said = String::from_utf8_lossy(&broken.stderr).to_string();
+    eprintln!("[app] the backup the outage broke: {}", said.trim());
+    assert!(
+        !broken.status.success() && said.contains(" from n"),
+        "a backup whose node crashed midway fails naming the node: {} {said}",
+        broken.status
+    );
+    assert_eq!(
+        backup_ids()?,
+        listed_before,
+        "a backup whose node crashed is not listed"
+    );
+    assert_eq!(
+        partial_dirs()?,
+        Vec::<PathBuf>::new(),
+        "a backup whose node crashed left a partial directory"
+    );
     let t = Instant::now();
     for n in &tb.nodes {
         faults::start(n)?;
@@ -341,6 +394,12 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         t.elapsed()
     );
     assert!(browser.logged_in()?, "the login survived the full outage");
+    let next = backups::now()?;
+    eprintln!("[app] the backup after the outage: {next}");
+    assert!(
+        backup_ids()?.contains(&next),
+        "the backup after the outage is listed"
+    );
 
     // 5. restore (issue 19): this lab torn down, an empty one brought up, the backup of
     // step 1b restored into it by `triadctl backup restore` alone
