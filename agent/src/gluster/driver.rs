@@ -103,6 +103,11 @@ pub struct BrickMemory {
     /// This node's glusterd was seen without the server quorum (in a minority): its brick
     /// missed writes, so it heals once the quorum is back.
     pub lost_quorum: bool,
+    /// `volume heal` refused in a row (glusterd could not reach this node's self-heal
+    /// daemon: "Glusterd Syncop Mgmt brick op 'Heal' failed").
+    pub heal_refusals: u32,
+    /// The last heal info of a brick not healed yet, as logged (logged again on change).
+    pub heal_seen: String,
 }
 
 impl Default for BrickMemory {
@@ -114,6 +119,8 @@ impl Default for BrickMemory {
             failures: 0,
             steady_since: None,
             lost_quorum: false,
+            heal_refusals: 0,
+            heal_seen: String::new(),
         }
     }
 }
@@ -262,6 +269,26 @@ const FAILURES_BEFORE_OFFLINE: u32 = 3;
 
 /// Minimum time between two `volume start force` for a brick that stays offline.
 const FORCE_START_EVERY: Duration = Duration::from_secs(10);
+
+/// `volume heal` refused this many times in a row: the self-heal daemon is not there to
+/// take it, and `volume start force` (which starts the volume's processes that are not
+/// running, and touches none that are) brings it back.
+const HEAL_REFUSALS_BEFORE_FORCE_START: u32 = 3;
+
+/// Pure: a `volume heal` was refused; answers whether to `volume start force` now (after
+/// [`HEAL_REFUSALS_BEFORE_FORCE_START`] refusals in a row, at most every
+/// [`FORCE_START_EVERY`]).
+pub fn heal_refused(memory: &mut BrickMemory, now: Instant) -> bool {
+    memory.heal_refusals += 1;
+    let recent = memory
+        .last_force_start
+        .is_some_and(|t| now.saturating_duration_since(t) < FORCE_START_EVERY);
+    if memory.heal_refusals >= HEAL_REFUSALS_BEFORE_FORCE_START && !recent {
+        memory.last_force_start = Some(now);
+        return true;
+    }
+    false
+}
 
 pub struct GlusterDriver {
     pub settings: GlusterSettings,
@@ -494,9 +521,24 @@ impl GlusterDriver {
                     tracing::info!(node = %self.node_id, volume = %self.settings.volume, "brick back online: triggering self-heal");
                     let volume = self.settings.volume.clone();
                     match cli::command(self.cli.as_ref(), &["volume", "heal", &volume]).await {
-                        Ok(_) => memory.heal_triggered = true,
+                        Ok(_) => {
+                            memory.heal_triggered = true;
+                            memory.heal_refusals = 0;
+                        }
                         Err(error) => {
-                            tracing::warn!(node = %self.node_id, "volume heal: {error}")
+                            let force = heal_refused(&mut memory, Instant::now());
+                            tracing::warn!(node = %self.node_id, refusals = memory.heal_refusals, "volume heal: {error}");
+                            if force {
+                                tracing::info!(node = %self.node_id, volume = %volume, "heal refused {} times: volume start force (brings back a self-heal daemon that is not running)", memory.heal_refusals);
+                                if let Err(error) = cli::command(
+                                    self.cli.as_ref(),
+                                    &["volume", "start", &volume, "force"],
+                                )
+                                .await
+                                {
+                                    tracing::warn!(node = %self.node_id, "volume start force: {error}");
+                                }
+                            }
                         }
                     }
                 }
@@ -506,11 +548,28 @@ impl GlusterDriver {
                             tracing::info!(node = %self.node_id, "self-heal complete; brick online");
                             memory.was_down = false;
                             memory.heal_triggered = false;
+                            memory.heal_refusals = 0;
+                            memory.heal_seen.clear();
                             brick = BrickState::Online;
                         }
                         Ok(bricks) => {
-                            let pending: u64 = bricks.iter().filter_map(|b| b.entries).sum();
-                            tracing::debug!(node = %self.node_id, pending, "heal pending");
+                            // what keeps the brick healing, said once per change
+                            let seen = bricks
+                                .iter()
+                                .map(|b| {
+                                    format!(
+                                        "{} {} {}",
+                                        b.name,
+                                        b.status,
+                                        b.entries.map_or("-".into(), |n| n.to_string())
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                            if seen != memory.heal_seen {
+                                tracing::info!(node = %self.node_id, "not healed yet: {seen}");
+                                memory.heal_seen = seen;
+                            }
                         }
                         Err(error) => {
                             tracing::warn!(node = %self.node_id, "heal info: {error}")
@@ -577,6 +636,20 @@ mod tests {
                 listening: true,
             }),
         }
+    }
+
+    #[test]
+    fn a_heal_refused_three_times_in_a_row_force_starts_the_volume_at_a_bounded_pace() {
+        let mut memory = BrickMemory::default();
+        let t0 = Instant::now();
+        assert!(!heal_refused(&mut memory, t0), "once");
+        assert!(!heal_refused(&mut memory, t0), "twice");
+        assert!(heal_refused(&mut memory, t0), "three times in a row");
+        assert!(
+            !heal_refused(&mut memory, t0 + Duration::from_secs(1)),
+            "not again within FORCE_START_EVERY"
+        );
+        assert!(heal_refused(&mut memory, t0 + FORCE_START_EVERY));
     }
 
     #[test]
