@@ -165,7 +165,9 @@ fn read_entries(
     let mut archive = tar::Archive::new(input);
     for entry in archive.entries()? {
         if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-            break; // the writer's error is the one reported
+            // the writer's error is the one reported; the rest of the stream is not read
+            // (the sender stops when it finds nobody reading)
+            return Ok(done);
         }
         let mut entry = entry?;
         let name = entry.path()?.into_owned();
@@ -204,7 +206,7 @@ fn read_entries(
                     let mut data = Vec::with_capacity(entry.size() as usize);
                     entry.read_to_end(&mut data)?;
                     if jobs.send(Job { path, meta, data }).is_err() {
-                        break; // every writer stopped: an error is reported
+                        return Ok(done); // every writer stopped: an error is reported
                     }
                 }
             }

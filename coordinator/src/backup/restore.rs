@@ -41,6 +41,8 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 /// transfers of the whole database to each other node, one at a time).
 pub const SYNCED_WITHIN: Duration = Duration::from_secs(3600);
 /// How long the chosen node may take to report the Primary component after the bootstrap.
+/// The view shows every core node stopped within this long after they answered.
+pub const STOPPED_WITHIN: Duration = Duration::from_secs(60);
 pub const PRIMARY_WITHIN: Duration = Duration::from_secs(300);
 
 /// The core nodes a restore works on: `chosen` receives the database; all, the hold.
@@ -152,6 +154,22 @@ pub fn not_synced(view: &ClusterView, nodes: &RestoreNodes, uuid: &str) -> Optio
         }
     }
     None
+}
+
+/// Pure: a node the view still shows in a Primary component, once every core node is
+/// stopped and held (gossip brings the stop a second or so after the agent's answer, and
+/// the bootstrap's check refuses while any core node is seen in a component).
+pub fn still_in_component(view: &ClusterView, nodes: &RestoreNodes) -> Option<String> {
+    nodes.all().find_map(|(id, _)| {
+        let member = view.members().find(|m| &m.node_id == id)?;
+        let galera = &member.keys.galera;
+        (member.live && galera.cluster_status.as_deref() == Some("Primary")).then(|| {
+            format!(
+                "{id} is still seen in a Primary component ({})",
+                galera.state.as_str()
+            )
+        })
+    })
 }
 
 /// Plaintext from the backup's parts into chunks for a node: the blocking reader's `Write`.
@@ -307,6 +325,13 @@ impl Backups {
             )
             .await;
         }
+
+        // every node seen stopped before the bootstrap's check reads the view
+        self.wait_for(STOPPED_WITHIN, "prepare", progress, |view| {
+            still_in_component(view, &nodes)
+        })
+        .await
+        .map_err(|e| after_hold(e, id))?;
 
         // 4. the database onto the chosen node
         let (chosen, chosen_grpc) = nodes.chosen.clone();
@@ -711,6 +736,30 @@ mod tests {
         members[1].keys.galera.state = GaleraState::Synced;
         members[1].keys.galera.uuid = Some("11111111-e8fa-11f1-9cdd-af8aaf7b5b31".into());
         assert!(not_synced(&view_of(&members), &nodes, U).is_some());
+    }
+
+    #[test]
+    fn the_bootstrap_waits_until_no_core_node_is_seen_in_a_component() {
+        let mut members: Vec<_> = [("n1", 1), ("n2", 2)]
+            .iter()
+            .map(|(id, n)| {
+                let mut m = core(id, *n);
+                m.keys.galera.state = GaleraState::Synced;
+                m.keys.galera.cluster_status = Some("Primary".into());
+                m
+            })
+            .collect();
+        let nodes = restore_nodes(&view_of(&members)).unwrap();
+        let pending = still_in_component(&view_of(&members), &nodes).unwrap();
+        assert!(pending.starts_with("n1 is still seen"), "{pending}");
+        // n1's stop has arrived by gossip, n2's not yet
+        members[0].keys.galera.state = GaleraState::Stopped;
+        members[0].keys.galera.cluster_status = None;
+        let pending = still_in_component(&view_of(&members), &nodes).unwrap();
+        assert!(pending.starts_with("n2 is still seen"), "{pending}");
+        members[1].keys.galera.state = GaleraState::Stopped;
+        members[1].keys.galera.cluster_status = Some("Disconnected".into());
+        assert_eq!(still_in_component(&view_of(&members), &nodes), None);
     }
 
     #[test]
