@@ -715,9 +715,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_restore_waits_for_every_core_node_synced_in_the_backups_history() {
-        let mut members: Vec<_> = [("n1", 1), ("n2", 2)]
+    /// n1 and n2, Synced in a Primary component of history `U`.
+    fn synced_pair() -> Vec<triad_cluster::membership::ObservedMember> {
+        [("n1", 1), ("n2", 2)]
             .iter()
             .map(|(id, n)| {
                 let mut m = core(id, *n);
@@ -726,7 +726,12 @@ mod tests {
                 m.keys.galera.uuid = Some(U.to_uppercase());
                 m
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_restore_waits_for_every_core_node_synced_in_the_backups_history() {
+        let mut members = synced_pair();
         let nodes = restore_nodes(&view_of(&members)).unwrap();
         assert_eq!(not_synced(&view_of(&members), &nodes, U), None);
         members[1].keys.galera.state = GaleraState::Joining;
@@ -740,15 +745,7 @@ mod tests {
 
     #[test]
     fn the_bootstrap_waits_until_no_core_node_is_seen_in_a_component() {
-        let mut members: Vec<_> = [("n1", 1), ("n2", 2)]
-            .iter()
-            .map(|(id, n)| {
-                let mut m = core(id, *n);
-                m.keys.galera.state = GaleraState::Synced;
-                m.keys.galera.cluster_status = Some("Primary".into());
-                m
-            })
-            .collect();
+        let mut members = synced_pair();
         let nodes = restore_nodes(&view_of(&members)).unwrap();
         let pending = still_in_component(&view_of(&members), &nodes).unwrap();
         assert!(pending.starts_with("n1 is still seen"), "{pending}");
