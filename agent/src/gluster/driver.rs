@@ -405,6 +405,17 @@ impl GlusterDriver {
             .flatten()
     }
 
+    /// `volume start VOLUME force`: starts the volume's processes that are not running
+    /// (a brick, the self-heal daemon) and touches none that are.
+    async fn start_force(&self) {
+        let volume = &self.settings.volume;
+        if let Err(error) =
+            cli::command(self.cli.as_ref(), &["volume", "start", volume, "force"]).await
+        {
+            tracing::warn!(node = %self.node_id, "volume start force: {error}");
+        }
+    }
+
     pub async fn tick(&self) {
         let unit = self.services.state(&self.settings.unit).await;
         let start = match unit {
@@ -509,13 +520,7 @@ impl GlusterDriver {
                     }
                     memory.last_force_start = Some(Instant::now());
                     tracing::info!(node = %self.node_id, volume = %self.settings.volume, "brick offline: volume start force");
-                    let volume = self.settings.volume.clone();
-                    if let Err(error) =
-                        cli::command(self.cli.as_ref(), &["volume", "start", &volume, "force"])
-                            .await
-                    {
-                        tracing::warn!(node = %self.node_id, "volume start force: {error}");
-                    }
+                    self.start_force().await;
                 }
                 BrickAction::TriggerHeal => {
                     tracing::info!(node = %self.node_id, volume = %self.settings.volume, "brick back online: triggering self-heal");
@@ -530,14 +535,7 @@ impl GlusterDriver {
                             tracing::warn!(node = %self.node_id, refusals = memory.heal_refusals, "volume heal: {error}");
                             if force {
                                 tracing::info!(node = %self.node_id, volume = %volume, "heal refused {} times: volume start force (brings back a self-heal daemon that is not running)", memory.heal_refusals);
-                                if let Err(error) = cli::command(
-                                    self.cli.as_ref(),
-                                    &["volume", "start", &volume, "force"],
-                                )
-                                .await
-                                {
-                                    tracing::warn!(node = %self.node_id, "volume start force: {error}");
-                                }
+                                self.start_force().await;
                             }
                         }
                     }
