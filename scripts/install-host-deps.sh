@@ -37,11 +37,16 @@ set -eu
 #   (run by the bench itself on 127.0.0.1:19100; the package's own service does not start here).
 # Backups: age and zstd (the triad-backup test that reads sealed backups with the real
 #   `age -d | zstd -d`, and restoring by hand; debootstrap only suggests zstd).
+#   The S3 target's test runs a real S3 API: OpenStack Swift with its s3api middleware
+#   (swift-proxy, swift-account, swift-container, swift-object, and memcached, which the
+#   proxy's auth needs), started by the test on loopback; s3cmd is the real client that
+#   checks it. Their packaged services are kept off (below): Swift's proxy would take :8080.
 # Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed
 # (the proto crate compiles .proto files in pure Rust).
 PKGS="systemd-container debootstrap bridge-utils iproute2 iptables haproxy apache2-utils socat curl
 mariadb-client openssl util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
 lintian dpkg-dev python3-venv prometheus-node-exporter prometheus age zstd
+swift-proxy swift-account swift-container swift-object memcached s3cmd
 python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema python3-netifaces
 python3-oauthlib python3-requests python3-serial python3-yaml"
 
@@ -68,8 +73,18 @@ else
     echo "install-host-deps: apt-get update"
     apt-get update -q
     echo "install-host-deps: apt-get install$missing"
+    # No packaged service may start during the install (Swift's proxy binds :8080, the lab's
+    # balancer port): a policy-rc.d saying "no" (101), unless the host has its own.
+    own_policy=1
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        own_policy=0
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+    fi
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing ||
+        { [ "$own_policy" = 1 ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+    [ "$own_policy" = 1 ] || rm -f /usr/sbin/policy-rc.d
     # haproxy's package enables and (where systemd runs) starts a system haproxy on :80;
     # the lab runs its own instance, so keep the packaged one off where we can.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
@@ -78,6 +93,10 @@ else
         systemctl disable --now prometheus-node-exporter >/dev/null 2>&1 || true
         # and prometheus on :9090: the alert test runs its own
         systemctl disable --now prometheus >/dev/null 2>&1 || true
+        # Swift (the proxy on :8080) and memcached on :11211: the S3 test runs its own
+        for unit in $(systemctl list-unit-files --no-legend 'swift*' 'memcached*' | awk '{print $1}'); do
+            systemctl disable --now "$unit" >/dev/null 2>&1 || true
+        done
     fi
 fi
 

@@ -65,6 +65,7 @@ pub mod error;
 pub mod id;
 pub mod key;
 pub mod manifest;
+pub mod object;
 pub mod open;
 pub mod retention;
 pub mod retry;

@@ -764,6 +764,18 @@ insecure = true
             ],
         ),
         ("backup.swift", &["cloud", "container", "bogus"]),
+        (
+            "backup.s3",
+            &[
+                "endpoint",
+                "bucket",
+                "region",
+                "access_key_id",
+                "secret_key_file",
+                "url_style",
+                "bogus",
+            ],
+        ),
         ("galera", &["recovery", "grace", "nodes", "bogus"]),
         (
             "balancer",
@@ -957,6 +969,12 @@ insecure = true
             ("backup", "keep_last" | "keep_daily" | "keep_weekly") => ints(0, 12),
             ("backup.swift", "cloud") => pick(&["fake", ""]),
             ("backup.swift", "container") => pick(&["triad-backups", "a/b", ""]),
+            ("backup.s3", "endpoint") => pick(&["https://s3.example.net", "http://[::1]:9000", "ftp://x", "no url"]),
+            ("backup.s3", "bucket") => pick(&["triad-backups", "Bad", "a", ""]),
+            ("backup.s3", "region") => pick(&["us-east-1", "RegionOne", "a b", ""]),
+            ("backup.s3", "access_key_id") => pick(&["AKIAEXAMPLE", "test:tester", "a b", ""]),
+            ("backup.s3", "secret_key_file") => pick(&["/etc/triad/s3.secret", "relative", "/"]),
+            ("backup.s3", "url_style") => pick(&["path", "virtual-host", "dns"]),
             ("backup", "part_size") => pick(&["64MiB", "1MiB", "10KiB", "5GiB", "lots"]),
             ("balancer", "kind") => pick(&["none", "haproxy", "octavia"]),
             (_, "server_port" | "listener_port" | "member_port") => {

@@ -9,11 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod backup_support;
+
+use backup_support::{blocking, id, listed, make, noise};
 use triad_backup::key::BackupKey;
-use triad_backup::manifest::{Encryption, Manifest, StreamKind, COMPRESSION, FORMAT_VERSION};
+use triad_backup::manifest::StreamKind;
 use triad_backup::target::Target;
-use triad_backup::{BackupId, SealOptions, Sealer};
-use triad_coordinator::backup::swift::SwiftTarget;
+use triad_coordinator::backup::swift::{SwiftStore, SwiftTarget};
 use triad_coordinator::openstack::config::{load_cloud, CloudSources};
 use triad_coordinator::openstack::session::Session;
 use triad_openstack_fake::{FakeCloud, FakeOptions, Fault, FaultKind};
@@ -34,11 +36,12 @@ async fn cloud() -> Cloud {
     std::fs::write(&file, fake.clouds_yaml("fake")).unwrap();
     let config = load_cloud(&CloudSources::file(&file), Some("fake")).expect("cloud loads");
     let session = Session::new(config, Duration::from_secs(10)).unwrap();
-    let target = SwiftTarget::new(
+    let target = SwiftStore::new(
         Arc::new(session),
         CONTAINER.into(),
         tokio::runtime::Handle::current(),
-    );
+    )
+    .target();
     let key = Arc::new(BackupKey::generate_file(&dir.path().join("backup.key")).unwrap());
     Cloud {
         fake,
@@ -46,87 +49,6 @@ async fn cloud() -> Cloud {
         target,
         key,
     }
-}
-
-/// Deterministic bytes that do not compress away (a small xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Seals `database` and `files` as backup `id` of cluster `cluster` into `target` with
-/// parts of 64 KiB; commits unless `commit` is false (then the upload is dropped).
-fn make(
-    target: &SwiftTarget,
-    key: &BackupKey,
-    id: BackupId,
-    cluster: &str,
-    database: &[u8],
-    files: &[u8],
-    commit: bool,
-) -> Result<Manifest, triad_backup::Error> {
-    let mut upload = target.begin(id)?;
-    let options = SealOptions {
-        part_size: 64 * 1024,
-        ..SealOptions::default()
-    };
-    let mut streams = Vec::new();
-    for (stream, bytes) in [(StreamKind::Database, database), (StreamKind::Files, files)] {
-        let mut sealer = Sealer::new(upload.as_mut(), stream, key.recipient(), options)?;
-        for chunk in bytes.chunks(10_000) {
-            sealer.write_chunk(chunk)?;
-        }
-        streams.push(sealer.finish()?);
-    }
-    let manifest = Manifest {
-        format: FORMAT_VERSION,
-        id,
-        cluster: cluster.into(),
-        created_unix_ms: id.unix_seconds() as u64 * 1000,
-        finished_unix_ms: id.unix_seconds() as u64 * 1000 + 1500,
-        triad_version: "test".into(),
-        node: "n2".into(),
-        galera: Some(triad_backup::manifest::GaleraPoint {
-            uuid: "efbc70e8-f154-11f1-826c-574c104bd573".into(),
-            seqno: 232,
-            gtid: None,
-        }),
-        encryption: Encryption::age_x25519(key.recipient()),
-        compression: COMPRESSION.into(),
-        streams,
-    };
-    if commit {
-        upload.commit(&manifest)?;
-    }
-    Ok(manifest)
-}
-
-fn id(text: &str) -> BackupId {
-    BackupId::parse(text).unwrap()
-}
-
-fn listed(target: &SwiftTarget) -> Vec<String> {
-    target
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|l| {
-            l.manifest.expect("a readable manifest");
-            l.id.to_string()
-        })
-        .collect()
-}
-
-/// The target's calls block on the runtime: run them off its threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,8 +32,8 @@ pub const BRICK: &str = "/bricks/www";
 pub const APP_DATABASE: &str = "lab_app";
 pub const APP_PASSWORD_FILE: &str = "/etc/triad/app-db.password";
 
-/// `cargo build --bins` in the workspace: the same command as `make build`, so a lab or a
-/// test after it compiles nothing again (a `-p triad-agent -p triad-coordinator` build
+/// `cargo build --workspace --bins --tests`: the same command as `make build` (see the
+/// Makefile for why the tests too), so a lab or a test after it compiles nothing again (a `-p triad-agent -p triad-coordinator` build
 /// unifies features over fewer packages and rebuilt ring, rustls, tonic and the Triad
 /// crates, 1 min 24 s on 2 cores). An error names the command.
 ///
@@ -43,7 +43,8 @@ pub const APP_PASSWORD_FILE: &str = "/etc/triad/app-db.password";
 /// the next build from a shell did it again.
 pub fn cargo_build() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let cmd = format!("{cargo} build --bins");
+    let args = ["build", "--workspace", "--bins", "--tests"];
+    let cmd = format!("{cargo} {}", args.join(" "));
     let mut command = Command::new(&cargo);
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
@@ -53,7 +54,7 @@ pub fn cargo_build() -> Result<()> {
     }
     let st = command
         .current_dir(workspace_dir())
-        .args(["build", "--bins"])
+        .args(args)
         .status()
         .map_err(|source| LabError::Spawn {
             cmd: cmd.clone(),
@@ -454,7 +455,7 @@ pub fn install_agent_from(node: &Node, config: &str, deb: Option<PathBuf>) -> Re
     } else {
         let bin = find_bin("triad-agent").ok_or_else(|| {
             LabError::Other(
-                "no triad-agent binary (target/debug, target/release) nor target/debian/triad-agent_*.deb; run cargo build --bins".into(),
+                "no triad-agent binary (target/debug, target/release) nor target/debian/triad-agent_*.deb; run make build".into(),
             )
         })?;
         let dst = node.root().join("usr/bin/triad-agent");
@@ -554,9 +555,8 @@ pub fn restart_coordinator(tb: &mut Testbed) -> Result<()> {
 /// Spawns the coordinator with the config written in the testbed's state and waits until it
 /// listens.
 fn spawn_coordinator(tb: &mut Testbed) -> Result<()> {
-    let bin = find_bin("triad-coordinator").ok_or_else(|| {
-        LabError::Other("no triad-coordinator binary; run cargo build --bins".into())
-    })?;
+    let bin = find_bin("triad-coordinator")
+        .ok_or_else(|| LabError::Other("no triad-coordinator binary; run make build".into()))?;
     spawn_coordinator_bin(tb, &bin)
 }
 
@@ -615,7 +615,7 @@ pub fn triadctl_status(json: bool) -> Result<String> {
 /// `triadctl --coordinator <the lab's> ARGS…`, not yet run.
 pub fn triadctl(args: &[&str]) -> Result<Command> {
     let bin = find_bin("triadctl")
-        .ok_or_else(|| LabError::Other("no triadctl binary; run cargo build --bins".into()))?;
+        .ok_or_else(|| LabError::Other("no triadctl binary; run make build".into()))?;
     let pki = lab_pki()?;
     let mut c = Command::new(bin);
     c.args(["--coordinator", &format!("https://{COORDINATOR_GRPC}")])

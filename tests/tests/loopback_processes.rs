@@ -2,7 +2,7 @@
 //! gossip and gRPC, checked with the real `triadctl`; and the binaries' answers to bad
 //! configuration files.
 //!
-//! Needs the workspace binaries built (`cargo build --bins`, which `make test` does).
+//! Needs the workspace binaries built (`make build`, which `make test` does).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -21,7 +21,7 @@ fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the binaries first with `cargo build --bins` (make test does)",
+        "{} is missing: build the binaries first with `make build` (make test does)",
         path.display()
     );
     path

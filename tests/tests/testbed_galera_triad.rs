@@ -67,7 +67,7 @@ key = "{pki}/{name}.key"
 /// Installs the freshly built agent binary and its unit into every node, with Galera managed.
 fn install_agents(tb: &Testbed) -> Result<()> {
     let bin = find_bin("triad-agent")
-        .ok_or_else(|| LabError::Other("no triad-agent binary; run cargo build --bins".into()))?;
+        .ok_or_else(|| LabError::Other("no triad-agent binary; run make build".into()))?;
     let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../packaging/agent/triad-agent.service");
     for node in &tb.nodes {

@@ -8,6 +8,13 @@
 //! [backup.swift]
 //! cloud = "mycloud"                        # clouds.yaml entry (else OS_CLOUD / the only one)
 //! container = "triad-backups"              # made when missing
+//! [backup.s3]                              # or an S3 API (Swift's s3api, Ceph RGW, MinIO)
+//! endpoint = "https://s3.example.net"      # http:// only on a network you trust
+//! bucket = "triad-backups"                 # made when missing
+//! region = "us-east-1"                     # what the endpoint expects in signatures
+//! access_key_id = "AKIA..."
+//! secret_key_file = "/etc/triad/s3.secret" # the secret access key, root-only (mode 0600)
+//! url_style = "path"                       # or "virtual-host" (bucket.s3.example.net)
 //! key_file = "/etc/triad/backup.key"       # an age identity (age-keygen), root-only
 //! schedule = "1d"                          # interval or crontab line (UTC); default none
 //! keep_last = 7
@@ -31,10 +38,12 @@ use triad_jobs::schedule::Schedule;
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
-    /// The target directory (this or `[backup.swift]`).
+    /// The target directory (this, `[backup.swift]` or `[backup.s3]`).
     dir: Option<String>,
     /// `[backup.swift]`: an OpenStack Swift container instead of a directory.
     swift: Option<RawSwift>,
+    /// `[backup.s3]`: a bucket of an S3 API instead of a directory.
+    s3: Option<RawS3>,
     /// The age identity file the backups are encrypted to (required).
     key_file: Option<String>,
     /// An interval ("1d") or a five-field crontab line in UTC; default: on demand only.
@@ -58,6 +67,34 @@ pub struct RawSwift {
     container: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    /// The API's base URL, `https://s3.example.net` (required).
+    endpoint: Option<String>,
+    /// The bucket (default "triad-backups"), made when missing.
+    bucket: Option<String>,
+    /// The signing region (default "us-east-1").
+    region: Option<String>,
+    /// The access key id (required).
+    access_key_id: Option<String>,
+    /// A root-only file holding the secret access key (required).
+    secret_key_file: Option<String>,
+    /// "path" (default: `endpoint/bucket/key`) or "virtual-host" (`bucket.endpoint/key`).
+    url_style: Option<String>,
+}
+
+/// A bucket of an S3 API, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub endpoint: reqwest::Url,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_key_file: PathBuf,
+    pub virtual_host: bool,
+}
+
 /// Where backups go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetConfig {
@@ -66,6 +103,7 @@ pub enum TargetConfig {
         cloud: Option<String>,
         container: String,
     },
+    S3(S3Config),
 }
 
 impl TargetConfig {
@@ -76,6 +114,11 @@ impl TargetConfig {
             TargetConfig::Swift { cloud, container } => format!(
                 "swift {}/{container}",
                 cloud.as_deref().unwrap_or("(default cloud)")
+            ),
+            TargetConfig::S3(s3) => format!(
+                "s3 {}/{}",
+                s3.endpoint.as_str().trim_end_matches('/'),
+                s3.bucket
             ),
         }
     }
@@ -151,19 +194,13 @@ pub fn resolve(path: &Path, raw: Option<&RawBackup>) -> Result<Option<BackupConf
         }
         Ok(PathBuf::from(text))
     };
-    let target = match (&raw.dir, &raw.swift) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "backup.dir",
-                "give either dir or [backup.swift], not both".into(),
-            ))
-        }
-        (_, None) => TargetConfig::Dir(absolute(
+    let target = match (&raw.dir, &raw.swift, &raw.s3) {
+        (_, None, None) => TargetConfig::Dir(absolute(
             "backup.dir",
             &raw.dir,
-            "the directory backups are written to (or a [backup.swift] section)",
+            "the directory backups are written to (or a [backup.swift] or [backup.s3] section)",
         )?),
-        (None, Some(swift)) => {
+        (None, Some(swift), None) => {
             let container = swift
                 .container
                 .clone()
@@ -179,6 +216,13 @@ pub fn resolve(path: &Path, raw: Option<&RawBackup>) -> Result<Option<BackupConf
                 cloud: swift.cloud.clone(),
                 container,
             }
+        }
+        (None, None, Some(s3)) => TargetConfig::S3(resolve_s3(path, s3)?),
+        _ => {
+            return Err(invalid(
+                "backup.dir",
+                "give one target: dir, [backup.swift] or [backup.s3]".into(),
+            ))
         }
     };
     let key_file = absolute(
@@ -222,6 +266,107 @@ pub fn resolve(path: &Path, raw: Option<&RawBackup>) -> Result<Option<BackupConf
         retention,
         part_size,
     }))
+}
+
+/// S3's bucket names: 3-63 of a-z, 0-9, '.', '-', starting and ending with a letter or digit.
+fn valid_bucket(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+}
+
+fn resolve_s3(path: &Path, raw: &RawS3) -> Result<S3Config, ConfigError> {
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    let text = raw.endpoint.as_deref().ok_or_else(|| {
+        invalid(
+            "backup.s3.endpoint",
+            "required: the API's URL, such as \"https://s3.example.net\"".into(),
+        )
+    })?;
+    let endpoint = reqwest::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .filter(|u| u.query().is_none() && u.fragment().is_none())
+        .ok_or_else(|| {
+            invalid(
+                "backup.s3.endpoint",
+                format!("{text:?}: an http:// or https:// URL with a host and no query"),
+            )
+        })?;
+    let bucket = raw.bucket.clone().unwrap_or_else(|| "triad-backups".into());
+    if !valid_bucket(&bucket) {
+        return Err(invalid(
+            "backup.s3.bucket",
+            format!("{bucket:?}: 3-63 characters of a-z, 0-9, '.' and '-', a letter or digit at each end"),
+        ));
+    }
+    let region = raw.region.clone().unwrap_or_else(|| "us-east-1".into());
+    if region.is_empty()
+        || !region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(invalid(
+            "backup.s3.region",
+            format!("{region:?}: letters, digits and '-', such as \"us-east-1\""),
+        ));
+    }
+    let access_key_id = match raw.access_key_id.as_deref() {
+        Some(id) if !id.is_empty() && !id.chars().any(char::is_whitespace) => id.to_string(),
+        Some(id) => {
+            return Err(invalid(
+                "backup.s3.access_key_id",
+                format!("{id:?}: not an access key id (empty or with spaces)"),
+            ))
+        }
+        None => {
+            return Err(invalid(
+                "backup.s3.access_key_id",
+                "required: the access key id of the account that owns the bucket".into(),
+            ))
+        }
+    };
+    let secret_key_file = match raw.secret_key_file.as_deref() {
+        Some(file) if file.starts_with('/') && file.len() > 1 => PathBuf::from(file),
+        Some(file) => {
+            return Err(invalid(
+                "backup.s3.secret_key_file",
+                format!("{file:?} must be an absolute path other than /"),
+            ))
+        }
+        None => {
+            return Err(invalid(
+                "backup.s3.secret_key_file",
+                "required: a root-only file (mode 0600) holding the secret access key".into(),
+            ))
+        }
+    };
+    let virtual_host = match raw.url_style.as_deref() {
+        None | Some("path") => false,
+        Some("virtual-host") => true,
+        Some(other) => {
+            return Err(invalid(
+                "backup.s3.url_style",
+                format!("{other:?}: \"path\" or \"virtual-host\""),
+            ))
+        }
+    };
+    Ok(S3Config {
+        endpoint,
+        bucket,
+        region,
+        access_key_id,
+        secret_key_file,
+        virtual_host,
+    })
 }
 
 #[cfg(test)]
@@ -277,6 +422,52 @@ mod tests {
     }
 
     #[test]
+    fn an_s3_bucket_instead_of_a_directory() {
+        let text = "[backup]\nkey_file = \"/k\"\n[backup.s3]\nendpoint = \"http://127.0.0.1:9000\"\naccess_key_id = \"test:tester\"\nsecret_key_file = \"/etc/triad/s3.secret\"\n";
+        let config = parse(text).unwrap().unwrap();
+        let TargetConfig::S3(s3) = &config.target else {
+            panic!("{:?}", config.target)
+        };
+        assert_eq!(s3.bucket, "triad-backups");
+        assert_eq!(s3.region, "us-east-1");
+        assert!(!s3.virtual_host);
+        assert_eq!(
+            config.target.describe(),
+            "s3 http://127.0.0.1:9000/triad-backups"
+        );
+        for (extra, key) in [
+            ("bucket = \"Bad_Name\"\n", "backup.s3.bucket"),
+            ("bucket = \"ab\"\n", "backup.s3.bucket"),
+            ("region = \"us east\"\n", "backup.s3.region"),
+            ("url_style = \"dns\"\n", "backup.s3.url_style"),
+        ] {
+            let error = parse(&format!("{text}{extra}")).unwrap_err();
+            assert!(error.contains(key), "{extra}: {error}");
+        }
+        for (line, key) in [
+            ("endpoint = ", "backup.s3.endpoint"),
+            ("access_key_id = ", "backup.s3.access_key_id"),
+            ("secret_key_file = ", "backup.s3.secret_key_file"),
+        ] {
+            let without: String = text
+                .lines()
+                .filter(|l| !l.starts_with(line))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let error = parse(&without).unwrap_err();
+            assert!(error.contains(key) && error.contains("required"), "{error}");
+        }
+        let ftp = text.replace("http://127.0.0.1:9000", "ftp://h");
+        assert!(parse(&ftp).unwrap_err().contains("backup.s3.endpoint"));
+        let relative = text.replace("/etc/triad/s3.secret", "s3.secret");
+        assert!(parse(&relative)
+            .unwrap_err()
+            .contains("backup.s3.secret_key_file"));
+        let two = format!("{text}[backup.swift]\n");
+        assert!(parse(&two).unwrap_err().contains("give one target"));
+    }
+
+    #[test]
     fn a_swift_container_instead_of_a_directory() {
         let config = parse("[backup]\nkey_file = \"/k\"\n[backup.swift]\ncloud = \"c\"\n")
             .unwrap()
@@ -290,7 +481,7 @@ mod tests {
         );
         let both =
             parse("[backup]\ndir = \"/b\"\nkey_file = \"/k\"\n[backup.swift]\n").unwrap_err();
-        assert!(both.contains("not both"), "{both}");
+        assert!(both.contains("give one target"), "{both}");
         let bad = parse("[backup]\nkey_file = \"/k\"\n[backup.swift]\ncontainer = \"a/b\"\n")
             .unwrap_err();
         assert!(bad.contains("backup.swift.container"), "{bad}");

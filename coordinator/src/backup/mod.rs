@@ -15,6 +15,7 @@
 pub mod config;
 pub mod plan;
 pub mod restore;
+pub mod s3;
 pub mod swift;
 
 use std::sync::{Arc, Mutex};
@@ -831,8 +832,8 @@ fn seal(
     sealer.finish().map_err(|e| e.to_string())
 }
 
-/// The configured target: a directory (made when missing), or a Swift container of a
-/// cloud from clouds.yaml (its credentials checked when the first backup runs).
+/// The configured target: a directory (made when missing), a Swift container of a cloud
+/// from clouds.yaml, or an S3 bucket (credentials checked when the first backup runs).
 pub fn open_target(config: &config::TargetConfig) -> Result<Arc<dyn Target>, String> {
     match config {
         config::TargetConfig::Dir(dir) => DirTarget::new(dir.clone())
@@ -847,11 +848,14 @@ pub fn open_target(config: &config::TargetConfig) -> Result<Arc<dyn Target>, Str
                 .map_err(|e| format!("[backup.swift]: {e}"))?;
             let runtime = tokio::runtime::Handle::try_current()
                 .map_err(|e| format!("[backup.swift]: no async runtime: {e}"))?;
-            Ok(Arc::new(swift::SwiftTarget::new(
-                Arc::new(session),
-                container.clone(),
-                runtime,
-            )))
+            Ok(Arc::new(
+                swift::SwiftStore::new(Arc::new(session), container.clone(), runtime).target(),
+            ))
+        }
+        config::TargetConfig::S3(s3) => {
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|e| format!("[backup.s3]: no async runtime: {e}"))?;
+            Ok(Arc::new(s3::S3Store::open(s3, runtime)?.target()))
         }
     }
 }

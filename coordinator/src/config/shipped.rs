@@ -155,6 +155,12 @@ fn shipped_coordinator_toml_alternatives_are_accepted() {
             "autoscale.nova.apt_key_file",
             "autoscale.nova.package_url",
             "autoscale.nova.user_data",
+            "backup.s3.access_key_id",
+            "backup.s3.bucket",
+            "backup.s3.endpoint",
+            "backup.s3.region",
+            "backup.s3.secret_key_file",
+            "backup.s3.url_style",
             "backup.swift.cloud",
             "backup.swift.container",
             "tls.insecure",
@@ -189,6 +195,28 @@ fn shipped_coordinator_toml_alternatives_are_accepted() {
             Some(crate::backup::config::TargetConfig::Swift { .. })
         ),
         "[backup.swift] is read"
+    );
+
+    // an S3 bucket instead of the backup directory
+    let mut s3 = nova.clone();
+    remove_key(&mut s3, "backup.dir").unwrap();
+    for key in [
+        "backup.s3.endpoint",
+        "backup.s3.bucket",
+        "backup.s3.region",
+        "backup.s3.access_key_id",
+        "backup.s3.secret_key_file",
+        "backup.s3.url_style",
+    ] {
+        set_key(&mut s3, key, alternative(key));
+    }
+    let (_, _, _, backup) = accepted(&s3, "backup.s3");
+    assert!(
+        matches!(
+            backup.map(|b| b.target),
+            Some(crate::backup::config::TargetConfig::S3(_))
+        ),
+        "[backup.s3] is read"
     );
 
     // the .deb's URL instead of an apt source

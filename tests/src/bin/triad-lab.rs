@@ -392,7 +392,7 @@ fn up(nodes: usize, no_build: bool, no_triad: bool, no_app: bool) -> Result<()> 
     }
     host::preflight()?;
     if !no_triad && !no_build {
-        lap("cargo build --bins -p triad-agent -p triad-coordinator");
+        lap("cargo build --workspace --bins --tests");
         triad::cargo_build().context("building triad-agent and triad-coordinator")?;
     }
     let mut tb = Testbed::up(TestbedOptions {
