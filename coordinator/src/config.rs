@@ -760,6 +760,7 @@ insecure = true
                 "keep_daily",
                 "keep_weekly",
                 "part_size",
+                "quiesce",
                 "bogus",
             ],
         ),
@@ -946,7 +947,7 @@ insecure = true
                 | "ping_timeout" | "ready_timeout" | "stabilization" | "cooldown" | "timeout",
             ) if table != "balancer.octavia.monitor" => duration(1_000, 600_000),
             (_, "phi_threshold") => (0.5f64..70.0).prop_map(toml_float).boxed(),
-            (_, "recovery" | "managed" | "bricks_on_root_fs" | "enabled") => {
+            (_, "recovery" | "managed" | "bricks_on_root_fs" | "enabled" | "quiesce") => {
                 any::<bool>().prop_map(|b| b.to_string()).boxed()
             }
             ("galera" | "volume", "nodes") => names(),

@@ -759,15 +759,8 @@ impl CoordinatorService for CoordinatorGrpc {
         };
         // answer once the balancer loop has it in place, or say why not
         let mut balancer = balancer;
-        let in_place = |s: &BalancerStatus| s.maintenance_in_place(wanted.as_ref());
-        let placed = tokio::time::timeout(
-            std::time::Duration::from_secs(15),
-            balancer.wait_for(in_place),
-        )
-        .await
-        .is_ok_and(|seen| seen.is_ok());
-        match placed {
-            true => Ok(Response::new(v1::MaintenanceReply {
+        match crate::maintenance::wait_in_place(&mut balancer, wanted.as_ref()).await {
+            Ok(()) => Ok(Response::new(v1::MaintenanceReply {
                 message: match &wanted {
                     Some(m) => format!(
                         "maintenance mode on: clients get 503 with Retry-After {}s and {:?}; {}; cluster jobs pause",
@@ -778,12 +771,7 @@ impl CoordinatorService for CoordinatorGrpc {
                     None => "maintenance mode off: clients reach the app again; cluster jobs resume".into(),
                 },
             })),
-            false => {
-                let error = balancer
-                    .borrow()
-                    .maintenance_error
-                    .clone()
-                    .unwrap_or_else(|| "the balancer loop did not apply it within 15s".into());
+            Err(error) => {
                 Err(ErrorKind::Unavailable.status(format!(
                     "maintenance mode {word} is recorded, but the balancer does not have it in place: {error}"
                 )))
@@ -986,13 +974,18 @@ impl CoordinatorService for CoordinatorGrpc {
     ) -> Result<Response<Self::BackupNowStream>, Status> {
         let who =
             triad_daemon::tls::authorize(&request, self.tls.is_some(), OPERATOR_ONLY, "BackupNow")?;
-        self.operator_event("backup-now", "backup now".to_string(), &who);
+        let quiesce = request.get_ref().quiesce;
+        self.operator_event(
+            "backup-now",
+            format!("backup now{}", if quiesce { " --quiesce" } else { "" }),
+            &who,
+        );
         let backups = self.backups()?;
         let who = who.map(|id| id.to_string());
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         // the backup goes on if the operator goes away; its end is in the timeline
         tokio::spawn(async move {
-            if let Err(error) = backups.take(who, Some(tx.clone())).await {
+            if let Err(error) = backups.take(who, Some(tx.clone()), quiesce).await {
                 let _ = tx.send(Err(error.status())).await;
             }
         });

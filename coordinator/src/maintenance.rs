@@ -125,6 +125,101 @@ impl MaintenanceStore {
     }
 }
 
+/// How long a change of maintenance mode may take to be in place on the balancer.
+pub const IN_PLACE_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Waits until the balancer loop has `wanted` (None: off) in place, within
+/// [`IN_PLACE_WITHIN`]; the error says why not (the loop's own words when it has them).
+pub async fn wait_in_place(
+    balancer: &mut watch::Receiver<crate::balancer::reconcile::BalancerStatus>,
+    wanted: Option<&Maintenance>,
+) -> Result<(), String> {
+    let placed = tokio::time::timeout(
+        IN_PLACE_WITHIN,
+        balancer.wait_for(|s| s.maintenance_in_place(wanted)),
+    )
+    .await
+    .is_ok_and(|seen| seen.is_ok());
+    if placed {
+        return Ok(());
+    }
+    Err(balancer
+        .borrow()
+        .maintenance_error
+        .clone()
+        .unwrap_or_else(|| {
+            format!(
+                "the balancer loop did not apply it within {}s",
+                IN_PLACE_WITHIN.as_secs()
+            )
+        }))
+}
+
+/// Maintenance mode that Triad turns on and off itself around a piece of work (a quiesced
+/// backup, `triadctl backup now --quiesce`): no client request reaches the app meanwhile,
+/// not even the operator's (the allow list is empty), and cluster jobs pause. It never takes
+/// over an operator's maintenance: when maintenance is already on, it is left as it is.
+#[derive(Debug, Clone)]
+pub struct Quiesce {
+    store: std::sync::Arc<MaintenanceStore>,
+    balancer: Option<watch::Receiver<crate::balancer::reconcile::BalancerStatus>>,
+}
+
+impl Quiesce {
+    pub fn new(
+        store: std::sync::Arc<MaintenanceStore>,
+        balancer: Option<watch::Receiver<crate::balancer::reconcile::BalancerStatus>>,
+    ) -> Quiesce {
+        Quiesce { store, balancer }
+    }
+
+    /// Turns maintenance mode on with `message` and waits until the balancer has it;
+    /// `Ok(None)` when it was on already (then [`Quiesce::end`] has nothing to do). On an
+    /// error maintenance is off again (as it was).
+    pub async fn begin(&self, message: &str) -> Result<Option<Maintenance>, String> {
+        if self.store.wanted().is_some() {
+            return Ok(None);
+        }
+        let Some(mut balancer) = self.balancer.clone() else {
+            return Err(
+                "no balancer is configured, so clients cannot be kept away from the app".into(),
+            );
+        };
+        let ours = Maintenance {
+            message: message.to_string(),
+            retry_after_secs: 60,
+            allow: Vec::new(),
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            bypass: new_bypass_token().map_err(|e| format!("making the bypass token: {e}"))?,
+        };
+        self.store.set(Some(ours.clone()))?;
+        if let Err(why) = wait_in_place(&mut balancer, Some(&ours)).await {
+            let _ = self.store.set(None);
+            return Err(format!(
+                "the balancer did not put maintenance mode in place: {why}"
+            ));
+        }
+        Ok(Some(ours))
+    }
+
+    /// Turns `ours` off and waits until the balancer has it off; maintenance that is no
+    /// longer `ours` (an operator turned it off or on anew meanwhile) is left alone.
+    pub async fn end(&self, ours: &Maintenance) -> Result<(), String> {
+        if self.store.wanted().as_ref() != Some(ours) {
+            return Ok(());
+        }
+        self.store.set(None)?;
+        match self.balancer.clone() {
+            Some(mut balancer) => wait_in_place(&mut balancer, None).await.map_err(|why| {
+                format!("maintenance mode is off, but the balancer still has it in place: {why}")
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The maintenance page's answer to any request: 503, Retry-After, the message as plain
 /// text, never cached (a cached 503 would outlive maintenance). With maintenance off (a
 /// request that raced the policy's removal) it says the same with the defaults.

@@ -237,7 +237,14 @@ pub enum BackupCommand {
     /// meanwhile) and then the volume's files, compressed, encrypted and stored in parts at
     /// the target; progress is shown here. Leaving does not stop it (the timeline says how
     /// it ended). Refused while another backup runs.
-    Now,
+    Now {
+        /// Maintenance mode for the duration: clients get 503 with Retry-After and cluster
+        /// jobs pause, so that no request changes the database or the files between the two
+        /// (an app's rows that name files then match its files). An operator's maintenance
+        /// already on is left on. Refused without a balancer.
+        #[arg(long)]
+        quiesce: bool,
+    },
     /// The complete backups at the target, oldest first.
     List {
         #[arg(long, short, value_enum, default_value_t = Output::Text)]

@@ -130,9 +130,11 @@ fn main() -> ExitCode {
             },
         )),
         Command::Backup { command } => match command {
-            BackupCommand::Now => {
-                runtime.block_on(backup_progress(&target, cli.timeout, BackupOp::Now))
-            }
+            BackupCommand::Now { quiesce } => runtime.block_on(backup_progress(
+                &target,
+                cli.timeout,
+                BackupOp::Now { quiesce },
+            )),
             BackupCommand::Verify { id } => {
                 runtime.block_on(backup_progress(&target, cli.timeout, BackupOp::Verify(id)))
             }
@@ -334,7 +336,7 @@ async fn app_run(endpoint: &Target, timeout: Duration, request: v1::AppRunReques
 /// The backup commands that stream progress.
 #[derive(Debug, Clone)]
 enum BackupOp {
-    Now,
+    Now { quiesce: bool },
     Verify(String),
     Restore { id: String, force: bool },
 }
@@ -346,7 +348,9 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, op: BackupOp) -> 
     use std::io::IsTerminal as _;
     let what = match &op {
         BackupOp::Verify(id) => format!("backup verify {id}"),
-        BackupOp::Now => "backup now".to_string(),
+        BackupOp::Now { quiesce } => {
+            format!("backup now{}", if *quiesce { " --quiesce" } else { "" })
+        }
         BackupOp::Restore { id, force } => {
             format!(
                 "backup restore {id}{}",
@@ -358,7 +362,7 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, op: BackupOp) -> 
         let mut client = client(endpoint, timeout, None).await?;
         let reply = match op.clone() {
             BackupOp::Verify(id) => client.backup_verify(v1::BackupVerifyRequest { id }).await,
-            BackupOp::Now => client.backup_now(v1::BackupNowRequest {}).await,
+            BackupOp::Now { quiesce } => client.backup_now(v1::BackupNowRequest { quiesce }).await,
             BackupOp::Restore { id, force } => {
                 client
                     .backup_restore(v1::BackupRestoreRequest { id, force })
@@ -401,7 +405,7 @@ async fn backup_progress(endpoint: &Target, timeout: Duration, op: BackupOp) -> 
                 "{} {}: {} from {} (Galera {}:{}), {} stored in {} parts, {:.1}s",
                 match op {
                     BackupOp::Verify(_) => "verified",
-                    BackupOp::Now => "backup",
+                    BackupOp::Now { .. } => "backup",
                     BackupOp::Restore { .. } => "restored",
                 },
                 done.id,

@@ -18,7 +18,19 @@ const BACKUP_LIMIT: Duration = Duration::from_secs(600);
 
 /// `triadctl backup now`: the new backup's id (from its summary line on stdout).
 pub fn now() -> Result<String> {
-    let output = now_output()?;
+    made(now_output()?)
+}
+
+/// `triadctl backup now --quiesce` (maintenance mode meanwhile): the new backup's id.
+pub fn now_quiesced() -> Result<String> {
+    made(cmd::output_timeout(
+        &mut triadctl(&["backup", "now", "--quiesce"])?,
+        BACKUP_LIMIT,
+    )?)
+}
+
+/// The id in `backup now`'s summary line, or the failure with what it said.
+fn made(output: Output) -> Result<String> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(LabError::Other(format!(

@@ -73,6 +73,9 @@ fn wait_content(
     )?)
 }
 
+/// The body of the 503 during a quiesced backup.
+const QUIESCED: &str = triad_coordinator::backup::QUIESCE_MESSAGE;
+
 /// A tar that stops after 3 MB and exits 2: a backup's files command dying midway.
 const BROKEN_TAR: &str = "#!/bin/sh\n# testbed_app: a tar that dies midway\n/usr/bin/tar \"$@\" | head -c 3000000\nexit 2\n";
 
@@ -394,11 +397,47 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         t.elapsed()
     );
     assert!(browser.logged_in()?, "the login survived the full outage");
-    let next = backups::now()?;
-    eprintln!("[app] the backup after the outage: {next}");
+    // the next backup, quiesced: while it runs, every client (the operator's address too)
+    // gets the maintenance 503; after it, the app again and maintenance off
+    let (next, answers) = std::thread::scope(|scope| {
+        let backup = scope.spawn(backups::now_quiesced);
+        let mut answers = Vec::new();
+        // bounded by the backup's own limit
+        while !backup.is_finished() {
+            if let Ok(r) = http::get(LISTEN, "/", Duration::from_secs(5)) {
+                answers.push((r.status, r.body.contains(QUIESCED)));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        (backup.join().expect("the backup thread"), answers)
+    });
+    let next = next?;
+    eprintln!(
+        "[app] the quiesced backup after the outage: {next}; {} of {} requests during it got the backup's 503",
+        answers.iter().filter(|(status, said)| *status == 503 && *said).count(),
+        answers.len()
+    );
+    assert!(
+        answers.iter().any(|(status, said)| *status == 503 && *said),
+        "clients got the backup's 503 while it ran: {answers:?}"
+    );
     assert!(
         backup_ids()?.contains(&next),
         "the backup after the outage is listed"
+    );
+    wait_content(
+        &browser,
+        &post,
+        &upload,
+        &bytes,
+        Duration::from_secs(30),
+        "the post and its upload through the balancer after the quiesced backup",
+    )?;
+    let status = triad::status_json()?;
+    assert!(
+        status["maintenance"].is_null(),
+        "maintenance mode is off after the quiesced backup: {}",
+        status["maintenance"]
     );
 
     // 5. restore (issue 19): this lab torn down, an empty one brought up, the backup of

@@ -21,6 +21,7 @@
 //! keep_daily = 7
 //! keep_weekly = 4
 //! part_size = "64MiB"
+//! quiesce = false                          # scheduled backups in maintenance mode
 //! ```
 //!
 //! Like `[balancer]` and `[metrics]`, it is validated with the rest of the file but kept
@@ -56,6 +57,8 @@ pub struct RawBackup {
     keep_weekly: Option<u32>,
     /// The largest stored part, "64MiB" (default); 1MiB-4GiB.
     part_size: Option<String>,
+    /// Scheduled backups in maintenance mode, as `backup now --quiesce` (default false).
+    quiesce: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -132,6 +135,8 @@ pub struct BackupConfig {
     pub schedule: Option<Schedule>,
     pub retention: triad_backup::retention::Policy,
     pub part_size: u64,
+    /// Scheduled backups are quiesced (maintenance mode for their duration).
+    pub quiesce: bool,
 }
 
 pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
@@ -265,6 +270,7 @@ pub fn resolve(path: &Path, raw: Option<&RawBackup>) -> Result<Option<BackupConf
         schedule,
         retention,
         part_size,
+        quiesce: raw.quiesce.unwrap_or(false),
     }))
 }
 

@@ -33,6 +33,8 @@ use triad_proto::v1::backup_chunk::Chunk;
 use crate::observer::Coordinator;
 use config::BackupConfig;
 
+/// The body of the 503 clients get during a quiesced backup.
+pub const QUIESCE_MESSAGE: &str = "A backup is being taken; back in a few minutes.";
 /// HTTP/2 pings on the stream from the node: a node that crashed or was cut off ends the
 /// backup (failed, nothing listed) within about twice this, not after TCP's many minutes.
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
@@ -95,6 +97,8 @@ pub struct Backups {
     started: SystemTime,
     /// The last scheduled attempt that failed (the loop's retry pause).
     last_failure: Mutex<Option<SystemTime>>,
+    /// Maintenance mode around a quiesced backup; `None` where the coordinator has none.
+    quiesce: Option<crate::maintenance::Quiesce>,
 }
 
 impl std::fmt::Debug for Backups {
@@ -178,6 +182,7 @@ impl Backups {
         cluster: String,
         coordinator: Arc<Coordinator>,
         events: Option<Arc<crate::events::EventLog>>,
+        quiesce: Option<crate::maintenance::Quiesce>,
     ) -> Arc<Backups> {
         let target = open_target(&config.target);
         let key = target.as_ref().map_err(Clone::clone).and_then(|_| {
@@ -207,6 +212,7 @@ impl Backups {
             state: state_tx,
             started: SystemTime::now(),
             last_failure: Mutex::new(None),
+            quiesce,
         })
     }
 
@@ -270,6 +276,7 @@ impl Backups {
         self: &Arc<Self>,
         who: Option<String>,
         progress: Option<Progress>,
+        quiesce: bool,
     ) -> Result<v1::BackupInfo, BackupError> {
         let _busy = self.busy.try_lock().map_err(|_| {
             let running = self.state.borrow().running.clone().unwrap_or_default();
@@ -280,7 +287,14 @@ impl Backups {
             .clone()
             .map_err(|why| BackupError::refused(format!("backups are off: {why}")))?;
         let started = SystemTime::now();
+        let quiesced = match quiesce {
+            true => Some(self.quiesce_begin(&progress).await?),
+            false => None,
+        };
         let result = self.take_inner(key, started, &progress).await;
+        if let Some(Some(ours)) = &quiesced {
+            self.quiesce_end(ours, &progress).await;
+        }
         self.state.send_modify(|s| s.running = None);
         match &result {
             Ok(made) => {
@@ -311,6 +325,58 @@ impl Backups {
             }
         }
         result
+    }
+
+    /// Maintenance mode on for a quiesced backup: `Some(ours)` to turn off after it, `None`
+    /// when an operator's was on already. Refused (nothing taken) when it cannot be.
+    async fn quiesce_begin(
+        &self,
+        progress: &Option<Progress>,
+    ) -> Result<Option<crate::maintenance::Maintenance>, BackupError> {
+        let quiesce = self.quiesce.as_ref().ok_or_else(|| {
+            BackupError::refused(
+                "--quiesce needs maintenance mode, which this coordinator does not offer",
+            )
+        })?;
+        self.state
+            .send_modify(|s| s.running = Some("maintenance mode on".into()));
+        let ours = quiesce
+            .begin(QUIESCE_MESSAGE)
+            .await
+            .map_err(|why| BackupError::refused(format!("--quiesce: {why}")))?;
+        let said = match &ours {
+            Some(_) => {
+                "maintenance mode on: clients get 503 until the backup ends, cluster jobs pause"
+            }
+            None => "maintenance mode was on already: it stays on after the backup",
+        };
+        tell(progress, step("quiesce", 0, said.into())).await;
+        Ok(ours)
+    }
+
+    /// Maintenance mode off after a quiesced backup, whatever became of the backup. A
+    /// failure is told, logged and put in the timeline: the backup's own outcome stands,
+    /// and the status shows maintenance still on.
+    async fn quiesce_end(
+        &self,
+        ours: &crate::maintenance::Maintenance,
+        progress: &Option<Progress>,
+    ) {
+        let Some(quiesce) = &self.quiesce else {
+            return;
+        };
+        let said = match quiesce.end(ours).await {
+            Ok(()) => "maintenance mode off: clients reach the app again".to_string(),
+            Err(why) => {
+                let said = format!(
+                    "turning maintenance mode off after the backup failed: {why} (`triadctl app maintenance off`)"
+                );
+                tracing::error!("{said}");
+                self.record("maintenance", said.clone(), None);
+                said
+            }
+        };
+        tell(progress, step("quiesce", 0, said)).await;
     }
 
     async fn take_inner(
@@ -701,7 +767,7 @@ impl Backups {
                     SystemTime::now(),
                 )
             {
-                let _ = self.take(None, None).await;
+                let _ = self.take(None, None, self.config.quiesce).await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}

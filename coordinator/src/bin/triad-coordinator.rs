@@ -157,6 +157,10 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
             config.cluster_name.clone(),
             coordinator.clone(),
             Some(events.clone()),
+            Some(triad_coordinator::maintenance::Quiesce::new(
+                maintenance.clone(),
+                balancer_loop.as_ref().map(|l| l.status_watch()),
+            )),
         );
         tokio::spawn(backups.clone().run_schedule(loops_stop_rx.clone()));
         service = service.with_backups(backups);

@@ -2982,7 +2982,13 @@ pub struct TimelineEvent {
     pub who: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct BackupNowRequest {}
+pub struct BackupNowRequest {
+    /// Maintenance mode for the duration (clients get 503 with Retry-After, cluster jobs
+    /// pause), so that no request changes the database or the files between the two streams;
+    /// an operator's maintenance already on is left as it is. Refused without a balancer.
+    #[prost(bool, tag = "1")]
+    pub quiesce: bool,
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BackupListRequest {}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
