@@ -277,6 +277,87 @@ impl PageServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balancer::reconcile::BalancerStatus;
+    use std::sync::Arc;
+
+    /// A balancer loop stand-in that puts in place whatever is wanted, when `applies`.
+    fn balancer(store: &MaintenanceStore, applies: bool) -> watch::Receiver<BalancerStatus> {
+        let (tx, rx) = watch::channel(BalancerStatus::default());
+        let mut wanted = store.watch();
+        tokio::spawn(async move {
+            loop {
+                let now = wanted.borrow_and_update().clone();
+                tx.send_modify(|s| {
+                    s.maintenance = now;
+                    s.maintenance_applied = applies;
+                    s.maintenance_error = (!applies).then(|| "haproxy: refused".to_string());
+                });
+                if wanted.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    #[tokio::test]
+    async fn a_quiesce_turns_maintenance_on_for_everyone_and_off_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MaintenanceStore::open(dir.path()).unwrap());
+        let quiesce = Quiesce::new(store.clone(), Some(balancer(&store, true)));
+        let ours = quiesce
+            .begin("backing up")
+            .await
+            .unwrap()
+            .expect("turned on");
+        assert_eq!(store.wanted().as_ref(), Some(&ours));
+        assert!(ours.allow.is_empty(), "nobody passes: {ours:?}");
+        assert_eq!(ours.message, "backing up");
+        quiesce.end(&ours).await.unwrap();
+        assert_eq!(store.wanted(), None);
+        assert_eq!(
+            MaintenanceStore::open(dir.path()).unwrap().wanted(),
+            None,
+            "off durably too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quiesce_never_takes_over_an_operators_maintenance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MaintenanceStore::open(dir.path()).unwrap());
+        let quiesce = Quiesce::new(store.clone(), Some(balancer(&store, true)));
+        let operators = Maintenance {
+            message: "Upgrading".into(),
+            retry_after_secs: 120,
+            allow: vec!["10.0.0.9".parse().unwrap()],
+            since: 1,
+            bypass: "00ff".into(),
+        };
+        store.set(Some(operators.clone())).unwrap();
+        assert_eq!(quiesce.begin("backing up").await.unwrap(), None);
+        assert_eq!(store.wanted().as_ref(), Some(&operators));
+        // on during the backup, the operator turned it off and on anew: left alone
+        store.set(None).unwrap();
+        let ours = quiesce.begin("backing up").await.unwrap().unwrap();
+        store.set(Some(operators.clone())).unwrap();
+        quiesce.end(&ours).await.unwrap();
+        assert_eq!(store.wanted(), Some(operators));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiesce_the_balancer_cannot_apply_is_refused_and_left_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MaintenanceStore::open(dir.path()).unwrap());
+        let quiesce = Quiesce::new(store.clone(), Some(balancer(&store, false)));
+        let error = quiesce.begin("backing up").await.unwrap_err();
+        assert!(error.contains("haproxy: refused"), "{error}");
+        assert_eq!(store.wanted(), None, "maintenance is off again");
+        let without = Quiesce::new(store.clone(), None);
+        let error = without.begin("backing up").await.unwrap_err();
+        assert!(error.contains("no balancer"), "{error}");
+        assert_eq!(store.wanted(), None);
+    }
 
     #[test]
     fn the_wanted_state_survives_a_restart_and_a_bad_record_is_named() {

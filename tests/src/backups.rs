@@ -21,6 +21,14 @@ pub fn now() -> Result<String> {
     made(now_output()?)
 }
 
+/// [`now`] bounded by `limit` (a benchmark's gigabytes).
+pub fn now_within(limit: Duration) -> Result<String> {
+    made(cmd::output_timeout(
+        &mut triadctl(&["backup", "now"])?,
+        limit,
+    )?)
+}
+
 /// `triadctl backup now --quiesce` (maintenance mode meanwhile): the new backup's id.
 pub fn now_quiesced() -> Result<String> {
     made(cmd::output_timeout(
@@ -62,11 +70,16 @@ pub fn verify_output(id: &str) -> Result<Output> {
 /// `triadctl backup restore ID [--force]`, whatever it answers (bounded: a restore of the
 /// lab's backup takes a minute or two).
 pub fn restore_output(id: &str, force: bool) -> Result<Output> {
+    restore_output_within(id, force, BACKUP_LIMIT)
+}
+
+/// [`restore_output`] bounded by `limit` (a benchmark's gigabytes).
+pub fn restore_output_within(id: &str, force: bool, limit: Duration) -> Result<Output> {
     let mut args = vec!["backup", "restore", id];
     if force {
         args.push("--force");
     }
-    cmd::output_timeout(&mut triadctl(&args)?, BACKUP_LIMIT)
+    cmd::output_timeout(&mut triadctl(&args)?, limit)
 }
 
 /// SHA-256 of every file under the docroot as `node` sees its mount: path -> hash.

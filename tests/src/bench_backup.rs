@@ -8,7 +8,10 @@
 //!
 //! Order: a first Triad backup (to learn the node Triad reads from, and so every run reads
 //! a warm page cache), then the plain commands, the measured Triad backup, the plain
-//! commands again; the ratio is against the mean of the two plain runs.
+//! commands again; the ratio is against the mean of the two plain runs. Then the lab is torn
+//! down, an empty one brought up, and the measured backup restored into it by `triadctl
+//! backup restore` (timed, with each of its steps as triadctl reports them), until the app
+//! serves its home page again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +24,8 @@ use crate::{backups, http, LabError, Node, Result, Testbed, TestbedOptions};
 
 /// Requests a second while latency is measured.
 const RATE: u32 = 5;
+/// Bounds one backup or restore of the bench's gigabytes.
+const LIMIT: Duration = Duration::from_secs(3600);
 
 fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
@@ -119,7 +124,7 @@ fn plain(node: &Node) -> Result<(Duration, Duration)> {
 /// A Triad backup through triadctl, timed; with its listing (node, sizes).
 fn triad_backup() -> Result<(Duration, serde_json::Value)> {
     let t = Instant::now();
-    let id = backups::now()?;
+    let id = backups::now_within(LIMIT)?;
     let took = t.elapsed();
     let listed = backups::list()?;
     let entry = listed["backups"]
@@ -132,8 +137,59 @@ fn triad_backup() -> Result<(Duration, serde_json::Value)> {
 
 pub fn run(db_mib: u64, files_mib: u64) -> Result<()> {
     let mut tb = Testbed::up(TestbedOptions::default())?;
-    let outcome = (|| -> Result<()> {
-        crate::wordpress::lab(&mut tb)?;
+    let outcome = measure(&mut tb, db_mib, files_mib);
+    let teardown = tb.teardown();
+    let id = outcome?;
+    teardown?;
+    let mut tb = Testbed::up(TestbedOptions::default())?;
+    let outcome = restore(&mut tb, &id);
+    let teardown = tb.teardown();
+    outcome?;
+    teardown
+}
+
+/// Into an empty lab, backup `id` restored and the app serving: timed.
+fn restore(tb: &mut Testbed, id: &str) -> Result<()> {
+    crate::wordpress::empty_lab(tb)?;
+    let t = Instant::now();
+    let out = backups::restore_output_within(id, false, LIMIT)?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        return Err(LabError::Other(format!("backup restore {id}: {said}")));
+    }
+    let restored = t.elapsed();
+    // bounded: the restore's answer means every node serves; a minute for the balancer
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let serving = loop {
+        match http::get(LISTEN, "/", Duration::from_secs(10)) {
+            Ok(r) if r.status == 200 && r.body.contains(SITE_TITLE) => break t.elapsed(),
+            answer if Instant::now() > deadline => {
+                return Err(LabError::Other(format!(
+                    "the app's home page after the restore of {id}: {answer:?}"
+                )))
+            }
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    };
+    for line in said.lines().filter(|l| !l.trim().is_empty()) {
+        println!("bench-backup: restore: {}", line.trim());
+    }
+    println!(
+        "bench-backup: restore of {id} into an empty lab: {} (the home page served after {})",
+        secs(restored),
+        secs(serving)
+    );
+    Ok(())
+}
+
+/// Fills the lab, takes the backups and prints the figures; the measured backup's id.
+fn measure(tb: &mut Testbed, db_mib: u64, files_mib: u64) -> Result<String> {
+    {
+        crate::wordpress::lab(tb)?;
         let t = Instant::now();
         let size = crate::bench_scaleout::fill(&tb.nodes[0], db_mib)?;
         fill_files(&tb.nodes[0], files_mib)?;
@@ -200,9 +256,6 @@ pub fn run(db_mib: u64, files_mib: u64) -> Result<()> {
         println!(
             "bench-backup: home page through the balancer at {RATE}/s during the backup: {during}"
         );
-        Ok(())
-    })();
-    let teardown = tb.teardown();
-    outcome?;
-    teardown
+        Ok(entry["id"].as_str().unwrap_or_default().to_string())
+    }
 }
