@@ -99,4 +99,4 @@ bench-scaleout: deps build
 
 ## Backups: a Triad backup beside mariadb-backup | zstd and tar | zstd on the same node, app latency during it (issue 19).
 bench-backup: deps build deb
-	$(LAB) bench-backup --db-mib 512 --files-mib 256
+	$(LAB) bench-backup --db-mib 2048 --files-mib 1024
