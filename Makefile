@@ -46,10 +46,12 @@ lint:
 ## Release build, man pages and completions from the clap definitions, then cargo-deb.
 ## The testbed installs target/debian/triad-agent_*.deb into its nodes when it exists; the
 ## testbed_packaging tests lint, install, upgrade and purge them. See packaging/README.md.
-deb:
-	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator -p triadctl -p triad-gen-assets --bins
+## The man pages and completions come from the debug build's triad-gen-assets (the same clap
+## definitions): built in release it was one more fat-LTO link of every Triad crate.
+deb: build
+	$(CARGO) build --release --locked -p triad-agent -p triad-coordinator -p triadctl --bins
 	rm -rf target/release/assets
-	target/release/triad-gen-assets target/release/assets
+	$(or $(CARGO_TARGET_DIR),target)/debug/triad-gen-assets target/release/assets
 	gzip -9nfk target/release/assets/man/*.[158]
 	$(CARGO) deb -p triad-agent --no-build --dbgsym
 	$(CARGO) deb -p triad-coordinator --no-build --dbgsym
