@@ -11,10 +11,8 @@ use std::time::Duration;
 
 mod backup_support;
 
-use backup_support::{blocking, id, listed, make, noise};
+use backup_support::{blocking, id, noise};
 use triad_backup::key::BackupKey;
-use triad_backup::manifest::StreamKind;
-use triad_backup::target::Target;
 use triad_coordinator::backup::swift::{SwiftStore, SwiftTarget};
 use triad_coordinator::openstack::config::{load_cloud, CloudSources};
 use triad_coordinator::openstack::session::Session;
@@ -58,28 +56,9 @@ async fn a_backup_in_swift_is_listed_once_whole_and_reads_back() {
     let database = noise(300_000, 1);
     let files = noise(200_000, 2);
     let (db, fs) = (database.clone(), files.clone());
-    let (manifest, read) = blocking(move || {
-        // nothing yet, and the container does not exist: an empty list, not an error
-        assert!(listed(&target).is_empty());
-        let manifest = make(&target, &key, id("20261206T100000Z"), "lab", &db, &fs, true)
-            .expect("the backup is made");
-        assert_eq!(listed(&target), ["20261206T100000Z"]);
-        let verified =
-            triad_backup::verify(&target, manifest.id, &key, "lab").expect("it verifies");
-        assert_eq!(verified, manifest);
-        let mut read = Vec::new();
-        triad_backup::read_stream(
-            &target,
-            &manifest,
-            StreamKind::Files,
-            &key,
-            &mut read,
-            &mut |_| {},
-        )
-        .unwrap();
-        (manifest, read)
-    })
-    .await;
+    let (manifest, read) =
+        blocking(move || backup_support::made_listed_verified_read_back(&target, &key, &db, &fs))
+            .await;
     assert!(read == files, "the files stream reads back byte for byte");
     assert!(
         manifest.streams[0].parts.len() >= 4,
@@ -124,38 +103,8 @@ async fn unfinished_damaged_and_foreign_backups_are_never_trusted() {
     let target2 = target.clone();
     let key2 = key.clone();
     let made = blocking(move || {
-        // dropped before its commit (a coordinator crash): parts but no manifest
-        make(
-            &target2,
-            &key2,
-            id("20261206T105000Z"),
-            "lab",
-            &noise(100_000, 3),
-            &noise(10, 4),
-            false,
-        )
-        .unwrap();
-        assert!(
-            listed(&target2).is_empty(),
-            "parts without a manifest are not listed"
-        );
-        // aborted: nothing left of it
-        let mut upload = target2.begin(id("20261206T105500Z")).unwrap();
-        upload.put_part("database.00000", b"half").unwrap();
-        upload.abort().unwrap();
-        // the coordinator's start removes the crashed one's parts
-        let swept = target2.sweep_partial().unwrap();
-        assert_eq!(swept, ["20261206T105000Z/"]);
-        make(
-            &target2,
-            &key2,
-            id("20261206T110000Z"),
-            "lab",
-            &noise(150_000, 5),
-            &noise(20_000, 6),
-            true,
-        )
-        .expect("made, the refused part put again")
+        backup_support::crashed_aborted_swept_then_made(&target2, &key2)
+            .expect("made, the refused part put again")
     })
     .await;
     assert!(
@@ -195,32 +144,10 @@ async fn unfinished_damaged_and_foreign_backups_are_never_trusted() {
     .to_string();
     assert!(error.contains(part.as_str()), "{error}");
 
-    // a backup of another cluster: refused before any part is read
+    // a backup of another cluster: refused before any part is read; deleting unlists first,
+    // then removes every object
     let (target4, key4) = (target.clone(), key.clone());
-    let error = blocking(move || {
-        make(
-            &target4,
-            &key4,
-            id("20261206T120000Z"),
-            "other",
-            &noise(1000, 7),
-            &noise(10, 8),
-            true,
-        )
-        .unwrap();
-        triad_backup::verify(&target4, id("20261206T120000Z"), &key4, "lab").unwrap_err()
-    })
-    .await
-    .to_string();
-    assert!(error.contains("other"), "{error}");
-
-    // deleting unlists first, then removes every object
-    let target5 = target.clone();
-    blocking(move || {
-        target5.delete(id("20261206T120000Z")).unwrap();
-        assert_eq!(listed(&target5), ["20261206T110000Z"]);
-    })
-    .await;
+    blocking(move || backup_support::foreign_refused_then_deleted(&target4, &key4)).await;
     assert!(c
         .fake
         .swift_objects(CONTAINER)

@@ -86,3 +86,96 @@ pub fn listed(target: &dyn Target) -> Vec<String> {
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
+
+/// On an empty target: nothing listed (the container may not exist yet), then a backup
+/// made, listed, verified and its files stream read back; (its manifest, what was read).
+pub fn made_listed_verified_read_back(
+    target: &dyn Target,
+    key: &BackupKey,
+    database: &[u8],
+    files: &[u8],
+) -> (Manifest, Vec<u8>) {
+    assert!(listed(target).is_empty());
+    let manifest = make(
+        target,
+        key,
+        id("20261206T100000Z"),
+        "lab",
+        database,
+        files,
+        true,
+    )
+    .expect("the backup is made");
+    assert_eq!(listed(target), ["20261206T100000Z"]);
+    let verified = triad_backup::verify(target, manifest.id, key, "lab").expect("it verifies");
+    assert_eq!(verified, manifest);
+    let mut read = Vec::new();
+    triad_backup::read_stream(
+        target,
+        &manifest,
+        StreamKind::Files,
+        key,
+        &mut read,
+        &mut |_| {},
+    )
+    .unwrap();
+    (manifest, read)
+}
+
+/// A backup dropped before its commit (a coordinator crash) is not listed, an aborted one
+/// leaves nothing, the coordinator's start sweeps the crashed one's parts; then backup
+/// 20261206T110000Z is made (its manifest returned, or the error making it).
+pub fn crashed_aborted_swept_then_made(
+    target: &dyn Target,
+    key: &BackupKey,
+) -> Result<Manifest, triad_backup::Error> {
+    make(
+        target,
+        key,
+        id("20261206T105000Z"),
+        "lab",
+        &noise(100_000, 3),
+        &noise(10, 4),
+        false,
+    )
+    .unwrap();
+    assert!(
+        listed(target).is_empty(),
+        "parts without a manifest are not listed"
+    );
+    let mut upload = target.begin(id("20261206T105500Z")).unwrap();
+    upload.put_part("database.00000", b"half").unwrap();
+    upload.abort().unwrap();
+    let swept = target.sweep_partial().unwrap();
+    assert_eq!(swept, ["20261206T105000Z/"]);
+    make(
+        target,
+        key,
+        id("20261206T110000Z"),
+        "lab",
+        &noise(150_000, 5),
+        &noise(20_000, 6),
+        true,
+    )
+}
+
+/// A backup of another cluster (20261206T120000Z) is refused by verify, naming the cluster;
+/// deleting it unlists it, leaving 20261206T110000Z.
+pub fn foreign_refused_then_deleted(target: &dyn Target, key: &BackupKey) {
+    make(
+        target,
+        key,
+        id("20261206T120000Z"),
+        "other",
+        &noise(1000, 7),
+        &noise(10, 8),
+        true,
+    )
+    .unwrap();
+    let error = triad_backup::verify(target, id("20261206T120000Z"), key, "lab")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("other"), "{error}");
+    target.delete(id("20261206T120000Z")).unwrap();
+    assert_eq!(listed(target), ["20261206T110000Z"]);
+}
