@@ -189,7 +189,15 @@ fn restore(tb: &mut Testbed, id: &str) -> Result<()> {
 /// Fills the lab, takes the backups and prints the figures; the measured backup's id.
 fn measure(tb: &mut Testbed, db_mib: u64, files_mib: u64) -> Result<String> {
     {
-        crate::wordpress::lab(tb)?;
+        // the parts users get (the default 64 MiB), not the lab's 1 MiB ones for tests
+        let config = crate::triad::coordinator_config(tb);
+        let config = config.replace("part_size = \"1MiB\"", "part_size = \"64MiB\"");
+        if !config.contains("part_size = \"64MiB\"") {
+            return Err(LabError::Other(
+                "the lab's coordinator config has no part_size to set".into(),
+            ));
+        }
+        crate::wordpress::lab_with(tb, &config)?;
         let t = Instant::now();
         let size = crate::bench_scaleout::fill(&tb.nodes[0], db_mib)?;
         fill_files(&tb.nodes[0], files_mib)?;
