@@ -148,9 +148,19 @@ pub fn run(db_mib: u64, files_mib: u64) -> Result<()> {
     teardown
 }
 
+/// The coordinator users run: the release build, swapped in (the lab starts the newest of
+/// the debug and release builds, and `make bench-backup` builds both).
+fn release_coordinator(tb: &mut Testbed) -> Result<()> {
+    let bin = crate::triad::release_bin("triad-coordinator")?;
+    crate::triad::restart_coordinator_bin(tb, &bin)?;
+    println!("bench-backup: coordinator {}", bin.display());
+    Ok(())
+}
+
 /// Into an empty lab, backup `id` restored and the app serving: timed.
 fn restore(tb: &mut Testbed, id: &str) -> Result<()> {
     crate::wordpress::empty_lab(tb)?;
+    release_coordinator(tb)?;
     let t = Instant::now();
     let out = backups::restore_output_within(id, false, LIMIT)?;
     let said = format!(
@@ -198,6 +208,7 @@ fn measure(tb: &mut Testbed, db_mib: u64, files_mib: u64) -> Result<String> {
             ));
         }
         crate::wordpress::lab_with(tb, &config)?;
+        release_coordinator(tb)?;
         let t = Instant::now();
         let size = crate::bench_scaleout::fill(&tb.nodes[0], db_mib)?;
         fill_files(&tb.nodes[0], files_mib)?;

@@ -104,6 +104,23 @@ pub fn find_bin(name: &str) -> Option<PathBuf> {
         .or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.exists()))
 }
 
+/// target/release/NAME, which a bench measures (users run the release build); an error
+/// saying how to build it when it is missing.
+pub fn release_bin(name: &str) -> Result<PathBuf> {
+    let t = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"));
+    let bin = t.join("release").join(name);
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(LabError::Other(format!(
+            "{} is missing: run make deb (the release build a bench measures)",
+            bin.display()
+        )))
+    }
+}
+
 /// The newest target/debian/triad-agent_*.deb, if any.
 pub fn find_agent_deb() -> Option<PathBuf> {
     let dir = workspace_dir().join("target/debian");
@@ -550,6 +567,15 @@ pub fn restart_coordinator(tb: &mut Testbed) -> Result<()> {
         c.stop(Duration::from_secs(20))?;
     }
     spawn_coordinator(tb)
+}
+
+/// Stops the coordinator and starts `bin` with the same config and state (a bench swaps in
+/// the release build after the lab was made).
+pub fn restart_coordinator_bin(tb: &mut Testbed, bin: &Path) -> Result<()> {
+    if let Some(mut c) = tb.coordinator.take() {
+        c.stop(Duration::from_secs(20))?;
+    }
+    spawn_coordinator_bin(tb, bin)
 }
 
 /// Spawns the coordinator with the config written in the testbed's state and waits until it
