@@ -153,6 +153,8 @@ pub fn run(db_mib: u64, files_mib: u64) -> Result<()> {
 fn release_coordinator(tb: &mut Testbed) -> Result<()> {
     let bin = crate::triad::release_bin("triad-coordinator")?;
     crate::triad::restart_coordinator_bin(tb, &bin)?;
+    // a restore needs every core node in the restarted coordinator's view (gossip)
+    crate::triad::wait_coordinator_live(tb.nodes.len(), Duration::from_secs(60))?;
     println!("bench-backup: coordinator {}", bin.display());
     Ok(())
 }
