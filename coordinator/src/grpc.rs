@@ -759,7 +759,7 @@ impl CoordinatorService for CoordinatorGrpc {
         };
         // answer once the balancer loop has it in place, or say why not
         let mut balancer = balancer;
-        match crate::maintenance::wait_in_place(&mut balancer, wanted.as_ref()).await {
+        match crate::quiesce::wait_in_place(&mut balancer, wanted.as_ref()).await {
             Ok(()) => Ok(Response::new(v1::MaintenanceReply {
                 message: match &wanted {
                     Some(m) => format!(

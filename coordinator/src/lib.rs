@@ -33,6 +33,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod observer;
 pub mod openstack;
+pub mod quiesce;
 pub mod recovery;
 pub mod runner;
 pub mod status;

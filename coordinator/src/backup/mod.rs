@@ -98,7 +98,7 @@ pub struct Backups {
     /// The last scheduled attempt that failed (the loop's retry pause).
     last_failure: Mutex<Option<SystemTime>>,
     /// Maintenance mode around a quiesced backup; `None` where the coordinator has none.
-    quiesce: Option<crate::maintenance::Quiesce>,
+    quiesce: Option<crate::quiesce::Quiesce>,
 }
 
 impl std::fmt::Debug for Backups {
@@ -182,7 +182,7 @@ impl Backups {
         cluster: String,
         coordinator: Arc<Coordinator>,
         events: Option<Arc<crate::events::EventLog>>,
-        quiesce: Option<crate::maintenance::Quiesce>,
+        quiesce: Option<crate::quiesce::Quiesce>,
     ) -> Arc<Backups> {
         let target = open_target(&config.target);
         let key = target.as_ref().map_err(Clone::clone).and_then(|_| {

@@ -157,7 +157,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
             config.cluster_name.clone(),
             coordinator.clone(),
             Some(events.clone()),
-            Some(triad_coordinator::maintenance::Quiesce::new(
+            Some(triad_coordinator::quiesce::Quiesce::new(
                 maintenance.clone(),
                 balancer_loop.as_ref().map(|l| l.status_watch()),
             )),
