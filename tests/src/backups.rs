@@ -23,18 +23,19 @@ pub fn now() -> Result<String> {
 
 /// [`now`] bounded by `limit` (a benchmark's gigabytes).
 pub fn now_within(limit: Duration) -> Result<String> {
-    made(cmd::output_timeout(
-        &mut triadctl(&["backup", "now"])?,
-        limit,
-    )?)
+    made(now_run(&[], limit)?)
 }
 
 /// `triadctl backup now --quiesce` (maintenance mode meanwhile): the new backup's id.
 pub fn now_quiesced() -> Result<String> {
-    made(cmd::output_timeout(
-        &mut triadctl(&["backup", "now", "--quiesce"])?,
-        BACKUP_LIMIT,
-    )?)
+    made(now_run(&["--quiesce"], BACKUP_LIMIT)?)
+}
+
+/// `triadctl backup now` with `flags`, bounded by `limit`, whatever it answers.
+fn now_run(flags: &[&str], limit: Duration) -> Result<Output> {
+    let mut args = vec!["backup", "now"];
+    args.extend_from_slice(flags);
+    cmd::output_timeout(&mut triadctl(&args)?, limit)
 }
 
 /// The id in `backup now`'s summary line, or the failure with what it said.
@@ -59,7 +60,7 @@ fn made(output: Output) -> Result<String> {
 
 /// `triadctl backup now`, whatever it answers.
 pub fn now_output() -> Result<Output> {
-    cmd::output_timeout(&mut triadctl(&["backup", "now"])?, BACKUP_LIMIT)
+    now_run(&[], BACKUP_LIMIT)
 }
 
 /// `triadctl backup verify ID`, whatever it answers.

@@ -200,83 +200,79 @@ fn restore(tb: &mut Testbed, id: &str) -> Result<()> {
 
 /// Fills the lab, takes the backups and prints the figures; the measured backup's id.
 fn measure(tb: &mut Testbed, db_mib: u64, files_mib: u64) -> Result<String> {
-    {
-        // the parts users get (the default 64 MiB), not the lab's 1 MiB ones for tests
-        let config = crate::triad::coordinator_config(tb);
-        let config = config.replace("part_size = \"1MiB\"", "part_size = \"64MiB\"");
-        if !config.contains("part_size = \"64MiB\"") {
-            return Err(LabError::Other(
-                "the lab's coordinator config has no part_size to set".into(),
-            ));
-        }
-        crate::wordpress::lab_with(tb, &config)?;
-        release_coordinator(tb)?;
-        let t = Instant::now();
-        let size = crate::bench_scaleout::fill(&tb.nodes[0], db_mib)?;
-        fill_files(&tb.nodes[0], files_mib)?;
-        println!(
-            "bench-backup: database filled to {:.0} MiB (InnoDB's figure), {files_mib} MiB of files, in {}",
-            size as f64 / 1048576.0,
-            secs(t.elapsed())
-        );
-        let (first, entry) = triad_backup()?;
-        let node_id = entry["node"].as_str().unwrap_or_default().to_string();
-        let plain_bytes = entry["bytes"].as_u64().unwrap_or(0);
-        println!(
-            "bench-backup: first Triad backup (warm-up) from {node_id}: {} in {}",
-            mib(plain_bytes),
-            secs(first)
-        );
-        let node = tb.node(&node_id)?;
-        let (db1, files1) = plain(node)?;
-        // the measured Triad backup, with the latency loop running
-        let stop = AtomicBool::new(false);
-        let (made, (answered, failed)) = std::thread::scope(|scope| {
-            let loop_ = scope.spawn(|| latency_loop(&stop));
-            let made = triad_backup();
-            stop.store(true, Ordering::Relaxed);
-            (made, loop_.join().expect("the latency loop"))
-        });
-        let (took, entry) = made?;
-        let during = latency_line(answered, &failed);
-        let (db2, files2) = plain(node)?;
-        // the same loop without a backup, as long as the backup took (at least 20 s)
-        let stop = AtomicBool::new(false);
-        let (answered, failed) = std::thread::scope(|scope| {
-            let loop_ = scope.spawn(|| latency_loop(&stop));
-            std::thread::sleep(took.max(Duration::from_secs(20)));
-            stop.store(true, Ordering::Relaxed);
-            loop_.join().expect("the latency loop")
-        });
-        let idle = latency_line(answered, &failed);
-        let plain_total = (db1 + files1 + db2 + files2) / 2;
-        let stored = entry["stored_bytes"].as_u64().unwrap_or(0);
-        let bytes = entry["bytes"].as_u64().unwrap_or(0);
-        println!(
-            "bench-backup: plain on {node_id}: database {} and {}, files {} and {} (mariadb-backup | zstd -3; tar | zstd -3)",
-            secs(db1),
-            secs(db2),
-            secs(files1),
-            secs(files2)
-        );
-        println!(
-            "bench-backup: Triad backup {} from {node_id}: {} ({}) in {}, stored {} in {} parts; plain mean {} ({}); time ratio Triad/plain {:.2}",
-            entry["id"].as_str().unwrap_or(""),
-            mib(bytes),
-            rate(bytes, took),
-            secs(took),
-            mib(stored),
-            entry["parts"],
-            secs(plain_total),
-            rate(bytes, plain_total),
-            took.as_secs_f64() / plain_total.as_secs_f64().max(0.001)
-        );
-        println!(
-            "bench-backup: home page through the balancer at {RATE}/s without a backup: {idle}"
-        );
-        println!(
-            "bench-backup: home page through the balancer at {RATE}/s during the backup: {during}"
-        );
-        Ok(entry["id"].as_str().unwrap_or_default().to_string())
+    // the parts users get (the default 64 MiB), not the lab's 1 MiB ones for tests
+    let config = crate::triad::coordinator_config(tb);
+    let config = config.replace("part_size = \"1MiB\"", "part_size = \"64MiB\"");
+    if !config.contains("part_size = \"64MiB\"") {
+        return Err(LabError::Other(
+            "the lab's coordinator config has no part_size to set".into(),
+        ));
     }
+    crate::wordpress::lab_with(tb, &config)?;
+    release_coordinator(tb)?;
+    let t = Instant::now();
+    let size = crate::bench_scaleout::fill(&tb.nodes[0], db_mib)?;
+    fill_files(&tb.nodes[0], files_mib)?;
+    println!(
+        "bench-backup: database filled to {:.0} MiB (InnoDB's figure), {files_mib} MiB of files, in {}",
+        size as f64 / 1048576.0,
+        secs(t.elapsed())
+    );
+    let (first, entry) = triad_backup()?;
+    let node_id = entry["node"].as_str().unwrap_or_default().to_string();
+    let plain_bytes = entry["bytes"].as_u64().unwrap_or(0);
+    println!(
+        "bench-backup: first Triad backup (warm-up) from {node_id}: {} in {}",
+        mib(plain_bytes),
+        secs(first)
+    );
+    let node = tb.node(&node_id)?;
+    let (db1, files1) = plain(node)?;
+    // the measured Triad backup, with the latency loop running
+    let stop = AtomicBool::new(false);
+    let (made, (answered, failed)) = std::thread::scope(|scope| {
+        let loop_ = scope.spawn(|| latency_loop(&stop));
+        let made = triad_backup();
+        stop.store(true, Ordering::Relaxed);
+        (made, loop_.join().expect("the latency loop"))
+    });
+    let (took, entry) = made?;
+    let during = latency_line(answered, &failed);
+    let (db2, files2) = plain(node)?;
+    // the same loop without a backup, as long as the backup took (at least 20 s)
+    let stop = AtomicBool::new(false);
+    let (answered, failed) = std::thread::scope(|scope| {
+        let loop_ = scope.spawn(|| latency_loop(&stop));
+        std::thread::sleep(took.max(Duration::from_secs(20)));
+        stop.store(true, Ordering::Relaxed);
+        loop_.join().expect("the latency loop")
+    });
+    let idle = latency_line(answered, &failed);
+    let plain_total = (db1 + files1 + db2 + files2) / 2;
+    let stored = entry["stored_bytes"].as_u64().unwrap_or(0);
+    let bytes = entry["bytes"].as_u64().unwrap_or(0);
+    println!(
+        "bench-backup: plain on {node_id}: database {} and {}, files {} and {} (mariadb-backup | zstd -3; tar | zstd -3)",
+        secs(db1),
+        secs(db2),
+        secs(files1),
+        secs(files2)
+    );
+    println!(
+        "bench-backup: Triad backup {} from {node_id}: {} ({}) in {}, stored {} in {} parts; plain mean {} ({}); time ratio Triad/plain {:.2}",
+        entry["id"].as_str().unwrap_or(""),
+        mib(bytes),
+        rate(bytes, took),
+        secs(took),
+        mib(stored),
+        entry["parts"],
+        secs(plain_total),
+        rate(bytes, plain_total),
+        took.as_secs_f64() / plain_total.as_secs_f64().max(0.001)
+    );
+    println!("bench-backup: home page through the balancer at {RATE}/s without a backup: {idle}");
+    println!(
+        "bench-backup: home page through the balancer at {RATE}/s during the backup: {during}"
+    );
+    Ok(entry["id"].as_str().unwrap_or_default().to_string())
 }

@@ -33,8 +33,8 @@ pub const APP_DATABASE: &str = "lab_app";
 pub const APP_PASSWORD_FILE: &str = "/etc/triad/app-db.password";
 
 /// `cargo build --workspace --bins --tests`: the same command as `make build` (see the
-/// Makefile for why the tests too), so a lab or a test after it compiles nothing again (a `-p triad-agent -p triad-coordinator` build
-/// unifies features over fewer packages and rebuilt ring, rustls, tonic and the Triad
+/// Makefile for why the tests too), so a lab or a test after it compiles nothing again (a
+/// `-p triad-agent -p triad-coordinator` build unifies features over fewer packages and rebuilt ring, rustls, tonic and the Triad
 /// crates, 1 min 24 s on 2 cores). An error names the command.
 ///
 /// The variables cargo sets for a test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...) are
@@ -88,11 +88,16 @@ fn is_set_by_cargo_for_a_crate(name: &str) -> bool {
         )
 }
 
+/// `CARGO_TARGET_DIR`, else the workspace's target/.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"))
+}
+
 /// The newest of target/{debug,release}/NAME, else an installed /usr/bin/NAME.
 pub fn find_bin(name: &str) -> Option<PathBuf> {
-    let t = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
+    let t = target_dir();
     let mut c: Vec<(std::time::SystemTime, PathBuf)> = ["debug", "release"]
         .iter()
         .map(|p| t.join(p).join(name))
@@ -107,10 +112,7 @@ pub fn find_bin(name: &str) -> Option<PathBuf> {
 /// target/release/NAME, which a bench measures (users run the release build); an error
 /// saying how to build it when it is missing.
 pub fn release_bin(name: &str) -> Result<PathBuf> {
-    let t = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    let bin = t.join("release").join(name);
+    let bin = target_dir().join("release").join(name);
     if bin.exists() {
         Ok(bin)
     } else {
@@ -563,10 +565,7 @@ fn prepare_coordinator(tb: &Testbed, config: &str) -> Result<()> {
 /// Stops the coordinator (SIGTERM) and starts it again with the same config and state, as
 /// `systemctl restart triad-coordinator` would.
 pub fn restart_coordinator(tb: &mut Testbed) -> Result<()> {
-    if let Some(mut c) = tb.coordinator.take() {
-        c.stop(Duration::from_secs(20))?;
-    }
-    spawn_coordinator(tb)
+    restart_coordinator_bin(tb, &coordinator_bin()?)
 }
 
 /// Stops the coordinator and starts `bin` with the same config and state (a bench swaps in
@@ -581,9 +580,13 @@ pub fn restart_coordinator_bin(tb: &mut Testbed, bin: &Path) -> Result<()> {
 /// Spawns the coordinator with the config written in the testbed's state and waits until it
 /// listens.
 fn spawn_coordinator(tb: &mut Testbed) -> Result<()> {
-    let bin = find_bin("triad-coordinator")
-        .ok_or_else(|| LabError::Other("no triad-coordinator binary; run make build".into()))?;
-    spawn_coordinator_bin(tb, &bin)
+    spawn_coordinator_bin(tb, &coordinator_bin()?)
+}
+
+/// The coordinator binary a lab runs: the newest build ([`find_bin`]).
+fn coordinator_bin() -> Result<PathBuf> {
+    find_bin("triad-coordinator")
+        .ok_or_else(|| LabError::Other("no triad-coordinator binary; run make build".into()))
 }
 
 fn spawn_coordinator_bin(tb: &mut Testbed, bin: &Path) -> Result<()> {

@@ -98,6 +98,17 @@ pub struct S3Config {
     pub virtual_host: bool,
 }
 
+impl S3Config {
+    /// "s3 https://s3.example.net/triad-backups".
+    pub fn describe(&self) -> String {
+        format!(
+            "s3 {}/{}",
+            self.endpoint.as_str().trim_end_matches('/'),
+            self.bucket
+        )
+    }
+}
+
 /// Where backups go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetConfig {
@@ -118,11 +129,7 @@ impl TargetConfig {
                 "swift {}/{container}",
                 cloud.as_deref().unwrap_or("(default cloud)")
             ),
-            TargetConfig::S3(s3) => format!(
-                "s3 {}/{}",
-                s3.endpoint.as_str().trim_end_matches('/'),
-                s3.bucket
-            ),
+            TargetConfig::S3(s3) => s3.describe(),
         }
     }
 }

@@ -119,11 +119,7 @@ impl S3Store {
             .build()
             .map_err(|e| format!("[backup.s3]: an HTTP client: {e}"))?;
         Ok(S3Store {
-            described: format!(
-                "s3 {}/{}",
-                config.endpoint.as_str().trim_end_matches('/'),
-                config.bucket
-            ),
+            described: config.describe(),
             bucket,
             credentials: Credentials::new(config.access_key_id.clone(), secret),
             client,
