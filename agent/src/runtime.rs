@@ -233,6 +233,7 @@ impl AgentRuntime {
             Some(services) if config.apache.managed => {
                 let driver = Arc::new(ApacheDriver {
                     docroot: config.mount.docroot.clone(),
+                    docroot_is_mount: config.mount.managed,
                     paths: Default::default(),
                     settings: config.apache.clone(),
                     address: config.address,

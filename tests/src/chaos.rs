@@ -300,9 +300,28 @@ fn healthy(tb: &Testbed, nodes: usize) -> std::result::Result<(), String> {
     let v = triad::status_json().map_err(|e| e.to_string())?;
     let ready = v["summary"]["ready"].as_u64().unwrap_or(0) as usize;
     if ready < nodes {
+        // name who is not ready and why, so a red CI run says where to look
+        let not_ready: Vec<String> = v["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["ready"].as_bool() != Some(true))
+            .map(|n| {
+                format!(
+                    "{} (live {}, {})",
+                    n["id"].as_str().unwrap_or("?"),
+                    n["live"],
+                    n["not_ready_reason"]
+                        .as_str()
+                        .unwrap_or("no reason published")
+                )
+            })
+            .collect();
         return Err(format!(
-            "{ready} of {nodes} ready; galera: {}",
-            v["galera"]["status"]
+            "{ready} of {nodes} ready; not ready: {}; galera: {}; volume: {}",
+            not_ready.join(", "),
+            v["galera"]["status"],
+            v["volume"]["status"]
         ));
     }
     if v["volume"]["state"] != "steady" {
@@ -315,6 +334,27 @@ fn healthy(tb: &Testbed, nodes: usize) -> std::result::Result<(), String> {
         return Err(down.join("; "));
     }
     Ok(())
+}
+
+/// What a recovery that timed out leaves to read before the lab is torn down: the status
+/// as the operator sees it, and each node's mounts and agent, glusterd and Apache journals.
+fn dump_not_ready(tb: &Testbed) {
+    if let Ok(status) = triad::triadctl_status(false) {
+        println!("--- triadctl status:\n{status}");
+    }
+    for node in &tb.nodes {
+        let mounts = node
+            .sh("findmnt -t fuse.glusterfs -n -o TARGET,SOURCE; systemctl is-active apache2 glusterd")
+            .unwrap_or_else(|e| format!("unreadable: {e}"));
+        println!("--- {} mounts and units:\n{mounts}", node.name);
+        for unit in ["triad-agent", "glusterd", "apache2"] {
+            println!(
+                "--- {} {unit}:\n{}",
+                node.name,
+                triad::journal_tail(node, unit, 25)
+            );
+        }
+    }
 }
 
 fn apply(tb: &mut Testbed, fault: &Fault) -> Result<()> {
@@ -553,10 +593,13 @@ pub fn chaos(tb: &mut Testbed, duration: Duration, seed: u64, svg: &Path) -> Res
                         start.elapsed().as_secs_f64(),
                         took.as_secs_f64()
                     ),
-                    Err(e) => println!(
-                        "[{:7.1}s] NOT RECOVERED: {e}",
-                        start.elapsed().as_secs_f64()
-                    ),
+                    Err(e) => {
+                        println!(
+                            "[{:7.1}s] NOT RECOVERED: {e}",
+                            start.elapsed().as_secs_f64()
+                        );
+                        dump_not_ready(tb_ref);
+                    }
                 }
                 let ok = recovered.is_ok();
                 applied.push(Applied {

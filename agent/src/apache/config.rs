@@ -35,6 +35,9 @@ pub struct ApachePaths {
     /// A module is enabled by links here to its files in `mods_available`, as `a2enmod`
     /// makes them.
     pub mods_enabled: PathBuf,
+    /// Where the unit's drop-in directory goes ([`mount_gate_path`]): persistent, since
+    /// the gate matters at boot, before the agent runs.
+    pub systemd_dir: PathBuf,
 }
 
 impl Default for ApachePaths {
@@ -46,8 +49,31 @@ impl Default for ApachePaths {
             default_site_enabled: PathBuf::from("/etc/apache2/sites-enabled/000-default.conf"),
             mods_available: PathBuf::from("/etc/apache2/mods-available"),
             mods_enabled: PathBuf::from("/etc/apache2/mods-enabled"),
+            systemd_dir: PathBuf::from("/etc/systemd/system"),
         }
     }
+}
+
+/// The drop-in of `unit` that gates its start on the docroot mount ([`render_mount_gate`]).
+pub fn mount_gate_path(paths: &ApachePaths, unit: &str) -> PathBuf {
+    paths
+        .systemd_dir
+        .join(format!("{unit}.d"))
+        .join("triad-docroot.conf")
+}
+
+/// A drop-in for Apache's unit: start only when something is mounted on the docroot. At
+/// boot Debian starts Apache before the agent mounts the volume, and it served the bare
+/// directory beneath, 404s that the balancer passed on for a second or two before its
+/// checks caught up (every chaos run's first reboot). `ExecCondition` skips the start,
+/// leaving the unit inactive rather than failed; the agent starts it once the mount is live.
+pub fn render_mount_gate(docroot: &Path) -> String {
+    format!(
+        "# Written by triad-agent: Apache serves the docroot only once the Gluster volume is\n\
+# mounted on it (removed with the agent).\n\
+[Service]\nExecCondition=/usr/bin/mountpoint -q {}\n",
+        docroot.display()
+    )
 }
 
 /// The PHP sessions' directory, under the docroot (on the volume); never served.
@@ -349,6 +375,17 @@ mod tests {
             std::fs::write(paths.mods_available.join(file), "LoadModule x y\n").unwrap();
         }
         (dir, paths)
+    }
+
+    #[test]
+    fn the_mount_gate_is_a_persistent_drop_in_that_checks_the_docroot() {
+        let paths = ApachePaths::default();
+        assert_eq!(
+            mount_gate_path(&paths, "apache2.service"),
+            Path::new("/etc/systemd/system/apache2.service.d/triad-docroot.conf")
+        );
+        let gate = render_mount_gate(Path::new("/var/www/triad"));
+        assert!(gate.contains("[Service]\nExecCondition=/usr/bin/mountpoint -q /var/www/triad\n"));
     }
 
     #[tokio::test]

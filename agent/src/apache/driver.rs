@@ -56,10 +56,13 @@ pub enum ApacheAction {
     Start,
 }
 
-pub fn plan(unit: UnitState) -> Vec<ApacheAction> {
+/// `docroot_live`: the docroot is served from the live volume (or the docroot is not a
+/// mount the agent manages). Apache is not started on a docroot without it: it would serve
+/// the bare directory beneath.
+pub fn plan(unit: UnitState, docroot_live: bool) -> Vec<ApacheAction> {
     match unit {
-        UnitState::Failed => vec![ApacheAction::ResetFailed, ApacheAction::Start],
-        UnitState::Inactive => vec![ApacheAction::Start],
+        UnitState::Failed if docroot_live => vec![ApacheAction::ResetFailed, ApacheAction::Start],
+        UnitState::Inactive if docroot_live => vec![ApacheAction::Start],
         _ => vec![],
     }
 }
@@ -77,6 +80,8 @@ pub struct ApacheDriver {
     pub settings: ApacheSettings,
     /// The docroot the site serves (the mount's).
     pub docroot: std::path::PathBuf,
+    /// The docroot is the volume mount the agent manages: Apache starts only on it.
+    pub docroot_is_mount: bool,
     pub paths: super::config::ApachePaths,
     pub address: std::net::IpAddr,
     pub node_id: String,
@@ -156,6 +161,28 @@ impl ApacheDriver {
                 tracing::error!(node = %self.node_id, "apache config rejected, previous files kept: {error}")
             }
         }
+        if let Err(error) = self.mount_gate().await {
+            tracing::warn!(node = %self.node_id, "apache's mount gate: {error}");
+        }
+    }
+
+    /// Write the drop-in that gates Apache's start on the docroot mount when the docroot
+    /// is the managed mount, remove it when not ([`super::config::render_mount_gate`]).
+    async fn mount_gate(&self) -> Result<(), crate::exec::HostError> {
+        let path = super::config::mount_gate_path(&self.paths, &self.settings.unit);
+        let timeout = Duration::from_secs(30);
+        if self.docroot_is_mount {
+            let text = super::config::render_mount_gate(&self.docroot);
+            if crate::service::write_unit_file(&path, &text, timeout).await? {
+                tracing::info!(node = %self.node_id, "{} starts only on the mounted docroot: {}", self.settings.unit, path.display());
+            }
+        } else if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            tokio::fs::remove_file(&path).await.map_err(|e| {
+                crate::exec::HostError::new(format!("removing {}", path.display()), e.to_string())
+            })?;
+            crate::exec::run("systemctl", &["daemon-reload"], timeout).await?;
+        }
+        Ok(())
     }
 
     /// The sessions' directory on the volume, 1733 root:root like Debian's
@@ -196,8 +223,11 @@ impl ApacheDriver {
             self.configure().await;
             self.sessions_dir().await;
         }
+        let docroot_live = !self.docroot_is_mount
+            || self.state.keys().mount == triad_proto::gossip::MountState::Ok;
         let unit = self.services.state(&self.settings.unit).await;
-        if unit == UnitState::Activating
+        if docroot_live
+            && unit == UnitState::Activating
             && self.services.waiting_to_restart(&self.settings.unit).await
         {
             // `start` would wait out RestartSec; `restart` does not
@@ -206,7 +236,7 @@ impl ApacheDriver {
                 tracing::warn!(node = %self.node_id, "apache restart failed: {error}");
             }
         }
-        for action in plan(unit) {
+        for action in plan(unit, docroot_live) {
             tracing::info!(node = %self.node_id, ?action, ?unit, "apache action");
             let result = match action {
                 ApacheAction::ResetFailed => self.services.reset_failed(&self.settings.unit).await,
@@ -286,13 +316,22 @@ mod tests {
 
     #[test]
     fn stopped_or_failed_apache_is_started_and_running_one_left_alone() {
-        assert_eq!(plan(UnitState::Inactive), vec![ApacheAction::Start]);
+        assert_eq!(plan(UnitState::Inactive, true), vec![ApacheAction::Start]);
         assert_eq!(
-            plan(UnitState::Failed),
+            plan(UnitState::Failed, true),
             vec![ApacheAction::ResetFailed, ApacheAction::Start]
         );
-        assert!(plan(UnitState::Active).is_empty());
-        assert!(plan(UnitState::Activating).is_empty());
+        assert!(plan(UnitState::Active, true).is_empty());
+        assert!(plan(UnitState::Activating, true).is_empty());
+    }
+
+    /// At boot, or after a stale mount's lazy unmount, the docroot is the bare directory:
+    /// Apache is not started on it (a running one is left to the balancer's checks).
+    #[test]
+    fn apache_waits_for_a_live_docroot_mount() {
+        assert!(plan(UnitState::Inactive, false).is_empty());
+        assert!(plan(UnitState::Failed, false).is_empty());
+        assert!(plan(UnitState::Active, false).is_empty());
     }
 
     #[test]

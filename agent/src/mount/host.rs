@@ -124,6 +124,36 @@ pub fn fuse_client_pid(proc: &Path, docroot: &Path) -> Option<i32> {
     })
 }
 
+/// Writes `file` (created if missing) only when its directory is a FUSE file system, through
+/// a handle on that directory: a mount that went away since the probe cannot send the
+/// write into the bare directory beneath it, which the agent would then refuse to mount
+/// over, for good (as `ensure_sessions_dir` for the sessions' directory).
+pub fn write_on_fuse(file: &Path, bytes: &[u8]) -> Result<(), String> {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::Mode;
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return Err(format!("{} names no file in a directory", file.display()));
+    };
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let root = open(dir, flags, Mode::empty()).map_err(|e| e.to_string())?;
+    let fs = nix::sys::statfs::fstatfs(&root).map_err(|e| e.to_string())?;
+    if fs.filesystem_type() != nix::sys::statfs::FUSE_SUPER_MAGIC {
+        return Err(format!(
+            "{} is not the mounted volume (not FUSE); nothing written",
+            dir.display()
+        ));
+    }
+    let fd = openat(
+        &root,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut out, bytes).map_err(|e| e.to_string())
+}
+
 #[async_trait::async_trait]
 impl MountHost for SystemdMounts {
     async fn mounted(&self, docroot: &Path) -> Result<Mounted, HostError> {
@@ -199,12 +229,12 @@ impl MountHost for SystemdMounts {
         let path = file.to_path_buf();
         let what = format!("creating {}", file.display());
         match bounded(&self.probe_in_flight, timeout, move || {
-            std::fs::write(&path, b"triad docroot sentinel: do not remove\n")
+            write_on_fuse(&path, b"triad docroot sentinel: do not remove\n")
         })
         .await
         {
             Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(HostError::new(what, e.to_string())),
+            Some(Err(e)) => Err(HostError::new(what, e)),
             None => Err(HostError::new(
                 what,
                 format!("did not return within {timeout:?}"),
@@ -260,8 +290,8 @@ pub struct MountDriver {
     pub state: Arc<AgentState>,
     pub membership: Arc<Membership>,
     last_refusal: std::sync::Mutex<Option<String>>,
-    /// Since when the probe has been slow (no answer yet), for `stale_after`.
-    slow_since: std::sync::Mutex<Option<Instant>>,
+    /// Since when the probe has been slow (no answer yet) or failing, for `stale_after`.
+    unwell_since: std::sync::Mutex<Option<Instant>>,
 }
 
 impl MountDriver {
@@ -286,7 +316,7 @@ impl MountDriver {
             state,
             membership,
             last_refusal: std::sync::Mutex::new(None),
-            slow_since: std::sync::Mutex::new(None),
+            unwell_since: std::sync::Mutex::new(None),
         }
     }
 
@@ -352,24 +382,26 @@ impl MountDriver {
             _ => None,
         };
         let (servers, volume) = self.servers_and_readiness().await;
-        let slow_for = {
-            let mut since = self.slow_since.lock().unwrap_or_else(|p| p.into_inner());
+        let unwell_for = {
+            let mut since = self.unwell_since.lock().unwrap_or_else(|p| p.into_inner());
             match &probe {
-                Some(Probe::Slow(_)) => since.get_or_insert_with(Instant::now).elapsed(),
+                Some(Probe::Slow(_) | Probe::Error(_)) => {
+                    since.get_or_insert_with(Instant::now).elapsed()
+                }
                 _ => {
                     *since = None;
                     Duration::ZERO
                 }
             }
         };
-        let decided = plan(&self.settings, &mounted, probe.as_ref(), volume, slow_for);
+        let decided = plan(&self.settings, &mounted, probe.as_ref(), volume, unwell_for);
         self.report_refusal(decided.refusal.as_deref());
         match &probe {
             Some(Probe::Stale(why) | Probe::Error(why)) => {
                 tracing::warn!(node = %self.node_id, "docroot mount not live: {why}")
             }
             Some(Probe::Slow(why)) => {
-                tracing::info!(node = %self.node_id, slow_for = ?slow_for, stale_after = ?self.settings.stale_after, "docroot mount slow (a brick away for up to the volume's ping-timeout): {why}")
+                tracing::info!(node = %self.node_id, slow_for = ?unwell_for, stale_after = ?self.settings.stale_after, "docroot mount slow (a brick away for up to the volume's ping-timeout): {why}")
             }
             _ => {}
         }
@@ -569,10 +601,24 @@ mod tests {
             host.probe(&file, Duration::from_secs(2)).await,
             Probe::Missing
         );
-        host.create_sentinel(&file, Duration::from_secs(2))
-            .await
-            .unwrap();
+        std::fs::write(&file, b"x").unwrap();
         assert_eq!(host.probe(&file, Duration::from_secs(2)).await, Probe::Ok);
+    }
+
+    /// The sentinel is written through a handle on a FUSE directory only: a plain
+    /// directory (a mount gone since the probe) receives nothing. (Its creation on a real
+    /// volume is the lab's: testbed_volume_triad forms a fresh volume.)
+    #[tokio::test]
+    async fn the_sentinel_is_never_written_into_a_bare_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = SystemdMounts::new();
+        let file = dir.path().join(super::super::SENTINEL);
+        let error = host
+            .create_sentinel(&file, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("not FUSE"), "{error}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]

@@ -70,7 +70,8 @@ pub enum Probe {
     Stale(String),
     /// No answer within the bound, or the previous probe still hangs.
     Slow(String),
-    /// Another error (EACCES, EIO): not ready, reported, left alone.
+    /// Another error (EIO, ESTALE, EACCES): not ready, reported; remounted once it has
+    /// lasted `stale_after` (a fresh FUSE client drops whatever state the old one kept).
     Error(String),
 }
 
@@ -99,13 +100,13 @@ pub struct MountPlan {
     pub refusal: Option<String>,
 }
 
-/// `slow_for`: how long the probe has been [`Probe::Slow`] in a row.
+/// `unwell_for`: how long the probe has been [`Probe::Slow`] or [`Probe::Error`] in a row.
 pub fn plan(
     settings: &MountSettings,
     mounted: &Mounted,
     probe: Option<&Probe>,
     volume: VolumeReadiness,
-    slow_for: Duration,
+    unwell_for: Duration,
 ) -> MountPlan {
     let state_only = |state| MountPlan {
         state,
@@ -149,15 +150,20 @@ pub fn plan(
                 actions: vec![MountAction::CreateSentinel],
                 refusal: None,
             },
-            Some(Probe::Slow(_)) if slow_for < settings.stale_after => {
+            Some(Probe::Slow(_)) if unwell_for < settings.stale_after => {
                 state_only(MountState::Ok)
             }
-            Some(Probe::Stale(_) | Probe::Slow(_)) => MountPlan {
+            Some(Probe::Error(_)) if unwell_for < settings.stale_after => {
+                state_only(MountState::Stale)
+            }
+            // an error that lasts was left alone before: a chaos run on CI kept a node
+            // out of service for five minutes after its link came back
+            Some(Probe::Stale(_) | Probe::Slow(_) | Probe::Error(_)) => MountPlan {
                 state: MountState::Stale,
                 actions: vec![MountAction::LazyUnmountAndReset],
                 refusal: None,
             },
-            Some(Probe::Error(_)) | None => state_only(MountState::Stale),
+            None => state_only(MountState::Stale),
         },
     }
 }
@@ -347,6 +353,30 @@ mod tests {
             &settings(),
             &mounted,
             Some(&slow),
+            VolumeReadiness::Ready,
+            settings().stale_after,
+        );
+        assert_eq!(p.state, MountState::Stale);
+        assert_eq!(p.actions, vec![MountAction::LazyUnmountAndReset]);
+    }
+
+    /// An error answer (EIO, ESTALE) is not ready at once and left alone for a moment (a
+    /// heal may clear it); once it has lasted `stale_after`, the mount is done again.
+    #[test]
+    fn a_lasting_probe_error_is_remounted_after_stale_after() {
+        let error = Probe::Error("stat: Input/output error (os error 5)".into());
+        let p = plan(
+            &settings(),
+            &Mounted::Gluster,
+            Some(&error),
+            VolumeReadiness::Ready,
+            Duration::from_secs(1),
+        );
+        assert_eq!((p.state, p.actions), (MountState::Stale, vec![]));
+        let p = plan(
+            &settings(),
+            &Mounted::Gluster,
+            Some(&error),
             VolumeReadiness::Ready,
             settings().stale_after,
         );
