@@ -41,10 +41,11 @@ set -eu
 #   (swift-proxy, swift-account, swift-container, swift-object, and memcached, which the
 #   proxy's auth needs), started by the test on loopback; s3cmd is the real client that
 #   checks it. Their packaged services are kept off (below): Swift's proxy would take :8080.
-# Rust side: a C toolchain for linking (gcc, libc6-dev) and pkg-config. protoc is NOT needed
+# Rust side: a C toolchain for linking (gcc, libc6-dev), pkg-config, and libzstd-dev (zstd-sys
+# links Debian's static libzstd instead of compiling zstd's C). protoc is NOT needed
 # (the proto crate compiles .proto files in pure Rust).
 PKGS="systemd-container debootstrap bridge-utils iproute2 iptables haproxy apache2-utils socat curl
-mariadb-client openssl util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config
+mariadb-client openssl util-linux procps psmisc ca-certificates gcc libc6-dev pkg-config libzstd-dev
 lintian dpkg-dev python3-venv prometheus-node-exporter prometheus age zstd
 swift-proxy swift-account swift-container swift-object memcached s3cmd
 python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema python3-netifaces
