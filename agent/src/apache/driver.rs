@@ -102,14 +102,10 @@ pub struct ApacheDriver {
 /// the mount then refused to cover a directory holding files, for good.)
 pub fn ensure_sessions_dir(docroot: &std::path::Path) -> Result<(), String> {
     use nix::errno::Errno;
-    use nix::fcntl::{open, openat, OFlag};
+    use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::{fchmodat, mkdirat, FchmodatFlags, Mode};
     let dir = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    let root = open(docroot, dir, Mode::empty()).map_err(|e| e.to_string())?;
-    let fs = nix::sys::statfs::fstatfs(&root).map_err(|e| e.to_string())?;
-    if fs.filesystem_type() != nix::sys::statfs::FUSE_SUPER_MAGIC {
-        return Err("the docroot is not the mounted volume (not FUSE); nothing written".into());
-    }
+    let root = crate::mount::host::open_fuse_dir(docroot)?;
     let (parent, leaf) = super::config::SESSIONS_DIR
         .split_once('/')
         .expect("SESSIONS_DIR is PARENT/LEAF");

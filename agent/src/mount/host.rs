@@ -124,16 +124,12 @@ pub fn fuse_client_pid(proc: &Path, docroot: &Path) -> Option<i32> {
     })
 }
 
-/// Writes `file` (created if missing) only when its directory is a FUSE file system, through
-/// a handle on that directory: a mount that went away since the probe cannot send the
-/// write into the bare directory beneath it, which the agent would then refuse to mount
-/// over, for good (as `ensure_sessions_dir` for the sessions' directory).
-pub fn write_on_fuse(file: &Path, bytes: &[u8]) -> Result<(), String> {
-    use nix::fcntl::{open, openat, OFlag};
+/// A handle on `dir`, only when it is a FUSE file system (the mounted volume). Writes made
+/// relative to it cannot land in the bare directory beneath a mount that went away since it
+/// was last looked at, which the agent would then refuse to mount over, for good.
+pub fn open_fuse_dir(dir: &Path) -> Result<std::os::fd::OwnedFd, String> {
+    use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
-    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
-        return Err(format!("{} names no file in a directory", file.display()));
-    };
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     let root = open(dir, flags, Mode::empty()).map_err(|e| e.to_string())?;
     let fs = nix::sys::statfs::fstatfs(&root).map_err(|e| e.to_string())?;
@@ -143,6 +139,17 @@ pub fn write_on_fuse(file: &Path, bytes: &[u8]) -> Result<(), String> {
             dir.display()
         ));
     }
+    Ok(root)
+}
+
+/// Writes `file` (created if missing) through [`open_fuse_dir`] on its directory.
+pub fn write_on_fuse(file: &Path, bytes: &[u8]) -> Result<(), String> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return Err(format!("{} names no file in a directory", file.display()));
+    };
+    let root = open_fuse_dir(dir)?;
     let fd = openat(
         &root,
         name,
