@@ -1,8 +1,10 @@
 //! Gossip benchmark (run on demand): `cargo bench -p triad-coordinator --bench gossip -- [N...]`
 //!
-//! For each cluster size N (default 3 10 100), N agents run in one process on chitchat's
+//! `-- [N...] [v0|v1]`: for each cluster size N (default 3 10 100), N agents run in one process on chitchat's
 //! in-memory transport at the production gossip interval (200 ms), in paused tokio time so
-//! the figures are protocol times, not CPU speed. Printed per N:
+//! the figures are protocol times, not CPU speed; once with chitchat's uncompressed digest
+//! (protocol V0, the baseline) and once with the zstd-compressed one (V1, the production
+//! default), so the ratio comes from the same run. Printed per N and protocol:
 //! - convergence: from the last agent's start until every agent sees all others live;
 //! - detection of a stopped agent: first / p50 / max over the survivors;
 //! - bytes per second per node in steady state (10 s window after convergence).
@@ -24,7 +26,7 @@ fn addr(i: usize) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 1, (i / 250) as u8, (i % 250 + 1) as u8], 7420))
 }
 
-async fn run(n: usize) {
+async fn run(n: usize, compressed_digest: bool) {
     let wall = std::time::Instant::now();
     let transport = ChannelTransport::with_mtu(65_507);
     let seeds: Vec<_> = (0..n.min(3)).map(addr).collect();
@@ -36,6 +38,7 @@ async fn run(n: usize) {
         config.address = addr(i).ip();
         config.gossip.listen = addr(i);
         config.gossip.advertise = addr(i);
+        config.gossip.compressed_digest = compressed_digest;
         agents.push(
             AgentRuntime::start(&config, 1, &transport, Box::new(FixedMetrics::default()))
                 .await
@@ -89,7 +92,8 @@ async fn run(n: usize) {
     detections.sort();
     let p50 = detections[detections.len() / 2];
     println!(
-        "n={n:5}  converge {:6.2}s  detect first {:5.2}s p50 {:5.2}s max {:5.2}s  {:9.0} B/s/node  avg msg {:6.0} B  (wall {:.1}s)",
+        "n={n:5} {}  converge {:6.2}s  detect first {:5.2}s p50 {:5.2}s max {:5.2}s  {:9.0} B/s/node  avg msg {:6.0} B  (wall {:.1}s)",
+        if compressed_digest { "v1" } else { "v0" },
         convergence.as_secs_f64(),
         detections[0].as_secs_f64(),
         p50.as_secs_f64(),
@@ -104,10 +108,17 @@ async fn run(n: usize) {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    // "v0" or "v1" among the arguments runs that protocol only (1000 nodes take minutes each)
+    let protocols: Vec<bool> = match (
+        args.iter().any(|a| a == "v0"),
+        args.iter().any(|a| a == "v1"),
+    ) {
+        (true, false) => vec![false],
+        (false, true) => vec![true],
+        _ => vec![false, true],
+    };
     let sizes = if sizes.is_empty() {
         vec![3, 10, 100]
     } else {
@@ -115,11 +126,13 @@ fn main() {
     };
     println!("gossip interval 200 ms, phi 8, paused time (protocol seconds)");
     for n in sizes {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        runtime.block_on(run(n));
+        for &compressed_digest in &protocols {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(run(n, compressed_digest));
+        }
     }
 }
