@@ -16,7 +16,17 @@ use triad_daemon::systemd;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let validate_only = cli.command == Some(Command::ValidateConfig);
-    lifecycle::main("triad-agent", cli.config, validate_only, run)
+    lifecycle::main(
+        "triad-agent",
+        cli.config,
+        validate_only,
+        // One thread for every task, plus tokio's pool for blocking calls: the agent's work
+        // waits on processes, sockets and timers. The multi-threaded scheduler would cost a
+        // worker per core and glibc's libm (its task-poll statistics call `pow`), about
+        // 0.5 MiB resident on every node for a library nothing else here uses.
+        tokio::runtime::Builder::new_current_thread(),
+        run,
+    )
 }
 
 async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {

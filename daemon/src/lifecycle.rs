@@ -55,11 +55,13 @@ pub const EXIT_CODES: [(u8, &str); 3] = [
 
 /// The body of a daemon's `main` once its command line is parsed; exits with
 /// [`EXIT_CODES`]. With the shipped all-commented file it waits for SIGHUP before
-/// calling `run` (see [`unconfigured`]).
+/// calling `run` (see [`unconfigured`]). `runtime` is the daemon's choice of tokio
+/// scheduler (I/O and timers are enabled here).
 pub fn main<C, E, Fut>(
     program: &str,
     path: PathBuf,
     validate_only: bool,
+    mut runtime: tokio::runtime::Builder,
     run: impl FnOnce(PathBuf, C) -> Fut,
 ) -> ExitCode
 where
@@ -79,7 +81,7 @@ where
         return ExitCode::SUCCESS;
     }
     telemetry::init(program);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("{program}: error: cannot start the async runtime: {error}");

@@ -85,7 +85,7 @@ fn show(what: &str, shape: Shape, r: Option<Duration>, limit: Duration) {
     }
 }
 
-pub fn run(rounds: u32, limit: Duration, with_pacemaker: bool) -> Result<()> {
+pub fn run(rounds: u32, limit: Duration, with_pacemaker: bool, with_galera: bool) -> Result<()> {
     if with_pacemaker {
         let state = pacemaker::prepare(&crate::host::state_dir())?;
         let mut tb = pacemaker::up(&state)?;
@@ -98,33 +98,75 @@ pub fn run(rounds: u32, limit: Duration, with_pacemaker: bool) -> Result<()> {
         tb.teardown()?;
     }
     for shape in [Shape::AllAtOnce, Shape::Staggered] {
-        for _ in 0..rounds {
+        let mut times = Vec::new();
+        for _ in 0..rounds * u32::from(with_galera) {
             // Galera alone: a fresh cluster formed by hand (the recipe), mariadb.service
             // enabled as Debian ships it
             let mut tb = Testbed::up(TestbedOptions::default())?;
             formation::galera_form(&tb)?;
             let r = outage(&tb, shape, limit)?;
             show("galera alone (pc.recovery)", shape, r, limit);
+            times.push(r);
             tb.teardown()?;
+        }
+        if with_galera {
+            summary("galera alone (pc.recovery)", shape, &times);
         }
     }
     triad::cargo_build()?;
     let mut tb = Testbed::up(TestbedOptions::default())?;
+    let mut source = None;
     for n in &tb.nodes {
-        triad::install_agent(&tb, n)?;
+        source = Some(triad::install_agent(&tb, n)?);
+    }
+    match source {
+        Some(triad::AgentSource::Deb(deb)) => {
+            println!("triad's rounds run triad-agent from {}", deb.display())
+        }
+        Some(triad::AgentSource::Binary(bin)) => println!(
+            "triad's rounds run triad-agent from {} (no newer .deb: `make deb` first to measure the release build)",
+            bin.display()
+        ),
+        None => {}
     }
     triad::start_coordinator(&mut tb)?;
     for n in &tb.nodes {
         wait_galera(n, 3, Duration::from_secs(240))?;
     }
     for shape in [Shape::AllAtOnce, Shape::Staggered] {
+        let mut times = Vec::new();
         for _ in 0..rounds {
             let r = outage(&tb, shape, limit)?;
             show("triad", shape, r, limit);
+            times.push(r);
         }
+        summary("triad", shape, &times);
     }
     tb.teardown()?;
     Ok(())
+}
+
+/// Median and worst of one contender's rounds of one shape; a round that did not recover
+/// counts as the worst.
+fn summary(what: &str, shape: Shape, times: &[Option<Duration>]) {
+    let mut recovered: Vec<Duration> = times.iter().flatten().copied().collect();
+    recovered.sort();
+    let Some(worst) = recovered.last() else {
+        println!(
+            "{what:28} {:14} none of {} rounds recovered",
+            shape.name(),
+            times.len()
+        );
+        return;
+    };
+    println!(
+        "{what:28} {:14} median {:.1}s, worst {:.1}s, {} of {} rounds recovered",
+        shape.name(),
+        recovered[recovered.len() / 2].as_secs_f64(),
+        worst.as_secs_f64(),
+        recovered.len(),
+        times.len()
+    );
 }
 
 /// Pacemaker + Corosync + ocf:heartbeat:galera on the same kind of nodes, set up as

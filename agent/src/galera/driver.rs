@@ -20,7 +20,8 @@ use super::host::{GaleraHost, HostError};
 use super::tls::TlsInstall;
 use super::{
     best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
-    DONOR_ORPHAN_LIMIT, JOIN_STUCK_LIMIT, LEAVE_STOP_GRACE, OUTSIDE_LIMIT, OUTSIDE_STOP_GRACE,
+    DISCONNECTED_LIMIT, DONOR_ORPHAN_LIMIT, JOIN_STUCK_LIMIT, LEAVE_STOP_GRACE, OUTSIDE_LIMIT,
+    OUTSIDE_STOP_GRACE,
 };
 use crate::state::AgentState;
 
@@ -440,7 +441,11 @@ impl GaleraDriver {
                     self.host.start().await
                 }
                 Action::StopOutside => {
-                    tracing::warn!(node = %self.node_id, "mysqld has run outside the Primary component of its peers for {OUTSIDE_LIMIT:?}: stopping it to rejoin");
+                    if observed.status.as_ref().is_some_and(super::disconnected) {
+                        tracing::warn!(node = %self.node_id, "mysqld's group connection has been closed (Disconnected) for {DISCONNECTED_LIMIT:?} while its peers are Primary: it will not rejoin by itself; stopping it to rejoin");
+                    } else {
+                        tracing::warn!(node = %self.node_id, "mysqld has run outside the Primary component of its peers for {OUTSIDE_LIMIT:?}: stopping it to rejoin");
+                    }
                     memory.outside_since = None;
                     self.host.stop(OUTSIDE_STOP_GRACE).await
                 }

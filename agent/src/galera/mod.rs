@@ -237,6 +237,21 @@ pub fn start_backoff(settings: &GaleraSettings, failed: u32) -> Duration {
 /// reconnects after a short cut merges within seconds.
 pub const OUTSIDE_LIMIT: Duration = Duration::from_secs(20);
 
+/// How long a running mysqld whose group connection is closed (`wsrep_cluster_status`
+/// `Disconnected`) may stay so while its peers are in a Primary component before it is
+/// stopped to rejoin. Why: Galera closes the connection for good when a join fails after
+/// the state transfer; measured in bench-recovery, a joiner whose IST missed a write set
+/// ("IST didn't contain all write sets ... node restart required") went Disconnected at
+/// once and sat there for [`OUTSIDE_LIMIT`] (34.6 s instead of 7 s for that round). A node
+/// cut off from its peers is `non-Primary`, not `Disconnected`, and keeps the longer bound;
+/// this one only covers a reconnect that an operator triggers by hand.
+pub const DISCONNECTED_LIMIT: Duration = Duration::from_secs(3);
+
+/// Whether mysqld's group connection is closed: it will not rejoin without a restart.
+pub fn disconnected(status: &WsrepStatus) -> bool {
+    status.wsrep_on && status.cluster_status == "Disconnected"
+}
+
 /// How long a mysqld outside the Primary component gets to stop before it is killed. Such a
 /// mysqld has no clients to finish and InnoDB recovers from a kill; but one whose group
 /// vanished while it joined ignores SIGTERM for good (lab, session 13: a joiner whose donor
@@ -262,7 +277,8 @@ pub enum Action {
     /// it into the same abort: stop it, keep its data, leave the decision to an operator.
     StopAhead,
     /// mysqld has run outside the Primary component its peers are in for
-    /// [`OUTSIDE_LIMIT`]: stop it; it then rejoins like any stopped node (IST or SST).
+    /// [`OUTSIDE_LIMIT`] ([`DISCONNECTED_LIMIT`] once its group connection is closed): stop
+    /// it; it then rejoins like any stopped node (IST or SST).
     StopOutside,
     /// mysqld has been starting outside its peers' Primary component, with no state
     /// transfer running, for [`JOIN_STUCK_LIMIT`]: stop it; it starts again after the
@@ -335,9 +351,13 @@ pub fn plan(observed: &Observed, settings: &GaleraSettings, now: Instant) -> Vec
         || observed
             .waiting_for_turn_since
             .is_some_and(|since| now.saturating_duration_since(since) >= JOIN_SETTLE);
+    let outside_limit = match &observed.status {
+        Some(status) if disconnected(status) => DISCONNECTED_LIMIT,
+        _ => OUTSIDE_LIMIT,
+    };
     let outside_too_long = observed
         .outside_since
-        .is_some_and(|since| now.saturating_duration_since(since) >= OUTSIDE_LIMIT);
+        .is_some_and(|since| now.saturating_duration_since(since) >= outside_limit);
     let joining_too_long = observed
         .joining_since
         .is_some_and(|since| now.saturating_duration_since(since) >= JOIN_STUCK_LIMIT);
@@ -534,7 +554,7 @@ mod tests {
         let now = Instant::now();
         let mut obs = observed(UnitState::Active);
         obs.status = Some(WsrepStatus {
-            cluster_status: "Disconnected".into(),
+            cluster_status: "non-Primary".into(),
             local_state_comment: "Initialized".into(),
             ..synced()
         });
@@ -556,6 +576,40 @@ mod tests {
         obs.peer_primary = true;
         obs.coordinator_action = true;
         assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+    }
+
+    /// bench-recovery: a joiner whose IST missed a write set closed its group connection
+    /// ("node restart required") and sat Disconnected for the whole 20 s bound.
+    #[test]
+    fn a_mysqld_whose_group_connection_closed_is_stopped_after_the_short_limit() {
+        let settings = GaleraSettings::defaults("c");
+        let now = Instant::now();
+        let mut obs = observed(UnitState::Active);
+        obs.status = Some(WsrepStatus {
+            cluster_status: "Disconnected".into(),
+            local_state_comment: "Initialized".into(),
+            ..synced()
+        });
+        obs.peer_primary = true;
+        obs.outside_since = Some(now);
+        assert!(plan(&obs, &settings, now + DISCONNECTED_LIMIT / 2).is_empty());
+        assert_eq!(
+            plan(&obs, &settings, now + DISCONNECTED_LIMIT),
+            vec![Action::StopOutside]
+        );
+        // the same safety as the longer bound: no peer in a Primary component, or the
+        // coordinator acting on this node, and it is left alone
+        obs.peer_primary = false;
+        assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+        obs.peer_primary = true;
+        obs.coordinator_action = true;
+        assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+        // mysqld without Galera is not "Disconnected" (it is stopped as standalone instead)
+        assert!(!disconnected(&WsrepStatus {
+            wsrep_on: false,
+            cluster_status: "Disconnected".into(),
+            ..synced()
+        }));
     }
 
     #[test]

@@ -18,7 +18,13 @@ use triad_daemon::systemd;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let validate_only = cli.command == Some(Command::ValidateConfig);
-    lifecycle::main("triad-coordinator", cli.config, validate_only, run)
+    lifecycle::main(
+        "triad-coordinator",
+        cli.config,
+        validate_only,
+        tokio::runtime::Builder::new_multi_thread(),
+        run,
+    )
 }
 
 async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {

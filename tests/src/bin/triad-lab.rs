@@ -118,6 +118,10 @@ enum Cmd {
         /// Also Pacemaker + Corosync + ocf:heartbeat:galera (builds its image variant once).
         #[arg(long)]
         pacemaker: bool,
+        /// Triad's rounds only, without Galera's own pc.recovery beside them (to compare
+        /// two builds of Triad; the baseline then comes from an earlier run).
+        #[arg(long)]
+        triad_only: bool,
     },
     /// Autoscaling on a fresh lab (issue 8): time from a load above the target to the
     /// scale-out decision and to the new node serving, time to scale in after the load
@@ -303,6 +307,7 @@ fn run(cli: Cli) -> Result<()> {
             rounds,
             limit_secs,
             pacemaker,
+            triad_only,
         } => {
             host::preflight()?;
             testbed::cleanup_leftovers(&state)?;
@@ -310,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
                 rounds,
                 Duration::from_secs(limit_secs),
                 pacemaker,
+                !triad_only,
             )?)
         }
         Cmd::BenchBackup { db_mib, files_mib } => {
