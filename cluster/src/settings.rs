@@ -19,6 +19,7 @@ pub struct RawGossip {
     pub interval: Option<String>,
     pub phi_threshold: Option<f64>,
     pub dead_node_grace: Option<String>,
+    pub compressed_digest: Option<bool>,
 }
 
 /// `[gossip]`, with defaults tuned for detection within about 2 s (design section 7).
@@ -75,6 +76,7 @@ pub fn resolve_gossip(
         interval,
         phi_threshold,
         dead_node_grace,
+        compressed_digest: raw.compressed_digest.unwrap_or(defaults.compressed_digest),
         ..defaults
     })
 }

@@ -746,6 +746,7 @@ insecure = true
                 "interval",
                 "phi_threshold",
                 "dead_node_grace",
+                "compressed_digest",
             ],
         ),
         ("grpc", &["listen", "bogus"]),
@@ -947,7 +948,11 @@ insecure = true
                 | "ping_timeout" | "ready_timeout" | "stabilization" | "cooldown" | "timeout",
             ) if table != "balancer.octavia.monitor" => duration(1_000, 600_000),
             (_, "phi_threshold") => (0.5f64..70.0).prop_map(toml_float).boxed(),
-            (_, "recovery" | "managed" | "bricks_on_root_fs" | "enabled" | "quiesce") => {
+            (
+                _,
+                "recovery" | "managed" | "bricks_on_root_fs" | "enabled" | "quiesce"
+                | "compressed_digest",
+            ) => {
                 any::<bool>().prop_map(|b| b.to_string()).boxed()
             }
             ("galera" | "volume", "nodes") => names(),

@@ -396,6 +396,15 @@ insecure = true
     }
 
     #[test]
+    fn the_compressed_digest_is_off_unless_asked_for() {
+        assert!(!parse(GOOD).unwrap().gossip.compressed_digest);
+        let config = parse(&format!("{GOOD}\n[gossip]\ncompressed_digest = true\n")).unwrap();
+        assert!(config.gossip.compressed_digest);
+        let error = parse(&format!("{GOOD}\n[gossip]\ncompressed_digest = \"yes\"\n")).unwrap_err();
+        assert!(error.contains("compressed_digest"), "{error}");
+    }
+
+    #[test]
     fn unreadable_file_is_named() {
         let error = AgentConfig::load(Path::new("/nonexistent/agent.toml")).unwrap_err();
         assert!(error
@@ -501,6 +510,7 @@ insecure = true
                 "interval",
                 "phi_threshold",
                 "dead_node_grace",
+                "compressed_digest",
                 "bogus",
             ],
         ),
@@ -640,7 +650,7 @@ insecure = true
                     )
                 })
                 .boxed(),
-            "managed" | "configure" | "allow_non_empty" | "tls" => {
+            "managed" | "configure" | "allow_non_empty" | "tls" | "compressed_digest" => {
                 any::<bool>().prop_map(|b| b.to_string()).boxed()
             }
             "insecure" => Just("true".to_string()).boxed(),
