@@ -548,62 +548,43 @@ mod tests {
         assert_eq!(derive_state(&obs), GaleraState::Joining);
     }
 
+    /// Outside its peers' Primary component: a node that may still merge (non-Primary) gets
+    /// OUTSIDE_LIMIT; one whose group connection closed (bench-recovery: a joiner whose IST
+    /// missed a write set, "node restart required") only DISCONNECTED_LIMIT.
     #[test]
-    fn a_mysqld_left_outside_its_peers_primary_is_stopped_after_the_limit() {
+    fn a_mysqld_left_outside_its_peers_primary_is_stopped_after_its_limit() {
         let settings = GaleraSettings::defaults("c");
         let now = Instant::now();
-        let mut obs = observed(UnitState::Active);
-        obs.status = Some(WsrepStatus {
-            cluster_status: "non-Primary".into(),
-            local_state_comment: "Initialized".into(),
-            ..synced()
-        });
-        obs.peer_primary = true;
-        obs.outside_since = Some(now);
-        assert!(
-            plan(&obs, &settings, now + OUTSIDE_LIMIT / 2).is_empty(),
-            "a reconnecting node gets time to merge"
-        );
-        assert_eq!(
-            plan(&obs, &settings, now + OUTSIDE_LIMIT),
-            vec![Action::StopOutside]
-        );
-        // no live peer in a component (a cut-off node, a full outage): left to the
-        // coordinator's recovery, never stopped here
-        obs.peer_primary = false;
-        assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
-        // the coordinator is acting on this node
-        obs.peer_primary = true;
-        obs.coordinator_action = true;
-        assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
-    }
-
-    /// bench-recovery: a joiner whose IST missed a write set closed its group connection
-    /// ("node restart required") and sat Disconnected for the whole 20 s bound.
-    #[test]
-    fn a_mysqld_whose_group_connection_closed_is_stopped_after_the_short_limit() {
-        let settings = GaleraSettings::defaults("c");
-        let now = Instant::now();
-        let mut obs = observed(UnitState::Active);
-        obs.status = Some(WsrepStatus {
-            cluster_status: "Disconnected".into(),
-            local_state_comment: "Initialized".into(),
-            ..synced()
-        });
-        obs.peer_primary = true;
-        obs.outside_since = Some(now);
-        assert!(plan(&obs, &settings, now + DISCONNECTED_LIMIT / 2).is_empty());
-        assert_eq!(
-            plan(&obs, &settings, now + DISCONNECTED_LIMIT),
-            vec![Action::StopOutside]
-        );
-        // the same safety as the longer bound: no peer in a Primary component, or the
-        // coordinator acting on this node, and it is left alone
-        obs.peer_primary = false;
-        assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
-        obs.peer_primary = true;
-        obs.coordinator_action = true;
-        assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+        for (cluster_status, limit) in [
+            ("non-Primary", OUTSIDE_LIMIT),
+            ("Disconnected", DISCONNECTED_LIMIT),
+        ] {
+            let mut obs = observed(UnitState::Active);
+            obs.status = Some(WsrepStatus {
+                cluster_status: cluster_status.into(),
+                local_state_comment: "Initialized".into(),
+                ..synced()
+            });
+            obs.peer_primary = true;
+            obs.outside_since = Some(now);
+            assert!(
+                plan(&obs, &settings, now + limit / 2).is_empty(),
+                "{cluster_status}: stopped before its limit"
+            );
+            assert_eq!(
+                plan(&obs, &settings, now + limit),
+                vec![Action::StopOutside],
+                "{cluster_status}"
+            );
+            // no live peer in a component (a cut-off node, a full outage): left to the
+            // coordinator's recovery, never stopped here
+            obs.peer_primary = false;
+            assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+            // the coordinator is acting on this node
+            obs.peer_primary = true;
+            obs.coordinator_action = true;
+            assert!(plan(&obs, &settings, now + OUTSIDE_LIMIT * 3).is_empty());
+        }
         // mysqld without Galera is not "Disconnected" (it is stopped as standalone instead)
         assert!(!disconnected(&WsrepStatus {
             wsrep_on: false,
