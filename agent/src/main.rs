@@ -21,9 +21,8 @@ fn main() -> ExitCode {
         cli.config,
         validate_only,
         // One thread for every task, plus tokio's pool for blocking calls: the agent's work
-        // waits on processes, sockets and timers. The multi-threaded scheduler would cost a
-        // worker per core and glibc's libm (its task-poll statistics call `pow`), about
-        // 0.5 MiB resident on every node for a library nothing else here uses.
+        // waits on processes, sockets and timers, and a worker per core would be resident
+        // cost on every node for nothing.
         tokio::runtime::Builder::new_current_thread(),
         run,
     )

@@ -90,27 +90,23 @@ pub fn run(rounds: u32, limit: Duration, with_pacemaker: bool, with_galera: bool
         let state = pacemaker::prepare(&crate::host::state_dir())?;
         let mut tb = pacemaker::up(&state)?;
         for shape in [Shape::AllAtOnce, Shape::Staggered] {
-            for _ in 0..rounds {
-                let r = pacemaker::outage(&tb, shape.gap(), limit)?;
-                show("pacemaker", shape, r, limit);
-            }
+            contender("pacemaker", shape, rounds, limit, || {
+                pacemaker::outage(&tb, shape.gap(), limit)
+            })?;
         }
         tb.teardown()?;
     }
-    for shape in [Shape::AllAtOnce, Shape::Staggered] {
-        let mut times = Vec::new();
-        for _ in 0..rounds * u32::from(with_galera) {
-            // Galera alone: a fresh cluster formed by hand (the recipe), mariadb.service
-            // enabled as Debian ships it
-            let mut tb = Testbed::up(TestbedOptions::default())?;
-            formation::galera_form(&tb)?;
-            let r = outage(&tb, shape, limit)?;
-            show("galera alone (pc.recovery)", shape, r, limit);
-            times.push(r);
-            tb.teardown()?;
-        }
-        if with_galera {
-            summary("galera alone (pc.recovery)", shape, &times);
+    if with_galera {
+        for shape in [Shape::AllAtOnce, Shape::Staggered] {
+            contender("galera alone (pc.recovery)", shape, rounds, limit, || {
+                // a fresh cluster formed by hand (the recipe), mariadb.service enabled as
+                // Debian ships it
+                let mut tb = Testbed::up(TestbedOptions::default())?;
+                formation::galera_form(&tb)?;
+                let r = outage(&tb, shape, limit)?;
+                tb.teardown()?;
+                Ok(r)
+            })?;
         }
     }
     triad::cargo_build()?;
@@ -134,21 +130,27 @@ pub fn run(rounds: u32, limit: Duration, with_pacemaker: bool, with_galera: bool
         wait_galera(n, 3, Duration::from_secs(240))?;
     }
     for shape in [Shape::AllAtOnce, Shape::Staggered] {
-        let mut times = Vec::new();
-        for _ in 0..rounds {
-            let r = outage(&tb, shape, limit)?;
-            show("triad", shape, r, limit);
-            times.push(r);
-        }
-        summary("triad", shape, &times);
+        contender("triad", shape, rounds, limit, || outage(&tb, shape, limit))?;
     }
     tb.teardown()?;
     Ok(())
 }
 
-/// Median and worst of one contender's rounds of one shape; a round that did not recover
-/// counts as the worst.
-fn summary(what: &str, shape: Shape, times: &[Option<Duration>]) {
+/// `rounds` outages of one shape for one contender: each round's line, then the median and
+/// worst (a round that did not recover counts as the worst).
+fn contender(
+    what: &str,
+    shape: Shape,
+    rounds: u32,
+    limit: Duration,
+    mut round: impl FnMut() -> Result<Option<Duration>>,
+) -> Result<()> {
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let r = round()?;
+        show(what, shape, r, limit);
+        times.push(r);
+    }
     let mut recovered: Vec<Duration> = times.iter().flatten().copied().collect();
     recovered.sort();
     let Some(worst) = recovered.last() else {
@@ -157,7 +159,7 @@ fn summary(what: &str, shape: Shape, times: &[Option<Duration>]) {
             shape.name(),
             times.len()
         );
-        return;
+        return Ok(());
     };
     println!(
         "{what:28} {:14} median {:.1}s, worst {:.1}s, {} of {} rounds recovered",
@@ -167,6 +169,7 @@ fn summary(what: &str, shape: Shape, times: &[Option<Duration>]) {
         recovered.len(),
         times.len()
     );
+    Ok(())
 }
 
 /// Pacemaker + Corosync + ocf:heartbeat:galera on the same kind of nodes, set up as
