@@ -106,7 +106,8 @@ fn heal_pending(node: &Node) -> Result<Option<u64>> {
 #[test]
 fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
     let mut tb = Testbed::for_test(3)?;
-    install_triad(&mut tb, triad::agent_config)?;
+    // the default state transfer (mariabackup), whose TLS the test checks below
+    install_triad(&mut tb, triad::agent_config_mariabackup)?;
     let t0 = Instant::now();
     let (n1, n2, n3) = (&tb.nodes[0], &tb.nodes[1], &tb.nodes[2]);
 
