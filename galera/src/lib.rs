@@ -4,10 +4,12 @@
 //!
 //! Modules: `position` (cluster uuid and seqno, grastate.dat, `--wsrep-recover` output, the
 //! order of positions), `join` (one joiner at a time into the Primary component), `account`
-//! (the app's database and account: names, the password hash, what to create).
+//! (the app's database and account: names, the password hash, what to create), `view` (the
+//! Primary view each node saved for pc.recovery, and whether Galera can re-form it alone).
 
 #![forbid(unsafe_code)]
 
 pub mod account;
 pub mod join;
 pub mod position;
+pub mod view;

@@ -41,6 +41,10 @@ pub mod keys {
     /// Starts of mysqld in a row that ended without reaching the Primary component (a
     /// crash loop: the agent backs off between them); absent when zero.
     pub const GALERA_FAILED_STARTS: &str = "galera.failed_starts";
+    /// The last Primary view this node saved in `gvwstate.dat` (pc.recovery), in
+    /// `triad_galera::view::SavedView`'s gossip form; absent when there is none (a clean
+    /// shutdown deletes it).
+    pub const GALERA_SAVED_VIEW: &str = "galera.saved_view";
     pub const GLUSTER_DAEMON: &str = "gluster.daemon";
     pub const GLUSTER_BRICK: &str = "gluster.brick";
     /// The peers this node's glusterd does not talk to (`gluster peer status`: not
@@ -88,6 +92,7 @@ pub mod keys {
         GALERA_RECV_QUEUE,
         GALERA_CERT_FAILURES,
         GALERA_FAILED_STARTS,
+        GALERA_SAVED_VIEW,
         GLUSTER_DAEMON,
         GLUSTER_BRICK,
         GLUSTER_PEERS_DOWN,
@@ -235,6 +240,8 @@ pub struct GaleraKeys {
     pub cert_failures: Option<u64>,
     /// Starts in a row that failed (see [`keys::GALERA_FAILED_STARTS`]); 0 when none.
     pub failed_starts: u32,
+    /// [`keys::GALERA_SAVED_VIEW`], as gossiped (triad-galera parses it).
+    pub saved_view: Option<String>,
 }
 
 impl GaleraKeys {
@@ -372,6 +379,7 @@ impl NodeKeys {
             keys::GALERA_FAILED_STARTS,
             (self.galera.failed_starts > 0).then(|| self.galera.failed_starts.to_string()),
         );
+        push(keys::GALERA_SAVED_VIEW, self.galera.saved_view.clone());
         push(
             keys::CPU,
             self.metrics.cpu_percent.map(|cpu| format!("{cpu:.1}")),
@@ -440,6 +448,7 @@ impl NodeKeys {
             keys::GALERA_RECV_QUEUE => self.galera.recv_queue = Some(parse_number(raw)?),
             keys::GALERA_CERT_FAILURES => self.galera.cert_failures = Some(parse_number(raw)?),
             keys::GALERA_FAILED_STARTS => self.galera.failed_starts = parse_number(raw)?,
+            keys::GALERA_SAVED_VIEW => self.galera.saved_view = Some(parse_saved_view(raw)?),
             keys::GLUSTER_DAEMON => self.gluster_daemon = Health::decode(raw)?,
             keys::GLUSTER_BRICK => self.gluster_brick = BrickState::decode(raw)?,
             keys::GLUSTER_PEERS_DOWN => {
@@ -671,6 +680,19 @@ fn parse_text(raw: &str) -> Result<String, String> {
     Ok(raw.to_string())
 }
 
+/// A saved view names every member's uuid (37 bytes each): room for far more members
+/// than a Galera cluster has, and a bound on what a peer can make every node store.
+fn parse_saved_view(raw: &str) -> Result<String, String> {
+    const MAX_VIEW: usize = 4096;
+    if raw.len() > MAX_VIEW {
+        return Err(format!("longer than {MAX_VIEW} bytes"));
+    }
+    if raw.chars().any(|c| c.is_control()) {
+        return Err("contains control characters".to_string());
+    }
+    Ok(raw.to_string())
+}
+
 fn parse_uuid(raw: &str) -> Result<String, String> {
     let groups: Vec<&str> = raw.split('-').collect();
     let lengths_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
@@ -735,6 +757,11 @@ mod tests {
                 recv_queue: Some(0),
                 cert_failures: Some(3),
                 failed_starts: 4,
+                saved_view: Some(
+                    "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31 9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31:3 \
+                     9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31"
+                        .into(),
+                ),
             },
             gluster_daemon: Health::Ok,
             gluster_brick: BrickState::Online,

@@ -383,7 +383,9 @@ fn apply(tb: &mut Testbed, fault: &Fault) -> Result<()> {
                     n.sh("pkill -KILL -x glusterfsd || true")?;
                 }
                 Process::Fuse => {
-                    n.sh("pkill -KILL -f -- '--process-name fuse' || true")?;
+                    // `[g]`: the pattern must not match the `sh -c` that runs pkill (a
+                    // 30-minute run killed its own shell: "failed (signal: 9)")
+                    n.sh("pkill -KILL -f -- '[g]lusterfs.*--process-name fuse' || true")?;
                 }
             }
         }

@@ -322,6 +322,7 @@ impl GaleraDriver {
             unit,
             status,
             grastate,
+            saved_view: self.host.saved_view().await,
             serving_before,
             recovered: memory.recovered.clone(),
             sst_in_progress,

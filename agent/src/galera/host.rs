@@ -23,6 +23,11 @@ pub trait GaleraHost: Send + Sync {
     async fn status(&self) -> Result<WsrepStatus, HostError>;
     /// `Ok(None)` when there is no grastate.dat (a datadir that never ran Galera).
     async fn grastate(&self) -> Result<Option<GraState>, HostError>;
+    /// The last Primary view saved in `gvwstate.dat`, in gossip form; `None` when there is
+    /// none or it does not parse (logged at debug: Galera rewrites it at view changes).
+    async fn saved_view(&self) -> Option<String> {
+        None
+    }
     async fn sst_in_progress(&self) -> bool;
     /// The donor side of a state-transfer script runs on this node.
     async fn donating(&self) -> bool;
@@ -245,6 +250,18 @@ impl GaleraHost for SystemdGaleraHost {
             }
         }
         Ok(status)
+    }
+
+    async fn saved_view(&self) -> Option<String> {
+        let path = self.settings.datadir.join("gvwstate.dat");
+        let text = tokio::fs::read_to_string(&path).await.ok()?;
+        match triad_galera::view::parse_gvwstate(&text) {
+            Ok(view) => Some(view.to_gossip()),
+            Err(error) => {
+                tracing::debug!(path = %path.display(), %error, "saved view unreadable: {error}");
+                None
+            }
+        }
     }
 
     async fn grastate(&self) -> Result<Option<GraState>, HostError> {

@@ -168,6 +168,9 @@ pub struct Observed {
     pub unit: UnitState,
     pub status: Option<WsrepStatus>,
     pub grastate: Option<GraState>,
+    /// `gvwstate.dat` in gossip form (`triad_galera::view`); the plan does not read it,
+    /// the coordinator does (whether pc.recovery could re-form the last Primary view).
+    pub saved_view: Option<String>,
     /// Position from `--wsrep-recover` since mysqld last stopped.
     pub recovered: Option<Position>,
     pub sst_in_progress: bool,
@@ -439,6 +442,7 @@ pub fn keys(observed: &Observed, settings: &GaleraSettings) -> GaleraKeys {
         recv_queue: running.and_then(|s| s.recv_queue),
         cert_failures: running.and_then(|s| s.cert_failures),
         failed_starts: observed.failed_starts,
+        saved_view: observed.saved_view.clone(),
     }
 }
 
@@ -452,6 +456,7 @@ mod tests {
             unit,
             status: None,
             grastate: None,
+            saved_view: None,
             recovered: None,
             sst_in_progress: false,
             peer_primary: false,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use triad_galera::join::{next_joiner, MemberGalera, JOIN_SETTLE};
 use triad_galera::position::Position;
+use triad_galera::view::{outlook, MemberView, Outlook, SavedView};
 use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 
 use super::finished::finished;
@@ -175,9 +176,10 @@ pub fn plan(
     let down_for = now.at.saturating_duration_since(since);
     if down_for < settings.grace {
         plan.status = Some(format!(
-            "no Primary component for {:.1}s (grace {:?})",
+            "no Primary component for {:.1}s (grace {:?}); {}",
             down_for.as_secs_f64(),
-            settings.grace
+            settings.grace,
+            pc_recovery_outlook(core)
         ));
     } else if !memory.retry_pending(now) {
         plan.step = Step::Elect {
@@ -185,6 +187,31 @@ pub fn plan(
         };
     }
     plan
+}
+
+/// Whether Galera's pc.recovery could re-form the last Primary view by itself, from the
+/// views the core members saved (shown while the outage is young; issue 20's fast path
+/// will act on it). A view that does not parse counts as none.
+pub fn pc_recovery_outlook(core: &[Core<'_>]) -> Outlook {
+    let views: Vec<Option<SavedView>> = core
+        .iter()
+        .map(|c| {
+            c.keys
+                .saved_view
+                .as_deref()
+                .and_then(|raw| SavedView::from_gossip(raw).ok())
+        })
+        .collect();
+    let members: Vec<MemberView> = core
+        .iter()
+        .zip(&views)
+        .map(|(c, saved)| MemberView {
+            id: c.id,
+            live: c.live,
+            saved: saved.as_ref(),
+        })
+        .collect();
+    outlook(&members)
 }
 
 /// With a Primary component: the status, and the member to join if a decision is open.
@@ -540,6 +567,54 @@ mod tests {
     }
 
     #[test]
+    fn the_outage_status_says_whether_galera_could_re_form_the_saved_view() {
+        let uuid = |n: u8| format!("b6f3ff34-f202-11f1-baf6-3a9e48dd48{n:02x}");
+        let all = format!("{},{},{}", uuid(1), uuid(2), uuid(3));
+        let saved = |n: u8, seq: u32, members: &str| GaleraKeys {
+            saved_view: Some(format!("{} {}:{seq} {members}", uuid(n), uuid(1))),
+            ..keys(GaleraState::Stopped, false, 0)
+        };
+        let crashed = [
+            ("n1", true, saved(1, 3, &all)),
+            ("n2", true, saved(2, 3, &all)),
+            ("n3", true, saved(3, 3, &all)),
+        ];
+        assert_eq!(
+            pc_recovery_outlook(&cores(&crashed)).to_string(),
+            "pc.recovery can re-form view 3 (n1, n2, n3)"
+        );
+        let n3_dead = [
+            crashed[0].clone(),
+            crashed[1].clone(),
+            ("n3", false, crashed[2].2.clone()),
+        ];
+        assert_eq!(
+            pc_recovery_outlook(&cores(&n3_dead)).to_string(),
+            "pc.recovery cannot: member(s) of the saved view not back: n3"
+        );
+        let later = format!("{},{}", uuid(2), uuid(3));
+        let staggered = [
+            crashed[0].clone(),
+            ("n2", true, saved(2, 4, &later)),
+            ("n3", true, saved(3, 4, &later)),
+        ];
+        let plan = plan(
+            &GaleraRecord::default(),
+            &Memory::default(),
+            &cores(&staggered),
+            &settings(&[]),
+            Now::current(),
+        );
+        assert_eq!(
+            plan.status.as_deref(),
+            Some(
+                "no Primary component for 0.0s (grace 3s); pc.recovery cannot: saved views \
+                 differ (n1 view 3, n2 view 4, n3 view 4)"
+            )
+        );
+    }
+
+    #[test]
     fn an_outage_waits_out_the_grace_then_elects_the_last_view_and_the_configured_nodes() {
         let down = [
             ("n1", true, keys(GaleraState::Stopped, false, 0)),
@@ -556,10 +631,13 @@ mod tests {
         let first = plan(&record, &Memory::default(), &core, &settings, t0);
         assert_eq!(first.step, Step::Wait);
         assert_eq!(first.memory.outage_since, Some(t0.at));
-        assert!(first
-            .status
-            .unwrap()
-            .starts_with("no Primary component for 0.0s"));
+        assert_eq!(
+            first.status.as_deref(),
+            Some(
+                "no Primary component for 0.0s (grace 3s); pc.recovery cannot: no node saved \
+                 a Primary view"
+            )
+        );
         let later = plan(
             &record,
             &first.memory,
