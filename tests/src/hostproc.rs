@@ -58,11 +58,14 @@ impl HostProc {
     }
 
     /// Still running?
+    ///
+    /// Our own child is gone only once it is reaped: after a SIGKILL the leader of a
+    /// multi-threaded process shows as a zombie while its other threads still exit and
+    /// still hold its sockets (chaos restarted the coordinator in that window and its new
+    /// one could not bind 127.0.0.1:7422: "Address already in use").
     pub fn alive(&mut self) -> bool {
         if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(_)) = c.try_wait() {
-                return false;
-            }
+            return !matches!(c.try_wait(), Ok(Some(_)));
         }
         pid_alive(self.pid)
     }

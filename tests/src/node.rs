@@ -612,7 +612,8 @@ pub fn read_pid(p: &Path) -> Option<i32> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
-/// True if `pid` exists and is not a zombie.
+/// True if `pid` exists and is not a zombie (a zombie leader whose other threads still
+/// exit counts as alive).
 pub fn pid_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
@@ -621,10 +622,14 @@ pub fn pid_alive(pid: i32) -> bool {
         Ok(s) => {
             // the state follows the last ')' (comm may contain spaces and parens)
             let st = s.rsplit_once(')').map(|(_, r)| r.trim_start());
-            !matches!(
-                st.and_then(|r| r.chars().next()),
-                Some('Z') | Some('X') | None
-            )
+            match st.and_then(|r| r.chars().next()) {
+                Some('X') | None => false,
+                // a zombie leader whose other threads still exit (and hold its files)
+                Some('Z') => std::fs::read_dir(format!("/proc/{pid}/task"))
+                    .map(|tasks| tasks.count() > 1)
+                    .unwrap_or(false),
+                Some(_) => true,
+            }
         }
         Err(_) => false,
     }
