@@ -155,7 +155,7 @@ pub enum Outlook {
         members: Vec<String>,
         joiners: Vec<String>,
     },
-    /// No live member saved a view (a clean shutdown deletes it, or pc.recovery is off).
+    /// No member saved a view (a clean shutdown deletes it, or pc.recovery is off).
     NoSavedView,
     /// Live members saved different views (a staggered crash): pc.recovery would wait.
     ViewsDiffer(Vec<(String, u64)>),
@@ -211,7 +211,18 @@ pub fn outlook(members: &[MemberView<'_>]) -> Outlook {
         .filter_map(|m| m.saved.map(|v| (m.id, v)))
         .collect();
     let Some((_, first)) = live_views.first() else {
-        return Outlook::NoSavedView;
+        // nobody back yet: the views the others gossiped before they went down say who
+        let mut away: Vec<String> = members
+            .iter()
+            .filter(|m| !m.live && m.saved.is_some())
+            .map(|m| m.id.to_string())
+            .collect();
+        away.sort();
+        return if away.is_empty() {
+            Outlook::NoSavedView
+        } else {
+            Outlook::MembersMissing(away)
+        };
     };
     if live_views.iter().any(|(_, v)| !v.same_view(first)) {
         let mut views: Vec<(String, u64)> = live_views
@@ -367,6 +378,15 @@ member: b946dfe8-f202-11f1-90ac-c67bc9189718 0\n#vwend\n";
                 members: vec!["n2".into(), "n3".into()],
                 joiners: vec!["n1".into()],
             }
+        );
+        // every node still down: the views they gossiped before name them
+        assert_eq!(
+            outlook(&[
+                m("n1", false, Some(&a)),
+                m("n2", false, Some(&b)),
+                m("n3", false, None)
+            ]),
+            Outlook::MembersMissing(vec!["n1".into(), "n2".into()])
         );
         // every file deleted (clean shutdowns) or pc.recovery off
         assert_eq!(

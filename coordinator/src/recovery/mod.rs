@@ -490,9 +490,10 @@ impl Recovery {
         }
         match elect(&members, &reports) {
             Election::Waiting { missing } => self.set_status(format!(
-                "full outage: waiting for the position of {} ({})",
+                "full outage: waiting for the position of {} ({}); {}",
                 missing.join(", "),
-                problems.join("; ")
+                problems.join("; "),
+                plan::pc_recovery_outlook(core)
             )),
             Election::Refused { reason } => self.set_status(format!(
                 "full outage: automatic bootstrap refused: {reason}"
