@@ -117,7 +117,7 @@ impl SavedView {
             return Err(bad());
         };
         let (view_uuid, seq) = id.split_once(':').ok_or_else(bad)?;
-        let members: BTreeSet<String> = members.split(',').map(str::to_string).collect();
+        let members: BTreeSet<String> = members.split(',').map(str::to_ascii_lowercase).collect();
         let uuids_ok = is_uuid(my_uuid) && is_uuid(view_uuid) && members.iter().all(|m| is_uuid(m));
         if !uuids_ok {
             return Err(bad());
@@ -126,7 +126,7 @@ impl SavedView {
             my_uuid: my_uuid.to_ascii_lowercase(),
             view_uuid: view_uuid.to_ascii_lowercase(),
             view_seq: seq.parse().map_err(|_| bad())?,
-            members: members.iter().map(|m| m.to_ascii_lowercase()).collect(),
+            members,
         })
     }
 

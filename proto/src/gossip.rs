@@ -670,9 +670,13 @@ fn short_type_name<T>() -> &'static str {
 
 /// Free text is kept short and printable; anything else is refused.
 fn parse_text(raw: &str) -> Result<String, String> {
-    const MAX_TEXT: usize = 64;
-    if raw.len() > MAX_TEXT {
-        return Err(format!("longer than {MAX_TEXT} bytes"));
+    parse_text_up_to(raw, 64)
+}
+
+/// Printable text of at most `max` bytes.
+fn parse_text_up_to(raw: &str, max: usize) -> Result<String, String> {
+    if raw.len() > max {
+        return Err(format!("longer than {max} bytes"));
     }
     if raw.chars().any(|c| c.is_control()) {
         return Err("contains control characters".to_string());
@@ -683,14 +687,7 @@ fn parse_text(raw: &str) -> Result<String, String> {
 /// A saved view names every member's uuid (37 bytes each): room for far more members
 /// than a Galera cluster has, and a bound on what a peer can make every node store.
 fn parse_saved_view(raw: &str) -> Result<String, String> {
-    const MAX_VIEW: usize = 4096;
-    if raw.len() > MAX_VIEW {
-        return Err(format!("longer than {MAX_VIEW} bytes"));
-    }
-    if raw.chars().any(|c| c.is_control()) {
-        return Err("contains control characters".to_string());
-    }
-    Ok(raw.to_string())
+    parse_text_up_to(raw, 4096)
 }
 
 fn parse_uuid(raw: &str) -> Result<String, String> {
