@@ -437,11 +437,14 @@ impl AgentService for AgentGrpc {
         &self,
         request: Request<v1::JoinRequest>,
     ) -> Result<Response<v1::JoinReply>, Status> {
-        let message = self
-            .galera()?
-            .join(request.get_ref().epoch)
-            .await
-            .map_err(galera_status)?;
+        let request = request.get_ref();
+        let galera = self.galera()?;
+        let message = if request.pc_recovery_view.is_empty() {
+            galera.join(request.epoch).await
+        } else {
+            galera.reform(&request.pc_recovery_view).await
+        }
+        .map_err(galera_status)?;
         Ok(Response::new(v1::JoinReply {
             started: true,
             message,

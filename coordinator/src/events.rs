@@ -264,7 +264,7 @@ pub async fn watch(
     let mut first = true;
     let mut changes_seen = balancer.as_ref().map_or(0, |b| b.borrow().changes_total);
     let mut holders: BTreeMap<String, (Option<String>, u64)> = BTreeMap::new();
-    let mut recovery_seen: Option<(u64, Option<(u64, String)>)> = None;
+    let mut recovery_seen: Option<RecoverySeen> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -333,7 +333,7 @@ pub async fn watch(
                 .open
                 .as_ref()
                 .map(|open| (open.epoch, open.phase.as_str().to_string()));
-            let seen = (status.last_epoch, decision);
+            let seen = (status.last_epoch, decision, status.fast_path);
             if recovery_seen.as_ref() != Some(&seen) {
                 if recovery_seen.is_some() {
                     log.record("recovery", "", recovery.status(), None);
@@ -352,6 +352,10 @@ pub async fn watch(
         }
     }
 }
+
+/// What the timeline last saw of recovery: the last epoch, the open decision (epoch and
+/// phase), and the outage's fast path; a change of any is an event.
+type RecoverySeen = (u64, Option<(u64, String)>, Option<String>);
 
 /// Pure: what changed in the autoscaler's steps, per node, in words: a node entering a
 /// step or changing phase ("web-4 launching"), and one leaving the steps ("web-4 deleted"

@@ -695,6 +695,7 @@ enum Call {
         seqno: i64,
     },
     Join(String),
+    Reform(String),
 }
 
 #[derive(Default)]
@@ -782,6 +783,24 @@ impl Agents for ScriptedAgents {
             .unwrap()
             .push(Call::Join(node.to_string()));
         Ok("joining (scripted)".into())
+    }
+
+    async fn reform(
+        &self,
+        node: &str,
+        _grpc: SocketAddr,
+        view: &str,
+    ) -> Result<String, AgentError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Reform(node.to_string()));
+        // the real agent checks its own gvwstate.dat: a forged view is not on disk
+        Err(AgentError::new(
+            node,
+            ErrorKind::Refused,
+            format!("this node saved no Primary view (no readable gvwstate.dat), not {view}"),
+        ))
     }
 }
 

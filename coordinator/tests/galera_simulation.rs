@@ -23,6 +23,7 @@ use triad_coordinator::agent_client::AgentError;
 use triad_coordinator::config::CoordinatorConfig;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::election::Report;
+use triad_coordinator::recovery::plan::FAST_PATH_LIMIT;
 use triad_coordinator::recovery::{Agents, PositionAnswer, Recovery, RecoverySettings};
 use triad_coordinator::runner::Now;
 use triad_galera::join::JOIN_SETTLE;
@@ -30,6 +31,16 @@ use triad_galera::position::{GraState, Position, ZERO_UUID};
 use triad_proto::errors::ErrorKind;
 
 const UUID: &str = "9dc7cbba-e8fa-11f1-9cdd-af8aaf7b5b31";
+
+/// The views' uuid in gvwstate.dat (Galera's is the uuid of the node that formed it; one
+/// will do here, the sequence numbers tell views apart).
+const VIEW_UUID: &str = "5a5a5a5a-e8fa-11f1-9cdd-af8aaf7b5b31";
+
+/// A node's gcomm uuid: `n2` → `00000002-e8fa-11f1-9cdd-af8aaf7b5b31`.
+fn gcomm_uuid(id: &str) -> String {
+    let n: u32 = id[1..].parse().unwrap();
+    format!("{n:08x}-e8fa-11f1-9cdd-af8aaf7b5b31")
+}
 
 #[derive(Debug, Clone, Default)]
 struct FakeNode {
@@ -47,6 +58,9 @@ struct FakeNode {
     /// Running with its group connection closed after a failed join: systemd's `active`,
     /// `wsrep_cluster_status` `Disconnected`, never rejoining by itself.
     disconnected: bool,
+    /// The last Primary view this node was in, as gvwstate.dat keeps it (pc.recovery):
+    /// its sequence number and members. A clean stop deletes it; a crash keeps it.
+    saved_view: Option<(u64, std::collections::BTreeSet<String>)>,
 }
 
 /// The Galera rules the simulation needs, for all nodes at once.
@@ -56,6 +70,8 @@ struct World {
     /// (uuid, seqno) of the Primary component, when one exists
     primary: Option<(String, i64)>,
     bootstraps: Vec<(String, i64)>,
+    /// When each bootstrap happened.
+    bootstrap_times: Vec<Instant>,
     /// Nodes started while a component is Primary, still connecting to it (gcomm's
     /// membership round), and since when.
     connecting: BTreeMap<String, Instant>,
@@ -95,6 +111,19 @@ struct World {
     join_fails_once: std::collections::BTreeSet<String>,
     /// When each node's group connection closed that way.
     disconnections: Vec<(String, Instant)>,
+    /// Galera's `pc.recovery=false`: no view is saved, so nothing re-forms by itself (the
+    /// tests of the election's own path set it).
+    no_saved_views: bool,
+    /// The last view's sequence number (views are numbered cluster-wide here).
+    view_seq: u64,
+    /// Nodes started outside any Primary component with a saved view: pc.recovery waits
+    /// for every member of that view, and since when.
+    restoring: BTreeMap<String, Instant>,
+    /// pc.recovery never re-forms the view (gcomm cannot connect, a bug): the fast path's
+    /// bound is what ends the wait.
+    pc_recovery_hangs: bool,
+    /// Every component pc.recovery re-formed: its members and the seqno it resumed at.
+    reforms: Vec<(Vec<String>, i64)>,
 }
 
 /// The coordinator's bound on one agent call (`agent_client::connect`'s request timeout).
@@ -120,11 +149,54 @@ impl World {
         }
     }
 
+    /// `pc.recovery=false`: no node keeps a view from now on, so only an election brings
+    /// the cluster back (the tests of the election's own path).
+    fn pc_recovery_off(&mut self) {
+        self.no_saved_views = true;
+        for node in self.nodes.values_mut() {
+            node.saved_view = None;
+        }
+    }
+
+    /// The members of the Primary component save it as a new view (gvwstate.dat).
+    fn save_view(&mut self) {
+        if self.no_saved_views {
+            return;
+        }
+        self.view_seq += 1;
+        let members: std::collections::BTreeSet<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.in_primary)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &members {
+            self.nodes.get_mut(id).unwrap().saved_view = Some((self.view_seq, members.clone()));
+        }
+    }
+
+    /// Every node in `ids` crashes in the same instant: nobody sees the others leave, so
+    /// each keeps the view they were all in (a power cut of the whole cluster).
+    fn crash_all(&mut self, ids: &[&str]) {
+        let keep = self.no_saved_views;
+        self.no_saved_views = true;
+        for id in ids {
+            self.crash(id);
+        }
+        self.no_saved_views = keep;
+    }
+
     fn crash(&mut self, id: &str) {
         if self.donors_hang && self.receiving(id) {
             self.hanging_donor = self.donor().map(String::from);
         }
         self.connecting.remove(id);
+        self.restoring.remove(id);
+        let was_in_view = self.nodes[id].in_primary;
+        let view_size = self.nodes[id]
+            .saved_view
+            .as_ref()
+            .map_or(0, |(_, m)| m.len());
         let node = self.nodes.get_mut(id).unwrap();
         node.running = false;
         node.in_primary = false;
@@ -134,6 +206,11 @@ impl World {
         node.safe = false;
         if self.nodes.values().all(|n| !n.in_primary) {
             self.primary = None;
+        }
+        // the others see it go: a majority of the view carries on in a new view
+        let left = self.members();
+        if was_in_view && left > 0 && 2 * left > view_size {
+            self.save_view();
         }
     }
 
@@ -162,14 +239,63 @@ impl World {
         if self.primary.is_some() {
             self.connecting.insert(id.to_string(), Instant::now());
             self.max_connecting = self.max_connecting.max(self.connecting.len());
+        } else if node.saved_view.is_some() {
+            self.restoring.insert(id.to_string(), Instant::now());
         }
+    }
+
+    /// pc.recovery: once every member of a saved view runs with that same view and has
+    /// been connecting for [`CONNECT`], the component is Primary again, at the highest
+    /// seqno among them (the others catch up by IST), with no bootstrap.
+    fn pc_recovery(&mut self) {
+        if self.primary.is_some() || self.pc_recovery_hangs {
+            return;
+        }
+        let now = Instant::now();
+        let ready = |world: &World, view: &(u64, std::collections::BTreeSet<String>)| {
+            view.1.iter().all(|member| {
+                world.nodes[member].saved_view.as_ref() == Some(view)
+                    && world
+                        .restoring
+                        .get(member)
+                        .is_some_and(|since| now.duration_since(*since) >= CONNECT)
+            })
+        };
+        let view = self
+            .restoring
+            .keys()
+            .filter_map(|id| self.nodes[id].saved_view.clone())
+            .find(|view| ready(self, view));
+        let Some((_, members)) = view else {
+            return;
+        };
+        let (uuid, seqno) = members
+            .iter()
+            .filter_map(|id| self.nodes[id].data.clone())
+            .max_by_key(|(_, seqno)| *seqno)
+            .expect("a saved view's members have data");
+        for id in &members {
+            self.restoring.remove(id);
+            let node = self.nodes.get_mut(id).unwrap();
+            node.in_primary = true;
+            node.data = Some((uuid.clone(), seqno));
+        }
+        self.primary = Some((uuid, seqno));
+        self.reforms
+            .push((members.iter().cloned().collect(), seqno));
+        self.save_view();
     }
 
     /// Joiners that have connected long enough enter the component and catch up (IST/SST).
     fn settle(&mut self) {
+        self.pc_recovery();
         let Some((uuid, seqno)) = self.primary.clone() else {
             return;
         };
+        // a node waiting to restore its saved view finds its peers' Primary and joins it
+        for (id, since) in std::mem::take(&mut self.restoring) {
+            self.connecting.insert(id, since);
+        }
         let now = Instant::now();
         let entered: Vec<String> = self
             .connecting
@@ -190,6 +316,7 @@ impl World {
             node.in_primary = true;
             node.data = Some((uuid.clone(), seqno));
             node.receiving_until = (!transfer.is_zero()).then(|| now + transfer);
+            self.save_view();
         }
     }
 
@@ -299,6 +426,17 @@ impl GaleraHost for FakeHost {
         false
     }
 
+    async fn saved_view(&self) -> Option<String> {
+        let world = self.world.lock().unwrap();
+        let (seq, members) = world.nodes[&self.id].saved_view.clone()?;
+        let members: Vec<String> = members.iter().map(|m| gcomm_uuid(m)).collect();
+        Some(format!(
+            "{} {VIEW_UUID}:{seq} {}",
+            gcomm_uuid(&self.id),
+            members.join(",")
+        ))
+    }
+
     async fn donating(&self) -> bool {
         let world = self.world.lock().unwrap();
         world.donor() == Some(self.id.as_str())
@@ -368,6 +506,9 @@ impl GaleraHost for FakeHost {
         node.data = Some((uuid.clone(), seqno));
         world.primary = Some((uuid, seqno));
         world.bootstraps.push((self.id.clone(), seqno));
+        world.bootstrap_times.push(Instant::now());
+        world.restoring.remove(&self.id);
+        world.save_view();
         Ok(())
     }
 
@@ -383,7 +524,12 @@ impl GaleraHost for FakeHost {
             tokio::time::sleep(grace).await;
             self.world.lock().unwrap().kills.push(self.id.clone());
         }
-        self.world.lock().unwrap().crash(&self.id);
+        let mut world = self.world.lock().unwrap();
+        world.crash(&self.id);
+        if !stubborn {
+            // a clean shutdown deletes gvwstate.dat
+            world.nodes.get_mut(&self.id).unwrap().saved_view = None;
+        }
         Ok(())
     }
 
@@ -503,6 +649,13 @@ impl Agents for DirectAgents {
             .await
             .map_err(|e| galera_error(node, e))
     }
+
+    async fn reform(&self, node: &str, _: SocketAddr, view: &str) -> Result<String, AgentError> {
+        self.driver(node)?
+            .reform(view)
+            .await
+            .map_err(|e| galera_error(node, e))
+    }
 }
 
 /// The driver's error as the agent's gRPC server sends it (the code table's kinds).
@@ -608,6 +761,46 @@ impl Sim {
                 .tick(&self.coordinator.view(), Now::current())
                 .await;
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// [`Self::drive`], keeping every status line the loop showed, in order.
+    async fn drive_lines(
+        &self,
+        recovery: &mut Recovery,
+        what: &str,
+        bound: Duration,
+        done: impl Fn(&World) -> bool,
+    ) -> (Duration, Vec<String>) {
+        let start = Instant::now();
+        let mut lines: Vec<String> = Vec::new();
+        while !done(&self.world.lock().unwrap()) {
+            assert!(
+                start.elapsed() < bound,
+                "timed out after {bound:?} waiting for {what}; statuses: {lines:#?}; world: {:?}",
+                self.world.lock().unwrap()
+            );
+            recovery
+                .tick(&self.coordinator.view(), Now::current())
+                .await;
+            let line = recovery.status();
+            if lines.last() != Some(&line) {
+                lines.push(line);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        (start.elapsed(), lines)
+    }
+
+    /// Every node's power cut at once: mysqld and the agents die together, each node
+    /// keeping the view they were all in; then the agents come back (generation `gen`).
+    async fn power_cut_and_back(&mut self, generation: u64) {
+        self.world.lock().unwrap().crash_all(&["n1", "n2", "n3"]);
+        for index in 0..3 {
+            self.stop_agent(index).await;
+        }
+        for index in 0..3 {
+            self.restart_agent(index, generation).await;
         }
     }
 
@@ -810,6 +1003,12 @@ async fn full_outage_boots_the_most_advanced_node_and_loses_no_write() {
         2,
         "one formation, one recovery bootstrap"
     );
+    assert!(
+        world.reforms.is_empty(),
+        "n1 crashed first and kept an older view than n2 and n3 (a staggered crash): \
+         pc.recovery cannot re-form, the election must not wait for it: {:?}",
+        world.reforms
+    );
     assert_eq!(
         world.max_connecting, 1,
         "the joiners entered the component one at a time (formation and recovery)"
@@ -861,6 +1060,8 @@ async fn a_state_transfer_longer_than_the_grace_is_not_an_outage() {
 #[tokio::test(start_paused = true)]
 async fn an_outage_during_the_joins_does_not_let_two_joiners_go_at_once_next_epoch() {
     let mut sim = Sim::new().await;
+    // the election's path under test: Galera's pc.recovery must not re-form it first
+    sim.world.lock().unwrap().pc_recovery_off();
     let mut recovery = sim.recovery();
     sim.drive(
         &mut recovery,
@@ -936,6 +1137,8 @@ async fn recovery_waits_for_the_most_advanced_node_that_comes_back_last() {
 #[tokio::test(start_paused = true)]
 async fn coordinator_killed_between_persisting_and_calling_resumes_the_same_epoch_and_node() {
     let (sim, mut recovery) = formed().await;
+    // the election's path under test: Galera's pc.recovery must not re-form it first
+    sim.world.lock().unwrap().pc_recovery_off();
     sim.world.lock().unwrap().write(2);
     for id in ["n1", "n2", "n3"] {
         sim.world.lock().unwrap().crash(id);
@@ -989,6 +1192,8 @@ async fn coordinator_killed_between_persisting_and_calling_resumes_the_same_epoc
 #[tokio::test(start_paused = true)]
 async fn a_finished_recovery_then_an_operator_override_at_once_is_not_refused() {
     let (mut sim, mut recovery) = formed().await;
+    // the election's path under test: Galera's pc.recovery must not re-form it first
+    sim.world.lock().unwrap().pc_recovery_off();
     sim.world.lock().unwrap().write(4);
     for id in ["n1", "n2", "n3"] {
         sim.world.lock().unwrap().crash(id);
@@ -1140,6 +1345,12 @@ async fn a_mysqld_that_ignores_its_stop_is_killed_and_the_recovery_goes_on() {
         world.bootstraps.len(),
         2,
         "one formation, one recovery bootstrap"
+    );
+    assert!(
+        world.reforms.is_empty(),
+        "n1 crashed first and kept an older view than n2 and n3 (a staggered crash): \
+         pc.recovery cannot re-form, the election must not wait for it: {:?}",
+        world.reforms
     );
     assert!(
         took < POSITION_RPC + Duration::from_secs(30),
@@ -1569,4 +1780,195 @@ async fn a_restore_holds_recovery_and_boots_the_restored_node_below_the_old_seqn
     for (id, node) in &world.nodes {
         assert_eq!(node.data, Some((BACKUP.to_string(), 7)), "{id}");
     }
+}
+
+/// Issue 20's fast path: every node lost power at once, so each kept the same Primary view
+/// in gvwstate.dat; once all three are back the coordinator starts them plainly and
+/// Galera's pc.recovery re-forms the component, with no election and no bootstrap.
+#[tokio::test(start_paused = true)]
+async fn all_at_once_the_fast_path_lets_pc_recovery_re_form_the_view_without_an_election() {
+    let (mut sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(9);
+    let committed = sim.world.lock().unwrap().primary.clone().unwrap().1;
+    // n3 committed last before the cut: the others are behind it on disk
+    for id in ["n1", "n2"] {
+        sim.world.lock().unwrap().nodes.get_mut(id).unwrap().data =
+            Some((UUID.into(), committed - 2));
+    }
+    let epoch = recovery.record().last_epoch;
+    sim.power_cut_and_back(2).await;
+    let (took, lines) = sim
+        .drive_lines(
+            &mut recovery,
+            "the fast path: all three synced",
+            Duration::from_secs(60),
+            all_synced,
+        )
+        .await;
+    eprintln!("all at once: re-formed in {took:?} of protocol time; {lines:#?}");
+    let world = sim.world.lock().unwrap();
+    assert_eq!(
+        world.bootstraps.len(),
+        1,
+        "formation's bootstrap only: {:?}",
+        world.bootstraps
+    );
+    assert_eq!(
+        world.reforms,
+        vec![(vec!["n1".into(), "n2".into(), "n3".into()], committed)],
+        "pc.recovery re-formed the view at the highest seqno"
+    );
+    assert_eq!(
+        world.primary.as_ref().unwrap().1,
+        committed,
+        "no write lost"
+    );
+    assert!(world.stops.is_empty(), "nothing stopped: {:?}", world.stops);
+    assert_eq!(recovery.record().last_epoch, epoch, "no election, no epoch");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("starting n1, n2, n3 for Galera's pc.recovery")),
+        "{lines:#?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// The fast path's refusal for a member missing: with n3 still down nothing is started
+/// (pc.recovery would wait for it, and the election needs its position anyway); once it
+/// is back the view is re-formed.
+#[tokio::test(start_paused = true)]
+async fn the_fast_path_starts_nothing_while_a_member_of_the_view_is_missing() {
+    let (mut sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(5);
+    sim.world.lock().unwrap().crash_all(&["n1", "n2", "n3"]);
+    for index in 0..3 {
+        sim.stop_agent(index).await;
+    }
+    for index in 0..2 {
+        sim.restart_agent(index, 2).await;
+    }
+    let starts_before = sim.world.lock().unwrap().starts.len();
+    let status = sim.tick_for(&mut recovery, Duration::from_secs(30)).await;
+    assert_eq!(
+        sim.world.lock().unwrap().starts.len(),
+        starts_before,
+        "a mysqld was started while n3 is missing"
+    );
+    assert!(
+        status.contains("waiting for the position of n3")
+            && status.contains("pc.recovery cannot: member(s) of the saved view not back: n3"),
+        "{status}"
+    );
+    sim.restart_agent(2, 2).await;
+    sim.drive(
+        &mut recovery,
+        "n3 back: all three synced",
+        Duration::from_secs(60),
+        all_synced,
+    )
+    .await;
+    let world = sim.world.lock().unwrap();
+    assert_eq!(world.bootstraps.len(), 1, "{:?}", world.bootstraps);
+    assert_eq!(world.reforms.len(), 1, "{:?}", world.reforms);
+}
+
+/// The fast path's refusal for a pc.recovery that does not finish: the election waits
+/// [`FAST_PATH_LIMIT`] for it, then stops the waiting mysqlds (reading their positions)
+/// and boots the most advanced node; never a bootstrap beside a re-formed component (the
+/// fake panics on one).
+#[tokio::test(start_paused = true)]
+async fn a_pc_recovery_that_does_not_finish_is_given_up_after_the_bound_and_the_election_boots() {
+    let (mut sim, mut recovery) = formed().await;
+    sim.world.lock().unwrap().write(6);
+    let committed = sim.world.lock().unwrap().primary.clone().unwrap().1;
+    sim.world.lock().unwrap().nodes.get_mut("n1").unwrap().data =
+        Some((UUID.into(), committed - 1));
+    sim.world.lock().unwrap().pc_recovery_hangs = true;
+    sim.power_cut_and_back(2).await;
+    let (took, lines) = sim
+        .drive_lines(
+            &mut recovery,
+            "the election after the fast path: all three synced",
+            Duration::from_secs(120),
+            all_synced,
+        )
+        .await;
+    eprintln!("pc.recovery hung: recovered in {took:?}; {lines:#?}");
+    let world = sim.world.lock().unwrap();
+    assert!(world.reforms.is_empty());
+    assert_eq!(world.bootstraps.len(), 2, "{:?}", world.bootstraps);
+    let (node, seqno) = world.bootstraps.last().unwrap();
+    assert_ne!(node, "n1", "n1 was behind");
+    assert_eq!(*seqno, committed);
+    let first_start = world
+        .starts
+        .iter()
+        .map(|(_, at)| *at)
+        .filter(|at| *at > world.bootstrap_times[0])
+        .min()
+        .unwrap();
+    let waited = world.bootstrap_times[1].duration_since(first_start);
+    assert!(
+        waited >= FAST_PATH_LIMIT,
+        "the election bootstrapped {waited:?} after the fast path's starts"
+    );
+    let mut stopped = world.stops.clone();
+    stopped.sort();
+    assert_eq!(
+        stopped,
+        ["n1", "n2", "n3"],
+        "the waiting mysqlds were stopped"
+    );
+    let reforming = lines
+        .iter()
+        .position(|l| l.contains("pc.recovery re-forming view 3 (n1, n2, n3)"))
+        .expect("the fast path's wait is shown");
+    let booted = lines
+        .iter()
+        .position(|l| l.contains("bootstrapped"))
+        .expect("the bootstrap is shown");
+    assert!(reforming < booted, "{lines:#?}");
+}
+
+/// The agent's own check: it starts mysqld for the fast path only when its gvwstate.dat
+/// holds the view named, so gossip that is stale or forged cannot make it start for
+/// another one.
+#[tokio::test(start_paused = true)]
+async fn an_agent_starts_for_the_fast_path_only_for_the_view_it_saved() {
+    let (mut sim, _recovery) = formed().await;
+    sim.power_cut_and_back(2).await;
+    let (seq, _) = sim.world.lock().unwrap().nodes["n1"]
+        .saved_view
+        .clone()
+        .unwrap();
+    let wrong = format!("{VIEW_UUID}:{}", seq + 1);
+    let starts = sim.world.lock().unwrap().starts.len();
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let refused = sim.direct.reform("n1", addr, &wrong).await.unwrap_err();
+    assert!(refused.is_refused(), "{refused}");
+    assert!(
+        refused.to_string().contains(&format!(
+            "this node saved Primary view {VIEW_UUID}:{seq}, not {wrong}"
+        )),
+        "{refused}"
+    );
+    sim.world
+        .lock()
+        .unwrap()
+        .nodes
+        .get_mut("n2")
+        .unwrap()
+        .saved_view = None;
+    let none = sim
+        .direct
+        .reform("n2", addr, &format!("{VIEW_UUID}:{seq}"))
+        .await
+        .unwrap_err();
+    assert!(none.to_string().contains("saved no Primary view"), "{none}");
+    assert_eq!(
+        sim.world.lock().unwrap().starts.len(),
+        starts,
+        "a refused request started mysqld"
+    );
 }

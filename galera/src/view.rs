@@ -130,6 +130,11 @@ impl SavedView {
         })
     }
 
+    /// The view's id as the fast path names it: `<view_uuid>:<seq>`.
+    pub fn view_id(&self) -> String {
+        format!("{}:{}", self.view_uuid, self.view_seq)
+    }
+
     fn same_view(&self, other: &SavedView) -> bool {
         self.view_uuid == other.view_uuid
             && self.view_seq == other.view_seq
@@ -151,6 +156,8 @@ pub enum Outlook {
     /// Every member of one saved view is live and saved that same view; `joiners` (live,
     /// outside that view) join it afterwards.
     Possible {
+        /// The view's id, `<view_uuid>:<seq>` ([`SavedView::view_id`]).
+        view_id: String,
         view_seq: u64,
         members: Vec<String>,
         joiners: Vec<String>,
@@ -170,6 +177,7 @@ impl fmt::Display for Outlook {
                 view_seq,
                 members,
                 joiners,
+                ..
             } => {
                 write!(
                     f,
@@ -258,6 +266,7 @@ pub fn outlook(members: &[MemberView<'_>]) -> Outlook {
         .collect();
     joiners.sort();
     Outlook::Possible {
+        view_id: first.view_id(),
         view_seq: first.view_seq,
         members: in_view,
         joiners,
@@ -331,6 +340,7 @@ member: b946dfe8-f202-11f1-90ac-c67bc9189718 0\n#vwend\n";
                 m("n3", true, Some(&c))
             ]),
             Outlook::Possible {
+                view_id: format!("{A}:3"),
                 view_seq: 3,
                 members: vec!["n1".into(), "n2".into(), "n3".into()],
                 joiners: vec![],
@@ -374,6 +384,7 @@ member: b946dfe8-f202-11f1-90ac-c67bc9189718 0\n#vwend\n";
                 m("n3", true, Some(&c4))
             ]),
             Outlook::Possible {
+                view_id: format!("{A}:4"),
                 view_seq: 4,
                 members: vec!["n2".into(), "n3".into()],
                 joiners: vec!["n1".into()],

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use triad_cluster::membership::Membership;
 use triad_galera::join::{next_joiner, MemberGalera};
 use triad_galera::position::{parse_reversing_history, GraState, Position, ReversingHistory};
+use triad_galera::view::SavedView;
 use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 
 use super::host::{GaleraHost, HostError};
@@ -753,17 +754,35 @@ impl GaleraDriver {
         }
         let mut memory = self.memory.lock().await;
         let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
-        if memory.left {
-            return Err(GaleraError::Refused(
-                "this node left the cluster (scale-in); restart its agent to undo".into(),
+        self.may_start(&memory)?;
+        // a restore's hold ends with the coordinator's join
+        memory.restoring = None;
+        if observed.unit.is_running() {
+            return Ok(format!(
+                "mysqld already running ({})",
+                derive_state(&observed)
             ));
         }
-        refuse_while_restoring(&memory)?;
-        memory.restoring = None;
-        if let Some(ahead) = memory.ahead {
+        tracing::info!(node = %self.node_id, epoch, "joining the Primary component");
+        self.start_plainly(&mut memory, &observed).await?;
+        Ok("mysqld starting".into())
+    }
+
+    /// A full outage's fast path (issue 20): start mysqld plainly so that Galera's
+    /// pc.recovery re-forms `view` (`<view uuid>:<seq>`), the Primary view the coordinator
+    /// saw every member save. Only when this node's `gvwstate.dat` holds that view: Galera
+    /// then waits for every member of it and never forms a component without them, so no
+    /// second Primary and no stale bootstrap can come of it.
+    pub async fn reform(&self, view: &str) -> Result<String, GaleraError> {
+        if !self.settings.managed {
+            return Err(GaleraError::NotManaged);
+        }
+        let mut memory = self.memory.lock().await;
+        let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
+        self.may_start(&memory)?;
+        if let Some(id) = &memory.restoring {
             return Err(GaleraError::Refused(format!(
-                "this node is ahead of the Primary component ({ahead}); joining would abort \
-                 again and an SST would discard its extra events"
+                "this node is held for restoring backup {id}; only a bootstrap or join ends it"
             )));
         }
         if observed.unit.is_running() {
@@ -772,16 +791,63 @@ impl GaleraDriver {
                 derive_state(&observed)
             ));
         }
+        let saved = self
+            .host
+            .saved_view()
+            .await
+            .and_then(|raw| SavedView::from_gossip(&raw).ok());
+        match saved {
+            Some(saved) if saved.view_id() == view => {}
+            Some(saved) => {
+                return Err(GaleraError::Refused(format!(
+                    "this node saved Primary view {}, not {view}",
+                    saved.view_id()
+                )))
+            }
+            None => {
+                return Err(GaleraError::Refused(format!(
+                    "this node saved no Primary view (no readable gvwstate.dat), not {view}"
+                )))
+            }
+        }
+        tracing::warn!(node = %self.node_id, view, "full outage: starting mysqld for Galera's pc.recovery to re-form Primary view {view}");
+        self.start_plainly(&mut memory, &observed).await?;
+        Ok(format!("mysqld starting to re-form view {view}"))
+    }
+
+    /// Whether the coordinator may start this node's mysqld now: not after a scale-in
+    /// leave, not while a restore writes the datadir, never when the node is ahead.
+    fn may_start(&self, memory: &Memory) -> Result<(), GaleraError> {
+        if memory.left {
+            return Err(GaleraError::Refused(
+                "this node left the cluster (scale-in); restart its agent to undo".into(),
+            ));
+        }
+        refuse_while_restoring(memory)?;
+        if let Some(ahead) = memory.ahead {
+            return Err(GaleraError::Refused(format!(
+                "this node is ahead of the Primary component ({ahead}); joining would abort \
+                 again and an SST would discard its extra events"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A plain start of the stopped mysqld, with the recovered position handed over.
+    async fn start_plainly(
+        &self,
+        memory: &mut Memory,
+        observed: &Observed,
+    ) -> Result<(), GaleraError> {
         if observed.unit == UnitState::Failed {
             self.host.reset_failed().await?;
         }
-        tracing::info!(node = %self.node_id, epoch, "joining the Primary component");
         memory.last_start = Some(Instant::now());
         memory.start_pending = true;
-        self.prepare_start(&observed).await;
+        self.prepare_start(observed).await;
         memory.recovered = None;
         self.host.start().await?;
-        Ok("mysqld starting".into())
+        Ok(())
     }
 }
 

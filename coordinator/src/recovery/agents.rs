@@ -40,6 +40,9 @@ pub trait Agents: Send + Sync {
     /// replaced. Any other error may have acted (mysqld started and failed): retry the
     /// same decision.
     async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, AgentError>;
+    /// The fast path: start `node`'s mysqld for Galera's pc.recovery to re-form `view`
+    /// (`<view uuid>:<seq>`); refused when the node did not save that view.
+    async fn reform(&self, node: &str, grpc: SocketAddr, view: &str) -> Result<String, AgentError>;
 }
 
 /// Agents over gRPC, one short-lived connection per call.
@@ -110,6 +113,19 @@ impl Agents for GrpcAgents {
 
     async fn join(&self, node: &str, grpc: SocketAddr, epoch: u64) -> Result<String, AgentError> {
         let mut client = self.client(node, grpc).await?;
-        answer(node, client.join(v1::JoinRequest { epoch }).await).map(|reply| reply.message)
+        let request = v1::JoinRequest {
+            epoch,
+            pc_recovery_view: String::new(),
+        };
+        answer(node, client.join(request).await).map(|reply| reply.message)
+    }
+
+    async fn reform(&self, node: &str, grpc: SocketAddr, view: &str) -> Result<String, AgentError> {
+        let mut client = self.client(node, grpc).await?;
+        let request = v1::JoinRequest {
+            epoch: 0,
+            pc_recovery_view: view.to_string(),
+        };
+        answer(node, client.join(request).await).map(|reply| reply.message)
     }
 }

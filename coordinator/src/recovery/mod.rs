@@ -81,6 +81,8 @@ pub struct GaleraStatus {
     pub bootstrapping_secs: Option<f64>,
     /// The last decision that finished here.
     pub last_decision: Option<FinishedDecision>,
+    /// The outage's fast path: "view 3 re-forming", or why it was given up.
+    pub fast_path: Option<String>,
 }
 
 /// A finished decision's timing, for /metrics.
@@ -281,6 +283,10 @@ impl Recovery {
             phase: d.phase.clone(),
         });
         let last_epoch = self.record.last_epoch;
+        let fast_path = self.memory.fast_path.as_ref().map(|f| match &f.gave_up {
+            None => format!("view {} re-forming", f.view_seq),
+            Some(why) => format!("given up: {why}"),
+        });
         self.status.send_if_modified(|status| {
             if status.line != text {
                 tracing::info!(galera = %text, "galera status");
@@ -289,6 +295,7 @@ impl Recovery {
                 line: text,
                 open,
                 last_epoch,
+                fast_path,
                 ..GaleraStatus::default()
             };
             track_timing(status, &mut next, std::time::Instant::now());
@@ -353,7 +360,44 @@ impl Recovery {
                 then_join,
             } => self.bootstrap(decision, grpc, then_join, now).await,
             Step::Elect { members } => self.elect(&core, members, now).await,
+            Step::Reform { view, members } => self.reform(&view, members).await,
         }
+    }
+
+    /// The fast path's starts, all at once (pc.recovery needs every member up). A member
+    /// that refuses or cannot be reached ends the fast path: the election takes over on
+    /// the next pass, and stops whatever mysqld did start, reading positions.
+    async fn reform(&mut self, view: &str, members: Vec<(String, SocketAddr)>) {
+        let mut calls = tokio::task::JoinSet::new();
+        for (node, grpc) in members {
+            let (agents, view) = (self.agents.clone(), view.to_string());
+            calls.spawn(async move {
+                let result = agents.reform(&node, grpc, &view).await;
+                (node, result)
+            });
+        }
+        let mut failed = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            let Ok((node, result)) = joined else {
+                failed.push("a start call panicked".to_string());
+                continue;
+            };
+            match result {
+                Ok(message) => tracing::info!(node, view, %message, "fast path start"),
+                Err(error) => {
+                    tracing::warn!(node, view, %error, "fast path start failed; the election takes over");
+                    failed.push(format!("{node}: {error}"));
+                }
+            }
+        }
+        if failed.is_empty() {
+            return;
+        }
+        let why = format!("a start was not made ({})", failed.join("; "));
+        if let Some(fast) = self.memory.fast_path.as_mut() {
+            fast.gave_up = Some(why.clone());
+        }
+        self.set_status(format!("full outage: fast path given up: {why}; electing"));
     }
 
     async fn bootstrap(
@@ -493,7 +537,7 @@ impl Recovery {
                 "full outage: waiting for the position of {} ({}); {}",
                 missing.join(", "),
                 problems.join("; "),
-                plan::pc_recovery_outlook(core)
+                plan::outage_note(&self.memory, core)
             )),
             Election::Refused { reason } => self.set_status(format!(
                 "full outage: automatic bootstrap refused: {reason}"

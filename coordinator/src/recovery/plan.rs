@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use triad_galera::join::{next_joiner, MemberGalera, JOIN_SETTLE};
-use triad_galera::position::Position;
+use triad_galera::position::{Position, ZERO_UUID};
 use triad_galera::view::{outlook, MemberView, Outlook, SavedView};
 use triad_proto::gossip::{GaleraKeys, GaleraState, Role};
 
@@ -23,6 +23,16 @@ use crate::view::ClusterView;
 
 /// A refused or failed bootstrap is retried after this long, not on every pass.
 pub const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
+
+/// How long the fast path lets Galera's pc.recovery re-form the saved view before the
+/// election takes over (the lab: 2.6-3.7 s from mysqld's start when it works; it waits
+/// for good when it cannot).
+pub const FAST_PATH_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long an outage waits for a live member's first Galera report before electing
+/// without it (a just-started agent answers positions before it gossips its saved view,
+/// and the election would then win the race against the fast path).
+pub const FIRST_REPORT_WAIT: Duration = Duration::from_secs(10);
 
 /// One core member as gossip shows it.
 pub struct Core<'a> {
@@ -79,6 +89,23 @@ pub struct Memory {
     /// The epoch, the member last asked to join in it, and since when (bounds the
     /// one-at-a-time wait; a join of an earlier epoch does not count).
     pub last_join: Option<(u64, String, Instant)>,
+    /// This outage's fast path, once taken (cleared when a component is Primary again).
+    pub fast_path: Option<FastPath>,
+    /// Since when a live member of the election has not reported its Galera state yet.
+    pub unreported_since: Option<Instant>,
+}
+
+/// The fast path of one outage: every member of the saved Primary view was asked to start
+/// for Galera's pc.recovery; the election waits [`FAST_PATH_LIMIT`] for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FastPath {
+    /// `<view uuid>:<seq>`.
+    pub view_id: String,
+    pub view_seq: u64,
+    pub members: Vec<String>,
+    pub since: Instant,
+    /// Why the election took over (a refusal, or the bound passed).
+    pub gave_up: Option<String>,
 }
 
 impl Memory {
@@ -110,6 +137,12 @@ pub enum Step {
     /// The grace is over and nothing is decided: ask `members` for their positions and
     /// elect.
     Elect { members: BTreeSet<String> },
+    /// The fast path: ask each of `members` (id, gRPC) to start mysqld for Galera's
+    /// pc.recovery to re-form the saved Primary view `view` (`<view uuid>:<seq>`).
+    Reform {
+        view: String,
+        members: Vec<(String, SocketAddr)>,
+    },
 }
 
 /// One pass's plan.
@@ -128,7 +161,8 @@ pub struct Plan {
 /// - while a component is Primary: record its members (the last Primary view) and, after a
 ///   bootstrap, join the stopped members one at a time;
 /// - with a decision and no component: bootstrap the chosen node once it is live;
-/// - with neither, after the grace period: an election.
+/// - with neither: the fast path when Galera's pc.recovery can re-form the last Primary
+///   view by itself ([`fast_path`]), else, after the grace period, an election.
 pub fn plan(
     record: &GaleraRecord,
     memory: &Memory,
@@ -163,6 +197,12 @@ pub fn plan(
         // a component whose only Synced member became a donor is still Primary: it is
         // serving a joiner's state transfer, not down
         plan.memory.outage_since = None;
+        plan.memory.unreported_since = None;
+        if let Some(fast) = plan.memory.fast_path.take() {
+            if fast.gave_up.is_none() {
+                tracing::warn!(view = %fast.view_id, secs = now.at.saturating_duration_since(fast.since).as_secs_f64(), "full outage: Galera's pc.recovery re-formed the Primary component (view {}) without an election", fast.view_seq);
+            }
+        }
         let (status, step) = with_primary(&mut plan.record, memory, core, synced, now);
         plan.status = Some(status);
         plan.step = step;
@@ -174,19 +214,178 @@ pub fn plan(
     }
     let since = *plan.memory.outage_since.get_or_insert(now.at);
     let down_for = now.at.saturating_duration_since(since);
+    let members = members_for_election(&plan.record, settings, core);
+    if let Some((status, step)) = fast_path(&mut plan.memory, &members, core, now) {
+        plan.status = Some(status);
+        plan.step = step;
+        return plan;
+    }
+    let unreported: Vec<&str> = core
+        .iter()
+        .filter(|c| c.live && c.state == GaleraState::Unknown && members.contains(c.id))
+        .map(|c| c.id)
+        .collect();
+    if unreported.is_empty() {
+        plan.memory.unreported_since = None;
+    }
     if down_for < settings.grace {
         plan.status = Some(format!(
             "no Primary component for {:.1}s (grace {:?}); {}",
             down_for.as_secs_f64(),
             settings.grace,
-            pc_recovery_outlook(core)
+            outage_note(&plan.memory, core)
         ));
-    } else if !memory.retry_pending(now) {
-        plan.step = Step::Elect {
-            members: members_for_election(&plan.record, settings, core),
-        };
+        return plan;
+    }
+    if !unreported.is_empty() {
+        let waiting = *plan.memory.unreported_since.get_or_insert(now.at);
+        if now.at.saturating_duration_since(waiting) < FIRST_REPORT_WAIT {
+            plan.status = Some(format!(
+                "full outage: waiting for the first Galera report of {} (up to {:?}) before \
+                 electing",
+                unreported.join(", "),
+                FIRST_REPORT_WAIT
+            ));
+            return plan;
+        }
+    }
+    if !memory.retry_pending(now) {
+        plan.step = Step::Elect { members };
     }
     plan
+}
+
+/// The outage's note for the status line: why the fast path gave up, else what Galera's
+/// pc.recovery could do ([`pc_recovery_outlook`]).
+pub fn outage_note(memory: &Memory, core: &[Core<'_>]) -> String {
+    match memory.fast_path.as_ref().and_then(|f| f.gave_up.as_ref()) {
+        Some(why) => format!("fast path given up: {why}"),
+        None => pc_recovery_outlook(core).to_string(),
+    }
+}
+
+/// The fast path of a full outage (issue 20): when every member of the last Primary view
+/// is back, stopped, with that same view saved, ask them all to start plainly and let
+/// Galera's pc.recovery re-form the component (it waits for every member of the view and
+/// never forms one without them, so it cannot make a second Primary). The election waits
+/// meanwhile — it would stop those mysqlds to read their positions, and a clean stop
+/// deletes the saved view — up to [`FAST_PATH_LIMIT`], then takes over for the rest of
+/// the outage. Not taken when a member the election would wait for is outside the saved
+/// view and not known to be behind it (a later Primary the view does not know of, e.g. an
+/// operator's bootstrap of that node, would be lost), or when a member runs or has not
+/// reported. Returns the status and step while it holds the election.
+pub fn fast_path(
+    memory: &mut Memory,
+    members: &BTreeSet<String>,
+    core: &[Core<'_>],
+    now: Now,
+) -> Option<(String, Step)> {
+    if let Some(fast) = &mut memory.fast_path {
+        if fast.gave_up.is_some() {
+            return None;
+        }
+        let waited = now.at.saturating_duration_since(fast.since);
+        if waited < FAST_PATH_LIMIT {
+            let status = format!(
+                "full outage: Galera's pc.recovery re-forming view {} ({}) for {:.1}s (up to \
+                 {:?}); no election meanwhile",
+                fast.view_seq,
+                fast.members.join(", "),
+                waited.as_secs_f64(),
+                FAST_PATH_LIMIT
+            );
+            return Some((status, Step::Wait));
+        }
+        let why = format!(
+            "pc.recovery did not re-form view {} within {:?}",
+            fast.view_seq, FAST_PATH_LIMIT
+        );
+        tracing::warn!(view = %fast.view_id, "full outage: {why}; electing");
+        fast.gave_up = Some(why);
+        return None;
+    }
+    let Outlook::Possible {
+        view_id,
+        view_seq,
+        members: view_members,
+        ..
+    } = pc_recovery_outlook(core)
+    else {
+        return None;
+    };
+    let in_view: Vec<&Core<'_>> = core
+        .iter()
+        .filter(|c| view_members.iter().any(|m| m == c.id))
+        .collect();
+    let all_stopped = in_view
+        .iter()
+        .all(|c| c.live && c.state == GaleraState::Stopped && c.grpc.is_some());
+    if !all_stopped || fast_path_blocker(members, &view_members, core).is_some() {
+        return None;
+    }
+    let targets: Vec<(String, SocketAddr)> = in_view
+        .iter()
+        .filter_map(|c| Some((c.id.to_string(), c.grpc?)))
+        .collect();
+    let status = format!(
+        "full outage: every member of Primary view {view_seq} is back with it saved; \
+         starting {} for Galera's pc.recovery (up to {:?}, then an election)",
+        view_members.join(", "),
+        FAST_PATH_LIMIT
+    );
+    memory.fast_path = Some(FastPath {
+        view_id: view_id.clone(),
+        view_seq,
+        members: view_members,
+        since: now.at,
+        gave_up: None,
+    });
+    Some((
+        status,
+        Step::Reform {
+            view: view_id,
+            members: targets,
+        },
+    ))
+}
+
+/// Why a member the election would wait for keeps the fast path from starting, when it
+/// does: outside the saved view and not back, not reported, or not behind the view's
+/// members (another history, or a higher seqno: a Primary formed after the saved view).
+pub fn fast_path_blocker(
+    members: &BTreeSet<String>,
+    view_members: &[String],
+    core: &[Core<'_>],
+) -> Option<String> {
+    let in_view = |id: &str| view_members.iter().any(|m| m == id);
+    let view_keys: Vec<&GaleraKeys> = core
+        .iter()
+        .filter(|c| in_view(c.id))
+        .map(|c| c.keys)
+        .collect();
+    for id in members.iter().filter(|id| !in_view(id)) {
+        let Some(member) = core.iter().find(|c| c.id == id).filter(|c| c.live) else {
+            return Some(format!("{id} is outside the saved view and not back"));
+        };
+        let (Some(uuid), Some(seqno)) = (&member.keys.uuid, member.keys.seqno) else {
+            return Some(format!(
+                "{id} is outside the saved view and reported no position"
+            ));
+        };
+        if uuid == ZERO_UUID && seqno == -1 {
+            continue; // an empty datadir: it joins by a state transfer
+        }
+        let same_history = view_keys.iter().all(|k| k.uuid.as_deref() == Some(uuid));
+        let highest = view_keys.iter().filter_map(|k| k.seqno).max();
+        let behind = matches!(highest, Some(h) if seqno >= 0 && seqno <= h)
+            && view_keys.iter().all(|k| k.seqno.is_some());
+        if !same_history || !behind {
+            return Some(format!(
+                "{id} is outside the saved view at {uuid}:{seqno}, not known to be behind it"
+            ));
+        }
+    }
+    None
 }
 
 /// Whether Galera's pc.recovery could re-form the last Primary view by itself, from the
@@ -612,6 +811,250 @@ mod tests {
                  differ (n1 view 3, n2 view 4, n3 view 4)"
             )
         );
+    }
+
+    /// Keys of a crashed member that saved `members` (node numbers) as view `seq`.
+    fn crashed(n: u8, seq: u32, members: &[u8], seqno: i64) -> GaleraKeys {
+        let uuid = |n: u8| format!("b6f3ff34-f202-11f1-baf6-3a9e48dd48{n:02x}");
+        let members: Vec<String> = members.iter().map(|m| uuid(*m)).collect();
+        GaleraKeys {
+            saved_view: Some(format!(
+                "{} {}:{seq} {}",
+                uuid(n),
+                uuid(1),
+                members.join(",")
+            )),
+            seqno: Some(seqno),
+            ..keys(GaleraState::Stopped, false, 0)
+        }
+    }
+
+    #[test]
+    fn the_fast_path_starts_every_member_then_holds_the_election_until_its_bound() {
+        let back = [
+            ("n1", true, crashed(1, 3, &[1, 2, 3], 7)),
+            ("n2", true, crashed(2, 3, &[1, 2, 3], 7)),
+            ("n3", true, crashed(3, 3, &[1, 2, 3], 6)),
+        ];
+        let core = cores(&back);
+        let record = GaleraRecord {
+            last_primary_view: vec!["n1".into(), "n2".into(), "n3".into()],
+            ..GaleraRecord::default()
+        };
+        let t0 = Now::current();
+        let first = plan(
+            &record,
+            &Memory::default(),
+            &core,
+            &settings(&["n1", "n2", "n3"]),
+            t0,
+        );
+        let view = "b6f3ff34-f202-11f1-baf6-3a9e48dd4801:3".to_string();
+        assert_eq!(
+            first.step,
+            Step::Reform {
+                view: view.clone(),
+                members: ["n1", "n2", "n3"]
+                    .map(|n| (n.to_string(), grpc(n)))
+                    .to_vec(),
+            },
+            "no grace: a start cannot form a second component"
+        );
+        assert_eq!(first.record, record, "the fast path persists nothing");
+        let fast = first.memory.fast_path.clone().unwrap();
+        assert_eq!((fast.view_id, fast.gave_up), (view, None));
+        // the mysqlds started and wait for each other: no election meanwhile
+        let waiting = [
+            (
+                "n1",
+                true,
+                GaleraKeys {
+                    state: GaleraState::Joining,
+                    ..crashed(1, 3, &[1, 2, 3], 7)
+                },
+            ),
+            (
+                "n2",
+                true,
+                GaleraKeys {
+                    state: GaleraState::Joining,
+                    ..crashed(2, 3, &[1, 2, 3], 7)
+                },
+            ),
+            ("n3", true, crashed(3, 3, &[1, 2, 3], 6)),
+        ];
+        let settings = settings(&["n1", "n2", "n3"]);
+        let mid = plan(
+            &record,
+            &first.memory,
+            &cores(&waiting),
+            &settings,
+            t0.later(Duration::from_secs(5)),
+        );
+        assert_eq!(mid.step, Step::Wait);
+        assert_eq!(
+            mid.status.as_deref(),
+            Some(
+                "full outage: Galera's pc.recovery re-forming view 3 (n1, n2, n3) for 5.0s (up \
+                 to 10s); no election meanwhile"
+            )
+        );
+        // past the bound the election takes over for the rest of the outage
+        let over = plan(
+            &record,
+            &mid.memory,
+            &cores(&waiting),
+            &settings,
+            t0.later(FAST_PATH_LIMIT),
+        );
+        assert!(matches!(over.step, Step::Elect { .. }), "{:?}", over.step);
+        assert_eq!(
+            outage_note(&over.memory, &cores(&waiting)),
+            "fast path given up: pc.recovery did not re-form view 3 within 10s"
+        );
+        let again = plan(
+            &record,
+            &over.memory,
+            &core,
+            &settings,
+            t0.later(FAST_PATH_LIMIT * 2),
+        );
+        assert!(
+            matches!(again.step, Step::Elect { .. }),
+            "not retried: {:?}",
+            again.step
+        );
+        // a Primary component ends the outage and forgets the fast path
+        let formed = [
+            ("n1", true, keys(GaleraState::Synced, true, 3)),
+            ("n2", true, keys(GaleraState::Synced, true, 3)),
+            ("n3", true, keys(GaleraState::Synced, true, 3)),
+        ];
+        let done = plan(
+            &record,
+            &mid.memory,
+            &cores(&formed),
+            &settings,
+            t0.later(Duration::from_secs(6)),
+        );
+        assert_eq!(done.memory.fast_path, None);
+    }
+
+    #[test]
+    fn the_fast_path_is_not_taken_past_a_member_it_cannot_vouch_for() {
+        let settings = settings(&["n1", "n2", "n3", "n4"]);
+        let t0 = Now::current();
+        let past_grace = Memory {
+            outage_since: Some(t0.at),
+            ..Memory::default()
+        };
+        let now = t0.later(Duration::from_secs(3));
+        let with_n4 = |n4: Option<GaleraKeys>| {
+            let mut members = vec![
+                ("n1", true, crashed(1, 3, &[1, 2, 3], 7)),
+                ("n2", true, crashed(2, 3, &[1, 2, 3], 7)),
+                ("n3", true, crashed(3, 3, &[1, 2, 3], 7)),
+            ];
+            if let Some(keys) = n4 {
+                members.push(("n4", true, keys));
+            }
+            members
+        };
+        let step = |members: &[(&str, bool, GaleraKeys)]| {
+            plan(
+                &GaleraRecord::default(),
+                &past_grace,
+                &cores(members),
+                &settings,
+                now,
+            )
+            .step
+        };
+        // n4 (a configured member) away: its position is unknown, the election waits for it
+        assert!(matches!(step(&with_n4(None)), Step::Elect { .. }));
+        let n4_at = |uuid: &str, seqno: i64| GaleraKeys {
+            uuid: Some(uuid.into()),
+            seqno: Some(seqno),
+            ..keys(GaleraState::Stopped, false, 0)
+        };
+        // behind the view's members, or an empty datadir: it joins after the re-form
+        assert!(matches!(
+            step(&with_n4(Some(n4_at("u", 6)))),
+            Step::Reform { .. }
+        ));
+        assert!(matches!(
+            step(&with_n4(Some(n4_at(ZERO_UUID, -1)))),
+            Step::Reform { .. }
+        ));
+        // ahead of them (a Primary the saved view does not know of), or another history
+        assert!(matches!(
+            step(&with_n4(Some(n4_at("u", 8)))),
+            Step::Elect { .. }
+        ));
+        assert!(matches!(
+            step(&with_n4(Some(n4_at("other", 1)))),
+            Step::Elect { .. }
+        ));
+        let members: BTreeSet<String> = ["n1", "n2", "n3", "n4"].map(String::from).into();
+        let ahead = with_n4(Some(n4_at("u", 8)));
+        assert_eq!(
+            fast_path_blocker(
+                &members,
+                &["n1".into(), "n2".into(), "n3".into()],
+                &cores(&ahead)
+            ),
+            Some("n4 is outside the saved view at u:8, not known to be behind it".into())
+        );
+        // a member of the view still running (not crashed): the election's way
+        let running = [
+            (
+                "n1",
+                true,
+                GaleraKeys {
+                    state: GaleraState::PrimaryLost,
+                    ..crashed(1, 3, &[1, 2, 3], 7)
+                },
+            ),
+            ("n2", true, crashed(2, 3, &[1, 2, 3], 7)),
+            ("n3", true, crashed(3, 3, &[1, 2, 3], 7)),
+        ];
+        assert!(matches!(step(&running), Step::Elect { .. }));
+    }
+
+    #[test]
+    fn an_outage_waits_a_bound_for_a_live_member_s_first_galera_report() {
+        let t0 = Now::current();
+        let past_grace = Memory {
+            outage_since: Some(t0.at),
+            ..Memory::default()
+        };
+        let members = [
+            ("n1", true, crashed(1, 3, &[1, 2, 3], 7)),
+            ("n2", true, crashed(2, 3, &[1, 2, 3], 7)),
+            ("n3", true, GaleraKeys::default()),
+        ];
+        let settings = settings(&[]);
+        let now = t0.later(Duration::from_secs(3));
+        let first = plan(
+            &GaleraRecord::default(),
+            &past_grace,
+            &cores(&members),
+            &settings,
+            now,
+        );
+        assert_eq!(first.step, Step::Wait);
+        assert_eq!(
+            first.status.as_deref(),
+            Some("full outage: waiting for the first Galera report of n3 (up to 10s) before electing")
+        );
+        let later = plan(
+            &GaleraRecord::default(),
+            &first.memory,
+            &cores(&members),
+            &settings,
+            now.later(FIRST_REPORT_WAIT),
+        );
+        assert!(matches!(later.step, Step::Elect { .. }), "{:?}", later.step);
     }
 
     #[test]

@@ -159,10 +159,16 @@ pub struct BootstrapReply {
     #[prost(string, tag = "2")]
     pub message: ::prost::alloc::string::String,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JoinRequest {
     #[prost(uint64, tag = "1")]
     pub epoch: u64,
+    /// Empty: join the Primary component of `epoch`. Otherwise `<view uuid>:<seq>`, the Primary
+    /// view every member saved in gvwstate.dat: the agent starts mysqld plainly only when its
+    /// own saved view is that one (Galera then re-forms the component once every member of
+    /// the view is back, and never forms one without them).
+    #[prost(string, tag = "2")]
+    pub pc_recovery_view: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JoinReply {
@@ -873,7 +879,8 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "Bootstrap"));
             self.inner.unary(req, path, codec).await
         }
-        /// Start this node's mysqld to join the Primary component.
+        /// Start this node's mysqld to join the Primary component, or, with `pc_recovery_view`,
+        /// to let Galera's pc.recovery re-form that saved Primary view (a full outage's fast path).
         pub async fn join(
             &mut self,
             request: impl tonic::IntoRequest<super::JoinRequest>,
@@ -1354,7 +1361,8 @@ pub mod agent_service_server {
             &self,
             request: tonic::Request<super::BootstrapRequest>,
         ) -> std::result::Result<tonic::Response<super::BootstrapReply>, tonic::Status>;
-        /// Start this node's mysqld to join the Primary component.
+        /// Start this node's mysqld to join the Primary component, or, with `pc_recovery_view`,
+        /// to let Galera's pc.recovery re-form that saved Primary view (a full outage's fast path).
         async fn join(
             &self,
             request: tonic::Request<super::JoinRequest>,
