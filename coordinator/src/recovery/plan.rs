@@ -37,6 +37,8 @@ pub const FIRST_REPORT_WAIT: Duration = Duration::from_secs(10);
 /// One core member as gossip shows it.
 pub struct Core<'a> {
     pub id: &'a str,
+    /// The agent's incarnation (a reboot or agent restart is a new one).
+    pub generation: u64,
     pub live: bool,
     pub grpc: Option<SocketAddr>,
     pub state: GaleraState,
@@ -54,7 +56,11 @@ pub struct Core<'a> {
 pub fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
     view.members()
         .filter(|m| m.keys.role == Role::Core && m.keys.galera.state != GaleraState::NotManaged)
-        .map(|m| core_of(&m.node_id, m.live, m.keys.grpc, &m.keys.galera))
+        .map(|m| {
+            let mut core = core_of(&m.node_id, m.live, m.keys.grpc, &m.keys.galera);
+            core.generation = m.generation;
+            core
+        })
         .collect()
 }
 
@@ -68,6 +74,7 @@ pub fn core_of<'a>(
     let in_component = live && keys.cluster_status.as_deref() == Some("Primary");
     Core {
         id,
+        generation: 0,
         live,
         grpc,
         state: keys.state,
@@ -103,6 +110,9 @@ pub struct FastPath {
     pub view_id: String,
     pub view_seq: u64,
     pub members: Vec<String>,
+    /// The members' incarnations when they were asked: a member that reboots meanwhile
+    /// makes it a new outage, planned afresh.
+    pub generations: Vec<(String, u64)>,
     pub since: Instant,
     /// Why the election took over (a refusal, or the bound passed).
     pub gave_up: Option<String>,
@@ -280,6 +290,17 @@ pub fn fast_path(
     core: &[Core<'_>],
     now: Now,
 ) -> Option<(String, Step)> {
+    let outlook = pc_recovery_outlook(core);
+    let rebooted = memory.fast_path.as_ref().is_some_and(|fast| {
+        fast.generations.iter().any(|(id, generation)| {
+            core.iter()
+                .any(|c| c.id == id && c.live && c.generation != *generation)
+        })
+    });
+    if rebooted {
+        tracing::info!("full outage: a member of the fast path's view came back as a new incarnation; planning afresh");
+        memory.fast_path = None;
+    }
     if let Some(fast) = &mut memory.fast_path {
         if fast.gave_up.is_some() {
             return None;
@@ -309,7 +330,7 @@ pub fn fast_path(
         view_seq,
         members: view_members,
         ..
-    } = pc_recovery_outlook(core)
+    } = outlook
     else {
         return None;
     };
@@ -337,6 +358,10 @@ pub fn fast_path(
         view_id: view_id.clone(),
         view_seq,
         members: view_members,
+        generations: in_view
+            .iter()
+            .map(|c| (c.id.to_string(), c.generation))
+            .collect(),
         since: now.at,
         gave_up: None,
     });
@@ -923,6 +948,36 @@ mod tests {
             matches!(again.step, Step::Elect { .. }),
             "not retried: {:?}",
             again.step
+        );
+        // ... unless the nodes went down again and came back (new incarnations): the
+        // lab's bench crashed them again before gossip showed the re-formed component
+        let mut rebooted = cores(&back);
+        for member in &mut rebooted {
+            member.generation += 1;
+        }
+        let fresh = plan(
+            &record,
+            &over.memory,
+            &rebooted,
+            &settings,
+            t0.later(FAST_PATH_LIMIT * 2),
+        );
+        assert!(
+            matches!(fresh.step, Step::Reform { .. }),
+            "{:?}",
+            fresh.step
+        );
+        let mid_rebooted = plan(
+            &record,
+            &first.memory,
+            &rebooted,
+            &settings,
+            t0.later(Duration::from_secs(5)),
+        );
+        assert!(
+            matches!(mid_rebooted.step, Step::Reform { .. }),
+            "{:?}",
+            mid_rebooted.step
         );
         // a Primary component ends the outage and forgets the fast path
         let formed = [
