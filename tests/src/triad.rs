@@ -903,48 +903,69 @@ fn strip_ansi(line: &str) -> String {
 }
 
 /// The phases of a full-outage recovery from the coordinator's log, in seconds relative to
-/// `since` (the moment the last node was running again; negative = before it): the bootstrap
-/// outage seen, the bootstrap decided (every position in), the bootstrap done (Primary),
-/// every member synced (joins done), found in that order. Only lines at or after `from` count (the crash). `None` until every phase is
+/// `since` (the moment the last node was running again; negative = before it), found in
+/// order, by either path: the election's (outage seen, bootstrap decided with every position
+/// in, bootstrapped, decision closed with every member Synced) or the fast path's (outage
+/// seen, every member started for Galera's pc.recovery, the component re-formed). Only
+/// lines at or after `from` count (the crash). `None` until one path's phases are all
 /// logged; the text is one line for the test output and the closing notes.
 pub fn recovery_breakdown(
     log: &Path,
     from: std::time::SystemTime,
     since: std::time::SystemTime,
 ) -> Option<String> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let marks: [(&str, &str); 4] = [
-        ("outage seen", "full outage: waiting for the position"),
+    const OUTAGE: (&str, &[&str]) = (
+        "outage seen",
+        &["galera=no Primary component", "galera=full outage"],
+    );
+    let election: [(&str, &[&str]); 4] = [
+        OUTAGE,
         (
             "positions in, bootstrap decided",
-            "galera bootstrap decided and persisted",
+            &["galera bootstrap decided and persisted"],
         ),
-        ("bootstrapped (Primary)", "bootstrapped"),
+        ("bootstrapped (Primary)", &["bootstrapped"]),
+        ("joins done, all synced", &["galera decision closed"]),
+    ];
+    let fast: [(&str, &[&str]); 3] = [
+        OUTAGE,
         (
-            "joins done, all synced",
-            "galera recovered: every member synced",
+            "fast path: every member started",
+            &["for Galera's pc.recovery (up to"],
+        ),
+        (
+            "pc.recovery re-formed (Primary)",
+            &["re-formed the Primary component"],
         ),
     ];
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<(f64, String)> = text
+        .lines()
+        .map(strip_ansi)
+        .filter_map(|line| {
+            let at = humantime::parse_rfc3339_weak(line.split_whitespace().next()?).ok()?;
+            if at < from {
+                return None;
+            }
+            let offset = match at.duration_since(since) {
+                Ok(after) => after.as_secs_f64(),
+                Err(before) => -before.duration().as_secs_f64(),
+            };
+            Some((offset, line))
+        })
+        .collect();
+    phases(&lines, &fast).or_else(|| phases(&lines, &election))
+}
+
+/// Each mark's first time, in order (each looked for only after the previous one was found:
+/// formation's own "bootstrapped" lines may be logged after the crash began); `None` until
+/// all are found.
+fn phases(lines: &[(f64, String)], marks: &[(&str, &[&str])]) -> Option<String> {
     let mut found: Vec<Option<f64>> = vec![None; marks.len()];
-    for line in text.lines().map(strip_ansi) {
-        let Some(stamp) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Ok(at) = humantime::parse_rfc3339_weak(stamp) else {
-            continue;
-        };
-        if at < from {
-            continue;
-        }
-        let offset = match at.duration_since(since) {
-            Ok(after) => after.as_secs_f64(),
-            Err(before) => -before.duration().as_secs_f64(),
-        };
-        // in order: each phase is looked for only after the previous one was found
-        // (formation's own "bootstrapped" lines may be logged after the crash began)
+    for (offset, line) in lines {
         if let Some(i) = found.iter().position(Option::is_none) {
-            if line.contains(marks[i].1) {
-                found[i] = Some(offset);
+            if marks[i].1.iter().any(|needle| line.contains(needle)) {
+                found[i] = Some(*offset);
             }
         }
     }
@@ -1265,6 +1286,48 @@ fn loose_files(
 
 #[cfg(test)]
 mod tests {
+    /// The breakdown reads either path from the coordinator's own lines (these from the lab,
+    /// 2026-12-07: a fast path, then an election after the fast path gave up).
+    #[test]
+    fn the_recovery_breakdown_reads_the_fast_path_and_the_election() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("coordinator.log");
+        let at = |s: &str| humantime::parse_rfc3339_weak(s).unwrap();
+        std::fs::write(
+            &log,
+            "2026-12-07T08:41:50.000000Z  INFO triad_coordinator::recovery: galera status galera=epoch 1: n1 bootstrapped\n\
+             2026-12-07T08:41:52.400000Z  INFO triad_coordinator::recovery: galera status galera=no Primary component for 0.0s (grace 3s); pc.recovery cannot: no node saved a Primary view\n\
+             2026-12-07T08:41:53.859783Z  INFO triad_coordinator::recovery: galera status galera=full outage: every member of Primary view 3 is back with it saved; starting n1, n2, n3 for Galera's pc.recovery (up to 10s, then an election)\n\
+             2026-12-07T08:41:56.456053Z  WARN triad_coordinator::recovery::plan: full outage: Galera's pc.recovery re-formed the Primary component (view 3) without an election view=x:3 secs=2.59\n",
+        )
+        .unwrap();
+        let crash = at("2026-12-07T08:41:51Z");
+        let up = at("2026-12-07T08:41:53Z");
+        assert_eq!(
+            recovery_breakdown(&log, crash, up).as_deref(),
+            Some(
+                "outage seen -0.6s, fast path: every member started +0.9s, pc.recovery \
+                 re-formed (Primary) +3.5s"
+            )
+        );
+        std::fs::write(
+            &log,
+            "2026-12-07T08:42:03.000000Z  INFO triad_coordinator::recovery: galera status galera=full outage: waiting for the first Galera report of n2 (up to 10s) before electing\n\
+             2026-12-07T08:42:10.726137Z  WARN triad_coordinator::recovery: galera bootstrap decided and persisted epoch=2 node=n1\n\
+             2026-12-07T08:42:10.983368Z  WARN triad_coordinator::recovery: bootstrapped epoch=2 node=n1 Primary with uuid u at seqno 10\n\
+             2026-12-07T08:42:25.400000Z  INFO triad_coordinator::recovery::plan: galera decision closed epoch=2 node=n1\n",
+        )
+        .unwrap();
+        let up = at("2026-12-07T08:42:04Z");
+        assert_eq!(
+            recovery_breakdown(&log, at("2026-12-07T08:42:02Z"), up).as_deref(),
+            Some(
+                "outage seen -1.0s, positions in, bootstrap decided +6.7s, bootstrapped \
+                 (Primary) +7.0s, joins done, all synced +21.4s"
+            )
+        );
+    }
+
     /// The coordinator's volume options and the agent's allowlist are two lists of one
     /// contract: an option the agent refuses stops the volume's formation at that step.
     #[test]
