@@ -407,6 +407,8 @@ impl AgentService for AgentGrpc {
             seqno: report.position.seqno,
             safe_to_bootstrap: report.safe_to_bootstrap,
             source: report.source.to_string(),
+            saved_view: report.saved_view.unwrap_or_default(),
+            generation: report.generation,
         }))
     }
 

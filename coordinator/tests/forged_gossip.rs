@@ -750,6 +750,8 @@ impl Agents for ScriptedAgents {
                 safe_to_bootstrap: false,
             },
             source: source.into(),
+            saved_view: None,
+            generation: 1,
         };
         match answer {
             Some(Answer::Primary) => Ok(answer_at(500, "live")),

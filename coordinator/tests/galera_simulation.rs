@@ -616,6 +616,8 @@ impl Agents for DirectAgents {
                 safe_to_bootstrap: report.safe_to_bootstrap,
             },
             source: report.source.to_string(),
+            saved_view: report.saved_view,
+            generation: report.generation,
         })
     }
 

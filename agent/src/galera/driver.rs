@@ -43,6 +43,10 @@ pub struct PositionReport {
     pub position: Position,
     pub safe_to_bootstrap: bool,
     pub source: &'static str,
+    /// The stopped node's saved Primary view (gvwstate.dat, gossip form), if any.
+    pub saved_view: Option<String>,
+    /// This agent's gossip generation.
+    pub generation: u64,
 }
 
 /// One gossip snapshot, as the Galera module uses it.
@@ -513,6 +517,8 @@ impl GaleraDriver {
                     position,
                     safe_to_bootstrap: false,
                     source,
+                    saved_view: None,
+                    generation: self.membership.generation(),
                 });
             }
             if observed.sst_in_progress {
@@ -540,6 +546,10 @@ impl GaleraDriver {
             observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         }
         self.publish(&observed);
+        let saved_view = match observed.unit.is_running() {
+            true => None,
+            false => self.host.saved_view().await,
+        };
         match best_position(&observed) {
             Some((position, source)) => Ok(PositionReport {
                 safe_to_bootstrap: observed
@@ -548,6 +558,8 @@ impl GaleraDriver {
                     .is_some_and(|g| g.safe_to_bootstrap),
                 position,
                 source,
+                saved_view,
+                generation: self.membership.generation(),
             }),
             None => Err(GaleraError::Refused(
                 "no grastate.dat and no recovered position".into(),

@@ -17,6 +17,10 @@ pub struct PositionAnswer {
     pub report: Report,
     /// "live" when the node runs in a Primary component.
     pub source: String,
+    /// A stopped node's saved Primary view (gvwstate.dat, gossip form), if any.
+    pub saved_view: Option<String>,
+    /// The agent's gossip generation (0: an agent too old to say).
+    pub generation: u64,
 }
 
 /// The agent calls recovery makes; gRPC in production, a fake in simulations.
@@ -84,6 +88,8 @@ impl Agents for GrpcAgents {
                 safe_to_bootstrap: reply.safe_to_bootstrap,
             },
             source: reply.source,
+            saved_view: Some(reply.saved_view).filter(|v| !v.is_empty()),
+            generation: reply.generation,
         })
     }
 
@@ -99,8 +105,7 @@ impl Agents for GrpcAgents {
             expected: Some(v1::GaleraPosition {
                 uuid: position.uuid.clone(),
                 seqno: position.seqno,
-                safe_to_bootstrap: false,
-                source: String::new(),
+                ..v1::GaleraPosition::default()
             }),
         };
         // a bootstrap waits for mysqld to start: allow more than one RPC timeout

@@ -473,64 +473,83 @@ impl Recovery {
     /// Every member's position for an election, in two passes: first without stopping
     /// anything; only when no member is in a Primary component, a member that refused (its
     /// mysqld hangs outside one) is asked again with leave to stop it (a joiner inside a
-    /// component that gossip does not show yet must never be stopped). Returns the reports,
-    /// the problems ("n2: down"), and the members that answered from a live Primary
-    /// component.
-    async fn gather(
-        &self,
-        core: &[Core<'_>],
-        members: &BTreeSet<String>,
-    ) -> (BTreeMap<String, Report>, Vec<String>, Vec<String>) {
-        let mut reports = BTreeMap::new();
-        let mut problems = Vec::new();
-        let mut live_primary = Vec::new();
+    /// component that gossip does not show yet must never be stopped).
+    async fn gather(&self, core: &[Core<'_>], members: &BTreeSet<String>) -> Gathered {
+        let mut gathered = Gathered::default();
         let mut again = Vec::new();
         for id in members {
             let Some(member) = core.iter().find(|c| c.id == id) else {
-                problems.push(format!("{id}: not in gossip"));
+                gathered.problems.push(format!("{id}: not in gossip"));
                 continue;
             };
             let Some(grpc) = member.grpc.filter(|_| member.live) else {
-                problems.push(format!("{id}: down"));
+                gathered.problems.push(format!("{id}: down"));
                 continue;
             };
             match self.agents.position(id, grpc, false).await {
-                Ok(answer) if answer.source == "live" => live_primary.push(id.clone()),
+                Ok(answer) if answer.source == "live" => gathered.live_primary.push(id.clone()),
                 Ok(answer) => {
-                    reports.insert(id.clone(), answer.report);
+                    gathered.answered.insert(
+                        id.clone(),
+                        plan::Answered {
+                            position: answer.report.position.clone(),
+                            saved_view: answer.saved_view,
+                            generation: answer.generation,
+                        },
+                    );
+                    gathered.reports.insert(id.clone(), answer.report);
                 }
                 // the agent was reached and said no (mysqld outside a component, not final):
                 // asked again below with leave to stop it; an agent that could not be
                 // reached is not dialled twice
                 Err(error) if error.is_refused() => again.push((id.clone(), grpc)),
-                Err(error) => problems.push(format!("{id}: {error}")),
+                Err(error) => gathered.problems.push(format!("{id}: {error}")),
             }
         }
-        if !live_primary.is_empty() {
-            return (reports, problems, live_primary);
+        if !gathered.live_primary.is_empty() {
+            return gathered;
         }
         for (id, grpc) in again {
+            gathered.stopped_some = true;
             match self.agents.position(&id, grpc, true).await {
-                Ok(answer) if answer.source == "live" => live_primary.push(id),
+                Ok(answer) if answer.source == "live" => gathered.live_primary.push(id),
                 Ok(answer) => {
-                    reports.insert(id, answer.report);
+                    gathered.reports.insert(id, answer.report);
                 }
-                Err(error) => problems.push(format!("{id}: {error}")),
+                Err(error) => gathered.problems.push(format!("{id}: {error}")),
             }
         }
-        (reports, problems, live_primary)
+        gathered
     }
 
-    /// Gathers `members`' positions and acts on the [`elect`]ion: a decision is persisted
-    /// and its bootstrap called; anything else is a status line.
+    /// Gathers `members`' positions and acts on them: the fast path when the agents'
+    /// answers show pc.recovery can re-form the view ([`plan::fast_path_from_answers`]),
+    /// else the [`elect`]ion: a decision is persisted and its bootstrap called; anything
+    /// else is a status line.
     async fn elect(&mut self, core: &[Core<'_>], members: BTreeSet<String>, now: Now) {
-        let (reports, problems, live_primary) = self.gather(core, &members).await;
+        let Gathered {
+            reports,
+            problems,
+            live_primary,
+            answered,
+            stopped_some,
+        } = self.gather(core, &members).await;
         if !live_primary.is_empty() {
             self.set_status(format!(
                 "{} report a Primary component over gRPC; waiting for gossip",
                 live_primary.join(", ")
             ));
             return;
+        }
+        if problems.is_empty() && !stopped_some {
+            let fast =
+                plan::fast_path_from_answers(&mut self.memory, &members, &answered, core, now);
+            if let Some((status, plan::Step::Reform { view, members })) = fast {
+                tracing::warn!("{status}");
+                self.set_status(status);
+                self.reform(&view, members).await;
+                return;
+            }
         }
         match elect(&members, &reports) {
             Election::Waiting { missing } => self.set_status(format!(
@@ -651,7 +670,11 @@ impl Recovery {
             return Ok((self.record.last_epoch, self.status()));
         };
         let all: BTreeSet<String> = core.iter().map(|c| c.id.to_string()).collect();
-        let (reports, _, live) = self.gather(&core, &all).await;
+        let Gathered {
+            reports,
+            live_primary: live,
+            ..
+        } = self.gather(&core, &all).await;
         if !live.is_empty() {
             return Err(format!("{} report a Primary component", live.join(", ")));
         }
@@ -697,6 +720,20 @@ impl Recovery {
         ));
         handle
     }
+}
+
+/// What the election's position calls brought back.
+#[derive(Default)]
+struct Gathered {
+    reports: BTreeMap<String, Report>,
+    /// "n2: down", "n3: <error>".
+    problems: Vec<String>,
+    /// Members that answered from a live Primary component.
+    live_primary: Vec<String>,
+    /// The first pass's answers (stopped nodes), as the fast path reads them.
+    answered: BTreeMap<String, plan::Answered>,
+    /// A member was asked again with leave to stop its mysqld.
+    stopped_some: bool,
 }
 
 /// Recovery in the runner's shape.

@@ -5,7 +5,7 @@
 //! [`elect`](super::election::elect)) is pure too, and [`decide`] turns its choice into
 //! the persisted decision.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -293,8 +293,14 @@ pub fn fast_path(
     let outlook = pc_recovery_outlook(core);
     let rebooted = memory.fast_path.as_ref().is_some_and(|fast| {
         fast.generations.iter().any(|(id, generation)| {
-            core.iter()
-                .any(|c| c.id == id && c.live && c.generation != *generation)
+            // a newer incarnation whose mysqld is stopped: a reboot, not the start asked
+            // for (gossip may have shown the old one when the start was asked)
+            core.iter().any(|c| {
+                c.id == id
+                    && c.live
+                    && c.generation > *generation
+                    && c.state == GaleraState::Stopped
+            })
         })
     });
     if rebooted {
@@ -377,22 +383,35 @@ pub fn fast_path(
 /// Why a member the election would wait for keeps the fast path from starting, when it
 /// does: outside the saved view and not back, not reported, or not behind the view's
 /// members (another history, or a higher seqno: a Primary formed after the saved view).
+/// Positions as gossip shows them.
 pub fn fast_path_blocker(
     members: &BTreeSet<String>,
     view_members: &[String],
     core: &[Core<'_>],
 ) -> Option<String> {
+    blocker(members, view_members, |id| {
+        let member = core.iter().find(|c| c.id == id).filter(|c| c.live)?;
+        Some(member.keys.uuid.clone().zip(member.keys.seqno))
+    })
+}
+
+/// [`fast_path_blocker`] over `position_of(id)`: `None` when the member is not back,
+/// `Some(None)` when it is back without a position.
+fn blocker(
+    members: &BTreeSet<String>,
+    view_members: &[String],
+    position_of: impl Fn(&str) -> Option<Option<(String, i64)>>,
+) -> Option<String> {
     let in_view = |id: &str| view_members.iter().any(|m| m == id);
-    let view_keys: Vec<&GaleraKeys> = core
+    let view_positions: Vec<Option<(String, i64)>> = view_members
         .iter()
-        .filter(|c| in_view(c.id))
-        .map(|c| c.keys)
+        .map(|id| position_of(id).flatten())
         .collect();
     for id in members.iter().filter(|id| !in_view(id)) {
-        let Some(member) = core.iter().find(|c| c.id == id).filter(|c| c.live) else {
+        let Some(position) = position_of(id) else {
             return Some(format!("{id} is outside the saved view and not back"));
         };
-        let (Some(uuid), Some(seqno)) = (&member.keys.uuid, member.keys.seqno) else {
+        let Some((uuid, seqno)) = position else {
             return Some(format!(
                 "{id} is outside the saved view and reported no position"
             ));
@@ -400,11 +419,12 @@ pub fn fast_path_blocker(
         if uuid == ZERO_UUID && seqno == -1 {
             continue; // an empty datadir: it joins by a state transfer
         }
-        let same_history = view_keys.iter().all(|k| k.uuid.as_deref() == Some(uuid));
-        let highest = view_keys.iter().filter_map(|k| k.seqno).max();
-        let behind = matches!(highest, Some(h) if seqno >= 0 && seqno <= h)
-            && view_keys.iter().all(|k| k.seqno.is_some());
-        if !same_history || !behind {
+        let same_history = view_positions
+            .iter()
+            .all(|p| p.as_ref().is_some_and(|(u, _)| *u == uuid));
+        let highest = view_positions.iter().flatten().map(|(_, s)| *s).max();
+        let behind = same_history && matches!(highest, Some(h) if seqno >= 0 && seqno <= h);
+        if !behind {
             return Some(format!(
                 "{id} is outside the saved view at {uuid}:{seqno}, not known to be behind it"
             ));
@@ -413,9 +433,105 @@ pub fn fast_path_blocker(
     None
 }
 
+/// A member's answer to the election's position call, as the fast path reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub position: Position,
+    /// Its saved Primary view (gvwstate.dat) as the agent read it, if any.
+    pub saved_view: Option<String>,
+    pub generation: u64,
+}
+
+/// The fast path decided from the agents' own answers to the election's first position
+/// call (every member answered, none was running): gossip can lag a reboot by seconds,
+/// and the election would then boot a node while pc.recovery could have re-formed the
+/// view. Same rules as [`fast_path`]; not taken once this outage already tried it.
+pub fn fast_path_from_answers(
+    memory: &mut Memory,
+    members: &BTreeSet<String>,
+    answers: &BTreeMap<String, Answered>,
+    core: &[Core<'_>],
+    now: Now,
+) -> Option<(String, Step)> {
+    if memory.fast_path.is_some() || answers.len() != members.len() {
+        return None;
+    }
+    let views: Vec<(&str, Option<SavedView>)> = answers
+        .iter()
+        .map(|(id, a)| {
+            let saved = a
+                .saved_view
+                .as_deref()
+                .and_then(|raw| SavedView::from_gossip(raw).ok());
+            (id.as_str(), saved)
+        })
+        .collect();
+    let member_views: Vec<MemberView> = views
+        .iter()
+        .map(|(id, saved)| MemberView {
+            id,
+            live: true,
+            saved: saved.as_ref(),
+        })
+        .collect();
+    let Outlook::Possible {
+        view_id,
+        view_seq,
+        members: view_members,
+        ..
+    } = outlook(&member_views)
+    else {
+        return None;
+    };
+    let position_of = |id: &str| {
+        let answer = answers.get(id)?;
+        Some(Some((answer.position.uuid.clone(), answer.position.seqno)))
+    };
+    if let Some(why) = blocker(members, &view_members, position_of) {
+        tracing::info!(%why, "full outage: the fast path is not taken");
+        return None;
+    }
+    let targets: Vec<(String, SocketAddr)> = view_members
+        .iter()
+        .filter_map(|id| Some((id.clone(), core.iter().find(|c| c.id == id)?.grpc?)))
+        .collect();
+    if targets.len() != view_members.len() {
+        return None;
+    }
+    let status = format!(
+        "full outage: every member of Primary view {view_seq} answered with it saved; \
+         starting {} for Galera's pc.recovery (up to {:?}, then an election)",
+        view_members.join(", "),
+        FAST_PATH_LIMIT
+    );
+    memory.fast_path = Some(FastPath {
+        view_id: view_id.clone(),
+        view_seq,
+        generations: view_members
+            .iter()
+            .map(|id| {
+                let answered = answers[id].generation;
+                let gossiped = core.iter().find(|c| c.id == id).map_or(0, |c| c.generation);
+                // an agent too old to say answers 0
+                (id.clone(), if answered == 0 { gossiped } else { answered })
+            })
+            .collect(),
+        members: view_members,
+        since: now.at,
+        gave_up: None,
+    });
+    Some((
+        status,
+        Step::Reform {
+            view: view_id,
+            members: targets,
+        },
+    ))
+}
+
 /// Whether Galera's pc.recovery could re-form the last Primary view by itself, from the
-/// views the core members saved (shown while the outage is young; issue 20's fast path
-/// will act on it). A view that does not parse counts as none.
+/// views the core members gossip (the outage's status and [`fast_path`]). A view that
+/// does not parse counts as none.
 pub fn pc_recovery_outlook(core: &[Core<'_>]) -> Outlook {
     let views: Vec<Option<SavedView>> = core
         .iter()
@@ -1074,6 +1190,107 @@ mod tests {
             ("n3", true, crashed(3, 3, &[1, 2, 3], 7)),
         ];
         assert!(matches!(step(&running), Step::Elect { .. }));
+    }
+
+    #[test]
+    fn the_fast_path_is_also_taken_from_the_agents_answers_when_gossip_lags() {
+        let saved = |n: u8, seq: u32| crashed(n, seq, &[1, 2, 3], 7).saved_view;
+        let answer = |n: u8, seq: u32, seqno: i64| Answered {
+            position: Position {
+                uuid: "u".into(),
+                seqno,
+            },
+            saved_view: saved(n, seq),
+            generation: 100 + n as u64,
+        };
+        // gossip still shows the old incarnations (running, from before the cut)
+        let stale = [
+            ("n1", true, keys(GaleraState::Joining, false, 0)),
+            ("n2", true, keys(GaleraState::Joining, false, 0)),
+            ("n3", true, keys(GaleraState::Joining, false, 0)),
+        ];
+        let core = cores(&stale);
+        let members: BTreeSet<String> = ["n1", "n2", "n3"].map(String::from).into();
+        let answers: BTreeMap<String, Answered> = [
+            ("n1".to_string(), answer(1, 3, 7)),
+            ("n2".to_string(), answer(2, 3, 7)),
+            ("n3".to_string(), answer(3, 3, 6)),
+        ]
+        .into();
+        let now = Now::current();
+        let mut memory = Memory::default();
+        let (status, step) =
+            fast_path_from_answers(&mut memory, &members, &answers, &core, now).unwrap();
+        assert!(
+            status.contains("every member of Primary view 3 answered with it saved"),
+            "{status}"
+        );
+        assert!(matches!(step, Step::Reform { ref members, .. } if members.len() == 3));
+        let fast = memory.fast_path.clone().unwrap();
+        assert_eq!(
+            fast.generations,
+            vec![("n1".into(), 101), ("n2".into(), 102), ("n3".into(), 103)],
+            "the incarnations that answered, not gossip's"
+        );
+        // gossip catching up with those incarnations, running now, does not reset it
+        let caught_up: Vec<Core<'_>> = cores(&stale)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                c.generation = 101 + i as u64;
+                c
+            })
+            .collect();
+        let mut held = memory.clone();
+        assert_eq!(
+            fast_path(
+                &mut held,
+                &members,
+                &caught_up,
+                now.later(Duration::from_secs(2))
+            )
+            .map(|(_, s)| s),
+            Some(Step::Wait)
+        );
+        // once per outage
+        assert_eq!(
+            fast_path_from_answers(&mut memory, &members, &answers, &core, now),
+            None
+        );
+        // views unequal, an answer missing, or a member outside the view ahead: the election
+        let mut unequal = answers.clone();
+        unequal.insert("n1".into(), answer(1, 2, 7));
+        let mut missing = answers.clone();
+        missing.remove("n3");
+        for (what, answers, members) in [
+            ("views unequal", &unequal, members.clone()),
+            ("an answer missing", &missing, members.clone()),
+        ] {
+            let mut memory = Memory::default();
+            assert_eq!(
+                fast_path_from_answers(&mut memory, &members, answers, &core, now),
+                None,
+                "{what}"
+            );
+        }
+        let mut with_n4 = answers.clone();
+        with_n4.insert(
+            "n4".into(),
+            Answered {
+                position: Position {
+                    uuid: "u".into(),
+                    seqno: 9,
+                },
+                saved_view: None,
+                generation: 104,
+            },
+        );
+        let four: BTreeSet<String> = ["n1", "n2", "n3", "n4"].map(String::from).into();
+        assert_eq!(
+            fast_path_from_answers(&mut Memory::default(), &four, &with_n4, &core, now),
+            None,
+            "n4 answered seqno 9, ahead of the view's members"
+        );
     }
 
     #[test]

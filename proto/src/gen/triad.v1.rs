@@ -33,6 +33,15 @@ pub struct GaleraPosition {
     /// Where the position came from: "grastate", "wsrep-recover", "live".
     #[prost(string, tag = "4")]
     pub source: ::prost::alloc::string::String,
+    /// In an agent's answer for a stopped mysqld: the Primary view its gvwstate.dat holds
+    /// (gossip form, `<my uuid> <view uuid>:<seq> <member>,...`; empty: none), so that the
+    /// coordinator can take the full outage's fast path from what the agents answer, not
+    /// from gossip that may lag a reboot.
+    #[prost(string, tag = "5")]
+    pub saved_view: ::prost::alloc::string::String,
+    /// In an agent's answer: the agent's gossip generation (its incarnation).
+    #[prost(uint64, tag = "6")]
+    pub generation: u64,
 }
 /// A one-off operation's events (agent RunOnce, coordinator AppRun).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
