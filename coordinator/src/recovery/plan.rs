@@ -354,30 +354,42 @@ pub fn fast_path(
         .iter()
         .filter_map(|c| Some((c.id.to_string(), c.grpc?)))
         .collect();
-    let status = format!(
-        "full outage: every member of Primary view {view_seq} is back with it saved; \
-         starting {} for Galera's pc.recovery (up to {:?}, then an election)",
-        view_members.join(", "),
-        FAST_PATH_LIMIT
-    );
-    memory.fast_path = Some(FastPath {
-        view_id: view_id.clone(),
+    let generations = in_view
+        .iter()
+        .map(|c| (c.id.to_string(), c.generation))
+        .collect();
+    let attempt = FastPath {
+        view_id,
         view_seq,
         members: view_members,
-        generations: in_view
-            .iter()
-            .map(|c| (c.id.to_string(), c.generation))
-            .collect(),
+        generations,
         since: now.at,
         gave_up: None,
-    });
-    Some((
-        status,
-        Step::Reform {
-            view: view_id,
-            members: targets,
-        },
-    ))
+    };
+    Some(start_fast_path(memory, attempt, "is back", targets))
+}
+
+/// Records the fast path's `attempt` in `memory`: its status line (`how` the members
+/// showed the view) and the step that starts `targets`.
+fn start_fast_path(
+    memory: &mut Memory,
+    attempt: FastPath,
+    how: &str,
+    targets: Vec<(String, SocketAddr)>,
+) -> (String, Step) {
+    let status = format!(
+        "full outage: every member of Primary view {} {how} with it saved; starting {} for \
+         Galera's pc.recovery (up to {:?}, then an election)",
+        attempt.view_seq,
+        attempt.members.join(", "),
+        FAST_PATH_LIMIT
+    );
+    let step = Step::Reform {
+        view: attempt.view_id.clone(),
+        members: targets,
+    };
+    memory.fast_path = Some(attempt);
+    (status, step)
 }
 
 /// Why a member the election would wait for keeps the fast path from starting, when it
@@ -456,30 +468,16 @@ pub fn fast_path_from_answers(
     if memory.fast_path.is_some() || answers.len() != members.len() {
         return None;
     }
-    let views: Vec<(&str, Option<SavedView>)> = answers
-        .iter()
-        .map(|(id, a)| {
-            let saved = a
-                .saved_view
-                .as_deref()
-                .and_then(|raw| SavedView::from_gossip(raw).ok());
-            (id.as_str(), saved)
-        })
-        .collect();
-    let member_views: Vec<MemberView> = views
-        .iter()
-        .map(|(id, saved)| MemberView {
-            id,
-            live: true,
-            saved: saved.as_ref(),
-        })
-        .collect();
     let Outlook::Possible {
         view_id,
         view_seq,
         members: view_members,
         ..
-    } = outlook(&member_views)
+    } = outlook_of(
+        answers
+            .iter()
+            .map(|(id, a)| (id.as_str(), true, a.saved_view.as_deref())),
+    )
     else {
         return None;
     };
@@ -498,60 +496,54 @@ pub fn fast_path_from_answers(
     if targets.len() != view_members.len() {
         return None;
     }
-    let status = format!(
-        "full outage: every member of Primary view {view_seq} answered with it saved; \
-         starting {} for Galera's pc.recovery (up to {:?}, then an election)",
-        view_members.join(", "),
-        FAST_PATH_LIMIT
-    );
-    memory.fast_path = Some(FastPath {
-        view_id: view_id.clone(),
+    let generations = view_members
+        .iter()
+        .map(|id| {
+            let answered = answers[id].generation;
+            let gossiped = core.iter().find(|c| c.id == id).map_or(0, |c| c.generation);
+            // an agent too old to say answers 0
+            (id.clone(), if answered == 0 { gossiped } else { answered })
+        })
+        .collect();
+    let attempt = FastPath {
+        view_id,
         view_seq,
-        generations: view_members
-            .iter()
-            .map(|id| {
-                let answered = answers[id].generation;
-                let gossiped = core.iter().find(|c| c.id == id).map_or(0, |c| c.generation);
-                // an agent too old to say answers 0
-                (id.clone(), if answered == 0 { gossiped } else { answered })
-            })
-            .collect(),
         members: view_members,
+        generations,
         since: now.at,
         gave_up: None,
-    });
-    Some((
-        status,
-        Step::Reform {
-            view: view_id,
-            members: targets,
-        },
-    ))
+    };
+    Some(start_fast_path(memory, attempt, "answered", targets))
 }
 
 /// Whether Galera's pc.recovery could re-form the last Primary view by itself, from the
 /// views the core members gossip (the outage's status and [`fast_path`]). A view that
 /// does not parse counts as none.
 pub fn pc_recovery_outlook(core: &[Core<'_>]) -> Outlook {
-    let views: Vec<Option<SavedView>> = core
-        .iter()
-        .map(|c| {
-            c.keys
-                .saved_view
-                .as_deref()
-                .and_then(|raw| SavedView::from_gossip(raw).ok())
+    outlook_of(
+        core.iter()
+            .map(|c| (c.id, c.live, c.keys.saved_view.as_deref())),
+    )
+}
+
+/// [`outlook`] over members as (id, live, saved view in its gossip form); a view that
+/// does not parse counts as none.
+fn outlook_of<'a>(members: impl Iterator<Item = (&'a str, bool, Option<&'a str>)>) -> Outlook {
+    let parsed: Vec<(&str, bool, Option<SavedView>)> = members
+        .map(|(id, live, raw)| {
+            let saved = raw.and_then(|raw| SavedView::from_gossip(raw).ok());
+            (id, live, saved)
         })
         .collect();
-    let members: Vec<MemberView> = core
+    let views: Vec<MemberView> = parsed
         .iter()
-        .zip(&views)
-        .map(|(c, saved)| MemberView {
-            id: c.id,
-            live: c.live,
+        .map(|(id, live, saved)| MemberView {
+            id,
+            live: *live,
             saved: saved.as_ref(),
         })
         .collect();
-    outlook(&members)
+    outlook(&views)
 }
 
 /// With a Primary component: the status, and the member to join if a decision is open.
