@@ -564,20 +564,7 @@ impl AgentService for AgentGrpc {
                 } else {
                     vec![]
                 };
-                let mut split_brain_files: Vec<String> = split
-                    .iter()
-                    .flat_map(|b| b.files.iter())
-                    .map(|f| {
-                        if f.path.starts_with('/') || f.gfid.is_empty() {
-                            f.path.clone()
-                        } else {
-                            format!("gfid:{}", f.gfid)
-                        }
-                    })
-                    .collect();
-                split_brain_files.sort();
-                split_brain_files.dedup();
-                split_brain_files.truncate(100);
+                let split_brain_files = crate::gluster::xml::split_brain_names(&split, 100);
                 let bricks = info
                     .bricks
                     .bricks

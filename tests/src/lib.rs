@@ -33,6 +33,7 @@ pub mod net;
 pub mod node;
 pub mod prometheus;
 pub mod sessions;
+pub mod splitbrain;
 pub mod testbed;
 pub mod triad;
 pub mod wait;

@@ -575,6 +575,20 @@ fn prepare_coordinator(tb: &Testbed, config: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stops the coordinator (bounded, SIGKILL after 20 s); [`resume_coordinator`] starts it
+/// again.
+pub fn stop_coordinator(tb: &mut Testbed) -> Result<()> {
+    if let Some(mut c) = tb.coordinator.take() {
+        c.stop(Duration::from_secs(20))?;
+    }
+    tb.save()
+}
+
+/// Starts the coordinator again with the config it had.
+pub fn resume_coordinator(tb: &mut Testbed) -> Result<()> {
+    spawn_coordinator(tb)
+}
+
 /// Stops the coordinator (SIGTERM) and starts it again with the same config and state, as
 /// `systemctl restart triad-coordinator` would.
 pub fn restart_coordinator(tb: &mut Testbed) -> Result<()> {

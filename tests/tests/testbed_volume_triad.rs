@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use triad_tests::formation::gluster;
 use triad_tests::http;
-use triad_tests::triad::{self, DOCROOT, VOLUME};
+use triad_tests::triad::{self, BRICK, DOCROOT, VOLUME};
 use triad_tests::wait::{self, Poll};
 use triad_tests::{LabError, Node, Testbed};
 
@@ -484,10 +484,202 @@ fn testbed_volume_triad_formation_and_faults() -> anyhow::Result<()> {
     let exposed = triad::exposed_secrets(&tb)?;
     assert!(exposed.is_empty(), "secrets exposed: {exposed:?}");
     eprintln!("[secrets] no private key material in the coordinator's log, the nodes' journals or any process's command line");
+    split_brain_detected_and_resolved(&mut tb)?;
     tb.teardown_and_verify()?;
     Ok(())
 }
 
+/// `triadctl ARGS`: (exit success, stdout + stderr).
+fn triadctl(args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let out = triad::triadctl(args)?.output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// The files the coordinator lists in split-brain.
+fn split_brain_files() -> Result<Vec<String>> {
+    Ok(triad::status_json()?["volume"]["split_brain_files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect())
+}
+
+/// Scenario (issue 20): a split-brain made on purpose (client quorum relaxed while the
+/// coordinator is stopped) is detected (status, DEGRADED, /metrics), the app gets EIO on it,
+/// the coordinator puts the quorum back, and the operator's command resolves it: the same
+/// copy on every brick, the app reads it, the status clears, the timeline says who did it.
+fn split_brain_detected_and_resolved(tb: &mut Testbed) -> anyhow::Result<()> {
+    let (file, copies) = (
+        "split.txt",
+        ["n1-alone-and-the-longest-copy", "n2-alone", "n3-alone-too"],
+    );
+    let ours = copies[0];
+    let path = format!("/{file}");
+    triad::stop_coordinator(tb)?;
+    let made = triad_tests::splitbrain::make(tb, file, copies);
+    let diagnosis = |tb: &Testbed, when: &str| {
+        for n in &tb.nodes {
+            eprintln!(
+                "[split-brain] {when}, {}: {:?}",
+                n.name,
+                n.sh(&format!(
+                    "cat {BRICK}/{file}; echo; getfattr -d -m trusted.afr -e hex {BRICK}/{file} 2>&1 | grep client; \
+                     grep -E 'www-client-[0-9]+: (Connected|disconnected from)' /var/log/glusterfs/var-www-triad.log | tail -4 | cut -c1-120"
+                ))
+            );
+        }
+        eprintln!(
+            "[split-brain] {when}: {:?}",
+            tb.nodes[0].sh(&format!("gluster volume heal {VOLUME} info split-brain"))
+        );
+    };
+    diagnosis(tb, "made");
+    triad::resume_coordinator(tb)?;
+    made?;
+    let made_at = Instant::now();
+    let listed = wait::until(
+        "the split-brain in triadctl status",
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || {
+            let files = split_brain_files()?;
+            Ok(if files.contains(&path) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{files:?}; {}", volume_status_line()))
+            })
+        },
+    );
+    if listed.is_err() {
+        diagnosis(tb, "not listed");
+    }
+    listed?;
+    let detected = made_at.elapsed();
+    let status = triad::status_json()?;
+    assert_eq!(status["healthy"], false, "{status}");
+    assert!(
+        status["degraded"].to_string().contains("split-brain"),
+        "{status}"
+    );
+    assert!(volume_status_line().contains("SPLIT-BRAIN 1"), "{status}");
+    // the app on n2, once its client is back on every brick, gets an error and no copy:
+    // glusterfs 10.3 fails the lookup itself ("no read subvols for /split.txt" in the
+    // client's log, ENOTCONN to the app); a client that had it open would get EIO
+    triad_tests::splitbrain::wait_connected(&tb.nodes[1], tb.nodes.len())?;
+    let read = tb.nodes[1].sh(&format!("cat {DOCROOT}/{file}"));
+    let refused = read.as_ref().is_err_and(|e| {
+        let e = e.to_string();
+        e.contains("Input/output error") || e.contains("Transport endpoint is not connected")
+    });
+    if !refused {
+        eprintln!(
+            "[split-brain] n2's client log: {:?}",
+            tb.nodes[1].sh("tail -30 /var/log/glusterfs/var-www-triad.log | cut -c1-300")
+        );
+    }
+    assert!(refused, "the app reads a file in split-brain: {read:?}");
+    let metrics = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://{}/metrics", triad::COORDINATOR_METRICS))
+        .output()?;
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("triad_volume_split_brain_entries{") && l.ends_with(" 1")),
+        "/metrics counts it:\n{metrics}"
+    );
+    eprintln!(
+        "[split-brain] {path} detected {:.1}s after it was made; the app gets an error ({}); /metrics counts it",
+        detected.as_secs_f64(),
+        read.as_ref().err().map(|e| e.to_string()).unwrap_or_default().lines().last().unwrap_or_default()
+    );
+    // the coordinator put client quorum back
+    let n1 = &tb.nodes[0];
+    wait::until(
+        "cluster.quorum-type back to auto",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let value = volume_option(n1, "cluster.quorum-type")?;
+            Ok(if value == "auto" {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(value)
+            })
+        },
+    )?;
+    // bad input is refused with gluster's own words, and nothing changes
+    let (ok, said) = triadctl(&[
+        "volume",
+        "resolve",
+        "/not-there.txt",
+        "--policy",
+        "bigger-file",
+    ])?;
+    assert!(!ok && said.contains("/not-there.txt"), "{said}");
+    let (ok, said) = triadctl(&[
+        "volume",
+        "resolve",
+        "../etc/passwd",
+        "--policy",
+        "bigger-file",
+    ])?;
+    assert!(
+        !ok && said.contains("is not a file of the volume"),
+        "{said}"
+    );
+    let (ok, said) = triadctl(&["volume", "resolve", &path, "--policy", "source-brick"])?;
+    assert!(!ok && said.contains("needs the brick"), "{said}");
+    // the operator picks the bigger copy
+    let t = Instant::now();
+    let (ok, said) = triadctl(&["volume", "resolve", &path, "--policy", "bigger-file"])?;
+    assert!(ok && said.contains(&format!("Healed {path}")), "{said}");
+    let resolved = t.elapsed();
+    let sums: Vec<String> = tb
+        .nodes
+        .iter()
+        .map(|n| n.sh(&format!("sha256sum < {BRICK}/{file}")))
+        .collect::<std::result::Result<_, _>>()?;
+    assert!(
+        sums.iter().all(|s| s == &sums[0]),
+        "the same copy on every brick: {sums:?}"
+    );
+    for n in &tb.nodes[1..] {
+        assert_eq!(n.sh(&format!("cat {DOCROOT}/{file}"))?, ours, "{}", n.name);
+    }
+    wait::until(
+        "the split-brain gone from triadctl status",
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || {
+            let files = split_brain_files()?;
+            Ok(if files.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{files:?}"))
+            })
+        },
+    )?;
+    let (_, events) = triadctl(&["events", "--output", "json"])?;
+    assert!(
+        events.contains("volume resolve") && events.contains("bigger-file"),
+        "{events}"
+    );
+    eprintln!(
+        "[split-brain] resolved by `triadctl volume resolve {path} --policy bigger-file` in {:.2}s: one copy on every brick, the app reads it, the status clears, the timeline names the operator",
+        resolved.as_secs_f64()
+    );
+    Ok(())
+}
 /// Scenario 5: a docroot that already holds files: the agent refuses to mount over it, says why,
 /// deletes nothing; once the operator moves the files away it mounts.
 #[test]

@@ -269,6 +269,35 @@ pub fn heal_info(text: &str) -> Result<Vec<HealBrick>, GlusterError> {
     parse::<HealBody>("volume heal info", text).map(|b| b.heal_info.bricks.bricks)
 }
 
+/// Pure: the names of the entries in split-brain, one per gfid: the path when any brick
+/// could name it (a brick whose copy gluster cannot resolve to a path lists the same entry
+/// as `<gfid:…>`, measured on the lab: two bricks by gfid, one by path, for one file), else
+/// `gfid:<gfid>`; sorted, at most `limit`.
+pub fn split_brain_names(bricks: &[HealBrick], limit: usize) -> Vec<String> {
+    let mut by_gfid: std::collections::BTreeMap<&str, Option<&str>> = Default::default();
+    let mut unnamed_without_gfid = Vec::new();
+    for file in bricks.iter().flat_map(|b| b.files.iter()) {
+        let path = file.path.starts_with('/').then_some(file.path.as_str());
+        if file.gfid.is_empty() {
+            unnamed_without_gfid.push(file.path.clone());
+            continue;
+        }
+        let slot = by_gfid.entry(file.gfid.as_str()).or_default();
+        if slot.is_none() {
+            *slot = path;
+        }
+    }
+    let mut names: Vec<String> = by_gfid
+        .into_iter()
+        .map(|(gfid, path)| path.map_or_else(|| format!("gfid:{gfid}"), str::to_string))
+        .chain(unnamed_without_gfid)
+        .collect();
+    names.sort();
+    names.dedup();
+    names.truncate(limit);
+    names
+}
+
 /// Healed: every brick connected and counted with zero pending entries.
 pub fn fully_healed(bricks: &[HealBrick]) -> bool {
     !bricks.is_empty()
@@ -297,6 +326,7 @@ mod tests {
                 }]
             );
         }
+        assert_eq!(split_brain_names(&bricks, 100), ["/sb4.txt"]);
         // and a clean volume lists none
         let clean = heal_info(include_str!("fixtures/heal-info.xml")).unwrap();
         assert!(clean.iter().all(|b| b.files.is_empty()));
@@ -402,5 +432,20 @@ mod tests {
             let _ = volume_status(&text);
             let _ = heal_info(&text);
         }
+    }
+
+    #[test]
+    fn a_file_named_by_gfid_on_some_bricks_and_by_path_on_another_is_one_entry() {
+        // the shape recorded on the lab (session 25): one file in split-brain, two bricks
+        // list it by gfid, the third by its path
+        let bricks = heal_info(include_str!("fixtures/heal-info-split-brain-gfid.xml")).unwrap();
+        assert_eq!(split_brain_names(&bricks, 100), ["/split.txt"]);
+        // a file no brick can name is listed by gfid, once
+        let unnamed: Vec<HealBrick> = bricks[..2].to_vec();
+        assert_eq!(
+            split_brain_names(&unnamed, 100),
+            ["gfid:5b01adec-1546-4b1d-a1d0-118834f444e5"]
+        );
+        assert_eq!(split_brain_names(&bricks, 0), Vec::<String>::new());
     }
 }
