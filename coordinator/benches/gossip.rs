@@ -125,6 +125,31 @@ async fn agent_keys(transport: &ChannelTransport) -> NodeKeys {
     keys
 }
 
+/// CPU time of this process so far (user + system), from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the command name (which may hold spaces) start at state, field 3
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5): 12th and 13th after the name
+    let hz = 100; // sysconf(_SC_CLK_TCK) on Linux
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+}
+
+/// Prints the end of a phase with the wall time so far (stderr, for long runs).
+fn phase(n: usize, what: &str, wall: std::time::Instant) {
+    eprintln!(
+        "  n={n}: {what} (wall {:.0}s)",
+        wall.elapsed().as_secs_f64()
+    );
+}
+
 fn addr(i: usize) -> std::net::SocketAddr {
     // 127.1.x.y: room for more than 255 nodes
     std::net::SocketAddr::from(([127, 1, (i / 250) as u8, (i % 250 + 1) as u8], 7420))
@@ -158,6 +183,7 @@ async fn run(n: usize, compressed_digest: bool, bare_nodes: bool) {
         });
         tokio::time::sleep(interval / n as u32).await;
     }
+    phase(n, "every node started", wall);
     let started = Instant::now();
     let mut waits = Vec::new();
     for agent in &agents {
@@ -172,10 +198,14 @@ async fn run(n: usize, compressed_digest: bool, bare_nodes: bool) {
         converged = converged.max(wait.await.unwrap());
     }
     let convergence = converged - started;
+    phase(n, "converged", wall);
 
     let before = transport.statistics();
+    let cpu_before = cpu_time();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = transport.statistics();
+    let cpu_per_node = (cpu_time() - cpu_before).as_secs_f64() / n as f64 / 10.0;
+    phase(n, "steady window measured", wall);
     let bytes_per_node_sec =
         (after.num_bytes_total - before.num_bytes_total) as f64 / n as f64 / 10.0;
     let messages = after.num_messages_total - before.num_messages_total;
@@ -204,7 +234,7 @@ async fn run(n: usize, compressed_digest: bool, bare_nodes: bool) {
     detections.sort();
     let p50 = detections[detections.len() / 2];
     println!(
-        "n={n:5} {} {}  converge {:6.2}s  detect first {:5.2}s p50 {:5.2}s max {:5.2}s  {:9.0} B/s/node  avg msg {:6.0} B  (wall {:.1}s)",
+        "n={n:5} {} {}  converge {:6.2}s  detect first {:5.2}s p50 {:5.2}s max {:5.2}s  {:9.0} B/s/node  avg msg {:6.0} B  cpu/node {:5.1} ms/s  (wall {:.1}s)",
         if compressed_digest { "v1" } else { "v0" },
         if bare_nodes { "bare " } else { "agent" },
         convergence.as_secs_f64(),
@@ -213,6 +243,7 @@ async fn run(n: usize, compressed_digest: bool, bare_nodes: bool) {
         detections.last().unwrap().as_secs_f64(),
         bytes_per_node_sec,
         avg_message,
+        cpu_per_node * 1000.0,
         wall.elapsed().as_secs_f64(),
     );
     for agent in agents {

@@ -14,7 +14,7 @@ use chitchat::transport::ChannelTransport;
 use tokio::time::Instant;
 use triad_agent::galera::driver::{GaleraDriver, GaleraError};
 use triad_agent::galera::host::{GaleraHost, HostError};
-use triad_agent::galera::{GaleraSettings, UnitState, WsrepStatus};
+use triad_agent::galera::{GaleraSettings, UnitState, WsrepStatus, REFORM_STOP_GRACE};
 use triad_agent::metrics::FixedMetrics;
 use triad_agent::runtime::{AgentRuntime, Hosts};
 use triad_agent::testsuite::{agent_config_for_test, node_gossip_addr, wait_for};
@@ -1887,6 +1887,8 @@ async fn a_pc_recovery_that_does_not_finish_is_given_up_after_the_bound_and_the_
     sim.world.lock().unwrap().nodes.get_mut("n1").unwrap().data =
         Some((UUID.into(), committed - 1));
     sim.world.lock().unwrap().pc_recovery_hangs = true;
+    // as on the lab: a mysqld waiting in pc.recovery ignores SIGTERM until it is killed
+    sim.world.lock().unwrap().stubborn = ["n1", "n2", "n3"].map(String::from).into();
     sim.power_cut_and_back(2).await;
     let (took, lines) = sim
         .drive_lines(
@@ -1914,6 +1916,16 @@ async fn a_pc_recovery_that_does_not_finish_is_given_up_after_the_bound_and_the_
     assert!(
         waited >= FAST_PATH_LIMIT,
         "the election bootstrapped {waited:?} after the fast path's starts"
+    );
+    // the three waiting mysqlds were killed after the fast path's short grace, all at once
+    // (one after another with the general 25 s grace, the lab waited 75 s)
+    let mut killed = world.kills.clone();
+    killed.sort();
+    assert_eq!(killed, ["n1", "n2", "n3"]);
+    assert!(
+        waited < FAST_PATH_LIMIT + REFORM_STOP_GRACE + Duration::from_secs(5),
+        "the election bootstrapped {waited:?} after the fast path's starts: the stops were not \
+         concurrent or not short"
     );
     let mut stopped = world.stops.clone();
     stopped.sort();

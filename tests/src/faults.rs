@@ -163,3 +163,59 @@ pub fn full_outage(tb: &Testbed, stagger: Option<Duration>) -> Result<Duration> 
     }
     Ok(t.elapsed())
 }
+
+/// TCP to and from `peer` on `port` dropped in `node`'s network namespace (the host's
+/// iptables entered into it), so the two cannot talk on that port while everything else
+/// (gossip, gRPC, SQL) goes on. The rules are deleted on drop, also when a test fails
+/// half-way; a node that crashes takes them with its namespace.
+pub struct PortBlock<'a> {
+    node: &'a Node,
+    rules: Vec<String>,
+}
+
+impl<'a> PortBlock<'a> {
+    pub fn new(node: &'a Node, peer: &str, port: u16) -> Result<PortBlock<'a>> {
+        let mut block = PortBlock {
+            node,
+            rules: Vec::new(),
+        };
+        for rule in [
+            format!("INPUT -s {peer} -p tcp --dport {port} -j DROP"),
+            format!("INPUT -s {peer} -p tcp --sport {port} -j DROP"),
+            format!("OUTPUT -d {peer} -p tcp --dport {port} -j DROP"),
+            format!("OUTPUT -d {peer} -p tcp --sport {port} -j DROP"),
+        ] {
+            block.iptables("-A", &rule)?;
+            block.rules.push(rule);
+        }
+        Ok(block)
+    }
+
+    fn iptables(&self, op: &str, rule: &str) -> Result<()> {
+        let leader = self.node.leader().ok_or_else(|| LabError::Node {
+            node: self.node.name.clone(),
+            msg: "port block: not running".into(),
+        })?;
+        let mut c = std::process::Command::new("nsenter");
+        c.args(["-t", &leader.to_string(), "-n", "iptables", "-w", op]);
+        c.args(rule.split_whitespace());
+        crate::cmd::run_stdout(&mut c).map(|_| ())
+    }
+
+    /// Deletes the rules (the traffic flows again).
+    pub fn lift(mut self) -> Result<()> {
+        let rules = std::mem::take(&mut self.rules);
+        for rule in &rules {
+            self.iptables("-D", rule)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PortBlock<'_> {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = self.iptables("-D", rule);
+        }
+    }
+}

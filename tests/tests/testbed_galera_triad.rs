@@ -397,6 +397,87 @@ fn full_outage_round(
     Ok(acked)
 }
 
+/// 4c. pc.recovery that cannot finish: every node crashes at once (one saved view), but n1
+/// and n2 drop n3's traffic on Galera's group port (4567) once they are back, so the fast
+/// path starts three mysqlds that wait for a member they never hear from. The coordinator
+/// gives pc.recovery its bound (`FAST_PATH_LIMIT`), then elects: it stops the waiting
+/// mysqlds and boots the most advanced node. Never a Primary component on both sides of
+/// the cut; once a node is Primary the port is opened and the others join.
+fn hung_pc_recovery_round(tb: &Testbed, first_id: u64) -> Result<Vec<u64>> {
+    use triad_coordinator::recovery::plan::FAST_PATH_LIMIT;
+    let (acked, ()) = insert_during(tb, first_id, || {
+        std::thread::sleep(Duration::from_millis(1500)); // let the client commit some rows first
+        faults::full_outage(tb, None).map(|_| ())
+    })?;
+    let (n1, n2, n3) = (&tb.nodes[0], &tb.nodes[1], &tb.nodes[2]);
+    let log_path = tb.state.join("coordinator/coordinator.log");
+    let seen = std::fs::read(&log_path).map(|l| l.len()).unwrap_or(0);
+    let new_log = || {
+        std::fs::read(&log_path)
+            .map(|l| String::from_utf8_lossy(l.get(seen..).unwrap_or_default()).into_owned())
+            .unwrap_or_default()
+    };
+    faults::start(n1)?;
+    faults::start(n2)?;
+    let blocks = [
+        faults::PortBlock::new(n1, &n3.addr, 4567)?,
+        faults::PortBlock::new(n2, &n3.addr, 4567)?,
+    ];
+    let up = Instant::now();
+    faults::start(n3)?;
+    let gave_up = wait::until(
+        "the coordinator to give pc.recovery up and elect a Primary node",
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || {
+            let log = new_log();
+            let primary: Vec<&str> = tb
+                .nodes
+                .iter()
+                .filter(|n| state_of(n).contains("/Primary/"))
+                .map(|n| n.name.as_str())
+                .collect();
+            let across = primary.contains(&"n3") && primary.len() > 1;
+            assert!(
+                !across,
+                "a Primary component on both sides of the cut: {primary:?}"
+            );
+            let given_up = log.contains("did not re-form view");
+            Ok(if given_up && !primary.is_empty() {
+                Poll::Ready(up.elapsed())
+            } else {
+                Poll::Pending(format!(
+                    "given up: {given_up}; Primary on {primary:?}; fast path started: {}",
+                    log.contains("fast path start")
+                ))
+            })
+        },
+    )?;
+    assert!(
+        new_log().contains("fast path start"),
+        "the fast path was not tried:\n{}",
+        new_log()
+    );
+    assert!(
+        gave_up >= FAST_PATH_LIMIT,
+        "gave up {gave_up:.1?} after n3 started, before the bound {FAST_PATH_LIMIT:?}"
+    );
+    for block in blocks {
+        block.lift()?;
+    }
+    let took = wait_synced(
+        tb,
+        &all(tb),
+        3,
+        Duration::from_secs(240),
+        "every node Synced once Galera's port is open again",
+    )?;
+    eprintln!(
+        "hung pc.recovery: given up and a node Primary {gave_up:.1?} after n3 started (bound {FAST_PATH_LIMIT:?}); all Synced {took:.1?} after the port was opened"
+    );
+    Ok(acked)
+}
+
 fn full_outage_loses_no_acknowledged_write(tb: &mut Testbed) -> anyhow::Result<()> {
     wait_synced(
         tb,
@@ -417,6 +498,8 @@ fn full_outage_loses_no_acknowledged_write(tb: &mut Testbed) -> anyhow::Result<(
         Some(Duration::from_secs(6)),
         "staggered",
     )?);
+    // 4c. one view saved everywhere, but pc.recovery cannot finish
+    acked.extend(hung_pc_recovery_round(tb, 200_000)?);
 
     let present = present_ids(&tb.nodes[0])?;
     let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();

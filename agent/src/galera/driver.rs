@@ -22,7 +22,7 @@ use super::tls::TlsInstall;
 use super::{
     best_position, cnf, derive_state, keys, plan, Action, GaleraSettings, Observed, UnitState,
     DISCONNECTED_LIMIT, DONOR_ORPHAN_LIMIT, JOIN_STUCK_LIMIT, LEAVE_STOP_GRACE, OUTSIDE_LIMIT,
-    OUTSIDE_STOP_GRACE,
+    OUTSIDE_STOP_GRACE, REFORM_STOP_GRACE,
 };
 use crate::state::AgentState;
 
@@ -87,6 +87,9 @@ struct Memory {
     serving: bool,
     /// A start was issued and its run has not yet reached the Primary component.
     start_pending: bool,
+    /// The pending start is the fast path's (`reform`): this run waits in pc.recovery and
+    /// has taken no write, so an election may kill it after a short grace.
+    reform_pending: bool,
     /// Starts in a row whose run ended before reaching the Primary component.
     failed_starts: u32,
     /// Since when mysqld has been starting (unit activating) with no state transfer running
@@ -302,8 +305,10 @@ impl GaleraDriver {
             }
             memory.failed_starts = 0;
             memory.start_pending = false;
+            memory.reform_pending = false;
         } else if memory.start_pending && matches!(unit, UnitState::Inactive | UnitState::Failed) {
             memory.start_pending = false;
+            memory.reform_pending = false;
             memory.failed_starts = memory.failed_starts.saturating_add(1);
             tracing::warn!(
                 node = %self.node_id,
@@ -540,8 +545,14 @@ impl GaleraDriver {
                         .into(),
                 ));
             }
-            tracing::warn!(node = %self.node_id, "stopping mysqld that hangs outside a Primary component, for recovery");
-            self.host.stop(OUTSIDE_STOP_GRACE).await?;
+            let grace = if memory.reform_pending {
+                REFORM_STOP_GRACE
+            } else {
+                OUTSIDE_STOP_GRACE
+            };
+            tracing::warn!(node = %self.node_id, reform = memory.reform_pending, ?grace, "stopping mysqld that hangs outside a Primary component, for recovery");
+            self.host.stop(grace).await?;
+            memory.reform_pending = false;
             memory.recovered = None;
             observed = self.observe(&mut memory, &self.gossip_facts().await).await;
         }
@@ -824,6 +835,7 @@ impl GaleraDriver {
         }
         tracing::warn!(node = %self.node_id, view, "full outage: starting mysqld for Galera's pc.recovery to re-form Primary view {view}");
         self.start_plainly(&mut memory, &observed).await?;
+        memory.reform_pending = true;
         Ok(format!("mysqld starting to re-form view {view}"))
     }
 
@@ -856,6 +868,7 @@ impl GaleraDriver {
         }
         memory.last_start = Some(Instant::now());
         memory.start_pending = true;
+        memory.reform_pending = false;
         self.prepare_start(observed).await;
         memory.recovered = None;
         self.host.start().await?;

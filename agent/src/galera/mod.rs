@@ -263,6 +263,12 @@ pub fn disconnected(status: &WsrepStatus) -> bool {
 /// kill and `--wsrep-recover` after it.
 pub const OUTSIDE_STOP_GRACE: Duration = Duration::from_secs(25);
 
+/// How long a mysqld started for the fast path and still waiting in pc.recovery gets to
+/// stop when the election takes over. It has taken no write in this run (it never reached
+/// a Primary component), so a kill loses nothing; it ignored SIGTERM for the whole
+/// [`OUTSIDE_STOP_GRACE`] on the lab (session 25), which the election waited out.
+pub const REFORM_STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// How long a clean leave (scale-in) waits for mysqld to stop before it is killed: a
 /// Synced member flushes its buffer pool first, which may take a while on a large one.
 pub const LEAVE_STOP_GRACE: Duration = Duration::from_secs(120);

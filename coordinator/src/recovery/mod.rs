@@ -509,9 +509,29 @@ impl Recovery {
         if !gathered.live_primary.is_empty() {
             return gathered;
         }
+        // all at once: each stop may take the agent's whole grace (a mysqld waiting in
+        // pc.recovery ignored SIGTERM for its 25 s on the lab), one after another 75 s
+        gathered.stopped_some |= !again.is_empty();
+        let mut stops = tokio::task::JoinSet::new();
         for (id, grpc) in again {
-            gathered.stopped_some = true;
-            match self.agents.position(&id, grpc, true).await {
+            let agents = self.agents.clone();
+            stops.spawn(async move {
+                let answer = agents.position(&id, grpc, true).await;
+                (id, answer)
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = stops.join_next().await {
+            match joined {
+                Ok(answer) => answers.push(answer),
+                Err(error) => gathered
+                    .problems
+                    .push(format!("a position call ended abnormally: {error}")),
+            }
+        }
+        answers.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, answer) in answers {
+            match answer {
                 Ok(answer) if answer.source == "live" => gathered.live_primary.push(id),
                 Ok(answer) => {
                     gathered.reports.insert(id, answer.report);
