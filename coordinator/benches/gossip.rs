@@ -3,8 +3,8 @@
 //! `-- [N...] [v0|v1]`: for each cluster size N (default 3 10 100), N agents run in one process on chitchat's
 //! in-memory transport at the production gossip interval (200 ms), in paused tokio time so
 //! the figures are protocol times, not CPU speed; once with chitchat's uncompressed digest
-//! (protocol V0, the baseline) and once with the zstd-compressed one (V1, the production
-//! default), so the ratio comes from the same run. Printed per N and protocol:
+//! (protocol V0, the default) and once with the zstd-compressed one (V1, `[gossip]
+//! compressed_digest = true`), so the ratio comes from the same run. Printed per N and protocol:
 //! - convergence: from the last agent's start until every agent sees all others live;
 //! - detection of a stopped agent: first / p50 / max over the survivors;
 //! - bytes per second per node in steady state (10 s window after convergence).
