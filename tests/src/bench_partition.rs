@@ -422,7 +422,7 @@ pub fn round(tb: &Testbed, victim: &Node, next_id: &mut u64) -> Result<Figures> 
             eprintln!(
                 "--- {} FUSE client log:\n{}",
                 node.name,
-                node.sh("tail -n 80 /var/log/glusterfs/var-www-triad.log")
+                node.sh(&format!("tail -n 80 {}", crate::triad::MOUNT_LOG))
                     .unwrap_or_default()
             );
         })?;

@@ -118,7 +118,10 @@ pub fn survive_their_node(tb: &Testbed) -> anyhow::Result<String> {
         // could not stat: AH00035, with the file system's error)
         for n in tb.nodes.iter().filter(|n| n.name != home) {
             let log = n
-                .sh("tail -n 8 /var/log/apache2/error.log; tail -n 15 /var/log/glusterfs/var-www-triad.log 2>/dev/null")
+                .sh(&format!(
+                    "tail -n 8 /var/log/apache2/error.log; tail -n 15 {} 2>/dev/null",
+                    crate::triad::MOUNT_LOG
+                ))
                 .unwrap_or_else(|e| e.to_string());
             eprintln!(
                 "[session] {}: Apache's and the mount's logs:\n{log}",

@@ -2,8 +2,8 @@
 //! happens in production when bricks drop out in turn while client quorum is off: each
 //! brick in turn is the only one running while a write goes to it, so the three copies
 //! differ and each blames the two others. With no copy that nobody blames, AFR has no
-//! source: gluster lists the file in `heal info split-brain` and the app gets EIO, until an
-//! operator names a policy.
+//! source: gluster lists the file in `heal info split-brain` and the app gets an error
+//! (glusterfs 10.3 fails the lookup with ENOTCONN), until an operator names a policy.
 //!
 //! Made as glusterfs's own tests make one (tests/basic/afr/split-brain-resolution.t): the
 //! other bricks are killed (a dead brick's connection closes at once, so no write can wait
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::error::{LabError, Result};
 use crate::node::Node;
-use crate::triad::{BRICK, DOCROOT, VOLUME};
+use crate::triad::{BRICK, DOCROOT, MOUNT_LOG, VOLUME};
 use crate::wait::{self, Poll};
 use crate::Testbed;
 
@@ -35,9 +35,6 @@ pub const HEALS: &[&str] = &[
     "cluster.metadata-self-heal",
     "cluster.entry-self-heal",
 ];
-
-/// The FUSE client's log of the docroot mount on a node.
-const CLIENT_LOG: &str = "/var/log/glusterfs/var-www-triad.log";
 
 /// Pure: each brick's last connection state in a client log (`Some(true)`: connected),
 /// from its lines "0-www-client-N: Connected, attached to remote volume ..." and
@@ -134,7 +131,7 @@ pub fn wait_connected(node: &Node, bricks: usize) -> Result<()> {
                 "timeout 2 stat {DOCROOT}/.triad-probe-{probe}-$$ >/dev/null 2>&1 || true"
             ));
             let log = node.sh(&format!(
-                "grep -E '{VOLUME}-client-[0-9]+: (Connected|disconnected from)' {CLIENT_LOG} | tail -50"
+                "grep -E '{VOLUME}-client-[0-9]+: (Connected|disconnected from)' {MOUNT_LOG} | tail -50"
             ))?;
             let states = client_states(&log, bricks);
             Ok(if states.iter().all(|s| *s == Some(true)) {
@@ -144,6 +141,25 @@ pub fn wait_connected(node: &Node, bricks: usize) -> Result<()> {
             })
         },
     )
+}
+
+/// Checks that brick `i` (on `node`) holds `copy` and blames exactly the two other bricks
+/// (`when`: at which point of the making, for the error).
+fn check_copy(node: &Node, i: usize, copy: &str, file: &str, when: &str) -> Result<()> {
+    let held = node.sh(&format!("cat {BRICK}/{file}"))?;
+    let xattrs = node.sh(&format!(
+        "getfattr -d -m trusted.afr -e hex {BRICK}/{file} 2>&1"
+    ))?;
+    let blames = blamed(&xattrs);
+    let others: Vec<usize> = (0..3).filter(|j| *j != i).collect();
+    if held != copy || blames != others {
+        return Err(LabError::Other(format!(
+            "{when}, {}'s brick holds {held:?} blaming {blames:?} ({xattrs}), not {copy:?} \
+             blaming {others:?}",
+            node.name
+        )));
+    }
+    Ok(())
 }
 
 /// Puts back what [`make`] changed, on every exit path: the bricks started, the heals at
@@ -238,37 +254,14 @@ pub fn make(tb: &Testbed, file: &str, copies: [&str; 3]) -> Result<()> {
                 )
             },
         )?;
-        let held = alone.sh(&format!("cat {BRICK}/{file}"))?;
-        let xattrs = alone.sh(&format!(
-            "getfattr -d -m trusted.afr -e hex {BRICK}/{file} 2>&1"
-        ))?;
-        let others: Vec<usize> = (0..3).filter(|j| *j != i).collect();
-        if held != *copy || blamed(&xattrs) != others {
-            return Err(LabError::Other(format!(
-                "{}'s brick holds {held:?} and blames {:?} after the write ({xattrs}), not {copy:?} blaming {others:?}",
-                alone.name,
-                blamed(&xattrs)
-            )));
-        }
+        check_copy(alone, i, copy, file, "after its write")?;
         all_bricks_up(tb, n1)?;
     }
     put_back.now()?;
     std::mem::forget(put_back);
     // each copy is what was written to it, and blames the two others
     for (i, n) in tb.nodes.iter().enumerate() {
-        let held = n.sh(&format!("cat {BRICK}/{file}"))?;
-        let xattrs = n.sh(&format!(
-            "getfattr -d -m trusted.afr -e hex {BRICK}/{file} 2>&1"
-        ))?;
-        let others: Vec<usize> = (0..3).filter(|j| *j != i).collect();
-        if held != copies[i] || blamed(&xattrs) != others {
-            return Err(LabError::Other(format!(
-                "with every brick back, {}'s holds {held:?} blaming {:?} ({xattrs}), not {:?} blaming {others:?}",
-                n.name,
-                blamed(&xattrs),
-                copies[i]
-            )));
-        }
+        check_copy(n, i, copies[i], file, "with every brick back")?;
     }
     Ok(())
 }

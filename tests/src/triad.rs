@@ -28,6 +28,8 @@ pub const DOCROOT: &str = "/var/www/triad";
 /// The lab's volume and brick path (the agent's and coordinator's defaults).
 pub const VOLUME: &str = "www";
 pub const BRICK: &str = "/bricks/www";
+/// The log of the docroot's FUSE client on a node (glusterfs names it after the mount point).
+pub const MOUNT_LOG: &str = "/var/log/glusterfs/var-www-triad.log";
 /// The lab app's database and account (`[app]`; the password file is the default's).
 pub const APP_DATABASE: &str = "lab_app";
 pub const APP_PASSWORD_FILE: &str = "/etc/triad/app-db.password";

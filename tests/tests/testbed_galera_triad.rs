@@ -453,10 +453,10 @@ fn hung_pc_recovery_round(tb: &Testbed, first_id: u64) -> Result<Vec<u64>> {
             })
         },
     )?;
+    let log = new_log();
     assert!(
-        new_log().contains("fast path start"),
-        "the fast path was not tried:\n{}",
-        new_log()
+        log.contains("fast path start"),
+        "the fast path was not tried:\n{log}"
     );
     assert!(
         gave_up >= FAST_PATH_LIMIT,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use triad_tests::formation::gluster;
 use triad_tests::http;
-use triad_tests::triad::{self, BRICK, DOCROOT, VOLUME};
+use triad_tests::triad::{self, BRICK, DOCROOT, MOUNT_LOG, VOLUME};
 use triad_tests::wait::{self, Poll};
 use triad_tests::{LabError, Node, Testbed};
 
@@ -513,7 +513,7 @@ fn split_brain_files() -> Result<Vec<String>> {
 }
 
 /// Scenario (issue 20): a split-brain made on purpose (client quorum relaxed while the
-/// coordinator is stopped) is detected (status, DEGRADED, /metrics), the app gets EIO on it,
+/// coordinator is stopped) is detected (status, DEGRADED, /metrics), the app gets an error,
 /// the coordinator puts the quorum back, and the operator's command resolves it: the same
 /// copy on every brick, the app reads it, the status clears, the timeline says who did it.
 fn split_brain_detected_and_resolved(tb: &mut Testbed) -> anyhow::Result<()> {
@@ -532,7 +532,7 @@ fn split_brain_detected_and_resolved(tb: &mut Testbed) -> anyhow::Result<()> {
                 n.name,
                 n.sh(&format!(
                     "cat {BRICK}/{file}; echo; getfattr -d -m trusted.afr -e hex {BRICK}/{file} 2>&1 | grep client; \
-                     grep -E 'www-client-[0-9]+: (Connected|disconnected from)' /var/log/glusterfs/var-www-triad.log | tail -4 | cut -c1-120"
+                     grep -E 'www-client-[0-9]+: (Connected|disconnected from)' {MOUNT_LOG} | tail -4 | cut -c1-120"
                 ))
             );
         }
@@ -582,7 +582,7 @@ fn split_brain_detected_and_resolved(tb: &mut Testbed) -> anyhow::Result<()> {
     if !refused {
         eprintln!(
             "[split-brain] n2's client log: {:?}",
-            tb.nodes[1].sh("tail -30 /var/log/glusterfs/var-www-triad.log | cut -c1-300")
+            tb.nodes[1].sh(&format!("tail -30 {MOUNT_LOG} | cut -c1-300"))
         );
     }
     assert!(refused, "the app reads a file in split-brain: {read:?}");
@@ -680,6 +680,7 @@ fn split_brain_detected_and_resolved(tb: &mut Testbed) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
 /// Scenario 5: a docroot that already holds files: the agent refuses to mount over it, says why,
 /// deletes nothing; once the operator moves the files away it mounts.
 #[test]
