@@ -51,6 +51,9 @@ struct RawCoordinatorConfig {
     /// `[metrics]`: the Prometheus endpoint (read by [`MetricsConfig::load`]).
     #[serde(default)]
     metrics: RawMetrics,
+    /// `[dashboard]`: the web dashboard (read by [`DashboardConfig::load`]).
+    #[serde(default)]
+    dashboard: RawDashboard,
     /// `[backup]`: backups of the database and the files (read by
     /// [`crate::backup::config::BackupConfig::load`]).
     #[serde(default)]
@@ -134,32 +137,101 @@ impl MetricsConfig {
 }
 
 fn resolve_metrics(path: &Path, raw: &RawMetrics) -> Result<MetricsConfig, ConfigError> {
-    let Some(text) = raw.listen.as_deref() else {
-        return Ok(MetricsConfig {
-            listen: Some(DEFAULT_METRICS_LISTEN),
-        });
+    let listen = resolve_listen(
+        path,
+        "metrics.listen",
+        raw.listen.as_deref(),
+        DEFAULT_METRICS_LISTEN,
+        "Prometheus scrapes",
+    )?;
+    Ok(MetricsConfig { listen })
+}
+
+/// A `listen` key of a small HTTP server: address:port or "off" (`None`), `default` when
+/// absent; port 0 refused, since clients must know the port.
+fn resolve_listen(
+    path: &Path,
+    key: &'static str,
+    text: Option<&str>,
+    default: SocketAddr,
+    client: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(text) = text else {
+        return Ok(Some(default));
     };
     if text == "off" {
-        return Ok(MetricsConfig { listen: None });
+        return Ok(None);
     }
     let invalid = |message: String| ConfigError::Invalid {
         path: path.to_path_buf(),
-        key: "metrics.listen",
+        key,
         message,
     };
     let listen: SocketAddr = text.parse().map_err(|_| {
         invalid(format!(
-            "{text:?} is not an address:port (default \"{DEFAULT_METRICS_LISTEN}\") or \"off\""
+            "{text:?} is not an address:port (default \"{default}\") or \"off\""
         ))
     })?;
     if listen.port() == 0 {
         return Err(invalid(format!(
-            "{text:?}: port 0 would pick a new port at every start; give the port Prometheus scrapes"
+            "{text:?}: port 0 would pick a new port at every start; give the port {client}"
         )));
     }
-    Ok(MetricsConfig {
-        listen: Some(listen),
-    })
+    Ok(Some(listen))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDashboard {
+    /// address:port, or "off"; default 127.0.0.1:9466. Needs `[tls]`.
+    listen: Option<String>,
+}
+
+/// Where the dashboard is served when `[dashboard] listen` is not set: loopback only
+/// (reach it through an SSH tunnel, or set a management address).
+pub const DEFAULT_DASHBOARD_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9466,
+));
+
+/// `[dashboard]`: where the coordinator serves its web dashboard over HTTPS
+/// (crate::dashboard). Read by the binary like [`MetricsConfig`]. The dashboard
+/// authenticates with the cluster PKI: with `[tls] insecure = true` the binary runs without
+/// it and says so (like a port it cannot bind, never fatal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardConfig {
+    /// `None`: `listen = "off"`.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OnlyDashboard {
+    #[serde(default)]
+    dashboard: RawDashboard,
+}
+
+impl DashboardConfig {
+    /// Read the `[dashboard]` section of the coordinator's file.
+    pub fn load(path: &Path) -> Result<DashboardConfig, ConfigError> {
+        let raw: OnlyDashboard = load_toml(path)?;
+        resolve_dashboard(path, &raw.dashboard)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<DashboardConfig, ConfigError> {
+        let raw: OnlyDashboard = parse_toml(path, text)?;
+        resolve_dashboard(path, &raw.dashboard)
+    }
+}
+
+fn resolve_dashboard(path: &Path, raw: &RawDashboard) -> Result<DashboardConfig, ConfigError> {
+    let listen = resolve_listen(
+        path,
+        "dashboard.listen",
+        raw.listen.as_deref(),
+        DEFAULT_DASHBOARD_LISTEN,
+        "browsers open",
+    )?;
+    Ok(DashboardConfig { listen })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -249,6 +321,7 @@ fn resolve(path: &Path, raw: RawCoordinatorConfig) -> Result<CoordinatorConfig, 
     // `BalancerConfig::load` (kept out of `CoordinatorConfig` so its literals stay valid).
     crate::balancer::config::resolve(path, raw.balancer.as_ref())?;
     resolve_metrics(path, &raw.metrics)?;
+    resolve_dashboard(path, &raw.dashboard)?;
     crate::backup::config::resolve(path, raw.backup.as_ref())?;
     if seeds.is_empty() {
         return Err(invalid(
@@ -713,6 +786,72 @@ insecure = true
         assert!(error.contains("unknown field `enabled`"), "{error}");
     }
 
+    const WITH_TLS: &str = r#"
+[cluster]
+name = "lab"
+seeds = ["10.214.0.11:7420"]
+[gossip]
+listen = "10.214.0.1:7420"
+[tls]
+ca = "/etc/triad/pki/ca.pem"
+cert = "/etc/triad/pki/coordinator.pem"
+key = "/etc/triad/pki/coordinator.key"
+"#;
+
+    #[test]
+    fn dashboard_listen_defaults_to_loopback_and_can_be_moved_or_turned_off() {
+        let dashboard = |text: &str| DashboardConfig::parse(Path::new("c.toml"), text);
+        assert_eq!(
+            dashboard(WITH_TLS).unwrap().listen,
+            Some("127.0.0.1:9466".parse().unwrap())
+        );
+        let moved = format!("{WITH_TLS}[dashboard]\nlisten = \"10.214.0.1:8443\"\n");
+        assert_eq!(
+            dashboard(&moved).unwrap().listen,
+            Some("10.214.0.1:8443".parse().unwrap())
+        );
+        let off = format!("{WITH_TLS}[dashboard]\nlisten = \"off\"\n");
+        assert_eq!(dashboard(&off).unwrap().listen, None);
+        for text in [&moved, &off] {
+            CoordinatorConfig::parse(Path::new("c.toml"), text).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_bad_dashboard_listen_is_an_error_naming_the_key() {
+        for (value, says) in [
+            (
+                "\"9466\"",
+                "is not an address:port (default \"127.0.0.1:9466\") or \"off\"",
+            ),
+            ("\"[::1]:0\"", "port 0"),
+            ("9466", "invalid type"),
+        ] {
+            let text = format!("{WITH_TLS}[dashboard]\nlisten = {value}\n");
+            let full = CoordinatorConfig::parse(Path::new("c.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            let section = DashboardConfig::parse(Path::new("c.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            for error in [&full, &section] {
+                assert!(error.contains(says), "{value}: {error}");
+                assert!(
+                    error.contains("dashboard.listen") || error.contains("[dashboard]"),
+                    "{value}: {error}"
+                );
+                assert!(!error.contains('\n'), "{error}");
+            }
+        }
+        let error = CoordinatorConfig::parse(
+            Path::new("c.toml"),
+            &format!("{WITH_TLS}[dashboard]\nport = 9466\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("unknown field `port`"), "{error}");
+    }
+
     /// Found by `coordinator_config_never_panics`: humantime accepts up to u64::MAX seconds,
     /// and `interval * 2` in `autoscale::resolve` overflowed (a panic, not a config error).
     #[test]
@@ -751,6 +890,7 @@ insecure = true
         ),
         ("grpc", &["listen", "bogus"]),
         ("metrics", &["listen", "bogus"]),
+        ("dashboard", &["listen", "bogus"]),
         (
             "backup",
             &[

@@ -432,7 +432,8 @@ impl CoordinatorGrpc {
         })
     }
 
-    fn status_now(&self) -> v1::ClusterStatus {
+    /// The `ClusterStatus` answer now (also the dashboard's source).
+    pub fn status_now(&self) -> v1::ClusterStatus {
         let now = Instant::now();
         let observing = now
             .saturating_duration_since(self.coordinator.started_at)

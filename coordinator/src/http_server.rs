@@ -1,4 +1,4 @@
-//! The coordinator's small HTTP servers (`/metrics`, maintenance mode's page): an axum
+//! The coordinator's small HTTP servers (`/metrics`, maintenance mode's page, the dashboard): an axum
 //! router on its own task, stopped gracefully with a bound.
 
 use std::net::SocketAddr;
@@ -24,19 +24,31 @@ impl HttpServer {
         what: &'static str,
     ) -> std::io::Result<HttpServer> {
         let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
+        Ok(HttpServer::spawn(addr, what, move |stopped| async move {
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
-                .await;
-            if let Err(error) = served {
+                .await
+        }))
+    }
+
+    /// Runs `serve` (a server bound to `addr` that ends once its argument resolves) on its
+    /// own task: for servers `serve` cannot build (the dashboard's TLS listener).
+    pub fn spawn<F, Fut>(addr: SocketAddr, what: &'static str, serve: F) -> HttpServer
+    where
+        F: FnOnce(oneshot::Receiver<()>) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = serve(stopped);
+        let task = tokio::spawn(async move {
+            if let Err(error) = served.await {
                 tracing::error!(address = %addr, %error, "{what} server stopped");
             }
         });
         tracing::info!(address = %addr, "serving {what}");
-        Ok(HttpServer { addr, stop, task })
+        HttpServer { addr, stop, task }
     }
 
     /// The bound address (the real port when asked for port 0).

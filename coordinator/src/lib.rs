@@ -9,7 +9,8 @@
 //! full-outage recovery: election, decision store), `balancer` (membership planner,
 //! HAProxy and Octavia), `volume` (Gluster formation planner and loop), `autoscale` (policy,
 //! scaler flows, Nova), `app` (the app's database, account and password file), `openstack` (Keystone sessions, Nova and Octavia clients), `status`
-//! (the gRPC status answer), `grpc` (CoordinatorService), `metrics` (`/metrics`), `cli`
+//! (the gRPC status answer), `grpc` (CoordinatorService), `metrics` (`/metrics`), `dashboard`
+//! (the web dashboard over HTTPS), `cli`
 //! (the command line).
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod backup;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod drain;
 pub mod events;
 pub mod grpc;

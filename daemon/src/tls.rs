@@ -232,6 +232,15 @@ impl TlsReloader {
         Ok(identity)
     }
 
+    /// The current server config offering `alpn` instead of gRPC's h2 (the coordinator's
+    /// HTTPS dashboard speaks HTTP/1.1 with the same certificate and client check).
+    pub fn config_with_alpn(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let mut config =
+            rustls::ServerConfig::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
     fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         let config = self
             .current

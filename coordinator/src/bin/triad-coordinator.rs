@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use triad_cluster::membership::generation_now;
 use triad_coordinator::cli::{CoordinatorCli as Cli, CoordinatorCommand as Command};
-use triad_coordinator::config::{CoordinatorConfig, MetricsConfig};
+use triad_coordinator::config::{CoordinatorConfig, DashboardConfig, MetricsConfig};
 use triad_coordinator::grpc::CoordinatorGrpc;
 use triad_coordinator::observer::Coordinator;
 use triad_coordinator::recovery::{GrpcAgents, Recovery, RecoverySettings};
@@ -173,6 +173,22 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     }
     service.spawn_timeline(coordinator.clone(), loops_stop_rx.clone());
     let metrics = start_metrics(&path, service.clone()).await;
+    let dashboard = start_dashboard(
+        &path,
+        tls.clone(),
+        triad_coordinator::dashboard::Sources {
+            status: {
+                let service = service.clone();
+                Arc::new(move || service.status_now())
+            },
+            view_changes: {
+                let coordinator = coordinator.clone();
+                Arc::new(move || coordinator.subscribe())
+            },
+            events: Some(events.clone()),
+        },
+    )
+    .await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(triad_daemon::tls::serve(
         tonic::transport::Server::builder().add_service(service.into_server()),
@@ -222,6 +238,9 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     if let Some(metrics) = metrics {
         metrics.stop().await;
     }
+    if let Some(dashboard) = dashboard {
+        dashboard.stop().await;
+    }
     if let Some(balancer_loop) = balancer_loop {
         balancer_loop.stop().await;
     }
@@ -261,6 +280,39 @@ async fn start_metrics(
         Ok(server) => Some(server),
         Err(error) => {
             tracing::error!(address = %listen, %error, "running without /metrics");
+            None
+        }
+    }
+}
+
+/// The web dashboard on `[dashboard] listen` (validated with the rest of the file). Like
+/// metrics, it never takes the control plane down: a port that cannot be bound is logged.
+async fn start_dashboard(
+    path: &Path,
+    tls: Option<triad_daemon::tls::TlsReloader>,
+    sources: triad_coordinator::dashboard::Sources,
+) -> Option<triad_coordinator::http_server::HttpServer> {
+    let listen = match DashboardConfig::load(path) {
+        Ok(DashboardConfig {
+            listen: Some(listen),
+        }) => listen,
+        Ok(DashboardConfig { listen: None }) => {
+            tracing::info!("dashboard off ([dashboard] listen = \"off\")");
+            return None;
+        }
+        Err(error) => {
+            tracing::error!(%error, "running without the dashboard");
+            return None;
+        }
+    };
+    let Some(tls) = tls else {
+        tracing::warn!(address = %listen, "running without the dashboard: it authenticates with the cluster's certificates and [tls] insecure = true has none (set [dashboard] listen = \"off\" to say so)");
+        return None;
+    };
+    match triad_coordinator::dashboard::start(listen, tls, sources).await {
+        Ok(server) => Some(server),
+        Err(error) => {
+            tracing::error!(address = %listen, %error, "running without the dashboard");
             None
         }
     }
