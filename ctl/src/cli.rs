@@ -68,6 +68,21 @@ pub struct CtlCli {
     pub command: CtlCommand,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DashboardCommand {
+    /// Print a login link for a browser: it works once, within 60 s, and gives the browser
+    /// a 12 h session. Needs a viewer or operator certificate (--ca, --cert, --key).
+    Url {
+        /// The dashboard's address ([dashboard] listen); default the --coordinator host,
+        /// port 9466.
+        #[arg(long, env = "TRIAD_DASHBOARD", value_name = "HOST:PORT")]
+        address: Option<String>,
+    },
+}
+
+/// The dashboard's port when `[dashboard] listen` is left at its default.
+pub const DEFAULT_DASHBOARD_PORT: u16 = 9466;
+
 /// Where `triadctl pki` keeps the CA and what it issues.
 pub const PKI_DIR: &str = "/etc/triad/pki";
 
@@ -223,6 +238,11 @@ pub enum CtlCommand {
     Backup {
         #[command(subcommand)]
         command: BackupCommand,
+    },
+    /// The web dashboard (served by the coordinator over HTTPS, read-only).
+    Dashboard {
+        #[command(subcommand)]
+        command: DashboardCommand,
     },
     /// The cluster PKI for mutual TLS: `pki init` makes the CA, `pki issue` certificates.
     Pki {

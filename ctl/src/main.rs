@@ -11,8 +11,8 @@ use triad_daemon::tls::PeerRole;
 use triad_proto::v1;
 use triad_proto::v1::coordinator_service_client::CoordinatorServiceClient;
 use triadctl::cli::{
-    AppCommand, BackupCommand, CtlCli as Cli, CtlCommand as Command, OnOff, Output, PkiCommand,
-    PkiRole, SplitBrainPolicy, VolumeCommand, EXIT_COULD_NOT_ASK, EXIT_REFUSED,
+    AppCommand, BackupCommand, CtlCli as Cli, CtlCommand as Command, DashboardCommand, OnOff,
+    Output, PkiCommand, PkiRole, SplitBrainPolicy, VolumeCommand, EXIT_COULD_NOT_ASK, EXIT_REFUSED,
 };
 use triadctl::report::StatusReport;
 
@@ -147,7 +147,33 @@ fn main() -> ExitCode {
                 runtime.block_on(backup_list(&target, cli.timeout, output))
             }
         },
+        Command::Dashboard {
+            command: DashboardCommand::Url { address },
+        } => runtime.block_on(dashboard_url(
+            &target,
+            cli.timeout,
+            triadctl::dashboard::dashboard_address(address.as_deref(), &cli.coordinator),
+        )),
         Command::Pki { command } => run_pki(command),
+    }
+}
+
+/// `dashboard url`: a login link, printed alone on stdout (for `xdg-open "$(...)"`).
+async fn dashboard_url(target: &Target, timeout: Duration, address: String) -> ExitCode {
+    use triadctl::dashboard::{login_link, LinkError};
+    let Some(files) = &target.tls else {
+        return Failure::CouldNotAsk(
+            "the dashboard needs a viewer or operator certificate: give --ca, --cert and --key (or TRIAD_CA, TRIAD_CERT, TRIAD_KEY)".into(),
+        )
+        .exit();
+    };
+    match login_link(files, &address, timeout).await {
+        Ok(url) => {
+            println!("{url}");
+            ExitCode::SUCCESS
+        }
+        Err(LinkError::Refused(why)) => Failure::Refused(why).exit(),
+        Err(LinkError::CouldNotAsk(why)) => Failure::CouldNotAsk(why).exit(),
     }
 }
 

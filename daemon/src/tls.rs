@@ -204,6 +204,36 @@ impl TlsFiles {
     }
 }
 
+impl TlsFiles {
+    /// A plain rustls client config (TLS 1.3, the cluster CA as the only root, our
+    /// certificate) offering `alpn`: for HTTPS to the coordinator's dashboard, which
+    /// tonic's config does not serve.
+    pub fn rustls_client_config(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in read_certs(&self.ca)? {
+            roots
+                .add(cert)
+                .map_err(|e| file_error(&self.ca, format!("not a usable CA certificate: {e}")))?;
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(read_certs(&self.cert)?, read_key(&self.key)?)
+            .map_err(|e| {
+                file_error(
+                    &self.cert,
+                    format!("does not go with the key {}: {e}", self.key.display()),
+                )
+            })?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+}
+
 /// The server side's current TLS config, swapped on reload.
 #[derive(Debug, Clone)]
 pub struct TlsReloader {

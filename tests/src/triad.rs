@@ -181,6 +181,10 @@ pub const OPERATOR: &str = "lab-operator";
 
 /// The lab coordinator's `/metrics` (Prometheus text) on the host's loopback.
 pub const COORDINATOR_METRICS: &str = "127.0.0.1:9465";
+/// The lab coordinator's web dashboard (HTTPS) on the host's loopback.
+pub const COORDINATOR_DASHBOARD: &str = "127.0.0.1:9466";
+/// The lab viewer's certificate name (the dashboard's tests read with it).
+pub const VIEWER: &str = "lab-viewer";
 
 /// `<state>/pki`.
 /// The lab's backup key (an age identity) in [`lab_pki_dir`].
@@ -207,6 +211,7 @@ pub fn lab_pki() -> Result<PathBuf> {
     for (name, role) in [
         ("coordinator", triad_daemon::tls::PeerRole::Coordinator),
         (OPERATOR, triad_daemon::tls::PeerRole::Operator),
+        (VIEWER, triad_daemon::tls::PeerRole::Viewer),
     ] {
         if !dir.join(format!("{name}.pem")).exists() {
             issue_cert(&dir, name, role, vec![])?;
@@ -408,6 +413,7 @@ pub fn coordinator_config_with(tb: &Testbed, autoscale: Autoscale) -> String {
 {autoscale}\
 [balancer]\nkind = \"haproxy\"\n\n[balancer.haproxy]\nadmin_socket = \"{socket}\"\nbackend = \"{backend}\"\nserver_port = 80\nmaintenance_map = \"{map}\"\nmaintenance_allow = \"{allow}\"\n\n\
 [metrics]\nlisten = \"{COORDINATOR_METRICS}\"\n\n\
+[dashboard]\nlisten = \"{COORDINATOR_DASHBOARD}\"\n\n\
 [backup]\ndir = \"{backups}\"\nkey_file = \"{pki}/{BACKUP_KEY}\"\n# small parts, so that the lab's backups have several\npart_size = \"1MiB\"\n\n\
 [tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/coordinator.pem\"\nkey = \"{pki}/coordinator.key\"\n",
         pki = lab_pki_dir().display(),

@@ -2,10 +2,13 @@
 //! coordinator on the host: the coordinator sees every node live through gossip; then the
 //! lab's `[app]` (issue 17): its database and account created on the Primary component,
 //! the password on every node (0640 root:www-data) and in no log or status, a node without
-//! the file not ready.
+//! the file not ready. The web dashboard (issue 21) in headless Chromium: the writer's
+//! crash turns its tile red within 2 s, and back when it returns; curl with the viewer's
+//! certificate reads it, without a certificate or with a node's it is refused.
 
 use std::time::Duration;
 
+use triad_tests::dashboard;
 use triad_tests::triad::{APP_DATABASE, APP_PASSWORD_FILE};
 use triad_tests::wait::{self, Poll};
 use triad_tests::{triad, Testbed};
@@ -192,7 +195,9 @@ fn testbed_agents_gossip_to_coordinator_and_keep_the_app_database() -> anyhow::R
     // the database endpoint: every node's 127.0.0.1:3307 reaches the same writer
     let writer = endpoint_writer(&tb, None)?;
     eprintln!("the endpoint of every node routes to {writer}");
-    writer_crash(&tb, &writer)?;
+    let mut page = open_dashboard()?;
+    writer_crash(&tb, &writer, &mut page)?;
+    drop(page);
     eprintln!("{}", triad::triadctl_status(false)?);
     tb.teardown_and_verify()?;
     Ok(())
@@ -246,7 +251,42 @@ fn endpoint_writer(tb: &Testbed, down: Option<&str>) -> anyhow::Result<String> {
 
 /// Crash the writer's node while a client inserts through another node's endpoint: errors
 /// only within 2 s of the crash, every acknowledged row on every node once it is back.
-fn writer_crash(tb: &Testbed, writer: &str) -> anyhow::Result<()> {
+/// How soon a crashed node's tile must turn red on an open dashboard (issue 21).
+const RED_TILE_WITHIN: Duration = Duration::from_secs(2);
+
+/// The dashboard's access from curl, then the page in Chromium with every tile up.
+fn open_dashboard() -> anyhow::Result<dashboard::Page> {
+    let (code, body) = dashboard::curl(Some(triad::VIEWER), "GET", "/api/status")?;
+    assert_eq!(
+        code, 200,
+        "the viewer's certificate reads the model: {body}"
+    );
+    let model: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(model["nodes"].as_array().map(Vec::len), Some(3), "{model}");
+    eprintln!(
+        "[dashboard] curl with {}: 200, health {}",
+        triad::VIEWER,
+        model["health"]
+    );
+    let (code, body) = dashboard::curl(None, "GET", "/")?;
+    assert_eq!(code, 401, "no certificate, no session: {body}");
+    assert!(body.contains("triadctl dashboard url"), "{body}");
+    let (code, body) = dashboard::curl(None, "GET", "/api/stream")?;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = dashboard::curl(Some("n1"), "GET", "/api/status")?;
+    assert_eq!(code, 403, "a node's certificate: {body}");
+    assert!(body.contains("may not read the dashboard"), "{body}");
+    eprintln!("[dashboard] curl without a certificate: 401, with n1's: 403");
+    let mut page = dashboard::Page::open(3)?;
+    for node in ["n1", "n2", "n3"] {
+        let (state, colour) = page.tile(node)?;
+        assert_eq!(state, "up", "{node}'s tile ({colour})");
+    }
+    page.screenshot("healthy")?;
+    Ok(page)
+}
+
+fn writer_crash(tb: &Testbed, writer: &str, page: &mut dashboard::Page) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;
     let victim = tb
@@ -301,8 +341,25 @@ fn writer_crash(tb: &Testbed, writer: &str) -> anyhow::Result<()> {
                 },
             )?;
             let at = start.elapsed();
+            let killed = Instant::now();
             triad_tests::faults::crash(victim)?;
             eprintln!("[endpoint] {writer} crashed at {:.1}s", at.as_secs_f64());
+            // the open dashboard: the tile red, as the page draws it, within 2 s of the kill
+            let red =
+                page.wait_tile(writer, "red (down)", killed, Duration::from_secs(10), |s| {
+                    s == "down"
+                })?;
+            let (_, colour) = page.tile(writer)?;
+            eprintln!(
+                "[dashboard] {writer}'s tile red ({colour}) {:.2}s after the kill",
+                red.as_secs_f64()
+            );
+            page.screenshot("crashed")?;
+            if red > RED_TILE_WITHIN || colour != "rgb(207, 34, 46)" {
+                anyhow::bail!(
+                    "{writer}'s tile turned red {red:.2?} after the crash ({colour}); wanted within {RED_TILE_WITHIN:?}"
+                );
+            }
             // the client keeps inserting through the failover and after it
             wait::until(
                 "10 s of the client after the crash",
@@ -363,8 +420,24 @@ fn writer_crash(tb: &Testbed, writer: &str) -> anyhow::Result<()> {
         "the endpoint moved off the crashed writer"
     );
     // the crashed node comes back, and every acknowledged row is on every node
+    let restarted = Instant::now();
     triad_tests::faults::start(victim)?;
+    let live = page.wait_tile(
+        writer,
+        "no longer red",
+        restarted,
+        Duration::from_secs(120),
+        |s| s != "down" && s != "absent",
+    )?;
+    eprintln!(
+        "[dashboard] {writer}'s tile back ({}) {:.1}s after its start",
+        page.tile(writer)?.0,
+        live.as_secs_f64()
+    );
     triad::wait_all_ready(tb, 3, Duration::from_secs(240))?;
+    page.wait_tile(writer, "up", Instant::now(), Duration::from_secs(10), |s| {
+        s == "up"
+    })?;
     for n in &tb.nodes {
         let present: std::collections::BTreeSet<u64> = n
             .sh(&format!(
