@@ -10,7 +10,7 @@ CARGO ?= cargo
 BUILD_ARGS = build --workspace --bins --tests
 LAB = $(or $(CARGO_TARGET_DIR),target)/debug/triad-lab
 
-.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition bench-app bench-scaleout bench-backup deb
+.PHONY: all deps build lab lab-down test check fmt lint unit fuzz bench-gossip bench-lab bench-volume bench-recovery bench-autoscale bench-partition bench-app bench-scaleout bench-backup bench-dashboard deb
 
 all: build
 
@@ -86,6 +86,10 @@ bench-volume: deps build deb
 ## Full-outage recovery, both crash shapes: Pacemaker + ocf:heartbeat:galera, Galera's own pc.recovery, Triad (issue 4).
 bench-recovery: deps build
 	$(LAB) bench-recovery --pacemaker
+
+## The web dashboard on the lab: crash to red tile in headless Chromium; coordinator CPU/RSS with and without it (issue 21).
+bench-dashboard: deps build
+	$(LAB) bench-dashboard
 
 ## Autoscaling on the lab: decision and serving times under load, scale-in time, failed requests (issue 8).
 bench-autoscale: deps build

@@ -41,6 +41,10 @@ set -eu
 #   (swift-proxy, swift-account, swift-container, swift-object, and memcached, which the
 #   proxy's auth needs), started by the test on loopback; s3cmd is the real client that
 #   checks it. Their packaged services are kept off (below): Swift's proxy would take :8080.
+# The web dashboard (issue 21): chromium, headless, driven over its DevTools pipe by the
+#   testbed_agents test and `triad-lab bench-dashboard` (a screenshot, a crashed node's tile
+#   read as the page draws it); it trusts the coordinator's key by its hash (openssl, above),
+#   so no NSS tools are needed.
 # Rust side: a C toolchain for linking (gcc, libc6-dev), pkg-config, and libzstd-dev (zstd-sys
 # links Debian's static libzstd instead of compiling zstd's C). protoc is NOT needed
 # (the proto crate compiles .proto files in pure Rust).
@@ -49,7 +53,8 @@ mariadb-client openssl util-linux procps psmisc ca-certificates gcc libc6-dev pk
 lintian dpkg-dev python3-venv prometheus-node-exporter prometheus age zstd
 swift-proxy swift-account swift-container swift-object memcached s3cmd
 python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema python3-netifaces
-python3-oauthlib python3-requests python3-serial python3-yaml"
+python3-oauthlib python3-requests python3-serial python3-yaml
+chromium"
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1

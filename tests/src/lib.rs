@@ -14,6 +14,7 @@ pub mod backups;
 pub mod bench_app;
 pub mod bench_autoscale;
 pub mod bench_backup;
+pub mod bench_dashboard;
 pub mod bench_partition;
 pub mod bench_recovery;
 pub mod bench_scaleout;

@@ -256,6 +256,7 @@ const RED_TILE_WITHIN: Duration = Duration::from_secs(2);
 
 /// The dashboard's access from curl, then the page in Chromium with every tile up.
 fn open_dashboard() -> anyhow::Result<dashboard::Page> {
+    let started = std::time::Instant::now();
     let (code, body) = dashboard::curl(Some(triad::VIEWER), "GET", "/api/status")?;
     assert_eq!(
         code, 200,
@@ -283,6 +284,10 @@ fn open_dashboard() -> anyhow::Result<dashboard::Page> {
         assert_eq!(state, "up", "{node}'s tile ({colour})");
     }
     page.screenshot("healthy")?;
+    eprintln!(
+        "[dashboard] access checked and page open in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(page)
 }
 

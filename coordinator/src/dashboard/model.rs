@@ -233,10 +233,11 @@ pub fn page_model(status: &v1::ClusterStatus, events: &[Event]) -> PageModel {
         .galera_section
         .as_ref()
         .is_some_and(|g| g.open_decision.is_some());
+    // the policy wants another number of nodes than are ready
     let scaling = status
         .autoscale_section
         .as_ref()
-        .is_some_and(|a| a.recommended.is_some_and(|r| r as usize != up));
+        .is_some_and(|a| a.recommended.is_some_and(|r| r != a.ready));
     let activity = [
         ("recovery", &status.galera, recovering),
         ("volume", &status.volume, split_brain > 0),
@@ -428,6 +429,28 @@ mod tests {
         );
         assert_eq!(model.health, Tone::Warn);
         assert_eq!(model.reasons, ["volume: 1 file(s) in split-brain"]);
+    }
+
+    #[test]
+    fn scaling_is_busy_while_the_policy_wants_another_count() {
+        let mut s = status(vec![node("n1", true, true)]);
+        s.autoscale = "recommend 3".into();
+        for (ready, recommended, busy) in
+            [(2, Some(3), true), (3, Some(3), false), (3, None, false)]
+        {
+            s.autoscale_section = Some(v1::AutoscaleSection {
+                request_rate: None,
+                ready,
+                recommended,
+                removed: vec![],
+            });
+            let model = page_model(&s, &[]);
+            assert_eq!(model.activity[0].label, "scaling");
+            assert_eq!(
+                model.activity[0].busy, busy,
+                "{ready} ready, {recommended:?}"
+            );
+        }
     }
 
     #[test]

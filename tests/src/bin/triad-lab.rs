@@ -107,6 +107,16 @@ enum Cmd {
         #[arg(long)]
         cold: bool,
     },
+    /// The web dashboard (issue 21): crash to red tile in headless Chromium, and the
+    /// coordinator's CPU and RSS with the dashboard open and without.
+    BenchDashboard {
+        /// Crashes (n2, n3 in turn).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Each CPU/RSS window, in seconds.
+        #[arg(long, default_value_t = 30)]
+        window_secs: u64,
+    },
     /// Full-outage recovery (both crash shapes): Galera's own pc.recovery beside Triad.
     BenchRecovery {
         /// Runs per shape and contender.
@@ -344,6 +354,17 @@ fn run(cli: Cli) -> Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Cmd::BenchDashboard {
+            rounds,
+            window_secs,
+        } => {
+            host::preflight()?;
+            testbed::cleanup_leftovers(&state)?;
+            Ok(triad_tests::bench_dashboard::run(
+                rounds,
+                Duration::from_secs(window_secs),
+            )?)
         }
         Cmd::BenchPartition { rounds } => {
             host::preflight()?;

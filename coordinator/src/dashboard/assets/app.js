@@ -13,11 +13,12 @@ function replace(id, children) {
   document.getElementById(id).replaceChildren(...children);
 }
 
-function ago(ms) {
-  const s = Math.max(0, (Date.now() - ms) / 1000);
-  if (s < 60) return Math.round(s) + "s ago";
-  if (s < 3600) return Math.round(s / 60) + "m ago";
-  return new Date(ms).toISOString().replace("T", " ").slice(0, 19) + "Z";
+// an event's time as the UTC time of day (a date too when not today): never stale, unlike
+// "5s ago" between two pushes
+function when(ms) {
+  const iso = new Date(ms).toISOString();
+  const today = new Date().toISOString().slice(0, 10);
+  return (iso.slice(0, 10) === today ? "" : iso.slice(0, 10) + " ") + iso.slice(11, 19);
 }
 
 function render(model) {
@@ -54,7 +55,7 @@ function render(model) {
   ]));
   replace("events", model.events.map((e) => {
     const item = el("li", { class: "kind-" + e.kind });
-    item.append(el("time", { datetime: new Date(e.at).toISOString() }, ago(e.at)), el("b", {}, " " + e.kind + " " + e.subject + " "), document.createTextNode(e.text));
+    item.append(el("time", { datetime: new Date(e.at).toISOString() }, when(e.at)), el("b", {}, " " + e.kind + " " + e.subject + " "), document.createTextNode(e.text));
     return item;
   }));
   document.body.dataset.updated = String(Date.now());
