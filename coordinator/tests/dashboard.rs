@@ -294,8 +294,19 @@ async fn an_open_page_is_pushed_a_crash_at_once() {
     assert_eq!(pushed["nodes"][1]["state"], "down", "{pushed}");
     assert_eq!(pushed["nodes"][1]["tone"], "bad");
     assert!(sent.elapsed() < Duration::from_millis(500));
-    drop(stream);
+    // stopping ends the open stream rather than waiting out the 2 s bound
+    let stopping = std::time::Instant::now();
     f.server.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(1),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(2), stream.response.chunk()).await;
+    assert!(
+        matches!(end, Ok(Ok(None)) | Ok(Err(_))),
+        "the stream ends with the server"
+    );
 }
 
 /// A member for a change event (the stream reads the status, not the event's content).

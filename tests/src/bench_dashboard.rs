@@ -1,5 +1,5 @@
-//! `triad-lab bench-dashboard` (issue 21's closing note): on a fresh lab (agents and the
-//! coordinator, no app), the time from a node's crash (SIGKILL of its PID 1) to its tile
+//! `triad-lab bench-dashboard` (issue 21's closing note): on a fresh lab (agents, the
+//! coordinator and the app's health page), the time from a node's crash (SIGKILL of its PID 1) to its tile
 //! turning red on a dashboard open in headless Chromium, per round; and the coordinator's
 //! CPU and RSS over a window without the dashboard and then with one page open.
 
@@ -68,7 +68,10 @@ pub fn run(rounds: u32, window: Duration) -> Result<()> {
             .as_ref()
             .map(|c| c.pid)
             .ok_or_else(|| LabError::Other("no coordinator process".into()))?;
-        // settle: the agents' first minutes form Galera and the volume
+        // settle: the agents form Galera and the volume; Apache is ready once the app's
+        // health page is on the volume
+        triad::wait_docroot_mounted(&tb.nodes[0], Duration::from_secs(240))?;
+        triad::publish_app(&tb.nodes[0])?;
         triad::wait_all_ready(&tb, 3, Duration::from_secs(240))?;
 
         let (cpu_without, rss_without) = measure(pid, window)?;

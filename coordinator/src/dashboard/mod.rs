@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::{IncomingStream, Listener};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use triad_daemon::tls::{PeerIdentity, TlsReloader};
@@ -70,6 +70,9 @@ struct Dashboard {
     sources: Sources,
     sessions: Arc<Sessions>,
     watchers: Arc<Semaphore>,
+    /// Turns true when the server stops: open streams end, so the graceful stop does not
+    /// wait out its bound for pages that never close.
+    closing: watch::Receiver<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +111,12 @@ pub fn serve(
     sources: Sources,
 ) -> Result<HttpServer, DashboardError> {
     let addr = listener.local_addr().map_err(DashboardError::LocalAddr)?;
+    let (closing_tx, closing) = watch::channel(false);
     let app = router(Dashboard {
         sources,
         sessions: Arc::new(Sessions::default()),
         watchers: Arc::new(Semaphore::new(MAX_WATCHERS)),
+        closing,
     });
     let listener = TlsListener::spawn(listener, tls, addr);
     Ok(HttpServer::spawn(
@@ -119,8 +124,9 @@ pub fn serve(
         "the dashboard",
         move |stopped| async move {
             axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-                .with_graceful_shutdown(async {
+                .with_graceful_shutdown(async move {
                     let _ = stopped.await;
+                    let _ = closing_tx.send(true);
                 })
                 .await
         },
@@ -390,6 +396,7 @@ async fn watch(dashboard: Dashboard, tx: mpsc::Sender<Result<SseEvent, Infallibl
     let mut events = dashboard.recent_events();
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = dashboard.closing.clone();
     let mut last = String::new();
     loop {
         let json = dashboard.model_json(&events);
@@ -401,6 +408,7 @@ async fn watch(dashboard: Dashboard, tx: mpsc::Sender<Result<SseEvent, Infallibl
         }
         tokio::select! {
             _ = tx.closed() => return,
+            _ = closing.wait_for(|closing| *closing) => return,
             _ = refresh.tick() => {}
             changed = view_changes.recv() => {
                 if let Err(broadcast::error::RecvError::Closed) = changed {
