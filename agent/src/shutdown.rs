@@ -6,8 +6,8 @@
 //!
 //! The agent publishes maintenance `shutdown` (drained, mysqld held) and waits, a bounded
 //! time, for the coordinator's grant of its turn (the `Maintenance` RPC with `leave`),
-//! which stops mysqld by signal. Without a grant in time (no coordinator), it stops mysqld
-//! itself, as before. This is the one exception to "on SIGTERM the agent stops only its
+//! which stops mysqld by signal. With no coordinator live in gossip, or no grant in time,
+//! it stops mysqld itself at once, as before. This is the one exception to "on SIGTERM the agent stops only its
 //! own loops" (design principle 5): a restart of the agent alone leaves everything running.
 
 use std::sync::Arc;
@@ -17,13 +17,12 @@ use crate::galera::driver::GaleraDriver;
 use crate::grpc::SHUTDOWN_REASON;
 use crate::state::AgentState;
 use triad_cluster::membership::Membership;
+use triad_proto::gossip::Role;
 
 /// How long the agent waits for its turn to leave. Each leave before it is a clean mysqld
-/// shutdown (seconds); the unit's TimeoutStopSec leaves room for this and the stop itself.
+/// shutdown (seconds); the unit's TimeoutStopSec leaves room for this and the stop itself
+/// (`LEAVE_STOP_GRACE`).
 pub const TURN_WAIT: Duration = Duration::from_secs(60);
-
-/// The grace of mysqld's own stop when no turn came.
-pub const STOP_GRACE: Duration = Duration::from_secs(40);
 
 /// Whether systemd is stopping the whole system (poweroff, reboot), not just this unit.
 pub async fn system_stopping() -> bool {
@@ -65,20 +64,35 @@ pub async fn leave(
         "the system shuts down: waiting up to {wait:?} for the coordinator to give this node its turn to leave Galera"
     );
     let started = tokio::time::Instant::now();
-    while started.elapsed() < wait {
+    let why = loop {
         if !galera.mysqld_running().await {
             return format!(
                 "mysqld left on the coordinator's grant, {:.1}s after the shutdown began",
                 started.elapsed().as_secs_f64()
             );
         }
+        if !coordinator_live(membership).await {
+            break "no coordinator is live in gossip to give a turn".to_string();
+        }
+        if started.elapsed() >= wait {
+            break format!("no turn came within {wait:?}");
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    tracing::warn!("no turn to leave came within {wait:?}: stopping mysqld now");
+    };
+    tracing::warn!("{why}: stopping mysqld now");
     match galera.maintenance_leave().await {
-        Ok(message) => format!("no turn came within {wait:?}; {message}"),
-        Err(error) => format!("no turn came within {wait:?}; stopping mysqld failed: {error}"),
+        Ok(message) => format!("{why}; {message}"),
+        Err(error) => format!("{why}; stopping mysqld failed: {error}"),
     }
+}
+
+/// Whether a coordinator is live in gossip (the only one who grants turns).
+async fn coordinator_live(membership: &Membership) -> bool {
+    membership
+        .members()
+        .await
+        .iter()
+        .any(|m| !m.is_self && m.live && m.keys.role == Role::Coordinator)
 }
 
 /// [`leave`] when the system is stopping and this node runs a managed mysqld; nothing
