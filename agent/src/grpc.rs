@@ -38,6 +38,8 @@ pub struct AgentGrpc {
     backups: Option<Arc<crate::backup::Backups>>,
     /// Where the drain flag is kept across restarts (`None`: memory only, in tests).
     drain_file: Option<std::path::PathBuf>,
+    /// Where node maintenance is kept across restarts (`None`: memory only, in tests).
+    maintenance_file: Option<std::path::PathBuf>,
     /// The server runs mutual TLS: callers are checked by their certificate's role.
     tls: bool,
 }
@@ -52,12 +54,18 @@ pub const AGENT_CALLERS: &[triad_daemon::tls::PeerRole] = &[
 /// The drain flag's file in the agent's state directory.
 pub const DRAIN_FILE: &str = "drained";
 
-/// The reason of a drain kept in `file` by an earlier agent process, if any.
+pub use crate::state::MAINTENANCE_FILE;
+
+/// The reason of a drain (or a maintenance) kept in `file` by an earlier agent process,
+/// if any.
 pub fn kept_drain(file: &std::path::Path) -> Option<String> {
     std::fs::read_to_string(file)
         .ok()
         .map(|reason| reason.trim().to_string())
 }
+
+/// The maintenance reason an agent publishes for itself while the system shuts down.
+pub const SHUTDOWN_REASON: &str = "shutdown";
 
 /// Who may call the job lease RPCs: the coordinator only.
 pub const JOB_CALLERS: &[triad_daemon::tls::PeerRole] = &[triad_daemon::tls::PeerRole::Coordinator];
@@ -92,6 +100,7 @@ impl AgentGrpc {
             jobs: None,
             backups: None,
             drain_file: None,
+            maintenance_file: None,
             tls: false,
         }
     }
@@ -99,6 +108,13 @@ impl AgentGrpc {
     /// Keep the drain flag in `file` (its reason), so a drain outlives an agent restart.
     pub fn with_drain_file(mut self, file: std::path::PathBuf) -> AgentGrpc {
         self.drain_file = Some(file);
+        self
+    }
+
+    /// Keep node maintenance in `file` (its reason), so it outlives a reboot: the node
+    /// comes back drained with mysqld held until `triadctl maintenance NODE off`.
+    pub fn with_maintenance_file(mut self, file: std::path::PathBuf) -> AgentGrpc {
+        self.maintenance_file = Some(file);
         self
     }
 
@@ -486,6 +502,93 @@ impl AgentService for AgentGrpc {
         self.state.update(|keys| keys.draining = false);
         self.membership.publish(&self.state.keys()).await;
         Ok(Response::new(v1::DrainReply { draining: false }))
+    }
+
+    async fn maintenance(
+        &self,
+        request: Request<v1::AgentMaintenanceRequest>,
+    ) -> Result<Response<v1::AgentMaintenanceReply>, Status> {
+        let r = request.into_inner();
+        if !r.on {
+            if r.leave {
+                return Err(Refused.status("leave is only asked with maintenance on"));
+            }
+            if self.state.keys().maintenance.as_deref() == Some(SHUTDOWN_REASON) {
+                return Err(Refused.status("this node is shutting down"));
+            }
+            if let Some(file) = &self.maintenance_file {
+                match std::fs::remove_file(file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(
+                            Unavailable.status(format!("cannot remove {}: {e}", file.display()))
+                        )
+                    }
+                }
+            }
+            if let Some(galera) = &self.galera {
+                galera.set_maintenance(false).await;
+            }
+            let drained = self.drain_file.as_deref().and_then(kept_drain).is_some();
+            self.state.update(|keys| {
+                keys.maintenance = None;
+                keys.draining = drained;
+            });
+            self.membership.publish(&self.state.keys()).await;
+            tracing::warn!("maintenance off on request: the node rejoins");
+            return Ok(Response::new(v1::AgentMaintenanceReply {
+                message: "maintenance off: mysqld rejoins and the node takes traffic once ready"
+                    .into(),
+            }));
+        }
+        if r.leave {
+            // a grant of a turn to leave is for a node in maintenance: one that has
+            // restarted since it asked (a reboot) has nothing to leave for
+            if self.state.keys().maintenance.is_none() {
+                return Err(Refused.status(
+                    "this node is not in maintenance (its agent restarted since it asked): nothing leaves",
+                ));
+            }
+            return match &self.galera {
+                Some(galera) => galera
+                    .maintenance_leave()
+                    .await
+                    .map(|message| Response::new(v1::AgentMaintenanceReply { message }))
+                    .map_err(galera_status),
+                None => Ok(Response::new(v1::AgentMaintenanceReply {
+                    message: "no mysqld on this node: nothing leaves".into(),
+                })),
+            };
+        }
+        let reason = if r.reason.trim().is_empty() {
+            "maintenance".to_string()
+        } else {
+            r.reason.trim().to_string()
+        };
+        if self.state.keys().maintenance.is_none() {
+            tracing::warn!(%reason, "maintenance on request: draining, mysqld held");
+            if let Some(file) = &self.maintenance_file {
+                triad_daemon::fs::durable_write(file, &format!("{reason}\n")).map_err(|e| {
+                    Unavailable.status(format!(
+                        "cannot keep the maintenance in {}: {e}",
+                        file.display()
+                    ))
+                })?;
+            }
+            if let Some(galera) = &self.galera {
+                galera.set_maintenance(true).await;
+            }
+            self.state.update(|keys| {
+                keys.maintenance = Some(reason);
+                keys.draining = true;
+            });
+            self.membership.publish(&self.state.keys()).await;
+        }
+        Ok(Response::new(v1::AgentMaintenanceReply {
+            message: "in maintenance: drained; mysqld leaves when the coordinator gives its turn"
+                .into(),
+        }))
     }
 
     async fn service_action(

@@ -24,6 +24,7 @@ pub mod mount;
 pub mod readiness;
 pub mod runtime;
 pub mod service;
+pub mod shutdown;
 pub mod state;
 pub mod systemd_bus;
 #[cfg(feature = "testsuite")]

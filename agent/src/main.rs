@@ -68,8 +68,20 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
         tracing::warn!(%reason, file = %drain_file.display(), "this node stays drained");
         agent.state().update(|keys| keys.draining = true);
     }
+    let maintenance_file = config.state_dir.join(triad_agent::grpc::MAINTENANCE_FILE);
+    if let Some(reason) = triad_agent::grpc::kept_drain(&maintenance_file) {
+        tracing::warn!(%reason, file = %maintenance_file.display(), "this node stays in maintenance: drained, mysqld held (`triadctl maintenance NODE off` ends it)");
+        if let Some(galera) = agent.galera() {
+            galera.set_maintenance(true).await;
+        }
+        agent.state().update(|keys| {
+            keys.maintenance = Some(reason);
+            keys.draining = true;
+        });
+    }
     let service = AgentGrpc::new(agent.state(), agent.membership())
         .with_drain_file(drain_file)
+        .with_maintenance_file(maintenance_file)
         .with_galera(agent.galera())
         .with_gluster(agent.gluster())
         .with_app(agent.app())
@@ -105,8 +117,11 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
             "restart the agent to apply it (managed services keep running)",
         );
     }
-    tracing::info!("stopping (managed services keep running)");
     systemd::notify_stopping();
+    // a poweroff or reboot: mysqld leaves Galera when the coordinator gives this node its
+    // turn (the unit stops before mariadb's); a restart of the agent alone keeps it running
+    triad_agent::shutdown::on_sigterm(agent.galera(), &agent.state(), &agent.membership()).await;
+    tracing::info!("stopping (managed services keep running)");
     let _ = grpc_stop_tx.send(());
     match grpc.await {
         Ok(Ok(())) => {}

@@ -110,6 +110,38 @@ pub async fn stop_or_kill(unit: &str, grace: Duration) -> Result<Stopped, HostEr
     stop_or_kill_with("systemctl", unit, grace, AFTER_KILL).await
 }
 
+/// [`stop_or_kill`] without a stop job: SIGTERM to the unit's main process (`systemctl
+/// kill`, which queues no job), for a stop while the system shuts down and this unit's
+/// stop job waits behind the agent's.
+pub async fn terminate_or_kill(unit: &str, grace: Duration) -> Result<Stopped, HostError> {
+    run(
+        "systemctl",
+        &["kill", "--kill-whom=main", "--signal=SIGTERM", unit],
+        STATE_TIMEOUT,
+    )
+    .await?;
+    if wait_stopped("systemctl", unit, grace).await {
+        return Ok(Stopped::Gracefully);
+    }
+    tracing::warn!(
+        unit,
+        "{unit} did not stop within {grace:?} of SIGTERM: sending SIGKILL"
+    );
+    run(
+        "systemctl",
+        &["kill", "--signal=SIGKILL", unit],
+        STATE_TIMEOUT,
+    )
+    .await?;
+    if wait_stopped("systemctl", unit, AFTER_KILL).await {
+        return Ok(Stopped::Killed);
+    }
+    Err(HostError::new(
+        format!("systemctl kill {unit}"),
+        format!("still running {grace:?} after SIGTERM and {AFTER_KILL:?} after SIGKILL"),
+    ))
+}
+
 /// [`stop_or_kill`] through `program` (systemctl; a script in the tests).
 async fn stop_or_kill_with(
     program: &str,

@@ -12,6 +12,11 @@ use triad_proto::gossip::{NodeKeys, Role};
 
 use crate::readiness::{not_ready_reason, ReadinessCheck};
 
+/// Node maintenance's file in the agent's state directory (its reason): read by the
+/// Galera module before its first pass (a node rebooted in maintenance must not start
+/// mysqld even once) and written by the `Maintenance` RPC.
+pub const MAINTENANCE_FILE: &str = "maintenance";
+
 /// What does not change while this agent process runs.
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {

@@ -47,6 +47,8 @@ pub struct CoordinatorGrpc {
     tls: Option<triad_daemon::tls::TlsFiles>,
     /// Backups (`[backup]`); `None`: not configured.
     backups: Option<Arc<crate::backup::Backups>>,
+    /// The node maintenance loop's status line.
+    node_maintenance: Option<tokio::sync::watch::Receiver<String>>,
 }
 
 /// The nodes whose certificate (from their gossip) expires within 30 days, soonest first:
@@ -81,6 +83,9 @@ pub fn expiring_certificates(expiring: &[(i64, &str, i64)]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// How long `triadctl maintenance NODE on` waits for the node to have left Galera.
+const MAINTENANCE_LEAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Who may call the coordinator at all: operators (triadctl) and viewers (status and events
 /// only). Nodes never need to, and a node's certificate must not be enough to recover the
@@ -133,6 +138,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("AppRun", Access::Change),
     ("Maintenance", Access::Change),
     ("NodeDrain", Access::Change),
+    ("NodeMaintenance", Access::Change),
     ("VolumeResolve", Access::Change),
     ("BackupNow", Access::Change),
     ("BackupList", Access::Read),
@@ -223,7 +229,17 @@ impl CoordinatorGrpc {
             events: None,
             tls: None,
             backups: None,
+            node_maintenance: None,
         }
+    }
+
+    /// Report the node maintenance loop's status line in ClusterStatus.
+    pub fn with_node_maintenance(
+        mut self,
+        status: tokio::sync::watch::Receiver<String>,
+    ) -> CoordinatorGrpc {
+        self.node_maintenance = Some(status);
+        self
     }
 
     /// Report the app loop's status in ClusterStatus.
@@ -465,6 +481,11 @@ impl CoordinatorGrpc {
             .map(|handle| handle.status())
             .unwrap_or_default();
         status.tls = self.tls_line();
+        status.node_maintenance = self
+            .node_maintenance
+            .as_ref()
+            .map(|watch| watch.borrow().clone())
+            .unwrap_or_default();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -862,6 +883,90 @@ impl CoordinatorService for CoordinatorGrpc {
                 )
             },
         }))
+    }
+
+    async fn node_maintenance(
+        &self,
+        request: Request<v1::NodeMaintenanceRequest>,
+    ) -> Result<Response<v1::NodeMaintenanceReply>, Status> {
+        let identity = triad_daemon::tls::authorize(
+            &request,
+            self.tls.is_some(),
+            OPERATOR_ONLY,
+            "NodeMaintenance",
+        )?;
+        let who = identity.as_ref().map_or_else(
+            || "an operator (plaintext)".to_string(),
+            |id| id.to_string(),
+        );
+        let r = request.into_inner();
+        let view = self.coordinator.view();
+        let grpc = crate::node_maintenance::check(&view, &r.node, r.on)
+            .map_err(|why| ErrorKind::Refused.status(why))?;
+        let mut client = crate::agent_client::connect(
+            &r.node,
+            grpc,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| ErrorKind::Unavailable.status(e.message))?;
+        client
+            .maintenance(v1::AgentMaintenanceRequest {
+                on: r.on,
+                leave: false,
+                reason: format!("operator {who}"),
+            })
+            .await
+            .map_err(|status| {
+                ErrorKind::of(status.code()).status(format!("{}: {}", r.node, status.message()))
+            })?;
+        let word = if r.on { "on" } else { "off" };
+        self.operator_event(
+            "node maintenance",
+            format!("{} maintenance {word}", r.node),
+            &identity,
+        );
+        if !r.on {
+            return Ok(Response::new(v1::NodeMaintenanceReply {
+                message: format!(
+                    "{} out of maintenance: mysqld rejoins, and the node takes traffic once ready \
+                     (the volume's quorum goes back to normal once every brick is back and healed)",
+                    r.node
+                ),
+            }));
+        }
+        // the answer says when the node may be stopped: once it has left Galera
+        let deadline = tokio::time::Instant::now() + MAINTENANCE_LEAVE_WAIT;
+        loop {
+            let view = self.coordinator.view();
+            if view
+                .get(&r.node)
+                .is_none_or(|m| !crate::node_maintenance::mysqld_running(m))
+            {
+                return Ok(Response::new(v1::NodeMaintenanceReply {
+                    message: format!(
+                        "{node} in maintenance: drained and out of the Galera cluster; it may be \
+                         stopped or rebooted now and stays out until `triadctl maintenance {node} off`",
+                        node = r.node
+                    ),
+                }));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let line = self
+                    .node_maintenance
+                    .as_ref()
+                    .map(|w| w.borrow().clone())
+                    .unwrap_or_default();
+                return Ok(Response::new(v1::NodeMaintenanceReply {
+                    message: format!(
+                        "{} in maintenance and drained, but its mysqld still runs after {:?}                          (waiting: {line}); `triadctl status` shows when it has left",
+                        r.node, MAINTENANCE_LEAVE_WAIT
+                    ),
+                }));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 
     type TimelineStream = Pin<Box<dyn Stream<Item = Result<v1::TimelineEvent, Status>> + Send>>;

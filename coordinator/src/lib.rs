@@ -33,6 +33,7 @@ pub mod http_server;
 pub mod jobs;
 pub mod maintenance;
 pub mod metrics;
+pub mod node_maintenance;
 pub mod observer;
 pub mod openstack;
 pub mod quiesce;

@@ -77,6 +77,8 @@ pub struct NodeSample {
     /// Live and gossiping ready (what the balancer serves from).
     pub ready: bool,
     pub draining: bool,
+    /// In node maintenance (kept for a dead node: one powered off for it is expected).
+    pub maintenance: bool,
     /// Each service and its state word, as gossiped (`NodeKeys::service_states`); empty
     /// for a dead node (its last words are stale).
     pub services: Vec<(&'static str, &'static str)>,
@@ -225,6 +227,7 @@ pub fn snapshot(sources: &Sources<'_>) -> Snapshot {
             live: member.live,
             ready: member.serving(),
             draining: member.keys.draining,
+            maintenance: member.keys.maintenance.is_some(),
             services: if member.live {
                 member.keys.service_states()
             } else {
@@ -392,6 +395,11 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
             "triad_node_draining",
             "1 when the node is draining",
             per_node(|n| n.draining),
+        );
+        r.register(
+            "triad_node_maintenance",
+            "1 when the node is in maintenance (`triadctl maintenance NODE on`, or shutting down)",
+            per_node(|n| n.maintenance),
         );
         r.register(
             "triad_node_service_state",
@@ -794,6 +802,7 @@ mod tests {
                     live: false,
                     ready: false,
                     draining: true,
+                    maintenance: true,
                     ..NodeSample::default()
                 },
             ],
@@ -862,6 +871,7 @@ mod tests {
             "triad_node_ready{node=\"n2\"} 0\n",
             "triad_node_live{node=\"n2\"} 0\n",
             "triad_node_draining{node=\"n2\"} 1\n",
+            "triad_node_maintenance{node=\"n2\"} 1\n",
             "triad_node_service_state{node=\"n1\",service=\"galera\",state=\"synced\"} 1\n",
             "triad_galera_cluster_size{node=\"n1\"} 3\n",
             "triad_galera_primary{node=\"n1\"} 1\n",

@@ -25,6 +25,7 @@ pub fn cluster_status(
             live: member.live,
             ready: member.keys.ready,
             draining: member.keys.draining,
+            maintenance: member.keys.maintenance.clone().unwrap_or_default(),
             services: triad_proto::convert::service_states(&member.keys),
             heartbeat_age_ms: member.heartbeat_age(now).map(|age| age.as_millis() as u64),
             agent_version: member.keys.version.clone().unwrap_or_default(),

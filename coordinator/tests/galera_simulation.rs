@@ -124,6 +124,8 @@ struct World {
     pc_recovery_hangs: bool,
     /// Every component pc.recovery re-formed: its members and the seqno it resumed at.
     reforms: Vec<(Vec<String>, i64)>,
+    /// The agents' state directories, removed with the world (the test's end).
+    state_dirs: Vec<tempfile::TempDir>,
 }
 
 /// The coordinator's bound on one agent call (`agent_client::connect`'s request timeout).
@@ -874,9 +876,12 @@ async fn start_agent(
     };
     // only Galera runs here: its readiness is the node's
     config.readiness = vec![triad_agent::readiness::ReadinessCheck::Galera];
-    config.state_dir =
-        std::env::temp_dir().join(format!("triad-sim-{}-n{index}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&config.state_dir);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("triad-sim-n{index}-"))
+        .tempdir()
+        .expect("a state directory");
+    config.state_dir = dir.path().to_path_buf();
+    world.lock().unwrap().state_dirs.push(dir);
     let host: Arc<dyn GaleraHost> = Arc::new(FakeHost {
         id: format!("n{index}"),
         world: world.clone(),

@@ -224,6 +224,15 @@ pub enum CtlCommand {
     Drain { node: String },
     /// Let NODE take traffic again (after `drain`).
     Undrain { node: String },
+    /// Node maintenance, for a planned stop or reboot: `on` drains NODE and takes it out
+    /// of the Galera cluster when its turn comes (one node at a time, so the others stay
+    /// Primary; the volume's quorum is relaxed when fewer than a majority stay), and
+    /// answers once it may be stopped; it stays out across reboots. `off` brings it back.
+    Maintenance {
+        node: String,
+        #[arg(value_enum)]
+        state: OnOff,
+    },
     /// The Gluster volume: resolve a file in split-brain (`triadctl status` lists them).
     Volume {
         #[command(subcommand)]

@@ -88,6 +88,12 @@ fn main() -> ExitCode {
                     brick,
                 },
         } => runtime.block_on(volume_resolve(&target, cli.timeout, file, policy, brick)),
+        Command::Maintenance { node, state } => runtime.block_on(node_maintenance(
+            &target,
+            cli.timeout,
+            node,
+            state == OnOff::On,
+        )),
         Command::Undrain { node } => {
             runtime.block_on(node_drain(&target, cli.timeout, node, false))
         }
@@ -633,6 +639,29 @@ async fn node_drain(endpoint: &Target, timeout: Duration, node: String, drain: b
         .await
         .map(|reply| reply.into_inner())
         .map_err(|status| Failure::from_status(endpoint, &format!("{what} refused"), &status))
+    }
+    .await;
+    said(result.map(|reply| reply.message))
+}
+
+async fn node_maintenance(
+    endpoint: &Target,
+    timeout: Duration,
+    node: String,
+    on: bool,
+) -> ExitCode {
+    let result = async {
+        // `on` answers once the node has left Galera (up to 90 s)
+        client(
+            endpoint,
+            timeout,
+            Some(timeout.max(Duration::from_secs(120))),
+        )
+        .await?
+        .node_maintenance(v1::NodeMaintenanceRequest { node, on })
+        .await
+        .map(|reply| reply.into_inner())
+        .map_err(|status| Failure::from_status(endpoint, "maintenance refused", &status))
     }
     .await;
     said(result.map(|reply| reply.message))

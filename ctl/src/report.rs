@@ -38,6 +38,9 @@ pub struct StatusReport {
     pub maintenance: Option<MaintenanceReport>,
     /// Backups; null when the coordinator has no `[backup]`.
     pub backup: Option<BackupReport>,
+    /// Node maintenance: who leaves next, what is awaited, the volume's quorum; null when
+    /// no node is in maintenance and the quorum is normal.
+    pub node_maintenance: Option<String>,
     /// gRPC security.
     pub tls: TlsReport,
     pub nodes: Vec<NodeRow>,
@@ -381,6 +384,9 @@ pub struct NodeRow {
     pub live: bool,
     pub ready: Option<bool>,
     pub draining: Option<bool>,
+    /// Why the node is in maintenance ("operator alice", "shutdown"); kept for a dead node
+    /// (one powered off for maintenance is expected to be down); null when not.
+    pub maintenance: Option<String>,
     pub services: Option<BTreeMap<String, String>>,
     /// Milliseconds since the agent's heartbeat last changed: for a dead node, when it was
     /// last seen; null when it never was.
@@ -399,7 +405,9 @@ fn degraded(nodes: &[NodeRow]) -> Vec<String> {
     nodes
         .iter()
         .filter_map(|n| {
-            if !n.live {
+            if let Some(reason) = &n.maintenance {
+                Some(format!("{} in maintenance ({reason})", n.id))
+            } else if !n.live {
                 Some(format!("{} unreachable", n.id))
             } else if n.ready != Some(true) {
                 Some(match &n.not_ready_reason {
@@ -435,6 +443,7 @@ fn node_row(node: &v1::NodeView) -> NodeRow {
         live,
         ready: current(node.ready),
         draining: current(node.draining),
+        maintenance: (!node.maintenance.is_empty()).then(|| node.maintenance.clone()),
         services: live.then(|| {
             node.services
                 .iter()
@@ -554,6 +563,8 @@ impl StatusReport {
                 running: (!b.running.is_empty()).then(|| b.running.clone()),
                 next: b.next_unix,
             }),
+            node_maintenance: (!status.node_maintenance.is_empty())
+                .then(|| status.node_maintenance.clone()),
             tls: TlsReport {
                 status: status.tls.clone(),
                 plaintext: tls.plaintext,
@@ -586,6 +597,7 @@ impl StatusReport {
             ("autoscale", self.autoscale.as_ref().map(|a| &a.status)),
             ("app", self.app.as_ref().map(|a| &a.status)),
             ("backup", self.backup.as_ref().map(|b| &b.status)),
+            ("maintenance", self.node_maintenance.as_ref()),
             ("tls", Some(&self.tls.status)),
         ];
         for (name, line) in lines {
@@ -663,6 +675,7 @@ impl StatusReport {
                 node.role.clone(),
                 if node.live { "live" } else { "dead" }.into(),
                 match (node.draining, node.ready) {
+                    _ if node.maintenance.is_some() => "maintenance".into(),
                     (Some(true), _) => "draining".into(),
                     (_, Some(true)) => "yes".into(),
                     (_, Some(false)) => "no".into(),
@@ -782,6 +795,32 @@ mod tests {
         );
         assert!(text.contains("volume: www started"), "{text}");
         assert!(!text.contains("n1 not ready"), "{text}");
+    }
+
+    /// A node powered off for maintenance is said to be in maintenance, not unreachable,
+    /// and the loop's line is shown.
+    #[test]
+    fn a_node_in_maintenance_is_named_so() {
+        let mut n2 = node("n2", false, false);
+        n2.maintenance = "operator alice".into();
+        let status = v1::ClusterStatus {
+            cluster_name: "lab".into(),
+            nodes: vec![node("n1", true, true), n2],
+            node_maintenance: "in maintenance: n2".into(),
+            ..Default::default()
+        };
+        let report = StatusReport::from_proto(&status);
+        assert_eq!(
+            report.nodes[1].maintenance.as_deref(),
+            Some("operator alice")
+        );
+        assert_eq!(report.degraded, ["n2 in maintenance (operator alice)"]);
+        let text = report.render_text();
+        assert!(text.contains("maintenance: in maintenance: n2"), "{text}");
+        assert!(!text.contains("unreachable"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["nodes"][1]["maintenance"], "operator alice");
+        assert_eq!(json["node_maintenance"], "in maintenance: n2");
     }
 
     #[test]

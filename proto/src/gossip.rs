@@ -68,6 +68,9 @@ pub mod keys {
     /// Why the node is not ready, in a few words ("mount stale; apache down"); absent when
     /// ready.
     pub const READY_REASON: &str = "ready.reason";
+    /// The node is in maintenance (issue 21): why, in a few words ("operator alice",
+    /// "shutdown"); absent when not. Its mysqld is held stopped once it has left.
+    pub const MAINTENANCE: &str = "maintenance";
     /// When the agent's gRPC certificate expires (Unix seconds); absent in plaintext.
     pub const TLS_NOT_AFTER: &str = "tls.not_after";
     /// The cluster jobs this agent knows (issue 18): [`super::JobState`]s, encoded by
@@ -108,6 +111,7 @@ pub mod keys {
         READY,
         DRAINING,
         READY_REASON,
+        MAINTENANCE,
         TLS_NOT_AFTER,
         JOBS,
     ];
@@ -284,6 +288,9 @@ pub struct NodeKeys {
     pub ready: bool,
     pub ready_reason: Option<String>,
     pub draining: bool,
+    /// See [`keys::MAINTENANCE`].
+    #[serde(default)]
+    pub maintenance: Option<String>,
     /// When the agent's gRPC certificate expires (Unix seconds; None: plaintext or unknown).
     pub tls_not_after: Option<u64>,
     /// The cluster jobs this agent holds a lease of, runs or ran, by name.
@@ -341,6 +348,7 @@ impl NodeKeys {
             (!self.gluster_peers_down.is_empty()).then(|| self.gluster_peers_down.join(",")),
         );
         push(keys::READY_REASON, self.ready_reason.clone());
+        push(keys::MAINTENANCE, self.maintenance.clone());
         push(keys::DB_WRITER, self.db_writer.clone());
         push(keys::VERSION, self.version.clone());
         push(keys::HEARTBEAT, self.heartbeat.map(|hb| hb.to_string()));
@@ -470,6 +478,7 @@ impl NodeKeys {
             keys::READY => self.ready = decode_bool(raw)?,
             keys::DRAINING => self.draining = decode_bool(raw)?,
             keys::READY_REASON => self.ready_reason = Some(parse_text(raw)?),
+            keys::MAINTENANCE => self.maintenance = Some(parse_text(raw)?),
             keys::JOBS => self.jobs = decode_jobs(raw)?,
             _ => {}
         }
@@ -777,6 +786,7 @@ mod tests {
             ready: false,
             ready_reason: Some("mount stale; apache down".into()),
             draining: true,
+            maintenance: Some("operator alice".into()),
             tls_not_after: Some(1_800_000_000),
             jobs: sample_jobs(),
         }

@@ -421,6 +421,26 @@ fn apply(tb: &mut Testbed, fault: &Fault) -> Result<()> {
 /// The lab ready for chaos: the serving lab of the partition bench, the writer's page and
 /// its table and directory.
 fn prepare(tb: &mut Testbed) -> Result<()> {
+    prepare_writer(tb)
+}
+
+/// One write through the balancer with the writer's page ([`prepare_writer`]): `op` is
+/// `row` (an insert through the app's database endpoint) or `file` (on the volume).
+pub fn write_through_balancer(op: &str, id: u64) -> std::result::Result<(), String> {
+    match http::get(
+        LISTEN,
+        &format!("/chaos.php?op={op}&id={id}"),
+        CLIENT_TIMEOUT,
+    ) {
+        Ok(r) if r.status == 200 => Ok(()),
+        Ok(r) => Err(format!("{op} {id}: HTTP {} {}", r.status, r.body.trim())),
+        Err(e) => Err(format!("{op} {id}: {e}")),
+    }
+}
+
+/// The serving lab of the partition bench with the writer's page, its table and
+/// directory ([`write_through_balancer`], [`losses`]).
+pub fn prepare_writer(tb: &mut Testbed) -> Result<()> {
     crate::bench_partition::prepare(tb)?;
     let page = CHAOS_PHP
         .replace("APP_DB", APP_DATABASE)
@@ -445,7 +465,8 @@ fn prepare(tb: &mut Testbed) -> Result<()> {
 
 /// Acknowledged rows missing on some core node, and acknowledged files missing or
 /// different on some brick.
-fn losses(tb: &Testbed, rows: &[u64], files: &[u64]) -> Result<(Vec<String>, Vec<String>)> {
+/// The acknowledged rows missing on some node and files missing on some brick, named.
+pub fn losses(tb: &Testbed, rows: &[u64], files: &[u64]) -> Result<(Vec<String>, Vec<String>)> {
     let mut lost_rows = Vec::new();
     let mut lost_files = Vec::new();
     for n in &tb.nodes {

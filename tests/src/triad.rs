@@ -1362,7 +1362,10 @@ mod tests {
             force: true,
         };
         let allow = ["10.214.0.11".parse().unwrap()];
-        for (key, _) in triad_coordinator::volume::desired_options(&spec, &allow) {
+        let both = [false, true]
+            .into_iter()
+            .flat_map(|relaxed| triad_coordinator::volume::desired_options(&spec, &allow, relaxed));
+        for (key, _) in both {
             assert!(
                 triad_agent::gluster::steps::SETTABLE_OPTIONS.contains(&key.as_str()),
                 "the agent refuses {key}"

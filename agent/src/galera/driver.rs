@@ -75,6 +75,11 @@ struct Memory {
     read_run: Option<String>,
     /// The node left the cluster (scale-in): mysqld stays stopped for this agent's life.
     left: bool,
+    /// Node maintenance (issue 21): no action and no start while on; mysqld leaves when
+    /// the coordinator grants this node's turn ([`GaleraDriver::maintenance_leave`]).
+    maintenance: bool,
+    /// The system shuts down: a leave signals mysqld instead of queueing a stop job.
+    shutting_down: bool,
     /// A restore (issue 19) holds mysqld stopped: the backup's id, until the coordinator's
     /// next bootstrap or join. Memory only: a restarted agent starts nothing by itself
     /// while no peer is Primary, and the restore is run again.
@@ -175,6 +180,7 @@ impl GaleraDriver {
             membership,
             memory: Mutex::new(Memory {
                 ahead,
+                maintenance: state_dir.join(crate::state::MAINTENANCE_FILE).exists(),
                 ..Memory::default()
             }),
         }
@@ -216,6 +222,8 @@ impl GaleraDriver {
         let galera: Vec<MemberGalera> = members
             .iter()
             .filter(|m| m.keys.galera.state != GaleraState::NotManaged)
+            // a peer in maintenance is held stopped: never the next joiner to wait for
+            .filter(|m| m.is_self || m.keys.maintenance.is_none())
             .map(|m| MemberGalera {
                 id: &m.node_id,
                 live: m.is_self || m.live,
@@ -434,7 +442,7 @@ impl GaleraDriver {
             }
         }
         let observed = self.observe(&mut memory, &gossip).await;
-        let actions = if memory.left || memory.restoring.is_some() {
+        let actions = if memory.left || memory.maintenance || memory.restoring.is_some() {
             vec![]
         } else {
             plan(&observed, &self.settings, Instant::now())
@@ -706,6 +714,57 @@ impl GaleraDriver {
         Ok("mysqld stopped cleanly; it stays stopped".into())
     }
 
+    /// Node maintenance on or off (issue 21). On: the loop takes no action and nothing
+    /// starts mysqld; a running one keeps running until [`GaleraDriver::maintenance_leave`].
+    /// Off: the loop joins the node again as after any stop.
+    pub async fn set_maintenance(&self, on: bool) {
+        let mut memory = self.memory.lock().await;
+        if memory.maintenance != on {
+            tracing::warn!(node = %self.node_id, on, "galera: maintenance {}", if on { "on: mysqld is held" } else { "off: the node rejoins" });
+        }
+        memory.maintenance = on;
+    }
+
+    /// The system shuts down (the agent got SIGTERM while systemd stops everything): the
+    /// node is in maintenance, and a leave signals mysqld rather than queueing a stop job.
+    pub async fn shutting_down(&self) {
+        let mut memory = self.memory.lock().await;
+        memory.maintenance = true;
+        memory.shutting_down = true;
+    }
+
+    /// Whether mysqld runs (any state), as systemd says.
+    pub async fn mysqld_running(&self) -> bool {
+        self.settings.managed && self.host.unit_state().await.is_running()
+    }
+
+    /// The coordinator's grant of this node's turn to leave for maintenance: stop mysqld
+    /// cleanly (a Galera leave, one node at a time so the survivors stay Primary), and
+    /// keep it stopped while the maintenance lasts. Refused unless in maintenance.
+    pub async fn maintenance_leave(&self) -> Result<String, GaleraError> {
+        if !self.settings.managed {
+            return Err(GaleraError::NotManaged);
+        }
+        let mut memory = self.memory.lock().await;
+        if !memory.maintenance {
+            return Err(GaleraError::Refused(
+                "this node is not in maintenance: nothing to leave for".into(),
+            ));
+        }
+        if !self.host.unit_state().await.is_running() {
+            return Ok("mysqld is stopped already".into());
+        }
+        tracing::warn!(node = %self.node_id, shutdown = memory.shutting_down, "maintenance: leaving the Galera cluster, the coordinator's grant of this node's turn");
+        if memory.shutting_down {
+            self.host.terminate(LEAVE_STOP_GRACE).await?;
+        } else {
+            self.host.stop(LEAVE_STOP_GRACE).await?;
+        }
+        let observed = self.observe(&mut memory, &self.gossip_facts().await).await;
+        self.publish(&observed);
+        Ok("mysqld stopped cleanly (left the Galera cluster); it stays stopped while the maintenance lasts".into())
+    }
+
     /// Restore (issue 19): stop mysqld cleanly and hold it stopped until the coordinator's
     /// next bootstrap or join, keep the datadir aside and leave an empty one (`fresh`: a
     /// new system datadir, to join by a state transfer). Answers where the old one is.
@@ -845,6 +904,11 @@ impl GaleraDriver {
         if memory.left {
             return Err(GaleraError::Refused(
                 "this node left the cluster (scale-in); restart its agent to undo".into(),
+            ));
+        }
+        if memory.maintenance {
+            return Err(GaleraError::Refused(
+                "this node is in maintenance (`triadctl maintenance NODE off` ends it)".into(),
             ));
         }
         refuse_while_restoring(memory)?;

@@ -43,6 +43,12 @@ pub trait GaleraHost: Send + Sync {
     /// Stop mysqld; when it has not stopped within `grace`, SIGKILL it (what a crash would
     /// do: InnoDB recovers, `--wsrep-recover` reads the position).
     async fn stop(&self, grace: Duration) -> Result<(), HostError>;
+    /// [`GaleraHost::stop`] while the system shuts down: signal mysqld directly (SIGTERM,
+    /// a clean shutdown and Galera leave) instead of a stop job, which would wait behind
+    /// the agent's own (the agent stops before mariadb.service) until both time out.
+    async fn terminate(&self, grace: Duration) -> Result<(), HostError> {
+        self.stop(grace).await
+    }
     async fn reset_failed(&self) -> Result<(), HostError>;
     /// Keep systemd from starting mysqld at boot: the agent decides when it starts; and
     /// install the start-position hook (see [`START_HOOK`]).
@@ -379,6 +385,17 @@ impl GaleraHost for SystemdGaleraHost {
             tracing::warn!(
                 unit = %self.settings.unit,
                 "mysqld ignored its stop for {grace:?} and was killed"
+            );
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, grace: Duration) -> Result<(), HostError> {
+        let how = crate::service::terminate_or_kill(&self.settings.unit, grace).await?;
+        if how == crate::service::Stopped::Killed {
+            tracing::warn!(
+                unit = %self.settings.unit,
+                "mysqld ignored SIGTERM for {grace:?} and was killed"
             );
         }
         Ok(())

@@ -7,6 +7,8 @@ use super::cli::{self, CliError, GlusterCli};
 /// Options the coordinator may set (design section 6).
 pub const SETTABLE_OPTIONS: &[&str] = &[
     "cluster.quorum-type",
+    // client quorum fixed at one brick while nodes are away for maintenance (issue 21)
+    "cluster.quorum-count",
     "cluster.server-quorum-type",
     "network.ping-timeout",
     "auth.allow",

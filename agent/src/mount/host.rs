@@ -253,6 +253,16 @@ impl MountHost for SystemdMounts {
         tokio::fs::create_dir_all(docroot).await.map_err(|e| {
             HostError::new(format!("creating {}", docroot.display()), e.to_string())
         })?;
+        // the directory under the mount shows whenever the mount is gone: mode 000 makes
+        // Apache answer 403 there (which the balancer retries on another node) instead of
+        // 404 from an empty docroot, and lets no one but root write files that would then
+        // stop the remount (lab, session 25); the mounted volume's root has its own mode
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(error) =
+            tokio::fs::set_permissions(docroot, std::fs::Permissions::from_mode(0o000)).await
+        {
+            tracing::warn!(docroot = %docroot.display(), %error, "cannot make the directory under the mount unreadable");
+        }
         crate::service::write_unit_file(&self.unit_dir.join(unit), text, Duration::from_secs(30))
             .await?;
         let _ = run(

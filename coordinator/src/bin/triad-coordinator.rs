@@ -72,16 +72,45 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
         )?;
         service = service.with_recovery(recovery.spawn(coordinator.clone(), loops_stop_rx.clone()));
     }
+    // node maintenance (issue 21): the quorum it relaxes is kept across restarts
+    let relax = config.volume.as_ref().map(|_| {
+        Arc::new(triad_coordinator::node_maintenance::QuorumRelax::open(
+            &config.state_dir,
+        ))
+    });
+    let mut volume_status = None;
     if let Some(spec) = config.volume.clone() {
-        let volume = triad_coordinator::volume::run::VolumeLoop::new(
+        let mut volume = triad_coordinator::volume::run::VolumeLoop::new(
             spec,
             Arc::new(triad_coordinator::volume::run::GrpcVolumeAgents {
                 connect_timeout: std::time::Duration::from_secs(5),
             }),
             std::time::Duration::from_secs(2),
         );
+        if let Some(relax) = &relax {
+            volume = volume.with_relax(relax.clone());
+        }
         service = service.with_volume_resolver(volume.resolver());
-        service = service.with_volume(volume.spawn(coordinator.clone(), loops_stop_rx.clone()));
+        let status = volume.spawn(coordinator.clone(), loops_stop_rx.clone());
+        volume_status = Some(status.clone());
+        service = service.with_volume(status);
+    }
+    {
+        let nodes = config
+            .volume
+            .as_ref()
+            .map(|v| v.nodes.clone())
+            .unwrap_or_else(|| config.galera_nodes.clone());
+        let view_of = coordinator.clone();
+        let maintenance_loop = triad_coordinator::node_maintenance::MaintenanceLoop::new(
+            Arc::new(move || view_of.view()),
+            nodes,
+            relax,
+            volume_status,
+            Arc::new(triad_coordinator::node_maintenance::GrpcLeaveCalls),
+            Some(events.clone()),
+        );
+        service = service.with_node_maintenance(maintenance_loop.spawn(loops_stop_rx.clone()));
     }
     // The application's database, account and password file (issue 17): `[app]`.
     if let Some(spec) = config.app.clone() {

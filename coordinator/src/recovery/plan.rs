@@ -50,6 +50,9 @@ pub struct Core<'a> {
     /// `wsrep_cluster_size` the node reports.
     pub size: Option<u32>,
     pub keys: &'a GaleraKeys,
+    /// In node maintenance (issue 21): its agent holds mysqld stopped, so it is never
+    /// asked to join (nor waited for as the next joiner).
+    pub held: bool,
 }
 
 /// The core members of `view` that run Galera.
@@ -59,6 +62,7 @@ pub fn core_members(view: &ClusterView) -> Vec<Core<'_>> {
         .map(|m| {
             let mut core = core_of(&m.node_id, m.live, m.keys.grpc, &m.keys.galera);
             core.generation = m.generation;
+            core.held = m.keys.maintenance.is_some();
             core
         })
         .collect()
@@ -82,6 +86,7 @@ pub fn core_of<'a>(
         in_component,
         size: keys.size,
         keys,
+        held: false,
     }
 }
 
@@ -637,7 +642,7 @@ pub fn bootstrap_step(
     // the first joiner: the lowest live member other than the chosen one
     let then_join = core
         .iter()
-        .filter(|c| c.id != decision.node && c.live)
+        .filter(|c| c.id != decision.node && c.live && !c.held)
         .min_by_key(|c| c.id)
         .and_then(|c| Some((c.id.to_string(), c.grpc?)));
     (
@@ -656,6 +661,7 @@ pub fn bootstrap_step(
 fn next_join(core: &[Core<'_>], epoch: u64, memory: &Memory, now: Now) -> Option<String> {
     let galera: Vec<MemberGalera> = core
         .iter()
+        .filter(|c| !c.held)
         .map(|c| MemberGalera {
             id: c.id,
             live: c.live,
@@ -676,7 +682,7 @@ fn next_join(core: &[Core<'_>], epoch: u64, memory: &Memory, now: Now) -> Option
     }
     let next = core
         .iter()
-        .filter(|c| c.live && c.state == GaleraState::Stopped && c.id != last)
+        .filter(|c| c.live && !c.held && c.state == GaleraState::Stopped && c.id != last)
         .map(|c| c.id)
         .min()?;
     tracing::warn!(joiner = %last, next, "joiner not in the Primary component after {JOIN_SETTLE:?}; joining the next one anyway");

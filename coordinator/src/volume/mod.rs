@@ -143,33 +143,65 @@ pub const METADATA_CACHE: &[(&str, &str)] = &[
     ("network.inode-lru-limit", "200000"),
 ];
 
-/// The options Triad keeps on the volume.
-pub fn desired_options(spec: &VolumeSpec, allow: &[IpAddr]) -> Vec<(String, String)> {
+/// The quorum while nodes are away for maintenance (issue 21): glusterd's server quorum
+/// off (it would stop the last bricks once fewer than half the peers are up) and client
+/// quorum fixed at one brick (`auto` refuses writes with one brick of three). Only for
+/// departures by maintenance: two sides writing alone after a cut would split the files.
+pub const RELAXED_QUORUM: &[(&str, &str)] = &[
+    ("cluster.quorum-type", "fixed"),
+    ("cluster.quorum-count", "1"),
+    ("cluster.server-quorum-type", "none"),
+];
+
+/// Pure: whether the volume's options are [`RELAXED_QUORUM`]'s.
+pub fn quorum_relaxed(options: &BTreeMap<String, String>) -> bool {
+    RELAXED_QUORUM
+        .iter()
+        .all(|(key, value)| options.get(*key).map(String::as_str) == Some(*value))
+}
+
+/// The options Triad keeps on the volume; the quorum relaxed for maintenance when
+/// `relaxed`.
+pub fn desired_options(
+    spec: &VolumeSpec,
+    allow: &[IpAddr],
+    relaxed: bool,
+) -> Vec<(String, String)> {
     let mut allow: Vec<String> = allow.iter().map(|a| a.to_string()).collect();
     allow.sort();
     allow.dedup();
-    vec![
-        ("cluster.quorum-type".into(), "auto".into()),
-        ("cluster.server-quorum-type".into(), "server".into()),
-        // the self-heal daemon crawls its index only every heal-timeout (Gluster's 600 s)
-        // and on a brick's reconnect, which a cut link does not cause (the TCP connections
-        // of an idle daemon outlive it): a directory written during a cut stayed unhealed,
-        // and the next single-node cut left two bricks accusing each other, ENOTCONN
-        // (issue 26). 5 s is Gluster's minimum; an empty index costs one readdir.
-        ("cluster.heal-timeout".into(), HEAL_TIMEOUT_SECS.to_string()),
-        (
-            "network.ping-timeout".into(),
-            spec.ping_timeout_secs.to_string(),
-        ),
-        ("auth.allow".into(), allow.join(",")),
-    ]
-    .into_iter()
-    .chain(
-        METADATA_CACHE
+    let quorum: Vec<(String, String)> = if relaxed {
+        RELAXED_QUORUM
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    )
-    .collect()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    } else {
+        vec![
+            ("cluster.quorum-type".into(), "auto".into()),
+            ("cluster.server-quorum-type".into(), "server".into()),
+        ]
+    };
+    quorum
+        .into_iter()
+        .chain([
+            // the self-heal daemon crawls its index only every heal-timeout (Gluster's 600 s)
+            // and on a brick's reconnect, which a cut link does not cause (the TCP connections
+            // of an idle daemon outlive it): a directory written during a cut stayed unhealed,
+            // and the next single-node cut left two bricks accusing each other, ENOTCONN
+            // (issue 26). 5 s is Gluster's minimum; an empty index costs one readdir.
+            ("cluster.heal-timeout".into(), HEAL_TIMEOUT_SECS.to_string()),
+            (
+                "network.ping-timeout".into(),
+                spec.ping_timeout_secs.to_string(),
+            ),
+            ("auth.allow".into(), allow.join(",")),
+        ])
+        .chain(
+            METADATA_CACHE
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .collect()
 }
 
 /// Pure: started, every brick online, and every brick's heal backlog counted and zero. A
@@ -190,8 +222,14 @@ fn known_peer<'a>(peers: &'a [PeerObs], node: &NodeFacts) -> Option<&'a PeerObs>
 
 /// Pure: what to do next. `nodes` are the formation nodes' facts (in `spec.nodes` order,
 /// missing ones absent); `allow` the addresses for auth.allow (every member).
-pub fn plan(spec: &VolumeSpec, nodes: &[NodeFacts], obs: &PoolObs, allow: &[IpAddr]) -> Plan {
-    let options = desired_options(spec, allow);
+pub fn plan(
+    spec: &VolumeSpec,
+    nodes: &[NodeFacts],
+    obs: &PoolObs,
+    allow: &[IpAddr],
+    relaxed: bool,
+) -> Plan {
+    let options = desired_options(spec, allow, relaxed);
     if let Some(volume) = &obs.volume {
         let mut steps: Vec<Step> = options
             .iter()
@@ -361,12 +399,18 @@ mod tests {
 
     #[test]
     fn formation_waits_for_every_node_then_probes_then_creates() {
-        let p = plan(&spec(), &facts(&[true, true, false]), &pool(&[]), &addrs());
+        let p = plan(
+            &spec(),
+            &facts(&[true, true, false]),
+            &pool(&[]),
+            &addrs(),
+            false,
+        );
         assert_eq!(
             p,
             Plan::Wait("forming volume www: waiting for glusterd on n3".into())
         );
-        let p = plan(&spec(), &facts(&[true; 3]), &pool(&[]), &addrs());
+        let p = plan(&spec(), &facts(&[true; 3]), &pool(&[]), &addrs(), false);
         assert_eq!(
             p,
             Plan::Steps(vec![
@@ -379,13 +423,13 @@ mod tests {
             ("10.0.0.3", false, "Accepted peer request"),
         ]);
         assert!(
-            matches!(plan(&spec(), &facts(&[true; 3]), &half, &addrs()), Plan::Wait(w) if w.contains("n3 (Accepted peer request, disconnected)"))
+            matches!(plan(&spec(), &facts(&[true; 3]), &half, &addrs(), false), Plan::Wait(w) if w.contains("n3 (Accepted peer request, disconnected)"))
         );
         let ready = pool(&[
             ("10.0.0.2", true, "Peer in Cluster"),
             ("n3", true, "Peer in Cluster"),
         ]);
-        let Plan::Steps(steps) = plan(&spec(), &facts(&[true; 3]), &ready, &addrs()) else {
+        let Plan::Steps(steps) = plan(&spec(), &facts(&[true; 3]), &ready, &addrs(), false) else {
             panic!("expected steps");
         };
         assert_eq!(
@@ -460,7 +504,8 @@ mod tests {
             "Stopped",
             [true, true, false],
         );
-        let Plan::Steps(steps) = plan(&spec(), &facts(&[true, true, false]), &obs, &addrs()) else {
+        let Plan::Steps(steps) = plan(&spec(), &facts(&[true, true, false]), &obs, &addrs(), false)
+        else {
             panic!("expected steps");
         };
         assert!(!steps
@@ -493,7 +538,7 @@ mod tests {
     fn formed_volume_reports_bricks_and_heal_backlog() {
         let obs = formed(&all_set(), "Started", [true, true, false]);
         assert_eq!(
-            plan(&spec(), &facts(&[true; 3]), &obs, &addrs()),
+            plan(&spec(), &facts(&[true; 3]), &obs, &addrs(), false),
             Plan::Formed(
                 "www started, replica 3, bricks 2/3 online, heal pending 4 (offline: 10.0.0.3:/bricks/www)"
                     .into()
@@ -507,11 +552,53 @@ mod tests {
         let mut allow = addrs();
         allow.push("10.0.0.9".parse().unwrap());
         assert_eq!(
-            plan(&spec(), &facts(&[true; 3]), &obs, &allow),
+            plan(&spec(), &facts(&[true; 3]), &obs, &allow, false),
             Plan::Steps(vec![Step::Set(
                 "auth.allow".into(),
                 "10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.9".into()
             )])
+        );
+    }
+
+    #[test]
+    fn maintenance_relaxes_the_quorum_and_puts_it_back() {
+        let normal = formed(&all_set(), "Started", [true; 3]);
+        let Plan::Steps(steps) = plan(&spec(), &facts(&[true; 3]), &normal, &addrs(), true) else {
+            panic!("relaxing is steps")
+        };
+        let set = |k: &str, v: &str| Step::Set(k.into(), v.into());
+        assert_eq!(
+            steps,
+            vec![
+                set("cluster.quorum-type", "fixed"),
+                set("cluster.quorum-count", "1"),
+                set("cluster.server-quorum-type", "none"),
+            ]
+        );
+        let Some(volume) = &normal.volume else {
+            panic!("formed")
+        };
+        assert!(!quorum_relaxed(&volume.options));
+        let relaxed_options: Vec<(&str, &str)> = all_set()
+            .into_iter()
+            .filter(|(k, _)| !RELAXED_QUORUM.iter().any(|(r, _)| r == k))
+            .chain(RELAXED_QUORUM.iter().copied())
+            .collect();
+        let relaxed = formed(&relaxed_options, "Started", [true, false, false]);
+        let Some(volume) = &relaxed.volume else {
+            panic!("formed")
+        };
+        assert!(quorum_relaxed(&volume.options));
+        assert!(matches!(
+            plan(&spec(), &facts(&[true; 3]), &relaxed, &addrs(), true),
+            Plan::Formed(_)
+        ));
+        assert_eq!(
+            plan(&spec(), &facts(&[true; 3]), &relaxed, &addrs(), false),
+            Plan::Steps(vec![
+                set("cluster.quorum-type", "auto"),
+                set("cluster.server-quorum-type", "server"),
+            ])
         );
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use triad_proto::gossip::Health;
 use triad_proto::v1;
 use triad_proto::v1::agent_service_client::AgentServiceClient;
@@ -192,6 +193,8 @@ pub struct VolumeLoop {
     /// Heal and split-brain counts of the last pass that asked, per brick, and the files in
     /// split-brain: shown between heal-info passes.
     last_heal: std::sync::Mutex<HealMemory>,
+    /// Node maintenance's wish for a relaxed quorum (issue 21); `None`: never relaxed.
+    relax: Option<Arc<crate::node_maintenance::QuorumRelax>>,
 }
 
 #[derive(Debug, Default)]
@@ -265,6 +268,9 @@ pub struct VolumeStatus {
     pub bricks: Vec<super::BrickObs>,
     /// Files in split-brain as the last heal-info pass found them.
     pub split_brain_files: Vec<String>,
+    /// The quorum as the last observation found it: relaxed for maintenance or not
+    /// (`None`: not observed).
+    pub quorum_relaxed: Option<bool>,
 }
 
 /// Where the volume stands, as the last pass saw it.
@@ -304,8 +310,10 @@ impl VolumeLoop {
                 state: VolumeState::NotObserved,
                 bricks: Vec::new(),
                 split_brain_files: Vec::new(),
+                quorum_relaxed: None,
             })
             .0,
+            relax: None,
             spec,
             agents,
             tick,
@@ -317,6 +325,16 @@ impl VolumeLoop {
 
     pub fn status(&self) -> watch::Receiver<VolumeStatus> {
         self.status.subscribe()
+    }
+
+    /// Relax the quorum when node maintenance asks (issue 21).
+    pub fn with_relax(mut self, relax: Arc<crate::node_maintenance::QuorumRelax>) -> VolumeLoop {
+        self.relax = Some(relax);
+        self
+    }
+
+    fn relax_wanted(&self) -> bool {
+        self.relax.as_ref().is_some_and(|r| r.wanted())
     }
 
     fn set_status(&self, text: String, state: VolumeState) {
@@ -422,9 +440,18 @@ impl VolumeLoop {
                 .map(|v| v.split_brain_files.clone())
                 .unwrap_or_default(),
         );
+        let observed_relaxed = obs
+            .volume
+            .as_ref()
+            .map(|v| super::quorum_relaxed(&v.options));
+        self.status.send_if_modified(|old| {
+            let changed = old.quorum_relaxed != observed_relaxed;
+            old.quorum_relaxed = observed_relaxed;
+            changed
+        });
         let unseen = super::unseen_peers(&nodes);
         let steady = obs.volume.as_ref().is_some_and(super::steady) && unseen.is_empty();
-        match plan(&self.spec, &nodes, &obs, &allow) {
+        match plan(&self.spec, &nodes, &obs, &allow, self.relax_wanted()) {
             Plan::Formed(text) if unseen.is_empty() => {
                 self.set_status(text, VolumeState::Formed { steady });
                 return steady;
@@ -480,11 +507,18 @@ impl VolumeLoop {
             ticks: 0,
             steady: None,
         };
+        let mut inputs = runner::Inputs::default();
+        if let Some(relax) = &pass.volume.relax {
+            // node maintenance's wish for the quorum is carried out at once
+            inputs = inputs.wakes(
+                tokio_stream::wrappers::WatchStream::from_changes(relax.subscribe()).map(|_| ()),
+            );
+        }
         tokio::spawn(runner::run(
             "volume",
             pass,
             runner::Backoff::NEVER_USED,
-            runner::Inputs::default(),
+            inputs,
             stop,
         ));
         status
@@ -566,18 +600,23 @@ impl runner::Reconciler for VolumePass {
         let volume = &self.volume;
         let view = self.coordinator.view();
         let fingerprint = GossipFingerprint::of(&view);
-        if may_skip(
-            self.steady.as_ref(),
-            std::time::Instant::now(),
-            &fingerprint,
-        ) {
+        // a quorum to relax or put back for maintenance is never skipped
+        let quorum_as_wanted = volume.status.borrow().quorum_relaxed == Some(volume.relax_wanted());
+        if quorum_as_wanted
+            && may_skip(
+                self.steady.as_ref(),
+                std::time::Instant::now(),
+                &fingerprint,
+            )
+        {
             return runner::Next::After(volume.steady_tick);
         }
         let heal = self.ticks.is_multiple_of(volume.heal_every.max(1));
         let steady = volume.pass(&view, heal).await;
         self.ticks = self.ticks.wrapping_add(1);
         self.steady = steady.then(|| (fingerprint, std::time::Instant::now()));
-        runner::Next::After(if steady {
+        // the quorum just set is observed again soon (node maintenance waits for it)
+        runner::Next::After(if steady && quorum_as_wanted {
             volume.steady_tick
         } else {
             volume.tick

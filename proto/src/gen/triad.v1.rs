@@ -199,6 +199,23 @@ pub struct DrainReply {
     pub draining: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AgentMaintenanceRequest {
+    #[prost(bool, tag = "1")]
+    pub on: bool,
+    /// Stop mysqld now (cleanly, a Galera leave): the coordinator's grant of this node's
+    /// turn; refused unless the node is already in maintenance.
+    #[prost(bool, tag = "2")]
+    pub leave: bool,
+    /// Who or what asked, for the agent's log and gossip ("operator alice", "shutdown").
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AgentMaintenanceReply {
+    #[prost(string, tag = "1")]
+    pub message: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ServiceActionRequest {
     /// galera, gluster, mount or apache.
     #[prost(string, tag = "1")]
@@ -955,6 +972,34 @@ pub mod agent_service_client {
                 .insert(GrpcMethod::new("triad.v1.AgentService", "Undrain"));
             self.inner.unary(req, path, codec).await
         }
+        /// Node maintenance (issue 21): `on` drains the node and holds mysqld (no start while on;
+        /// kept across agent restarts); `leave` then stops mysqld cleanly, the coordinator's grant
+        /// of this node's turn (one Galera leave at a time). `on = false` ends it: the node
+        /// rejoins and is undrained.
+        pub async fn maintenance(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AgentMaintenanceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AgentMaintenanceReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.AgentService/Maintenance",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("triad.v1.AgentService", "Maintenance"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Start, stop or restart one managed service.
         pub async fn service_action(
             &mut self,
@@ -1386,6 +1431,17 @@ pub mod agent_service_server {
             &self,
             request: tonic::Request<super::UndrainRequest>,
         ) -> std::result::Result<tonic::Response<super::DrainReply>, tonic::Status>;
+        /// Node maintenance (issue 21): `on` drains the node and holds mysqld (no start while on;
+        /// kept across agent restarts); `leave` then stops mysqld cleanly, the coordinator's grant
+        /// of this node's turn (one Galera leave at a time). `on = false` ends it: the node
+        /// rejoins and is undrained.
+        async fn maintenance(
+            &self,
+            request: tonic::Request<super::AgentMaintenanceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AgentMaintenanceReply>,
+            tonic::Status,
+        >;
         /// Start, stop or restart one managed service.
         async fn service_action(
             &self,
@@ -1851,6 +1907,51 @@ pub mod agent_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = UndrainSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.AgentService/Maintenance" => {
+                    #[allow(non_camel_case_types)]
+                    struct MaintenanceSvc<T: AgentService>(pub Arc<T>);
+                    impl<
+                        T: AgentService,
+                    > tonic::server::UnaryService<super::AgentMaintenanceRequest>
+                    for MaintenanceSvc<T> {
+                        type Response = super::AgentMaintenanceReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AgentMaintenanceRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AgentService>::maintenance(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = MaintenanceSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
@@ -2646,6 +2747,10 @@ pub struct ClusterStatus {
     pub backup: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "19")]
     pub backup_section: ::core::option::Option<BackupSection>,
+    /// Node maintenance (`triadctl maintenance NODE on|off`, or a node shutting down): who
+    /// leaves next, what is awaited, the volume's quorum; empty when no node is in it.
+    #[prost(string, tag = "20")]
+    pub node_maintenance: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BackupSection {
@@ -2888,6 +2993,9 @@ pub struct NodeView {
     /// Why the node is not ready ("mount stale; apache down"); empty when ready.
     #[prost(string, tag = "15")]
     pub not_ready_reason: ::prost::alloc::string::String,
+    /// Node maintenance (issue 21): why ("operator alice", "shutdown"); empty when not.
+    #[prost(string, tag = "16")]
+    pub maintenance: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RecoverRequest {
@@ -2972,6 +3080,18 @@ pub struct NodeDrainRequest {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct NodeDrainReply {
+    #[prost(string, tag = "1")]
+    pub message: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeMaintenanceRequest {
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub on: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeMaintenanceReply {
     #[prost(string, tag = "1")]
     pub message: ::prost::alloc::string::String,
 }
@@ -3361,6 +3481,36 @@ pub mod coordinator_service_client {
                 .insert(GrpcMethod::new("triad.v1.CoordinatorService", "NodeDrain"));
             self.inner.unary(req, path, codec).await
         }
+        /// `triadctl maintenance NODE on|off`: a planned stop or reboot. On: the node is drained
+        /// and leaves Galera when its turn comes (one node at a time; the volume's quorum is
+        /// relaxed first when the departure leaves fewer than a majority). Off: it rejoins, and
+        /// the quorum is put back once every brick is back and healed.
+        pub async fn node_maintenance(
+            &mut self,
+            request: impl tonic::IntoRequest<super::NodeMaintenanceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::NodeMaintenanceReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/triad.v1.CoordinatorService/NodeMaintenance",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("triad.v1.CoordinatorService", "NodeMaintenance"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
         /// The timeline (`triadctl events`): what changed and what was decided, with who asked,
         /// kept across coordinator restarts; the kept events since `since_unix_ms`, then, with
         /// `follow`, each new one as it happens.
@@ -3590,6 +3740,17 @@ pub mod coordinator_service_server {
             &self,
             request: tonic::Request<super::NodeDrainRequest>,
         ) -> std::result::Result<tonic::Response<super::NodeDrainReply>, tonic::Status>;
+        /// `triadctl maintenance NODE on|off`: a planned stop or reboot. On: the node is drained
+        /// and leaves Galera when its turn comes (one node at a time; the volume's quorum is
+        /// relaxed first when the departure leaves fewer than a majority). Off: it rejoins, and
+        /// the quorum is put back once every brick is back and healed.
+        async fn node_maintenance(
+            &self,
+            request: tonic::Request<super::NodeMaintenanceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::NodeMaintenanceReply>,
+            tonic::Status,
+        >;
         /// Server streaming response type for the Timeline method.
         type TimelineStream: tonic::codegen::tokio_stream::Stream<
                 Item = std::result::Result<super::TimelineEvent, tonic::Status>,
@@ -4042,6 +4203,52 @@ pub mod coordinator_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = NodeDrainSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/triad.v1.CoordinatorService/NodeMaintenance" => {
+                    #[allow(non_camel_case_types)]
+                    struct NodeMaintenanceSvc<T: CoordinatorService>(pub Arc<T>);
+                    impl<
+                        T: CoordinatorService,
+                    > tonic::server::UnaryService<super::NodeMaintenanceRequest>
+                    for NodeMaintenanceSvc<T> {
+                        type Response = super::NodeMaintenanceReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::NodeMaintenanceRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CoordinatorService>::node_maintenance(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = NodeMaintenanceSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
