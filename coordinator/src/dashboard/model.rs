@@ -38,8 +38,8 @@ pub struct PageModel {
     pub services: Vec<String>,
     pub nodes: Vec<NodeTile>,
     pub balancer: Option<BalancerBox>,
-    /// The loops' status lines (recovery, volume, scaling, app, backup, TLS), only those
-    /// that say something.
+    /// The loops' status lines (recovery, volume, scaling, node maintenance, app, backup,
+    /// TLS), only those that say something.
     pub activity: Vec<Activity>,
     pub events: Vec<EventRow>,
 }
@@ -49,7 +49,8 @@ pub struct NodeTile {
     pub id: String,
     pub role: String,
     pub tone: Tone,
-    /// `up`, `not ready`, `draining` or `down`.
+    /// `up`, `not ready`, `draining`, `down` or `maintenance` (away on purpose: grey,
+    /// never red).
     pub state: &'static str,
     /// Why it is not up ("mount stale; apache down"), empty when up.
     pub reason: String,
@@ -116,7 +117,19 @@ fn member_tone(state: &str) -> Tone {
 }
 
 fn node_tile(node: &v1::NodeView, services: &[String]) -> NodeTile {
-    let (tone, state, reason) = if !node.live {
+    let (tone, state, reason) = if !node.maintenance.is_empty() {
+        // away on purpose (a planned stop or reboot): not an alarm, down or not
+        let live = if node.live {
+            "left the cluster"
+        } else {
+            "powered off"
+        };
+        (
+            Tone::Idle,
+            "maintenance",
+            format!("in maintenance ({}), {live}", node.maintenance),
+        )
+    } else if !node.live {
         let reason = match node.heartbeat_age_ms {
             Some(age) => format!("no heartbeat for {:.1}s", age as f64 / 1000.0),
             None => "never heard from".to_string(),
@@ -242,6 +255,12 @@ pub fn page_model(status: &v1::ClusterStatus, events: &[Event]) -> PageModel {
         ("recovery", &status.galera, recovering),
         ("volume", &status.volume, split_brain > 0),
         ("scaling", &status.autoscale, scaling),
+        // nodes in maintenance, the next leave, the volume's quorum
+        (
+            "maintenance",
+            &status.node_maintenance,
+            !status.node_maintenance.is_empty(),
+        ),
         ("app", &status.app, false),
         ("backup", &status.backup, false),
         ("tls", &status.tls, false),
@@ -330,6 +349,28 @@ mod tests {
             .iter()
             .all(|n| n.state == "up" && n.tone == Tone::Ok));
         assert_eq!(model.nodes[0].role, "core");
+    }
+
+    /// A node powered off for maintenance is grey, never red, and the maintenance line is
+    /// an activity.
+    #[test]
+    fn a_node_in_maintenance_is_grey_not_red() {
+        let mut n2 = node("n2", false, false);
+        n2.maintenance = "operator alice".into();
+        let mut st = status(vec![node("n1", true, true), n2]);
+        st.node_maintenance = "in maintenance: n2".into();
+        let model = page_model(&st, &[]);
+        let n2 = &model.nodes[1];
+        assert_eq!((n2.tone, n2.state), (Tone::Idle, "maintenance"));
+        assert_eq!(n2.reason, "in maintenance (operator alice), powered off");
+        assert_eq!(model.health, Tone::Warn);
+        let maintenance = model
+            .activity
+            .iter()
+            .find(|a| a.label == "maintenance")
+            .expect("the maintenance line");
+        assert!(maintenance.busy);
+        assert_eq!(maintenance.text, "in maintenance: n2");
     }
 
     #[test]
