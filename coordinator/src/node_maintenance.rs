@@ -327,7 +327,16 @@ pub struct MaintenanceLoop {
     /// The last leave granted and when: gossip shows the stop a moment later, and the
     /// same node is not asked again meanwhile.
     granted: std::sync::Mutex<Option<(String, tokio::time::Instant)>>,
+    /// When each node now in maintenance was first seen in it.
+    first_seen: std::sync::Mutex<BTreeMap<String, tokio::time::Instant>>,
 }
+
+/// How long after a node goes into maintenance the first leave waits for others going at
+/// the same moment: two nodes powered off together publish their flags a gossip round
+/// apart, and the quorum must be relaxed before the first departure. Relaxed after it,
+/// glusterd's volume commands waited ~20 s for the departing peer (lab, n2 and n3 powered
+/// off at once: n3's turn came 25 s later).
+pub const ARRIVAL_SETTLE: Duration = Duration::from_secs(2);
 
 /// How long a granted leave waits for gossip to show it before the node is asked again.
 const GRANT_SETTLE: Duration = Duration::from_secs(5);
@@ -351,6 +360,7 @@ impl MaintenanceLoop {
             tick: Duration::from_millis(500),
             status: watch::channel(String::new()).0,
             granted: std::sync::Mutex::new(None),
+            first_seen: Default::default(),
         }
     }
 
@@ -367,6 +377,15 @@ impl MaintenanceLoop {
         let view = (self.view)();
         let away = in_maintenance(&view);
         let wanted: BTreeSet<String> = away.keys().cloned().collect();
+        let newest_arrival = {
+            let mut seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.retain(|node, _| away.contains_key(node));
+            for node in away.keys() {
+                seen.entry(node.clone())
+                    .or_insert_with(tokio::time::Instant::now);
+            }
+            seen.values().max().copied()
+        };
         let facts = facts_of(&view, &self.nodes);
         let volume = self.volume.as_ref().map(|w| w.borrow().clone());
         // no volume: nothing to relax, so the plan never asks to
@@ -396,6 +415,11 @@ impl MaintenanceLoop {
                     .is_some_and(|(n, at)| n == node && at.elapsed() < GRANT_SETTLE);
                 if recent {
                     return format!("{node} has left; waiting for gossip to show it");
+                }
+                if newest_arrival.is_some_and(|at| at.elapsed() < ARRIVAL_SETTLE) {
+                    return format!(
+                        "{line}; first {ARRIVAL_SETTLE:?} for other nodes going away at the same moment"
+                    );
                 }
                 let reason = away.get(node).cloned().unwrap_or_default();
                 let Some(grpc) = view.get(node).and_then(|m| m.keys.grpc) else {
@@ -621,6 +645,7 @@ mod tests {
         #[tokio::test]
         async fn two_nodes_shutting_down_leave_one_at_a_time_after_the_quorum_is_relaxed() {
             use GaleraState::{Stopped, Synced};
+            tokio::time::pause();
             let dir = tempfile::tempdir().unwrap();
             let relax = Arc::new(QuorumRelax::open(dir.path()));
             let view = Arc::new(Mutex::new(view_of(&[
@@ -650,6 +675,10 @@ mod tests {
             maintenance.step().await;
             assert!(calls.0.lock().unwrap().is_empty());
             volume_tx.send_replace(volume(true));
+            // others going away at the same moment get their gossip round first
+            let line = maintenance.step().await;
+            assert!(calls.0.lock().unwrap().is_empty(), "{line}");
+            tokio::time::advance(ARRIVAL_SETTLE).await;
             maintenance.step().await;
             assert_eq!(*calls.0.lock().unwrap(), ["n2 (shutdown)"]);
             // n2 has left and powered off: n3's turn
