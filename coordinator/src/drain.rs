@@ -21,16 +21,7 @@ pub enum Plan {
 /// unreachable node, and draining the only node that serves (the balancer would keep it
 /// anyway, and the operator would think it gone).
 pub fn check(view: &ClusterView, node: &str, drain: bool) -> Result<Plan, String> {
-    let member = view
-        .get(node)
-        .ok_or_else(|| format!("node {node:?} is not in the cluster"))?;
-    if !member.live {
-        return Err(format!("{node} is not live: its agent cannot be told"));
-    }
-    let grpc = member
-        .keys
-        .grpc
-        .ok_or_else(|| format!("{node} has no gRPC address in gossip"))?;
+    let (member, grpc) = view.reachable_agent(node)?;
     if member.keys.draining == drain {
         let word = if drain {
             "already draining"

@@ -243,16 +243,7 @@ pub fn in_maintenance(view: &ClusterView) -> BTreeMap<String, String> {
 /// agent's address. Refused: an unknown node, one whose agent cannot be told, and putting
 /// in maintenance the only node that serves.
 pub fn check(view: &ClusterView, node: &str, on: bool) -> Result<std::net::SocketAddr, String> {
-    let member = view
-        .get(node)
-        .ok_or_else(|| format!("node {node:?} is not in the cluster"))?;
-    if !member.live {
-        return Err(format!("{node} is not live: its agent cannot be told"));
-    }
-    let grpc = member
-        .keys
-        .grpc
-        .ok_or_else(|| format!("{node} has no gRPC address in gossip"))?;
+    let (member, grpc) = view.reachable_agent(node)?;
     if on && member.keys.maintenance.is_none() {
         let others = view
             .members()

@@ -77,6 +77,22 @@ impl ClusterView {
         self.members.values()
     }
 
+    /// The member `node` and its agent's gRPC address, for a command to it; refused, in
+    /// words an operator reads, when the node is unknown, dead or has no address.
+    pub fn reachable_agent(&self, node: &str) -> Result<(&MemberView, SocketAddr), String> {
+        let member = self
+            .get(node)
+            .ok_or_else(|| format!("node {node:?} is not in the cluster"))?;
+        if !member.live {
+            return Err(format!("{node} is not live: its agent cannot be told"));
+        }
+        let grpc = member
+            .keys
+            .grpc
+            .ok_or_else(|| format!("{node} has no gRPC address in gossip"))?;
+        Ok((member, grpc))
+    }
+
     pub fn get(&self, node_id: &str) -> Option<&MemberView> {
         self.members.get(node_id)
     }

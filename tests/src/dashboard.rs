@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::browser::{spki_hash, Browser};
 use crate::cmd;
 use crate::error::{LabError, Result};
-use crate::triad::{find_bin, lab_pki, COORDINATOR_DASHBOARD, COORDINATOR_GRPC, VIEWER};
+use crate::triad::{lab_pki, COORDINATOR_DASHBOARD, VIEWER};
 use crate::wait::{self, Poll};
 
 /// How often a waiting test reads the page's tiles (a DevTools call costs ~1 ms).
@@ -56,18 +56,10 @@ pub fn curl(cert: Option<&str>, method: &str, path: &str) -> Result<(u16, String
 
 /// `triadctl dashboard url` with the lab viewer's certificate: a login link.
 pub fn login_url() -> Result<String> {
-    let bin = find_bin("triadctl")
-        .ok_or_else(|| LabError::Other("no triadctl binary; run make build".into()))?;
-    let pki = lab_pki()?;
-    let mut c = Command::new(bin);
-    c.args(["--coordinator", &format!("https://{COORDINATOR_GRPC}")])
-        .arg("--ca")
-        .arg(pki.join("ca.pem"))
-        .arg("--cert")
-        .arg(pki.join(format!("{VIEWER}.pem")))
-        .arg("--key")
-        .arg(pki.join(format!("{VIEWER}.key")))
-        .args(["dashboard", "url", "--address", COORDINATOR_DASHBOARD]);
+    let mut c = crate::triad::triadctl_as(
+        VIEWER,
+        &["dashboard", "url", "--address", COORDINATOR_DASHBOARD],
+    )?;
     let out = cmd::output_timeout(&mut c, Duration::from_secs(20))?;
     let out = cmd::check(&c, out)?;
     let url = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -676,8 +676,14 @@ pub fn triadctl_status(json: bool) -> Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// `triadctl --coordinator <the lab's> ARGS…`, not yet run.
+/// `triadctl --coordinator <the lab's> ARGS…` as the lab's operator, not yet run.
 pub fn triadctl(args: &[&str]) -> Result<Command> {
+    triadctl_as(OPERATOR, args)
+}
+
+/// [`triadctl`] with the certificate of `holder` in the lab's PKI (the operator, the
+/// viewer).
+pub fn triadctl_as(holder: &str, args: &[&str]) -> Result<Command> {
     let bin = find_bin("triadctl")
         .ok_or_else(|| LabError::Other("no triadctl binary; run make build".into()))?;
     let pki = lab_pki()?;
@@ -686,9 +692,9 @@ pub fn triadctl(args: &[&str]) -> Result<Command> {
         .arg("--ca")
         .arg(pki.join("ca.pem"))
         .arg("--cert")
-        .arg(pki.join(format!("{OPERATOR}.pem")))
+        .arg(pki.join(format!("{holder}.pem")))
         .arg("--key")
-        .arg(pki.join(format!("{OPERATOR}.key")))
+        .arg(pki.join(format!("{holder}.key")))
         .args(args);
     Ok(c)
 }
