@@ -23,7 +23,6 @@
 //! sets the quorum [`QuorumRelax`] asks for.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,56 +33,7 @@ use crate::events::EventLog;
 use crate::runner;
 use crate::view::{ClusterView, MemberView};
 use crate::volume::run::VolumeStatus;
-
-/// The marker of a relaxed quorum in the coordinator's state directory: a restarted
-/// coordinator keeps the quorum relaxed while nodes are still away (putting server quorum
-/// back with one node of three up would stop its brick).
-pub const RELAX_FILE: &str = "volume-quorum-relaxed";
-
-/// The wish for the volume's quorum relaxed for maintenance, shared with the volume loop
-/// (a change wakes it) and kept on disk.
-#[derive(Debug)]
-pub struct QuorumRelax {
-    file: PathBuf,
-    wanted: watch::Sender<bool>,
-}
-
-impl QuorumRelax {
-    /// The wish as the state directory keeps it.
-    pub fn open(state_dir: &Path) -> QuorumRelax {
-        let file = state_dir.join(RELAX_FILE);
-        QuorumRelax {
-            wanted: watch::channel(file.exists()).0,
-            file,
-        }
-    }
-
-    pub fn wanted(&self) -> bool {
-        *self.wanted.borrow()
-    }
-
-    /// Each change of the wish.
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
-        self.wanted.subscribe()
-    }
-
-    /// Keep the wish on disk first, then apply it.
-    pub fn set(&self, on: bool) -> Result<(), String> {
-        if on {
-            triad_daemon::fs::durable_write(&self.file, "relaxed for node maintenance\n")
-                .map_err(|e| format!("cannot write {}: {e}", self.file.display()))?;
-        } else {
-            match std::fs::remove_file(&self.file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("cannot remove {}: {e}", self.file.display())),
-            }
-        }
-        self.wanted
-            .send_if_modified(|old| std::mem::replace(old, on) != on);
-        Ok(())
-    }
-}
+use crate::volume::QuorumRelax;
 
 /// A node as the plan needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -578,6 +528,7 @@ mod tests {
         use crate::view::testing::{observed, view_of};
         use crate::volume::run::{VolumeState, VolumeStatus};
         use crate::volume::BrickObs;
+        use crate::volume::RELAX_FILE;
         use std::sync::Mutex;
         use triad_cluster::membership::ObservedMember;
 

@@ -74,7 +74,7 @@ async fn run(path: PathBuf, config: CoordinatorConfig) -> anyhow::Result<()> {
     }
     // node maintenance (issue 21): the quorum it relaxes is kept across restarts
     let relax = config.volume.as_ref().map(|_| {
-        Arc::new(triad_coordinator::node_maintenance::QuorumRelax::open(
+        Arc::new(triad_coordinator::volume::QuorumRelax::open(
             &config.state_dir,
         ))
     });

@@ -10,6 +10,9 @@ pub mod run;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::watch;
 
 /// `[volume]` in the coordinator config.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +155,56 @@ pub const RELAXED_QUORUM: &[(&str, &str)] = &[
     ("cluster.quorum-count", "1"),
     ("cluster.server-quorum-type", "none"),
 ];
+
+/// The marker of a relaxed quorum in the coordinator's state directory: a restarted
+/// coordinator keeps the quorum relaxed while nodes are still away (putting server quorum
+/// back with one node of three up would stop its brick).
+pub const RELAX_FILE: &str = "volume-quorum-relaxed";
+
+/// The wish for the volume's quorum relaxed for maintenance, shared with the volume loop
+/// (a change wakes it) and kept on disk.
+#[derive(Debug)]
+pub struct QuorumRelax {
+    file: PathBuf,
+    wanted: watch::Sender<bool>,
+}
+
+impl QuorumRelax {
+    /// The wish as the state directory keeps it.
+    pub fn open(state_dir: &Path) -> QuorumRelax {
+        let file = state_dir.join(RELAX_FILE);
+        QuorumRelax {
+            wanted: watch::channel(file.exists()).0,
+            file,
+        }
+    }
+
+    pub fn wanted(&self) -> bool {
+        *self.wanted.borrow()
+    }
+
+    /// Each change of the wish.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.wanted.subscribe()
+    }
+
+    /// Keep the wish on disk first, then apply it.
+    pub fn set(&self, on: bool) -> Result<(), String> {
+        if on {
+            triad_daemon::fs::durable_write(&self.file, "relaxed for node maintenance\n")
+                .map_err(|e| format!("cannot write {}: {e}", self.file.display()))?;
+        } else {
+            match std::fs::remove_file(&self.file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove {}: {e}", self.file.display())),
+            }
+        }
+        self.wanted
+            .send_if_modified(|old| std::mem::replace(old, on) != on);
+        Ok(())
+    }
+}
 
 /// Pure: whether the volume's options are [`RELAXED_QUORUM`]'s.
 pub fn quorum_relaxed(options: &BTreeMap<String, String>) -> bool {

@@ -194,7 +194,7 @@ pub struct VolumeLoop {
     /// split-brain: shown between heal-info passes.
     last_heal: std::sync::Mutex<HealMemory>,
     /// Node maintenance's wish for a relaxed quorum (issue 21); `None`: never relaxed.
-    relax: Option<Arc<crate::node_maintenance::QuorumRelax>>,
+    relax: Option<Arc<super::QuorumRelax>>,
 }
 
 #[derive(Debug, Default)]
@@ -328,7 +328,7 @@ impl VolumeLoop {
     }
 
     /// Relax the quorum when node maintenance asks (issue 21).
-    pub fn with_relax(mut self, relax: Arc<crate::node_maintenance::QuorumRelax>) -> VolumeLoop {
+    pub fn with_relax(mut self, relax: Arc<super::QuorumRelax>) -> VolumeLoop {
         self.relax = Some(relax);
         self
     }
