@@ -336,6 +336,9 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
     // backup crashes midway): that backup fails, nothing of it is listed or left, and the
     // next one, once the app is back, is whole
     let listed_before = backup_ids()?;
+    let outage_began_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     let broken = std::thread::scope(|scope| -> anyhow::Result<_> {
         let backup = scope.spawn(backups::now_output);
         let streaming = wait::until(
@@ -397,6 +400,21 @@ fn testbed_app_wordpress_keeps_a_login_and_its_content_through_a_crash_and_a_ful
         t.elapsed()
     );
     assert!(browser.logged_in()?, "the login survived the full outage");
+    // the timeline tells the outage's recovery (issue 21): what the coordinator decided
+    let mut events = triad::triadctl(&["events", "-o", "json"])?;
+    let out = triad_tests::cmd::output_timeout(&mut events, Duration::from_secs(30))?;
+    let recovery: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| e["kind"] == "recovery" && e["at"].as_u64() >= Some(outage_began_ms))
+        .filter_map(|e| e["text"].as_str().map(str::to_string))
+        .collect();
+    eprintln!("[app] the timeline's recovery of the outage: {recovery:?}");
+    assert!(
+        !recovery.is_empty(),
+        "no recovery event in the timeline since the full outage: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // the next backup, quiesced: while it runs, every client (the operator's address too)
     // gets the maintenance 503; after it, the app again and maintenance off
     let (next, answers) = std::thread::scope(|scope| {
