@@ -491,13 +491,9 @@ impl AgentService for AgentGrpc {
     ) -> Result<Response<v1::DrainReply>, Status> {
         tracing::info!("undraining on request");
         if let Some(file) = &self.drain_file {
-            match std::fs::remove_file(file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Unavailable.status(format!("cannot remove {}: {e}", file.display())))
-                }
-            }
+            triad_daemon::fs::remove_if_present(file).map_err(|e| {
+                Unavailable.status(format!("cannot remove {}: {e}", file.display()))
+            })?;
         }
         self.state.update(|keys| keys.draining = false);
         self.membership.publish(&self.state.keys()).await;
@@ -517,15 +513,9 @@ impl AgentService for AgentGrpc {
                 return Err(Refused.status("this node is shutting down"));
             }
             if let Some(file) = &self.maintenance_file {
-                match std::fs::remove_file(file) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(
-                            Unavailable.status(format!("cannot remove {}: {e}", file.display()))
-                        )
-                    }
-                }
+                triad_daemon::fs::remove_if_present(file).map_err(|e| {
+                    Unavailable.status(format!("cannot remove {}: {e}", file.display()))
+                })?;
             }
             if let Some(galera) = &self.galera {
                 galera.set_maintenance(false).await;

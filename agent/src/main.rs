@@ -70,10 +70,8 @@ async fn run(path: PathBuf, config: AgentConfig) -> anyhow::Result<()> {
     }
     let maintenance_file = config.state_dir.join(triad_agent::grpc::MAINTENANCE_FILE);
     if let Some(reason) = triad_agent::grpc::kept_drain(&maintenance_file) {
+        // the Galera driver read the same file before its first pass (mysqld held)
         tracing::warn!(%reason, file = %maintenance_file.display(), "this node stays in maintenance: drained, mysqld held (`triadctl maintenance NODE off` ends it)");
-        if let Some(galera) = agent.galera() {
-            galera.set_maintenance(true).await;
-        }
         agent.state().update(|keys| {
             keys.maintenance = Some(reason);
             keys.draining = true;

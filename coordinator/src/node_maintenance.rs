@@ -38,7 +38,6 @@ use crate::volume::QuorumRelax;
 /// A node as the plan needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFacts {
-    pub live: bool,
     /// Its mysqld runs (any state).
     pub mysqld_running: bool,
     /// Its brick is online in the volume.
@@ -167,7 +166,6 @@ pub fn facts_of(view: &ClusterView, nodes: &[String]) -> BTreeMap<String, NodeFa
             (
                 m.node_id.clone(),
                 NodeFacts {
-                    live: m.live,
                     mysqld_running: mysqld_running(m),
                     brick_online: m.live && m.keys.gluster_brick == BrickState::Online,
                 },
@@ -440,7 +438,6 @@ mod tests {
                 (
                     id.to_string(),
                     NodeFacts {
-                        live: true,
                         mysqld_running: running.contains(&id),
                         brick_online: !offline.contains(&id),
                     },

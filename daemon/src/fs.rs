@@ -10,6 +10,15 @@ pub fn durable_write(path: &Path, text: &str) -> std::io::Result<()> {
     write_through_temporary(path, text, None)
 }
 
+/// Remove the file at `path`; one already absent is no error (undoing a flag kept in a
+/// file: a drain, a maintenance, a relaxed quorum).
+pub fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Like [`durable_write`], for a secret: the temporary file is created with `mode` (never
 /// readable by others, not even for an instant) before anything is written to it.
 pub fn durable_write_private(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {

@@ -194,11 +194,8 @@ impl QuorumRelax {
             triad_daemon::fs::durable_write(&self.file, "relaxed for node maintenance\n")
                 .map_err(|e| format!("cannot write {}: {e}", self.file.display()))?;
         } else {
-            match std::fs::remove_file(&self.file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("cannot remove {}: {e}", self.file.display())),
-            }
+            triad_daemon::fs::remove_if_present(&self.file)
+                .map_err(|e| format!("cannot remove {}: {e}", self.file.display()))?;
         }
         self.wanted
             .send_if_modified(|old| std::mem::replace(old, on) != on);
